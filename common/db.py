@@ -1,0 +1,95 @@
+"""The asyncpg pool, opened and closed in each service's lifespan; the transaction dependency."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Request
+
+from common.errors import ServiceUnavailable
+from common.settings import CommonSettings
+
+# Failures that mean "the database is not reachable right now" rather than a bug.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def open_pool(settings: CommonSettings, *, application_name: str) -> asyncpg.Pool:
+    """Open a pool without failing when the database is down: the service starts, reports
+    not-ready on /readyz and answers 503 until the database is back."""
+    if not settings.dsn:
+        raise RuntimeError("DATABASE_URL is not set (seedos up sets it for the embedded server)")
+    pool = await asyncpg.create_pool(
+        settings.dsn,
+        min_size=0,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_connect_timeout_seconds,
+        command_timeout=settings.db_command_timeout_seconds,
+        init=_init_connection,
+        server_settings={"application_name": application_name},
+    )
+    try:  # warm up so the first requests do not pay for connecting
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    except UNAVAILABLE:
+        pass
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+async def get_db(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction: committed when the route succeeds, rolled back otherwise."""
+    pool: asyncpg.Pool = request.app.state.pool
+    try:
+        conn = await pool.acquire()
+    except UNAVAILABLE as exc:
+        raise ServiceUnavailable(
+            "the database is unavailable", code="database_unavailable"
+        ) from exc
+    try:
+        async with conn.transaction():
+            yield conn
+    finally:
+        await pool.release(conn)
+
+
+Db = Annotated[asyncpg.Connection, Depends(get_db)]
+
+
+async def ping(pool: asyncpg.Pool, wait: float = 2.0) -> tuple[bool, str | None]:
+    try:
+        async with pool.acquire(timeout=wait) as conn:
+            await conn.fetchval("SELECT 1", timeout=wait)
+        return True, None
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        return False, type(exc).__name__
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record is not None else None

@@ -1,0 +1,43 @@
+"""Development-mode secrets: generated once into a git-ignored file (mode 0600), then reused.
+
+Never regenerated over an existing file, because data encrypted or signed with the old values
+(credentials, later) would become unreadable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+
+FILE_NAME = "secrets.json"
+KNOWN_WEAK = frozenset({"changeme", "secret", "development", "dev"})
+
+# Every secret the suite needs in development, with how to make one.
+_GENERATORS = {
+    "internal_token_key": lambda: secrets.token_urlsafe(48),
+}
+
+
+def load_or_create(data_dir: Path) -> dict[str, str]:
+    """Return the development secrets, creating the file or missing entries once."""
+    path = Path(data_dir) / FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Services starting together must agree on one value: serialise creation with a lock.
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current: dict[str, str] = {}
+        if path.exists():
+            current = json.loads(path.read_text())
+        missing = {name: make() for name, make in _GENERATORS.items() if name not in current}
+        if missing:
+            current |= missing
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(current, fh, indent=2)
+            os.replace(tmp, path)
+        os.chmod(path, 0o600)
+    return current

@@ -1,0 +1,85 @@
+"""What every service's ``create_app`` shares: middleware, error handlers, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from common import db
+from common.errors import install_error_handlers, problem_response
+from common.internal_auth import InternalAuthMiddleware, TokenVerifier
+from common.logging import configure_logging
+from common.observability import ObservabilityMiddleware, metrics_endpoint
+from common.settings import CommonSettings
+
+ReadyCheck = Callable[[FastAPI], Awaitable[tuple[bool, str | None]]]
+Extra = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+async def _database_ready(app: FastAPI) -> tuple[bool, str | None]:
+    return await db.ping(app.state.pool)
+
+
+def create_service_app(
+    *,
+    name: str,
+    title: str,
+    settings: CommonSettings,
+    internal_auth: bool = True,
+    extra_lifespan: Extra | None = None,
+    ready_checks: dict[str, ReadyCheck] | None = None,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with the suite's plumbing. ``name`` is the service's audience and
+    Prometheus ``service`` label."""
+    configure_logging(level=settings.log_level, fmt=settings.log_format, service=name)
+    checks: dict[str, ReadyCheck] = {"database": _database_ready, **(ready_checks or {})}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await db.open_pool(settings, application_name=name)
+        try:
+            if extra_lifespan is None:
+                yield
+            else:
+                async with extra_lifespan(app):
+                    yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(title=title, lifespan=lifespan, **fastapi_kwargs)
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        results = {check: await fn(request.app) for check, fn in checks.items()}
+        failing = {k: why for k, (ok, why) in results.items() if not ok}
+        if failing:
+            return problem_response(
+                status=503,
+                code="not_ready",
+                title="Not ready",
+                detail=", ".join(f"{k}: {v}" for k, v in failing.items()),
+                checks={k: ("ok" if ok else "failing") for k, (ok, _) in results.items()},
+            )
+        return JSONResponse({"status": "ready", "checks": dict.fromkeys(results, "ok")})
+
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    if internal_auth:
+        key = settings.internal_token_key
+        assert key is not None  # the settings validator guarantees it
+        app.add_middleware(
+            InternalAuthMiddleware,
+            verifier=TokenVerifier(key=key.get_secret_value(), audience=name),
+        )
+    app.add_middleware(ObservabilityMiddleware, service=name)
+    return app

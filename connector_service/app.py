@@ -1,0 +1,21 @@
+"""connector_service: installed connectors per tenant (and, in later issues, credentials,
+OAuth, actions and the CRDT sync framework)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from common.service import create_service_app
+from connector_service.integrations.routes import router as integrations_router
+from connector_service.settings import ConnectorServiceSettings
+
+SERVICE = "connector_service"
+
+
+def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
+    settings = settings or ConnectorServiceSettings()
+    app = create_service_app(
+        name=SERVICE, title="SEED-OS connector service", settings=settings, version="1.0.0"
+    )
+    app.include_router(integrations_router)
+    return app

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+_COLUMNS = (
+    "id, tenant_id, name, role, prefix, purpose, created_by, created_at, expires_at,"
+    " last_used_at, revoked_at"
+)
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    name: str,
+    role: str,
+    prefix: str,
+    key_hash: bytes,
+    purpose: str,
+    created_by: str | None,
+    expires_at: datetime | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO api_keys (tenant_id, name, role, prefix, key_hash, purpose, created_by,"
+        f" expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}",
+        tenant_id,
+        name,
+        role,
+        prefix,
+        key_hash,
+        purpose,
+        created_by,
+        expires_at,
+    )
+
+
+async def list_for_tenant(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, *, include_revoked: bool
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_COLUMNS} FROM api_keys WHERE tenant_id = $1"
+        " AND ($2 OR revoked_at IS NULL) ORDER BY created_at DESC, id",
+        tenant_id,
+        include_revoked,
+    )
+
+
+async def revoke(
+    conn: asyncpg.Connection, key_id: uuid.UUID, *, tenant_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    """Revoke a key (of this tenant, when given). Revoking twice keeps the first time."""
+    return await conn.fetchrow(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())"
+        " WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)"
+        f" RETURNING {_COLUMNS}",
+        key_id,
+        tenant_id,
+    )
+
+
+async def revoke_purpose(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, purpose: str
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "UPDATE api_keys SET revoked_at = now()"
+        " WHERE tenant_id = $1 AND purpose = $2 AND revoked_at IS NULL"
+        f" RETURNING {_COLUMNS}",
+        tenant_id,
+        purpose,
+    )

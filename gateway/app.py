@@ -1,0 +1,123 @@
+"""The gateway (BFF): the only public entry. Authenticates, resolves tenant and role, serves its
+own routes and forwards ``/api/v1/integrations/**`` and ``/api/v1/marketplace/**``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
+
+from common.internal_auth import TokenSigner
+from common.observability import ROUTE_KEY
+from common.service import create_service_app
+from gateway.api_keys.routes import router as api_keys_router
+from gateway.auth.authenticator import Authenticator
+from gateway.me.routes import router as me_router
+from gateway.openapi import OpenAPIMerger
+from gateway.proxy import Proxy, Upstream, make_session
+from gateway.settings import GatewaySettings
+
+SERVICE = "gateway"
+# Longest prefix first; the services serve the same paths the gateway exposes.
+ROUTES = {
+    "/api/v1/integrations": "connector_service",
+    "/api/v1/marketplace": "marketplace_service",
+}
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    key = settings.internal_token_key
+    assert key is not None
+    signer = TokenSigner(
+        key=key.get_secret_value(), issuer=SERVICE, ttl_seconds=settings.internal_token_ttl_seconds
+    )
+    base_urls = {
+        "connector_service": settings.connector_service_url.rstrip("/"),
+        "marketplace_service": settings.marketplace_service_url.rstrip("/"),
+    }
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.authenticator = Authenticator(
+            app.state.pool,
+            ttl_seconds=settings.api_key_cache_ttl_seconds,
+            max_size=settings.api_key_cache_size,
+        )
+        upstreams = {
+            name: Upstream(
+                name=name,
+                base_url=url,
+                session=make_session(
+                    connect_timeout=settings.upstream_connect_timeout_seconds,
+                    read_timeout=settings.upstream_timeout_seconds,
+                    max_connections=settings.upstream_max_connections,
+                ),
+            )
+            for name, url in base_urls.items()
+        }
+        app.state.upstreams = upstreams
+        app.state.proxy = Proxy(
+            signer=signer,
+            max_body_bytes=settings.max_body_bytes,
+            timeout=settings.upstream_timeout_seconds,
+        )
+        app.state.openapi_merger = OpenAPIMerger(
+            app, list(upstreams.values()), signer, settings.openapi_cache_seconds
+        )
+        try:
+            yield
+        finally:
+            for upstream in upstreams.values():
+                await upstream.session.close()
+
+    app = create_service_app(
+        name=SERVICE,
+        title="SEED-OS Integration Layer",
+        settings=settings,
+        internal_auth=False,  # the gateway authenticates callers itself
+        extra_lifespan=lifespan,
+        version="1.0.0",
+        description="Discover, install, configure and sync third-party connectors.",
+        docs_url=None,
+        openapi_url=None,
+    )
+    app.include_router(me_router)
+    app.include_router(api_keys_router)
+    _add_proxy_routes(app)
+    _add_docs(app)
+    return app
+
+
+def _add_proxy_routes(app: FastAPI) -> None:
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    for prefix, upstream_name in ROUTES.items():
+
+        async def forward(
+            request: Request, _name: str = upstream_name, _route: str = prefix + "/{path}"
+        ) -> Response:
+            request.scope[ROUTE_KEY] = _route
+            principal = await request.app.state.authenticator.authenticate(request)
+            request.scope["state"]["principal"] = principal
+            upstream = request.app.state.upstreams[_name]
+            return await request.app.state.proxy.forward(request, upstream, principal)
+
+        app.add_route(prefix, forward, methods=methods, include_in_schema=False)
+        app.add_route(prefix + "/{path:path}", forward, methods=methods, include_in_schema=False)
+
+
+def _add_docs(app: FastAPI) -> None:
+    # FastAPI's own openapi() covers the gateway's routes; the merger adds the services'.
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(await request.app.state.openapi_merger.document())
+
+    async def docs(_request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="SEED-OS API")
+
+    app.add_route("/openapi.json", openapi_json, include_in_schema=False)
+    app.add_route("/docs", docs, include_in_schema=False)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import asyncpg
+
+from common import audit
+from common.errors import Conflict, InvalidRequest, NotFound
+from gateway.tenants import repository
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class TenantNotFound(NotFound):
+    code, title = "tenant_not_found", "Tenant not found"
+
+
+async def create(
+    conn: asyncpg.Connection,
+    *,
+    slug: str,
+    name: str,
+    industry: str | None = None,
+    size: int | None = None,
+    actor: str = "system:cli",
+) -> dict[str, Any]:
+    if not SLUG.match(slug):
+        raise InvalidRequest(
+            "a slug is 1-63 lowercase letters, digits and inner hyphens", code="invalid_slug"
+        )
+    if not name.strip():
+        raise InvalidRequest("a tenant needs a name", code="invalid_name")
+    if size is not None and size <= 0:
+        raise InvalidRequest("size is a positive number of employees", code="invalid_size")
+    row = await repository.insert(conn, slug=slug, name=name.strip(), industry=industry, size=size)
+    if row is None:
+        raise Conflict(f"a tenant with slug '{slug}' exists", code="tenant_exists")
+    tenant = dict(row)
+    await audit.record(
+        conn, tenant_id=tenant["id"], actor=actor, action="tenant.created", payload={"slug": slug}
+    )
+    return tenant
+
+
+async def get_by_slug(conn: asyncpg.Connection, slug: str) -> dict[str, Any]:
+    row = await repository.get_by_slug(conn, slug)
+    if row is None:
+        raise TenantNotFound(f"no tenant with slug '{slug}'")
+    return dict(row)
+
+
+async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, Any]:
+    row = await repository.get(conn, tenant_id)
+    if row is None:
+        raise TenantNotFound()
+    return dict(row)

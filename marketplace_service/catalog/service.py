@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from common.errors import InvalidRequest, NotFound
+from common.pagination import decode_cursor, encode_cursor
+from marketplace_service.catalog import repository
+
+DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
+DEMO_VERSION = "1.0.0"
+
+
+class CatalogEntryNotFound(NotFound):
+    code, title = "connector_not_found", "Connector not found"
+
+
+async def list_entries(
+    conn: asyncpg.Connection,
+    *,
+    category: str | None,
+    featured: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    after = None
+    if (key := decode_cursor(cursor, size=1)) is not None:
+        if not isinstance(key[0], str):
+            raise InvalidRequest("the cursor is not one this API issued", code="invalid_cursor")
+        after = key[0]
+    rows = await repository.list_entries(
+        conn, category=category, featured=featured, after_name=after, limit=limit + 1
+    )
+    items = [dict(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1]["name"]]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def get_entry(conn: asyncpg.Connection, slug: str) -> dict[str, Any]:
+    row = await repository.get_by_slug(conn, slug)
+    if row is None:
+        raise CatalogEntryNotFound(f"no connector '{slug}' in the catalog")
+    return dict(row)
+
+
+def demo_entry(raw: dict[str, Any]) -> dict[str, Any]:
+    """A demo catalog item (demo_catalog.json) as a marketplace_connectors row."""
+    auth = {"scheme": raw["auth_scheme"], "scopes": raw["scopes"]}
+    if raw["auth_scheme"] == "oauth2":
+        auth |= {"authorize_url": raw["authorize_url"], "token_url": raw["token_url"]}
+    manifest = {
+        "name": raw["slug"],
+        "display_name": raw["name"],
+        "version": DEMO_VERSION,
+        "auth": auth,
+        "config_schema": raw["config_schema"],
+        "streams": [],
+        "actions": [],
+    }
+    return {
+        "slug": raw["slug"],
+        "name": raw["name"],
+        "description": raw["description"],
+        "service_identifier": raw["slug"],
+        "version": DEMO_VERSION,
+        "logo_url": raw["logo_url"],
+        "category": raw["category"],
+        "vendor": raw["vendor"],
+        "auth_scheme": raw["auth_scheme"],
+        "default_auth_config": {k: v for k, v in auth.items() if k != "scheme"},
+        "available_scopes": raw["scopes"],
+        "setup_guide_url": raw["setup_guide_url"],
+        "is_featured": raw["is_featured"],
+        "manifest": manifest,
+        "allow_multiple": raw["allow_multiple"],
+    }
+
+
+async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG) -> int:
+    entries = json.loads(path.read_text())  # noqa: ASYNC240 - small file, CLI only
+    for raw in entries:
+        await repository.upsert(conn, demo_entry(raw))
+    return len(entries)

@@ -1,0 +1,24 @@
+"""Demo data: the demo tenant and the real-world connector catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from common.errors import NotFound
+from gateway.tenants import service as tenants
+from marketplace_service.catalog.service import load_demo_catalog
+
+DEMO_TENANT = {"slug": "demo", "name": "Demo Company", "industry": "software", "size": 50}
+
+
+async def seed(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Idempotent: creates what is missing, refreshes the catalog."""
+    async with conn.transaction():
+        try:
+            tenant = await tenants.get_by_slug(conn, DEMO_TENANT["slug"])
+        except NotFound:
+            tenant = await tenants.create(conn, **DEMO_TENANT, actor="system:seed-demo")
+        count = await load_demo_catalog(conn)
+    return {"tenant": tenant, "catalog_entries": count}

@@ -1,0 +1,271 @@
+"""``seedos``: run, migrate and administer the suite."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from common import db, migrate
+from common.errors import SeedosError
+from common.roles import Role
+from common.settings import CommonSettings
+from gateway.api_keys import service as api_keys
+from gateway.tenants import service as tenants
+from seedos_cli import demo
+from seedos_cli.database import database
+from seedos_cli.supervisor import SERVICES, Supervisor
+
+app = typer.Typer(
+    help="SEED-OS Integration Layer: run and administer the suite.", no_args_is_help=True
+)
+tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(apikey_app, name="apikey")
+
+T = TypeVar("T")
+
+
+def _settings() -> CommonSettings:
+    try:
+        return CommonSettings()
+    except ValueError as exc:
+        typer.secho(f"configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(conn)`` against the configured database in one transaction."""
+    settings = _settings()
+
+    async def main(dsn: str) -> T:
+        conn = await db.connect(dsn)
+        try:
+            async with conn.transaction():
+                return await work(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as dsn:
+        try:
+            return asyncio.run(main(dsn))
+        except SeedosError as exc:
+            typer.secho(f"error: {exc.detail or exc.title}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        except migrate.MigrationError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+
+
+@app.command("migrate")
+def migrate_cmd(
+    directory: Annotated[
+        Path | None, typer.Option(help="Folder of YYYYMMDDHHMMSS_name.sql files")
+    ] = None,
+) -> None:
+    """Apply pending migrations (a no-op when up to date)."""
+
+    async def work(conn: Any) -> list[str]:
+        return await migrate.apply(conn, directory)
+
+    applied = _run_outside_transaction(work)
+    typer.echo(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
+
+
+def _run_outside_transaction(work: Callable[[Any], Awaitable[T]]) -> T:
+    # migrations manage their own transaction per file
+    settings = _settings()
+
+    async def main(dsn: str) -> T:
+        conn = await db.connect(dsn)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    with database(settings) as dsn:
+        try:
+            return asyncio.run(main(dsn))
+        except migrate.MigrationError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo tenant (slug 'demo') and load the connector catalog. Idempotent."""
+    result = _run(demo.seed)
+    typer.echo(
+        f"demo tenant '{result['tenant']['slug']}' ready; "
+        f"{result['catalog_entries']} catalog entries loaded"
+    )
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Option(help="URL-safe id, e.g. acme")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    industry: Annotated[str | None, typer.Option(help="e.g. fintech, healthcare")] = None,
+    size: Annotated[int | None, typer.Option(help="Number of employees", min=1)] = None,
+) -> None:
+    """Create a tenant."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        return await tenants.create(conn, slug=slug, name=name, industry=industry, size=size)
+
+    tenant = _run(work)
+    typer.echo(f"created tenant {tenant['slug']} ({tenant['id']})")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug")],
+    role: Annotated[Role, typer.Option(help="What the key may do")] = Role.editor,
+    name: Annotated[str, typer.Option(help="A label for the key")] = "cli",
+) -> None:
+    """Mint an API key. The key is printed once; only its hash is stored."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        t = await tenants.get_by_slug(conn, tenant)
+        return await api_keys.create(
+            conn, tenant_id=t["id"], name=name, role=role, created_by="system:cli"
+        )
+
+    key = _run(work)
+    typer.echo(f"id:   {key['id']}\nrole: {key['role']}\nkey:  {key['key']}")
+    typer.secho("Store the key now: it cannot be shown again.", fg="yellow", err=True)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    tenant: Annotated[str, typer.Option(help="Tenant slug")],
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys")] = False,
+) -> None:
+    """List a tenant's API keys (never the keys themselves)."""
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        t = await tenants.get_by_slug(conn, tenant)
+        return await api_keys.list_keys(conn, tenant_id=t["id"], include_revoked=all_keys)
+
+    rows = _run(work)
+    typer.echo(f"{'ID':36}  {'PREFIX':17}  {'ROLE':9}  {'STATUS':7}  NAME")
+    for k in rows:
+        state = "revoked" if k["revoked_at"] else "active"
+        typer.echo(f"{k['id']!s:36}  {k['prefix']:17}  {k['role']:9}  {state:7}  {k['name']}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id")]) -> None:
+    """Revoke a key. Gateways stop accepting it within their cache time (at most 5 s)."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        return await api_keys.revoke(conn, key_id, tenant_id=None, actor="system:cli")
+
+    _run(work)
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("up")
+def up(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    gateway_port: Annotated[int, typer.Option(help="Gateway port")] = 8000,
+    connector_port: Annotated[int, typer.Option(help="connector_service port")] = 8001,
+    marketplace_port: Annotated[int, typer.Option(help="marketplace_service port")] = 8002,
+) -> None:
+    """Start the whole suite: database, migrations, demo data and the three services.
+
+    Without DATABASE_URL an embedded PostgreSQL runs with its data in the data folder
+    (.seedos/ by default). Ctrl-C stops everything.
+    """
+    settings = _settings()
+    ports = {"gateway": gateway_port, "connector_service": connector_port,
+             "marketplace_service": marketplace_port}  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    with database(settings) as dsn:
+
+        async def prepare() -> dict[str, Any]:
+            conn = await db.connect(dsn)
+            try:
+                await migrate.apply(conn)
+                seeded = await demo.seed(conn)
+                async with conn.transaction():
+                    key = await api_keys.rotate_dev_key(conn, tenant_id=seeded["tenant"]["id"])
+                return {**seeded, "key": key["key"]}
+            finally:
+                await conn.close()
+
+        try:
+            prepared = asyncio.run(prepare())
+        except migrate.MigrationError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        key = settings.internal_token_key
+        assert key is not None
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
+            "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),
+            "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"{base}:{connector_port}",
+            "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"{base}:{marketplace_port}",
+        }
+        supervisor = Supervisor(env, host=host)
+        try:
+            for spec in SERVICES:
+                supervisor.start(spec, ports[spec.name])
+            supervisor.wait_ready({name: f"{base}:{port}" for name, port in ports.items()})
+            _banner(base, ports, prepared, embedded=not settings.dsn, dsn=dsn)
+            while not stop.wait(0.5):
+                if (name := supervisor.first_exited()) is not None:
+                    typer.secho(f"{name} exited; stopping the suite", fg="red", err=True)
+                    raise typer.Exit(1)
+        except (RuntimeError, TimeoutError) as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            typer.echo("stopping services ...", err=True)
+            supervisor.stop()
+            typer.echo("stopped", err=True)
+
+
+def _banner(
+    base: str, ports: dict[str, int], prepared: dict[str, Any], *, embedded: bool, dsn: str
+) -> None:
+    gw = f"{base}:{ports['gateway']}"
+    lines = [
+        "",
+        "SEED-OS Integration Layer is up",
+        f"  gateway              {gw}",
+        f"  API docs             {gw}/docs",
+        f"  gateway metrics      {gw}/metrics",
+        f"  connector_service    {base}:{ports['connector_service']}/metrics",
+        f"  marketplace_service  {base}:{ports['marketplace_service']}/metrics",
+        f"  database             {'embedded PostgreSQL: ' + dsn if embedded else 'DATABASE_URL'}",
+        "",
+        f"  demo tenant '{prepared['tenant']['slug']}',"
+        f" {prepared['catalog_entries']} catalog entries",
+        f"  dev API key (admin, replaced at every start): {prepared['key']}",
+        "",
+        f"  try: curl -H 'Authorization: Bearer {prepared['key']}' {gw}/api/v1/me",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    typer.echo("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app()

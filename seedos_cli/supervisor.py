@@ -1,0 +1,108 @@
+"""Run the three services as separate uvicorn processes and stop them cleanly.
+
+Children run in their own session, so a terminal's Ctrl-C reaches only the supervisor, which
+then stops them in order; on Linux they also get SIGTERM if the supervisor itself dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    app: str  # "module:factory"
+    port: int
+
+
+SERVICES = (
+    ServiceSpec("connector_service", "connector_service.app:create_app", 8001),
+    ServiceSpec("marketplace_service", "marketplace_service.app:create_app", 8002),
+    ServiceSpec("gateway", "gateway.app:create_app", 8000),
+)
+
+
+class Supervisor:
+    def __init__(
+        self, env: Mapping[str, str], *, host: str = "127.0.0.1", log_path: Path | None = None
+    ) -> None:
+        self.env = dict(env)
+        self.host = host
+        self.log_path = log_path  # where the children's output goes (default: inherited)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, spec: ServiceSpec, port: int) -> None:
+        cmd = [
+            sys.executable, "-m", "uvicorn", spec.app, "--factory",
+            "--host", self.host, "--port", str(port),
+            "--no-access-log", "--timeout-graceful-shutdown", "5",
+        ]  # fmt: skip
+        output = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        self.procs[spec.name] = subprocess.Popen(
+            cmd,
+            env=self.env,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        if output is not None:
+            output.close()  # the child holds its own descriptor
+
+    def wait_ready(self, urls: Mapping[str, str], timeout: float = 60.0) -> None:
+        """Poll each service's /readyz until all answer 200; fail fast if one exits."""
+        deadline = time.monotonic() + timeout
+        pending = dict(urls)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name in list(pending):
+                    proc = self.procs[name]
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with code {proc.returncode}")
+                    try:
+                        if client.get(pending[name] + "/readyz").status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if not pending:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout:g} s: {', '.join(pending)}")
+                time.sleep(0.1)
+
+    def first_exited(self) -> str | None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def stop(self, grace: float = 10.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,109 @@
+"""Session fixtures: one real PostgreSQL (embedded, or DATABASE_URL), migrations applied once,
+and the three services as real uvicorn processes talking HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from common import db, embedded, migrate
+from seedos_cli import demo
+from seedos_cli.supervisor import SERVICES, Supervisor
+from tests.support import create_database, drop_database, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    """A server to create test databases on: DATABASE_URL's, or a throwaway embedded one."""
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="seedos-test-pg-"))
+    server = embedded.start(folder, cleanup_mode="delete")
+    try:
+        yield embedded.dsn(server)
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def dsn(admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database for this session with every migration and the demo data."""
+    url = await create_database(admin_dsn)
+    conn = await db.connect(url)
+    try:
+        await migrate.apply(conn)
+        await demo.seed(conn)
+    finally:
+        await conn.close()
+    yield url
+    await drop_database(admin_dsn, url)
+
+
+@dataclass
+class Suite:
+    gateway: str
+    connector_service: str
+    marketplace_service: str
+    internal_key: str
+    supervisor: Supervisor
+    ports: dict[str, int]
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
+    return {
+        **env,
+        "DATABASE_URL": dsn,
+        "SEEDOS_ENV": "production",
+        "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
+        "SEEDOS_LOG_FORMAT": "json",
+        "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
+        "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"http://127.0.0.1:{ports['marketplace_service']}",
+        **extra,
+    }
+
+
+def start_suite(dsn: str, log_path: Path, **extra: str) -> Suite:
+    ports = {spec.name: free_port() for spec in SERVICES}
+    key = secrets.token_urlsafe(48)
+    supervisor = Supervisor(suite_env(dsn, key, ports, **extra), log_path=log_path)
+    for spec in SERVICES:
+        supervisor.start(spec, ports[spec.name])
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    try:
+        supervisor.wait_ready(urls, timeout=60)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return Suite(
+        gateway=urls["gateway"],
+        connector_service=urls["connector_service"],
+        marketplace_service=urls["marketplace_service"],
+        internal_key=key,
+        supervisor=supervisor,
+        ports=ports,
+        log_path=log_path,
+    )
+
+
+@pytest.fixture(scope="session")
+def suite(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """The three services as real processes on free loopback ports, in production mode."""
+    running = start_suite(dsn, tmp_path_factory.mktemp("suite") / "services.log")
+    try:
+        yield running
+    finally:
+        running.supervisor.stop()

@@ -1,0 +1,67 @@
+"""A probe upstream for the proxy tests: it stands where a service would and reports exactly
+what the gateway forwarded (headers, body, the verified internal token), and streams slowly.
+It checks internal tokens with the suite's real verifier."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from common.internal_auth import TokenVerifier
+from common.errors import Unauthorized
+
+PREFIX = "/api/v1/marketplace"
+
+
+def create_app() -> Starlette:
+    verifier = TokenVerifier(
+        key=os.environ["SEEDOS_INTERNAL_TOKEN_KEY"], audience="marketplace_service"
+    )
+
+    async def echo(request: Request) -> Response:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        try:
+            principal = verifier.verify(token)
+        except Unauthorized:
+            return JSONResponse({"error": "bad token"}, status_code=401)
+        body = await request.body()
+        return JSONResponse(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "headers": dict(request.headers),
+                "body_length": len(body),
+                "principal": {
+                    "tenant_id": str(principal.tenant_id),
+                    "role": principal.role,
+                    "subject": principal.subject,
+                    "request_id": principal.request_id,
+                },
+            },
+            headers={"Keep-Alive": "timeout=5", "X-Upstream": "yes"},
+        )
+
+    async def stream(_request: Request) -> Response:
+        async def chunks():
+            for i in range(3):
+                yield f"chunk-{i}\n".encode()
+                await asyncio.sleep(0.4)
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def ready(_request: Request) -> Response:
+        return JSONResponse({"status": "ready"})
+
+    return Starlette(
+        routes=[
+            Route("/readyz", ready),
+            Route(PREFIX + "/stream", stream),
+            Route(PREFIX + "/{path:path}", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ]
+    )

@@ -1,0 +1,87 @@
+"""Test helpers shared by the suites: databases, free ports, the running services."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from common import db
+from common.roles import Role
+from gateway.api_keys import service as api_keys
+from gateway.tenants import service as tenants
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server, another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def create_database(admin_dsn: str, prefix: str = "seedos_test") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, dsn: str) -> None:
+    name = urlsplit(dsn).path.lstrip("/")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class TenantKey:
+    tenant_id: uuid.UUID
+    slug: str
+    key: str
+    key_id: uuid.UUID
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def make_tenant(dsn: str, *, role: Role = Role.admin, **profile: Any) -> TenantKey:
+    """A new tenant of its own (tests never share one) with one API key."""
+    slug = f"t-{secrets.token_hex(5)}"
+    conn = await db.connect(dsn)
+    try:
+        async with conn.transaction():
+            tenant = await tenants.create(conn, slug=slug, name=f"Tenant {slug}", **profile)
+            key = await api_keys.create(
+                conn, tenant_id=tenant["id"], name="test", role=role, created_by="test"
+            )
+    finally:
+        await conn.close()
+    return TenantKey(tenant_id=tenant["id"], slug=slug, key=key["key"], key_id=key["id"])
+
+
+async def add_key(dsn: str, tenant: TenantKey, role: Role) -> TenantKey:
+    conn = await db.connect(dsn)
+    try:
+        async with conn.transaction():
+            key = await api_keys.create(
+                conn, tenant_id=tenant.tenant_id, name=role.value, role=role, created_by="test"
+            )
+    finally:
+        await conn.close()
+    return TenantKey(tenant.tenant_id, tenant.slug, key["key"], key["id"])
