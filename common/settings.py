@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import devsecrets
@@ -25,8 +25,9 @@ class Environment(StrEnum):
     production = "production"
 
 
-def _alias(name: str) -> Any:
-    return Field(validation_alias=AliasChoices(name, name.lower()))
+def _env(name: str, default: Any, **constraints: Any) -> Any:
+    """A field read from ``name`` whatever the subclass's prefix (or given by field name)."""
+    return Field(default, validation_alias=name, **constraints)
 
 
 class CommonSettings(BaseSettings):
@@ -36,52 +37,16 @@ class CommonSettings(BaseSettings):
         env_prefix="SEEDOS_", extra="ignore", populate_by_name=True, frozen=True
     )
 
-    env: Environment = Field(
-        Environment.development, validation_alias=AliasChoices("SEEDOS_ENV", "env")
-    )
-    database_url: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
-    )
-    data_dir: Path = Field(
-        Path(".seedos"), validation_alias=AliasChoices("SEEDOS_DATA_DIR", "data_dir")
-    )
-    internal_token_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("SEEDOS_INTERNAL_TOKEN_KEY", "internal_token_key")
-    )
-    internal_token_ttl_seconds: int = Field(
-        60,
-        ge=5,
-        le=600,
-        validation_alias=AliasChoices(
-            "SEEDOS_INTERNAL_TOKEN_TTL_SECONDS", "internal_token_ttl_seconds"
-        ),
-    )
-    log_level: str = Field("INFO", validation_alias=AliasChoices("SEEDOS_LOG_LEVEL", "log_level"))
-    log_format: str = Field(
-        "auto",
-        pattern="^(auto|json|console)$",
-        validation_alias=AliasChoices("SEEDOS_LOG_FORMAT", "log_format"),
-    )
-    db_pool_min_size: int = Field(
-        1, ge=0, validation_alias=AliasChoices("SEEDOS_DB_POOL_MIN_SIZE", "db_pool_min_size")
-    )
-    db_pool_max_size: int = Field(
-        10, ge=1, validation_alias=AliasChoices("SEEDOS_DB_POOL_MAX_SIZE", "db_pool_max_size")
-    )
-    db_connect_timeout_seconds: float = Field(
-        5.0,
-        gt=0,
-        validation_alias=AliasChoices(
-            "SEEDOS_DB_CONNECT_TIMEOUT_SECONDS", "db_connect_timeout_seconds"
-        ),
-    )
-    db_command_timeout_seconds: float = Field(
-        10.0,
-        gt=0,
-        validation_alias=AliasChoices(
-            "SEEDOS_DB_COMMAND_TIMEOUT_SECONDS", "db_command_timeout_seconds"
-        ),
-    )
+    env: Environment = _env("SEEDOS_ENV", Environment.development)
+    database_url: SecretStr | None = _env("DATABASE_URL", None)
+    data_dir: Path = _env("SEEDOS_DATA_DIR", Path(".seedos"))
+    internal_token_key: SecretStr | None = _env("SEEDOS_INTERNAL_TOKEN_KEY", None)
+    internal_token_ttl_seconds: int = _env("SEEDOS_INTERNAL_TOKEN_TTL_SECONDS", 60, ge=5, le=600)
+    log_level: str = _env("SEEDOS_LOG_LEVEL", "INFO")
+    log_format: str = _env("SEEDOS_LOG_FORMAT", "auto", pattern="^(auto|json|console)$")
+    db_pool_max_size: int = _env("SEEDOS_DB_POOL_MAX_SIZE", 10, ge=1)
+    db_connect_timeout_seconds: float = _env("SEEDOS_DB_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)
+    db_command_timeout_seconds: float = _env("SEEDOS_DB_COMMAND_TIMEOUT_SECONDS", 10.0, gt=0)
 
     @model_validator(mode="after")
     def _secrets(self) -> Self:

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from common.internal_auth import TokenVerifier
 from common.errors import Unauthorized
+from common.internal_auth import TokenVerifier
 
 PREFIX = "/api/v1/marketplace"
 
@@ -33,7 +33,7 @@ def create_app() -> Starlette:
         return JSONResponse(
             {
                 "method": request.method,
-                "path": request.url.path,
+                "raw_path": request.scope["raw_path"].decode(),
                 "query": request.url.query,
                 "headers": dict(request.headers),
                 "body_length": len(body),

@@ -13,7 +13,6 @@ import pytest
 from common.roles import Role
 from tests.support import add_key, make_tenant
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 PROBLEM = "application/problem+json"
 
 

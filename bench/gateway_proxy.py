@@ -1,0 +1,487 @@
+"""Gateway proxy overhead: the same request through the gateway and straight to connector_service.
+
+Usage (no manual setup; installs wrk from Debian's packages when run as root)::
+
+    .venv/bin/python bench/gateway_proxy.py [--duration 10] [--connections 50] [--rounds 3]
+                                            [--json out.json] [--profile gw.speedscope.json]
+
+A throwaway embedded PostgreSQL is created, migrated and seeded; a tenant gets an admin API key
+and 20 installed connectors; the three services run as real uvicorn processes (production mode,
+WARNING logs) on free loopback ports. wrk then sends ``GET /api/v1/integrations?limit=20``
+
+* direct to connector_service with a pre-minted internal token, and
+* through the gateway with the API key,
+
+at 1 connection (latency percentiles) and at N connections (requests per second), interleaved
+direct / gateway for several rounds; the medians are compared against the issue's targets:
+added p50 <= 1 ms, added p99 <= 3 ms at 1 client; gateway >= 0.7x direct throughput at 50.
+The figures are ratios and differences against the same run, since the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from common import db, embedded, migrate  # noqa: E402
+from common.internal_auth import Principal, TokenSigner  # noqa: E402
+from common.roles import Role  # noqa: E402
+from gateway.api_keys import service as api_keys  # noqa: E402
+from gateway.tenants import service as tenants  # noqa: E402
+from seedos_cli import demo  # noqa: E402
+from seedos_cli.supervisor import SERVICES, Supervisor  # noqa: E402
+
+PATH = "/api/v1/integrations?limit=20"
+ROWS = 20
+WARMUP_SECONDS = 2
+TARGET_ADDED_P50_MS = 1.0
+TARGET_ADDED_P99_MS = 3.0
+TARGET_RPS_RATIO = 0.7
+MARK = "WRKJSON "
+
+# wrk calls done() once at the end; latencies are in microseconds.
+DONE_LUA = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%s{"requests":%d,"duration_us":%d,"bytes":%d,"non2xx":%d,"connect":%d,"read":%d,'
+    .. '"write":%d,"timeout":%d,"mean_us":%.1f,"max_us":%d,"p50_us":%d,"p90_us":%d,'
+    .. '"p99_us":%d,"p999_us":%d}\\n',
+    "MARK", summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
+    e.write, e.timeout, latency.mean, latency.max, latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
+end
+""".replace("MARK", MARK)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def ensure_wrk() -> str:
+    if path := shutil.which("wrk"):
+        return path
+    if os.geteuid() != 0:
+        sys.exit("wrk is not installed: run `sudo apt-get install -y wrk` (Debian's package)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    print("wrk not found: installing it with apt-get ...", file=sys.stderr)
+    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=False)
+        subprocess.run(install, env=env, stdout=subprocess.DEVNULL, check=False)
+    if path := shutil.which("wrk"):
+        return path
+    sys.exit("could not install wrk with apt-get; install it and run again")
+
+
+def wrk_version(wrk: str) -> str:
+    out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+    first = (out.stdout or out.stderr).strip().splitlines()
+    return first[0].split(" Copyright")[0].strip() if first else "unknown"
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Prepared:
+    tenant_id: Any
+    slug: str
+    api_key: str
+
+
+async def prepare_database(dsn: str) -> Prepared:
+    conn = await db.connect(dsn)
+    try:
+        await migrate.apply(conn)
+        await demo.seed(conn)
+        slug = f"bench-{secrets.token_hex(4)}"
+        async with conn.transaction():
+            tenant = await tenants.create(
+                conn, slug=slug, name="Bench Company", actor="system:bench"
+            )
+            key = await api_keys.create(
+                conn, tenant_id=tenant["id"], name="bench", role=Role.admin, created_by="bench"
+            )
+            catalog = await conn.fetch(
+                "SELECT id, service_identifier, version FROM marketplace_connectors"
+                " ORDER BY service_identifier LIMIT $1",
+                ROWS,
+            )
+            for i in range(ROWS):
+                entry = catalog[i % len(catalog)] if catalog else None
+                await conn.execute(
+                    "INSERT INTO integration_connectors (tenant_id, marketplace_connector_id,"
+                    " connector_name, service_name, version, config, status, created_by)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'bench')",
+                    tenant["id"],
+                    entry["id"] if entry else None,
+                    f"Bench connector {i + 1}",
+                    entry["service_identifier"] if entry else f"service-{i + 1}",
+                    entry["version"] if entry else "1.0.0",
+                    {"region": "eu-west-1", "workspace": f"ws-{i + 1}", "sync": True},
+                    ("active", "pending", "error", "disabled")[i % 4],
+                )
+    finally:
+        await conn.close()
+    return Prepared(tenant_id=tenant["id"], slug=slug, api_key=key["key"])
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class Run:
+    target: str  # "direct" | "gateway"
+    kind: str  # "latency" | "throughput"
+    connections: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    mean_ms: float
+    max_ms: float
+    requests: int
+    non2xx: int
+    socket_errors: int
+
+
+@dataclass
+class Wrk:
+    binary: str
+    script: Path
+    duration: int
+    runs: list[Run] = field(default_factory=list)
+
+    def run(
+        self, target: str, url: str, token: str, *, kind: str, threads: int, connections: int,
+        seconds: int | None = None, record: bool = True,
+    ) -> Run:  # fmt: skip
+        cmd = [
+            self.binary, f"-t{threads}", f"-c{connections}", f"-d{seconds or self.duration}s",
+            "--timeout", "5s", "--latency", "-s", str(self.script),
+            "-H", f"Authorization: Bearer {token}", url,
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
+        if out.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
+        d = json.loads(line[len(MARK) :])
+        errors = d["connect"] + d["read"] + d["write"] + d["timeout"]
+        result = Run(
+            target=target,
+            kind=kind,
+            connections=connections,
+            rps=d["requests"] / (d["duration_us"] / 1e6),
+            p50_ms=d["p50_us"] / 1000,
+            p90_ms=d["p90_us"] / 1000,
+            p99_ms=d["p99_us"] / 1000,
+            p999_ms=d["p999_us"] / 1000,
+            mean_ms=d["mean_us"] / 1000,
+            max_ms=d["max_us"] / 1000,
+            requests=d["requests"],
+            non2xx=d["non2xx"],
+            socket_errors=errors,
+        )
+        if record:
+            self.runs.append(result)
+        return result
+
+
+def median(runs: list[Run], target: str, kind: str, attr: str) -> float:
+    return statistics.median(
+        getattr(r, attr) for r in runs if r.target == target and r.kind == kind
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def verify(direct: str, direct_token: str, gateway: str, api_key: str) -> int:
+    """Both answer 200 with the same items; returns the response size in bytes."""
+    with httpx.Client(timeout=10) as client:
+        a = client.get(direct + PATH, headers={"Authorization": f"Bearer {direct_token}"})
+        b = client.get(gateway + PATH, headers={"Authorization": f"Bearer {api_key}"})
+    for name, resp in (("connector_service", a), ("gateway", b)):
+        if resp.status_code != 200:
+            raise RuntimeError(f"{name} answered {resp.status_code}: {resp.text[:300]}")
+    items_a, items_b = a.json()["items"], b.json()["items"]
+    if items_a != items_b or len(items_a) != ROWS:
+        raise RuntimeError(f"different answers: {len(items_a)} direct vs {len(items_b)} items")
+    return len(a.content)
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
+    runs = wrk.runs
+    lat = {
+        (t, p): median(runs, t, "latency", f"{p}_ms")
+        for t in ("direct", "gateway")
+        for p in ("p50", "p90", "p99", "p999")
+    }
+    rps = {t: median(runs, t, "throughput", "rps") for t in ("direct", "gateway")}
+    tput_p50 = {t: median(runs, t, "throughput", "p50_ms") for t in ("direct", "gateway")}
+    added = {p: lat[("gateway", p)] - lat[("direct", p)] for p in ("p50", "p90", "p99", "p999")}
+    ratio = rps["gateway"] / rps["direct"] if rps["direct"] else 0.0
+    non2xx = {t: sum(r.non2xx for r in runs if r.target == t) for t in ("direct", "gateway")}
+    sock = {t: sum(r.socket_errors for r in runs if r.target == t) for t in ("direct", "gateway")}
+    ok_p50 = added["p50"] <= TARGET_ADDED_P50_MS
+    ok_p99 = added["p99"] <= TARGET_ADDED_P99_MS
+    ok_rps = ratio >= TARGET_RPS_RATIO
+    n = args.connections
+
+    print()
+    print(f"Gateway proxy overhead: GET {PATH} ({ROWS} items, {info['body_bytes']} bytes)")
+    print(
+        f"machine: {info['machine']['cpus']} CPUs ({info['machine']['cpu_model']}),"
+        f" {info['wrk']}, Python {info['machine']['python']}"
+    )
+    print(
+        f"method: {args.duration} s per run, {args.rounds} rounds interleaved"
+        f" direct/gateway, medians; {WARMUP_SECONDS} s warm-up each"
+    )
+    print()
+    print(f"{'1 connection (-t1 -c1), ms':30}{'direct':>9}{'gateway':>9}{'added':>9}"
+          f"{'target':>10}{'':>6}")  # fmt: skip
+    for p, target in (("p50", TARGET_ADDED_P50_MS), ("p90", None), ("p99", TARGET_ADDED_P99_MS)):
+        verdict = mark(added[p] <= target) if target is not None else ""
+        tgt = f"<= {target:g}" if target is not None else ""
+        print(
+            f"  {p:28}{lat[('direct', p)]:9.2f}{lat[('gateway', p)]:9.2f}{added[p]:9.2f}"
+            f"{tgt:>10}  {verdict}"
+        )
+    print()
+    print(f"{f'{n} connections (-t2 -c{n})':30}{'direct':>9}{'gateway':>9}{'ratio':>9}"
+          f"{'target':>10}")  # fmt: skip
+    print(
+        f"  {'requests/s':28}{rps['direct']:9.0f}{rps['gateway']:9.0f}{ratio:8.2f}x"
+        f"{f'>= {TARGET_RPS_RATIO:g}x':>10}  {mark(ok_rps)}"
+    )
+    print(f"  {'p50 latency, ms':28}{tput_p50['direct']:9.2f}{tput_p50['gateway']:9.2f}")
+    print()
+    print(
+        f"non-2xx responses: direct {non2xx['direct']}, gateway {non2xx['gateway']};"
+        f" socket errors: direct {sock['direct']}, gateway {sock['gateway']}"
+    )
+    print("rounds (direct/gateway):")
+    for kind, attr, fmt in (("latency", "p50_ms", ".2f"), ("latency", "p99_ms", ".2f"),
+                            ("throughput", "rps", ".0f")):  # fmt: skip
+        d, g = (
+            " ".join(format(getattr(r, attr), fmt) for r in runs if (r.kind, r.target) == (kind, t))
+            for t in ("direct", "gateway")
+        )
+        print(f"  {kind} {attr:7} direct {d} | gateway {g}")
+
+    return {
+        "date": info["date"],
+        "command": info["command"],
+        "request": f"GET {PATH}",
+        "body_bytes": info["body_bytes"],
+        "machine": info["machine"],
+        "wrk": info["wrk"],
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "connections": n,
+        "latency_ms": {
+            t: {p: lat[(t, p)] for p in ("p50", "p90", "p99", "p999")}
+            for t in ("direct", "gateway")
+        },
+        "added_ms": added,
+        "rps": rps,
+        "rps_ratio": ratio,
+        "non2xx": non2xx,
+        "socket_errors": sock,
+        "targets": {
+            "added_p50_ms": {"target": TARGET_ADDED_P50_MS, "met": ok_p50},
+            "added_p99_ms": {"target": TARGET_ADDED_P99_MS, "met": ok_p99},
+            "rps_ratio": {"target": TARGET_RPS_RATIO, "met": ok_rps},
+        },
+        "runs": [asdict(r) for r in runs],
+    }
+
+
+def profile_gateway(wrk: Wrk, gateway: str, api_key: str, pid: int, out: Path, n: int) -> None:
+    """Sample the gateway with py-spy during one extra N-connection run."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("--profile: py-spy not found (.venv/bin/pip install py-spy)", file=sys.stderr)
+        return
+    seconds = wrk.duration
+    cmd = [spy, "record", "-d", str(seconds), "-r", "250", "--pid", str(pid),
+           "--format", "speedscope", "-o", str(out), "--nonblocking"]  # fmt: skip
+    spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        r = wrk.run("gateway", gateway + PATH, api_key, kind="profile", threads=2,
+                    connections=n, seconds=seconds, record=False)  # fmt: skip
+        print(f"profiled gateway run: {r.rps:.0f} requests/s (under py-spy)")
+    finally:
+        _, err = spy_proc.communicate(timeout=seconds + 30)
+        if spy_proc.returncode != 0:
+            print(f"py-spy failed: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
+        else:
+            print(f"gateway profile written to {out}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=50, help="clients for throughput")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 2)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--profile", type=Path, help="py-spy speedscope profile of the gateway")
+    parser.add_argument("--keep-logs", action="store_true", help="print the services' log path")
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2")
+
+    wrk_bin = ensure_wrk()
+    info: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([".venv/bin/python", "bench/gateway_proxy.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "wrk": wrk_version(wrk_bin),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-"))
+    server = None
+    supervisor: Supervisor | None = None
+    try:
+        print(f"starting embedded PostgreSQL in {tmp} ...", file=sys.stderr)
+        server = embedded.start(tmp, cleanup_mode="delete")
+        dsn = embedded.dsn(server)
+        prepared = asyncio.run(prepare_database(dsn))
+
+        ports = {spec.name: free_port() for spec in SERVICES}
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        internal_key = secrets.token_urlsafe(48)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
+        env.update(
+            {
+                "DATABASE_URL": dsn,
+                "SEEDOS_ENV": "production",
+                "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
+                "SEEDOS_LOG_LEVEL": "WARNING",
+                "SEEDOS_LOG_FORMAT": "json",
+                "SEEDOS_DATA_DIR": str(tmp / "data"),
+                "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
+                "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
+            }
+        )
+        log_path = tmp / "services.log"
+        supervisor = Supervisor(env, log_path=log_path)
+        print("starting the services ...", file=sys.stderr)
+        for spec in SERVICES:
+            supervisor.start(spec, ports[spec.name])
+        supervisor.wait_ready(urls, timeout=60)
+
+        signer = TokenSigner(key=internal_key, issuer="gateway", ttl_seconds=600)
+        principal = Principal(
+            tenant_id=prepared.tenant_id,
+            subject="apikey:bench",
+            role=Role.admin.value,
+            tenant_slug=prepared.slug,
+        )
+        direct_token = signer.mint(principal, audience="connector_service")
+        direct, gateway = urls["connector_service"], urls["gateway"]
+        info["body_bytes"] = verify(direct, direct_token, gateway, prepared.api_key)
+
+        script = tmp / "done.lua"
+        script.write_text(DONE_LUA)
+        wrk = Wrk(wrk_bin, script, args.duration)
+        targets = {
+            "direct": (direct + PATH, direct_token),
+            "gateway": (gateway + PATH, prepared.api_key),
+        }
+        n = args.connections
+        for name, (url, token) in targets.items():
+            print(f"warming up {name} ...", file=sys.stderr)
+            wrk.run(name, url, token, kind="warmup", threads=2, connections=n,
+                    seconds=WARMUP_SECONDS, record=False)  # fmt: skip
+            wrk.run(name, url, token, kind="warmup", threads=1, connections=1,
+                    seconds=WARMUP_SECONDS, record=False)  # fmt: skip
+        for i in range(args.rounds):
+            for kind, threads, conns in (("latency", 1, 1), ("throughput", 2, n)):
+                for name, (url, token) in targets.items():
+                    r = wrk.run(name, url, token, kind=kind, threads=threads, connections=conns)
+                    print(
+                        f"round {i + 1}/{args.rounds} {kind:10} {name:8}: {r.rps:7.0f} req/s"
+                        f"  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
+                        f"  non-2xx {r.non2xx}",
+                        file=sys.stderr,
+                    )
+        if name := supervisor.first_exited():
+            raise RuntimeError(f"{name} exited during the run; see {log_path}")
+        result = report(wrk, args, info)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+            print(f"\nfigures written to {args.json}")
+        if args.profile:
+            profile_gateway(wrk, gateway, prepared.api_key,
+                            supervisor.procs["gateway"].pid, args.profile, n)  # fmt: skip
+        if args.keep_logs:
+            kept = Path(tempfile.gettempdir()) / f"seedos-bench-services-{os.getpid()}.log"
+            shutil.copyfile(log_path, kept)
+            print(f"services' log copied to {kept}")
+        errors = sum(result["non2xx"].values()) + sum(result["socket_errors"].values())
+        return 1 if errors else 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping ...", file=sys.stderr)
+        return 130
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""`seedos up` (what `make run` runs) on the embedded PostgreSQL, twice, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port
+
+
+def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_") and k != "DATABASE_URL"
+    }
+    env |= {"SEEDOS_DATA_DIR": str(data_dir)}
+    args = [
+        "--gateway-port", str(ports["gateway"]), "--connector-port", str(ports["connector"]),
+        "--marketplace-port", str(ports["marketplace"]),
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "seedos_cli.main", "up", *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_for_key(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if m := re.search(r"dev API key \(admin.*\): (sk_seedos_\S+)", text):
+            return m[1]
+        assert proc.poll() is None, text
+        time.sleep(0.2)
+    raise AssertionError("no banner:\n" + log.read_text(errors="replace"))
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    return proc.wait(timeout=60)
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True)
+    return [
+        int(line.split()[0]) for line in out.stdout.splitlines() if str(pid) in line.split()[1:2]
+    ]
+
+
+@pytest.mark.timeout(400)
+def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
+    data_dir = Path(tempfile.mkdtemp(prefix="seedos-up-"))
+    ports = {"gateway": free_port(), "connector": free_port(), "marketplace": free_port()}
+    log = tmp_path / "up1.log"
+    proc = _start(data_dir, ports, log)
+    try:
+        key1 = _wait_for_key(proc, log)
+        banner = log.read_text()
+        gw = f"http://127.0.0.1:{ports['gateway']}"
+        for url in (gw, f"{gw}/docs", f"{gw}/metrics", f"http://127.0.0.1:{ports['connector']}/metrics",
+                    f"http://127.0.0.1:{ports['marketplace']}/metrics"):  # fmt: skip
+            assert url in banner
+        children = _descendants(proc.pid)
+        assert len(children) >= 3
+        me1 = httpx.get(f"{gw}/api/v1/me", headers={"Authorization": f"Bearer {key1}"}).json()
+        assert me1["tenant"]["slug"] == "demo" and me1["role"] == "admin"
+        catalog = httpx.get(
+            f"{gw}/api/v1/marketplace/connectors?limit=100",
+            headers={"Authorization": f"Bearer {key1}"},
+        ).json()
+        assert len(catalog["items"]) >= 40
+        secrets_file = data_dir / "secrets.json"
+        assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
+        secrets_before = json.loads(secrets_file.read_text())
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    for port in ports.values():
+        assert _port_closed(port)
+    for pid in children:
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists(), "PostgreSQL left running"
+
+    log2 = tmp_path / "up2.log"
+    proc = _start(data_dir, ports, log2)
+    try:
+        key2 = _wait_for_key(proc, log2)
+        assert key2 != key1
+        gw = f"http://127.0.0.1:{ports['gateway']}"
+        old = httpx.get(f"{gw}/api/v1/me", headers={"Authorization": f"Bearer {key1}"})
+        assert old.status_code == 401, "the previous dev key must be revoked"
+        me2 = httpx.get(f"{gw}/api/v1/me", headers={"Authorization": f"Bearer {key2}"}).json()
+        assert me2["tenant"]["id"] == me1["tenant"]["id"], "the data must survive a restart"
+        assert json.loads(secrets_file.read_text()) == secrets_before
+    finally:
+        assert _stop(proc) == 0
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
