@@ -29,6 +29,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -348,7 +349,7 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
 
 
 def profile_gateway(wrk: Wrk, gateway: str, api_key: str, pid: int, out: Path, n: int) -> None:
-    """Sample the gateway with py-spy during one extra N-connection run."""
+    """Sample the gateway with py-spy during one extra run with ``n`` clients."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         print("--profile: py-spy not found (.venv/bin/pip install py-spy)", file=sys.stderr)
@@ -359,9 +360,12 @@ def profile_gateway(wrk: Wrk, gateway: str, api_key: str, pid: int, out: Path, n
     spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(0.5)
-        r = wrk.run("gateway", gateway + PATH, api_key, kind="profile", threads=2,
+        r = wrk.run("gateway", gateway + PATH, api_key, kind="profile", threads=min(2, n),
                     connections=n, seconds=seconds, record=False)  # fmt: skip
-        print(f"profiled gateway run: {r.rps:.0f} requests/s (under py-spy)")
+        print(
+            f"profiled gateway run ({n} connection(s), under py-spy): {r.requests} requests,"
+            f" {r.rps:.0f} requests/s, p50 {r.p50_ms:.2f} ms"
+        )
     finally:
         _, err = spy_proc.communicate(timeout=seconds + 30)
         if spy_proc.returncode != 0:
@@ -377,11 +381,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 2)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--profile", type=Path, help="py-spy speedscope profile of the gateway")
-    parser.add_argument("--keep-logs", action="store_true", help="print the services' log path")
+    parser.add_argument(
+        "--profile-connections", type=int, default=1, help="clients during the profiled run"
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="copy the services' log to /tmp")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
 
+    def interrupted(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # clean up on kill as on Ctrl-C
     wrk_bin = ensure_wrk()
     info: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -464,7 +475,8 @@ def main() -> int:
             print(f"\nfigures written to {args.json}")
         if args.profile:
             profile_gateway(wrk, gateway, prepared.api_key,
-                            supervisor.procs["gateway"].pid, args.profile, n)  # fmt: skip
+                            supervisor.procs["gateway"].pid, args.profile,
+                            args.profile_connections)  # fmt: skip
         if args.keep_logs:
             kept = Path(tempfile.gettempdir()) / f"seedos-bench-services-{os.getpid()}.log"
             shutil.copyfile(log_path, kept)

@@ -42,13 +42,15 @@ def _settings() -> CommonSettings:
         raise typer.Exit(2) from None
 
 
-def _run(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(conn)`` against the configured database in one transaction."""
+def _run(work: Callable[[Any], Awaitable[T]], *, transaction: bool = True) -> T:
+    """Run ``work(conn)`` against the configured database, in one transaction by default."""
     settings = _settings()
 
     async def main(dsn: str) -> T:
         conn = await db.connect(dsn)
         try:
+            if not transaction:
+                return await work(conn)
             async with conn.transaction():
                 return await work(conn)
         finally:
@@ -57,11 +59,9 @@ def _run(work: Callable[[Any], Awaitable[T]]) -> T:
     with database(settings) as dsn:
         try:
             return asyncio.run(main(dsn))
-        except SeedosError as exc:
-            typer.secho(f"error: {exc.detail or exc.title}", fg="red", err=True)
-            raise typer.Exit(1) from None
-        except migrate.MigrationError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
+        except (SeedosError, migrate.MigrationError) as exc:
+            message = exc.detail or exc.title if isinstance(exc, SeedosError) else str(exc)
+            typer.secho(f"error: {message}", fg="red", err=True)
             raise typer.Exit(1) from None
 
 
@@ -76,29 +76,10 @@ def migrate_cmd(
     async def work(conn: Any) -> list[str]:
         return await migrate.apply(conn, directory)
 
-    applied = _run_outside_transaction(work)
+    applied = _run(work, transaction=False)  # each migration file is its own transaction
     typer.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
     )
-
-
-def _run_outside_transaction(work: Callable[[Any], Awaitable[T]]) -> T:
-    # migrations manage their own transaction per file
-    settings = _settings()
-
-    async def main(dsn: str) -> T:
-        conn = await db.connect(dsn)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    with database(settings) as dsn:
-        try:
-            return asyncio.run(main(dsn))
-        except migrate.MigrationError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
 
 
 @app.command("seed-demo")

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from common import db, embedded, migrate
+from common import db, migrate
 from seedos_cli import demo
 from seedos_cli.supervisor import SERVICES, Supervisor
-from tests.support import create_database, drop_database, free_port
+from tests.support import create_database, drop_database, embedded_cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,12 +25,8 @@ def admin_dsn() -> Iterator[str]:
     if url := os.environ.get("DATABASE_URL"):
         yield url
         return
-    folder = Path(tempfile.mkdtemp(prefix="seedos-test-pg-"))
-    server = embedded.start(folder, cleanup_mode="delete")
-    try:
-        yield embedded.dsn(server)
-    finally:
-        server.cleanup()
+    with embedded_cluster("seedos-test-pg-") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import secrets
 import socket
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from common import db
+from common import db, embedded
 from common.roles import Role
 from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
+
+
+@contextmanager
+def embedded_cluster(prefix: str) -> Iterator[str]:
+    """A throwaway embedded PostgreSQL, deleted afterwards; yields its admin DSN."""
+    server = embedded.start(Path(tempfile.mkdtemp(prefix=prefix)), cleanup_mode="delete")
+    try:
+        yield embedded.dsn(server)
+    finally:
+        server.cleanup()
 
 
 def with_database(dsn: str, name: str) -> str:

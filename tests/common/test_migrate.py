@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from common import db, embedded, migrate
-from tests.support import create_database, drop_database
+from common import db, migrate
+from tests.support import create_database, drop_database, embedded_cluster
 
 TABLES = {
     "tenants", "users", "memberships", "api_keys", "integration_connectors",
@@ -26,12 +26,8 @@ async def _tables(conn: asyncpg.Connection) -> set[str]:
 @pytest.fixture(scope="module")
 def fresh_cluster():
     """A brand-new PostgreSQL: no Supabase roles yet, whatever other tests did."""
-    folder = Path(tempfile.mkdtemp(prefix="seedos-test-fresh-"))
-    server = embedded.start(folder, cleanup_mode="delete")
-    try:
-        yield embedded.dsn(server)
-    finally:
-        server.cleanup()
+    with embedded_cluster("seedos-test-fresh-") as url:
+        yield url
 
 
 async def test_fresh_database_then_reapply_is_noop(fresh_cluster):

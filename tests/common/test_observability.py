@@ -30,29 +30,30 @@ async def test_metrics_count_requests_per_service(suite, dsn):
     t = await make_tenant(dsn, role=Role.viewer)
     n = 7
     async with httpx.AsyncClient() as client:
-        before = {
-            "gw": await _count(client, suite.gateway, "/api/v1/integrations/{path}"),
-            "gw_me": await _count(client, suite.gateway, "/api/v1/me"),
-            "cs": await _count(client, suite.connector_service, "/api/v1/integrations"),
-            "ms": await _count(client, suite.marketplace_service, "/api/v1/marketplace/connectors"),
-            "ms_404": await _count(
-                client, suite.marketplace_service, "/api/v1/marketplace/connectors/{slug}", "404"
-            ),
-        }
+
+        async def snapshot() -> dict[str, float]:
+            return {
+                "gw": await _count(client, suite.gateway, "/api/v1/integrations/{path}"),
+                "gw_me": await _count(client, suite.gateway, "/api/v1/me"),
+                "cs": await _count(client, suite.connector_service, "/api/v1/integrations"),
+                "ms": await _count(
+                    client, suite.marketplace_service, "/api/v1/marketplace/connectors"
+                ),
+                "ms_404": await _count(
+                    client,
+                    suite.marketplace_service,
+                    "/api/v1/marketplace/connectors/{slug}",
+                    "404",
+                ),
+            }
+
+        before = await snapshot()
         for _ in range(n):
             await client.get(suite.gateway + "/api/v1/integrations", headers=t.headers)
             await client.get(suite.gateway + "/api/v1/marketplace/connectors", headers=t.headers)
             await client.get(suite.gateway + "/api/v1/me", headers=t.headers)
         await client.get(suite.gateway + "/api/v1/marketplace/connectors/nope", headers=t.headers)
-        after = {
-            "gw": await _count(client, suite.gateway, "/api/v1/integrations/{path}"),
-            "gw_me": await _count(client, suite.gateway, "/api/v1/me"),
-            "cs": await _count(client, suite.connector_service, "/api/v1/integrations"),
-            "ms": await _count(client, suite.marketplace_service, "/api/v1/marketplace/connectors"),
-            "ms_404": await _count(
-                client, suite.marketplace_service, "/api/v1/marketplace/connectors/{slug}", "404"
-            ),
-        }
+        after = await snapshot()
         metrics = (await client.get(suite.connector_service + "/metrics")).text
     assert after["gw"] - before["gw"] == n
     assert after["gw_me"] - before["gw_me"] == n
