@@ -7,7 +7,8 @@ Usage (no manual setup; installs wrk from Debian's packages when run as root)::
 
 A throwaway embedded PostgreSQL is created, migrated and seeded; a tenant gets an admin API key
 and 20 installed connectors; the three services run as real uvicorn processes (production mode,
-WARNING logs) on free loopback ports. wrk then sends ``GET /api/v1/integrations?limit=20``
+INFO logs unless --log-level says otherwise) on free loopback ports. wrk then sends
+``GET /api/v1/integrations?limit=20``
 
 * direct to connector_service with a pre-minted internal token, and
 * through the gateway with the API key,
@@ -380,6 +381,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50, help="clients for throughput")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (>= 2)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the services' SEEDOS_LOG_LEVEL (INFO, the default, logs one line per request)",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy speedscope profile of the gateway")
     parser.add_argument(
         "--profile-connections", type=int, default=1, help="clients during the profiled run"
@@ -418,7 +424,7 @@ def main() -> int:
                 "DATABASE_URL": dsn,
                 "SEEDOS_ENV": "production",
                 "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
-                "SEEDOS_LOG_LEVEL": "WARNING",
+                "SEEDOS_LOG_LEVEL": args.log_level,
                 "SEEDOS_LOG_FORMAT": "json",
                 "SEEDOS_DATA_DIR": str(tmp / "data"),
                 "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],

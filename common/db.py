@@ -31,6 +31,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool reset hook. asyncpg still rolls back an open transaction on release; what this skips
+    is the default RESET ALL / UNLISTEN / advisory-unlock round trip on every release. Pooled
+    connections therefore must not change session state (SET, LISTEN, session-level advisory
+    locks): use a dedicated connection for those."""
+
+
 async def open_pool(settings: CommonSettings, *, application_name: str) -> asyncpg.Pool:
     """Open a pool without failing when the database is down: the service starts, reports
     not-ready on /readyz and answers 503 until the database is back."""
@@ -43,6 +50,7 @@ async def open_pool(settings: CommonSettings, *, application_name: str) -> async
         timeout=settings.db_connect_timeout_seconds,
         command_timeout=settings.db_command_timeout_seconds,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"application_name": application_name},
     )
     try:  # warm up so the first requests do not pay for connecting
@@ -59,27 +67,37 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
-
-
-async def get_db(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A connection in a transaction: committed when the route succeeds, rolled back otherwise."""
-    pool: asyncpg.Pool = request.app.state.pool
+async def _acquire(request: Request) -> asyncpg.Connection:
     try:
-        conn = await pool.acquire()
+        return await request.app.state.pool.acquire()
     except UNAVAILABLE as exc:
         raise ServiceUnavailable(
             "the database is unavailable", code="database_unavailable"
         ) from exc
+
+
+async def get_db(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction: committed when the route succeeds, rolled back otherwise."""
+    conn = await _acquire(request)
     try:
         async with conn.transaction():
             yield conn
     finally:
-        await pool.release(conn)
+        await request.app.state.pool.release(conn)
+
+
+async def get_read_db(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for routes that only read with single statements: no BEGIN/COMMIT round
+    trips (each statement is its own snapshot)."""
+    conn = await _acquire(request)
+    try:
+        yield conn
+    finally:
+        await request.app.state.pool.release(conn)
 
 
 Db = Annotated[asyncpg.Connection, Depends(get_db)]
+ReadDb = Annotated[asyncpg.Connection, Depends(get_read_db)]
 
 
 async def ping(pool: asyncpg.Pool, wait: float = 2.0) -> tuple[bool, str | None]:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
-log = structlog.get_logger("seedos.errors")
+log = structlog.get_logger(component="seedos.errors")
 
 
 def problem_type(code: str) -> str:

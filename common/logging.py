@@ -32,20 +32,33 @@ _SENSITIVE_VALUE = [
 ]
 
 
+# One cheap pass decides whether a string needs the full set of patterns: on the request path
+# almost no value does, and running every pattern over every field cost more than the request.
+_TRIGGER = re.compile(r"(?i)bearer|basic|sk_|eyJ|://|[?&]")
+_key_verdicts: dict[str, bool] = {}
+
+
+def _sensitive_key(key: str) -> bool:
+    verdict = _key_verdicts.get(key)
+    if verdict is None:
+        verdict = bool(_SENSITIVE_KEY.search(key))
+        if len(_key_verdicts) < 4096:
+            _key_verdicts[key] = verdict
+    return verdict
+
+
 def _scrub(value: Any, depth: int = 0) -> Any:
     if depth > 6:
         return value
     if isinstance(value, str):
+        if _TRIGGER.search(value) is None:
+            return value
         for pattern, repl in _SENSITIVE_VALUE:
             value = pattern.sub(repl, value)
         return value
     if isinstance(value, Mapping):
         return {
-            k: (
-                REDACTED
-                if isinstance(k, str) and _SENSITIVE_KEY.search(k)
-                else _scrub(v, depth + 1)
-            )
+            k: (REDACTED if isinstance(k, str) and _sensitive_key(k) else _scrub(v, depth + 1))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -55,17 +68,25 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: never let a secret reach a log line."""
-    for key, value in list(event_dict.items()):
-        if key != "event" and _SENSITIVE_KEY.search(key):
+    for key, value in event_dict.items():
+        if key != "event" and _sensitive_key(key):
             event_dict[key] = REDACTED
-        else:
+        elif isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _scrub(value)
     return event_dict
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "auto", service: str = "seedos") -> None:
-    """Configure structlog and route the standard library's logging (uvicorn's) through it."""
+    """Configure structlog, and route the standard library's logging (uvicorn's) through the same
+    processors and renderer.
+
+    Our own lines take structlog's fast path (a level-filtering bound logger writing straight to
+    stderr): on the request path the stdlib route cost about 120 us a line on this machine.
+    """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    level_no = logging.getLevelName(level.upper())
+    if not isinstance(level_no, int):
+        raise ValueError(f"unknown log level {level!r}")
 
     def add_service(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event_dict.setdefault("service", service)
@@ -74,8 +95,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto", service: str = 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         add_service,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redact,
@@ -86,20 +106,20 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto", service: str = 
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level_no)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

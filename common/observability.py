@@ -35,7 +35,7 @@ HTTP_LATENCY = Histogram(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-access_log = structlog.get_logger("seedos.access")
+access_log = structlog.get_logger(component="seedos.access")
 
 
 def new_request_id(incoming: str | None) -> str:

@@ -32,6 +32,7 @@ def create_service_app(
     internal_auth: bool = True,
     extra_lifespan: Extra | None = None,
     ready_checks: dict[str, ReadyCheck] | None = None,
+    app_class: type[FastAPI] = FastAPI,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the suite's plumbing. ``name`` is the service's audience and
@@ -51,7 +52,7 @@ def create_service_app(
         finally:
             await app.state.pool.close()
 
-    app = FastAPI(title=title, lifespan=lifespan, **fastapi_kwargs)
+    app = app_class(title=title, lifespan=lifespan, **fastapi_kwargs)
     app.state.settings = settings
     install_error_handlers(app)
 

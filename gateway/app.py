@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from common.internal_auth import TokenSigner
-from common.observability import ROUTE_KEY
+from common.observability import ObservabilityMiddleware
 from common.service import create_service_app
 from gateway.api_keys.routes import router as api_keys_router
 from gateway.auth.authenticator import Authenticator
 from gateway.me.routes import router as me_router
 from gateway.openapi import OpenAPIMerger
-from gateway.proxy import Proxy, Upstream, make_session
+from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
 from gateway.settings import GatewaySettings
 
 SERVICE = "gateway"
@@ -28,6 +29,27 @@ ROUTES = {
     "/api/v1/integrations": "connector_service",
     "/api/v1/marketplace": "marketplace_service",
 }
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the proxied prefixes dispatched before its own stack.
+
+    Those are the gateway's hottest paths and use none of FastAPI's routing, dependency or
+    exception machinery; skipping it took about 0.1-0.2 ms off every proxied request here
+    (docs/benchmarks.md). They keep the same request id, metrics and access log.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._proxy_endpoint = ProxyEndpoint(ROUTES)
+        self._proxy_app = ObservabilityMiddleware(self._proxy_endpoint, service=SERVICE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._proxy_endpoint.match(scope["path"]):
+            scope["app"] = self
+            await self._proxy_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -86,29 +108,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="Discover, install, configure and sync third-party connectors.",
         docs_url=None,
         openapi_url=None,
+        app_class=GatewayApp,
     )
     app.include_router(me_router)
     app.include_router(api_keys_router)
-    _add_proxy_routes(app)
     _add_docs(app)
     return app
-
-
-def _add_proxy_routes(app: FastAPI) -> None:
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    for prefix, upstream_name in ROUTES.items():
-
-        async def forward(
-            request: Request, _name: str = upstream_name, _route: str = prefix + "/{path}"
-        ) -> Response:
-            request.scope[ROUTE_KEY] = _route
-            principal = await request.app.state.authenticator.authenticate(request)
-            request.scope["state"]["principal"] = principal
-            upstream = request.app.state.upstreams[_name]
-            return await request.app.state.proxy.forward(request, upstream, principal)
-
-        app.add_route(prefix, forward, methods=methods, include_in_schema=False)
-        app.add_route(prefix + "/{path:path}", forward, methods=methods, include_in_schema=False)
 
 
 def _add_docs(app: FastAPI) -> None:

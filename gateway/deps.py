@@ -11,7 +11,7 @@ from common.roles import Permission
 from gateway.auth.authenticator import Authenticator
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:
     return request.app.state.authenticator
 
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from common.internal_auth import Principal, TokenSigner
 from gateway.proxy import Upstream
 
-log = structlog.get_logger("seedos.gateway.openapi")
+log = structlog.get_logger(component="seedos.gateway.openapi")
 _DOCS_PRINCIPAL = Principal(tenant_id=uuid.UUID(int=0), subject="system:openapi", role="viewer")
 _REF = "#/components/schemas/"
 

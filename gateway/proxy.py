@@ -16,12 +16,20 @@ import structlog
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from common.errors import GatewayTimeout, PayloadTooLarge, SeedosError, ServiceUnavailable
+from common.errors import (
+    GatewayTimeout,
+    PayloadTooLarge,
+    SeedosError,
+    ServiceUnavailable,
+    error_response,
+)
 from common.internal_auth import Principal, TokenSigner
+from common.observability import ROUTE_KEY
 
-log = structlog.get_logger("seedos.gateway.proxy")
+log = structlog.get_logger(component="seedos.gateway.proxy")
 
 # RFC 9110 section 7.6.1 hop-by-hop fields, plus what the gateway sets itself.
 HOP_BY_HOP = frozenset(
@@ -95,11 +103,11 @@ def _forward_headers(request: Request, token: str, request_id: str) -> dict[str,
         if name in _NOT_FORWARDED or name in connection_tokens or name.startswith("x-forwarded-"):
             continue
         headers[name] = raw_value.decode("latin-1")
-    client = request.client.host if request.client else ""
+    client = request.scope.get("client")
     headers["authorization"] = f"Bearer {token}"
     headers["x-request-id"] = request_id
-    headers["x-forwarded-for"] = client
-    headers["x-forwarded-proto"] = request.url.scheme
+    headers["x-forwarded-for"] = client[0] if client else ""
+    headers["x-forwarded-proto"] = request.scope.get("scheme", "http")
     if host := request.headers.get("host"):
         headers["x-forwarded-host"] = host
     return headers
@@ -197,3 +205,36 @@ async def _stream(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[byte
         log.warning("upstream_stream_aborted", upstream=name, error=type(exc).__name__)
         resp.close()
         raise
+
+
+class ProxyEndpoint:
+    """The ASGI endpoint of the proxied prefixes: authenticate, then forward.
+
+    Exceptions become problem+json here because this path does not run through FastAPI's
+    exception handling (see gateway.app.GatewayApp)."""
+
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = sorted(routes.items(), key=lambda item: -len(item[0]))
+
+    def match(self, path: str) -> tuple[str, str] | None:
+        """(route template, upstream name) for a proxied path, else None."""
+        for prefix, upstream_name in self.routes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix + "/{path}", upstream_name
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        template, upstream = self.match(scope["path"]) or ("", "")
+        scope[ROUTE_KEY] = template
+        state = scope["app"].state
+        request = Request(scope, receive)
+        try:
+            principal = await state.authenticator.authenticate(request)
+            scope["state"]["principal"] = principal
+            response = await state.proxy.forward(request, state.upstreams[upstream], principal)
+        except SeedosError as exc:
+            response = error_response(exc, scope["path"])
+        except Exception:
+            log.exception("proxy_failed", path=scope["path"])
+            response = error_response(SeedosError(), scope["path"])
+        await response(scope, receive, send)

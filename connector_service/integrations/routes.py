@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from common.db import Db
+from common.db import ReadDb
 from common.internal_auth import CurrentPrincipal, requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
@@ -19,7 +19,7 @@ router = APIRouter(
 
 @router.get("", response_model=IntegrationPage)
 async def list_integrations(
-    db: Db,
+    db: ReadDb,
     principal: CurrentPrincipal,
     status: Status | None = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=100)] = None,
@@ -38,7 +38,9 @@ async def list_integrations(
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)
-async def get_integration(integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal) -> dict:
+async def get_integration(
+    integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal
+) -> dict:
     return await service.get_integration(
         db, tenant_id=principal.tenant_id, integration_id=integration_id
     )

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Query, status
 
-from common.db import Db
+from common.db import Db, ReadDb
 from common.roles import Permission
 from gateway.api_keys import service
 from gateway.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
 
 @router.get("", response_model=list[ApiKeyOut], dependencies=[require(Permission.manage)])
 async def list_api_keys(
-    db: Db,
+    db: ReadDb,
     principal: CurrentPrincipal,
     include_revoked: bool = Query(False, description="Also list revoked keys"),
 ) -> list[dict]:

@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from common.db import Db
+from common.db import ReadDb
 from common.roles import GRANTS, Role
 from gateway.deps import CurrentPrincipal
 from gateway.tenants import service as tenants
@@ -30,7 +30,7 @@ class MeOut(BaseModel):
 
 
 @router.get("/me", response_model=MeOut)
-async def me(principal: CurrentPrincipal, db: Db) -> dict:
+async def me(principal: CurrentPrincipal, db: ReadDb) -> dict:
     """Who the credentials belong to: subject, role, what it may do, and the tenant."""
     tenant = await tenants.get(db, principal.tenant_id)
     role = Role(principal.role)

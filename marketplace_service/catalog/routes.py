@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from common.db import Db
+from common.db import ReadDb
 from common.internal_auth import requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
@@ -18,7 +18,7 @@ router = APIRouter(
 
 @router.get("/connectors", response_model=CatalogPage)
 async def list_connectors(
-    db: Db,
+    db: ReadDb,
     category: Annotated[str | None, Query(max_length=50)] = None,
     featured: bool | None = None,
     cursor: CursorParam = None,
@@ -32,7 +32,7 @@ async def list_connectors(
 
 @router.get("/connectors/{slug}", response_model=CatalogEntryDetail)
 async def get_connector(
-    slug: Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9-]+$")], db: Db
+    slug: Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9-]+$")], db: ReadDb
 ) -> dict:
     """One catalog entry with its manifest (config JSON Schema, auth, streams, actions)."""
     return await service.get_entry(db, slug)

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 
 import httpx
-import jwt
+from joserfc import jwt
+from joserfc.jwk import OctKey
 
 from common.internal_auth import Principal, TokenSigner
 from tests.support import make_tenant
+
+
+def _claims(tenant_id: uuid.UUID, *, issued: int, ttl: int) -> dict:
+    return {"iss": "gateway", "aud": "connector_service", "sub": "x", "tid": str(tenant_id),
+            "role": "viewer", "iat": issued, "exp": issued + ttl}  # fmt: skip
+
+
+def _unsigned(claims: dict) -> str:
+    """An `alg: none` token, the classic forgery."""
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 def _signer(key: str, ttl: int = 60) -> TokenSigner:
@@ -26,31 +43,11 @@ async def test_services_refuse_calls_without_a_valid_token(suite, dsn):
         "other audience": right.mint(principal, audience="marketplace_service"),
         "wrong signing key": _signer("k" * 48).mint(principal, audience="connector_service"),
         "expired": jwt.encode(
-            {
-                "iss": "gateway",
-                "aud": "connector_service",
-                "sub": "x",
-                "tid": str(t.tenant_id),
-                "role": "viewer",
-                "iat": int(time.time()) - 600,
-                "exp": int(time.time()) - 300,
-            },
-            suite.internal_key,
-            algorithm="HS256",
+            {"alg": "HS256"},
+            _claims(t.tenant_id, issued=int(time.time()) - 600, ttl=300),
+            OctKey.import_key(suite.internal_key),
         ),
-        "unsigned": jwt.encode(
-            {
-                "iss": "gateway",
-                "aud": "connector_service",
-                "sub": "x",
-                "tid": str(t.tenant_id),
-                "role": "viewer",
-                "iat": int(time.time()),
-                "exp": int(time.time()) + 60,
-            },
-            None,
-            algorithm="none",
-        ),
+        "unsigned": _unsigned(_claims(t.tenant_id, issued=int(time.time()), ttl=60)),
     }
     async with httpx.AsyncClient(base_url=suite.connector_service) as client:
         for name, token in cases.items():
