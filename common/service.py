@@ -43,6 +43,9 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await db.open_pool(settings, application_name=name)
+        app.state.db = db.Database(
+            app.state.pool, acquire_timeout=settings.db_acquire_timeout_seconds
+        )
         try:
             if extra_lifespan is None:
                 yield

@@ -46,6 +46,7 @@ class CommonSettings(BaseSettings):
     log_format: str = _env("SEEDOS_LOG_FORMAT", "auto", pattern="^(auto|json|console)$")
     db_pool_max_size: int = _env("SEEDOS_DB_POOL_MAX_SIZE", 10, ge=1)
     db_connect_timeout_seconds: float = _env("SEEDOS_DB_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)
+    db_acquire_timeout_seconds: float = _env("SEEDOS_DB_ACQUIRE_TIMEOUT_SECONDS", 5.0, gt=0)
     db_command_timeout_seconds: float = _env("SEEDOS_DB_COMMAND_TIMEOUT_SECONDS", 10.0, gt=0)
 
     @model_validator(mode="after")

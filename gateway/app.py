@@ -67,7 +67,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.authenticator = Authenticator(
-            app.state.pool,
+            app.state.db,
             ttl_seconds=settings.api_key_cache_ttl_seconds,
             max_size=settings.api_key_cache_size,
         )

@@ -68,8 +68,10 @@ class Supervisor:
         if output is not None:
             output.close()  # the child holds its own descriptor
 
-    def wait_ready(self, urls: Mapping[str, str], timeout: float = 60.0) -> None:
-        """Poll each service's /readyz until all answer 200; fail fast if one exits."""
+    def wait_ready(
+        self, urls: Mapping[str, str], timeout: float = 60.0, path: str = "/readyz"
+    ) -> None:
+        """Poll each service's ``path`` until all answer 200; fail fast if one exits."""
         deadline = time.monotonic() + timeout
         pending = dict(urls)
         with httpx.Client(timeout=2.0) as client:
@@ -79,7 +81,7 @@ class Supervisor:
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with code {proc.returncode}")
                     try:
-                        if client.get(pending[name] + "/readyz").status_code == 200:
+                        if client.get(pending[name] + path).status_code == 200:
                             del pending[name]
                     except httpx.HTTPError:
                         pass

@@ -11,12 +11,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import asyncpg
 from cachetools import TTLCache
 from starlette.requests import HTTPConnection
 
 from common import db
-from common.errors import ServiceUnavailable, Unauthorized
+from common.errors import Unauthorized
 from common.internal_auth import Principal
 from gateway.auth import keys, repository
 
@@ -27,8 +26,8 @@ class _Entry:
 
 
 class Authenticator:
-    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float, max_size: int) -> None:
-        self._pool = pool
+    def __init__(self, database: db.Database, *, ttl_seconds: float, max_size: int) -> None:
+        self._db = database
         self._ttl = ttl_seconds
         self._cache: TTLCache[bytes, _Entry] = TTLCache(
             maxsize=max_size, ttl=ttl_seconds or 1e-9, timer=time.monotonic
@@ -88,14 +87,8 @@ class Authenticator:
             del self._inflight[key_hash]
 
     async def _query(self, key_hash: bytes) -> _Entry:
-        try:
-            async with self._pool.acquire() as conn:
-                row = await repository.find_active_key(conn, key_hash)
-        except db.UNAVAILABLE as exc:
-            raise ServiceUnavailable(
-                "cannot verify credentials: the database is unavailable",
-                code="database_unavailable",
-            ) from exc
+        async with self._db.connection() as conn:
+            row = await repository.find_active_key(conn, key_hash)
         if row is None:
             return _Entry(None)
         return _Entry(

@@ -165,3 +165,26 @@ async def test_upstream_hanging_gives_504_then_recovers_and_down_gives_503(rig, 
         assert r.status_code == 503, r.text
         assert r.json()["code"] == "upstream_unavailable"
         assert elapsed < 0.5, elapsed
+
+
+def test_database_down_gives_fast_503(tmp_path):
+    """A gateway whose database is unreachable starts, says it is not ready, and answers 503."""
+    port = free_port()
+    dead_db = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    env = suite_env(
+        dead_db, secrets.token_urlsafe(48), {"connector_service": 1, "marketplace_service": 1}
+    )
+    sup = Supervisor(env, log_path=tmp_path / "gw.log")
+    sup.start(ServiceSpec("gateway", "gateway.app:create_app", 0), port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        sup.wait_ready({"gateway": url}, path="/healthz")
+        ready = httpx.get(url + "/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] == "failing"
+        start = time.monotonic()
+        r = httpx.get(url + "/api/v1/me", headers={"Authorization": "Bearer sk_seedos_" + "a" * 43})
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "database_unavailable"
+        assert time.monotonic() - start < 1.0
+    finally:
+        sup.stop()
