@@ -190,6 +190,13 @@ class Run:
     requests: int
     non2xx: int
     socket_errors: int
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -198,6 +205,7 @@ class Wrk:
     script: Path
     duration: int
     runs: list[Run] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)  # processes whose CPU use is measured
 
     def run(
         self, target: str, url: str, token: str, *, kind: str, threads: int, connections: int,
@@ -208,7 +216,9 @@ class Wrk:
             "--timeout", "5s", "--latency", "-s", str(self.script),
             "-H", f"Authorization: Bearer {token}", url,
         ]  # fmt: skip
+        cpu_before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in self.pids.items()}
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
         if out.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
@@ -228,6 +238,9 @@ class Wrk:
             requests=d["requests"],
             non2xx=d["non2xx"],
             socket_errors=errors,
+            cpu_ms_per_request={
+                name: used * 1000 / max(d["requests"], 1) for name, used in cpu_used.items()
+            },
         )
         if record:
             self.runs.append(result)
@@ -320,6 +333,21 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
             for t in ("direct", "gateway")
         )
         print(f"  {kind} {attr:7} direct {d} | gateway {g}")
+    cpu = {
+        (t, proc): statistics.median(
+            r.cpu_ms_per_request.get(proc, 0.0)
+            for r in runs
+            if (r.kind, r.target) == ("latency", t)
+        )
+        for t in ("direct", "gateway")
+        for proc in ("gateway", "connector_service")
+    }
+    print("CPU per request at 1 connection, ms (median; what bounds the added latency):")
+    for t in ("direct", "gateway"):
+        print(
+            f"  {t:8} gateway process {cpu[(t, 'gateway')]:5.2f}"
+            f"   connector_service process {cpu[(t, 'connector_service')]:5.2f}"
+        )
 
     return {
         "date": info["date"],
@@ -340,6 +368,10 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
         "rps_ratio": ratio,
         "non2xx": non2xx,
         "socket_errors": sock,
+        "cpu_ms_per_request_at_1_connection": {
+            t: {proc: cpu[(t, proc)] for proc in ("gateway", "connector_service")}
+            for t in ("direct", "gateway")
+        },
         "targets": {
             "added_p50_ms": {"target": TARGET_ADDED_P50_MS, "met": ok_p50},
             "added_p99_ms": {"target": TARGET_ADDED_P99_MS, "met": ok_p99},
@@ -452,6 +484,7 @@ def main() -> int:
         script = tmp / "done.lua"
         script.write_text(DONE_LUA)
         wrk = Wrk(wrk_bin, script, args.duration)
+        wrk.pids = {name: supervisor.procs[name].pid for name in ("gateway", "connector_service")}
         targets = {
             "direct": (direct + PATH, direct_token),
             "gateway": (gateway + PATH, prepared.api_key),
