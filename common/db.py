@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
@@ -130,8 +130,11 @@ async def get_read_db(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-Db = Annotated[asyncpg.Connection, Depends(get_db)]
-ReadDb = Annotated[asyncpg.Connection, Depends(get_read_db)]
+# scope="function": the transaction commits (and the connection returns to the pool) before the
+# response is sent, so a client that got 201 can rely on the write, and a failed commit is an
+# error response rather than a 2xx followed by a rollback.
+Db = Annotated[asyncpg.Connection, Depends(get_db, scope="function")]
+ReadDb = Annotated[asyncpg.Connection, Depends(get_read_db, scope="function")]
 
 
 async def ping(pool: asyncpg.Pool, wait: float = 2.0) -> tuple[bool, str | None]:
@@ -141,7 +144,3 @@ async def ping(pool: asyncpg.Pool, wait: float = 2.0) -> tuple[bool, str | None]
         return True, None
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
         return False, type(exc).__name__
-
-
-def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None

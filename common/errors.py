@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(component="seedos.errors")
@@ -85,6 +86,37 @@ class GatewayTimeout(SeedosError):
     status, code, title = 504, "upstream_timeout", "Upstream timed out"
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details; `code` is stable and machine-readable.",
+    "properties": {
+        "type": {"type": "string", "example": "urn:seedos:problem:forbidden"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "code": {"type": "string", "example": "forbidden"},
+    },
+    "required": ["type", "title", "status", "code"],
+}
+_DESCRIPTIONS = {
+    401: "No, or an unknown, expired or revoked, credential",
+    403: "The caller's role does not allow this",
+    404: "Not found",
+    422: "The request is invalid (the problem lists why)",
+    503: "A dependency is unavailable; retry later",
+}
+# `responses=` for routers: documents the problem+json answers every route can give.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": text,
+        "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+    }
+    for status, text in _DESCRIPTIONS.items()
+}
+
+
 def problem_body(
     *, status: int, code: str, title: str, detail: str | None, instance: str | None, **extra: Any
 ) -> dict[str, Any]:
@@ -152,6 +184,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
         for err in exc.errors()
     ]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem_response(
+            status=422,
+            code="invalid_json",
+            title="The body is not valid JSON",
+            detail="the request body is not valid JSON",
+            instance=request.url.path,
+        )
     return problem_response(
         status=422,
         code="validation_failed",
@@ -162,15 +202,40 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled_error", path=request.url.path)
-    return problem_response(
-        status=500, code="internal_error", title="Internal error", instance=request.url.path
-    )
+class UnhandledErrorMiddleware:
+    """Turns an unexpected exception into a 500 problem+json and keeps the connection.
+
+    Starlette's outermost error middleware answers too, but then re-raises, so the server logs
+    the error a second time and drops the keep-alive connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled_error", path=scope["path"])
+            if started:
+                raise
+            response = problem_response(
+                status=500, code="internal_error", title="Internal error", instance=scope["path"]
+            )
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SeedosError, _seedos_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unhandled)
+    app.add_middleware(UnhandledErrorMiddleware)

@@ -104,6 +104,16 @@ class TokenVerifier:
             raise Unauthorized(f"invalid internal token: {exc}") from None
 
 
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
 class InternalAuthMiddleware:
     """Refuses every request but health and metrics without a valid internal token."""
 
@@ -115,17 +125,11 @@ class InternalAuthMiddleware:
         if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        token = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer":
-                    token = None
-                break
+        token = bearer_token(scope)
         try:
             if not token:
                 raise Unauthorized("an internal token is required")
-            principal = self.verifier.verify(token.strip())
+            principal = self.verifier.verify(token)
         except Unauthorized as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})

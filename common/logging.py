@@ -24,7 +24,8 @@ _SENSITIVE_VALUE = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
     (re.compile(r"\bsk_[A-Za-z0-9_-]{8,}"), REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
-    (re.compile(r"(?i)(://[^:/@\s]+:)[^@\s]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)(://[^:/@\s]+:)\S+@"), r"\1" + REDACTED + "@"),  # greedy: '@' in passwords
+    (re.compile(r"(?i)\b(password|passwd|pwd|secret|token)=('[^']*'|\S+)"), r"\1=" + REDACTED),
     (
         re.compile(r"(?i)([?&](?:ticket|token|key|code|state|access_token)=)[^&\s]+"),
         r"\1" + REDACTED,
@@ -34,7 +35,7 @@ _SENSITIVE_VALUE = [
 
 # One cheap pass decides whether a string needs the full set of patterns: on the request path
 # almost no value does, and running every pattern over every field cost more than the request.
-_TRIGGER = re.compile(r"(?i)bearer|basic|sk_|eyJ|://|[?&]")
+_TRIGGER = re.compile(r"(?i)bearer|basic|sk_|eyJ|://|[?&]|password|passwd|pwd|secret|token")
 _key_verdicts: dict[str, bool] = {}
 
 

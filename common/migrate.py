@@ -63,6 +63,8 @@ def default_directory() -> Path:
 
 
 def discover(directory: Path) -> list[Migration]:
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a folder of migrations")
     found = []
     for path in sorted(directory.glob("*.sql")):
         match = FILE_PATTERN.match(path.name)

@@ -116,3 +116,14 @@ class ObservabilityMiddleware:
 
 async def metrics_endpoint(_request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def add_plain_route(app: Any, path: str, endpoint: Any, **kw: Any) -> None:
+    """``app.add_route`` that still labels metrics and logs with the route (FastAPI only sets
+    the matched route in the scope for its own API routes)."""
+
+    async def labelled(request: Request) -> Response:
+        request.scope[ROUTE_KEY] = path
+        return await endpoint(request)
+
+    app.add_route(path, labelled, include_in_schema=False, **kw)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import BaseModel
 
 from common.errors import InvalidRequest
 
-T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -22,24 +21,33 @@ CursorParam = Annotated[
 ]
 
 
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = None
-
-
 def encode_cursor(key: list[Any]) -> str:
     raw = json.dumps(key, separators=(",", ":"), default=str).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(cursor: str | None, *, size: int) -> list[Any] | None:
+class InvalidCursor(InvalidRequest):
+    code, title = "invalid_cursor", "Invalid cursor"
+
+    def __init__(self) -> None:
+        super().__init__("the cursor is not one this API issued")
+
+
+def decode_cursor(cursor: str | None, *, parse: Sequence[Callable[[Any], Any]]) -> list[Any] | None:
+    """The sort key in a cursor, each part passed through its parser (``datetime.fromisoformat``,
+    ``uuid.UUID``, ``str`` ...). Anything malformed is :class:`InvalidCursor` (422)."""
     if cursor is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        key = None
-    if not isinstance(key, list) or len(key) != size:
-        raise InvalidRequest("the cursor is not one this API issued", code="invalid_cursor")
-    return key
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(key, list) or len(key) != len(parse):
+            raise InvalidCursor()
+        return [convert(_require_str(part)) for convert, part in zip(parse, key, strict=True)]
+    except (binascii.Error, ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        raise InvalidCursor() from None
+
+
+def _require_str(part: Any) -> str:
+    if not isinstance(part, str):
+        raise TypeError("cursor parts are strings")
+    return part

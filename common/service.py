@@ -13,7 +13,7 @@ from common import db
 from common.errors import install_error_handlers, problem_response
 from common.internal_auth import InternalAuthMiddleware, TokenVerifier
 from common.logging import configure_logging
-from common.observability import ObservabilityMiddleware, metrics_endpoint
+from common.observability import ObservabilityMiddleware, add_plain_route, metrics_endpoint
 from common.settings import CommonSettings
 
 ReadyCheck = Callable[[FastAPI], Awaitable[tuple[bool, str | None]]]
@@ -55,6 +55,8 @@ def create_service_app(
         finally:
             await app.state.pool.close()
 
+    # No trailing-slash redirects: behind the gateway they would point at the internal address.
+    fastapi_kwargs.setdefault("redirect_slashes", False)
     app = app_class(title=title, lifespan=lifespan, **fastapi_kwargs)
     app.state.settings = settings
     install_error_handlers(app)
@@ -77,7 +79,7 @@ def create_service_app(
             )
         return JSONResponse({"status": "ready", "checks": dict.fromkeys(results, "ok")})
 
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    add_plain_route(app, "/metrics", metrics_endpoint)
     if internal_auth:
         key = settings.internal_token_key
         assert key is not None  # the settings validator guarantees it

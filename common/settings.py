@@ -42,7 +42,9 @@ class CommonSettings(BaseSettings):
     data_dir: Path = _env("SEEDOS_DATA_DIR", Path(".seedos"))
     internal_token_key: SecretStr | None = _env("SEEDOS_INTERNAL_TOKEN_KEY", None)
     internal_token_ttl_seconds: int = _env("SEEDOS_INTERNAL_TOKEN_TTL_SECONDS", 60, ge=5, le=600)
-    log_level: str = _env("SEEDOS_LOG_LEVEL", "INFO")
+    log_level: str = _env(
+        "SEEDOS_LOG_LEVEL", "INFO", pattern="(?i)^(debug|info|warning|error|critical)$"
+    )
     log_format: str = _env("SEEDOS_LOG_FORMAT", "auto", pattern="^(auto|json|console)$")
     db_pool_max_size: int = _env("SEEDOS_DB_POOL_MAX_SIZE", 10, ge=1)
     db_connect_timeout_seconds: float = _env("SEEDOS_DB_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)

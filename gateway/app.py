@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from common.internal_auth import TokenSigner
-from common.observability import ObservabilityMiddleware
+from common.observability import ObservabilityMiddleware, add_plain_route
 from common.service import create_service_app
 from gateway.api_keys.routes import router as api_keys_router
 from gateway.auth.authenticator import Authenticator
@@ -124,5 +124,5 @@ def _add_docs(app: FastAPI) -> None:
     async def docs(_request: Request) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="SEED-OS API")
 
-    app.add_route("/openapi.json", openapi_json, include_in_schema=False)
-    app.add_route("/docs", docs, include_in_schema=False)
+    add_plain_route(app, "/openapi.json", openapi_json)
+    add_plain_route(app, "/docs", docs)

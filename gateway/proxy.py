@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import structlog
+from multidict import CIMultiDict
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -93,16 +94,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _forward_headers(request: Request, token: str, request_id: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    connection_tokens = {
-        t.strip().lower() for t in request.headers.get("connection", "").split(",") if t.strip()
-    }
+class InvalidHeader(SeedosError):
+    status, code, title = 400, "invalid_header", "Invalid header"
+
+
+def _connection_tokens(value: str | None) -> set[str]:
+    """Fields a ``Connection`` header names as hop-by-hop (RFC 9110 section 7.6.1)."""
+    return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
+
+
+def _forward_headers(request: Request, token: str, request_id: str) -> CIMultiDict[str]:
+    """The caller's end-to-end headers (repeated ones kept), plus the gateway's own."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    hop = _connection_tokens(request.headers.get("connection"))
     for raw_name, raw_value in request.scope["headers"]:
         name = raw_name.decode("latin-1")
-        if name in _NOT_FORWARDED or name in connection_tokens or name.startswith("x-forwarded-"):
+        if name in _NOT_FORWARDED or name in hop or name.startswith("x-forwarded-"):
             continue
-        headers[name] = raw_value.decode("latin-1")
+        if not raw_value.isascii():
+            raise InvalidHeader(f"the value of header {name!r} is not ASCII", header=name)
+        headers.add(name, raw_value.decode("ascii"))
     client = request.scope.get("client")
     headers["authorization"] = f"Bearer {token}"
     headers["x-request-id"] = request_id
@@ -113,15 +124,16 @@ def _forward_headers(request: Request, token: str, request_id: str) -> dict[str,
     return headers
 
 
-def _response_headers(upstream: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
-    connection_tokens = {
-        t.strip().lower() for t in upstream.headers.get("connection", "").split(",") if t.strip()
-    }
+def _response_headers(upstream: aiohttp.ClientResponse, base_url: str) -> list[tuple[bytes, bytes]]:
+    hop = _connection_tokens(upstream.headers.get("connection"))
     out = []
     for name, value in upstream.raw_headers:
         lname = name.decode("latin-1").lower()
-        if lname in _NOT_RETURNED or lname in connection_tokens:
+        if lname in _NOT_RETURNED or lname in hop:
             continue
+        if lname in ("location", "content-location"):
+            # never send a client to the internal address: make it relative to the gateway
+            value = value.replace(base_url.encode("latin-1"), b"", 1) or b"/"
         out.append((name.lower(), value))
     return out
 
@@ -149,7 +161,8 @@ class Proxy:
                     method, url, headers=headers, data=body or None, allow_redirects=False
                 )
                 break
-            except aiohttp.ClientConnectorError as exc:
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # refused, unresolvable, or not accepting within the connect timeout
                 log.warning("upstream_unreachable", upstream=upstream.name, error=str(exc))
                 raise ServiceUnavailable(
                     f"{upstream.name} is unavailable",
@@ -173,9 +186,9 @@ class Proxy:
     async def _respond(
         self, resp: aiohttp.ClientResponse, upstream: Upstream, *, head: bool
     ) -> Response:
-        headers = _response_headers(resp)
+        headers = _response_headers(resp, upstream.base_url)
         length = resp.content_length
-        if length is not None and length <= BUFFER_LIMIT:
+        if head or (length is not None and length <= BUFFER_LIMIT):
             try:
                 content = await resp.read()
             except TimeoutError:
@@ -185,8 +198,11 @@ class Proxy:
             finally:
                 resp.release()
             response = Response(content, status_code=resp.status)
-            size = length if head else len(content)
-            response.raw_headers = [*headers, (b"content-length", str(size).encode())]
+            if head:  # no body: pass the length the upstream announced, if it did
+                size = str(length).encode() if length is not None else None
+            else:
+                size = str(len(content)).encode()
+            response.raw_headers = headers + ([(b"content-length", size)] if size else [])
             return response
         response = StreamingResponse(
             _stream(resp, upstream.name),

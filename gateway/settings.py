@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -21,11 +19,6 @@ class GatewaySettings(CommonSettings):
     upstream_connect_timeout_seconds: float = Field(2.0, gt=0)
     upstream_max_connections: int = Field(200, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    api_key_cache_ttl_seconds: float = Field(2.0, ge=0, le=5)
+    api_key_cache_ttl_seconds: float = Field(2.0, ge=0, le=4)
     api_key_cache_size: int = Field(10_000, ge=1)
     openapi_cache_seconds: float = Field(30.0, ge=0)
-
-
-@lru_cache
-def get_settings() -> GatewaySettings:
-    return GatewaySettings()

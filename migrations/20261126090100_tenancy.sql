@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS public.tenants (
 CREATE UNIQUE INDEX IF NOT EXISTS tenants_slug_key ON public.tenants (slug);
 CREATE INDEX IF NOT EXISTS idx_tenants_industry_size ON public.tenants (industry, size);
 
-CREATE TRIGGER handle_tenants_updated_at
+CREATE OR REPLACE TRIGGER handle_tenants_updated_at
 BEFORE UPDATE ON public.tenants
 FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS public.users (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON public.users (lower(email));
 
-CREATE TRIGGER handle_users_updated_at
+CREATE OR REPLACE TRIGGER handle_users_updated_at
 BEFORE UPDATE ON public.users
 FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -35,6 +35,6 @@ CREATE INDEX IF NOT EXISTS idx_marketplace_connectors_category
 CREATE INDEX IF NOT EXISTS idx_marketplace_connectors_featured
     ON public.marketplace_connectors (name) WHERE is_featured;
 
-CREATE TRIGGER handle_marketplace_connectors_updated_at
+CREATE OR REPLACE TRIGGER handle_marketplace_connectors_updated_at
 BEFORE UPDATE ON public.marketplace_connectors
 FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();

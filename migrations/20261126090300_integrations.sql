@@ -28,7 +28,7 @@ CREATE INDEX IF NOT EXISTS idx_integration_connectors_tenant_status
 CREATE INDEX IF NOT EXISTS idx_integration_connectors_marketplace
     ON public.integration_connectors (marketplace_connector_id);
 
-CREATE TRIGGER handle_integration_connectors_updated_at
+CREATE OR REPLACE TRIGGER handle_integration_connectors_updated_at
 BEFORE UPDATE ON public.integration_connectors
 FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

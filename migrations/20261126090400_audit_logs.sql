@@ -29,6 +29,6 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER audit_logs_no_update
+CREATE OR REPLACE TRIGGER audit_logs_no_update
 BEFORE UPDATE OR DELETE ON public.audit_logs
 FOR EACH ROW EXECUTE FUNCTION public.audit_logs_append_only();

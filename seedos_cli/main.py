@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +18,7 @@ from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
 from seedos_cli import demo
 from seedos_cli.database import database
-from seedos_cli.supervisor import SERVICES, Supervisor
+from seedos_cli.up import SuiteError, run_suite
 
 app = typer.Typer(
     help="SEED-OS Integration Layer: run and administer the suite.", no_args_is_help=True
@@ -59,7 +56,7 @@ def _run(work: Callable[[Any], Awaitable[T]], *, transaction: bool = True) -> T:
     with database(settings) as dsn:
         try:
             return asyncio.run(main(dsn))
-        except (SeedosError, migrate.MigrationError) as exc:
+        except (SeedosError, migrate.MigrationError, ValueError) as exc:
             message = exc.detail or exc.title if isinstance(exc, SeedosError) else str(exc)
             typer.secho(f"error: {message}", fg="red", err=True)
             raise typer.Exit(1) from None
@@ -168,84 +165,13 @@ def up(
     Without DATABASE_URL an embedded PostgreSQL runs with its data in the data folder
     (.seedos/ by default). Ctrl-C stops everything.
     """
-    settings = _settings()
     ports = {"gateway": gateway_port, "connector_service": connector_port,
              "marketplace_service": marketplace_port}  # fmt: skip
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-
-    with database(settings) as dsn:
-
-        async def prepare() -> dict[str, Any]:
-            conn = await db.connect(dsn)
-            try:
-                await migrate.apply(conn)
-                seeded = await demo.seed(conn)
-                async with conn.transaction():
-                    key = await api_keys.rotate_dev_key(conn, tenant_id=seeded["tenant"]["id"])
-                return {**seeded, "key": key["key"]}
-            finally:
-                await conn.close()
-
-        try:
-            prepared = asyncio.run(prepare())
-        except migrate.MigrationError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
-        key = settings.internal_token_key
-        assert key is not None
-        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": dsn,
-            "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
-            "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),
-            "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"{base}:{connector_port}",
-            "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"{base}:{marketplace_port}",
-        }
-        supervisor = Supervisor(env, host=host)
-        try:
-            for spec in SERVICES:
-                supervisor.start(spec, ports[spec.name])
-            supervisor.wait_ready({name: f"{base}:{port}" for name, port in ports.items()})
-            _banner(base, ports, prepared, embedded=not settings.dsn, dsn=dsn)
-            while not stop.wait(0.5):
-                if (name := supervisor.first_exited()) is not None:
-                    typer.secho(f"{name} exited; stopping the suite", fg="red", err=True)
-                    raise typer.Exit(1)
-        except (RuntimeError, TimeoutError) as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
-        finally:
-            typer.echo("stopping services ...", err=True)
-            supervisor.stop()
-            typer.echo("stopped", err=True)
-
-
-def _banner(
-    base: str, ports: dict[str, int], prepared: dict[str, Any], *, embedded: bool, dsn: str
-) -> None:
-    gw = f"{base}:{ports['gateway']}"
-    lines = [
-        "",
-        "SEED-OS Integration Layer is up",
-        f"  gateway              {gw}",
-        f"  API docs             {gw}/docs",
-        f"  gateway metrics      {gw}/metrics",
-        f"  connector_service    {base}:{ports['connector_service']}/metrics",
-        f"  marketplace_service  {base}:{ports['marketplace_service']}/metrics",
-        f"  database             {'embedded PostgreSQL: ' + dsn if embedded else 'DATABASE_URL'}",
-        "",
-        f"  demo tenant '{prepared['tenant']['slug']}',"
-        f" {prepared['catalog_entries']} catalog entries",
-        f"  dev API key (admin, replaced at every start): {prepared['key']}",
-        "",
-        f"  try: curl -H 'Authorization: Bearer {prepared['key']}' {gw}/api/v1/me",
-        "",
-        "Press Ctrl-C to stop.",
-    ]
-    typer.echo("\n".join(lines))
+    try:
+        run_suite(_settings(), host=host, ports=ports)
+    except SuiteError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import socket
 import tempfile
 import uuid
@@ -24,11 +25,13 @@ from gateway.tenants import service as tenants
 @contextmanager
 def embedded_cluster(prefix: str) -> Iterator[str]:
     """A throwaway embedded PostgreSQL, deleted afterwards; yields its admin DSN."""
-    server = embedded.start(Path(tempfile.mkdtemp(prefix=prefix)), cleanup_mode="delete")
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    server = embedded.start(folder, cleanup_mode="delete")
     try:
         yield embedded.dsn(server)
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def with_database(dsn: str, name: str) -> str:

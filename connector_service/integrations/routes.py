@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from common.db import ReadDb
+from common.errors import PROBLEM_RESPONSES
 from common.internal_auth import CurrentPrincipal, requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
@@ -13,7 +14,10 @@ from connector_service.integrations import service
 from connector_service.integrations.schemas import IntegrationOut, IntegrationPage, Status
 
 router = APIRouter(
-    prefix="/api/v1/integrations", tags=["integrations"], dependencies=[requires(Permission.read)]
+    prefix="/api/v1/integrations",
+    tags=["integrations"],
+    dependencies=[requires(Permission.read)],
+    responses=PROBLEM_RESPONSES,
 )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from common.errors import InvalidRequest, NotFound
+from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
 from connector_service.integrations import repository
 
@@ -24,14 +24,8 @@ async def list_integrations(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    after = None
-    if (key := decode_cursor(cursor, size=2)) is not None:
-        try:
-            after = (datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-        except (TypeError, ValueError):
-            raise InvalidRequest(
-                "the cursor is not one this API issued", code="invalid_cursor"
-            ) from None
+    key = decode_cursor(cursor, parse=(datetime.fromisoformat, uuid.UUID))
+    after = (key[0], key[1]) if key else None
     rows = await repository.list_for_tenant(
         conn, tenant_id, status=status, service_name=service_name, after=after, limit=limit + 1
     )

@@ -51,11 +51,12 @@ async def list_for_tenant(
 async def revoke(
     conn: asyncpg.Connection, key_id: uuid.UUID, *, tenant_id: uuid.UUID | None
 ) -> asyncpg.Record | None:
-    """Revoke a key (of this tenant, when given). Revoking twice keeps the first time."""
+    """Revoke a key (of this tenant, when given). Revoking twice keeps the first time;
+    ``newly_revoked`` says whether this call did it."""
     return await conn.fetchrow(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())"
         " WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)"
-        f" RETURNING {_COLUMNS}",
+        f" RETURNING {_COLUMNS}, revoked_at = now() AS newly_revoked",
         key_id,
         tenant_id,
     )

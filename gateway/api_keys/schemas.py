@@ -3,15 +3,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from common.roles import Role
 
 
 class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=100)
     role: Role = Role.editor
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        None, description="When the key stops working (with a time zone)"
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -29,3 +33,8 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret key. Shown only in this response: store it now.")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
+    next_cursor: str | None = Field(None, description="Always null: a tenant's keys fit one page")

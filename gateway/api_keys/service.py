@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 
 from common import audit
-from common.errors import InvalidRequest, NotFound
-from common.roles import Role
+from common.errors import Forbidden, InvalidRequest, NotFound
+from common.roles import GRANTS, Role
 from gateway.api_keys import repository
 from gateway.auth import keys
 
@@ -24,11 +24,20 @@ async def create(
     name: str,
     role: Role = Role.editor,
     created_by: str | None,
+    creator_role: str | None = None,
     expires_at: datetime | None = None,
     purpose: str = "user",
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Mint a key. The returned dict holds the secret under ``key``: it is never stored."""
+    """Mint a key. The returned dict holds the secret under ``key``: it is never stored.
+
+    ``creator_role`` is the role of whoever asks through the API: a key never gets a permission
+    its creator lacks (an admin may not mint a publisher key). The CLI, run by an operator,
+    passes none."""
+    if creator_role is not None and not GRANTS[Role(role)] <= GRANTS[Role(creator_role)]:
+        raise Forbidden(
+            f"a {creator_role} may not create a {Role(role).value} key", code="role_not_grantable"
+        )
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise InvalidRequest("expires_at must be in the future", code="invalid_expiry")
     secret = keys.generate()
@@ -69,9 +78,12 @@ async def revoke(
     actor: str | None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
+    """Revoke a key. Revoking a revoked key changes nothing and records nothing."""
     row = await repository.revoke(conn, key_id, tenant_id=tenant_id)
     if row is None:
         raise ApiKeyNotFound(f"no API key {key_id}")
+    if not row["newly_revoked"]:
+        return dict(row)
     await audit.record(
         conn,
         tenant_id=row["tenant_id"],

@@ -1,8 +1,10 @@
 """Resolves a request's credentials to a Principal without a database round trip per request.
 
-Verified keys (and unknown ones) are cached for ``api_key_cache_ttl_seconds`` (at most 5 s), so
-a revocation takes effect within that time on every gateway replica; this replica also forgets a
-key the moment it revokes it. Concurrent misses for one key share one lookup.
+Verified keys (and unknown ones) are cached for ``api_key_cache_ttl_seconds`` (at most 4 s, so
+with the lookup's own time a revocation made anywhere takes effect within 5 s). A revocation
+through this gateway also clears the cache once committed, and lookups that were already in
+flight then are not cached. Concurrent misses for one key share one lookup, which runs in its
+own task so that one caller giving up does not fail the others.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.requests import HTTPConnection
 
 from common import db
 from common.errors import Unauthorized
-from common.internal_auth import Principal
+from common.internal_auth import Principal, bearer_token
 from gateway.auth import keys, repository
 
 
@@ -32,10 +34,11 @@ class Authenticator:
         self._cache: TTLCache[bytes, _Entry] = TTLCache(
             maxsize=max_size, ttl=ttl_seconds or 1e-9, timer=time.monotonic
         )
-        self._inflight: dict[bytes, asyncio.Future[_Entry]] = {}
+        self._inflight: dict[bytes, asyncio.Task[_Entry]] = {}
+        self._generation = 0
 
     async def authenticate(self, conn: HTTPConnection) -> Principal:
-        token = bearer_token(conn)
+        token = bearer_token(conn.scope)
         if token is None:
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
         if not keys.looks_like_key(token):
@@ -47,64 +50,44 @@ class Authenticator:
             raise Unauthorized(
                 "the API key is unknown, expired or revoked", code="invalid_credentials"
             )
-        request_id = conn.scope.get("state", {}).get("request_id")
         return Principal(
             tenant_id=principal.tenant_id,
             subject=principal.subject,
             role=principal.role,
             issuer="gateway",
-            request_id=request_id,
+            request_id=conn.scope.get("state", {}).get("request_id"),
             tenant_slug=principal.tenant_slug,
         )
 
-    def forget(self, key_hash: bytes | None = None) -> None:
-        """Drop cached verdicts: one key's, or all (after a revocation by id)."""
-        if key_hash is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(key_hash, None)
+    def forget(self) -> None:
+        """Drop every cached verdict, and keep lookups already running from being cached."""
+        self._generation += 1
+        self._cache.clear()
 
     async def _lookup(self, key_hash: bytes) -> _Entry:
         entry = self._cache.get(key_hash)
         if entry is not None:
             return entry
-        pending = self._inflight.get(key_hash)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-        self._inflight[key_hash] = future
-        try:
-            entry = await self._query(key_hash)
-            if self._ttl > 0:
-                self._cache[key_hash] = entry
-            future.set_result(entry)
-            return entry
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._inflight[key_hash]
+        task = self._inflight.get(key_hash)
+        if task is None:
+            task = asyncio.create_task(self._query_and_cache(key_hash, self._generation))
+            self._inflight[key_hash] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key_hash, None))
+        return await asyncio.shield(task)
 
-    async def _query(self, key_hash: bytes) -> _Entry:
+    async def _query_and_cache(self, key_hash: bytes, generation: int) -> _Entry:
         async with self._db.connection() as conn:
             row = await repository.find_active_key(conn, key_hash)
-        if row is None:
-            return _Entry(None)
-        return _Entry(
-            Principal(
-                tenant_id=row["tenant_id"],
-                subject=f"apikey:{row['id']}",
-                role=row["role"],
-                tenant_slug=row["tenant_slug"],
+        entry = _Entry(None)
+        if row is not None:
+            entry = _Entry(
+                Principal(
+                    tenant_id=row["tenant_id"],
+                    subject=f"apikey:{row['id']}",
+                    role=row["role"],
+                    tenant_slug=row["tenant_slug"],
+                )
             )
-        )
-
-
-def bearer_token(conn: HTTPConnection) -> str | None:
-    value = conn.headers.get("authorization")
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+        if self._ttl > 0 and generation == self._generation:
+            self._cache[key_hash] = entry
+        return entry

@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from common.db import ReadDb
+from common.errors import PROBLEM_RESPONSES
 from common.roles import GRANTS, Role
 from gateway.deps import CurrentPrincipal
 from gateway.tenants import service as tenants
 
-router = APIRouter(prefix="/api/v1", tags=["me"])
+router = APIRouter(prefix="/api/v1", tags=["me"], responses=PROBLEM_RESPONSES)
 
 
 class TenantOut(BaseModel):

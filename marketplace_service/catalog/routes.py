@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from common.db import ReadDb
+from common.errors import PROBLEM_RESPONSES
 from common.internal_auth import requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
@@ -12,7 +13,10 @@ from marketplace_service.catalog import service
 from marketplace_service.catalog.schemas import CatalogEntryDetail, CatalogPage
 
 router = APIRouter(
-    prefix="/api/v1/marketplace", tags=["marketplace"], dependencies=[requires(Permission.read)]
+    prefix="/api/v1/marketplace",
+    tags=["marketplace"],
+    dependencies=[requires(Permission.read)],
+    responses=PROBLEM_RESPONSES,
 )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from common.errors import InvalidRequest, NotFound
+from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
 from marketplace_service.catalog import repository
 
@@ -26,11 +26,8 @@ async def list_entries(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    after = None
-    if (key := decode_cursor(cursor, size=1)) is not None:
-        if not isinstance(key[0], str):
-            raise InvalidRequest("the cursor is not one this API issued", code="invalid_cursor")
-        after = key[0]
+    key = decode_cursor(cursor, parse=(str,))
+    after = key[0] if key else None
     rows = await repository.list_entries(
         conn, category=category, featured=featured, after_name=after, limit=limit + 1
     )

@@ -27,7 +27,7 @@ async def test_waiters_are_served_in_arrival_order_and_time_out_with_503(dsn):
         tasks = []
         for i in range(6):
             tasks.append(asyncio.create_task(waiter(i)))
-            await asyncio.sleep(0.01)  # arrive in a known order
+            await _until(lambda n=i + 1: _waiting(database) == n)  # arrived, in this order
         for conn in held:
             await database.release(conn)
         await asyncio.gather(*tasks)
@@ -64,3 +64,14 @@ async def test_database_down_is_503_unavailable():
             await database.acquire()
     finally:
         await pool.close()
+
+
+def _waiting(database: db.Database) -> int:
+    return len(database._gate._waiters or ())
+
+
+async def _until(condition, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0)

@@ -100,12 +100,27 @@ async def test_applies_on_a_supabase_shaped_database(admin_dsn):
             CREATE TABLE supabase_migrations.schema_migrations (
               version text NOT NULL PRIMARY KEY, statements text[], name text);
             INSERT INTO supabase_migrations.schema_migrations VALUES ('20200101000000', '{}', 'theirs');
+            GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA public
+              GRANT ALL ON TABLES TO anon, authenticated, service_role;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA public
+              GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
             """
         )
         applied = await migrate.apply(conn)
         assert len(applied) == len(migrate.discover(migrate.default_directory()))
         assert await _tables(conn) >= TABLES
         assert await conn.fetchval("SELECT count(*) FROM auth.users") == 1
+        # PostgREST's roles (anon key, signed-in users) can touch none of our tables
+        for table in TABLES:
+            for role in ("anon", "authenticated"):
+                for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+                    assert not await conn.fetchval(
+                        "SELECT has_table_privilege($1, $2, $3)", role, f"public.{table}", privilege
+                    ), (role, table, privilege)
+            assert await conn.fetchval(
+                "SELECT relrowsecurity FROM pg_class WHERE oid = $1::regclass", f"public.{table}"
+            ), f"row level security is off on {table}"
         assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'uid'") >= 1
         versions = await conn.fetch("SELECT version FROM supabase_migrations.schema_migrations")
         assert "20200101000000" in {r["version"] for r in versions}

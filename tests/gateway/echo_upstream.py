@@ -35,7 +35,7 @@ def create_app() -> Starlette:
                 "method": request.method,
                 "raw_path": request.scope["raw_path"].decode(),
                 "query": request.url.query,
-                "headers": dict(request.headers),
+                "headers": {k: ", ".join(request.headers.getlist(k)) for k in request.headers},
                 "body_length": len(body),
                 "principal": {
                     "tenant_id": str(principal.tenant_id),

@@ -95,6 +95,18 @@ async def test_forwarded_request_carries_internal_token_not_the_key(rig, dsn):
     assert "keep-alive" not in r.headers
 
 
+async def test_repeated_headers_survive_and_non_ascii_is_refused(rig, dsn):
+    t = await make_tenant(dsn)
+    async with httpx.AsyncClient(base_url=rig.gateway) as client:
+        headers = [*t.headers.items(), ("X-Tag", "one"), ("X-Tag", "two")]
+        r = await client.get("/api/v1/marketplace/echo", headers=headers)
+        assert r.json()["headers"]["x-tag"] == "one, two"
+        r = await client.get(
+            "/api/v1/marketplace/echo", headers=[*t.headers.items(), (b"X-Name", b"caf\xe9")]
+        )
+        assert r.status_code == 400 and r.json()["code"] == "invalid_header"
+
+
 async def test_request_id_is_made_when_missing(rig, dsn):
     t = await make_tenant(dsn)
     async with httpx.AsyncClient(base_url=rig.gateway) as client:

@@ -119,7 +119,7 @@ async def test_roles(suite, dsn):
         assert r.status_code == 201, r.text
         created = r.json()
         assert created["key"].startswith("sk_seedos_") and created["role"] == "viewer"
-        listed = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()
+        listed = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()["items"]
         assert {k["id"] for k in listed} >= {created["id"], str(viewer.key_id)}
         assert all("key" not in k and "key_hash" not in k for k in listed)
         r = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {created['key']}"})
@@ -130,11 +130,25 @@ async def test_bad_api_key_input_is_422_and_changes_nothing(suite, dsn):
     admin = await make_tenant(dsn)
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         before = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()
-        for body in ({"name": ""}, {"name": "x", "role": "root"}, {"nope": 1}, [1, 2]):
+        for body in (
+            {"name": ""},
+            {"name": "x", "role": "root"},
+            {"nope": 1},
+            [1, 2],
+            {"name": "x", "expires_at": "2999-01-01T00:00:00"},  # no time zone
+            {"name": "x", "expires_at": "yesterday"},
+        ):
             r = await client.post("/api/v1/api-keys", json=body, headers=admin.headers)
             assert r.status_code == 422, r.text
             assert r.headers["content-type"] == PROBLEM
             assert r.json()["code"] == "validation_failed"
+        past = {"name": "x", "expires_at": "2001-01-01T00:00:00Z"}
+        r = await client.post("/api/v1/api-keys", json=past, headers=admin.headers)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_expiry"
+        r = await client.post(
+            "/api/v1/api-keys", json={"name": "p", "role": "publisher"}, headers=admin.headers
+        )
+        assert r.status_code == 403 and r.json()["code"] == "role_not_grantable"
         r = await client.delete(f"/api/v1/api-keys/{uuid.uuid4()}", headers=admin.headers)
         assert r.status_code == 404 and r.json()["code"] == "api_key_not_found"
         after = (await client.get("/api/v1/api-keys", headers=admin.headers)).json()
@@ -213,6 +227,10 @@ async def test_openapi_document_is_merged(suite, dsn):
         docs = await client.get("/docs")
     assert {"/api/v1/me", "/api/v1/api-keys", "/api/v1/integrations",
             "/api/v1/marketplace/connectors"} <= set(doc["paths"])  # fmt: skip
+    for path, method in (("/api/v1/integrations", "get"), ("/api/v1/api-keys", "post")):
+        responses = doc["paths"][path][method]["responses"]
+        assert "application/problem+json" in responses["422"]["content"], path
+        assert "application/problem+json" in responses["401"]["content"], path
     schemas = doc["components"]["schemas"]
     for path in doc["paths"].values():
         for op in path.values():
@@ -231,3 +249,51 @@ def _refs(node):
     elif isinstance(node, list):
         for v in node:
             yield from _refs(v)
+
+
+async def test_a_new_key_works_at_once_and_revoking_twice_records_once(suite, dsn):
+    admin = await make_tenant(dsn)
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        for i in range(15):  # the insert commits before the 201 is sent
+            r = await client.post("/api/v1/api-keys", json={"name": f"k{i}"}, headers=admin.headers)
+            me = await client.get(
+                "/api/v1/me", headers={"Authorization": f"Bearer {r.json()['key']}"}
+            )
+            assert me.status_code == 200, (i, me.text)
+        key_id = r.json()["id"]
+        first = await client.delete(f"/api/v1/api-keys/{key_id}", headers=admin.headers)
+        again = await client.delete(f"/api/v1/api-keys/{key_id}", headers=admin.headers)
+        assert first.status_code == again.status_code == 200
+        assert first.json()["revoked_at"] == again.json()["revoked_at"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        entries = await conn.fetchval(
+            "SELECT count(*) FROM audit_logs WHERE action = 'api_key.revoked'"
+            " AND payload->>'api_key_id' = $1",
+            key_id,
+        )
+    finally:
+        await conn.close()
+    assert entries == 1
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["garbage!", "W10", "WyJ4IiwgNV0", "WzEsMl0", "eyJhIjoxfQ", "WyIyMDI0LTAxLTAxIiwibm9wZSJd"],
+    ids=["not-base64", "empty-list", "number-part", "numbers", "object", "bad-uuid"],
+)
+async def test_crafted_cursors_are_422(suite, dsn, cursor):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        for path in ("/api/v1/integrations", "/api/v1/marketplace/connectors"):
+            r = await client.get(path, params={"cursor": cursor})
+            assert r.status_code == 422, (path, r.text)
+            assert r.json()["code"] in {"invalid_cursor", "validation_failed"}
+
+
+async def test_trailing_slash_does_not_leak_the_internal_address(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        r = await client.get("/api/v1/integrations/")
+    assert str(suite.ports["connector_service"]) not in r.headers.get("location", "")
+    assert r.status_code in (404, 307, 308)

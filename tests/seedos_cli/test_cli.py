@@ -89,3 +89,29 @@ def test_seed_demo_and_migrate_are_idempotent(dsn):
     first = seedos("seed-demo", dsn=dsn).stdout
     assert "demo tenant 'demo' ready" in first and re.search(r"(\d+) catalog entries", first)
     assert seedos("seed-demo", dsn=dsn).stdout == first
+
+
+async def test_up_refuses_busy_ports_before_touching_anything(dsn):
+    import socket
+
+    import asyncpg
+
+    async def dev_keys() -> list:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(
+                "SELECT id, revoked_at FROM api_keys WHERE purpose = 'dev' ORDER BY id"
+            )
+        finally:
+            await conn.close()
+
+    before = await dev_keys()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = await asyncio.to_thread(
+            seedos, "up", "--gateway-port", str(port), dsn=dsn, check=False
+        )
+    assert out.returncode == 1 and f"port {port} (gateway) is in use" in out.stderr
+    assert await dev_keys() == before

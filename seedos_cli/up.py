@@ -1,0 +1,117 @@
+"""`seedos up`: database, migrations, demo data, then the services until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import typer
+
+from common import db, migrate
+from common.settings import CommonSettings
+from gateway.api_keys import service as api_keys
+from seedos_cli import demo
+from seedos_cli.database import database
+from seedos_cli.supervisor import SERVICES, Supervisor
+
+
+class SuiteError(RuntimeError):
+    """The suite could not start or stopped on its own; the message says why."""
+
+
+def run_suite(settings: CommonSettings, *, host: str, ports: dict[str, int]) -> None:
+    _ensure_ports_free(host, ports)  # before any data changes (the dev key rotates below)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}"
+    with database(settings) as dsn:
+        try:
+            prepared = asyncio.run(_prepare(dsn))
+        except migrate.MigrationError as exc:
+            raise SuiteError(str(exc)) from None
+        supervisor = Supervisor(_service_env(settings, dsn, base, ports), host=host)
+        try:
+            for spec in SERVICES:
+                supervisor.start(spec, ports[spec.name])
+            supervisor.wait_ready({name: f"{base}:{port}" for name, port in ports.items()})
+            _banner(base, ports, prepared, embedded=not settings.dsn, dsn=dsn)
+            while not stop.wait(0.5):
+                if (name := supervisor.first_exited()) is not None:
+                    raise SuiteError(f"{name} exited; stopping the suite")
+        except (RuntimeError, TimeoutError) as exc:
+            raise SuiteError(str(exc)) from None
+        finally:
+            typer.echo("stopping services ...", err=True)
+            supervisor.stop()
+            typer.echo("stopped", err=True)
+
+
+def _ensure_ports_free(host: str, ports: dict[str, int]) -> None:
+    for name, port in ports.items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                raise SuiteError(
+                    f"port {port} ({name}) is in use: is the suite already running?"
+                    " Stop it, or choose other ports (seedos up --help)."
+                ) from None
+
+
+async def _prepare(dsn: str) -> dict[str, Any]:
+    """Migrate, load the demo data and mint this run's dev key (revoking the last one)."""
+    conn = await db.connect(dsn)
+    try:
+        await migrate.apply(conn)
+        seeded = await demo.seed(conn)
+        async with conn.transaction():
+            key = await api_keys.rotate_dev_key(conn, tenant_id=seeded["tenant"]["id"])
+        return {**seeded, "key": key["key"]}
+    finally:
+        await conn.close()
+
+
+def _service_env(
+    settings: CommonSettings, dsn: str, base: str, ports: dict[str, int]
+) -> dict[str, str]:
+    key = settings.internal_token_key
+    assert key is not None  # the settings validator guarantees it
+    return {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
+        "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),
+        "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"{base}:{ports['connector_service']}",
+        "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"{base}:{ports['marketplace_service']}",
+    }
+
+
+def _banner(
+    base: str, ports: dict[str, int], prepared: dict[str, Any], *, embedded: bool, dsn: str
+) -> None:
+    gw = f"{base}:{ports['gateway']}"
+    lines = [
+        "",
+        "SEED-OS Integration Layer is up",
+        f"  gateway              {gw}",
+        f"  API docs             {gw}/docs",
+        f"  gateway metrics      {gw}/metrics",
+        f"  connector_service    {base}:{ports['connector_service']}/metrics",
+        f"  marketplace_service  {base}:{ports['marketplace_service']}/metrics",
+        f"  database             {'embedded PostgreSQL: ' + dsn if embedded else 'DATABASE_URL'}",
+        "",
+        f"  demo tenant '{prepared['tenant']['slug']}',"
+        f" {prepared['catalog_entries']} catalog entries",
+        f"  dev API key (admin, replaced at every start): {prepared['key']}",
+        "",
+        f"  try: curl -H 'Authorization: Bearer {prepared['key']}' {gw}/api/v1/me",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    typer.echo("\n".join(lines))
