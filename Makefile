@@ -9,11 +9,16 @@ STAMP := $(VENV)/.installed-seedos
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs when the dependency list changes.
-$(STAMP): pyproject.toml | $(PY)
+# Re-installs when a dependency list changes. The SDK is its own distribution (sdk/).
+$(STAMP): pyproject.toml sdk/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e './sdk[testing,examples]' -e '.[test]'
 	@touch $(STAMP)
+
+# The test authorization server (npm oidc-provider) for the demo CRM's OAuth tests.
+OIDC_MODULES := sdk/tests/oidc/node_modules/.package-lock.json
+$(OIDC_MODULES): sdk/tests/oidc/package.json sdk/tests/oidc/package-lock.json
+	npm ci --prefix sdk/tests/oidc --no-audit --no-fund --loglevel=error
 
 install: $(STAMP)
 
@@ -21,11 +26,12 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/seedos up
 
-## Lint, format check and every test.
-test: install
+## Lint, format check and every test: the suite's, then the SDK's.
+test: install $(OIDC_MODULES)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+	cd sdk && ../$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,137 @@
+"""``seedos-connector``: scaffold, run, test and publish connectors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from seedos_sdk.cli.new import new_command
+from seedos_sdk.testing.conformance import Target, run_checks
+from seedos_sdk.testing.process import serve
+
+app = typer.Typer(help="Build, test and publish SEED-OS connectors.", no_args_is_help=True)
+app.command("new")(new_command)
+
+AppOption = Annotated[
+    str | None,
+    typer.Option("--app", help="The connector's ASGI app, e.g. my_connector.connector:app"),
+]
+
+
+def _json_option(value: str | None, what: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be JSON (or @file.json)") from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{what} must be a JSON object")
+    return data
+
+
+@app.command()
+def dev(
+    target: Annotated[str, typer.Argument(help="The ASGI app, e.g. my_connector.connector:app")],
+    host: Annotated[str, typer.Option(help="Interface")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8010,
+) -> None:
+    """Run a connector locally, reloading when its code changes."""
+    import uvicorn
+
+    sys.path.insert(0, str(Path.cwd()))
+    uvicorn.run(target, host=host, port=port, reload=True, reload_dirs=[str(Path.cwd())])
+
+
+@app.command("test")
+def test_command(
+    target: AppOption = None,
+    url: Annotated[str | None, typer.Option(help="A running connector's base URL")] = None,
+    config: Annotated[str | None, typer.Option(help="Install config as JSON or @file")] = None,
+    credentials: Annotated[str | None, typer.Option(help="Credentials as JSON or @file")] = None,
+    write_samples: Annotated[
+        str | None, typer.Option(help='Records to write per stream: {"stream": [{...}]}')
+    ] = None,
+) -> None:
+    """Run the conformance suite against a connector (started from --app, or at --url)."""
+    if bool(target) == bool(url):
+        raise typer.BadParameter("give exactly one of --app or --url")
+    cfg = _json_option(config, "--config")
+    creds = _json_option(credentials, "--credentials")
+    samples = _json_option(write_samples, "--write-samples")
+
+    def run(base: str) -> dict[str, str | None]:
+        t = Target(base, cfg, creds, samples)
+        try:
+            return run_checks(t)
+        finally:
+            t.client.close()
+
+    if url:
+        results = run(url.rstrip("/"))
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        with serve(str(target), cwd=Path.cwd()) as served:
+            results = run(served.url)
+    failed = 0
+    for name, problem in results.items():
+        if problem is None:
+            typer.secho(f"PASS  {name}", fg="green")
+        else:
+            failed += 1
+            typer.secho(f"FAIL  {name}: {problem}", fg="red")
+    typer.echo(f"{len(results) - failed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def publish(
+    gateway: Annotated[str, typer.Option(help="The SEED-OS gateway, e.g. https://seedos.example")],
+    api_key: Annotated[
+        str, typer.Option(help="An API key with the publisher role", envvar="SEEDOS_API_KEY")
+    ],
+    endpoint: Annotated[str, typer.Option(help="Where the deployed connector listens")],
+) -> None:
+    """Publish the connector at --endpoint (its manifest and URL) to the marketplace."""
+    with httpx.Client(timeout=30) as client:
+        try:
+            manifest = client.get(endpoint.rstrip("/") + "/manifest")
+        except httpx.HTTPError as exc:
+            typer.secho(f"cannot reach the connector at {endpoint}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        if manifest.status_code != 200:
+            typer.secho(f"{endpoint}/manifest answered {manifest.status_code}", fg="red", err=True)
+            raise typer.Exit(1)
+        target = gateway.rstrip("/") + "/api/v1/marketplace/connectors"
+        try:
+            r = client.post(
+                target,
+                json={"manifest": manifest.json(), "endpoint_url": endpoint},
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
+        except httpx.HTTPError as exc:
+            typer.secho(f"cannot reach the gateway at {gateway}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+    if r.status_code in (404, 405):
+        typer.secho(
+            f"the marketplace at {gateway} does not accept publishing yet"
+            f" (POST {target} answered {r.status_code}); nothing was published",
+            fg="red", err=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
+    if r.status_code >= 400:
+        detail = r.json().get("detail") if "json" in r.headers.get("content-type", "") else r.text
+        typer.secho(f"publishing failed ({r.status_code}): {detail}", fg="red", err=True)
+        raise typer.Exit(1)
+    body = r.json()
+    typer.echo(f"published {body.get('slug', manifest.json()['name'])} {body.get('version', '')}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,122 @@
+"""The example connector against the demo CRM, both real processes: conformance, and the HTTP
+client's retry policy against the CRM's injected faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from seedos_sdk.testing import conformance_suite, serve
+
+SDK = Path(__file__).resolve().parents[2]
+KEY = "crm-test-key"
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def crm_url(tmp_path_factory):
+    env = {"DEMO_CRM_DATA_DIR": str(tmp_path_factory.mktemp("crm")), "DEMO_CRM_API_KEYS": KEY}
+    with serve("examples.demo_crm.app:create_app", factory=True, cwd=SDK, env=env) as served:
+        yield served.url
+
+
+@pytest.fixture(scope="module")
+def connector_url():
+    with serve("examples.crm_connector.connector:app", cwd=SDK) as served:
+        yield served.url
+
+
+@pytest.fixture(scope="module")
+def crm_config(crm_url):
+    return {"base_url": crm_url, "page_size": 7}
+
+
+@pytest.fixture
+def crm(crm_url):
+    with httpx.Client(base_url=crm_url, headers={"X-API-Key": KEY}, timeout=30) as client:
+        client.delete("/admin/faults")
+        client.delete("/admin/stats")
+        yield client
+        client.delete("/admin/faults")
+
+
+TestConformance = conformance_suite(
+    url_fixture="connector_url",
+    config="crm_config",
+    credentials={"api_key": KEY},
+    write_samples={
+        "contacts": [
+            {"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"},
+            {"email": "alan@example.com", "first_name": "Alan", "last_name": "Turing"},
+        ],
+        "companies": [{"name": "Analytical Engines Ltd", "domain": "engines.example"}],
+    },
+)
+
+
+def _read(connector_url, crm_config, cursor=None, stream="contacts"):
+    body = {"config": crm_config, "credentials": {"api_key": KEY}, "cursor": cursor}
+    return httpx.post(f"{connector_url}/streams/{stream}/read", json=body, timeout=60)
+
+
+def _attempts(crm, path="/v1/contacts"):
+    return crm.get("/admin/stats").json()["requests"].get(path, 0)
+
+
+def test_a_deleted_contact_is_reported_as_deleted(crm, connector_url, crm_config):
+    contact = crm.post("/v1/contacts", json={"email": "gone@example.com"}).json()
+    cursor = None
+    while True:  # read to the end
+        page = _read(connector_url, crm_config, cursor).json()
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            break
+    crm.delete(f"/v1/contacts/{contact['id']}")
+    page = _read(connector_url, crm_config, cursor).json()
+    assert page["deleted"] == [contact["id"]] and page["records"] == []
+
+
+def test_429_with_retry_after_waits_that_long_then_succeeds(crm, connector_url, crm_config):
+    crm.post("/admin/faults", json={"status": 429, "count": 1, "retry_after": 2,
+                                    "paths": "/v1/contacts"})  # fmt: skip
+    start = time.monotonic()
+    r = _read(connector_url, crm_config)
+    elapsed = time.monotonic() - start
+    assert r.status_code == 200, r.text
+    assert 1.9 <= elapsed < 4.0, elapsed
+    assert _attempts(crm) == 2
+
+
+def test_500s_are_retried_to_the_limit_then_reported_retryable(crm, connector_url, crm_config):
+    crm.post("/admin/faults", json={"status": 500, "count": 50, "paths": "/v1/contacts"})
+    r = _read(connector_url, crm_config)
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
+    problem = r.json()
+    assert problem["category"] == "retryable" and problem["retryable"] is True
+    assert _attempts(crm) == 5  # the client's default max_attempts
+
+
+def test_a_400_is_not_retried(crm, connector_url, crm_config):
+    body = {"config": crm_config, "credentials": {"api_key": KEY},
+            "input": {"email": "not-an-email"}}  # fmt: skip
+    r = httpx.post(f"{connector_url}/actions/create_contact", json=body, timeout=30)
+    assert r.status_code == 422 and r.json()["category"] == "permanent"
+    assert r.json()["code"] == "upstream_rejected"
+    assert _attempts(crm) == 1
+
+
+def test_wrong_key_is_a_permanent_auth_failure(crm, connector_url, crm_config):
+    body = {"config": crm_config, "credentials": {"api_key": "wrong"}}
+    r = httpx.post(f"{connector_url}/check", json=body, timeout=30)
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed"
+    assert r.json()["category"] == "permanent"
+    assert _attempts(crm) == 1
+
+
+def test_latency_over_the_timeout_is_retryable(crm, connector_url, crm_config):
+    # one slow answer, then normal: the client times out, retries and succeeds
+    crm.post("/admin/faults", json={"latency_ms": 200, "count": 1, "paths": "/v1/contacts"})
+    r = _read(connector_url, crm_config)
+    assert r.status_code == 200

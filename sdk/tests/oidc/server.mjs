@@ -1,0 +1,102 @@
+// A tiny OAuth 2.0 / OpenID Connect authorization server for tests, built on oidc-provider v9.
+//
+// It issues opaque access tokens with the client_credentials grant and answers RFC 7662 token
+// introspection (POST /token/introspection) and RFC 7009 revocation. The demo CRM introspects
+// the tokens it is given; connectors obtain them.
+//
+//   node server.mjs            (after `npm ci` in this folder)
+//
+// A client with the authorization_code grant turns on oidc-provider's development login and
+// consent pages (any login name is accepted).
+//
+// Environment:
+//   OIDC_HOST         address to listen on (default 127.0.0.1)
+//   OIDC_PORT         port; 0 (the default) picks a free one
+//   OIDC_CLIENTS      JSON array of client metadata replacing the default clients below
+//   OIDC_TOKEN_TTL    access token lifetime in seconds (default 600)
+//
+// Once listening it prints one JSON line to stdout: {"issuer": "...", "port": N,
+// "token_endpoint": "...", "introspection_endpoint": "..."}. SIGTERM or SIGINT stop it.
+
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+
+import Provider from 'oidc-provider';
+
+const host = process.env.OIDC_HOST || '127.0.0.1';
+const port = Number(process.env.OIDC_PORT || 0);
+const tokenTtl = Number(process.env.OIDC_TOKEN_TTL || 600);
+
+const defaultClients = [
+  {
+    // A connector calling the CRM on its own behalf.
+    client_id: 'crm-connector',
+    client_secret: 'crm-connector-secret',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'crm.read crm.write',
+  },
+  {
+    // The demo CRM itself, a resource server that only introspects.
+    client_id: 'demo-crm',
+    client_secret: 'demo-crm-secret',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  },
+];
+const clients = process.env.OIDC_CLIENTS ? JSON.parse(process.env.OIDC_CLIENTS) : defaultClients;
+
+// A fresh signing key per run: tokens are opaque, the key only signs ID tokens.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256' };
+// The login and consent pages for the authorization code grant, only when a client uses it.
+const interactive = clients.some((client) => (client.grant_types || []).includes('authorization_code'));
+
+const server = createServer();
+
+server.listen(port, host, () => {
+  const { port: actualPort } = server.address();
+  const issuer = `http://${host}:${actualPort}`;
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: { keys: [signingKey] },
+    cookies: { keys: ['seedos-test-oidc-cookie-key'] },
+    scopes: ['openid', 'offline_access', 'crm.read', 'crm.write'],
+    features: {
+      devInteractions: { enabled: interactive },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Any confidential client may introspect any token (resource servers are clients too).
+        allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none',
+      },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
+      },
+    },
+    ttl: {
+      AccessToken: tokenTtl,
+      ClientCredentials: tokenTtl,
+    },
+  });
+  server.on('request', provider.callback());
+  const endpoints = {
+    issuer,
+    port: actualPort,
+    token_endpoint: `${issuer}/token`,
+    introspection_endpoint: `${issuer}/token/introspection`,
+    revocation_endpoint: `${issuer}/token/revocation`,
+  };
+  process.stdout.write(`${JSON.stringify(endpoints)}\n`);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+}
