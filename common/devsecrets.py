@@ -18,6 +18,7 @@ KNOWN_WEAK = frozenset({"changeme", "secret", "development", "dev"})
 # Every secret the suite needs in development, with how to make one.
 _GENERATORS = {
     "internal_token_key": lambda: secrets.token_urlsafe(48),
+    "demo_crm_api_key": lambda: "demo-crm-" + secrets.token_urlsafe(18),
 }
 
 

@@ -159,6 +159,11 @@ def up(
     gateway_port: Annotated[int, typer.Option(help="Gateway port")] = 8000,
     connector_port: Annotated[int, typer.Option(help="connector_service port")] = 8001,
     marketplace_port: Annotated[int, typer.Option(help="marketplace_service port")] = 8002,
+    crm_port: Annotated[int, typer.Option(help="The demo CRM's port")] = 8011,
+    crm_connector_port: Annotated[int, typer.Option(help="The example connector's port")] = 8010,
+    examples: Annotated[
+        bool, typer.Option(help="Also run the demo CRM and the example connector")
+    ] = True,
 ) -> None:
     """Start the whole suite: database, migrations, demo data and the three services.
 
@@ -166,9 +171,10 @@ def up(
     (.seedos/ by default). Ctrl-C stops everything.
     """
     ports = {"gateway": gateway_port, "connector_service": connector_port,
-             "marketplace_service": marketplace_port}  # fmt: skip
+             "marketplace_service": marketplace_port, "demo_crm": crm_port,
+             "crm_connector": crm_connector_port}  # fmt: skip
     try:
-        run_suite(_settings(), host=host, ports=ports)
+        run_suite(_settings(), host=host, ports=ports, examples=examples)
     except SuiteError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None

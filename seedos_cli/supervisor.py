@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,14 +30,16 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
-    app: str  # "module:factory"
-    port: int
+    app: str  # "module:factory", or "module:attribute" with factory=False
+    factory: bool = True
+    cwd: Path | None = None  # where the app's module is importable from
+    env: Mapping[str, str] = field(default_factory=dict)  # on top of the supervisor's
 
 
 SERVICES = (
-    ServiceSpec("connector_service", "connector_service.app:create_app", 8001),
-    ServiceSpec("marketplace_service", "marketplace_service.app:create_app", 8002),
-    ServiceSpec("gateway", "gateway.app:create_app", 8000),
+    ServiceSpec("connector_service", "connector_service.app:create_app"),
+    ServiceSpec("marketplace_service", "marketplace_service.app:create_app"),
+    ServiceSpec("gateway", "gateway.app:create_app"),
 )
 
 
@@ -52,14 +54,15 @@ class Supervisor:
 
     def start(self, spec: ServiceSpec, port: int) -> None:
         cmd = [
-            sys.executable, "-m", "uvicorn", spec.app, "--factory",
+            sys.executable, "-m", "uvicorn", spec.app, *(["--factory"] if spec.factory else []),
             "--host", self.host, "--port", str(port),
             "--no-access-log", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
         output = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self.procs[spec.name] = subprocess.Popen(
             cmd,
-            env=self.env,
+            env={**self.env, **spec.env},
+            cwd=spec.cwd,
             stdout=output,
             stderr=output,
             start_new_session=True,

@@ -9,41 +9,61 @@ import socket
 import threading
 from typing import Any
 
+import httpx
 import typer
 
-from common import db, migrate
+from common import db, devsecrets, migrate
 from common.settings import CommonSettings
 from gateway.api_keys import service as api_keys
 from seedos_cli import demo
 from seedos_cli.database import database
+from seedos_cli.examples import EXAMPLE_PORTS, EXAMPLES
 from seedos_cli.supervisor import SERVICES, Supervisor
+
+SERVICE_NAMES = frozenset(spec.name for spec in SERVICES)
 
 
 class SuiteError(RuntimeError):
     """The suite could not start or stopped on its own; the message says why."""
 
 
-def run_suite(settings: CommonSettings, *, host: str, ports: dict[str, int]) -> None:
+def run_suite(
+    settings: CommonSettings, *, host: str, ports: dict[str, int], examples: bool = True
+) -> None:
+    """Everything ``make run`` does. ``ports`` names the three services, and with ``examples``
+    also ``demo_crm`` and ``crm_connector``."""
+    examples = examples and EXAMPLES.is_available()
+    if not examples:
+        ports = {k: v for k, v in ports.items() if k not in EXAMPLE_PORTS}
     _ensure_ports_free(host, ports)  # before any data changes (the dev key rotates below)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}"
+    urls = {name: f"{base}:{port}" for name, port in ports.items()}
     with database(settings) as dsn:
         try:
             prepared = asyncio.run(_prepare(dsn))
         except migrate.MigrationError as exc:
             raise SuiteError(str(exc)) from None
-        supervisor = Supervisor(_service_env(settings, dsn, base, ports), host=host)
+        supervisor = Supervisor(_service_env(settings, dsn, urls), host=host)
         try:
-            for spec in SERVICES:
+            specs = list(SERVICES)
+            if examples:
+                crm_key = devsecrets.load_or_create(settings.data_dir)["demo_crm_api_key"]
+                specs += EXAMPLES.specs(settings.data_dir.resolve(), crm_key)
+                prepared["demo_crm"] = {"url": urls["demo_crm"], "api_key": crm_key}
+            for spec in specs:
                 supervisor.start(spec, ports[spec.name])
-            supervisor.wait_ready({name: f"{base}:{port}" for name, port in ports.items()})
-            _banner(base, ports, prepared, embedded=not settings.dsn, dsn=dsn)
+            supervisor.wait_ready({s.name: urls[s.name] for s in specs if s.name in SERVICE_NAMES})
+            if examples:
+                supervisor.wait_ready({name: urls[name] for name in EXAMPLE_PORTS}, path="/healthz")
+                asyncio.run(EXAMPLES.register(dsn, urls, crm_key))
+            _banner(urls, prepared, embedded=not settings.dsn, dsn=dsn)
             while not stop.wait(0.5):
                 if (name := supervisor.first_exited()) is not None:
                     raise SuiteError(f"{name} exited; stopping the suite")
-        except (RuntimeError, TimeoutError) as exc:
+        except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
             raise SuiteError(str(exc)) from None
         finally:
             typer.echo("stopping services ...", err=True)
@@ -77,9 +97,7 @@ async def _prepare(dsn: str) -> dict[str, Any]:
         await conn.close()
 
 
-def _service_env(
-    settings: CommonSettings, dsn: str, base: str, ports: dict[str, int]
-) -> dict[str, str]:
+def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> dict[str, str]:
     key = settings.internal_token_key
     assert key is not None  # the settings validator guarantees it
     return {
@@ -87,24 +105,29 @@ def _service_env(
         "DATABASE_URL": dsn,
         "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
         "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),
-        "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"{base}:{ports['connector_service']}",
-        "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"{base}:{ports['marketplace_service']}",
+        "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
+        "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
     }
 
 
-def _banner(
-    base: str, ports: dict[str, int], prepared: dict[str, Any], *, embedded: bool, dsn: str
-) -> None:
-    gw = f"{base}:{ports['gateway']}"
+def _banner(urls: dict[str, str], prepared: dict[str, Any], *, embedded: bool, dsn: str) -> None:
+    gw = urls["gateway"]
     lines = [
         "",
         "SEED-OS Integration Layer is up",
         f"  gateway              {gw}",
         f"  API docs             {gw}/docs",
         f"  gateway metrics      {gw}/metrics",
-        f"  connector_service    {base}:{ports['connector_service']}/metrics",
-        f"  marketplace_service  {base}:{ports['marketplace_service']}/metrics",
+        f"  connector_service    {urls['connector_service']}/metrics",
+        f"  marketplace_service  {urls['marketplace_service']}/metrics",
         f"  database             {'embedded PostgreSQL: ' + dsn if embedded else 'DATABASE_URL'}",
+    ]
+    if crm := prepared.get("demo_crm"):
+        lines += [
+            f"  demo CRM             {crm['url']}  (API key {crm['api_key']})",
+            f"  example connector    {urls['crm_connector']}  (in the catalog as 'demo-crm')",
+        ]
+    lines += [
         "",
         f"  demo tenant '{prepared['tenant']['slug']}',"
         f" {prepared['catalog_entries']} catalog entries",

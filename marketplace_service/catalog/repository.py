@@ -58,7 +58,7 @@ async def upsert(conn: asyncpg.Connection, entry: dict[str, Any]) -> None:
             available_scopes = EXCLUDED.available_scopes,
             setup_guide_url = EXCLUDED.setup_guide_url, is_featured = EXCLUDED.is_featured,
             manifest = EXCLUDED.manifest,
-            endpoint_url = COALESCE(marketplace_connectors.endpoint_url, EXCLUDED.endpoint_url),
+            endpoint_url = COALESCE(EXCLUDED.endpoint_url, marketplace_connectors.endpoint_url),
             allow_multiple = EXCLUDED.allow_multiple
         """,
         entry["slug"],

@@ -81,3 +81,40 @@ async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG)
     for raw in entries:
         await repository.upsert(conn, demo_entry(raw))
     return len(entries)
+
+
+async def register_deployed(
+    conn: asyncpg.Connection,
+    *,
+    manifest: dict[str, Any],
+    endpoint_url: str,
+    category: str,
+    vendor: str,
+    logo_url: str | None = None,
+    setup_guide_url: str | None = None,
+) -> dict[str, Any]:
+    """Put a running connector (its contract manifest and where it listens) in the catalog.
+
+    Used by ``seedos up`` for the example connector; publishing by connector authors, with
+    version checks, arrives with the marketplace's publish endpoint."""
+    auth = dict(manifest["auth"])
+    entry = {
+        "slug": manifest["name"],
+        "name": manifest.get("display_name") or manifest["name"],
+        "description": manifest.get("description") or None,
+        "service_identifier": manifest["name"],
+        "version": manifest["version"],
+        "logo_url": logo_url,
+        "category": category,
+        "vendor": vendor,
+        "auth_scheme": auth["scheme"],
+        "default_auth_config": {k: v for k, v in auth.items() if k != "scheme"},
+        "available_scopes": list(auth.get("scopes", [])),
+        "setup_guide_url": setup_guide_url,
+        "is_featured": False,
+        "manifest": manifest,
+        "endpoint_url": endpoint_url,
+        "allow_multiple": True,
+    }
+    await repository.upsert(conn, entry)
+    return entry

@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 import structlog
-from seedos_sdk import metrics
-from seedos_sdk.errors import AuthError, PermanentError, RetryableError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -25,6 +23,9 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+
+from seedos_sdk import metrics
+from seedos_sdk.errors import AuthError, PermanentError, RetryableError
 
 log = structlog.get_logger(component="seedos_sdk.http")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
+
 from seedos_sdk.errors import RequestInvalid
 
 

@@ -44,9 +44,9 @@ def rig(dsn, tmp_path_factory) -> Iterator[Rig]:
     )
     sup = Supervisor(env, log_path=tmp_path_factory.mktemp("rig") / "rig.log")
     specs = [
-        ServiceSpec("connector_service", "connector_service.app:create_app", 0),
-        ServiceSpec("marketplace_service", "tests.gateway.echo_upstream:create_app", 0),
-        ServiceSpec("gateway", "gateway.app:create_app", 0),
+        ServiceSpec("connector_service", "connector_service.app:create_app"),
+        ServiceSpec("marketplace_service", "tests.gateway.echo_upstream:create_app"),
+        ServiceSpec("gateway", "gateway.app:create_app"),
     ]
     try:
         for spec in specs:
@@ -187,7 +187,7 @@ def test_database_down_gives_fast_503(tmp_path):
         dead_db, secrets.token_urlsafe(48), {"connector_service": 1, "marketplace_service": 1}
     )
     sup = Supervisor(env, log_path=tmp_path / "gw.log")
-    sup.start(ServiceSpec("gateway", "gateway.app:create_app", 0), port)
+    sup.start(ServiceSpec("gateway", "gateway.app:create_app"), port)
     try:
         url = f"http://127.0.0.1:{port}"
         sup.wait_ready({"gateway": url}, path="/healthz")

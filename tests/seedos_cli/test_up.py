@@ -26,7 +26,8 @@ def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen
     env |= {"SEEDOS_DATA_DIR": str(data_dir)}
     args = [
         "--gateway-port", str(ports["gateway"]), "--connector-port", str(ports["connector"]),
-        "--marketplace-port", str(ports["marketplace"]),
+        "--marketplace-port", str(ports["marketplace"]), "--crm-port", str(ports["crm"]),
+        "--crm-connector-port", str(ports["crm_connector"]),
     ]  # fmt: skip
     with open(log, "wb") as out:
         return subprocess.Popen(
@@ -67,7 +68,8 @@ def _descendants(pid: int) -> list[int]:
 @pytest.mark.timeout(400)
 def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
     data_dir = Path(tempfile.mkdtemp(prefix="seedos-up-"))
-    ports = {"gateway": free_port(), "connector": free_port(), "marketplace": free_port()}
+    ports = {name: free_port() for name in ("gateway", "connector", "marketplace", "crm",
+                                            "crm_connector")}  # fmt: skip
     log = tmp_path / "up1.log"
     proc = _start(data_dir, ports, log)
     try:
@@ -86,6 +88,20 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
             headers={"Authorization": f"Bearer {key1}"},
         ).json()
         assert len(catalog["items"]) >= 40
+        # the example connector runs, talks to the demo CRM and is in the catalog
+        demo = httpx.get(
+            f"{gw}/api/v1/marketplace/connectors/demo-crm",
+            headers={"Authorization": f"Bearer {key1}"},
+        ).json()
+        connector = f"http://127.0.0.1:{ports['crm_connector']}"
+        assert demo["deployed"] is True and demo["manifest"]["name"] == "demo-crm"
+        crm_key = re.search(r"demo CRM\s+\S+\s+\(API key (\S+)\)", banner)[1]
+        page = httpx.post(
+            f"{connector}/streams/contacts/read",
+            json={"config": {"base_url": f"http://127.0.0.1:{ports['crm']}"},
+                  "credentials": {"api_key": crm_key}},
+        ).json()  # fmt: skip
+        assert len(page["records"]) > 0
         secrets_file = data_dir / "secrets.json"
         assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
         secrets_before = json.loads(secrets_file.read_text())

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import typer
 import yaml
+from typer.testing import CliRunner, Result
+
 from seedos_sdk.cli import new
 from seedos_sdk.cli.new import new_command
-from typer.testing import CliRunner, Result
 
 AUTH_VARIANTS = ["oauth2", "api_key", "basic", "none"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from seedos_sdk.testing import conformance_suite, serve
 
 SDK = Path(__file__).resolve().parents[2]

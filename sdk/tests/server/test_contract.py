@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from seedos_sdk.testing import serve
 
 HERE = Path(__file__).parent
