@@ -15,7 +15,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/venv/bin/pip install .
+    /opt/venv/bin/pip install ./sdk .
 
 # --- runtime: the interpreter, the virtualenv, and nothing else. No compilers, no source tree.
 FROM python:3.11-slim AS runtime

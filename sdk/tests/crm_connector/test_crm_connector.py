@@ -121,3 +121,46 @@ def test_latency_over_the_timeout_is_retryable(crm, connector_url, crm_config):
     crm.post("/admin/faults", json={"latency_ms": 200, "count": 1, "paths": "/v1/contacts"})
     r = _read(connector_url, crm_config)
     assert r.status_code == 200
+
+
+def test_logs_never_contain_the_credentials(crm, crm_url, tmp_path):
+    secret = "sk-live-" + "s3cr3t" * 4
+    log = tmp_path / "connector.log"
+    crm.post("/admin/faults", json={"status": 503, "count": 2, "paths": "/v1/contacts"})
+    with serve("examples.crm_connector.connector:app", cwd=SDK, log_path=log) as connector:
+        body = {"config": {"base_url": crm_url}, "credentials": {"api_key": secret}}
+        r = httpx.post(f"{connector.url}/check", json=body, timeout=60)
+        assert r.status_code == 401  # retried the 503s, then the wrong key was refused
+    text = log.read_text()
+    assert "retrying" in text and "contract_error" in text  # the path was logged ...
+    assert secret not in text and "s3cr3t" not in text  # ... without the credential
+
+
+def test_oauth2_mode_reads_with_an_access_token_and_a_revoked_one_is_refused(
+    start_crm, auth_server
+):
+    """The connector in oauth2 mode, the demo CRM checking tokens by introspection against a
+    real authorization server (oidc-provider)."""
+    crm_server = start_crm(
+        env={
+            "DEMO_CRM_INTROSPECTION_URL": auth_server.endpoints["introspection_endpoint"],
+            "DEMO_CRM_INTROSPECTION_CLIENT_ID": "demo-crm",
+            "DEMO_CRM_INTROSPECTION_CLIENT_SECRET": "demo-crm-secret",
+            "DEMO_CRM_REQUIRED_SCOPE": "crm.read",
+        }
+    )
+    crm_server.admin("POST", "/admin/seed", body={"contacts": 12, "companies": 0})
+    env = {"CRM_CONNECTOR_AUTH": "oauth2"}
+    with serve("examples.crm_connector.connector:app", cwd=SDK, env=env) as connector:
+        manifest = httpx.get(connector.url + "/manifest").json()
+        assert manifest["auth"]["scheme"] == "oauth2" and "api_key" not in manifest["secret_fields"]
+        token = auth_server.token(scope="crm.read crm.write")
+        body = {"config": {"base_url": crm_server.base_url}, "credentials": {"access_token": token}}
+        r = httpx.post(f"{connector.url}/streams/contacts/read", json=body, timeout=60)
+        assert r.status_code == 200 and len(r.json()["records"]) == 12
+        # a token the authorization server never issued is refused (the CRM caches positive
+        # introspections for up to 30 s, so a just-revoked token could still pass for a while)
+        body["credentials"] = {"access_token": "not-a-token"}
+        r = httpx.post(f"{connector.url}/check", json=body, timeout=60)
+        assert r.status_code == 401 and r.json()["code"] == "auth_failed"
+        assert r.json()["category"] == "permanent"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-SDK_DIR = Path(__file__).resolve().parents[2]
+SDK_DIR = Path(__file__).resolve().parents[1]
 OIDC_DIR = SDK_DIR / "tests" / "oidc"
 API_KEY = "test-crm-key"
 
