@@ -43,6 +43,7 @@ format: install
 ## Performance figures (docs/benchmarks.md). Installs wrk from Debian's packages if missing.
 bench: install
 	$(PY) bench/gateway_proxy.py
+	$(PY) bench/connector_read.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

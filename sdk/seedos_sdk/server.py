@@ -8,13 +8,17 @@ errors carry a ``category`` (retryable, permanent, skippable) the caller acts on
 
 from __future__ import annotations
 
-import json
+import asyncio
+import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import jsonschema
+import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -64,12 +68,18 @@ _ACTION = {
 }
 
 
+class JSON(JSONResponse):
+    """JSON rendered with orjson: a 1,000-record page renders several times faster."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
 def _problem(exc: ConnectorError, instance: str) -> JSONResponse:
     headers = {}
     if isinstance(exc, RetryableError) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    return JSONResponse(exc.problem(instance), status_code=exc.status, media_type=PROBLEM,
-                        headers=headers)  # fmt: skip
+    return JSON(exc.problem(instance), status_code=exc.status, media_type=PROBLEM, headers=headers)
 
 
 def _validate(
@@ -101,6 +111,7 @@ class ContractApp:
         self.connector = connector
         self.debug = debug
         self.idempotency = IdempotencyStore()
+        self.clients = ClientPool()
         self._config_schema = connector.config_schema
 
     # ----------------------------------------------------------------- plumbing
@@ -110,8 +121,8 @@ class ContractApp:
         if len(raw) > MAX_BODY:
             raise RequestInvalid("request body too large", code="payload_too_large")
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
+            body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
             raise RequestInvalid("the request body is not JSON", code="invalid_json") from None
         _validate(body, schema, "the request body")
         return body
@@ -122,13 +133,15 @@ class ContractApp:
         secrets = {k: credentials[k] for k in self.connector.secret_fields() if k in credentials}
         _validate({**config, **secrets}, self._config_schema, "config")
         ctx = Context(config=config, credentials=credentials, connector=self.connector)
-        if self.connector.http_factory is not None:
-            ctx.http = self.connector.http_factory(ctx)
-        else:
-            base = self.connector.base_url
-            url = base(ctx) if callable(base) else (base or "")
-            ctx.http = HttpClient(base_url=url, connector=self.connector.name)
+        ctx.http = self.clients.get(config, credentials, lambda: self._new_client(ctx))
         return ctx
+
+    def _new_client(self, ctx: Context) -> HttpClient:
+        if self.connector.http_factory is not None:
+            return self.connector.http_factory(ctx)
+        base = self.connector.base_url
+        url = base(ctx) if callable(base) else (base or "")
+        return HttpClient(base_url=url, connector=self.connector.name)
 
     async def _timed(
         self, operation: str, request: Request, handler: Callable[[], Awaitable[Response]]
@@ -147,7 +160,7 @@ class ContractApp:
             body = {"type": "urn:seedos:problem:internal_error", "title": "Internal error",
                     "status": 500, "code": "internal_error", "category": "retryable",
                     "retryable": True, "instance": request.url.path}  # fmt: skip
-            return JSONResponse(body, status_code=500, media_type=PROBLEM)
+            return JSON(body, status_code=500, media_type=PROBLEM)
         finally:
             metrics.CONTRACT_REQUESTS.labels(self.connector.name, operation, outcome).observe(
                 time.perf_counter() - start
@@ -156,10 +169,10 @@ class ContractApp:
     # ----------------------------------------------------------------- endpoints
 
     async def manifest(self, _request: Request) -> Response:
-        return JSONResponse(self.connector.manifest())
+        return JSON(self.connector.manifest())
 
     async def healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok", "connector": self.connector.name})
+        return JSON({"status": "ok", "connector": self.connector.name})
 
     async def metrics(self, _request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -167,10 +180,9 @@ class ContractApp:
     async def check(self, request: Request) -> Response:
         async def handle() -> Response:
             ctx = self._context(await self._body(request, _ENVELOPE))
-            async with ctx.http:
-                if self.connector.check_fn is not None:
-                    await self.connector.check_fn(ctx)
-            return JSONResponse({"ok": True})
+            if self.connector.check_fn is not None:
+                await self.connector.check_fn(ctx)
+            return JSON({"ok": True})
 
         return await self._timed("check", request, handle)
 
@@ -179,21 +191,20 @@ class ContractApp:
             stream = self._stream(request)
             body = await self._body(request, _READ)
             ctx = self._context(body)
-            async with ctx.http:
-                pages = stream.read(ctx, body.get("cursor"))
-                try:
-                    page = await anext(pages, None) or Page(
-                        next_cursor=body.get("cursor"), has_more=False
-                    )
-                finally:
-                    await pages.aclose()
+            pages = stream.read(ctx, body.get("cursor"))
+            try:
+                page = await anext(pages, None) or Page(
+                    next_cursor=body.get("cursor"), has_more=False
+                )
+            finally:
+                await pages.aclose()
             if self.debug:
                 for record in page.records:
                     _validate(record, stream.schema, f"a {stream.name} record", error=InvalidOutput)
             name = self.connector.name
             metrics.RECORDS_READ.labels(name, stream.name).inc(len(page.records))
             metrics.RECORDS_DELETED.labels(name, stream.name).inc(len(page.deleted))
-            return JSONResponse(page.as_contract())
+            return JSON(page.as_contract())
 
         return await self._timed("read", request, handle)
 
@@ -209,15 +220,14 @@ class ContractApp:
                 if record.get(stream.primary_key) in (None, ""):
                     raise RequestInvalid(f"upserts[{i}] has no {stream.primary_key!r}")
             ctx = self._context(body)
-            async with ctx.http:
-                results = await stream.write(ctx, upserts, deletes)
+            results = await stream.write(ctx, upserts, deletes)
             counts: dict[str, int] = {}
             for r in results:
                 outcome = "ok" if r.ok else (r.category or "permanent")
                 counts[outcome] = counts.get(outcome, 0) + 1
             for outcome, n in counts.items():
                 metrics.RECORDS_WRITTEN.labels(self.connector.name, stream.name, outcome).inc(n)
-            return JSONResponse({"results": [_result(r) for r in results]})
+            return JSON({"results": [_result(r) for r in results]})
 
         return await self._timed("write", request, handle)
 
@@ -232,8 +242,7 @@ class ContractApp:
             ctx = self._context(body)
 
             async def run() -> dict[str, Any]:
-                async with ctx.http:
-                    output = await action.run(ctx, body["input"])
+                output = await action.run(ctx, body["input"])
                 if self.debug:
                     _validate(
                         output, action.output_schema, "the action's output", error=InvalidOutput
@@ -246,7 +255,7 @@ class ContractApp:
             else:
                 output, replayed = await run(), False
             headers = {"Idempotent-Replayed": "true"} if replayed else {}
-            return JSONResponse({"output": output}, headers=headers)
+            return JSON({"output": output}, headers=headers)
 
         return await self._timed("action", request, handle)
 
@@ -267,6 +276,42 @@ def _result(r: WriteResult) -> dict[str, Any]:
     return out
 
 
+class ClientPool:
+    """HTTP clients for the external API, reused across contract calls with the same config and
+    credentials (keep-alive connections instead of a new one per page). Least recently used
+    clients beyond ``size`` are closed; all are closed when the app stops."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._clients: OrderedDict[str, HttpClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(
+        self,
+        config: Mapping[str, Any],
+        credentials: Mapping[str, Any],
+        make: Callable[[], HttpClient],
+    ) -> HttpClient:
+        key = hashlib.sha256(
+            orjson.dumps([config, credentials], option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = make()
+            while len(self._clients) > self.size:
+                _, old = self._clients.popitem(last=False)
+                task = asyncio.get_running_loop().create_task(old.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        self._clients.move_to_end(key)
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
+
+
 def create_app(
     connector: Connector, *, debug: bool | None = None, log_level: str = "INFO"
 ) -> Starlette:
@@ -276,7 +321,14 @@ def create_app(
         debug = os.environ.get("SEEDOS_CONNECTOR_DEBUG", "") in ("1", "true", "yes")
     configure_logging(level=os.environ.get("SEEDOS_LOG_LEVEL", log_level), service=connector.name)
     contract = ContractApp(connector, debug=debug)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await contract.clients.aclose()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/manifest", contract.manifest, methods=["GET"]),
             Route("/healthz", contract.healthz, methods=["GET"]),
@@ -285,7 +337,7 @@ def create_app(
             Route("/streams/{stream}/read", contract.read, methods=["POST"]),
             Route("/streams/{stream}/write", contract.write, methods=["POST"]),
             Route("/actions/{name}", contract.action, methods=["POST"]),
-        ]
+        ],
     )
     app.state.contract = contract
     app.add_exception_handler(HTTPException, _http_problem)
