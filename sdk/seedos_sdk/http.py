@@ -29,6 +29,7 @@ from tenacity import (
 
 from seedos_sdk import metrics
 from seedos_sdk.errors import AuthError, PermanentError, RetryableError
+from seedos_sdk.redaction import scrub
 
 log = structlog.get_logger(component="seedos_sdk.http")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -111,7 +112,8 @@ class HttpClient:
             auth=auth,
             timeout=httpx.Timeout(timeout),
             transport=transport,
-            follow_redirects=True,
+            # never: httpx keeps custom auth headers (X-API-Key ...) across origins
+            follow_redirects=False,
             # httpx builds a new SSL context (loading every CA) per client unless given one:
             # 47 ms of a 100 ms page read on this machine. One per process does.
             verify=shared_ssl_context() if verify is None else verify,
@@ -204,7 +206,7 @@ class HttpClient:
     def _error(self, method: str, url: str, response: httpx.Response) -> Exception:
         status = response.status_code
         where = f"{method} {_path(url)} answered {status}"
-        body = response.text[:300]
+        body = scrub(response.text[:300])
         if status in RETRYABLE_STATUS:
             wait = parse_retry_after(response.headers.get("retry-after"))
             if wait is not None and wait > self.max_retry_after:

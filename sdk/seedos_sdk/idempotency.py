@@ -38,9 +38,13 @@ class IdempotencyStore:
         action: str,
         data: Any,
         run: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        scope: str = "",
     ) -> tuple[dict[str, Any], bool]:
-        """Run once per key; returns (result, replayed). A failed run is forgotten, so the
-        caller may retry it with the same key."""
+        """Run once per key; returns (result, replayed). ``scope`` separates installs (another
+        tenant's identical key and input must not get this one's result). A failed run is
+        forgotten, so the caller may retry it with the same key."""
+        key = f"{scope}\x00{key}"
         fp = fingerprint(action, data)
         entry = self._entries.get(key)
         if entry is not None:

@@ -58,8 +58,9 @@ async def cursor_pages(
         body = (await http.get(path, params=query)).json()
         items = _items(body, items_key, path)
         following = body.get(next_key) if isinstance(body, dict) else None
-        yield Batch(items, following or cursor, following is not None)
-        if following is None or following == cursor:
+        more = following is not None and following != cursor  # a repeated cursor would loop
+        yield Batch(items, following or cursor, more)
+        if not more:
             return
         cursor = following
 

@@ -46,7 +46,8 @@ def _sensitive_key(key: str) -> bool:
     return verdict
 
 
-def _scrub(value: Any, depth: int = 0) -> Any:
+def scrub(value: Any, depth: int = 0) -> Any:
+    """``value`` with secrets masked (strings) or dropped (values of sensitive keys)."""
     if depth > 6:
         return value
     if isinstance(value, str):
@@ -57,11 +58,11 @@ def _scrub(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and _sensitive_key(k) else _scrub(v, depth + 1))
+            k: (REDACTED if isinstance(k, str) and _sensitive_key(k) else scrub(v, depth + 1))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return type(value)(_scrub(v, depth + 1) for v in value)
+        return type(value)(scrub(v, depth + 1) for v in value)
     return value
 
 
@@ -71,5 +72,5 @@ def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, 
         if key != "event" and _sensitive_key(key):
             event_dict[key] = REDACTED
         elif isinstance(value, str | Mapping | list | tuple):
-            event_dict[key] = _scrub(value)
+            event_dict[key] = scrub(value)
     return event_dict

@@ -30,11 +30,11 @@ from starlette.routing import Route
 from seedos_sdk import metrics
 from seedos_sdk.connector import Connector, Context, Page, WriteResult
 from seedos_sdk.errors import (
+    Category,
     ConnectorError,
     InvalidOutput,
     RequestInvalid,
     RetryableError,
-    SkippableError,
 )
 from seedos_sdk.http import HttpClient
 from seedos_sdk.idempotency import IdempotencyStore
@@ -44,28 +44,28 @@ log = structlog.get_logger(component="seedos_sdk.server")
 PROBLEM = "application/problem+json"
 MAX_BODY = 16 * 1024 * 1024
 
-_ENVELOPE = {
+_ENVELOPE: dict[str, Any] = {
     "type": "object",
-    "properties": {
-        "config": {"type": "object"},
-        "credentials": {"type": "object"},
-    },
+    "properties": {"config": {"type": "object"}, "credentials": {"type": "object"}},
+    "required": ["config"],
+    "additionalProperties": False,
 }
-_READ = {**_ENVELOPE, "properties": {**_ENVELOPE["properties"],
-         "cursor": {"type": ["string", "null"], "maxLength": 4096}}}  # fmt: skip
+
+
+def _envelope(**extra: Any) -> dict[str, Any]:
+    """The request envelope with more properties; unknown keys (typos) are refused."""
+    return {**_ENVELOPE, "properties": {**_ENVELOPE["properties"], **extra}}
+
+
+_READ = _envelope(cursor={"type": ["string", "null"], "maxLength": 4096})
 _WRITE = {
-    **_ENVELOPE,
-    "properties": {
-        **_ENVELOPE["properties"],
-        "upserts": {"type": "array", "items": {"type": "object"}, "maxItems": 10_000},
-        "deletes": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000},
-    },
+    **_envelope(
+        upserts={"type": "array", "items": {"type": "object"}, "maxItems": 10_000},
+        deletes={"type": "array", "items": {"type": "string"}, "maxItems": 10_000},
+    ),
+    "anyOf": [{"required": ["upserts"]}, {"required": ["deletes"]}],
 }
-_ACTION = {
-    **_ENVELOPE,
-    "properties": {**_ENVELOPE["properties"], "input": {}},
-    "required": ["input"],
-}
+_ACTION = {**_envelope(input={}), "required": ["config", "input"]}
 
 
 class JSON(JSONResponse):
@@ -82,19 +82,24 @@ def _problem(exc: ConnectorError, instance: str) -> JSONResponse:
     return JSON(exc.problem(instance), status_code=exc.status, media_type=PROBLEM, headers=headers)
 
 
+_FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
+
+
 def _validate(
     instance: Any,
     schema: dict[str, Any],
     what: str,
     *,
     error: type[ConnectorError] = RequestInvalid,
+    secrets: frozenset[str] = frozenset(),
 ) -> None:
     errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.path)
+        jsonschema.Draft202012Validator(schema, format_checker=_FORMATS).iter_errors(instance),
+        key=lambda e: list(e.path),
     )
     if errors:
         problems = [
-            {"path": "/" + "/".join(str(p) for p in e.path), "message": e.message}
+            {"path": "/" + "/".join(str(p) for p in e.path), "message": _message(e, secrets)}
             for e in errors[:20]
         ]
         raise error(
@@ -102,6 +107,13 @@ def _validate(
             + "; ".join(f"{p['path']}: {p['message']}" for p in problems[:3]),
             errors=problems,
         )
+
+
+def _message(e: jsonschema.ValidationError, secrets: frozenset[str]) -> str:
+    """jsonschema quotes the offending value; for a secret field, say only what rule failed."""
+    if e.path and e.path[0] in secrets:
+        return f"the value breaks the field's {e.validator!r} rule"
+    return e.message
 
 
 class ContractApp:
@@ -113,6 +125,7 @@ class ContractApp:
         self.idempotency = IdempotencyStore()
         self.clients = ClientPool()
         self._config_schema = connector.config_schema
+        self._secret_fields = frozenset(connector.secret_fields())
 
     # ----------------------------------------------------------------- plumbing
 
@@ -131,7 +144,7 @@ class ContractApp:
         config = body.get("config") or {}
         credentials = body.get("credentials") or {}
         secrets = {k: credentials[k] for k in self.connector.secret_fields() if k in credentials}
-        _validate({**config, **secrets}, self._config_schema, "config")
+        _validate({**config, **secrets}, self._config_schema, "config", secrets=self._secret_fields)
         ctx = Context(config=config, credentials=credentials, connector=self.connector)
         ctx.http = self.clients.get(config, credentials, lambda: self._new_client(ctx))
         return ctx
@@ -221,9 +234,15 @@ class ContractApp:
                     raise RequestInvalid(f"upserts[{i}] has no {stream.primary_key!r}")
             ctx = self._context(body)
             results = await stream.write(ctx, upserts, deletes)
+            expected = [str(r[stream.primary_key]) for r in upserts] + [str(k) for k in deletes]
+            if [str(r.key) for r in results] != expected:
+                raise InvalidOutput(
+                    f"write {stream.name}: results must name every upsert, then every delete, in"
+                    " order"
+                )
             counts: dict[str, int] = {}
             for r in results:
-                outcome = "ok" if r.ok else (r.category or "permanent")
+                outcome = "ok" if r.ok else _category(r).value
                 counts[outcome] = counts.get(outcome, 0) + 1
             for outcome, n in counts.items():
                 metrics.RECORDS_WRITTEN.labels(self.connector.name, stream.name, outcome).inc(n)
@@ -250,8 +269,11 @@ class ContractApp:
                 return output
 
             key = request.headers.get("idempotency-key")
-            if key and not action.idempotent:
-                output, replayed = await self.idempotency.run(key, name, body["input"], run)
+            if key:
+                install = self.clients.key(ctx.config, ctx.credentials)
+                output, replayed = await self.idempotency.run(
+                    key, name, body["input"], run, scope=install
+                )
             else:
                 output, replayed = await run(), False
             headers = {"Idempotent-Replayed": "true"} if replayed else {}
@@ -267,10 +289,18 @@ class ContractApp:
         return stream
 
 
+def _category(r: WriteResult) -> Category:
+    """A failed item's category; unknown or missing means skippable (the batch goes on)."""
+    try:
+        return Category(r.category) if r.category else Category.skippable
+    except ValueError:
+        return Category.skippable
+
+
 def _result(r: WriteResult) -> dict[str, Any]:
     out: dict[str, Any] = {"key": r.key, "ok": r.ok}
     if not r.ok:
-        out |= {"error": r.error, "category": r.category or SkippableError.category.value}
+        out |= {"error": r.error, "category": _category(r).value}
     if r.record is not None:
         out["record"] = r.record
     return out
@@ -286,15 +316,19 @@ class ClientPool:
         self._clients: OrderedDict[str, HttpClient] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
 
+    @staticmethod
+    def key(config: Mapping[str, Any], credentials: Mapping[str, Any]) -> str:
+        """A digest identifying one install's config and credentials (never stored in clear)."""
+        canonical = orjson.dumps([config, credentials], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()
+
     def get(
         self,
         config: Mapping[str, Any],
         credentials: Mapping[str, Any],
         make: Callable[[], HttpClient],
     ) -> HttpClient:
-        key = hashlib.sha256(
-            orjson.dumps([config, credentials], option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
+        key = self.key(config, credentials)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = make()

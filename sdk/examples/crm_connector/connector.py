@@ -16,6 +16,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from seedos_sdk import (
     ApiKeyAuth,
@@ -159,7 +160,7 @@ async def _write(
         body = {k: v for k, v in record.items() if k not in _READ_ONLY}
         async with gate:
             try:
-                r = await ctx.http.put(f"/v1/{resource}/{record['id']}", json=body)
+                r = await ctx.http.put(f"/v1/{resource}/{quote(record['id'], safe='')}", json=body)
             except (PermanentError, RetryableError) as exc:
                 return WriteResult(record["id"], False, exc.message, exc.category.value)
         return WriteResult(record["id"], True, record=_clean(r.json()))
@@ -167,7 +168,7 @@ async def _write(
     async def delete(key: str) -> WriteResult:
         async with gate:
             try:
-                await ctx.http.delete(f"/v1/{resource}/{key}")
+                await ctx.http.delete(f"/v1/{resource}/{quote(key, safe='')}")
             except PermanentError as exc:
                 if exc.upstream_status != 404:  # already gone is what was asked
                     return WriteResult(key, False, exc.message, exc.category.value)

@@ -17,7 +17,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-_ERROR_CODES = {429: "rate_limited", 503: "unavailable", 504: "timeout", 502: "bad_gateway"}
+_ERROR_CODES = {
+    400: "bad_request",
+    429: "rate_limited",
+    503: "unavailable",
+    504: "timeout",
+    502: "bad_gateway",
+}
 
 
 @dataclass

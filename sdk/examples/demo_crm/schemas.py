@@ -70,7 +70,7 @@ class FaultIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latency_ms: int = Field(0, ge=0, le=120_000)
-    status: Literal[429, 500, 502, 503, 504] | None = None
+    status: Literal[400, 429, 500, 502, 503, 504] | None = None
     count: int = Field(1, ge=1, le=1_000_000)
     retry_after: int | None = Field(None, ge=0, le=3600)
     paths: str | list[str] = "/v1/"

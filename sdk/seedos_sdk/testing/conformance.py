@@ -206,9 +206,27 @@ def check_actions_reject_bad_input(t: Target) -> None:
     _problem(r, 404, "an unknown action")
 
 
+_WRONG_TYPE = {"string": 12345, "integer": "x", "number": "x", "boolean": "x",
+               "array": "x", "object": "x", "null": "x"}  # fmt: skip
+
+
 def _invalid_inputs(schema: dict[str, Any]) -> Iterator[Any]:
-    validator = jsonschema.Draft202012Validator(schema)
-    for candidate in ("not-an-object", 12345, [], None, {}):
+    """Inputs the schema refuses: wrong shapes, a missing required field, a wrongly typed
+    property, an unknown property where none is allowed."""
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    candidates: list[Any] = ["not-an-object", 12345, [], None, {}]
+    props = schema.get("properties", {})
+    for name, prop in props.items():
+        kind = prop.get("type") if isinstance(prop, dict) else None
+        if isinstance(kind, str) and kind in _WRONG_TYPE:
+            candidates.append({name: _WRONG_TYPE[kind]})
+        if isinstance(prop, dict) and prop.get("format") == "email":
+            candidates.append({name: "not-an-email"})
+    if schema.get("additionalProperties") is False:
+        candidates.append({"unexpected-property": 1})
+    for candidate in candidates:
         if not validator.is_valid(candidate):
             yield candidate
 

@@ -100,12 +100,19 @@ def test_500s_are_retried_to_the_limit_then_reported_retryable(crm, connector_ur
 
 
 def test_a_400_is_not_retried(crm, connector_url, crm_config):
-    body = {"config": crm_config, "credentials": {"api_key": KEY},
-            "input": {"email": "not-an-email"}}  # fmt: skip
-    r = httpx.post(f"{connector_url}/actions/create_contact", json=body, timeout=30)
+    crm.post("/admin/faults", json={"status": 400, "count": 1, "paths": "/v1/contacts"})
+    r = _read(connector_url, crm_config)
     assert r.status_code == 422 and r.json()["category"] == "permanent"
     assert r.json()["code"] == "upstream_rejected"
     assert _attempts(crm) == 1
+
+
+def test_bad_action_input_never_reaches_the_crm(crm, connector_url, crm_config):
+    body = {"config": crm_config, "credentials": {"api_key": KEY},
+            "input": {"email": "not-an-email"}}  # fmt: skip
+    r = httpx.post(f"{connector_url}/actions/create_contact", json=body, timeout=30)
+    assert r.status_code == 422 and r.json()["code"] == "validation_failed"
+    assert _attempts(crm) == 0
 
 
 def test_wrong_key_is_a_permanent_auth_failure(crm, connector_url, crm_config):
@@ -116,11 +123,21 @@ def test_wrong_key_is_a_permanent_auth_failure(crm, connector_url, crm_config):
     assert _attempts(crm) == 1
 
 
-def test_latency_over_the_timeout_is_retryable(crm, connector_url, crm_config):
-    # one slow answer, then normal: the client times out, retries and succeeds
-    crm.post("/admin/faults", json={"latency_ms": 200, "count": 1, "paths": "/v1/contacts"})
-    r = _read(connector_url, crm_config)
+async def test_a_slow_answer_times_out_and_is_retried(crm, crm_url):
+    from seedos_sdk import HttpClient, RetryableError
+
+    crm.post("/admin/faults", json={"latency_ms": 600, "count": 1, "paths": "/v1/contacts"})
+    async with HttpClient(base_url=crm_url, headers={"X-API-Key": KEY}, timeout=0.3) as http:
+        r = await http.get("/v1/contacts", params={"limit": 1})
     assert r.status_code == 200
+    assert _attempts(crm) == 2  # the timed-out one and the retry
+    crm.post("/admin/faults", json={"latency_ms": 600, "count": 5, "paths": "/v1/contacts"})
+    async with HttpClient(
+        base_url=crm_url, headers={"X-API-Key": KEY}, timeout=0.3, max_attempts=2
+    ) as http:
+        with pytest.raises(RetryableError) as info:
+            await http.get("/v1/contacts")
+    assert info.value.code == "timeout"
 
 
 def test_logs_never_contain_the_credentials(crm, crm_url, tmp_path):

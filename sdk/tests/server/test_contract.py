@@ -138,3 +138,17 @@ def test_metrics_count_contract_requests(sample):
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"seedos_connector_request_duration_seconds", "seedos_connector_records_read"} <= names
     assert 'seedos_connector_records_read_total{connector="sample",stream="items"}' in text
+
+
+def test_an_invalid_secret_is_never_echoed(sample):
+    """A config error names the field and the rule, never the credential's value."""
+    secret = "sk-live-DO-NOT-ECHO"
+    r = httpx.post(
+        f"{sample}/check", json={"config": {"region": "eu"}, "credentials": {"api_key": 12345}}
+    )
+    assert r.status_code == 422 and "/api_key" in r.text and "12345" not in r.text
+    r = httpx.post(
+        f"{sample}/check",
+        json={"config": {"region": "mars", "api_key": secret}, "credentials": {"api_key": secret}},
+    )
+    assert r.status_code == 422 and secret not in r.text

@@ -18,6 +18,8 @@ def api(request: httpx.Request) -> httpx.Response:
         chunk = ITEMS[start : start + size]
         following = str(start + size) if start + size < len(ITEMS) else None
         return httpx.Response(200, json={"items": chunk, "next_cursor": following})
+    if request.url.path == "/stuck":
+        return httpx.Response(200, json={"items": [{"id": 1}], "next_cursor": "same"})
     if request.url.path == "/numbered":
         page, size = int(q["page"]), int(q["per_page"])
         return httpx.Response(200, json={"items": ITEMS[(page - 1) * size : page * size]})
@@ -55,3 +57,9 @@ async def test_link_header_pages():
         batches = [b async for b in link_header_pages(http, "/linked")]
     assert [len(b.items) for b in batches] == [10, 10, 3]
     assert batches[0].resume == "https://api.example/linked?from=10"
+
+
+async def test_a_repeated_cursor_ends_the_walk():
+    async with client() as http:
+        batches = [b async for b in cursor_pages(http, "/stuck", cursor="same")]
+    assert len(batches) == 1 and batches[0].has_more is False
