@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from machine import cpu_seconds, machine  # bench/machine.py
 
 from seedos_sdk.testing import Served, start
 
@@ -60,23 +60,6 @@ PROCESSES = ("connector", "crm")
 # --------------------------------------------------------------------------- environment
 
 
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "httpx": httpx.__version__,
-    }
-
-
 def children() -> list[int]:
     """Live child processes of this one (a service whose start was interrupted has no handle)."""
     me, found = str(os.getpid()), []
@@ -86,12 +69,6 @@ def children() -> list[int]:
             if fields[1] == me and fields[0] != "Z":
                 found.append(int(stat.parent.name))
     return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- reads
@@ -348,7 +325,7 @@ def main() -> int:
     info: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([".venv/bin/python", "bench/connector_read.py", *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": {**machine(), "httpx": httpx.__version__},
     }
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-connector-"))
     served: dict[str, Served] = {}

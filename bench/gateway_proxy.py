@@ -27,11 +27,9 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +44,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
 
 from common import db, embedded, migrate  # noqa: E402
 from common.internal_auth import Principal, TokenSigner  # noqa: E402
@@ -54,6 +53,7 @@ from gateway.api_keys import service as api_keys  # noqa: E402
 from gateway.tenants import service as tenants  # noqa: E402
 from seedos_cli import demo  # noqa: E402
 from seedos_cli.supervisor import SERVICES, Supervisor  # noqa: E402
+from seedos_sdk.testing import free_port  # noqa: E402
 
 PATH = "/api/v1/integrations?limit=20"
 ROWS = 20
@@ -101,28 +101,6 @@ def wrk_version(wrk: str) -> str:
     out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
     first = (out.stdout or out.stderr).strip().splitlines()
     return first[0].split(" Copyright")[0].strip() if first else "unknown"
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- data
@@ -191,12 +169,6 @@ class Run:
     non2xx: int
     socket_errors: int
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
