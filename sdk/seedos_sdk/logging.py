@@ -12,7 +12,7 @@ from seedos_sdk.redaction import redact
 
 
 def configure_logging(*, level: str = "INFO", service: str = "connector") -> None:
-    """JSON lines on stderr (a console renderer on a terminal), secrets redacted."""
+    """JSON lines on stdout (a console renderer on a terminal), secrets redacted."""
     level_no = logging.getLevelName(level.upper())
     level_no = level_no if isinstance(level_no, int) else logging.INFO
 
@@ -22,7 +22,7 @@ def configure_logging(*, level: str = "INFO", service: str = "connector") -> Non
 
     renderer: Any = (
         structlog.dev.ConsoleRenderer()
-        if sys.stderr.isatty()
+        if sys.stdout.isatty()
         else structlog.processors.JSONRenderer()
     )
     structlog.configure(
@@ -36,6 +36,6 @@ def configure_logging(*, level: str = "INFO", service: str = "connector") -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )

@@ -308,12 +308,20 @@ def _result(r: WriteResult) -> dict[str, Any]:
 
 class ClientPool:
     """HTTP clients for the external API, reused across contract calls with the same config and
-    credentials (keep-alive connections instead of a new one per page). Least recently used
-    clients beyond ``size`` are closed; all are closed when the app stops."""
+    credentials (keep-alive connections instead of a new one per page).
 
-    def __init__(self, size: int = 256) -> None:
+    A client unused for ``idle_seconds`` is dropped (so rotated or revoked credentials do not
+    linger in memory), as are the least recently used beyond ``size``; a dropped client is
+    closed ``grace_seconds`` later, so a call still using it can finish. All are closed when the
+    app stops."""
+
+    def __init__(
+        self, size: int = 256, *, idle_seconds: float = 300.0, grace_seconds: float = 60.0
+    ) -> None:
         self.size = size
-        self._clients: OrderedDict[str, HttpClient] = OrderedDict()
+        self.idle_seconds = idle_seconds
+        self.grace_seconds = grace_seconds
+        self._clients: OrderedDict[str, tuple[HttpClient, float]] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
 
     @staticmethod
@@ -328,20 +336,34 @@ class ClientPool:
         credentials: Mapping[str, Any],
         make: Callable[[], HttpClient],
     ) -> HttpClient:
+        now = time.monotonic()
         key = self.key(config, credentials)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = make()
-            while len(self._clients) > self.size:
-                _, old = self._clients.popitem(last=False)
-                task = asyncio.get_running_loop().create_task(old.aclose())
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
-        self._clients.move_to_end(key)
+        entry = self._clients.pop(key, None)
+        client = entry[0] if entry else make()
+        self._clients[key] = (client, now)  # most recently used last
+        while True:
+            oldest_key, (oldest, used) = next(iter(self._clients.items()))
+            if oldest_key == key or (
+                len(self._clients) <= self.size and now - used < self.idle_seconds
+            ):
+                break
+            del self._clients[oldest_key]
+            self._close_later(oldest)
         return client
 
+    def _close_later(self, client: HttpClient) -> None:
+        async def close() -> None:
+            await asyncio.sleep(self.grace_seconds)
+            await client.aclose()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), OrderedDict()
+        clients, self._clients = [c for c, _ in self._clients.values()], OrderedDict()
+        for task in list(self._closing):
+            task.cancel()
         for client in clients:
             await client.aclose()
 

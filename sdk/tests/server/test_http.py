@@ -79,3 +79,25 @@ async def test_error_bodies_are_scrubbed():
         with pytest.raises(PermanentError) as info:
             await http.get("/x")
     assert "abc.def" not in info.value.message
+
+
+async def test_client_pool_reuses_per_install_and_drops_idle_ones():
+    from seedos_sdk.server import ClientPool
+
+    made: list[HttpClient] = []
+
+    def make() -> HttpClient:
+        made.append(HttpClient(base_url="https://api.example"))
+        return made[-1]
+
+    pool = ClientPool(size=2, idle_seconds=3600, grace_seconds=0)
+    a = pool.get({"u": 1}, {"k": "a"}, make)
+    assert pool.get({"u": 1}, {"k": "a"}, make) is a and len(made) == 1
+    b = pool.get({"u": 1}, {"k": "b"}, make)  # other credentials: another client
+    assert b is not a
+    pool.get({"u": 2}, {"k": "c"}, make)  # a third pushes out the least recently used (a)
+    assert pool.get({"u": 1}, {"k": "a"}, make) is not a
+    pool.idle_seconds = 0  # everything idle: dropped at the next call, except the one asked for
+    pool.get({"u": 9}, {}, make)
+    assert len(pool._clients) == 1
+    await pool.aclose()
