@@ -47,6 +47,7 @@ import httpx  # noqa: E402
 from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
 
 from common import db, embedded, migrate  # noqa: E402
+from common.crypto import KeyRing  # noqa: E402
 from common.internal_auth import Principal, TokenSigner  # noqa: E402
 from common.roles import Role  # noqa: E402
 from gateway.api_keys import service as api_keys  # noqa: E402
@@ -428,6 +429,7 @@ def main() -> int:
                 "DATABASE_URL": dsn,
                 "SEEDOS_ENV": "production",
                 "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
+                "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
                 "SEEDOS_LOG_LEVEL": args.log_level,
                 "SEEDOS_LOG_FORMAT": "json",
                 "SEEDOS_DATA_DIR": str(tmp / "data"),

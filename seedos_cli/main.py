@@ -10,10 +10,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from common import db, migrate
+from common import credential_keys, db, migrate
+from common.crypto import DecryptionError, KeyRing
 from common.errors import SeedosError
 from common.roles import Role
 from common.settings import CommonSettings
+from connector_service.credentials import service as credentials
+from connector_service.settings import ConnectorServiceSettings
 from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
 from seedos_cli import demo
@@ -24,9 +27,11 @@ app = typer.Typer(
     help="SEED-OS Integration Layer: run and administer the suite.", no_args_is_help=True
 )
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the credential key ring.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(keys_app, name="keys")
 
 T = TypeVar("T")
 
@@ -151,6 +156,45 @@ def apikey_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id
 
     _run(work)
     typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new credential key ring (JSON) for SEEDOS_CREDENTIAL_KEYS or a key file."""
+    typer.echo(KeyRing.generate().to_json())
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new primary key-encryption key and re-wrap every stored credential's data key.
+
+    The new ring is saved first (old keys kept), so credentials decrypt throughout; an
+    interrupted rotation is finished by running it again."""
+    try:
+        settings = ConnectorServiceSettings()
+    except ValueError as exc:
+        typer.secho(f"configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    source = settings.key_source()
+    ring = source.ring.rotated()
+    try:
+        source.save(ring, settings.data_dir)
+    except credential_keys.KeySourceError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+    async def work(conn: Any) -> int:
+        return await credentials.rewrap_all(conn, ring)
+
+    try:
+        count = _run(work, transaction=False)  # a transaction per batch
+    except DecryptionError as exc:
+        typer.secho(
+            f"error: {exc}; the credentials re-wrapped before it keep the new key", fg="red",
+            err=True,
+        )  # fmt: skip
+        raise typer.Exit(1) from None
+    typer.echo(f"new primary key {ring.primary}; re-wrapped {count} credential(s)")
 
 
 @app.command("up")

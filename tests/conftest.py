@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from common import db, migrate
+from common.crypto import KeyRing
 from seedos_cli import demo
 from seedos_cli.supervisor import SERVICES, Supervisor
 from tests.support import create_database, drop_database, embedded_cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_KEY_RING = KeyRing.generate().to_json()
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +66,7 @@ def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) 
         "DATABASE_URL": dsn,
         "SEEDOS_ENV": "production",
         "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
+        "SEEDOS_CREDENTIAL_KEYS": TEST_KEY_RING,
         "SEEDOS_LOG_FORMAT": "json",
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"http://127.0.0.1:{ports['marketplace_service']}",

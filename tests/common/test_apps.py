@@ -7,6 +7,7 @@ import inspect
 import pytest
 from fastapi.routing import APIRoute
 
+from common.crypto import KeyRing
 from connector_service.app import create_app as connector_app
 from gateway.app import create_app as gateway_app
 from marketplace_service.app import create_app as marketplace_app
@@ -32,6 +33,7 @@ def test_no_route_or_dependency_runs_in_the_thread_pool(factory, monkeypatch):
     """FastAPI runs plain `def` endpoints and dependencies in a thread pool: about a millisecond
     a request here. Every one must be `async def`."""
     monkeypatch.setenv("SEEDOS_INTERNAL_TOKEN_KEY", "t" * 40)
+    monkeypatch.setenv("SEEDOS_CREDENTIAL_KEYS", KeyRing.generate().to_json())
     app = factory()
     routes = list(_api_routes(app.routes))
     assert any(r.path.startswith("/api/v1/") for r in routes)
