@@ -17,5 +17,6 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app = create_service_app(
         name=SERVICE, title="SEED-OS connector service", settings=settings, version="1.0.0"
     )
+    app.state.keyring = settings.key_source().ring  # validated by the settings
     app.include_router(integrations_router)
     return app

@@ -46,3 +46,93 @@ async def get(
         tenant_id,
         integration_id,
     )
+
+
+async def catalog_entry(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
+    """The marketplace's entry (read-only here: marketplace_service owns the table)."""
+    return await conn.fetchrow(
+        "SELECT id, slug, name, service_identifier, version, available_scopes, manifest,"
+        " endpoint_url, allow_multiple FROM marketplace_connectors WHERE slug = $1",
+        slug,
+    )
+
+
+async def count_installed(conn: asyncpg.Connection, tenant_id: uuid.UUID, service_name: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM integration_connectors WHERE tenant_id = $1 AND service_name = $2",
+        tenant_id,
+        service_name,
+    )
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    marketplace_connector_id: uuid.UUID,
+    connector_name: str,
+    service_name: str,
+    version: str,
+    config: dict,
+    api_spec: dict,
+    status_reason: str,
+    created_by: str,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO integration_connectors (tenant_id, marketplace_connector_id, connector_name,"
+        " service_name, version, config, api_spec, status, status_reason, created_by)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) RETURNING {_COLUMNS}",
+        tenant_id,
+        marketplace_connector_id,
+        connector_name,
+        service_name,
+        version,
+        config,
+        api_spec,
+        status_reason,
+        created_by,
+    )
+
+
+async def update(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    *,
+    config: dict | None = None,
+    connector_name: str | None = None,
+    status: str | None = None,
+    status_reason: str | None = None,
+) -> asyncpg.Record | None:
+    """Change what is given (None keeps a column); a new status replaces the reason too."""
+    return await conn.fetchrow(
+        "UPDATE integration_connectors SET config = COALESCE($3, config),"
+        " connector_name = COALESCE($4, connector_name), status = COALESCE($5, status),"
+        " status_reason = CASE WHEN $5::text IS NULL THEN status_reason ELSE $6 END"
+        f" WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
+        tenant_id,
+        integration_id,
+        config,
+        connector_name,
+        status,
+        status_reason,
+    )
+
+
+async def delete(conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID) -> bool:
+    result = await conn.execute(
+        "DELETE FROM integration_connectors WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        integration_id,
+    )
+    return result.endswith(" 1")
+
+
+async def catalog_entry_by_id(
+    conn: asyncpg.Connection, entry_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    if entry_id is None:
+        return None
+    return await conn.fetchrow(
+        "SELECT manifest FROM marketplace_connectors WHERE id = $1", entry_id
+    )

@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Status(StrEnum):
@@ -33,3 +33,36 @@ class IntegrationOut(BaseModel):
 class IntegrationPage(BaseModel):
     items: list[IntegrationOut]
     next_cursor: str | None = None
+
+
+class IntegrationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connector: str = Field(
+        min_length=1, max_length=63, pattern=r"^[a-z0-9-]+$", description="Catalog entry slug"
+    )
+    connector_name: str | None = Field(
+        None, min_length=1, max_length=200, description="Your name for this install"
+    )
+    config: dict[str, Any] = Field(default_factory=dict, description="Non-secret settings")
+    credentials: dict[str, str] = Field(
+        default_factory=dict, description="Secret fields; stored encrypted, never returned"
+    )
+    scopes: list[str] | None = Field(None, description="OAuth scopes to request")
+
+
+class IntegrationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connector_name: str | None = Field(None, min_length=1, max_length=200)
+    config: dict[str, Any] | None = None
+
+
+class CredentialsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    credentials: dict[str, str] = Field(min_length=1)
+
+
+class CredentialsOut(BaseModel):
+    fields_set: list[str] = Field(description="Secret fields that have a value (never the values)")

@@ -6,8 +6,13 @@ from typing import Any
 
 import asyncpg
 
-from common.errors import NotFound
+from common import audit
+from common.crypto import KeyRing
+from common.errors import Conflict, InvalidRequest, NotFound
 from common.pagination import decode_cursor, encode_cursor
+from connector_service.credentials import repository as credentials_repository
+from connector_service.credentials import service as credentials_service
+from connector_service.integrations import config as config_rules
 from connector_service.integrations import repository
 
 
@@ -44,3 +49,189 @@ async def get_integration(
     if row is None:
         raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
     return dict(row)
+
+
+class ConnectorUnknown(InvalidRequest):
+    code, title = "connector_unknown", "No such connector in the catalog"
+
+
+class InvalidConfig(InvalidRequest):
+    code, title = "invalid_config", "The configuration is invalid"
+
+
+class AlreadyInstalled(Conflict):
+    code, title = "already_installed", "Already installed"
+
+
+async def create(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    *,
+    tenant_id: uuid.UUID,
+    actor: str,
+    slug: str,
+    connector_name: str | None,
+    config: dict[str, Any],
+    credentials: dict[str, str],
+    scopes: list[str] | None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Install a catalog entry: every check first (a 422 lists all problems, a 409 breaks the
+    single-instance rule), then the row, its encrypted credentials and an audit entry."""
+    entry = await repository.catalog_entry(conn, slug)
+    if entry is None:
+        raise ConnectorUnknown(f"the catalog has no connector '{slug}'")
+    manifest = entry["manifest"] or {}
+    found = config_rules.problems(
+        manifest.get("config_schema", {}), config=config, credentials=credentials
+    )
+    unknown_scopes = sorted(set(scopes or []) - set(entry["available_scopes"]))
+    found += [{"path": "/scopes", "message": f"not offered: {s}"} for s in unknown_scopes]
+    if found:
+        raise InvalidConfig(f"{len(found)} problem(s) with this install", errors=found)
+    if not entry["allow_multiple"] and await repository.count_installed(
+        conn, tenant_id, entry["service_identifier"]
+    ):
+        raise AlreadyInstalled(f"'{slug}' allows one install per tenant and has one")
+    reason = (
+        "no deployed connector: the catalog entry has no endpoint yet"
+        if entry["endpoint_url"] is None
+        else "waiting for the first check"
+    )
+    row = await repository.insert(
+        conn,
+        tenant_id=tenant_id,
+        marketplace_connector_id=entry["id"],
+        connector_name=connector_name or entry["name"],
+        service_name=entry["service_identifier"],
+        version=entry["version"],
+        config=config,
+        api_spec={"scopes": scopes or []},
+        status_reason=reason,
+        created_by=actor,
+    )
+    await credentials_service.store(
+        conn, ring, tenant_id=tenant_id, integration_id=row["id"], secrets=credentials
+    )
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor, action="integration.created",
+        payload={"integration_id": str(row["id"]), "connector": slug,
+                 "secret_fields": sorted(credentials)},
+        request_id=request_id,
+    )  # fmt: skip
+    return dict(row)
+
+
+async def update(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    config: dict[str, Any] | None,
+    connector_name: str | None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    if config is not None:
+        schema = await _config_schema(conn, current)
+        stored = set(
+            await credentials_service.fields_set(
+                conn, tenant_id=tenant_id, integration_id=integration_id
+            )
+        )
+        found = config_rules.problems(schema, config=config, credentials={}, stored_secrets=stored)
+        if found:
+            raise InvalidConfig(f"{len(found)} problem(s) with this config", errors=found)
+    row = await repository.update(
+        conn, tenant_id, integration_id, config=config, connector_name=connector_name
+    )
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor, action="integration.updated",
+        payload={"integration_id": str(integration_id), "config_changed": config is not None},
+        request_id=request_id,
+    )  # fmt: skip
+    return dict(row)
+
+
+async def set_enabled(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    enabled: bool,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Disable (kept, not called), or enable again (pending until the next check)."""
+    await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    status, reason = ("pending", "enabled: waiting for a check") if enabled else (
+        "disabled", "disabled by a user")  # fmt: skip
+    row = await repository.update(
+        conn, tenant_id, integration_id, status=status, status_reason=reason
+    )
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor,
+        action="integration.enabled" if enabled else "integration.disabled",
+        payload={"integration_id": str(integration_id)}, request_id=request_id,
+    )  # fmt: skip
+    return dict(row)
+
+
+async def delete(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    request_id: str | None = None,
+) -> None:
+    """Uninstall: the row and (by cascade) its credentials go. Revoking OAuth tokens at the
+    provider and dropping sync state come with those features."""
+    erased = await credentials_repository.delete_for_integration(
+        conn, tenant_id=tenant_id, integration_id=integration_id
+    )
+    if not await repository.delete(conn, tenant_id, integration_id):
+        raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor, action="integration.deleted",
+        payload={"integration_id": str(integration_id), "credentials_erased": erased},
+        request_id=request_id,
+    )  # fmt: skip
+
+
+async def put_credentials(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    credentials: dict[str, str],
+    request_id: str | None = None,
+) -> list[str]:
+    current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    schema = await _config_schema(conn, current)
+    found = [
+        p
+        for p in config_rules.problems(schema, config={}, credentials=credentials)
+        if p["path"].startswith("/credentials/") and p["message"] != "required"
+    ]
+    if found:
+        raise InvalidConfig(f"{len(found)} problem(s) with these credentials", errors=found)
+    await credentials_service.store(
+        conn, ring, tenant_id=tenant_id, integration_id=integration_id, secrets=credentials
+    )
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor, action="integration.credentials_set",
+        payload={"integration_id": str(integration_id), "fields": sorted(credentials)},
+        request_id=request_id,
+    )  # fmt: skip
+    return await credentials_service.fields_set(
+        conn, tenant_id=tenant_id, integration_id=integration_id
+    )
+
+
+async def _config_schema(conn: asyncpg.Connection, integration: dict[str, Any]) -> dict[str, Any]:
+    entry = await repository.catalog_entry_by_id(conn, integration["marketplace_connector_id"])
+    return ((entry or {}).get("manifest") or {}).get("config_schema", {})
