@@ -58,6 +58,13 @@ async def catalog_entry(conn: asyncpg.Connection, slug: str) -> asyncpg.Record |
 
 
 async def count_installed(conn: asyncpg.Connection, tenant_id: uuid.UUID, service_name: str) -> int:
+    """Installs of a service in a tenant. Takes a transaction lock on (tenant, service) first, so
+    two concurrent installs of a single-instance connector cannot both see zero."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('install:' || $1 || ':' || $2))",
+        str(tenant_id),
+        service_name,
+    )
     return await conn.fetchval(
         "SELECT count(*) FROM integration_connectors WHERE tenant_id = $1 AND service_name = $2",
         tenant_id,

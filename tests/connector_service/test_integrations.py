@@ -123,3 +123,15 @@ async def test_single_instance_rule_and_roles(suite, dsn):
                                     headers=editor.headers)  # fmt: skip
         assert missing.status_code == 422
         assert missing.json()["errors"] == [{"path": "/credentials/api_key", "message": "required"}]
+
+
+async def test_concurrent_installs_of_a_single_instance_connector(suite, dsn):
+    import asyncio
+
+    t = await make_tenant(dsn, role=Role.editor)
+    body = {"connector": "sendgrid", "credentials": {"api_key": "SG.secretvalue.abc123"}}
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        results = await asyncio.gather(
+            *(client.post("/api/v1/integrations", json=body) for _ in range(6))
+        )
+    assert sorted(r.status_code for r in results) == [201] + [409] * 5
