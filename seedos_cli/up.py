@@ -16,8 +16,9 @@ from common import db, devsecrets, migrate
 from common.settings import CommonSettings
 from gateway.api_keys import service as api_keys
 from seedos_cli import demo
+from seedos_cli import examples as example_apps
 from seedos_cli.database import database
-from seedos_cli.examples import EXAMPLE_PORTS, EXAMPLES
+from seedos_cli.examples import EXAMPLE_PORTS
 from seedos_cli.supervisor import SERVICES, Supervisor
 
 SERVICE_NAMES = frozenset(spec.name for spec in SERVICES)
@@ -32,7 +33,7 @@ def run_suite(
 ) -> None:
     """Everything ``make run`` does. ``ports`` names the three services, and with ``examples``
     also ``demo_crm`` and ``crm_connector``."""
-    examples = examples and EXAMPLES.is_available()
+    examples = examples and example_apps.available()
     if not examples:
         ports = {k: v for k, v in ports.items() if k not in EXAMPLE_PORTS}
     _ensure_ports_free(host, ports)  # before any data changes (the dev key rotates below)
@@ -51,14 +52,14 @@ def run_suite(
             specs = list(SERVICES)
             if examples:
                 crm_key = devsecrets.load_or_create(settings.data_dir)["demo_crm_api_key"]
-                specs += EXAMPLES.specs(settings.data_dir.resolve(), crm_key)
+                specs += example_apps.specs(settings.data_dir.resolve(), crm_key)
                 prepared["demo_crm"] = {"url": urls["demo_crm"], "api_key": crm_key}
             for spec in specs:
                 supervisor.start(spec, ports[spec.name])
             supervisor.wait_ready({s.name: urls[s.name] for s in specs if s.name in SERVICE_NAMES})
             if examples:
                 supervisor.wait_ready({name: urls[name] for name in EXAMPLE_PORTS}, path="/healthz")
-                asyncio.run(EXAMPLES.register(dsn, urls, crm_key))
+                asyncio.run(example_apps.register(dsn, urls, crm_key))
             _banner(urls, prepared, embedded=not settings.dsn, dsn=dsn)
             while not stop.wait(0.5):
                 if (name := supervisor.first_exited()) is not None:

@@ -7,6 +7,7 @@ or already be stored."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import jsonschema
@@ -24,34 +25,58 @@ def problems(
     *,
     config: dict[str, Any],
     credentials: dict[str, Any],
-    stored_secrets: set[str] = frozenset(),  # type: ignore[assignment]
+    stored_secrets: Collection[str] = (),
 ) -> list[dict[str, str]]:
     """Every problem with this config and these credentials (empty when they are valid).
     Messages never quote a credential's value."""
+    return config_problems(schema, config) + credential_problems(
+        schema, credentials, stored=stored_secrets
+    )
+
+
+def config_problems(schema: dict[str, Any], config: dict[str, Any]) -> list[dict[str, str]]:
+    """The non-secret part: secrets sent here by mistake, then the schema without them."""
     secrets = secret_fields(schema)
-    found: list[dict[str, str]] = []
-    for name in sorted(set(config) & secrets):
-        found.append({"path": f"/config/{name}", "message": "a secret: send it in credentials"})
-    for name in sorted(set(credentials) - secrets):
-        found.append({"path": f"/credentials/{name}", "message": "not a secret field"})
+    found = [
+        {"path": f"/config/{name}", "message": "a secret: send it in credentials"}
+        for name in sorted(set(config) & secrets)
+    ]
     props = schema.get("properties", {})
-    required = set(schema.get("required", []))
     plain = {
         **schema,
         "properties": {k: v for k, v in props.items() if k not in secrets},
-        "required": sorted(required - secrets),
+        "required": sorted(set(schema.get("required", [])) - secrets),
     }
     for error in jsonschema.Draft202012Validator(plain, format_checker=_FORMATS).iter_errors(
         {k: v for k, v in config.items() if k not in secrets}
     ):
         path = "/".join(str(p) for p in error.path)
         found.append({"path": f"/config/{path}".rstrip("/"), "message": error.message})
+    return found
+
+
+def credential_problems(
+    schema: dict[str, Any],
+    credentials: dict[str, Any],
+    *,
+    stored: Collection[str] = (),
+    require: bool = True,
+) -> list[dict[str, str]]:
+    """The secret part: only secret fields, each valid by its own rules, and (with
+    ``require``) every required secret given now or already ``stored``."""
+    secrets = secret_fields(schema)
+    props = schema.get("properties", {})
+    found = [
+        {"path": f"/credentials/{name}", "message": "not a secret field"}
+        for name in sorted(set(credentials) - secrets)
+    ]
     for name in sorted(secrets & set(credentials)):
         validator = jsonschema.Draft202012Validator(props[name], format_checker=_FORMATS)
-        for error in validator.iter_errors(credentials[name]):
-            found.append(
-                {"path": f"/credentials/{name}", "message": f"breaks the {error.validator!r} rule"}
-            )
-    for name in sorted((required & secrets) - set(credentials) - set(stored_secrets)):
-        found.append({"path": f"/credentials/{name}", "message": "required"})
+        found += [
+            {"path": f"/credentials/{name}", "message": f"breaks the {error.validator!r} rule"}
+            for error in validator.iter_errors(credentials[name])
+        ]
+    if require:
+        missing = (set(schema.get("required", [])) & secrets) - set(credentials) - set(stored)
+        found += [{"path": f"/credentials/{n}", "message": "required"} for n in sorted(missing)]
     return found

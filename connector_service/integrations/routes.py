@@ -11,7 +11,6 @@ from common.errors import PROBLEM_RESPONSES
 from common.internal_auth import CurrentPrincipal, requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
-from connector_service.credentials import service as credentials_service
 from connector_service.integrations import service
 from connector_service.integrations.schemas import (
     CredentialsIn,
@@ -129,8 +128,7 @@ async def get_credentials(
     integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal
 ) -> dict:
     """Which secret fields are set. Values never leave the service."""
-    await service.get_integration(db, tenant_id=principal.tenant_id, integration_id=integration_id)
-    fields = await credentials_service.fields_set(
+    fields = await service.credential_fields(
         db, tenant_id=principal.tenant_id, integration_id=integration_id
     )
     return {"fields_set": fields}

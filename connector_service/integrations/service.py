@@ -113,11 +113,9 @@ async def create(
     await credentials_service.store(
         conn, ring, tenant_id=tenant_id, integration_id=row["id"], secrets=credentials
     )
-    await audit.record(
-        conn, tenant_id=tenant_id, actor=actor, action="integration.created",
-        payload={"integration_id": str(row["id"]), "connector": slug,
-                 "secret_fields": sorted(credentials)},
-        request_id=request_id,
+    await _audit(
+        conn, "created", tenant_id=tenant_id, integration_id=row["id"], actor=actor,
+        request_id=request_id, connector=slug, secret_fields=sorted(credentials),
     )  # fmt: skip
     return dict(row)
 
@@ -146,10 +144,9 @@ async def update(
     row = await repository.update(
         conn, tenant_id, integration_id, config=config, connector_name=connector_name
     )
-    await audit.record(
-        conn, tenant_id=tenant_id, actor=actor, action="integration.updated",
-        payload={"integration_id": str(integration_id), "config_changed": config is not None},
-        request_id=request_id,
+    await _audit(
+        conn, "updated", tenant_id=tenant_id, integration_id=integration_id, actor=actor,
+        request_id=request_id, config_changed=config is not None,
     )  # fmt: skip
     return dict(row)
 
@@ -164,16 +161,16 @@ async def set_enabled(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """Disable (kept, not called), or enable again (pending until the next check)."""
-    await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
     status, reason = ("pending", "enabled: waiting for a check") if enabled else (
         "disabled", "disabled by a user")  # fmt: skip
     row = await repository.update(
         conn, tenant_id, integration_id, status=status, status_reason=reason
     )
-    await audit.record(
-        conn, tenant_id=tenant_id, actor=actor,
-        action="integration.enabled" if enabled else "integration.disabled",
-        payload={"integration_id": str(integration_id)}, request_id=request_id,
+    if row is None:
+        raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
+    await _audit(
+        conn, "enabled" if enabled else "disabled", tenant_id=tenant_id,
+        integration_id=integration_id, actor=actor, request_id=request_id,
     )  # fmt: skip
     return dict(row)
 
@@ -186,17 +183,16 @@ async def delete(
     actor: str,
     request_id: str | None = None,
 ) -> None:
-    """Uninstall: the row and (by cascade) its credentials go. Revoking OAuth tokens at the
-    provider and dropping sync state come with those features."""
+    """Uninstall: the credentials (counted for the audit entry), then the row. Revoking OAuth
+    tokens at the provider and dropping sync state come with those features."""
     erased = await credentials_repository.delete_for_integration(
         conn, tenant_id=tenant_id, integration_id=integration_id
     )
     if not await repository.delete(conn, tenant_id, integration_id):
         raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
-    await audit.record(
-        conn, tenant_id=tenant_id, actor=actor, action="integration.deleted",
-        payload={"integration_id": str(integration_id), "credentials_erased": erased},
-        request_id=request_id,
+    await _audit(
+        conn, "deleted", tenant_id=tenant_id, integration_id=integration_id, actor=actor,
+        request_id=request_id, credentials_erased=erased,
     )  # fmt: skip
 
 
@@ -212,20 +208,15 @@ async def put_credentials(
 ) -> list[str]:
     current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
     schema = await _config_schema(conn, current)
-    found = [
-        p
-        for p in config_rules.problems(schema, config={}, credentials=credentials)
-        if p["path"].startswith("/credentials/") and p["message"] != "required"
-    ]
+    found = config_rules.credential_problems(schema, credentials, require=False)
     if found:
         raise InvalidConfig(f"{len(found)} problem(s) with these credentials", errors=found)
     await credentials_service.store(
         conn, ring, tenant_id=tenant_id, integration_id=integration_id, secrets=credentials
     )
-    await audit.record(
-        conn, tenant_id=tenant_id, actor=actor, action="integration.credentials_set",
-        payload={"integration_id": str(integration_id), "fields": sorted(credentials)},
-        request_id=request_id,
+    await _audit(
+        conn, "credentials_set", tenant_id=tenant_id, integration_id=integration_id,
+        actor=actor, request_id=request_id, fields=sorted(credentials),
     )  # fmt: skip
     return await credentials_service.fields_set(
         conn, tenant_id=tenant_id, integration_id=integration_id
@@ -235,3 +226,33 @@ async def put_credentials(
 async def _config_schema(conn: asyncpg.Connection, integration: dict[str, Any]) -> dict[str, Any]:
     entry = await repository.catalog_entry_by_id(conn, integration["marketplace_connector_id"])
     return ((entry or {}).get("manifest") or {}).get("config_schema", {})
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    action: str,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    request_id: str | None,
+    **details: Any,
+) -> None:
+    await audit.record(
+        conn,
+        tenant_id=tenant_id,
+        actor=actor,
+        action=f"integration.{action}",
+        payload={"integration_id": str(integration_id), **details},
+        request_id=request_id,
+    )
+
+
+async def credential_fields(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> list[str]:
+    """Which secret fields an install has (404 when the install is not this tenant's)."""
+    await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    return await credentials_service.fields_set(
+        conn, tenant_id=tenant_id, integration_id=integration_id
+    )

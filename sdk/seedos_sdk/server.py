@@ -143,7 +143,7 @@ class ContractApp:
     def _context(self, body: dict[str, Any]) -> Context:
         config = body.get("config") or {}
         credentials = body.get("credentials") or {}
-        secrets = {k: credentials[k] for k in self.connector.secret_fields() if k in credentials}
+        secrets = {k: credentials[k] for k in self._secret_fields if k in credentials}
         _validate({**config, **secrets}, self._config_schema, "config", secrets=self._secret_fields)
         ctx = Context(config=config, credentials=credentials, connector=self.connector)
         ctx.http = self.clients.get(config, credentials, lambda: self._new_client(ctx))
