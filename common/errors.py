@@ -146,16 +146,19 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def error_response(exc: SeedosError, instance: str | None = None) -> JSONResponse:
-    return problem_response(
-        status=exc.status,
-        code=exc.code,
-        title=exc.title,
-        detail=exc.detail,
-        instance=instance,
-        headers=exc.headers,
+def error_body(exc: SeedosError, instance: str | None = None) -> dict[str, Any]:
+    """The problem+json body of an error (what :func:`error_response` sends)."""
+    return problem_body(
+        status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, instance=instance,
         **exc.extra,
-    )
+    )  # fmt: skip
+
+
+def error_response(exc: SeedosError, instance: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        error_body(exc, instance), status_code=exc.status, media_type=PROBLEM_JSON,
+        headers=exc.headers,
+    )  # fmt: skip
 
 
 async def _seedos_error(request: Request, exc: Exception) -> JSONResponse:

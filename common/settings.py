@@ -12,10 +12,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common import devsecrets
+from common import devsecrets, endpoints
 
 MIN_KEY_LENGTH = 32
 
@@ -50,6 +50,19 @@ class CommonSettings(BaseSettings):
     db_connect_timeout_seconds: float = _env("SEEDOS_DB_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)
     db_acquire_timeout_seconds: float = _env("SEEDOS_DB_ACQUIRE_TIMEOUT_SECONDS", 5.0, gt=0)
     db_command_timeout_seconds: float = _env("SEEDOS_DB_COMMAND_TIMEOUT_SECONDS", 10.0, gt=0)
+    endpoint_allowed_networks: str = _env(
+        "SEEDOS_ENDPOINT_ALLOWED_NETWORKS", endpoints.DEFAULT_ALLOWED
+    )
+
+    @field_validator("endpoint_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        endpoints.parse_networks(value)  # a bad entry is a ValueError, reported by pydantic
+        return value
+
+    def endpoint_policy(self) -> endpoints.EndpointPolicy:
+        """The allowed-address rule for connector endpoint URLs (common/endpoints.py)."""
+        return endpoints.EndpointPolicy(endpoints.parse_networks(self.endpoint_allowed_networks))
 
     @model_validator(mode="after")
     def _secrets(self) -> Self:

@@ -1,22 +1,85 @@
-"""connector_service: installed connectors per tenant (and, in later issues, credentials,
-OAuth, actions and the CRDT sync framework)."""
+"""connector_service: installed connectors per tenant, their encrypted credentials, calls to
+their connectors (checks, actions) and, in later issues, the CRDT sync framework."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
 from fastapi import FastAPI
 
 from common.service import create_service_app
+from connector_service.actions import service as actions_service
+from connector_service.actions.routes import router as actions_router
+from connector_service.integrations import calls
 from connector_service.integrations.routes import router as integrations_router
+from connector_service.manager.breaker import Breakers
+from connector_service.manager.manager import ConnectorManager, Timeouts
+from connector_service.manager.recorder import Recorder
 from connector_service.settings import ConnectorServiceSettings
 
 SERVICE = "connector_service"
+SWEEP_SECONDS = 600
+log = structlog.get_logger(component="connector_service")
 
 
 def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     settings = settings or ConnectorServiceSettings()
+
+    @contextlib.asynccontextmanager
+    async def running(app: FastAPI) -> AsyncIterator[None]:
+        db = app.state.db
+        recorder = Recorder(
+            db, flush_seconds=settings.metrics_flush_seconds,
+            batch_size=settings.metrics_batch_size, max_queued=settings.metrics_max_queued,
+        )  # fmt: skip
+        app.state.manager = ConnectorManager(
+            policy=settings.endpoint_policy(),
+            breakers=Breakers(
+                threshold=settings.breaker_failure_threshold,
+                open_seconds=settings.breaker_open_seconds,
+            ),
+            recorder=recorder,
+            credentials=calls.stored_credentials(db, app.state.keyring),
+            timeouts=Timeouts(
+                connect=settings.call_connect_timeout_seconds,
+                check=settings.check_timeout_seconds, call=settings.call_timeout_seconds,
+                sync=settings.sync_call_timeout_seconds,
+            ),
+            max_attempts=settings.call_max_attempts,
+            on_circuit=calls.circuit_listener(db),
+        )  # fmt: skip
+        recorder.start()
+        sweeper = asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await app.state.manager.aclose()
+            with contextlib.suppress(Exception):
+                await recorder.aclose()
+
     app = create_service_app(
-        name=SERVICE, title="SEED-OS connector service", settings=settings, version="1.0.0"
-    )
+        name=SERVICE, title="SEED-OS connector service", settings=settings, version="1.0.0",
+        extra_lifespan=running,
+    )  # fmt: skip
     app.state.keyring = settings.key_source().ring  # validated by the settings
     app.include_router(integrations_router)
+    app.include_router(actions_router)
     return app
+
+
+async def _sweep_forever(app: FastAPI) -> None:
+    """Drop Idempotency-Keys past their retention, every few minutes."""
+    while True:
+        try:
+            gone = await actions_service.sweep(app.state.db)
+            if gone:
+                log.info("idempotency_keys_expired", count=gone)
+        except Exception as exc:  # the database may be down; try again next time
+            log.warning("idempotency_sweep_failed", error=type(exc).__name__)
+        await asyncio.sleep(SWEEP_SECONDS)

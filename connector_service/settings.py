@@ -22,6 +22,22 @@ class ConnectorServiceSettings(CommonSettings):
     credential_keys: SecretStr | None = Field(None, validation_alias="SEEDOS_CREDENTIAL_KEYS")
     credential_key_file: Path | None = Field(None, validation_alias="SEEDOS_CREDENTIAL_KEY_FILE")
 
+    # Calls to connectors (connector_service/manager/).
+    call_connect_timeout_seconds: float = Field(2.0, gt=0, le=30)
+    # Whole-call budgets, retries included. Checks and actions answer API requests: keep them
+    # under the gateway's upstream timeout (10 s by default). Reads and writes run in sync.
+    check_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    call_timeout_seconds: float = Field(8.0, gt=0, le=300)
+    sync_call_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    call_max_attempts: int = Field(3, ge=1, le=10)
+    breaker_failure_threshold: int = Field(5, ge=1, le=1000)
+    breaker_open_seconds: float = Field(30.0, gt=0, le=3600)
+    metrics_flush_seconds: float = Field(1.0, gt=0, le=60)
+    metrics_batch_size: int = Field(500, ge=1, le=10_000)
+    metrics_max_queued: int = Field(50_000, ge=100)
+    # Action calls: how long an Idempotency-Key is kept (at least the promised 24 hours).
+    idempotency_ttl_hours: float = Field(24.0, ge=24)
+
     @model_validator(mode="after")
     def _key_ring(self) -> Self:
         try:

@@ -143,3 +143,44 @@ async def catalog_entry_by_id(
     return await conn.fetchrow(
         "SELECT manifest FROM marketplace_connectors WHERE id = $1", entry_id
     )
+
+
+async def call_target(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """An install with what calling its connector needs from the catalog."""
+    return await conn.fetchrow(
+        "SELECT ic.id, ic.tenant_id, ic.connector_name, ic.service_name, ic.status, ic.config,"
+        " mc.endpoint_url, mc.manifest FROM integration_connectors ic"
+        " LEFT JOIN marketplace_connectors mc ON mc.id = ic.marketplace_connector_id"
+        " WHERE ic.tenant_id = $1 AND ic.id = $2",
+        tenant_id,
+        integration_id,
+    )
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    *,
+    status: str,
+    reason: str,
+    last_error: str | None,
+    only_if_reason_prefix: str | None = None,
+) -> bool:
+    """A status change that follows a call; a disabled install stays disabled. ``last_error``
+    is kept when None is given (an error stays visible after recovery)."""
+    result = await conn.execute(
+        "UPDATE integration_connectors SET status = $3, status_reason = $4,"
+        " last_error = COALESCE($5, last_error)"
+        " WHERE tenant_id = $1 AND id = $2 AND status <> 'disabled'"
+        " AND ($6::text IS NULL OR starts_with(status_reason, $6))",
+        tenant_id,
+        integration_id,
+        status,
+        reason[:1000],
+        last_error[:2000] if last_error else None,
+        only_if_reason_prefix,
+    )
+    return result.endswith(" 1")

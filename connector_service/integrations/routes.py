@@ -3,15 +3,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 
 from common.crypto import KeyRing
-from common.db import Db, ReadDb
+from common.db import Database, Db, ReadDb
 from common.errors import PROBLEM_RESPONSES
 from common.internal_auth import CurrentPrincipal, requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
-from connector_service.integrations import service
+from connector_service.integrations import calls, service
 from connector_service.integrations.schemas import (
     CredentialsIn,
     CredentialsOut,
@@ -21,6 +21,7 @@ from connector_service.integrations.schemas import (
     IntegrationUpdate,
     Status,
 )
+from connector_service.manager.manager import ConnectorManager
 
 router = APIRouter(
     prefix="/api/v1/integrations",
@@ -30,17 +31,42 @@ router = APIRouter(
 )
 
 
+async def _keyring(request: Request) -> KeyRing:
+    return request.app.state.keyring
+
+
+async def _manager(request: Request) -> ConnectorManager:
+    return request.app.state.manager
+
+
+Ring = Annotated[KeyRing, Depends(_keyring)]
+Manager = Annotated[ConnectorManager, Depends(_manager)]
+Writer = [requires(Permission.write)]
+
+
+def _out(manager: ConnectorManager, row: dict) -> dict:
+    return {**row, "circuit": manager.circuit(row["id"])}
+
+
+def _check_later(tasks: BackgroundTasks, request: Request, tenant_id: uuid.UUID,
+                 integration_id: uuid.UUID) -> None:  # fmt: skip
+    """Check the install once the response (and so the commit) is out."""
+    state = request.app.state
+    tasks.add_task(calls.check_in_background, state.db, state.manager, tenant_id, integration_id)
+
+
 @router.get("", response_model=IntegrationPage)
 async def list_integrations(
     db: ReadDb,
     principal: CurrentPrincipal,
+    manager: Manager,
     status: Status | None = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=100)] = None,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> dict:
     """The tenant's installed connectors, oldest first, one page at a time."""
-    return await service.list_integrations(
+    page = await service.list_integrations(
         db,
         tenant_id=principal.tenant_id,
         status=status.value if status else None,
@@ -48,67 +74,93 @@ async def list_integrations(
         cursor=cursor,
         limit=limit,
     )
+    page["items"] = [_out(manager, row) for row in page["items"]]
+    return page
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)
 async def get_integration(
-    integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal
+    integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal, manager: Manager
 ) -> dict:
-    return await service.get_integration(
+    """One install: its status (with the reason and last error) and its circuit."""
+    row = await service.get_integration(
         db, tenant_id=principal.tenant_id, integration_id=integration_id
     )
+    return _out(manager, row)
 
 
-async def _keyring(request: Request) -> KeyRing:
-    return request.app.state.keyring
-
-
-Ring = Annotated[KeyRing, Depends(_keyring)]
-Writer = [requires(Permission.write)]
+@router.post("/{integration_id}/check", response_model=IntegrationOut, dependencies=Writer)
+async def check_integration(
+    integration_id: uuid.UUID, request: Request, principal: CurrentPrincipal, manager: Manager
+) -> dict:
+    """Call the connector's check now (with the install's config and credentials) and return
+    the install with the outcome: ``active``, or ``error`` with the reason and last error."""
+    database: Database = request.app.state.db
+    await calls.check(database, manager, principal.tenant_id, integration_id)
+    async with database.connection() as conn:
+        row = await service.get_integration(
+            conn, tenant_id=principal.tenant_id, integration_id=integration_id
+        )
+    return _out(manager, row)
 
 
 @router.post("", response_model=IntegrationOut, status_code=201, dependencies=Writer)
 async def create_integration(
-    body: IntegrationCreate, db: Db, principal: CurrentPrincipal, ring: Ring
-) -> dict:
+    body: IntegrationCreate, db: Db, principal: CurrentPrincipal, ring: Ring, manager: Manager,
+    request: Request, tasks: BackgroundTasks,
+) -> dict:  # fmt: skip
     """Install a catalog connector with its config and credentials. A 422 lists every problem
     with the config, credentials and scopes; a 409 means a single-instance connector is
-    installed already. Nothing is stored unless everything is valid."""
-    return await service.create(
+    installed already. Nothing is stored unless everything is valid. The install starts
+    ``pending``; its connector is checked right after (``active`` or ``error``)."""
+    row = await service.create(
         db, ring, tenant_id=principal.tenant_id, actor=principal.subject, slug=body.connector,
         connector_name=body.connector_name, config=body.config, credentials=body.credentials,
         scopes=body.scopes, request_id=principal.request_id,
     )  # fmt: skip
+    _check_later(tasks, request, principal.tenant_id, row["id"])
+    return _out(manager, row)
 
 
 @router.patch("/{integration_id}", response_model=IntegrationOut, dependencies=Writer)
 async def update_integration(
-    integration_id: uuid.UUID, body: IntegrationUpdate, db: Db, principal: CurrentPrincipal
-) -> dict:
-    return await service.update(
+    integration_id: uuid.UUID, body: IntegrationUpdate, db: Db, principal: CurrentPrincipal,
+    manager: Manager, request: Request, tasks: BackgroundTasks,
+) -> dict:  # fmt: skip
+    """Change the name or the config; a new config is checked against the connector again."""
+    row = await service.update(
         db, tenant_id=principal.tenant_id, integration_id=integration_id, actor=principal.subject,
         config=body.config, connector_name=body.connector_name, request_id=principal.request_id,
     )  # fmt: skip
+    if body.config is not None:
+        _check_later(tasks, request, principal.tenant_id, row["id"])
+    return _out(manager, row)
 
 
 @router.post("/{integration_id}/disable", response_model=IntegrationOut, dependencies=Writer)
 async def disable_integration(
-    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal
+    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, manager: Manager
 ) -> dict:
-    return await service.set_enabled(
+    """Stop calling the connector; the install, its config and credentials are kept."""
+    row = await service.set_enabled(
         db, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, enabled=False, request_id=principal.request_id,
     )  # fmt: skip
+    return _out(manager, row)
 
 
 @router.post("/{integration_id}/enable", response_model=IntegrationOut, dependencies=Writer)
 async def enable_integration(
-    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal
-) -> dict:
-    return await service.set_enabled(
+    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, manager: Manager,
+    request: Request, tasks: BackgroundTasks,
+) -> dict:  # fmt: skip
+    """Use it again: ``pending`` until the check that follows."""
+    row = await service.set_enabled(
         db, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, enabled=True, request_id=principal.request_id,
     )  # fmt: skip
+    _check_later(tasks, request, principal.tenant_id, row["id"])
+    return _out(manager, row)
 
 
 @router.delete("/{integration_id}", status_code=204, dependencies=Writer)
@@ -136,11 +188,14 @@ async def get_credentials(
 
 @router.put("/{integration_id}/credentials", response_model=CredentialsOut, dependencies=Writer)
 async def put_credentials(
-    integration_id: uuid.UUID, body: CredentialsIn, db: Db, principal: CurrentPrincipal, ring: Ring
-) -> dict:
-    """Set (or replace) secret fields: API keys, passwords. Stored encrypted."""
+    integration_id: uuid.UUID, body: CredentialsIn, db: Db, principal: CurrentPrincipal,
+    ring: Ring, request: Request, tasks: BackgroundTasks,
+) -> dict:  # fmt: skip
+    """Set (or replace) secret fields: API keys, passwords. Stored encrypted; the connector is
+    checked with them right after."""
     fields = await service.put_credentials(
         db, ring, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, credentials=body.credentials, request_id=principal.request_id,
     )  # fmt: skip
+    _check_later(tasks, request, principal.tenant_id, integration_id)
     return {"fields_set": fields}

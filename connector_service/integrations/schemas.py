@@ -15,6 +15,17 @@ class Status(StrEnum):
     disabled = "disabled"
 
 
+class Circuit(BaseModel):
+    """This service replica's circuit breaker for the install: ``open`` after repeated failures
+    (calls refused at once), ``half_open`` while one probe call is let through."""
+
+    state: str = Field(description="closed, open or half_open")
+    consecutive_failures: int
+    last_error: str | None = None
+    opened_at: datetime | None = None
+    probe_after: datetime | None = Field(None, description="When a probe call may go through")
+
+
 class IntegrationOut(BaseModel):
     id: uuid.UUID
     connector_name: str
@@ -28,6 +39,9 @@ class IntegrationOut(BaseModel):
     last_sync_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    circuit: Circuit = Field(
+        default_factory=lambda: Circuit(state="closed", consecutive_failures=0)
+    )
 
 
 class IntegrationPage(BaseModel):
@@ -66,3 +80,13 @@ class CredentialsIn(BaseModel):
 
 class CredentialsOut(BaseModel):
     fields_set: list[str] = Field(description="Secret fields that have a value (never the values)")
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Any = Field(default_factory=dict, description="The action's input (its JSON Schema)")
+
+
+class ActionOut(BaseModel):
+    output: Any

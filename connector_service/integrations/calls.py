@@ -1,0 +1,127 @@
+"""Installed connectors as the ConnectorManager calls them, and the status that follows.
+
+pending → active after a successful check; active ⇄ error when a check fails or a call's
+credentials are refused, and when the circuit opens or closes again; disabled only by a user.
+The reason and the last error are kept on the row. No database connection is held while a
+connector is being called.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from common.crypto import KeyRing
+from common.db import Database
+from common.endpoints import EndpointNotAllowed
+from common.errors import SeedosError
+from connector_service.credentials import service as credentials_service
+from connector_service.integrations import repository
+from connector_service.integrations.service import IntegrationNotFound
+from connector_service.manager import errors
+from connector_service.manager.manager import ConnectorManager, Target
+
+log = structlog.get_logger(component="connector_service.calls")
+
+CIRCUIT_REASON = "circuit open: "
+
+
+async def load_target(db: Database, tenant_id: uuid.UUID, integration_id: uuid.UUID) -> Target:
+    async with db.connection() as conn:
+        row = await repository.call_target(conn, tenant_id, integration_id)
+    if row is None:
+        raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
+    return Target(
+        id=row["id"], tenant_id=row["tenant_id"], connector_name=row["connector_name"],
+        service_name=row["service_name"], status=row["status"], config=row["config"] or {},
+        endpoint_url=row["endpoint_url"], manifest=row["manifest"] or {},
+    )  # fmt: skip
+
+
+def stored_credentials(db: Database, ring: KeyRing) -> Any:
+    """The manager's credential source for schemes without tokens to refresh."""
+
+    async def source(target: Target, _force_refresh: bool) -> dict[str, str]:
+        async with db.connection() as conn:
+            return await credentials_service.load(
+                conn, ring, tenant_id=target.tenant_id, integration_id=target.id
+            )
+
+    return source
+
+
+async def set_status(
+    db: Database,
+    target: Target,
+    status: str,
+    reason: str,
+    *,
+    last_error: str | None = None,
+    only_if_reason_prefix: str | None = None,
+) -> None:
+    """Move an install's status, never out of ``disabled`` (only a user does that)."""
+    async with db.connection() as conn:
+        await repository.set_status(
+            conn, target.tenant_id, target.id, status=status, reason=reason,
+            last_error=last_error, only_if_reason_prefix=only_if_reason_prefix,
+        )  # fmt: skip
+
+
+def circuit_listener(db: Database) -> Any:
+    async def on_circuit(target: Target, opened: bool, error: str) -> None:
+        if opened:
+            await set_status(db, target, "error", CIRCUIT_REASON + error, last_error=error)
+        else:
+            await set_status(
+                db, target, "active", "connector reachable again",
+                only_if_reason_prefix=CIRCUIT_REASON,
+            )  # fmt: skip
+
+    return on_circuit
+
+
+async def check(
+    db: Database, manager: ConnectorManager, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> None:
+    """Call the connector's /check and record the outcome in the install's status."""
+    target = await load_target(db, tenant_id, integration_id)
+    if target.status == "disabled":
+        raise errors.IntegrationDisabled(f"{target.connector_name} is disabled: enable it first")
+    try:
+        await manager.check(target)
+    except errors.NotDeployed as exc:
+        await set_status(db, target, "pending", str(exc.detail))
+    except errors.CircuitOpen:
+        raise
+    except EndpointNotAllowed as exc:
+        await set_status(db, target, "error", f"endpoint not allowed: {exc.detail}",
+                         last_error=exc.detail)  # fmt: skip
+    except errors.ConnectorAuthFailed as exc:
+        await credentials_refused(db, target, exc)
+    except errors.ConnectorCallError as exc:
+        what = "check failed" if isinstance(exc, errors.ConnectorRejected) else "unreachable"
+        await set_status(db, target, "error", f"{what}: {exc.detail}", last_error=exc.detail)
+    except SeedosError as exc:  # e.g. an OAuth refresh refused: its own code moved the status
+        log.info("check_not_run", integration_id=str(target.id), code=exc.code)
+    else:
+        await set_status(db, target, "active", "check passed")
+
+
+async def credentials_refused(
+    db: Database, target: Target, exc: errors.ConnectorAuthFailed
+) -> None:
+    reason = "reconnect: " if target.auth_scheme == "oauth2" else "credentials refused: "
+    await set_status(db, target, "error", reason + str(exc.detail), last_error=exc.detail)
+
+
+async def check_in_background(
+    db: Database, manager: ConnectorManager, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> None:
+    """After an install or a change: check without making the caller wait, never raising."""
+    try:
+        await check(db, manager, tenant_id, integration_id)
+    except (SeedosError, OSError) as exc:
+        log.info("background_check_skipped", integration_id=str(integration_id),
+                 error=type(exc).__name__)  # fmt: skip

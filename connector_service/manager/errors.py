@@ -1,0 +1,68 @@
+"""What a call to a connector can end in, as problem+json for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.errors import Conflict, GatewayTimeout, SeedosError, ServiceUnavailable
+
+
+class ConnectorCallError(SeedosError):
+    """Base of connector call failures; ``error_class`` is the metrics label."""
+
+    error_class = "permanent"
+    counts_against_circuit = False
+
+
+class ConnectorUnavailable(ConnectorCallError, ServiceUnavailable):
+    code, title = "connector_unavailable", "Connector unavailable"
+    error_class, counts_against_circuit = "transport", True
+
+
+class ConnectorTimeout(ConnectorCallError, GatewayTimeout):
+    code, title = "connector_timeout", "Connector timed out"
+    error_class, counts_against_circuit = "timeout", True
+
+
+class ConnectorRetryable(ConnectorCallError):
+    """The connector (or the system behind it) failed in a way worth retrying later."""
+
+    status, code, title = 503, "connector_failed", "Connector failed, retry later"
+    error_class, counts_against_circuit = "retryable", True
+
+
+class ConnectorRejected(ConnectorCallError):
+    """The connector refused the request and will refuse it again (its problem is passed on)."""
+
+    status, code, title = 422, "connector_rejected", "Connector refused the request"
+
+
+class ConnectorAuthFailed(ConnectorCallError):
+    """The external system refused the install's credentials."""
+
+    status, code, title = 422, "connector_auth_failed", "Credentials refused"
+    error_class = "auth"
+
+
+class InvalidConnectorResponse(ConnectorCallError):
+    status, code, title = 502, "invalid_connector_response", "Connector answered nonsense"
+    error_class, counts_against_circuit = "invalid_response", True
+
+
+class CircuitOpen(ConnectorCallError, ServiceUnavailable):
+    code, title = "circuit_open", "Connector circuit open"
+    error_class = "circuit_open"
+
+    def __init__(self, detail: str, *, retry_after: float, **kw: Any) -> None:
+        seconds = max(1, round(retry_after))
+        super().__init__(detail, headers={"Retry-After": str(seconds)}, retry_after=seconds, **kw)
+
+
+class NotDeployed(ConnectorCallError, Conflict):
+    code, title = "connector_not_deployed", "No deployed connector"
+    error_class = "not_deployed"
+
+
+class IntegrationDisabled(ConnectorCallError, Conflict):
+    code, title = "integration_disabled", "Integration disabled"
+    error_class = "disabled"
