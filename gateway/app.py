@@ -17,6 +17,7 @@ from common.internal_auth import TokenSigner
 from common.observability import ObservabilityMiddleware, add_plain_route
 from common.service import create_service_app
 from gateway.api_keys.routes import router as api_keys_router
+from gateway.audit_logs.routes import router as audit_logs_router
 from gateway.auth.authenticator import Authenticator
 from gateway.me.routes import router as me_router
 from gateway.openapi import OpenAPIMerger
@@ -112,6 +113,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(me_router)
     app.include_router(api_keys_router)
+    app.include_router(audit_logs_router)
     _add_docs(app)
     return app
 

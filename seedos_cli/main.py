@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from common import credential_keys, db, migrate
+from common import audit, credential_keys, db, migrate
 from common.crypto import DecryptionError, KeyRing
 from common.errors import SeedosError
 from common.roles import Role
@@ -29,9 +29,11 @@ app = typer.Typer(
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage the credential key ring.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 
@@ -156,6 +158,51 @@ def apikey_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id
 
     _run(work)
     typer.echo(f"revoked {key_id}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's chain (slug)")] = None,
+) -> None:
+    """Recompute the audit trail's hash chains and report the first broken link of each.
+
+    Exits 0 when every chain is intact, 1 when one is broken, 2 for an unknown tenant."""
+
+    async def work(conn: Any) -> tuple[audit.Verification, dict[Any, str]] | None:
+        tenant_id = None
+        if tenant is not None:
+            try:
+                tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+            except tenants.TenantNotFound:
+                return None
+        result = await audit.verify(conn, tenant_id)
+        names = {b.tenant_id: await _chain_name(conn, b.tenant_id) for b in result.breaks}
+        return result, names
+
+    outcome = _run(work, transaction=False)  # verify reads from one snapshot of its own
+    if outcome is None:
+        typer.secho(f"error: no tenant with slug '{tenant}'", fg="red", err=True)
+        raise typer.Exit(2)
+    result, names = outcome
+    if result.ok:
+        typer.echo(f"ok: {result.entries} entries in {result.chains} chains")
+        return
+    for broken in result.breaks:
+        typer.echo(f"{names[broken.tenant_id]}: seq {broken.seq}: {broken.reason}")
+    typer.secho(
+        f"broken: {len(result.breaks)} of {result.chains} chains ({result.entries} entries)",
+        fg="red", err=True,
+    )  # fmt: skip
+    raise typer.Exit(1)
+
+
+async def _chain_name(conn: Any, tenant_id: uuid.UUID | None) -> str:
+    if tenant_id is None:
+        return "system"
+    try:
+        return f"tenant {(await tenants.get(conn, tenant_id))['slug']}"
+    except tenants.TenantNotFound:
+        return f"tenant {tenant_id} (deleted)"
 
 
 @keys_app.command("generate")

@@ -243,6 +243,7 @@ async def _audit(
         tenant_id=tenant_id,
         actor=actor,
         action=f"integration.{action}",
+        target=f"integration:{integration_id}",
         payload={"integration_id": str(integration_id), **details},
         request_id=request_id,
     )

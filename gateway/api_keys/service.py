@@ -57,6 +57,7 @@ async def create(
         tenant_id=tenant_id,
         actor=created_by,
         action="api_key.created",
+        target=f"api_key:{row['id']}",
         payload={"api_key_id": str(row["id"]), "name": name, "role": row["role"]},
         request_id=request_id,
     )
@@ -89,6 +90,7 @@ async def revoke(
         tenant_id=row["tenant_id"],
         actor=actor,
         action="api_key.revoked",
+        target=f"api_key:{key_id}",
         payload={"api_key_id": str(key_id)},
         request_id=request_id,
     )
@@ -103,6 +105,7 @@ async def rotate_dev_key(conn: asyncpg.Connection, *, tenant_id: uuid.UUID) -> d
             tenant_id=tenant_id,
             actor="system:seedos-up",
             action="api_key.revoked",
+            target=f"api_key:{old['id']}",
             payload={"api_key_id": str(old["id"]), "reason": "superseded dev key"},
         )
     return await create(

@@ -39,7 +39,12 @@ async def create(
         raise Conflict(f"a tenant with slug '{slug}' exists", code="tenant_exists")
     tenant = dict(row)
     await audit.record(
-        conn, tenant_id=tenant["id"], actor=actor, action="tenant.created", payload={"slug": slug}
+        conn,
+        tenant_id=tenant["id"],
+        actor=actor,
+        action="tenant.created",
+        target=f"tenant:{tenant['id']}",
+        payload={"slug": slug},
     )
     return tenant
 

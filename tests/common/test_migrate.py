@@ -14,7 +14,7 @@ from tests.support import create_database, drop_database, embedded_cluster
 
 TABLES = {
     "tenants", "users", "memberships", "api_keys", "integration_connectors",
-    "marketplace_connectors", "connector_metrics", "audit_logs",
+    "marketplace_connectors", "connector_metrics", "audit_logs", "audit_chain_heads",
 }  # fmt: skip
 
 

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+_COLUMNS = (
+    "id, seq, user_id AS actor, action, target, payload, request_id, prev_hash, hash, created_at"
+)
+
+
+async def list_for_tenant(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    action: str | None,
+    action_prefix: str | None,
+    actor: str | None,
+    target: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before_seq: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of the tenant's entries, newest (highest seq) first, below ``before_seq``."""
+    return await conn.fetch(
+        f"SELECT {_COLUMNS} FROM audit_logs WHERE tenant_id = $1"
+        " AND ($2::text IS NULL OR action = $2)"
+        " AND ($3::text IS NULL OR starts_with(action, $3))"
+        " AND ($4::text IS NULL OR user_id = $4)"
+        " AND ($5::text IS NULL OR target = $5)"
+        " AND ($6::timestamptz IS NULL OR created_at >= $6)"
+        " AND ($7::timestamptz IS NULL OR created_at < $7)"
+        " AND ($8::bigint IS NULL OR seq < $8)"
+        " ORDER BY seq DESC LIMIT $9",
+        tenant_id,
+        action,
+        action_prefix,
+        actor,
+        target,
+        since,
+        until,
+        before_seq,
+        limit,
+    )
