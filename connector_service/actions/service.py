@@ -128,6 +128,7 @@ async def _finish(
         await repository.complete(conn, run_id, status=status, body=body)
         await audit.record(
             conn, tenant_id=target.tenant_id, actor=actor, action="integration.action_called",
+            target=f"integration:{target.id}",
             payload={"integration_id": str(target.id), "action": action, "outcome": outcome,
                      "status": status, "idempotency_key": key},
             request_id=request_id,
