@@ -1,22 +1,34 @@
 """The OAuth test world on loopback: the npm oidc-provider authorization server of the SDK's tests
-(sdk/tests/oidc/server.mjs) as a real process, and a browser stand-in that goes through its
-development login and consent pages. (The SDK's own fixtures are not imported: the SDK's tests
-are another distribution's.)"""
+(sdk/tests/oidc/server.mjs), the demo CRM and the example connector in oauth2 mode, and the
+three services configured for them, all real processes; and a browser stand-in that goes through
+the provider's development login and consent pages. (The SDK's own fixtures are not imported:
+its tests are another distribution's.)"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from common import db
+from common.crypto import KeyRing
+from marketplace_service.catalog.service import register_deployed
+from seedos_cli.examples import SDK_DIR
+from seedos_cli.supervisor import SERVICES, ServiceSpec, Supervisor
+from tests.conftest import Suite, start_suite
+from tests.support import free_port
 
 OIDC_DIR = Path(__file__).resolve().parents[2] / "sdk" / "tests" / "oidc"
 INTROSPECTOR = ("demo-crm", "demo-crm-secret")  # the demo CRM, a resource server
@@ -118,3 +130,91 @@ async def consent(authorization_url: str, *, stop_at: str, login: str = "alice")
                 fields |= {"login": login, "password": "any"}
             response = await browser.post(response.url.join(form.group(1)), data=fields)
     raise AssertionError("the provider did not redirect back")
+
+
+CALLBACK = "/api/v1/integrations/oauth/callback"
+PLATFORM = ("seedos-platform", "platform-secret-" + secrets.token_hex(8))  # the platform's app
+OWN_APP = ("tenant-own-app", "own-app-secret-" + secrets.token_hex(8))  # a tenant's own app
+TTL = 50  # access tokens' lifetime: under the 60 s refresh margin, so always "expiring soon"
+
+
+@dataclass
+class World:
+    suite: Suite
+    auth: AuthServer
+    crm: str
+    connector: str
+    slug: str  # the example connector's catalog entry (oauth2)
+    manifest: dict
+    ring: KeyRing  # the services' credential key ring
+
+    async def check(self, access_token: str) -> httpx.Response:
+        """What the ConnectorManager will do: call the connector's check with the token."""
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await client.post(self.connector + "/check", json={
+                "config": {"base_url": self.crm}, "credentials": {"access_token": access_token}})  # fmt: skip
+
+
+@asynccontextmanager
+async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
+    """The authorization server (PKCE required, refresh tokens rotated, TTL-second tokens) with
+    the platform's and a tenant's app, the demo CRM introspecting against it, the example
+    connector in oauth2 mode in the catalog under a slug of its own, and the three services
+    with the platform's app configured and the gateway as public URL."""
+    ports = {spec.name: free_port() for spec in SERVICES}
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    app = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+           "redirect_uris": [gateway + CALLBACK], "scope": "crm.read crm.write offline_access"}  # fmt: skip
+    auth = start_auth_server(
+        clients=[
+            {"client_id": PLATFORM[0], "client_secret": PLATFORM[1], **app},
+            {"client_id": OWN_APP[0], "client_secret": OWN_APP[1], **app},
+        ],
+        env={"OIDC_TOKEN_TTL": str(TTL), "OIDC_ROTATE_REFRESH_TOKENS": "1"},
+        log_path=tmp / "oidc.log",
+    )
+    examples = Supervisor(
+        {k: v for k, v in os.environ.items() if not k.startswith(("SEEDOS_", "DEMO_CRM_"))},
+        log_path=tmp / "examples.log",
+    )
+    ports |= {"demo_crm": free_port(), "crm_connector": free_port()}
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("demo_crm", "crm_connector")}
+    ring = KeyRing.generate()
+    slug = f"demo-crm-oauth-{secrets.token_hex(3)}"
+    suite = None
+    try:
+        examples.start(ServiceSpec(
+            "demo_crm", "examples.demo_crm.app:create_app", cwd=SDK_DIR, env={
+                "DEMO_CRM_DATA_DIR": str(tmp / "crm"), "DEMO_CRM_API_KEYS": "crm-admin-key",
+                "DEMO_CRM_INTROSPECTION_URL": auth.endpoints["introspection_endpoint"],
+                "DEMO_CRM_INTROSPECTION_CLIENT_ID": INTROSPECTOR[0],
+                "DEMO_CRM_INTROSPECTION_CLIENT_SECRET": INTROSPECTOR[1],
+                "DEMO_CRM_INTROSPECTION_CACHE_SECONDS": "0",
+            }), ports["demo_crm"])  # fmt: skip
+        examples.start(ServiceSpec(
+            "crm_connector", "examples.crm_connector.connector:app", factory=False, cwd=SDK_DIR,
+            env={"CRM_CONNECTOR_AUTH": "oauth2", "CRM_CONNECTOR_OAUTH_ISSUER": auth.issuer},
+        ), ports["crm_connector"])  # fmt: skip
+        examples.wait_ready(urls, timeout=60, path="/healthz")
+        async with httpx.AsyncClient() as client:
+            manifest = (await client.get(urls["crm_connector"] + "/manifest")).json()
+        assert manifest["auth"]["scheme"] == "oauth2"
+        manifest["name"] = slug
+        conn = await db.connect(dsn)
+        try:
+            await register_deployed(conn, manifest=manifest, endpoint_url=urls["crm_connector"],
+                                    category="crm", vendor="tests")  # fmt: skip
+        finally:
+            await conn.close()
+        suite = start_suite(
+            dsn, tmp / "services.log", ports={s.name: ports[s.name] for s in SERVICES},
+            SEEDOS_PUBLIC_URL=gateway, SEEDOS_CREDENTIAL_KEYS=ring.to_json(),
+            SEEDOS_CONNECTOR_OAUTH_CLIENTS=json.dumps(
+                {slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}}),
+        )  # fmt: skip
+        yield World(suite, auth, urls["demo_crm"], urls["crm_connector"], slug, manifest, ring)
+    finally:
+        if suite is not None:
+            suite.supervisor.stop()
+        examples.stop()
+        auth.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import socket
 import time
@@ -33,12 +32,8 @@ from connector_service.oauth.errors import (
     ReconnectRequired,
 )
 from connector_service.settings import ConnectorServiceSettings
-from marketplace_service.catalog.service import register_deployed
-from seedos_cli.examples import SDK_DIR
-from seedos_cli.supervisor import SERVICES, ServiceSpec, Supervisor
-from tests.conftest import Suite, start_suite
 from tests.connector_service import oauth_servers
-from tests.connector_service.oauth_servers import AuthServer
+from tests.connector_service.oauth_servers import World
 from tests.support import TenantKey, add_key, free_port, make_tenant
 
 pytestmark = pytest.mark.skipif(
@@ -46,84 +41,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROBLEM = "application/problem+json"
-CALLBACK = "/api/v1/integrations/oauth/callback"
-PLATFORM = ("seedos-platform", "platform-secret-" + secrets.token_hex(8))
-OWN_APP = ("tenant-own-app", "own-app-secret-" + secrets.token_hex(8))
-# Shorter than the 60 s refresh margin: call_credentials treats every token as expiring soon.
-TOKEN_TTL = 50
-
-
-@dataclass
-class World:
-    suite: Suite
-    auth: AuthServer
-    crm: str
-    connector: str
-    slug: str
-    manifest: dict
-    ring: KeyRing
+CALLBACK = oauth_servers.CALLBACK
+PLATFORM, OWN_APP, TOKEN_TTL = oauth_servers.PLATFORM, oauth_servers.OWN_APP, oauth_servers.TTL
 
 
 @pytest.fixture(scope="module")
 async def world(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    tmp = tmp_path_factory.mktemp("oauth")
-    ports = {spec.name: free_port() for spec in SERVICES}
-    gateway = f"http://127.0.0.1:{ports['gateway']}"
-    app = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
-           "redirect_uris": [gateway + CALLBACK], "scope": "crm.read crm.write offline_access"}  # fmt: skip
-    auth = oauth_servers.start_auth_server(
-        clients=[
-            {"client_id": PLATFORM[0], "client_secret": PLATFORM[1], **app},
-            {"client_id": OWN_APP[0], "client_secret": OWN_APP[1], **app},
-        ],
-        env={"OIDC_TOKEN_TTL": str(TOKEN_TTL), "OIDC_ROTATE_REFRESH_TOKENS": "1"},
-        log_path=tmp / "oidc.log",
-    )
-    examples = Supervisor(
-        {k: v for k, v in os.environ.items() if not k.startswith(("SEEDOS_", "DEMO_CRM_"))},
-        log_path=tmp / "examples.log",
-    )
-    urls = {"demo_crm": f"http://127.0.0.1:{free_port()}",
-            "crm_connector": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
-    ring = KeyRing.generate()
-    slug = f"demo-crm-oauth-{secrets.token_hex(3)}"
-    suite = None
-    try:
-        examples.start(ServiceSpec(
-            "demo_crm", "examples.demo_crm.app:create_app", cwd=SDK_DIR, env={
-                "DEMO_CRM_DATA_DIR": str(tmp / "crm"), "DEMO_CRM_API_KEYS": "crm-admin-key",
-                "DEMO_CRM_INTROSPECTION_URL": auth.endpoints["introspection_endpoint"],
-                "DEMO_CRM_INTROSPECTION_CLIENT_ID": oauth_servers.INTROSPECTOR[0],
-                "DEMO_CRM_INTROSPECTION_CLIENT_SECRET": oauth_servers.INTROSPECTOR[1],
-                "DEMO_CRM_INTROSPECTION_CACHE_SECONDS": "0",
-            }), int(urls["demo_crm"].rsplit(":", 1)[1]))  # fmt: skip
-        examples.start(ServiceSpec(
-            "crm_connector", "examples.crm_connector.connector:app", factory=False, cwd=SDK_DIR,
-            env={"CRM_CONNECTOR_AUTH": "oauth2", "CRM_CONNECTOR_OAUTH_ISSUER": auth.issuer},
-        ), int(urls["crm_connector"].rsplit(":", 1)[1]))  # fmt: skip
-        examples.wait_ready(urls, timeout=60, path="/healthz")
-        async with httpx.AsyncClient() as client:
-            manifest = (await client.get(urls["crm_connector"] + "/manifest")).json()
-        assert manifest["auth"]["scheme"] == "oauth2"
-        manifest["name"] = slug  # a catalog entry of this module's own
-        conn = await db.connect(dsn)
-        try:
-            await register_deployed(conn, manifest=manifest, endpoint_url=urls["crm_connector"],
-                                    category="crm", vendor="tests")  # fmt: skip
-        finally:
-            await conn.close()
-        suite = start_suite(
-            dsn, tmp / "services.log", ports=ports, SEEDOS_PUBLIC_URL=gateway,
-            SEEDOS_CREDENTIAL_KEYS=ring.to_json(),
-            SEEDOS_CONNECTOR_OAUTH_CLIENTS=json.dumps(
-                {slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}}),
-        )  # fmt: skip
-        yield World(suite, auth, urls["demo_crm"], urls["crm_connector"], slug, manifest, ring)
-    finally:
-        if suite is not None:
-            suite.supervisor.stop()
-        examples.stop()
-        auth.stop()
+    async with oauth_servers.running_world(dsn, tmp_path_factory.mktemp("oauth")) as running:
+        yield running
 
 
 @dataclass
@@ -197,13 +122,6 @@ async def _stored(side: ServiceSide, integration: dict) -> dict[str, str]:
         )
 
 
-async def _check_with_connector(world: World, access_token: str) -> httpx.Response:
-    """What the ConnectorManager will do: call the connector with the access token."""
-    async with httpx.AsyncClient(timeout=30) as client:
-        return await client.post(world.connector + "/check", json={
-            "config": {"base_url": world.crm}, "credentials": {"access_token": access_token}})  # fmt: skip
-
-
 async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
     t = await make_tenant(dsn, role=Role.editor)
     async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
@@ -257,8 +175,8 @@ async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
     answer = world.auth.introspect(access)
     assert answer["active"] and answer["client_id"] == PLATFORM[0] and answer["sub"] == "alice"
     # the token works with the demo CRM through the connector, and nothing else does
-    assert (await _check_with_connector(world, access)).status_code == 200
-    assert (await _check_with_connector(world, "not-a-token")).status_code == 401
+    assert (await world.check(access)).status_code == 200
+    assert (await world.check("not-a-token")).status_code == 401
     audit = await _fetch(dsn, "SELECT user_id, payload FROM audit_logs WHERE tenant_id = $1"
                          " AND action = 'integration.connected'", t.tenant_id)  # fmt: skip
     assert len(audit) == 1 and audit[0]["payload"]["integration_id"] == iid
@@ -287,7 +205,7 @@ async def test_refresh_before_expiry_rotates_and_force_refresh(world, side, dsn)
     assert given == {"access_token": second["oauth.access_token"]}
     assert second["oauth.access_token"] != first["oauth.access_token"]
     assert second["oauth.refresh_token"] != first["oauth.refresh_token"]
-    assert (await _check_with_connector(world, given["access_token"])).status_code == 200
+    assert (await world.check(given["access_token"])).status_code == 200
 
     # a fresh token is used as it is, unless the caller forces a refresh (after a 401)
     fresh = replace(side.oauth, refresh_margin=10)
@@ -300,7 +218,7 @@ async def test_refresh_before_expiry_rotates_and_force_refresh(world, side, dsn)
         force_refresh=True,
     )  # fmt: skip
     assert forced["access_token"] != given["access_token"]
-    assert (await _check_with_connector(world, forced["access_token"])).status_code == 200
+    assert (await world.check(forced["access_token"])).status_code == 200
     assert (await _integration(dsn, iid))["status"] == "pending"
 
     old = world.auth.refresh(first["oauth.refresh_token"], client=PLATFORM)
@@ -323,7 +241,7 @@ async def test_concurrent_refreshes_spend_the_refresh_token_once(world, side, ds
     assert results[0]["access_token"] != before["oauth.access_token"]
     after = await _integration(dsn, iid)
     assert after["status"] == "pending", after["status_reason"]
-    assert (await _check_with_connector(world, results[0]["access_token"])).status_code == 200
+    assert (await world.check(results[0]["access_token"])).status_code == 200
 
 
 async def test_invalid_grant_means_reconnect(world, side, dsn):
@@ -354,7 +272,7 @@ async def test_invalid_grant_means_reconnect(world, side, dsn):
     given = await tokens.call_credentials(
         side.db, side.ring, integration=row, manifest=world.manifest, oauth=side.oauth
     )
-    assert (await _check_with_connector(world, given["access_token"])).status_code == 200
+    assert (await world.check(given["access_token"])).status_code == 200
 
 
 async def test_provider_down_is_a_fast_503_and_changes_nothing(world, side, dsn):
