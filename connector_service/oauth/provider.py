@@ -115,6 +115,8 @@ async def revoke(
         return "timeout"
     except httpx.TransportError:
         return "unreachable"
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # e.g. a malformed revoke_url
+        return type(exc).__name__
     return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
 

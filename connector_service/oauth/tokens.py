@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from common import audit
-from common.crypto import KeyRing
+from common.crypto import DecryptionError, KeyRing
 from common.db import Database
 from connector_service.credentials import service as credentials_service
 from connector_service.oauth import provider, repository
@@ -238,9 +238,12 @@ async def revoke_tokens(
     if not is_oauth2(manifest):
         return "not_oauth"
     tenant_id, integration_id = integration["tenant_id"], integration["id"]
-    stored = await credentials_service.load(
-        conn, ring, tenant_id=tenant_id, integration_id=integration_id
-    )
+    try:
+        stored = await credentials_service.load(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id
+        )
+    except DecryptionError:  # e.g. its key left the ring: nothing to revoke with, go on
+        return "failed: the tokens do not decrypt"
     kinds = ((REFRESH_TOKEN, "refresh_token"), (ACCESS_TOKEN, "access_token"))
     tokens = [(stored[field], hint) for field, hint in kinds if field in stored]
     if not tokens:
