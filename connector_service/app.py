@@ -18,6 +18,9 @@ from connector_service.integrations.routes import router as integrations_router
 from connector_service.manager.breaker import Breakers
 from connector_service.manager.manager import ConnectorManager, Timeouts
 from connector_service.manager.recorder import Recorder
+from connector_service.oauth.config import OAuthConfig
+from connector_service.oauth.routes import public_router as oauth_callback_router
+from connector_service.oauth.routes import router as oauth_router
 from connector_service.settings import ConnectorServiceSettings
 
 SERVICE = "connector_service"
@@ -42,7 +45,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
                 open_seconds=settings.breaker_open_seconds,
             ),
             recorder=recorder,
-            credentials=calls.stored_credentials(db, app.state.keyring),
+            credentials=calls.credential_source(db, app.state.keyring, app.state.oauth),
             timeouts=Timeouts(
                 connect=settings.call_connect_timeout_seconds,
                 check=settings.check_timeout_seconds, call=settings.call_timeout_seconds,
@@ -68,6 +71,10 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
         extra_lifespan=running,
     )  # fmt: skip
     app.state.keyring = settings.key_source().ring  # validated by the settings
+    app.state.oauth = OAuthConfig.from_settings(settings)
+    # before the integrations router: its /{integration_id} would take "oauth" as an id
+    app.include_router(oauth_callback_router)
+    app.include_router(oauth_router)
     app.include_router(integrations_router)
     app.include_router(actions_router)
     return app

@@ -2,18 +2,28 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common import credential_keys
 from common.settings import CommonSettings
 
 
+class OAuthClientSettings(BaseModel):
+    """The platform's OAuth app at one provider: what connect and refresh authenticate with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+
+
 class ConnectorServiceSettings(CommonSettings):
     """connector_service settings, environment prefix ``SEEDOS_CONNECTOR_``, plus the credential
     key ring (``SEEDOS_CREDENTIAL_KEYS`` or ``SEEDOS_CREDENTIAL_KEY_FILE``), required outside
-    development mode."""
+    development mode, and the suite's public URL (``SEEDOS_PUBLIC_URL``)."""
 
     model_config = SettingsConfigDict(
         env_prefix="SEEDOS_CONNECTOR_", extra="ignore", populate_by_name=True, frozen=True
@@ -21,6 +31,22 @@ class ConnectorServiceSettings(CommonSettings):
 
     credential_keys: SecretStr | None = Field(None, validation_alias="SEEDOS_CREDENTIAL_KEYS")
     credential_key_file: Path | None = Field(None, validation_alias="SEEDOS_CREDENTIAL_KEY_FILE")
+    # Where browsers reach the gateway: OAuth providers redirect to <public_url>/api/v1/...
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias="SEEDOS_PUBLIC_URL")
+    # {"<catalog slug>": {"client_id": "...", "client_secret": "..."}}, as JSON
+    oauth_clients: dict[str, OAuthClientSettings] = Field(default_factory=dict)
+    oauth_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    oauth_revoke_timeout_seconds: float = Field(3.0, gt=0, le=30)
+    # An access token expiring within this many seconds is refreshed before a call.
+    oauth_refresh_margin_seconds: float = Field(60.0, ge=0, le=3600)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("SEEDOS_PUBLIC_URL must be an http(s) URL without a query")
+        return value.rstrip("/")
 
     # Calls to connectors (connector_service/manager/).
     call_connect_timeout_seconds: float = Field(2.0, gt=0, le=30)

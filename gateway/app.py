@@ -30,6 +30,8 @@ ROUTES = {
     "/api/v1/integrations": "connector_service",
     "/api/v1/marketplace": "marketplace_service",
 }
+# Forwarded without an API key: where OAuth providers send the user's browser back.
+PUBLIC_PATHS = frozenset({"/api/v1/integrations/oauth/callback"})
 
 
 class GatewayApp(FastAPI):
@@ -42,7 +44,7 @@ class GatewayApp(FastAPI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._proxy_endpoint = ProxyEndpoint(ROUTES)
+        self._proxy_endpoint = ProxyEndpoint(ROUTES, public=PUBLIC_PATHS)
         self._proxy_app = ObservabilityMiddleware(self._proxy_endpoint, service=SERVICE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,6 +8,7 @@ httpx.AsyncClient (encode/httpx#3215). One pooled session per upstream, made in 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -223,14 +224,24 @@ async def _stream(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[byte
         raise
 
 
+# Whoever calls a public path: no tenant (the nil UUID) and a role that grants nothing, so a
+# service route that requires any permission refuses it.
+ANONYMOUS = Principal(tenant_id=uuid.UUID(int=0), subject="anonymous", role="anonymous")
+
+
 class ProxyEndpoint:
     """The ASGI endpoint of the proxied prefixes: authenticate, then forward.
+
+    ``public`` paths (exactly these, GET and HEAD only) are forwarded without authenticating
+    the caller, with an internal token for :data:`ANONYMOUS`: an OAuth provider's redirect to
+    the callback carries no API key, and the service authorizes it by its single-use state.
 
     Exceptions become problem+json here because this path does not run through FastAPI's
     exception handling (see gateway.app.GatewayApp)."""
 
-    def __init__(self, routes: dict[str, str]) -> None:
+    def __init__(self, routes: dict[str, str], public: frozenset[str] = frozenset()) -> None:
         self.routes = sorted(routes.items(), key=lambda item: -len(item[0]))
+        self.public = public
 
     def match(self, path: str) -> tuple[str, str] | None:
         """(route template, upstream name) for a proxied path, else None."""
@@ -245,7 +256,10 @@ class ProxyEndpoint:
         state = scope["app"].state
         request = Request(scope, receive)
         try:
-            principal = await state.authenticator.authenticate(request)
+            if scope["path"] in self.public and scope["method"] in ("GET", "HEAD"):
+                principal = ANONYMOUS
+            else:
+                principal = await state.authenticator.authenticate(request)
             scope["state"]["principal"] = principal
             response = await state.proxy.forward(request, state.upstreams[upstream], principal)
         except SeedosError as exc:

@@ -74,8 +74,12 @@ def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) 
     }
 
 
-def start_suite(dsn: str, log_path: Path, **extra: str) -> Suite:
-    ports = {spec.name: free_port() for spec in SERVICES}
+def start_suite(
+    dsn: str, log_path: Path, *, ports: dict[str, int] | None = None, **extra: str
+) -> Suite:
+    """Start the three services; ``ports`` (by service name) when a test must know them before,
+    e.g. to put the gateway's address in the services' environment."""
+    ports = ports or {spec.name: free_port() for spec in SERVICES}
     key = secrets.token_urlsafe(48)
     supervisor = Supervisor(suite_env(dsn, key, ports, **extra), log_path=log_path)
     for spec in SERVICES:

@@ -17,11 +17,12 @@ from common.crypto import KeyRing
 from common.db import Database
 from common.endpoints import EndpointNotAllowed
 from common.errors import SeedosError
-from connector_service.credentials import service as credentials_service
 from connector_service.integrations import repository
 from connector_service.integrations.service import IntegrationNotFound
 from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager, Target
+from connector_service.oauth import tokens
+from connector_service.oauth.config import OAuthConfig
 
 log = structlog.get_logger(component="connector_service.calls")
 
@@ -40,14 +41,16 @@ async def load_target(db: Database, tenant_id: uuid.UUID, integration_id: uuid.U
     )  # fmt: skip
 
 
-def stored_credentials(db: Database, ring: KeyRing) -> Any:
-    """The manager's credential source for schemes without tokens to refresh."""
+def credential_source(db: Database, ring: KeyRing, oauth: OAuthConfig) -> Any:
+    """The manager's credentials for a call: decrypted just for it, OAuth tokens refreshed when
+    they are about to expire or (``force_refresh``) after the connector answered 401."""
 
-    async def source(target: Target, _force_refresh: bool) -> dict[str, str]:
-        async with db.connection() as conn:
-            return await credentials_service.load(
-                conn, ring, tenant_id=target.tenant_id, integration_id=target.id
-            )
+    async def source(target: Target, force_refresh: bool) -> dict[str, str]:
+        integration = {"id": target.id, "tenant_id": target.tenant_id}
+        return await tokens.call_credentials(
+            db, ring, integration=integration, manifest=target.manifest,
+            force_refresh=force_refresh, oauth=oauth,
+        )  # fmt: skip
 
     return source
 

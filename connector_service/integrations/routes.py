@@ -165,12 +165,13 @@ async def enable_integration(
 
 @router.delete("/{integration_id}", status_code=204, dependencies=Writer)
 async def delete_integration(
-    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal
+    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, ring: Ring, request: Request
 ) -> Response:
-    """Uninstall: the install and its credentials are erased, and the removal audited."""
+    """Uninstall: OAuth tokens are revoked at the provider where it supports that, the install
+    and its credentials are erased, and the removal audited."""
     await service.delete(
-        db, tenant_id=principal.tenant_id, integration_id=integration_id,
-        actor=principal.subject, request_id=principal.request_id,
+        db, ring, tenant_id=principal.tenant_id, integration_id=integration_id,
+        actor=principal.subject, request_id=principal.request_id, oauth=request.app.state.oauth,
     )  # fmt: skip
     return Response(status_code=204)
 

@@ -14,6 +14,8 @@ from connector_service.credentials import repository as credentials_repository
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import config as config_rules
 from connector_service.integrations import repository
+from connector_service.oauth import tokens as oauth_tokens
+from connector_service.oauth.config import OAuthConfig
 
 
 class IntegrationNotFound(NotFound):
@@ -177,14 +179,22 @@ async def set_enabled(
 
 async def delete(
     conn: asyncpg.Connection,
+    ring: KeyRing,
     *,
     tenant_id: uuid.UUID,
     integration_id: uuid.UUID,
     actor: str,
     request_id: str | None = None,
+    oauth: OAuthConfig | None = None,
 ) -> None:
-    """Uninstall: the credentials (counted for the audit entry), then the row. Revoking OAuth
-    tokens at the provider and dropping sync state come with those features."""
+    """Uninstall: OAuth tokens revoked at the provider where it supports RFC 7009 (best effort,
+    the outcome audited), then the credentials (counted for the audit entry) and the row.
+    Dropping sync state comes with that feature."""
+    current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    entry = await repository.catalog_entry_by_id(conn, current["marketplace_connector_id"])
+    revocation = await oauth_tokens.revoke_tokens(
+        conn, ring, integration=current, manifest=(entry or {}).get("manifest"), oauth=oauth
+    )
     erased = await credentials_repository.delete_for_integration(
         conn, tenant_id=tenant_id, integration_id=integration_id
     )
@@ -192,7 +202,7 @@ async def delete(
         raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
     await _audit(
         conn, "deleted", tenant_id=tenant_id, integration_id=integration_id, actor=actor,
-        request_id=request_id, credentials_erased=erased,
+        request_id=request_id, credentials_erased=erased, token_revocation=revocation,
     )  # fmt: skip
 
 

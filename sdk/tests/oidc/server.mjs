@@ -1,19 +1,24 @@
 // A tiny OAuth 2.0 / OpenID Connect authorization server for tests, built on oidc-provider v9.
 //
-// It issues opaque access tokens with the client_credentials grant and answers RFC 7662 token
-// introspection (POST /token/introspection) and RFC 7009 revocation. The demo CRM introspects
-// the tokens it is given; connectors obtain them.
+// It issues opaque access tokens with the client_credentials grant and the authorization code
+// grant (with refresh tokens when a client has the refresh_token grant and asks for
+// offline_access with prompt=consent), and answers RFC 7662 token introspection
+// (POST /token/introspection) and RFC 7009 revocation. The demo CRM introspects the tokens it
+// is given; connectors obtain them.
 //
 //   node server.mjs            (after `npm ci` in this folder)
 //
 // A client with the authorization_code grant turns on oidc-provider's development login and
-// consent pages (any login name is accepted).
+// consent pages (any login name is accepted). Authorization requests must use PKCE (S256).
 //
 // Environment:
 //   OIDC_HOST         address to listen on (default 127.0.0.1)
 //   OIDC_PORT         port; 0 (the default) picks a free one
 //   OIDC_CLIENTS      JSON array of client metadata replacing the default clients below
 //   OIDC_TOKEN_TTL    access token lifetime in seconds (default 600)
+//   OIDC_ROTATE_REFRESH_TOKENS  1: every refresh returns a new refresh token and consumes the
+//                     old one (reusing it is invalid_grant); otherwise the default policy (a
+//                     confidential client keeps its refresh token until late in its lifetime)
 //
 // Once listening it prints one JSON line to stdout: {"issuer": "...", "port": N,
 // "token_endpoint": "...", "introspection_endpoint": "..."}. SIGTERM or SIGINT stop it.
@@ -26,6 +31,7 @@ import Provider from 'oidc-provider';
 const host = process.env.OIDC_HOST || '127.0.0.1';
 const port = Number(process.env.OIDC_PORT || 0);
 const tokenTtl = Number(process.env.OIDC_TOKEN_TTL || 600);
+const rotateRefreshTokens = process.env.OIDC_ROTATE_REFRESH_TOKENS === '1';
 
 const defaultClients = [
   {
@@ -77,6 +83,8 @@ server.listen(port, host, () => {
         allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
       },
     },
+    pkce: { required: () => true },
+    ...(rotateRefreshTokens ? { rotateRefreshToken: () => true } : {}),
     ttl: {
       AccessToken: tokenTtl,
       ClientCredentials: tokenTtl,

@@ -1,0 +1,71 @@
+"""What can go wrong connecting an account or using its tokens, grouped by what the caller does
+about it: the user reconnects (409), fixes the request (400/422), or retries later (502-504)."""
+
+from __future__ import annotations
+
+from common.errors import Conflict, GatewayTimeout, InvalidRequest, SeedosError, ServiceUnavailable
+
+
+class ReconnectRequired(Conflict):
+    """The provider no longer accepts this install's grant (invalid_grant, or an expired access
+    token without a refresh token): the install is in ``error`` until someone connects again."""
+
+    code, title = "reconnect_required", "Reconnect the account"
+
+
+class NotConnected(Conflict):
+    """An OAuth install whose account was never connected: there is no token to use."""
+
+    code, title = "oauth_not_connected", "Account not connected"
+
+
+class OAuthNotSupported(InvalidRequest):
+    code, title = "oauth_not_supported", "This connector does not use OAuth"
+
+
+class OAuthClientMissing(InvalidRequest):
+    code, title = "oauth_client_missing", "No OAuth client for this connector"
+
+
+class InvalidReturnTo(InvalidRequest):
+    code, title = "invalid_return_to", "return_to is not allowed"
+
+
+class IntegrationDisabled(Conflict):
+    code, title = "integration_disabled", "The integration is disabled"
+
+
+class CallbackError(SeedosError):
+    """A redirect back from the provider that does not complete a connect (400)."""
+
+    status, code, title = 400, "oauth_callback_invalid", "The OAuth callback is invalid"
+
+
+class StateInvalid(CallbackError):
+    code, title = "oauth_state_invalid", "Unknown or already used OAuth state"
+
+
+class StateExpired(CallbackError):
+    code, title = "oauth_state_expired", "The OAuth connect expired"
+
+
+class AccessDenied(CallbackError):
+    code, title = "oauth_denied", "The provider did not grant access"
+
+
+class ExchangeFailed(CallbackError):
+    code, title = "oauth_exchange_failed", "The provider refused the authorization code"
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    code, title = "oauth_provider_unavailable", "The OAuth provider is unreachable"
+
+
+class ProviderTimeout(GatewayTimeout):
+    code, title = "oauth_provider_timeout", "The OAuth provider did not answer in time"
+
+
+class ProviderError(SeedosError):
+    """The provider answered, but not with tokens or a standard OAuth error we can act on."""
+
+    status, code, title = 502, "oauth_provider_error", "The OAuth provider failed"

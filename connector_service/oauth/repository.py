@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+import asyncpg
+
+from common.crypto import Envelope
+
+
+async def integration(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """An install with what connecting needs from its catalog entry (read-only here)."""
+    return await conn.fetchrow(
+        "SELECT i.id, i.tenant_id, i.status, i.api_spec, i.marketplace_connector_id,"
+        " m.slug, m.manifest FROM integration_connectors i"
+        " LEFT JOIN marketplace_connectors m ON m.id = i.marketplace_connector_id"
+        " WHERE i.tenant_id = $1 AND i.id = $2",
+        tenant_id,
+        integration_id,
+    )
+
+
+async def catalog_slug(conn: asyncpg.Connection, entry_id: uuid.UUID | None) -> str | None:
+    if entry_id is None:
+        return None
+    return await conn.fetchval("SELECT slug FROM marketplace_connectors WHERE id = $1", entry_id)
+
+
+async def insert_state(
+    conn: asyncpg.Connection,
+    *,
+    state_hash: bytes,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    user_id: str,
+    redirect_uri: str,
+    return_to: str | None,
+    scopes: list[str],
+    verifier: Envelope,
+    ttl_seconds: int,
+) -> datetime:
+    """Record a connect in progress; returns when it expires (the database's clock)."""
+    return await conn.fetchval(
+        "INSERT INTO oauth_states (state_hash, tenant_id, integration_id, user_id, redirect_uri,"
+        " return_to, scopes, key_id, wrapped_key, nonce, ciphertext, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+        " now() + make_interval(secs => $12)) RETURNING expires_at",
+        state_hash,
+        tenant_id,
+        integration_id,
+        user_id,
+        redirect_uri,
+        return_to,
+        scopes,
+        verifier.key_id,
+        verifier.wrapped_key,
+        verifier.nonce,
+        verifier.ciphertext,
+        ttl_seconds,
+    )
+
+
+async def consume_state(conn: asyncpg.Connection, state_hash: bytes) -> asyncpg.Record | None:
+    """Take a state out, once: of two concurrent callbacks with it, one gets the row."""
+    return await conn.fetchrow(
+        "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING tenant_id, integration_id,"
+        " user_id, redirect_uri, return_to, scopes, key_id, wrapped_key, nonce, ciphertext,"
+        " expires_at <= now() AS expired",
+        state_hash,
+    )
+
+
+async def delete_expired_states(conn: asyncpg.Connection, *, older_than_seconds: int) -> int:
+    result = await conn.execute(
+        "DELETE FROM oauth_states WHERE expires_at < now() - make_interval(secs => $1)",
+        older_than_seconds,
+    )
+    return int(result.split()[-1])
+
+
+async def lock_refresh(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
+    """Serialize token refreshes of one install across processes, until the transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('oauth-refresh:' || $1))", str(integration_id)
+    )
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    *,
+    status: str,
+    reason: str,
+    last_error: str | None,
+    unless_disabled: bool = False,
+) -> None:
+    await conn.execute(
+        "UPDATE integration_connectors SET status = $3, status_reason = $4, last_error = $5"
+        " WHERE tenant_id = $1 AND id = $2 AND NOT ($6 AND status = 'disabled')",
+        tenant_id,
+        integration_id,
+        status,
+        reason,
+        last_error,
+        unless_disabled,
+    )
+
+
+async def delete_credential_fields(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    fields: Iterable[str],
+) -> None:
+    await conn.execute(
+        "DELETE FROM credentials WHERE tenant_id = $1 AND integration_id = $2"
+        " AND field = ANY($3::text[])",
+        tenant_id,
+        integration_id,
+        list(fields),
+    )

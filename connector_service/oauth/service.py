@@ -1,0 +1,262 @@
+"""Connecting an install's third-party account: authorization code with PKCE (S256).
+
+``connect`` records a single-use state (its SHA-256 only, with the PKCE verifier encrypted) and
+answers the provider's authorization URL; the provider sends the browser back to the public
+callback, which the state alone authorizes: it is consumed first, in its own transaction, so it
+cannot be replayed whatever happens next; then the code is exchanged (no database connection is
+held meanwhile) and the tokens stored encrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import structlog
+
+from common import audit
+from common.crypto import Envelope, KeyRing, associated_data
+from common.db import Database
+from connector_service.credentials import service as credentials_service
+from connector_service.integrations.service import IntegrationNotFound
+from connector_service.oauth import provider, repository, tokens
+from connector_service.oauth.config import OAuthConfig
+from connector_service.oauth.errors import (
+    AccessDenied,
+    ExchangeFailed,
+    IntegrationDisabled,
+    InvalidReturnTo,
+    OAuthClientMissing,
+    OAuthNotSupported,
+    ProviderError,
+    StateExpired,
+    StateInvalid,
+)
+
+log = structlog.get_logger(component="seedos.oauth")
+
+STATE_TTL_SECONDS = 600
+VERIFIER_FIELD = "oauth.pkce_verifier"
+CONNECTED_REASON = "connected: waiting for a check"
+
+
+def state_hash(state: str) -> bytes:
+    return hashlib.sha256(state.encode()).digest()
+
+
+def check_return_to(value: str | None, public_url: str) -> str | None:
+    """A path on this site, or a URL on the public URL's origin; anything else could send the
+    user elsewhere after connecting (an open redirect)."""
+    if value is None:
+        return None
+    if any(ord(c) < 0x21 or c == "\\" for c in value) or len(value) > 2000:
+        raise InvalidReturnTo("return_to has characters a URL cannot have")
+    parts = urlsplit(value)
+    if not parts.scheme and not parts.netloc:
+        if value.startswith("/") and not value.startswith("//"):
+            return value
+        raise InvalidReturnTo("return_to must be an absolute path such as /dashboard")
+    public = urlsplit(public_url)
+    if (parts.scheme, parts.netloc.lower()) != (public.scheme, public.netloc.lower()):
+        raise InvalidReturnTo(f"return_to must be on {public.scheme}://{public.netloc}")
+    return value
+
+
+async def _oauth_install(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> asyncpg.Record:
+    row = await repository.integration(conn, tenant_id, integration_id)
+    if row is None:
+        raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
+    if not tokens.is_oauth2(row["manifest"]):
+        raise OAuthNotSupported(
+            f"integration {integration_id}'s connector does not use OAuth 2.0: set its"
+            " credentials with PUT .../credentials"
+        )
+    return row
+
+
+async def connect(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    config: OAuthConfig,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    user: str,
+    return_to: str | None,
+) -> dict[str, Any]:
+    row = await _oauth_install(conn, tenant_id, integration_id)
+    if row["status"] == "disabled":
+        raise IntegrationDisabled("enable the integration before connecting its account")
+    return_to = check_return_to(return_to, config.public_url)
+    auth = tokens.auth_of(row["manifest"])
+    if not auth.get("authorize_url") or not auth.get("token_url"):
+        raise OAuthNotSupported("the connector's manifest has no authorize_url or token_url")
+    stored = await credentials_service.load(
+        conn, ring, tenant_id=tenant_id, integration_id=integration_id
+    )
+    client = tokens.client_for(stored, row["slug"], config)
+    if client is None:
+        raise OAuthClientMissing(
+            f"no OAuth client for '{row['slug']}': the platform sets one in"
+            " SEEDOS_CONNECTOR_OAUTH_CLIENTS, or set this install's with PUT .../oauth/client"
+        )
+    scopes = list((row["api_spec"] or {}).get("scopes") or auth.get("scopes") or [])
+    state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
+    envelope = ring.encrypt(
+        verifier.encode(), aad=associated_data(tenant_id, integration_id, VERIFIER_FIELD)
+    )
+    await repository.delete_expired_states(conn, older_than_seconds=STATE_TTL_SECONDS)
+    expires_at = await repository.insert_state(
+        conn, state_hash=state_hash(state), tenant_id=tenant_id, integration_id=integration_id,
+        user_id=user, redirect_uri=config.redirect_uri, return_to=return_to, scopes=scopes,
+        verifier=envelope, ttl_seconds=STATE_TTL_SECONDS,
+    )  # fmt: skip
+    url = await provider.authorization_url(
+        client_id=client.client_id, authorize_url=auth["authorize_url"],
+        redirect_uri=config.redirect_uri, scopes=scopes, state=state, code_verifier=verifier,
+    )  # fmt: skip
+    return {"authorization_url": url, "expires_at": expires_at}
+
+
+@dataclass(frozen=True)
+class Connected:
+    tenant_id: uuid.UUID
+    integration_id: uuid.UUID
+    return_to: str | None
+
+
+async def complete(
+    db: Database,
+    ring: KeyRing,
+    config: OAuthConfig,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    request_id: str | None,
+) -> Connected:
+    """The provider's redirect back: consume the state (committed even if what follows fails),
+    exchange the code, store the tokens, make the install pending, audit."""
+    if not state:
+        raise StateInvalid("the callback has no state")
+    async with db.connection() as conn:
+        pending = await repository.consume_state(conn, state_hash(state))
+    if pending is None:
+        raise StateInvalid("this connect is unknown or was completed already: start it again")
+    if pending["expired"]:
+        raise StateExpired("this connect took longer than 10 minutes: start it again")
+    tenant_id, integration_id = pending["tenant_id"], pending["integration_id"]
+    if error:
+        raise AccessDenied(
+            f"the provider answered {provider.safe_error_code(error)}: nothing was connected",
+            error=provider.safe_error_code(error),
+        )
+    if not code:
+        raise StateInvalid("the callback has neither a code nor an error")
+    envelope = Envelope(
+        pending["key_id"], pending["wrapped_key"], pending["nonce"], pending["ciphertext"]
+    )
+    verifier = ring.decrypt(
+        envelope, aad=associated_data(tenant_id, integration_id, VERIFIER_FIELD)
+    ).decode()
+    async with db.connection() as conn:
+        row = await _oauth_install(conn, tenant_id, integration_id)
+        stored = await credentials_service.load(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id
+        )
+    client = tokens.client_for(stored, row["slug"], config)
+    token_url = tokens.auth_of(row["manifest"]).get("token_url")
+    if client is None or not token_url:
+        raise ProviderError("the install's OAuth client or token URL is gone")
+    try:
+        token = await provider.exchange_code(
+            client, token_url=token_url, code=code, code_verifier=verifier,
+            redirect_uri=pending["redirect_uri"], timeout_seconds=config.timeout,
+        )  # fmt: skip
+    except provider.Refused as exc:
+        raise ExchangeFailed(
+            f"the provider refused the code ({exc.error}): start the connect again",
+            error=exc.error,
+        ) from None
+    async with db.connection() as conn, conn.transaction():
+        if await repository.integration(conn, tenant_id, integration_id) is None:
+            raise IntegrationNotFound(f"integration {integration_id} was uninstalled meanwhile")
+        await tokens.store_tokens(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id, token=token,
+            keep_refresh_token=False,
+        )  # fmt: skip
+        await repository.set_status(
+            conn, tenant_id, integration_id, status="pending", reason=CONNECTED_REASON,
+            last_error=None, unless_disabled=True,
+        )  # fmt: skip
+        await audit.record(
+            conn, tenant_id=tenant_id, actor=pending["user_id"], action="integration.connected",
+            payload={
+                "integration_id": str(integration_id), "connector": row["slug"],
+                "scopes": list(pending["scopes"]), "granted_scope": token.get("scope"),
+                "refresh_token": bool(token.get("refresh_token")),
+            },
+            request_id=request_id,
+        )  # fmt: skip
+    log.info("oauth_connected", integration_id=str(integration_id))
+    return Connected(tenant_id, integration_id, pending["return_to"])
+
+
+async def client_status(
+    conn: asyncpg.Connection,
+    config: OAuthConfig,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+) -> dict[str, Any]:
+    row = await _oauth_install(conn, tenant_id, integration_id)
+    fields = set(
+        await credentials_service.fields_set(
+            conn, tenant_id=tenant_id, integration_id=integration_id
+        )
+    )
+    return {
+        "override": {tokens.CLIENT_ID, tokens.CLIENT_SECRET} <= fields,
+        "platform_client": row["slug"] in config.clients,
+        "connected": tokens.ACCESS_TOKEN in fields,
+    }
+
+
+async def set_client(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    config: OAuthConfig,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    client_id: str | None,
+    client_secret: str | None,
+    request_id: str | None,
+) -> dict[str, Any]:
+    """Bring your own app: this install's client id and secret (stored encrypted), or none
+    (``None``: back to the platform's)."""
+    await _oauth_install(conn, tenant_id, integration_id)
+    if client_id is None or client_secret is None:
+        await repository.delete_credential_fields(
+            conn, tenant_id=tenant_id, integration_id=integration_id,
+            fields=(tokens.CLIENT_ID, tokens.CLIENT_SECRET),
+        )  # fmt: skip
+    else:
+        await credentials_service.store(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id,
+            secrets={tokens.CLIENT_ID: client_id, tokens.CLIENT_SECRET: client_secret},
+        )  # fmt: skip
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor,
+        action="integration.oauth_client_set" if client_id else "integration.oauth_client_removed",
+        payload={"integration_id": str(integration_id)}, request_id=request_id,
+    )  # fmt: skip
+    return await client_status(conn, config, tenant_id=tenant_id, integration_id=integration_id)

@@ -1,0 +1,267 @@
+"""An install's OAuth tokens: stored encrypted in the credential store, handed to its connector,
+refreshed before they expire (or once after the connector got a 401), revoked on uninstall.
+
+The ConnectorManager calls :func:`call_credentials` before every connector call. Refreshes of
+one install are serialized across replicas by a transaction-scoped advisory lock, and the
+tokens are read again once it is held: with refresh-token rotation, two refreshes spending the
+same refresh token would leave the second with ``invalid_grant``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import structlog
+
+from common import audit
+from common.crypto import DecryptionError, KeyRing
+from common.db import Database
+from connector_service.credentials import service as credentials_service
+from connector_service.oauth import provider, repository
+from connector_service.oauth.config import Client, OAuthConfig, from_environment
+from connector_service.oauth.errors import NotConnected, ProviderError, ReconnectRequired
+
+log = structlog.get_logger(component="seedos.oauth")
+
+PREFIX = "oauth."
+# Credential fields (names, not secrets) holding an oauth2 install's tokens and own client.
+ACCESS_TOKEN = "oauth.access_token"  # noqa: S105
+REFRESH_TOKEN = "oauth.refresh_token"  # noqa: S105
+EXPIRES_AT = "oauth.expires_at"
+CLIENT_ID = "oauth.client_id"
+CLIENT_SECRET = "oauth.client_secret"  # noqa: S105
+SYSTEM_ACTOR = "connector_service"
+
+
+def auth_of(manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+    auth = (manifest or {}).get("auth")
+    return dict(auth) if isinstance(auth, Mapping) else {}
+
+
+def is_oauth2(manifest: Mapping[str, Any] | None) -> bool:
+    return auth_of(manifest).get("scheme") == "oauth2"
+
+
+def client_for(stored: Mapping[str, str], slug: str | None, config: OAuthConfig) -> Client | None:
+    """The install's own OAuth app if it has one, else the platform's for its catalog entry."""
+    if stored.get(CLIENT_ID) and stored.get(CLIENT_SECRET):
+        return Client(stored[CLIENT_ID], stored[CLIENT_SECRET])
+    return config.clients.get(slug) if slug else None
+
+
+def for_connector(stored: Mapping[str, str]) -> dict[str, str]:
+    """What the connector receives: its own secret fields and the access token; never the
+    refresh token or a client secret."""
+    out = {k: v for k, v in stored.items() if not k.startswith(PREFIX)}
+    if ACCESS_TOKEN in stored:
+        out["access_token"] = stored[ACCESS_TOKEN]
+    return out
+
+
+def _expiring(stored: Mapping[str, str], margin: float) -> bool:
+    expires = stored.get(EXPIRES_AT)
+    return expires is not None and float(expires) - time.time() < margin
+
+
+async def store_tokens(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    token: Mapping[str, Any],
+    keep_refresh_token: bool,
+) -> dict[str, str]:
+    """Write a token response (encrypted). Without a refresh token in it the stored one is kept
+    (a refresh) or dropped (a new grant); the same for an unknown expiry."""
+    fields = {ACCESS_TOKEN: str(token["access_token"])}
+    if token.get("refresh_token"):
+        fields[REFRESH_TOKEN] = str(token["refresh_token"])
+    expires_in = str(token.get("expires_in", "")).split(".")[0]
+    if expires_in.isdigit():
+        fields[EXPIRES_AT] = str(int(time.time()) + int(expires_in))
+    await credentials_service.store(
+        conn, ring, tenant_id=tenant_id, integration_id=integration_id, secrets=fields
+    )
+    stale = {EXPIRES_AT} - set(fields)
+    if not keep_refresh_token:
+        stale |= {REFRESH_TOKEN} - set(fields)
+    if stale:
+        await repository.delete_credential_fields(
+            conn, tenant_id=tenant_id, integration_id=integration_id, fields=stale
+        )
+    return fields
+
+
+async def call_credentials(
+    db: Database,
+    ring: KeyRing,
+    *,
+    integration: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    force_refresh: bool = False,
+    oauth: OAuthConfig | None = None,
+) -> dict[str, str]:
+    """The credentials to send with a call to the install's connector.
+
+    For an oauth2 install: ``{"access_token": ...}`` plus its other secret fields, refreshed
+    first when it expires within ``oauth.refresh_margin`` seconds (60) or when ``force_refresh``
+    (after the connector answered 401 with the current token). Other schemes: the decrypted
+    credentials as stored.
+
+    Raises:
+        NotConnected: an oauth2 install with no token yet (409 ``oauth_not_connected``).
+        ReconnectRequired: the provider refused the refresh token (``invalid_grant``), or the
+            token expired and there is no refresh token; the install is now ``error`` with a
+            reason starting "reconnect" (409 ``reconnect_required``).
+        ProviderUnavailable, ProviderTimeout, ProviderError: the provider is down, slow or
+            broken (503/504/502); nothing was changed.
+    """
+    tenant_id, integration_id = integration["tenant_id"], integration["id"]
+    async with db.connection() as conn:
+        stored = await credentials_service.load(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id
+        )
+    if not is_oauth2(manifest):
+        return stored
+    if ACCESS_TOKEN not in stored:
+        raise NotConnected(f"integration {integration_id} has no connected account yet")
+    config = oauth or from_environment()
+    if force_refresh or _expiring(stored, config.refresh_margin):
+        stored = await _refresh(
+            db, ring, integration=integration, manifest=manifest, config=config,
+            seen=stored[ACCESS_TOKEN],
+        )  # fmt: skip
+    return for_connector(stored)
+
+
+async def _refresh(
+    db: Database,
+    ring: KeyRing,
+    *,
+    integration: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    config: OAuthConfig,
+    seen: str,
+) -> dict[str, str]:
+    """Refresh under the install's lock, unless another caller did while this one waited (the
+    access token is no longer the one ``seen``). The lock's connection is held across the token
+    request: the lock is what keeps a second refresh from spending the same refresh token."""
+    tenant_id, integration_id = integration["tenant_id"], integration["id"]
+    async with db.connection() as conn, conn.transaction():
+        await repository.lock_refresh(conn, integration_id)
+        stored = await credentials_service.load(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id
+        )
+        current = stored.get(ACCESS_TOKEN)
+        if current is None:
+            raise NotConnected(f"integration {integration_id} has no connected account")
+        if current != seen and not _expiring(stored, 0):
+            return stored  # refreshed by someone else meanwhile, and still valid
+        reason = await _try_refresh(
+            conn, ring, stored=stored, integration=integration, manifest=manifest,
+            config=config,
+        )  # fmt: skip
+        if reason is None:
+            return await credentials_service.load(
+                conn, ring, tenant_id=tenant_id, integration_id=integration_id
+            )
+        await repository.set_status(
+            conn, tenant_id, integration_id, status="error", reason=reason,
+            last_error=reason,
+        )  # fmt: skip
+        await audit.record(
+            conn, tenant_id=tenant_id, actor=SYSTEM_ACTOR,
+            action="integration.reconnect_required",
+            payload={"integration_id": str(integration_id), "reason": reason},
+        )  # fmt: skip
+    log.warning("oauth_reconnect_required", integration_id=str(integration_id), reason=reason)
+    raise ReconnectRequired(reason, integration_id=str(integration_id))
+
+
+async def _try_refresh(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    *,
+    stored: Mapping[str, str],
+    integration: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    config: OAuthConfig,
+) -> str | None:
+    """Refresh and store the new tokens; ``None`` on success, else why a reconnect is needed."""
+    refresh_token = stored.get(REFRESH_TOKEN)
+    if not refresh_token:
+        return "reconnect: the access token expired and there is no refresh token"
+    token_url = auth_of(manifest).get("token_url")
+    if not token_url:
+        raise ProviderError("the connector's manifest has no token_url")
+    slug = await repository.catalog_slug(conn, integration.get("marketplace_connector_id"))
+    client = client_for(stored, slug or manifest.get("name"), config)
+    if client is None:
+        raise ProviderError(f"no OAuth client configured for '{slug}'", code="oauth_client_missing")
+    try:
+        token = await provider.refresh(
+            client, token_url=token_url, refresh_token=refresh_token, timeout_seconds=config.timeout
+        )
+    except provider.Refused as exc:
+        if exc.error == "invalid_grant":
+            return "reconnect: the provider refused the refresh token (invalid_grant)"
+        raise ProviderError(f"the provider refused the refresh: {exc.error}") from None
+    await store_tokens(
+        conn, ring, tenant_id=integration["tenant_id"], integration_id=integration["id"],
+        token=token, keep_refresh_token=True,
+    )  # fmt: skip
+    log.info(
+        "oauth_refreshed",
+        integration_id=str(integration["id"]),
+        rotated=bool(token.get("refresh_token")) and token.get("refresh_token") != refresh_token,
+    )
+    return None
+
+
+async def revoke_tokens(
+    conn: asyncpg.Connection,
+    ring: KeyRing,
+    *,
+    integration: Mapping[str, Any],
+    manifest: Mapping[str, Any] | None,
+    oauth: OAuthConfig | None = None,
+) -> str:
+    """Revoke the install's tokens at the provider (RFC 7009), best effort, each request within
+    ``oauth.revoke_timeout`` seconds (3). Returns the outcome for the audit log: ``revoked``,
+    ``not_oauth``, ``no_tokens``, ``not_supported`` (no revoke_url in the manifest) or
+    ``failed: <why>``. Never raises for the provider's sake."""
+    if not is_oauth2(manifest):
+        return "not_oauth"
+    tenant_id, integration_id = integration["tenant_id"], integration["id"]
+    try:
+        stored = await credentials_service.load(
+            conn, ring, tenant_id=tenant_id, integration_id=integration_id
+        )
+    except DecryptionError:  # e.g. its key left the ring: nothing to revoke with, go on
+        return "failed: the tokens do not decrypt"
+    kinds = ((REFRESH_TOKEN, "refresh_token"), (ACCESS_TOKEN, "access_token"))
+    tokens = [(stored[field], hint) for field, hint in kinds if field in stored]
+    if not tokens:
+        return "no_tokens"
+    revoke_url = auth_of(manifest).get("revoke_url")
+    if not revoke_url:
+        return "not_supported"
+    config = oauth or from_environment()
+    slug = await repository.catalog_slug(conn, integration.get("marketplace_connector_id"))
+    client = client_for(stored, slug or (manifest or {}).get("name"), config)
+    if client is None:
+        return "failed: no OAuth client configured"
+    # The refresh token first: revoking it ends the grant at most providers.
+    for token, hint in tokens:
+        why = await provider.revoke(
+            client, revoke_url=revoke_url, token=token, hint=hint,
+            timeout_seconds=config.revoke_timeout,
+        )  # fmt: skip
+        if why:
+            return f"failed: {why}"
+    return "revoked"

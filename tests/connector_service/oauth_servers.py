@@ -1,0 +1,223 @@
+"""The OAuth test world on loopback: the npm oidc-provider authorization server of the SDK's tests
+(sdk/tests/oidc/server.mjs), the demo CRM and the example connector in oauth2 mode, and the
+three services configured for them, all real processes; and a browser stand-in that goes through
+the provider's development login and consent pages. (The SDK's own fixtures are not imported:
+its tests are another distribution's.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from common import db
+from common.crypto import KeyRing
+from marketplace_service.catalog.service import register_deployed
+from seedos_cli.examples import SDK_DIR
+from seedos_cli.supervisor import SERVICES, ServiceSpec, Supervisor
+from tests.conftest import Suite, start_suite
+from tests.support import free_port
+
+OIDC_DIR = Path(__file__).resolve().parents[2] / "sdk" / "tests" / "oidc"
+INTROSPECTOR = ("demo-crm", "demo-crm-secret")  # the demo CRM, a resource server
+
+
+def available() -> bool:
+    return (
+        shutil.which("node") is not None and (OIDC_DIR / "node_modules" / "oidc-provider").is_dir()
+    )
+
+
+@dataclass
+class AuthServer:
+    process: subprocess.Popen[bytes]
+    endpoints: dict[str, str]
+
+    @property
+    def issuer(self) -> str:
+        return self.endpoints["issuer"]
+
+    def introspect(self, token: str) -> dict:
+        response = httpx.post(
+            self.endpoints["introspection_endpoint"], data={"token": token}, auth=INTROSPECTOR
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def revoke(self, token: str, *, client: tuple[str, str], hint: str) -> None:
+        response = httpx.post(
+            self.endpoints["revocation_endpoint"],
+            data={"token": token, "token_type_hint": hint},
+            auth=client,
+        )
+        response.raise_for_status()
+
+    def refresh(self, refresh_token: str, *, client: tuple[str, str]) -> httpx.Response:
+        """A refresh as any client could try it (to see whether a refresh token still works)."""
+        return httpx.post(
+            self.endpoints["token_endpoint"],
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=client,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_auth_server(*, clients: list[dict], env: dict[str, str], log_path: Path) -> AuthServer:
+    """Start server.mjs with these clients (plus the demo CRM's introspection client)."""
+    introspector = {
+        "client_id": INTROSPECTOR[0], "client_secret": INTROSPECTOR[1],
+        "grant_types": [], "response_types": [], "redirect_uris": [],
+    }  # fmt: skip
+    full_env = {**os.environ, **env, "OIDC_CLIENTS": json.dumps([*clients, introspector])}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            ["node", "server.mjs"], cwd=OIDC_DIR, env=full_env, stdout=subprocess.PIPE, stderr=log
+        )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            return AuthServer(process, json.loads(process.stdout.readline()))
+    process.kill()
+    raise RuntimeError(f"the authorization server did not start: {log_path.read_text()[-2000:]}")
+
+
+_FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"', re.IGNORECASE)
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+
+
+async def consent(authorization_url: str, *, stop_at: str, login: str = "alice") -> str:
+    """Act as the user's browser at the provider: follow its redirects, sign in on the login
+    page, approve on the consent page; return the URL the provider finally redirects to (which
+    starts with ``stop_at``), without following it."""
+    async with httpx.AsyncClient(timeout=30) as browser:
+        response = await browser.get(authorization_url)
+        for _step in range(12):
+            if response.is_redirect:
+                target = str(response.url.join(response.headers["location"]))
+                if target.startswith(stop_at):
+                    return target
+                response = await browser.get(target)
+                continue
+            assert response.status_code == 200, response.text[:500]
+            form = _FORM.search(response.text)
+            assert form, f"no form on the provider's page: {response.text[:500]}"
+            fields = dict(_HIDDEN.findall(response.text))
+            if fields.get("prompt") == "login":
+                fields |= {"login": login, "password": "any"}
+            response = await browser.post(response.url.join(form.group(1)), data=fields)
+    raise AssertionError("the provider did not redirect back")
+
+
+CALLBACK = "/api/v1/integrations/oauth/callback"
+PLATFORM = ("seedos-platform", "platform-secret-" + secrets.token_hex(8))  # the platform's app
+OWN_APP = ("tenant-own-app", "own-app-secret-" + secrets.token_hex(8))  # a tenant's own app
+TTL = 50  # access tokens' lifetime: under the 60 s refresh margin, so always "expiring soon"
+
+
+@dataclass
+class World:
+    suite: Suite
+    auth: AuthServer
+    crm: str
+    connector: str
+    slug: str  # the example connector's catalog entry (oauth2)
+    manifest: dict
+    ring: KeyRing  # the services' credential key ring
+
+    async def check(self, access_token: str) -> httpx.Response:
+        """What the ConnectorManager will do: call the connector's check with the token."""
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await client.post(self.connector + "/check", json={
+                "config": {"base_url": self.crm}, "credentials": {"access_token": access_token}})  # fmt: skip
+
+
+@asynccontextmanager
+async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
+    """The authorization server (PKCE required, refresh tokens rotated, TTL-second tokens) with
+    the platform's and a tenant's app, the demo CRM introspecting against it, the example
+    connector in oauth2 mode in the catalog under a slug of its own, and the three services
+    with the platform's app configured and the gateway as public URL."""
+    ports = {spec.name: free_port() for spec in SERVICES}
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    app = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+           "redirect_uris": [gateway + CALLBACK], "scope": "crm.read crm.write offline_access"}  # fmt: skip
+    auth = start_auth_server(
+        clients=[
+            {"client_id": PLATFORM[0], "client_secret": PLATFORM[1], **app},
+            {"client_id": OWN_APP[0], "client_secret": OWN_APP[1], **app},
+        ],
+        env={"OIDC_TOKEN_TTL": str(TTL), "OIDC_ROTATE_REFRESH_TOKENS": "1"},
+        log_path=tmp / "oidc.log",
+    )
+    examples = Supervisor(
+        {k: v for k, v in os.environ.items() if not k.startswith(("SEEDOS_", "DEMO_CRM_"))},
+        log_path=tmp / "examples.log",
+    )
+    ports |= {"demo_crm": free_port(), "crm_connector": free_port()}
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("demo_crm", "crm_connector")}
+    ring = KeyRing.generate()
+    slug = f"demo-crm-oauth-{secrets.token_hex(3)}"
+    suite = None
+    try:
+        examples.start(ServiceSpec(
+            "demo_crm", "examples.demo_crm.app:create_app", cwd=SDK_DIR, env={
+                "DEMO_CRM_DATA_DIR": str(tmp / "crm"), "DEMO_CRM_API_KEYS": "crm-admin-key",
+                "DEMO_CRM_INTROSPECTION_URL": auth.endpoints["introspection_endpoint"],
+                "DEMO_CRM_INTROSPECTION_CLIENT_ID": INTROSPECTOR[0],
+                "DEMO_CRM_INTROSPECTION_CLIENT_SECRET": INTROSPECTOR[1],
+                "DEMO_CRM_INTROSPECTION_CACHE_SECONDS": "0",
+            }), ports["demo_crm"])  # fmt: skip
+        examples.start(ServiceSpec(
+            "crm_connector", "examples.crm_connector.connector:app", factory=False, cwd=SDK_DIR,
+            env={"CRM_CONNECTOR_AUTH": "oauth2", "CRM_CONNECTOR_OAUTH_ISSUER": auth.issuer},
+        ), ports["crm_connector"])  # fmt: skip
+        examples.wait_ready(urls, timeout=60, path="/healthz")
+        async with httpx.AsyncClient() as client:
+            manifest = (await client.get(urls["crm_connector"] + "/manifest")).json()
+        assert manifest["auth"]["scheme"] == "oauth2"
+        manifest["name"] = slug
+        conn = await db.connect(dsn)
+        try:
+            await register_deployed(conn, manifest=manifest, endpoint_url=urls["crm_connector"],
+                                    category="crm", vendor="tests")  # fmt: skip
+        finally:
+            await conn.close()
+        suite = start_suite(
+            dsn, tmp / "services.log", ports={s.name: ports[s.name] for s in SERVICES},
+            SEEDOS_PUBLIC_URL=gateway, SEEDOS_CREDENTIAL_KEYS=ring.to_json(),
+            # tokens live TTL (50 s): with a 10 s margin the services use them as they are, so
+            # a token the provider revoked reaches the connector and comes back as a 401
+            SEEDOS_CONNECTOR_OAUTH_REFRESH_MARGIN_SECONDS="10",
+            SEEDOS_CONNECTOR_OAUTH_CLIENTS=json.dumps(
+                {slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}}),
+        )  # fmt: skip
+        yield World(suite, auth, urls["demo_crm"], urls["crm_connector"], slug, manifest, ring)
+    finally:
+        if suite is not None:
+            suite.supervisor.stop()
+        examples.stop()
+        auth.stop()
