@@ -23,12 +23,15 @@ async def claim(
 ) -> tuple[bool, asyncpg.Record]:
     """Take the key for this request, or return who holds it. ``(True, run)`` means the caller
     runs the action: the key was free, had expired, or was held by a run silent for longer than
-    ``stale_after`` (a crashed replica) with the same request."""
+    ``stale_after`` (a crashed replica) with the same request. A taken-over run gets a new id,
+    so the late original can no longer complete or release it. ``(False, None)``: the holder
+    let go between the two statements; ask again."""
     row = await conn.fetchrow(
         "INSERT INTO action_runs (tenant_id, idempotency_key, integration_id, action,"
         " request_hash, actor, expires_at) VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval)"
         " ON CONFLICT (tenant_id, idempotency_key) DO UPDATE"
-        " SET integration_id = EXCLUDED.integration_id, action = EXCLUDED.action,"
+        " SET id = gen_random_uuid(), integration_id = EXCLUDED.integration_id,"
+        " action = EXCLUDED.action,"
         " request_hash = EXCLUDED.request_hash, actor = EXCLUDED.actor, state = 'running',"
         " response_status = NULL, response_body = NULL, started_at = now(),"
         " completed_at = NULL, expires_at = EXCLUDED.expires_at"
@@ -44,7 +47,7 @@ async def claim(
         tenant_id,
         key,
     )
-    return False, held
+    return False, held  # type: ignore[return-value]
 
 
 async def complete(

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import structlog
 
 from common import audit
 from common.db import Database
@@ -26,11 +27,13 @@ from connector_service.integrations import calls
 from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager
 
-# A run silent this long is taken to have died with its replica (longer than any call).
-STALE_AFTER = timedelta(minutes=5)
-# Refusals that will not change on a retry: stored and replayed like an output.
-_FINAL = (errors.ConnectorRejected, errors.ConnectorAuthFailed, errors.NotDeployed,
-          errors.IntegrationDisabled, EndpointNotAllowed)  # fmt: skip
+log = structlog.get_logger(component="connector_service.actions")
+
+# A run silent this long is taken to have died with its replica (longer than any call budget).
+STALE_AFTER = timedelta(minutes=10)
+# The connector's own final answers: stored and replayed like an output. Refusals of ours
+# (disabled, not deployed, address not allowed) are not stored: they change when fixed.
+_FINAL = (errors.ConnectorRejected, errors.ConnectorAuthFailed, errors.InvalidConnectorResponse)
 
 
 class KeyReused(InvalidRequest):
@@ -51,7 +54,11 @@ class Outcome:
 
 
 def request_hash(integration_id: uuid.UUID, action: str, data: Any) -> bytes:
-    canonical = orjson.dumps([str(integration_id), action, data], option=orjson.OPT_SORT_KEYS)
+    try:
+        canonical = orjson.dumps([str(integration_id), action, data], option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # e.g. an integer beyond 64 bits
+        raise InvalidRequest("the input holds a value JSON here cannot carry (an integer"
+                             " beyond 64 bits?)", code="invalid_input") from None  # fmt: skip
     return hashlib.sha256(canonical).digest()
 
 
@@ -73,12 +80,17 @@ async def run(
     declared = target.manifest.get("actions")
     if isinstance(declared, list) and action not in {a.get("name") for a in declared}:
         raise ActionNotFound(f"{target.service_name} has no action {action!r}")
+    manager.admit(target)  # disabled, not deployed, a refused URL: before the key is taken
     digest = request_hash(integration_id, action, data)
-    async with db.connection() as conn:
-        mine, run_row = await repository.claim(
-            conn, tenant_id=tenant_id, key=key, integration_id=integration_id, action=action,
-            request_hash=digest, actor=actor, ttl=ttl, stale_after=STALE_AFTER,
-        )  # fmt: skip
+    while True:
+        async with db.connection() as conn:
+            mine, run_row = await repository.claim(
+                conn, tenant_id=tenant_id, key=key, integration_id=integration_id,
+                action=action, request_hash=digest, actor=actor, ttl=ttl,
+                stale_after=STALE_AFTER,
+            )  # fmt: skip
+        if mine or run_row is not None:
+            break
     if not mine:
         if bytes(run_row["request_hash"]) != digest:
             raise KeyReused(
@@ -91,22 +103,25 @@ async def run(
                 headers={"Retry-After": "1"},
             )
         return Outcome(run_row["response_status"], run_row["response_body"], replayed=True)
+    audit = {"target": target, "action": action, "key": key, "actor": actor,
+             "request_id": request_id}  # fmt: skip
     try:
         output = await manager.action(target, action, data, idempotency_key=key)
     except _FINAL as exc:
         if isinstance(exc, errors.ConnectorAuthFailed):
             await calls.credentials_refused(db, target, exc)
         body = error_body(exc, instance)
-        await _finish(db, run_row["id"], exc.status, body, target, action, key, actor,
-                      request_id, outcome=exc.code)  # fmt: skip
+        await _finish(db, run_row["id"], exc.status, body, outcome=exc.code, **audit)
         return Outcome(exc.status, body, replayed=False)
-    except BaseException:
-        async with db.connection() as conn:
-            await repository.release(conn, run_row["id"])
+    except BaseException as exc:
+        # worth retrying (or ours): free the key so a retry with it runs again
+        await _release(db, run_row["id"], exc, **audit)
+        if isinstance(exc, EndpointNotAllowed):
+            await calls.set_status(db, target, "error", f"endpoint not allowed: {exc.detail}",
+                                   last_error=exc.detail)  # fmt: skip
         raise
     body = {"output": output.get("output")}
-    await _finish(db, run_row["id"], 200, body, target, action, key, actor, request_id,
-                  outcome="ok")  # fmt: skip
+    await _finish(db, run_row["id"], 200, body, outcome="ok", **audit)
     return Outcome(200, body, replayed=False)
 
 
@@ -115,24 +130,45 @@ async def _finish(
     run_id: uuid.UUID,
     status: int,
     body: dict[str, Any],
+    *,
+    outcome: str,
+    **audited: Any,
+) -> None:
+    """Store the answer and audit the call in one transaction."""
+    async with db.connection() as conn, conn.transaction():
+        await repository.complete(conn, run_id, status=status, body=body)
+        await _audit(conn, status=status, outcome=outcome, **audited)
+
+
+async def _release(db: Database, run_id: uuid.UUID, exc: BaseException, **audited: Any) -> None:
+    """Free the key and audit the failed call, best effort (the database may be what failed)."""
+    try:
+        async with db.connection() as conn, conn.transaction():
+            await repository.release(conn, run_id)
+            await _audit(conn, status=getattr(exc, "status", 500),
+                         outcome=getattr(exc, "code", "internal_error"), **audited)  # fmt: skip
+    except Exception as failure:
+        log.warning("action_release_failed", error=type(failure).__name__)
+
+
+async def _audit(
+    conn: Any,
+    *,
     target: calls.Target,
     action: str,
     key: str,
     actor: str,
     request_id: str | None,
-    *,
+    status: int,
     outcome: str,
 ) -> None:
-    """Store the answer and audit the call in one transaction."""
-    async with db.connection() as conn, conn.transaction():
-        await repository.complete(conn, run_id, status=status, body=body)
-        await audit.record(
-            conn, tenant_id=target.tenant_id, actor=actor, action="integration.action_called",
-            target=f"integration:{target.id}",
-            payload={"integration_id": str(target.id), "action": action, "outcome": outcome,
-                     "status": status, "idempotency_key": key},
-            request_id=request_id,
-        )  # fmt: skip
+    await audit.record(
+        conn, tenant_id=target.tenant_id, actor=actor, action="integration.action_called",
+        target=f"integration:{target.id}",
+        payload={"integration_id": str(target.id), "action": action, "outcome": outcome,
+                 "status": status, "idempotency_key": key},
+        request_id=request_id,
+    )  # fmt: skip
 
 
 async def sweep(db: Database, *, batch: int = 1000) -> int:

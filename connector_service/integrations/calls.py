@@ -18,9 +18,10 @@ from common.db import Database
 from common.endpoints import EndpointNotAllowed
 from common.errors import SeedosError
 from connector_service.integrations import repository
-from connector_service.integrations.service import IntegrationNotFound
+from connector_service.integrations.service import NOT_CONNECTED, IntegrationNotFound
 from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager, Target
+from connector_service.oauth import errors as oauth_errors
 from connector_service.oauth import tokens
 from connector_service.oauth.config import OAuthConfig
 
@@ -62,13 +63,13 @@ async def set_status(
     reason: str,
     *,
     last_error: str | None = None,
-    only_if_reason_prefix: str | None = None,
+    only_from: str | None = None,
 ) -> None:
     """Move an install's status, never out of ``disabled`` (only a user does that)."""
     async with db.connection() as conn:
         await repository.set_status(
             conn, target.tenant_id, target.id, status=status, reason=reason,
-            last_error=last_error, only_if_reason_prefix=only_if_reason_prefix,
+            last_error=last_error, only_from=only_from,
         )  # fmt: skip
 
 
@@ -76,11 +77,9 @@ def circuit_listener(db: Database) -> Any:
     async def on_circuit(target: Target, opened: bool, error: str) -> None:
         if opened:
             await set_status(db, target, "error", CIRCUIT_REASON + error, last_error=error)
-        else:
-            await set_status(
-                db, target, "active", "connector reachable again",
-                only_if_reason_prefix=CIRCUIT_REASON,
-            )  # fmt: skip
+        else:  # a call succeeded while the install was in error: it works again
+            await set_status(db, target, "active", "working again: a call succeeded",
+                             only_from="error")  # fmt: skip
 
     return on_circuit
 
@@ -103,9 +102,15 @@ async def check(
                          last_error=exc.detail)  # fmt: skip
     except errors.ConnectorAuthFailed as exc:
         await credentials_refused(db, target, exc)
+    except errors.Busy:
+        raise
     except errors.ConnectorCallError as exc:
+        if manager.circuit(target.id)["state"] != "closed":
+            return  # this failure opened the circuit, which put the install in error already
         what = "check failed" if isinstance(exc, errors.ConnectorRejected) else "unreachable"
         await set_status(db, target, "error", f"{what}: {exc.detail}", last_error=exc.detail)
+    except oauth_errors.NotConnected:
+        await set_status(db, target, "pending", NOT_CONNECTED)
     except SeedosError as exc:  # e.g. an OAuth refresh refused: its own code moved the status
         log.info("check_not_run", integration_id=str(target.id), code=exc.code)
     else:
@@ -125,6 +130,6 @@ async def check_in_background(
     """After an install or a change: check without making the caller wait, never raising."""
     try:
         await check(db, manager, tenant_id, integration_id)
-    except (SeedosError, OSError) as exc:
+    except Exception as exc:
         log.info("background_check_skipped", integration_id=str(integration_id),
                  error=type(exc).__name__)  # fmt: skip

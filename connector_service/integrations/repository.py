@@ -167,20 +167,21 @@ async def set_status(
     status: str,
     reason: str,
     last_error: str | None,
-    only_if_reason_prefix: str | None = None,
+    only_from: str | None = None,
 ) -> bool:
-    """A status change that follows a call; a disabled install stays disabled. ``last_error``
-    is kept when None is given (an error stays visible after recovery)."""
+    """A status change that follows a call; a disabled install stays disabled, and with
+    ``only_from`` only an install in that status changes. ``last_error`` is kept when None is
+    given (an error stays visible after recovery)."""
     result = await conn.execute(
         "UPDATE integration_connectors SET status = $3, status_reason = $4,"
         " last_error = COALESCE($5, last_error)"
         " WHERE tenant_id = $1 AND id = $2 AND status <> 'disabled'"
-        " AND ($6::text IS NULL OR starts_with(status_reason, $6))",
+        " AND ($6::text IS NULL OR status = $6)",
         tenant_id,
         integration_id,
         status,
         reason[:1000],
         last_error[:2000] if last_error else None,
-        only_if_reason_prefix,
+        only_from,
     )
     return result.endswith(" 1")

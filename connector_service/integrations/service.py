@@ -17,6 +17,8 @@ from connector_service.integrations import repository
 from connector_service.oauth import tokens as oauth_tokens
 from connector_service.oauth.config import OAuthConfig
 
+NOT_CONNECTED = "waiting for an account to be connected (POST .../oauth/connect)"
+
 
 class IntegrationNotFound(NotFound):
     code, title = "integration_not_found", "Integration not found"
@@ -95,11 +97,12 @@ async def create(
         conn, tenant_id, entry["service_identifier"]
     ):
         raise AlreadyInstalled(f"'{slug}' allows one install per tenant and has one")
-    reason = (
-        "no deployed connector: the catalog entry has no endpoint yet"
-        if entry["endpoint_url"] is None
-        else "waiting for the first check"
-    )
+    if entry["endpoint_url"] is None:
+        reason = "no deployed connector: the catalog entry has no endpoint yet"
+    elif (manifest.get("auth") or {}).get("scheme") == "oauth2":
+        reason = NOT_CONNECTED
+    else:
+        reason = "waiting for the first check"
     row = await repository.insert(
         conn,
         tenant_id=tenant_id,

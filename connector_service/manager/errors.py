@@ -25,10 +25,22 @@ class ConnectorTimeout(ConnectorCallError, GatewayTimeout):
 
 
 class ConnectorRetryable(ConnectorCallError):
-    """The connector (or the system behind it) failed in a way worth retrying later."""
+    """The connector (or the system behind it) failed in a way worth retrying later. Only a
+    5xx counts against the circuit: a passed-on rate limit means the connector is up."""
 
     status, code, title = 503, "connector_failed", "Connector failed, retry later"
-    error_class, counts_against_circuit = "retryable", True
+    error_class = "retryable"
+
+    def __init__(self, detail: str, *, counts: bool = True, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.counts_against_circuit = counts
+
+
+class Busy(ConnectorCallError, ServiceUnavailable):
+    """No free connection in this service's pool to connectors: ours, not the connector's."""
+
+    code, title = "connector_service_busy", "Too many calls to connectors at once"
+    error_class = "busy"
 
 
 class ConnectorRejected(ConnectorCallError):

@@ -11,6 +11,7 @@ measured (recorder.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,20 +27,21 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     wait_random_exponential,
 )
 
 from common.endpoints import EndpointNotAllowed, EndpointPolicy
 from connector_service.manager import errors
-from connector_service.manager.breaker import Breakers
+from connector_service.manager.breaker import Admission, Breakers
 from connector_service.manager.recorder import CALL_RETRIES, OPEN_CIRCUITS, Call, Recorder
+from connector_service.manager.transport import CheckedTransport
 
 log = structlog.get_logger(component="connector_service.manager")
 
 # (target, force_refresh) -> the credentials the connector receives.
 CredentialSource = Callable[["Target", bool], Awaitable[dict[str, str]]]
-# Called when a circuit opens (True) or closes again (False), to move the install's status.
+# Told when an install's connector stops working (its circuit opened: True, with the error) or
+# works again (a call succeeded while the install was in ``error``: False), to move its status.
 CircuitListener = Callable[["Target", bool, str], Awaitable[None]]
 
 
@@ -93,11 +95,12 @@ class ConnectorManager:
         self._timeouts = timeouts
         self._max_attempts = max_attempts
         self._on_circuit = on_circuit
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeouts.call, connect=timeouts.connect),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             follow_redirects=False,
-            transport=transport,
+            trust_env=False,
+            transport=transport or CheckedTransport(policy, limits=limits),
         )
 
     async def aclose(self) -> None:
@@ -160,40 +163,48 @@ class ConnectorManager:
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         start = time.perf_counter()
+        budget = deadline or self._timeouts.call
         error_class: str | None = None
         records = 0
-        probe = False
+        admission = None
         try:
-            self._admit(target)
-            await self.policy.check(target.endpoint_url)  # type: ignore[arg-type]
-            wait = self.breakers.acquire(target.id)
-            if wait is not None:
+            self.admit(target)
+            admission = self.breakers.acquire(target.id)
+            if admission.wait is not None:
                 raise errors.CircuitOpen(
                     f"{target.connector_name}: the circuit is open after repeated failures;"
-                    f" next probe in {wait:.0f} s",
-                    retry_after=wait,
+                    f" next probe in {admission.wait:.0f} s",
+                    retry_after=admission.wait,
                 )
-            probe = True
-            result = await self._send(target, operation, path, body, safe, deadline, headers)
+            try:
+                async with asyncio.timeout(budget):
+                    result = await self._send(target, operation, path, body, safe, budget, headers)
+            except TimeoutError:
+                raise errors.ConnectorTimeout(
+                    f"{target.connector_name}: no answer within {budget:g} s"
+                ) from None
             records = _count_records(operation, result)
-        except EndpointNotAllowed:
-            error_class = "not_allowed"
+        except (EndpointNotAllowed, errors.CircuitOpen, errors.NotDeployed,
+                errors.IntegrationDisabled, errors.Busy) as exc:  # fmt: skip
+            error_class = getattr(exc, "error_class", "not_allowed")
+            if admission is not None:
+                self.breakers.release(target.id, admission.ticket)
             raise
         except errors.ConnectorCallError as exc:
             error_class = exc.error_class
-            if probe:
-                await self._verdict(target, exc)
+            await self._verdict(target, admission, exc)  # type: ignore[arg-type]
             raise
         except BaseException as exc:
             # Not the connector's answer: our own failure (e.g. the credentials could not be
             # loaded, an OAuth refresh was refused) or a cancelled request.
             error_class = getattr(exc, "code", None) or "internal"
-            if probe:
-                self.breakers.release(target.id)
+            if admission is not None:
+                self.breakers.release(target.id, admission.ticket)
             raise
         else:
-            if self.breakers.success(target.id) and self._on_circuit is not None:
-                await self._on_circuit(target, False, "")
+            self.breakers.success(target.id, admission.ticket)
+            if target.status == "error":
+                await self._notify(target, False, "")
             return result
         finally:
             OPEN_CIRCUITS.set(self.breakers.open_count())
@@ -206,21 +217,35 @@ class ConnectorManager:
                 )
             )  # fmt: skip
 
-    def _admit(self, target: Target) -> None:
+    def admit(self, target: Target) -> None:
+        """What refuses a call before it is attempted (and before any Idempotency-Key is taken)."""
         if target.status == "disabled":
             raise errors.IntegrationDisabled(f"{target.connector_name} is disabled")
         if not target.endpoint_url:
             raise errors.NotDeployed(
                 f"{target.service_name} has no deployed connector (no endpoint URL)"
             )
+        self.policy.check_syntax(target.endpoint_url)
 
-    async def _verdict(self, target: Target, exc: errors.ConnectorCallError) -> None:
-        if not exc.counts_against_circuit:
-            if self.breakers.success(target.id) and self._on_circuit is not None:
-                await self._on_circuit(target, False, "")  # it answered: it is up
+    async def _verdict(
+        self, target: Target, admission: Admission, exc: errors.ConnectorCallError
+    ) -> None:
+        if not exc.counts_against_circuit:  # it answered: it is up
+            self.breakers.success(target.id, admission.ticket)
             return
-        if self.breakers.failure(target.id, exc.detail or exc.title) and self._on_circuit:
-            await self._on_circuit(target, True, exc.detail or exc.title)
+        if self.breakers.failure(target.id, admission.ticket, exc.detail or exc.title):
+            await self._notify(target, True, exc.detail or exc.title)
+
+    async def _notify(self, target: Target, opened: bool, error: str) -> None:
+        """Tell the listener, best effort: a status update that fails (database busy) must not
+        turn the connector's answer into another error."""
+        if self._on_circuit is None:
+            return
+        try:
+            await self._on_circuit(target, opened, error)
+        except Exception as exc:
+            log.warning("status_update_failed", integration_id=str(target.id),
+                        error=type(exc).__name__)  # fmt: skip
 
     async def _send(
         self,
@@ -229,12 +254,11 @@ class ConnectorManager:
         path: str,
         body: dict[str, Any],
         safe: bool,
-        deadline: float | None,
+        budget: float,
         headers: dict[str, str] | None,
     ) -> dict[str, Any]:
         url = target.endpoint_url.rstrip("/") + path  # type: ignore[union-attr]
         refreshed = False
-        budget = deadline or self._timeouts.call
         end = time.monotonic() + budget
 
         def worth_retrying(exc: BaseException) -> bool:
@@ -246,13 +270,19 @@ class ConnectorManager:
                 errors.ConnectorRetryable,
             )  # fmt: skip
 
+        backoff = wait_random_exponential(multiplier=0.2, max=5)
+
+        def wait(state: RetryCallState) -> float:
+            # never sleep past the budget: the last failure is the better answer than a timeout
+            return max(0.0, min(backoff(state), end - time.monotonic() - 0.2))
+
         def count_retry(_state: RetryCallState) -> None:
             CALL_RETRIES.labels(target.service_name, operation).inc()
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(worth_retrying),
-            stop=stop_after_attempt(self._max_attempts) | stop_after_delay(budget),
-            wait=wait_random_exponential(multiplier=0.2, max=5),
+            stop=stop_after_attempt(self._max_attempts) | stop_before_end(end),
+            wait=wait,
             before_sleep=count_retry,
             reraise=True,
         ):
@@ -283,12 +313,17 @@ class ConnectorManager:
     ) -> dict[str, Any]:
         name = target.connector_name
         try:
-            response = await self._client.post(
-                url,
-                content=orjson.dumps(payload),
-                headers={"Content-Type": "application/json", **(headers or {})},
-                timeout=httpx.Timeout(deadline, connect=min(deadline, self._timeouts.connect)),
-            )
+            async with asyncio.timeout(deadline):
+                response = await self._client.post(
+                    url,
+                    content=orjson.dumps(payload),
+                    headers={"Content-Type": "application/json", **(headers or {})},
+                    timeout=httpx.Timeout(deadline, connect=min(deadline, self._timeouts.connect)),
+                )
+        except httpx.PoolTimeout:
+            raise errors.Busy(
+                "connector_service has no free connection to connectors right now"
+            ) from None
         except httpx.ConnectError as exc:
             raise errors.ConnectorUnavailable(
                 f"{name}: cannot connect to the connector ({type(exc).__name__})", not_sent=True
@@ -297,7 +332,7 @@ class ConnectorManager:
             raise errors.ConnectorUnavailable(
                 f"{name}: connecting to the connector timed out", not_sent=True
             ) from None
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise errors.ConnectorTimeout(f"{name}: the connector did not answer in time") from None
         except httpx.TransportError as exc:
             raise errors.ConnectorUnavailable(
@@ -314,31 +349,40 @@ class ConnectorManager:
         raise _failure(name, response, answer if isinstance(answer, dict) else {})
 
 
+def stop_before_end(end: float) -> Any:
+    """Stop retrying when too little of the budget is left for another attempt."""
+
+    def stop(_state: RetryCallState) -> bool:
+        return end - time.monotonic() < 0.25
+
+    return stop
+
+
 def _failure(name: str, response: httpx.Response, problem: dict[str, Any]) -> Exception:
     """The connector's problem+json as one of our errors, keeping its code and detail."""
     status = response.status_code
     detail = str(problem.get("detail") or problem.get("title") or f"answered {status}")[:500]
-    extra = {"connector_status": status, "connector_code": problem.get("code")}
-    if problem.get("errors"):
+    code = problem.get("code") if isinstance(problem.get("code"), str) else None
+    extra: dict[str, Any] = {"connector_status": status, "connector_code": code}
+    if isinstance(problem.get("errors"), list):
         extra["errors"] = problem["errors"][:20]
     message = f"{name}: {detail}"
     if status == 401:
         return errors.ConnectorAuthFailed(message, **extra)
-    if problem.get("category") == "retryable" or status in (429, 502, 503, 504) or status >= 500:
-        if status == 500 and problem.get("code") == "invalid_output":
-            return errors.InvalidConnectorResponse(message, **extra)
+    if status == 500 and code == "invalid_output":
+        return errors.InvalidConnectorResponse(message, **extra)
+    if problem.get("category") == "retryable" or status == 429 or status >= 500:
         headers = {}
         if retry_after := response.headers.get("retry-after"):
-            headers["Retry-After"] = retry_after
-        return errors.ConnectorRetryable(message, headers=headers, **extra)
-    if status == 404 and problem.get("code") in ("unknown_action", "unknown_stream"):
+            headers["Retry-After"] = retry_after[:32]
+        # the connector is up when it passes on a rate limit or a 4xx worth retrying
+        counts = status >= 500
+        return errors.ConnectorRetryable(message, headers=headers, counts=counts, **extra)
+    if status == 404 and code in ("unknown_action", "unknown_stream"):
         return errors.ConnectorRejected(message, status=404, **extra)
     return errors.ConnectorRejected(message, **extra)
 
 
 def _count_records(operation: str, result: Mapping[str, Any]) -> int:
-    if operation == "read":
-        return len(result.get("records") or ()) + len(result.get("deleted") or ())
-    if operation == "write":
-        return len(result.get("results") or ())
-    return 0
+    keys = {"read": ("records", "deleted"), "write": ("results",)}.get(operation, ())
+    return sum(len(v) for k in keys if isinstance(v := result.get(k), list))

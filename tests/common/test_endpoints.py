@@ -77,3 +77,27 @@ def test_setting_is_validated(monkeypatch):
         CommonSettings()
     monkeypatch.setenv("SEEDOS_ENDPOINT_ALLOWED_NETWORKS", "10.0.0.0/8, 0.0.0.0/0")
     assert len(CommonSettings().endpoint_policy().allowed) == 2
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "::a9fe:a9fe",  # IPv4-compatible
+        "2002:a9fe:a9fe::1",  # 6to4
+        "::ffff:a9fe:a9fe",  # IPv4-mapped
+        "168.63.129.16",  # Azure host agent
+        "192.0.0.192",  # Oracle Cloud metadata
+    ],
+)
+def test_metadata_in_disguise_is_refused_under_everything(address):
+    assert not _allowed("0.0.0.0/0,::/0", address)
+
+
+def test_embedded_ipv4_is_judged_as_itself():
+    assert _allowed("10.0.0.0/8", "64:ff9b::a00:1")  # NAT64 of 10.0.0.1
+    assert not _allowed("::/0", "64:ff9b::808:808")  # 8.8.8.8: only IPv6 was allowed
+    # link-local /16 listed on purpose does not open the metadata address inside it
+    assert _allowed("169.254.0.0/16", "169.254.10.1")
+    assert not _allowed("169.254.0.0/16", "169.254.169.254")
+    assert _allowed("169.254.169.254/32", "169.254.169.254")

@@ -53,7 +53,7 @@ def rig(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         dsn, logs / "services.log",
         SEEDOS_CONNECTOR_BREAKER_FAILURE_THRESHOLD=str(THRESHOLD),
         SEEDOS_CONNECTOR_BREAKER_OPEN_SECONDS=str(OPEN_SECONDS),
-        SEEDOS_CONNECTOR_CALL_TIMEOUT_SECONDS="2",
+        SEEDOS_CONNECTOR_CALL_TIMEOUT_SECONDS="3",
         SEEDOS_CONNECTOR_METRICS_FLUSH_SECONDS="0.2",
     )  # fmt: skip
     try:
@@ -257,10 +257,12 @@ async def test_retries_only_where_safe(rig, dsn):
             assert r.status_code == 503 and r.json()["code"] == "connector_failed"
             r = await c.post(url, json=body, headers={"Idempotency-Key": "k-many"})
             assert r.status_code == 200 and r.json()["output"] == {"calls": 5}
-            # a connector slower than the call timeout: 504
-            r = await c.post(url, json={"input": {"tag": "slow", "sleep": 5}},
+            # a connector slower than the call's budget: 504 within it
+            started = time.monotonic()
+            r = await c.post(url, json={"input": {"tag": "slow", "sleep": 6}},
                              headers={"Idempotency-Key": "k-slow"})  # fmt: skip
             assert r.status_code == 504 and r.json()["code"] == "connector_timeout"
+            assert time.monotonic() - started < 3 + 2  # the budget, plus the trip through
 
         # the manager without a key does not retry (in process, against the same connector)
         from connector_service.manager import errors
@@ -317,13 +319,11 @@ async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
         item = (await c.get(f"/api/v1/integrations/{iid}")).json()
         assert item["circuit"]["state"] == "open", item
         assert item["circuit"]["consecutive_failures"] == THRESHOLD
-        assert item["status_reason"].startswith(("circuit open", "unreachable"))
+        assert item["status_reason"].startswith("circuit open"), item
         # while open, calls are refused at once without reaching for the connector
-        started = time.perf_counter()
         r = await c.post(check)
         assert r.status_code == 503 and r.json()["code"] == "circuit_open"
         assert int(r.headers["retry-after"]) >= 1
-        assert time.perf_counter() - started < 0.5
 
         flaky = _start_flaky(name, rig.logs, port=port)  # the connector is back
         try:

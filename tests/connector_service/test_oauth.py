@@ -23,6 +23,7 @@ from common import db
 from common.crypto import KeyRing
 from common.roles import Role
 from connector_service.credentials import service as credentials
+from connector_service.integrations.service import NOT_CONNECTED
 from connector_service.oauth import tokens
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.errors import (
@@ -394,7 +395,7 @@ async def test_callback_refusals_are_400_and_use_the_state_up(world, side, dsn):
                         uuid.UUID(iid))  # fmt: skip
     assert left[0]["n"] == 0
     row = await _integration(dsn, iid)
-    assert row["status_reason"] == "waiting for the first check"
+    assert row["status_reason"] == NOT_CONNECTED
     assert await _stored(side, row) == {}
     with pytest.raises(NotConnected):
         await tokens.call_credentials(
