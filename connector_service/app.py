@@ -22,6 +22,10 @@ from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.routes import public_router as oauth_callback_router
 from connector_service.oauth.routes import router as oauth_router
 from connector_service.settings import ConnectorServiceSettings
+from connector_service.sync import loops as sync_loops
+from connector_service.sync.engine import SyncEngine
+from connector_service.sync.routes import router as sync_router
+from connector_service.sync.store import DocStore
 
 SERVICE = "connector_service"
 SWEEP_SECONDS = 600
@@ -54,14 +58,24 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             max_attempts=settings.call_max_attempts,
             on_circuit=calls.circuit_listener(db),
         )  # fmt: skip
+        app.state.sync_store = DocStore(db)
+        app.state.sync_engine = SyncEngine(db, app.state.sync_store, app.state.manager)
         recorder.start()
-        sweeper = asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper")
+        loops = [
+            asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper"),
+            asyncio.create_task(sync_loops.push_forever(app.state.sync_engine), name="sync-push"),
+            asyncio.create_task(
+                sync_loops.schedule_forever(app.state.sync_engine), name="sync-schedule"
+            ),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in loops + list(app.state.sync_engine.running.values()):
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.manager.aclose()
             with contextlib.suppress(Exception):
                 await recorder.aclose()
@@ -77,6 +91,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.include_router(oauth_router)
     app.include_router(integrations_router)
     app.include_router(actions_router)
+    app.include_router(sync_router)
     return app
 
 

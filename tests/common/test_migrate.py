@@ -15,6 +15,8 @@ from tests.support import create_database, drop_database, embedded_cluster
 TABLES = {
     "tenants", "users", "memberships", "api_keys", "integration_connectors",
     "marketplace_connectors", "connector_metrics", "audit_logs", "audit_chain_heads",
+    "credentials", "oauth_states", "action_runs", "sync_updates", "sync_cursors", "sync_outbox",
+    "sync_runs",
 }  # fmt: skip
 
 
@@ -38,6 +40,14 @@ async def test_fresh_database_then_reapply_is_noop(fresh_cluster):
         expected = [m.version for m in migrate.discover(migrate.default_directory())]
         assert applied == expected
         assert await _tables(conn) >= TABLES
+        # every table is closed to Supabase's PostgREST roles: row level security on, no grants
+        open_tables = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r' AND (NOT c.relrowsecurity"
+            " OR has_table_privilege('anon', c.oid, 'SELECT')"
+            " OR has_table_privilege('authenticated', c.oid, 'SELECT'))"
+        )
+        assert [r["relname"] for r in open_tables] == []
         roles = await conn.fetch(
             "SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role')"
         )
@@ -110,6 +120,14 @@ async def test_applies_on_a_supabase_shaped_database(admin_dsn):
         applied = await migrate.apply(conn)
         assert len(applied) == len(migrate.discover(migrate.default_directory()))
         assert await _tables(conn) >= TABLES
+        # every table is closed to Supabase's PostgREST roles: row level security on, no grants
+        open_tables = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r' AND (NOT c.relrowsecurity"
+            " OR has_table_privilege('anon', c.oid, 'SELECT')"
+            " OR has_table_privilege('authenticated', c.oid, 'SELECT'))"
+        )
+        assert [r["relname"] for r in open_tables] == []
         assert await conn.fetchval("SELECT count(*) FROM auth.users") == 1
         # PostgREST's roles (anon key, signed-in users) can touch none of our tables
         for table in TABLES:

@@ -10,105 +10,25 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from common import db
 from common.roles import Role
-from marketplace_service.catalog.service import register_deployed
-from seedos_sdk.testing.process import Served, start
-from tests.conftest import ROOT, Suite, start_suite
+from tests.connector_service.rig import (
+    OPEN_SECONDS,
+    THRESHOLD,
+    fetch,
+    get_url,
+    register,
+    start_flaky,
+    wait_status,
+)
 from tests.support import free_port, make_tenant
-
-SDK_DIR = ROOT / "sdk"
-THRESHOLD, OPEN_SECONDS = 3, 2
-
-
-@dataclass
-class Rig:
-    suite: Suite
-    crm: Served
-    crm_connector: Served
-    crm_key: str
-    logs: Path
-
-
-@pytest.fixture(scope="module")
-def rig(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    logs = tmp_path_factory.mktemp("calls")
-    key = secrets.token_urlsafe(24)
-    crm = start(
-        "examples.demo_crm.app:create_app", factory=True, cwd=SDK_DIR, log_path=logs / "crm.log",
-        env={"DEMO_CRM_DATA_DIR": str(logs / "crm"), "DEMO_CRM_API_KEYS": key},
-    )  # fmt: skip
-    connector = start(
-        "examples.crm_connector.connector:app", cwd=SDK_DIR, log_path=logs / "connector.log",
-        env={"CRM_CONNECTOR_AUTH": "api_key"},
-    )  # fmt: skip
-    suite = start_suite(
-        dsn, logs / "services.log",
-        SEEDOS_CONNECTOR_BREAKER_FAILURE_THRESHOLD=str(THRESHOLD),
-        SEEDOS_CONNECTOR_BREAKER_OPEN_SECONDS=str(OPEN_SECONDS),
-        SEEDOS_CONNECTOR_CALL_TIMEOUT_SECONDS="3",
-        SEEDOS_CONNECTOR_METRICS_FLUSH_SECONDS="0.2",
-    )  # fmt: skip
-    try:
-        yield Rig(suite, crm, connector, key, logs)
-    finally:
-        suite.supervisor.stop()
-        connector.stop()
-        crm.stop()
-
-
-async def _register(dsn: str, base: str, *, endpoint: str | None = None) -> str:
-    """Put a running connector in the catalog under a fresh slug; returns the slug."""
-    async with httpx.AsyncClient() as client:
-        manifest = (await client.get(base + "/manifest")).json()
-    slug = f"{manifest['name']}-{secrets.token_hex(3)}"
-    manifest = {**manifest, "name": slug, "display_name": slug}
-    conn = await db.connect(dsn)
-    try:
-        await register_deployed(conn, manifest=manifest, endpoint_url=endpoint or base,
-                                category="crm", vendor="tests")  # fmt: skip
-    finally:
-        await conn.close()
-    return slug
-
-
-async def _wait_status(client: httpx.AsyncClient, iid: str, *wanted: str) -> dict:
-    deadline = time.monotonic() + 15
-    while True:
-        item = (await client.get(f"/api/v1/integrations/{iid}")).json()
-        if item["status"] in wanted or time.monotonic() > deadline:
-            return item
-        await asyncio.sleep(0.1)
-
-
-async def _fetch(dsn: str, sql: str, *args):
-    conn = await db.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def _get(url: str, *, text: bool = False):
-    async with httpx.AsyncClient() as client:
-        r = await client.get(url)
-    return r.text if text else r.json()
-
-
-def _start_flaky(name: str, logs: Path, port: int | None = None) -> Served:
-    return start("tests.connector_service.flaky_connector:app", cwd=ROOT, port=port,
-                 env={"FLAKY_NAME": name}, log_path=logs / f"{name}.log")  # fmt: skip
 
 
 async def test_check_moves_an_install_to_active_or_error(rig, dsn):
-    slug = await _register(dsn, rig.crm_connector.url)
+    slug = await register(dsn, rig.crm_connector.url)
     t = await make_tenant(dsn, role=Role.editor)
     config = {"base_url": rig.crm.url}
     async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as client:
@@ -119,7 +39,7 @@ async def test_check_moves_an_install_to_active_or_error(rig, dsn):
         assert r.status_code == 201, r.text
         good = r.json()
         assert good["status"] == "pending" and good["circuit"]["state"] == "closed"
-        item = await _wait_status(client, good["id"], "active", "error")
+        item = await wait_status(client, good["id"], "active", "error")
         assert item["status"] == "active", item
         assert item["status_reason"] == "check passed"
 
@@ -132,7 +52,7 @@ async def test_check_moves_an_install_to_active_or_error(rig, dsn):
                 "credentials": {"api_key": "not-the-key-123"},
             },
         )
-        bad = await _wait_status(client, r.json()["id"], "active", "error")
+        bad = await wait_status(client, r.json()["id"], "active", "error")
         assert bad["status"] == "error", bad
         assert bad["status_reason"].startswith("credentials refused")
         assert bad["last_error"] and "not-the-key" not in str(bad)
@@ -140,7 +60,7 @@ async def test_check_moves_an_install_to_active_or_error(rig, dsn):
         r = await client.put(f"/api/v1/integrations/{bad['id']}/credentials",
                              json={"credentials": {"api_key": rig.crm_key}})  # fmt: skip
         assert r.status_code == 200
-        assert (await _wait_status(client, bad["id"], "active"))["status"] == "active"
+        assert (await wait_status(client, bad["id"], "active"))["status"] == "active"
 
         # a disabled install is not called; enabling it checks it again
         await client.post(f"/api/v1/integrations/{good['id']}/disable")
@@ -148,7 +68,7 @@ async def test_check_moves_an_install_to_active_or_error(rig, dsn):
         assert r.status_code == 409 and r.json()["code"] == "integration_disabled"
         r = await client.post(f"/api/v1/integrations/{good['id']}/enable")
         assert r.json()["status"] == "pending"
-        assert (await _wait_status(client, good["id"], "active"))["status"] == "active"
+        assert (await wait_status(client, good["id"], "active"))["status"] == "active"
         # an explicit check answers with the outcome
         r = await client.post(f"/api/v1/integrations/{good['id']}/check")
         assert r.status_code == 200 and r.json()["status"] == "active"
@@ -160,7 +80,7 @@ async def test_check_moves_an_install_to_active_or_error(rig, dsn):
 
 
 async def test_twenty_concurrent_duplicates_run_once(rig, dsn):
-    slug = await _register(dsn, rig.crm_connector.url)
+    slug = await register(dsn, rig.crm_connector.url)
     t = await make_tenant(dsn, role=Role.editor)
     email = f"once-{secrets.token_hex(4)}@example.com"
     async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30) as c:
@@ -168,7 +88,7 @@ async def test_twenty_concurrent_duplicates_run_once(rig, dsn):
             "connector": slug, "config": {"base_url": rig.crm.url},
             "credentials": {"api_key": rig.crm_key}})  # fmt: skip
         iid = r.json()["id"]
-        await _wait_status(c, iid, "active")
+        await wait_status(c, iid, "active")
         url = f"/api/v1/integrations/{iid}/actions/create_contact"
         body = {"input": {"email": email, "first_name": "Once"}}
         key = {"Idempotency-Key": str(uuid.uuid4())}
@@ -204,16 +124,16 @@ async def test_twenty_concurrent_duplicates_run_once(rig, dsn):
     async with httpx.AsyncClient(base_url=rig.crm.url, headers={"X-API-Key": rig.crm_key}) as crm:
         found = (await crm.get("/v1/contacts", params={"limit": 1000})).json()["results"]
     assert [x["email"] for x in found].count(email) == 1
-    rows = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+    rows = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
                         " AND action = 'integration.action_called'", t.tenant_id)  # fmt: skip
     assert len(rows) == 1 and rows[0]["payload"]["outcome"] == "ok"
 
 
 async def test_keys_are_scoped_per_tenant_and_refusals_replayed(rig, dsn):
     name = f"flaky-{secrets.token_hex(3)}"
-    flaky = _start_flaky(name, rig.logs)
+    flaky = start_flaky(name, rig.logs)
     try:
-        slug = await _register(dsn, flaky.url)
+        slug = await register(dsn, flaky.url)
         key = {"Idempotency-Key": "shared-key-1"}
         outputs = []
         for _ in range(2):
@@ -232,7 +152,7 @@ async def test_keys_are_scoped_per_tenant_and_refusals_replayed(rig, dsn):
                 again = await c.post(url, json=refuse, headers=k2)
                 assert again.status_code == 422 and again.headers["idempotent-replayed"] == "true"
         assert outputs == [1, 2]  # the second tenant's identical key ran its own call
-        calls = await _get(flaky.url + "/calls")
+        calls = await get_url(flaky.url + "/calls")
         assert calls["refuse"] == 2  # once per tenant
     finally:
         flaky.stop()
@@ -241,9 +161,9 @@ async def test_keys_are_scoped_per_tenant_and_refusals_replayed(rig, dsn):
 async def test_retries_only_where_safe(rig, dsn):
     """A retryable failure is retried for an action with a key; without one it is not."""
     name = f"flaky-{secrets.token_hex(3)}"
-    flaky = _start_flaky(name, rig.logs)
+    flaky = start_flaky(name, rig.logs)
     try:
-        slug = await _register(dsn, flaky.url)
+        slug = await register(dsn, flaky.url)
         t = await make_tenant(dsn, role=Role.editor)
         async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
             iid = (await c.post("/api/v1/integrations", json={"connector": slug})).json()["id"]
@@ -287,7 +207,7 @@ async def test_retries_only_where_safe(rig, dsn):
             assert out == {"output": {"calls": 2}}
         finally:
             await manager.aclose()
-        assert (await _get(flaky.url + "/calls"))["unsafe"] == 1
+        assert (await get_url(flaky.url + "/calls"))["unsafe"] == 1
     finally:
         flaky.stop()
 
@@ -305,12 +225,12 @@ async def _no_credentials(_target, _force: bool) -> dict[str, str]:
 async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
     name = f"flaky-{secrets.token_hex(3)}"
     port = free_port()
-    flaky = _start_flaky(name, rig.logs, port=port)
-    slug = await _register(dsn, flaky.url)
+    flaky = start_flaky(name, rig.logs, port=port)
+    slug = await register(dsn, flaky.url)
     t = await make_tenant(dsn, role=Role.editor)
     async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
         iid = (await c.post("/api/v1/integrations", json={"connector": slug})).json()["id"]
-        assert (await _wait_status(c, iid, "active"))["status"] == "active"
+        assert (await wait_status(c, iid, "active"))["status"] == "active"
         flaky.stop()
         check = f"/api/v1/integrations/{iid}/check"
         for _ in range(THRESHOLD):
@@ -325,7 +245,7 @@ async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
         assert r.status_code == 503 and r.json()["code"] == "circuit_open"
         assert int(r.headers["retry-after"]) >= 1
 
-        flaky = _start_flaky(name, rig.logs, port=port)  # the connector is back
+        flaky = start_flaky(name, rig.logs, port=port)  # the connector is back
         try:
             await asyncio.sleep(OPEN_SECONDS + 0.2)
             r = await c.post(check)  # the half-open probe
@@ -334,7 +254,7 @@ async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
         finally:
             flaky.stop()
 
-    metrics = await _get(rig.suite.connector_service + "/metrics", text=True)
+    metrics = await get_url(rig.suite.connector_service + "/metrics", text=True)
     assert (
         f'seedos_connector_call_errors_total{{error_class="transport",operation="check",service="{slug}"}}'
         in metrics
@@ -347,7 +267,7 @@ async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
     # per-call rows reach connector_metrics in batches, off the request path
     deadline = time.monotonic() + 5
     while True:
-        rows = await _fetch(dsn, "SELECT metric_type, labels FROM connector_metrics"
+        rows = await fetch(dsn, "SELECT metric_type, labels FROM connector_metrics"
                             " WHERE connector_id = $1", uuid.UUID(iid))  # fmt: skip
         kinds = {(r["metric_type"], r["labels"]["outcome"]) for r in rows}
         if ("error", "transport") in kinds or time.monotonic() > deadline:
@@ -357,14 +277,14 @@ async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
 
 
 async def test_disallowed_endpoints_are_refused(rig, dsn):
-    slug = await _register(dsn, rig.crm_connector.url, endpoint="http://169.254.169.254/latest")
+    slug = await register(dsn, rig.crm_connector.url, endpoint="http://169.254.169.254/latest")
     t = await make_tenant(dsn, role=Role.editor)
     async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
         r = await c.post("/api/v1/integrations", json={
             "connector": slug, "config": {"base_url": rig.crm.url},
             "credentials": {"api_key": rig.crm_key}})  # fmt: skip
         iid = r.json()["id"]
-        item = await _wait_status(c, iid, "error")
+        item = await wait_status(c, iid, "error")
         assert item["status"] == "error" and item["status_reason"].startswith(
             "endpoint not allowed"
         )

@@ -1,0 +1,358 @@
+"""Sync runs: pull from the connector into the document, push platform changes out.
+
+Pull reads every stream from its saved cursor, merges each page in one document transaction
+marked as coming from the external system, and saves the cursor in the database transaction
+that appends that page's update: a cursor never runs ahead of a durable merge. A field with a
+platform change still waiting in the outbox keeps the platform's value (it is about to be
+written to the external system); every other field takes the external value.
+
+Push sends each record's latest state from the durable outbox through the connector's write
+endpoint, a batch per stream. Per record: written → gone from the outbox; worth retrying →
+tried again after an exponential, fully jittered wait (tenacity's), until the retry budget is
+spent; refused → a dead letter with the reason, which the API lists, retries or discards.
+Changes that came from the external system never enter the outbox, so nothing is echoed back.
+
+One run at a time per installed connector, across replicas: a run holds a session-level
+advisory lock on a connection of its own for as long as it lasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+from pycrdt import Map
+from tenacity import RetryCallState, wait_random_exponential
+
+from common.db import Database
+from common.errors import Conflict
+from connector_service.integrations import calls
+from connector_service.manager import errors
+from connector_service.manager.manager import ConnectorManager, Target
+from connector_service.sync import records as rec
+from connector_service.sync import repository
+from connector_service.sync.store import DELETED, EXTERNAL, DocStore, LiveDoc
+
+log = structlog.get_logger(component="connector_service.sync")
+
+RUNS = Counter("seedos_sync_runs_total", "Sync runs by outcome.", ["service", "outcome"])
+RUN_SECONDS = Histogram(
+    "seedos_sync_run_duration_seconds", "Duration of sync runs.", ["service"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)  # fmt: skip
+PULLED = Counter("seedos_sync_records_pulled_total", "Records merged from connectors.", ["service"])
+PUSHED = Counter("seedos_sync_records_pushed_total", "Records written to connectors.", ["service"])
+RETRIES = Counter(
+    "seedos_sync_push_retries_total", "Pushes scheduled for another try.", ["service"]
+)
+DEAD = Counter("seedos_sync_dead_letters_total", "Changes dead-lettered.", ["service"])
+OUTBOX_DEPTH = Gauge("seedos_sync_outbox_depth", "Changes waiting in the outbox (last seen).")
+
+# Full jitter: a random wait between 0 and min(cap, 1 s * 2^attempt).
+BACKOFF = wait_random_exponential(multiplier=1, max=300)
+
+
+class SyncRunning(Conflict):
+    code, title = "sync_running", "A sync run is in progress"
+
+
+class NoStreams(Conflict):
+    code, title = "nothing_to_sync", "This connector has no streams"
+
+
+def backoff_seconds(attempt: int) -> float:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return BACKOFF(state)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        db: Database,
+        store: DocStore,
+        manager: ConnectorManager,
+        *,
+        push_batch: int = 200,
+        max_attempts: int = 8,
+        retry_budget: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.manager = manager
+        self.push_batch = push_batch
+        self.max_attempts = max_attempts
+        self.retry_budget = retry_budget
+        self.running: dict[uuid.UUID, asyncio.Task[Any]] = {}
+
+    # ------------------------------------------------------------------ runs
+
+    def start(self, tenant_id: uuid.UUID, integration_id: uuid.UUID, kind: str) -> None:
+        """Start a run in the background (``SyncRunning`` if this process runs one already)."""
+        if integration_id in self.running:
+            raise SyncRunning("a sync run of this install is in progress")
+        task = asyncio.create_task(self._guarded_run(tenant_id, integration_id, kind))
+        self.running[integration_id] = task
+        task.add_done_callback(lambda _t: self.running.pop(integration_id, None))
+
+    async def _guarded_run(self, tenant_id: uuid.UUID, integration_id: uuid.UUID, kind: str) -> Any:
+        try:
+            return await self.run(tenant_id, integration_id, kind)
+        except SyncRunning:
+            return None
+        except Exception as exc:
+            log.warning("sync_run_failed", integration_id=str(integration_id),
+                        error=type(exc).__name__, detail=str(exc)[:300])  # fmt: skip
+            return None
+
+    async def run(self, tenant_id: uuid.UUID, integration_id: uuid.UUID, kind: str) -> uuid.UUID:
+        target = await calls.load_target(self.db, tenant_id, integration_id)
+        streams = _streams(target)
+        if not streams:
+            raise NoStreams(f"{target.service_name} declares no streams")
+        async with self._run_lock(integration_id):
+            async with self.db.connection() as conn:
+                if kind == "resync":
+                    await repository.reset_cursors(conn, integration_id)
+                run_id = await repository.start_run(conn, integration_id, kind)
+            started = time.perf_counter()
+            counts = {"pulled": 0, "deleted": 0, "pushed": 0}
+            outcome, error = "succeeded", None
+            try:
+                for stream in streams:
+                    await self._pull(target, stream, counts)
+                counts["pushed"] += await self.push(target)
+            except Exception as exc:
+                outcome, error = "failed", getattr(exc, "detail", None) or str(exc)
+                log.warning("sync_run_failed", integration_id=str(integration_id),
+                            error=type(exc).__name__, detail=str(error)[:300])  # fmt: skip
+            finally:
+                async with self.db.connection() as conn:
+                    await repository.finish_run(conn, run_id, outcome=outcome, error=error,
+                                                **counts)  # fmt: skip
+                RUNS.labels(target.service_name, outcome).inc()
+                RUN_SECONDS.labels(target.service_name).observe(time.perf_counter() - started)
+            return run_id
+
+    @contextlib.asynccontextmanager
+    async def _run_lock(self, integration_id: uuid.UUID) -> AsyncIterator[None]:
+        """Held for a whole run, on a connection of its own, released before it goes back."""
+        async with self.db.connection() as conn:
+            key = f"syncrun:{integration_id}"
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
+                raise SyncRunning("a sync run of this install is in progress")
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+
+    async def is_running(self, integration_id: uuid.UUID) -> bool:
+        async with self.db.connection() as conn:
+            return bool(await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE integration_id = $1"
+                " AND outcome = 'running')", integration_id,
+            ))  # fmt: skip
+
+    async def catch_up_and_push(self, target: Target) -> int:
+        """What the push loop does for an install with changes due: pull the streams they
+        belong to first (so what is written is merged with the external system's latest
+        state, for connectors whose writes replace whole records), then push. Skipped while
+        a run holds the install (the run pushes itself)."""
+        async with self.db.connection() as conn:
+            rows = await repository.due(conn, target.id, self.push_batch)
+        names = {row["stream"] for row in rows}
+        if not names:
+            return 0
+        try:
+            async with self._run_lock(target.id):
+                counts = {"pulled": 0, "deleted": 0, "pushed": 0}
+                try:
+                    for stream in _streams(target):
+                        if stream["name"] in names:
+                            await self._pull(target, stream, counts)
+                except errors.ConnectorCallError as exc:
+                    # the external system cannot be read: the changes wait, backing off
+                    await self._settle(target, [(row, "retry", exc.detail or exc.title)
+                                                for row in rows])  # fmt: skip
+                    return 0
+                return await self.push(target)
+        except SyncRunning:
+            return 0
+
+    # ------------------------------------------------------------------ pull
+
+    async def _pull(self, target: Target, stream: Mapping[str, Any], counts: dict) -> None:
+        name, pk = stream["name"], stream.get("primary_key") or "id"
+        async with self.db.connection() as conn:
+            cursor = (await repository.cursors(conn, target.id)).get(name)
+        while True:
+            page = await self.manager.read(target, name, cursor)
+            cursor = page.get("next_cursor")
+            pulled, deleted = await self._merge_page(target, name, pk, page, cursor)
+            counts["pulled"] += pulled
+            counts["deleted"] += deleted
+            PULLED.labels(target.service_name).inc(pulled)
+            if not page.get("has_more"):
+                return
+
+    async def _merge_page(
+        self, target: Target, name: str, pk: str, page: Mapping[str, Any], cursor: str | None
+    ) -> tuple[int, int]:
+        """One page into the document, durable together with the stream's new cursor."""
+        page_records = page.get("records") or []
+        page_deleted = [str(d) for d in page.get("deleted") or []]
+        async with self.store.session(target.id) as live:
+            async with self.db.connection() as conn:
+                pending = await repository.pending_fields(conn, target.id, name)
+            update, _ = live.transact(
+                EXTERNAL, functools.partial(_merge, stream=name, pk=pk, page=page_records,
+                                            deleted=page_deleted, pending=pending),
+            )  # fmt: skip
+
+            async def save_cursor(conn: asyncpg.Connection, _update_id: int) -> None:
+                await repository.save_cursor(conn, target.id, name, cursor)
+
+            await self.store.append(live, EXTERNAL, update, extra=save_cursor)
+        return len(page_records), len(page_deleted)
+
+    # ------------------------------------------------------------------ push
+
+    async def push(self, target: Target) -> int:
+        """Write what is due in the outbox; returns the records written."""
+        streams = {s["name"]: s for s in _streams(target)}
+        written = 0
+        while True:
+            async with self.db.connection() as conn:
+                rows = await repository.due(conn, target.id, self.push_batch)
+                OUTBOX_DEPTH.set((await repository.outbox_counts(conn, target.id))["pending"])
+            if not rows:
+                return written
+            by_stream: dict[str, list[Any]] = {}
+            for row in rows:
+                by_stream.setdefault(row["stream"], []).append(row)
+            for name, batch in by_stream.items():
+                written += await self._push_batch(target, streams.get(name), name, batch)
+            if len(rows) < self.push_batch:
+                return written
+
+    async def _push_batch(
+        self, target: Target, stream: Mapping[str, Any] | None, name: str, batch: list[Any]
+    ) -> int:
+        if stream is None or not stream.get("writable", True):
+            why = "unknown stream" if stream is None else "the stream is read-only"
+            await self._settle(target, [(row, "dead", why) for row in batch])
+            return 0
+        pk = stream.get("primary_key") or "id"
+        integers = rec.integer_fields(stream.get("schema") or {})
+        upserts, deletes, upserted, deleted = [], [], [], []
+        async with self.store.session(target.id) as live:
+            for row in batch:
+                fields = live.get(rec.key(name, row["record_key"]))
+                if fields is None:
+                    deletes.append(row["record_key"])
+                    deleted.append(row)
+                else:
+                    record = rec.from_fields(fields, integers)
+                    record.setdefault(pk, row["record_key"])
+                    upserts.append(record)
+                    upserted.append(row)
+        ordered = upserted + deleted  # results come back upserts first, then deletes
+        try:
+            answer = await self.manager.write(target, name, upserts, deletes)
+        except errors.ConnectorRejected as exc:
+            if len(batch) > 1:  # one bad record refused the batch: find it
+                total = 0
+                for row in batch:
+                    total += await self._push_batch(target, stream, name, [row])
+                return total
+            await self._settle(target, [(batch[0], "dead", exc.detail or exc.title)])
+            return 0
+        except errors.ConnectorCallError as exc:
+            await self._settle(target, [(row, "retry", exc.detail or exc.title) for row in batch])
+            return 0
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(ordered):
+            await self._settle(target, [(row, "retry", "the write answer lists other records")
+                                        for row in batch])  # fmt: skip
+            return 0
+        verdicts = []
+        for row, result in zip(ordered, results, strict=True):
+            if result.get("ok"):
+                verdicts.append((row, "done", ""))
+            elif result.get("category") == "retryable":
+                verdicts.append((row, "retry", str(result.get("error") or "retryable")))
+            else:
+                verdicts.append((row, "dead", str(result.get("error") or "refused")))
+        await self._settle(target, verdicts)
+        done = sum(1 for _, v, _ in verdicts if v == "done")
+        PUSHED.labels(target.service_name).inc(done)
+        return done
+
+    async def _settle(self, target: Target, verdicts: list[tuple[Any, str, str]]) -> None:
+        now = datetime.now().astimezone()
+        async with self.db.connection() as conn, conn.transaction():
+            for row, verdict, error in verdicts:
+                if verdict == "done":
+                    await repository.done(conn, row["id"], row["version"])
+                    continue
+                attempt = row["attempts"] + 1
+                first = row["first_failed_at"] or now
+                spent = attempt >= self.max_attempts or now - first >= self.retry_budget
+                if verdict == "dead" or spent:
+                    reason = error if verdict == "dead" else f"retry budget spent: {error}"
+                    await repository.dead(conn, row["id"], row["version"], error=reason)
+                    DEAD.labels(target.service_name).inc()
+                else:
+                    await repository.retry_later(conn, row["id"], row["version"],
+                                                 wait_seconds=backoff_seconds(attempt),
+                                                 error=error)  # fmt: skip
+                    RETRIES.labels(target.service_name).inc()
+
+
+def _streams(target: Target) -> list[Mapping[str, Any]]:
+    streams = target.manifest.get("streams")
+    return [s for s in streams if isinstance(s, Mapping) and s.get("name")] if isinstance(
+        streams, list) else []  # fmt: skip
+
+
+def _merge(
+    records: Map,
+    *,
+    stream: str,
+    pk: str,
+    page: list[Any],
+    deleted: list[str],
+    pending: dict[str, set[str] | None],
+) -> None:
+    for record in page:
+        if not isinstance(record, dict) or record.get(pk) in (None, ""):
+            continue
+        pk_value = str(record[pk])
+        held = pending.get(pk_value, set())
+        if held is DELETED:
+            continue  # deleted on the platform, about to be deleted there too
+        k = rec.key(stream, pk_value)
+        incoming = rec.to_fields(record)
+        current = records.get(k)
+        if not isinstance(current, Map):
+            records[k] = Map(incoming)
+            continue
+        for field, value in rec.changed(current.to_py(), incoming).items():
+            if field not in held:
+                current[field] = value
+    for pk_value in deleted:
+        k = rec.key(stream, pk_value)
+        if k in records and pending.get(pk_value, set()) == set():
+            del records[k]
+
+
+__all__ = ["LiveDoc", "NoStreams", "SyncEngine", "SyncRunning", "backoff_seconds"]

@@ -1,0 +1,74 @@
+"""Records as the sync document holds them.
+
+One root map ``records``; keys ``<stream>/<primary key>`` (stream names hold no ``/``, primary
+keys are strings); values maps of JSON scalars (string, number, boolean, null). A field whose
+value is an object or an array is held as its JSON text. Numbers come back from the document
+as floats (Yjs has one number type): fields the stream's schema declares ``integer`` are turned
+back into integers on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+ROOT = "records"
+SCALARS = (str, int, float, bool, type(None))
+
+
+def key(stream: str, primary_key: Any) -> str:
+    return f"{stream}/{primary_key}"
+
+
+def split(record_key: str) -> tuple[str, str]:
+    stream, _, pk = record_key.partition("/")
+    return stream, pk
+
+
+def to_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's fields as the document holds them."""
+    return {
+        name: value if isinstance(value, SCALARS) else orjson.dumps(value).decode()
+        for name, value in record.items()
+    }
+
+
+def integer_fields(schema: Mapping[str, Any]) -> frozenset[str]:
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(properties, Mapping):
+        return frozenset()
+    out = set()
+    for name, spec in properties.items():
+        kinds = spec.get("type") if isinstance(spec, Mapping) else None
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if "integer" in kinds and "number" not in kinds:
+            out.add(name)
+    return frozenset(out)
+
+
+def from_fields(fields: Mapping[str, Any], integers: frozenset[str]) -> dict[str, Any]:
+    """A record out of the document: integers back where the schema wants them."""
+    return {
+        name: int(value)
+        if name in integers and isinstance(value, float) and value.is_integer()
+        else value
+        for name, value in fields.items()
+    }
+
+
+def changed(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``incoming`` whose value differs from ``current`` (numbers compared as
+    numbers: 3 and 3.0 are the same)."""
+    return {
+        name: value
+        for name, value in incoming.items()
+        if name not in current or not _same(current[name], value)
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)

@@ -1,0 +1,207 @@
+"""What the sync API does with a document: records as JSON, Yjs updates over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import jsonschema
+from pycrdt import Decoder, Doc, Map, write_message
+
+from common.errors import InvalidRequest, NotFound, SeedosError
+from connector_service.manager.manager import Target
+from connector_service.sync import records as rec
+from connector_service.sync import repository
+from connector_service.sync.store import CLIENT, DELETED, PLATFORM, DocStore, LiveDoc
+
+SCALAR_TYPES = (str, int, float, bool, type(None))
+
+
+class MalformedUpdate(SeedosError):
+    status, code, title = 400, "malformed_update", "Not a Yjs update"
+
+
+class InvalidRecords(InvalidRequest):
+    code, title = "invalid_records", "The change breaks the records layout"
+
+
+class UnknownStream(InvalidRequest):
+    code, title = "unknown_stream", "No such stream"
+
+
+class RecordNotFound(NotFound):
+    code, title = "record_not_found", "No such record"
+
+
+class InvalidRecord(InvalidRequest):
+    code, title = "invalid_record", "The record is invalid"
+
+
+def streams(target: Target) -> dict[str, Mapping[str, Any]]:
+    found = target.manifest.get("streams")
+    if not isinstance(found, list):
+        return {}
+    return {s["name"]: s for s in found if isinstance(s, Mapping) and s.get("name")}
+
+
+def stream_of(target: Target, name: str) -> Mapping[str, Any]:
+    spec = streams(target).get(name)
+    if spec is None:
+        raise UnknownStream(f"{target.service_name} has no stream {name!r}")
+    return spec
+
+
+def enqueue_changes(integration_id: uuid.UUID, changes: dict[str, set[str] | None]) -> Any:
+    """The ``extra`` of an append: the changed records into the outbox, same transaction."""
+
+    async def write(conn: asyncpg.Connection, _update_id: int) -> None:
+        rows = []
+        for record_key, fields in changes.items():
+            stream, pk = rec.split(record_key)
+            deleted = fields is DELETED
+            rows.append((stream, pk, [] if deleted else sorted(fields), deleted))
+        await repository.enqueue(conn, integration_id, rows)
+
+    return write
+
+
+# ---------------------------------------------------------------------- JSON records
+
+
+def list_records(
+    live: LiveDoc, stream: Mapping[str, Any], *, after: str | None, limit: int
+) -> dict[str, Any]:
+    prefix = f"{stream['name']}/"
+    start = prefix + after if after is not None else None
+    keys = sorted(k for k in live.records if k.startswith(prefix) and (start is None or k > start))
+    page = keys[:limit]
+    integers = rec.integer_fields(stream.get("schema") or {})
+    items = [rec.from_fields(live.records[k].to_py(), integers) for k in page]
+    more = len(keys) > limit
+    return {"items": items, "next_cursor": page[-1][len(prefix) :] if more and page else None}
+
+
+def get_record(live: LiveDoc, stream: Mapping[str, Any], pk: str) -> dict[str, Any]:
+    fields = live.get(rec.key(stream["name"], pk))
+    if fields is None:
+        raise RecordNotFound(f"no {stream['name']} record {pk!r}")
+    return rec.from_fields(fields, rec.integer_fields(stream.get("schema") or {}))
+
+
+async def patch_record(
+    store: DocStore, target: Target, stream: Mapping[str, Any], pk: str, body: Any
+) -> dict[str, Any]:
+    """Change (or create) one record's fields on the platform side; pushed from the outbox."""
+    if not isinstance(body, dict) or not body:
+        raise InvalidRecord("the body must be a JSON object with the fields to change")
+    key_field = stream.get("primary_key") or "id"
+    if key_field in body and str(body[key_field]) != pk:
+        raise InvalidRecord(f"{key_field!r} is the record's key: it cannot change")
+    integers = rec.integer_fields(stream.get("schema") or {})
+    async with store.session(target.id) as live:
+        k = rec.key(stream["name"], pk)
+        current = live.get(k) or {}
+        incoming = rec.to_fields({**body, key_field: body.get(key_field, pk)})
+        merged = rec.from_fields({**current, **incoming}, integers)
+        _validate(merged, stream)
+        change = rec.changed(current, incoming)
+
+        def apply(records: Map) -> None:
+            existing = records.get(k)
+            if isinstance(existing, Map):
+                for field, value in change.items():
+                    existing[field] = value
+            else:
+                records[k] = Map(incoming)
+
+        update, changes = live.transact(PLATFORM, apply)
+        await store.append(live, PLATFORM, update, extra=enqueue_changes(target.id, changes))
+        return rec.from_fields(live.get(k) or {}, integers)
+
+
+async def delete_record(
+    store: DocStore, target: Target, stream: Mapping[str, Any], pk: str
+) -> None:
+    async with store.session(target.id) as live:
+        k = rec.key(stream["name"], pk)
+        if live.get(k) is None:
+            raise RecordNotFound(f"no {stream['name']} record {pk!r}")
+        update, changes = live.transact(PLATFORM, lambda records: records.pop(k))
+        await store.append(live, PLATFORM, update, extra=enqueue_changes(target.id, changes))
+
+
+def _validate(record: dict[str, Any], stream: Mapping[str, Any]) -> None:
+    schema = stream.get("schema")
+    if not isinstance(schema, dict):
+        return
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(record), key=lambda e: list(e.path)
+    )
+    if errors:
+        found = [{"path": "/" + "/".join(str(p) for p in e.path), "message": e.message}
+                 for e in errors[:20]]  # fmt: skip
+        raise InvalidRecord(f"the {stream['name']} record would be invalid", errors=found)
+
+
+# ---------------------------------------------------------------------- Yjs over HTTP
+
+
+def split_sync_body(body: bytes) -> tuple[bytes, bytes]:
+    """``POST sync`` body: the client's state vector then its update, each a lib0 varUint8Array
+    (a var-uint length, then the bytes); the update may be empty."""
+    try:
+        parts = list(Decoder(body).read_messages())
+    except Exception:
+        raise MalformedUpdate("the body is not two length-prefixed byte arrays") from None
+    if len(parts) == 1:
+        parts.append(b"")
+    if len(parts) != 2 or len(write_message(parts[0])) + len(write_message(parts[1])) != len(body):
+        raise MalformedUpdate("the body must hold a state vector and an update, nothing more")
+    return parts[0], parts[1]
+
+
+def check_update(update: bytes, known_streams: set[str]) -> None:
+    """Refuse an update that is not Yjs, or that puts into ``records`` a key outside the
+    ``<stream>/<primary key>`` layout, a record that is not a map, or a field that is not a
+    JSON scalar. Checked on a scratch document, so the live one stays untouched. (A field set
+    on a record the update does not itself create is checked when it is pushed.)"""
+    scratch = Doc()
+    records = scratch.get(rec.ROOT, type=Map)
+    try:
+        scratch.apply_update(update)
+    except ValueError:
+        raise MalformedUpdate("the update is not a Yjs update (format v1)") from None
+    problems = []
+    for k, value in records.items():
+        stream, pk = rec.split(k)
+        if stream not in known_streams or not pk:
+            problems.append({"path": f"/{k}", "message": "not <stream>/<primary key> of a stream"})
+        elif not isinstance(value, Map):
+            problems.append({"path": f"/{k}", "message": "a record must be a map of fields"})
+        else:
+            for field, v in value.items():
+                if not isinstance(v, SCALAR_TYPES):
+                    problems.append({"path": f"/{k}/{field}", "message": "not a JSON scalar"})
+    others = [name for name in scratch if name != rec.ROOT]
+    problems += [{"path": f"/{name}", "message": "only the records map is synced"}
+                 for name in others]  # fmt: skip
+    if problems:
+        raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
+
+
+async def exchange(store: DocStore, target: Target, state_vector: bytes, update: bytes) -> bytes:
+    """Integrate the client's update (durably, before answering) and return what it lacks."""
+    if update:
+        check_update(update, set(streams(target)))
+    async with store.session(target.id) as live:
+        try:
+            live.doc.get_update(state_vector)  # a malformed state vector changes nothing
+        except ValueError:
+            raise MalformedUpdate("the state vector is malformed") from None
+        if update:
+            applied, changes = live.apply(update, CLIENT)
+            if applied:
+                await store.append(live, CLIENT, applied, extra=enqueue_changes(target.id, changes))
+        return live.diff(state_vector)

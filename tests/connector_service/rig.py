@@ -1,0 +1,98 @@
+"""The connector stack the call and sync tests run against: the suite (with a quick breaker),
+the demo CRM and the SDK's example connector in front of it, as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from common import db
+from marketplace_service.catalog.service import register_deployed
+from seedos_sdk.testing.process import Served, start
+from tests.conftest import ROOT, Suite, start_suite
+
+SDK_DIR = ROOT / "sdk"
+THRESHOLD, OPEN_SECONDS = 3, 2
+
+
+@dataclass
+class Rig:
+    suite: Suite
+    crm: Served
+    crm_connector: Served
+    crm_key: str
+    logs: Path
+
+
+def start_rig(dsn: str, logs: Path) -> Rig:
+    key = secrets.token_urlsafe(24)
+    crm = start(
+        "examples.demo_crm.app:create_app", factory=True, cwd=SDK_DIR, log_path=logs / "crm.log",
+        env={"DEMO_CRM_DATA_DIR": str(logs / "crm"), "DEMO_CRM_API_KEYS": key},
+    )  # fmt: skip
+    connector = start(
+        "examples.crm_connector.connector:app", cwd=SDK_DIR, log_path=logs / "connector.log",
+        env={"CRM_CONNECTOR_AUTH": "api_key"},
+    )  # fmt: skip
+    suite = start_suite(
+        dsn, logs / "services.log",
+        SEEDOS_CONNECTOR_BREAKER_FAILURE_THRESHOLD=str(THRESHOLD),
+        SEEDOS_CONNECTOR_BREAKER_OPEN_SECONDS=str(OPEN_SECONDS),
+        SEEDOS_CONNECTOR_CALL_TIMEOUT_SECONDS="3",
+        SEEDOS_CONNECTOR_METRICS_FLUSH_SECONDS="0.2",
+    )  # fmt: skip
+    return Rig(suite, crm, connector, key, logs)
+
+
+def stop_rig(rig: Rig) -> None:
+    rig.suite.supervisor.stop()
+    rig.crm_connector.stop()
+    rig.crm.stop()
+
+
+async def register(dsn: str, base: str, *, endpoint: str | None = None) -> str:
+    """Put a running connector in the catalog under a fresh slug; returns the slug."""
+    async with httpx.AsyncClient() as client:
+        manifest = (await client.get(base + "/manifest")).json()
+    slug = f"{manifest['name']}-{secrets.token_hex(3)}"
+    manifest = {**manifest, "name": slug, "display_name": slug}
+    conn = await db.connect(dsn)
+    try:
+        await register_deployed(conn, manifest=manifest, endpoint_url=endpoint or base,
+                                category="crm", vendor="tests")  # fmt: skip
+    finally:
+        await conn.close()
+    return slug
+
+
+async def wait_status(client: httpx.AsyncClient, iid: str, *wanted: str) -> dict:
+    deadline = time.monotonic() + 15
+    while True:
+        item = (await client.get(f"/api/v1/integrations/{iid}")).json()
+        if item["status"] in wanted or time.monotonic() > deadline:
+            return item
+        await asyncio.sleep(0.1)
+
+
+async def fetch(dsn: str, sql: str, *args):
+    conn = await db.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def get_url(url: str, *, text: bool = False):
+    async with httpx.AsyncClient() as client:
+        r = await client.get(url)
+    return r.text if text else r.json()
+
+
+def start_flaky(name: str, logs: Path, port: int | None = None) -> Served:
+    return start("tests.connector_service.flaky_connector:app", cwd=ROOT, port=port,
+                 env={"FLAKY_NAME": name}, log_path=logs / f"{name}.log")  # fmt: skip

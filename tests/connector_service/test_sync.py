@@ -1,0 +1,242 @@
+"""Sync end to end with the demo CRM: pull into the document, edits on either side converging,
+the outbox under failures, and the Yjs HTTP exchange (bad input refused, nothing changed).
+
+Real processes: the suite, the demo CRM and the example connector (rig.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from pycrdt import Doc, Map, write_message
+
+from common.roles import Role
+from tests.connector_service.rig import fetch, register, wait_status
+from tests.support import make_tenant
+
+
+class World:
+    def __init__(self, client: httpx.AsyncClient, crm: httpx.AsyncClient, iid: str) -> None:
+        self.client, self.crm, self.iid = client, crm, iid
+        self.base = f"/api/v1/integrations/{iid}"
+
+    async def sync(self) -> dict:
+        """A run, started now or already running, to its end; returns the status."""
+        asked = datetime.now(UTC)
+        r = await self.client.post(self.base + "/sync/run")
+        assert r.status_code in (202, 409), r.text
+        deadline = time.monotonic() + 60
+        while True:
+            status = (await self.client.get(self.base + "/sync/status")).json()
+            last = status["last_run"]
+            if (last and last["outcome"] != "running" and last["finished_at"]
+                    and datetime.fromisoformat(last["finished_at"]) >= asked):  # fmt: skip
+                return status
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.2)
+
+    async def drained(self, within: float = 30) -> dict:
+        """Wait until the outbox has nothing pending."""
+        deadline = time.monotonic() + within
+        while True:
+            status = (await self.client.get(self.base + "/sync/status")).json()
+            if status["outbox_depth"] == 0:
+                return status
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.2)
+
+    async def contacts(self) -> dict[str, dict]:
+        out, cursor = {}, None
+        while True:
+            params = {"stream": "contacts", "limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = (await self.client.get(self.base + "/records", params=params)).json()
+            out |= {r["id"]: r for r in page["items"]}
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return out
+
+    async def crm_contacts(self) -> dict[str, dict]:
+        found = (await self.crm.get("/v1/contacts", params={"limit": 1000})).json()["results"]
+        return {c["id"]: c for c in found}
+
+
+@pytest.fixture
+async def world(rig, dsn):
+    slug = await register(dsn, rig.crm_connector.url)
+    t = await make_tenant(dsn, role=Role.editor)
+    crm = httpx.AsyncClient(base_url=rig.crm.url, headers={"X-API-Key": rig.crm_key}, timeout=30)
+    await crm.post("/admin/reset")
+    seeded = await crm.post("/admin/seed", json={"contacts": 30, "companies": 5})
+    assert seeded.status_code < 300, seeded.text
+    client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
+    r = await client.post("/api/v1/integrations", json={
+        "connector": slug, "config": {"base_url": rig.crm.url, "page_size": 7},
+        "credentials": {"api_key": rig.crm_key}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    iid = r.json()["id"]
+    assert (await wait_status(client, iid, "active"))["status"] == "active"
+    try:
+        yield World(client, crm, iid)
+    finally:
+        await crm.delete("/admin/faults")
+        await client.aclose()
+        await crm.aclose()
+
+
+async def test_initial_and_incremental_pull(world, dsn):
+    status = await world.sync()
+    assert status["last_run"]["outcome"] == "succeeded", status
+    crm = await world.crm_contacts()
+    mine = await world.contacts()
+    assert set(mine) == set(crm) and len(mine) == 30
+    some = next(iter(crm))
+    assert mine[some]["email"] == crm[some]["email"]
+    assert set(status["cursors"]) == {"contacts", "companies"}
+    # an edit and a deletion in the CRM arrive with the next run
+    await world.crm.put(f"/v1/contacts/{some}", json={**_writable(crm[some]), "phone": "+1 555"})
+    gone = list(crm)[1]
+    assert (await world.crm.delete(f"/v1/contacts/{gone}")).status_code < 300
+    status = await world.sync()
+    assert status["last_run"]["records_pulled"] >= 1 and status["last_run"]["records_deleted"] == 1
+    mine = await world.contacts()
+    assert mine[some]["phone"] == "+1 555" and gone not in mine
+    # nothing the CRM sent was echoed back to it
+    assert status["outbox_depth"] == 0
+    runs = (await world.client.get(world.base + "/sync/runs")).json()["items"]
+    assert runs[0]["outcome"] == "succeeded" and runs[0]["finished_at"]
+
+
+def _writable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("id", "created_at", "updated_at")}
+
+
+async def test_edits_on_both_sides_converge(world):
+    await world.sync()
+    crm = await world.crm_contacts()
+    a, b = list(crm)[:2]
+    # different fields of one record: both survive
+    r = await world.client.patch(f"{world.base}/records/contacts/{a}", json={"first_name": "Ada"})
+    assert r.status_code == 200 and r.json()["first_name"] == "Ada", r.text
+    await world.crm.put(f"/v1/contacts/{a}", json={**_writable(crm[a]), "last_name": "Lovelace"})
+    # the same field on both sides: ends equal everywhere
+    await world.client.patch(f"{world.base}/records/contacts/{b}", json={"phone": "platform"})
+    await world.crm.put(f"/v1/contacts/{b}", json={**_writable(crm[b]), "phone": "crm"})
+    await world.drained()
+    await world.sync()
+    await world.drained()
+    await world.sync()
+    mine, theirs = await world.contacts(), await world.crm_contacts()
+    assert mine[a]["first_name"] == theirs[a]["first_name"] == "Ada"
+    assert mine[a]["last_name"] == theirs[a]["last_name"] == "Lovelace"
+    assert mine[b]["phone"] == theirs[b]["phone"]
+    # a deletion on the platform reaches the CRM
+    assert (await world.client.delete(f"{world.base}/records/contacts/{a}")).status_code == 204
+    await world.drained()
+    assert a not in await world.crm_contacts()
+
+
+async def test_a_refused_change_is_dead_lettered_and_the_rest_go_on(world):
+    await world.sync()
+    crm = await world.crm_contacts()
+    bad, good = list(crm)[:2]
+    r = await world.crm.post("/admin/faults", json={
+        "paths": [f"/v1/contacts/{bad}"], "methods": ["PUT"], "status": 400, "count": 1})  # fmt: skip
+    assert r.status_code == 201, r.text
+    await world.client.patch(f"{world.base}/records/contacts/{bad}", json={"first_name": "Bad"})
+    await world.client.patch(f"{world.base}/records/contacts/{good}", json={"first_name": "Good"})
+    status = await world.drained()
+    assert status["dead_letters"] == 1
+    letters = (await world.client.get(world.base + "/sync/dead-letters")).json()["items"]
+    assert [x["record_key"] for x in letters] == [bad] and letters[0]["last_error"]
+    assert (await world.crm_contacts())[good]["first_name"] == "Good"
+    # retried (the fault is spent): it goes through
+    r = await world.client.post(f"{world.base}/sync/dead-letters/{letters[0]['id']}/retry")
+    assert r.status_code == 200
+    await world.drained()
+    assert (await world.crm_contacts())[bad]["first_name"] == "Bad"
+    r = await world.client.delete(f"{world.base}/sync/dead-letters/{letters[0]['id']}")
+    assert r.status_code == 404  # no longer dead
+
+
+async def test_the_crm_down_for_a_while_loses_nothing(world, dsn):
+    await world.sync()
+    crm = await world.crm_contacts()
+    target = list(crm)[3]
+    # the CRM answers 503 for a while: retried at growing intervals, then written
+    r = await world.crm.post("/admin/faults", json={
+        "paths": ["/v1/contacts"], "methods": ["PUT"], "status": 503, "count": 12})  # fmt: skip
+    assert r.status_code == 201
+    await world.client.patch(f"{world.base}/records/contacts/{target}", json={"phone": "later"})
+    deadline = time.monotonic() + 20
+    attempts = 0
+    while time.monotonic() < deadline and attempts < 2:
+        rows = await fetch(dsn, "SELECT attempts FROM sync_outbox WHERE record_key = $1", target)
+        attempts = rows[0]["attempts"] if rows else attempts
+        await asyncio.sleep(0.2)
+    assert attempts >= 2
+    await world.crm.delete("/admin/faults")
+    await world.drained(within=60)
+    assert (await world.crm_contacts())[target]["phone"] == "later"
+
+
+async def test_yjs_exchange_over_http_and_bad_input(world):
+    await world.sync()
+    mine = await world.contacts()
+    some = next(iter(mine))
+    sv = (await world.client.get(world.base + "/sync/state-vector")).content
+    # a pycrdt client: first sync (empty state vector) gets the whole document
+    doc = Doc()
+    records = doc.get("records", type=Map)
+    first = await world.client.post(world.base + "/sync", content=write_message(Doc().get_state())
+                                    + write_message(b""),
+                                    headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    assert first.status_code == 200, first.text
+    doc.apply_update(first.content)
+    assert records[f"contacts/{some}"]["email"] == mine[some]["email"]
+    # an edit made in the client reaches the platform's JSON view and the CRM
+    before = doc.get_state()
+    with doc.transaction():
+        records[f"contacts/{some}"]["first_name"] = "FromYjs"
+    update = doc.get_update(before)
+    answer = await world.client.post(world.base + "/sync",
+                                     content=write_message(doc.get_state()) + write_message(update))  # fmt: skip
+    assert answer.status_code == 200
+    assert (await world.contacts())[some]["first_name"] == "FromYjs"
+    await world.drained()
+    assert (await world.crm_contacts())[some]["first_name"] == "FromYjs"
+
+    # bad input: refused, and the document is unchanged
+    after = (await world.client.get(world.base + "/sync/state-vector")).content
+    assert after != sv
+    for body, code in [
+        (b"\xff\xff\xff", "malformed_update"),
+        (write_message(b"\x01\x02") + write_message(b"\x07junk"), "malformed_update"),
+        (write_message(doc.get_state()) + write_message(b"not-an-update"), "malformed_update"),
+    ]:
+        r = await world.client.post(world.base + "/sync", content=body)
+        assert r.status_code == 400 and r.json()["code"] == code, r.text
+    stray = Doc()
+    stray_records = stray.get("records", type=Map)
+    with stray.transaction():
+        stray_records["nostream/1"] = Map({"a": "b"})
+        stray_records[f"contacts/{secrets.token_hex(3)}"] = "not a map"
+    r = await world.client.post(world.base + "/sync", content=write_message(doc.get_state())
+                                + write_message(stray.get_update()))  # fmt: skip
+    assert r.status_code == 422 and r.json()["code"] == "invalid_records"
+    assert len(r.json()["errors"]) == 2
+    assert (await world.client.get(world.base + "/sync/state-vector")).content == after
+
+    # the JSON API: unknown stream, bad bodies, schema violations
+    r = await world.client.get(world.base + "/records", params={"stream": "nope"})
+    assert r.status_code == 422 and r.json()["code"] == "unknown_stream"
+    r = await world.client.patch(f"{world.base}/records/contacts/{some}", json=["x"])
+    assert r.status_code == 422 and r.json()["code"] == "invalid_record"
+    r = await world.client.patch(f"{world.base}/records/contacts/{some}", json={"email": 5})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_record"
+    r = await world.client.delete(f"{world.base}/records/contacts/missing-{secrets.token_hex(2)}")
+    assert r.status_code == 404
+    assert (await world.client.get(world.base + "/sync/state-vector")).content == after
