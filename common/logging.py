@@ -67,3 +67,5 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto", service: str = 
     # One summary line per request comes from our middleware; uvicorn's access log would
     # repeat it with the raw query string.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request it sends at INFO: the manager's metrics cover those calls
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

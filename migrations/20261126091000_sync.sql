@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS public.sync_runs (
     records_deleted INTEGER NOT NULL DEFAULT 0,
     records_pushed INTEGER NOT NULL DEFAULT 0,
     error TEXT,
+    backend_pid INTEGER,           -- the database session holding the run's lock
     started_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
     finished_at TIMESTAMPTZ
 );

@@ -7,7 +7,8 @@ import asyncpg
 
 _COLUMNS = (
     "id, tenant_id, connector_name, service_name, marketplace_connector_id, version, status,"
-    " status_reason, last_error, config, last_sync_at, created_at, updated_at"
+    " status_reason, last_error, config, last_sync_at, sync_interval_seconds, created_at,"
+    " updated_at"
 )
 
 
@@ -110,12 +111,14 @@ async def update(
     connector_name: str | None = None,
     status: str | None = None,
     status_reason: str | None = None,
+    sync_interval_seconds: int | None = None,
 ) -> asyncpg.Record | None:
     """Change what is given (None keeps a column); a new status replaces the reason too."""
     return await conn.fetchrow(
         "UPDATE integration_connectors SET config = COALESCE($3, config),"
         " connector_name = COALESCE($4, connector_name), status = COALESCE($5, status),"
-        " status_reason = CASE WHEN $5::text IS NULL THEN status_reason ELSE $6 END"
+        " status_reason = CASE WHEN $5::text IS NULL THEN status_reason ELSE $6 END,"
+        " sync_interval_seconds = COALESCE($7, sync_interval_seconds)"
         f" WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
         tenant_id,
         integration_id,
@@ -123,6 +126,7 @@ async def update(
         connector_name,
         status,
         status_reason,
+        sync_interval_seconds,
     )
 
 

@@ -131,6 +131,7 @@ async def update_integration(
     row = await service.update(
         db, tenant_id=principal.tenant_id, integration_id=integration_id, actor=principal.subject,
         config=body.config, connector_name=body.connector_name, request_id=principal.request_id,
+        sync_interval_seconds=body.sync_interval_seconds,
     )  # fmt: skip
     if body.config is not None:
         _check_later(tasks, request, principal.tenant_id, row["id"])
@@ -167,12 +168,14 @@ async def enable_integration(
 async def delete_integration(
     integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, ring: Ring, request: Request
 ) -> Response:
-    """Uninstall: OAuth tokens are revoked at the provider where it supports that, the install
-    and its credentials are erased, and the removal audited."""
+    """Uninstall: OAuth tokens are revoked at the provider where it supports that, the install,
+    its credentials and its sync state (document, log, cursors, outbox, runs) are erased, and
+    the removal audited."""
     await service.delete(
         db, ring, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, request_id=principal.request_id, oauth=request.app.state.oauth,
     )  # fmt: skip
+    request.app.state.sync_store.forget(integration_id)
     return Response(status_code=204)
 
 

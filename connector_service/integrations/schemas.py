@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Status(StrEnum):
@@ -37,6 +37,7 @@ class IntegrationOut(BaseModel):
     last_error: str | None
     config: dict[str, Any]
     last_sync_at: datetime | None
+    sync_interval_seconds: int = 300
     created_at: datetime
     updated_at: datetime
     circuit: Circuit = Field(
@@ -70,6 +71,16 @@ class IntegrationUpdate(BaseModel):
 
     connector_name: str | None = Field(None, min_length=1, max_length=200)
     config: dict[str, Any] | None = None
+    sync_interval_seconds: int | None = Field(
+        None, description="Seconds between scheduled sync runs (at least 10); 0 turns them off"
+    )
+
+    @field_validator("sync_interval_seconds")
+    @classmethod
+    def _interval(cls, value: int | None) -> int | None:
+        if value is not None and value != 0 and not 10 <= value <= 7 * 24 * 3600:
+            raise ValueError("0 (off) or 10 to 604800 seconds")
+        return value
 
 
 class CredentialsIn(BaseModel):

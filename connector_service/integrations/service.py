@@ -133,6 +133,7 @@ async def update(
     actor: str,
     config: dict[str, Any] | None,
     connector_name: str | None,
+    sync_interval_seconds: int | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
     current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
@@ -147,11 +148,13 @@ async def update(
         if found:
             raise InvalidConfig(f"{len(found)} problem(s) with this config", errors=found)
     row = await repository.update(
-        conn, tenant_id, integration_id, config=config, connector_name=connector_name
-    )
+        conn, tenant_id, integration_id, config=config, connector_name=connector_name,
+        sync_interval_seconds=sync_interval_seconds,
+    )  # fmt: skip
     await _audit(
         conn, "updated", tenant_id=tenant_id, integration_id=integration_id, actor=actor,
         request_id=request_id, config_changed=config is not None,
+        sync_interval_seconds=sync_interval_seconds,
     )  # fmt: skip
     return dict(row)
 

@@ -119,11 +119,11 @@ class SyncEngine:
         streams = _streams(target)
         if not streams:
             raise NoStreams(f"{target.service_name} declares no streams")
-        async with self._run_lock(integration_id):
+        async with self._run_lock(integration_id, wait=0 if kind == "scheduled" else 30) as pid:
             async with self.db.connection() as conn:
                 if kind == "resync":
                     await repository.reset_cursors(conn, integration_id)
-                run_id = await repository.start_run(conn, integration_id, kind)
+                run_id = await repository.start_run(conn, integration_id, kind, pid)
             started = time.perf_counter()
             counts = {"pulled": 0, "deleted": 0, "pushed": 0}
             outcome, error = "succeeded", None
@@ -144,22 +144,36 @@ class SyncEngine:
             return run_id
 
     @contextlib.asynccontextmanager
-    async def _run_lock(self, integration_id: uuid.UUID) -> AsyncIterator[None]:
-        """Held for a whole run, on a connection of its own, released before it goes back."""
+    async def _run_lock(self, integration_id: uuid.UUID, wait: float = 0) -> AsyncIterator[int]:
+        """Held for a whole run, on a connection of its own, released before it goes back.
+        ``wait``: how long to keep trying while someone else holds it (the push loop holds it
+        for moments). Yields the database session's pid, which the run row records."""
+        key = f"syncrun:{integration_id}"
+        deadline = time.monotonic() + wait
         async with self.db.connection() as conn:
-            key = f"syncrun:{integration_id}"
-            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
-                raise SyncRunning("a sync run of this install is in progress")
+            while not await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
+            ):
+                if time.monotonic() >= deadline:
+                    raise SyncRunning("a sync run of this install is in progress")
+                await asyncio.sleep(0.1)
             try:
-                yield
+                yield conn.get_server_pid()
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
     async def is_running(self, integration_id: uuid.UUID) -> bool:
+        """Whether a run of this install is in progress on some replica: its row says running
+        and the database session it recorded still holds the run lock (a row left running by
+        a process that died does not; the next run marks it interrupted)."""
         async with self.db.connection() as conn:
             return bool(await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE integration_id = $1"
-                " AND outcome = 'running')", integration_id,
+                "SELECT EXISTS (SELECT 1 FROM sync_runs r JOIN pg_locks l"
+                " ON l.pid = r.backend_pid AND l.locktype = 'advisory' AND l.granted"
+                " AND l.objsubid = 1"
+                " AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($2, 0)"
+                " WHERE r.integration_id = $1 AND r.outcome = 'running')",
+                integration_id, f"syncrun:{integration_id}",
             ))  # fmt: skip
 
     async def catch_up_and_push(self, target: Target) -> int:

@@ -45,7 +45,7 @@ async def _push_one(engine: SyncEngine, integration_id) -> None:  # type: ignore
         await engine.catch_up_and_push(target)
     except Exception as exc:
         log.info("sync_push_skipped", integration_id=str(integration_id),
-                 error=type(exc).__name__)  # fmt: skip
+                 error=type(exc).__name__, detail=str(exc)[:300])  # fmt: skip
 
 
 async def schedule_forever(engine: SyncEngine) -> None:

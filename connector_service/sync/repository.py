@@ -169,7 +169,9 @@ async def outbox_counts(conn: asyncpg.Connection, integration_id: uuid.UUID) -> 
     return {"pending": counts.get("pending", 0), "dead": counts.get("dead", 0)}
 
 
-async def start_run(conn: asyncpg.Connection, integration_id: uuid.UUID, kind: str) -> uuid.UUID:
+async def start_run(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, kind: str, backend_pid: int
+) -> uuid.UUID:
     # we hold the run lock: a run still marked running died with its process
     await conn.execute(
         "UPDATE sync_runs SET outcome = 'interrupted', finished_at = now()"
@@ -177,9 +179,11 @@ async def start_run(conn: asyncpg.Connection, integration_id: uuid.UUID, kind: s
         integration_id,
     )
     return await conn.fetchval(
-        "INSERT INTO sync_runs (integration_id, kind) VALUES ($1, $2) RETURNING id",
+        "INSERT INTO sync_runs (integration_id, kind, backend_pid) VALUES ($1, $2, $3)"
+        " RETURNING id",
         integration_id,
         kind,
+        backend_pid,
     )
 
 

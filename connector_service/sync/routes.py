@@ -167,8 +167,11 @@ async def status(target: Installed, engine: Engine, request: Request) -> dict[st
             "SELECT last_sync_at FROM integration_connectors WHERE id = $1", target.id
         )
     latest = dict(last[0]) if last else None
+    running = await engine.is_running(target.id)
+    if latest and latest["outcome"] == "running" and not running:
+        latest["outcome"] = "interrupted"  # its process died; the next run records that
     return {
-        "running": bool(latest and latest["outcome"] == "running"),
+        "running": running,
         "cursors": cursors,
         "outbox_depth": counts["pending"],
         "dead_letters": counts["dead"],

@@ -29,6 +29,7 @@ from cachetools import LRUCache
 from prometheus_client import Gauge
 from pycrdt import Doc, Map, merge_updates
 
+from connector_service.integrations.service import IntegrationNotFound
 from connector_service.sync import records as rec
 
 log = structlog.get_logger(component="connector_service.sync.store")
@@ -158,7 +159,11 @@ class DocStore:
             live = self._docs.get(integration_id)
             if live is None:
                 live = self._docs[integration_id] = new_live(integration_id)
-            await self._catch_up(live)
+            try:
+                await self._catch_up(live)
+            except LookupError:  # uninstalled, perhaps through another replica
+                self.forget(integration_id)
+                raise IntegrationNotFound(f"no integration {integration_id}") from None
             yield live
 
     def forget(self, integration_id: uuid.UUID) -> None:
