@@ -141,7 +141,12 @@ class SyncEngine:
                                                 **counts)  # fmt: skip
                 RUNS.labels(target.service_name, outcome).inc()
                 RUN_SECONDS.labels(target.service_name).observe(time.perf_counter() - started)
-            return run_id
+        try:  # the run is over (and so reported); now fold the log if it grew past the limit
+            await self.store.compact_if_due(integration_id)
+        except Exception as exc:
+            log.warning("sync_compaction_failed", integration_id=str(integration_id),
+                        error=type(exc).__name__)  # fmt: skip
+        return run_id
 
     @contextlib.asynccontextmanager
     async def _run_lock(self, integration_id: uuid.UUID, wait: float = 0) -> AsyncIterator[int]:
@@ -198,7 +203,9 @@ class SyncEngine:
                     await self._settle(target, [(row, "retry", exc.detail or exc.title)
                                                 for row in rows])  # fmt: skip
                     return 0
-                return await self.push(target)
+                pushed = await self.push(target)
+            await self.store.compact_if_due(target.id)
+            return pushed
         except SyncRunning:
             return 0
 
@@ -208,15 +215,28 @@ class SyncEngine:
         name, pk = stream["name"], stream.get("primary_key") or "id"
         async with self.db.connection() as conn:
             cursor = (await repository.cursors(conn, target.id)).get(name)
+        page = await self.manager.read(target, name, cursor)
         while True:
-            page = await self.manager.read(target, name, cursor)
             cursor = page.get("next_cursor")
-            pulled, deleted = await self._merge_page(target, name, pk, page, cursor)
+            # the next page is read while this one is merged: the connector and the external
+            # system work while this process builds the document (a cursor is still saved
+            # only with the merge of the page it follows)
+            ahead = (asyncio.create_task(self.manager.read(target, name, cursor))
+                     if page.get("has_more") else None)  # fmt: skip
+            try:
+                pulled, deleted = await self._merge_page(target, name, pk, page, cursor)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                    with contextlib.suppress(BaseException):
+                        await ahead
+                raise
             counts["pulled"] += pulled
             counts["deleted"] += deleted
             PULLED.labels(target.service_name).inc(pulled)
-            if not page.get("has_more"):
+            if ahead is None:
                 return
+            page = await ahead
 
     async def _merge_page(
         self, target: Target, name: str, pk: str, page: Mapping[str, Any], cursor: str | None
@@ -235,7 +255,7 @@ class SyncEngine:
             async def save_cursor(conn: asyncpg.Connection, _update_id: int) -> None:
                 await repository.save_cursor(conn, target.id, name, cursor)
 
-            await self.store.append(live, EXTERNAL, update, extra=save_cursor)
+            await self.store.append(live, EXTERNAL, update, extra=save_cursor, compact=False)
         return len(page_records), len(page_deleted)
 
     # ------------------------------------------------------------------ push
@@ -356,9 +376,9 @@ def _merge(
             continue  # deleted on the platform, about to be deleted there too
         k = rec.key(stream, pk_value)
         incoming = rec.to_fields(record)
-        current = records.get(k)
+        current = records.get(k) if k in records else None  # `in` is the cheap test
         if not isinstance(current, Map):
-            records[k] = Map(incoming)
+            rec.insert(records, k, incoming)
             continue
         for field, value in rec.changed(current.to_py(), incoming).items():
             if field not in held:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pycrdt import Map
 
 ROOT = "records"
 SCALARS = (str, int, float, bool, type(None))
@@ -33,6 +34,23 @@ def to_fields(record: Mapping[str, Any]) -> dict[str, Any]:
         name: value if isinstance(value, SCALARS) else orjson.dumps(value).decode()
         for name, value in record.items()
     }
+
+
+def insert(records: Map, record_key: str, fields: Mapping[str, Any]) -> None:
+    """``records[record_key] = Map(fields)``, about twice as fast for a whole page of new
+    records: pycrdt's ``Map(...)`` opens a nested transaction per field; this inserts the
+    fields into the integrated map directly in the caller's transaction. Same operations, same
+    update bytes. Falls back to the public API if pycrdt's internals change."""
+    record = Map()
+    records[record_key] = record
+    try:
+        with records.doc.transaction() as txn:
+            put, raw = record.integrated.insert, txn._txn
+            for name, value in fields.items():
+                put(raw, name, value)
+    except AttributeError:  # another pycrdt: the slow, public way
+        for name, value in fields.items():
+            record[name] = value
 
 
 def integer_fields(schema: Mapping[str, Any]) -> frozenset[str]:

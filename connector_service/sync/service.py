@@ -196,12 +196,12 @@ async def exchange(store: DocStore, target: Target, state_vector: bytes, update:
     if update:
         check_update(update, set(streams(target)))
     async with store.session(target.id) as live:
-        try:
-            live.doc.get_update(state_vector)  # a malformed state vector changes nothing
+        try:  # before the client's update: what it sent is not sent back
+            answer = live.diff(state_vector)
         except ValueError:
             raise MalformedUpdate("the state vector is malformed") from None
         if update:
             applied, changes = live.apply(update, CLIENT)
             if applied:
                 await store.append(live, CLIENT, applied, extra=enqueue_changes(target.id, changes))
-        return live.diff(state_vector)
+        return answer

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import uuid
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ import asyncpg
 import structlog
 from cachetools import LRUCache
 from prometheus_client import Gauge
-from pycrdt import Doc, Map, merge_updates
+from pycrdt import Decoder, Doc, Map, merge_updates
 
 from connector_service.integrations.service import IntegrationNotFound
 from connector_service.sync import records as rec
@@ -41,6 +42,10 @@ EXTERNAL, PLATFORM, CLIENT, LOAD = "external", "platform", "client", "load"
 DELETED = None  # in a change set: the record was deleted
 
 
+TAIL_UPDATES = 256
+TAIL_BYTES = 16 * 1024 * 1024
+
+
 @dataclass
 class LiveDoc:
     integration_id: uuid.UUID
@@ -51,13 +56,23 @@ class LiveDoc:
     log_bytes: int = 0
     # record key -> changed fields (None: deleted), collected from platform and client changes
     changes: dict[str, set[str] | None] = field(default_factory=dict)
-    _updates: list[bytes] = field(default_factory=list)
+    # the latest updates with the state each applied to: a peer exactly at one of those states
+    # gets the merge of what followed, instead of a scan of the whole document
+    tail: deque[tuple[dict[int, int], bytes]] = field(default_factory=deque)
+    tail_bytes: int = 0
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
         """The update a peer with ``state_vector`` lacks (ValueError if it is malformed)."""
+        if state_vector is not None and self.tail:
+            with contextlib.suppress(Exception):  # malformed: get_update says so below
+                wanted = decode_state_vector(state_vector)
+                for i, (before, _) in enumerate(self.tail):
+                    if before == wanted:
+                        updates = [update for _, update in list(self.tail)[i:]]
+                        return updates[0] if len(updates) == 1 else merge_updates(*updates)
         return self.doc.get_update(state_vector)
 
     def get(self, record_key: str) -> dict[str, Any] | None:
@@ -66,43 +81,63 @@ class LiveDoc:
 
     def transact(self, origin: str, change: Callable[[Map], None]) -> tuple[bytes, dict]:
         """Run ``change`` on the records map in one transaction; returns the update it made
-        (empty when nothing changed) and the record changes it made (for platform origins)."""
-        self._updates.clear()
+        (empty when nothing changed) and, unless it came from the external system, the record
+        changes it made (for the outbox)."""
         self.changes = {}
-        with self.doc.transaction(origin=origin):
-            change(self.records)
-        return self._take()
-
-    def apply(self, update: bytes, origin: str) -> tuple[bytes, dict]:
-        """Integrate a peer's update (ValueError if malformed); returns what it changed."""
-        self._updates.clear()
-        self.changes = {}
+        updates: list[bytes] = []
         before = self.doc.get_state()
-        with self.doc.transaction(origin=origin):
-            self.doc.apply_update(update)
-        if self.doc.get_state() == before:
-            self._updates.clear()
-            return b"", {}
-        self._take()
-        return update, self.changes
-
-    def _take(self) -> tuple[bytes, dict]:
-        updates = list(self._updates)
-        self._updates.clear()
+        watch = self.doc.observe(lambda event: updates.append(event.update))
+        deep = self.records.observe_deep(self._on_records) if origin != EXTERNAL else None
+        try:
+            with self.doc.transaction(origin=origin):
+                change(self.records)
+        finally:
+            self.doc.unobserve(watch)
+            if deep is not None:
+                self.records.unobserve(deep)
         if not updates:
             return b"", {}
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self.remember(before, update)
         return update, self.changes
+
+    def apply(self, update: bytes, origin: str) -> tuple[bytes, dict]:
+        """Integrate a peer's update (ValueError if malformed); returns it and the record
+        changes it made, or nothing when it brought nothing new."""
+        self.changes = {}
+        before = self.doc.get_state()
+        deep = self.records.observe_deep(self._on_records)
+        try:
+            with self.doc.transaction(origin=origin):
+                self.doc.apply_update(update)
+        finally:
+            self.records.unobserve(deep)
+        if self.doc.get_state() == before:
+            return b"", {}
+        self.remember(before, update)
+        return update, self.changes
+
+    def load(self, update: bytes) -> None:
+        """An update from the log (written by this or another replica): no outbox, no echo."""
+        before = self.doc.get_state()
+        with self.doc.transaction(origin=LOAD):
+            self.doc.apply_update(update)
+        self.remember(before, update)
+
+    def remember(self, before: bytes, update: bytes) -> None:
+        self.tail.append((decode_state_vector(before), update))
+        self.tail_bytes += len(update)
+        while self.tail and (len(self.tail) > TAIL_UPDATES or self.tail_bytes > TAIL_BYTES):
+            self.tail_bytes -= len(self.tail.popleft()[1])
+
+    def forget_tail(self) -> None:
+        self.tail.clear()
+        self.tail_bytes = 0
 
     # observers ----------------------------------------------------------------------------
 
-    def _on_update(self, event: Any) -> None:
-        self._updates.append(event.update)
-
     def _on_records(self, events: list[Any]) -> None:
         for event in events:
-            if event.transaction.origin in (EXTERNAL, LOAD):
-                continue
             path = list(event.path)
             if not path:  # records added, replaced or deleted
                 for record_key, change in event.keys.items():
@@ -120,13 +155,17 @@ class LiveDoc:
                     self.changes[record_key] = known | fields
 
 
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
+    """A Yjs state vector as {client: clock} (encodings may order clients differently)."""
+    decoder = Decoder(state_vector)
+    count = decoder.read_var_uint()
+    return {decoder.read_var_uint(): decoder.read_var_uint() for _ in range(count)}
+
+
 def new_live(integration_id: uuid.UUID) -> LiveDoc:
     doc = Doc()
     records = doc.get(rec.ROOT, type=Map)
-    live = LiveDoc(integration_id=integration_id, doc=doc, records=records)
-    doc.observe(live._on_update)
-    records.observe_deep(live._on_records)
-    return live
+    return LiveDoc(integration_id=integration_id, doc=doc, records=records)
 
 
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
@@ -185,6 +224,7 @@ class DocStore:
                 if snapshot:
                     with live.doc.transaction(origin=LOAD):
                         live.doc.apply_update(snapshot)
+                live.forget_tail()
                 live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
             rows = await conn.fetch(
                 'SELECT id, "update" FROM sync_updates WHERE integration_id = $1 AND id > $2'
@@ -193,19 +233,25 @@ class DocStore:
                 live.applied_through,
             )
         if rows:
-            with live.doc.transaction(origin=LOAD):
-                for row in rows:
-                    live.doc.apply_update(row["update"])
-            live._updates.clear()
+            for row in rows:
+                live.load(row["update"])
             live.applied_through = rows[-1]["id"]
             live.log_rows += len(rows)
             live.log_bytes += sum(len(r["update"]) for r in rows)
 
     async def append(
-        self, live: LiveDoc, origin: str, update: bytes, extra: Extra | None = None
+        self,
+        live: LiveDoc,
+        origin: str,
+        update: bytes,
+        extra: Extra | None = None,
+        *,
+        compact: bool = True,
     ) -> int | None:
         """Make a change durable: the update, and in the same transaction whatever ``extra``
-        writes (a cursor, outbox rows). On failure the document is dropped from memory."""
+        writes (a cursor, outbox rows). On failure the document is dropped from memory.
+        ``compact=False`` leaves folding the log to :meth:`compact_if_due` (a sync run does
+        that at its end rather than between two pages)."""
         if not update and extra is None:
             return None
         try:
@@ -229,9 +275,17 @@ class DocStore:
             live.applied_through = update_id
             live.log_rows += 1
             live.log_bytes += len(update)
-        if live.log_rows >= self.compact_rows or live.log_bytes >= self.compact_bytes:
+        if compact and self.due(live):
             await self.compact(live)
         return update_id
+
+    def due(self, live: LiveDoc) -> bool:
+        return live.log_rows >= self.compact_rows or live.log_bytes >= self.compact_bytes
+
+    async def compact_if_due(self, integration_id: uuid.UUID) -> None:
+        async with self.session(integration_id) as live:
+            if self.due(live):
+                await self.compact(live)
 
     async def compact(self, live: LiveDoc) -> None:
         """Fold the log into the snapshot. The caller holds the session."""
