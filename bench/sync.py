@@ -257,6 +257,10 @@ def main() -> int:
             answer = direct.post(base + "/sync", content=body)
             times.append(time.perf_counter() - started)
             size = len(answer.content)
+        diffs_by = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                    for line in httpx.get(urls["connector_service"] + "/metrics").text.splitlines()
+                    if line.startswith("seedos_sync_diffs_total{")}  # fmt: skip
+        print(f"diffs served by source: {diffs_by}", file=sys.stderr)
         doc_now = Doc()
         doc_now.apply_update(first.content)
         doc_now.apply_update(answer.content)

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 import structlog
 from cachetools import LRUCache
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pycrdt import Decoder, Doc, Map, merge_updates
 
 from connector_service.integrations.service import IntegrationNotFound
@@ -37,6 +37,11 @@ log = structlog.get_logger(component="connector_service.sync.store")
 
 DOCUMENT_BYTES = Gauge(
     "seedos_sync_document_bytes", "Size of the largest sync document snapshot written lately."
+)
+DIFFS = Counter(
+    "seedos_sync_diffs_total",
+    "Diffs served, from the recent updates (tail) or by scanning the document (scan).",
+    ["source"],
 )
 EXTERNAL, PLATFORM, CLIENT, LOAD = "external", "platform", "client", "load"
 DELETED = None  # in a change set: the record was deleted
@@ -72,7 +77,9 @@ class LiveDoc:
                 for i, (before, _) in enumerate(self.tail):
                     if before == wanted:
                         updates = [update for _, update in list(self.tail)[i:]]
+                        DIFFS.labels("tail").inc()
                         return updates[0] if len(updates) == 1 else merge_updates(*updates)
+        DIFFS.labels("scan").inc()
         return self.doc.get_update(state_vector)
 
     def get(self, record_key: str) -> dict[str, Any] | None:
@@ -209,13 +216,20 @@ class DocStore:
         self._docs.pop(integration_id, None)
 
     async def _catch_up(self, live: LiveDoc) -> None:
+        """Apply what the log holds beyond this process's view, in one round trip (the snapshot
+        too, when another replica folded the log past that view)."""
         async with self._db.connection() as conn:
-            through = await conn.fetchval(
-                "SELECT sync_log_through FROM integration_connectors WHERE id = $1",
+            rows = await conn.fetch(
+                'SELECT ic.sync_log_through AS through, u.id, u."update"'
+                " FROM integration_connectors ic LEFT JOIN sync_updates u"
+                " ON u.integration_id = ic.id AND u.id > GREATEST($2, ic.sync_log_through)"
+                " WHERE ic.id = $1 ORDER BY u.id",
                 live.integration_id,
+                live.applied_through,
             )
-            if through is None:
+            if not rows:
                 raise LookupError(live.integration_id)
+            through = rows[0]["through"]
             if through > live.applied_through:  # folded past us: the snapshot first
                 snapshot = await conn.fetchval(
                     "SELECT sync_version FROM integration_connectors WHERE id = $1",
@@ -226,18 +240,13 @@ class DocStore:
                         live.doc.apply_update(snapshot)
                 live.forget_tail()
                 live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
-            rows = await conn.fetch(
-                'SELECT id, "update" FROM sync_updates WHERE integration_id = $1 AND id > $2'
-                " ORDER BY id",
-                live.integration_id,
-                live.applied_through,
-            )
-        if rows:
-            for row in rows:
-                live.load(row["update"])
-            live.applied_through = rows[-1]["id"]
-            live.log_rows += len(rows)
-            live.log_bytes += sum(len(r["update"]) for r in rows)
+        updates = [row for row in rows if row["id"] is not None]
+        for row in updates:
+            live.load(row["update"])
+        if updates:
+            live.applied_through = updates[-1]["id"]
+            live.log_rows += len(updates)
+            live.log_bytes += sum(len(r["update"]) for r in updates)
 
     async def append(
         self,
