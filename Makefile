@@ -44,6 +44,7 @@ format: install
 bench: install
 	$(PY) bench/gateway_proxy.py
 	$(PY) bench/connector_read.py
+	$(PY) bench/sync.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
