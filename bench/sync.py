@@ -31,12 +31,9 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
-import secrets
 import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -48,40 +45,30 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+import stack as stack_  # noqa: E402  (bench/stack.py)
 from machine import machine  # noqa: E402  (bench/machine.py)
 from pycrdt import Doc, write_message  # noqa: E402
 
-from common import db, embedded, migrate  # noqa: E402
-from common.crypto import KeyRing  # noqa: E402
-from common.internal_auth import Principal, TokenSigner  # noqa: E402
-from common.roles import Role  # noqa: E402
+from common import db  # noqa: E402
 from connector_service.sync.store import DocStore  # noqa: E402
-from gateway.api_keys import service as api_keys  # noqa: E402
-from gateway.tenants import service as tenants  # noqa: E402
-from marketplace_service.catalog.service import register_deployed  # noqa: E402
-from seedos_cli import demo  # noqa: E402
-from seedos_cli.supervisor import SERVICES, Supervisor  # noqa: E402
-from seedos_sdk.testing import free_port, start  # noqa: E402
 
 SDK = ROOT / "sdk"
 TARGETS = {"initial_s": 10.0, "incremental_s": 0.5, "diff_p50_ms": 10.0, "diff_kb": 20.0,
            "cold_load_s": 1.5}  # fmt: skip
 
 
-def read_all(client: httpx.Client, base: str, stream: str, cursor: str | None) -> tuple[int, Any]:
+def read_all(stack: stack_.Stack, stream: str, cursor: str | None) -> tuple[int, Any]:
     """Every record of a stream straight from the connector, from ``cursor``."""
     count = 0
-    while True:
-        page = client.post(f"{base}/streams/{stream}/read", json={
-            "config": CONFIG, "credentials": CREDENTIALS, "cursor": cursor}).json()  # fmt: skip
-        count += len(page["records"])
-        cursor = page["next_cursor"]
-        if not page["has_more"]:
-            return count, cursor
-
-
-CONFIG: dict[str, Any] = {}
-CREDENTIALS: dict[str, Any] = {}
+    with httpx.Client(timeout=120) as client:
+        while True:
+            page = client.post(f"{stack.connector.url}/streams/{stream}/read", json={
+                "config": stack.config, "credentials": stack.credentials, "cursor": cursor,
+            }).json()  # fmt: skip
+            count += len(page["records"])
+            cursor = page["next_cursor"]
+            if not page["has_more"]:
+                return count, cursor
 
 
 def wait_run(client: httpx.Client, base: str, after: dt.datetime) -> dict[str, Any]:
@@ -103,26 +90,6 @@ def run_sync(client: httpx.Client, base: str) -> float:
     r.raise_for_status()
     wait_run(client, base, asked)
     return time.perf_counter() - started
-
-
-async def prepare(dsn: str, crm_connector: str) -> dict[str, Any]:
-    conn = await db.connect(dsn)
-    try:
-        await migrate.apply(conn)
-        await demo.seed(conn)
-        async with httpx.AsyncClient() as client:
-            manifest = (await client.get(crm_connector + "/manifest")).json()
-        manifest["name"] = "bench-crm"
-        await register_deployed(conn, manifest=manifest, endpoint_url=crm_connector,
-                                category="crm", vendor="bench")  # fmt: skip
-        slug = f"bench-{secrets.token_hex(4)}"
-        async with conn.transaction():
-            tenant = await tenants.create(conn, slug=slug, name="Bench", actor="system:bench")
-            key = await api_keys.create(conn, tenant_id=tenant["id"], name="bench",
-                                        role=Role.admin, created_by="bench")  # fmt: skip
-        return {"tenant_id": tenant["id"], "slug": slug, "api_key": key["key"]}
-    finally:
-        await conn.close()
 
 
 async def cold_load(dsn: str, integration_id: uuid.UUID, *, fold: bool) -> dict[str, float]:
@@ -158,148 +125,79 @@ def main() -> int:
         "command": " ".join([".venv/bin/python", "bench/sync.py", *sys.argv[1:]]),
         "machine": machine(),
     }
-    tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-sync-"))
-    server = supervisor = crm = connector = None
-    try:
-        crm_key = secrets.token_urlsafe(24)
-        crm = start("examples.demo_crm.app:create_app", factory=True, cwd=SDK, timeout=60,
-                    env={"DEMO_CRM_DATA_DIR": str(tmp / "crm"), "DEMO_CRM_API_KEYS": crm_key},
-                    log_path=tmp / "crm.log")  # fmt: skip
-        connector = start("examples.crm_connector.connector:app", cwd=SDK,
-                          env={"CRM_CONNECTOR_AUTH": "api_key", "SEEDOS_LOG_LEVEL": "WARNING"},
-                          log_path=tmp / "connector.log")  # fmt: skip
-        crm_client = httpx.Client(base_url=crm.url, headers={"X-API-Key": crm_key}, timeout=600)
-        print(f"seeding {args.contacts} contacts ...", file=sys.stderr)
-        crm_client.post("/admin/seed", json={"contacts": args.contacts, "companies": 1000}
-                        ).raise_for_status()  # fmt: skip
-        server = embedded.start(tmp / "pg", cleanup_mode="delete")
-        dsn = embedded.dsn(server)
-        prepared = asyncio.run(prepare(dsn, connector.url))
+    with stack_.running(args.contacts) as stack:
+        figures = measure(stack, args)
+    report(figures, info, args)
+    return 0
 
-        ports = {spec.name: free_port() for spec in SERVICES}
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        internal_key = secrets.token_urlsafe(48)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-        env.update({
-            "DATABASE_URL": dsn, "SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY":
-            internal_key, "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
-            "SEEDOS_LOG_LEVEL": "WARNING", "SEEDOS_LOG_FORMAT": "json",
-            "SEEDOS_DATA_DIR": str(tmp / "data"),
-            "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
-            "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
-            "SEEDOS_GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "60",
-        })  # fmt: skip
-        supervisor = Supervisor(env, log_path=tmp / "services.log")
-        for spec in SERVICES:
-            supervisor.start(spec, ports[spec.name])
-        supervisor.wait_ready(urls, timeout=60)
 
-        api = httpx.Client(base_url=urls["gateway"], timeout=120,
-                           headers={"Authorization": f"Bearer {prepared['api_key']}"})  # fmt: skip
-        CONFIG.update({"base_url": crm.url, "page_size": 1000})
-        CREDENTIALS.update({"api_key": crm_key})
-        r = api.post("/api/v1/integrations", json={
-            "connector": "bench-crm", "config": CONFIG, "credentials": CREDENTIALS})  # fmt: skip
-        r.raise_for_status()
-        iid = r.json()["id"]
-        base = f"/api/v1/integrations/{iid}"
-        api.patch(base, json={"sync_interval_seconds": 0}).raise_for_status()
-        while api.get(base).json()["status"] != "active":
-            time.sleep(0.05)
+def measure(stack: stack_.Stack, args: argparse.Namespace) -> dict[str, Any]:
+    api, direct, base = stack.api, stack.direct, stack.base
+    print("reading straight from the connector (reference) ...", file=sys.stderr)
+    started = time.perf_counter()
+    counted = {name: read_all(stack, name, None) for name in ("contacts", "companies")}
+    read_s = time.perf_counter() - started
+    print("initial sync ...", file=sys.stderr)
+    initial_s = run_sync(api, base)
+    status = api.get(base + "/sync/status").json()
+    pulled = status["last_run"]["records_pulled"]
+    assert pulled == sum(c for c, _ in counted.values()), (pulled, counted)
 
-        print("reading straight from the connector (reference) ...", file=sys.stderr)
-        with httpx.Client(timeout=120) as plain:
-            started = time.perf_counter()
-            counted = {
-                s: read_all(plain, connector.url, s, None) for s in ("contacts", "companies")
-            }
-            read_s = time.perf_counter() - started
-        print("initial sync ...", file=sys.stderr)
-        initial_s = run_sync(api, base)
-        status = api.get(base + "/sync/status").json()
-        pulled = status["last_run"]["records_pulled"]
-        assert pulled == sum(c for c, _ in counted.values()), (pulled, counted)
+    sv_before = direct.get(base + "/sync/state-vector").content
+    first = direct.post(base + "/sync", content=write_message(Doc().get_state())
+                        + write_message(b""))  # fmt: skip
 
-        signer = TokenSigner(key=internal_key, issuer="gateway", ttl_seconds=600)
-        principal = Principal(tenant_id=prepared["tenant_id"], subject="apikey:bench",
-                              role=Role.admin.value)  # fmt: skip
-        token = signer.mint(principal, audience="connector_service")
-        direct = httpx.Client(base_url=urls["connector_service"], timeout=60,
-                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-        sv_before = direct.get(base + "/sync/state-vector").content
-        doc_before = Doc()
-        first = direct.post(base + "/sync", content=write_message(Doc().get_state())
-                            + write_message(b""))  # fmt: skip
-        doc_before.apply_update(first.content)
+    print(f"changing {args.changed} contacts in the CRM ...", file=sys.stderr)
+    with httpx.Client(base_url=stack.crm.url, headers={"X-API-Key": stack.crm_key}) as crm:
+        listed = crm.get("/v1/contacts", params={"limit": args.changed}).json()["results"]
+        for i, contact in enumerate(listed):
+            crm.patch(f"/v1/contacts/{contact['id']}", json={"phone": f"+1 555 {i:04d}"})
+    started = time.perf_counter()
+    changed_read, _ = read_all(stack, "contacts", status["cursors"]["contacts"])
+    incremental_ref_s = time.perf_counter() - started
+    incremental_s = run_sync(api, base)
+    assert api.get(base + "/sync/status").json()["last_run"]["records_pulled"] >= len(listed)
 
-        print(f"changing {args.changed} contacts in the CRM ...", file=sys.stderr)
-        ids = [
-            c["id"]
-            for c in crm_client.get("/v1/contacts", params={"limit": args.changed}).json()[
-                "results"
-            ]
-        ]
-        for i, cid in enumerate(ids):
-            crm_client.patch(f"/v1/contacts/{cid}", json={"phone": f"+1 555 {i:04d}"})
-        with httpx.Client(timeout=60) as plain:
-            cursor = status["cursors"]["contacts"]
-            started = time.perf_counter()
-            changed_read, _ = read_all(plain, connector.url, "contacts", cursor)
-            incremental_ref_s = time.perf_counter() - started
-        incremental_s = run_sync(api, base)
-        assert api.get(base + "/sync/status").json()["last_run"]["records_pulled"] >= len(ids)
+    print("HTTP diffs ...", file=sys.stderr)
+    body = write_message(sv_before) + write_message(b"")
+    times, size = [], 0
+    for _ in range(args.diffs):
+        started = time.perf_counter()
+        answer = direct.post(base + "/sync", content=body)
+        times.append(time.perf_counter() - started)
+        size = len(answer.content)
+    metrics = direct.get("/metrics").text.splitlines()
+    diffs_by = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                for line in metrics if line.startswith("seedos_sync_diffs_total{")}  # fmt: skip
+    doc_now = Doc()
+    doc_now.apply_update(first.content)
+    doc_now.apply_update(answer.content)
+    raw_times = []
+    for _ in range(args.diffs):
+        started = time.perf_counter()
+        doc_now.get_update(sv_before)
+        raw_times.append(time.perf_counter() - started)
 
-        print("HTTP diffs ...", file=sys.stderr)
-        body = write_message(sv_before) + write_message(b"")
-        times, size = [], 0
-        for _ in range(args.diffs):
-            started = time.perf_counter()
-            answer = direct.post(base + "/sync", content=body)
-            times.append(time.perf_counter() - started)
-            size = len(answer.content)
-        diffs_by = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
-                    for line in httpx.get(urls["connector_service"] + "/metrics").text.splitlines()
-                    if line.startswith("seedos_sync_diffs_total{")}  # fmt: skip
-        print(f"diffs served by source: {diffs_by}", file=sys.stderr)
-        doc_now = Doc()
-        doc_now.apply_update(first.content)
-        doc_now.apply_update(answer.content)
-        raw_times = []
-        for _ in range(args.diffs):
-            started = time.perf_counter()
-            doc_now.get_update(sv_before)
-            raw_times.append(time.perf_counter() - started)
-
-        print("cold loads ...", file=sys.stderr)
-        integration_id = uuid.UUID(iid)
-        log_load = asyncio.run(cold_load(dsn, integration_id, fold=True))
-        snapshot_load = asyncio.run(cold_load(dsn, integration_id, fold=False))
-
-        figures = {
-            "contacts": args.contacts,
-            "initial_s": initial_s,
-            "initial_reference_read_s": read_s,
-            "initial_ratio_to_read": initial_s / read_s,
-            "incremental_s": incremental_s,
-            "incremental_reference_read_s": incremental_ref_s,
-            "incremental_changed": changed_read,
-            "diff_p50_ms": statistics.median(times) * 1000,
-            "diff_p99_ms": sorted(times)[int(len(times) * 0.99) - 1] * 1000,
-            "diff_kb": size / 1000,
-            "diff_raw_pycrdt_p50_ms": statistics.median(raw_times) * 1000,
-            "cold_load_from_log": log_load,
-            "cold_load_from_snapshot": snapshot_load,
-        }
-        report(figures, info, args)
-        return 0
-    finally:
-        if supervisor:
-            supervisor.stop()
-        for served in (connector, crm):
-            if served:
-                served.stop()
-        if server:
-            server.cleanup()
+    print("cold loads ...", file=sys.stderr)
+    integration_id = uuid.UUID(stack.integration_id)
+    log_load = asyncio.run(cold_load(stack.dsn, integration_id, fold=True))
+    snapshot_load = asyncio.run(cold_load(stack.dsn, integration_id, fold=False))
+    return {
+        "contacts": args.contacts,
+        "initial_s": initial_s,
+        "initial_reference_read_s": read_s,
+        "initial_ratio_to_read": initial_s / read_s,
+        "incremental_s": incremental_s,
+        "incremental_reference_read_s": incremental_ref_s,
+        "incremental_changed": changed_read,
+        "diff_p50_ms": statistics.median(times) * 1000,
+        "diff_p99_ms": sorted(times)[int(len(times) * 0.99) - 1] * 1000,
+        "diff_kb": size / 1000,
+        "diffs_by_source": diffs_by,
+        "diff_raw_pycrdt_p50_ms": statistics.median(raw_times) * 1000,
+        "cold_load_from_log": log_load,
+        "cold_load_from_snapshot": snapshot_load,
+    }
 
 
 def report(figures: dict[str, Any], info: dict[str, Any], args: argparse.Namespace) -> None:
