@@ -21,7 +21,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -76,11 +76,11 @@ class LiveDoc:
         """Integrate a peer's update (ValueError if malformed); returns what it changed."""
         self._updates.clear()
         self.changes = {}
-        before = self.doc.get_state()
         with self.doc.transaction(origin=origin):
             self.doc.apply_update(update)
-        if self.doc.get_state() == before:
-            self._updates.clear()
+        # What changed is what the document reports, not a moved state vector: an update that
+        # only deletes leaves the state vector as it was.
+        if not self._updates:
             return b"", {}
         self._take()
         return update, self.changes
@@ -129,6 +129,17 @@ def new_live(integration_id: uuid.UUID) -> LiveDoc:
 
 
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
+NOTIFY_CHANNEL = "seedos_sync"  # payload "<integration id>:<log id>": ids only, never bytes
+
+
+class Broadcaster(Protocol):
+    """Who hears about committed changes (the WebSocket hub)."""
+
+    def watching(self, integration_id: uuid.UUID) -> bool: ...
+
+    def publish(
+        self, integration_id: uuid.UUID, update: bytes, source: object | None = None
+    ) -> None: ...
 
 
 class DocStore:
@@ -136,11 +147,13 @@ class DocStore:
         self,
         db: Any,
         *,
+        broadcaster: Broadcaster | None = None,
         cache_size: int = 64,
         compact_rows: int = 500,
         compact_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._db = db
+        self.broadcaster = broadcaster
         self._docs: LRUCache[uuid.UUID, LiveDoc] = LRUCache(maxsize=cache_size)
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -164,48 +177,76 @@ class DocStore:
     def forget(self, integration_id: uuid.UUID) -> None:
         self._docs.pop(integration_id, None)
 
+    def applied_through(self, integration_id: uuid.UUID) -> int | None:
+        """The last log id this process applied to the document (None: not in memory)."""
+        live = self._docs.get(integration_id)
+        return None if live is None else live.applied_through
+
     async def _catch_up(self, live: LiveDoc) -> None:
         async with self._db.connection() as conn:
-            through = await conn.fetchval(
-                "SELECT sync_log_through FROM integration_connectors WHERE id = $1",
+            await self._catch_up_on(conn, live)
+
+    async def _catch_up_on(self, conn: asyncpg.Connection, live: LiveDoc) -> None:
+        """Apply what the log holds beyond ``applied_through`` (appended by other replicas, or
+        everything when the document was just loaded) and tell the broadcaster what it was."""
+        applied: list[bytes] = []
+        through = await conn.fetchval(
+            "SELECT sync_log_through FROM integration_connectors WHERE id = $1",
+            live.integration_id,
+        )
+        if through is None:
+            raise LookupError(live.integration_id)
+        if through > live.applied_through:  # folded past us: the snapshot first
+            snapshot = await conn.fetchval(
+                "SELECT sync_version FROM integration_connectors WHERE id = $1",
                 live.integration_id,
             )
-            if through is None:
-                raise LookupError(live.integration_id)
-            if through > live.applied_through:  # folded past us: the snapshot first
-                snapshot = await conn.fetchval(
-                    "SELECT sync_version FROM integration_connectors WHERE id = $1",
-                    live.integration_id,
-                )
-                if snapshot:
-                    with live.doc.transaction(origin=LOAD):
-                        live.doc.apply_update(snapshot)
-                live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
-            rows = await conn.fetch(
-                'SELECT id, "update" FROM sync_updates WHERE integration_id = $1 AND id > $2'
-                " ORDER BY id",
-                live.integration_id,
-                live.applied_through,
-            )
+            if snapshot:
+                with live.doc.transaction(origin=LOAD):
+                    live.doc.apply_update(snapshot)
+                applied.append(snapshot)
+            live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
+        rows = await conn.fetch(
+            'SELECT id, "update" FROM sync_updates WHERE integration_id = $1 AND id > $2'
+            " ORDER BY id",
+            live.integration_id,
+            live.applied_through,
+        )
         if rows:
             with live.doc.transaction(origin=LOAD):
                 for row in rows:
                     live.doc.apply_update(row["update"])
-            live._updates.clear()
             live.applied_through = rows[-1]["id"]
             live.log_rows += len(rows)
             live.log_bytes += sum(len(r["update"]) for r in rows)
+            applied.extend(row["update"] for row in rows)
+        live._updates.clear()
+        if applied and self.broadcaster and self.broadcaster.watching(live.integration_id):
+            merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
+            self.broadcaster.publish(live.integration_id, merged)
 
     async def append(
-        self, live: LiveDoc, origin: str, update: bytes, extra: Extra | None = None
+        self,
+        live: LiveDoc,
+        origin: str,
+        update: bytes,
+        extra: Extra | None = None,
+        *,
+        source: object | None = None,
     ) -> int | None:
         """Make a change durable: the update, and in the same transaction whatever ``extra``
-        writes (a cursor, outbox rows). On failure the document is dropped from memory."""
+        writes (a cursor, outbox rows). On failure the document is dropped from memory.
+
+        Once committed, the change goes to the broadcaster (``source``: the connection it
+        came from, spared the echo) and, through ``pg_notify`` of its id, to other replicas."""
         if not update and extra is None:
             return None
         try:
             async with self._db.connection() as conn, conn.transaction():
                 await lock(conn, live.integration_id)
+                # Another replica may have appended since this session caught up: take its
+                # rows now, under the lock, or applied_through would jump over them below.
+                await self._catch_up_on(conn, live)
                 update_id = None
                 if update:
                     update_id = await conn.fetchval(
@@ -215,6 +256,10 @@ class DocStore:
                         origin,
                         update,
                     )
+                    await conn.execute(
+                        "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
+                        f"{live.integration_id}:{update_id}",
+                    )  # fmt: skip
                 if extra is not None:
                     await extra(conn, update_id or 0)
         except BaseException:
@@ -224,6 +269,8 @@ class DocStore:
             live.applied_through = update_id
             live.log_rows += 1
             live.log_bytes += len(update)
+            if self.broadcaster is not None:
+                self.broadcaster.publish(live.integration_id, update, source)
         if live.log_rows >= self.compact_rows or live.log_bytes >= self.compact_bytes:
             await self.compact(live)
         return update_id
