@@ -35,6 +35,8 @@ log = structlog.get_logger(component="connector_service.sync.hub")
 TICK_SECONDS = 0.015
 MAX_QUEUED_MESSAGES = 256
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
+MAX_AWARENESS_STATES = 1024  # remembered per document, for newcomers
+MAX_AWARENESS_STATE_CHARS = 16 * 1024
 
 # close codes (RFC 6455 section 7.4.1)
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1011, 1013, 1001
@@ -225,7 +227,11 @@ class Hub:
         when it is alone. Remember the states, for newcomers."""
         for client, clock, state in read_awareness(update):
             known = room.awareness.get(client)
-            if known is None or clock >= known[0]:
+            if known is not None and clock < known[0]:
+                continue
+            if known is None and len(room.awareness) >= MAX_AWARENESS_STATES:
+                continue  # relayed, not remembered: memory stays bounded
+            if len(state) <= MAX_AWARENESS_STATE_CHARS:
                 room.awareness[client] = (clock, state, peer)
         for other in room.peers:
             other.push(message)
