@@ -23,7 +23,7 @@ from gateway.me.routes import router as me_router
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
 from gateway.settings import GatewaySettings
-from gateway.ws_proxy import WebSocketProxy
+from gateway.ws_proxy import WebSocketProxy, make_ws_session
 
 SERVICE = "gateway"
 # Longest prefix first; the services serve the same paths the gateway exposes.
@@ -96,6 +96,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             for name, url in base_urls.items()
         }
         app.state.upstreams = upstreams
+        # WebSockets last as long as the client stays: on their own connections, so that they
+        # neither count against nor wait for the pooled ones plain requests use.
+        app.state.ws_sessions = {
+            name: make_ws_session(connect_timeout=settings.upstream_connect_timeout_seconds)
+            for name in upstreams
+        }
         app.state.proxy = Proxy(
             signer=signer,
             max_body_bytes=settings.max_body_bytes,
@@ -109,6 +115,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             for upstream in upstreams.values():
                 await upstream.session.close()
+            for session in app.state.ws_sessions.values():
+                await session.close()
 
     app = create_service_app(
         name=SERVICE,

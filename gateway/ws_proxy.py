@@ -5,7 +5,7 @@ browser cannot set headers on a WebSocket, so a request carrying ``?ticket=`` an
 ``Authorization`` goes through with an internal token for :data:`gateway.proxy.ANONYMOUS`,
 and the service admits it on the ticket alone (single-use, checked and consumed there).
 
-The upstream WebSocket is opened (aiohttp, on the upstream's pooled session) before the
+The upstream WebSocket is opened (aiohttp, on a session of its own per upstream) before the
 caller's is accepted: a refusal upstream is a refusal here (handshake answered 403, close code
 1008 to the application), and an unreachable upstream 1013 (try again later). Then frames are
 pumped both ways, each send awaited, so a slow side holds the other back instead of making
@@ -32,6 +32,18 @@ log = structlog.get_logger(component="seedos.gateway.ws_proxy")
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1008, 1011, 1013
 # Codes a peer reports but must never send (RFC 6455 section 7.4.1), and what to send instead.
 _UNSENDABLE = {1005: 1000, 1006: INTERNAL_ERROR, 1015: INTERNAL_ERROR}
+
+
+def make_ws_session(*, connect_timeout: float) -> aiohttp.ClientSession:
+    """Unpooled (no connection limit, no keep-alive reuse) and without a read timeout: an idle
+    sync connection is normal, and the service's pings tell a live one from a dead one."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 def _sendable(code: int | None) -> int:
@@ -72,7 +84,7 @@ class WebSocketProxy:
             "x-forwarded-proto": "wss" if scope.get("scheme") == "wss" else "ws",
         }
         try:
-            peer = await upstream.session.ws_connect(
+            peer = await state.ws_sessions[upstream_name].ws_connect(
                 url, headers=headers, protocols=scope.get("subprotocols") or (),
                 max_msg_size=0, autoclose=False, autoping=True,
             )  # fmt: skip
