@@ -153,6 +153,7 @@ async def test_node_y_websocket_client_converges_with_pycrdt_and_json(live):
             "delete": f"contacts/{three}",
             "expect": {f"contacts/{one}": {"last_name": "FromPython"},
                        f"contacts/{two}": {"phone": "FromJson"}},
+            "after_reconnect": {f"contacts/{two}": {"title": "AfterReconnect"}},
             "timeout_ms": 30000,
         }  # fmt: skip
         env = {**os.environ, "SEEDOS_URL": live.rig.suite.gateway,
@@ -176,19 +177,29 @@ async def test_node_y_websocket_client_converges_with_pycrdt_and_json(live):
             r = await live.client.patch(f"{live.base}/records/contacts/{two}",
                                         json={"phone": "FromJson"})  # fmt: skip
             assert r.status_code == 200, r.text
-            done = (await _node_events(proc, until="done"))[-1]
+            done = (await _node_events(proc, until="converged"))[-1]
+            # it reconnects with a fresh ticket (README's recipe) and goes on syncing
+            await _node_events(proc, until="resynced")
+            r = await live.client.patch(f"{live.base}/records/contacts/{two}",
+                                        json={"title": "AfterReconnect"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            final = (await _node_events(proc, until="done"))[-1]
+            assert final["records"][f"contacts/{two}"]["title"] == "AfterReconnect"
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        # all three agree
-        await py.until(lambda: (py.record(f"contacts/{two}") or {}).get("phone") == "FromJson")
-        for key, fields in done["records"].items():
-            assert py.record(key) == fields, key
+        # all three agree, before the reconnect and after it
         assert done["records"][f"contacts/{three}"] is None
         assert done["records"][f"contacts/{one}"]["first_name"] == "FromNode"
+        assert done["records"][f"contacts/{two}"]["phone"] == "FromJson"
+        await py.until(lambda: (py.record(f"contacts/{two}") or {}).get("title")
+                       == "AfterReconnect")  # fmt: skip
+        for key, fields in final["records"].items():
+            assert py.record(key) == fields, key
         assert (await live.record(one))["last_name"] == "FromPython"
+        assert (await live.record(two))["title"] == "AfterReconnect"
     finally:
         await py.close()
 

@@ -3,8 +3,10 @@
 //
 // Environment: SEEDOS_URL (the gateway), SEEDOS_API_KEY, INTEGRATION_ID.
 // Argument: a JSON plan {"edit": {key, field, value}, "create": {key, fields}, "delete": key,
-// "expect": {key: {field: value}}, "timeout_ms"}. Prints one JSON line per step: synced, edited,
-// then done with the records named in the plan; exits 1 if the expectations are not met in time.
+// "expect": {key: {field: value}}, "after_reconnect": {key: {field: value}}, "timeout_ms"}.
+// Prints one JSON line per step: synced, edited, converged (with the records named in the plan);
+// then it drops the connection, reconnects with a fresh ticket as README shows (a ticket is single
+// use), prints resynced, waits for after_reconnect and prints done. Exits 1 on a timeout.
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -23,6 +25,9 @@ if (answer.status !== 200) {
   process.exit(1)
 }
 const { ticket } = await answer.json()
+const freshTicket = async () => (await (await fetch(`${base}/api/v1/integrations/${id}/sync/ticket`, {
+  method: 'POST', headers: { Authorization: `Bearer ${process.env.SEEDOS_API_KEY}` }
+})).json()).ticket
 
 const doc = new Y.Doc()
 const records = doc.getMap('records')
@@ -30,7 +35,16 @@ const provider = new WebsocketProvider(
   base.replace(/^http/, 'ws') + `/api/v1/integrations/${id}/sync`, 'ws', doc,
   { WebSocketPolyfill: WebSocket, params: { ticket }, disableBc: true }
 )
-provider.on('connection-close', (event) => say('closed', { code: event?.code }))
+provider.on('connection-close', (event) => {
+  say('closed', { code: event?.code })
+  if (!provider.shouldConnect) return // disconnect() or destroy()
+  provider.shouldConnect = false // not with the used ticket: with a new one
+  freshTicket().then((t) => { provider.params = { ticket: t }; provider.connect() })
+})
+const synced = () => new Promise((resolve) => {
+  const check = (state) => { if (state) { provider.off('synced', check); resolve() } }
+  provider.on('synced', check)
+})
 
 const timeout = setTimeout(() => {
   say('timeout', { records: snapshot() })
@@ -49,7 +63,7 @@ const snapshot = () => {
   return out
 }
 
-await new Promise((resolve) => provider.once('synced', resolve))
+await synced()
 say('synced', { size: records.size })
 
 doc.transact(() => {
@@ -59,16 +73,24 @@ doc.transact(() => {
 })
 say('edited')
 
-const met = () => Object.entries(plan.expect ?? {}).every(([key, fields]) => {
+const met = (expect) => Object.entries(expect ?? {}).every(([key, fields]) => {
   const value = records.get(key)
   return value instanceof Y.Map &&
     Object.entries(fields).every(([field, wanted]) => value.get(field) === wanted)
 })
-await new Promise((resolve) => {
-  if (met()) return resolve()
-  const check = () => { if (met()) { records.unobserveDeep(check); resolve() } }
+const reached = (expect) => new Promise((resolve) => {
+  if (met(expect)) return resolve()
+  const check = () => { if (met(expect)) { records.unobserveDeep(check); resolve() } }
   records.observeDeep(check)
 })
+await reached(plan.expect)
+say('converged', { records: snapshot() })
+
+const again = synced()
+provider.ws.close()
+await again
+say('resynced')
+await reached(plan.after_reconnect)
 clearTimeout(timeout)
 say('done', { records: snapshot() })
 provider.destroy()
