@@ -254,9 +254,17 @@ async def test_two_replicas_converge_through_listen_notify(live, dsn, tmp_path):
             assert a.snapshot() == b.snapshot()
             assert (await live.record(two))["title"] == "b9"
             assert (await live.record(one))["title"] == "a9"
-            rows = await fetch(dsn, "SELECT count(*) AS n FROM sync_updates WHERE"
-                               " integration_id = $1 AND origin = 'client'", uuid.UUID(live.iid))  # fmt: skip
-            assert rows[0]["n"] >= 1
+            # the listening connections drop: they come back, and what was missed arrives
+            killed = await fetch(dsn, "SELECT pg_terminate_backend(pid) AS ok FROM"
+                                 " pg_stat_activity WHERE application_name ="
+                                 " 'connector_service-listen' AND datname = current_database()")  # fmt: skip
+            assert len(killed) == 2 and all(r["ok"] for r in killed)
+            await a.edit(lambda r: r[f"contacts/{one}"].__setitem__("title", "after the drop"))
+            await b.until(lambda: (b.record(f"contacts/{one}") or {}).get("title")
+                          == "after the drop")  # fmt: skip
+            await b.edit(lambda r: r[f"contacts/{two}"].__setitem__("title", "and back"))
+            await a.until(lambda: (a.record(f"contacts/{two}") or {}).get("title") == "and back")
+            assert a.snapshot() == b.snapshot()
         finally:
             await a.close()
             await b.close()
@@ -333,6 +341,23 @@ async def test_viewers_read_but_cannot_write(live, dsn):
         await reader.until(lambda: reader.record(f"contacts/{some}")["first_name"] == "Seen")
         changed = await live.state_vector()
         assert changed != before
+        # a handshake reply (sync step 2) holding nothing new, deletions included, is let be
+        step2 = bytes([0, 1])
+        await reader.send(step2 + write_message(reader.doc.get_update()))
+        await editor.edit(lambda r: r[f"contacts/{some}"].__setitem__("last_name", "Alive"))
+        await reader.until(lambda: reader.record(f"contacts/{some}")["last_name"] == "Alive")
+        changed = await live.state_vector()
+        # one holding changes is refused like any update from a viewer
+        sneaky = await YClient.connect(live.ws_url(), headers=viewer.headers)
+        try:
+            other = Doc()
+            with other.transaction():
+                other.get("records", type=Map)[f"contacts/{some}x"] = Map({"id": f"{some}x"})
+            await sneaky.send(step2 + write_message(other.get_update()))
+            assert await sneaky.wait_closed() == 1008
+        finally:
+            await sneaky.close()
+        assert await live.state_vector() == changed
         # its own are refused: closed with 1008, the document untouched
         await reader.edit(lambda r: r[f"contacts/{some}"].__setitem__("first_name", "Nope"))
         assert await reader.wait_closed() == 1008
