@@ -171,6 +171,8 @@ class Connection:
             code, reason = await self._run(peer, room)
         finally:
             self.hub.leave(self.target.id, peer)
+            if not self.hub.watching(self.target.id):
+                self.store.unpin(self.target.id)
         if code is not None and self.websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.websocket.close(code, reason), 2)

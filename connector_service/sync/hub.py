@@ -178,6 +178,12 @@ class Hub:
     def watching(self, integration_id: uuid.UUID) -> bool:
         return integration_id in self.rooms
 
+    def invalidate(self, integration_id: uuid.UUID) -> None:
+        """The document was dropped from memory (a failed commit): its clients resynchronize."""
+        room = self.rooms.get(integration_id)
+        for peer in room.peers if room else ():
+            peer.fail(TRY_AGAIN_LATER, "document reloaded: reconnect")
+
     def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
         for room in self.rooms.values():
             for peer in room.peers:

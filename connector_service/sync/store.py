@@ -46,6 +46,7 @@ class LiveDoc:
     doc: Doc
     records: Map
     applied_through: int = 0
+    loaded: bool = False  # caught up at least once: what it applies next is news to clients
     log_rows: int = 0  # appended since the snapshot (as far as this process knows)
     log_bytes: int = 0
     # record key -> changed fields (None: deleted), collected from platform and client changes
@@ -141,6 +142,8 @@ class Broadcaster(Protocol):
         self, integration_id: uuid.UUID, update: bytes, source: object | None = None
     ) -> None: ...
 
+    def invalidate(self, integration_id: uuid.UUID) -> None: ...
+
 
 class DocStore:
     def __init__(
@@ -154,6 +157,7 @@ class DocStore:
     ) -> None:
         self._db = db
         self.broadcaster = broadcaster
+        self._pinned: dict[uuid.UUID, LiveDoc] = {}  # documents with live clients here
         self._docs: LRUCache[uuid.UUID, LiveDoc] = LRUCache(maxsize=cache_size)
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -168,18 +172,29 @@ class DocStore:
         if gate is None:
             gate = self._locks[integration_id] = asyncio.Lock()
         async with gate:
-            live = self._docs.get(integration_id)
+            live = self._pinned.get(integration_id) or self._docs.get(integration_id)
             if live is None:
                 live = self._docs[integration_id] = new_live(integration_id)
+            if self.broadcaster is not None and self.broadcaster.watching(integration_id):
+                self._pinned[integration_id] = live  # never evicted while clients follow it
             await self._catch_up(live)
             yield live
 
     def forget(self, integration_id: uuid.UUID) -> None:
         self._docs.pop(integration_id, None)
+        if self._pinned.pop(integration_id, None) is not None and self.broadcaster is not None:
+            # its clients were told about a copy that is gone: they resynchronize
+            self.broadcaster.invalidate(integration_id)
+
+    def unpin(self, integration_id: uuid.UUID) -> None:
+        """Its last live client left: the document is an ordinary cache entry again."""
+        live = self._pinned.pop(integration_id, None)
+        if live is not None and integration_id not in self._docs:
+            self._docs[integration_id] = live
 
     def applied_through(self, integration_id: uuid.UUID) -> int | None:
         """The last log id this process applied to the document (None: not in memory)."""
-        live = self._docs.get(integration_id)
+        live = self._pinned.get(integration_id) or self._docs.get(integration_id)
         return None if live is None else live.applied_through
 
     async def _catch_up(self, live: LiveDoc) -> None:
@@ -221,7 +236,8 @@ class DocStore:
             live.log_bytes += sum(len(r["update"]) for r in rows)
             applied.extend(row["update"] for row in rows)
         live._updates.clear()
-        if applied and self.broadcaster and self.broadcaster.watching(live.integration_id):
+        news, live.loaded = live.loaded, True  # a first load is nobody's news
+        if news and applied and self.broadcaster and self.broadcaster.watching(live.integration_id):
             merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
             self.broadcaster.publish(live.integration_id, merged)
 
