@@ -204,7 +204,12 @@ class DocStore:
     async def _catch_up_on(self, conn: asyncpg.Connection, live: LiveDoc) -> None:
         """Apply what the log holds beyond ``applied_through`` (appended by other replicas, or
         everything when the document was just loaded) and tell the broadcaster what it was."""
-        applied: list[bytes] = []
+        # a first load is nobody's news; later, only documents with clients here are
+        tell = bool(
+            live.loaded and self.broadcaster and self.broadcaster.watching(live.integration_id)
+        )
+        live.loaded = True
+        before = None  # the state vector before a snapshot, when clients must hear the difference
         through = await conn.fetchval(
             "SELECT sync_log_through FROM integration_connectors WHERE id = $1",
             live.integration_id,
@@ -217,9 +222,9 @@ class DocStore:
                 live.integration_id,
             )
             if snapshot:
+                before = live.doc.get_state() if tell else None
                 with live.doc.transaction(origin=LOAD):
                     live.doc.apply_update(snapshot)
-                applied.append(snapshot)
             live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
         rows = await conn.fetch(
             'SELECT id, "update" FROM sync_updates WHERE integration_id = $1 AND id > $2'
@@ -234,11 +239,14 @@ class DocStore:
             live.applied_through = rows[-1]["id"]
             live.log_rows += len(rows)
             live.log_bytes += sum(len(r["update"]) for r in rows)
-            applied.extend(row["update"] for row in rows)
         live._updates.clear()
-        news, live.loaded = live.loaded, True  # a first load is nobody's news
-        if news and applied and self.broadcaster and self.broadcaster.watching(live.integration_id):
-            merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
+        if not tell or self.broadcaster is None:
+            return
+        if before is not None:  # not the whole snapshot: what it and the rows added for us
+            self.broadcaster.publish(live.integration_id, live.doc.get_update(before))
+        elif rows:
+            updates = [row["update"] for row in rows]
+            merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
             self.broadcaster.publish(live.integration_id, merged)
 
     async def append(

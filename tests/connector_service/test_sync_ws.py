@@ -17,12 +17,16 @@ import uuid
 from datetime import UTC, datetime
 
 import aiohttp
+import asyncpg
 import httpx
 import pytest
-from pycrdt import Doc, Map, create_update_message, write_message
+from pycrdt import Doc, Map, create_update_message, read_message, write_message
 
+from common.db import Database
 from common.internal_auth import Principal, TokenSigner
 from common.roles import Role
+from connector_service.sync.hub import Hub, Peer
+from connector_service.sync.store import PLATFORM, DocStore
 from seedos_sdk.testing.process import start
 from tests.conftest import ROOT, suite_env
 from tests.connector_service.rig import fetch, register, wait_status
@@ -427,3 +431,50 @@ async def test_bad_input_closes_1008_and_changes_nothing(live):
             await asyncio.sleep(0.05)
     finally:
         await client.close()
+
+
+async def test_a_replica_catches_up_across_compaction_and_sends_only_the_difference(live, dsn):
+    """Two stores (as two replicas would hold) on the database: one appends past several
+    compactions; the other's clients get what changed, not the snapshot it reloads."""
+    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=4)
+    database = Database(pool, acquire_timeout=5)
+    iid = uuid.UUID(live.iid)
+    hub_a, hub_b = Hub(tick_seconds=0.001), Hub(tick_seconds=0.001)
+    a = DocStore(database, broadcaster=hub_a, compact_rows=3)
+    b = DocStore(database, broadcaster=hub_b, compact_rows=3)
+    sent: list[bytes] = []
+    arrived = asyncio.Event()
+
+    async def send(message: bytes) -> None:
+        sent.append(message)
+        arrived.set()
+
+    peer = Peer(send)
+    hub_b.join(iid, peer)
+    runner = asyncio.create_task(peer.run())
+    try:
+        async with b.session(iid) as doc_b:
+            client = Doc()
+            client.apply_update(doc_b.doc.get_update())  # what its client was sent (step 2)
+            snapshot_size = len(doc_b.doc.get_update())
+            key = sorted(k for k in doc_b.records if k.startswith("contacts/"))[0]
+        for i in range(10):
+            async with a.session(iid) as doc_a:
+                update, _ = doc_a.transact(
+                    PLATFORM, lambda r, i=i: r[key].__setitem__("title", f"t{i}")
+                )
+                await a.append(doc_a, PLATFORM, update)
+        rows = await fetch(dsn, "SELECT sync_log_through FROM integration_connectors"
+                           " WHERE id = $1", iid)  # fmt: skip
+        assert rows[0]["sync_log_through"] > 0  # compacted: B's next rows are gone from the log
+        async with b.session(iid) as doc_b:  # what its listener does on a notification
+            assert doc_b.get(key)["title"] == "t9"
+            wanted = doc_b.records.to_py()
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert len(sent) == 1 and len(sent[0]) < snapshot_size / 2
+        client.apply_update(read_message(sent[0][2:]))
+        assert client.get("records", type=Map).to_py() == wanted
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await pool.close()
