@@ -271,7 +271,7 @@ async def test_two_replicas_converge_through_listen_notify(live, dsn, tmp_path):
             killed = await fetch(dsn, "SELECT pg_terminate_backend(pid) AS ok FROM"
                                  " pg_stat_activity WHERE application_name ="
                                  " 'connector_service-listen' AND datname = current_database()")  # fmt: skip
-            assert len(killed) == 2 and all(r["ok"] for r in killed)
+            assert len(killed) >= 2 and all(r["ok"] for r in killed)  # other suites too
             await a.edit(lambda r: r[f"contacts/{one}"].__setitem__("title", "after the drop"))
             await b.until(lambda: (b.record(f"contacts/{one}") or {}).get("title")
                           == "after the drop")  # fmt: skip
