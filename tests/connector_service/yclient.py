@@ -115,7 +115,10 @@ class YClient:
         return self.close_code
 
     async def close(self) -> None:
-        await self.ws.close()
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-        await self.session.close()
+        try:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self.ws.close()
+        finally:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            await self.session.close()
