@@ -20,6 +20,11 @@ OIDC_MODULES := sdk/tests/oidc/node_modules/.package-lock.json
 $(OIDC_MODULES): sdk/tests/oidc/package.json sdk/tests/oidc/package-lock.json
 	npm ci --prefix sdk/tests/oidc --no-audit --no-fund --loglevel=error
 
+# An unmodified y-websocket client (npm yjs, y-websocket, ws) for the sync interop tests.
+INTEROP_MODULES := tests/sync_interop/node_modules/.package-lock.json
+$(INTEROP_MODULES): tests/sync_interop/package.json tests/sync_interop/package-lock.json
+	npm ci --prefix tests/sync_interop --no-audit --no-fund --loglevel=error
+
 install: $(STAMP)
 
 ## Start the whole suite on the embedded PostgreSQL (or DATABASE_URL) with demo data.
@@ -27,7 +32,7 @@ run: install
 	$(VENV)/bin/seedos up
 
 ## Lint, format check and every test: the suite's, then the SDK's.
-test: install $(OIDC_MODULES)
+test: install $(OIDC_MODULES) $(INTEROP_MODULES)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

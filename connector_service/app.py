@@ -24,8 +24,11 @@ from connector_service.oauth.routes import router as oauth_router
 from connector_service.settings import ConnectorServiceSettings
 from connector_service.sync import loops as sync_loops
 from connector_service.sync.engine import SyncEngine
+from connector_service.sync.hub import Hub
+from connector_service.sync.notify import ChangeListener
 from connector_service.sync.routes import router as sync_router
 from connector_service.sync.store import DocStore
+from connector_service.sync.ws import router as sync_ws_router
 
 SERVICE = "connector_service"
 SWEEP_SECONDS = 600
@@ -58,7 +61,12 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             max_attempts=settings.call_max_attempts,
             on_circuit=calls.circuit_listener(db),
         )  # fmt: skip
-        app.state.sync_store = DocStore(db)
+        app.state.sync_hub = Hub()
+        app.state.sync_store = DocStore(db, broadcaster=app.state.sync_hub)
+        listener = ChangeListener(
+            settings.dsn or "", app.state.sync_store, app.state.sync_hub,
+            application_name=f"{SERVICE}-listen",
+        )  # fmt: skip
         app.state.sync_engine = SyncEngine(db, app.state.sync_store, app.state.manager)
         recorder.start()
         loops = [
@@ -67,10 +75,12 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             asyncio.create_task(
                 sync_loops.schedule_forever(app.state.sync_engine), name="sync-schedule"
             ),
+            asyncio.create_task(listener.run(), name="sync-listen"),
         ]
         try:
             yield
         finally:
+            app.state.sync_hub.close_all()
             for task in loops + list(app.state.sync_engine.running.values()):
                 task.cancel()
             for task in loops:
@@ -92,6 +102,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.include_router(integrations_router)
     app.include_router(actions_router)
     app.include_router(sync_router)
+    app.include_router(sync_ws_router)
     return app
 
 

@@ -247,3 +247,40 @@ async def scheduled_due(conn: asyncpg.Connection, limit: int) -> list[Any]:
         " ORDER BY ic.last_sync_at NULLS FIRST LIMIT $1",
         limit,
     )
+
+
+# ---------------------------------------------------------------------- WebSocket tickets
+
+
+async def create_ticket(
+    conn: asyncpg.Connection,
+    token_hash: bytes,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    subject: str,
+    role: str,
+    ttl_seconds: int,
+) -> datetime:
+    """Store a ticket's hash; returns when it expires. Expired tickets are swept on the way."""
+    await conn.execute("DELETE FROM sync_tickets WHERE expires_at < now()")
+    return await conn.fetchval(
+        "INSERT INTO sync_tickets (token_hash, tenant_id, integration_id, subject, role,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
+        " RETURNING expires_at",
+        token_hash,
+        tenant_id,
+        integration_id,
+        subject,
+        role,
+        ttl_seconds,
+    )
+
+
+async def take_ticket(conn: asyncpg.Connection, token_hash: bytes) -> Any:
+    """Consume a ticket (whatever else happens, it cannot be used again); None if unknown."""
+    return await conn.fetchrow(
+        "DELETE FROM sync_tickets WHERE token_hash = $1 RETURNING tenant_id, integration_id,"
+        " subject, role, expires_at > now() AS valid",
+        token_hash,
+    )

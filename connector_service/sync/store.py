@@ -22,7 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -57,6 +57,7 @@ class LiveDoc:
     doc: Doc
     records: Map
     applied_through: int = 0
+    loaded: bool = False  # caught up at least once: what it applies next is news to clients
     log_rows: int = 0  # appended since the snapshot (as far as this process knows)
     log_bytes: int = 0
     # record key -> changed fields (None: deleted), collected from platform and client changes
@@ -113,13 +114,18 @@ class LiveDoc:
         changes it made, or nothing when it brought nothing new."""
         self.changes = {}
         before = self.doc.get_state()
+        events: list[bytes] = []
+        watch = self.doc.observe(lambda event: events.append(event.update))
         deep = self.records.observe_deep(self._on_records)
         try:
             with self.doc.transaction(origin=origin):
                 self.doc.apply_update(update)
         finally:
+            self.doc.unobserve(watch)
             self.records.unobserve(deep)
-        if self.doc.get_state() == before:
+        # What changed is what the document reports, not a moved state vector: an update that
+        # only deletes leaves the state vector as it was.
+        if not events:
             return b"", {}
         self.remember(before, update)
         return update, self.changes
@@ -176,6 +182,19 @@ def new_live(integration_id: uuid.UUID) -> LiveDoc:
 
 
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
+NOTIFY_CHANNEL = "seedos_sync"  # payload "<integration id>:<log id>": ids only, never bytes
+
+
+class Broadcaster(Protocol):
+    """Who hears about committed changes (the WebSocket hub)."""
+
+    def watching(self, integration_id: uuid.UUID) -> bool: ...
+
+    def publish(
+        self, integration_id: uuid.UUID, update: bytes, source: object | None = None
+    ) -> None: ...
+
+    def invalidate(self, integration_id: uuid.UUID) -> None: ...
 
 
 class DocStore:
@@ -183,11 +202,14 @@ class DocStore:
         self,
         db: Any,
         *,
+        broadcaster: Broadcaster | None = None,
         cache_size: int = 64,
         compact_rows: int = 500,
         compact_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._db = db
+        self.broadcaster = broadcaster
+        self._pinned: dict[uuid.UUID, LiveDoc] = {}  # documents with live clients here
         self._docs: LRUCache[uuid.UUID, LiveDoc] = LRUCache(maxsize=cache_size)
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -202,9 +224,11 @@ class DocStore:
         if gate is None:
             gate = self._locks[integration_id] = asyncio.Lock()
         async with gate:
-            live = self._docs.get(integration_id)
+            live = self._pinned.get(integration_id) or self._docs.get(integration_id)
             if live is None:
                 live = self._docs[integration_id] = new_live(integration_id)
+            if self.broadcaster is not None and self.broadcaster.watching(integration_id):
+                self._pinned[integration_id] = live  # never evicted while clients follow it
             try:
                 await self._catch_up(live)
             except LookupError:  # uninstalled, perhaps through another replica
@@ -214,32 +238,57 @@ class DocStore:
 
     def forget(self, integration_id: uuid.UUID) -> None:
         self._docs.pop(integration_id, None)
+        if self._pinned.pop(integration_id, None) is not None and self.broadcaster is not None:
+            # its clients were told about a copy that is gone: they resynchronize
+            self.broadcaster.invalidate(integration_id)
+
+    def unpin(self, integration_id: uuid.UUID) -> None:
+        """Its last live client left: the document is an ordinary cache entry again."""
+        live = self._pinned.pop(integration_id, None)
+        if live is not None and integration_id not in self._docs:
+            self._docs[integration_id] = live
+
+    def applied_through(self, integration_id: uuid.UUID) -> int | None:
+        """The last log id this process applied to the document (None: not in memory)."""
+        live = self._pinned.get(integration_id) or self._docs.get(integration_id)
+        return None if live is None else live.applied_through
 
     async def _catch_up(self, live: LiveDoc) -> None:
-        """Apply what the log holds beyond this process's view, in one round trip (the snapshot
-        too, when another replica folded the log past that view)."""
         async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                'SELECT ic.sync_log_through AS through, u.id, u."update"'
-                " FROM integration_connectors ic LEFT JOIN sync_updates u"
-                " ON u.integration_id = ic.id AND u.id > GREATEST($2, ic.sync_log_through)"
-                " WHERE ic.id = $1 ORDER BY u.id",
+            await self._catch_up_on(conn, live)
+
+    async def _catch_up_on(self, conn: asyncpg.Connection, live: LiveDoc) -> None:
+        """Apply what the log holds beyond ``applied_through`` (appended by other replicas, or
+        everything when the document was just loaded), in one round trip (the snapshot too,
+        when another replica folded the log past that view), and tell the broadcaster."""
+        # a first load is nobody's news; later, only documents with clients here are
+        tell = bool(
+            live.loaded and self.broadcaster and self.broadcaster.watching(live.integration_id)
+        )
+        live.loaded = True
+        before = None  # the state vector before a snapshot, when clients must hear the difference
+        rows = await conn.fetch(
+            'SELECT ic.sync_log_through AS through, u.id, u."update"'
+            " FROM integration_connectors ic LEFT JOIN sync_updates u"
+            " ON u.integration_id = ic.id AND u.id > GREATEST($2, ic.sync_log_through)"
+            " WHERE ic.id = $1 ORDER BY u.id",
+            live.integration_id,
+            live.applied_through,
+        )
+        if not rows:
+            raise LookupError(live.integration_id)
+        through = rows[0]["through"]
+        if through > live.applied_through:  # folded past us: the snapshot first
+            snapshot = await conn.fetchval(
+                "SELECT sync_version FROM integration_connectors WHERE id = $1",
                 live.integration_id,
-                live.applied_through,
             )
-            if not rows:
-                raise LookupError(live.integration_id)
-            through = rows[0]["through"]
-            if through > live.applied_through:  # folded past us: the snapshot first
-                snapshot = await conn.fetchval(
-                    "SELECT sync_version FROM integration_connectors WHERE id = $1",
-                    live.integration_id,
-                )
-                if snapshot:
-                    with live.doc.transaction(origin=LOAD):
-                        live.doc.apply_update(snapshot)
-                live.forget_tail()
-                live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
+            if snapshot:
+                before = live.doc.get_state() if tell else None
+                with live.doc.transaction(origin=LOAD):
+                    live.doc.apply_update(snapshot)
+            live.forget_tail()
+            live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
         updates = [row for row in rows if row["id"] is not None]
         for row in updates:
             live.load(row["update"])
@@ -247,6 +296,14 @@ class DocStore:
             live.applied_through = updates[-1]["id"]
             live.log_rows += len(updates)
             live.log_bytes += sum(len(r["update"]) for r in updates)
+        if not tell or self.broadcaster is None:
+            return
+        if before is not None:  # not the whole snapshot: what it and the rows added for us
+            self.broadcaster.publish(live.integration_id, live.doc.get_update(before))
+        elif updates:
+            found = [row["update"] for row in updates]
+            merged = found[0] if len(found) == 1 else merge_updates(*found)
+            self.broadcaster.publish(live.integration_id, merged)
 
     async def append(
         self,
@@ -256,16 +313,23 @@ class DocStore:
         extra: Extra | None = None,
         *,
         compact: bool = True,
+        source: object | None = None,
     ) -> int | None:
         """Make a change durable: the update, and in the same transaction whatever ``extra``
         writes (a cursor, outbox rows). On failure the document is dropped from memory.
         ``compact=False`` leaves folding the log to :meth:`compact_if_due` (a sync run does
-        that at its end rather than between two pages)."""
+        that at its end rather than between two pages).
+
+        Once committed, the change goes to the broadcaster (``source``: the connection it
+        came from, spared the echo) and, through ``pg_notify`` of its id, to other replicas."""
         if not update and extra is None:
             return None
         try:
             async with self._db.connection() as conn, conn.transaction():
                 await lock(conn, live.integration_id)
+                # Another replica may have appended since this session caught up: take its
+                # rows now, under the lock, or applied_through would jump over them below.
+                await self._catch_up_on(conn, live)
                 update_id = None
                 if update:
                     update_id = await conn.fetchval(
@@ -275,6 +339,10 @@ class DocStore:
                         origin,
                         update,
                     )
+                    await conn.execute(
+                        "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
+                        f"{live.integration_id}:{update_id}",
+                    )  # fmt: skip
                 if extra is not None:
                     await extra(conn, update_id or 0)
         except BaseException:
@@ -284,6 +352,8 @@ class DocStore:
             live.applied_through = update_id
             live.log_rows += 1
             live.log_bytes += len(update)
+            if self.broadcaster is not None:
+                self.broadcaster.publish(live.integration_id, update, source)
         if compact and self.due(live):
             await self.compact(live)
         return update_id

@@ -1,0 +1,293 @@
+"""One y-websocket connection to a document, and the per-document batching of its writes.
+
+The protocol is y-websocket's (y-protocols): every message is a var-uint type, then
+
+- sync (0): a var-uint sub-type and a var-uint8-array: step 1 carries a state vector and is
+  answered with step 2 (the update the sender lacks); step 2 and update (2) carry updates;
+- awareness (1): an awareness update, relayed to the document's clients (hub.py);
+- query awareness (3): answered with the awareness states known; other types are ignored.
+
+On connect the server sends its step 1 (and the awareness states it knows); the client
+answers with step 2 and sends its own step 1. Updates from clients are checked first
+(``service.check_update``: a malformed update, or one that breaks the records layout, closes
+the connection with 1008 and leaves the document untouched), then handed to the document's
+:class:`Writes`, which applies and commits whatever has queued up, in one append, while the
+previous commit ran. A connection may have :data:`MAX_IN_FLIGHT` updates waiting for their
+commit; beyond that it is not read from, so TCP pushes back on a client that writes faster
+than the database commits.
+
+Viewers (read-only role) receive everything; an update from them closes the connection with
+1008 ``read-only``, except their step-2 handshake reply, which is not applied and is only
+refused if it carries changes the server lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Iterable
+
+import structlog
+from pycrdt import (
+    Decoder,
+    YMessageType,
+    YSyncMessageType,
+    create_sync_message,
+    get_state,
+    merge_updates,
+    write_message,
+)
+from starlette.websockets import WebSocket, WebSocketState
+
+from common.errors import SeedosError
+from connector_service.manager.manager import Target
+from connector_service.sync import service
+from connector_service.sync.hub import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Hub,
+    MalformedAwareness,
+    Peer,
+    Room,
+)
+from connector_service.sync.store import CLIENT, DELETED, DocStore
+
+log = structlog.get_logger(component="connector_service.sync.ws")
+
+QUERY_AWARENESS = 3
+MAX_IN_FLIGHT = 32
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class ProtocolViolation(Exception):
+    """Closes the connection with 1008 and this reason."""
+
+
+def step2_message(update: bytes) -> bytes:
+    return bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + write_message(update)
+
+
+def merge_changes(into: dict[str, set[str] | None], changes: dict[str, set[str] | None]) -> None:
+    for key, fields in changes.items():
+        known = into.get(key, set())
+        if fields is DELETED:
+            into[key] = DELETED
+        else:
+            into[key] = set(fields) if known is DELETED else known | fields
+
+
+class Writes:
+    """Updates from the WebSocket clients of one document, committed a batch at a time."""
+
+    def __init__(self, store: DocStore, target: Target) -> None:
+        self.store = store
+        self.target = target
+        self._inbox: list[tuple[bytes, Peer, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, update: bytes, peer: Peer) -> asyncio.Future[None]:
+        """Resolved once the update is committed (or was already known)."""
+        future = asyncio.get_running_loop().create_future()
+        self._inbox.append((update, peer, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="sync-ws-writes")
+        return future
+
+    async def _drain(self) -> None:
+        try:
+            while self._inbox:
+                batch, self._inbox = self._inbox, []
+                await self._commit(batch)
+        finally:
+            self._task = None
+            for _, _, future in self._inbox:  # cancelled (shutdown): nobody will commit these
+                if not future.done():
+                    future.set_exception(ConnectionAbortedError("shutting down"))
+            self._inbox = []
+
+    async def _commit(self, batch: list[tuple[bytes, Peer, asyncio.Future[None]]]) -> None:
+        refused: dict[int, Exception] = {}
+        try:
+            async with self.store.session(self.target.id) as live:
+                applied: list[bytes] = []
+                sources: set[Peer] = set()
+                changes: dict[str, set[str] | None] = {}
+                for i, (update, peer, _) in enumerate(batch):
+                    try:
+                        done, changed = live.apply(update, CLIENT)
+                    except ValueError:  # decoding fails before anything is integrated
+                        refused[i] = service.MalformedUpdate("the update is not a Yjs update")
+                        continue
+                    if done:
+                        applied.append(done)
+                        sources.add(peer)
+                        merge_changes(changes, changed)
+                if applied:
+                    merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
+                    extra = service.enqueue_changes(self.target.id, changes) if changes else None
+                    source = next(iter(sources)) if len(sources) == 1 else None
+                    await self.store.append(live, CLIENT, merged, extra=extra, source=source)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for i, (_, _, future) in enumerate(batch):
+            if not future.done():
+                if i in refused:
+                    future.set_exception(refused[i])
+                else:
+                    future.set_result(None)
+
+
+class Connection:
+    def __init__(
+        self, websocket: WebSocket, *, hub: Hub, store: DocStore, target: Target, writable: bool
+    ) -> None:
+        self.websocket = websocket
+        self.hub = hub
+        self.store = store
+        self.target = target
+        self.writable = writable
+        self.streams = set(service.streams(target))
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def serve(self) -> None:
+        """Run the connection (already accepted) until either side closes it."""
+        peer = Peer(self.websocket.send_bytes)
+        room = self.hub.join(self.target.id, peer)  # before the first read: nothing is missed
+        try:
+            try:
+                async with self.store.session(self.target.id) as live:
+                    peer.push(create_sync_message(live.doc))
+            except Exception as exc:
+                log.warning("sync_ws_load_failed", integration_id=str(self.target.id),
+                            error=type(exc).__name__)  # fmt: skip
+                peer.fail(TRY_AGAIN_LATER, "the document cannot be loaded now")
+            if states := self.hub.awareness_states(room):
+                peer.push(states)
+            code, reason = await self._run(peer, room)
+        finally:
+            self.hub.leave(self.target.id, peer)
+            if not self.hub.watching(self.target.id):
+                self.store.unpin(self.target.id)
+        if code is not None and self.websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.websocket.close(code, reason), 2)
+
+    async def _run(self, peer: Peer, room: Room) -> tuple[int | None, str]:
+        reader = asyncio.create_task(self._read(peer, room))
+        writer = asyncio.create_task(peer.run())
+        failed = asyncio.create_task(peer.failed.wait())
+        tasks = (reader, writer, failed)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if peer.failed.is_set():
+            return peer.close_code, peer.close_reason
+        if reader.done() and not reader.cancelled() and (exc := reader.exception()) is not None:
+            return _close_for(exc, self.target)
+        return None, ""  # the client left, or sending to it failed: nothing more to say
+
+    async def _read(self, peer: Peer, room: Room) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                raise ProtocolViolation("y-websocket messages are binary")
+            await self._handle(data, peer, room)
+
+    async def _handle(self, data: bytes, peer: Peer, room: Room) -> None:
+        try:
+            decoder = Decoder(data)
+            kind = decoder.read_var_uint()
+            if kind == YMessageType.SYNC:
+                sub, payload = decoder.read_var_uint(), decoder.read_message()
+            elif kind == YMessageType.AWARENESS:
+                sub, payload = -1, decoder.read_message()
+            elif kind == QUERY_AWARENESS:
+                if states := self.hub.awareness_states(room):
+                    peer.push(states)
+                return
+            else:
+                return  # auth (2) and types this server does not know: ignored, as y-websocket does
+        except (RuntimeError, IndexError):
+            raise ProtocolViolation("not a y-websocket message") from None
+        if payload is None or decoder.length != 0:
+            raise ProtocolViolation("not a y-websocket message (length)")
+        if kind == YMessageType.AWARENESS:
+            try:
+                self.hub.awareness(room, peer, data, payload)
+            except MalformedAwareness as exc:
+                raise ProtocolViolation(str(exc)) from None
+        elif sub == YSyncMessageType.SYNC_STEP1:
+            async with self.store.session(self.target.id) as live:
+                try:
+                    diff = live.diff(payload)
+                except ValueError:
+                    raise ProtocolViolation("malformed state vector") from None
+            peer.push(step2_message(diff))
+        elif sub in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
+            await self._update(payload, peer, room, handshake=sub == YSyncMessageType.SYNC_STEP2)
+        else:
+            raise ProtocolViolation("unknown sync message type")
+
+    async def _update(self, update: bytes, peer: Peer, room: Room, *, handshake: bool) -> None:
+        if update == EMPTY_UPDATE:
+            return
+        if not self.writable:
+            if handshake and not await self._adds_to_document(update):
+                return
+            raise ProtocolViolation("read-only: this connection may not change the document")
+        service.check_update(update, self.streams)  # raises: 1008, the document untouched
+        await self._slots.acquire()
+        if room.writer is None:
+            room.writer = Writes(self.store, self.target)
+        future = room.writer.submit(update, peer)
+        future.add_done_callback(functools.partial(self._committed, peer))
+
+    def _committed(self, peer: Peer, future: asyncio.Future[None]) -> None:
+        self._slots.release()
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            code, reason = _close_for(exc, self.target)
+            peer.fail(code, reason)
+
+    async def _adds_to_document(self, update: bytes) -> bool:
+        """Whether an update holds items the document lacks (its delete set is not looked at)."""
+        try:
+            theirs = _clocks(get_state(update))
+        except (ValueError, RuntimeError, IndexError):
+            raise ProtocolViolation("malformed update") from None
+        async with self.store.session(self.target.id) as live:
+            ours = _clocks(live.state_vector())
+        return any(clock > ours.get(client, 0) for client, clock in theirs.items())
+
+
+def _clocks(state_vector: bytes) -> dict[int, int]:
+    decoder = Decoder(state_vector)
+    pairs: Iterable[tuple[int, int]] = [
+        (decoder.read_var_uint(), decoder.read_var_uint()) for _ in range(decoder.read_var_uint())
+    ]
+    return dict(pairs)
+
+
+def _close_for(exc: BaseException, target: Target) -> tuple[int, str]:
+    if isinstance(exc, ProtocolViolation):
+        return POLICY_VIOLATION, str(exc)[:120]
+    if isinstance(exc, SeedosError) and exc.status < 500:
+        return POLICY_VIOLATION, f"{exc.code}: {exc.detail or exc.title}"[:120]
+    if isinstance(exc, SeedosError):  # the database is busy or down: the client may retry
+        return TRY_AGAIN_LATER, exc.code
+    log.error("sync_ws_failed", integration_id=str(target.id), error=type(exc).__name__,
+              detail=str(exc)[:300])  # fmt: skip
+    return INTERNAL_ERROR, "internal error"

@@ -1,0 +1,120 @@
+"""Changes made by other replicas, for the WebSocket clients of this one.
+
+Every append sends ``pg_notify('seedos_sync', '<integration id>:<log id>')`` in its
+transaction, so the notification arrives once the change is committed, and carries ids only.
+Each replica listens on one dedicated connection (never a pooled one: LISTEN is session state).
+For a document with clients here whose log id is beyond what this process applied, a session
+catches the document up from the log (the bytes come from there) and the store publishes what
+it applied to the hub. Notifications are coalesced per document; when the listening
+connection drops, it is opened again (with backoff) and every watched document caught up, so
+nothing sent while it was down is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import asyncpg
+import structlog
+
+from connector_service.sync.hub import Hub
+from connector_service.sync.store import NOTIFY_CHANNEL, DocStore
+
+log = structlog.get_logger(component="connector_service.sync.notify")
+
+PING_SECONDS = 10.0
+MAX_BACKOFF = 5.0
+
+
+class ChangeListener:
+    def __init__(self, dsn: str, store: DocStore, hub: Hub, *, application_name: str) -> None:
+        self._dsn = dsn
+        self._store = store
+        self._hub = hub
+        self._application_name = application_name
+        self._dirty: set[uuid.UUID] = set()
+        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Listen (reconnecting) and catch documents up, until cancelled."""
+        worker = asyncio.create_task(self._catch_up_forever(), name="sync-catch-up")
+        try:
+            await self._listen_forever()
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def _listen_forever(self) -> None:
+        backoff = 0.2
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=5,
+                    server_settings={"application_name": self._application_name},
+                )  # fmt: skip
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self.connected.set()
+                backoff = 0.2
+                self._mark(list(self._hub.rooms))  # whatever was sent while not listening
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), PING_SECONDS)
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("sync_listen_failed", error=type(exc).__name__)
+            finally:
+                self.connected.clear()
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        document, _, log_id = payload.partition(":")
+        try:
+            integration_id, update_id = uuid.UUID(document), int(log_id)
+        except ValueError:
+            return
+        if not self._hub.watching(integration_id):
+            return
+        through = self._store.applied_through(integration_id)
+        if through is not None and update_id <= through:
+            return  # ours, or already caught up
+        self._mark([integration_id])
+
+    def _mark(self, ids: list[uuid.UUID]) -> None:
+        if ids:
+            self._dirty.update(ids)
+            self._wake.set()
+
+    async def _catch_up_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            failed = []
+            for integration_id in dirty:
+                if not self._hub.watching(integration_id):
+                    continue
+                try:
+                    async with self._store.session(integration_id):
+                        pass  # the session catches up; the store publishes what it applied
+                except Exception as exc:
+                    failed.append(integration_id)
+                    log.warning("sync_catch_up_failed", integration_id=str(integration_id),
+                                error=type(exc).__name__)  # fmt: skip
+            if failed:  # the database may be down for a moment: try those again shortly
+                await asyncio.sleep(1)
+                self._mark(failed)

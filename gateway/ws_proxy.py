@@ -1,0 +1,157 @@
+"""WebSocket upgrades on the proxied prefixes (the y-websocket sync endpoint today).
+
+The caller authenticates with its API key (``Authorization``), as on plain requests; a
+browser cannot set headers on a WebSocket, so a request carrying ``?ticket=`` and no
+``Authorization`` goes through with an internal token for :data:`gateway.proxy.ANONYMOUS`,
+and the service admits it on the ticket alone (single-use, checked and consumed there).
+
+The upstream WebSocket is opened (aiohttp, on a session of its own per upstream) before the
+caller's is accepted: a refusal upstream is a refusal here (handshake answered 403, close code
+1008 to the application), and an unreachable upstream 1013 (try again later). Then frames are
+pumped both ways, each send awaited, so a slow side holds the other back instead of making
+the gateway buffer; close codes (and reasons) are passed through in both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import structlog
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
+
+from common.errors import SeedosError
+from common.internal_auth import bearer_token
+from common.observability import ROUTE_KEY
+from gateway.proxy import ANONYMOUS, ProxyEndpoint
+
+log = structlog.get_logger(component="seedos.gateway.ws_proxy")
+
+POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1008, 1011, 1013
+# Codes a peer reports but must never send (RFC 6455 section 7.4.1), and what to send instead.
+_UNSENDABLE = {1005: 1000, 1006: INTERNAL_ERROR, 1015: INTERNAL_ERROR}
+
+
+def make_ws_session(*, connect_timeout: float) -> aiohttp.ClientSession:
+    """Unpooled (no connection limit, no keep-alive reuse) and without a read timeout: an idle
+    sync connection is normal, and the service's pings tell a live one from a dead one."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def _sendable(code: int | None) -> int:
+    if code is None:
+        return 1000
+    return _UNSENDABLE.get(code, code)
+
+
+class WebSocketProxy:
+    def __init__(self, endpoint: ProxyEndpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        template, upstream_name = self.endpoint.match(scope["path"]) or ("", "")
+        scope[ROUTE_KEY] = template
+        state = scope["app"].state
+        websocket = WebSocket(scope, receive, send)
+        request_id = scope["state"]["request_id"]
+        try:
+            if bearer_token(scope) is None and "ticket" in websocket.query_params:
+                principal = ANONYMOUS  # the service checks the ticket
+            else:
+                principal = await state.authenticator.authenticate(websocket)
+        except SeedosError:
+            await websocket.close(POLICY_VIOLATION)
+            return
+        scope["state"]["principal"] = principal
+        upstream = state.upstreams[upstream_name]
+        token = state.proxy.signer.mint(principal, audience=upstream.name, request_id=request_id)
+        url = "ws" + upstream.base_url.removeprefix("http") + scope["raw_path"].decode("latin-1")
+        if query := scope.get("query_string"):
+            url += "?" + query.decode("latin-1")
+        client = scope.get("client")
+        headers = {
+            "authorization": f"Bearer {token}",
+            "x-request-id": request_id,
+            "x-forwarded-for": client[0] if client else "",
+            "x-forwarded-proto": "wss" if scope.get("scheme") == "wss" else "ws",
+        }
+        try:
+            peer = await state.ws_sessions[upstream_name].ws_connect(
+                url, headers=headers, protocols=scope.get("subprotocols") or (),
+                max_msg_size=0, autoclose=False, autoping=True,
+            )  # fmt: skip
+        except aiohttp.WSServerHandshakeError as exc:
+            log.info("ws_upstream_refused", upstream=upstream.name, status=exc.status)
+            await websocket.close(POLICY_VIOLATION if exc.status in (401, 403) else INTERNAL_ERROR)
+            return
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("ws_upstream_unreachable", upstream=upstream.name, error=type(exc).__name__)
+            await websocket.close(TRY_AGAIN_LATER)
+            return
+        try:
+            await websocket.accept(subprotocol=peer.protocol)
+            await _pump(websocket, peer)
+        finally:
+            if not peer.closed:
+                with contextlib.suppress(Exception):
+                    await peer.close()
+
+
+async def _pump(websocket: WebSocket, peer: aiohttp.ClientWebSocketResponse) -> None:
+    closing: dict[str, tuple[int, str]] = {}
+
+    async def to_upstream() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                closing["client"] = (_sendable(message.get("code")), message.get("reason") or "")
+                return
+            if (data := message.get("bytes")) is not None:
+                await peer.send_bytes(data)
+            elif (text := message.get("text")) is not None:
+                await peer.send_str(text)
+
+    async def to_client() -> None:
+        while True:
+            message = await peer.receive()
+            if message.type == aiohttp.WSMsgType.BINARY:
+                await websocket.send_bytes(message.data)
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                await websocket.send_text(message.data)
+            elif message.type == aiohttp.WSMsgType.CLOSE:
+                closing["upstream"] = (_sendable(message.data), message.extra or "")
+                return
+            elif message.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                                  aiohttp.WSMsgType.ERROR):  # fmt: skip
+                closing["upstream"] = (_sendable(peer.close_code or 1006), "")
+                return
+
+    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if "upstream" in closing:
+        code, reason = closing["upstream"]
+        with contextlib.suppress(Exception):
+            await peer.close(code=code)
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(code, reason[:120])
+    else:
+        code, reason = closing.get("client", (INTERNAL_ERROR, ""))
+        with contextlib.suppress(Exception):
+            await peer.close(code=code, message=reason.encode()[:120])
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(code)
