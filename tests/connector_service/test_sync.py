@@ -6,7 +6,9 @@ Real processes: the suite, the demo CRM and the example connector (rig.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import shutil
 import signal
 import time
 import uuid
@@ -18,8 +20,11 @@ from pycrdt import Doc, Map, write_message
 
 from common.roles import Role
 from seedos_cli.supervisor import SERVICES
+from tests.conftest import ROOT
 from tests.connector_service.rig import fetch, register, wait_status
 from tests.support import make_tenant
+
+INTEROP = ROOT / "tests" / "sync_interop"
 
 
 class World:
@@ -314,3 +319,37 @@ async def _stored_document(dsn: str, iid: str) -> dict:
                            " ORDER BY id", uuid.UUID(iid)):  # fmt: skip
         doc.apply_update(row["update"])
     return records.to_py()
+
+
+async def test_a_yjs_document_syncs_over_the_http_diff_endpoint(world, rig):
+    """The JavaScript `yjs` package (tests/sync_interop/http_diff.mjs) against POST sync through
+    the gateway: it gets the document, and its edit reaches the JSON view and the CRM."""
+    node = shutil.which("node")
+    if node is None or not (INTEROP / "node_modules" / "yjs").is_dir():
+        pytest.fail("Node and tests/sync_interop/node_modules are needed: run `make test`")
+    await world.sync()
+    some = next(iter(await world.contacts()))
+    r = await world.client.patch(
+        f"{world.base}/records/contacts/{some}", json={"last_name": "Json"}
+    )
+    assert r.status_code == 200
+    key = world.client.headers["authorization"].removeprefix("Bearer ")
+    done = await asyncio.create_subprocess_exec(
+        node, "http_diff.mjs", rig.suite.gateway, world.iid, key, f"contacts/{some}",
+        "first_name", "FromYjsHttp", cwd=INTEROP, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(done.communicate(), 60)
+    assert done.returncode == 0, err.decode()[-2000:]
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["before"]["last_name"] == "Json" and seen["keys"] >= 30  # the platform's edit
+    assert seen["after"]["first_name"] == "FromYjsHttp"
+    assert (await world.contacts())[some]["first_name"] == "FromYjsHttp"
+    await world.drained()
+    assert (await world.crm_contacts())[some]["first_name"] == "FromYjsHttp"
+
+
+async def test_an_oversized_sync_body_is_refused(world):
+    body = write_message(Doc().get_state()) + write_message(b"\x00" * (11 * 1024 * 1024))
+    r = await world.client.post(world.base + "/sync", content=body)
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
