@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/gateway_proxy.py
 	$(PY) bench/connector_read.py
 	$(PY) bench/sync.py
+	$(PY) bench/sync_ws.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
