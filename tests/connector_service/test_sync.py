@@ -20,8 +20,9 @@ from pycrdt import Doc, Map, write_message
 
 from common.roles import Role
 from seedos_cli.supervisor import SERVICES
+from seedos_sdk.testing.process import start
 from tests.conftest import ROOT
-from tests.connector_service.rig import fetch, register, wait_status
+from tests.connector_service.rig import SDK_DIR, fetch, register, wait_status
 from tests.support import make_tenant
 
 INTEROP = ROOT / "tests" / "sync_interop"
@@ -170,23 +171,32 @@ async def test_a_refused_change_is_dead_lettered_and_the_rest_go_on(world):
     assert r.status_code == 404  # no longer dead
 
 
-async def test_the_crm_down_for_a_while_loses_nothing(world, dsn):
+async def test_the_crm_down_for_a_while_loses_nothing(world, rig, dsn):
     await world.sync()
     crm = await world.crm_contacts()
     target = list(crm)[3]
-    # the CRM answers 503 for a while: retried at growing intervals, then written
-    r = await world.crm.post("/admin/faults", json={
-        "paths": ["/v1/contacts"], "methods": ["PUT"], "status": 503, "count": 12})  # fmt: skip
-    assert r.status_code == 201
+    # the CRM process stopped: the change waits, retried at growing intervals
+    port = int(rig.crm.url.rsplit(":", 1)[1])
+    rig.crm.stop()
     await world.client.patch(f"{world.base}/records/contacts/{target}", json={"phone": "later"})
-    deadline = time.monotonic() + 20
-    attempts = 0
-    while time.monotonic() < deadline and attempts < 2:
-        rows = await fetch(dsn, "SELECT attempts FROM sync_outbox WHERE record_key = $1", target)
-        attempts = rows[0]["attempts"] if rows else attempts
-        await asyncio.sleep(0.2)
-    assert attempts >= 2
-    await world.crm.delete("/admin/faults")
+    deadline = time.monotonic() + 30
+    seen: list[tuple[int, float]] = []
+    while time.monotonic() < deadline and len(seen) < 3:
+        rows = await fetch(dsn, "SELECT attempts, extract(epoch FROM next_attempt_at - updated_at)"
+                           " AS wait FROM sync_outbox WHERE record_key = $1", target)  # fmt: skip
+        if rows and rows[0]["attempts"] and (not seen or rows[0]["attempts"] > seen[-1][0]):
+            seen.append((rows[0]["attempts"], float(rows[0]["wait"])))
+        await asyncio.sleep(0.1)
+    assert len(seen) >= 2, seen
+    # full jitter: each wait is random below a cap that doubles (1 s, 2 s, 4 s, ...)
+    assert all(0 <= wait <= 2**attempt + 0.5 for attempt, wait in seen), seen
+    assert (await world.client.get(world.base + "/sync/status")).json()["dead_letters"] == 0
+    # back on the same port with the same data: written, nothing lost
+    rig.crm = start(
+        "examples.demo_crm.app:create_app", factory=True, cwd=SDK_DIR, port=port,
+        log_path=rig.logs / "crm.log",
+        env={"DEMO_CRM_DATA_DIR": str(rig.logs / "crm"), "DEMO_CRM_API_KEYS": rig.crm_key},
+    )  # fmt: skip
     await world.drained(within=60)
     assert (await world.crm_contacts())[target]["phone"] == "later"
 
