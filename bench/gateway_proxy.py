@@ -434,6 +434,7 @@ def main() -> int:
                 "SEEDOS_LOG_FORMAT": "json",
                 "SEEDOS_DATA_DIR": str(tmp / "data"),
                 "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
+                "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
                 "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
             }
         )

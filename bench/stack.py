@@ -110,6 +110,7 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
             "SEEDOS_LOG_LEVEL": "WARNING", "SEEDOS_LOG_FORMAT": "json",
             "SEEDOS_DATA_DIR": str(tmp / "data"),
             "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
+            "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
             "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
             "SEEDOS_GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "60", **(env or {}),
         })  # fmt: skip

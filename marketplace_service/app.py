@@ -3,19 +3,63 @@ recommendations)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import structlog
 from fastapi import FastAPI
 
+from common import idempotency
+from common.internal_auth import TokenSigner
 from common.service import create_service_app
 from marketplace_service.catalog.routes import router as catalog_router
+from marketplace_service.install.routes import router as install_router
+from marketplace_service.install.service import Installer
 from marketplace_service.settings import MarketplaceSettings
 
 SERVICE = "marketplace_service"
+log = structlog.get_logger(component="marketplace_service")
 
 
 def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
     settings = settings or MarketplaceSettings()
+
+    @contextlib.asynccontextmanager
+    async def running(app: FastAPI) -> AsyncIterator[None]:
+        key = settings.internal_token_key.get_secret_value()  # type: ignore[union-attr]
+        signer = TokenSigner(
+            key=key, issuer=SERVICE, ttl_seconds=settings.internal_token_ttl_seconds
+        )
+        timeout = httpx.Timeout(settings.connector_service_timeout_seconds, connect=2.0)
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            app.state.installer = Installer(
+                base_url=settings.connector_service_url, signer=signer, client=client,
+                db=app.state.db,
+            )  # fmt: skip
+            sweeper = asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper")
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
     app = create_service_app(
-        name=SERVICE, title="SEED-OS marketplace service", settings=settings, version="1.0.0"
-    )
+        name=SERVICE, title="SEED-OS marketplace service", settings=settings, version="1.0.0",
+        extra_lifespan=running,
+    )  # fmt: skip
     app.include_router(catalog_router)
+    app.include_router(install_router)
     return app
+
+
+async def _sweep_forever(app: FastAPI) -> None:
+    """Drop Idempotency-Keys past their retention, every few minutes."""
+    while True:
+        try:
+            await idempotency.sweep(app.state.db)
+        except Exception as exc:  # the database may be down; try again next time
+            log.warning("idempotency_sweep_failed", error=type(exc).__name__)
+        await asyncio.sleep(600)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import CommonSettings
@@ -11,3 +12,7 @@ class MarketplaceSettings(CommonSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEEDOS_MARKETPLACE_", extra="ignore", populate_by_name=True, frozen=True
     )
+
+    # where connector_service listens (install and uninstall go through it)
+    connector_service_url: str = "http://127.0.0.1:8001"
+    connector_service_timeout_seconds: float = Field(9.0, gt=0, le=120)

@@ -107,6 +107,7 @@ def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> di
         "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
         "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
+        "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
     }
 

@@ -69,6 +69,7 @@ def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) 
         "SEEDOS_CREDENTIAL_KEYS": TEST_KEY_RING,
         "SEEDOS_LOG_FORMAT": "json",
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
+        "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"http://127.0.0.1:{ports['marketplace_service']}",
         **extra,
     }

@@ -21,7 +21,8 @@ import structlog
 from common import audit
 from common.db import Database
 from common.endpoints import EndpointNotAllowed
-from common.errors import Conflict, InvalidRequest, NotFound, error_body
+from common.errors import InvalidRequest, NotFound, error_body
+from common.idempotency import InProgress, KeyReused
 from connector_service.actions import repository
 from connector_service.integrations import calls
 from connector_service.manager import errors
@@ -34,14 +35,6 @@ STALE_AFTER = timedelta(minutes=10)
 # The connector's own final answers: stored and replayed like an output. Refusals of ours
 # (disabled, not deployed, address not allowed) are not stored: they change when fixed.
 _FINAL = (errors.ConnectorRejected, errors.ConnectorAuthFailed, errors.InvalidConnectorResponse)
-
-
-class KeyReused(InvalidRequest):
-    code, title = "idempotency_key_reused", "Idempotency-Key used for another request"
-
-
-class InProgress(Conflict):
-    code, title = "idempotency_in_progress", "A request with this Idempotency-Key is running"
 
 
 class ActionNotFound(NotFound):

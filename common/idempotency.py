@@ -1,0 +1,130 @@
+"""Idempotency-Keys for a service's own operations (table ``idempotency_keys``).
+
+``run_once`` takes the key in its own committed statement before the operation runs, so of many
+concurrent requests with one key exactly one runs; the others get 409 while it runs and its
+stored answer afterwards (``replayed``). The same key with another request is 422. An answer
+worth retrying (5xx) is not stored: the key is freed and a retry runs again. Keys are scoped to
+the tenant and the operation and kept ``ttl`` (at least 24 hours).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from common.db import Database
+from common.errors import Conflict, InvalidRequest
+
+DEFAULT_TTL = timedelta(hours=24)
+STALE_AFTER = timedelta(minutes=10)  # a run silent this long died with its process
+
+_ROW = "id, request_hash, state, response_status, response_body"
+
+
+class KeyReused(InvalidRequest):
+    code, title = "idempotency_key_reused", "Idempotency-Key used for another request"
+
+
+class InProgress(Conflict):
+    code, title = "idempotency_in_progress", "A request with this Idempotency-Key is running"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    replayed: bool = False
+
+
+def fingerprint(*parts: Any) -> bytes:
+    try:
+        canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:
+        raise InvalidRequest("the request holds a value JSON here cannot carry",
+                             code="invalid_input") from None  # fmt: skip
+    return hashlib.sha256(canonical).digest()
+
+
+async def run_once(
+    db: Database,
+    *,
+    tenant_id: uuid.UUID,
+    scope: str,
+    key: str,
+    request_hash: bytes,
+    operation: Callable[[], Awaitable[Answer]],
+    ttl: timedelta = DEFAULT_TTL,
+) -> Answer:
+    while True:
+        async with db.connection() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO idempotency_keys (tenant_id, scope, idempotency_key, request_hash,"
+                " expires_at) VALUES ($1, $2, $3, $4, now() + $5::interval)"
+                " ON CONFLICT (tenant_id, scope, idempotency_key) DO UPDATE"
+                " SET id = gen_random_uuid(), request_hash = EXCLUDED.request_hash,"
+                " state = 'running', response_status = NULL, response_body = NULL,"
+                " started_at = now(), expires_at = EXCLUDED.expires_at"
+                " WHERE idempotency_keys.expires_at < now() OR (idempotency_keys.state = 'running'"
+                " AND idempotency_keys.started_at < now() - $6::interval"
+                " AND idempotency_keys.request_hash = $4)"
+                f" RETURNING {_ROW}",
+                tenant_id, scope, key, request_hash, ttl, STALE_AFTER,
+            )  # fmt: skip
+            if row is not None:
+                break
+            held = await conn.fetchrow(
+                f"SELECT {_ROW} FROM idempotency_keys"
+                " WHERE tenant_id = $1 AND scope = $2 AND idempotency_key = $3",
+                tenant_id, scope, key,
+            )  # fmt: skip
+        if held is None:
+            continue  # freed between the two statements: ask again
+        if bytes(held["request_hash"]) != request_hash:
+            raise KeyReused("this Idempotency-Key was used for a different request; use a new key")
+        if held["state"] == "running":
+            raise InProgress("the first request with this Idempotency-Key is still running",
+                             headers={"Retry-After": "1"})  # fmt: skip
+        return Answer(held["response_status"], held["response_body"], replayed=True)
+    try:
+        answer = await operation()
+    except BaseException:
+        await _release(db, row["id"])
+        raise
+    if answer.status >= 500:
+        await _release(db, row["id"])
+        return answer
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE idempotency_keys SET state = 'completed', response_status = $2,"
+            " response_body = $3 WHERE id = $1",
+            row["id"], answer.status, answer.body,
+        )  # fmt: skip
+    return answer
+
+
+async def _release(db: Database, row_id: uuid.UUID) -> None:
+    async with db.connection() as conn:
+        await conn.execute(
+            "DELETE FROM idempotency_keys WHERE id = $1 AND state = 'running'", row_id
+        )
+
+
+async def sweep(db: Database, *, batch: int = 1000) -> int:
+    total = 0
+    while True:
+        async with db.connection() as conn:
+            result = await conn.execute(
+                "DELETE FROM idempotency_keys WHERE id IN (SELECT id FROM idempotency_keys"
+                " WHERE expires_at < now() LIMIT $1)",
+                batch,
+            )
+        gone = int(result.split()[-1])
+        total += gone
+        if gone < batch:
+            return total
