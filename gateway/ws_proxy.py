@@ -27,6 +27,7 @@ from common.internal_auth import bearer_token
 from common.observability import ROUTE_KEY
 from gateway.proxy import ANONYMOUS, ProxyEndpoint
 
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # as connector_service accepts
 log = structlog.get_logger(component="seedos.gateway.ws_proxy")
 
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1008, 1011, 1013
@@ -86,7 +87,7 @@ class WebSocketProxy:
         try:
             peer = await state.ws_sessions[upstream_name].ws_connect(
                 url, headers=headers, protocols=scope.get("subprotocols") or (),
-                max_msg_size=0, autoclose=False, autoping=True,
+                max_msg_size=MAX_MESSAGE_BYTES, autoclose=False, autoping=True, heartbeat=20,
             )  # fmt: skip
         except aiohttp.WSServerHandshakeError as exc:
             log.info("ws_upstream_refused", upstream=upstream.name, status=exc.status)
@@ -147,11 +148,16 @@ async def _pump(websocket: WebSocket, peer: aiohttp.ClientWebSocketResponse) -> 
             await peer.close(code=code)
         if websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await websocket.close(code, reason[:120])
+                await websocket.close(code, _short(reason))
     else:
         code, reason = closing.get("client", (INTERNAL_ERROR, ""))
         with contextlib.suppress(Exception):
-            await peer.close(code=code, message=reason.encode()[:120])
+            await peer.close(code=code, message=_short(reason).encode())
         if websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close(code)
+
+
+def _short(reason: str) -> str:
+    """A close reason within the protocol's 123 bytes, cut on a character boundary."""
+    return reason.encode()[:120].decode("utf-8", errors="ignore")

@@ -26,11 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterable
 
 import structlog
 from pycrdt import (
-    Decoder,
     YMessageType,
     YSyncMessageType,
     create_sync_message,
@@ -40,7 +38,8 @@ from pycrdt import (
 )
 from starlette.websockets import WebSocket, WebSocketState
 
-from common.errors import SeedosError
+from common.errors import SeedosError, ServiceUnavailable
+from connector_service.integrations.service import IntegrationNotFound
 from connector_service.manager.manager import Target
 from connector_service.sync import service
 from connector_service.sync.hub import (
@@ -52,17 +51,25 @@ from connector_service.sync.hub import (
     Peer,
     Room,
 )
-from connector_service.sync.store import CLIENT, DELETED, DocStore
+from connector_service.sync.lib0 import Decoder, Malformed
+from connector_service.sync.store import CLIENT, DELETED, DocStore, decode_state_vector
 
 log = structlog.get_logger(component="connector_service.sync.ws")
 
 QUERY_AWARENESS = 3
 MAX_IN_FLIGHT = 32
+MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024  # updates of one connection waiting for their commit
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a larger message closes the connection (1009)
+MESSAGE_TOO_BIG = 1009
 EMPTY_UPDATE = b"\x00\x00"
 
 
 class ProtocolViolation(Exception):
     """Closes the connection with 1008 and this reason."""
+
+
+class TooBig(ProtocolViolation):
+    """Closes the connection with 1009."""
 
 
 def step2_message(update: bytes) -> bytes:
@@ -109,6 +116,8 @@ class Writes:
 
     async def _commit(self, batch: list[tuple[bytes, Peer, asyncio.Future[None]]]) -> None:
         refused: dict[int, Exception] = {}
+        applied_any = appended = False
+        streams = set(service.streams(self.target))
         try:
             async with self.store.session(self.target.id) as live:
                 applied: list[bytes] = []
@@ -120,19 +129,38 @@ class Writes:
                     except ValueError:  # decoding fails before anything is integrated
                         refused[i] = service.MalformedUpdate("the update is not a Yjs update")
                         continue
-                    if done:
-                        applied.append(done)
-                        sources.add(peer)
-                        merge_changes(changes, changed)
+                    if not done:
+                        continue
+                    applied_any = True
+                    try:  # what the scratch check could not see (changes to existing records)
+                        service.check_applied(live, changed, streams)
+                    except service.InvalidRecords as exc:
+                        refused[i] = exc
+                        raise _Poisoned from None
+                    applied.append(done)
+                    sources.add(peer)
+                    merge_changes(changes, changed)
                 if applied:
                     merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
                     extra = service.enqueue_changes(self.target.id, changes) if changes else None
                     source = next(iter(sources)) if len(sources) == 1 else None
                     await self.store.append(live, CLIENT, merged, extra=extra, source=source)
-        except Exception as exc:
-            for _, _, future in batch:
+                appended = True
+        except BaseException as exc:
+            for i, refusal in refused.items():  # the sender hears why, before the room resyncs
+                batch[i][1].fail(*_close_for(refusal, self.target))
+            if applied_any and not appended:
+                # memory must not keep what the log does not: reload, and the room resyncs
+                self.store.forget(self.target.id)
+            failure: BaseException = (
+                Reloaded("another update in this batch was refused: resynchronize")
+                if isinstance(exc, _Poisoned) else exc
+            )  # fmt: skip
+            for i, (_, _, future) in enumerate(batch):
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(refused.get(i, failure))
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the drain's finally resolves what is left
             return
         for i, (_, _, future) in enumerate(batch):
             if not future.done():
@@ -140,6 +168,14 @@ class Writes:
                     future.set_exception(refused[i])
                 else:
                     future.set_result(None)
+
+
+class _Poisoned(Exception):
+    """An applied update broke the records layout: nothing of the batch may be committed."""
+
+
+class Reloaded(ServiceUnavailable):
+    code, title = "document_reloaded", "The document was reloaded"
 
 
 class Connection:
@@ -153,6 +189,8 @@ class Connection:
         self.writable = writable
         self.streams = set(service.streams(target))
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._bytes_in_flight = 0
+        self._drained = asyncio.Event()
 
     async def serve(self) -> None:
         """Run the connection (already accepted) until either side closes it."""
@@ -162,6 +200,8 @@ class Connection:
             try:
                 async with self.store.session(self.target.id) as live:
                     peer.push(create_sync_message(live.doc))
+            except IntegrationNotFound:  # uninstalled meanwhile: do not come back
+                peer.fail(POLICY_VIOLATION, "integration_not_found")
             except Exception as exc:
                 log.warning("sync_ws_load_failed", integration_id=str(self.target.id),
                             error=type(exc).__name__)  # fmt: skip
@@ -202,6 +242,8 @@ class Connection:
             data = message.get("bytes")
             if data is None:
                 raise ProtocolViolation("y-websocket messages are binary")
+            if len(data) > MAX_MESSAGE_BYTES:
+                raise TooBig(f"messages are at most {MAX_MESSAGE_BYTES} bytes")
             await self._handle(data, peer, room)
 
     async def _handle(self, data: bytes, peer: Peer, room: Room) -> None:
@@ -218,7 +260,7 @@ class Connection:
                 return
             else:
                 return  # auth (2) and types this server does not know: ignored, as y-websocket does
-        except (RuntimeError, IndexError):
+        except Malformed:
             raise ProtocolViolation("not a y-websocket message") from None
         if payload is None or decoder.length != 0:
             raise ProtocolViolation("not a y-websocket message (length)")
@@ -248,13 +290,19 @@ class Connection:
             raise ProtocolViolation("read-only: this connection may not change the document")
         service.check_update(update, self.streams)  # raises: 1008, the document untouched
         await self._slots.acquire()
+        while self._bytes_in_flight and self._bytes_in_flight + len(update) > MAX_IN_FLIGHT_BYTES:
+            self._drained.clear()
+            await self._drained.wait()  # not read from meanwhile: TCP pushes back
+        self._bytes_in_flight += len(update)
         if room.writer is None:
             room.writer = Writes(self.store, self.target)
         future = room.writer.submit(update, peer)
-        future.add_done_callback(functools.partial(self._committed, peer))
+        future.add_done_callback(functools.partial(self._committed, peer, len(update)))
 
-    def _committed(self, peer: Peer, future: asyncio.Future[None]) -> None:
+    def _committed(self, peer: Peer, size: int, future: asyncio.Future[None]) -> None:
         self._slots.release()
+        self._bytes_in_flight -= size
+        self._drained.set()
         if future.cancelled():
             return
         exc = future.exception()
@@ -265,23 +313,17 @@ class Connection:
     async def _adds_to_document(self, update: bytes) -> bool:
         """Whether an update holds items the document lacks (its delete set is not looked at)."""
         try:
-            theirs = _clocks(get_state(update))
+            theirs = decode_state_vector(get_state(update))
         except (ValueError, RuntimeError, IndexError):
             raise ProtocolViolation("malformed update") from None
         async with self.store.session(self.target.id) as live:
-            ours = _clocks(live.state_vector())
+            ours = decode_state_vector(live.state_vector())
         return any(clock > ours.get(client, 0) for client, clock in theirs.items())
 
 
-def _clocks(state_vector: bytes) -> dict[int, int]:
-    decoder = Decoder(state_vector)
-    pairs: Iterable[tuple[int, int]] = [
-        (decoder.read_var_uint(), decoder.read_var_uint()) for _ in range(decoder.read_var_uint())
-    ]
-    return dict(pairs)
-
-
 def _close_for(exc: BaseException, target: Target) -> tuple[int, str]:
+    if isinstance(exc, TooBig):
+        return MESSAGE_TOO_BIG, str(exc)[:120]
     if isinstance(exc, ProtocolViolation):
         return POLICY_VIOLATION, str(exc)[:120]
     if isinstance(exc, SeedosError) and exc.status < 500:

@@ -21,6 +21,7 @@ tells the others when a client leaves.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge
-from pycrdt import Decoder, Encoder, create_awareness_message, create_update_message, merge_updates
+from pycrdt import Encoder, create_awareness_message, create_update_message, merge_updates
+
+from connector_service.sync.lib0 import Decoder, Malformed
 
 log = structlog.get_logger(component="connector_service.sync.hub")
 
@@ -37,6 +40,9 @@ MAX_QUEUED_MESSAGES = 256
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
 MAX_AWARENESS_STATES = 1024  # remembered per document, for newcomers
 MAX_AWARENESS_STATE_CHARS = 16 * 1024
+MAX_AWARENESS_MESSAGE_BYTES = 64 * 1024  # a larger awareness message closes the connection
+MAX_AWARENESS_STATES_PER_PEER = 4
+MAX_AWARENESS_ROOM_CHARS = 1024 * 1024  # what a newcomer may be sent in one message
 
 # close codes (RFC 6455 section 7.4.1)
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1011, 1013, 1001
@@ -74,7 +80,10 @@ class Peer:
     def push(self, message: bytes) -> None:
         if self.failed.is_set():
             return
-        if len(self._queue) >= self._max_messages or self._bytes + len(message) > self._max_bytes:
+        # bytes are counted beyond an empty queue: one large message (a big document's first
+        # sync) always goes; a client that lets them pile up is dropped
+        full = self._bytes + len(message) > self._max_bytes and bool(self._queue)
+        if len(self._queue) >= self._max_messages or full:
             DROPPED.labels("slow").inc()
             self.fail(TRY_AGAIN_LATER, "too slow: reconnect")
             return
@@ -125,7 +134,7 @@ def read_awareness(update: bytes) -> list[tuple[int, int, str]]:
         for _ in range(decoder.read_var_uint()):
             client, clock = decoder.read_var_uint(), decoder.read_var_uint()
             entries.append((client, clock, decoder.read_var_string()))
-    except (RuntimeError, IndexError, UnicodeDecodeError):
+    except Malformed:
         raise MalformedAwareness("not an awareness update") from None
     if decoder.length != 0:
         raise MalformedAwareness("trailing bytes after the awareness update")
@@ -231,14 +240,30 @@ class Hub:
         included as y-websocket's server does: a y-websocket client that hears nothing for
         30 s takes the connection for dead, and its own renewal (every 15 s) keeps it alive
         when it is alone. Remember the states, for newcomers."""
+        if len(message) > MAX_AWARENESS_MESSAGE_BYTES:
+            raise MalformedAwareness("awareness message too large")
+        owned = sum(1 for _, _, owner in room.awareness.values() if owner is peer)
+        remembered = sum(len(state) for _, state, _ in room.awareness.values())
         for client, clock, state in read_awareness(update):
+            if state != "null":
+                try:
+                    json.loads(state)
+                except ValueError:
+                    raise MalformedAwareness("an awareness state is not JSON") from None
             known = room.awareness.get(client)
             if known is not None and clock < known[0]:
                 continue
-            if known is None and len(room.awareness) >= MAX_AWARENESS_STATES:
+            if known is None and (len(room.awareness) >= MAX_AWARENESS_STATES
+                                  or owned >= MAX_AWARENESS_STATES_PER_PEER):  # fmt: skip
                 continue  # relayed, not remembered: memory stays bounded
-            if len(state) <= MAX_AWARENESS_STATE_CHARS:
+            grows = len(state) - (len(known[1]) if known else 0)
+            if (
+                len(state) <= MAX_AWARENESS_STATE_CHARS
+                and remembered + grows <= MAX_AWARENESS_ROOM_CHARS
+            ):
                 room.awareness[client] = (clock, state, peer)
+                remembered += grows
+                owned += known is None
         for other in room.peers:
             other.push(message)
 

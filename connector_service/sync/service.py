@@ -8,12 +8,13 @@ from typing import Any
 
 import asyncpg
 import jsonschema
-from pycrdt import Decoder, Doc, Map, write_message
+from pycrdt import Doc, Map, write_message
 
 from common.errors import InvalidRequest, NotFound, SeedosError
 from connector_service.manager.manager import Target
 from connector_service.sync import records as rec
 from connector_service.sync import repository
+from connector_service.sync.lib0 import Decoder, Malformed
 from connector_service.sync.store import CLIENT, DELETED, PLATFORM, DocStore, LiveDoc
 
 SCALAR_TYPES = (str, int, float, bool, type(None))
@@ -152,8 +153,8 @@ def split_sync_body(body: bytes) -> tuple[bytes, bytes]:
     """``POST sync`` body: the client's state vector then its update, each a lib0 varUint8Array
     (a var-uint length, then the bytes); the update may be empty."""
     try:
-        parts = list(Decoder(body).read_messages())
-    except Exception:
+        parts = Decoder(body).read_messages()
+    except Malformed:
         raise MalformedUpdate("the body is not two length-prefixed byte arrays") from None
     if len(parts) == 1:
         parts.append(b"")
@@ -165,30 +166,50 @@ def split_sync_body(body: bytes) -> tuple[bytes, bytes]:
 def check_update(update: bytes, known_streams: set[str]) -> None:
     """Refuse an update that is not Yjs, or that puts into ``records`` a key outside the
     ``<stream>/<primary key>`` layout, a record that is not a map, or a field that is not a
-    JSON scalar. Checked on a scratch document, so the live one stays untouched. (A field set
-    on a record the update does not itself create is checked when it is pushed.)"""
+    JSON scalar. Checked on a scratch document, so the live one stays untouched. What the
+    scratch document cannot see (an update to a record it does not itself create: those items
+    wait there for the record) is checked after applying, by :func:`check_applied`."""
     scratch = Doc()
     records = scratch.get(rec.ROOT, type=Map)
     try:
         scratch.apply_update(update)
     except ValueError:
         raise MalformedUpdate("the update is not a Yjs update (format v1)") from None
-    problems = []
-    for k, value in records.items():
-        stream, pk = rec.split(k)
-        if stream not in known_streams or not pk:
-            problems.append({"path": f"/{k}", "message": "not <stream>/<primary key> of a stream"})
-        elif not isinstance(value, Map):
-            problems.append({"path": f"/{k}", "message": "a record must be a map of fields"})
-        else:
-            for field, v in value.items():
-                if not isinstance(v, SCALAR_TYPES):
-                    problems.append({"path": f"/{k}/{field}", "message": "not a JSON scalar"})
+    problems = [
+        p for k, value in records.items() for p in _record_problems(k, value, known_streams)
+    ]
     others = [name for name in scratch if name != rec.ROOT]
     problems += [{"path": f"/{name}", "message": "only the records map is synced"}
                  for name in others]  # fmt: skip
     if problems:
         raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
+
+
+def check_applied(
+    live: LiveDoc, changes: dict[str, set[str] | None], known_streams: set[str]
+) -> None:
+    """The records an applied update changed, as the live document now holds them. On a
+    problem the caller must drop the document from memory (the update is not in the log)."""
+    problems = [
+        p for k, fields in changes.items() if fields is not DELETED
+        for p in _record_problems(k, live.records.get(k), known_streams)
+    ]  # fmt: skip
+    if problems:
+        raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
+
+
+def _record_problems(k: str, value: Any, known_streams: set[str]) -> list[dict[str, str]]:
+    stream, pk = rec.split(k)
+    if stream not in known_streams or not pk or "\x00" in k:
+        return [{"path": f"/{k!r}", "message": "not <stream>/<primary key> of a stream"}]
+    if not isinstance(value, Map):
+        return [{"path": f"/{k}", "message": "a record must be a map of fields"}]
+    return [
+        {"path": f"/{k}/{field!r}", "message": message}
+        for field, v in value.items()
+        for message in (["a field name may not hold NUL"] if "\x00" in field else [])
+        + ([] if isinstance(v, SCALAR_TYPES) else ["not a JSON scalar"])
+    ]
 
 
 async def exchange(store: DocStore, target: Target, state_vector: bytes, update: bytes) -> bytes:
@@ -202,6 +223,11 @@ async def exchange(store: DocStore, target: Target, state_vector: bytes, update:
             raise MalformedUpdate("the state vector is malformed") from None
         if update:
             applied, changes = live.apply(update, CLIENT)
+            try:
+                check_applied(live, changes, set(streams(target)))
+            except InvalidRecords:
+                store.forget(target.id)  # memory must not keep what the log will not
+                raise
             if applied:
                 await store.append(live, CLIENT, applied, extra=enqueue_changes(target.id, changes))
         return answer

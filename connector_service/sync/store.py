@@ -28,10 +28,11 @@ import asyncpg
 import structlog
 from cachetools import LRUCache
 from prometheus_client import Counter, Gauge
-from pycrdt import Decoder, Doc, Map, merge_updates
+from pycrdt import Doc, Map, merge_updates
 
 from connector_service.integrations.service import IntegrationNotFound
 from connector_service.sync import records as rec
+from connector_service.sync.lib0 import Decoder
 
 log = structlog.get_logger(component="connector_service.sync.store")
 
@@ -66,20 +67,23 @@ class LiveDoc:
     # gets the merge of what followed, instead of a scan of the whole document
     tail: deque[tuple[dict[int, int], bytes]] = field(default_factory=deque)
     tail_bytes: int = 0
+    # every deletion of the document, as one update: a peer that lacks a deletion made without
+    # an insertion (it leaves the state vector as it was) still gets it with a tail diff
+    deletions: bytes | None = None
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
         """The update a peer with ``state_vector`` lacks (ValueError if it is malformed)."""
-        if state_vector is not None and self.tail:
+        if state_vector is not None and self.tail and self.deletions is not None:
             with contextlib.suppress(Exception):  # malformed: get_update says so below
                 wanted = decode_state_vector(state_vector)
                 for i, (before, _) in enumerate(self.tail):
                     if before == wanted:
                         updates = [update for _, update in list(self.tail)[i:]]
                         DIFFS.labels("tail").inc()
-                        return updates[0] if len(updates) == 1 else merge_updates(*updates)
+                        return merge_updates(self.deletions, *updates)
         DIFFS.labels("scan").inc()
         return self.doc.get_update(state_vector)
 
@@ -138,6 +142,8 @@ class LiveDoc:
         self.remember(before, update)
 
     def remember(self, before: bytes, update: bytes) -> None:
+        if self.deletions is not None and self.doc.get_state() == before:  # deletions only
+            self.deletions = merge_updates(self.deletions, update)
         self.tail.append((decode_state_vector(before), update))
         self.tail_bytes += len(update)
         while self.tail and (len(self.tail) > TAIL_UPDATES or self.tail_bytes > TAIL_BYTES):
@@ -146,6 +152,7 @@ class LiveDoc:
     def forget_tail(self) -> None:
         self.tail.clear()
         self.tail_bytes = 0
+        self.deletions = None
 
     # observers ----------------------------------------------------------------------------
 
@@ -292,6 +299,8 @@ class DocStore:
         updates = [row for row in rows if row["id"] is not None]
         for row in updates:
             live.load(row["update"])
+        if live.deletions is None:  # loaded (or reloaded from a snapshot): start from all of them
+            live.deletions = live.doc.get_update(live.doc.get_state())
         if updates:
             live.applied_through = updates[-1]["id"]
             live.log_rows += len(updates)

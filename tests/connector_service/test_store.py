@@ -6,10 +6,10 @@ import uuid
 
 import asyncpg
 import pytest
-from pycrdt import Map
+from pycrdt import Doc, Map
 
 from common import db
-from connector_service.sync.store import EXTERNAL, PLATFORM, DocStore
+from connector_service.sync.store import EXTERNAL, PLATFORM, DocStore, new_live
 from tests.support import make_tenant
 
 
@@ -94,3 +94,24 @@ async def test_a_failed_append_leaves_nothing_in_memory(database, dsn):
             await store.append(live, EXTERNAL, update, extra=refuse)
     async with store.session(iid) as live:  # loaded again from what is durable
         assert live.records.to_py() == {"contacts/1": {"v": "kept"}}
+
+
+def test_a_tail_diff_carries_deletions_the_peer_missed():
+    """A deletion made without an insertion leaves the state vector as it was: a peer that
+    missed it, and whose state matches a later point of the tail, must still get it."""
+    live = new_live(uuid.uuid4())
+    live.deletions = live.doc.get_update(live.doc.get_state())  # as a load does
+    live.transact(PLATFORM, lambda r: r.__setitem__("contacts/1", Map({"v": "1"})))
+    peer = Doc()
+    peer_records = peer.get("records", type=Map)
+    peer.apply_update(live.diff())
+    live.transact(PLATFORM, lambda r: r.pop("contacts/1"))  # the peer is away
+    before = peer.get_state()
+    with peer.transaction():
+        peer_records["contacts/2"] = Map({"v": "2"})
+    live.apply(peer.get_update(before), "client")
+    live.transact(PLATFORM, lambda r: r.__setitem__("contacts/3", Map({"v": "3"})))
+    peer.apply_update(live.diff(peer.get_state()))
+    assert (
+        sorted(peer_records.to_py()) == sorted(live.records.to_py()) == ["contacts/2", "contacts/3"]
+    )

@@ -433,6 +433,41 @@ async def test_bad_input_closes_1008_and_changes_nothing(live):
         await client.close()
 
 
+async def test_hostile_messages_close_fast_and_change_nothing(live):
+    """What the review found: a var-uint bomb, NUL in keys, an overwrite of an existing record
+    the scratch check cannot see, oversized awareness."""
+    before = await live.state_vector()
+    nul = Doc()
+    with nul.transaction():
+        nul.get("records", type=Map)["contacts/a\x00b"] = Map({"f": "x"})
+    cases = {
+        "var-uint bomb": bytes([0]) + b"\x81" * 200_000 + b"\x01",
+        "NUL in a key": create_update_message(nul.get_update()),
+        "awareness over 64 KiB": bytes([1]) + write_message(b"\x01" + b"a" * 70_000),
+    }
+    for name, message in cases.items():
+        client = await live.editor()
+        try:
+            started = time.monotonic()
+            await client.send(message)
+            assert await client.wait_closed() == 1008, name
+            assert time.monotonic() - started < 3, name
+        finally:
+            await client.close()
+        assert await live.state_vector() == before, name
+    # an existing record overwritten with a string: applied, refused, the document reloaded
+    client = await live.editor()
+    try:
+        some = pks(client)[0]
+        await client.edit(lambda r: r.__setitem__(f"contacts/{some}", "flat"))
+        assert await client.wait_closed() == 1008
+    finally:
+        await client.close()
+    assert await live.state_vector() == before
+    r = await live.client.get(live.base + "/records", params={"stream": "contacts"})
+    assert r.status_code == 200 and any(item["id"] == some for item in r.json()["items"])
+
+
 async def test_a_replica_catches_up_across_compaction_and_sends_only_the_difference(live, dsn):
     """Two stores (as two replicas would hold) on the database: one appends past several
     compactions; the other's clients get what changed, not the snapshot it reloads."""
