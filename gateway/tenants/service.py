@@ -61,3 +61,44 @@ async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, Any]:
     if row is None:
         raise TenantNotFound()
     return dict(row)
+
+
+async def update_profile(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    changes: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Change the profile (name, industry, size, description); audited with what changed.
+
+    Values arrive validated by the route's schema; ``None`` clears an optional field. Setting a
+    field to the value it has changes nothing and records nothing."""
+    if not changes:
+        raise InvalidRequest(
+            "give at least one of name, industry, size, description", code="invalid_input"
+        )
+    if "name" in changes and changes["name"] is None:
+        raise InvalidRequest("a tenant's name cannot be cleared", code="invalid_name")
+    before = await get(conn, tenant_id)
+    changed = {k: v for k, v in changes.items() if before.get(k) != v}
+    if not changed:
+        return before
+    row = await repository.update_profile(conn, tenant_id, changed)
+    if row is None:
+        raise TenantNotFound()
+    await audit.record(
+        conn,
+        tenant_id=tenant_id,
+        actor=actor,
+        action="tenant.updated",
+        target=f"tenant:{tenant_id}",
+        # the description is the tenant's own prose: say that it changed, not what it says
+        payload={
+            "fields": sorted(changed),
+            **{k: changed[k] for k in ("name", "industry", "size") if k in changed},
+        },
+        request_id=request_id,
+    )
+    return dict(row)
