@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import CommonSettings
@@ -10,4 +11,14 @@ class MarketplaceSettings(CommonSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="SEEDOS_MARKETPLACE_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    recommendations_refresh_seconds: float = Field(
+        60.0,
+        ge=0.1,
+        description="How often the statistics recommendations share are rebuilt (a tenant's own"
+        " installs and profile are read on every request)",
+    )
+    recommendations_health_window_seconds: int = Field(
+        7 * 86400, ge=60, description="How far back connector_metrics count for connector health"
     )
