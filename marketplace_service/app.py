@@ -23,7 +23,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = RecommendationEngine(
-            app.state.db,
+            settings.dsn or "",  # open_pool has refused to start without one
             refresh_seconds=settings.recommendations_refresh_seconds,
             health_window_seconds=settings.recommendations_health_window_seconds,
         )

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import numpy as np
 import structlog
 from cachetools import LRUCache
 
-from common.db import Database
 from common.errors import NotFound
 from marketplace_service.recommendations import repository
 from marketplace_service.recommendations.model import (
@@ -73,7 +73,7 @@ def recommend(
     snap: Snapshot, profile: Profile, installed: set[str], *, k: int, match: Match | None = None
 ) -> list[dict[str, Any]]:
     """The top ``k`` of the catalog for this profile, never one of ``installed`` (services)."""
-    n = len(snap.items)
+    n = len(snap)
     if n == 0:
         return []
     industry, band = normalise_industry(profile.industry), size_band(profile.size)
@@ -85,18 +85,19 @@ def recommend(
     share = snap.installs / max(snap.n_tenants, 1)
     for i in owned:
         total -= damping * np.log1p(snap.installs[i] * share / CO_SMOOTHING)
-        total[snap.co_items[i]] += damping * np.log1p(snap.co_counts[i] / CO_SMOOTHING)
+        co_items, co_counts = snap.co(i)
+        total[co_items] += damping * np.log1p(co_counts / CO_SMOOTHING)
     if match is not None:
         total += DESCRIPTION_WEIGHT * match.scores
     if not owned:
-        total[snap.featured] += FEATURED_BONUS
+        total[snap.catalog.featured] += FEATURED_BONUS
     if owned:
         total[owned] = -np.inf
     k = min(k, n - len(owned))
     if k <= 0:
         return []
     top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
-    ranked = sorted(top.tolist(), key=lambda j: (-total[j], snap.items[j].slug))
+    ranked = sorted(top.tolist(), key=lambda j: (-total[j], snap.catalog.slugs[j]))
     context = _Context(snap, prior, rates, owned, damping, share, match)
     return [context.explain(j, float(total[j])) for j in ranked]
 
@@ -112,15 +113,15 @@ class _Context:
     match: Match | None
 
     def explain(self, j: int, logodds: float) -> dict[str, Any]:
-        snap, item = self.snap, self.snap.items[j]
+        snap, cat = self.snap, self.snap.catalog
         reasons = [self._prior_reason(j)]
         if (co := self._co_reason(j)) is not None:
             reasons.append(co)
         if self.match is not None and (s := float(self.match.scores[j])) >= 0.05:
-            words = ", ".join(self.match.words(snap.text.doc_words[j]))
+            words = ", ".join(snap.text.shared_words(self.match, j))
             reasons.append(_reason("description", f"matches your description ({words})",
                                    DESCRIPTION_WEIGHT * s))  # fmt: skip
-        if not self.owned and snap.featured[j]:
+        if not self.owned and cat.featured[j]:
             reasons.append(_reason("featured", "featured in the marketplace", FEATURED_BONUS))
         if snap.health_penalty[j] < -0.05:
             days = max(round(snap.health_window_seconds / 86400), 1)
@@ -130,8 +131,9 @@ class _Context:
             reasons.append(_reason("health", text, float(snap.health_penalty[j])))
         reasons.sort(key=lambda r: -r["weight"])
         return {
-            "slug": item.slug, "name": item.name, "category": item.category,
-            "vendor": item.vendor, "logo_url": item.logo_url, "is_featured": item.featured,
+            "slug": cat.slugs[j], "name": cat.names[j], "category": cat.categories[j],
+            "vendor": cat.vendors[j], "logo_url": cat.logo_urls[j],
+            "is_featured": bool(cat.featured[j]),
             "score": round(1.0 / (1.0 + math.exp(-logodds)), 4),
             "reason": reasons[0]["text"], "reasons": reasons,
         }  # fmt: skip
@@ -143,14 +145,12 @@ class _Context:
         # that with no other reason this one leads)
         weight = max(float(logit(rate) - logit(overall)), 1e-3)
         return _reason("segment", f"used by {percent(rate)} of {self.prior.label}", weight,
-                       rate=round(rate, 4), tenants=self.prior.segment.n)  # fmt: skip
+                       rate=round(rate, 4), tenants=self.prior.tenants)  # fmt: skip
 
     def _co_reason(self, j: int) -> dict[str, Any] | None:
         best: tuple[float, int, int] | None = None
         for i in self.owned:
-            pos = int(np.searchsorted(self.snap.co_items[i], j))
-            items = self.snap.co_items[i]
-            co = int(self.snap.co_counts[i][pos]) if pos < len(items) and items[pos] == j else 0
+            co = self.snap.co_count(i, j)
             expected = self.snap.installs[i] * self.share[j]
             lift = (co + CO_SMOOTHING) / (expected + CO_SMOOTHING)
             if co >= 2 and lift >= MIN_LIFT_TO_SAY and (best is None or lift > best[0]):
@@ -158,11 +158,11 @@ class _Context:
         if best is None:
             return None
         lift, i, co = best
-        other, having = self.snap.items[i].name, int(self.snap.installs[i])
+        other, having = self.snap.catalog.names[i], int(self.snap.installs[i])
         text = (f"often installed with {other}: {percent(co / having)} of the {having:,}"
                 f" companies with {other} use it ({lift:.1f}x the usual rate)")  # fmt: skip
         return _reason("co_installed", text, self.damping * math.log(lift),
-                       with_connector=self.snap.items[i].slug)  # fmt: skip
+                       with_connector=self.snap.catalog.slugs[i])  # fmt: skip
 
 
 def _reason(kind: str, text: str, weight: float, **data: Any) -> dict[str, Any]:
@@ -173,8 +173,8 @@ class RecommendationEngine:
     """Holds the shared snapshot, rebuilds it every ``refresh_seconds`` in the background, and
     answers per tenant with that tenant's profile and installs read fresh."""
 
-    def __init__(self, db: Database, *, refresh_seconds: float, health_window_seconds: int) -> None:
-        self._db = db
+    def __init__(self, dsn: str, *, refresh_seconds: float, health_window_seconds: int) -> None:
+        self._dsn = dsn
         self.refresh_seconds = refresh_seconds
         self.health_window_seconds = health_window_seconds
         self.snapshot: Snapshot | None = None
@@ -187,22 +187,17 @@ class RecommendationEngine:
         async with self._lock:
             if only_if_missing and self.snapshot is not None:
                 return self.snapshot  # built meanwhile by the background task
-            as_of = datetime.now(UTC)  # before the reads: what was committed by then is in
-            async with self._db.connection() as conn:
-                items = await repository.catalog(conn)
-                tenants = await repository.tenants_with_installs(conn)
-                health = await repository.health(conn, window_seconds=self.health_window_seconds)
-            # The build is CPU work in Python (1.5 s at 10k tenants x 10k entries). In a thread
-            # it held the GIL against the requests (p99 262 ms during a rebuild); in a process
-            # of its own it costs them nothing but unpickling the result.
+            # Reading 10k tenants and building takes seconds of Python. In a thread it held the
+            # GIL against requests (p99 262 ms during a rebuild); handing the rows to a process
+            # cost 0.6 s of pickling here. So a worker process reads and builds, and sends back
+            # arrays and flat columns that unpickle in milliseconds.
             job = functools.partial(
-                build, items=items, tenants=tenants, health=health, built_at=as_of,
-                health_window_seconds=self.health_window_seconds,
-            )  # fmt: skip
+                build_from_database, self._dsn, health_window_seconds=self.health_window_seconds
+            )
             snap = await asyncio.get_running_loop().run_in_executor(self._builder(), job)
             self.snapshot = snap
             self._matches.clear()
-            log.info("recommendations_refreshed", items=len(items), tenants=snap.n_tenants)
+            log.info("recommendations_refreshed", items=len(snap), tenants=snap.n_tenants)
             return snap
 
     def _builder(self) -> ProcessPoolExecutor:
@@ -259,3 +254,24 @@ class RecommendationEngine:
         if key not in self._matches:
             self._matches[key] = snap.text.match(description)
         return self._matches[key]
+
+
+def build_from_database(dsn: str, *, health_window_seconds: int) -> Snapshot:
+    """Read what the statistics need and build them (run in the worker process)."""
+    return asyncio.run(_read_and_build(dsn, health_window_seconds))
+
+
+async def _read_and_build(dsn: str, health_window_seconds: int) -> Snapshot:
+    as_of = datetime.now(UTC)  # before the reads: what was committed by then is in
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "recommendations"})
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            items = await repository.catalog(conn)
+            tenants = await repository.tenants_with_installs(conn)
+            health = await repository.health(conn, window_seconds=health_window_seconds)
+    finally:
+        await conn.close()
+    return build(
+        items=items, tenants=tenants, health=health, built_at=as_of,
+        health_window_seconds=health_window_seconds,
+    )  # fmt: skip

@@ -68,10 +68,12 @@ class TenantRow:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """Installs among tenants of one industry and/or size band: ``counts[i]`` of ``n``."""
+    """Installs among tenants of one industry and/or size band: ``counts`` at ``items``, of
+    ``n`` tenants."""
 
     n: int
-    counts: dict[int, int]
+    items: np.ndarray
+    counts: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,32 +81,58 @@ class Prior:
     """Smoothed install rates for a profile, and the segment the reason quotes."""
 
     rates: np.ndarray
-    label: str  # "fintech companies with 51-200 employees"
-    segment: Segment
+    label: str  # "fintech companies of your size (51-200 employees)"
+    tenants: int
+
+
+@dataclass
+class Catalog:
+    """What answers show of each entry, as columns (cheap to move between processes)."""
+
+    slugs: list[str]
+    names: list[str]
+    categories: list[str | None]
+    vendors: list[str | None]
+    logo_urls: list[str | None]
+    featured: np.ndarray  # bool
 
 
 @dataclass
 class Snapshot:
-    items: list[Item]
-    index_of: dict[str, int]  # service identifier -> item index
+    """Built in a worker process and handed to the service: numpy arrays and a few flat
+    columns, so that unpickling it does not stall the service's event loop."""
+
+    catalog: Catalog
+    index_of: dict[str, int]  # service identifier -> entry index
     n_tenants: int
-    installs: np.ndarray  # tenants with each item
+    installs: np.ndarray  # tenants with each entry
     segments: dict[tuple[str | None, int | None], Segment]
-    co_items: list[np.ndarray]  # per item: the items co-installed with it ...
-    co_counts: list[np.ndarray]  # ... and on how many tenants
+    co_ptr: np.ndarray  # CSR by entry: co_items[co_ptr[i]:co_ptr[i + 1]] were installed with i
+    co_items: np.ndarray  # ... sorted, with
+    co_counts: np.ndarray  # ... on how many tenants
     health_penalty: np.ndarray  # log-odds added for a high error rate (<= 0)
     error_calls: np.ndarray
     error_counts: np.ndarray
-    error_rate: np.ndarray  # smoothed
-    featured: np.ndarray  # bool
     text: TextIndex
     built_at: datetime
     health_window_seconds: int
     _priors: dict[tuple[str | None, int | None], Prior] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        return len(self.catalog.slugs)
+
     @property
     def global_rate(self) -> np.ndarray:
         return (self.installs + 1.0) / (self.n_tenants + 2.0)
+
+    def co(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.co_ptr[i], self.co_ptr[i + 1]
+        return self.co_items[lo:hi], self.co_counts[lo:hi]
+
+    def co_count(self, i: int, j: int) -> int:
+        items, counts = self.co(i)
+        pos = int(np.searchsorted(items, j))
+        return int(counts[pos]) if pos < len(items) and items[pos] == j else 0
 
     def prior(self, industry: str | None, band: int | None) -> Prior:
         """Install rates among similar tenants, each level smoothed toward the one above:
@@ -114,20 +142,17 @@ class Snapshot:
             return cached
         if (industry, None) not in self.segments:
             industry = None  # an industry nobody else is in says nothing
-        rates, label, used = self.global_rate, "companies on the platform", self._everyone()
+        rates, label, n = self.global_rate, "companies on the platform", self.n_tenants
         if industry is not None and (seg := self.segments.get((industry, None))) is not None:
-            rates, label, used = self._smooth(seg, rates), f"{industry} companies", seg
+            rates, label, n = self._smooth(seg, rates), f"{industry} companies", seg.n
         if band is not None and (seg := self.segments.get((industry, band))) is not None:
             who = f"{industry} companies" if industry else "companies"
             label = f"{who} of your size ({band_label(band)})"
-            rates, used = self._smooth(seg, rates), seg
-        prior = Prior(rates=rates, label=label, segment=used)
+            rates, n = self._smooth(seg, rates), seg.n
+        prior = Prior(rates=rates, label=label, tenants=n)
         if len(self._priors) < 4096:  # bounded: industries are free text
             self._priors[key] = prior
         return prior
-
-    def _everyone(self) -> Segment:
-        return Segment(self.n_tenants, {i: int(c) for i, c in enumerate(self.installs) if c})
 
     def warm(self) -> None:
         """Compute the priors of every profile seen so far, so requests find them ready."""
@@ -139,9 +164,7 @@ class Snapshot:
 
     def _smooth(self, seg: Segment, parent: np.ndarray) -> np.ndarray:
         rates = parent * PRIOR_STRENGTH
-        if seg.counts:
-            idx = np.fromiter(seg.counts.keys(), dtype=np.int64, count=len(seg.counts))
-            rates[idx] += np.fromiter(seg.counts.values(), dtype=np.float64, count=len(idx))
+        rates[seg.items] += seg.counts
         return rates / (seg.n + PRIOR_STRENGTH)
 
 
@@ -173,15 +196,7 @@ def build(
         if owned:
             installs[owned] += 1
             pairs.update(itertools.combinations(owned[:MAX_INSTALLS_PAIRED], 2))
-    neighbours: list[dict[int, int]] = [{} for _ in range(n_items)]
-    for (a, b), count in pairs.items():
-        neighbours[a][b] = count
-        neighbours[b][a] = count
-    co_items, co_counts = [], []
-    for nb in neighbours:  # sorted by item, for searchsorted when explaining
-        keys = sorted(nb)
-        co_items.append(np.array(keys, dtype=np.int64))
-        co_counts.append(np.array([nb[key] for key in keys], dtype=np.float64))
+    co_ptr, co_items, co_counts = _co_installs(pairs, n_items)
 
     calls, errors = np.zeros(n_items), np.zeros(n_items)
     for service, n_calls, n_errors in health:
@@ -195,24 +210,55 @@ def build(
         " ".join(filter(None, (it.name, it.vendor, it.category, it.description))) for it in items
     ]
     snapshot = Snapshot(
-        items=list(items),
+        catalog=Catalog(
+            slugs=[it.slug for it in items],
+            names=[it.name for it in items],
+            categories=[it.category for it in items],
+            vendors=[it.vendor for it in items],
+            logo_urls=[it.logo_url for it in items],
+            featured=np.array([it.featured for it in items], dtype=bool),
+        ),
         index_of=index_of,
         n_tenants=n_tenants,
         installs=installs,
-        segments={k: Segment(seg_n[k], dict(seg_counts[k])) for k in seg_n},
+        segments={
+            key: Segment(
+                seg_n[key],
+                np.fromiter(seg_counts[key].keys(), dtype=np.int64, count=len(seg_counts[key])),
+                np.fromiter(seg_counts[key].values(), dtype=np.float64, count=len(seg_counts[key])),
+            )
+            for key in seg_n
+        },
+        co_ptr=co_ptr,
         co_items=co_items,
         co_counts=co_counts,
         health_penalty=penalty,
         error_calls=calls,
         error_counts=errors,
-        error_rate=rate,
-        featured=np.array([it.featured for it in items], dtype=bool),
         text=TextIndex(documents),
         built_at=built_at,
         health_window_seconds=health_window_seconds,
     )
     snapshot.warm()
     return snapshot
+
+
+def _co_installs(
+    pairs: Counter[tuple[int, int]], n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The symmetric co-installation counts in CSR form, each row sorted by entry."""
+    if not pairs:
+        return np.zeros(n_items + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0)
+    ab = np.array(list(pairs.keys()), dtype=np.int64)
+    counts = np.array(list(pairs.values()), dtype=np.float64)
+    rows = np.concatenate([ab[:, 0], ab[:, 1]])
+    cols = np.concatenate([ab[:, 1], ab[:, 0]])
+    both = np.concatenate([counts, counts])
+    order = np.lexsort((cols, rows))
+    rows, cols, both = rows[order], cols[order], both[order]
+    ptr = np.zeros(n_items + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_items), out=ptr[1:])
+    return ptr, cols, both
 
 
 def logit(p: np.ndarray | float) -> np.ndarray | float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,46 +42,58 @@ class Match:
     scores: np.ndarray  # cosine similarity per catalog entry (0 where nothing is shared)
     query: dict[str, float]  # the description's words with their TF-IDF weights
 
-    def words(self, doc: frozenset[str], top: int = 3) -> list[str]:
-        """The description's weightiest words that the entry shares."""
-        shared = sorted((w for w in self.query if w in doc), key=lambda w: (-self.query[w], w))
-        return shared[:top]
-
 
 class TextIndex:
-    """TF-IDF vectors of the catalog's entries, L2-normalised, in an inverted index."""
+    """TF-IDF vectors of the catalog's entries, L2-normalised, as an inverted index in CSR
+    form: the entries (ascending) and weights of word ``w`` are at ``ptr[w]:ptr[w + 1]``."""
 
     def __init__(self, documents: Sequence[str]) -> None:
         counts = [Counter(tokens(doc)) for doc in documents]
         self.size = len(documents)
-        self.doc_words = [frozenset(c) for c in counts]
         df: Counter[str] = Counter()
         for c in counts:
             df.update(c.keys())
         n = max(len(documents), 1)
-        self.idf = {w: math.log((1 + n) / (1 + d)) + 1.0 for w, d in df.items()}
-        postings: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        self.vocabulary = {w: k for k, w in enumerate(sorted(df))}
+        self.idf = np.array([math.log((1 + n) / (1 + df[w])) + 1.0 for w in self.vocabulary])
+        words, entries, values = [], [], []
         for i, c in enumerate(counts):
-            weights = {w: (1 + math.log(tf)) * self.idf[w] for w, tf in c.items()}
-            norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
-            for w, v in weights.items():
-                items, values = postings[w]
-                items.append(i)
-                values.append(v / norm)
-        self._postings = {
-            w: (np.array(items, dtype=np.int64), np.array(values))
-            for w, (items, values) in postings.items()
-        }
+            ids = [self.vocabulary[w] for w in c]
+            weights = np.array([(1 + math.log(tf)) for tf in c.values()]) * self.idf[ids]
+            norm = float(np.sqrt((weights**2).sum())) or 1.0
+            words.extend(ids)
+            entries.extend([i] * len(ids))
+            values.extend((weights / norm).tolist())
+        word_ids = np.array(words, dtype=np.int64)
+        order = np.lexsort((np.array(entries, dtype=np.int64), word_ids))
+        self.entries = np.array(entries, dtype=np.int64)[order]
+        self.weights = np.array(values)[order]
+        self.ptr = np.zeros(len(self.vocabulary) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(word_ids, minlength=len(self.vocabulary)), out=self.ptr[1:])
 
     def match(self, text: str | None) -> Match | None:
         """Cosine similarity of ``text`` to every entry, or None when it shares no word."""
-        counts = Counter(t for t in tokens(text) if t in self._postings)
+        counts = Counter(t for t in tokens(text) if t in self.vocabulary)
         if not counts:
             return None
-        query = {w: (1 + math.log(tf)) * self.idf[w] for w, tf in counts.items()}
+        query = {w: (1 + math.log(tf)) * self.idf[self.vocabulary[w]] for w, tf in counts.items()}
         norm = math.sqrt(sum(v * v for v in query.values()))
         scores = np.zeros(self.size)
         for w, q in query.items():
-            items, weights = self._postings[w]
-            scores[items] += weights * (q / norm)  # an entry appears once per word's postings
-        return Match(scores, query)
+            k = self.vocabulary[w]
+            lo, hi = self.ptr[k], self.ptr[k + 1]
+            scores[self.entries[lo:hi]] += self.weights[lo:hi] * (q / norm)
+        return Match(scores, {w: float(q) for w, q in query.items()})
+
+    def shared_words(self, match: Match, entry: int, top: int = 3) -> list[str]:
+        """The description's weightiest words that ``entry`` also has."""
+        found = []
+        for w in sorted(match.query, key=lambda w: (-match.query[w], w)):
+            k = self.vocabulary[w]
+            column = self.entries[self.ptr[k] : self.ptr[k + 1]]
+            pos = int(np.searchsorted(column, entry))
+            if pos < len(column) and column[pos] == entry:
+                found.append(w)
+                if len(found) == top:
+                    break
+        return found
