@@ -349,7 +349,7 @@ def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.
                               audience="marketplace_service") for t in sample]  # fmt: skip
         slugs = [rows[i]["slug"] for i in rng.choice(len(rows), size=500)]
         times: dict[str, list[float]] = {"recommendations": [], "catalog entry (reference)": []}
-        started = time.perf_counter()
+        run_started = time.perf_counter()
         with httpx.Client(base_url=url, timeout=30) as client:
             for n in range(args.requests + 200):  # the first 200 of each warm up
                 auth = {"Authorization": f"Bearer {tokens[n % len(tokens)]}"}
@@ -369,7 +369,7 @@ def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.
                         times[name].append(elapsed * 1000)
             example = client.get("/api/v1/marketplace/recommendations?k=3", headers={
                 "Authorization": f"Bearer {tokens[0]}"}).json()  # fmt: skip
-        measured = time.perf_counter() - started
+        measured = time.perf_counter() - run_started
     finally:
         supervisor.stop()
     return {
