@@ -26,6 +26,7 @@ import contextlib
 import functools
 import math
 import multiprocessing
+import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ import asyncpg
 import numpy as np
 import structlog
 from cachetools import LRUCache
+from prometheus_client import Counter, Histogram
 
-from common.errors import NotFound
+from common.errors import NotFound, ServiceUnavailable
 from marketplace_service.recommendations import repository
 from marketplace_service.recommendations.model import (
     Snapshot,
@@ -51,6 +53,16 @@ from marketplace_service.recommendations.model import (
 from marketplace_service.recommendations.text import Match
 
 log = structlog.get_logger(component="marketplace_service.recommendations")
+
+REFRESH_SECONDS = Histogram(
+    "seedos_recommendations_refresh_duration_seconds",
+    "Rebuilding the statistics recommendations share (read and build, in a worker process).",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+REFRESH_FAILURES = Counter(
+    "seedos_recommendations_refresh_failures_total",
+    "Rebuilds of the recommendation statistics that failed (the previous ones keep serving).",
+)
 
 CO_SMOOTHING = 1.0  # alpha in (co + alpha) / (expected + alpha)
 DESCRIPTION_WEIGHT = 3.0  # log-odds per unit of cosine similarity
@@ -194,7 +206,13 @@ class RecommendationEngine:
             job = functools.partial(
                 build_from_database, self._dsn, health_window_seconds=self.health_window_seconds
             )
-            snap = await asyncio.get_running_loop().run_in_executor(self._builder(), job)
+            started = time.perf_counter()
+            try:
+                snap = await asyncio.get_running_loop().run_in_executor(self._builder(), job)
+            except Exception:
+                REFRESH_FAILURES.inc()
+                raise
+            REFRESH_SECONDS.observe(time.perf_counter() - started)
             self.snapshot = snap
             self._matches.clear()
             log.info("recommendations_refreshed", items=len(snap), tenants=snap.n_tenants)
@@ -227,11 +245,13 @@ class RecommendationEngine:
                 log.warning("recommendations_refresh_failed", error=type(exc).__name__)
             await asyncio.sleep(self.refresh_seconds)
 
-    async def for_tenant(self, conn: Any, tenant_id: uuid.UUID, *, k: int) -> dict[str, Any]:
+    async def for_tenant(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, *, k: int
+    ) -> dict[str, Any]:
         row = await repository.caller(conn, tenant_id)
         if row is None:
             raise TenantNotFound()
-        snap = self.snapshot or await self.refresh(only_if_missing=True)
+        snap = self.snapshot or await self._first_snapshot()
         profile = Profile(row["industry"], row["size"], row["description"])
         match = self._match(snap, profile.description)
         items = recommend(snap, profile, set(row["services"]), k=k, match=match)
@@ -246,6 +266,17 @@ class RecommendationEngine:
             },
             "as_of": snap.built_at,
         }
+
+    async def _first_snapshot(self) -> Snapshot:
+        """Only before the first build has succeeded (just started, or the database was down)."""
+        try:
+            return await self.refresh(only_if_missing=True)
+        except Exception as exc:
+            log.warning("recommendations_refresh_failed", error=type(exc).__name__)
+            raise ServiceUnavailable(
+                "recommendations are not ready yet; retry shortly",
+                code="recommendations_unavailable", headers={"Retry-After": "5"},
+            ) from None  # fmt: skip
 
     def _match(self, snap: Snapshot, description: str | None) -> Match | None:
         if not description:
