@@ -63,6 +63,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -82,7 +83,6 @@ from marketplace_service.recommendations.engine import (  # noqa: E402
 )
 from seedos_cli.supervisor import ServiceSpec, Supervisor  # noqa: E402
 from seedos_sdk.testing import free_port  # noqa: E402
-from tests.support import with_database  # noqa: E402
 
 INDUSTRIES = {
     "software": 0.20, "fintech": 0.15, "ecommerce": 0.15, "healthcare": 0.12,
@@ -319,7 +319,8 @@ async def _new_database(admin_dsn: str, name: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return with_database(admin_dsn, name)
+    parts = urlsplit(admin_dsn)
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.Generator

@@ -42,6 +42,7 @@ from prometheus_client import Counter, Histogram
 from common.errors import NotFound, ServiceUnavailable
 from marketplace_service.recommendations import repository
 from marketplace_service.recommendations.model import (
+    Prior,
     Snapshot,
     band_label,
     build,
@@ -117,7 +118,7 @@ def recommend(
 @dataclass
 class _Context:
     snap: Snapshot
-    prior: Any
+    prior: Prior
     rates: np.ndarray
     owned: list[int]
     damping: float
