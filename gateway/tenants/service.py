@@ -34,6 +34,9 @@ async def create(
         raise InvalidRequest("a tenant needs a name", code="invalid_name")
     if size is not None and size <= 0:
         raise InvalidRequest("size is a positive number of employees", code="invalid_size")
+    if industry is not None and not 1 <= len(industry) <= 60:
+        # the same rule as the tenants_industry_length check (and PATCH /api/v1/tenant)
+        raise InvalidRequest("an industry is 1-60 characters", code="invalid_industry")
     row = await repository.insert(conn, slug=slug, name=name.strip(), industry=industry, size=size)
     if row is None:
         raise Conflict(f"a tenant with slug '{slug}' exists", code="tenant_exists")

@@ -6,7 +6,10 @@ import asyncpg
 import httpx
 import pytest
 
+from common import db
+from common.errors import InvalidRequest
 from common.roles import Role
+from gateway.tenants import service as tenants
 from tests.support import add_key, make_tenant
 
 PROBLEM = "application/problem+json"
@@ -104,3 +107,17 @@ async def test_without_a_key_is_401(suite):
         for method in ("GET", "PATCH"):
             r = await client.request(method, "/api/v1/tenant", json={"size": 3})
             assert r.status_code == 401 and r.headers["content-type"] == PROBLEM
+
+
+async def test_creating_a_tenant_checks_the_industry_as_patch_does(dsn):
+    conn = await db.connect(dsn)
+    try:
+        with pytest.raises(InvalidRequest) as refused:
+            await tenants.create(conn, slug="too-long-industry", name="X", industry="x" * 61)
+        assert refused.value.code == "invalid_industry"
+        assert (
+            await conn.fetchval("SELECT count(*) FROM tenants WHERE slug = 'too-long-industry'")
+            == 0
+        )
+    finally:
+        await conn.close()
