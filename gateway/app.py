@@ -23,6 +23,7 @@ from gateway.me.routes import router as me_router
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
 from gateway.settings import GatewaySettings
+from gateway.tenants.routes import router as tenant_router
 from gateway.ws_proxy import WebSocketProxy, make_ws_session
 
 SERVICE = "gateway"
@@ -133,6 +134,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(me_router)
     app.include_router(api_keys_router)
     app.include_router(audit_logs_router)
+    app.include_router(tenant_router)
     _add_docs(app)
     return app
 

@@ -1,5 +1,5 @@
-"""marketplace_service: the connector catalog (and, in later issues, search, install, publish and
-recommendations)."""
+"""marketplace_service: the connector catalog and recommendations (and, in later issues, search,
+install and publish)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from common.service import create_service_app
 from marketplace_service.catalog.routes import router as catalog_router
 from marketplace_service.install.routes import router as install_router
 from marketplace_service.install.service import Installer
+from marketplace_service.recommendations.engine import RecommendationEngine
+from marketplace_service.recommendations.routes import router as recommendations_router
 from marketplace_service.settings import MarketplaceSettings
 
 SERVICE = "marketplace_service"
@@ -33,6 +35,13 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
             key=key, issuer=SERVICE, ttl_seconds=settings.internal_token_ttl_seconds
         )
         timeout = httpx.Timeout(settings.connector_service_timeout_seconds, connect=2.0)
+        engine = RecommendationEngine(
+            settings.dsn or "",  # open_pool has refused to start without one
+            refresh_seconds=settings.recommendations_refresh_seconds,
+            health_window_seconds=settings.recommendations_health_window_seconds,
+        )
+        app.state.recommendations = engine
+        engine.start()
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             app.state.installer = Installer(
                 base_url=settings.connector_service_url, signer=signer, client=client,
@@ -45,6 +54,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+                await engine.aclose()
 
     app = create_service_app(
         name=SERVICE, title="SEED-OS marketplace service", settings=settings, version="1.0.0",
@@ -52,6 +62,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
     )  # fmt: skip
     app.include_router(catalog_router)
     app.include_router(install_router)
+    app.include_router(recommendations_router)
     return app
 
 

@@ -16,3 +16,12 @@ class MarketplaceSettings(CommonSettings):
     # where connector_service listens (install and uninstall go through it)
     connector_service_url: str = "http://127.0.0.1:8001"
     connector_service_timeout_seconds: float = Field(9.0, gt=0, le=120)
+    recommendations_refresh_seconds: float = Field(
+        60.0,
+        ge=0.1,
+        description="How often the statistics recommendations share are rebuilt (a tenant's own"
+        " installs and profile are read on every request)",
+    )
+    recommendations_health_window_seconds: int = Field(
+        7 * 86400, ge=60, description="How far back connector_metrics count for connector health"
+    )

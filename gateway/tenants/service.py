@@ -34,6 +34,9 @@ async def create(
         raise InvalidRequest("a tenant needs a name", code="invalid_name")
     if size is not None and size <= 0:
         raise InvalidRequest("size is a positive number of employees", code="invalid_size")
+    if industry is not None and not 1 <= len(industry) <= 60:
+        # the same rule as the tenants_industry_length check (and PATCH /api/v1/tenant)
+        raise InvalidRequest("an industry is 1-60 characters", code="invalid_industry")
     row = await repository.insert(conn, slug=slug, name=name.strip(), industry=industry, size=size)
     if row is None:
         raise Conflict(f"a tenant with slug '{slug}' exists", code="tenant_exists")
@@ -60,4 +63,45 @@ async def get(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, Any]:
     row = await repository.get(conn, tenant_id)
     if row is None:
         raise TenantNotFound()
+    return dict(row)
+
+
+async def update_profile(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    changes: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Change the profile (name, industry, size, description); audited with what changed.
+
+    Values arrive validated by the route's schema; ``None`` clears an optional field. Setting a
+    field to the value it has changes nothing and records nothing."""
+    if not changes:
+        raise InvalidRequest(
+            "give at least one of name, industry, size, description", code="invalid_input"
+        )
+    if "name" in changes and changes["name"] is None:
+        raise InvalidRequest("a tenant's name cannot be cleared", code="invalid_name")
+    before = await get(conn, tenant_id)
+    changed = {k: v for k, v in changes.items() if before.get(k) != v}
+    if not changed:
+        return before
+    row = await repository.update_profile(conn, tenant_id, changed)
+    if row is None:
+        raise TenantNotFound()
+    await audit.record(
+        conn,
+        tenant_id=tenant_id,
+        actor=actor,
+        action="tenant.updated",
+        target=f"tenant:{tenant_id}",
+        # the description is the tenant's own prose: say that it changed, not what it says
+        payload={
+            "fields": sorted(changed),
+            **{k: changed[k] for k in ("name", "industry", "size") if k in changed},
+        },
+        request_id=request_id,
+    )
     return dict(row)

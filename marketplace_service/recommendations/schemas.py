@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Reason(BaseModel):
+    kind: Literal["segment", "co_installed", "description", "featured", "health"]
+    text: str = Field(description="For people: why this connector is (or is less) recommended")
+    weight: float = Field(
+        description="What this part added to the score, in log-odds (negative: it demoted it)"
+    )
+    rate: float | None = Field(None, description="segment: the smoothed install rate")
+    tenants: int | None = Field(None, description="segment: how many tenants it covers")
+    with_connector: str | None = Field(None, description="co_installed: the slug it goes with")
+
+
+class Recommendation(BaseModel):
+    slug: str
+    name: str
+    category: str | None
+    vendor: str | None
+    logo_url: str | None
+    is_featured: bool
+    score: float = Field(description="Estimated chance a tenant like yours uses it (0-1)")
+    reason: str = Field(description="The main reason, the first of `reasons`")
+    reasons: list[Reason]
+
+
+class ProfileUsed(BaseModel):
+    industry: str | None
+    size_band: str | None
+    description_used: bool = Field(description="Whether the description matched any entry")
+    installed: int = Field(description="Connectors the tenant has installed (never recommended)")
+
+
+class Recommendations(BaseModel):
+    items: list[Recommendation]
+    profile: ProfileUsed
+    as_of: datetime = Field(description="When the shared statistics were last rebuilt")
