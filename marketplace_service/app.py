@@ -1,5 +1,5 @@
-"""marketplace_service: the connector catalog (and, in later issues, search, install, publish and
-recommendations)."""
+"""marketplace_service: the connector catalog and its search, publishing (and, in later issues,
+install and recommendations)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from common.service import create_service_app
 from marketplace_service.catalog.routes import router as catalog_router
+from marketplace_service.publishing.routes import router as publishing_router
 from marketplace_service.settings import MarketplaceSettings
 
 SERVICE = "marketplace_service"
@@ -18,4 +19,5 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
         name=SERVICE, title="SEED-OS marketplace service", settings=settings, version="1.0.0"
     )
     app.include_router(catalog_router)
+    app.include_router(publishing_router)
     return app
