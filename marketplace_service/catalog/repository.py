@@ -26,14 +26,18 @@ _INSTALLS = (
     "(SELECT count(*) FROM integration_connectors ic"
     " WHERE ic.marketplace_connector_id = mc.id) AS installs"
 )
-# Relevance: how well the text matches, saturating once a word is in the name, vendor or
-# category (so an entry does not win by repeating a word), then a featured entry, then a name
-# that starts with what was typed ("pay" finds PayPal before entries that only mention payments).
-_SCORE = (
-    "(least(ts_rank(mc.search_vector, q), 0.3) / 0.3"
+# Relevance, in two tiers. A match in the name, vendor or category scores 1 plus its rank on
+# those fields alone (saturating, so an entry does not win by repeating a word), 0.3 if
+# featured, 0.5 if the name starts with what was typed ("pay" finds PayPal first): 1 to 2.8.
+# A match in the description only scores 0.3 if featured, else 0, and ties go by name, so
+# that tier is read in index order and a broad query never ranks thousands of matches.
+_TITLE_SCORE = (
+    "(1 + least(ts_rank(mc.title_vector, q), 0.3) / 0.3"
     " + CASE WHEN mc.is_featured THEN 0.3 ELSE 0 END"
     " + CASE WHEN lower(mc.name) LIKE $3 THEN 0.5 ELSE 0 END)::float8"
 )
+_TEXT_SCORE = "(CASE WHEN mc.is_featured THEN 0.3 ELSE 0 END)::float8"
+_AFTER = "($8::float8 IS NULL OR {s} < $8 OR ({s} = $8 AND mc.name > $9::text))"
 
 
 @dataclass(frozen=True)
@@ -97,18 +101,21 @@ async def by_popularity(
     after: tuple[int, str] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """A page by installs across all tenants (most first), then name; strictly after
-    ``after`` = (installs, name). With ``query`` (to_tsquery text), only entries matching it."""
-    after_installs, after_name = after if after else (None, None)
+    """A page by installs across all tenants as last counted (most first), then name; strictly
+    after ``after`` = (popularity, name). With ``query`` (to_tsquery text), only matches."""
+    after_count, after_name = after if after else (None, None)
     return await conn.fetch(
-        f"SELECT * FROM (SELECT {_LIST_COLUMNS}, coalesce(c.n, 0) AS installs"
-        " FROM marketplace_connectors mc LEFT JOIN (SELECT marketplace_connector_id, count(*) AS n"
-        " FROM integration_connectors GROUP BY 1) c ON c.marketplace_connector_id = mc.id"
+        "WITH hits AS (SELECT mc.id, mc.name, coalesce(ic.installs, 0) AS popularity"
+        " FROM marketplace_connectors mc LEFT JOIN marketplace_install_counts ic"
+        " ON ic.marketplace_connector_id = mc.id"
         f" WHERE {_where(2)}"
-        " AND ($6::text IS NULL OR mc.search_vector @@ to_tsquery('english', $6))) page"
-        " WHERE ($7::bigint IS NULL OR installs < $7 OR (installs = $7 AND name > $8))"
-        " ORDER BY installs DESC, name LIMIT $9",
-        filters.tenant_id, *_filter_args(filters), query, after_installs, after_name, limit,
+        " AND ($6::text IS NULL OR mc.search_vector @@ to_tsquery('english', $6))"
+        " AND ($7::bigint IS NULL OR coalesce(ic.installs, 0) < $7"
+        " OR (coalesce(ic.installs, 0) = $7 AND mc.name > $8))"
+        " ORDER BY popularity DESC, mc.name LIMIT $9)"
+        f" SELECT {_LIST_COLUMNS}, hits.popularity FROM hits"
+        " JOIN marketplace_connectors mc ON mc.id = hits.id ORDER BY popularity DESC, mc.name",
+        filters.tenant_id, *_filter_args(filters), query, after_count, after_name, limit,
     )  # fmt: skip
 
 
@@ -118,21 +125,64 @@ async def by_relevance(
     *,
     query: str,
     name_prefix: str,
-    after: tuple[float, uuid.UUID] | None,
+    after: tuple[float, str] | None,
     limit: int,
+    broad: bool,
 ) -> list[asyncpg.Record]:
-    """Entries matching ``query`` (to_tsquery text), best first (score, then id); strictly
-    after ``after``. ``name_prefix`` is a LIKE pattern (escaped) of what was typed, lower case."""
-    after_score, after_id = after if after else (None, None)
+    """Entries matching ``query`` (to_tsquery text), best first (score, then name); strictly
+    after ``after``. ``name_prefix`` is a LIKE pattern (escaped) of what was typed, lower case.
+
+    Two ways to the same order: a ``broad`` query (many matches) reads each tier in its order
+    and stops after a page; a narrow one takes every match through the GIN index, then sorts
+    (reading the description tier in name order would scan the whole catalog for a handful of
+    rows). The page's full rows are read once chosen."""
+    sql = _BROAD if broad else _NARROW
+    after_score, after_name = after if after else (None, None)
     return await conn.fetch(
-        f"SELECT * FROM (SELECT {_LIST_COLUMNS}, {_SCORE} AS score"
-        " FROM marketplace_connectors mc, to_tsquery('english', $2) q"
-        f" WHERE mc.search_vector @@ q AND {_where(4)}) page"
-        " WHERE ($8::float8 IS NULL OR score < $8 OR (score = $8 AND id > $9::uuid))"
-        " ORDER BY score DESC, id LIMIT $10",
-        filters.tenant_id, query, name_prefix, *_filter_args(filters), after_score, after_id,
-        limit,
+        sql, filters.tenant_id, query, name_prefix, *_filter_args(filters), after_score,
+        after_name, limit,
     )  # fmt: skip
+
+
+_PAGE = (
+    f" SELECT {_LIST_COLUMNS}, hits.score FROM hits"
+    " JOIN marketplace_connectors mc ON mc.id = hits.id ORDER BY hits.score DESC, mc.name"
+)
+_BROAD = (
+    "WITH titles AS (SELECT mc.id, mc.name, score FROM marketplace_connectors mc,"
+    f" to_tsquery('english', $2) q, LATERAL (SELECT {_TITLE_SCORE} AS score) s"
+    f" WHERE mc.title_vector @@ q AND {_where(4)} AND {_AFTER.format(s='score')}"
+    " ORDER BY score DESC, mc.name LIMIT $10),"
+    f" texts AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
+    " FROM marketplace_connectors mc, to_tsquery('english', $2) q"
+    f" WHERE mc.search_vector @@ q AND NOT mc.title_vector @@ q AND {_where(4)}"
+    f" AND {_AFTER.format(s=_TEXT_SCORE)} ORDER BY mc.is_featured DESC, mc.name LIMIT $10),"
+    " hits AS (SELECT * FROM titles UNION ALL SELECT * FROM texts"
+    " ORDER BY score DESC, name LIMIT $10)" + _PAGE
+)
+_NARROW = (
+    "WITH matches AS MATERIALIZED (SELECT mc.id FROM marketplace_connectors mc"
+    f" WHERE mc.search_vector @@ to_tsquery('english', $2) AND {_where(4)}),"
+    " hits AS (SELECT mc.id, mc.name, score FROM matches"
+    " JOIN marketplace_connectors mc ON mc.id = matches.id, to_tsquery('english', $2) q,"
+    f" LATERAL (SELECT CASE WHEN mc.title_vector @@ q THEN {_TITLE_SCORE}"
+    f" ELSE {_TEXT_SCORE} END AS score) s"
+    f" WHERE {_AFTER.format(s='score')} ORDER BY score DESC, mc.name LIMIT $10)" + _PAGE
+)
+
+
+async def refresh_install_counts(conn: asyncpg.Connection) -> int:
+    """Count every entry's installs again; returns how many counts changed."""
+    result = await conn.execute(
+        "INSERT INTO marketplace_install_counts AS c (marketplace_connector_id, installs)"
+        " SELECT mc.id, count(ic.id) FROM marketplace_connectors mc"
+        " LEFT JOIN integration_connectors ic ON ic.marketplace_connector_id = mc.id"
+        " GROUP BY mc.id"
+        " ON CONFLICT (marketplace_connector_id) DO UPDATE"
+        " SET installs = EXCLUDED.installs, counted_at = now()"
+        " WHERE c.installs <> EXCLUDED.installs"
+    )
+    return int(result.rsplit(" ", 1)[-1])
 
 
 async def install_state(
@@ -156,16 +206,27 @@ async def entries_by_id(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[
 
 
 async def fuzzy_candidates(
-    conn: asyncpg.Connection, filters: Filters, *, prefixes: str, limit: int
+    conn: asyncpg.Connection, filters: Filters, *, words: list[str], limit: int
 ) -> list[asyncpg.Record]:
-    """Entries with a word starting like one of the query's words (``prefixes``: a 'simple'
-    tsquery such as ``sl:*``), for the service to rank by edit distance."""
+    """Entries with one of ``words`` in their name, vendor or category (through the title
+    index), for the service to rank by edit distance."""
     return await conn.fetch(
         "SELECT mc.id, mc.name, mc.vendor, mc.category, mc.is_featured"
         " FROM marketplace_connectors mc"
-        f" WHERE mc.search_vector @@ to_tsquery('simple', $2) AND {_where(3)} LIMIT $7",
-        filters.tenant_id, prefixes, *_filter_args(filters), limit,
+        " WHERE mc.title_vector @@ to_tsquery('english', array_to_string($2::text[], ' | '))"
+        f" AND {_where(3)} LIMIT $7",
+        filters.tenant_id, words, *_filter_args(filters), limit,
     )  # fmt: skip
+
+
+async def title_words(conn: asyncpg.Connection) -> list[str]:
+    """Every word of every entry's name, vendor and category, lower case."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT w FROM marketplace_connectors mc, regexp_split_to_table("
+        "lower(mc.name || ' ' || coalesce(mc.vendor, '') || ' ' || coalesce(mc.category, '')),"
+        " '[^[:alnum:]_]+') w WHERE length(w) >= 2"
+    )
+    return [r["w"] for r in rows]
 
 
 async def category_counts(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from common.db import ReadDb
 from common.errors import PROBLEM_RESPONSES
@@ -27,6 +27,7 @@ Slug = Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9-]+$")]
 async def list_connectors(
     db: ReadDb,
     principal: CurrentPrincipal,
+    request: Request,
     q: Annotated[
         str | None, Query(max_length=200, description="Words to search for (prefixes match)")
     ] = None,
@@ -45,7 +46,10 @@ async def list_connectors(
         tenant_id=principal.tenant_id, category=category, auth_scheme=auth_scheme,
         featured=featured, installed=installed,
     )  # fmt: skip
-    return await service.search(db, filters=filters, q=q, sort=sort, cursor=cursor, limit=limit)
+    return await service.search(
+        db, filters=filters, q=q, sort=sort, cursor=cursor, limit=limit,
+        vocabulary=request.app.state.vocabulary,
+    )  # fmt: skip
 
 
 @router.get("/connectors/{slug}", response_model=CatalogEntryDetail)

@@ -28,6 +28,8 @@ class Sort(StrEnum):
 
 
 MAX_QUERY_WORDS = 8
+# Above this many matches a query is ranked tier by tier (see repository.by_relevance).
+BROAD_MATCHES = 500
 FUZZY_CANDIDATES = 1000
 
 
@@ -51,6 +53,7 @@ async def search(
     sort: Sort | None,
     cursor: str | None,
     limit: int,
+    vocabulary: fuzzy.Vocabulary,
 ) -> dict[str, Any]:
     """A page of the catalog, searched and filtered, with per-category counts.
 
@@ -61,6 +64,7 @@ async def search(
     sort = sort or (Sort.relevance if query else Sort.name)
     if sort is Sort.relevance and query is None:
         sort = Sort.name  # nothing to rank by
+    counts = await repository.category_counts(conn, filters, query=query)
     if sort is Sort.name:
         key = decode_cursor(cursor, parse=(str,))
         rows = await repository.by_name(
@@ -74,19 +78,22 @@ async def search(
             conn, filters, query=query, after=(key[0], key[1]) if key else None, limit=limit + 1
         )
         page, more = list(rows[:limit]), len(rows) > limit
-        next_key = [str(page[-1]["installs"]), page[-1]["name"]] if more else None
+        next_key = [str(page[-1]["popularity"]), page[-1]["name"]] if more else None
     else:
-        key = decode_cursor(cursor, parse=(float, uuid.UUID))
+        key = decode_cursor(cursor, parse=(float, str))
         assert query is not None
+        matches = counts.get(filters.category, 0) if filters.category else sum(counts.values())
         rows = await repository.by_relevance(
             conn, filters, query=query, name_prefix=_like_prefix(" ".join(words)),
             after=(key[0], key[1]) if key else None, limit=limit + 1,
+            broad=matches > BROAD_MATCHES,
         )  # fmt: skip
         page, more = list(rows[:limit]), len(rows) > limit
-        next_key = [repr(page[-1]["score"]), str(page[-1]["id"])] if more else None
-    counts = await repository.category_counts(conn, filters, query=query)
+        next_key = [repr(page[-1]["score"]), page[-1]["name"]] if more else None
     if sort is Sort.relevance and cursor is None and not more:
-        extra = await _typo_matches(conn, filters, words, exclude={r["id"] for r in page})
+        extra = await _typo_matches(
+            conn, filters, words, vocabulary=vocabulary, exclude={r["id"] for r in page}
+        )
         for entry in extra:
             counts[entry["category"] or ""] = counts.get(entry["category"] or "", 0) + 1
         page += extra[: limit - len(page)]
@@ -103,13 +110,14 @@ async def _typo_matches(
     filters: repository.Filters,
     words: list[str],
     *,
+    vocabulary: fuzzy.Vocabulary,
     exclude: set[uuid.UUID],
 ) -> list[dict[str, Any]]:
-    prefixes = fuzzy.prefixes(words)
-    if prefixes is None:
+    corrected = [w for w in vocabulary.corrections(words) if w.isalnum()]
+    if not corrected:
         return []
     candidates = await repository.fuzzy_candidates(
-        conn, filters, prefixes=prefixes, limit=FUZZY_CANDIDATES
+        conn, filters, words=corrected, limit=FUZZY_CANDIDATES
     )
     ranked = fuzzy.rank(words, [c for c in candidates if c["id"] not in exclude])
     if not ranked:

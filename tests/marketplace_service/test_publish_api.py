@@ -7,7 +7,9 @@ import secrets
 
 import httpx
 
+from common import db
 from common.roles import Role
+from marketplace_service.catalog import repository as catalog_repository
 from tests.support import add_key, make_tenant
 
 CONNECTORS = "/api/v1/marketplace/connectors"
@@ -165,3 +167,41 @@ async def test_older_installs_are_offered_the_update_and_upgraded(suite, dsn):
             )
         ).json()
         assert [e["payload"]["version"] for e in published["items"]] == ["2.0.0", "1.0.0"]
+
+
+async def test_popularity_sorts_by_installs_as_last_counted(suite, dsn):
+    category = f"cat-{secrets.token_hex(3)}"
+    owner = await make_tenant(dsn, role=Role.admin)
+    publisher = await add_key(dsn, owner, Role.publisher)
+    slugs = [f"a-{category}", f"b-{category}"]  # a-... first by name
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        for slug in slugs:
+            body = {"manifest": manifest(slug, "1.0.0"), "endpoint_url": ENDPOINT,
+                    "category": category}  # fmt: skip
+            r = await client.post(CONNECTORS, json=body, headers=publisher.headers)
+            assert r.status_code == 201, r.text
+        for _ in range(3):  # b is installed by three tenants, a by one
+            t = await make_tenant(dsn, role=Role.editor)
+            r = await client.post("/api/v1/integrations", json={"connector": slugs[1]},
+                                  headers=t.headers)  # fmt: skip
+            assert r.status_code == 201, r.text
+        r = await client.post("/api/v1/integrations", json={"connector": slugs[0]},
+                              headers=owner.headers)  # fmt: skip
+        assert r.status_code == 201, r.text
+
+        params = {"category": category, "sort": "popularity"}
+        stale = (await client.get(CONNECTORS, params=params, headers=owner.headers)).json()
+        assert [e["slug"] for e in stale["items"]] == slugs  # not counted yet: by name
+        assert [e["installs"] for e in stale["items"]] == [1, 3]  # what items show is live
+        conn = await db.connect(dsn)
+        try:
+            await catalog_repository.refresh_install_counts(conn)
+        finally:
+            await conn.close()
+        first = (await client.get(CONNECTORS, params=params | {"limit": 1},
+                                  headers=owner.headers)).json()  # fmt: skip
+        second = (await client.get(CONNECTORS, headers=owner.headers,
+                                   params=params | {"limit": 1, "cursor": first["next_cursor"]})).json()  # fmt: skip
+        assert [e["slug"] for e in first["items"] + second["items"]] == slugs[::-1]
+        assert second["next_cursor"] is None
+        assert first["category_counts"][category] == 2  # counts ignore the category filter

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import httpx
 
+from common import db
 from common.roles import Role
+from marketplace_service.catalog import repository
+from marketplace_service.catalog.repository import Filters
 from tests.support import make_tenant
 
 CONNECTORS = "/api/v1/marketplace/connectors"
@@ -104,3 +107,29 @@ async def test_bad_parameters_are_422(suite, dsn):
             assert r.status_code == 422, (params, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["code"] in {"validation_failed", "invalid_cursor"}
+
+
+async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
+    """The two ways repository.by_relevance reads a query (tier by tier, or every match then a
+    sort) must agree, page after page, whatever the catalog holds."""
+    tenant = await make_tenant(dsn, role=Role.viewer)
+    conn = await db.connect(dsn)
+    try:
+        for q in ("connector:*", "crm:*", "api:* & sync:*", "googl:*", "pay:*"):
+            pages: dict[bool, list[str]] = {}
+            for broad in (True, False):
+                after, seen = None, []
+                while True:
+                    rows = await repository.by_relevance(
+                        conn, Filters(tenant_id=tenant.tenant_id), query=q,
+                        name_prefix=q.split(":")[0] + "%", after=after, limit=4, broad=broad,
+                    )  # fmt: skip
+                    seen += [r["name"] for r in rows]
+                    if len(rows) < 4:
+                        break
+                    after = (rows[-1]["score"], rows[-1]["name"])
+                pages[broad] = seen
+            assert pages[True] == pages[False], q
+            assert pages[True] and len(set(pages[True])) == len(pages[True]), q
+    finally:
+        await conn.close()
