@@ -220,11 +220,12 @@ async def fuzzy_candidates(
 
 
 async def title_words(conn: asyncpg.Connection) -> list[str]:
-    """Every word of every entry's name, vendor and category, lower case."""
+    """Every word of three letters or more in the entries' names, vendors and categories, lower
+    case (what a typo can stand for; digits are not words here)."""
     rows = await conn.fetch(
         "SELECT DISTINCT w FROM marketplace_connectors mc, regexp_split_to_table("
         "lower(mc.name || ' ' || coalesce(mc.vendor, '') || ' ' || coalesce(mc.category, '')),"
-        " '[^[:alnum:]_]+') w WHERE length(w) >= 2"
+        " '[^[:alpha:]]+') w WHERE length(w) >= 3"
     )
     return [r["w"] for r in rows]
 

@@ -91,12 +91,10 @@ async def search(
         page, more = list(rows[:limit]), len(rows) > limit
         next_key = [repr(page[-1]["score"]), page[-1]["name"]] if more else None
     if sort is Sort.relevance and cursor is None and not more:
-        extra = await _typo_matches(
-            conn, filters, words, vocabulary=vocabulary, exclude={r["id"] for r in page}
-        )
-        for entry in extra:
-            counts[entry["category"] or ""] = counts.get(entry["category"] or "", 0) + 1
-        page += extra[: limit - len(page)]
+        page += await _typo_matches(
+            conn, filters, words, vocabulary=vocabulary, exclude={r["id"] for r in page},
+            room=limit - len(page), counts=counts,
+        )  # fmt: skip
     items = await _with_install_state(conn, filters.tenant_id, page)
     return {
         "items": items,
@@ -112,18 +110,26 @@ async def _typo_matches(
     *,
     vocabulary: fuzzy.Vocabulary,
     exclude: set[uuid.UUID],
+    room: int,
+    counts: dict[str, int],
 ) -> list[dict[str, Any]]:
-    corrected = [w for w in vocabulary.corrections(words) if w.isalnum()]
+    """Entries a typo of a short query stands for, best first, at most ``room`` of them; every
+    one of them is added to ``counts``."""
+    corrected = [w for w in vocabulary.corrections(words) if w.isalpha()]
     if not corrected:
         return []
     candidates = await repository.fuzzy_candidates(
         conn, filters, words=corrected, limit=FUZZY_CANDIDATES
     )
     ranked = fuzzy.rank(words, [c for c in candidates if c["id"] not in exclude])
-    if not ranked:
+    for _, candidate in ranked:
+        category = candidate["category"] or ""
+        counts[category] = counts.get(category, 0) + 1
+    chosen = [c["id"] for _, c in ranked[:room]]
+    if not chosen:
         return []
-    rows = {r["id"]: r for r in await repository.entries_by_id(conn, [c["id"] for _, c in ranked])}
-    return [{**rows[c["id"]], "score": None, "match": "typo"} for _, c in ranked if c["id"] in rows]
+    rows = {r["id"]: r for r in await repository.entries_by_id(conn, chosen)}
+    return [{**rows[i], "score": None, "match": "typo"} for i in chosen if i in rows]
 
 
 async def _with_install_state(
