@@ -51,6 +51,7 @@ bench: install
 	$(PY) bench/connector_read.py
 	$(PY) bench/sync.py
 	$(PY) bench/sync_ws.py
+	$(PY) bench/marketplace_search.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -213,6 +213,7 @@ def measure(client: httpx.Client, loaded: dict[str, Any], args: argparse.Namespa
         timed(client, f"/api/v1/marketplace/connectors/{slug}")
     by_kind: dict[str, list[float]] = {}
     reference: list[float] = []
+    load_before = os.getloadavg()[0]
     # interleaved, so both see the same machine (2 cores shared with other work)
     for i, (kind, params) in enumerate(plan):
         by_kind.setdefault(kind, []).append(timed(client, "/api/v1/marketplace/connectors", params))
@@ -220,6 +221,7 @@ def measure(client: httpx.Client, loaded: dict[str, Any], args: argparse.Namespa
             reference.append(timed(client, f"/api/v1/marketplace/connectors/{slugs_plan[i // 2]}"))
     every = [v for values in by_kind.values() for v in values]
     return {
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "entries": loaded["entries"], "tenants": args.tenants, "installs": loaded["installs"],
         "search": {"requests": len(every), "p50_ms": statistics.median(every),
                    "p99_ms": pct(every, 99), "max_ms": max(every)},
@@ -284,7 +286,8 @@ def report(f: dict[str, Any], info: dict[str, Any], args: argparse.Namespace) ->
     verdict = "met" if s["p99_ms"] <= TARGET_P99_MS else "MISSED"
     lines = [
         f"{f['entries']} catalog entries, {f['tenants']} tenants, {f['installs']} installs;"
-        f" {info['machine']['cpus_usable']} usable CPUs",
+        f" {info['machine']['cpus_usable']} usable CPUs; 1-minute load average"
+        f" {f['load_average'][0]:.2f} before, {f['load_average'][1]:.2f} after",
         f"search, {s['requests']} requests: p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms"
         f" (target <= {TARGET_P99_MS:g} ms: {verdict}), max {s['max_ms']:.2f} ms",
         f"reference, detail by slug ({ref['requests']}): p50 {ref['p50_ms']:.2f} ms,"
