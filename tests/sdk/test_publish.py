@@ -1,5 +1,8 @@
 """seedos-connector publish against the real gateway and marketplace: the example connector's
-manifest as a new entry, then a newer version, then an older one (409)."""
+manifest as a new entry, then a newer version, then an older one (409).
+
+On a suite of its own, over a fresh database with the real catalog: the session's catalog holds
+copies of the example connector that other tests registered under its display name."""
 
 from __future__ import annotations
 
@@ -10,13 +13,36 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
+from common import db, migrate
 from common.roles import Role
+from seedos_cli import demo
 from seedos_sdk.testing import serve
-from tests.support import make_tenant
+from tests.conftest import Suite, start_suite
+from tests.support import create_database, drop_database, make_tenant
 
 SDK = Path(__file__).resolve().parents[2] / "sdk"
 HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+async def fresh(admin_dsn: str, tmp_path_factory: pytest.TempPathFactory):
+    """A suite over a database of its own: (suite, dsn)."""
+    dsn = await create_database(admin_dsn, prefix="seedos_publish")
+    conn = await db.connect(dsn)
+    try:
+        await migrate.apply(conn)
+        await demo.seed(conn)
+    finally:
+        await conn.close()
+    log = tmp_path_factory.mktemp("publish") / "services.log"
+    running: Suite = await asyncio.to_thread(start_suite, dsn, log)
+    try:
+        yield running, dsn
+    finally:
+        running.supervisor.stop()
+        await drop_database(admin_dsn, dsn)
 
 
 @contextmanager
@@ -35,7 +61,8 @@ async def publish(suite, key: str, endpoint: str, *extra: str) -> subprocess.Com
     )  # fmt: skip
 
 
-async def test_publish_new_then_newer_then_older(suite, dsn):
+async def test_publish_new_then_newer_then_older(fresh):
+    suite, dsn = fresh
     publisher = await make_tenant(dsn, role=Role.publisher)
     other = await make_tenant(dsn, role=Role.publisher)
     async with httpx.AsyncClient(base_url=suite.gateway, headers=publisher.headers) as client:
