@@ -57,7 +57,7 @@ async def search(
 ) -> dict[str, Any]:
     """A page of the catalog, searched and filtered, with per-category counts.
 
-    Relevance (the default with ``q``) pages by (score, id); typo-tolerant matches of a short
+    Relevance (the default with ``q``) pages by (score, name); typo-tolerant matches of a short
     query come after the full-text matches, on the first page only, while it is not full."""
     words = fuzzy.words(q or "")
     query = tsquery_text(words)
