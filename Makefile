@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/sync.py
 	$(PY) bench/sync_ws.py
 	$(PY) bench/recommendations.py
+	$(PY) bench/marketplace_search.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ from connector_service.actions import service as actions_service
 from connector_service.actions.routes import router as actions_router
 from connector_service.integrations import calls
 from connector_service.integrations.routes import router as integrations_router
+from connector_service.integrations.upgrade import router as upgrade_router
 from connector_service.manager.breaker import Breakers
 from connector_service.manager.manager import ConnectorManager, Timeouts
 from connector_service.manager.recorder import Recorder
@@ -100,6 +101,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.include_router(oauth_callback_router)
     app.include_router(oauth_router)
     app.include_router(integrations_router)
+    app.include_router(upgrade_router)
     app.include_router(actions_router)
     app.include_router(sync_router)
     app.include_router(sync_ws_router)

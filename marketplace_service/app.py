@@ -1,5 +1,5 @@
-"""marketplace_service: the connector catalog and recommendations (and, in later issues, search,
-install and publish)."""
+"""marketplace_service: the connector catalog with its search, publishing, install through
+connector_service, and recommendations."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from fastapi import FastAPI
 from common import idempotency
 from common.internal_auth import TokenSigner
 from common.service import create_service_app
+from marketplace_service.catalog import refresh
+from marketplace_service.catalog.fuzzy import Vocabulary
 from marketplace_service.catalog.routes import router as catalog_router
 from marketplace_service.install.routes import router as install_router
 from marketplace_service.install.service import Installer
+from marketplace_service.publishing.routes import router as publishing_router
 from marketplace_service.recommendations.engine import RecommendationEngine
 from marketplace_service.recommendations.routes import router as recommendations_router
 from marketplace_service.settings import MarketplaceSettings
@@ -42,25 +45,38 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
         )
         app.state.recommendations = engine
         engine.start()
+        await refresh.refresh_once(app.state.db, app.state.vocabulary)  # before the first search
+        background = [
+            asyncio.create_task(
+                refresh.refresh_forever(
+                    app.state.db, app.state.vocabulary, every=settings.catalog_refresh_seconds
+                ),
+                name="catalog-refresh",
+            ),
+            asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper"),
+        ]
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             app.state.installer = Installer(
                 base_url=settings.connector_service_url, signer=signer, client=client,
                 db=app.state.db,
             )  # fmt: skip
-            sweeper = asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper")
             try:
                 yield
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await engine.aclose()
 
     app = create_service_app(
         name=SERVICE, title="SEED-OS marketplace service", settings=settings, version="1.0.0",
         extra_lifespan=running,
     )  # fmt: skip
+    app.state.vocabulary = Vocabulary()
     app.include_router(catalog_router)
+    app.include_router(publishing_router)
     app.include_router(install_router)
     app.include_router(recommendations_router)
     return app

@@ -25,3 +25,9 @@ class MarketplaceSettings(CommonSettings):
     recommendations_health_window_seconds: int = Field(
         7 * 86400, ge=60, description="How far back connector_metrics count for connector health"
     )
+    catalog_refresh_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How often installs per entry and the title vocabulary are counted again",
+    )

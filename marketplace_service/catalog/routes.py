@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from common.db import ReadDb
 from common.errors import PROBLEM_RESPONSES
-from common.internal_auth import requires
+from common.internal_auth import CurrentPrincipal, requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
 from marketplace_service.catalog import service
-from marketplace_service.catalog.schemas import CatalogEntryDetail, CatalogPage
+from marketplace_service.catalog.repository import Filters
+from marketplace_service.catalog.schemas import AuthScheme, CatalogEntryDetail, CatalogPage
+from marketplace_service.catalog.service import Sort
 
 router = APIRouter(
     prefix="/api/v1/marketplace",
@@ -18,25 +20,40 @@ router = APIRouter(
     dependencies=[requires(Permission.read)],
     responses=PROBLEM_RESPONSES,
 )
+Slug = Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9-]+$")]
 
 
 @router.get("/connectors", response_model=CatalogPage)
 async def list_connectors(
     db: ReadDb,
+    principal: CurrentPrincipal,
+    request: Request,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Words to search for (prefixes match)")
+    ] = None,
     category: Annotated[str | None, Query(max_length=50)] = None,
+    auth_scheme: AuthScheme | None = None,
     featured: bool | None = None,
+    installed: Annotated[
+        bool | None, Query(description="Only entries your tenant has (true) or lacks (false)")
+    ] = None,
+    sort: Annotated[Sort | None, Query(description="Default: relevance with q, else name")] = None,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> dict:
-    """The connector catalog in name order, one page at a time."""
-    return await service.list_entries(
-        db, category=category, featured=featured, cursor=cursor, limit=limit
-    )
+    """Search and browse the catalog, one page at a time, with per-category counts."""
+    filters = Filters(
+        tenant_id=principal.tenant_id, category=category, auth_scheme=auth_scheme,
+        featured=featured, installed=installed,
+    )  # fmt: skip
+    return await service.search(
+        db, filters=filters, q=q, sort=sort, cursor=cursor, limit=limit,
+        vocabulary=request.app.state.vocabulary,
+    )  # fmt: skip
 
 
 @router.get("/connectors/{slug}", response_model=CatalogEntryDetail)
-async def get_connector(
-    slug: Annotated[str, Path(max_length=63, pattern=r"^[a-z0-9-]+$")], db: ReadDb
-) -> dict:
-    """One catalog entry with its manifest (config JSON Schema, auth, streams, actions)."""
-    return await service.get_entry(db, slug)
+async def get_connector(slug: Slug, db: ReadDb, principal: CurrentPrincipal) -> dict:
+    """One catalog entry: config schema, scopes, setup steps, version, the manifest (auth,
+    streams, actions) and your tenant's installs of it."""
+    return await service.get_entry(db, slug, tenant_id=principal.tenant_id)

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import json
+import uuid
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import semver
 
 from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
-from marketplace_service.catalog import repository
+from marketplace_service.catalog import fuzzy, repository
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
 DEMO_VERSION = "1.0.0"
@@ -18,29 +21,186 @@ class CatalogEntryNotFound(NotFound):
     code, title = "connector_not_found", "Connector not found"
 
 
-async def list_entries(
+class Sort(StrEnum):
+    relevance = "relevance"
+    name = "name"
+    popularity = "popularity"
+
+
+MAX_QUERY_WORDS = 8
+# Above this many matches a query is ranked tier by tier (see repository.by_relevance).
+BROAD_MATCHES = 500
+FUZZY_CANDIDATES = 1000
+
+
+def tsquery_text(words: list[str]) -> str | None:
+    """What to_tsquery('english', ...) gets: every word a prefix (search as you type) except
+    one-letter words, which would match too much; all words must match."""
+    terms = [w if len(w) < 2 else f"{w}:*" for w in words[:MAX_QUERY_WORDS]]
+    return " & ".join(terms) or None
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+async def search(
     conn: asyncpg.Connection,
     *,
-    category: str | None,
-    featured: bool | None,
+    filters: repository.Filters,
+    q: str | None,
+    sort: Sort | None,
     cursor: str | None,
     limit: int,
+    vocabulary: fuzzy.Vocabulary,
 ) -> dict[str, Any]:
-    key = decode_cursor(cursor, parse=(str,))
-    after = key[0] if key else None
-    rows = await repository.list_entries(
-        conn, category=category, featured=featured, after_name=after, limit=limit + 1
+    """A page of the catalog, searched and filtered, with per-category counts.
+
+    Relevance (the default with ``q``) pages by (score, name); typo-tolerant matches of a short
+    query come after the full-text matches, on the first page only, while it is not full."""
+    words = fuzzy.words(q or "")
+    query = tsquery_text(words)
+    sort = sort or (Sort.relevance if query else Sort.name)
+    if sort is Sort.relevance and query is None:
+        sort = Sort.name  # nothing to rank by
+    counts = await repository.category_counts(conn, filters, query=query)
+    if sort is Sort.name:
+        key = decode_cursor(cursor, parse=(str,))
+        rows = await repository.by_name(
+            conn, filters, query=query, after=key[0] if key else None, limit=limit + 1
+        )
+        page, more = list(rows[:limit]), len(rows) > limit
+        next_key = [page[-1]["name"]] if more else None
+    elif sort is Sort.popularity:
+        key = decode_cursor(cursor, parse=(int, str))
+        rows = await repository.by_popularity(
+            conn, filters, query=query, after=(key[0], key[1]) if key else None, limit=limit + 1
+        )
+        page, more = list(rows[:limit]), len(rows) > limit
+        next_key = [str(page[-1]["popularity"]), page[-1]["name"]] if more else None
+    else:
+        key = decode_cursor(cursor, parse=(float, str))
+        assert query is not None
+        matches = counts.get(filters.category, 0) if filters.category else sum(counts.values())
+        rows = await repository.by_relevance(
+            conn, filters, query=query, name_prefix=_like_prefix(" ".join(words)),
+            after=(key[0], key[1]) if key else None, limit=limit + 1,
+            broad=matches > BROAD_MATCHES,
+        )  # fmt: skip
+        page, more = list(rows[:limit]), len(rows) > limit
+        next_key = [repr(page[-1]["score"]), page[-1]["name"]] if more else None
+    if sort is Sort.relevance and cursor is None and not more:
+        page += await _typo_matches(
+            conn, filters, words, vocabulary=vocabulary, exclude={r["id"] for r in page},
+            room=limit - len(page), counts=counts,
+        )  # fmt: skip
+    items = await _with_install_state(conn, filters.tenant_id, page)
+    return {
+        "items": items,
+        "next_cursor": encode_cursor(next_key) if next_key else None,
+        "category_counts": counts,
+    }
+
+
+async def _typo_matches(
+    conn: asyncpg.Connection,
+    filters: repository.Filters,
+    words: list[str],
+    *,
+    vocabulary: fuzzy.Vocabulary,
+    exclude: set[uuid.UUID],
+    room: int,
+    counts: dict[str, int],
+) -> list[dict[str, Any]]:
+    """Entries a typo of a short query stands for, best first, at most ``room`` of them; every
+    one of them is added to ``counts``."""
+    corrected = [w for w in vocabulary.corrections(words) if w.isalpha()]
+    if not corrected:
+        return []
+    candidates = await repository.fuzzy_candidates(
+        conn, filters, words=corrected, limit=FUZZY_CANDIDATES
     )
-    items = [dict(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1]["name"]]) if len(rows) > limit else None
-    return {"items": items, "next_cursor": next_cursor}
+    ranked = fuzzy.rank(words, [c for c in candidates if c["id"] not in exclude])
+    for _, candidate in ranked:
+        category = candidate["category"] or ""
+        counts[category] = counts.get(category, 0) + 1
+    chosen = [c["id"] for _, c in ranked[:room]]
+    if not chosen:
+        return []
+    rows = {r["id"]: r for r in await repository.entries_by_id(conn, chosen)}
+    return [{**rows[i], "score": None, "match": "typo"} for i in chosen if i in rows]
 
 
-async def get_entry(conn: asyncpg.Connection, slug: str) -> dict[str, Any]:
+async def _with_install_state(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, page: list[Any]
+) -> list[dict[str, Any]]:
+    if not page:
+        return []
+    state = await repository.install_state(conn, tenant_id, [r["id"] for r in page])
+    items = []
+    for row in page:
+        item = {"match": "text", **dict(row)} if "score" in row else dict(row)
+        extra = state[row["id"]]
+        versions = [v for v in extra["installed_versions"] if v]
+        item |= {
+            "installs": extra["installs"],
+            "installed": bool(extra["installed_versions"]),
+            "update_available": any(is_newer(item["version"], v) for v in versions),
+        }
+        items.append(item)
+    return items
+
+
+def is_newer(candidate: str, than: str) -> bool:
+    """Whether ``candidate`` is a newer semantic version than ``than`` (False when either is
+    not a semantic version)."""
+    try:
+        return semver.Version.parse(candidate) > semver.Version.parse(than)
+    except (ValueError, TypeError):
+        return False
+
+
+async def get_entry(conn: asyncpg.Connection, slug: str, *, tenant_id: uuid.UUID) -> dict[str, Any]:
+    """One entry with what setting it up needs and the caller's installs of it."""
     row = await repository.get_by_slug(conn, slug)
     if row is None:
         raise CatalogEntryNotFound(f"no connector '{slug}' in the catalog")
-    return dict(row)
+    entry = dict(row)
+    installs = [
+        {**dict(i), "update_available": is_newer(entry["version"], i["version"] or "")}
+        for i in await repository.installs_of(conn, tenant_id, entry["id"])
+    ]
+    manifest = entry["manifest"] or {}
+    entry |= {
+        "config_schema": manifest.get("config_schema", {}),
+        "setup_steps": entry["setup_steps"] or default_setup_steps(entry),
+        "installs": await repository.install_count(conn, entry["id"]),
+        "installed": bool(installs),
+        "update_available": any(i["update_available"] for i in installs),
+        "tenant_installs": installs,
+        "published_by_you": entry.pop("published_by_tenant") == tenant_id,
+    }
+    return entry
+
+
+def default_setup_steps(entry: dict[str, Any]) -> list[str]:
+    """Steps for an entry published without its own: what installing it takes here."""
+    schema = (entry["manifest"] or {}).get("config_schema", {})
+    required = [k for k in schema.get("required", []) if k in schema.get("properties", {})]
+    secret = [k for k in required if schema["properties"][k].get("x-secret")]
+    plain = [k for k in required if k not in secret]
+    steps = [f"Install {entry['name']} from the marketplace"
+             + (f" with its settings ({', '.join(plain)})" if plain else "")]  # fmt: skip
+    if entry["auth_scheme"] == "oauth2":
+        steps.append(f"Connect your {entry['name']} account (you are sent to sign in and consent)")
+    elif secret:
+        steps.append(f"Set the credentials: {', '.join(secret)}")
+    if entry["setup_guide_url"]:
+        steps.append(f"Follow the vendor's guide for anything to prepare on their side: "
+                     f"{entry['setup_guide_url']}")  # fmt: skip
+    steps.append("Wait for the first check to pass (status active)")
+    return steps
 
 
 def demo_entry(raw: dict[str, Any]) -> dict[str, Any]:

@@ -97,8 +97,13 @@ def publish(
         str, typer.Option(help="An API key with the publisher role", envvar="SEEDOS_API_KEY")
     ],
     endpoint: Annotated[str, typer.Option(help="Where the deployed connector listens")],
+    category: Annotated[
+        str | None, typer.Option(help="Marketplace category, e.g. crm (kept when absent)")
+    ] = None,
+    vendor: Annotated[str | None, typer.Option(help="Who makes the connected product")] = None,
 ) -> None:
-    """Publish the connector at --endpoint (its manifest and URL) to the marketplace."""
+    """Publish the connector at --endpoint (its manifest and URL) to the marketplace: a new
+    entry, or a higher version of one your tenant published."""
     with httpx.Client(timeout=30) as client:
         try:
             manifest = client.get(endpoint.rstrip("/") + "/manifest")
@@ -109,28 +114,31 @@ def publish(
             typer.secho(f"{endpoint}/manifest answered {manifest.status_code}", fg="red", err=True)
             raise typer.Exit(1)
         target = gateway.rstrip("/") + "/api/v1/marketplace/connectors"
+        body: dict[str, Any] = {"manifest": manifest.json(), "endpoint_url": endpoint}
+        body |= {k: v for k, v in (("category", category), ("vendor", vendor)) if v is not None}
         try:
-            r = client.post(
-                target,
-                json={"manifest": manifest.json(), "endpoint_url": endpoint},
-                headers={"Authorization": f"Bearer {api_key}"},
-            )
+            r = client.post(target, json=body, headers={"Authorization": f"Bearer {api_key}"})
         except httpx.HTTPError as exc:
             typer.secho(f"cannot reach the gateway at {gateway}: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None
     if r.status_code in (404, 405):
         typer.secho(
-            f"the marketplace at {gateway} does not accept publishing yet"
+            f"the marketplace at {gateway} does not accept publishing"
             f" (POST {target} answered {r.status_code}); nothing was published",
             fg="red", err=True,
         )  # fmt: skip
         raise typer.Exit(1)
     if r.status_code >= 400:
-        detail = r.json().get("detail") if "json" in r.headers.get("content-type", "") else r.text
+        problem = r.json() if "json" in r.headers.get("content-type", "") else {}
+        detail = problem.get("detail") or r.text
         typer.secho(f"publishing failed ({r.status_code}): {detail}", fg="red", err=True)
+        for error in problem.get("errors") or []:
+            if isinstance(error, dict):
+                typer.secho(f"  {error.get('path', '')}: {error.get('message', '')}", err=True)
         raise typer.Exit(1)
-    body = r.json()
-    typer.echo(f"published {body.get('slug', manifest.json()['name'])} {body.get('version', '')}")
+    entry = r.json()
+    what = "a new entry" if r.status_code == 201 else "a new version"
+    typer.echo(f"published {entry['slug']} {entry['version']} ({what}, {entry['name']!r})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from common.errors import PROBLEM_RESPONSES
+from common.internal_auth import CurrentPrincipal, requires
+from common.roles import Permission
+from marketplace_service.catalog import service as catalog
+from marketplace_service.catalog.schemas import CatalogEntryDetail
+from marketplace_service.publishing import service
+from marketplace_service.publishing.schemas import PublishIn
+
+router = APIRouter(
+    prefix="/api/v1/marketplace",
+    tags=["marketplace"],
+    dependencies=[requires(Permission.publish)],
+    responses=PROBLEM_RESPONSES,
+)
+
+
+@router.post(
+    "/connectors",
+    response_model=CatalogEntryDetail,
+    status_code=201,
+    responses={200: {"description": "A newer version of your entry", "model": CatalogEntryDetail},
+               409: {"description": "The version is not newer, or the name is taken"}},
+)  # fmt: skip
+async def publish_connector(
+    body: PublishIn, request: Request, response: Response, principal: CurrentPrincipal
+) -> dict:
+    """Publish a deployed connector (publisher role): its manifest and endpoint URL. 201 for a
+    new entry, 200 for a higher semantic version of your own entry, 409 for a version that is
+    not higher, 403 for an entry another tenant (or the platform) published, 422 listing every
+    problem with the manifest, or ``endpoint_not_allowed`` for an address the suite may not
+    call."""
+    await service.check(body, request.app.state.settings.endpoint_policy())
+    async with request.app.state.db.connection() as db, db.transaction():
+        slug, created = await service.publish(db, body, principal=principal)
+        entry = await catalog.get_entry(db, slug, tenant_id=principal.tenant_id)
+    request.app.state.vocabulary.add(entry["name"], entry["vendor"], entry["category"])
+    response.status_code = 201 if created else 200
+    return entry

@@ -1,0 +1,128 @@
+"""Publishing a connector: a new entry, or a newer semantic version of one's own entry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import asyncpg
+import semver
+
+from common import audit
+from common.endpoints import EndpointPolicy
+from common.errors import Conflict, Forbidden, InvalidRequest
+from common.internal_auth import Principal
+from marketplace_service.publishing import manifest as manifest_rules
+from marketplace_service.publishing import repository
+from marketplace_service.publishing.schemas import PublishIn
+
+T = TypeVar("T")
+
+
+class InvalidManifest(InvalidRequest):
+    code, title = "invalid_manifest", "The manifest cannot be published"
+
+
+class VersionNotNewer(Conflict):
+    code, title = "version_not_newer", "The version is not newer"
+
+
+class NotEntryPublisher(Forbidden):
+    code, title = "not_entry_publisher", "Published by someone else"
+
+
+class NameTaken(Conflict):
+    code, title = "connector_name_taken", "Another entry has this name"
+
+
+async def check(body: PublishIn, policy: EndpointPolicy) -> None:
+    """What needs no database: the manifest (every problem at once), then the endpoint URL
+    under the allowed-address rule connector_service applies when it connects."""
+    found = manifest_rules.problems(body.manifest)
+    if found:
+        raise InvalidManifest(f"{len(found)} problem(s) with this manifest", errors=found)
+    await policy.check(body.endpoint_url)
+
+
+async def publish(
+    conn: asyncpg.Connection, body: PublishIn, *, principal: Principal
+) -> tuple[str, bool]:
+    """Store the entry (after :func:`check`); returns its slug and whether it is new."""
+    entry = _entry(body, tenant_id=principal.tenant_id)
+    slug = entry["slug"]
+    if holder := await repository.name_holder(conn, name=entry["name"], slug=slug):
+        raise NameTaken(f"the catalog entry '{holder}' is already called {entry['name']!r}")
+    current = await repository.lock_by_slug(conn, slug)
+    if current is None:
+        entry_id = await _unique(repository.insert(conn, entry), entry["name"])
+        if entry_id is not None:
+            await _audit(conn, principal, entry_id, slug=slug, version=entry["version"])
+            return slug, True
+        current = await repository.lock_by_slug(conn, slug)  # published meanwhile
+        assert current is not None
+    if current["published_by_tenant"] != principal.tenant_id:
+        raise NotEntryPublisher(
+            f"'{slug}' was published by another tenant" if current["published_by_tenant"]
+            else f"'{slug}' is part of the platform's catalog"
+        )  # fmt: skip
+    if not _newer(entry["version"], current["version"]):
+        raise VersionNotNewer(
+            f"'{slug}' is at version {current['version']}; publish a higher version than that",
+            current_version=current["version"],
+        )
+    await _unique(repository.update(conn, current["id"], entry), entry["name"])
+    await _audit(conn, principal, current["id"], slug=slug, version=entry["version"],
+                 previous_version=current["version"])  # fmt: skip
+    return slug, False
+
+
+async def _unique(write: Awaitable[T], name: str) -> T:
+    """A write that another publish may beat to a unique name (between the check and now)."""
+    try:
+        return await write
+    except asyncpg.UniqueViolationError:
+        raise NameTaken(f"another catalog entry is already called {name!r}") from None
+
+
+def _newer(candidate: str, than: str) -> bool:
+    try:
+        return semver.Version.parse(candidate) > semver.Version.parse(than)
+    except ValueError:  # a stored version that is not semantic: any valid one replaces it
+        return True
+
+
+def _entry(body: PublishIn, *, tenant_id: uuid.UUID) -> dict[str, Any]:
+    manifest = body.manifest
+    auth = dict(manifest["auth"])
+    return {
+        "slug": manifest["name"],
+        "name": manifest.get("display_name") or manifest["name"],
+        "description": manifest.get("description") or None,
+        "version": manifest["version"],
+        "logo_url": body.logo_url,
+        "category": body.category,
+        "vendor": body.vendor,
+        "auth_scheme": auth["scheme"],
+        "default_auth_config": {k: v for k, v in auth.items() if k != "scheme"},
+        "available_scopes": list(auth.get("scopes", [])),
+        "setup_guide_url": body.setup_guide_url,
+        "manifest": manifest,
+        "endpoint_url": body.endpoint_url,
+        "setup_steps": body.setup_steps,
+        "published_by_tenant": tenant_id,
+    }
+
+
+async def _audit(
+    conn: asyncpg.Connection, principal: Principal, entry_id: uuid.UUID, **payload: Any
+) -> None:
+    await audit.record(
+        conn,
+        tenant_id=principal.tenant_id,
+        actor=principal.subject,
+        action="marketplace.connector_published",
+        target=f"marketplace_connector:{entry_id}",
+        payload=payload,
+        request_id=principal.request_id,
+    )

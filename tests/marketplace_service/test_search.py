@@ -1,0 +1,135 @@
+"""Catalog search through the gateway on the real catalog (the demo catalog the session loads),
+next to whatever other tests have registered meanwhile."""
+
+from __future__ import annotations
+
+import httpx
+
+from common import db
+from common.roles import Role
+from marketplace_service.catalog import repository
+from marketplace_service.catalog.repository import Filters
+from tests.support import make_tenant
+
+CONNECTORS = "/api/v1/marketplace/connectors"
+
+
+async def _search(client: httpx.AsyncClient, **params) -> dict:
+    r = await client.get(CONNECTORS, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_crm_ranks_salesforce_and_hubspot_first(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        page = await _search(client, q="crm")
+    names = [e["name"] for e in page["items"]]
+    assert set(names[:2]) == {"Salesforce", "HubSpot"}, names
+    assert {"Pipedrive", "Zoho CRM"} <= set(names)
+    assert all(e["match"] == "text" for e in page["items"])
+    scores = [e["score"] for e in page["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_a_typo_still_finds_slack(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        slak = await _search(client, q="slak")
+        hubspt = await _search(client, q="hubspt")
+        nothing = await _search(client, q="zzqxv")
+    assert slak["items"][0]["name"] == "Slack" and slak["items"][0]["match"] == "typo"
+    assert slak["category_counts"].get("communication", 0) >= 1
+    assert hubspt["items"][0]["name"] == "HubSpot"
+    assert nothing["items"] == [] and nothing["category_counts"] == {}
+
+
+async def test_prefixes_and_several_words(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        sales = await _search(client, q="sales")
+        pay = await _search(client, q="pay")
+        drive = await _search(client, q="google drive")
+        vendor = await _search(client, q="atlassian")
+    assert sales["items"][0]["name"] == "Salesforce"
+    assert pay["items"][0]["name"] == "PayPal"  # the name starts with what was typed
+    assert "Stripe" in [e["name"] for e in pay["items"]]  # "payments" in its text
+    assert drive["items"][0]["name"] == "Google Drive"
+    assert all("Google" in e["vendor"] for e in drive["items"])  # every word must match
+    assert {e["name"] for e in vendor["items"]} == {"Jira", "Trello"}
+
+
+async def test_filters_and_category_counts(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        google = await _search(client, q="google", category="productivity")
+        oauth = await _search(client, auth_scheme="api_key", limit=200)
+        featured_crm = await _search(client, category="crm", featured="true")
+        everything = await _search(client, limit=200)
+    assert {e["name"] for e in google["items"]} == {"Google Sheets", "Google Calendar"}
+    # counts ignore the category filter: what each category would give for "google"
+    assert google["category_counts"]["productivity"] == 2
+    assert google["category_counts"]["file-storage"] >= 1
+    assert google["category_counts"]["analytics"] >= 1
+    assert oauth["items"] and all(e["auth_scheme"] == "api_key" for e in oauth["items"])
+    assert {e["name"] for e in featured_crm["items"]} == {"Salesforce", "HubSpot"}
+    assert sum(everything["category_counts"].values()) >= len(everything["items"]) >= 44
+
+
+async def test_sorting_and_cursor_pages_of_a_search(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        whole = await _search(client, q="api", limit=200)
+        seen, cursor = [], None
+        while True:
+            page = await _search(client, q="api", limit=3, **({"cursor": cursor} if cursor else {}))
+            seen += [e["slug"] for e in page["items"]]
+            if (cursor := page["next_cursor"]) is None:
+                break
+        by_name = await _search(client, q="api", sort="name", limit=200)
+    assert len(whole["items"]) > 6
+    assert seen == [e["slug"] for e in whole["items"]]  # pages add up to the whole, in order
+    names = [e["name"] for e in by_name["items"]]
+    assert names == sorted(names) and set(names) == {e["name"] for e in whole["items"]}
+
+
+async def test_bad_parameters_are_422(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        for params in (
+            {"sort": "random"},
+            {"auth_scheme": "saml"},
+            {"q": "x" * 201},
+            {"installed": "maybe"},
+            {"sort": "popularity", "cursor": "WyJ4IiwieSJd"},
+        ):
+            r = await client.get(CONNECTORS, params=params)
+            assert r.status_code == 422, (params, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["code"] in {"validation_failed", "invalid_cursor"}
+
+
+async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
+    """The two ways repository.by_relevance reads a query (tier by tier, or every match then a
+    sort) must agree, page after page, whatever the catalog holds."""
+    tenant = await make_tenant(dsn, role=Role.viewer)
+    conn = await db.connect(dsn)
+    try:
+        for q in ("connector:*", "crm:*", "api:* & sync:*", "googl:*", "pay:*"):
+            pages: dict[bool, list[str]] = {}
+            for broad in (True, False):
+                after, seen = None, []
+                while True:
+                    rows = await repository.by_relevance(
+                        conn, Filters(tenant_id=tenant.tenant_id), query=q,
+                        name_prefix=q.split(":")[0] + "%", after=after, limit=4, broad=broad,
+                    )  # fmt: skip
+                    seen += [r["name"] for r in rows]
+                    if len(rows) < 4:
+                        break
+                    after = (rows[-1]["score"], rows[-1]["name"])
+                pages[broad] = seen
+            assert pages[True] == pages[False], q
+            assert pages[True] and len(set(pages[True])) == len(pages[True]), q
+    finally:
+        await conn.close()
