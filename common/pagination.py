@@ -42,9 +42,16 @@ def decode_cursor(cursor: str | None, *, parse: Sequence[Callable[[Any], Any]]) 
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(key, list) or len(key) != len(parse):
             raise InvalidCursor()
-        return [convert(_require_str(part)) for convert, part in zip(parse, key, strict=True)]
+        parts = [convert(_require_str(part)) for convert, part in zip(parse, key, strict=True)]
     except (binascii.Error, ValueError, TypeError, AttributeError, UnicodeDecodeError):
         raise InvalidCursor() from None
+    # what PostgreSQL would refuse as a parameter: NUL in text, integers beyond 64 bits
+    for part in parts:
+        if (isinstance(part, str) and "\x00" in part) or (
+            isinstance(part, int) and not -(2**63) <= part < 2**63
+        ):
+            raise InvalidCursor()
+    return parts
 
 
 def _require_str(part: Any) -> str:

@@ -4,6 +4,11 @@
 -- 20261126090500); no new table, so no new grants.
 ALTER TABLE public.tenants ADD COLUMN IF NOT EXISTS description TEXT;
 
+-- Industries written before they were checked: blank ones become none, long ones are cut, so
+-- the check below cannot refuse existing rows.
+UPDATE public.tenants SET industry = NULLIF(left(btrim(industry), 60), '')
+WHERE industry IS NOT NULL AND (btrim(industry) = '' OR length(industry) > 60);
+
 DO $$
 BEGIN
     IF NOT EXISTS (

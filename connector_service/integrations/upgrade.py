@@ -76,6 +76,11 @@ async def upgrade(
     config: dict[str, Any] | None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
+    # the row locked for this transaction: a concurrent config change waits, and is not lost
+    await conn.execute(
+        "SELECT 1 FROM integration_connectors WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant_id, integration_id,
+    )  # fmt: skip
     current = await service.get_integration(
         conn, tenant_id=tenant_id, integration_id=integration_id
     )

@@ -6,16 +6,21 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: a 422 here, not a 500 there
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)
+]
 Industry = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=60),
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, min_length=1, max_length=60, pattern=NO_NUL
+    ),
     Field(description="What the company does, e.g. `fintech`; compared case-insensitively"),
 ]
 Size = Annotated[int, Field(gt=0, le=10_000_000, description="Number of employees")]
 Description = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=2000),
+    StringConstraints(strip_whitespace=True, max_length=2000, pattern=NO_NUL),
     Field(description="Free text; recommendations match it against connector descriptions"),
 ]
 

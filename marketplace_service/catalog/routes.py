@@ -14,6 +14,7 @@ from marketplace_service.catalog.repository import Filters
 from marketplace_service.catalog.schemas import AuthScheme, CatalogEntryDetail, CatalogPage
 from marketplace_service.catalog.service import Sort
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refused here as 422, not a 500 there
 router = APIRouter(
     prefix="/api/v1/marketplace",
     tags=["marketplace"],
@@ -29,9 +30,10 @@ async def list_connectors(
     principal: CurrentPrincipal,
     request: Request,
     q: Annotated[
-        str | None, Query(max_length=200, description="Words to search for (prefixes match)")
+        str | None,
+        Query(max_length=200, pattern=NO_NUL, description="Words to search for (prefixes match)"),
     ] = None,
-    category: Annotated[str | None, Query(max_length=50)] = None,
+    category: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
     auth_scheme: AuthScheme | None = None,
     featured: bool | None = None,
     installed: Annotated[

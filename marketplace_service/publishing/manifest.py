@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import jsonschema
@@ -47,6 +48,8 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 }
 _VALIDATOR = jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
 
+MAX_DECLARED = 1000  # streams or actions: beyond, the schema's maxItems refuses the manifest
+
 
 def problems(manifest: Any) -> list[dict[str, str]]:
     """Every problem with ``manifest`` (empty when it can be published), each with its path."""
@@ -70,9 +73,13 @@ def problems(manifest: Any) -> list[dict[str, str]]:
                           "message": f"not a valid JSON Schema: {exc.message}"})  # fmt: skip
     for kind in ("streams", "actions"):
         items = manifest.get(kind)
-        if isinstance(items, list):
-            names = [i.get("name") for i in items if isinstance(i, dict)]
-            twice = sorted({n for n in names if names.count(n) > 1}, key=str)
+        if isinstance(items, list) and len(items) <= MAX_DECLARED:
+            # one pass (a count per name was quadratic: a large list held the event loop), and
+            # only string names: others are already refused by the schema
+            counted = Counter(
+                i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)
+            )
+            twice = sorted(n for n, times in counted.items() if times > 1)
             found += [
                 {"path": f"/manifest/{kind}", "message": f"{name!r} is declared twice"}
                 for name in twice

@@ -29,6 +29,7 @@ import multiprocessing
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,9 @@ from marketplace_service.recommendations.model import (
 )
 from marketplace_service.recommendations.text import Match
 
+BUILD_TIMEOUT_SECONDS = (
+    300.0  # a build (a worker reading the database) that takes longer is abandoned
+)
 log = structlog.get_logger(component="marketplace_service.recommendations")
 
 REFRESH_SECONDS = Histogram(
@@ -210,15 +214,26 @@ class RecommendationEngine:
             )
             started = time.perf_counter()
             try:
-                snap = await asyncio.get_running_loop().run_in_executor(self._builder(), job)
-            except Exception:
+                snap = await asyncio.wait_for(
+                    asyncio.get_running_loop().run_in_executor(self._builder(), job),
+                    BUILD_TIMEOUT_SECONDS,
+                )
+            except Exception as exc:
                 REFRESH_FAILURES.inc()
+                if isinstance(exc, BrokenProcessPool | TimeoutError):
+                    # a dead (or stuck) worker: the next refresh starts a new one
+                    self._reset_builder()
                 raise
             REFRESH_SECONDS.observe(time.perf_counter() - started)
             self.snapshot = snap
             self._matches.clear()
             log.info("recommendations_refreshed", items=len(snap), tenants=snap.n_tenants)
             return snap
+
+    def _reset_builder(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def _builder(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -235,9 +250,7 @@ class RecommendationEngine:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._reset_builder()
 
     async def _run(self) -> None:
         while True:
@@ -296,7 +309,10 @@ def build_from_database(dsn: str, *, health_window_seconds: int) -> Snapshot:
 
 async def _read_and_build(dsn: str, health_window_seconds: int) -> Snapshot:
     as_of = datetime.now(UTC)  # before the reads: what was committed by then is in
-    conn = await asyncpg.connect(dsn, server_settings={"application_name": "recommendations"})
+    conn = await asyncpg.connect(
+        dsn, command_timeout=BUILD_TIMEOUT_SECONDS,
+        server_settings={"application_name": "recommendations"},
+    )  # fmt: skip
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             items = await repository.catalog(conn)

@@ -45,7 +45,10 @@ async def health(conn: asyncpg.Connection, *, window_seconds: int) -> list[tuple
     rows = await conn.fetch(
         "SELECT service_name,"
         " count(*) FILTER (WHERE metric_type = 'latency_ms') AS calls,"
-        " count(*) FILTER (WHERE metric_type = 'error') AS errors"
+        # only failures that are the connector's: not a tenant's refused credentials or bad
+        # input, nor calls the platform refused itself (circuit open, disabled, not allowed)
+        " count(*) FILTER (WHERE metric_type = 'error' AND labels ->> 'outcome' IN"
+        " ('transport', 'timeout', 'retryable', 'invalid_response')) AS errors"
         " FROM connector_metrics"
         " WHERE timestamp > now() - make_interval(secs => $1)"
         " AND metric_type IN ('latency_ms', 'error') AND service_name IS NOT NULL"

@@ -221,16 +221,25 @@ async def test_connectors_that_fail_often_are_ranked_lower_and_it_says_why(plant
         marker = datetime.now(UTC)
         conn = await asyncpg.connect(planted.dsn)
         try:
-            rows = [("latency_ms", 120.0)] * 200 + [("error", 1.0)] * 90
+            # as connector_service records calls: the connector's own failures (transport)
+            # count; a tenant's refused credentials (auth) do not
+            ok, theirs, ours = (
+                '{"outcome": "ok"}',
+                '{"outcome": "transport"}',
+                '{"outcome": "auth"}',
+            )
+            rows = ([("latency_ms", 120.0, ok)] * 200 + [("error", 1.0, theirs)] * 90
+                    + [("error", 1.0, ours)] * 60)  # fmt: skip
             await conn.executemany(
-                "INSERT INTO connector_metrics (tenant_id, service_name, metric_type, value)"
-                " VALUES ($1, 'box', $2, $3)",
-                [(t.tenant_id, kind, value) for kind, value in rows],
+                "INSERT INTO connector_metrics (tenant_id, service_name, metric_type, value,"
+                " labels) VALUES ($1, 'box', $2, $3, $4::jsonb)",
+                [(t.tenant_id, kind, value, labels) for kind, value, labels in rows],
             )
             # an old failure is outside the window and does not count
             await conn.execute(
                 "INSERT INTO connector_metrics (tenant_id, service_name, metric_type, value,"
-                " timestamp) SELECT $1, 'dropbox', kind, 1, now() - interval '30 days'"
+                " labels, timestamp) SELECT $1, 'dropbox', kind, 1, '{\"outcome\": \"timeout\"}',"
+                " now() - interval '30 days'"
                 " FROM unnest(array['latency_ms', 'error']) AS kind, generate_series(1, 100)",
                 t.tenant_id,
             )
