@@ -152,10 +152,11 @@ async def catalog_entry_by_id(
 async def call_target(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """An install with what calling its connector needs from the catalog."""
+    """An install with what calling (or connecting) its connector needs from the catalog."""
     return await conn.fetchrow(
         "SELECT ic.id, ic.tenant_id, ic.connector_name, ic.service_name, ic.status, ic.config,"
-        " mc.endpoint_url, mc.manifest FROM integration_connectors ic"
+        " ic.api_spec, ic.marketplace_connector_id, mc.slug, mc.endpoint_url, mc.manifest"
+        " FROM integration_connectors ic"
         " LEFT JOIN marketplace_connectors mc ON mc.id = ic.marketplace_connector_id"
         " WHERE ic.tenant_id = $1 AND ic.id = $2",
         tenant_id,

@@ -7,20 +7,11 @@ from datetime import datetime
 import asyncpg
 
 from common.crypto import Envelope
+from connector_service.integrations import repository as integrations_repository
 
-
-async def integration(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
-) -> asyncpg.Record | None:
-    """An install with what connecting needs from its catalog entry (read-only here)."""
-    return await conn.fetchrow(
-        "SELECT i.id, i.tenant_id, i.status, i.api_spec, i.marketplace_connector_id,"
-        " m.slug, m.manifest FROM integration_connectors i"
-        " LEFT JOIN marketplace_connectors m ON m.id = i.marketplace_connector_id"
-        " WHERE i.tenant_id = $1 AND i.id = $2",
-        tenant_id,
-        integration_id,
-    )
+# An install with what connecting needs from its catalog entry (read-only here): the same row
+# the ConnectorManager calls with.
+integration = integrations_repository.call_target
 
 
 async def catalog_slug(conn: asyncpg.Connection, entry_id: uuid.UUID | None) -> str | None:
