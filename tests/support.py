@@ -7,8 +7,8 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from common import db, embedded
+from common import db, embedded, migrate
 from common.roles import Role
 from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
@@ -57,6 +57,21 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def migrated_database(admin_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """A fresh database with every migration (no demo data), dropped afterwards."""
+    url = await create_database(admin_dsn, prefix)
+    conn = await db.connect(url)
+    try:
+        await migrate.apply(conn)
+    finally:
+        await conn.close()
+    try:
+        yield url
+    finally:
+        await drop_database(admin_dsn, url)
 
 
 def free_port() -> int:

@@ -40,6 +40,7 @@ from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager, Target
 from connector_service.sync import records as rec
 from connector_service.sync import repository
+from connector_service.sync.service import streams as declared_streams
 from connector_service.sync.store import DELETED, EXTERNAL, DocStore, LiveDoc
 
 log = structlog.get_logger(component="connector_service.sync")
@@ -116,7 +117,7 @@ class SyncEngine:
 
     async def run(self, tenant_id: uuid.UUID, integration_id: uuid.UUID, kind: str) -> uuid.UUID:
         target = await calls.load_target(self.db, tenant_id, integration_id)
-        streams = _streams(target)
+        streams = list(declared_streams(target).values())
         if not streams:
             raise NoStreams(f"{target.service_name} declares no streams")
         async with self._run_lock(integration_id, wait=0 if kind == "scheduled" else 30) as pid:
@@ -195,7 +196,7 @@ class SyncEngine:
             async with self._run_lock(target.id):
                 counts = {"pulled": 0, "deleted": 0, "pushed": 0}
                 try:
-                    for stream in _streams(target):
+                    for stream in declared_streams(target).values():
                         if stream["name"] in names:
                             await self._pull(target, stream, counts)
                 except errors.ConnectorCallError as exc:
@@ -262,7 +263,7 @@ class SyncEngine:
 
     async def push(self, target: Target) -> int:
         """Write what is due in the outbox; returns the records written."""
-        streams = {s["name"]: s for s in _streams(target)}
+        streams = declared_streams(target)
         written = 0
         while True:
             async with self.db.connection() as conn:
@@ -350,12 +351,6 @@ class SyncEngine:
                                                  wait_seconds=backoff_seconds(attempt),
                                                  error=error)  # fmt: skip
                     RETRIES.labels(target.service_name).inc()
-
-
-def _streams(target: Target) -> list[Mapping[str, Any]]:
-    streams = target.manifest.get("streams")
-    return [s for s in streams if isinstance(s, Mapping) and s.get("name")] if isinstance(
-        streams, list) else []  # fmt: skip
 
 
 def _merge(

@@ -16,32 +16,24 @@ import asyncpg
 import pytest
 
 from common import audit, db, migrate
-from tests.support import create_database, drop_database
+from tests.support import create_database, drop_database, migrated_database
 
 
 @pytest.fixture(scope="module")
 async def audit_dsn(admin_dsn: str) -> AsyncIterator[str]:
-    url = await create_database(admin_dsn, "seedos_audit")
-    conn = await db.connect(url)
-    try:
-        await migrate.apply(conn)
-    finally:
-        await conn.close()
-    yield url
-    await drop_database(admin_dsn, url)
+    async with migrated_database(admin_dsn, "seedos_audit") as url:
+        yield url
 
 
 @pytest.fixture
 async def fresh_conn(admin_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A database of its own, for checks of every chain in it."""
-    url = await create_database(admin_dsn, "seedos_audit_all")
-    c = await db.connect(url)
-    try:
-        await migrate.apply(c)
-        yield c
-    finally:
-        await c.close()
-        await drop_database(admin_dsn, url)
+    async with migrated_database(admin_dsn, "seedos_audit_all") as url:
+        c = await db.connect(url)
+        try:
+            yield c
+        finally:
+            await c.close()
 
 
 @pytest.fixture

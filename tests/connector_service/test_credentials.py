@@ -9,16 +9,17 @@ import stat
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from common import db, migrate
+from common import db
 from common.crypto import DecryptionError, KeyRing
 from connector_service.credentials import service as credentials
 from connector_service.settings import ConnectorServiceSettings
-from tests.support import create_database, drop_database, make_tenant
+from tests.support import make_tenant, migrated_database
 
 SECRETS = {"api_key": "sk_live_" + "x" * 24, "password": "correct horse battery staple"}
 
@@ -85,16 +86,10 @@ def test_production_needs_a_key_ring(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-async def own_dsn(admin_dsn):
+async def own_dsn(admin_dsn: str) -> AsyncIterator[str]:
     """A database of its own: rotation re-wraps every credential in the database."""
-    url = await create_database(admin_dsn, "seedos_rotate")
-    conn = await db.connect(url)
-    try:
-        await migrate.apply(conn)
-    finally:
-        await conn.close()
-    yield url
-    await drop_database(admin_dsn, url)
+    async with migrated_database(admin_dsn, "seedos_rotate") as url:
+        yield url
 
 
 def _seedos(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

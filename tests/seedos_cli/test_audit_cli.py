@@ -7,23 +7,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from common import db, migrate
+from common import db
 from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
 from tests.seedos_cli.test_cli import seedos
-from tests.support import create_database, drop_database
+from tests.support import migrated_database
 
 
 @pytest.fixture
 async def audit_db(admin_dsn: str) -> AsyncIterator[str]:
-    url = await create_database(admin_dsn, "seedos_audit_cli")
-    conn = await db.connect(url)
-    try:
-        await migrate.apply(conn)
-    finally:
-        await conn.close()
-    yield url
-    await drop_database(admin_dsn, url)
+    async with migrated_database(admin_dsn, "seedos_audit_cli") as url:
+        yield url
 
 
 async def tenant_with_entries(dsn: str, slug: str, keys: int) -> None:
