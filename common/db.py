@@ -109,6 +109,29 @@ class Database:
             self._gate.release()
 
     @asynccontextmanager
+    async def spare(self) -> AsyncIterator[asyncpg.Connection | None]:
+        """A second connection for a request with independent reads to run at once, only if
+        the gate has room right now (it never waits, and never takes a place from a request
+        in line): ``None`` when busy or unreachable, and the request reads one statement
+        after another on its own connection instead."""
+        if self._gate.locked():
+            yield None
+            return
+        await self._gate.acquire()  # immediate: not locked
+        try:
+            conn = await self.pool.acquire(timeout=self.acquire_timeout)
+        except UNAVAILABLE:
+            conn = None
+        try:
+            yield conn
+        finally:
+            try:
+                if conn is not None:
+                    await self.pool.release(conn)
+            finally:
+                self._gate.release()
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await self.acquire()
         try:

@@ -1,47 +1,107 @@
 """Typo-tolerant matching of short queries, without pg_trgm.
 
-The service keeps the catalog's title vocabulary (every word of every name, vendor and
-category) in memory, counted again with the install counts. A query word close to a
-vocabulary word by edit distance (rapidfuzz) stands for it: "slak" for "slack". PostgreSQL
-then finds the entries with those words through the title index, and rapidfuzz ranks them by
-how close their words are to what was typed."""
+The service keeps the catalog's titles (every entry's name, vendor and category, as words) in
+memory, read again with the install counts. A query word close to a title word by edit
+distance (rapidfuzz) stands for it: "slak" for "slack". PostgreSQL then finds the entries with
+those words through the title index (under the request's filters), and the candidates are
+ranked by how close their words are to what was typed: each query word is compared once with
+every distinct title word, and each candidate's score is gathered from that table with numpy
+(the candidates of a short word can be a thousand entries)."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 WORD = re.compile(r"\w+")
+ALPHA = re.compile(r"[^\W\d_]+")
 # Short queries only: a typo in a long query still leaves words the full-text search finds.
 MAX_WORDS = 3
 MIN_WORD = 3  # "ab" is too short to tell a typo from another word
 THRESHOLD = 75.0  # fuzz.ratio: "slak" ~ "slack" is 88.9, "slak" ~ "slab" is 75
-PER_WORD = 5  # vocabulary words a query word may stand for
+PER_WORD = 5  # title words a query word may stand for
 
 
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+def title_words(*fields: str | None) -> list[str]:
+    return [w for f in fields if f for w in words(f)]
+
+
+@dataclass(frozen=True)
+class _Titles:
+    """One reading of the catalog's titles (replaced whole, never changed)."""
+
+    version: Any = None  # what the catalog's fingerprint was when read
+    words: list[str] = field(default_factory=list)  # what a typo may stand for, sorted
+    table: list[str] = field(default_factory=list)  # every distinct title word
+    places: dict[uuid.UUID, int] = field(default_factory=dict)  # entry -> its place in order
+    # the table positions of the words of the entry at place p: at[ptr[p]:ptr[p + 1]]
+    ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def read(cls, titles: Iterable[Sequence[Any]], version: Any = None) -> _Titles:
+        index: dict[str, int] = {}
+        places: dict[uuid.UUID, int] = {}
+        lengths: list[int] = []
+        at: list[int] = []
+        for entry, *fields in titles:
+            places[entry] = len(places)
+            found = [index.setdefault(w, len(index)) for w in title_words(*fields)]
+            at += found
+            lengths.append(len(found))
+        ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=ptr[1:])
+        words = sorted(w for w in index if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
+        return cls(version, words, list(index), places, ptr, np.array(at, dtype=np.int64))
+
+
 class Vocabulary:
-    """The title words of the catalog, replaced whole when counted again."""
+    """The catalog's title words: the words a typo may stand for (three letters or more, no
+    digits) and each entry's words, for ranking. Replaced whole when the catalog changed; an
+    entry published on this replica is added at once."""
 
-    def __init__(self, words: Iterable[str] = ()) -> None:
-        self.words: list[str] = sorted(set(words))
+    def __init__(self) -> None:
+        self._titles = _Titles()
 
-    def replace(self, words: Iterable[str]) -> None:
-        self.words = sorted(set(words))
+    @property
+    def words(self) -> list[str]:
+        return self._titles.words
 
-    def add(self, *texts: str | None) -> None:
-        """The words of a just-published entry, found at once on this replica."""
-        self.words = sorted(set(self.words).union(*(words(t) for t in texts if t)))
+    @property
+    def version(self) -> Any:
+        return self._titles.version
+
+    def replace(self, titles: Iterable[Sequence[Any]], *, version: Any = None) -> None:
+        """``titles``: every entry's (id, name, vendor, category), in the order equally close
+        matches take (featured first, then by name). Safe to call from a thread: the new
+        reading is built aside and swapped in by one assignment."""
+        self._titles = _Titles.read(titles, version)
+
+    def add(self, entry: uuid.UUID, *fields: str | None) -> None:
+        """A just-published entry, found at once on this replica (after the others, until the
+        next reading)."""
+        old = self._titles
+        index = {w: i for i, w in enumerate(old.table)}
+        found = [index.setdefault(w, len(index)) for w in title_words(*fields)]
+        words = sorted(w for w in index if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
+        self._titles = _Titles(
+            None, words, list(index), {**old.places, entry: len(old.places)},
+            np.append(old.ptr, old.ptr[-1] + len(found)), np.append(old.at, found),
+        )  # fmt: skip
 
     def corrections(self, query_words: Sequence[str]) -> list[str]:
-        """Vocabulary words close to the query's (each query word may stand for a few), or
-        nothing when the query is not short."""
+        """Title words close to the query's (each query word may stand for a few), or nothing
+        when the query is not short."""
         usable = [w for w in query_words if len(w) >= MIN_WORD]
         if not usable or len(query_words) > MAX_WORDS or not self.words:
             return []
@@ -53,23 +113,47 @@ class Vocabulary:
             found.update(m[0] for m in matches)
         return sorted(found)
 
+    def rank(self, query_words: Sequence[str], candidates: Sequence[Any]) -> list[int]:
+        """The positions in ``candidates`` (with ``id``, ``name``, ``vendor``, ``category``) of
+        those close enough to the query, best first: closeness, then in catalog order
+        (featured first, then by name; entries published since the last reading last).
 
-def score(query_words: Sequence[str], fields: Iterable[str | None]) -> float:
-    """The mean, over the query's words, of each word's best match among the fields' words."""
-    targets = [w for f in fields if f for w in words(f)]
+        Closeness is the mean, over the query's words, of each word's best match among the
+        words of the candidate's name, vendor and category (0 to 100)."""
+        titles, n = self._titles, len(candidates)
+        if not n or not query_words:
+            return []
+        closeness, place = np.zeros(n), np.full(n, len(titles.places), dtype=np.int64)
+        known = []
+        for k, c in enumerate(candidates):
+            if (p := titles.places.get(c["id"])) is None:  # published since the last reading
+                fields = title_words(c["name"], c["vendor"], c["category"])
+                closeness[k] = score(query_words, fields)
+            else:
+                place[k] = p
+                known.append(k)
+        starts = titles.ptr[place[known]]
+        lengths = titles.ptr[place[known] + 1] - starts
+        has = lengths > 0
+        if has.any():
+            runs, starts, lengths = np.array(known)[has], starts[has], lengths[has]
+            # the table positions of every candidate's words, one run per candidate
+            offsets = np.cumsum(lengths) - lengths
+            positions = titles.at[np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())]
+            # compare the query with the words these candidates have, each once
+            used, at = np.unique(positions, return_inverse=True)
+            ratios = process.cdist(
+                query_words, [titles.table[w] for w in used], scorer=fuzz.ratio, dtype=np.float32
+            )
+            # each query word's best match within each candidate's run, then the mean
+            closeness[runs] = np.maximum.reduceat(ratios[:, at], offsets, axis=1).mean(axis=0)
+        order = np.lexsort((place, -closeness))
+        return order[closeness[order] >= THRESHOLD].tolist()
+
+
+def score(query_words: Sequence[str], targets: Sequence[str]) -> float:
+    """The mean, over the query's words, of each word's best match among ``targets``."""
     if not targets:
         return 0.0
     best = [max(fuzz.ratio(q, t) for t in targets) for q in query_words]
     return sum(best) / len(best)
-
-
-def rank(query_words: Sequence[str], candidates: Iterable[Any]) -> list[tuple[float, Any]]:
-    """Candidates (with ``name``, ``vendor``, ``category``, ``is_featured``) close enough to the
-    query, best first: score, then featured, then name."""
-    scored = [
-        (s, c)
-        for c in candidates
-        if (s := score(query_words, (c["name"], c["vendor"], c["category"]))) >= THRESHOLD
-    ]
-    scored.sort(key=lambda sc: (-sc[0], not sc[1]["is_featured"], sc[1]["name"]))
-    return scored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,12 @@ _TITLE_SCORE = (
     " + CASE WHEN lower(mc.name) LIKE $3 THEN 0.5 ELSE 0 END)::float8"
 )
 _TEXT_SCORE = "(CASE WHEN mc.is_featured THEN 0.3 ELSE 0 END)::float8"
-_AFTER = "($8::float8 IS NULL OR {s} < $8 OR ({s} = $8 AND mc.name > $9::text))"
+
+
+def _after(score: str, first: int) -> str:
+    """Strictly after the cursor (score ``$first``, name ``$first+1``) in (score DESC, name)."""
+    s, n = f"${first}", f"${first + 1}"
+    return f"({s}::float8 IS NULL OR {score} < {s} OR ({score} = {s} AND mc.name > {n}::text))"
 
 
 @dataclass(frozen=True)
@@ -83,11 +89,11 @@ async def by_name(
     limit: int,
 ) -> list[asyncpg.Record]:
     """A page in name order (names are unique), strictly after ``after``. With ``query``
-    (to_tsquery text), only entries matching it."""
+    (tsquery text), only entries matching it."""
     return await conn.fetch(
         f"SELECT {_LIST_COLUMNS} FROM marketplace_connectors mc"
         f" WHERE {_where(2)} AND ($6::text IS NULL OR mc.name > $6)"
-        " AND ($7::text IS NULL OR mc.search_vector @@ to_tsquery('english', $7))"
+        " AND ($7::tsquery IS NULL OR mc.search_vector @@ $7)"
         " ORDER BY mc.name LIMIT $8",
         filters.tenant_id, *_filter_args(filters), after, query, limit,
     )  # fmt: skip
@@ -102,14 +108,14 @@ async def by_popularity(
     limit: int,
 ) -> list[asyncpg.Record]:
     """A page by installs across all tenants as last counted (most first), then name; strictly
-    after ``after`` = (popularity, name). With ``query`` (to_tsquery text), only matches."""
+    after ``after`` = (popularity, name). With ``query`` (tsquery text), only matches."""
     after_count, after_name = after if after else (None, None)
     return await conn.fetch(
         "WITH hits AS (SELECT mc.id, mc.name, coalesce(ic.installs, 0) AS popularity"
         " FROM marketplace_connectors mc LEFT JOIN marketplace_install_counts ic"
         " ON ic.marketplace_connector_id = mc.id"
         f" WHERE {_where(2)}"
-        " AND ($6::text IS NULL OR mc.search_vector @@ to_tsquery('english', $6))"
+        " AND ($6::tsquery IS NULL OR mc.search_vector @@ $6)"
         " AND ($7::bigint IS NULL OR coalesce(ic.installs, 0) < $7"
         " OR (coalesce(ic.installs, 0) = $7 AND mc.name > $8))"
         " ORDER BY popularity DESC, mc.name LIMIT $9)"
@@ -127,47 +133,55 @@ async def by_relevance(
     name_prefix: str,
     after: tuple[float, str] | None,
     limit: int,
-    broad: bool,
+    broad: Callable[[], Awaitable[bool]],
 ) -> list[asyncpg.Record]:
-    """Entries matching ``query`` (to_tsquery text), best first (score, then name); strictly
+    """Entries matching ``query`` (tsquery text), best first (score, then name); strictly
     after ``after``. ``name_prefix`` is a LIKE pattern (escaped) of what was typed, lower case.
 
-    Two ways to the same order: a ``broad`` query (many matches) reads each tier in its order
-    and stops after a page; a narrow one takes every match through the GIN index, then sorts
-    (reading the description tier in name order would scan the whole catalog for a handful of
-    rows). The page's full rows are read once chosen."""
-    sql = _BROAD if broad else _NARROW
+    Every title score is above every description score, so the title tier is read first and
+    the description tier only when that leaves room on the page. The description tier is read
+    one of two ways to the same order, as ``broad()`` says (asked only then): for many matches,
+    in its index order, stopping after a page; for few, every match through the GIN index, then
+    a sort (reading in name order would scan the whole catalog for a handful of rows). The
+    page's full rows are read once chosen."""
     after_score, after_name = after if after else (None, None)
-    return await conn.fetch(
-        sql, filters.tenant_id, query, name_prefix, *_filter_args(filters), after_score,
-        after_name, limit,
-    )  # fmt: skip
+    where = (*_filter_args(filters), after_score, after_name)
+    rows = []
+    if after_score is None or after_score >= 1:  # the cursor is not past the title tier yet
+        rows = await conn.fetch(_TITLES, filters.tenant_id, query, name_prefix, *where, limit)
+    if len(rows) < limit:
+        texts = _TEXTS_BROAD if await broad() else _TEXTS_NARROW
+        rows += await conn.fetch(texts, filters.tenant_id, query, *where, limit - len(rows))
+    return rows
 
 
 _PAGE = (
     f" SELECT {_LIST_COLUMNS}, hits.score FROM hits"
     " JOIN marketplace_connectors mc ON mc.id = hits.id ORDER BY hits.score DESC, mc.name"
 )
-_BROAD = (
-    "WITH titles AS (SELECT mc.id, mc.name, score FROM marketplace_connectors mc,"
-    f" to_tsquery('english', $2) q, LATERAL (SELECT {_TITLE_SCORE} AS score) s"
-    f" WHERE mc.title_vector @@ q AND {_where(4)} AND {_AFTER.format(s='score')}"
-    " ORDER BY score DESC, mc.name LIMIT $10),"
-    f" texts AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
-    " FROM marketplace_connectors mc, to_tsquery('english', $2) q"
-    f" WHERE mc.search_vector @@ q AND NOT mc.title_vector @@ q AND {_where(4)}"
-    f" AND {_AFTER.format(s=_TEXT_SCORE)} ORDER BY mc.is_featured DESC, mc.name LIMIT $10),"
-    " hits AS (SELECT * FROM titles UNION ALL SELECT * FROM texts"
-    " ORDER BY score DESC, name LIMIT $10)" + _PAGE
+# $1 tenant, $2 query, $3 name prefix, $4..$7 filters, $8 $9 cursor, $10 limit
+_TITLES = (
+    "WITH hits AS (SELECT mc.id, mc.name, score FROM marketplace_connectors mc,"
+    f" (SELECT $2::tsquery) AS given(q), LATERAL (SELECT {_TITLE_SCORE} AS score) s"
+    f" WHERE mc.title_vector @@ q AND {_where(4)} AND {_after('score', 8)}"
+    " ORDER BY score DESC, mc.name LIMIT $10)" + _PAGE
 )
-_NARROW = (
+# $1 tenant, $2 query, $3..$6 filters, $7 $8 cursor, $9 limit
+_TEXTS_WHERE = (
+    "mc.search_vector @@ q AND NOT mc.title_vector @@ q"
+    f" AND {_where(3)} AND {_after(_TEXT_SCORE, 7)}"
+)
+_TEXTS_BROAD = (
+    f"WITH hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
+    " FROM marketplace_connectors mc, (SELECT $2::tsquery) AS given(q)"
+    f" WHERE {_TEXTS_WHERE} ORDER BY mc.is_featured DESC, mc.name LIMIT $9)" + _PAGE
+)
+_TEXTS_NARROW = (
     "WITH matches AS MATERIALIZED (SELECT mc.id FROM marketplace_connectors mc"
-    f" WHERE mc.search_vector @@ to_tsquery('english', $2) AND {_where(4)}),"
-    " hits AS (SELECT mc.id, mc.name, score FROM matches"
-    " JOIN marketplace_connectors mc ON mc.id = matches.id, to_tsquery('english', $2) q,"
-    f" LATERAL (SELECT CASE WHEN mc.title_vector @@ q THEN {_TITLE_SCORE}"
-    f" ELSE {_TEXT_SCORE} END AS score) s"
-    f" WHERE {_AFTER.format(s='score')} ORDER BY score DESC, mc.name LIMIT $10)" + _PAGE
+    " WHERE mc.search_vector @@ $2::tsquery),"
+    f" hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score FROM matches"
+    " JOIN marketplace_connectors mc ON mc.id = matches.id, (SELECT $2::tsquery) AS given(q)"
+    f" WHERE {_TEXTS_WHERE} ORDER BY score DESC, mc.name LIMIT $9)" + _PAGE
 )
 
 
@@ -206,28 +220,49 @@ async def entries_by_id(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[
 
 
 async def fuzzy_candidates(
-    conn: asyncpg.Connection, filters: Filters, *, words: list[str], limit: int
+    conn: asyncpg.Connection, filters: Filters, *, words: list[str], query: str, limit: int
 ) -> list[asyncpg.Record]:
     """Entries with one of ``words`` in their name, vendor or category (through the title
-    index), for the service to rank by edit distance."""
+    index) that do not match ``query`` (tsquery text), under every filter but the category;
+    for the service to rank by edit distance."""
     return await conn.fetch(
-        "SELECT mc.id, mc.name, mc.vendor, mc.category, mc.is_featured"
-        " FROM marketplace_connectors mc"
+        "SELECT mc.id, mc.name, mc.vendor, mc.category FROM marketplace_connectors mc"
         " WHERE mc.title_vector @@ to_tsquery('english', array_to_string($2::text[], ' | '))"
-        f" AND {_where(3)} LIMIT $7",
-        filters.tenant_id, words, *_filter_args(filters), limit,
+        " AND NOT mc.search_vector @@ $3::tsquery"
+        f" AND {_where(4, with_category=False)} LIMIT $8",
+        filters.tenant_id, words, query, *_filter_args(filters, with_category=False), limit,
     )  # fmt: skip
 
 
-async def title_words(conn: asyncpg.Connection) -> list[str]:
-    """Every word of three letters or more in the entries' names, vendors and categories, lower
-    case (what a typo can stand for; digits are not words here)."""
+async def tsqueries(conn: asyncpg.Connection, terms: list[str]) -> list[str]:
+    """Each to_tsquery term (``"pay:*"``) as English text search normalizes it, or as typed
+    where English finds no lexeme in it (a stop word: ``"in:*"``); "" where neither does."""
     rows = await conn.fetch(
-        "SELECT DISTINCT w FROM marketplace_connectors mc, regexp_split_to_table("
-        "lower(mc.name || ' ' || coalesce(mc.vendor, '') || ' ' || coalesce(mc.category, '')),"
-        " '[^[:alpha:]]+') w WHERE length(w) >= 3"
+        "SELECT coalesce(nullif(to_tsquery('english', t)::text, ''),"
+        " to_tsquery('simple', t)::text) AS q FROM unnest($1::text[]) WITH ORDINALITY u(t, i)"
+        " ORDER BY i",
+        terms,
     )
-    return [r["w"] for r in rows]
+    return [r["q"] for r in rows]
+
+
+async def catalog_version(conn: asyncpg.Connection) -> tuple[int, int]:
+    """A fingerprint of the catalog that changes whenever an entry is added, changed (its
+    updated_at) or removed, in whatever order concurrent changes commit."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(sum(hashtext(id::text || updated_at::text)), 0) AS h"
+        " FROM marketplace_connectors"
+    )
+    return row["n"], row["h"]
+
+
+async def titles(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every entry's (id, name, vendor, category), featured first, then by name: the words a
+    typo can stand for, and the order of equally close matches."""
+    return await conn.fetch(
+        "SELECT id, name, vendor, category FROM marketplace_connectors"
+        " ORDER BY is_featured DESC, name"
+    )
 
 
 async def category_counts(
@@ -238,7 +273,7 @@ async def category_counts(
     rows = await conn.fetch(
         "SELECT coalesce(mc.category, '') AS category, count(*) AS n"
         " FROM marketplace_connectors mc"
-        " WHERE ($2::text IS NULL OR mc.search_vector @@ to_tsquery('english', $2))"
+        " WHERE ($2::tsquery IS NULL OR mc.search_vector @@ $2)"
         f" AND {_where(3, with_category=False)} GROUP BY 1 ORDER BY 1",
         filters.tenant_id, query, *_filter_args(filters, with_category=False),
     )  # fmt: skip

@@ -48,10 +48,11 @@ async def list_connectors(
         tenant_id=principal.tenant_id, category=category, auth_scheme=auth_scheme,
         featured=featured, installed=installed,
     )  # fmt: skip
-    return await service.search(
-        db, filters=filters, q=q, sort=sort, cursor=cursor, limit=limit,
-        vocabulary=request.app.state.vocabulary,
-    )  # fmt: skip
+    async with request.app.state.db.spare() as spare:
+        return await service.search(
+            db, filters=filters, q=q, sort=sort, cursor=cursor, limit=limit,
+            vocabulary=request.app.state.vocabulary, spare=spare,
+        )  # fmt: skip
 
 
 @router.get("/connectors/{slug}", response_model=CatalogEntryDetail)

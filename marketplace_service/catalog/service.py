@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from enum import StrEnum
@@ -8,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import semver
+from cachetools import LRUCache
 
 from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
@@ -33,11 +36,24 @@ BROAD_MATCHES = 500
 FUZZY_CANDIDATES = 1000
 
 
-def tsquery_text(words: list[str]) -> str | None:
-    """What to_tsquery('english', ...) gets: every word a prefix (search as you type) except
-    one-letter words, which would match too much; all words must match."""
+# a term as typed ("pay:*") -> its tsquery text ("'pay':*"), or "" for one with no lexeme
+_TERMS: LRUCache[str, str] = LRUCache(maxsize=10_000)
+
+
+async def tsquery(conn: asyncpg.Connection, words: list[str]) -> str | None:
+    """What the entries must match, as tsquery text (``$n::tsquery`` in the SQL): every word,
+    each a prefix (search as you type) except one-letter words, which would match too much.
+    Words are stemmed as English, except those English drops as stop words, which are kept
+    as typed ("in" is how Intercom starts). Each distinct term is normalized by PostgreSQL
+    once per process."""
     terms = [w if len(w) < 2 else f"{w}:*" for w in words[:MAX_QUERY_WORDS]]
-    return " & ".join(terms) or None
+    known = {t: _TERMS[t] for t in terms if t in _TERMS}
+    if missing := [t for t in dict.fromkeys(terms) if t not in known]:
+        for term, normalized in zip(
+            missing, await repository.tsqueries(conn, missing), strict=True
+        ):
+            known[term] = _TERMS[term] = normalized
+    return " & ".join(f"({known[t]})" for t in terms if known[t]) or None
 
 
 def _like_prefix(text: str) -> str:
@@ -54,46 +70,38 @@ async def search(
     cursor: str | None,
     limit: int,
     vocabulary: fuzzy.Vocabulary,
+    spare: asyncpg.Connection | None = None,
 ) -> dict[str, Any]:
     """A page of the catalog, searched and filtered, with per-category counts.
 
     Relevance (the default with ``q``) pages by (score, name); typo-tolerant matches of a short
-    query come after the full-text matches, on the first page only, while it is not full."""
+    query come after the full-text matches, on the first page only, while it is not full. The
+    counts are read on ``spare`` (a second connection) at the same time as the page, when
+    there is one, since for a broad query they take as long as everything else together."""
     words = fuzzy.words(q or "")
-    query = tsquery_text(words)
+    query = await tsquery(conn, words)
     sort = sort or (Sort.relevance if query else Sort.name)
     if sort is Sort.relevance and query is None:
         sort = Sort.name  # nothing to rank by
-    counts = await repository.category_counts(conn, filters, query=query)
-    if sort is Sort.name:
-        key = decode_cursor(cursor, parse=(str,))
-        rows = await repository.by_name(
-            conn, filters, query=query, after=key[0] if key else None, limit=limit + 1
-        )
-        page, more = list(rows[:limit]), len(rows) > limit
-        next_key = [page[-1]["name"]] if more else None
-    elif sort is Sort.popularity:
-        key = decode_cursor(cursor, parse=(int, str))
-        rows = await repository.by_popularity(
-            conn, filters, query=query, after=(key[0], key[1]) if key else None, limit=limit + 1
-        )
-        page, more = list(rows[:limit]), len(rows) > limit
-        next_key = [str(page[-1]["popularity"]), page[-1]["name"]] if more else None
+    key = decode_cursor(cursor, parse=_CURSOR[sort])  # a bad cursor is refused before any read
+    counting = repository.category_counts(spare or conn, filters, query=query)
+    if spare is None:
+        counted = asyncio.get_running_loop().create_future()
+        counted.set_result(await counting)
     else:
-        key = decode_cursor(cursor, parse=(float, str))
-        assert query is not None
-        matches = counts.get(filters.category, 0) if filters.category else sum(counts.values())
-        rows = await repository.by_relevance(
-            conn, filters, query=query, name_prefix=_like_prefix(" ".join(words)),
-            after=(key[0], key[1]) if key else None, limit=limit + 1,
-            broad=matches > BROAD_MATCHES,
-        )  # fmt: skip
-        page, more = list(rows[:limit]), len(rows) > limit
-        next_key = [repr(page[-1]["score"]), page[-1]["name"]] if more else None
-    if sort is Sort.relevance and cursor is None and not more:
+        counted = asyncio.ensure_future(counting)
+    try:
+        page, next_key = await _page(conn, filters, sort, query, words, key, limit, counted)
+        counts = await counted
+    finally:
+        if not counted.done():  # the page failed: the counts are not wanted
+            counted.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await counted
+    if sort is Sort.relevance and cursor is None and next_key is None:
         page += await _typo_matches(
-            conn, filters, words, vocabulary=vocabulary, exclude={r["id"] for r in page},
-            room=limit - len(page), counts=counts,
+            conn, filters, words, query=query, vocabulary=vocabulary, room=limit - len(page),
+            counts=counts,
         )  # fmt: skip
     items = await _with_install_state(conn, filters.tenant_id, page)
     return {
@@ -103,29 +111,76 @@ async def search(
     }
 
 
+_CURSOR: dict[Sort, tuple[type, ...]] = {
+    Sort.name: (str,), Sort.popularity: (int, str), Sort.relevance: (float, str),
+}  # fmt: skip
+
+
+async def _page(
+    conn: asyncpg.Connection,
+    filters: repository.Filters,
+    sort: Sort,
+    query: str | None,
+    words: list[str],
+    key: list[Any] | None,
+    limit: int,
+    counted: asyncio.Future[dict[str, int]],
+) -> tuple[list[Any], list[str] | None]:
+    """One page (``limit`` rows at most) in ``sort`` order after the cursor ``key``, and the
+    next cursor (None on the last page)."""
+    if sort is Sort.name:
+        rows = await repository.by_name(
+            conn, filters, query=query, after=key[0] if key else None, limit=limit + 1
+        )
+        page, more = list(rows[:limit]), len(rows) > limit
+        return page, [page[-1]["name"]] if more else None
+    if sort is Sort.popularity:
+        rows = await repository.by_popularity(
+            conn, filters, query=query, after=(key[0], key[1]) if key else None, limit=limit + 1
+        )
+        page, more = list(rows[:limit]), len(rows) > limit
+        return page, [str(page[-1]["popularity"]), page[-1]["name"]] if more else None
+
+    async def broad() -> bool:
+        counts = await counted
+        matches = counts.get(filters.category, 0) if filters.category else sum(counts.values())
+        return matches > BROAD_MATCHES
+
+    assert query is not None
+    rows = await repository.by_relevance(
+        conn, filters, query=query, name_prefix=_like_prefix(" ".join(words)),
+        after=(key[0], key[1]) if key else None, limit=limit + 1, broad=broad,
+    )  # fmt: skip
+    page, more = list(rows[:limit]), len(rows) > limit
+    return page, [repr(page[-1]["score"]), page[-1]["name"]] if more else None
+
+
 async def _typo_matches(
     conn: asyncpg.Connection,
     filters: repository.Filters,
     words: list[str],
     *,
+    query: str,
     vocabulary: fuzzy.Vocabulary,
-    exclude: set[uuid.UUID],
     room: int,
     counts: dict[str, int],
 ) -> list[dict[str, Any]]:
-    """Entries a typo of a short query stands for, best first, at most ``room`` of them; every
-    one of them is added to ``counts``."""
-    corrected = [w for w in vocabulary.corrections(words) if w.isalpha()]
+    """Entries a typo of a short query stands for that the full-text search did not find, best
+    first (closeness, then featured, then name), at most ``room`` of them. All of them, in
+    every category, are added to ``counts`` (which count under every filter but the
+    category); the page holds those of the category asked for."""
+    corrected = vocabulary.corrections(words)
     if not corrected:
         return []
     candidates = await repository.fuzzy_candidates(
-        conn, filters, words=corrected, limit=FUZZY_CANDIDATES
+        conn, filters, words=corrected, query=query, limit=FUZZY_CANDIDATES
     )
-    ranked = fuzzy.rank(words, [c for c in candidates if c["id"] not in exclude])
-    for _, candidate in ranked:
-        category = candidate["category"] or ""
-        counts[category] = counts.get(category, 0) + 1
-    chosen = [c["id"] for _, c in ranked[:room]]
+    chosen = []
+    for k in vocabulary.rank(words, candidates):
+        category = candidates[k]["category"]
+        counts[category or ""] = counts.get(category or "", 0) + 1
+        if len(chosen) < room and (filters.category is None or category == filters.category):
+            chosen.append(candidates[k]["id"])
     if not chosen:
         return []
     rows = {r["id"]: r for r in await repository.entries_by_id(conn, chosen)}

@@ -37,6 +37,6 @@ async def publish_connector(
     async with request.app.state.db.connection() as db, db.transaction():
         slug, created = await service.publish(db, body, principal=principal)
         entry = await catalog.get_entry(db, slug, tenant_id=principal.tenant_id)
-    request.app.state.vocabulary.add(entry["name"], entry["vendor"], entry["category"])
+    request.app.state.vocabulary.add(entry["id"], entry["name"], entry["vendor"], entry["category"])
     response.status_code = 201 if created else 200
     return entry

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import math
 import multiprocessing
+import os
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -57,6 +58,7 @@ from marketplace_service.recommendations.text import Match
 BUILD_TIMEOUT_SECONDS = (
     300.0  # a build (a worker reading the database) that takes longer is abandoned
 )
+WORKER_NICE = 10  # the rebuilding process yields the CPU to the service and PostgreSQL
 log = structlog.get_logger(component="marketplace_service.recommendations")
 
 REFRESH_SECONDS = Histogram(
@@ -74,6 +76,7 @@ DESCRIPTION_WEIGHT = 3.0  # log-odds per unit of cosine similarity
 FEATURED_BONUS = math.log(2.0)
 MIN_LIFT_TO_SAY = 1.5  # "often installed with X" only when X makes it this much likelier
 MIN_PENALTY_TO_SAY = -0.2  # "ranked lower: ..." from odds x 0.82 (a 7% smoothed error rate)
+MAX_PAIRS_SAID = 2  # installed connectors a co-installation reason names with their figures
 
 
 class TenantNotFound(NotFound):
@@ -152,35 +155,63 @@ class _Context:
             "slug": cat.slugs[j], "name": cat.names[j], "category": cat.categories[j],
             "vendor": cat.vendors[j], "logo_url": cat.logo_urls[j],
             "is_featured": bool(cat.featured[j]),
-            "score": round(1.0 / (1.0 + math.exp(-logodds)), 4),
+            "score": round(probability(logodds), 4),
             "reason": reasons[0]["text"], "reasons": reasons,
         }  # fmt: skip
 
     def _prior_reason(self, j: int) -> dict[str, Any]:
         rate = float(self.rates[j])
         overall = float(np.clip(self.snap.global_rate[j], 1e-6, 1 - 1e-6))
-        # weight: how much the tenant's segment raises it over everyone's rate (tiny floor, so
-        # that with no other reason this one leads)
-        weight = max(float(logit(rate) - logit(overall)), 1e-3)
+        # weight: how much the tenant's segment raises (or lowers) it from everyone's rate
+        weight = float(logit(rate) - logit(overall))
         return _reason("segment", f"used by {percent(rate)} of {self.prior.label}", weight,
                        rate=round(rate, 4), tenants=self.prior.tenants)  # fmt: skip
 
     def _co_reason(self, j: int) -> dict[str, Any] | None:
-        best: tuple[float, int, int] | None = None
+        """What the tenant's installs did to the score, in one reason: the connectors it is
+        often installed with when they raised it, those it rarely is when they lowered it
+        (two CRMs), each with its figures, the strongest first."""
+        pairs = []  # (lift, owned entry, co-installs)
         for i in self.owned:
             co = self.snap.co_count(i, j)
             expected = self.snap.installs[i] * self.share[j]
-            lift = (co + CO_SMOOTHING) / (expected + CO_SMOOTHING)
-            if co >= 2 and lift >= MIN_LIFT_TO_SAY and (best is None or lift > best[0]):
-                best = (lift, i, co)
-        if best is None:
+            pairs.append(((co + CO_SMOOTHING) / (expected + CO_SMOOTHING), i, co))
+        # the score's own term: damping x the sum of log lifts
+        weight = self.damping * sum(math.log(lift) for lift, _, _ in pairs)
+        if weight > 0:
+            named = sorted((p for p in pairs if p[2] >= 2 and p[0] >= MIN_LIFT_TO_SAY),
+                           key=lambda p: -p[0])  # fmt: skip
+            verb = "often installed with"
+        elif weight <= MIN_PENALTY_TO_SAY:
+            named = sorted((p for p in pairs if p[0] <= 1 / MIN_LIFT_TO_SAY), key=lambda p: p[0])
+            verb = "rarely installed with"
+        else:
             return None
-        lift, i, co = best
-        other, having = self.snap.catalog.names[i], int(self.snap.installs[i])
-        text = (f"often installed with {other}: {percent(co / having)} of the {having:,}"
-                f" companies with {other} use it ({lift:.1f}x the usual rate)")  # fmt: skip
-        return _reason("co_installed", text, self.damping * math.log(lift),
-                       with_connector=self.snap.catalog.slugs[i])  # fmt: skip
+        if not named:
+            return None
+        names, slugs = self.snap.catalog.names, self.snap.catalog.slugs
+        figures = []
+        for lift, i, co in named[:MAX_PAIRS_SAID]:
+            having = int(self.snap.installs[i])
+            figures.append(f"{percent(co / having)} of the {having:,} companies with {names[i]}"
+                           f" use it ({lift:.1f}x the usual rate)")  # fmt: skip
+        who = _listing([names[i] for _, i, _ in named[:MAX_PAIRS_SAID]])
+        more = len(named) - MAX_PAIRS_SAID
+        text = f"{verb} {who}{f' and {more} more' if more > 0 else ''}: {'; '.join(figures)}"
+        return _reason("co_installed", text, weight, with_connector=slugs[named[0][1]],
+                       with_connectors=[slugs[i] for _, i, _ in named])  # fmt: skip
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def probability(logodds: float) -> float:
+    """The logistic function without overflow for very negative log-odds."""
+    if logodds >= 0:
+        return 1.0 / (1.0 + math.exp(-logodds))
+    e = math.exp(logodds)
+    return e / (1.0 + e)
 
 
 def _reason(kind: str, text: str, weight: float, **data: Any) -> dict[str, Any]:
@@ -237,9 +268,13 @@ class RecommendationEngine:
 
     def _builder(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            # spawn, not fork: this process runs an event loop and threads
+            # spawn, not fork: this process runs an event loop and threads. Niced: a rebuild
+            # (seconds of CPU at 10,000 tenants) is background work, and on a small machine it
+            # would take a core from the requests and PostgreSQL
             context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=context, initializer=os.nice, initargs=(WORKER_NICE,)
+            )
         return self._executor
 
     def start(self) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from cachetools import LRUCache
 
 from marketplace_service.recommendations.text import TextIndex
 
@@ -26,6 +27,7 @@ SIZE_BANDS: tuple[tuple[int, int | None], ...] = (
 PRIOR_STRENGTH = 10.0  # pseudo-tenants pulling a segment's install rate toward its parent's
 MAX_INSTALLS_PAIRED = 200  # a tenant's installs counted for co-installation (bounds the pairs)
 ERROR_PRIOR_CALLS, ERROR_PRIOR_RATE = 50.0, 0.02  # a connector with few calls is presumed healthy
+PRIOR_CACHE = 256  # segments whose priors are kept (80 KB each at 10,000 entries)
 HEALTH_EXPONENT = 3.0  # score x ((1 - rate) / (1 - prior rate)) ** 3 above the prior rate
 
 
@@ -116,7 +118,11 @@ class Snapshot:
     text: TextIndex
     built_at: datetime
     health_window_seconds: int
-    _priors: dict[tuple[str | None, int | None], Prior] = field(default_factory=dict)
+    # computed on demand in the service, by segment (not in the worker: a prior is an array
+    # over the whole catalog, and free-text industries make thousands of segments)
+    _priors: LRUCache[tuple[str | None, int | None], Prior] = field(
+        default_factory=lambda: LRUCache(maxsize=PRIOR_CACHE)
+    )
 
     def __len__(self) -> int:
         return len(self.catalog.slugs)
@@ -136,31 +142,26 @@ class Snapshot:
 
     def prior(self, industry: str | None, band: int | None) -> Prior:
         """Install rates among similar tenants, each level smoothed toward the one above:
-        all tenants -> the industry -> the industry and size band (or all -> the band)."""
-        key = (industry, band)
+        all tenants -> the industry -> the industry and size band (or all -> the band). A
+        level nobody else is in says nothing and is skipped."""
+        if (industry, None) not in self.segments:
+            industry = None
+        if (industry, band) not in self.segments:
+            band = None
+        key = (industry, band)  # profiles that resolve to the same segments share one
         if (cached := self._priors.get(key)) is not None:
             return cached
-        if (industry, None) not in self.segments:
-            industry = None  # an industry nobody else is in says nothing
         rates, label, n = self.global_rate, "companies on the platform", self.n_tenants
-        if industry is not None and (seg := self.segments.get((industry, None))) is not None:
+        if industry is not None:
+            seg = self.segments[(industry, None)]
             rates, label, n = self._smooth(seg, rates), f"{industry} companies", seg.n
-        if band is not None and (seg := self.segments.get((industry, band))) is not None:
+        if band is not None:
+            seg = self.segments[(industry, band)]
             who = f"{industry} companies" if industry else "companies"
             label = f"{who} of your size ({band_label(band)})"
             rates, n = self._smooth(seg, rates), seg.n
-        prior = Prior(rates=rates, label=label, tenants=n)
-        if len(self._priors) < 4096:  # bounded: industries are free text
-            self._priors[key] = prior
+        prior = self._priors[key] = Prior(rates=rates, label=label, tenants=n)
         return prior
-
-    def warm(self) -> None:
-        """Compute the priors of every profile seen so far, so requests find them ready."""
-        for industry, band in list(self.segments):
-            self.prior(industry, band)
-            self.prior(industry, None)
-            self.prior(None, band)
-        self.prior(None, None)
 
     def _smooth(self, seg: Segment, parent: np.ndarray) -> np.ndarray:
         rates = parent * PRIOR_STRENGTH
@@ -239,7 +240,6 @@ def build(
         built_at=built_at,
         health_window_seconds=health_window_seconds,
     )
-    snapshot.warm()
     return snapshot
 
 

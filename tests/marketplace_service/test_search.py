@@ -3,6 +3,8 @@ next to whatever other tests have registered meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from common import db
@@ -42,6 +44,38 @@ async def test_a_typo_still_finds_slack(suite, dsn):
     assert slak["category_counts"].get("communication", 0) >= 1
     assert hubspt["items"][0]["name"] == "HubSpot"
     assert nothing["items"] == [] and nothing["category_counts"] == {}
+
+
+async def test_typo_matches_count_under_every_filter_but_the_category(suite, dsn):
+    """A typo match is counted in its category whatever category is asked for (as full-text
+    matches are), once, and only the category asked for is on the page."""
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        anywhere = await _search(client, q="slak")
+        in_crm = await _search(client, q="slak", category="crm")
+        in_communication = await _search(client, q="slak", category="communication")
+    assert anywhere["category_counts"] == in_crm["category_counts"]
+    assert in_crm["category_counts"] == in_communication["category_counts"]
+    assert all(e["category"] == "crm" for e in in_crm["items"])
+    assert "Slack" not in [e["name"] for e in in_crm["items"]]
+    assert in_communication["items"][0]["name"] == "Slack"
+    listed = [e for e in anywhere["items"] if e["category"] == "communication"]
+    assert anywhere["category_counts"]["communication"] == len(listed)
+
+
+async def test_a_prefix_that_is_a_stop_word_still_finds_names(suite, dsn):
+    """ "in" and "as" are English stop words, which full-text search drops; typed as the start
+    of a name (Intercom, Asana) they must still find it."""
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        inter = await _search(client, q="inter")
+        in_ = await _search(client, q="in")
+        as_ = await _search(client, q="as")
+        both = await _search(client, q="in com")
+    assert "Intercom" in [e["name"] for e in inter["items"]]
+    assert "Intercom" in [e["name"] for e in in_["items"] if e["match"] == "text"]
+    assert "Asana" in [e["name"] for e in as_["items"] if e["match"] == "text"]
+    assert "Intercom" in [e["name"] for e in both["items"]]
 
 
 async def test_prefixes_and_several_words(suite, dsn):
@@ -110,26 +144,33 @@ async def test_bad_parameters_are_422(suite, dsn):
 
 
 async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
-    """The two ways repository.by_relevance reads a query (tier by tier, or every match then a
-    sort) must agree, page after page, whatever the catalog holds."""
+    """The two ways repository.by_relevance reads the description tier (in index order, or
+    every match then a sort) must agree, page after page, under filters too, and give the
+    relevance order: score, then name."""
     tenant = await make_tenant(dsn, role=Role.viewer)
     conn = await db.connect(dsn)
     try:
-        for q in ("connector:*", "crm:*", "api:* & sync:*", "googl:*", "pay:*"):
-            pages: dict[bool, list[str]] = {}
+        for q, filters in [
+            *((q, Filters(tenant_id=tenant.tenant_id))
+              for q in ("connector:*", "crm:*", "api:* & sync:*", "googl:*", "pay:*")),
+            ("connector:*", Filters(tenant_id=tenant.tenant_id, category="crm")),
+            ("sync:*", Filters(tenant_id=tenant.tenant_id, auth_scheme="oauth2", installed=False)),
+        ]:  # fmt: skip
+            pages: dict[bool, list[tuple[float, str]]] = {}
             for broad in (True, False):
                 after, seen = None, []
                 while True:
                     rows = await repository.by_relevance(
-                        conn, Filters(tenant_id=tenant.tenant_id), query=q,
-                        name_prefix=q.split(":")[0] + "%", after=after, limit=4, broad=broad,
+                        conn, filters, query=q, name_prefix=q.split(":")[0] + "%", after=after,
+                        limit=4, broad=lambda b=broad: asyncio.sleep(0, b),
                     )  # fmt: skip
-                    seen += [r["name"] for r in rows]
+                    seen += [(r["score"], r["name"]) for r in rows]
                     if len(rows) < 4:
                         break
                     after = (rows[-1]["score"], rows[-1]["name"])
                 pages[broad] = seen
             assert pages[True] == pages[False], q
             assert pages[True] and len(set(pages[True])) == len(pages[True]), q
+            assert pages[True] == sorted(pages[True], key=lambda sn: (-sn[0], sn[1])), q
     finally:
         await conn.close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
-from marketplace_service.recommendations.engine import Profile, recommend
+from marketplace_service.recommendations.engine import Profile, probability, recommend
 from marketplace_service.recommendations.model import Item, TenantRow, build
 
 WEEK = 7 * 86400
@@ -92,3 +93,34 @@ def test_featured_only_for_a_tenant_with_nothing_installed():
     assert any(r["kind"] == "featured" for r in _by_slug(fresh)["beta"]["reasons"])
     later = recommend(snap, Profile("retail", 20), {"alpha"}, k=3)
     assert not any(r["kind"] == "featured" for i in later for r in i["reasons"])
+
+
+def test_co_installation_reasons_say_what_raised_or_lowered_the_score():
+    # beta goes with alpha and with delta; gamma, as popular, is never installed with either
+    tenants = ([("retail", 20, {"alpha", "beta"})] * 20 + [("retail", 20, {"delta", "beta"})] * 20
+               + [("fintech", 20, {"gamma"})] * 40)  # fmt: skip
+    snap = _snapshot(tenants)
+    owned = {"alpha", "delta"}
+    items = _by_slug(recommend(snap, Profile("retail", 20), owned, k=2))
+    fresh = _by_slug(recommend(snap, Profile("retail", 20), set(), k=4))
+
+    beta = next(r for r in items["beta"]["reasons"] if r["kind"] == "co_installed")
+    assert beta["text"].startswith("often installed with Alpha and Delta: 100% of the 20")
+    assert beta["weight"] > 0 and beta["with_connectors"] == ["alpha", "delta"]
+
+    gamma = next(r for r in items["gamma"]["reasons"] if r["kind"] == "co_installed")
+    assert gamma["text"].startswith("rarely installed with Alpha and Delta: under 1% of the 20")
+    assert gamma["weight"] < 0
+    assert items["gamma"]["score"] < fresh["gamma"]["score"]
+    # the score's own term: damping 1/sqrt(2) x the two log lifts
+    lifts = [(0 + 1) / (20 * 40 / 80 + 1)] * 2
+    assert gamma["weight"] == round(sum(math.log(x) for x in lifts) / math.sqrt(2), 3)
+
+    # retail companies never install gamma: their segment lowers it, and says so
+    segment = next(r for r in fresh["gamma"]["reasons"] if r["kind"] == "segment")
+    assert segment["weight"] < 0
+
+
+def test_the_score_of_hopeless_odds_does_not_overflow():
+    assert probability(-1000.0) == 0.0 and probability(1000.0) == 1.0
+    assert probability(0.0) == 0.5
