@@ -14,12 +14,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Header
+from fastapi.responses import JSONResponse, Response
 
 from common.db import Database
-from common.errors import Conflict, InvalidRequest
+from common.errors import PROBLEM_JSON, Conflict, InvalidRequest
 
 DEFAULT_TTL = timedelta(hours=24)
 STALE_AFTER = timedelta(minutes=10)  # a run silent this long died with its process
@@ -40,6 +42,17 @@ class Answer:
     status: int
     body: Any
     replayed: bool = False
+    # False for an answer that says nothing yet (another service's "still running"): the key
+    # is freed instead of keeping that answer for every repeat
+    final: bool = True
+
+
+# The header as routes take it (optional: without it a request simply runs)
+KeyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+           description="Optional: a repeat with the same key and body gets the first answer"),
+]  # fmt: skip
 
 
 def fingerprint(*parts: Any) -> bytes:
@@ -96,7 +109,7 @@ async def run_once(
     except BaseException:
         await _release(db, row["id"])
         raise
-    if answer.status >= 500:
+    if answer.status >= 500 or not answer.final:
         await _release(db, row["id"])
         return answer
     async with db.connection() as conn:
@@ -106,6 +119,33 @@ async def run_once(
             row["id"], answer.status, answer.body,
         )  # fmt: skip
     return answer
+
+
+async def once(
+    db: Database,
+    *,
+    tenant_id: uuid.UUID,
+    scope: str,
+    key: str | None,
+    body: Any,
+    operation: Callable[[], Awaitable[Answer]],
+) -> Answer:
+    """``operation`` once per ``key`` (see ``run_once``), or simply run without a key."""
+    if key is None:
+        return await operation()
+    return await run_once(
+        db, tenant_id=tenant_id, scope=scope, key=key, request_hash=fingerprint(scope, body),
+        operation=operation,
+    )  # fmt: skip
+
+
+def respond(answer: Answer) -> Response:
+    """The answer as a route returns it, marked ``Idempotent-Replayed`` when it is a repeat."""
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    if answer.status == 204:
+        return Response(status_code=204, headers=headers)
+    media = PROBLEM_JSON if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, media_type=media, headers=headers)
 
 
 async def _release(db: Database, row_id: uuid.UUID) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import structlog
 from fastapi import FastAPI
 
+from common import idempotency
 from common.service import create_service_app
 from connector_service.actions import service as actions_service
 from connector_service.actions.routes import router as actions_router
@@ -112,7 +113,8 @@ async def _sweep_forever(app: FastAPI) -> None:
     """Drop Idempotency-Keys past their retention, every few minutes."""
     while True:
         try:
-            gone = await actions_service.sweep(app.state.db)
+            # action runs, and the keys of other writes (installs)
+            gone = await actions_service.sweep(app.state.db) + await idempotency.sweep(app.state.db)
             if gone:
                 log.info("idempotency_keys_expired", count=gone)
         except Exception as exc:  # the database may be down; try again next time

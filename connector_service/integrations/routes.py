@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 
+from common import idempotency
 from common.crypto import KeyRing
 from common.db import Database, Db, ReadDb
 from common.errors import PROBLEM_RESPONSES
@@ -104,22 +105,40 @@ async def check_integration(
     return _out(manager, row)
 
 
-@router.post("", response_model=IntegrationOut, status_code=201, dependencies=Writer)
+@router.post(
+    "", response_model=IntegrationOut, status_code=201, dependencies=Writer,
+    responses={409: {"description": "Installed already (single instance), or the first request"
+                                    " with this Idempotency-Key is still running"}},
+)  # fmt: skip
 async def create_integration(
-    body: IntegrationCreate, db: Db, principal: CurrentPrincipal, ring: Ring, manager: Manager,
-    request: Request, tasks: BackgroundTasks,
-) -> dict:  # fmt: skip
+    body: IntegrationCreate, principal: CurrentPrincipal, ring: Ring, manager: Manager,
+    request: Request, tasks: BackgroundTasks, idempotency_key: idempotency.KeyHeader = None,
+) -> Response:  # fmt: skip
     """Install a catalog connector with its config and credentials. A 422 lists every problem
     with the config, credentials and scopes; a 409 means a single-instance connector is
     installed already. Nothing is stored unless everything is valid. The install starts
-    ``pending``; its connector is checked right after (``active`` or ``error``)."""
-    row = await service.create(
-        db, ring, tenant_id=principal.tenant_id, actor=principal.subject, slug=body.connector,
-        connector_name=body.connector_name, config=body.config, credentials=body.credentials,
-        scopes=body.scopes, request_id=principal.request_id,
+    ``pending``; its connector is checked right after (``active`` or ``error``). With an
+    Idempotency-Key a repeat gets the first answer (``Idempotent-Replayed: true``) instead of
+    a second install: retry with the same key when an answer was lost."""
+    database: Database = request.app.state.db
+
+    async def create() -> idempotency.Answer:
+        async with database.connection() as conn, conn.transaction():
+            row = await service.create(
+                conn, ring, tenant_id=principal.tenant_id, actor=principal.subject,
+                slug=body.connector, connector_name=body.connector_name, config=body.config,
+                credentials=body.credentials, scopes=body.scopes, request_id=principal.request_id,
+            )  # fmt: skip
+        # committed: the check runs once the response is out
+        _check_later(tasks, request, principal.tenant_id, row["id"])
+        out = IntegrationOut.model_validate(_out(manager, row)).model_dump(mode="json")
+        return idempotency.Answer(201, out)
+
+    answer = await idempotency.once(
+        database, tenant_id=principal.tenant_id, scope="integrations.create",
+        key=idempotency_key, body=body.model_dump(mode="json"), operation=create,
     )  # fmt: skip
-    _check_later(tasks, request, principal.tenant_id, row["id"])
-    return _out(manager, row)
+    return idempotency.respond(answer)
 
 
 @router.patch("/{integration_id}", response_model=IntegrationOut, dependencies=Writer)

@@ -10,6 +10,7 @@ connector_service down is a fast 503, silent a 504: nothing was stored by the ma
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -33,6 +34,12 @@ class ConnectorServiceTimeout(GatewayTimeout):
     code, title = "upstream_timeout", "connector_service did not answer in time"
 
 
+def _derived(key: str) -> str:
+    """The key connector_service gets for a marketplace install: the caller's, in a namespace
+    of its own (the same key sent to POST /api/v1/integrations directly is another request)."""
+    return "marketplace-install:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 class Installer:
     def __init__(
         self, *, base_url: str, signer: TokenSigner, client: httpx.AsyncClient, db: Database
@@ -42,8 +49,14 @@ class Installer:
         self._client = client
         self._db = db
 
-    async def install(self, principal: Principal, body: dict[str, Any]) -> Answer:
-        answer = await self._call(principal, "POST", "/api/v1/integrations", body)
+    async def install(
+        self, principal: Principal, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> Answer:
+        """With the caller's Idempotency-Key, connector_service gets one derived from it: an
+        install whose answer never arrived (a timeout) is then not made twice by a retry,
+        which gets connector_service's stored answer instead."""
+        headers = {"Idempotency-Key": _derived(idempotency_key)} if idempotency_key else {}
+        answer = await self._call(principal, "POST", "/api/v1/integrations", body, headers)
         target = None
         if answer.status == 201 and isinstance(answer.body, dict):
             target = f"integration:{answer.body.get('id')}"
@@ -57,9 +70,12 @@ class Installer:
                           status=answer.status)  # fmt: skip
         return answer
 
-    async def _call(self, principal: Principal, method: str, path: str, body: Any = None) -> Answer:
+    async def _call(
+        self, principal: Principal, method: str, path: str, body: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> Answer:  # fmt: skip
         token = self._signer.mint(principal, audience=CONNECTOR_SERVICE)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", **(extra_headers or {})}
         if principal.request_id:
             headers["X-Request-ID"] = principal.request_id
         if body is not None:
@@ -79,7 +95,14 @@ class Installer:
             parsed = orjson.loads(response.content) if response.content else None
         except orjson.JSONDecodeError:
             parsed = {"detail": "connector_service answered something that is not JSON"}
-        return Answer(response.status_code, parsed)
+        # connector_service still running the first request with this key: say so, but do not
+        # keep that answer for every repeat
+        running = (
+            response.status_code == 409
+            and isinstance(parsed, dict)
+            and (parsed.get("code") == "idempotency_in_progress")
+        )
+        return Answer(response.status_code, parsed, final=not running)
 
     async def _audit(
         self, principal: Principal, action: str, target: str | None, **details: Any

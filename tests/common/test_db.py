@@ -75,3 +75,29 @@ async def _until(condition, within: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0)
+
+
+async def test_a_spare_connection_only_when_one_is_free_now(dsn):
+    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=2)
+    database = db.Database(pool, acquire_timeout=5)
+    try:
+        async with database.connection() as conn, database.spare() as spare:
+            assert spare is not None and spare is not conn
+            assert await spare.fetchval("SELECT 1") == 1
+            async with database.spare() as none:  # both taken: no waiting, no connection
+                assert none is None
+        # a request in line keeps its turn: no spare while anyone waits
+        held = [await database.acquire(), await database.acquire()]
+        waiting = asyncio.create_task(database.acquire())
+        await _until(lambda: _waiting(database) == 1)
+        await database.release(held.pop())
+        async with database.spare() as none:
+            assert none is None
+        await database.release(await waiting)
+        await database.release(held.pop())
+        # everything was given back: two at once again
+        again = [await database.acquire(), await database.acquire()]
+        for conn in again:
+            await database.release(conn)
+    finally:
+        await pool.close()

@@ -4,6 +4,7 @@ unchanged, idempotent under an Idempotency-Key, audited (real processes, real Po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -109,3 +110,78 @@ async def test_connector_service_down_is_a_fast_503_and_stores_nothing(dsn, tmp_
                            t.tenant_id) == []  # fmt: skip
     finally:
         running.supervisor.stop()
+
+
+class SlowProxy:
+    """A TCP proxy on loopback that forwards requests at once and holds each answer back for
+    ``delay`` seconds: the request is served, its answer arrives late."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        self.upstream_port, self.delay, self.port = upstream_port, delay, free_port()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def __aenter__(self) -> SlowProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float):
+            first = True
+            while data := await src.read(65536):
+                if first and delay:
+                    await asyncio.sleep(delay)
+                first = False
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        with contextlib.suppress(ConnectionError, OSError):
+            await asyncio.gather(pipe(reader, up_writer, 0), pipe(up_reader, writer, self.delay))
+
+
+async def test_an_install_whose_answer_timed_out_is_not_made_twice(dsn, tmp_path):
+    """connector_service makes the install but its answer arrives after the marketplace gave up
+    (504). A retry with the same key gets that install back (connector_service's stored
+    answer, through a key derived from the caller's) instead of making a second one."""
+    ports = {name: free_port() for name in ("gateway", "connector_service", "marketplace_service")}
+    async with SlowProxy(ports["connector_service"], delay=3.0) as proxy:
+        running = start_suite(
+            dsn, tmp_path / "services.log", ports=ports,
+            SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL=f"http://127.0.0.1:{proxy.port}",
+            SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_TIMEOUT_SECONDS="1",
+        )  # fmt: skip
+        try:
+            t = await make_tenant(dsn, role=Role.editor)
+            several = {**INSTALL, "connector_name": "warehouse"}  # postgresql allows several
+            key = {"Idempotency-Key": f"slow-{uuid.uuid4()}"}
+            installs = "SELECT id FROM integration_connectors WHERE tenant_id = $1"
+            async with httpx.AsyncClient(base_url=running.gateway, headers=t.headers,
+                                         timeout=30) as client:  # fmt: skip
+                first = await client.post("/api/v1/marketplace/install", json=several,
+                                          headers=key)  # fmt: skip
+                assert first.status_code == 504, first.text
+                assert first.json()["code"] == "upstream_timeout"
+                made = await fetch(dsn, installs, t.tenant_id)
+                assert len(made) == 1  # made, though nobody heard
+
+                proxy.delay = 0
+                retry = await client.post("/api/v1/marketplace/install", json=several,
+                                          headers=key)  # fmt: skip
+                assert retry.status_code == 201, retry.text
+                assert retry.json()["id"] == str(made[0]["id"])
+                again = await client.post("/api/v1/marketplace/install", json=several,
+                                          headers=key)  # fmt: skip
+                assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+                assert len(await fetch(dsn, installs, t.tenant_id)) == 1
+                # without a key, nothing stops a second one (several are allowed)
+                r = await client.post("/api/v1/marketplace/install", json=several)
+                assert r.status_code == 201
+                assert len(await fetch(dsn, installs, t.tenant_id)) == 2
+        finally:
+            running.supervisor.stop()
