@@ -12,7 +12,6 @@ import uuid
 from typing import Annotated, Any
 
 import asyncpg
-import semver
 from fastapi import APIRouter, BackgroundTasks, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +20,7 @@ from common.db import Db
 from common.errors import PROBLEM_RESPONSES, Conflict
 from common.internal_auth import CurrentPrincipal, requires
 from common.roles import Permission
+from common.versions import newer
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import calls, repository, service
 from connector_service.integrations import config as config_rules
@@ -87,7 +87,7 @@ async def upgrade(
     entry = await repository.catalog_entry_by_id(conn, current["marketplace_connector_id"])
     manifest = (entry or {}).get("manifest") or {}
     target = manifest.get("version")
-    if not target or not _newer(target, current["version"]):
+    if not target or not newer(target, current["version"]):
         raise UpToDate(f"the install is at {current['version']}, the newest published version")
     new_config = current["config"] if config is None else config
     stored = await credentials_service.fields_set(
@@ -115,12 +115,3 @@ async def upgrade(
                  "to_version": target, "config_changed": config is not None},
     )  # fmt: skip
     return await service.get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
-
-
-def _newer(candidate: str, than: str | None) -> bool:
-    """A version the install does not have yet: semantically higher, or any version when the
-    install's own is missing or not semantic."""
-    try:
-        return semver.Version.parse(candidate) > semver.Version.parse(than or "")
-    except ValueError:
-        return candidate != than

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import semver
 from cachetools import LRUCache
 
 from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
+from common.versions import newer
 from marketplace_service.catalog import fuzzy, repository
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
@@ -197,23 +197,14 @@ async def _with_install_state(
     for row in page:
         item = {"match": "text", **dict(row)} if "score" in row else dict(row)
         extra = state[row["id"]]
-        versions = [v for v in extra["installed_versions"] if v]
+        versions = extra["installed_versions"]
         item |= {
             "installs": extra["installs"],
-            "installed": bool(extra["installed_versions"]),
-            "update_available": any(is_newer(item["version"], v) for v in versions),
+            "installed": bool(versions),
+            "update_available": any(newer(item["version"], v) for v in versions),
         }
         items.append(item)
     return items
-
-
-def is_newer(candidate: str, than: str) -> bool:
-    """Whether ``candidate`` is a newer semantic version than ``than`` (False when either is
-    not a semantic version)."""
-    try:
-        return semver.Version.parse(candidate) > semver.Version.parse(than)
-    except (ValueError, TypeError):
-        return False
 
 
 async def get_entry(conn: asyncpg.Connection, slug: str, *, tenant_id: uuid.UUID) -> dict[str, Any]:
@@ -223,7 +214,7 @@ async def get_entry(conn: asyncpg.Connection, slug: str, *, tenant_id: uuid.UUID
         raise CatalogEntryNotFound(f"no connector '{slug}' in the catalog")
     entry = dict(row)
     installs = [
-        {**dict(i), "update_available": is_newer(entry["version"], i["version"] or "")}
+        {**dict(i), "update_available": newer(entry["version"], i["version"])}
         for i in await repository.installs_of(conn, tenant_id, entry["id"])
     ]
     manifest = entry["manifest"] or {}

@@ -7,12 +7,12 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import asyncpg
-import semver
 
 from common import audit
 from common.endpoints import EndpointPolicy
 from common.errors import Conflict, Forbidden, InvalidRequest
 from common.internal_auth import Principal
+from common.versions import newer
 from marketplace_service.publishing import manifest as manifest_rules
 from marketplace_service.publishing import repository
 from marketplace_service.publishing.schemas import PublishIn
@@ -66,7 +66,7 @@ async def publish(
             f"'{slug}' was published by another tenant" if current["published_by_tenant"]
             else f"'{slug}' is part of the platform's catalog"
         )  # fmt: skip
-    if not _newer(entry["version"], current["version"]):
+    if not newer(entry["version"], current["version"]):
         raise VersionNotNewer(
             f"'{slug}' is at version {current['version']}; publish a higher version than that",
             current_version=current["version"],
@@ -83,13 +83,6 @@ async def _unique(write: Awaitable[T], name: str) -> T:
         return await write
     except asyncpg.UniqueViolationError:
         raise NameTaken(f"another catalog entry is already called {name!r}") from None
-
-
-def _newer(candidate: str, than: str) -> bool:
-    try:
-        return semver.Version.parse(candidate) > semver.Version.parse(than)
-    except ValueError:  # a stored version that is not semantic: any valid one replaces it
-        return True
 
 
 def _entry(body: PublishIn, *, tenant_id: uuid.UUID) -> dict[str, Any]:
