@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from common import db, migrate
 from common.roles import Role
 from seedos_cli import demo
+from seedos_sdk.cli import main as cli
 from seedos_sdk.testing import serve
 from tests.conftest import Suite, start_suite
 from tests.support import create_database, drop_database, make_tenant
@@ -103,3 +107,60 @@ async def test_publish_reports_an_unreachable_connector(suite, dsn):
     publisher = await make_tenant(dsn, role=Role.publisher)
     result = await publish(suite, publisher.key, "http://127.0.0.1:9")
     assert result.returncode == 1 and "cannot reach the connector" in result.stderr
+
+
+class _Odd(BaseHTTPRequestHandler):
+    """Stands in for a connector and a gateway that answer what ``answers`` says."""
+
+    answers: dict[str, tuple[int, str, str, dict[str, str]]] = {}
+
+    def _answer(self) -> None:
+        status, ctype, body, headers = self.answers[self.command]
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body.encode())))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("get", "post", "says"),
+    [
+        ((200, "text/html", "<html>hi</html>", {}), None, "not a JSON object"),
+        ((200, "application/json", "[1, 2]", {}), None, "not a JSON object"),
+        ((200, "application/json", "{}", {}),
+         (301, "text/html", "", {"Location": "https://seedos.example/api"}),
+         "redirecting to https://seedos.example/api"),
+        ((200, "application/json", "{}", {}), (502, "text/html", "<h1>Bad gateway</h1>", {}),
+         "publishing failed (502): <h1>Bad gateway</h1>"),
+        ((200, "application/json", "{}", {}), (422, "application/json", "[\"odd\"]", {}),
+         "publishing failed (422)"),
+        ((200, "application/json", "{}", {}), (201, "text/plain", "ok", {}),
+         "not a catalog entry"),
+        ((200, "application/json", "{}", {}), (200, "application/json", "{\"ok\": true}", {}),
+         "not a catalog entry"),
+    ],
+)  # fmt: skip
+def test_publish_explains_odd_answers_without_a_traceback(get, post, says):
+    _Odd.answers = {"GET": get, "POST": post or (500, "text/plain", "unused", {})}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Odd)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = CliRunner().invoke(
+            cli.app, ["publish", "--gateway", url, "--api-key", "k", "--endpoint", url]
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert says in result.output, result.output

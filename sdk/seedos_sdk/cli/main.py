@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -106,39 +106,56 @@ def publish(
     entry, or a higher version of one your tenant published."""
     with httpx.Client(timeout=30) as client:
         try:
-            manifest = client.get(endpoint.rstrip("/") + "/manifest")
+            got = client.get(endpoint.rstrip("/") + "/manifest")
         except httpx.HTTPError as exc:
-            typer.secho(f"cannot reach the connector at {endpoint}: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
-        if manifest.status_code != 200:
-            typer.secho(f"{endpoint}/manifest answered {manifest.status_code}", fg="red", err=True)
-            raise typer.Exit(1)
+            _fail(f"cannot reach the connector at {endpoint}: {exc}")
+        if got.status_code != 200:
+            _fail(f"{endpoint}/manifest answered {got.status_code}")
+        if not isinstance(manifest := _json(got), dict):
+            _fail(f"{endpoint}/manifest answered something that is not a JSON object")
         target = gateway.rstrip("/") + "/api/v1/marketplace/connectors"
-        body: dict[str, Any] = {"manifest": manifest.json(), "endpoint_url": endpoint}
+        body: dict[str, Any] = {"manifest": manifest, "endpoint_url": endpoint}
         body |= {k: v for k, v in (("category", category), ("vendor", vendor)) if v is not None}
         try:
             r = client.post(target, json=body, headers={"Authorization": f"Bearer {api_key}"})
         except httpx.HTTPError as exc:
-            typer.secho(f"cannot reach the gateway at {gateway}: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
+            _fail(f"cannot reach the gateway at {gateway}: {exc}")
+    answer = _json(r)
+    if r.is_redirect:
+        _fail(f"the gateway answered {r.status_code}, redirecting to"
+              f" {r.headers.get('location', '(nowhere)')}; pass the address it should be"
+              " reached at as --gateway; nothing was published")  # fmt: skip
     if r.status_code in (404, 405):
-        typer.secho(
-            f"the marketplace at {gateway} does not accept publishing"
-            f" (POST {target} answered {r.status_code}); nothing was published",
-            fg="red", err=True,
-        )  # fmt: skip
-        raise typer.Exit(1)
+        _fail(f"the marketplace at {gateway} does not accept publishing"
+              f" (POST {target} answered {r.status_code}); nothing was published")  # fmt: skip
     if r.status_code >= 400:
-        problem = r.json() if "json" in r.headers.get("content-type", "") else {}
-        detail = problem.get("detail") or r.text
+        problem = answer if isinstance(answer, dict) else {}
+        detail = problem.get("detail") or r.text[:500] or r.reason_phrase
         typer.secho(f"publishing failed ({r.status_code}): {detail}", fg="red", err=True)
-        for error in problem.get("errors") or []:
+        errors = problem.get("errors")
+        for error in errors if isinstance(errors, list) else []:
             if isinstance(error, dict):
                 typer.secho(f"  {error.get('path', '')}: {error.get('message', '')}", err=True)
         raise typer.Exit(1)
-    entry = r.json()
+    if not (r.is_success and isinstance(answer, dict)
+            and {"slug", "version", "name"} <= answer.keys()):  # fmt: skip
+        _fail(f"the gateway answered {r.status_code} with something that is not a catalog"
+              f" entry: {r.text[:200]!r}; check --gateway")  # fmt: skip
     what = "a new entry" if r.status_code == 201 else "a new version"
-    typer.echo(f"published {entry['slug']} {entry['version']} ({what}, {entry['name']!r})")
+    typer.echo(f"published {answer['slug']} {answer['version']} ({what}, {answer['name']!r})")
+
+
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(message, fg="red", err=True)
+    raise typer.Exit(1)
 
 
 if __name__ == "__main__":
