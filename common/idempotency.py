@@ -10,6 +10,7 @@ the tenant and the operation and kept ``ttl`` (at least 24 hours).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Header
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from common.db import Database
@@ -55,13 +56,15 @@ KeyHeader = Annotated[
 ]  # fmt: skip
 
 
-def fingerprint(*parts: Any) -> bytes:
+def fingerprint(*parts: Any, secret: bytes) -> bytes:
+    """What tells two requests apart: an HMAC of their canonical JSON under the services' key,
+    so a stored fingerprint of a body with credentials in it cannot be used to guess them."""
     try:
         canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
     except TypeError:
         raise InvalidRequest("the request holds a value JSON here cannot carry",
                              code="invalid_input") from None  # fmt: skip
-    return hashlib.sha256(canonical).digest()
+    return hmac.new(secret, canonical, hashlib.sha256).digest()
 
 
 async def run_once(
@@ -122,7 +125,7 @@ async def run_once(
 
 
 async def once(
-    db: Database,
+    request: Request,
     *,
     tenant_id: uuid.UUID,
     scope: str,
@@ -130,12 +133,15 @@ async def once(
     body: Any,
     operation: Callable[[], Awaitable[Answer]],
 ) -> Answer:
-    """``operation`` once per ``key`` (see ``run_once``), or simply run without a key."""
+    """``operation`` once per ``key`` (see ``run_once``) in a route's service, or simply run
+    without a key. The fingerprint's key is the services' internal token key: rotating it
+    makes a repeat of a request from before the rotation a 422 ``idempotency_key_reused``."""
     if key is None:
         return await operation()
+    secret = request.app.state.settings.internal_token_key.get_secret_value().encode()
     return await run_once(
-        db, tenant_id=tenant_id, scope=scope, key=key, request_hash=fingerprint(scope, body),
-        operation=operation,
+        request.app.state.db, tenant_id=tenant_id, scope=scope, key=key,
+        request_hash=fingerprint(scope, body, secret=secret), operation=operation,
     )  # fmt: skip
 
 

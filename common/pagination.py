@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -45,13 +46,26 @@ def decode_cursor(cursor: str | None, *, parse: Sequence[Callable[[Any], Any]]) 
         parts = [convert(_require_str(part)) for convert, part in zip(parse, key, strict=True)]
     except (binascii.Error, ValueError, TypeError, AttributeError, UnicodeDecodeError):
         raise InvalidCursor() from None
-    # what PostgreSQL would refuse as a parameter: NUL in text, integers beyond 64 bits
+    # what PostgreSQL would refuse as a parameter (NUL or a lone surrogate in text, integers
+    # beyond 64 bits), and what no page ends at (NaN and infinite floats)
     for part in parts:
-        if (isinstance(part, str) and "\x00" in part) or (
-            isinstance(part, int) and not -(2**63) <= part < 2**63
-        ):
+        if not _storable(part):
             raise InvalidCursor()
     return parts
+
+
+def _storable(part: Any) -> bool:
+    if isinstance(part, str):
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in part
+    if isinstance(part, float):
+        return math.isfinite(part)
+    if isinstance(part, int):
+        return -(2**63) <= part < 2**63
+    return True
 
 
 def _require_str(part: Any) -> str:

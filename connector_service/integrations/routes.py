@@ -135,7 +135,7 @@ async def create_integration(
         return idempotency.Answer(201, out)
 
     answer = await idempotency.once(
-        database, tenant_id=principal.tenant_id, scope="integrations.create",
+        request, tenant_id=principal.tenant_id, scope="integrations.create",
         key=idempotency_key, body=body.model_dump(mode="json"), operation=create,
     )  # fmt: skip
     return idempotency.respond(answer)

@@ -43,26 +43,26 @@ class _Titles:
     version: Any = None  # what the catalog's fingerprint was when read
     words: list[str] = field(default_factory=list)  # what a typo may stand for, sorted
     table: list[str] = field(default_factory=list)  # every distinct title word
-    places: dict[uuid.UUID, int] = field(default_factory=dict)  # entry -> its place in order
-    # the table positions of the words of the entry at place p: at[ptr[p]:ptr[p + 1]]
+    slots: dict[uuid.UUID, int] = field(default_factory=dict)  # entry -> its slot
+    # the table positions of the words of the entry in slot p: at[ptr[p]:ptr[p + 1]]
     ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def read(cls, titles: Iterable[Sequence[Any]], version: Any = None) -> _Titles:
         index: dict[str, int] = {}
-        places: dict[uuid.UUID, int] = {}
+        slots: dict[uuid.UUID, int] = {}
         lengths: list[int] = []
         at: list[int] = []
         for entry, *fields in titles:
-            places[entry] = len(places)
+            slots[entry] = len(slots)
             found = [index.setdefault(w, len(index)) for w in title_words(*fields)]
             at += found
             lengths.append(len(found))
         ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=ptr[1:])
         words = sorted(w for w in index if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
-        return cls(version, words, list(index), places, ptr, np.array(at, dtype=np.int64))
+        return cls(version, words, list(index), slots, ptr, np.array(at, dtype=np.int64))
 
 
 class Vocabulary:
@@ -82,9 +82,8 @@ class Vocabulary:
         return self._titles.version
 
     def replace(self, titles: Iterable[Sequence[Any]], *, version: Any = None) -> None:
-        """``titles``: every entry's (id, name, vendor, category), in the order equally close
-        matches take (featured first, then by name). Safe to call from a thread: the new
-        reading is built aside and swapped in by one assignment."""
+        """``titles``: every entry's (id, name, vendor, category). Safe to call from a thread:
+        the new reading is built aside and swapped in by one assignment."""
         self._titles = _Titles.read(titles, version)
 
     def add(self, entry: uuid.UUID, *fields: str | None) -> None:
@@ -94,8 +93,9 @@ class Vocabulary:
         index = {w: i for i, w in enumerate(old.table)}
         found = [index.setdefault(w, len(index)) for w in title_words(*fields)]
         words = sorted(w for w in index if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
+        slot = len(old.ptr) - 1  # a new slot, also for an entry already known (republished)
         self._titles = _Titles(
-            None, words, list(index), {**old.places, entry: len(old.places)},
+            None, words, list(index), {**old.slots, entry: slot},
             np.append(old.ptr, old.ptr[-1] + len(found)), np.append(old.at, found),
         )  # fmt: skip
 
@@ -113,27 +113,27 @@ class Vocabulary:
             found.update(m[0] for m in matches)
         return sorted(found)
 
-    def rank(self, query_words: Sequence[str], candidates: Sequence[Any]) -> list[int]:
-        """The positions in ``candidates`` (with ``id``, ``name``, ``vendor``, ``category``) of
-        those close enough to the query, best first: closeness, then in catalog order
-        (featured first, then by name; entries published since the last reading last).
+    def rank(
+        self, query_words: Sequence[str], candidates: Sequence[Any]
+    ) -> list[tuple[float, int]]:
+        """(closeness, position in ``candidates``) of the candidates (with ``id``, ``name``,
+        ``vendor``, ``category``) close enough to the query, in no particular order.
 
         Closeness is the mean, over the query's words, of each word's best match among the
         words of the candidate's name, vendor and category (0 to 100)."""
         titles, n = self._titles, len(candidates)
         if not n or not query_words:
             return []
-        closeness, place = np.zeros(n), np.full(n, len(titles.places), dtype=np.int64)
-        known = []
+        closeness, slots, known = np.zeros(n), [], []
         for k, c in enumerate(candidates):
-            if (p := titles.places.get(c["id"])) is None:  # published since the last reading
+            if (slot := titles.slots.get(c["id"])) is None:  # published since the last reading
                 fields = title_words(c["name"], c["vendor"], c["category"])
                 closeness[k] = score(query_words, fields)
             else:
-                place[k] = p
+                slots.append(slot)
                 known.append(k)
-        starts = titles.ptr[place[known]]
-        lengths = titles.ptr[place[known] + 1] - starts
+        starts = titles.ptr[slots]
+        lengths = titles.ptr[np.array(slots, dtype=np.int64) + 1] - starts
         has = lengths > 0
         if has.any():
             runs, starts, lengths = np.array(known)[has], starts[has], lengths[has]
@@ -147,8 +147,8 @@ class Vocabulary:
             )
             # each query word's best match within each candidate's run, then the mean
             closeness[runs] = np.maximum.reduceat(ratios[:, at], offsets, axis=1).mean(axis=0)
-        order = np.lexsort((place, -closeness))
-        return order[closeness[order] >= THRESHOLD].tolist()
+        close = np.flatnonzero(closeness >= THRESHOLD)
+        return list(zip(closeness[close].tolist(), close.tolist(), strict=True))
 
 
 def score(query_words: Sequence[str], targets: Sequence[str]) -> float:

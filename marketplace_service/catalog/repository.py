@@ -224,12 +224,13 @@ async def fuzzy_candidates(
 ) -> list[asyncpg.Record]:
     """Entries with one of ``words`` in their name, vendor or category (through the title
     index) that do not match ``query`` (tsquery text), under every filter but the category;
-    for the service to rank by edit distance."""
+    for the service to rank by edit distance. At most ``limit``, the same ones every time
+    (by id), so pages of typo matches follow each other."""
     return await conn.fetch(
         "SELECT mc.id, mc.name, mc.vendor, mc.category FROM marketplace_connectors mc"
         " WHERE mc.title_vector @@ to_tsquery('english', array_to_string($2::text[], ' | '))"
         " AND NOT mc.search_vector @@ $3::tsquery"
-        f" AND {_where(4, with_category=False)} LIMIT $8",
+        f" AND {_where(4, with_category=False)} ORDER BY mc.id LIMIT $8",
         filters.tenant_id, words, query, *_filter_args(filters, with_category=False), limit,
     )  # fmt: skip
 
@@ -257,12 +258,8 @@ async def catalog_version(conn: asyncpg.Connection) -> tuple[int, int]:
 
 
 async def titles(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every entry's (id, name, vendor, category), featured first, then by name: the words a
-    typo can stand for, and the order of equally close matches."""
-    return await conn.fetch(
-        "SELECT id, name, vendor, category FROM marketplace_connectors"
-        " ORDER BY is_featured DESC, name"
-    )
+    """Every entry's (id, name, vendor, category): the words a typo can stand for."""
+    return await conn.fetch("SELECT id, name, vendor, category FROM marketplace_connectors")
 
 
 async def category_counts(

@@ -30,7 +30,6 @@ class Sort(StrEnum):
     popularity = "popularity"
 
 
-MAX_QUERY_WORDS = 8
 # Above this many matches a query is ranked tier by tier (see repository.by_relevance).
 BROAD_MATCHES = 500
 FUZZY_CANDIDATES = 1000
@@ -46,7 +45,7 @@ async def tsquery(conn: asyncpg.Connection, words: list[str]) -> str | None:
     Words are stemmed as English, except those English drops as stop words, which are kept
     as typed ("in" is how Intercom starts). Each distinct term is normalized by PostgreSQL
     once per process."""
-    terms = [w if len(w) < 2 else f"{w}:*" for w in words[:MAX_QUERY_WORDS]]
+    terms = [w if len(w) < 2 else f"{w}:*" for w in words]  # q is at most 200 characters
     known = {t: _TERMS[t] for t in terms if t in _TERMS}
     if missing := [t for t in dict.fromkeys(terms) if t not in known]:
         for term, normalized in zip(
@@ -74,16 +73,20 @@ async def search(
 ) -> dict[str, Any]:
     """A page of the catalog, searched and filtered, with per-category counts.
 
-    Relevance (the default with ``q``) pages by (score, name); typo-tolerant matches of a short
-    query come after the full-text matches, on the first page only, while it is not full. The
-    counts are read on ``spare`` (a second connection) at the same time as the page, when
-    there is one, since for a broad query they take as long as everything else together."""
+    Relevance (the default with ``q``) pages by (score, name): title matches, then description
+    matches, then, for a short query the text search finds fewer than ``TYPO_WHEN_FEWER``
+    entries for, typo-tolerant matches (scores below every text match). What a query finds and
+    counts does not depend on the page size or the page. The counts are read on ``spare`` (a
+    second connection) at the same time as the page, when there is one, since for a broad query
+    they take as long as everything else together."""
     words = fuzzy.words(q or "")
-    query = await tsquery(conn, words)
+    query = await tsquery(conn, words) if words else None
     sort = sort or (Sort.relevance if query else Sort.name)
     if sort is Sort.relevance and query is None:
         sort = Sort.name  # nothing to rank by
-    key = decode_cursor(cursor, parse=_CURSOR[sort])  # a bad cursor is refused before any read
+    key = decode_cursor(cursor, parse=_CURSOR[sort])
+    if q and q.strip() and query is None:  # typed, but nothing text search can hold ("!!!")
+        return {"items": [], "next_cursor": None, "category_counts": {}}
     counting = repository.category_counts(spare or conn, filters, query=query)
     if spare is None:
         counted = asyncio.get_running_loop().create_future()
@@ -91,18 +94,23 @@ async def search(
     else:
         counted = asyncio.ensure_future(counting)
     try:
-        page, next_key = await _page(conn, filters, sort, query, words, key, limit, counted)
+        page = await _page(conn, filters, sort, query, words, key, limit + 1, counted)
         counts = await counted
+        if sort is Sort.relevance and _matches(filters, counts) < TYPO_WHEN_FEWER:
+            typos = await _typo_matches(conn, filters, words, query=query, vocabulary=vocabulary,
+                                        counts=counts)  # fmt: skip
+            after = (-key[0], key[1]) if key else None
+            page += [t for t in typos if after is None or (-t["score"], t["name"]) > after][
+                : limit + 1 - len(page)
+            ]
     finally:
         if not counted.done():  # the page failed: the counts are not wanted
             counted.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await counted
-    if sort is Sort.relevance and cursor is None and next_key is None:
-        page += await _typo_matches(
-            conn, filters, words, query=query, vocabulary=vocabulary, room=limit - len(page),
-            counts=counts,
-        )  # fmt: skip
+    page, more = page[:limit], len(page) > limit
+    next_key = _next_key(sort, page[-1]) if more else None
+    page = await _full_rows(conn, page)
     items = await _with_install_state(conn, filters.tenant_id, page)
     return {
         "items": items,
@@ -111,9 +119,25 @@ async def search(
     }
 
 
+# A short query the text search finds fewer entries for than this also gets typo matches.
+TYPO_WHEN_FEWER = 20
+
 _CURSOR: dict[Sort, tuple[type, ...]] = {
     Sort.name: (str,), Sort.popularity: (int, str), Sort.relevance: (float, str),
 }  # fmt: skip
+
+
+def _matches(filters: repository.Filters, counts: dict[str, int]) -> int:
+    """Text matches under every filter, from the counts (which leave out the category)."""
+    return counts.get(filters.category, 0) if filters.category else sum(counts.values())
+
+
+def _next_key(sort: Sort, last: Any) -> list[str]:
+    if sort is Sort.name:
+        return [last["name"]]
+    if sort is Sort.popularity:
+        return [str(last["popularity"]), last["name"]]
+    return [repr(last["score"]), last["name"]]
 
 
 async def _page(
@@ -125,34 +149,27 @@ async def _page(
     key: list[Any] | None,
     limit: int,
     counted: asyncio.Future[dict[str, int]],
-) -> tuple[list[Any], list[str] | None]:
-    """One page (``limit`` rows at most) in ``sort`` order after the cursor ``key``, and the
-    next cursor (None on the last page)."""
+) -> list[Any]:
+    """Up to ``limit`` rows in ``sort`` order after the cursor ``key`` (text matches only)."""
     if sort is Sort.name:
-        rows = await repository.by_name(
-            conn, filters, query=query, after=key[0] if key else None, limit=limit + 1
+        return await repository.by_name(
+            conn, filters, query=query, after=key[0] if key else None, limit=limit
         )
-        page, more = list(rows[:limit]), len(rows) > limit
-        return page, [page[-1]["name"]] if more else None
     if sort is Sort.popularity:
-        rows = await repository.by_popularity(
-            conn, filters, query=query, after=(key[0], key[1]) if key else None, limit=limit + 1
+        return await repository.by_popularity(
+            conn, filters, query=query, after=(key[0], key[1]) if key else None, limit=limit
         )
-        page, more = list(rows[:limit]), len(rows) > limit
-        return page, [str(page[-1]["popularity"]), page[-1]["name"]] if more else None
+    if key and key[0] < 0:  # past every text match, among the typo matches
+        return []
 
     async def broad() -> bool:
-        counts = await counted
-        matches = counts.get(filters.category, 0) if filters.category else sum(counts.values())
-        return matches > BROAD_MATCHES
+        return _matches(filters, await counted) > BROAD_MATCHES
 
     assert query is not None
-    rows = await repository.by_relevance(
+    return list(await repository.by_relevance(
         conn, filters, query=query, name_prefix=_like_prefix(" ".join(words)),
-        after=(key[0], key[1]) if key else None, limit=limit + 1, broad=broad,
-    )  # fmt: skip
-    page, more = list(rows[:limit]), len(rows) > limit
-    return page, [repr(page[-1]["score"]), page[-1]["name"]] if more else None
+        after=(key[0], key[1]) if key else None, limit=limit, broad=broad,
+    ))  # fmt: skip
 
 
 async def _typo_matches(
@@ -162,29 +179,40 @@ async def _typo_matches(
     *,
     query: str,
     vocabulary: fuzzy.Vocabulary,
-    room: int,
     counts: dict[str, int],
 ) -> list[dict[str, Any]]:
-    """Entries a typo of a short query stands for that the full-text search did not find, best
-    first (closeness, then featured, then name), at most ``room`` of them. All of them, in
-    every category, are added to ``counts`` (which count under every filter but the
-    category); the page holds those of the category asked for."""
+    """Every entry a typo of a short query stands for that the full-text search did not find,
+    best first: closeness, then name, with ``score`` = closeness / 100 - 2 (below every text
+    match). All of them, in every category, are added to ``counts`` (which count under every
+    filter but the category); those of the category asked for are returned."""
     corrected = vocabulary.corrections(words)
     if not corrected:
         return []
     candidates = await repository.fuzzy_candidates(
         conn, filters, words=corrected, query=query, limit=FUZZY_CANDIDATES
     )
-    chosen = []
-    for k in vocabulary.rank(words, candidates):
+    found = []
+    for closeness, k in vocabulary.rank(words, candidates):
         category = candidates[k]["category"]
         counts[category or ""] = counts.get(category or "", 0) + 1
-        if len(chosen) < room and (filters.category is None or category == filters.category):
-            chosen.append(candidates[k]["id"])
-    if not chosen:
-        return []
-    rows = {r["id"]: r for r in await repository.entries_by_id(conn, chosen)}
-    return [{**rows[i], "score": None, "match": "typo"} for i in chosen if i in rows]
+        if filters.category is None or category == filters.category:
+            found.append({"id": candidates[k]["id"], "name": candidates[k]["name"],
+                          "score": closeness / 100 - 2, "match": "typo"})  # fmt: skip
+    found.sort(key=lambda t: (-t["score"], t["name"]))  # the order the cursor pages in
+    return found
+
+
+async def _full_rows(conn: asyncpg.Connection, page: list[Any]) -> list[Any]:
+    """The page with the full rows of its typo matches (found by id and name only)."""
+    typos = [r["id"] for r in page if r.get("match") == "typo"]
+    if not typos:
+        return page
+    rows = {r["id"]: r for r in await repository.entries_by_id(conn, typos)}
+    return [
+        {**rows[r["id"]], "score": r["score"], "match": "typo"} if r.get("match") == "typo" else r
+        for r in page
+        if r.get("match") != "typo" or r["id"] in rows
+    ]
 
 
 async def _with_install_state(

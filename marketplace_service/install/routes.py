@@ -50,7 +50,7 @@ async def install(
     installer: Installer = request.app.state.installer
     payload = body.model_dump(exclude_none=True)
     answer = await idempotency.once(
-        request.app.state.db, tenant_id=principal.tenant_id, scope="marketplace.install",
+        request, tenant_id=principal.tenant_id, scope="marketplace.install",
         key=idempotency_key, body=payload,
         operation=lambda: installer.install(principal, payload, idempotency_key=idempotency_key),
     )  # fmt: skip
@@ -66,7 +66,7 @@ async def uninstall(
     state (404 when the install is not the tenant's)."""
     installer: Installer = request.app.state.installer
     answer = await idempotency.once(
-        request.app.state.db, tenant_id=principal.tenant_id, scope="marketplace.uninstall",
+        request, tenant_id=principal.tenant_id, scope="marketplace.uninstall",
         key=idempotency_key, body=body.model_dump(mode="json"),
         operation=lambda: installer.uninstall(principal, body.integration_id),
     )  # fmt: skip

@@ -35,7 +35,7 @@ async def test_only_a_final_answer_is_kept(database, dsn):
     async def once(answer: Answer, key: str = "k-1", body: str = "same") -> Answer:
         return await idempotency.run_once(
             database, tenant_id=tenant, scope="test.op", key=key,
-            request_hash=idempotency.fingerprint(body), operation=operation(answer),
+            request_hash=idempotency.fingerprint(body, secret=b"k"), operation=operation(answer),
         )  # fmt: skip
 
     # "still running elsewhere" says nothing yet: not kept, the repeat runs again
@@ -61,7 +61,7 @@ async def test_a_repeat_while_the_first_runs_is_refused(database, dsn):
     def once(operation):
         return idempotency.run_once(
             database, tenant_id=tenant, scope="test.op", key="k-2",
-            request_hash=idempotency.fingerprint("b"), operation=operation,
+            request_hash=idempotency.fingerprint("b", secret=b"k"), operation=operation,
         )  # fmt: skip
 
     first = asyncio.create_task(once(slow))
@@ -70,3 +70,13 @@ async def test_a_repeat_while_the_first_runs_is_refused(database, dsn):
         await once(slow)
     finish.set()
     assert (await first).body == {"done": True}
+
+
+def test_the_fingerprint_is_keyed():
+    body = {"credentials": {"password": "hunter2"}}
+    assert idempotency.fingerprint("s", body, secret=b"a") == idempotency.fingerprint(
+        "s", {"credentials": {"password": "hunter2"}}, secret=b"a"
+    )
+    assert idempotency.fingerprint("s", body, secret=b"a") != idempotency.fingerprint(
+        "s", body, secret=b"b"
+    )

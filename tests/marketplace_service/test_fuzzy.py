@@ -19,12 +19,15 @@ def _catalog() -> list[dict]:
     ]
 
 
-def _expected(query: list[str], rows: list[dict], order: list[int]) -> list[int]:
-    """Closeness by the definition (fuzzy.score), then catalog order."""
+def _expected(query: list[str], rows: list[dict]) -> dict[int, float]:
+    """Closeness by the definition (fuzzy.score) of those close enough, by position."""
     close = [fuzzy.score(query, fuzzy.title_words(r["name"], r["vendor"], r["category"]))
              for r in rows]  # fmt: skip
-    ranked = sorted(range(len(rows)), key=lambda k: (-close[k], order[k]))
-    return [k for k in ranked if close[k] >= fuzzy.THRESHOLD]
+    return {k: c for k, c in enumerate(close) if c >= fuzzy.THRESHOLD}
+
+
+def _ranked(vocabulary: fuzzy.Vocabulary, query: list[str], rows: list[dict]) -> dict[int, float]:
+    return {k: c for c, k in vocabulary.rank(query, rows)}
 
 
 def test_rank_matches_the_definition_for_known_and_new_entries():
@@ -38,8 +41,9 @@ def test_rank_matches_the_definition_for_known_and_new_entries():
     for query in queries:
         candidates = [*catalog, late]
         rng.shuffle(candidates)
-        order = [catalog.index(c) if c in catalog else len(catalog) for c in candidates]
-        assert vocabulary.rank(query, candidates) == _expected(query, candidates, order), query
+        got, want = _ranked(vocabulary, query, candidates), _expected(query, candidates)
+        assert got.keys() == want.keys(), query
+        assert all(abs(got[k] - want[k]) < 1e-3 for k in want), query
     assert vocabulary.rank(["slak"], []) == []
 
 
@@ -55,4 +59,17 @@ def test_corrections_and_a_published_entry():
     vocabulary.add(entry, "Zendesk", "Zendesk Inc.", "support")
     assert "zendesk" in vocabulary.corrections(["zendsk"])
     new = {"id": entry, "name": "Zendesk", "vendor": "Zendesk Inc.", "category": "support"}
-    assert vocabulary.rank(["zendsk"], [*catalog, new]) == [len(catalog)]
+    assert [k for _, k in vocabulary.rank(["zendsk"], [*catalog, new])] == [len(catalog)]
+
+
+def test_a_republished_entry_does_not_lend_its_words_to_the_next_new_one():
+    vocabulary = fuzzy.Vocabulary()
+    catalog = _catalog()
+    vocabulary.replace([(r["id"], r["name"], r["vendor"], r["category"]) for r in catalog])
+    slack = catalog[0]
+    vocabulary.add(slack["id"], "Slack", "Slack Technologies", "communication")  # a new version
+    books = {"id": uuid.uuid4(), "name": "Quickbooks", "vendor": "Intuit", "category": "accounting"}
+    vocabulary.add(books["id"], books["name"], books["vendor"], books["category"])
+    assert [k for _, k in vocabulary.rank(["quikbooks"], [books])] == [0]
+    assert vocabulary.rank(["slak"], [books]) == []
+    assert [k for _, k in vocabulary.rank(["slak"], [slack])] == [0]

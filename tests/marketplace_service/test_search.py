@@ -78,6 +78,48 @@ async def test_a_prefix_that_is_a_stop_word_still_finds_names(suite, dsn):
     assert "Intercom" in [e["name"] for e in both["items"]]
 
 
+async def _all_pages(client: httpx.AsyncClient, **params) -> tuple[list[dict], list[dict]]:
+    """Every item of a search, page after page, and each page's counts."""
+    items, counts, cursor = [], [], None
+    while True:
+        page = await _search(client, **params, **({"cursor": cursor} if cursor else {}))
+        items += page["items"]
+        counts.append(page["category_counts"])
+        if (cursor := page["next_cursor"]) is None:
+            return items, counts
+
+
+async def test_what_a_search_finds_does_not_depend_on_the_page_size(suite, dsn):
+    """Typo matches are a tier after the text matches that pages like the others: "mail" gives
+    Mailchimp and SendGrid (text), then Gmail (typo), whatever the limit, with the same
+    counts on every page."""
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        whole = await _search(client, q="mail", limit=200)
+        names = [e["name"] for e in whole["items"]]
+        assert "Gmail" in names and whole["items"][-1]["match"] == "typo"
+        assert {"Mailchimp", "SendGrid"} <= set(names)
+        for limit in (1, 2, 3):
+            items, counts = await _all_pages(client, q="mail", limit=limit)
+            assert [e["name"] for e in items] == names, limit
+            assert all(c == whole["category_counts"] for c in counts), limit
+        scores = [e["score"] for e in whole["items"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(e["score"] < 0 for e in whole["items"] if e["match"] == "typo")
+
+
+async def test_a_query_with_nothing_to_match_finds_nothing(suite, dsn):
+    t = await make_tenant(dsn, role=Role.viewer)
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+        for q in ("!!!", "__", "‿‿"):
+            page = await _search(client, q=q)
+            assert page == {"items": [], "next_cursor": None, "category_counts": {}}, q
+        # every word counts, however many: the ninth too
+        eight = "google drive cloud file storage connector api metadata"
+        assert (await _search(client, q=eight))["items"]
+        assert (await _search(client, q=eight + " zzqxvw"))["items"] == []
+
+
 async def test_prefixes_and_several_words(suite, dsn):
     t = await make_tenant(dsn, role=Role.viewer)
     async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
