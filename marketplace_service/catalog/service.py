@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
+import math
 import uuid
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -97,12 +100,10 @@ async def search(
         page = await _page(conn, filters, sort, query, words, key, limit + 1, counted)
         counts = await counted
         if sort is Sort.relevance and _matches(filters, counts) < TYPO_WHEN_FEWER:
-            typos = await _typo_matches(conn, filters, words, query=query, vocabulary=vocabulary,
-                                        counts=counts)  # fmt: skip
-            after = (-key[0], key[1]) if key else None
-            page += [t for t in typos if after is None or (-t["score"], t["name"]) > after][
-                : limit + 1 - len(page)
-            ]
+            page += await _typo_matches(
+                conn, filters, words, query=query, vocabulary=vocabulary, counts=counts,
+                after=(-key[0], key[1]) if key else None, room=limit + 1 - len(page),
+            )  # fmt: skip
     finally:
         if not counted.done():  # the page failed: the counts are not wanted
             counted.cancel()
@@ -180,26 +181,32 @@ async def _typo_matches(
     query: str,
     vocabulary: fuzzy.Vocabulary,
     counts: dict[str, int],
+    after: tuple[float, str] | None,
+    room: int,
 ) -> list[dict[str, Any]]:
-    """Every entry a typo of a short query stands for that the full-text search did not find,
-    best first: closeness, then name, with ``score`` = closeness / 100 - 2 (below every text
-    match). All of them, in every category, are added to ``counts`` (which count under every
-    filter but the category); those of the category asked for are returned."""
+    """Entries a typo of a short query stands for that the full-text search did not find, best
+    first: closeness, then name, with ``score`` = closeness / 100 - 2 (below every text match);
+    the first ``room`` of the category asked for strictly after ``after`` (-score, name). All
+    of them, in every category, are added to ``counts`` (which count under every filter but
+    the category)."""
     corrected = vocabulary.corrections(words)
     if not corrected:
         return []
     candidates = await repository.fuzzy_candidates(
         conn, filters, words=corrected, query=query, limit=FUZZY_CANDIDATES
     )
-    found = []
-    for closeness, k in vocabulary.rank(words, candidates):
-        category = candidates[k]["category"]
-        counts[category or ""] = counts.get(category or "", 0) + 1
-        if filters.category is None or category == filters.category:
-            found.append({"id": candidates[k]["id"], "name": candidates[k]["name"],
-                          "score": closeness / 100 - 2, "match": "typo"})  # fmt: skip
-    found.sort(key=lambda t: (-t["score"], t["name"]))  # the order the cursor pages in
-    return found
+    close = vocabulary.rank(words, candidates)
+    categories = [candidates[k]["category"] for _, k in close]
+    for category, n in Counter(categories).items():
+        counts[category or ""] = counts.get(category or "", 0) + n
+    ranked = sorted(
+        (-(closeness / 100 - 2), candidates[k]["name"], k)
+        for (closeness, k), category in zip(close, categories, strict=True)
+        if filters.category is None or category == filters.category
+    )  # the order the cursor pages in: score descending, then name
+    start = bisect.bisect_right(ranked, (*after, math.inf)) if after else 0
+    return [{"id": candidates[k]["id"], "name": name, "score": -negative, "match": "typo"}
+            for negative, name, k in ranked[start : start + room]]  # fmt: skip
 
 
 async def _full_rows(conn: asyncpg.Connection, page: list[Any]) -> list[Any]:
