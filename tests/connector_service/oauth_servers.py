@@ -6,6 +6,7 @@ its tests are another distribution's.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -103,6 +104,46 @@ def start_auth_server(*, clients: list[dict], env: dict[str, str], log_path: Pat
             return AuthServer(process, json.loads(process.stdout.readline()))
     process.kill()
     raise RuntimeError(f"the authorization server did not start: {log_path.read_text()[-2000:]}")
+
+
+@dataclass
+class Recorder:
+    """A token endpoint that answers every POST with a token and keeps what it was sent."""
+
+    url: str = ""
+    requests: list[bytes] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def recording_endpoint(host: str = "127.0.0.2") -> AsyncIterator[Recorder]:
+    """A :class:`Recorder` listening on ``host``: 127.0.0.2 is loopback, but outside a rule
+    that allows only 127.0.0.1/32. Whatever connected has been answered (and so recorded) by
+    the time its caller has an answer."""
+    recorder = Recorder()
+    token = b'{"access_token": "from-the-recorder", "token_type": "Bearer", "expires_in": 600}'
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            recorder.requests.append(
+                head + await reader.readexactly(int(length[1]) if length else 0)
+            )
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close"
+                         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(token), token))  # fmt: skip
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            recorder.requests.append(b"")  # a connection, even without a whole request
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, host, 0)
+    recorder.url = f"http://{host}:{server.sockets[0].getsockname()[1]}/token"
+    try:
+        yield recorder
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"', re.IGNORECASE)
