@@ -1,5 +1,6 @@
 """The platform's OAuth configuration as the flow uses it: clients per catalog entry, the
-redirect URI on the public URL, timeouts."""
+redirect URI on the public URL, timeouts, and the allowed-address rule its requests to providers
+go through (the one connector calls go through)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from common.endpoints import EndpointPolicy
 from connector_service.settings import ConnectorServiceSettings
 
 CALLBACK_PATH = "/api/v1/integrations/oauth/callback"
@@ -24,6 +26,7 @@ class Client:
 @dataclass(frozen=True)
 class OAuthConfig:
     public_url: str
+    policy: EndpointPolicy  # SEEDOS_ENDPOINT_ALLOWED_NETWORKS, for token and revocation URLs
     clients: Mapping[str, Client] = field(default_factory=dict, repr=False)  # by catalog slug
     timeout: float = 10.0
     revoke_timeout: float = 3.0
@@ -37,6 +40,7 @@ class OAuthConfig:
     def from_settings(cls, settings: ConnectorServiceSettings) -> OAuthConfig:
         return cls(
             public_url=settings.public_url,
+            policy=settings.endpoint_policy(),
             clients={
                 slug: Client(c.client_id, c.client_secret.get_secret_value())
                 for slug, c in settings.oauth_clients.items()

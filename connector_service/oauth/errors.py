@@ -3,6 +3,7 @@ about it: the user reconnects (409), fixes the request (400/422), or retries lat
 
 from __future__ import annotations
 
+from common.endpoints import EndpointNotAllowed
 from common.errors import Conflict, GatewayTimeout, InvalidRequest, SeedosError, ServiceUnavailable
 
 
@@ -63,6 +64,14 @@ class ProviderUnavailable(ServiceUnavailable):
 
 class ProviderTimeout(GatewayTimeout):
     code, title = "oauth_provider_timeout", "The OAuth provider did not answer in time"
+
+
+class ProviderNotAllowed(EndpointNotAllowed):
+    """The manifest's token_url or revoke_url is outside the allowed-address rule (or not an
+    http(s) URL): nothing was sent there. An :class:`EndpointNotAllowed`, so whatever handles a
+    connector endpoint that is not allowed handles this too (the install goes to ``error``)."""
+
+    code, title = "oauth_provider_not_allowed", "The OAuth provider's address is not allowed"
 
 
 class ProviderError(SeedosError):

@@ -1,13 +1,20 @@
 """Talking to an OAuth 2.0 provider with authlib: the authorization URL (PKCE S256), the code
 exchange, refresh (RFC 6749) and revocation (RFC 7009). Transport failures become 503/504,
 answers that are not tokens 502; a standard OAuth error comes back as :class:`Refused` for the
-caller to decide. No token, secret or code is ever put in an error message."""
+caller to decide. No token, secret or code is ever put in an error message.
+
+The token and revocation URLs come from a connector's manifest, which anyone with the publisher
+role can write, and the requests carry client secrets and refresh tokens: they connect through
+the connector calls' transport (manager/transport.py), so the allowed-address rule is applied to
+the very addresses connected to and no proxy from the environment is used. A refusal is
+:class:`ProviderNotAllowed` (422 ``oauth_provider_not_allowed``), and nothing was sent."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import httpx
@@ -21,8 +28,15 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "The httpx module is deprecated", AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+from common.endpoints import EndpointNotAllowed, EndpointPolicy, resolve
+from connector_service.manager.transport import CheckedTransport
 from connector_service.oauth.config import Client
-from connector_service.oauth.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from connector_service.oauth.errors import (
+    ProviderError,
+    ProviderNotAllowed,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 
 CONNECT_TIMEOUT = 3.0
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -43,15 +57,42 @@ def safe_error_code(value: object) -> str:
     return text if _ERROR_CODE.match(text) else "unknown_error"
 
 
-def _session(client: Client, *, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
+def _session(
+    client: Client, policy: EndpointPolicy, *, timeout: float, **kwargs: Any
+) -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
         client.client_id,
         client.client_secret,
         timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
         follow_redirects=False,
         trust_env=False,
+        transport=CheckedTransport(policy, limits=httpx.Limits(max_connections=4)),
         **kwargs,
     )
+
+
+@contextlib.contextmanager
+def _not_allowed_as_provider(what: str) -> Iterator[None]:
+    """The rule's refusal of the manifest's ``what`` (token_url, revoke_url), saying which."""
+    try:
+        yield
+    except EndpointNotAllowed as exc:
+        if isinstance(exc, ProviderNotAllowed):
+            raise
+        raise ProviderNotAllowed(f"the connector's {what}: {exc.detail}") from None
+
+
+async def check_endpoint(policy: EndpointPolicy, url: str, *, what: str) -> None:
+    """Refuse up front a ``url`` the token request would be refused at (before the user is sent
+    to consent for nothing). The request itself is checked again when it connects; a host that
+    does not resolve right now is left to it (a connection error, worth retrying)."""
+    with _not_allowed_as_provider(what):
+        host, port = policy.check_syntax(url)
+        try:
+            addresses = await resolve(host, port)
+        except EndpointNotAllowed:
+            return
+        policy.check_addresses(host, addresses)
 
 
 async def authorization_url(
@@ -81,36 +122,61 @@ async def authorization_url(
 async def exchange_code(
     client: Client,
     *,
+    policy: EndpointPolicy,
     token_url: str,
     code: str,
     code_verifier: str,
     redirect_uri: str,
     timeout_seconds: float,
 ) -> dict[str, Any]:
-    async with _session(client, timeout=timeout_seconds, redirect_uri=redirect_uri) as session:
-        return await _tokens(
-            session.fetch_token(
+    """Tokens for an authorization code. Raises :class:`ProviderNotAllowed` (nothing sent) when
+    ``token_url`` is not allowed by ``policy``."""
+    with _not_allowed_as_provider("token_url"):
+        policy.check_syntax(token_url)
+        async with _session(
+            client, policy, timeout=timeout_seconds, redirect_uri=redirect_uri
+        ) as session:
+            fetched = session.fetch_token(
                 token_url, grant_type="authorization_code", code=code, code_verifier=code_verifier
             )
-        )
+            return await _tokens(fetched)
 
 
 async def refresh(
-    client: Client, *, token_url: str, refresh_token: str, timeout_seconds: float
+    client: Client,
+    *,
+    policy: EndpointPolicy,
+    token_url: str,
+    refresh_token: str,
+    timeout_seconds: float,
 ) -> dict[str, Any]:
     """New tokens for a refresh token. Without a new refresh token in the answer the old one
-    stays valid (authlib puts it back in the result)."""
-    async with _session(client, timeout=timeout_seconds) as session:
-        return await _tokens(session.refresh_token(token_url, refresh_token=refresh_token))
+    stays valid (authlib puts it back in the result). Raises :class:`ProviderNotAllowed`
+    (nothing sent) when ``token_url`` is not allowed by ``policy``."""
+    with _not_allowed_as_provider("token_url"):
+        policy.check_syntax(token_url)
+        async with _session(client, policy, timeout=timeout_seconds) as session:
+            return await _tokens(session.refresh_token(token_url, refresh_token=refresh_token))
 
 
 async def revoke(
-    client: Client, *, revoke_url: str, token: str, hint: str, timeout_seconds: float
+    client: Client,
+    *,
+    policy: EndpointPolicy,
+    revoke_url: str,
+    token: str,
+    hint: str,
+    timeout_seconds: float,
 ) -> str | None:
-    """RFC 7009 revocation; ``None`` when the provider accepted it, else why not."""
+    """RFC 7009 revocation; ``None`` when the provider accepted it, else why not (``endpoint not
+    allowed: ...`` when ``policy`` refused ``revoke_url``: nothing was sent)."""
     try:
-        async with _session(client, timeout=timeout_seconds) as session:
-            response = await session.revoke_token(revoke_url, token=token, token_type_hint=hint)
+        with _not_allowed_as_provider("revoke_url"):
+            policy.check_syntax(revoke_url)
+            async with _session(client, policy, timeout=timeout_seconds) as session:
+                response = await session.revoke_token(revoke_url, token=token, token_type_hint=hint)
+    except ProviderNotAllowed as exc:
+        return f"endpoint not allowed: {exc.detail}"
     except httpx.TimeoutException:
         return "timeout"
     except httpx.TransportError:

@@ -107,6 +107,7 @@ async def connect(
             f"no OAuth client for '{row['slug']}': the platform sets one in"
             " SEEDOS_CONNECTOR_OAUTH_CLIENTS, or set this install's with PUT .../oauth/client"
         )
+    await provider.check_endpoint(config.policy, auth["token_url"], what="token_url")
     scopes = list((row["api_spec"] or {}).get("scopes") or auth.get("scopes") or [])
     state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
     envelope = ring.encrypt(
@@ -177,7 +178,7 @@ async def complete(
         raise ProviderError("the install's OAuth client or token URL is gone")
     try:
         token = await provider.exchange_code(
-            client, token_url=token_url, code=code, code_verifier=verifier,
+            client, policy=config.policy, token_url=token_url, code=code, code_verifier=verifier,
             redirect_uri=pending["redirect_uri"], timeout_seconds=config.timeout,
         )  # fmt: skip
     except provider.Refused as exc:

@@ -23,7 +23,12 @@ from common.db import Database
 from connector_service.credentials import service as credentials_service
 from connector_service.oauth import provider, repository
 from connector_service.oauth.config import Client, OAuthConfig, from_environment
-from connector_service.oauth.errors import NotConnected, ProviderError, ReconnectRequired
+from connector_service.oauth.errors import (
+    NotConnected,
+    ProviderError,
+    ProviderNotAllowed,
+    ReconnectRequired,
+)
 
 log = structlog.get_logger(component="seedos.oauth")
 
@@ -120,6 +125,9 @@ async def call_credentials(
             reason starting "reconnect" (409 ``reconnect_required``).
         ProviderUnavailable, ProviderTimeout, ProviderError: the provider is down, slow or
             broken (503/504/502); nothing was changed.
+        ProviderNotAllowed: the manifest's token_url is outside the allowed-address rule;
+            nothing was sent there, and the install is now ``error`` ("endpoint not allowed:
+            ...") as for a connector endpoint that is not allowed (422).
     """
     tenant_id, integration_id = integration["tenant_id"], integration["id"]
     async with db.connection() as conn:
@@ -151,6 +159,39 @@ async def _refresh(
     """Refresh under the install's lock, unless another caller did while this one waited (the
     access token is no longer the one ``seen``). The lock's connection is held across the token
     request: the lock is what keeps a second refresh from spending the same refresh token."""
+    try:
+        return await _refresh_locked(
+            db, ring, integration=integration, manifest=manifest, config=config, seen=seen
+        )
+    except ProviderNotAllowed as exc:
+        await _not_allowed(db, integration, exc)
+        raise
+
+
+async def _not_allowed(
+    db: Database, integration: Mapping[str, Any], exc: ProviderNotAllowed
+) -> None:
+    """Put the install in ``error`` with the reason connector calls give an endpoint that is not
+    allowed: no refresh can work until the manifest (or the rule) changes."""
+    integration_id = integration["id"]
+    reason = f"endpoint not allowed: {exc.detail}"
+    async with db.connection() as conn:
+        await repository.set_status(
+            conn, integration["tenant_id"], integration_id, status="error", reason=reason,
+            last_error=exc.detail, unless_disabled=True,
+        )  # fmt: skip
+    log.warning("oauth_endpoint_not_allowed", integration_id=str(integration_id), reason=reason)
+
+
+async def _refresh_locked(
+    db: Database,
+    ring: KeyRing,
+    *,
+    integration: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    config: OAuthConfig,
+    seen: str,
+) -> dict[str, str]:
     tenant_id, integration_id = integration["tenant_id"], integration["id"]
     async with db.connection() as conn, conn.transaction():
         await repository.lock_refresh(conn, integration_id)
@@ -205,8 +246,9 @@ async def _try_refresh(
         raise ProviderError(f"no OAuth client configured for '{slug}'", code="oauth_client_missing")
     try:
         token = await provider.refresh(
-            client, token_url=token_url, refresh_token=refresh_token, timeout_seconds=config.timeout
-        )
+            client, policy=config.policy, token_url=token_url, refresh_token=refresh_token,
+            timeout_seconds=config.timeout,
+        )  # fmt: skip
     except provider.Refused as exc:
         if exc.error == "invalid_grant":
             return "reconnect: the provider refused the refresh token (invalid_grant)"
@@ -234,7 +276,8 @@ async def revoke_tokens(
     """Revoke the install's tokens at the provider (RFC 7009), best effort, each request within
     ``oauth.revoke_timeout`` seconds (3). Returns the outcome for the audit log: ``revoked``,
     ``not_oauth``, ``no_tokens``, ``not_supported`` (no revoke_url in the manifest) or
-    ``failed: <why>``. Never raises for the provider's sake."""
+    ``failed: <why>`` (``failed: endpoint not allowed: ...`` when the revoke_url is outside the
+    allowed-address rule: nothing was sent). Never raises for the provider's sake."""
     if not is_oauth2(manifest):
         return "not_oauth"
     tenant_id, integration_id = integration["tenant_id"], integration["id"]
@@ -259,7 +302,7 @@ async def revoke_tokens(
     # The refresh token first: revoking it ends the grant at most providers.
     for token, hint in tokens:
         why = await provider.revoke(
-            client, revoke_url=revoke_url, token=token, hint=hint,
+            client, policy=config.policy, revoke_url=revoke_url, token=token, hint=hint,
             timeout_seconds=config.revoke_timeout,
         )  # fmt: skip
         if why:

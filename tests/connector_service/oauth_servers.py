@@ -6,6 +6,7 @@ its tests are another distribution's.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -105,6 +106,46 @@ def start_auth_server(*, clients: list[dict], env: dict[str, str], log_path: Pat
     raise RuntimeError(f"the authorization server did not start: {log_path.read_text()[-2000:]}")
 
 
+@dataclass
+class Recorder:
+    """A token endpoint that answers every POST with a token and keeps what it was sent."""
+
+    url: str = ""
+    requests: list[bytes] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def recording_endpoint(host: str = "127.0.0.2") -> AsyncIterator[Recorder]:
+    """A :class:`Recorder` listening on ``host``: 127.0.0.2 is loopback, but outside a rule
+    that allows only 127.0.0.1/32. Whatever connected has been answered (and so recorded) by
+    the time its caller has an answer."""
+    recorder = Recorder()
+    token = b'{"access_token": "from-the-recorder", "token_type": "Bearer", "expires_in": 600}'
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            recorder.requests.append(
+                head + await reader.readexactly(int(length[1]) if length else 0)
+            )
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close"
+                         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(token), token))  # fmt: skip
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            recorder.requests.append(b"")  # a connection, even without a whole request
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, host, 0)
+    recorder.url = f"http://{host}:{server.sockets[0].getsockname()[1]}/token"
+    try:
+        yield recorder
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"', re.IGNORECASE)
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
@@ -136,6 +177,9 @@ CALLBACK = "/api/v1/integrations/oauth/callback"
 PLATFORM = ("seedos-platform", "platform-secret-" + secrets.token_hex(8))  # the platform's app
 OWN_APP = ("tenant-own-app", "own-app-secret-" + secrets.token_hex(8))  # a tenant's own app
 TTL = 50  # access tokens' lifetime: under the 60 s refresh margin, so always "expiring soon"
+# Everything of the world listens on 127.0.0.1; 127.0.0.2 (loopback too) is left outside, for a
+# token or revocation URL the services must refuse.
+ALLOWED_NETWORKS = "127.0.0.1/32,::1/128"
 
 
 @dataclass
@@ -160,7 +204,8 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
     """The authorization server (PKCE required, refresh tokens rotated, TTL-second tokens) with
     the platform's and a tenant's app, the demo CRM introspecting against it, the example
     connector in oauth2 mode in the catalog under a slug of its own, and the three services
-    with the platform's app configured and the gateway as public URL."""
+    with the platform's app configured, the gateway as public URL and only 127.0.0.1 (and ::1)
+    allowed to connect to."""
     ports = {spec.name: free_port() for spec in SERVICES}
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     app = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
@@ -209,6 +254,7 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
         suite = start_suite(
             dsn, tmp / "services.log", ports={s.name: ports[s.name] for s in SERVICES},
             SEEDOS_PUBLIC_URL=gateway, SEEDOS_CREDENTIAL_KEYS=ring.to_json(),
+            SEEDOS_ENDPOINT_ALLOWED_NETWORKS=ALLOWED_NETWORKS,
             # tokens live TTL (50 s): with a 10 s margin the services use them as they are, so
             # a token the provider revoked reaches the connector and comes back as a 401
             SEEDOS_CONNECTOR_OAUTH_REFRESH_MARGIN_SECONDS="10",

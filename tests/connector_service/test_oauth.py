@@ -28,11 +28,13 @@ from connector_service.oauth import tokens
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.errors import (
     NotConnected,
+    ProviderNotAllowed,
     ProviderTimeout,
     ProviderUnavailable,
     ReconnectRequired,
 )
 from connector_service.settings import ConnectorServiceSettings
+from marketplace_service.catalog.service import register_deployed
 from tests.connector_service import oauth_servers
 from tests.connector_service.oauth_servers import World
 from tests.support import TenantKey, add_key, free_port, make_tenant
@@ -68,6 +70,7 @@ async def side(world: World, dsn: str) -> AsyncIterator[ServiceSide]:
         database_url=dsn, env="production", internal_token_key=world.suite.internal_key,
         credential_keys=world.ring.to_json(), public_url=world.suite.gateway,
         oauth_clients={world.slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}},
+        endpoint_allowed_networks=oauth_servers.ALLOWED_NETWORKS,
     )  # fmt: skip
     pool = await db.open_pool(settings, application_name="tests")
     try:
@@ -362,6 +365,128 @@ async def test_provider_down_is_a_fast_503_and_changes_nothing(world, side, dsn)
     assert await _stored(side, row) == before
     assert (await _integration(dsn, iid))["status"] == "active"
     assert world.auth.introspect(before["oauth.access_token"])["active"] is True
+
+
+async def _own_entry(world: World, dsn: str, client: httpx.AsyncClient) -> tuple[str, str]:
+    """A catalog entry of the example connector of its own (its manifest can change without
+    touching the module's), installed with the tenant's own app: (its slug, the install)."""
+    slug = f"{world.slug}-{secrets.token_hex(3)}"
+    conn = await db.connect(dsn)
+    try:
+        manifest = {**world.manifest, "name": slug, "display_name": f"Demo CRM {slug}"}
+        await register_deployed(
+            conn, manifest=manifest, endpoint_url=world.connector, category="crm", vendor="tests"
+        )
+    finally:
+        await conn.close()
+    iid = (await client.post("/api/v1/integrations", json={
+        "connector": slug, "config": {"base_url": world.crm}})).json()["id"]  # fmt: skip
+    r = await client.put(f"/api/v1/integrations/{iid}/oauth/client",
+                         json={"client_id": OWN_APP[0], "client_secret": OWN_APP[1]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    return slug, iid
+
+
+async def _move(dsn: str, slug: str, **urls: str) -> dict:
+    """Point the entry's OAuth URLs elsewhere (as a published version could); its manifest."""
+    manifest = (await _fetch(dsn, "SELECT manifest FROM marketplace_connectors WHERE slug = $1",
+                             slug))[0]["manifest"]  # fmt: skip
+    manifest = {**manifest, "auth": {**manifest["auth"], **urls}}
+    await _fetch(dsn, "UPDATE marketplace_connectors SET manifest = $2 WHERE slug = $1",
+                 slug, manifest)  # fmt: skip
+    return manifest
+
+
+async def test_a_token_url_not_allowed_is_refused_at_connect_and_callback(world, side, dsn):
+    """The suite allows only 127.0.0.1 here: a token URL on 127.0.0.2 (loopback, but outside
+    that) or at the metadata address gets neither the code, the verifier nor the client secret."""
+    t = await make_tenant(dsn, role=Role.editor)
+    async with (
+        oauth_servers.recording_endpoint("127.0.0.2") as outside,
+        httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client,
+    ):
+        slug, iid = await _own_entry(world, dsn, client)
+        connect = f"/api/v1/integrations/{iid}/oauth/connect"
+        callback = await _connect(world, client, iid)  # allowed when the connect started
+        await _move(dsn, slug, token_url=outside.url)  # and not when the code is exchanged
+        async with httpx.AsyncClient() as browser:
+            r = await browser.get(callback)
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+        problem = r.json()
+        assert problem["code"] == "oauth_provider_not_allowed"
+        assert problem["detail"].startswith("the connector's token_url: ")
+        assert (
+            "127.0.0.2" in problem["detail"]
+            and "SEEDOS_ENDPOINT_ALLOWED_NETWORKS" in problem["detail"]
+        )
+        # a new connect is refused up front, before the user is sent to consent for nothing
+        for token_url in (outside.url, "http://169.254.169.254/latest/meta-data/iam/"):
+            await _move(dsn, slug, token_url=token_url)
+            r = await client.post(connect)
+            assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+            assert r.json()["code"] == "oauth_provider_not_allowed", r.json()
+        shown = (await client.get(f"/api/v1/integrations/{iid}")).json()
+    assert outside.requests == []  # nothing was sent there, not even a connection
+    assert shown["status"] == "pending" and shown["status_reason"] == NOT_CONNECTED, shown
+    assert tokens.ACCESS_TOKEN not in await _stored(side, await _integration(dsn, iid))
+    states = await _fetch(dsn, "SELECT count(*) AS n FROM oauth_states WHERE integration_id = $1",
+                          uuid.UUID(iid))  # fmt: skip
+    assert states[0]["n"] == 0  # the first one used up by the callback, no other recorded
+
+
+async def test_a_refresh_or_revocation_not_allowed_sends_nothing(world, side, dsn):
+    """A connected install whose entry now names token and revocation URLs outside the rule:
+    the refresh is refused and the install goes to ``error`` (as for a connector endpoint that
+    is not allowed); uninstalling still works, its audit entry says the revocation was refused."""
+    t = await make_tenant(dsn, role=Role.editor)
+    async with oauth_servers.recording_endpoint("127.0.0.2") as outside:
+        async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
+            slug, iid = await _own_entry(world, dsn, client)
+            callback = await _connect(world, client, iid)
+        async with httpx.AsyncClient() as browser:
+            assert (await browser.get(callback)).status_code == 200
+        assert (await _settled(dsn, iid))["status"] == "active"
+        row = await _integration(dsn, iid)
+        before = await _stored(side, row)
+        moved = await _move(dsn, slug, token_url=outside.url, revoke_url=outside.url)
+
+        # a call whose token the connector refuses (401) is answered by a refresh: refused
+        async with side.db.connection() as conn:
+            await credentials.store(conn, side.ring, tenant_id=row["tenant_id"],
+                                    integration_id=row["id"],
+                                    secrets={tokens.ACCESS_TOKEN: "a-token-the-provider-refuses"})  # fmt: skip
+        async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
+            r = await client.post(f"/api/v1/integrations/{iid}/check")
+            shown = (await client.get(f"/api/v1/integrations/{iid}")).json()
+        assert r.status_code == 200 and shown["status"] == "error", (r.text, shown)
+        reason = shown["status_reason"]
+        assert reason.startswith("endpoint not allowed: the connector's token_url: "), reason
+        assert "127.0.0.2" in reason
+
+        # a refresh before expiry (what sync and the manager do): the same, nothing changed
+        await _fetch(dsn, "UPDATE integration_connectors SET status = 'active' WHERE id = $1",
+                     row["id"])  # fmt: skip
+        with pytest.raises(ProviderNotAllowed) as caught:
+            await tokens.call_credentials(
+                side.db, side.ring, integration=row, manifest=moved, oauth=side.oauth,
+                force_refresh=True,
+            )  # fmt: skip
+        assert caught.value.status == 422 and caught.value.code == "oauth_provider_not_allowed"
+        after = await _integration(dsn, iid)
+        assert after["status"] == "error" and after["status_reason"] == reason
+        stored = await _stored(side, row)
+        assert stored[tokens.REFRESH_TOKEN] == before[tokens.REFRESH_TOKEN]
+
+        async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
+            assert (await client.delete(f"/api/v1/integrations/{iid}")).status_code == 204
+    assert outside.requests == []  # no refresh token, client secret or connection went there
+    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                         " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
+    revocation = audit[0]["payload"]["token_revocation"]
+    assert revocation.startswith("failed: endpoint not allowed: the connector's revoke_url: ")
+    assert "127.0.0.2" in revocation
+    # so the grant was not revoked at the provider (nor anywhere else)
+    assert world.auth.refresh(before[tokens.REFRESH_TOKEN], client=OWN_APP).status_code == 200
 
 
 async def test_callback_refusals_are_400_and_use_the_state_up(world, side, dsn):
