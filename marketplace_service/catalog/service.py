@@ -6,7 +6,7 @@ import json
 import uuid
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from cachetools import LRUCache
@@ -282,11 +282,19 @@ def demo_entry(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG) -> int:
+class CatalogLoad(NamedTuple):
+    loaded: int
+    skipped: dict[str, str]  # slug -> why: a tenant's entry holds it (never taken over)
+
+
+async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG) -> CatalogLoad:
+    """Insert or refresh the platform's demo catalog, skipping what tenants' entries hold."""
     entries = json.loads(path.read_text())  # noqa: ASYNC240 - small file, CLI only
+    skipped = {}
     for raw in entries:
-        await repository.upsert(conn, demo_entry(raw))
-    return len(entries)
+        if reason := await repository.upsert(conn, demo_entry(raw)):
+            skipped[raw["slug"]] = reason
+    return CatalogLoad(len(entries) - len(skipped), skipped)
 
 
 async def register_deployed(
@@ -298,11 +306,12 @@ async def register_deployed(
     vendor: str,
     logo_url: str | None = None,
     setup_guide_url: str | None = None,
-) -> dict[str, Any]:
-    """Put a running connector (its contract manifest and where it listens) in the catalog.
+) -> str | None:
+    """Put a running connector (its contract manifest and where it listens) in the platform's
+    catalog; returns why it was skipped (a tenant's entry holds its slug or name), or None.
 
-    Used by ``seedos up`` for the example connector; publishing by connector authors, with
-    version checks, arrives with the marketplace's publish endpoint."""
+    Used by ``seedos up`` for the example connector; connector authors publish through the
+    marketplace's publish endpoint."""
     auth = dict(manifest["auth"])
     entry = {
         "slug": manifest["name"],
@@ -322,5 +331,4 @@ async def register_deployed(
         "endpoint_url": endpoint_url,
         "allow_multiple": True,
     }
-    await repository.upsert(conn, entry)
-    return entry
+    return await repository.upsert(conn, entry)
