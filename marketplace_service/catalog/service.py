@@ -234,7 +234,8 @@ def default_setup_steps(entry: dict[str, Any]) -> list[str]:
     """Steps for an entry published without its own: what installing it takes here."""
     schema = (entry["manifest"] or {}).get("config_schema", {})
     required = [k for k in schema.get("required", []) if k in schema.get("properties", {})]
-    secret = [k for k in required if schema["properties"][k].get("x-secret")]
+    props = schema.get("properties", {})
+    secret = [k for k in required if isinstance(props[k], dict) and props[k].get("x-secret")]
     plain = [k for k in required if k not in secret]
     steps = [f"Install {entry['name']} from the marketplace"
              + (f" with its settings ({', '.join(plain)})" if plain else "")]  # fmt: skip

@@ -87,10 +87,12 @@ async def _unique(write: Awaitable[T], name: str) -> T:
 
 def _entry(body: PublishIn, *, tenant_id: uuid.UUID) -> dict[str, Any]:
     manifest = body.manifest
+    if (name := manifest_rules.display_name(manifest)) is not None:
+        manifest = {**manifest, "display_name": name}
     auth = dict(manifest["auth"])
     return {
         "slug": manifest["name"],
-        "name": manifest.get("display_name") or manifest["name"],
+        "name": name or manifest["name"],
         "description": manifest.get("description") or None,
         "version": manifest["version"],
         "logo_url": body.logo_url,
