@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import semver
 
+from common import jsonschemas
+
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 MAX_DEPTH = 32  # objects and arrays inside one another, the config schema's included
 MAX_BYTES = 256 * 1024  # the manifest as compact JSON (every catalog page and call reads it)
@@ -133,6 +135,11 @@ def problems(manifest: Any) -> list[dict[str, str]]:
             where = "/".join(map(str, exc.absolute_path))
             found.append({"path": f"/manifest/config_schema/{where}".rstrip("/"),
                           "message": f"not a valid JSON Schema: {exc.message}"})  # fmt: skip
+        else:
+            found += [
+                {"path": f"/manifest/config_schema{path}", "message": message}
+                for path, message in jsonschemas.schema_problems(schema)
+            ]
     for kind in ("streams", "actions"):
         items = manifest.get(kind)
         if isinstance(items, list) and len(items) <= MAX_DECLARED:

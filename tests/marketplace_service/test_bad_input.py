@@ -11,7 +11,7 @@ import httpx
 
 from common.roles import Role
 from tests.marketplace_service.test_publish_api import CONNECTORS, ENDPOINT, manifest
-from tests.support import make_tenant
+from tests.support import add_key, make_tenant
 
 
 def _cursor(*parts: str) -> str:
@@ -145,3 +145,33 @@ async def test_display_names_are_visible_text(suite, dsn):
         r = await client.post(CONNECTORS, json=body)
         assert r.status_code == 201 and r.json()["name"] == f"Acme {slug}", r.text
         assert r.json()["manifest"]["display_name"] == f"Acme {slug}"
+
+
+async def test_schemas_that_would_break_installs_are_refused_and_patterns_bounded(suite, dsn):
+    tenant = await make_tenant(dsn, role=Role.admin)
+    publisher = await add_key(dsn, tenant, Role.publisher)
+    slug = f"refs-{secrets.token_hex(3)}"
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=tenant.headers,
+                                 timeout=30) as client:  # fmt: skip
+        for ref, message in (("#/$defs/nope", "does not resolve"),
+                             ("https://example.com/schema.json", "only references within")):  # fmt: skip
+            bad = manifest(slug, "1.0.0", a={"$ref": ref})
+            r = await client.post(CONNECTORS, json={"manifest": bad, "endpoint_url": ENDPOINT},
+                                  headers=publisher.headers)  # fmt: skip
+            assert r.status_code == 422 and r.json()["code"] == "invalid_manifest", r.text
+            [error] = r.json()["errors"]
+            assert error["path"] == "/manifest/config_schema/properties/a/$ref"
+            assert message in error["message"]
+        assert (await client.get(f"{CONNECTORS}/{slug}")).status_code == 404
+
+        slow = {"type": "string", "pattern": r"^(a|aa)+$"}  # catastrophic for re's backtracking
+        body = {"manifest": manifest(slug, "1.0.0", name=slow), "endpoint_url": ENDPOINT}
+        r = await client.post(CONNECTORS, json=body, headers=publisher.headers)
+        assert r.status_code == 201, r.text
+        started = time.monotonic()
+        r = await client.post("/api/v1/integrations",
+                              json={"connector": slug, "config": {"name": "a" * 36 + "!"}})  # fmt: skip
+        assert time.monotonic() - started < 2, "the pattern held connector_service's event loop"
+        assert r.status_code == 422 and r.json()["code"] == "invalid_config", r.text
+        assert r.json()["errors"] == [{"path": "/config/name",
+            "message": "took too long to check against the pattern '^(a|aa)+$'"}]  # fmt: skip
