@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import typer
 
 from common.errors import NotFound
 from gateway.tenants import service as tenants
@@ -14,11 +15,18 @@ DEMO_TENANT = {"slug": "demo", "name": "Demo Company", "industry": "software", "
 
 
 async def seed(conn: asyncpg.Connection) -> dict[str, Any]:
-    """Idempotent: creates what is missing, refreshes the catalog."""
+    """Idempotent: creates what is missing, refreshes the catalog (``catalog_skipped``: the
+    entries left alone because a tenant's entry holds their slug or name)."""
     async with conn.transaction():
         try:
             tenant = await tenants.get_by_slug(conn, DEMO_TENANT["slug"])
         except NotFound:
             tenant = await tenants.create(conn, **DEMO_TENANT, actor="system:seed-demo")
-        count = await load_demo_catalog(conn)
-    return {"tenant": tenant, "catalog_entries": count}
+        catalog = await load_demo_catalog(conn)
+    return {"tenant": tenant, "catalog_entries": catalog.loaded, "catalog_skipped": catalog.skipped}
+
+
+def warn_skipped(skipped: dict[str, str]) -> None:
+    """Tell the operator which platform catalog entries were left alone, and why."""
+    for slug, reason in skipped.items():
+        typer.secho(f"warning: catalog entry '{slug}' not loaded: {reason}", fg="yellow", err=True)

@@ -9,6 +9,7 @@ import httpx
 
 from common import db
 from marketplace_service.catalog.service import register_deployed
+from seedos_cli import demo
 from seedos_cli.supervisor import ServiceSpec
 
 SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
@@ -52,7 +53,7 @@ async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
         manifest.raise_for_status()
     conn = await db.connect(dsn)
     try:
-        await register_deployed(
+        skipped = await register_deployed(
             conn,
             manifest=manifest.json(),
             endpoint_url=urls["crm_connector"],
@@ -61,3 +62,5 @@ async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
         )
     finally:
         await conn.close()
+    if skipped:
+        demo.warn_skipped({manifest.json()["name"]: skipped})

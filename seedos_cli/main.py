@@ -90,6 +90,7 @@ def migrate_cmd(
 def seed_demo() -> None:
     """Create the demo tenant (slug 'demo') and load the connector catalog. Idempotent."""
     result = _run(demo.seed)
+    demo.warn_skipped(result["catalog_skipped"])
     typer.echo(
         f"demo tenant '{result['tenant']['slug']}' ready; "
         f"{result['catalog_entries']} catalog entries loaded"

@@ -47,6 +47,7 @@ def run_suite(
             prepared = asyncio.run(_prepare(dsn))
         except migrate.MigrationError as exc:
             raise SuiteError(str(exc)) from None
+        demo.warn_skipped(prepared["catalog_skipped"])
         supervisor = Supervisor(_service_env(settings, dsn, urls), host=host)
         try:
             specs = list(SERVICES)

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-import jsonschema
-
-_FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
+from common import jsonschemas
 
 
 def secret_fields(schema: dict[str, Any]) -> set[str]:
@@ -47,12 +45,17 @@ def config_problems(schema: dict[str, Any], config: dict[str, Any]) -> list[dict
         "properties": {k: v for k, v in props.items() if k not in secrets},
         "required": sorted(set(schema.get("required", [])) - secrets),
     }
-    for error in jsonschema.Draft202012Validator(plain, format_checker=_FORMATS).iter_errors(
-        {k: v for k, v in config.items() if k not in secrets}
-    ):
+    try:
+        errors = jsonschemas.errors(plain, {k: v for k, v in config.items() if k not in secrets})
+    except jsonschemas.UnusableSchema as exc:
+        return [*found, {"path": "/config", "message": f"{_UNUSABLE}: {exc}"}]
+    for error in errors:
         path = "/".join(str(p) for p in error.path)
         found.append({"path": f"/config/{path}".rstrip("/"), "message": error.message})
     return found
+
+
+_UNUSABLE = "the connector's config schema cannot be used"
 
 
 def credential_problems(
@@ -71,10 +74,14 @@ def credential_problems(
         for name in sorted(set(credentials) - secrets)
     ]
     for name in sorted(secrets & set(credentials)):
-        validator = jsonschema.Draft202012Validator(props[name], format_checker=_FORMATS)
+        try:
+            errors = jsonschemas.errors(props[name], credentials[name])
+        except jsonschemas.UnusableSchema as exc:
+            found.append({"path": f"/credentials/{name}", "message": f"{_UNUSABLE}: {exc}"})
+            continue
         found += [
             {"path": f"/credentials/{name}", "message": f"breaks the {error.validator!r} rule"}
-            for error in validator.iter_errors(credentials[name])
+            for error in errors
         ]
     if require:
         missing = (set(schema.get("required", [])) & secrets) - set(credentials) - set(stored)

@@ -302,40 +302,57 @@ async def install_count(conn: asyncpg.Connection, entry_id: uuid.UUID) -> int:
     )
 
 
-async def upsert(conn: asyncpg.Connection, entry: dict[str, Any]) -> None:
-    """Insert or refresh a catalog entry by slug (demo data and deployed examples)."""
-    await conn.execute(
-        """
-        INSERT INTO marketplace_connectors (
-            slug, name, description, service_identifier, version, logo_url, category, vendor,
-            auth_scheme, default_auth_config, available_scopes, setup_guide_url, is_featured,
-            manifest, endpoint_url, allow_multiple)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-        ON CONFLICT (slug) DO UPDATE SET
-            name = EXCLUDED.name, description = EXCLUDED.description,
-            service_identifier = EXCLUDED.service_identifier, version = EXCLUDED.version,
-            logo_url = EXCLUDED.logo_url, category = EXCLUDED.category, vendor = EXCLUDED.vendor,
-            auth_scheme = EXCLUDED.auth_scheme, default_auth_config = EXCLUDED.default_auth_config,
-            available_scopes = EXCLUDED.available_scopes,
-            setup_guide_url = EXCLUDED.setup_guide_url, is_featured = EXCLUDED.is_featured,
-            manifest = EXCLUDED.manifest,
-            endpoint_url = COALESCE(EXCLUDED.endpoint_url, marketplace_connectors.endpoint_url),
-            allow_multiple = EXCLUDED.allow_multiple
-        """,
-        entry["slug"],
-        entry["name"],
-        entry["description"],
-        entry["service_identifier"],
-        entry["version"],
-        entry["logo_url"],
-        entry["category"],
-        entry["vendor"],
-        entry["auth_scheme"],
-        entry["default_auth_config"],
-        entry["available_scopes"],
-        entry["setup_guide_url"],
-        entry["is_featured"],
-        entry["manifest"],
-        entry.get("endpoint_url"),
-        entry["allow_multiple"],
-    )
+async def upsert(conn: asyncpg.Connection, entry: dict[str, Any]) -> str | None:
+    """Insert or refresh one of the platform's catalog entries by slug (demo data and deployed
+    examples). An entry a tenant published is never touched, nor adopted: returns why the entry
+    was skipped (a tenant's entry holds its slug, name or service identifier), None when stored."""
+    if holder := await _tenant_holder(conn, entry):
+        return holder
+    try:
+        async with conn.transaction():  # a savepoint: a tenant may publish the name meanwhile
+            stored = await conn.fetchval(_UPSERT, *(entry.get(c) for c in _UPSERT_COLUMNS))
+    except asyncpg.UniqueViolationError:
+        if holder := await _tenant_holder(conn, entry):
+            return holder
+        raise
+    return None if stored else f"a tenant published '{entry['slug']}' meanwhile"
+
+
+async def _tenant_holder(conn: asyncpg.Connection, entry: dict[str, Any]) -> str | None:
+    row = await conn.fetchrow(
+        "SELECT slug, name FROM marketplace_connectors WHERE published_by_tenant IS NOT NULL"
+        " AND (slug = $1 OR name = $2 OR service_identifier = $3) ORDER BY slug <> $1 LIMIT 1",
+        entry["slug"], entry["name"], entry["service_identifier"],
+    )  # fmt: skip
+    if row is None:
+        return None
+    if row["slug"] == entry["slug"]:
+        return f"a tenant published '{entry['slug']}'"
+    return f"a tenant's entry '{row['slug']}' is called {row['name']!r} or uses the identifier"
+
+
+_UPSERT_COLUMNS = (
+    "slug", "name", "description", "service_identifier", "version", "logo_url", "category",
+    "vendor", "auth_scheme", "default_auth_config", "available_scopes", "setup_guide_url",
+    "is_featured", "manifest", "endpoint_url", "allow_multiple",
+)  # fmt: skip
+# The WHERE keeps a row a tenant published as it is (ON CONFLICT re-checks it on the locked row).
+_UPSERT = """
+    INSERT INTO marketplace_connectors (
+        slug, name, description, service_identifier, version, logo_url, category, vendor,
+        auth_scheme, default_auth_config, available_scopes, setup_guide_url, is_featured,
+        manifest, endpoint_url, allow_multiple)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    ON CONFLICT (slug) DO UPDATE SET
+        name = EXCLUDED.name, description = EXCLUDED.description,
+        service_identifier = EXCLUDED.service_identifier, version = EXCLUDED.version,
+        logo_url = EXCLUDED.logo_url, category = EXCLUDED.category, vendor = EXCLUDED.vendor,
+        auth_scheme = EXCLUDED.auth_scheme, default_auth_config = EXCLUDED.default_auth_config,
+        available_scopes = EXCLUDED.available_scopes,
+        setup_guide_url = EXCLUDED.setup_guide_url, is_featured = EXCLUDED.is_featured,
+        manifest = EXCLUDED.manifest,
+        endpoint_url = COALESCE(EXCLUDED.endpoint_url, marketplace_connectors.endpoint_url),
+        allow_multiple = EXCLUDED.allow_multiple
+    WHERE marketplace_connectors.published_by_tenant IS NULL
+    RETURNING TRUE
+"""

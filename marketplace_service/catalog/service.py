@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from cachetools import LRUCache
@@ -269,7 +269,8 @@ def default_setup_steps(entry: dict[str, Any]) -> list[str]:
     """Steps for an entry published without its own: what installing it takes here."""
     schema = (entry["manifest"] or {}).get("config_schema", {})
     required = [k for k in schema.get("required", []) if k in schema.get("properties", {})]
-    secret = [k for k in required if schema["properties"][k].get("x-secret")]
+    props = schema.get("properties", {})
+    secret = [k for k in required if isinstance(props[k], dict) and props[k].get("x-secret")]
     plain = [k for k in required if k not in secret]
     steps = [f"Install {entry['name']} from the marketplace"
              + (f" with its settings ({', '.join(plain)})" if plain else "")]  # fmt: skip
@@ -317,11 +318,19 @@ def demo_entry(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG) -> int:
+class CatalogLoad(NamedTuple):
+    loaded: int
+    skipped: dict[str, str]  # slug -> why: a tenant's entry holds it (never taken over)
+
+
+async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG) -> CatalogLoad:
+    """Insert or refresh the platform's demo catalog, skipping what tenants' entries hold."""
     entries = json.loads(path.read_text())  # noqa: ASYNC240 - small file, CLI only
+    skipped = {}
     for raw in entries:
-        await repository.upsert(conn, demo_entry(raw))
-    return len(entries)
+        if reason := await repository.upsert(conn, demo_entry(raw)):
+            skipped[raw["slug"]] = reason
+    return CatalogLoad(len(entries) - len(skipped), skipped)
 
 
 async def register_deployed(
@@ -333,11 +342,12 @@ async def register_deployed(
     vendor: str,
     logo_url: str | None = None,
     setup_guide_url: str | None = None,
-) -> dict[str, Any]:
-    """Put a running connector (its contract manifest and where it listens) in the catalog.
+) -> str | None:
+    """Put a running connector (its contract manifest and where it listens) in the platform's
+    catalog; returns why it was skipped (a tenant's entry holds its slug or name), or None.
 
-    Used by ``seedos up`` for the example connector; publishing by connector authors, with
-    version checks, arrives with the marketplace's publish endpoint."""
+    Used by ``seedos up`` for the example connector; connector authors publish through the
+    marketplace's publish endpoint."""
     auth = dict(manifest["auth"])
     entry = {
         "slug": manifest["name"],
@@ -357,5 +367,4 @@ async def register_deployed(
         "endpoint_url": endpoint_url,
         "allow_multiple": True,
     }
-    await repository.upsert(conn, entry)
-    return entry
+    return await repository.upsert(conn, entry)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from common import audit
-from common.endpoints import EndpointPolicy
+from common.endpoints import EndpointNotAllowed, EndpointPolicy
 from common.errors import Conflict, Forbidden, InvalidRequest
 from common.internal_auth import Principal
 from common.versions import newer
@@ -36,13 +36,30 @@ class NameTaken(Conflict):
     code, title = "connector_name_taken", "Another entry has this name"
 
 
+# What the suite itself calls, with credentials: the connector, and the OAuth server's token
+# and revocation endpoints (not authorize_url, which only people's browsers visit).
+OAUTH_URLS = ("token_url", "revoke_url")
+
+
 async def check(body: PublishIn, policy: EndpointPolicy) -> None:
-    """What needs no database: the manifest (every problem at once), then the endpoint URL
-    under the allowed-address rule connector_service applies when it connects."""
+    """What needs no database: the manifest (every problem at once), then every URL the suite
+    will call under the allowed-address rule connector_service applies when it connects."""
     found = manifest_rules.problems(body.manifest)
     if found:
         raise InvalidManifest(f"{len(found)} problem(s) with this manifest", errors=found)
-    await policy.check(body.endpoint_url)
+    auth = body.manifest["auth"]
+    urls = {"/endpoint_url": body.endpoint_url} | {
+        f"/manifest/auth/{key}": auth[key] for key in OAUTH_URLS if key in auth
+    }
+    refused = []
+    for path, url in urls.items():
+        try:
+            await policy.check(url)
+        except EndpointNotAllowed as exc:
+            refused.append({"path": path, "message": exc.detail or exc.title})
+    if refused:
+        detail = "; ".join(f"{e['path'][1:]}: {e['message']}" for e in refused)
+        raise EndpointNotAllowed(detail, errors=refused)
 
 
 async def publish(
@@ -87,10 +104,12 @@ async def _unique(write: Awaitable[T], name: str) -> T:
 
 def _entry(body: PublishIn, *, tenant_id: uuid.UUID) -> dict[str, Any]:
     manifest = body.manifest
+    if (name := manifest_rules.display_name(manifest)) is not None:
+        manifest = {**manifest, "display_name": name}
     auth = dict(manifest["auth"])
     return {
         "slug": manifest["name"],
-        "name": manifest.get("display_name") or manifest["name"],
+        "name": name or manifest["name"],
         "description": manifest.get("description") or None,
         "version": manifest["version"],
         "logo_url": body.logo_url,

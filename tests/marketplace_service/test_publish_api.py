@@ -208,3 +208,23 @@ async def test_popularity_sorts_by_installs_as_last_counted(suite, dsn):
         assert [e["slug"] for e in first["items"] + second["items"]] == slugs[::-1]
         assert second["next_cursor"] is None
         assert first["category_counts"][category] == 2  # counts ignore the category filter
+
+
+async def test_oauth_token_and_revoke_urls_follow_the_allowed_address_rule(suite, dsn):
+    publisher = await make_tenant(dsn, role=Role.publisher)
+    slug = f"oauth-{secrets.token_hex(3)}"
+    auth = {"scheme": "oauth2", "scopes": ["read"], "token_url": "http://127.0.0.1:9/token",
+            "authorize_url": "https://8.8.8.8/authorize"}  # browsers only: not checked  # fmt: skip
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=publisher.headers) as client:
+        for changed, path in (({"token_url": "http://169.254.169.254/token"}, "token_url"),
+                              ({"revoke_url": "http://8.8.8.8/revoke"}, "revoke_url"),
+                              ({"token_url": "http://u:p@127.0.0.1/token"}, "token_url")):  # fmt: skip
+            body = {"manifest": {**manifest(slug, "1.0.0"), "auth": auth | changed},
+                    "endpoint_url": ENDPOINT}  # fmt: skip
+            r = await client.post(CONNECTORS, json=body)
+            assert r.status_code == 422 and r.json()["code"] == "endpoint_not_allowed", r.text
+            assert [e["path"] for e in r.json()["errors"]] == [f"/manifest/auth/{path}"]
+            assert (await client.get(f"{CONNECTORS}/{slug}")).status_code == 404
+        body = {"manifest": {**manifest(slug, "1.0.0"), "auth": auth}, "endpoint_url": ENDPOINT}
+        r = await client.post(CONNECTORS, json=body)
+        assert r.status_code == 201, r.text
