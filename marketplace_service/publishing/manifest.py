@@ -127,19 +127,13 @@ def problems(manifest: Any) -> list[dict[str, str]]:
     if isinstance(version, str) and not semver.Version.is_valid(version):
         message = f"{version!r} is not a semantic version (MAJOR.MINOR.PATCH)"
         found.append({"path": "/manifest/version", "message": message})
-    schema = manifest.get("config_schema")
-    if isinstance(schema, dict):
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            where = "/".join(map(str, exc.absolute_path))
-            found.append({"path": f"/manifest/config_schema/{where}".rstrip("/"),
-                          "message": f"not a valid JSON Schema: {exc.message}"})  # fmt: skip
-        else:
-            found += [
-                {"path": f"/manifest/config_schema{path}", "message": message}
-                for path, message in jsonschemas.schema_problems(schema)
-            ]
+    found += _schema_problems(manifest.get("config_schema"), "/manifest/config_schema")
+    streams = manifest.get("streams")
+    if isinstance(streams, list) and len(streams) <= MAX_DECLARED:
+        # connector_service checks records written to a stream against its schema
+        for i, stream in enumerate(streams):
+            if isinstance(stream, dict) and "schema" in stream:
+                found += _schema_problems(stream["schema"], f"/manifest/streams/{i}/schema")
     for kind in ("streams", "actions"):
         items = manifest.get(kind)
         if isinstance(items, list) and len(items) <= MAX_DECLARED:
@@ -154,6 +148,21 @@ def problems(manifest: Any) -> list[dict[str, str]]:
                 for name in twice
             ]
     return found
+
+
+def _schema_problems(schema: Any, at: str) -> list[dict[str, str]]:
+    """A JSON Schema the services will validate with: well formed, and usable (references
+    local and resolving, patterns compiling)."""
+    if not isinstance(schema, dict):
+        return []
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(map(str, exc.absolute_path))
+        return [{"path": f"{at}/{where}".rstrip("/"),
+                 "message": f"not a valid JSON Schema: {exc.message}"}]  # fmt: skip
+    return [{"path": f"{at}{path}", "message": message}
+            for path, message in jsonschemas.schema_problems(schema)]  # fmt: skip
 
 
 def _display_name_problems(manifest: dict[str, Any]) -> list[dict[str, str]]:

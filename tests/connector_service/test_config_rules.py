@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from connector_service.integrations import config
 
 
@@ -28,3 +30,20 @@ def test_a_catastrophic_pattern_is_a_problem_of_the_value_quickly():
         {"path": "/config/name", "message": "took too long to check against the pattern '^(a|aa)+$'"},
         {"path": "/credentials/key", "message": "breaks the 'pattern' rule"},
     ]  # fmt: skip
+
+
+def test_a_record_against_a_broken_or_slow_stream_schema_is_refused_quickly():
+    from connector_service.sync.service import InvalidRecord, _validate
+
+    broken = {"name": "contacts", "schema": {"type": "object",
+              "properties": {"owner": {"$ref": "#/$defs/nope"}}}}  # fmt: skip
+    with pytest.raises(InvalidRecord) as info:
+        _validate({"owner": "x"}, broken)
+    assert "schema is unusable" in info.value.extra["errors"][0]["message"]
+    slow = {"name": "contacts", "schema": {"type": "object",
+            "properties": {"name": {"type": "string", "pattern": "^(a|aa)+$"}}}}  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(InvalidRecord) as info:
+        _validate({"name": "a" * 60 + "!"}, slow)
+    assert time.monotonic() - started < 1
+    assert info.value.extra["errors"][0]["path"] == "/name"

@@ -163,6 +163,16 @@ async def test_schemas_that_would_break_installs_are_refused_and_patterns_bounde
             assert error["path"] == "/manifest/config_schema/properties/a/$ref"
             assert message in error["message"]
         assert (await client.get(f"{CONNECTORS}/{slug}")).status_code == 404
+        # stream schemas too: connector_service checks records written to a stream against them
+        streams = [{"name": "contacts", "primary_key": "id", "schema": {
+            "type": "object", "properties": {"owner": {"$ref": "#/$defs/user"}}}}]  # fmt: skip
+        r = await client.post(CONNECTORS, headers=publisher.headers, json={
+            "manifest": {**manifest(slug, "1.0.0"), "streams": streams},
+            "endpoint_url": ENDPOINT})  # fmt: skip
+        assert r.status_code == 422 and r.json()["code"] == "invalid_manifest", r.text
+        assert [e["path"] for e in r.json()["errors"]] == [
+            "/manifest/streams/0/schema/properties/owner/$ref"
+        ]
 
         slow = {"type": "string", "pattern": r"^(a|aa)+$"}  # catastrophic for re's backtracking
         body = {"manifest": manifest(slug, "1.0.0", name=slow), "endpoint_url": ENDPOINT}
