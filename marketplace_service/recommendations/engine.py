@@ -27,6 +27,7 @@ import functools
 import math
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -273,8 +274,9 @@ class RecommendationEngine:
             # would take a core from the requests and PostgreSQL
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=os.nice, initargs=(WORKER_NICE,)
-            )
+                max_workers=1, mp_context=context, initializer=_worker_start,
+                initargs=(WORKER_NICE,),
+            )  # fmt: skip
         return self._executor
 
     def start(self) -> None:
@@ -335,6 +337,20 @@ class RecommendationEngine:
         if key not in self._matches:
             self._matches[key] = snap.text.match(description)
         return self._matches[key]
+
+
+def _worker_start(nice: int) -> None:
+    """In the worker: a lower CPU priority, and an end when the service ends however it ends
+    (a killed service leaves its pool's worker waiting forever otherwise, holding its memory)."""
+    os.nice(nice)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-service", daemon=True).start()
 
 
 def build_from_database(dsn: str, *, health_window_seconds: int) -> Snapshot:
