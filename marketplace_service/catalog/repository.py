@@ -88,10 +88,10 @@ async def by_name(
     after: str | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """A page in name order (names are unique), strictly after ``after``. With ``query``
-    (tsquery text), only entries matching it."""
+    """A page in name order (names are unique), strictly after ``after``: (id, name). With
+    ``query`` (tsquery text), only entries matching it."""
     return await conn.fetch(
-        f"SELECT {_LIST_COLUMNS} FROM marketplace_connectors mc"
+        "SELECT mc.id, mc.name FROM marketplace_connectors mc"
         f" WHERE {_where(2)} AND ($6::text IS NULL OR mc.name > $6)"
         " AND ($7::tsquery IS NULL OR mc.search_vector @@ $7)"
         " ORDER BY mc.name LIMIT $8",
@@ -108,19 +108,18 @@ async def by_popularity(
     limit: int,
 ) -> list[asyncpg.Record]:
     """A page by installs across all tenants as last counted (most first), then name; strictly
-    after ``after`` = (popularity, name). With ``query`` (tsquery text), only matches."""
+    after ``after`` = (popularity, name): (id, name, popularity). With ``query`` (tsquery
+    text), only matches."""
     after_count, after_name = after if after else (None, None)
     return await conn.fetch(
-        "WITH hits AS (SELECT mc.id, mc.name, coalesce(ic.installs, 0) AS popularity"
+        "SELECT mc.id, mc.name, coalesce(ic.installs, 0) AS popularity"
         " FROM marketplace_connectors mc LEFT JOIN marketplace_install_counts ic"
         " ON ic.marketplace_connector_id = mc.id"
         f" WHERE {_where(2)}"
         " AND ($6::tsquery IS NULL OR mc.search_vector @@ $6)"
         " AND ($7::bigint IS NULL OR coalesce(ic.installs, 0) < $7"
         " OR (coalesce(ic.installs, 0) = $7 AND mc.name > $8))"
-        " ORDER BY popularity DESC, mc.name LIMIT $9)"
-        f" SELECT {_LIST_COLUMNS}, hits.popularity FROM hits"
-        " JOIN marketplace_connectors mc ON mc.id = hits.id ORDER BY popularity DESC, mc.name",
+        " ORDER BY popularity DESC, mc.name LIMIT $9",
         filters.tenant_id, *_filter_args(filters), query, after_count, after_name, limit,
     )  # fmt: skip
 
@@ -155,10 +154,7 @@ async def by_relevance(
     return rows
 
 
-_PAGE = (
-    f" SELECT {_LIST_COLUMNS}, hits.score FROM hits"
-    " JOIN marketplace_connectors mc ON mc.id = hits.id ORDER BY hits.score DESC, mc.name"
-)
+_PAGE = " SELECT id, name, score FROM hits ORDER BY score DESC, name"
 # $1 tenant, $2 query, $3 name prefix, $4..$7 filters, $8 $9 cursor, $10 limit
 _TITLES = (
     "WITH hits AS (SELECT mc.id, mc.name, score FROM marketplace_connectors mc,"
@@ -199,24 +195,18 @@ async def refresh_install_counts(conn: asyncpg.Connection) -> int:
     return int(result.rsplit(" ", 1)[-1])
 
 
-async def install_state(
+async def page_rows(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, asyncpg.Record]:
-    """For each entry in ``ids``: the caller's installed versions and everyone's installs."""
+    """The full rows of a page's entries, each with the caller's installed versions and
+    everyone's installs, by id."""
     rows = await conn.fetch(
-        f"SELECT mc.id, {_TENANT_VERSIONS}, {_INSTALLS} FROM marketplace_connectors mc"
-        " WHERE mc.id = ANY($2::uuid[])",
+        f"SELECT {_LIST_COLUMNS}, {_TENANT_VERSIONS}, {_INSTALLS}"
+        " FROM marketplace_connectors mc WHERE mc.id = ANY($2::uuid[])",
         tenant_id,
         ids,
     )
     return {r["id"]: r for r in rows}
-
-
-async def entries_by_id(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {_LIST_COLUMNS} FROM marketplace_connectors mc WHERE mc.id = ANY($1::uuid[])",
-        ids,
-    )
 
 
 async def fuzzy_candidates(

@@ -111,8 +111,7 @@ async def search(
                 await counted
     page, more = page[:limit], len(page) > limit
     next_key = _next_key(sort, page[-1]) if more else None
-    page = await _full_rows(conn, page)
-    items = await _with_install_state(conn, filters.tenant_id, page)
+    items = await _items(conn, filters.tenant_id, page)
     return {
         "items": items,
         "next_cursor": encode_cursor(next_key) if next_key else None,
@@ -209,32 +208,23 @@ async def _typo_matches(
             for negative, name, k in ranked[start : start + room]]  # fmt: skip
 
 
-async def _full_rows(conn: asyncpg.Connection, page: list[Any]) -> list[Any]:
-    """The page with the full rows of its typo matches (found by id and name only)."""
-    typos = [r["id"] for r in page if r.get("match") == "typo"]
-    if not typos:
-        return page
-    rows = {r["id"]: r for r in await repository.entries_by_id(conn, typos)}
-    return [
-        {**rows[r["id"]], "score": r["score"], "match": "typo"} if r.get("match") == "typo" else r
-        for r in page
-        if r.get("match") != "typo" or r["id"] in rows
-    ]
-
-
-async def _with_install_state(
+async def _items(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, page: list[Any]
 ) -> list[dict[str, Any]]:
+    """The page's entries in full, in page order, with how they matched (``match``, ``score``)
+    and the caller's install state."""
     if not page:
         return []
-    state = await repository.install_state(conn, tenant_id, [r["id"] for r in page])
+    rows = await repository.page_rows(conn, tenant_id, [r["id"] for r in page])
     items = []
-    for row in page:
-        item = {"match": "text", **dict(row)} if "score" in row else dict(row)
-        extra = state[row["id"]]
-        versions = extra["installed_versions"]
+    for key in page:
+        if (row := rows.get(key["id"])) is None:  # removed since the page was chosen
+            continue
+        item = dict(row)
+        versions = item.pop("installed_versions")
+        if "score" in key:
+            item |= {"score": key["score"], "match": key.get("match", "text")}
         item |= {
-            "installs": extra["installs"],
             "installed": bool(versions),
             "update_available": any(newer(item["version"], v) for v in versions),
         }
