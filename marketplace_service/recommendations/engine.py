@@ -196,9 +196,10 @@ class _Context:
             having = int(self.snap.installs[i])
             figures.append(f"{percent(co / having)} of the {having:,} companies with {names[i]}"
                            f" use it ({lift:.1f}x the usual rate)")  # fmt: skip
-        who = _listing([names[i] for _, i, _ in named[:MAX_PAIRS_SAID]])
-        more = len(named) - MAX_PAIRS_SAID
-        text = f"{verb} {who}{f' and {more} more' if more > 0 else ''}: {'; '.join(figures)}"
+        said = [names[i] for _, i, _ in named[:MAX_PAIRS_SAID]]
+        more = len(named) - len(said)
+        who = f"{', '.join(said)} and {more} more" if more else _listing(said)
+        text = f"{verb} {who}: {'; '.join(figures)}"
         return _reason("co_installed", text, weight, with_connector=slugs[named[0][1]],
                        with_connectors=[slugs[i] for _, i, _ in named])  # fmt: skip
 
