@@ -172,19 +172,21 @@ async def outbox_counts(conn: asyncpg.Connection, integration_id: uuid.UUID) -> 
 async def start_run(
     conn: asyncpg.Connection, integration_id: uuid.UUID, kind: str, backend_pid: int
 ) -> uuid.UUID:
-    # we hold the run lock: a run still marked running died with its process
-    await conn.execute(
-        "UPDATE sync_runs SET outcome = 'interrupted', finished_at = now()"
-        " WHERE integration_id = $1 AND outcome = 'running'",
-        integration_id,
-    )
-    return await conn.fetchval(
-        "INSERT INTO sync_runs (integration_id, kind, backend_pid) VALUES ($1, $2, $3)"
-        " RETURNING id",
-        integration_id,
-        kind,
-        backend_pid,
-    )
+    # we hold the run lock: a run still marked running died with its process. One
+    # transaction: a status read in between would see the dead run as the last, just finished
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE sync_runs SET outcome = 'interrupted', finished_at = now()"
+            " WHERE integration_id = $1 AND outcome = 'running'",
+            integration_id,
+        )
+        return await conn.fetchval(
+            "INSERT INTO sync_runs (integration_id, kind, backend_pid) VALUES ($1, $2, $3)"
+            " RETURNING id",
+            integration_id,
+            kind,
+            backend_pid,
+        )
 
 
 async def finish_run(
