@@ -21,4 +21,6 @@ class GatewaySettings(CommonSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     api_key_cache_ttl_seconds: float = Field(2.0, ge=0, le=4)
     api_key_cache_size: int = Field(10_000, ge=1)
+    # how often an open WebSocket's API key is checked again (a revoked key's socket is closed)
+    ws_recheck_seconds: float = Field(5.0, gt=0, le=60)
     openapi_cache_seconds: float = Field(30.0, ge=0)

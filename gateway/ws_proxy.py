@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import structlog
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from common.errors import SeedosError
+from common.errors import SeedosError, Unauthorized
 from common.internal_auth import bearer_token
 from common.observability import ROUTE_KEY
 from gateway.proxy import ANONYMOUS, ProxyEndpoint
@@ -63,11 +66,12 @@ class WebSocketProxy:
         state = scope["app"].state
         websocket = WebSocket(scope, receive, send)
         request_id = scope["state"]["request_id"]
+        keyed = not (bearer_token(scope) is None and "ticket" in websocket.query_params)
         try:
-            if bearer_token(scope) is None and "ticket" in websocket.query_params:
-                principal = ANONYMOUS  # the service checks the ticket
-            else:
+            if keyed:
                 principal = await state.authenticator.authenticate(websocket)
+            else:
+                principal = ANONYMOUS  # the service checks the ticket
         except SeedosError:
             await websocket.close(POLICY_VIOLATION)
             return
@@ -97,17 +101,45 @@ class WebSocketProxy:
             log.warning("ws_upstream_unreachable", upstream=upstream.name, error=type(exc).__name__)
             await websocket.close(TRY_AGAIN_LATER)
             return
+        watch = None
+        if keyed:  # the key is checked again while the socket is open: revoking it closes it
+            every = state.settings.ws_recheck_seconds
+            watch = functools.partial(_key_revoked, state.authenticator, websocket, every=every)
         try:
             await websocket.accept(subprotocol=peer.protocol)
-            await _pump(websocket, peer)
+            await _pump(websocket, peer, watch)
         finally:
             if not peer.closed:
                 with contextlib.suppress(Exception):
                     await peer.close()
 
 
-async def _pump(websocket: WebSocket, peer: aiohttp.ClientWebSocketResponse) -> None:
+async def _key_revoked(authenticator: Any, websocket: WebSocket, *, every: float) -> None:
+    """Returns once the socket's API key is no longer accepted (revoked, expired, its tenant
+    gone); a database that cannot answer right now keeps the socket open."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await authenticator.authenticate(websocket)
+        except Unauthorized:
+            return
+        except SeedosError:  # unavailable: ask again next time
+            continue
+
+
+async def _pump(
+    websocket: WebSocket,
+    peer: aiohttp.ClientWebSocketResponse,
+    watch: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     closing: dict[str, tuple[int, str]] = {}
+
+    async def watching() -> None:
+        if watch is None:
+            await asyncio.Event().wait()  # nothing to watch: never returns
+        else:
+            await watch()
+            closing["gateway"] = (POLICY_VIOLATION, "credentials revoked")
 
     async def to_upstream() -> None:
         while True:
@@ -135,14 +167,22 @@ async def _pump(websocket: WebSocket, peer: aiohttp.ClientWebSocketResponse) -> 
                 closing["upstream"] = (_sendable(peer.close_code or 1006), "")
                 return
 
-    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client())]
+    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client()),
+             asyncio.create_task(watching())]  # fmt: skip
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    if "upstream" in closing:
+    if "gateway" in closing:  # the caller may no longer use it: both sides are closed
+        code, reason = closing["gateway"]
+        with contextlib.suppress(Exception):
+            await peer.close(code=1000)
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(code, reason)
+    elif "upstream" in closing:
         code, reason = closing["upstream"]
         with contextlib.suppress(Exception):
             await peer.close(code=code)

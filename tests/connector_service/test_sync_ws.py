@@ -301,6 +301,34 @@ async def _refused(url: str, headers: dict[str, str] | None = None) -> int:
     return refused.value.status
 
 
+async def test_revoking_a_key_closes_its_open_sockets_and_no_other(live, dsn):
+    """The gateway checks an open socket's API key again every few seconds
+    (SEEDOS_GATEWAY_WS_RECHECK_SECONDS, 5): once the key is revoked its socket is closed with
+    1008; a socket on another key of the tenant stays open."""
+    admin = await add_key(dsn, live.tenant, Role.admin)
+    doomed = await add_key(dsn, live.tenant, Role.editor)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(live.ws_url(), headers=doomed.headers) as ws,
+        session.ws_connect(live.ws_url(), headers=live.tenant.headers) as other,
+    ):
+        assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY  # in sync
+        r = await live.client.delete(f"/api/v1/api-keys/{doomed.key_id}", headers=admin.headers)
+        assert r.status_code == 200, r.text
+        revoked = time.monotonic()
+        while (message := await ws.receive(timeout=15)).type == aiohttp.WSMsgType.BINARY:
+            pass
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1008
+        assert time.monotonic() - revoked < 5 + 2 + 2  # a recheck, the key cache, slack
+        while not other.closed:  # the other key's socket is still served
+            try:
+                await other.receive(timeout=0.5)
+            except TimeoutError:
+                break
+        assert not other.closed
+
+
 async def test_credentials_are_checked_before_any_state(live, dsn):
     suite = live.rig.suite
     # no credentials, a bad key, a bad ticket: refused at the handshake, through the gateway
