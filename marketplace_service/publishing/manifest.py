@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections import Counter
 from typing import Any
@@ -166,8 +167,9 @@ def _schema_problems(schema: Any, at: str) -> list[dict[str, str]]:
 
 
 def _display_name_problems(manifest: dict[str, Any]) -> list[dict[str, str]]:
-    """A name people choose the entry by: not blank, and without invisible characters that
-    make it look like another entry's (bidi overrides, zero-width spaces, controls)."""
+    """A name people choose the entry by: not blank, and without what makes it look like
+    another entry's: invisible characters (bidi overrides, zero-width spaces, controls), or
+    Latin, Cyrillic and Greek letters mixed."""
     name = display_name(manifest)
     if name is None:
         return []
@@ -177,4 +179,18 @@ def _display_name_problems(manifest: dict[str, Any]) -> list[dict[str, str]]:
     if hidden:
         message = f"control or invisible formatting characters: {', '.join(hidden)}"
         return [{"path": "/manifest/display_name", "message": message}]
+    # a word of letters from scripts that look alike (Salesforce with a Cyrillic a, U+0430);
+    # words of different scripts side by side are fine ("Сбербанк Business")
+    for word in _WORDS.findall(name):
+        scripts = {unicodedata.name(c, "").split(" ", 1)[0] for c in word}
+        if len(mixed := sorted(scripts & _LOOKALIKE_SCRIPTS)) > 1:
+            message = (f"{word!r} mixes {' and '.join(s.title() for s in mixed)} letters, which"
+                       " can make it look like another entry's name")  # fmt: skip
+            return [{"path": "/manifest/display_name", "message": message}]
     return []
+
+
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+_LOOKALIKE_SCRIPTS = {"LATIN", "CYRILLIC", "GREEK"}

@@ -133,7 +133,15 @@ async def test_display_names_are_visible_text(suite, dsn):
     publisher = await make_tenant(dsn, role=Role.publisher)
     slug = f"named-{secrets.token_hex(3)}"
     async with httpx.AsyncClient(base_url=suite.gateway, headers=publisher.headers) as client:
-        for name in ("   ", "\t\n", f"Acme {slug}\u200b", f"\u202eAcme {slug}", f"Acme\x07{slug}"):
+        for name in (
+            "   ",
+            "\t\n",
+            f"Acme {slug}\u200b",
+            f"\u202eAcme {slug}",
+            f"Acme\x07{slug}",
+            f"S\u0430lesforce {slug}",
+            f"\u0391cme {slug}",
+        ):  # Cyrillic a, Greek A
             body = {"manifest": {**manifest(slug, "1.0.0"), "display_name": name},
                     "endpoint_url": ENDPOINT}  # fmt: skip
             r = await client.post(CONNECTORS, json=body)
@@ -145,6 +153,14 @@ async def test_display_names_are_visible_text(suite, dsn):
         r = await client.post(CONNECTORS, json=body)
         assert r.status_code == 201 and r.json()["name"] == f"Acme {slug}", r.text
         assert r.json()["manifest"]["display_name"] == f"Acme {slug}"
+        # one script, or scripts that do not look alike, are names like any other
+        for name in (f"Сбербанк Business {slug}", f"Chatwork チャットワーク {slug}",
+                     f"Zoë Café {slug}"):  # fmt: skip
+            slug2 = f"named-{secrets.token_hex(3)}"
+            body = {"manifest": {**manifest(slug2, "1.0.0"), "display_name": name},
+                    "endpoint_url": ENDPOINT}  # fmt: skip
+            r = await client.post(CONNECTORS, json=body)
+            assert r.status_code == 201, (name, r.text)
 
 
 async def test_schemas_that_would_break_installs_are_refused_and_patterns_bounded(suite, dsn):
