@@ -276,7 +276,7 @@ class RecommendationEngine:
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(
                 max_workers=1, mp_context=context, initializer=_worker_start,
-                initargs=(WORKER_NICE,),
+                initargs=(WORKER_NICE, os.getpid()),
             )  # fmt: skip
         return self._executor
 
@@ -340,14 +340,14 @@ class RecommendationEngine:
         return self._matches[key]
 
 
-def _worker_start(nice: int) -> None:
-    """In the worker: a lower CPU priority, and an end when the service ends however it ends
-    (a killed service leaves its pool's worker waiting forever otherwise, holding its memory)."""
+def _worker_start(nice: int, service: int) -> None:
+    """In the worker: a lower CPU priority, and an end when the service (pid ``service``) ends
+    however it ends (a killed service leaves its pool's worker waiting forever otherwise,
+    holding its memory), also when it ended while this process was still starting."""
     os.nice(nice)
-    parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == service:
             time.sleep(0.5)
         os._exit(0)
 

@@ -33,6 +33,13 @@ def _workers(pid: int) -> list[int]:
     return [p for p in _children(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
+def _first_workers(pid: int, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while not (found := _workers(pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found
+
+
 def _left_after(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
@@ -48,19 +55,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("stop", ["terminate", "kill"])
+@pytest.mark.parametrize("stop", ["terminate", "kill", "kill while it starts"])
 async def test_no_worker_outlives_the_service(dsn, tmp_path, stop):
     running = start_suite(dsn, tmp_path / "services.log")
     try:
-        t = await make_tenant(dsn)
-        async with httpx.AsyncClient(base_url=running.gateway, headers=t.headers,
-                                     timeout=60) as client:  # fmt: skip
-            r = await client.get("/api/v1/marketplace/recommendations")
-            assert r.status_code == 200, r.text  # the worker has built the statistics
         service = running.supervisor.procs["marketplace_service"]
-        workers = _workers(service.pid)
+        if stop == "kill while it starts":
+            # the worker is spawned at start and takes a second or two to import: the service
+            # dies before the worker knows it had one
+            workers = await asyncio.to_thread(_first_workers, service.pid, 10.0)
+        else:
+            t = await make_tenant(dsn)
+            async with httpx.AsyncClient(base_url=running.gateway, headers=t.headers,
+                                         timeout=60) as client:  # fmt: skip
+                r = await client.get("/api/v1/marketplace/recommendations")
+                assert r.status_code == 200, r.text  # the worker has built the statistics
+            workers = _workers(service.pid)
         assert workers, "no worker process found"
-        if stop == "kill":
+        if stop.startswith("kill"):
             os.kill(service.pid, signal.SIGKILL)
         else:
             service.terminate()
