@@ -173,20 +173,19 @@ async def set_status(
     reason: str,
     last_error: str | None,
     only_from: str | None = None,
+    clear_error: bool = False,
+    even_if_disabled: bool = False,
 ) -> bool:
-    """A status change that follows a call; a disabled install stays disabled, and with
-    ``only_from`` only an install in that status changes. ``last_error`` is kept when None is
-    given (an error stays visible after recovery)."""
+    """A status change that follows a call or a connection; a disabled install stays disabled
+    (unless ``even_if_disabled``), and with ``only_from`` only an install in that status
+    changes. ``last_error`` is kept when None is given (an error stays visible after recovery),
+    or cleared with ``clear_error`` (a newly connected account)."""
     result = await conn.execute(
         "UPDATE integration_connectors SET status = $3, status_reason = $4,"
-        " last_error = COALESCE($5, last_error)"
-        " WHERE tenant_id = $1 AND id = $2 AND status <> 'disabled'"
+        " last_error = CASE WHEN $7 THEN NULL ELSE COALESCE($5, last_error) END"
+        " WHERE tenant_id = $1 AND id = $2 AND ($8 OR status <> 'disabled')"
         " AND ($6::text IS NULL OR status = $6)",
-        tenant_id,
-        integration_id,
-        status,
-        reason[:1000],
-        last_error[:2000] if last_error else None,
-        only_from,
-    )
+        tenant_id, integration_id, status, reason[:1000],
+        last_error[:2000] if last_error else None, only_from, clear_error, even_if_disabled,
+    )  # fmt: skip
     return result.endswith(" 1")

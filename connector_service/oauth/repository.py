@@ -79,28 +79,6 @@ async def lock_refresh(conn: asyncpg.Connection, integration_id: uuid.UUID) -> N
     )
 
 
-async def set_status(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    integration_id: uuid.UUID,
-    *,
-    status: str,
-    reason: str,
-    last_error: str | None,
-    unless_disabled: bool = False,
-) -> None:
-    await conn.execute(
-        "UPDATE integration_connectors SET status = $3, status_reason = $4, last_error = $5"
-        " WHERE tenant_id = $1 AND id = $2 AND NOT ($6 AND status = 'disabled')",
-        tenant_id,
-        integration_id,
-        status,
-        reason,
-        last_error,
-        unless_disabled,
-    )
-
-
 async def delete_credential_fields(
     conn: asyncpg.Connection,
     *,

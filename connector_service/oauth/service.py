@@ -23,6 +23,7 @@ from common import audit
 from common.crypto import Envelope, KeyRing, associated_data
 from common.db import Database
 from connector_service.credentials import service as credentials_service
+from connector_service.integrations import repository as integrations
 from connector_service.integrations.service import IntegrationNotFound
 from connector_service.oauth import provider, repository, tokens
 from connector_service.oauth.config import OAuthConfig
@@ -193,9 +194,9 @@ async def complete(
             conn, ring, tenant_id=tenant_id, integration_id=integration_id, token=token,
             keep_refresh_token=False,
         )  # fmt: skip
-        await repository.set_status(
+        await integrations.set_status(
             conn, tenant_id, integration_id, status="pending", reason=CONNECTED_REASON,
-            last_error=None, unless_disabled=True,
+            last_error=None, clear_error=True,
         )  # fmt: skip
         await audit.record(
             conn, tenant_id=tenant_id, actor=pending["user_id"], action="integration.connected",

@@ -21,6 +21,7 @@ from common import audit
 from common.crypto import DecryptionError, KeyRing
 from common.db import Database
 from connector_service.credentials import service as credentials_service
+from connector_service.integrations import repository as integrations
 from connector_service.oauth import provider, repository
 from connector_service.oauth.config import Client, OAuthConfig, from_environment
 from connector_service.oauth.errors import (
@@ -176,9 +177,9 @@ async def _not_allowed(
     integration_id = integration["id"]
     reason = f"endpoint not allowed: {exc.detail}"
     async with db.connection() as conn:
-        await repository.set_status(
+        await integrations.set_status(
             conn, integration["tenant_id"], integration_id, status="error", reason=reason,
-            last_error=exc.detail, unless_disabled=True,
+            last_error=exc.detail,
         )  # fmt: skip
     log.warning("oauth_endpoint_not_allowed", integration_id=str(integration_id), reason=reason)
 
@@ -211,9 +212,9 @@ async def _refresh_locked(
             return await credentials_service.load(
                 conn, ring, tenant_id=tenant_id, integration_id=integration_id
             )
-        await repository.set_status(
+        await integrations.set_status(
             conn, tenant_id, integration_id, status="error", reason=reason,
-            last_error=reason,
+            last_error=reason, even_if_disabled=True,
         )  # fmt: skip
         await audit.record(
             conn, tenant_id=tenant_id, actor=SYSTEM_ACTOR,
