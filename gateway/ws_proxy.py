@@ -175,27 +175,21 @@ async def _pump(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    # who ended it decides what each side is told
     if "gateway" in closing:  # the caller may no longer use it: both sides are closed
         code, reason = closing["gateway"]
-        with contextlib.suppress(Exception):
-            await peer.close(code=1000)
-        if websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(code, reason)
+        to_peer, to_client = (1000, b""), (code, reason)
     elif "upstream" in closing:
         code, reason = closing["upstream"]
-        with contextlib.suppress(Exception):
-            await peer.close(code=code)
-        if websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(code, _short(reason))
+        to_peer, to_client = (code, b""), (code, _short(reason))
     else:
         code, reason = closing.get("client", (INTERNAL_ERROR, ""))
+        to_peer, to_client = (code, _short(reason).encode()), (code, "")
+    with contextlib.suppress(Exception):
+        await peer.close(code=to_peer[0], message=to_peer[1])
+    if websocket.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
-            await peer.close(code=code, message=_short(reason).encode())
-        if websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(code)
+            await websocket.close(*to_client)
 
 
 def _short(reason: str) -> str:

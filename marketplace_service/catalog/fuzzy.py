@@ -32,6 +32,11 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+def _typo_targets(words: Iterable[str]) -> list[str]:
+    """The words a typo may stand for: three letters or more, no digits, sorted."""
+    return sorted(w for w in words if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
+
+
 def title_words(*fields: str | None) -> list[str]:
     return [w for f in fields if f for w in words(f)]
 
@@ -61,7 +66,7 @@ class _Titles:
             lengths.append(len(found))
         ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=ptr[1:])
-        words = sorted(w for w in index if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
+        words = _typo_targets(index)
         return cls(version, words, list(index), slots, ptr, np.array(at, dtype=np.int64))
 
 
@@ -92,7 +97,7 @@ class Vocabulary:
         old = self._titles
         index = {w: i for i, w in enumerate(old.table)}
         found = [index.setdefault(w, len(index)) for w in title_words(*fields)]
-        words = sorted(w for w in index if len(w) >= MIN_WORD and ALPHA.fullmatch(w))
+        words = _typo_targets(index)
         slot = len(old.ptr) - 1  # a new slot, also for an entry already known (republished)
         self._titles = _Titles(
             None, words, list(index), {**old.slots, entry: slot},
