@@ -204,6 +204,11 @@ async def _refresh_locked(
             raise NotConnected(f"integration {integration_id} has no connected account")
         if current != seen and not _expiring(stored, 0):
             return stored  # refreshed by someone else meanwhile, and still valid
+        waiting = await _reconnect_reason(conn, tenant_id, integration_id)
+        if waiting is not None:
+            # another caller's refresh was refused while this one waited (or earlier): the
+            # refresh token is dead, so spending it again would only audit the same thing twice
+            raise ReconnectRequired(waiting, integration_id=str(integration_id))
         reason = await _try_refresh(
             conn, ring, stored=stored, integration=integration, manifest=manifest,
             config=config,
@@ -223,6 +228,18 @@ async def _refresh_locked(
         )  # fmt: skip
     log.warning("oauth_reconnect_required", integration_id=str(integration_id), reason=reason)
     raise ReconnectRequired(reason, integration_id=str(integration_id))
+
+
+async def _reconnect_reason(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> str | None:
+    """Why the install already waits for a reconnect, or None. Only a new connection (the
+    callback sets the install active) clears this."""
+    row = await integrations.get(conn, tenant_id, integration_id)
+    if row is None or row["status"] != "error":
+        return None
+    reason = row["status_reason"] or ""
+    return reason if reason.startswith("reconnect") else None
 
 
 async def _try_refresh(

@@ -322,6 +322,34 @@ async def test_invalid_grant_means_reconnect(world, side, dsn):
     assert (await world.check(given["access_token"])).status_code == 200
 
 
+async def test_a_refused_refresh_token_is_spent_once_by_concurrent_callers(world, side, dsn):
+    """Calls that queued on the refresh lock behind the refused refresh get the same 409 and do
+    not spend the dead refresh token again: one audit, and later calls too are answered from
+    the install's status."""
+    t = await make_tenant(dsn, role=Role.editor)
+    iid = await _connected(world, t, dsn)
+    row = await _integration(dsn, iid)
+    stored = await _stored(side, row)
+    world.auth.revoke(stored["oauth.refresh_token"], client=PLATFORM, hint="refresh_token")
+
+    async def refresh() -> BaseException | dict:
+        try:
+            return await tokens.call_credentials(
+                side.db, side.ring, integration=row, manifest=world.manifest, oauth=side.oauth,
+                force_refresh=True,
+            )  # fmt: skip
+        except ReconnectRequired as exc:
+            return exc
+
+    results = await asyncio.gather(*(refresh() for _ in range(4)))
+    results.append(await refresh())
+    assert all(isinstance(r, ReconnectRequired) for r in results), results
+    assert {r.detail for r in results} == {(await _integration(dsn, iid))["status_reason"]}
+    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                         " AND action = 'integration.reconnect_required'", t.tenant_id)  # fmt: skip
+    assert [a["payload"]["integration_id"] for a in audit] == [iid]
+
+
 async def test_provider_down_is_a_fast_503_and_changes_nothing(world, side, dsn):
     t = await make_tenant(dsn, role=Role.editor)
     iid = await _connected(world, t, dsn)
