@@ -15,18 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
 
-import asyncpg
 import structlog
 
+from common.listen import listen_forever
 from connector_service.sync.hub import Hub
 from connector_service.sync.store import NOTIFY_CHANNEL, DocStore
 
 log = structlog.get_logger(component="connector_service.sync.notify")
-
-PING_SECONDS = 10.0
-MAX_BACKOFF = 5.0
 
 
 class ChangeListener:
@@ -50,38 +46,16 @@ class ChangeListener:
                 await worker
 
     async def _listen_forever(self) -> None:
-        backoff = 0.2
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn, timeout=5,
-                    server_settings={"application_name": self._application_name},
-                )  # fmt: skip
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                self.connected.set()
-                backoff = 0.2
-                self._mark(list(self._hub.rooms))  # whatever was sent while not listening
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), PING_SECONDS)
-                    if not lost.is_set():
-                        await conn.fetchval("SELECT 1", timeout=5)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("sync_listen_failed", error=type(exc).__name__)
-            finally:
-                self.connected.clear()
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+        def listening() -> None:
+            self.connected.set()
+            self._mark(list(self._hub.rooms))  # whatever was sent while not listening
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        await listen_forever(
+            self._dsn, NOTIFY_CHANNEL, self._on_notify, application_name=self._application_name,
+            on_listening=listening, on_lost=self.connected.clear,
+        )  # fmt: skip
+
+    def _on_notify(self, payload: str) -> None:
         document, _, log_id = payload.partition(":")
         try:
             integration_id, update_id = uuid.UUID(document), int(log_id)
