@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz, process
 
-WORD = re.compile(r"\w+")
+# Letters and digits; an underscore separates words ("google_sheets"), as full-text search
+# reads it, and as a phrase it would match nothing in the stripped search vectors.
+WORD = re.compile(r"[^\W_]+")
 ALPHA = re.compile(r"[^\W\d_]+")
 # Short queries only: a typo in a long query still leaves words the full-text search finds.
 MAX_WORDS = 3
