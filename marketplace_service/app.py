@@ -15,6 +15,7 @@ from common import idempotency
 from common.internal_auth import TokenSigner
 from common.service import create_service_app
 from marketplace_service.catalog import refresh
+from marketplace_service.catalog.facets import Facets
 from marketplace_service.catalog.fuzzy import Vocabulary
 from marketplace_service.catalog.routes import router as catalog_router
 from marketplace_service.install.routes import router as install_router
@@ -54,6 +55,12 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
                 name="catalog-refresh",
             ),
             asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper"),
+            asyncio.create_task(
+                app.state.facets.keep_current(
+                    app.state.db, settings.dsn or "", application_name=f"{SERVICE}-listen"
+                ),
+                name="catalog-facets",
+            ),
         ]
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             app.state.installer = Installer(
@@ -75,6 +82,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
         extra_lifespan=running,
     )  # fmt: skip
     app.state.vocabulary = Vocabulary()
+    app.state.facets = Facets()
     app.include_router(catalog_router)
     app.include_router(publishing_router)
     app.include_router(install_router)

@@ -252,6 +252,25 @@ async def titles(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT id, name, vendor, category FROM marketplace_connectors")
 
 
+async def facet_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every entry's (id, category, auth scheme, featured, lexemes of its search vector): what
+    category counts are computed from in memory (facets.py)."""
+    return await conn.fetch(
+        "SELECT id, category, auth_scheme, is_featured, tsvector_to_array(search_vector)"
+        " FROM marketplace_connectors"
+    )
+
+
+async def installed_entries(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+    """The catalog entries the tenant has installed (once or more)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT marketplace_connector_id FROM integration_connectors"
+        " WHERE tenant_id = $1 AND marketplace_connector_id IS NOT NULL",
+        tenant_id,
+    )
+    return [r[0] for r in rows]
+
+
 async def category_counts(
     conn: asyncpg.Connection, filters: Filters, *, query: str | None
 ) -> dict[str, int]:

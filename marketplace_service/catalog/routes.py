@@ -51,7 +51,8 @@ async def list_connectors(
     async with request.app.state.db.spare() as spare:
         return await service.search(
             db, filters=filters, q=q, sort=sort, cursor=cursor, limit=limit,
-            vocabulary=request.app.state.vocabulary, spare=spare,
+            vocabulary=request.app.state.vocabulary, facets=request.app.state.facets,
+            spare=spare,
         )  # fmt: skip
 
 

@@ -13,11 +13,13 @@ from typing import Any, NamedTuple
 
 import asyncpg
 from cachetools import LRUCache
+from prometheus_client import Counter as Tally
 
 from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
 from common.versions import newer
 from marketplace_service.catalog import fuzzy, repository
+from marketplace_service.catalog.facets import Facets, term
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
 DEMO_VERSION = "1.0.0"
@@ -38,16 +40,23 @@ BROAD_MATCHES = 500
 FUZZY_CANDIDATES = 1000
 
 
+CATEGORY_COUNTS = Tally(
+    "seedos_marketplace_category_counts_total",
+    "Searches' category counts by where they came from: memory (the catalog's index, current)"
+    " or sql (no current reading, or a term of several words).",
+    ["source"],
+)
+
 # a term as typed ("pay:*") -> its tsquery text ("'pay':*"), or "" for one with no lexeme
 _TERMS: LRUCache[str, str] = LRUCache(maxsize=10_000)
 
 
-async def tsquery(conn: asyncpg.Connection, words: list[str]) -> str | None:
-    """What the entries must match, as tsquery text (``$n::tsquery`` in the SQL): every word,
-    each a prefix (search as you type) except one-letter words, which would match too much.
-    Words are stemmed as English, except those English drops as stop words, which are kept
-    as typed ("in" is how Intercom starts). Each distinct term is normalized by PostgreSQL
-    once per process."""
+async def tsterms(conn: asyncpg.Connection, words: list[str]) -> list[str]:
+    """What the entries must match, as tsquery texts (all of them, each a ``$n::tsquery``):
+    every word, each a prefix (search as you type) except one-letter words, which would match
+    too much. Words are stemmed as English, except those English drops as stop words, which are
+    kept as typed ("in" is how Intercom starts). Each distinct term is normalized by PostgreSQL
+    once per process; a word with nothing to match ("!!!" has no word) gives no term."""
     terms = [w if len(w) < 2 else f"{w}:*" for w in words]  # q is at most 200 characters
     known = {t: _TERMS[t] for t in terms if t in _TERMS}
     if missing := [t for t in dict.fromkeys(terms) if t not in known]:
@@ -55,7 +64,7 @@ async def tsquery(conn: asyncpg.Connection, words: list[str]) -> str | None:
             missing, await repository.tsqueries(conn, missing), strict=True
         ):
             known[term] = _TERMS[term] = normalized
-    return " & ".join(f"({known[t]})" for t in terms if known[t]) or None
+    return [known[t] for t in terms if known[t]]
 
 
 def _like_prefix(text: str) -> str:
@@ -72,6 +81,7 @@ async def search(
     cursor: str | None,
     limit: int,
     vocabulary: fuzzy.Vocabulary,
+    facets: Facets | None = None,
     spare: asyncpg.Connection | None = None,
 ) -> dict[str, Any]:
     """A page of the catalog, searched and filtered, with per-category counts.
@@ -79,23 +89,28 @@ async def search(
     Relevance (the default with ``q``) pages by (score, name): title matches, then description
     matches, then, for a short query the text search finds fewer than ``TYPO_WHEN_FEWER``
     entries for, typo-tolerant matches (scores below every text match). What a query finds and
-    counts does not depend on the page size or the page. The counts are read on ``spare`` (a
-    second connection) at the same time as the page, when there is one, since for a broad query
-    they take as long as everything else together."""
+    counts does not depend on the page size or the page. The counts come from ``facets`` (in
+    memory) when it has a current reading; else they are read on ``spare`` (a second
+    connection) at the same time as the page, when there is one, since for a broad query they
+    take as long as everything else together."""
     words = fuzzy.words(q or "")
-    query = await tsquery(conn, words) if words else None
+    terms = await tsterms(conn, words) if words else []
+    query = " & ".join(f"({t})" for t in terms) or None
     sort = sort or (Sort.relevance if query else Sort.name)
     if sort is Sort.relevance and query is None:
         sort = Sort.name  # nothing to rank by
     key = decode_cursor(cursor, parse=_CURSOR[sort])
     if q and q.strip() and query is None:  # typed, but nothing text search can hold ("!!!")
         return {"items": [], "next_cursor": None, "category_counts": {}}
-    counting = repository.category_counts(spare or conn, filters, query=query)
-    if spare is None:
-        counted = asyncio.get_running_loop().create_future()
-        counted.set_result(await counting)
+    known = await _counts_in_memory(conn, facets, filters, terms)
+    CATEGORY_COUNTS.labels("sql" if known is None else "memory").inc()
+    if known is None and spare is not None:
+        counted = asyncio.ensure_future(repository.category_counts(spare, filters, query=query))
     else:
-        counted = asyncio.ensure_future(counting)
+        if known is None:
+            known = await repository.category_counts(conn, filters, query=query)
+        counted = asyncio.get_running_loop().create_future()
+        counted.set_result(known)
     try:
         page = await _page(conn, filters, sort, query, words, key, limit + 1, counted)
         counts = await counted
@@ -117,6 +132,27 @@ async def search(
         "next_cursor": encode_cursor(next_key) if next_key else None,
         "category_counts": counts,
     }
+
+
+async def _counts_in_memory(
+    conn: asyncpg.Connection,
+    facets: Facets | None,
+    filters: repository.Filters,
+    terms: list[str],
+) -> dict[str, int] | None:
+    """``repository.category_counts`` from the in-memory index, or None when it has no current
+    reading or cannot evaluate a term exactly."""
+    reading = facets.current if facets else None
+    parsed = [found for t in terms if (found := term(t)) is not None]
+    if reading is None or len(parsed) < len(terms):
+        return None
+    installed = None
+    if filters.installed is not None:
+        mine = await repository.installed_entries(conn, filters.tenant_id)
+        installed = (filters.installed, mine)
+    return reading.counts(
+        parsed, auth_scheme=filters.auth_scheme, featured=filters.featured, installed=installed,
+    )  # fmt: skip
 
 
 # A short query the text search finds fewer entries for than this also gets typo matches.

@@ -38,5 +38,6 @@ async def publish_connector(
         slug, created = await service.publish(db, body, principal=principal)
         entry = await catalog.get_entry(db, slug, tenant_id=principal.tenant_id)
     request.app.state.vocabulary.add(entry["id"], entry["name"], entry["vendor"], entry["category"])
+    request.app.state.facets.changed()  # before the notification comes: counts from SQL till read
     response.status_code = 201 if created else 200
     return entry

@@ -4,6 +4,9 @@ next to whatever other tests have registered meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
+import time
 
 import httpx
 
@@ -126,12 +129,14 @@ async def test_prefixes_and_several_words(suite, dsn):
         sales = await _search(client, q="sales")
         pay = await _search(client, q="pay")
         drive = await _search(client, q="google drive")
+        underscored = await _search(client, q="google_sheets")
         vendor = await _search(client, q="atlassian")
     assert sales["items"][0]["name"] == "Salesforce"
     assert pay["items"][0]["name"] == "PayPal"  # the name starts with what was typed
     assert "Stripe" in [e["name"] for e in pay["items"]]  # "payments" in its text
     assert drive["items"][0]["name"] == "Google Drive"
     assert all("Google" in e["vendor"] for e in drive["items"])  # every word must match
+    assert underscored["items"][0]["name"] == "Google Sheets"
     assert {e["name"] for e in vendor["items"]} == {"Jira", "Trello"}
 
 
@@ -216,3 +221,48 @@ async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
             assert pages[True] == sorted(pages[True], key=lambda sn: (-sn[0], sn[1])), q
     finally:
         await conn.close()
+
+
+def _from(metrics: str, source: str) -> float:
+    found = re.search(
+        rf'seedos_marketplace_category_counts_total{{source="{source}"}} (\S+)', metrics
+    )
+    return float(found[1]) if found else 0.0
+
+
+async def test_counts_come_from_memory_and_see_a_publish_at_once(suite, dsn):
+    """Once marketplace_service has read the catalog, a search's counts come from its index
+    (the metric says so), and an entry published a moment ago is counted by the very next
+    search."""
+    t = await make_tenant(dsn, role=Role.viewer)
+    publisher = await make_tenant(dsn, role=Role.publisher)
+    word = "quuxly" + secrets.token_hex(3)
+    manifest = {
+        "name": f"facet-{word}", "display_name": f"Facet {word}", "version": "1.0.0",
+        "description": f"Syncs {word} ledgers", "auth": {"scheme": "api_key"},
+        "config_schema": {"type": "object"}, "streams": [], "actions": [],
+    }  # fmt: skip
+    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers) as client:
+
+        async def memory_answers() -> float:
+            metrics = (await client.get(suite.marketplace_service + "/metrics")).text
+            return _from(metrics, "memory")
+
+        deadline = time.monotonic() + 15
+        while True:  # the service reads the catalog shortly after it starts
+            before = await memory_answers()
+            crm = await _search(client, q="crm")
+            if await memory_answers() > before:
+                break
+            assert time.monotonic() < deadline, "counts never came from memory"
+            await asyncio.sleep(0.2)
+        assert crm["category_counts"]["crm"] >= 4
+
+        assert (await _search(client, q=word))["category_counts"] == {}
+        r = await client.post(CONNECTORS, headers=publisher.headers, json={
+            "manifest": manifest, "endpoint_url": "http://127.0.0.1:9",
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        found = await _search(client, q=word)
+        assert found["category_counts"] == {r.json()["category"] or "": 1}  # "" for none
+        assert [e["slug"] for e in found["items"]] == [f"facet-{word}"]

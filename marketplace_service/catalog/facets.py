@@ -1,0 +1,195 @@
+"""A search's per-category counts, from memory, kept current by PostgreSQL's notifications.
+
+Counting a broad query's matches per category in SQL reads every matching row: 10 ms for the
+7,000 of 10,000 entries that contain "connector", since each row is wide and each search vector
+is read and matched (no index answers "how many per category"). The service instead keeps, per
+entry, its category, auth scheme and featured flag, and an inverted index of the search vectors'
+lexemes (lexeme -> entries, lexemes sorted, so the entries of a prefix are one slice), and
+counts with numpy in about 0.1 ms.
+
+Freshness: a trigger notifies ``seedos_catalog`` when marketplace_connectors changes (migration
+``catalog_notify``); each replica listens on a connection of its own and then reads the catalog
+again (the index is built in a thread). A reading answers only while no change is known since it
+began and the listening connection is up; an entry published on this replica makes it stale at
+once, before the notification arrives. Otherwise, and for a query term this index cannot
+evaluate exactly (anything but one lexeme, prefix or not: ``'foo':* <-> 'bar':*``), the counts
+come from SQL (``repository.category_counts``), as they did before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+
+from common.db import Database
+from common.listen import listen_forever
+from marketplace_service.catalog import repository
+
+log = structlog.get_logger(component="marketplace.facets")
+
+CHANNEL = "seedos_catalog"
+# One lexeme, as tsquery text prints it, optionally a prefix: 'connector':* or 'a'. A lexeme
+# with a quote or a backslash (printed escaped) is left to SQL.
+_TERM = re.compile(r"'([^'\\]+)'(:\*)?")
+
+
+def term(text: str) -> tuple[str, bool] | None:
+    """(lexeme, is a prefix) of a normalized query term, or None when it is not one lexeme."""
+    found = _TERM.fullmatch(text)
+    return (found[1], bool(found[2])) if found else None
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string after every string that starts with ``prefix`` (None: there is none)."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(last + 1)
+        prefix = prefix[:-1]
+    return None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The catalog as it was read once (never changed)."""
+
+    slots: dict[uuid.UUID, int]  # entry -> its slot in the arrays below
+    categories: list[str]  # category code -> name ('' for none), sorted
+    category: np.ndarray  # slot -> category code
+    schemes: dict[str, int]  # auth scheme -> code
+    scheme: np.ndarray  # slot -> auth scheme code
+    featured: np.ndarray  # slot -> is featured
+    lexemes: list[str]  # every lexeme of every search vector, sorted
+    ptr: np.ndarray  # the slots of lexemes[k] are at[ptr[k]:ptr[k + 1]]
+    at: np.ndarray
+
+    @classmethod
+    def read(cls, rows: Sequence[Sequence[Any]]) -> Reading:
+        """``rows``: every entry's (id, category, auth scheme, featured, lexemes)."""
+        postings: dict[str, list[int]] = {}
+        for slot, (*_, lexemes) in enumerate(rows):
+            for lexeme in lexemes:
+                postings.setdefault(lexeme, []).append(slot)
+        lexemes = sorted(postings)
+        ptr = np.zeros(len(lexemes) + 1, dtype=np.int64)
+        np.cumsum([len(postings[x]) for x in lexemes], out=ptr[1:])
+        at = np.fromiter((s for x in lexemes for s in postings[x]), np.int32, count=int(ptr[-1]))
+        categories = sorted({r[1] or "" for r in rows})
+        codes = {c: i for i, c in enumerate(categories)}
+        schemes = {s: i for i, s in enumerate(sorted({r[2] for r in rows}))}
+        return cls(
+            slots={r[0]: slot for slot, r in enumerate(rows)},
+            categories=categories,
+            category=np.array([codes[r[1] or ""] for r in rows], dtype=np.int32),
+            schemes=schemes,
+            scheme=np.array([schemes[r[2]] for r in rows], dtype=np.int32),
+            featured=np.array([bool(r[3]) for r in rows], dtype=bool),
+            lexemes=lexemes,
+            ptr=ptr,
+            at=at,
+        )
+
+    def _matching(self, lexeme: str, prefix: bool) -> np.ndarray:
+        lo = bisect.bisect_left(self.lexemes, lexeme)
+        if prefix:
+            after = _after_prefix(lexeme)
+            hi = len(self.lexemes) if after is None else bisect.bisect_left(self.lexemes, after)
+        else:
+            hi = lo + 1 if lo < len(self.lexemes) and self.lexemes[lo] == lexeme else lo
+        found = np.zeros(len(self.slots), dtype=bool)
+        found[self.at[self.ptr[lo] : self.ptr[hi]]] = True
+        return found
+
+    def counts(
+        self,
+        terms: Iterable[tuple[str, bool]],
+        *,
+        auth_scheme: str | None,
+        featured: bool | None,
+        installed: tuple[bool, Iterable[uuid.UUID]] | None,
+    ) -> dict[str, int]:
+        """Entries per category matching every term, under the filters given: the result of
+        ``repository.category_counts`` (``installed``: (wanted, the tenant's entries))."""
+        chosen = np.ones(len(self.slots), dtype=bool)
+        for lexeme, prefix in terms:
+            chosen &= self._matching(lexeme, prefix)
+        if auth_scheme is not None:
+            chosen &= self.scheme == self.schemes.get(auth_scheme, -1)
+        if featured is not None:
+            chosen &= self.featured == featured
+        if installed is not None:
+            wanted, entries = installed
+            mine = np.zeros(len(self.slots), dtype=bool)
+            mine[[s for e in entries if (s := self.slots.get(e)) is not None]] = True
+            chosen &= mine if wanted else ~mine
+        per = np.bincount(self.category[chosen], minlength=len(self.categories))
+        return {c: int(n) for c, n in zip(self.categories, per, strict=True) if n}
+
+
+class Facets:
+    """The current :class:`Reading`, when there is one known to be current."""
+
+    def __init__(self) -> None:
+        self._reading: Reading | None = None
+        self._read_at = -1  # the change count when the reading began
+        self._changes = 0  # changes known (notifications, local publishes, lost listening)
+        self._listening = False
+        self._changed = asyncio.Event()
+
+    @property
+    def current(self) -> Reading | None:
+        if self._listening and self._read_at == self._changes:
+            return self._reading
+        return None
+
+    def changed(self) -> None:
+        """The catalog changed (or may have): stop answering until it is read again."""
+        self._changes += 1
+        self._changed.set()
+
+    def _listening_now(self, listening: bool) -> None:
+        self._listening = listening
+        self.changed()  # notifications may have been missed: read again
+
+    async def keep_current(self, db: Database, dsn: str, *, application_name: str) -> None:
+        """Listen for changes and read the catalog again after each, until cancelled."""
+        listening = listen_forever(
+            dsn, CHANNEL, lambda _payload: self.changed(), application_name=application_name,
+            on_listening=lambda: self._listening_now(True),
+            on_lost=lambda: self._listening_now(False),
+        )  # fmt: skip
+        listener = asyncio.create_task(listening, name="catalog-listen")
+        try:
+            await self._read_forever(db)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _read_forever(self, db: Database) -> None:
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(0.02)  # a burst of changes (a catalog load) is read once
+            self._changed.clear()
+            if not self._listening:
+                continue  # nothing read now could be trusted; listening again sets _changed
+            began = self._changes
+            try:
+                async with db.connection() as conn:
+                    rows = await repository.facet_rows(conn)
+                reading = await asyncio.to_thread(Reading.read, rows)
+            except Exception as exc:  # the database may be down: SQL counts meanwhile
+                log.warning("catalog_read_failed", error=type(exc).__name__)
+                await asyncio.sleep(1)
+                self._changed.set()
+                continue
+            self._reading, self._read_at = reading, began
