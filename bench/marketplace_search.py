@@ -228,7 +228,11 @@ def measure(client: httpx.Client, loaded: dict[str, Any], args: argparse.Namespa
         if i % 2 == 0:
             reference.append(timed(client, f"/api/v1/marketplace/connectors/{slugs_plan[i // 2]}"))
     every = [v for values in by_kind.values() for v in values]
+    metrics = client.get("/metrics").text
+    sources = dict(re.findall(r'seedos_marketplace_category_counts_total\{source="(\w+)"\} (\S+)',
+                              metrics))  # fmt: skip
     return {
+        "category_counts_from": {k: int(float(v)) for k, v in sources.items()},
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "entries": loaded["entries"], "tenants": args.tenants, "installs": loaded["installs"],
         "search": {"requests": len(every), "p50_ms": statistics.median(every),
@@ -300,6 +304,8 @@ def report(f: dict[str, Any], info: dict[str, Any], args: argparse.Namespace) ->
         f" (target <= {TARGET_P99_MS:g} ms: {verdict}), max {s['max_ms']:.2f} ms",
         f"reference, detail by slug ({ref['requests']}): p50 {ref['p50_ms']:.2f} ms,"
         f" p99 {ref['p99_ms']:.2f} ms",
+        "category counts computed from: "
+        + (", ".join(f"{k} {v}" for k, v in f["category_counts_from"].items()) or "sql (all)"),
         "by kind:",
         *(f"  {kind:<22} p50 {v['p50_ms']:6.2f} ms  p99 {v['p99_ms']:6.2f} ms"
           for kind, v in f["by_kind"].items()),

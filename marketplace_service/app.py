@@ -82,7 +82,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
         extra_lifespan=running,
     )  # fmt: skip
     app.state.vocabulary = Vocabulary()
-    app.state.facets = Facets()
+    app.state.facets = Facets(app.state.vocabulary)
     app.include_router(catalog_router)
     app.include_router(publishing_router)
     app.include_router(install_router)

@@ -32,7 +32,7 @@ import structlog
 
 from common.db import Database
 from common.listen import listen_forever
-from marketplace_service.catalog import repository
+from marketplace_service.catalog import fuzzy, repository
 
 log = structlog.get_logger(component="marketplace.facets")
 
@@ -59,55 +59,107 @@ def _after_prefix(prefix: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class Reading:
-    """The catalog as it was read once (never changed)."""
+class _Postings:
+    """An inverted index: the entries (slots, ascending) holding ``lexemes[k]`` are
+    ``at[ptr[k]:ptr[k + 1]]``. Lexemes are sorted, so the entries of a prefix are one slice."""
 
-    slots: dict[uuid.UUID, int]  # entry -> its slot in the arrays below
-    categories: list[str]  # category code -> name ('' for none), sorted
-    category: np.ndarray  # slot -> category code
-    schemes: dict[str, int]  # auth scheme -> code
-    scheme: np.ndarray  # slot -> auth scheme code
-    featured: np.ndarray  # slot -> is featured
-    lexemes: list[str]  # every lexeme of every search vector, sorted
-    ptr: np.ndarray  # the slots of lexemes[k] are at[ptr[k]:ptr[k + 1]]
+    lexemes: list[str]
+    ptr: np.ndarray
     at: np.ndarray
 
     @classmethod
-    def read(cls, rows: Sequence[Sequence[Any]]) -> Reading:
-        """``rows``: every entry's (id, category, auth scheme, featured, lexemes)."""
+    def of(cls, vectors: Iterable[Iterable[str]]) -> _Postings:
         postings: dict[str, list[int]] = {}
-        for slot, (*_, lexemes) in enumerate(rows):
+        for slot, lexemes in enumerate(vectors):
             for lexeme in lexemes:
                 postings.setdefault(lexeme, []).append(slot)
         lexemes = sorted(postings)
         ptr = np.zeros(len(lexemes) + 1, dtype=np.int64)
         np.cumsum([len(postings[x]) for x in lexemes], out=ptr[1:])
         at = np.fromiter((s for x in lexemes for s in postings[x]), np.int32, count=int(ptr[-1]))
-        categories = sorted({r[1] or "" for r in rows})
-        codes = {c: i for i, c in enumerate(categories)}
-        schemes = {s: i for i, s in enumerate(sorted({r[2] for r in rows}))}
-        return cls(
-            slots={r[0]: slot for slot, r in enumerate(rows)},
-            categories=categories,
-            category=np.array([codes[r[1] or ""] for r in rows], dtype=np.int32),
-            schemes=schemes,
-            scheme=np.array([schemes[r[2]] for r in rows], dtype=np.int32),
-            featured=np.array([bool(r[3]) for r in rows], dtype=bool),
-            lexemes=lexemes,
-            ptr=ptr,
-            at=at,
-        )
+        return cls(lexemes, ptr, at)
 
-    def _matching(self, lexeme: str, prefix: bool) -> np.ndarray:
+    def holding(self, lexeme: str, prefix: bool, into: np.ndarray) -> np.ndarray:
+        """Marks in ``into`` the entries holding ``lexeme`` (or, with ``prefix``, a lexeme that
+        starts with it)."""
         lo = bisect.bisect_left(self.lexemes, lexeme)
         if prefix:
             after = _after_prefix(lexeme)
             hi = len(self.lexemes) if after is None else bisect.bisect_left(self.lexemes, after)
         else:
             hi = lo + 1 if lo < len(self.lexemes) and self.lexemes[lo] == lexeme else lo
-        found = np.zeros(len(self.slots), dtype=bool)
-        found[self.at[self.ptr[lo] : self.ptr[hi]]] = True
-        return found
+        into[self.at[self.ptr[lo] : self.ptr[hi]]] = True
+        return into
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The catalog as it was read once (never changed). Entries are in id order (their slots),
+    as ``ORDER BY id`` gives them."""
+
+    ids: list[uuid.UUID]
+    names: list[str]
+    slots: dict[uuid.UUID, int]
+    categories: list[str]  # category code -> name ('' for none), sorted
+    category: np.ndarray  # slot -> category code
+    schemes: dict[str, int]  # auth scheme -> code
+    scheme: np.ndarray  # slot -> auth scheme code
+    featured: np.ndarray  # slot -> is featured
+    search: _Postings  # the search vectors' lexemes (what a query must match)
+    title: _Postings  # the title vectors' lexemes (what typo candidates are found by)
+    titles: fuzzy._Titles  # the title words, for ranking typo candidates (same slots)
+
+    @classmethod
+    def read(cls, rows: Sequence[Sequence[Any]], version: Any = None) -> Reading:
+        """``rows``: :func:`repository.facet_rows`; ``version`` the catalog's fingerprint."""
+        categories = sorted({r[1] or "" for r in rows})
+        codes = {c: i for i, c in enumerate(categories)}
+        schemes = {s: i for i, s in enumerate(sorted({r[2] for r in rows}))}
+        return cls(
+            ids=[r[0] for r in rows],
+            names=[r[5] for r in rows],
+            slots={r[0]: slot for slot, r in enumerate(rows)},
+            categories=categories,
+            category=np.array([codes[r[1] or ""] for r in rows], dtype=np.int32),
+            schemes=schemes,
+            scheme=np.array([schemes[r[2]] for r in rows], dtype=np.int32),
+            featured=np.array([bool(r[3]) for r in rows], dtype=bool),
+            search=_Postings.of(r[4] for r in rows),
+            title=_Postings.of(r[7] for r in rows),
+            titles=fuzzy._Titles.read(((r[0], r[5], r[6], r[1]) for r in rows), version),
+        )
+
+    def category_of(self, slot: int) -> str | None:
+        return self.categories[self.category[slot]] or None
+
+    def _none(self) -> np.ndarray:
+        return np.zeros(len(self.ids), dtype=bool)
+
+    def _matching(self, terms: Iterable[tuple[str, bool]]) -> np.ndarray:
+        """The entries whose search vector matches every term."""
+        chosen = np.ones(len(self.ids), dtype=bool)
+        for lexeme, prefix in terms:
+            chosen &= self.search.holding(lexeme, prefix, self._none())
+        return chosen
+
+    def _filtered(
+        self,
+        chosen: np.ndarray,
+        *,
+        auth_scheme: str | None,
+        featured: bool | None,
+        installed: tuple[bool, Iterable[uuid.UUID]] | None,
+    ) -> np.ndarray:
+        if auth_scheme is not None:
+            chosen &= self.scheme == self.schemes.get(auth_scheme, -1)
+        if featured is not None:
+            chosen &= self.featured == featured
+        if installed is not None:
+            wanted, entries = installed
+            mine = self._none()
+            mine[[s for e in entries if (s := self.slots.get(e)) is not None]] = True
+            chosen &= mine if wanted else ~mine
+        return chosen
 
     def counts(
         self,
@@ -119,26 +171,43 @@ class Reading:
     ) -> dict[str, int]:
         """Entries per category matching every term, under the filters given: the result of
         ``repository.category_counts`` (``installed``: (wanted, the tenant's entries))."""
-        chosen = np.ones(len(self.slots), dtype=bool)
-        for lexeme, prefix in terms:
-            chosen &= self._matching(lexeme, prefix)
-        if auth_scheme is not None:
-            chosen &= self.scheme == self.schemes.get(auth_scheme, -1)
-        if featured is not None:
-            chosen &= self.featured == featured
-        if installed is not None:
-            wanted, entries = installed
-            mine = np.zeros(len(self.slots), dtype=bool)
-            mine[[s for e in entries if (s := self.slots.get(e)) is not None]] = True
-            chosen &= mine if wanted else ~mine
+        chosen = self._filtered(
+            self._matching(terms), auth_scheme=auth_scheme, featured=featured, installed=installed
+        )
         per = np.bincount(self.category[chosen], minlength=len(self.categories))
         return {c: int(n) for c, n in zip(self.categories, per, strict=True) if n}
 
+    def typo_candidates(
+        self,
+        lexemes: Iterable[str],
+        terms: Sequence[tuple[str, bool]],
+        *,
+        auth_scheme: str | None,
+        featured: bool | None,
+        installed: tuple[bool, Iterable[uuid.UUID]] | None,
+        limit: int,
+    ) -> np.ndarray:
+        """The slots of ``repository.fuzzy_candidates``: entries with one of ``lexemes`` in
+        their title vector that do not match every term, under the filters given, the first
+        ``limit`` by id."""
+        chosen = self._none()
+        for lexeme in lexemes:
+            self.title.holding(lexeme, False, chosen)
+        if terms:  # no query excludes nothing (as an empty tsquery matches nothing)
+            chosen &= ~self._matching(terms)
+        chosen = self._filtered(
+            chosen, auth_scheme=auth_scheme, featured=featured, installed=installed
+        )
+        return np.flatnonzero(chosen)[:limit]
+
 
 class Facets:
-    """The current :class:`Reading`, when there is one known to be current."""
+    """The current :class:`Reading`, when there is one known to be current. Each reading's
+    title words also go to ``vocabulary`` (typo corrections and ranking), which keeps using the
+    latest one while none is current."""
 
-    def __init__(self) -> None:
+    def __init__(self, vocabulary: fuzzy.Vocabulary | None = None) -> None:
+        self._vocabulary = vocabulary
         self._reading: Reading | None = None
         self._read_at = -1  # the change count when the reading began
         self._changes = 0  # changes known (notifications, local publishes, lost listening)
@@ -184,12 +253,15 @@ class Facets:
                 continue  # nothing read now could be trusted; listening again sets _changed
             began = self._changes
             try:
-                async with db.connection() as conn:
+                async with db.connection() as conn, conn.transaction(isolation="repeatable_read"):
+                    version = await repository.catalog_version(conn)
                     rows = await repository.facet_rows(conn)
-                reading = await asyncio.to_thread(Reading.read, rows)
+                reading = await asyncio.to_thread(Reading.read, rows, version)
             except Exception as exc:  # the database may be down: SQL counts meanwhile
                 log.warning("catalog_read_failed", error=type(exc).__name__)
                 await asyncio.sleep(1)
                 self._changed.set()
                 continue
             self._reading, self._read_at = reading, began
+            if self._vocabulary is not None:
+                self._vocabulary.use(reading.titles)

@@ -71,6 +71,30 @@ class _Titles:
         words = _typo_targets(index)
         return cls(version, words, list(index), slots, ptr, np.array(at, dtype=np.int64))
 
+    def closeness(self, query_words: Sequence[str], slots: Sequence[int]) -> np.ndarray:
+        """For each entry in ``slots``: the mean, over the query's words, of each word's best
+        match among the entry's title words (0 to 100; 0 for an entry without words). Each query
+        word is compared once with each distinct word these entries have (rapidfuzz ``cdist``),
+        and each entry's best match gathered from that table with numpy."""
+        picked = np.asarray(slots, dtype=np.int64)
+        closeness = np.zeros(len(picked))
+        starts = self.ptr[picked]
+        lengths = self.ptr[picked + 1] - starts
+        has = lengths > 0
+        if not has.any() or not query_words:
+            return closeness
+        starts, lengths = starts[has], lengths[has]
+        # the table positions of every entry's words, one run per entry
+        offsets = np.cumsum(lengths) - lengths
+        positions = self.at[np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())]
+        used, at = np.unique(positions, return_inverse=True)
+        ratios = process.cdist(
+            query_words, [self.table[w] for w in used], scorer=fuzz.ratio, dtype=np.float32
+        )
+        # each query word's best match within each entry's run, then the mean
+        closeness[has] = np.maximum.reduceat(ratios[:, at], offsets, axis=1).mean(axis=0)
+        return closeness
+
 
 class Vocabulary:
     """The catalog's title words: the words a typo may stand for (three letters or more, no
@@ -92,6 +116,10 @@ class Vocabulary:
         """``titles``: every entry's (id, name, vendor, category). Safe to call from a thread:
         the new reading is built aside and swapped in by one assignment."""
         self._titles = _Titles.read(titles, version)
+
+    def use(self, titles: _Titles) -> None:
+        """A reading built elsewhere (with the catalog's other in-memory index, facets.py)."""
+        self._titles = titles
 
     def add(self, entry: uuid.UUID, *fields: str | None) -> None:
         """A just-published entry, found at once on this replica (after the others, until the
@@ -139,21 +167,8 @@ class Vocabulary:
             else:
                 slots.append(slot)
                 known.append(k)
-        starts = titles.ptr[slots]
-        lengths = titles.ptr[np.array(slots, dtype=np.int64) + 1] - starts
-        has = lengths > 0
-        if has.any():
-            runs, starts, lengths = np.array(known)[has], starts[has], lengths[has]
-            # the table positions of every candidate's words, one run per candidate
-            offsets = np.cumsum(lengths) - lengths
-            positions = titles.at[np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())]
-            # compare the query with the words these candidates have, each once
-            used, at = np.unique(positions, return_inverse=True)
-            ratios = process.cdist(
-                query_words, [titles.table[w] for w in used], scorer=fuzz.ratio, dtype=np.float32
-            )
-            # each query word's best match within each candidate's run, then the mean
-            closeness[runs] = np.maximum.reduceat(ratios[:, at], offsets, axis=1).mean(axis=0)
+        if known:
+            closeness[known] = titles.closeness(query_words, slots)
         close = np.flatnonzero(closeness >= THRESHOLD)
         return list(zip(closeness[close].tolist(), close.tolist(), strict=True))
 

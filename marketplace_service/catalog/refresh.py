@@ -1,5 +1,7 @@
-"""What the catalog counts again every few seconds: installs per entry (the popularity sort)
-and the title vocabulary (typo-tolerant search)."""
+"""What the catalog counts again every few seconds: installs per entry (the popularity sort),
+and the title vocabulary (typo-tolerant search) if the catalog changed without this replica
+reading it (facets.py reads it when PostgreSQL notifies a change; this covers a lost
+notification)."""
 
 from __future__ import annotations
 

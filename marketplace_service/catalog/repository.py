@@ -253,11 +253,12 @@ async def titles(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def facet_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every entry's (id, category, auth scheme, featured, lexemes of its search vector): what
-    category counts are computed from in memory (facets.py)."""
+    """Every entry, in id order, with what the in-memory index (facets.py) needs: (id,
+    category, auth scheme, featured, search vector lexemes, name, vendor, title vector
+    lexemes)."""
     return await conn.fetch(
-        "SELECT id, category, auth_scheme, is_featured, tsvector_to_array(search_vector)"
-        " FROM marketplace_connectors"
+        "SELECT id, category, auth_scheme, is_featured, tsvector_to_array(search_vector),"
+        " name, vendor, tsvector_to_array(title_vector) FROM marketplace_connectors ORDER BY id"
     )
 
 

@@ -7,11 +7,13 @@ import json
 import math
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import asyncpg
+import numpy as np
 from cachetools import LRUCache
 from prometheus_client import Counter as Tally
 
@@ -19,7 +21,7 @@ from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
 from common.versions import newer
 from marketplace_service.catalog import fuzzy, repository
-from marketplace_service.catalog.facets import Facets, term
+from marketplace_service.catalog.facets import Facets, Reading, term
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
 DEMO_VERSION = "1.0.0"
@@ -55,16 +57,21 @@ async def tsterms(conn: asyncpg.Connection, words: list[str]) -> list[str]:
     """What the entries must match, as tsquery texts (all of them, each a ``$n::tsquery``):
     every word, each a prefix (search as you type) except one-letter words, which would match
     too much. Words are stemmed as English, except those English drops as stop words, which are
-    kept as typed ("in" is how Intercom starts). Each distinct term is normalized by PostgreSQL
-    once per process; a word with nothing to match ("!!!" has no word) gives no term."""
+    kept as typed ("in" is how Intercom starts); a word with nothing to match gives no term."""
     terms = [w if len(w) < 2 else f"{w}:*" for w in words]  # q is at most 200 characters
+    return [t for t in await _normalized(conn, terms) if t]
+
+
+async def _normalized(conn: asyncpg.Connection, terms: list[str]) -> list[str]:
+    """Each to_tsquery term as ``repository.tsqueries`` normalizes it, each distinct one asked
+    of PostgreSQL once per process."""
     known = {t: _TERMS[t] for t in terms if t in _TERMS}
     if missing := [t for t in dict.fromkeys(terms) if t not in known]:
-        for term, normalized in zip(
+        for term_, normalized in zip(
             missing, await repository.tsqueries(conn, missing), strict=True
         ):
-            known[term] = _TERMS[term] = normalized
-    return [known[t] for t in terms if known[t]]
+            known[term_] = _TERMS[term_] = normalized
+    return [known[t] for t in terms]
 
 
 def _like_prefix(text: str) -> str:
@@ -102,22 +109,26 @@ async def search(
     key = decode_cursor(cursor, parse=_CURSOR[sort])
     if q and q.strip() and query is None:  # typed, but nothing text search can hold ("!!!")
         return {"items": [], "next_cursor": None, "category_counts": {}}
-    known = await _counts_in_memory(conn, facets, filters, terms)
+    known = await _in_memory(conn, facets, filters, terms)
     CATEGORY_COUNTS.labels("sql" if known is None else "memory").inc()
     if known is None and spare is not None:
         counted = asyncio.ensure_future(repository.category_counts(spare, filters, query=query))
     else:
-        if known is None:
-            known = await repository.category_counts(conn, filters, query=query)
         counted = asyncio.get_running_loop().create_future()
-        counted.set_result(known)
+        counted.set_result(
+            known.counts(filters) if known is not None
+            else await repository.category_counts(conn, filters, query=query)
+        )  # fmt: skip
     try:
-        page = await _page(conn, filters, sort, query, words, key, limit + 1, counted)
+        if known is not None and _matches(filters, counted.result()) == 0:
+            page = []  # nothing to read: no entry matches
+        else:
+            page = await _page(conn, filters, sort, query, words, key, limit + 1, counted)
         counts = await counted
         if sort is Sort.relevance and _matches(filters, counts) < TYPO_WHEN_FEWER:
             page += await _typo_matches(
                 conn, filters, words, query=query, vocabulary=vocabulary, counts=counts,
-                after=(-key[0], key[1]) if key else None, room=limit + 1 - len(page),
+                after=(-key[0], key[1]) if key else None, room=limit + 1 - len(page), known=known,
             )  # fmt: skip
     finally:
         if not counted.done():  # the page failed: the counts are not wanted
@@ -134,14 +145,32 @@ async def search(
     }
 
 
-async def _counts_in_memory(
+@dataclass(frozen=True)
+class _Known:
+    """A search the in-memory index answers: its current reading, the query's terms (one
+    lexeme each), and the caller's installed entries when the installed filter needs them."""
+
+    reading: Reading
+    terms: list[tuple[str, bool]]
+    installed: tuple[bool, list[uuid.UUID]] | None
+
+    def filtered(self, filters: repository.Filters) -> dict[str, Any]:
+        """The filters but the category, as the reading takes them."""
+        return {"auth_scheme": filters.auth_scheme, "featured": filters.featured,
+                "installed": self.installed}  # fmt: skip
+
+    def counts(self, filters: repository.Filters) -> dict[str, int]:
+        """``repository.category_counts``."""
+        return self.reading.counts(self.terms, **self.filtered(filters))
+
+
+async def _in_memory(
     conn: asyncpg.Connection,
     facets: Facets | None,
     filters: repository.Filters,
     terms: list[str],
-) -> dict[str, int] | None:
-    """``repository.category_counts`` from the in-memory index, or None when it has no current
-    reading or cannot evaluate a term exactly."""
+) -> _Known | None:
+    """None when the index has no current reading or cannot evaluate a term exactly."""
     reading = facets.current if facets else None
     parsed = [found for t in terms if (found := term(t)) is not None]
     if reading is None or len(parsed) < len(terms):
@@ -150,9 +179,7 @@ async def _counts_in_memory(
     if filters.installed is not None:
         mine = await repository.installed_entries(conn, filters.tenant_id)
         installed = (filters.installed, mine)
-    return reading.counts(
-        parsed, auth_scheme=filters.auth_scheme, featured=filters.featured, installed=installed,
-    )  # fmt: skip
+    return _Known(reading, parsed, installed)
 
 
 # A short query the text search finds fewer entries for than this also gets typo matches.
@@ -218,6 +245,7 @@ async def _typo_matches(
     counts: dict[str, int],
     after: tuple[float, str] | None,
     room: int,
+    known: _Known | None = None,
 ) -> list[dict[str, Any]]:
     """Entries a typo of a short query stands for that the full-text search did not find, best
     first: closeness, then name, with ``score`` = closeness / 100 - 2 (below every text match);
@@ -227,21 +255,53 @@ async def _typo_matches(
     corrected = vocabulary.corrections(words)
     if not corrected:
         return []
-    candidates = await repository.fuzzy_candidates(
-        conn, filters, words=corrected, query=query, limit=FUZZY_CANDIDATES
-    )
-    close = vocabulary.rank(words, candidates)
-    categories = [candidates[k]["category"] for _, k in close]
-    for category, n in Counter(categories).items():
+    close = await _close_in_memory(conn, known, filters, words, corrected) if known else None
+    if close is None:
+        candidates = await repository.fuzzy_candidates(
+            conn, filters, words=corrected, query=query, limit=FUZZY_CANDIDATES
+        )
+        close = [
+            (closeness, candidates[k]["id"], candidates[k]["name"], candidates[k]["category"])
+            for closeness, k in vocabulary.rank(words, candidates)
+        ]
+    for category, n in Counter(c[3] for c in close).items():
         counts[category or ""] = counts.get(category or "", 0) + n
     ranked = sorted(
-        (-(closeness / 100 - 2), candidates[k]["name"], k)
-        for (closeness, k), category in zip(close, categories, strict=True)
+        (-(closeness / 100 - 2), name, k)
+        for k, (closeness, _, name, category) in enumerate(close)
         if filters.category is None or category == filters.category
     )  # the order the cursor pages in: score descending, then name
     start = bisect.bisect_right(ranked, (*after, math.inf)) if after else 0
-    return [{"id": candidates[k]["id"], "name": name, "score": -negative, "match": "typo"}
+    return [{"id": close[k][1], "name": name, "score": -negative, "match": "typo"}
             for negative, name, k in ranked[start : start + room]]  # fmt: skip
+
+
+async def _close_in_memory(
+    conn: asyncpg.Connection,
+    known: _Known,
+    filters: repository.Filters,
+    words: list[str],
+    corrected: list[str],
+) -> list[tuple[float, uuid.UUID, str, str | None]] | None:
+    """(closeness, id, name, category) of the typo matches close enough, from the index: the
+    candidates ``repository.fuzzy_candidates`` would give, ranked as ``Vocabulary.rank`` would;
+    None when a corrected word is not one lexeme."""
+    lexemes = []
+    for text in await _normalized(conn, corrected):
+        found = term(text)
+        if found is None:
+            return None
+        lexemes.append(found[0])
+    reading = known.reading
+    slots = reading.typo_candidates(
+        lexemes, known.terms, **known.filtered(filters), limit=FUZZY_CANDIDATES
+    )
+    closeness = reading.titles.closeness(words, slots)
+    return [
+        (float(closeness[k]), reading.ids[s], reading.names[s], reading.category_of(s))
+        for k in np.flatnonzero(closeness >= fuzzy.THRESHOLD).tolist()
+        for s in (int(slots[k]),)
+    ]
 
 
 async def _items(

@@ -46,8 +46,9 @@ async def _entry(conn: asyncpg.Connection, word: str, category: str) -> dict:
 
 async def test_in_memory_counts_are_the_sql_counts(dsn):
     """Random queries of the catalog's own words (whole, as prefixes of 1 to 5 letters, stop
-    words, digits), under random filters including a tenant's installs: the index gives what
-    repository.category_counts gives, and it is asked for every one."""
+    words, digits), under random filters including a tenant's installs: the index gives the
+    counts repository.category_counts gives, and the typo candidates (of random title words)
+    repository.fuzzy_candidates gives, in the same order."""
     tenant = await make_tenant(dsn, role=Role.viewer)
     conn = await db.connect(dsn)
     try:
@@ -61,7 +62,8 @@ async def test_in_memory_counts_are_the_sql_counts(dsn):
             )  # fmt: skip
         words = sorted({w for r in entries for w in fuzzy.words(f"{r['name']} {r['description']}")})
         reading = Reading.read(await repository.facet_rows(conn))
-        compared = 0
+        titles = sorted({w for r in entries for w in fuzzy.title_words(r["name"]) if w.isalpha()})
+        compared = candidates = 0
         for _ in range(400):
             typed = []
             for _ in range(rng.randint(1, 3)):
@@ -88,7 +90,21 @@ async def test_in_memory_counts_are_the_sql_counts(dsn):
             )
             assert got == expected, (typed, terms, filters)
             compared += 1
-        assert compared > 350
+
+            # typo candidates: title words, under the same filters, not matching the query
+            corrected = sorted(rng.sample(titles, rng.randint(1, 6)))
+            limit = rng.choice([3, 40, 1000])
+            sql = await repository.fuzzy_candidates(
+                conn, filters, words=corrected, query=query or "", limit=limit
+            )
+            lexemes = [term(t)[0] for t in await service._normalized(conn, corrected)]
+            slots = reading.typo_candidates(
+                lexemes, parsed, auth_scheme=filters.auth_scheme, featured=filters.featured,
+                installed=mine, limit=limit,
+            )  # fmt: skip
+            assert [reading.ids[s] for s in slots] == [r["id"] for r in sql], (corrected, terms)
+            candidates += len(sql)
+        assert compared > 350 and candidates > 150
     finally:
         await conn.close()
 
@@ -101,7 +117,8 @@ async def _until(predicate, what: str, seconds: float = 10) -> None:
 
 
 async def test_counts_follow_the_catalog_and_fall_back_to_sql_when_unsure(dsn, database):
-    facets = Facets()
+    vocabulary = fuzzy.Vocabulary()
+    facets = Facets(vocabulary)
     name = f"seedos-facets-{secrets.token_hex(4)}"
     keeper = asyncio.create_task(facets.keep_current(database, dsn, application_name=name))
     word = "zorblax" + secrets.token_hex(3)
@@ -114,12 +131,14 @@ async def test_counts_follow_the_catalog_and_fall_back_to_sql_when_unsure(dsn, d
     conn = await db.connect(dsn)
     try:
         await _until(lambda: facets.current is not None, "a first reading")
-        assert counts() == {}
+        assert counts() == {} and "facets" not in vocabulary.words
 
         # a change made elsewhere (another replica's publish): notified, read again
         entry = await _entry(conn, word, "analytics")
         await _until(lambda: facets.current is not None and counts() == {"analytics": 1},
                      "the new entry counted")  # fmt: skip
+        assert "facets" in vocabulary.words  # its title words: a typo of its name finds it
+        assert vocabulary.version == await repository.catalog_version(conn)  # not read twice
         # a change made here is known at once, before the notification
         facets.changed()
         assert facets.current is None
@@ -151,8 +170,9 @@ def test_only_single_lexemes_are_counted_from_memory():
     assert term("'googl':* <-> 'sheet':*") is None  # a phrase: SQL
     assert term("'it''s'") is None  # printed escaped: SQL
     reading = Reading.read([
-        (uuid.uuid4(), "crm", "oauth2", True, ["pay", "paypal", "payz\U0010ffff"]),
-        (uuid.uuid4(), None, "api_key", False, ["pa", "pax"]),
+        (uuid.uuid4(), "crm", "oauth2", True, ["pay", "paypal", "payz\U0010ffff"], "PayPal",
+         "PayPal", ["paypal"]),
+        (uuid.uuid4(), None, "api_key", False, ["pa", "pax"], "Pax", "Pax Inc", ["pax", "inc"]),
     ])  # fmt: skip
     count = functools.partial(reading.counts, auth_scheme=None, featured=None, installed=None)
     assert count([("pay", True)]) == {"crm": 1}
@@ -160,3 +180,8 @@ def test_only_single_lexemes_are_counted_from_memory():
     assert count([("pa", False)]) == {"": 1}
     assert count([("payz\U0010ffff", True)]) == {"crm": 1}
     assert count([("pa", True)], auth_scheme="basic") == {}
+    typos = functools.partial(reading.typo_candidates, auth_scheme=None, featured=None,
+                              installed=None, limit=10)  # fmt: skip
+    assert typos(["pax", "paypal"], []).tolist() == [0, 1]  # no query: nothing excluded
+    assert typos(["pax", "paypal"], [("pay", True)]).tolist() == [1]
+    assert typos(["pax", "paypal"], [], auth_scheme="oauth2").tolist() == [0]
