@@ -223,8 +223,11 @@ def measure(client: httpx.Client, loaded: dict[str, Any], args: argparse.Namespa
     reference: list[float] = []
     load_before = os.getloadavg()[0]
     # interleaved, so both see the same machine (2 cores shared with other work)
+    slowest: list[tuple[float, float, str, dict[str, Any]]] = []
     for i, (kind, params) in enumerate(plan):
-        by_kind.setdefault(kind, []).append(timed(client, "/api/v1/marketplace/connectors", params))
+        took = timed(client, "/api/v1/marketplace/connectors", params)
+        by_kind.setdefault(kind, []).append(took)
+        slowest = sorted([*slowest, (took, time.time(), kind, params)], reverse=True)[:5]
         if i % 2 == 0:
             reference.append(timed(client, f"/api/v1/marketplace/connectors/{slugs_plan[i // 2]}"))
     every = [v for values in by_kind.values() for v in values]
@@ -232,6 +235,8 @@ def measure(client: httpx.Client, loaded: dict[str, Any], args: argparse.Namespa
     sources = dict(re.findall(r'seedos_marketplace_category_counts_total\{source="(\w+)"\} (\S+)',
                               metrics))  # fmt: skip
     return {
+        "slowest": [{"ms": round(ms, 2), "at": at, "kind": kind, "params": params}
+                    for ms, at, kind, params in slowest],
         "category_counts_from": {k: int(float(v)) for k, v in sources.items()},
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "entries": loaded["entries"], "tenants": args.tenants, "installs": loaded["installs"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -22,6 +23,17 @@ Extra = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 async def _database_ready(app: FastAPI) -> tuple[bool, str | None]:
     return await db.ping(app.state.pool)
+
+
+def settle_heap() -> None:
+    """Move what is alive now (modules, the app, caches and indexes just built) out of the
+    garbage collector's sight. A full collection traverses every tracked object: 150 ms in
+    marketplace_service with its catalog index (146,000 objects), a stall for every request in
+    flight. Frozen objects are still freed by reference counting; only cycles among them would
+    stay, so what is garbage now is collected first. Call after startup and after building a
+    large, long-lived structure."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_service_app(
@@ -48,9 +60,11 @@ def create_service_app(
         )
         try:
             if extra_lifespan is None:
+                settle_heap()
                 yield
             else:
                 async with extra_lifespan(app):
+                    settle_heap()
                     yield
         finally:
             await app.state.pool.close()

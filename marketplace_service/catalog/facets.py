@@ -32,6 +32,7 @@ import structlog
 
 from common.db import Database
 from common.listen import listen_forever
+from common.service import settle_heap
 from marketplace_service.catalog import fuzzy, repository
 
 log = structlog.get_logger(component="marketplace.facets")
@@ -265,3 +266,5 @@ class Facets:
             self._reading, self._read_at = reading, began
             if self._vocabulary is not None:
                 self._vocabulary.use(reading.titles)
+            del rows
+            settle_heap()  # the reading lives until the next change: out of the collector's way

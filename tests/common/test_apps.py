@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
+import time
 
 import pytest
 from fastapi.routing import APIRoute
 
 from common.crypto import KeyRing
+from common.service import create_service_app
+from common.settings import CommonSettings
 from connector_service.app import create_app as connector_app
 from gateway.app import create_app as gateway_app
 from marketplace_service.app import create_app as marketplace_app
@@ -44,3 +48,24 @@ def test_no_route_or_dependency_runs_in_the_thread_pool(factory, monkeypatch):
             assert inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call), (
                 f"{route.path}: {getattr(call, '__qualname__', call)} is synchronous"
             )
+
+
+async def test_a_started_service_keeps_its_long_lived_objects_out_of_full_collections(dsn):
+    """After startup the live heap is frozen (gc.freeze): a full collection then traverses only
+    what was made since, not the whole service (150 ms in marketplace_service before)."""
+    settings = CommonSettings(database_url=dsn, internal_token_key="t" * 40)
+    app = create_service_app(name="probe", title="probe", settings=settings)
+    gc.unfreeze()  # whatever an earlier test froze
+    assert gc.get_freeze_count() == 0
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 10_000  # modules, FastAPI, this test session
+            started = time.perf_counter()
+            gc.collect()
+            took = time.perf_counter() - started
+            gc.unfreeze()
+            started = time.perf_counter()
+            gc.collect()
+            assert took < time.perf_counter() - started  # the frozen heap is not traversed
+    finally:
+        gc.unfreeze()
