@@ -1,19 +1,22 @@
-"""A search's per-category counts, from memory, kept current by PostgreSQL's notifications.
+"""The catalog in memory for search: per-category counts and typo candidates, kept current by
+PostgreSQL's notifications.
 
 Counting a broad query's matches per category in SQL reads every matching row: 10 ms for the
 7,000 of 10,000 entries that contain "connector", since each row is wide and each search vector
 is read and matched (no index answers "how many per category"). The service instead keeps, per
-entry, its category, auth scheme and featured flag, and an inverted index of the search vectors'
-lexemes (lexeme -> entries, lexemes sorted, so the entries of a prefix are one slice), and
-counts with numpy in about 0.1 ms.
+entry (in id order), its category, auth scheme and featured flag, and inverted indexes of the
+search and title vectors' lexemes (lexeme -> entries, lexemes sorted, so the entries of a prefix
+are one slice), and counts with numpy in about 0.1 ms. Typo candidates (entries holding a
+corrected title word, not matching the query) come from the same arrays, and the reading's title
+words are what the typo vocabulary (fuzzy.py) corrects and ranks with.
 
 Freshness: a trigger notifies ``seedos_catalog`` when marketplace_connectors changes (migration
 ``catalog_notify``); each replica listens on a connection of its own and then reads the catalog
 again (the index is built in a thread). A reading answers only while no change is known since it
 began and the listening connection is up; an entry published on this replica makes it stale at
 once, before the notification arrives. Otherwise, and for a query term this index cannot
-evaluate exactly (anything but one lexeme, prefix or not: ``'foo':* <-> 'bar':*``), the counts
-come from SQL (``repository.category_counts``), as they did before.
+evaluate exactly (anything but one lexeme, prefix or not: ``'foo':* <-> 'bar':*``), SQL answers
+(``repository.category_counts`` and ``fuzzy_candidates``), exact but slower.
 """
 
 from __future__ import annotations
