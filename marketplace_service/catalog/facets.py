@@ -181,6 +181,26 @@ class Reading:
         per = np.bincount(self.category[chosen], minlength=len(self.categories))
         return {c: int(n) for c, n in zip(self.categories, per, strict=True) if n}
 
+    def matching_ids(
+        self,
+        terms: Iterable[tuple[str, bool]],
+        *,
+        category: str | None,
+        auth_scheme: str | None,
+        featured: bool | None,
+        installed: tuple[bool, Iterable[uuid.UUID]] | None,
+    ) -> list[uuid.UUID]:
+        """The entries matching every term under every filter."""
+        chosen = self._filtered(
+            self._matching(terms), auth_scheme=auth_scheme, featured=featured, installed=installed
+        )
+        if category is not None:
+            code = bisect.bisect_left(self.categories, category)
+            if code == len(self.categories) or self.categories[code] != category:
+                return []
+            chosen &= self.category == code
+        return [self.ids[s] for s in np.flatnonzero(chosen).tolist()]
+
     def typo_candidates(
         self,
         lexemes: Iterable[str],

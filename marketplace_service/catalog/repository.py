@@ -133,6 +133,7 @@ async def by_relevance(
     after: tuple[float, str] | None,
     limit: int,
     broad: Callable[[], Awaitable[bool]],
+    among: Callable[[], list[uuid.UUID]] | None = None,
 ) -> list[asyncpg.Record]:
     """Entries matching ``query`` (tsquery text), best first (score, then name); strictly
     after ``after``. ``name_prefix`` is a LIKE pattern (escaped) of what was typed, lower case.
@@ -141,16 +142,23 @@ async def by_relevance(
     the description tier only when that leaves room on the page. The description tier is read
     one of two ways to the same order, as ``broad()`` says (asked only then): for many matches,
     in its index order, stopping after a page; for few, every match through the GIN index, then
-    a sort (reading in name order would scan the whole catalog for a handful of rows). The
-    page's full rows are read once chosen."""
+    a sort (reading in name order would scan the whole catalog for a handful of rows). For
+    few, ``among()``, when given, names entries that include every match under the filters
+    (from the in-memory index), so only those rows are read instead of every match of the query
+    in any category. The page's full rows are read once chosen."""
     after_score, after_name = after if after else (None, None)
     where = (*_filter_args(filters), after_score, after_name)
     rows = []
     if after_score is None or after_score >= 1:  # the cursor is not past the title tier yet
         rows = await conn.fetch(_TITLES, filters.tenant_id, query, name_prefix, *where, limit)
     if len(rows) < limit:
-        texts = _TEXTS_BROAD if await broad() else _TEXTS_NARROW
-        rows += await conn.fetch(texts, filters.tenant_id, query, *where, limit - len(rows))
+        room = limit - len(rows)
+        if await broad():
+            rows += await conn.fetch(_TEXTS_BROAD, filters.tenant_id, query, *where, room)
+        elif among is not None:
+            rows += await conn.fetch(_TEXTS_AMONG, filters.tenant_id, query, *where, room, among())
+        else:
+            rows += await conn.fetch(_TEXTS_NARROW, filters.tenant_id, query, *where, room)
     return rows
 
 
@@ -171,6 +179,13 @@ _TEXTS_BROAD = (
     f"WITH hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
     " FROM marketplace_connectors mc, (SELECT $2::tsquery) AS given(q)"
     f" WHERE {_TEXTS_WHERE} ORDER BY mc.is_featured DESC, mc.name LIMIT $9)" + _PAGE
+)
+# ... and $10 the entries to look among
+_TEXTS_AMONG = (
+    f"WITH hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
+    " FROM marketplace_connectors mc, (SELECT $2::tsquery) AS given(q)"
+    f" WHERE mc.id = ANY($10::uuid[]) AND {_TEXTS_WHERE} ORDER BY score DESC, mc.name LIMIT $9)"
+    + _PAGE
 )
 _TEXTS_NARROW = (
     "WITH matches AS MATERIALIZED (SELECT mc.id FROM marketplace_connectors mc"

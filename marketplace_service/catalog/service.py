@@ -123,7 +123,9 @@ async def search(
         if known is not None and _matches(filters, counted.result()) == 0:
             page = []  # nothing to read: no entry matches
         else:
-            page = await _page(conn, filters, sort, query, words, key, limit + 1, counted)
+            page = await _page(
+                conn, filters, sort, query, words, key, limit + 1, counted, known=known
+            )
         counts = await counted
         if sort is Sort.relevance and _matches(filters, counts) < TYPO_WHEN_FEWER:
             page += await _typo_matches(
@@ -212,6 +214,7 @@ async def _page(
     key: list[Any] | None,
     limit: int,
     counted: asyncio.Future[dict[str, int]],
+    known: _Known | None = None,
 ) -> list[Any]:
     """Up to ``limit`` rows in ``sort`` order after the cursor ``key`` (text matches only)."""
     if sort is Sort.name:
@@ -228,10 +231,17 @@ async def _page(
     async def broad() -> bool:
         return _matches(filters, await counted) > BROAD_MATCHES
 
+    def among() -> list[uuid.UUID]:
+        assert known is not None
+        return known.reading.matching_ids(
+            known.terms, category=filters.category, **known.filtered(filters)
+        )
+
     assert query is not None
     return list(await repository.by_relevance(
         conn, filters, query=query, name_prefix=_like_prefix(" ".join(words)),
         after=(key[0], key[1]) if key else None, limit=limit, broad=broad,
+        among=among if known is not None else None,
     ))  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import httpx
 from common import db
 from common.roles import Role
 from marketplace_service.catalog import repository
+from marketplace_service.catalog.facets import Reading, term
 from marketplace_service.catalog.repository import Filters
 from tests.support import make_tenant
 
@@ -191,34 +192,43 @@ async def test_bad_parameters_are_422(suite, dsn):
 
 
 async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
-    """The two ways repository.by_relevance reads the description tier (in index order, or
-    every match then a sort) must agree, page after page, under filters too, and give the
-    relevance order: score, then name."""
+    """The three ways repository.by_relevance reads the description tier (in index order, every
+    match then a sort, or among the entries the in-memory index says match under the filters)
+    must agree, page after page, under filters too, and give the relevance order: score, then
+    name."""
     tenant = await make_tenant(dsn, role=Role.viewer)
     conn = await db.connect(dsn)
     try:
+        reading = Reading.read(await repository.facet_rows(conn))
         for q, filters in [
             *((q, Filters(tenant_id=tenant.tenant_id))
               for q in ("connector:*", "crm:*", "api:* & sync:*", "googl:*", "pay:*")),
             ("connector:*", Filters(tenant_id=tenant.tenant_id, category="crm")),
             ("sync:*", Filters(tenant_id=tenant.tenant_id, auth_scheme="oauth2", installed=False)),
         ]:  # fmt: skip
-            pages: dict[bool, list[tuple[float, str]]] = {}
-            for broad in (True, False):
+            parts = [part.strip() for part in q.split("&")]
+            terms = [term(t) for t in await repository.tsqueries(conn, parts)]
+            ids = reading.matching_ids(
+                terms, category=filters.category, auth_scheme=filters.auth_scheme,
+                featured=None, installed=None,
+            )  # fmt: skip (a superset under installed=False: the SQL filters again)
+            pages: dict[str, list[tuple[float, str]]] = {}
+            for way in ("broad", "narrow", "among"):
                 after, seen = None, []
                 while True:
                     rows = await repository.by_relevance(
                         conn, filters, query=q, name_prefix=q.split(":")[0] + "%", after=after,
-                        limit=4, broad=lambda b=broad: asyncio.sleep(0, b),
+                        limit=4, broad=lambda b=way == "broad": asyncio.sleep(0, b),
+                        among=(lambda ids=ids: ids) if way == "among" else None,
                     )  # fmt: skip
                     seen += [(r["score"], r["name"]) for r in rows]
                     if len(rows) < 4:
                         break
                     after = (rows[-1]["score"], rows[-1]["name"])
-                pages[broad] = seen
-            assert pages[True] == pages[False], q
-            assert pages[True] and len(set(pages[True])) == len(pages[True]), q
-            assert pages[True] == sorted(pages[True], key=lambda sn: (-sn[0], sn[1])), q
+                pages[way] = seen
+            assert pages["broad"] == pages["narrow"] == pages["among"], q
+            assert pages["broad"] and len(set(pages["broad"])) == len(pages["broad"]), q
+            assert pages["broad"] == sorted(pages["broad"], key=lambda sn: (-sn[0], sn[1])), q
     finally:
         await conn.close()
 
