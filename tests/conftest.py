@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from common import db, migrate
@@ -43,6 +44,16 @@ async def dsn(admin_dsn: str) -> AsyncIterator[str]:
         await conn.close()
     yield url
     await drop_database(admin_dsn, url)
+
+
+@pytest.fixture
+async def database(dsn: str) -> AsyncIterator[db.Database]:
+    """A pool on the session's database, behind the services' gate, for in-process tests."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=db._init_connection)
+    try:
+        yield db.Database(pool, acquire_timeout=10)
+    finally:
+        await pool.close()
 
 
 @dataclass

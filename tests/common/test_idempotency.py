@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 
-from common import db, idempotency
+from common import idempotency
 from common.idempotency import Answer, InProgress, KeyReused
 from tests.support import make_tenant
-
-
-@pytest.fixture
-async def database(dsn):
-    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=4, init=db._init_connection)
-    try:
-        yield db.Database(pool, acquire_timeout=5)
-    finally:
-        await pool.close()
 
 
 async def test_only_a_final_answer_is_kept(database, dsn):

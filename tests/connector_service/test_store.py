@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import pytest
 from pycrdt import Doc, Map
 
 from common import db
 from connector_service.sync.store import EXTERNAL, PLATFORM, DocStore, new_live
 from tests.support import make_tenant
-
-
-@pytest.fixture
-async def database(dsn):
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=db._init_connection)
-    try:
-        yield db.Database(pool, acquire_timeout=10)
-    finally:
-        await pool.close()
 
 
 async def _integration(database: db.Database, dsn: str) -> uuid.UUID:

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import asyncpg
-import pytest
 
 from common import db
 from common.roles import Role
@@ -22,15 +21,6 @@ from marketplace_service.catalog.repository import Filters
 from tests.support import make_tenant
 
 STOP_WORDS = ["in", "as", "for", "the", "a", "to"]
-
-
-@pytest.fixture
-async def database(dsn):
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=db._init_connection)
-    try:
-        yield db.Database(pool, acquire_timeout=10)
-    finally:
-        await pool.close()
 
 
 async def _entry(conn: asyncpg.Connection, word: str, category: str) -> dict:

@@ -208,10 +208,11 @@ async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
         ]:  # fmt: skip
             parts = [part.strip() for part in q.split("&")]
             terms = [term(t) for t in await repository.tsqueries(conn, parts)]
+            # without the installed filter: a superset, which is fine (the SQL filters again)
             ids = reading.matching_ids(
                 terms, category=filters.category, auth_scheme=filters.auth_scheme,
                 featured=None, installed=None,
-            )  # fmt: skip (a superset under installed=False: the SQL filters again)
+            )  # fmt: skip
             pages: dict[str, list[tuple[float, str]]] = {}
             for way in ("broad", "narrow", "among"):
                 after, seen = None, []
