@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 from common import db, embedded, migrate
 from common.roles import Role
@@ -117,3 +118,14 @@ async def add_key(dsn: str, tenant: TenantKey, role: Role) -> TenantKey:
     finally:
         await conn.close()
     return TenantKey(tenant.tenant_id, tenant.slug, key["key"], key["id"])
+
+
+def metric_total(exposition: str, sample: str, **labels: str) -> float:
+    """The sum of the ``sample`` values (e.g. ``seedos_http_requests_total``) whose labels
+    include ``labels``, in a /metrics text; 0 when there is none. Malformed text raises."""
+    return sum(
+        found.value
+        for family in text_string_to_metric_families(exposition)
+        for found in family.samples
+        if found.name == sample and labels.items() <= found.labels.items()
+    )

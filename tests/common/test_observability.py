@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from common.roles import Role
-from tests.support import make_tenant
+from tests.support import make_tenant, metric_total
 
 
 async def _count(client: httpx.AsyncClient, url: str, route: str, status: str = "200") -> float:
     text = (await client.get(url + "/metrics")).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):  # raises on malformed exposition
-        if family.name != "seedos_http_requests":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name.endswith("_total")
-                and labels["route"] == route
-                and labels["status"] == status
-            ):
-                total += sample.value
-    return total
+    return metric_total(text, "seedos_http_requests_total", route=route, status=status)
 
 
 async def test_metrics_count_requests_per_service(suite, dsn):

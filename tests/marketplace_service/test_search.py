@@ -4,7 +4,6 @@ next to whatever other tests have registered meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 
@@ -15,7 +14,7 @@ from common.roles import Role
 from marketplace_service.catalog import repository
 from marketplace_service.catalog.facets import Reading, term
 from marketplace_service.catalog.repository import Filters
-from tests.support import make_tenant
+from tests.support import make_tenant, metric_total
 
 CONNECTORS = "/api/v1/marketplace/connectors"
 
@@ -234,13 +233,6 @@ async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
         await conn.close()
 
 
-def _from(metrics: str, source: str) -> float:
-    found = re.search(
-        rf'seedos_marketplace_category_counts_total{{source="{source}"}} (\S+)', metrics
-    )
-    return float(found[1]) if found else 0.0
-
-
 async def test_counts_come_from_memory_and_see_a_publish_at_once(suite, dsn):
     """Once marketplace_service has read the catalog, a search's counts come from its index
     (the metric says so), and an entry published a moment ago is counted by the very next
@@ -257,7 +249,9 @@ async def test_counts_come_from_memory_and_see_a_publish_at_once(suite, dsn):
 
         async def memory_answers() -> float:
             metrics = (await client.get(suite.marketplace_service + "/metrics")).text
-            return _from(metrics, "memory")
+            return metric_total(
+                metrics, "seedos_marketplace_category_counts_total", source="memory"
+            )
 
         deadline = time.monotonic() + 15
         while True:  # the service reads the catalog shortly after it starts
