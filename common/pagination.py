@@ -23,7 +23,9 @@ CursorParam = Annotated[
 
 
 def encode_cursor(key: list[Any]) -> str:
-    raw = json.dumps(key, separators=(",", ":"), default=str).encode()
+    """A cursor for the sort key ``key``; every part is written as a string, which is what
+    :func:`decode_cursor` reads back (through its parser) whatever the part's type."""
+    raw = json.dumps([str(part) for part in key], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 

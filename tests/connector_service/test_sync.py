@@ -174,6 +174,32 @@ async def test_a_refused_change_is_dead_lettered_and_the_rest_go_on(world):
     assert r.status_code == 404  # no longer dead
 
 
+async def test_dead_letters_page_through_their_cursor(world):
+    """next_cursor of the dead-letter listing leads to the next page (it used to be refused)."""
+    await world.sync()
+    refused = sorted(list(await world.crm_contacts())[:3])
+    r = await world.crm.post("/admin/faults", json={
+        "paths": [f"/v1/contacts/{k}" for k in refused], "methods": ["PUT"], "status": 400,
+        "count": 3})  # fmt: skip
+    assert r.status_code == 201, r.text
+    for key in refused:
+        r = await world.client.patch(f"{world.base}/records/contacts/{key}", json={"phone": "x"})
+        assert r.status_code == 200, r.text
+    assert (await world.drained())["dead_letters"] == 3
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        r = await world.client.get(world.base + "/sync/dead-letters", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        seen += [x["record_key"] for x in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == refused and pages == 3
+
+
 async def test_the_crm_down_for_a_while_loses_nothing(world, rig, dsn):
     await world.sync()
     crm = await world.crm_contacts()
