@@ -139,7 +139,19 @@ class Recorder:
                     columns = (list(column) for column in zip(*batch, strict=True))
                     await conn.execute(_INSERT, *columns)
             except BaseException:
-                self._rows.extendleft(reversed(batch))
+                self._requeue(batch)
                 raise
             written += len(batch)
         return written
+
+    def _requeue(self, batch: list[tuple[Any, ...]]) -> None:
+        """Put a batch that was not written back in front of the queue. Its rows are older than
+        any queued since; where rows that arrived during the write leave too little room, the
+        oldest of the batch are dropped and counted (a full deque would drop the newest from the
+        other end, silently)."""
+        assert self._rows.maxlen is not None
+        excess = len(batch) - (self._rows.maxlen - len(self._rows))
+        if excess > 0:
+            ROWS_DROPPED.inc(excess)
+            batch = batch[excess:]
+        self._rows.extendleft(reversed(batch))

@@ -129,3 +129,48 @@ async def test_addresses_are_checked_when_connecting():
                                                "endpoint_url": f"http://u:p@localhost:{port}"}))  # fmt: skip
         finally:
             await allowing.aclose()
+
+
+async def test_a_failed_flush_on_a_full_queue_drops_the_oldest_rows_and_counts_them(dsn):
+    """The rows of a failed write go back in front of the queue; when rows that arrived during
+    the write leave no room for all of them, the oldest are dropped, each one counted."""
+    import asyncio
+
+    import asyncpg
+    from prometheus_client import REGISTRY
+
+    from common import db
+    from connector_service.manager.recorder import Call
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, init=db._init_connection)
+    database = db.Database(pool, acquire_timeout=10)
+    recorder = Recorder(database, flush_seconds=60, batch_size=4, max_queued=4)
+    tenant, install = uuid.uuid4(), uuid.uuid4()
+
+    def call(name: str) -> Call:
+        return Call(tenant, install, name, "svc", "check", 0.01)
+
+    def dropped() -> float:
+        return REGISTRY.get_sample_value("seedos_connector_metric_rows_dropped_total") or 0.0
+
+    before = dropped()
+    try:
+        for name in ("a\x00", "b", "c", "d"):  # PostgreSQL refuses the NUL: the write fails
+            recorder.record(call(name))
+        held = await database.acquire()  # the write waits for the only connection
+        flushing = asyncio.create_task(recorder.flush())
+        for _ in range(500):  # until the write has taken its batch, 5 s at most
+            if not recorder._rows:
+                break
+            await asyncio.sleep(0.01)
+        assert not recorder._rows  # the batch was taken
+        recorder.record(call("e"))
+        recorder.record(call("f"))
+        await database.release(held)
+        with pytest.raises(asyncpg.PostgresError):
+            await flushing
+        names = [row[2] for row in recorder._rows]
+        assert names == ["c", "d", "e", "f"]  # the two oldest went, the newest stayed
+        assert dropped() - before == 2
+    finally:
+        await pool.close()
