@@ -24,6 +24,7 @@ from marketplace_service.publishing.routes import router as publishing_router
 from marketplace_service.recommendations.engine import RecommendationEngine
 from marketplace_service.recommendations.routes import router as recommendations_router
 from marketplace_service.settings import MarketplaceSettings
+from marketplace_service.versions.routes import router as versions_router
 
 SERVICE = "marketplace_service"
 log = structlog.get_logger(component="marketplace_service")
@@ -85,6 +86,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
     app.state.facets = Facets(app.state.vocabulary)
     app.include_router(catalog_router)
     app.include_router(publishing_router)
+    app.include_router(versions_router)
     app.include_router(install_router)
     app.include_router(recommendations_router)
     return app

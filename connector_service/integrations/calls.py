@@ -39,6 +39,7 @@ async def load_target(db: Database, tenant_id: uuid.UUID, integration_id: uuid.U
         id=row["id"], tenant_id=row["tenant_id"], connector_name=row["connector_name"],
         service_name=row["service_name"], status=row["status"], config=row["config"] or {},
         endpoint_url=row["endpoint_url"], manifest=row["manifest"] or {},
+        version=row["version"], withdrawn=row["withdrawn_reason"],
     )  # fmt: skip
 
 
@@ -97,6 +98,8 @@ async def check(
         await set_status(db, target, "pending", str(exc.detail))
     except errors.CircuitOpen:
         raise
+    except errors.UpdateRequired:
+        return  # the install shows update_required, from its version; nothing was called
     except EndpointNotAllowed as exc:
         await set_status(db, target, "error", f"endpoint not allowed: {exc.detail}",
                          last_error=exc.detail)  # fmt: skip

@@ -5,10 +5,22 @@ from datetime import datetime
 
 import asyncpg
 
-_COLUMNS = (
-    "id, tenant_id, connector_name, service_name, marketplace_connector_id, version, status,"
-    " status_reason, last_error, config, last_sync_at, sync_interval_seconds, created_at,"
-    " updated_at"
+# An install as the API shows it: on a version its publisher withdrew (and not disabled), its
+# status is update_required and the reason is the publisher's. Read from the table and the
+# version it is pinned to (marketplace_connector_versions, marketplace_service's, read-only here).
+_WITHDRAWN = "(v.withdrawn_at IS NOT NULL AND ic.status <> 'disabled')"
+_STATUS = f"CASE WHEN {_WITHDRAWN} THEN 'update_required' ELSE ic.status END"
+_SELECT = (
+    "SELECT ic.id, ic.tenant_id, ic.connector_name, ic.service_name,"
+    " ic.marketplace_connector_id, ic.version, ic.config, ic.last_error, ic.last_sync_at,"
+    " ic.sync_interval_seconds, ic.created_at, ic.updated_at,"
+    f" {_STATUS} AS status,"
+    f" CASE WHEN {_WITHDRAWN} THEN 'version ' || ic.version || ' was withdrawn by its"
+    " publisher: ' || v.withdrawn_reason || ' (upgrade: GET, then POST .../upgrade)'"
+    " ELSE ic.status_reason END AS status_reason"
+    " FROM integration_connectors ic"
+    " LEFT JOIN marketplace_connector_versions v"
+    " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
 )
 
 
@@ -24,12 +36,11 @@ async def list_for_tenant(
     """A page in (created_at, id) order, strictly after the given key."""
     after_created, after_id = after if after else (None, None)
     return await conn.fetch(
-        f"SELECT {_COLUMNS} FROM integration_connectors"
-        " WHERE tenant_id = $1"
-        " AND ($2::text IS NULL OR status = $2)"
-        " AND ($3::text IS NULL OR service_name = $3)"
-        " AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))"
-        " ORDER BY created_at, id LIMIT $6",
+        f"{_SELECT} WHERE ic.tenant_id = $1"
+        f" AND ($2::text IS NULL OR {_STATUS} = $2)"
+        " AND ($3::text IS NULL OR ic.service_name = $3)"
+        " AND ($4::timestamptz IS NULL OR (ic.created_at, ic.id) > ($4, $5::uuid))"
+        " ORDER BY ic.created_at, ic.id LIMIT $6",
         tenant_id,
         status,
         service_name,
@@ -43,18 +54,50 @@ async def get(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM integration_connectors WHERE tenant_id = $1 AND id = $2",
-        tenant_id,
-        integration_id,
+        f"{_SELECT} WHERE ic.tenant_id = $1 AND ic.id = $2", tenant_id, integration_id
     )
 
 
 async def catalog_entry(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
-    """The marketplace's entry (read-only here: marketplace_service owns the table)."""
+    """The marketplace's entry with what an install of it gets: its newest version that is not
+    withdrawn (``version`` None when every one is). Read-only here: marketplace_service owns
+    both tables."""
     return await conn.fetchrow(
-        "SELECT id, slug, name, service_identifier, version, available_scopes, manifest,"
-        " endpoint_url, allow_multiple FROM marketplace_connectors WHERE slug = $1",
+        "SELECT mc.id, mc.slug, mc.name, mc.service_identifier, mc.allow_multiple, v.version,"
+        " v.manifest, v.endpoint_url FROM marketplace_connectors mc"
+        " LEFT JOIN LATERAL (SELECT version, manifest, endpoint_url"
+        "  FROM marketplace_connector_versions WHERE connector_id = mc.id"
+        "  AND withdrawn_at IS NULL ORDER BY id DESC LIMIT 1) v ON TRUE"
+        " WHERE mc.slug = $1",
         slug,
+    )
+
+
+async def pinned_version(
+    conn: asyncpg.Connection, entry_id: uuid.UUID | None, version: str | None
+) -> asyncpg.Record | None:
+    """The published version an install runs: its manifest, endpoint and withdrawal."""
+    if entry_id is None or version is None:
+        return None
+    return await conn.fetchrow(
+        "SELECT version, manifest, endpoint_url, withdrawn_at, withdrawn_reason"
+        " FROM marketplace_connector_versions WHERE connector_id = $1 AND version = $2",
+        entry_id,
+        version,
+    )
+
+
+async def live_versions(
+    conn: asyncpg.Connection, entry_id: uuid.UUID | None
+) -> list[asyncpg.Record]:
+    """Every version of an entry that is not withdrawn, newest first (upgrade targets)."""
+    if entry_id is None:
+        return []
+    return await conn.fetch(
+        "SELECT version, manifest, endpoint_url, published_at"
+        " FROM marketplace_connector_versions WHERE connector_id = $1 AND withdrawn_at IS NULL"
+        " ORDER BY id DESC",
+        entry_id,
     )
 
 
@@ -86,10 +129,10 @@ async def insert(
     status_reason: str,
     created_by: str,
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    integration_id = await conn.fetchval(
         "INSERT INTO integration_connectors (tenant_id, marketplace_connector_id, connector_name,"
         " service_name, version, config, api_spec, status, status_reason, created_by)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) RETURNING {_COLUMNS}",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) RETURNING id",
         tenant_id,
         marketplace_connector_id,
         connector_name,
@@ -100,6 +143,9 @@ async def insert(
         status_reason,
         created_by,
     )
+    row = await get(conn, tenant_id, integration_id)
+    assert row is not None
+    return row
 
 
 async def update(
@@ -114,12 +160,12 @@ async def update(
     sync_interval_seconds: int | None = None,
 ) -> asyncpg.Record | None:
     """Change what is given (None keeps a column); a new status replaces the reason too."""
-    return await conn.fetchrow(
+    changed = await conn.fetchval(
         "UPDATE integration_connectors SET config = COALESCE($3, config),"
         " connector_name = COALESCE($4, connector_name), status = COALESCE($5, status),"
         " status_reason = CASE WHEN $5::text IS NULL THEN status_reason ELSE $6 END,"
         " sync_interval_seconds = COALESCE($7, sync_interval_seconds)"
-        f" WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
+        " WHERE tenant_id = $1 AND id = $2 RETURNING id",
         tenant_id,
         integration_id,
         config,
@@ -128,6 +174,23 @@ async def update(
         status_reason,
         sync_interval_seconds,
     )
+    return None if changed is None else await get(conn, tenant_id, integration_id)
+
+
+async def set_version(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    *,
+    version: str,
+    config: dict,
+) -> None:
+    """Pin an install to another published version (an upgrade), with the config for it."""
+    await conn.execute(
+        "UPDATE integration_connectors SET version = $3, config = $4"
+        " WHERE tenant_id = $1 AND id = $2",
+        tenant_id, integration_id, version, config,
+    )  # fmt: skip
 
 
 async def delete(conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID) -> bool:
@@ -139,25 +202,19 @@ async def delete(conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id:
     return result.endswith(" 1")
 
 
-async def catalog_entry_by_id(
-    conn: asyncpg.Connection, entry_id: uuid.UUID | None
-) -> asyncpg.Record | None:
-    if entry_id is None:
-        return None
-    return await conn.fetchrow(
-        "SELECT manifest FROM marketplace_connectors WHERE id = $1", entry_id
-    )
-
-
 async def call_target(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """An install with what calling (or connecting) its connector needs from the catalog."""
+    """An install with what calling (or connecting) its connector needs from the catalog: the
+    endpoint and manifest of the version it is pinned to, never the entry's newest."""
     return await conn.fetchrow(
         "SELECT ic.id, ic.tenant_id, ic.connector_name, ic.service_name, ic.status, ic.config,"
-        " ic.api_spec, ic.marketplace_connector_id, mc.slug, mc.endpoint_url, mc.manifest"
+        " ic.api_spec, ic.marketplace_connector_id, ic.version, mc.slug, v.endpoint_url,"
+        " v.manifest, v.withdrawn_reason"
         " FROM integration_connectors ic"
         " LEFT JOIN marketplace_connectors mc ON mc.id = ic.marketplace_connector_id"
+        " LEFT JOIN marketplace_connector_versions v"
+        " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
         " WHERE ic.tenant_id = $1 AND ic.id = $2",
         tenant_id,
         integration_id,

@@ -13,6 +13,7 @@ class Status(StrEnum):
     active = "active"
     error = "error"
     disabled = "disabled"
+    update_required = "update_required"  # its version was withdrawn by the publisher
 
 
 class Circuit(BaseModel):

@@ -67,6 +67,15 @@ class AlreadyInstalled(Conflict):
     code, title = "already_installed", "Already installed"
 
 
+class ConnectorWithdrawn(Conflict):
+    code, title = "connector_withdrawn", "Every version of this connector was withdrawn"
+
+
+def offered_scopes(manifest: dict[str, Any]) -> list[str]:
+    """The OAuth scopes a version's manifest offers."""
+    return list((manifest.get("auth") or {}).get("scopes") or [])
+
+
 async def create(
     conn: asyncpg.Connection,
     ring: KeyRing,
@@ -85,11 +94,13 @@ async def create(
     entry = await repository.catalog_entry(conn, slug)
     if entry is None:
         raise ConnectorUnknown(f"the catalog has no connector '{slug}'")
+    if entry["version"] is None:
+        raise ConnectorWithdrawn(f"its publisher withdrew every version of '{slug}'")
     manifest = entry["manifest"] or {}
     found = config_rules.problems(
         manifest.get("config_schema", {}), config=config, credentials=credentials
     )
-    unknown_scopes = sorted(set(scopes or []) - set(entry["available_scopes"]))
+    unknown_scopes = sorted(set(scopes or []) - set(offered_scopes(manifest)))
     found += [{"path": "/scopes", "message": f"not offered: {s}"} for s in unknown_scopes]
     if found:
         raise InvalidConfig(f"{len(found)} problem(s) with this install", errors=found)
@@ -197,9 +208,11 @@ async def delete(
     the outcome audited), then the credentials (counted for the audit entry) and the row.
     Dropping sync state comes with that feature."""
     current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
-    entry = await repository.catalog_entry_by_id(conn, current["marketplace_connector_id"])
+    pinned = await repository.pinned_version(
+        conn, current["marketplace_connector_id"], current["version"]
+    )
     revocation = await oauth_tokens.revoke_tokens(
-        conn, ring, integration=current, manifest=(entry or {}).get("manifest"), oauth=oauth
+        conn, ring, integration=current, manifest=(pinned or {}).get("manifest"), oauth=oauth
     )
     erased = await credentials_repository.delete_for_integration(
         conn, tenant_id=tenant_id, integration_id=integration_id
@@ -240,8 +253,11 @@ async def put_credentials(
 
 
 async def _config_schema(conn: asyncpg.Connection, integration: dict[str, Any]) -> dict[str, Any]:
-    entry = await repository.catalog_entry_by_id(conn, integration["marketplace_connector_id"])
-    return ((entry or {}).get("manifest") or {}).get("config_schema", {})
+    """The config schema of the version the install runs."""
+    pinned = await repository.pinned_version(
+        conn, integration["marketplace_connector_id"], integration["version"]
+    )
+    return ((pinned or {}).get("manifest") or {}).get("config_schema", {})
 
 
 async def _audit(

@@ -75,6 +75,13 @@ class NotDeployed(ConnectorCallError, Conflict):
     error_class = "not_deployed"
 
 
+class UpdateRequired(ConnectorCallError, Conflict):
+    """The install's version was withdrawn by its publisher: nothing is sent to it any more."""
+
+    code, title = "update_required", "This version was withdrawn: upgrade"
+    error_class = "update_required"
+
+
 class IntegrationDisabled(ConnectorCallError, Conflict):
     code, title = "integration_disabled", "Integration disabled"
     error_class = "disabled"

@@ -57,6 +57,8 @@ class Target:
     config: Mapping[str, Any]
     endpoint_url: str | None
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    version: str | None = None  # the published version the install is pinned to
+    withdrawn: str | None = None  # why its publisher withdrew that version, if they did
 
     @property
     def auth_scheme(self) -> str:
@@ -221,6 +223,12 @@ class ConnectorManager:
         """What refuses a call before it is attempted (and before any Idempotency-Key is taken)."""
         if target.status == "disabled":
             raise errors.IntegrationDisabled(f"{target.connector_name} is disabled")
+        if target.withdrawn is not None:
+            raise errors.UpdateRequired(
+                f"version {target.version} of {target.service_name} was withdrawn by its"
+                f" publisher ({target.withdrawn}): upgrade the install",
+                reason=target.withdrawn,
+            )
         if not target.endpoint_url:
             raise errors.NotDeployed(
                 f"{target.service_name} has no deployed connector (no endpoint URL)"

@@ -238,12 +238,15 @@ async def runs(
 
 
 async def scheduled_due(conn: asyncpg.Connection, limit: int) -> list[Any]:
-    """Active installs with streams whose interval has passed since their last run began."""
+    """Active installs with streams (in the version they run, which is not withdrawn) whose
+    interval has passed since their last run began."""
     return await conn.fetch(
         "SELECT ic.id, ic.tenant_id FROM integration_connectors ic"
-        " JOIN marketplace_connectors mc ON mc.id = ic.marketplace_connector_id"
+        " JOIN marketplace_connector_versions v"
+        " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
         " WHERE ic.status = 'active' AND ic.sync_interval_seconds > 0"
-        " AND jsonb_array_length(COALESCE(mc.manifest -> 'streams', '[]'::jsonb)) > 0"
+        " AND v.withdrawn_at IS NULL"
+        " AND jsonb_array_length(COALESCE(v.manifest -> 'streams', '[]'::jsonb)) > 0"
         " AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.integration_id = ic.id"
         " AND r.started_at > now() - make_interval(secs => ic.sync_interval_seconds))"
         " ORDER BY ic.last_sync_at NULLS FIRST LIMIT $1",

@@ -13,7 +13,10 @@ _LIST_COLUMNS = (
     "mc.id, mc.slug, mc.name, mc.description, mc.service_identifier, mc.version, mc.category,"
     " mc.vendor, mc.auth_scheme, mc.available_scopes, mc.logo_url, mc.setup_guide_url,"
     " mc.is_featured, mc.allow_multiple, mc.endpoint_url IS NOT NULL AS deployed,"
-    " mc.published_at, mc.created_at, mc.updated_at"
+    " mc.published_at, mc.created_at, mc.updated_at,"
+    # what an install or an upgrade gets: the newest version its publisher has not withdrawn
+    " (SELECT v.version FROM marketplace_connector_versions v WHERE v.connector_id = mc.id"
+    " AND v.withdrawn_at IS NULL ORDER BY v.id DESC LIMIT 1) AS installable_version"
 )
 _DETAIL_COLUMNS = (
     _LIST_COLUMNS + ", mc.manifest, mc.default_auth_config, mc.setup_steps, mc.published_by_tenant"

@@ -332,7 +332,7 @@ async def _items(
             item |= {"score": key["score"], "match": key.get("match", "text")}
         item |= {
             "installed": bool(versions),
-            "update_available": any(newer(item["version"], v) for v in versions),
+            "update_available": _update_available(item.pop("installable_version"), versions),
         }
         items.append(item)
     return items
@@ -344,8 +344,9 @@ async def get_entry(conn: asyncpg.Connection, slug: str, *, tenant_id: uuid.UUID
     if row is None:
         raise CatalogEntryNotFound(f"no connector '{slug}' in the catalog")
     entry = dict(row)
+    installable = entry.pop("installable_version")
     installs = [
-        {**dict(i), "update_available": newer(entry["version"], i["version"])}
+        {**dict(i), "update_available": _update_available(installable, [i["version"]])}
         for i in await repository.installs_of(conn, tenant_id, entry["id"])
     ]
     manifest = entry["manifest"] or {}
@@ -359,6 +360,11 @@ async def get_entry(conn: asyncpg.Connection, slug: str, *, tenant_id: uuid.UUID
         "published_by_you": entry.pop("published_by_tenant") == tenant_id,
     }
     return entry
+
+
+def _update_available(installable: str | None, versions: list[str | None]) -> bool:
+    """Whether a version newer than one of ``versions`` can be installed (not withdrawn)."""
+    return installable is not None and any(newer(installable, v) for v in versions)
 
 
 def default_setup_steps(entry: dict[str, Any]) -> list[str]:
