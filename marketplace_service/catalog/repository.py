@@ -314,10 +314,16 @@ async def get_by_slug(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | N
 async def installs_of(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, entry_id: uuid.UUID
 ) -> list[asyncpg.Record]:
-    """The tenant's installs of an entry (read only: connector_service owns them)."""
+    """The tenant's installs of an entry (read only: connector_service owns them), with the
+    status connector_service shows (update_required on a withdrawn version)."""
     return await conn.fetch(
-        "SELECT id, connector_name, version, status FROM integration_connectors"
-        " WHERE tenant_id = $1 AND marketplace_connector_id = $2 ORDER BY created_at, id",
+        "SELECT ic.id, ic.connector_name, ic.version,"
+        " CASE WHEN v.withdrawn_at IS NOT NULL AND ic.status <> 'disabled'"
+        " THEN 'update_required' ELSE ic.status END AS status"
+        " FROM integration_connectors ic LEFT JOIN marketplace_connector_versions v"
+        " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
+        " WHERE ic.tenant_id = $1 AND ic.marketplace_connector_id = $2"
+        " ORDER BY ic.created_at, ic.id",
         tenant_id,
         entry_id,
     )

@@ -196,6 +196,9 @@ async def test_a_withdrawn_version_is_not_called_and_moves_no_install(pinned_sui
             item = (await client.get(f"/api/v1/integrations/{iid}")).json()
             assert item["version"] == "1.1.0"  # not moved anywhere
             assert item["status"] == "update_required" and "leaks tokens" in item["status_reason"]
+            entry = (await client.get(f"/api/v1/marketplace/connectors/{name}")).json()
+            assert entry["tenant_installs"][0]["status"] == "update_required"
+            assert not entry["update_available"]  # 1.0.0, the newest not withdrawn, is older
             listed = (await client.get("/api/v1/integrations",
                                        params={"status": "update_required"})).json()  # fmt: skip
             assert [i["id"] for i in listed["items"]] == [iid]
@@ -209,7 +212,9 @@ async def test_a_withdrawn_version_is_not_called_and_moves_no_install(pinned_sui
             r = await client.post("/api/v1/integrations", json={"connector": name})
             assert r.status_code == 201 and r.json()["version"] == "1.0.0", r.text
             detail = (await client.get(f"{versions}/1.1.0")).json()
-            assert detail["withdrawn_reason"] == "leaks tokens" and detail["manifest"]["name"] == name
+            assert (
+                detail["withdrawn_reason"] == "leaks tokens" and detail["manifest"]["name"] == name
+            )
             audit = await _audit(dsn, publisher, "marketplace.version_withdrawn")
             assert audit["version"] == "1.1.0" and audit["installs"] == 1
 
