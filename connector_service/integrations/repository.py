@@ -177,6 +177,14 @@ async def update(
     return None if changed is None else await get(conn, tenant_id, integration_id)
 
 
+async def lock(conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID) -> None:
+    """Lock an install's row until the transaction ends (a concurrent change waits)."""
+    await conn.execute(
+        "SELECT 1 FROM integration_connectors WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant_id, integration_id,
+    )  # fmt: skip
+
+
 async def set_version(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,

@@ -17,7 +17,7 @@ import uuid
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, BackgroundTasks, Body, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from common import audit
@@ -71,15 +71,14 @@ async def preview_upgrade(
     integration_id: uuid.UUID,
     db: ReadDb,
     principal: CurrentPrincipal,
-    to_version: Annotated[str | None, Field(max_length=64)] = None,
+    to_version: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """What upgrading the install would change (viewer): the versions it may move to, the
     hosts the new version adds (to be confirmed in ``accept_hosts``) or drops, scopes, config
     fields, streams and actions, and the problems the current config has under it."""
-    current, pinned, target = await _versions(
+    current, pinned, target, candidates = await _versions(
         db, tenant_id=principal.tenant_id, integration_id=integration_id, to_version=to_version
     )
-    candidates = await _newer_versions(db, current)
     base = {
         "integration_id": current["id"], "from_version": current["version"],
         "withdrawn": (pinned or {}).get("withdrawn_reason"),
@@ -135,11 +134,8 @@ async def upgrade(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     # the row locked for this transaction: a concurrent config change waits, and is not lost
-    await conn.execute(
-        "SELECT 1 FROM integration_connectors WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        tenant_id, integration_id,
-    )  # fmt: skip
-    current, pinned, target = await _versions(
+    await repository.lock(conn, tenant_id, integration_id)
+    current, pinned, target, _ = await _versions(
         conn, tenant_id=tenant_id, integration_id=integration_id, to_version=to_version
     )
     if target is None:
@@ -181,9 +177,10 @@ async def _versions(
     tenant_id: uuid.UUID,
     integration_id: uuid.UUID,
     to_version: str | None,
-) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-    """The install, the version it runs, and the one an upgrade moves it to (None: none newer).
-    ``to_version`` must be a newer version that is not withdrawn (422 ``unknown_version``)."""
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
+    """The install, the version it runs, the one an upgrade moves it to (None: none newer) and
+    every one it could move to. ``to_version`` must be a newer version that is not withdrawn
+    (422 ``unknown_version``)."""
     current = await service.get_integration(
         conn, tenant_id=tenant_id, integration_id=integration_id
     )
@@ -192,7 +189,7 @@ async def _versions(
     )
     candidates = await _newer_versions(conn, current)
     if to_version is None:
-        return current, _dict(pinned), candidates[0] if candidates else None
+        return current, _dict(pinned), candidates[0] if candidates else None, candidates
     chosen = next((v for v in candidates if v["version"] == to_version), None)
     if chosen is None:
         raise UnknownVersion(
@@ -200,7 +197,7 @@ async def _versions(
             " its publisher has not withdrawn",
             available=[v["version"] for v in candidates],
         )
-    return current, _dict(pinned), chosen
+    return current, _dict(pinned), chosen, candidates
 
 
 async def _newer_versions(conn: asyncpg.Connection, current: dict[str, Any]) -> list[dict]:

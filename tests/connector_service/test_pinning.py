@@ -128,7 +128,11 @@ async def test_an_install_keeps_its_version_until_its_tenant_upgrades(pinned_sui
             new_hosts = {new.url.split("//")[1], new_tokens.url.split("//")[1].split("/")[0]}
             assert added == new_hosts and set(preview["confirm_hosts"]) == new_hosts
             assert set(preview["changes"]["hosts"]["removed"]) >= {old.url.split("//")[1]}
-            assert preview["config_problems"] == []
+            assert preview["config_problems"] == [] and preview["available"] == ["1.0.1"]
+            r = await client.get(f"/api/v1/integrations/{iid}/upgrade",
+                                 params={"to_version": "2.0.0"})  # fmt: skip
+            assert r.status_code == 422 and r.json()["code"] == "unknown_version"
+            assert r.json()["available"] == ["1.0.1"]
 
             # not confirmed: refused, nothing changed
             r = await client.post(f"/api/v1/integrations/{iid}/upgrade", json={})
