@@ -19,6 +19,7 @@ from common.service import create_service_app
 from gateway.api_keys.routes import router as api_keys_router
 from gateway.audit_logs.routes import router as audit_logs_router
 from gateway.auth.authenticator import Authenticator
+from gateway.guard import Limits, RequestGuard
 from gateway.me.routes import router as me_router
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
@@ -32,7 +33,9 @@ ROUTES = {
     "/api/v1/integrations": "connector_service",
     "/api/v1/marketplace": "marketplace_service",
 }
-# Forwarded without an API key: where OAuth providers send the user's browser back.
+# The only paths whose requests are served, and whose bodies may be read, without an API key:
+# where OAuth providers send the user's browser back (forwarded, GET and HEAD only). Keep the
+# README's list ("Public paths") in step.
 PUBLIC_PATHS = frozenset({"/api/v1/integrations/oauth/callback"})
 
 
@@ -43,15 +46,25 @@ class GatewayApp(FastAPI):
     Those are the gateway's hottest paths and use none of FastAPI's routing, dependency or
     exception machinery; skipping it took about 0.1-0.2 ms off every proxied request here
     (docs/benchmarks.md). They keep the same request id, metrics and access log.
+
+    Every path, proxied or not, goes through a :class:`~gateway.guard.RequestGuard` just inside
+    the request id and access log: bodies over the limit are refused from the headers, and on
+    the gateway's own routes a body is read only once its sender is authenticated.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._proxy_endpoint = ProxyEndpoint(ROUTES, public=PUBLIC_PATHS)
-        self._proxy_app = ObservabilityMiddleware(self._proxy_endpoint, service=SERVICE)
+        # The proxy authenticates before it reads: the guard only bounds what it reads.
+        guarded = RequestGuard(self._proxy_endpoint, limits=limits, authenticate=False)
+        self._proxy_app = ObservabilityMiddleware(guarded, service=SERVICE)
         self._ws_proxy_app = ObservabilityMiddleware(
-            WebSocketProxy(self._proxy_endpoint), service=SERVICE
+            RequestGuard(WebSocketProxy(self._proxy_endpoint), limits=limits, authenticate=False),
+            service=SERVICE,
         )
+        # Added first, so innermost: the middleware create_service_app adds afterwards (request
+        # id, access log, metrics, the 500 answer) wrap it, and none of them reads a body.
+        self.add_middleware(RequestGuard, limits=limits, authenticate=True, public=PUBLIC_PATHS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._proxy_endpoint.match(scope["path"]):
@@ -130,6 +143,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         openapi_url=None,
         app_class=GatewayApp,
+        limits=Limits(
+            max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
+        ),
     )
     app.include_router(me_router)
     app.include_router(api_keys_router)

@@ -19,8 +19,11 @@ Authenticated = Annotated[Authenticator, Depends(get_authenticator)]
 
 
 async def current_principal(request: Request, auth: Authenticated) -> Principal:
-    principal = await auth.authenticate(request)
-    request.scope.setdefault("state", {})["principal"] = principal
+    state = request.scope.setdefault("state", {})
+    # A request with a body was authenticated before it was read (gateway.guard).
+    principal = state.get("principal")
+    if principal is None:
+        principal = state["principal"] = await auth.authenticate(request)
     return principal
 
 

@@ -19,6 +19,8 @@ class GatewaySettings(CommonSettings):
     upstream_connect_timeout_seconds: float = Field(2.0, gt=0)
     upstream_max_connections: int = Field(200, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # arrays and objects inside one another in a JSON body of the gateway's own routes
+    max_json_depth: int = Field(32, ge=2, le=256)
     api_key_cache_ttl_seconds: float = Field(2.0, ge=0, le=4)
     api_key_cache_size: int = Field(10_000, ge=1)
     # how often an open WebSocket's API key is checked again (a revoked key's socket is closed)
