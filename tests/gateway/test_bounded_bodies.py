@@ -23,6 +23,7 @@ import pytest
 from starlette.routing import Route
 
 from gateway.app import PUBLIC_PATHS, ROUTES, create_app
+from gateway.json_depth import deeper_than
 from gateway.settings import GatewaySettings
 from tests.support import make_tenant
 
@@ -260,3 +261,21 @@ def test_the_depth_limit_is_a_setting():
     assert GatewaySettings.model_fields["max_json_depth"].default == DEPTH
     with pytest.raises(ValueError):
         GatewaySettings(internal_token_key="t" * 40, max_json_depth=0)
+
+
+@pytest.mark.parametrize(
+    ("document", "depth"),
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": []}]}', 4),
+        (b'["[[[[", "]]", "{{{"]', 1),  # brackets in text are text
+        (rb'["\"[[[[", "\\", [["\\\""]]]', 3),  # escaped quotes and backslashes
+        (b"[[[]], [[[]]], []]", 4),
+        (b"[[[[[[", 6),  # unclosed: what a parser would reach before failing
+        (b'["unterminated [[[[[[', 1),
+    ],
+)
+def test_nesting_depth_is_read_from_the_bytes(document, depth):
+    assert not deeper_than(document, depth)
+    assert depth == 0 or deeper_than(document, depth - 1)
