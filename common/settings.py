@@ -50,19 +50,43 @@ class CommonSettings(BaseSettings):
     db_connect_timeout_seconds: float = _env("SEEDOS_DB_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)
     db_acquire_timeout_seconds: float = _env("SEEDOS_DB_ACQUIRE_TIMEOUT_SECONDS", 5.0, gt=0)
     db_command_timeout_seconds: float = _env("SEEDOS_DB_COMMAND_TIMEOUT_SECONDS", 10.0, gt=0)
-    endpoint_allowed_networks: str = _env(
-        "SEEDOS_ENDPOINT_ALLOWED_NETWORKS", endpoints.DEFAULT_ALLOWED
-    )
+    # Where connector services run; unset: endpoints.DEFAULT_ALLOWED in development, and
+    # endpoints.DEFAULT_ALLOWED_PRODUCTION (no loopback) in production.
+    endpoint_allowed_networks: str | None = _env(endpoints.CONNECTOR_SETTING, None)
+    # Calls to the outside world (OAuth token and revocation URLs): public addresses only
+    # unless more is listed, in every mode.
+    egress_allowed_networks: str = _env(endpoints.EGRESS_SETTING, endpoints.DEFAULT_EGRESS)
 
-    @field_validator("endpoint_allowed_networks")
+    @field_validator("endpoint_allowed_networks", "egress_allowed_networks")
     @classmethod
-    def _networks(cls, value: str) -> str:
-        endpoints.parse_networks(value)  # a bad entry is a ValueError, reported by pydantic
+    def _networks(cls, value: str | None) -> str | None:
+        if value is not None:
+            endpoints.parse_networks(value)  # a bad entry is a ValueError, reported by pydantic
         return value
 
+    @model_validator(mode="after")
+    def _connector_networks(self) -> Self:
+        if self.endpoint_allowed_networks is None:
+            default = (
+                endpoints.DEFAULT_ALLOWED
+                if self.env is Environment.development
+                else endpoints.DEFAULT_ALLOWED_PRODUCTION
+            )
+            object.__setattr__(self, "endpoint_allowed_networks", default)
+        return self
+
     def endpoint_policy(self) -> endpoints.EndpointPolicy:
-        """The allowed-address rule for connector endpoint URLs (common/endpoints.py)."""
-        return endpoints.EndpointPolicy(endpoints.parse_networks(self.endpoint_allowed_networks))
+        """The connector rule: where connector endpoint URLs may lead (common/endpoints.py)."""
+        networks = endpoints.parse_networks(self.endpoint_allowed_networks or "")
+        return endpoints.EndpointPolicy(
+            networks, name="connector", setting=endpoints.CONNECTOR_SETTING
+        )
+
+    def egress_policy(self) -> endpoints.EndpointPolicy:
+        """The egress rule: where calls to the outside world (OAuth token and revocation URLs)
+        may lead (common/endpoints.py)."""
+        networks = endpoints.parse_networks(self.egress_allowed_networks)
+        return endpoints.EndpointPolicy(networks, name="egress", setting=endpoints.EGRESS_SETTING)
 
     @model_validator(mode="after")
     def _secrets(self) -> Self:

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import typer
 
-from common import db, devsecrets, migrate
-from common.settings import CommonSettings
+from common import db, devsecrets, endpoints, migrate
+from common.settings import CommonSettings, Environment
 from gateway.api_keys import service as api_keys
 from seedos_cli import demo
 from seedos_cli import examples as example_apps
@@ -102,8 +102,13 @@ async def _prepare(dsn: str) -> dict[str, Any]:
 def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> dict[str, str]:
     key = settings.internal_token_key
     assert key is not None  # the settings validator guarantees it
+    local: dict[str, str] = {}
+    if settings.env is Environment.development and endpoints.EGRESS_SETTING not in os.environ:
+        # a laptop's OAuth provider stand-in runs on loopback: egress allows it here, by name
+        local[endpoints.EGRESS_SETTING] = f"{endpoints.DEFAULT_EGRESS},{endpoints.LOOPBACK}"
     return {
         **os.environ,
+        **local,
         "DATABASE_URL": dsn,
         "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
         "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),

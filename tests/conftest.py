@@ -79,6 +79,9 @@ def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) 
         "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
         "SEEDOS_CREDENTIAL_KEYS": TEST_KEY_RING,
         "SEEDOS_LOG_FORMAT": "json",
+        # production mode: loopback, where the tests' connectors listen, is listed explicitly
+        # (egress stays at its default, public addresses only: no test calls out through it)
+        "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"http://127.0.0.1:{ports['marketplace_service']}",

@@ -202,7 +202,7 @@ async def delete(
     integration_id: uuid.UUID,
     actor: str,
     request_id: str | None = None,
-    oauth: OAuthConfig | None = None,
+    oauth: OAuthConfig,
 ) -> None:
     """Uninstall: OAuth tokens revoked at the provider where it supports RFC 7009 (best effort,
     the outcome audited), then the credentials (counted for the audit entry) and the row.

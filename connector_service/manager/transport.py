@@ -1,11 +1,12 @@
-"""The HTTP transport to connectors, with the allowed-address rule applied when connecting.
+"""The HTTP transport for outbound calls, with an address rule applied when connecting.
 
 The host is resolved here, every address it resolves to must pass the rule, and the connection
 goes to one of exactly those addresses; TLS still verifies the certificate against the host
 name. So a name that answers an allowed address when checked and a metadata address when
 connected (DNS rebinding) cannot get through, and neither can a proxy from the environment
 (``trust_env`` is off). A name that does not resolve is a connection error (worth retrying),
-not a refusal.
+not a refusal. Connector calls go through the connector rule, requests to OAuth providers
+through the egress rule (common/endpoints.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ import httpcore
 import httpx
 from httpcore._backends.auto import AutoBackend
 
-from common.endpoints import EndpointNotAllowed, EndpointPolicy, resolve
+from common.endpoints import EndpointPolicy, HostNotResolved
 
 
 class CheckedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, policy: EndpointPolicy) -> None:
+    """Resolves through ``policy``, refuses what it does not allow, and only then has ``inner``
+    (the real network by default) connect to an allowed address."""
+
+    def __init__(
+        self, policy: EndpointPolicy, *, inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
         self._policy = policy
-        self._inner = AutoBackend()
+        self._inner = inner or AutoBackend()
 
     async def connect_tcp(
         self,
@@ -36,10 +42,10 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
-                addresses = await resolve(host, port, cache=False)
+                addresses = await self._policy.resolve(host, port)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
-        except EndpointNotAllowed:
+        except HostNotResolved:
             raise httpcore.ConnectError(f"{host!r} does not resolve") from None
         self._policy.check_addresses(host, addresses)
         last: Exception | None = None
@@ -61,12 +67,18 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
 class CheckedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool that connects through :class:`CheckedBackend`."""
 
-    def __init__(self, policy: EndpointPolicy, *, limits: httpx.Limits) -> None:
+    def __init__(
+        self,
+        policy: EndpointPolicy,
+        *,
+        limits: httpx.Limits,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         super().__init__(limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=CheckedBackend(policy),
+            network_backend=CheckedBackend(policy, inner=inner),
         )

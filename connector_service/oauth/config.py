@@ -1,10 +1,9 @@
 """The platform's OAuth configuration as the flow uses it: clients per catalog entry, the
-redirect URI on the public URL, timeouts, and the allowed-address rule its requests to providers
-go through (the one connector calls go through)."""
+redirect URI on the public URL, timeouts, and the egress rule its requests to providers go
+through. Built from the service's settings only (``create_app(settings)``)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ class Client:
 @dataclass(frozen=True)
 class OAuthConfig:
     public_url: str
-    policy: EndpointPolicy  # SEEDOS_ENDPOINT_ALLOWED_NETWORKS, for token and revocation URLs
+    policy: EndpointPolicy  # the egress rule (SEEDOS_EGRESS_ALLOWED_NETWORKS): token, revoke URLs
     clients: Mapping[str, Client] = field(default_factory=dict, repr=False)  # by catalog slug
     timeout: float = 10.0
     revoke_timeout: float = 3.0
@@ -40,7 +39,7 @@ class OAuthConfig:
     def from_settings(cls, settings: ConnectorServiceSettings) -> OAuthConfig:
         return cls(
             public_url=settings.public_url,
-            policy=settings.endpoint_policy(),
+            policy=settings.egress_policy(),
             clients={
                 slug: Client(c.client_id, c.client_secret.get_secret_value())
                 for slug, c in settings.oauth_clients.items()
@@ -49,10 +48,3 @@ class OAuthConfig:
             revoke_timeout=settings.oauth_revoke_timeout_seconds,
             refresh_margin=settings.oauth_refresh_margin_seconds,
         )
-
-
-@functools.cache
-def from_environment() -> OAuthConfig:
-    """The configuration of this process's environment, read once, for callers that were not
-    handed one (connector_service passes ``app.state.oauth``)."""
-    return OAuthConfig.from_settings(ConnectorServiceSettings())

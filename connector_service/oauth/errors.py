@@ -67,7 +67,7 @@ class ProviderTimeout(GatewayTimeout):
 
 
 class ProviderNotAllowed(EndpointNotAllowed):
-    """The manifest's token_url or revoke_url is outside the allowed-address rule (or not an
+    """The manifest's token_url or revoke_url is outside the egress rule (or not an
     http(s) URL): nothing was sent there. An :class:`EndpointNotAllowed`, so whatever handles a
     connector endpoint that is not allowed handles this too (the install goes to ``error``)."""
 

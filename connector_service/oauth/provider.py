@@ -5,9 +5,10 @@ caller to decide. No token, secret or code is ever put in an error message.
 
 The token and revocation URLs come from a connector's manifest, which anyone with the publisher
 role can write, and the requests carry client secrets and refresh tokens: they connect through
-the connector calls' transport (manager/transport.py), so the allowed-address rule is applied to
-the very addresses connected to and no proxy from the environment is used. A refusal is
-:class:`ProviderNotAllowed` (422 ``oauth_provider_not_allowed``), and nothing was sent."""
+the checked transport (manager/transport.py) under the egress rule (``OAuthConfig.policy``), so
+the rule is applied to the very addresses connected to and no proxy from the environment is
+used. A refusal is :class:`ProviderNotAllowed` (422 ``oauth_provider_not_allowed``), and nothing
+was sent. Token URLs may have a query (RFC 6749 section 3.2), never a fragment."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "The httpx module is deprecated", AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from common.endpoints import EndpointNotAllowed, EndpointPolicy, resolve
+from common.endpoints import EndpointNotAllowed, EndpointPolicy, HostNotResolved
 from connector_service.manager.transport import CheckedTransport
 from connector_service.oauth.config import Client
 from connector_service.oauth.errors import (
@@ -87,10 +88,10 @@ async def check_endpoint(policy: EndpointPolicy, url: str, *, what: str) -> None
     to consent for nothing). The request itself is checked again when it connects; a host that
     does not resolve right now is left to it (a connection error, worth retrying)."""
     with _not_allowed_as_provider(what):
-        host, port = policy.check_syntax(url)
+        host, port = policy.check_syntax(url, fixed_path=False)
         try:
-            addresses = await resolve(host, port)
-        except EndpointNotAllowed:
+            addresses = await policy.resolve(host, port)
+        except HostNotResolved:
             return
         policy.check_addresses(host, addresses)
 
@@ -132,7 +133,7 @@ async def exchange_code(
     """Tokens for an authorization code. Raises :class:`ProviderNotAllowed` (nothing sent) when
     ``token_url`` is not allowed by ``policy``."""
     with _not_allowed_as_provider("token_url"):
-        policy.check_syntax(token_url)
+        policy.check_syntax(token_url, fixed_path=False)
         async with _session(
             client, policy, timeout=timeout_seconds, redirect_uri=redirect_uri
         ) as session:
@@ -154,7 +155,7 @@ async def refresh(
     stays valid (authlib puts it back in the result). Raises :class:`ProviderNotAllowed`
     (nothing sent) when ``token_url`` is not allowed by ``policy``."""
     with _not_allowed_as_provider("token_url"):
-        policy.check_syntax(token_url)
+        policy.check_syntax(token_url, fixed_path=False)
         async with _session(client, policy, timeout=timeout_seconds) as session:
             return await _tokens(session.refresh_token(token_url, refresh_token=refresh_token))
 
@@ -172,7 +173,7 @@ async def revoke(
     allowed: ...`` when ``policy`` refused ``revoke_url``: nothing was sent)."""
     try:
         with _not_allowed_as_provider("revoke_url"):
-            policy.check_syntax(revoke_url)
+            policy.check_syntax(revoke_url, fixed_path=False)
             async with _session(client, policy, timeout=timeout_seconds) as session:
                 response = await session.revoke_token(revoke_url, token=token, token_type_hint=hint)
     except ProviderNotAllowed as exc:

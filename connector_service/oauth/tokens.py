@@ -23,7 +23,7 @@ from common.db import Database
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import repository as integrations
 from connector_service.oauth import provider, repository
-from connector_service.oauth.config import Client, OAuthConfig, from_environment
+from connector_service.oauth.config import Client, OAuthConfig
 from connector_service.oauth.errors import (
     NotConnected,
     ProviderError,
@@ -109,8 +109,8 @@ async def call_credentials(
     *,
     integration: Mapping[str, Any],
     manifest: Mapping[str, Any],
+    oauth: OAuthConfig,
     force_refresh: bool = False,
-    oauth: OAuthConfig | None = None,
 ) -> dict[str, str]:
     """The credentials to send with a call to the install's connector.
 
@@ -126,7 +126,7 @@ async def call_credentials(
             reason starting "reconnect" (409 ``reconnect_required``).
         ProviderUnavailable, ProviderTimeout, ProviderError: the provider is down, slow or
             broken (503/504/502); nothing was changed.
-        ProviderNotAllowed: the manifest's token_url is outside the allowed-address rule;
+        ProviderNotAllowed: the manifest's token_url is outside the egress rule;
             nothing was sent there, and the install is now ``error`` ("endpoint not allowed:
             ...") as for a connector endpoint that is not allowed (422).
     """
@@ -139,10 +139,9 @@ async def call_credentials(
         return stored
     if ACCESS_TOKEN not in stored:
         raise NotConnected(f"integration {integration_id} has no connected account yet")
-    config = oauth or from_environment()
-    if force_refresh or _expiring(stored, config.refresh_margin):
+    if force_refresh or _expiring(stored, oauth.refresh_margin):
         stored = await _refresh(
-            db, ring, integration=integration, manifest=manifest, config=config,
+            db, ring, integration=integration, manifest=manifest, config=oauth,
             seen=stored[ACCESS_TOKEN],
         )  # fmt: skip
     return for_connector(stored)
@@ -289,13 +288,13 @@ async def revoke_tokens(
     *,
     integration: Mapping[str, Any],
     manifest: Mapping[str, Any] | None,
-    oauth: OAuthConfig | None = None,
+    oauth: OAuthConfig,
 ) -> str:
     """Revoke the install's tokens at the provider (RFC 7009), best effort, each request within
     ``oauth.revoke_timeout`` seconds (3). Returns the outcome for the audit log: ``revoked``,
     ``not_oauth``, ``no_tokens``, ``not_supported`` (no revoke_url in the manifest) or
     ``failed: <why>`` (``failed: endpoint not allowed: ...`` when the revoke_url is outside the
-    allowed-address rule: nothing was sent). Never raises for the provider's sake."""
+    egress rule: nothing was sent). Never raises for the provider's sake."""
     if not is_oauth2(manifest):
         return "not_oauth"
     tenant_id, integration_id = integration["tenant_id"], integration["id"]
@@ -312,16 +311,15 @@ async def revoke_tokens(
     revoke_url = auth_of(manifest).get("revoke_url")
     if not revoke_url:
         return "not_supported"
-    config = oauth or from_environment()
     slug = await repository.catalog_slug(conn, integration.get("marketplace_connector_id"))
-    client = client_for(stored, slug or (manifest or {}).get("name"), config)
+    client = client_for(stored, slug or (manifest or {}).get("name"), oauth)
     if client is None:
         return "failed: no OAuth client configured"
     # The refresh token first: revoking it ends the grant at most providers.
     for token, hint in tokens:
         why = await provider.revoke(
-            client, policy=config.policy, revoke_url=revoke_url, token=token, hint=hint,
-            timeout_seconds=config.revoke_timeout,
+            client, policy=oauth.policy, revoke_url=revoke_url, token=token, hint=hint,
+            timeout_seconds=oauth.revoke_timeout,
         )  # fmt: skip
         if why:
             return f"failed: {why}"

@@ -33,7 +33,8 @@ async def publish_connector(
     not higher, 403 for an entry another tenant (or the platform) published, 422 listing every
     problem with the manifest, or ``endpoint_not_allowed`` for an address the suite may not
     call."""
-    await service.check(body, request.app.state.settings.endpoint_policy())
+    settings = request.app.state.settings
+    await service.check(body, connector=settings.endpoint_policy(), egress=settings.egress_policy())
     async with request.app.state.db.connection() as db, db.transaction():
         slug, created = await service.publish(db, body, principal=principal)
         entry = await catalog.get_entry(db, slug, tenant_id=principal.tenant_id)

@@ -36,25 +36,28 @@ class NameTaken(Conflict):
     code, title = "connector_name_taken", "Another entry has this name"
 
 
-# What the suite itself calls, with credentials: the connector, and the OAuth server's token
-# and revocation endpoints (not authorize_url, which only people's browsers visit).
+# What the suite itself calls, with credentials: the connector (under the connector rule), and
+# the OAuth server's token and revocation endpoints (under the egress rule; not authorize_url,
+# which only people's browsers visit).
 OAUTH_URLS = ("token_url", "revoke_url")
 
 
-async def check(body: PublishIn, policy: EndpointPolicy) -> None:
+async def check(body: PublishIn, *, connector: EndpointPolicy, egress: EndpointPolicy) -> None:
     """What needs no database: the manifest (every problem at once), then every URL the suite
-    will call under the allowed-address rule connector_service applies when it connects."""
+    will call under the rule connector_service applies when it connects: the endpoint URL under
+    ``connector`` (and with no query or fragment: the contract fixes the paths called), the
+    OAuth URLs under ``egress``."""
     found = manifest_rules.problems(body.manifest)
     if found:
         raise InvalidManifest(f"{len(found)} problem(s) with this manifest", errors=found)
     auth = body.manifest["auth"]
-    urls = {"/endpoint_url": body.endpoint_url} | {
-        f"/manifest/auth/{key}": auth[key] for key in OAUTH_URLS if key in auth
-    }
+    urls = [("/endpoint_url", body.endpoint_url, connector, True)] + [
+        (f"/manifest/auth/{key}", auth[key], egress, False) for key in OAUTH_URLS if key in auth
+    ]
     refused = []
-    for path, url in urls.items():
+    for path, url, policy, fixed_path in urls:
         try:
-            await policy.check(url)
+            await policy.check(url, fixed_path=fixed_path)
         except EndpointNotAllowed as exc:
             refused.append({"path": path, "message": exc.detail or exc.title})
     if refused:

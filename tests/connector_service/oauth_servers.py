@@ -178,7 +178,8 @@ PLATFORM = ("seedos-platform", "platform-secret-" + secrets.token_hex(8))  # the
 OWN_APP = ("tenant-own-app", "own-app-secret-" + secrets.token_hex(8))  # a tenant's own app
 TTL = 50  # access tokens' lifetime: under the 60 s refresh margin, so always "expiring soon"
 # Everything of the world listens on 127.0.0.1; 127.0.0.2 (loopback too) is left outside, for a
-# token or revocation URL the services must refuse.
+# token or revocation URL the services must refuse. Both rules list it explicitly: the
+# connectors' and egress, where the authorization server stands in for a public provider.
 ALLOWED_NETWORKS = "127.0.0.1/32,::1/128"
 
 
@@ -205,7 +206,7 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
     the platform's and a tenant's app, the demo CRM introspecting against it, the example
     connector in oauth2 mode in the catalog under a slug of its own, and the three services
     with the platform's app configured, the gateway as public URL and only 127.0.0.1 (and ::1)
-    allowed to connect to."""
+    allowed to connect to, under both rules."""
     ports = {spec.name: free_port() for spec in SERVICES}
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     app = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
@@ -255,6 +256,7 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
             dsn, tmp / "services.log", ports={s.name: ports[s.name] for s in SERVICES},
             SEEDOS_PUBLIC_URL=gateway, SEEDOS_CREDENTIAL_KEYS=ring.to_json(),
             SEEDOS_ENDPOINT_ALLOWED_NETWORKS=ALLOWED_NETWORKS,
+            SEEDOS_EGRESS_ALLOWED_NETWORKS=ALLOWED_NETWORKS,
             # tokens live TTL (50 s): with a 10 s margin the services use them as they are, so
             # a token the provider revoked reaches the connector and comes back as a 401
             SEEDOS_CONNECTOR_OAUTH_REFRESH_MARGIN_SECONDS="10",

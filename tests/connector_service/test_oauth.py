@@ -71,6 +71,7 @@ async def side(world: World, dsn: str) -> AsyncIterator[ServiceSide]:
         credential_keys=world.ring.to_json(), public_url=world.suite.gateway,
         oauth_clients={world.slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}},
         endpoint_allowed_networks=oauth_servers.ALLOWED_NETWORKS,
+        egress_allowed_networks=oauth_servers.ALLOWED_NETWORKS,
     )  # fmt: skip
     pool = await db.open_pool(settings, application_name="tests")
     try:
@@ -445,7 +446,7 @@ async def test_a_token_url_not_allowed_is_refused_at_connect_and_callback(world,
         assert problem["detail"].startswith("the connector's token_url: ")
         assert (
             "127.0.0.2" in problem["detail"]
-            and "SEEDOS_ENDPOINT_ALLOWED_NETWORKS" in problem["detail"]
+            and "SEEDOS_EGRESS_ALLOWED_NETWORKS" in problem["detail"]
         )
         # a new connect is refused up front, before the user is sent to consent for nothing
         for token_url in (outside.url, "http://169.254.169.254/latest/meta-data/iam/"):

@@ -86,7 +86,8 @@ async def test_an_invalid_manifest_is_refused_with_every_reason(suite, dsn):
         )
         assert r.status_code == 422 and r.json()["code"] == "invalid_json"
         for url in ("http://169.254.169.254/latest", "ftp://127.0.0.1/", "http://u:p@127.0.0.1/",
-                    "http://8.8.8.8/"):  # fmt: skip
+                    "http://8.8.8.8/", "http://0xa9fea9fe/", f"{ENDPOINT}/#", f"{ENDPOINT}/?",
+                    f"{ENDPOINT}/base?x=1"):  # the last three would move the contract's paths  # fmt: skip
             good = manifest(f"ok-{secrets.token_hex(3)}", "1.0.0")
             r = await client.post(CONNECTORS, json={"manifest": good, "endpoint_url": url})
             assert r.status_code == 422 and r.json()["code"] == "endpoint_not_allowed", url
@@ -210,15 +211,22 @@ async def test_popularity_sorts_by_installs_as_last_counted(suite, dsn):
         assert first["category_counts"][category] == 2  # counts ignore the category filter
 
 
-async def test_oauth_token_and_revoke_urls_follow_the_allowed_address_rule(suite, dsn):
+async def test_oauth_token_and_revoke_urls_follow_the_egress_rule(suite, dsn):
+    """OAuth providers are the outside world: public addresses only (the suite runs with the
+    egress rule's default), so not loopback or private space, where connectors may be."""
     publisher = await make_tenant(dsn, role=Role.publisher)
     slug = f"oauth-{secrets.token_hex(3)}"
-    auth = {"scheme": "oauth2", "scopes": ["read"], "token_url": "http://127.0.0.1:9/token",
-            "authorize_url": "https://8.8.8.8/authorize"}  # browsers only: not checked  # fmt: skip
+    public = "https://8.8.8.8"  # an address, so nothing is resolved (and nothing connects)
+    auth = {"scheme": "oauth2", "scopes": ["read"], "token_url": f"{public}/token?realm=a",
+            "revoke_url": f"{public}/revoke",
+            "authorize_url": "http://127.0.0.1:9/authorize"}  # browsers only: not checked  # fmt: skip
     async with httpx.AsyncClient(base_url=suite.gateway, headers=publisher.headers) as client:
         for changed, path in (({"token_url": "http://169.254.169.254/token"}, "token_url"),
-                              ({"revoke_url": "http://8.8.8.8/revoke"}, "revoke_url"),
-                              ({"token_url": "http://u:p@127.0.0.1/token"}, "token_url")):  # fmt: skip
+                              ({"token_url": "http://127.0.0.1:9/token"}, "token_url"),
+                              ({"revoke_url": "http://10.0.0.1/revoke"}, "revoke_url"),
+                              ({"revoke_url": "http://[::1]:9/revoke"}, "revoke_url"),
+                              ({"token_url": f"{public}/token#"}, "token_url"),
+                              ({"token_url": "http://u:p@8.8.8.8/token"}, "token_url")):  # fmt: skip
             body = {"manifest": {**manifest(slug, "1.0.0"), "auth": auth | changed},
                     "endpoint_url": ENDPOINT}  # fmt: skip
             r = await client.post(CONNECTORS, json=body)
