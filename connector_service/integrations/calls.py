@@ -110,14 +110,26 @@ async def check(
     except errors.ConnectorCallError as exc:
         if manager.circuit(target.id)["state"] != "closed":
             return  # this failure opened the circuit, which put the install in error already
-        what = "check failed" if isinstance(exc, errors.ConnectorRejected) else "unreachable"
-        await set_status(db, target, "error", f"{what}: {exc.detail}", last_error=exc.detail)
+        await set_status(db, target, "error", f"{_classify(exc)}: {exc.detail}",
+                         last_error=exc.detail)  # fmt: skip
     except oauth_errors.NotConnected:
         await set_status(db, target, "pending", NOT_CONNECTED)
     except SeedosError as exc:  # e.g. an OAuth refresh refused: its own code moved the status
         log.info("check_not_run", integration_id=str(target.id), code=exc.code)
     else:
         await set_status(db, target, "active", "check passed")
+
+
+def _classify(exc: errors.ConnectorCallError) -> str:
+    """How a failed check reads in ``status_reason``; the detail after it says no more than
+    ``errors.said`` lets through (no answer body of an endpoint that is not a connector)."""
+    if isinstance(exc, errors.ConnectorRejected):
+        return "check failed"
+    if isinstance(exc, errors.ConnectorTimeout):
+        return "timeout"
+    if isinstance(exc, errors.ConnectorUnavailable):
+        return "unreachable"
+    return "connector failed"
 
 
 async def credentials_refused(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from common.errors import Conflict, GatewayTimeout, SeedosError, ServiceUnavailable
@@ -85,3 +88,57 @@ class UpdateRequired(ConnectorCallError, Conflict):
 class IntegrationDisabled(ConnectorCallError, Conflict):
     code, title = "integration_disabled", "Integration disabled"
     error_class = "disabled"
+
+
+# What of a connector's answer may be shown to the tenant (problem details, ``status_reason``,
+# ``last_error``). An endpoint is not necessarily a connector: one that is any other HTTP service
+# on the connector networks must not have its answers relayed, or the API would read internal
+# services for whoever publishes an endpoint URL. So only a contract problem (problem+json with
+# the contract's ``category``) has a message shown, short and printable; anything else is known
+# by its status code alone. The addresses connected to are never part of a message.
+CATEGORIES = frozenset({"retryable", "permanent", "skippable"})
+MESSAGE_LIMIT = 160
+_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Said:
+    """What a failed answer says, fit to show: a message, the connector's code, field errors."""
+
+    message: str
+    code: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def said(status: int, content_type: str, problem: Mapping[str, Any]) -> Said:
+    """The showable part of an answer with ``status`` whose JSON body is ``problem``."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/problem+json" or problem.get("category") not in CATEGORIES:
+        return Said(f"answered HTTP {status}")
+    text = problem.get("detail") or problem.get("title")
+    message = short_text(text) if isinstance(text, str) else None
+    found = problem.get("errors")
+    fields = None
+    if isinstance(found, list):
+        fields = [
+            {k: short_text(v, 200) or "" for k, v in e.items() if k in ("path", "message")}
+            for e in found[:20]
+            if isinstance(e, Mapping)
+        ]
+    return Said(message or f"answered HTTP {status}", safe_code(problem.get("code")), fields)
+
+
+def safe_code(value: object) -> str | None:
+    """A code shaped like one (``invalid_credentials``), else ``None``."""
+    return value if isinstance(value, str) and _CODE.match(value) else None
+
+
+def short_text(value: object, limit: int = MESSAGE_LIMIT) -> str | None:
+    """``value`` on one line of printable characters (no control or bidi formatting ones),
+    at most ``limit`` long; ``None`` when nothing is left."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join("".join(c if c.isprintable() else " " for c in value[: limit * 4]).split())
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text or None

@@ -30,6 +30,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from common import endpoints
 from common.endpoints import EndpointNotAllowed, EndpointPolicy
 from connector_service.manager import errors
 from connector_service.manager.breaker import Admission, Breakers
@@ -265,7 +266,7 @@ class ConnectorManager:
         budget: float,
         headers: dict[str, str] | None,
     ) -> dict[str, Any]:
-        url = target.endpoint_url.rstrip("/") + path  # type: ignore[union-attr]
+        url = endpoints.join(target.endpoint_url, path)  # type: ignore[arg-type]
         refreshed = False
         end = time.monotonic() + budget
 
@@ -367,14 +368,16 @@ def stop_before_end(end: float) -> Any:
 
 
 def _failure(name: str, response: httpx.Response, problem: dict[str, Any]) -> Exception:
-    """The connector's problem+json as one of our errors, keeping its code and detail."""
+    """The connector's answer as one of our errors. Its status, code and category classify it;
+    what is shown of it is only what :func:`errors.said` lets through (never an answer body that
+    is not a contract problem: the endpoint may be some other service)."""
     status = response.status_code
-    detail = str(problem.get("detail") or problem.get("title") or f"answered {status}")[:500]
     code = problem.get("code") if isinstance(problem.get("code"), str) else None
-    extra: dict[str, Any] = {"connector_status": status, "connector_code": code}
-    if isinstance(problem.get("errors"), list):
-        extra["errors"] = problem["errors"][:20]
-    message = f"{name}: {detail}"
+    shown = errors.said(status, response.headers.get("content-type", ""), problem)
+    extra: dict[str, Any] = {"connector_status": status, "connector_code": shown.code}
+    if shown.errors is not None:
+        extra["errors"] = shown.errors
+    message = f"{name}: {shown.message}"
     if status == 401:
         return errors.ConnectorAuthFailed(message, **extra)
     if status == 500 and code == "invalid_output":

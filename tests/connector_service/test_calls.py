@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -276,8 +278,18 @@ async def test_circuit_opens_on_a_failing_connector_and_recovers(rig, dsn):
     assert ("latency_ms", "ok") in kinds and ("error", "transport") in kinds
 
 
-async def test_disallowed_endpoints_are_refused(rig, dsn):
-    slug = await register(dsn, rig.crm_connector.url, endpoint="http://169.254.169.254/latest")
+@pytest.mark.parametrize(
+    ("endpoint", "why"),
+    [
+        ("http://169.254.169.254/latest", "host '169.254.169.254' is outside the connector"),
+        ("http://0xa9fea9fe/latest", "host '0xa9fea9fe' is outside the connector"),
+        ("{crm}/#", "fragment"),  # stored before publishing refused it: still never called
+        ("{crm}/?", "query"),
+    ],
+)
+async def test_disallowed_endpoints_are_refused(rig, dsn, endpoint, why):
+    endpoint = endpoint.format(crm=rig.crm_connector.url)
+    slug = await register(dsn, rig.crm_connector.url, endpoint=endpoint)
     t = await make_tenant(dsn, role=Role.editor)
     async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
         r = await c.post("/api/v1/integrations", json={
@@ -287,8 +299,66 @@ async def test_disallowed_endpoints_are_refused(rig, dsn):
         item = await wait_status(c, iid, "error")
         assert item["status"] == "error" and item["status_reason"].startswith(
             "endpoint not allowed"
-        )
+        ), item
+        assert why in item["status_reason"] and "169.254.169.254" not in item["last_error"].replace(
+            "'169.254.169.254'", ""
+        )  # the host as written, never an address it stands for
         r = await c.post(f"/api/v1/integrations/{iid}/actions/create_contact",
                          json={"input": {"email": "a@example.com"}},
                          headers={"Idempotency-Key": "k1"})  # fmt: skip
         assert r.status_code == 422 and r.json()["code"] == "endpoint_not_allowed"
+
+
+class _NotAConnector(BaseHTTPRequestHandler):
+    """Some other HTTP service on the connector networks (an admin API, a database's HTTP
+    port): it answers every request with ``answer`` (status, content type, body)."""
+
+    answer: tuple[int, str, bytes] = (500, "application/json", b"{}")
+
+    def do_POST(self) -> None:
+        status, ctype, body = self.answer
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_an_endpoint_that_is_not_a_connector_shows_nothing_of_its_answers(rig, dsn):
+    """The API must not read internal services for whoever publishes an endpoint URL: the
+    install's status and the problems of its calls give the classification and the status
+    code, never the answer's body, whatever it calls its fields."""
+    banner = b'{"detail": "redis_version:7.2.4 os:Linux", "title": "secret-banner", "errors":' \
+             b' [{"path": "/", "message": "secret-banner"}], "code": "secret_banner"}'  # fmt: skip
+    _NotAConnector.answer = (500, "application/json", banner)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotAConnector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        slug = await register(dsn, rig.crm_connector.url, endpoint=url)
+        t = await make_tenant(dsn, role=Role.editor)
+        async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
+            r = await c.post("/api/v1/integrations", json={
+                "connector": slug, "config": {"base_url": rig.crm.url},
+                "credentials": {"api_key": rig.crm_key}})  # fmt: skip
+            iid = r.json()["id"]
+            item = await wait_status(c, iid, "error")
+            assert item["status_reason"] == f"connector failed: {slug}: answered HTTP 500", item
+            assert item["last_error"] == f"{slug}: answered HTTP 500"
+            assert "banner" not in str(item) and "redis" not in str(item)
+
+            _NotAConnector.answer = (422, "application/problem+json", banner)  # no category
+            item = (await c.post(f"/api/v1/integrations/{iid}/check")).json()
+            assert item["status_reason"] == f"check failed: {slug}: answered HTTP 422", item
+            r = await c.post(f"/api/v1/integrations/{iid}/actions/create_contact",
+                             json={"input": {"email": "a@example.com"}},
+                             headers={"Idempotency-Key": "k1"})  # fmt: skip
+            assert r.status_code == 422 and r.json()["code"] == "connector_rejected", r.text
+            assert r.json()["detail"] == f"{slug}: answered HTTP 422"
+            assert "banner" not in r.text and "redis" not in r.text
+    finally:
+        server.shutdown()
+        server.server_close()
