@@ -207,6 +207,9 @@ async def test_a_body_at_the_limit_still_works(suite, dsn):
         r = await client.post("/api/v1/api-keys", content=body.ljust(LIMIT), headers=headers)
         assert r.status_code == 201, r.text
         assert r.json()["name"] == name and r.json()["role"] == "viewer"
+        assert "connection" not in r.headers  # a body read to its end keeps the connection
+        r = await client.post("/api/v1/integrations", json={"connector": None})
+        assert r.status_code == 422 and "connection" not in r.headers, r.headers
         assert name in await _key_names(client)
         # and chunked, without a Content-Length
         pieces = _pieces(body.ljust(LIMIT))
