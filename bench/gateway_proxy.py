@@ -433,6 +433,8 @@ def main() -> int:
                 "SEEDOS_LOG_LEVEL": args.log_level,
                 "SEEDOS_LOG_FORMAT": "json",
                 "SEEDOS_DATA_DIR": str(tmp / "data"),
+                # production mode: connectors on loopback are listed on purpose
+                "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
                 "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
                 "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
                 "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],

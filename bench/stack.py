@@ -109,6 +109,8 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
             internal_key, "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
             "SEEDOS_LOG_LEVEL": "WARNING", "SEEDOS_LOG_FORMAT": "json",
             "SEEDOS_DATA_DIR": str(tmp / "data"),
+            # production mode: the connectors here listen on loopback, listed on purpose
+            "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
             "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
             "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
             "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],

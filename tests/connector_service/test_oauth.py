@@ -417,7 +417,10 @@ async def _own_entry(world: World, dsn: str, client: httpx.AsyncClient) -> tuple
 
 
 async def _move(dsn: str, slug: str, **urls: str) -> dict:
-    """Point the entry's OAuth URLs elsewhere (as a published version could); its manifest."""
+    """Point the entry's OAuth URLs elsewhere; its manifest. The entry is the platform's
+    (register_deployed), whose operator may move a version in place: installs on it follow.
+    A tenant's published version cannot change (test_pinning.py), so this stands for an
+    address the rule refuses later, e.g. after the rule or the name's address changed."""
     manifest = (await _fetch(dsn, "SELECT manifest FROM marketplace_connectors WHERE slug = $1",
                              slug))[0]["manifest"]  # fmt: skip
     manifest = {**manifest, "auth": {**manifest["auth"], **urls}}
