@@ -9,12 +9,21 @@ The protocol is y-websocket's (y-protocols): every message is a var-uint type, t
 
 On connect the server sends its step 1 (and the awareness states it knows); the client
 answers with step 2 and sends its own step 1. Updates from clients are checked first
-(``service.check_update``: a malformed update, or one that breaks the records layout, closes
-the connection with 1008 and leaves the document untouched), then handed to the document's
-:class:`Writes`, which applies and commits whatever has queued up, in one append, while the
-previous commit ran. A connection may have :data:`MAX_IN_FLIGHT` updates waiting for their
-commit; beyond that it is not read from, so TCP pushes back on a client that writes faster
-than the database commits.
+(``service.check_update``: a malformed update, or one that breaks the records layout or
+creates a record its stream's schema refuses, closes the connection with 1008 and leaves the
+document untouched), then handed to the document's :class:`Writes`, which applies and commits
+whatever has queued up, in one append, while the previous commit ran. What the first check
+cannot see (changes to existing records) is checked once applied: the layout per update, the
+schemas once per batch for each record it changed; a refused update is undone (the document
+loaded again up to the log, :meth:`DocStore.rollback`), its sender closed with 1008, and the
+rest of the batch committed. A connection may have :data:`MAX_IN_FLIGHT` updates waiting for
+their commit; beyond that it is not read from, so TCP pushes back on a client that writes
+faster than the database commits.
+
+A refused edit stays in the client's document, and y-websocket sends it again in its step 2
+on every reconnect. The hub knows it again (``hub.Refusals``): in a step 2 it is let be, and the
+connection stays open (closing it would only start the next reconnect); a later edit from that
+document builds on it and cannot be taken either: closed with 4422, "reload the document".
 
 Viewers (read-only role) receive everything; an update from them closes the connection with
 1008 ``read-only``, except their step-2 handshake reply, which is not applied and is only
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from typing import Any
 
 import structlog
 from pycrdt import (
@@ -33,6 +43,7 @@ from pycrdt import (
     YSyncMessageType,
     create_sync_message,
     get_state,
+    get_update,
     merge_updates,
     write_message,
 )
@@ -45,14 +56,17 @@ from connector_service.sync import service
 from connector_service.sync.hub import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
+    REFUSED_EDIT,
     TRY_AGAIN_LATER,
     Hub,
     MalformedAwareness,
     Peer,
+    Refusals,
     Room,
+    close_reason,
 )
-from connector_service.sync.lib0 import Decoder, Malformed
-from connector_service.sync.store import CLIENT, DELETED, DocStore, decode_state_vector
+from connector_service.sync.lib0 import Decoder, Malformed, deleted_ranges, without
+from connector_service.sync.store import CLIENT, DELETED, DocStore, LiveDoc, decode_state_vector
 
 log = structlog.get_logger(component="connector_service.sync.ws")
 
@@ -62,6 +76,8 @@ MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024  # updates of one connection waiting for 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a larger message closes the connection (1009)
 MESSAGE_TOO_BIG = 1009
 EMPTY_UPDATE = b"\x00\x00"
+MAX_ROLLBACKS = 4  # per batch; beyond, the document is reloaded and its clients resynchronize
+CONTENT_REFUSALS = (service.InvalidRecords, service.InvalidRecord)
 
 
 class ProtocolViolation(Exception):
@@ -70,6 +86,10 @@ class ProtocolViolation(Exception):
 
 class TooBig(ProtocolViolation):
     """Closes the connection with 1009."""
+
+
+class RefusedEdit(ProtocolViolation):
+    """Closes the connection with 4422: an edit that builds on one refused before."""
 
 
 def step2_message(update: bytes) -> bytes:
@@ -88,9 +108,10 @@ def merge_changes(into: dict[str, set[str] | None], changes: dict[str, set[str] 
 class Writes:
     """Updates from the WebSocket clients of one document, committed a batch at a time."""
 
-    def __init__(self, store: DocStore, target: Target) -> None:
+    def __init__(self, store: DocStore, target: Target, refusals: Refusals) -> None:
         self.store = store
         self.target = target
+        self.refusals = refusals
         self._inbox: list[tuple[bytes, Peer, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -116,40 +137,40 @@ class Writes:
 
     async def _commit(self, batch: list[tuple[bytes, Peer, asyncio.Future[None]]]) -> None:
         refused: dict[int, Exception] = {}
-        applied_any = appended = False
-        streams = set(service.streams(self.target))
+        added: dict[int, dict[int, int]] = {}  # refused update -> what it added (client: from)
+        dirty = appended = False
+        streams = service.streams(self.target)
         try:
             async with self.store.session(self.target.id) as live:
-                applied: list[bytes] = []
-                sources: set[Peer] = set()
-                changes: dict[str, set[str] | None] = {}
-                for i, (update, peer, _) in enumerate(batch):
-                    try:
-                        done, changed = live.apply(update, CLIENT)
-                    except ValueError:  # decoding fails before anything is integrated
-                        refused[i] = service.MalformedUpdate("the update is not a Yjs update")
-                        continue
-                    if not done:
-                        continue
-                    applied_any = True
-                    try:  # what the scratch check could not see (changes to existing records)
-                        service.check_applied(live, changed, streams)
-                    except service.InvalidRecords as exc:
-                        refused[i] = exc
-                        raise _Poisoned from None
-                    applied.append(done)
-                    sources.add(peer)
-                    merge_changes(changes, changed)
+                strict = False  # the schemas are checked once for the batch, until that fails
+                rollbacks = 0
+                while True:
+                    dirty = True
+                    outcome = self._apply(live, batch, refused, added, streams, strict=strict)
+                    if outcome is not None:
+                        break
+                    # a refused update is in the document: undo the batch, go again without it
+                    # (and from now on check each update, to know whose it is)
+                    strict, rollbacks = True, rollbacks + 1
+                    fresh = await self.store.rollback(live)
+                    dirty = False
+                    if fresh is None or rollbacks > MAX_ROLLBACKS:
+                        raise _Poisoned
+                    live = fresh
+                applied, sources, changes = outcome
                 if applied:
                     merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
                     extra = service.enqueue_changes(self.target.id, changes) if changes else None
                     source = next(iter(sources)) if len(sources) == 1 else None
                     await self.store.append(live, CLIENT, merged, extra=extra, source=source)
-                appended = True
+                dirty, appended = False, True
+                for i in _first_per_peer(batch, refused):  # before they hear of it: they reconnect
+                    remember_refusal(self.refusals, self.target, live, batch[i][0], refused[i],
+                                     added=added.get(i, {}))  # fmt: skip
         except BaseException as exc:
             for i, refusal in refused.items():  # the sender hears why, before the room resyncs
                 batch[i][1].fail(*_close_for(refusal, self.target))
-            if applied_any and not appended:
+            if dirty and not appended:
                 # memory must not keep what the log does not: reload, and the room resyncs
                 self.store.forget(self.target.id)
             failure: BaseException = (
@@ -162,16 +183,101 @@ class Writes:
             if not isinstance(exc, Exception):
                 raise  # cancelled: the drain's finally resolves what is left
             return
-        for i, (_, _, future) in enumerate(batch):
-            if not future.done():
-                if i in refused:
-                    future.set_exception(refused[i])
-                else:
-                    future.set_result(None)
+        for i, (_, peer, future) in enumerate(batch):
+            if i in refused:
+                peer.fail(*_close_for(refused[i], self.target))
+                future.set_exception(refused[i])
+            elif not future.done():
+                future.set_result(None)
+
+    def _apply(
+        self, live: LiveDoc, batch: list[tuple[bytes, Peer, asyncio.Future[None]]],
+        refused: dict[int, Exception], added: dict[int, dict[int, int]],
+        streams: dict[str, Any], *, strict: bool,
+    ) -> tuple[list[bytes], set[Peer], dict[str, set[str] | None]] | None:  # fmt: skip
+        """Apply the batch but what was refused: the updates applied, their senders and the
+        record changes, or None when the document now holds one to refuse (in ``refused``
+        unless the batch's schema check found it and which one is not known yet)."""
+        applied: list[bytes] = []
+        sources: set[Peer] = set()
+        changes: dict[str, set[str] | None] = {}
+        blocked: dict[Peer, int] = {}  # a sender's updates after its refused one build on it
+        for i, (update, peer, _) in enumerate(batch):
+            if i in refused:
+                blocked.setdefault(peer, i)
+                continue
+            if peer in blocked or peer.failed.is_set():  # closed: nothing of it is taken
+                refused[i] = refused.get(blocked.get(peer, -1)) or Reloaded("closed")
+                continue
+            try:
+                done, changed = live.apply(update, CLIENT)
+            except ValueError:  # decoding fails before anything is integrated
+                refused[i] = service.MalformedUpdate("the update is not a Yjs update")
+                continue
+            if not done:
+                continue
+            try:  # what the scratch check could not see (changes to existing records)
+                service.check_applied(live, changed, streams)
+                if strict:
+                    service.check_schemas(live.records, service.changed_records(changed), streams)
+            except (service.InvalidRecords, service.InvalidRecord) as exc:
+                refused[i] = exc
+                before = decode_state_vector(live.state_before)
+                added[i] = {
+                    client: before.get(client, 0)
+                    for client, clock in decode_state_vector(live.state_vector()).items()
+                    if clock > before.get(client, 0)
+                }
+                return None
+            applied.append(done)
+            sources.add(peer)
+            merge_changes(changes, changed)
+        if not strict and changes:
+            try:  # each record the batch changed, once, as the batch left it
+                service.check_schemas(live.records, service.changed_records(changes), streams)
+            except service.InvalidRecord:
+                return None
+        return applied, sources, changes
+
+
+def _first_per_peer(
+    batch: list[tuple[bytes, Peer, Any]], refused: dict[int, Exception]
+) -> list[int]:
+    """The refused updates whose content was refused, the first of each sender."""
+    seen: set[Peer] = set()
+    out = []
+    for i in sorted(refused):
+        peer = batch[i][1]
+        if isinstance(refused[i], CONTENT_REFUSALS) and peer not in seen:
+            seen.add(peer)
+            out.append(i)
+    return out
+
+
+def remember_refusal(
+    refusals: Refusals, target: Target, live: LiveDoc, update: bytes, refusal: Exception,
+    *, added: dict[int, int] | None = None,
+) -> None:  # fmt: skip
+    """Know this refused update again when it comes back (:class:`hub.Refusals`): by the items
+    it ``added`` (client id: first clock; by default those ``live``, the document without it,
+    lacks) or, if it added none, by those of its deletions ``live`` lacks."""
+    reason = _close_for(refusal, target)[1]
+    try:
+        ours = decode_state_vector(live.state_vector())
+        if added is None:
+            theirs = decode_state_vector(get_state(update))
+            added = {c: ours.get(c, 0) for c, clock in theirs.items() if clock > ours.get(c, 0)}
+        deleted = {}
+        if not added:  # refusals only: the document's whole delete set is read
+            here = deleted_ranges(live.doc.get_update(live.state_vector()))
+            deleted = without(deleted_ranges(get_update(update, live.state_vector())), here)
+    except ValueError:
+        return
+    refusals.remember(target.id, reason, clients=added, deleted=deleted)
 
 
 class _Poisoned(Exception):
-    """An applied update broke the records layout: nothing of the batch may be committed."""
+    """A refused update could not be undone: nothing of the batch may be committed."""
 
 
 class Reloaded(ServiceUnavailable):
@@ -187,7 +293,7 @@ class Connection:
         self.store = store
         self.target = target
         self.writable = writable
-        self.streams = set(service.streams(target))
+        self.streams = service.streams(target)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._bytes_in_flight = 0
         self._drained = asyncio.Event()
@@ -288,14 +394,27 @@ class Connection:
             if handshake and not await self._adds_to_document(update):
                 return
             raise ProtocolViolation("read-only: this connection may not change the document")
-        service.check_update(update, self.streams)  # raises: 1008, the document untouched
+        if (reason := self.hub.refusals.recall(self.target.id, update)) is not None:
+            if handshake:  # y-websocket's answer to our step 1, on each reconnect: let it be
+                return
+            raise RefusedEdit(f"refused edit: {reason}")
+        try:
+            service.check_update(update, self.streams)  # raises: 1008, the document untouched
+        except CONTENT_REFUSALS as exc:
+            try:
+                async with self.store.session(self.target.id) as live:
+                    remember_refusal(self.hub.refusals, self.target, live, update, exc)
+            except Exception as failure:  # refused all the same; known again next time
+                log.warning("sync_ws_refusal_not_remembered", integration_id=str(self.target.id),
+                            error=type(failure).__name__)  # fmt: skip
+            raise
         await self._slots.acquire()
         while self._bytes_in_flight and self._bytes_in_flight + len(update) > MAX_IN_FLIGHT_BYTES:
             self._drained.clear()
             await self._drained.wait()  # not read from meanwhile: TCP pushes back
         self._bytes_in_flight += len(update)
         if room.writer is None:
-            room.writer = Writes(self.store, self.target)
+            room.writer = Writes(self.store, self.target, self.hub.refusals)
         future = room.writer.submit(update, peer)
         future.add_done_callback(functools.partial(self._committed, peer, len(update)))
 
@@ -323,11 +442,13 @@ class Connection:
 
 def _close_for(exc: BaseException, target: Target) -> tuple[int, str]:
     if isinstance(exc, TooBig):
-        return MESSAGE_TOO_BIG, str(exc)[:120]
+        return MESSAGE_TOO_BIG, close_reason(str(exc))
+    if isinstance(exc, RefusedEdit):
+        return REFUSED_EDIT, close_reason(str(exc))
     if isinstance(exc, ProtocolViolation):
-        return POLICY_VIOLATION, str(exc)[:120]
+        return POLICY_VIOLATION, close_reason(str(exc))
     if isinstance(exc, SeedosError) and exc.status < 500:
-        return POLICY_VIOLATION, f"{exc.code}: {exc.detail or exc.title}"[:120]
+        return POLICY_VIOLATION, close_reason(f"{exc.code}: {exc.detail or exc.title}")
     if isinstance(exc, SeedosError):  # the database is busy or down: the client may retry
         return TRY_AGAIN_LATER, exc.code
     log.error("sync_ws_failed", integration_id=str(target.id), error=type(exc).__name__,

@@ -16,6 +16,9 @@ limit.
 Awareness (cursors, presence) is relayed to a document's clients as it arrives, never
 persisted; the hub remembers each client's latest states so a newcomer gets them at once, and
 tells the others when a client leaves.
+
+It also remembers, for a while, the edits it refused (:class:`Refusals`): a refused edit stays
+in the client's own document, and y-websocket sends it again on every reconnect.
 """
 
 from __future__ import annotations
@@ -28,10 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from cachetools import TTLCache
 from prometheus_client import Counter, Gauge
 from pycrdt import Encoder, create_awareness_message, create_update_message, merge_updates
 
-from connector_service.sync.lib0 import Decoder, Malformed
+from connector_service.sync.lib0 import (
+    Decoder,
+    Malformed,
+    adds_beyond,
+    adds_nothing,
+    deleted_ranges,
+)
 
 log = structlog.get_logger(component="connector_service.sync.hub")
 
@@ -44,8 +54,15 @@ MAX_AWARENESS_MESSAGE_BYTES = 64 * 1024  # a larger awareness message closes the
 MAX_AWARENESS_STATES_PER_PEER = 4
 MAX_AWARENESS_ROOM_CHARS = 1024 * 1024  # what a newcomer may be sent in one message
 
-# close codes (RFC 6455 section 7.4.1)
+# close codes (RFC 6455 section 7.4.1), and ours: an edit from a document holding a refused one
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1011, 1013, 1001
+REFUSED_EDIT = 4422
+MAX_REASON_BYTES = 123  # of a close frame's reason, in UTF-8
+
+REFUSALS_SECONDS = 15 * 60  # how long a refused edit is recognized
+MAX_REFUSAL_DOCUMENTS = 4096
+MAX_REFUSED_CLIENTS = 64  # per document
+MAX_REFUSED_RANGES = 1024  # deleted ranges per document
 
 CONNECTIONS = Gauge("seedos_sync_ws_connections", "Open sync WebSocket connections.")
 BROADCASTS = Counter(
@@ -94,7 +111,7 @@ class Peer:
     def fail(self, code: int, reason: str) -> None:
         """Close this client (the connection's handler sees ``failed`` and closes)."""
         if not self.failed.is_set():
-            self.close_code, self.close_reason = code, reason[:120]
+            self.close_code, self.close_reason = code, close_reason(reason)
             self._queue.clear()
             self._bytes = 0
             self.failed.set()
@@ -126,6 +143,73 @@ class MalformedAwareness(ValueError):
     pass
 
 
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame holds (123 bytes of UTF-8), never within a
+    character."""
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+@dataclass
+class Refused:
+    """What a document's refused edits carried, to know them again."""
+
+    reason: str
+    # Yjs client id -> the document's clock for it when refused: that client's items from
+    # there on were (or build on) the refused edit
+    clients: dict[int, int] = field(default_factory=dict)
+    # client id -> [start, end) clock ranges of items a refused deletion-only edit deleted
+    deleted: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+class Refusals:
+    """Edits refused lately, per document, bounded in number and time.
+
+    A Yjs client keeps an edit the server refused in its own document, and a y-websocket
+    client answers every (re)connection's sync step 1 with everything the server lacks: the
+    refused edit again. Whatever the client does on a close, it comes back, so it is known
+    again here: by its items (a client id and the clock it starts beyond), or, for an edit
+    that only deletes (which leaves the state vector as it was), by the items it deletes."""
+
+    def __init__(self, *, seconds: float = REFUSALS_SECONDS) -> None:
+        self._documents: TTLCache[uuid.UUID, Refused] = TTLCache(MAX_REFUSAL_DOCUMENTS, seconds)
+
+    def remember(
+        self, integration_id: uuid.UUID, reason: str, *, clients: dict[int, int],
+        deleted: dict[int, list[tuple[int, int]]],
+    ) -> None:  # fmt: skip
+        known = self._documents.get(integration_id) or Refused(reason)
+        known.reason = reason
+        for client, clock in clients.items():
+            if client in known.clients or len(known.clients) < MAX_REFUSED_CLIENTS:
+                known.clients[client] = min(clock, known.clients.get(client, clock))
+        room = MAX_REFUSED_RANGES - sum(len(r) for r in known.deleted.values())
+        for client, ranges in deleted.items():
+            kept = ranges[: max(room, 0)]
+            room -= len(kept)
+            if kept:
+                known.deleted.setdefault(client, []).extend(kept)
+        self._documents[integration_id] = known  # and the time starts again
+
+    def recall(self, integration_id: uuid.UUID, update: bytes) -> str | None:
+        """The reason a refused edit this update carries was refused for, if it carries one."""
+        known = self._documents.get(integration_id)
+        if known is None:
+            return None
+        try:
+            if known.clients and adds_beyond(update, known.clients):
+                return known.reason
+            # a deletion-only edit: known by what it deletes, in an update adding nothing
+            # (another client's edit of the same field deletes the same item, but adds one)
+            if known.deleted and adds_nothing(update):
+                for client, ranges in deleted_ranges(update).items():
+                    for start, end in ranges:
+                        if any(s < end and start < e for s, e in known.deleted.get(client, ())):
+                            return known.reason
+        except ValueError:  # malformed: its own checks say so
+            return None
+        return None
+
+
 def read_awareness(update: bytes) -> list[tuple[int, int, str]]:
     """The entries (client id, clock, state JSON) of a y-protocols awareness update."""
     try:
@@ -155,6 +239,7 @@ class Hub:
     def __init__(self, *, tick_seconds: float = TICK_SECONDS) -> None:
         self.tick = tick_seconds
         self.rooms: dict[uuid.UUID, Room] = {}
+        self.refusals = Refusals()
 
     # --------------------------------------------------------------- membership
 

@@ -5,6 +5,9 @@ keys are strings); values maps of JSON scalars (string, number, boolean, null). 
 value is an object or an array is held as its JSON text. Numbers come back from the document
 as floats (Yjs has one number type): fields the stream's schema declares ``integer`` are turned
 back into integers on the way out.
+
+:func:`schema_problems` is the one rule a record must meet, whatever changed it: the JSON API's
+``PATCH`` and Yjs updates (``POST sync``, WebSocket clients) alike.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from typing import Any
 import orjson
 from pycrdt import Map
 
+from common import jsonschemas
+
 ROOT = "records"
 SCALARS = (str, int, float, bool, type(None))
+MAX_PROBLEMS = 20
+SAFE_INTEGER = 2**53  # beyond it a float is no exact integer
 
 
 def key(stream: str, primary_key: Any) -> str:
@@ -90,3 +97,22 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     return bool(a == b)
+
+
+def schema_problems(fields: Mapping[str, Any], schema: Any) -> list[tuple[str, str]]:
+    """What the stream's ``schema`` says against a record as the document holds it: ``(path,
+    message)`` pairs (``"/"`` for the record itself), by path, at most :data:`MAX_PROBLEMS`;
+    none when the stream declares no schema. Yjs has one number type, so a number with no
+    fraction counts as an integer (as JSON Schema says) and is shown as one. Patterns are
+    matched in bounded time (:mod:`common.jsonschemas`); a schema that cannot check anything
+    raises :class:`jsonschemas.UnusableSchema`."""
+    if not isinstance(schema, dict):
+        return []
+    record = {
+        name: int(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < SAFE_INTEGER
+        else value
+        for name, value in fields.items()
+    }
+    found = sorted(jsonschemas.errors(schema, record), key=lambda e: [str(p) for p in e.path])
+    return [("/" + "/".join(str(p) for p in e.path), e.message) for e in found[:MAX_PROBLEMS]]

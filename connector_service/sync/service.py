@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -134,19 +134,15 @@ async def delete_record(
 
 
 def _validate(record: dict[str, Any], stream: Mapping[str, Any]) -> None:
-    schema = stream.get("schema")
-    if not isinstance(schema, dict):
-        return
     try:  # patterns matched in bounded time: the schema is the connector author's
-        errors = sorted(jsonschemas.errors(schema, record), key=lambda e: list(e.path))
+        errors = rec.schema_problems(record, stream.get("schema"))
     except jsonschemas.UnusableSchema as exc:
         raise InvalidRecord(
             f"the {stream['name']} stream's schema cannot check records: {exc}",
             errors=[{"path": "/", "message": f"the connector's schema is unusable: {exc}"}],
         ) from None
     if errors:
-        found = [{"path": "/" + "/".join(str(p) for p in e.path), "message": e.message}
-                 for e in errors[:20]]  # fmt: skip
+        found = [{"path": path, "message": message} for path, message in errors]
         raise InvalidRecord(f"the {stream['name']} record would be invalid", errors=found)
 
 
@@ -167,12 +163,13 @@ def split_sync_body(body: bytes) -> tuple[bytes, bytes]:
     return parts[0], parts[1]
 
 
-def check_update(update: bytes, known_streams: set[str]) -> None:
+def check_update(update: bytes, known_streams: Mapping[str, Mapping[str, Any]]) -> None:
     """Refuse an update that is not Yjs, or that puts into ``records`` a key outside the
-    ``<stream>/<primary key>`` layout, a record that is not a map, or a field that is not a
-    JSON scalar. Checked on a scratch document, so the live one stays untouched. What the
-    scratch document cannot see (an update to a record it does not itself create: those items
-    wait there for the record) is checked after applying, by :func:`check_applied`."""
+    ``<stream>/<primary key>`` layout, a record that is not a map, a field that is not a
+    JSON scalar, or a record its stream's schema refuses. Checked on a scratch document, so
+    the live one stays untouched. What the scratch document cannot see (an update to a record
+    it does not itself create: those items wait there for the record) is checked after
+    applying, by :func:`check_applied` and :func:`check_schemas`."""
     scratch = Doc()
     records = scratch.get(rec.ROOT, type=Map)
     try:
@@ -187,10 +184,11 @@ def check_update(update: bytes, known_streams: set[str]) -> None:
                  for name in others]  # fmt: skip
     if problems:
         raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
+    check_schemas(records, records.keys(), known_streams)
 
 
 def check_applied(
-    live: LiveDoc, changes: dict[str, set[str] | None], known_streams: set[str]
+    live: LiveDoc, changes: dict[str, set[str] | None], known_streams: Collection[str]
 ) -> None:
     """The records an applied update changed, as the live document now holds them. On a
     problem the caller must drop the document from memory (the update is not in the log)."""
@@ -202,7 +200,39 @@ def check_applied(
         raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
 
 
-def _record_problems(k: str, value: Any, known_streams: set[str]) -> list[dict[str, str]]:
+def check_schemas(
+    records: Map, keys: Iterable[str], known_streams: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """The records named by ``keys`` (those an update created or changed, after the layout
+    checks), each as a whole as ``records`` now holds it, against its stream's schema: the
+    rule of ``PATCH``. :class:`InvalidRecord` lists each record and field."""
+    problems: list[tuple[str, str, str]] = []
+    for k in keys:
+        value = records.get(k)
+        if not isinstance(value, Map):
+            continue  # deleted
+        try:
+            found = rec.schema_problems(value.to_py(), known_streams[rec.split(k)[0]].get("schema"))
+        except jsonschemas.UnusableSchema as exc:
+            found = [("/", f"the connector's schema is unusable: {exc}")]
+        problems += [(k, path, message) for path, message in found]
+        if len(problems) >= rec.MAX_PROBLEMS:
+            break
+    if problems:
+        k, path, message = problems[0]
+        first = f"{k}: {message}" if path == "/" else f"{k}: {path[1:]}: {message}"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        errors = [{"path": f"/{k}" + ("" if path == "/" else path), "message": message}
+                  for k, path, message in problems[: rec.MAX_PROBLEMS]]  # fmt: skip
+        raise InvalidRecord(first + more, errors=errors)
+
+
+def changed_records(changes: dict[str, set[str] | None]) -> list[str]:
+    """The keys of the records an update created or changed (not those it deleted)."""
+    return [k for k, fields in changes.items() if fields is not DELETED]
+
+
+def _record_problems(k: str, value: Any, known_streams: Collection[str]) -> list[dict[str, str]]:
     stream, pk = rec.split(k)
     if stream not in known_streams or not pk or "\x00" in k:
         return [{"path": f"/{k!r}", "message": "not <stream>/<primary key> of a stream"}]
@@ -218,8 +248,9 @@ def _record_problems(k: str, value: Any, known_streams: set[str]) -> list[dict[s
 
 async def exchange(store: DocStore, target: Target, state_vector: bytes, update: bytes) -> bytes:
     """Integrate the client's update (durably, before answering) and return what it lacks."""
+    known = streams(target)
     if update:
-        check_update(update, set(streams(target)))
+        check_update(update, known)
     async with store.session(target.id) as live:
         try:  # before the client's update: what it sent is not sent back
             answer = live.diff(state_vector)
@@ -228,9 +259,10 @@ async def exchange(store: DocStore, target: Target, state_vector: bytes, update:
         if update:
             applied, changes = live.apply(update, CLIENT)
             try:
-                check_applied(live, changes, set(streams(target)))
-            except InvalidRecords:
-                store.forget(target.id)  # memory must not keep what the log will not
+                check_applied(live, changes, known)
+                check_schemas(live.records, changed_records(changes), known)
+            except (InvalidRecords, InvalidRecord):
+                await store.rollback(live)  # memory must not keep what the log will not
                 raise
             if applied:
                 await store.append(live, CLIENT, applied, extra=enqueue_changes(target.id, changes))

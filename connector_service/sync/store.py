@@ -10,7 +10,9 @@ the log is folded into the snapshot, under the same lock, and the folded rows de
 In this process each document is held in memory (least recently used dropped) behind an
 asyncio lock: a session catches the document up with the log, then reads or changes it. A
 change whose append fails is dropped from memory with the document, which is loaded again from
-the database next time, so memory never runs ahead of what is durable.
+the database next time, so memory never runs ahead of what is durable. A change refused once
+applied (it broke the records layout or a schema) is undone by :meth:`DocStore.rollback`: the
+document loaded again up to the log id it had reached, so its clients lose nothing.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class LiveDoc:
     # every deletion of the document, as one update: a peer that lacks a deletion made without
     # an insertion (it leaves the state vector as it was) still gets it with a tail diff
     deletions: bytes | None = None
+    state_before: bytes = b"\x00"  # the state vector the last apply() found
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()
@@ -115,9 +118,10 @@ class LiveDoc:
 
     def apply(self, update: bytes, origin: str) -> tuple[bytes, dict]:
         """Integrate a peer's update (ValueError if malformed); returns it and the record
-        changes it made, or nothing when it brought nothing new."""
+        changes it made, or nothing when it brought nothing new. ``state_before`` is the
+        state vector it found."""
         self.changes = {}
-        before = self.doc.get_state()
+        before = self.state_before = self.doc.get_state()
         events: list[bytes] = []
         watch = self.doc.observe(lambda event: events.append(event.update))
         deep = self.records.observe_deep(self._on_records)
@@ -264,10 +268,35 @@ class DocStore:
         async with self._db.connection() as conn:
             await self._catch_up_on(conn, live)
 
-    async def _catch_up_on(self, conn: asyncpg.Connection, live: LiveDoc) -> None:
+    async def rollback(self, live: LiveDoc) -> LiveDoc | None:
+        """Undo what was applied to ``live`` and never appended (the caller holds the session
+        and refused it): the document loaded again up to the log id ``live`` had reached,
+        which takes its place. Later rows are left to the next catch-up, which tells the
+        clients. If the log was folded past that id meanwhile, the state in between is gone:
+        the document is forgotten instead and its clients resynchronize (None)."""
+        fresh = new_live(live.integration_id)
+        try:
+            async with self._db.connection() as conn:
+                await self._catch_up_on(conn, fresh, upto=live.applied_through)
+        except BaseException:
+            self.forget(live.integration_id)
+            raise
+        if fresh.applied_through != live.applied_through:
+            self.forget(live.integration_id)
+            return None
+        if self._pinned.get(live.integration_id) is live:
+            self._pinned[live.integration_id] = fresh
+        if self._docs.get(live.integration_id) is live:
+            self._docs[live.integration_id] = fresh
+        return fresh
+
+    async def _catch_up_on(
+        self, conn: asyncpg.Connection, live: LiveDoc, *, upto: int | None = None
+    ) -> None:
         """Apply what the log holds beyond ``applied_through`` (appended by other replicas, or
         everything when the document was just loaded), in one round trip (the snapshot too,
-        when another replica folded the log past that view), and tell the broadcaster."""
+        when another replica folded the log past that view), and tell the broadcaster.
+        ``upto``: not beyond that log id."""
         # a first load is nobody's news; later, only documents with clients here are
         tell = bool(
             live.loaded and self.broadcaster and self.broadcaster.watching(live.integration_id)
@@ -278,9 +307,10 @@ class DocStore:
             'SELECT ic.sync_log_through AS through, u.id, u."update"'
             " FROM integration_connectors ic LEFT JOIN sync_updates u"
             " ON u.integration_id = ic.id AND u.id > GREATEST($2, ic.sync_log_through)"
-            " WHERE ic.id = $1 ORDER BY u.id",
+            " AND u.id <= $3 WHERE ic.id = $1 ORDER BY u.id",
             live.integration_id,
             live.applied_through,
+            upto if upto is not None else 2**63 - 1,
         )
         if not rows:
             raise LookupError(live.integration_id)
