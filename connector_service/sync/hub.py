@@ -151,14 +151,13 @@ def close_reason(text: str) -> str:
 
 @dataclass
 class Refused:
-    """What a document's refused edits carried, to know them again."""
+    """What a document's refused edits carried, to know them again, and why each was refused."""
 
-    reason: str
-    # Yjs client id -> the document's clock for it when refused: that client's items from
-    # there on were (or build on) the refused edit
-    clients: dict[int, int] = field(default_factory=dict)
-    # client id -> [start, end) clock ranges of items a refused deletion-only edit deleted
-    deleted: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    # Yjs client id -> (the document's clock for it when refused, reason): that client's items
+    # from there on were (or build on) the refused edit
+    clients: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # [start, end) clock ranges of items a refused deletion-only edit deleted, by client id
+    deleted: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
 
 
 class Refusals:
@@ -177,34 +176,39 @@ class Refusals:
         self, integration_id: uuid.UUID, reason: str, *, clients: dict[int, int],
         deleted: dict[int, list[tuple[int, int]]],
     ) -> None:  # fmt: skip
-        known = self._documents.get(integration_id) or Refused(reason)
-        known.reason = reason
+        known = self._documents.get(integration_id) or Refused()
         for client, clock in clients.items():
             if client in known.clients or len(known.clients) < MAX_REFUSED_CLIENTS:
-                known.clients[client] = min(clock, known.clients.get(client, clock))
+                before = known.clients.get(client, (clock, reason))
+                known.clients[client] = min(before, (clock, reason))
         room = MAX_REFUSED_RANGES - sum(len(r) for r in known.deleted.values())
         for client, ranges in deleted.items():
-            kept = ranges[: max(room, 0)]
+            kept = [(start, end, reason) for start, end in ranges[: max(room, 0)]]
             room -= len(kept)
             if kept:
                 known.deleted.setdefault(client, []).extend(kept)
         self._documents[integration_id] = known  # and the time starts again
 
     def recall(self, integration_id: uuid.UUID, update: bytes) -> str | None:
-        """The reason a refused edit this update carries was refused for, if it carries one."""
+        """Why the refused edit this update carries was refused, if it carries one."""
         known = self._documents.get(integration_id)
         if known is None:
             return None
         try:
-            if known.clients and adds_beyond(update, known.clients):
-                return known.reason
+            clocks = {client: clock for client, (clock, _) in known.clients.items()}
+            if clocks and adds_beyond(update, clocks):  # whose: asked only on a hit
+                return next((
+                    reason for client, (clock, reason) in known.clients.items()
+                    if adds_beyond(update, {client: clock})
+                ), "refused edit")  # fmt: skip
             # a deletion-only edit: known by what it deletes, in an update adding nothing
             # (another client's edit of the same field deletes the same item, but adds one)
             if known.deleted and adds_nothing(update):
                 for client, ranges in deleted_ranges(update).items():
                     for start, end in ranges:
-                        if any(s < end and start < e for s, e in known.deleted.get(client, ())):
-                            return known.reason
+                        for s, e, reason in known.deleted.get(client, ()):
+                            if s < end and start < e:
+                                return reason
         except ValueError:  # malformed: its own checks say so
             return None
         return None

@@ -12,11 +12,14 @@ import json
 import os
 import secrets
 import shutil
+import uuid
 
 import pytest
 from pycrdt import Doc, Map, create_sync_message, write_message
 
 from connector_service.sync import records as rec
+from connector_service.sync.hub import Refusals
+from connector_service.sync.store import decode_state_vector
 from tests.connector_service import test_sync_ws
 from tests.connector_service.test_sync_ws import INTEROP, pks
 from tests.connector_service.yclient import YClient
@@ -66,6 +69,35 @@ def test_the_rule_counts_an_integral_number_as_an_integer():
     ]
     assert rec.schema_problems({"n": 1}, schema) == [("/", "'s' is a required property")]
     assert rec.schema_problems({"s": 5}, None) == []  # no schema, nothing to say
+
+
+def test_a_refused_edit_is_known_again_and_nothing_else():
+    """What hub.Refusals recognizes: the refused edit and what builds on it, from its client;
+    not the same client's edits the server took, in another client's full update."""
+    iid = uuid.uuid4()
+    server, client = Doc(), Doc()
+    records = client.get("records", type=Map)
+    with client.transaction():
+        records["contacts/1"] = Map({"email": "a@example.com"})
+    server.apply_update(client.get_update())  # taken
+    taken = decode_state_vector(server.get_state())
+    before = client.get_state()
+    records["contacts/1"]["email"] = 98765
+    refused = client.get_update(before)
+    refusals = Refusals()
+    assert refusals.recall(iid, refused) is None
+    refusals.remember(iid, "invalid_record: email", clients=taken, deleted={})
+    assert refusals.recall(iid, refused) == "invalid_record: email"
+    assert refusals.recall(iid, client.get_update(server.get_state())) == "invalid_record: email"
+    after = client.get_state()
+    records["contacts/1"]["phone"] = "later"  # builds on it: pending on the server
+    assert refusals.recall(iid, client.get_update(after)) == "invalid_record: email"
+    other = Doc()
+    other.apply_update(server.get_update())  # holds the client's taken items
+    with other.transaction():
+        other.get("records", type=Map)["contacts/1"]["email"] = "b@example.com"
+    assert refusals.recall(iid, other.get_update()) is None
+    assert refusals.recall(uuid.uuid4(), refused) is None  # another document
 
 
 # ------------------------------------------------------------------ HTTP
