@@ -9,11 +9,13 @@ route's dependencies run), then checked for JSON nesting deeper than
 ``SEEDOS_GATEWAY_MAX_JSON_DEPTH`` (422 ``json_too_deep``) before anything parses it. The proxy
 authenticates before it reads, and the services parse what it forwards.
 
-Every refusal, and any answer that goes out before the body was read to its end, says
-``Connection: close``: the server closes the connection instead of reading the rest (uvicorn
-would otherwise read and discard it for as long as it keeps coming). A client that reads only
-after sending everything may then see the connection reset instead of the 413; curl and
-browsers read the answer while they send.
+A refusal of a declared body up to twice the limit leaves the connection open: uvicorn reads
+and discards the rest, so a client that reads only after sending everything (httpx, requests)
+gets the 413 rather than a reset connection. Every other refusal, and any answer that goes out
+before the body was read to its end, says ``Connection: close``: the server closes the
+connection instead of reading a body it does not want for as long as it keeps coming (a client
+that reads only after sending may then see the connection reset; curl and browsers read the
+answer while they send).
 
 Written as plain ASGI, not ``BaseHTTPMiddleware``: a request without a body (every proxied GET)
 costs one look at its headers and nothing else.
@@ -30,6 +32,9 @@ from common.errors import InvalidRequest, PayloadTooLarge, SeedosError, error_re
 from gateway.json_depth import deeper_than
 
 _CLOSE = (b"connection", b"close")
+# A declared body over the limit by at most this factor is read and discarded after the 413
+# (so simple clients see the answer); a larger one closes the connection.
+DRAIN_FACTOR = 2
 
 
 class JsonTooDeep(InvalidRequest):
@@ -84,7 +89,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if length is not None and not 0 <= length <= self.limits.max_body_bytes:
-            await _refuse(self.limits.too_large(), scope, receive, send)
+            drained = 0 <= length <= DRAIN_FACTOR * self.limits.max_body_bytes
+            await _refuse(self.limits.too_large(), scope, receive, send, close=not drained)
             return
         if scope["type"] == "websocket":  # a handshake's body never reaches the application
             await self.app(scope, receive, send)
@@ -158,14 +164,18 @@ class RequestGuard:
         return bytes(body)
 
 
-async def _refuse(exc: SeedosError, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers ``exc`` and closes the connection rather than read a body left unread. A
-    WebSocket handshake gets the same answer where the server can send one (else 403)."""
+async def _refuse(
+    exc: SeedosError, scope: Scope, receive: Receive, send: Send, *, close: bool = True
+) -> None:
+    """Answers ``exc`` and (with ``close``) closes the connection rather than read a body left
+    unread. A WebSocket handshake gets the same answer where the server can send one (else
+    403)."""
     response = error_response(exc, scope["path"])
     if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
         "extensions", {}
     ):
         await send({"type": "websocket.close", "code": 1008})
         return
-    response.headers["connection"] = "close"
+    if close:
+        response.headers["connection"] = "close"
     await response(scope, receive, send)
