@@ -292,11 +292,7 @@ async def test_disallowed_endpoints_are_refused(rig, dsn, endpoint, why):
     slug = await register(dsn, rig.crm_connector.url, endpoint=endpoint)
     t = await make_tenant(dsn, role=Role.editor)
     async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
-        r = await c.post("/api/v1/integrations", json={
-            "connector": slug, "config": {"base_url": rig.crm.url},
-            "credentials": {"api_key": rig.crm_key}})  # fmt: skip
-        iid = r.json()["id"]
-        item = await wait_status(c, iid, "error")
+        iid, item = await _install_failing(c, rig, slug)
         assert item["status"] == "error" and item["status_reason"].startswith(
             "endpoint not allowed"
         ), item
@@ -307,6 +303,17 @@ async def test_disallowed_endpoints_are_refused(rig, dsn, endpoint, why):
                          json={"input": {"email": "a@example.com"}},
                          headers={"Idempotency-Key": "k1"})  # fmt: skip
         assert r.status_code == 422 and r.json()["code"] == "endpoint_not_allowed"
+
+
+async def _install_failing(c: httpx.AsyncClient, rig, slug: str) -> tuple[str, dict]:
+    """Install ``slug`` for the demo CRM; its id and the install once its check put it in
+    error."""
+    r = await c.post("/api/v1/integrations", json={
+        "connector": slug, "config": {"base_url": rig.crm.url},
+        "credentials": {"api_key": rig.crm_key}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    iid = r.json()["id"]
+    return iid, await wait_status(c, iid, "error")
 
 
 class _NotAConnector(BaseHTTPRequestHandler):
@@ -341,11 +348,7 @@ async def test_an_endpoint_that_is_not_a_connector_shows_nothing_of_its_answers(
         slug = await register(dsn, rig.crm_connector.url, endpoint=url)
         t = await make_tenant(dsn, role=Role.editor)
         async with httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers) as c:
-            r = await c.post("/api/v1/integrations", json={
-                "connector": slug, "config": {"base_url": rig.crm.url},
-                "credentials": {"api_key": rig.crm_key}})  # fmt: skip
-            iid = r.json()["id"]
-            item = await wait_status(c, iid, "error")
+            iid, item = await _install_failing(c, rig, slug)
             assert item["status_reason"] == f"connector failed: {slug}: answered HTTP 500", item
             assert item["last_error"] == f"{slug}: answered HTTP 500"
             assert "banner" not in str(item) and "redis" not in str(item)
