@@ -11,12 +11,14 @@ callers report instead of failing. Publishing refuses such schemas up front
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import jsonschema
+import orjson
 import regex
 from jsonschema import ValidationError
 from referencing import Registry
@@ -48,14 +50,33 @@ class _OutOfTime(Exception):
     pass
 
 
+def _validator(schema: dict[str, Any]) -> Any:
+    """A validator for ``schema``, reused for an equal schema: building one costs about as much
+    as a record's validation (a stream's schema checks every record a sync or edit changes)."""
+    try:
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # not JSON (a caller's own object): uncached
+        return _build(schema)
+    return _cached(key)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached(key: bytes) -> Any:
+    return _build(orjson.loads(key))
+
+
+def _build(schema: dict[str, Any]) -> Any:
+    if _pattern_names_unbounded(schema):
+        raise UnusableSchema(f"it uses {_UNBOUNDED}")
+    return _Validator(schema, format_checker=FORMATS)
+
+
 def errors(schema: dict[str, Any], instance: Any) -> list[ValidationError]:
     """Every validation error of ``instance`` (draft 2020-12, formats checked), patterns matched
     within :data:`PATTERN_BUDGET`; :class:`UnusableSchema` when the schema itself is broken."""
-    if _pattern_names_unbounded(schema):
-        raise UnusableSchema(f"it uses {_UNBOUNDED}")
     token = _DEADLINE.set(time.monotonic() + PATTERN_BUDGET)
     try:
-        return list(_Validator(schema, format_checker=FORMATS).iter_errors(instance))
+        return list(_validator(schema).iter_errors(instance))
     except Unresolvable as exc:
         raise UnusableSchema(
             f"the reference {getattr(exc, 'ref', '?')!r} does not resolve"
