@@ -4,8 +4,9 @@ An install runs the version it installed (pinned: its endpoint, manifest and OAu
 someone upgrades it here. ``GET .../upgrade`` previews what a move changes (hosts, scopes,
 config fields, streams, actions) and whether the current config fits; ``POST .../upgrade``
 moves to the newest version that is not withdrawn, or to ``to_version``. A version that sends
-to a host the install's version does not must be confirmed by listing that host in
-``accept_hosts`` (409 ``confirmation_required`` otherwise, nothing changed). The config, or a
+any of its uses (connector calls, OAuth token requests, revocation, sign-in) to another origin
+than the install's version must be confirmed: ``to_version`` named and each new origin listed
+in ``accept_hosts`` (409 ``confirmation_required`` otherwise, nothing changed). The config, or a
 new one given here, is checked against the new version's config schema (422 ``invalid_config``
 listing every problem, nothing changed); then the install records the new version, the change
 is audited and the connector is checked.
@@ -50,7 +51,8 @@ class UpgradeIn(BaseModel):
     )
     accept_hosts: list[str] = Field(
         default_factory=list, max_length=50,
-        description="The hosts the new version adds (the preview's confirm_hosts), confirmed",
+        description="The destinations the new version moves to (the preview's confirm_hosts,"
+        " scheme://host:port), confirmed; needs to_version too",
     )  # fmt: skip
 
 
@@ -74,7 +76,7 @@ async def preview_upgrade(
     to_version: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """What upgrading the install would change (viewer): the versions it may move to, the
-    hosts the new version adds (to be confirmed in ``accept_hosts``) or drops, scopes, config
+    destinations that change use by use (to be confirmed in ``accept_hosts``), scopes, config
     fields, streams and actions, and the problems the current config has under it."""
     current, pinned, target, candidates = await _versions(
         db, tenant_id=principal.tenant_id, integration_id=integration_id, to_version=to_version
@@ -93,7 +95,7 @@ async def preview_upgrade(
     )  # fmt: skip
     problems = await _config_problems(db, current, target, config=None)
     return {**base, "to_version": target["version"], "up_to_date": False, "changes": found,
-            "confirm_hosts": versions.new_hosts(found), "config_problems": problems}  # fmt: skip
+            "confirm_hosts": versions.to_confirm(found), "config_problems": problems}  # fmt: skip
 
 
 @router.post(
@@ -144,12 +146,15 @@ async def upgrade(
         (pinned or {}).get("manifest") or {}, (pinned or {}).get("endpoint_url"),
         target["manifest"] or {}, target["endpoint_url"],
     )  # fmt: skip
-    unconfirmed = sorted(set(versions.new_hosts(found)) - set(accept_hosts or []))
-    if unconfirmed:
+    confirm = versions.to_confirm(found)
+    unconfirmed = sorted(set(confirm) - set(accept_hosts or []))
+    if unconfirmed or (confirm and to_version != target["version"]):
         raise ConfirmationRequired(
-            f"version {target['version']} sends to host(s) {current['version']} does not:"
-            f" {', '.join(unconfirmed)}; list them in accept_hosts to upgrade",
-            hosts=unconfirmed,
+            f"version {target['version']} sends to {', '.join(confirm)}, where"
+            f" {current['version']} does not send the same things: to upgrade, give"
+            f" to_version {target['version']!r} and list them in accept_hosts",
+            hosts=confirm,
+            to_version=target["version"],
         )
     problems = await _config_problems(conn, current, target, config=config)
     if problems:
@@ -166,7 +171,7 @@ async def upgrade(
         target=f"integration:{integration_id}", request_id=request_id,
         payload={"integration_id": str(integration_id), "from_version": current["version"],
                  "to_version": target["version"], "config_changed": config is not None,
-                 "hosts_added": versions.new_hosts(found)},
+                 "hosts_confirmed": confirm},
     )  # fmt: skip
     return await service.get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
 

@@ -25,6 +25,7 @@ from common.db import Database
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import repository as integrations
 from connector_service.integrations.service import IntegrationNotFound
+from connector_service.manager.errors import UpdateRequired
 from connector_service.oauth import provider, repository, tokens
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.errors import (
@@ -82,6 +83,17 @@ async def _oauth_install(
     return row
 
 
+def _not_withdrawn(row: asyncpg.Record) -> None:
+    """Nothing goes to the OAuth URLs of a version its publisher withdrew (409
+    ``update_required``): the install is upgraded first."""
+    if row["withdrawn_reason"] is not None:
+        raise UpdateRequired(
+            f"version {row['version']} was withdrawn by its publisher"
+            f" ({row['withdrawn_reason']}): upgrade the install before connecting it",
+            reason=row["withdrawn_reason"],
+        )
+
+
 async def connect(
     conn: asyncpg.Connection,
     ring: KeyRing,
@@ -95,6 +107,7 @@ async def connect(
     row = await _oauth_install(conn, tenant_id, integration_id)
     if row["status"] == "disabled":
         raise IntegrationDisabled("enable the integration before connecting its account")
+    _not_withdrawn(row)
     return_to = check_return_to(return_to, config.public_url)
     auth = tokens.auth_of(row["manifest"])
     if not auth.get("authorize_url") or not auth.get("token_url"):
@@ -170,6 +183,7 @@ async def complete(
     ).decode()
     async with db.connection() as conn:
         row = await _oauth_install(conn, tenant_id, integration_id)
+        _not_withdrawn(row)  # withdrawn since the connect began: the code is not exchanged
         stored = await credentials_service.load(
             conn, ring, tenant_id=tenant_id, integration_id=integration_id
         )

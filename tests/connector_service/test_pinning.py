@@ -124,10 +124,11 @@ async def test_an_install_keeps_its_version_until_its_tenant_upgrades(pinned_sui
             # the preview names what changes, the new hosts first
             preview = (await client.get(f"/api/v1/integrations/{iid}/upgrade")).json()
             assert preview["from_version"] == "1.0.0" and preview["to_version"] == "1.0.1"
-            added = {h["host"] for h in preview["changes"]["hosts"]["added"]}
-            new_hosts = {new.url.split("//")[1], new_tokens.url.split("//")[1].split("/")[0]}
-            assert added == new_hosts and set(preview["confirm_hosts"]) == new_hosts
-            assert set(preview["changes"]["hosts"]["removed"]) >= {old.url.split("//")[1]}
+            new_hosts = {new.url, new_tokens.url.rsplit("/", 1)[0]}  # scheme://host:port
+            changed = {c["use"]: c["to"] for c in preview["changes"]["hosts"]["changed"]}
+            assert changed == {"endpoint": new.url, "token_url": new_tokens.url.rsplit("/", 1)[0]}
+            assert set(preview["confirm_hosts"]) == new_hosts
+            assert set(preview["changes"]["hosts"]["removed"]) >= {old.url}
             assert preview["config_problems"] == [] and preview["available"] == ["1.0.1"]
             r = await client.get(f"/api/v1/integrations/{iid}/upgrade",
                                  params={"to_version": "2.0.0"})  # fmt: skip
@@ -138,13 +139,16 @@ async def test_an_install_keeps_its_version_until_its_tenant_upgrades(pinned_sui
             r = await client.post(f"/api/v1/integrations/{iid}/upgrade", json={})
             assert r.status_code == 409 and r.json()["code"] == "confirmation_required", r.text
             assert set(r.json()["hosts"]) == new_hosts
-            r = await client.post(f"/api/v1/integrations/{iid}/upgrade",
-                                  json={"accept_hosts": sorted(new_hosts)[:1]})  # fmt: skip
-            assert r.status_code == 409
+            for partial in (
+                {"accept_hosts": sorted(new_hosts)[:1], "to_version": "1.0.1"},
+                {"accept_hosts": sorted(new_hosts)},
+            ):  # no version named
+                r = await client.post(f"/api/v1/integrations/{iid}/upgrade", json=partial)
+                assert r.status_code == 409 and r.json()["to_version"] == "1.0.1", r.text
             assert (await client.get(f"/api/v1/integrations/{iid}")).json()["version"] == "1.0.0"
 
             r = await client.post(f"/api/v1/integrations/{iid}/upgrade",
-                                  json={"accept_hosts": sorted(new_hosts)})  # fmt: skip
+                                  json={"accept_hosts": sorted(new_hosts), "to_version": "1.0.1"})  # fmt: skip
             assert r.status_code == 200 and r.json()["version"] == "1.0.1", r.text
             before_old = len(old_tokens.requests)
             await _expire_tokens(dsn, editor, iid)
@@ -153,7 +157,19 @@ async def test_an_install_keeps_its_version_until_its_tenant_upgrades(pinned_sui
             assert len(new_tokens.requests) >= 1 and len(old_tokens.requests) == before_old
             upgraded = await _audit(dsn, editor, "integration.upgraded")
             assert upgraded["from_version"] == "1.0.0" and upgraded["to_version"] == "1.0.1"
-            assert set(upgraded["hosts_added"]) == new_hosts
+            assert set(upgraded["hosts_confirmed"]) == new_hosts
+
+            # withdrawn: neither calls nor a new connect go to that version any more
+            r = await pub.post(f"/api/v1/marketplace/connectors/{name}/versions/1.0.1/withdraw",
+                               json={"reason": "token host compromised"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect", json={})
+            assert r.status_code == 409 and r.json()["code"] == "update_required", r.text
+            assert r.json()["reason"] == "token host compromised"
+            refreshes = len(new_tokens.requests)
+            await _expire_tokens(dsn, editor, iid)
+            assert (await _count(client, iid)).status_code == 409
+            assert await _calls(new.url) == 1 and len(new_tokens.requests) == refreshes
     finally:
         old.stop()
         new.stop()
