@@ -3,8 +3,9 @@ own routes and forwards ``/api/v1/integrations/**`` and ``/api/v1/marketplace/**
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI
@@ -33,10 +34,13 @@ ROUTES = {
     "/api/v1/integrations": "connector_service",
     "/api/v1/marketplace": "marketplace_service",
 }
-# The only paths whose requests are served, and whose bodies may be read, without an API key:
-# where OAuth providers send the user's browser back (forwarded, GET and HEAD only). Keep the
-# README's list ("Public paths") in step.
-PUBLIC_PATHS = frozenset({"/api/v1/integrations/oauth/callback"})
+# The only paths whose requests are served without an API key, each with the most body it may
+# send: where OAuth providers send the user's browser back (forwarded, GET and HEAD only; no
+# body at all). Provider webhooks will be the first that must read one. Keep the README's list
+# ("Public paths") in step.
+PUBLIC_PATHS: Mapping[str, int] = MappingProxyType(
+    {"/api/v1/integrations/oauth/callback": 0}  # with the most body each may send: none
+)
 
 
 class GatewayApp(FastAPI):
@@ -56,7 +60,9 @@ class GatewayApp(FastAPI):
         super().__init__(*args, **kwargs)
         self._proxy_endpoint = ProxyEndpoint(ROUTES, public=PUBLIC_PATHS)
         # The proxy authenticates before it reads: the guard only bounds what it reads.
-        guarded = RequestGuard(self._proxy_endpoint, limits=limits, authenticate=False)
+        guarded = RequestGuard(
+            self._proxy_endpoint, limits=limits, authenticate=False, public=PUBLIC_PATHS
+        )
         self._proxy_app = ObservabilityMiddleware(guarded, service=SERVICE)
         self._ws_proxy_app = ObservabilityMiddleware(
             RequestGuard(WebSocketProxy(self._proxy_endpoint), limits=limits, authenticate=False),

@@ -23,7 +23,9 @@ costs one look at its headers and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,8 +48,10 @@ class Limits:
     max_body_bytes: int
     max_json_depth: int
 
-    def too_large(self) -> PayloadTooLarge:
-        limit = self.max_body_bytes
+    def too_large(self, limit: int | None = None) -> PayloadTooLarge:
+        limit = self.max_body_bytes if limit is None else limit
+        if limit == 0:
+            return PayloadTooLarge("this path takes no request body", limit=0)
         return PayloadTooLarge(f"the request body exceeds {limit} bytes", limit=limit)
 
 
@@ -65,7 +69,8 @@ def _framing(scope: Scope) -> tuple[int | None, bool]:
 class RequestGuard:
     """ASGI layer: the limits above, and with ``authenticate`` the caller authenticated before
     the body is read (except on ``public`` paths); the principal is left in the scope's state,
-    where :func:`gateway.deps.current_principal` takes it from."""
+    where :func:`gateway.deps.current_principal` takes it from. ``public`` maps each path served
+    without a credential to the body it may read: 0 for those that take none."""
 
     def __init__(
         self,
@@ -73,7 +78,7 @@ class RequestGuard:
         *,
         limits: Limits,
         authenticate: bool,
-        public: frozenset[str] = frozenset(),
+        public: Mapping[str, int] = MappingProxyType({}),
     ) -> None:
         self.app = app
         self.limits = limits
@@ -88,22 +93,22 @@ class RequestGuard:
         if not has_body:  # GET, HEAD, DELETE as clients send them: nothing more to do
             await self.app(scope, receive, send)
             return
-        if length is not None and not 0 <= length <= self.limits.max_body_bytes:
-            drained = 0 <= length <= DRAIN_FACTOR * self.limits.max_body_bytes
-            await _refuse(self.limits.too_large(), scope, receive, send, close=not drained)
+        limit = self.public.get(scope["path"], self.limits.max_body_bytes)
+        if length is not None and not 0 <= length <= limit:
+            drained = 0 <= length <= DRAIN_FACTOR * limit
+            await _refuse(self.limits.too_large(limit), scope, receive, send, close=not drained)
             return
         if scope["type"] == "websocket":  # a handshake's body never reaches the application
             await self.app(scope, receive, send)
             return
         if self.authenticate:
-            await self._authenticated_then_read(scope, receive, send)
+            await self._authenticated_then_read(scope, receive, send, limit)
         else:
-            await self._counted(scope, receive, send)
+            await self._counted(scope, receive, send, limit)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Passes the body through as it arrives, counting it: past the limit the application's
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Passes the body through as it arrives, counting it: past ``limit`` the application's
         next read raises :class:`PayloadTooLarge` (the proxy answers 413)."""
-        limit = self.limits.max_body_bytes
         received, complete = 0, False
 
         async def counting_receive() -> Message:
@@ -112,7 +117,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise self.limits.too_large()
+                    raise self.limits.too_large(limit)
                 complete = not message.get("more_body", False)
             return message
 
@@ -123,13 +128,15 @@ class RequestGuard:
 
         await self.app(scope, counting_receive, closing_send)
 
-    async def _authenticated_then_read(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _authenticated_then_read(
+        self, scope: Scope, receive: Receive, send: Send, limit: int
+    ) -> None:
         try:
             if scope["path"] not in self.public:
                 authenticator = scope["app"].state.authenticator
                 principal = await authenticator.authenticate(HTTPConnection(scope))
                 scope.setdefault("state", {})["principal"] = principal
-            body = await self._read(receive)
+            body = await self._read(receive, limit)
             if body is None:
                 return  # the client went away
             if deeper_than(body, self.limits.max_json_depth):
@@ -149,8 +156,8 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The whole body, refused once past the limit; None if the client disconnected."""
+    async def _read(self, receive: Receive, limit: int) -> bytes | None:
+        """The whole body, refused once past ``limit``; None if the client disconnected."""
         body = bytearray()
         more = True
         while more:
@@ -158,8 +165,8 @@ class RequestGuard:
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
-            if len(body) > self.limits.max_body_bytes:
-                raise self.limits.too_large()
+            if len(body) > limit:
+                raise self.limits.too_large(limit)
             more = message.get("more_body", False)
         return bytes(body)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
 import aiohttp
@@ -239,7 +239,7 @@ class ProxyEndpoint:
     Exceptions become problem+json here because this path does not run through FastAPI's
     exception handling (see gateway.app.GatewayApp)."""
 
-    def __init__(self, routes: dict[str, str], public: frozenset[str] = frozenset()) -> None:
+    def __init__(self, routes: dict[str, str], public: Collection[str] = frozenset()) -> None:
         self.routes = sorted(routes.items(), key=lambda item: -len(item[0]))
         self.public = public
 

@@ -193,6 +193,19 @@ async def test_a_chunked_body_growing_past_the_limit_is_refused_and_changes_noth
         assert await _key_names(client) == before
 
 
+async def test_public_paths_take_no_more_body_than_they_may(suite):
+    """The OAuth callback reads no body: one, declared or chunked, is refused before anything is
+    forwarded without a credential (its limit in PUBLIC_PATHS is 0)."""
+    for path, most in PUBLIC_PATHS.items():
+        declared = await send_head(suite.gateway, "GET", path, length=most + 1,
+                                   body=b"x" * (most + 1))  # fmt: skip
+        chunked = await send_head(suite.gateway, "GET", path, length=None,
+                                  body=_chunk(b"x" * (most + 1)) + b"0\r\n\r\n")  # fmt: skip
+        for answer in (declared, chunked):
+            assert answer.status == 413 and answer.code == "payload_too_large", (path, answer)
+            assert answer.headers["content-type"] == PROBLEM
+
+
 async def test_a_body_at_the_limit_still_works(suite, dsn):
     t = await make_tenant(dsn)
     name = f"at-limit-{secrets.token_hex(3)}"
