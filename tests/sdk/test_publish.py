@@ -56,13 +56,16 @@ def example_connector(version: str):
         yield served
 
 
-async def publish(suite, key: str, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+async def _cli(*args: str) -> subprocess.CompletedProcess:
     return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "seedos_sdk.cli.main", "publish", "--gateway", suite.gateway,
-         "--api-key", key, "--endpoint", endpoint, *extra],
+        subprocess.run, [sys.executable, "-m", "seedos_sdk.cli.main", *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+async def publish(suite, key: str, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+    return await _cli("publish", "--gateway", suite.gateway, "--api-key", key,
+                      "--endpoint", endpoint, *extra)  # fmt: skip
 
 
 async def test_publish_new_then_newer_then_older(fresh):
@@ -101,6 +104,17 @@ async def test_publish_new_then_newer_then_older(fresh):
         entry = (await client.get("/api/v1/marketplace/connectors/demo-crm")).json()
         assert entry["version"] == "1.1.0"  # neither refusal changed anything
         assert entry["category"] == "crm"  # kept: the newer version did not name one
+
+        withdrawn = await _cli("withdraw", "demo-crm", "1.0.0", "--reason", "use 1.1.0",
+                               "--gateway", suite.gateway, "--api-key", publisher.key)  # fmt: skip
+        assert withdrawn.returncode == 0, withdrawn.stdout + withdrawn.stderr
+        assert "withdrew demo-crm 1.0.0 (0 install(s)" in withdrawn.stdout
+        again = await _cli("withdraw", "demo-crm", "1.0.0", "--reason", "again",
+                           "--gateway", suite.gateway, "--api-key", publisher.key)  # fmt: skip
+        assert again.returncode == 1 and "withdrawing failed (409)" in again.stderr
+        versions = (await client.get("/api/v1/marketplace/connectors/demo-crm/versions")).json()
+        assert [(v["version"], v["withdrawn_reason"]) for v in versions["items"]] == [
+            ("1.1.0", None), ("1.0.0", "use 1.1.0")]  # fmt: skip
 
 
 async def test_publish_reports_an_unreachable_connector(suite, dsn):

@@ -129,20 +129,53 @@ def publish(
         _fail(f"the marketplace at {gateway} does not accept publishing"
               f" (POST {target} answered {r.status_code}); nothing was published")  # fmt: skip
     if r.status_code >= 400:
-        problem = answer if isinstance(answer, dict) else {}
-        detail = problem.get("detail") or r.text[:500] or r.reason_phrase
-        typer.secho(f"publishing failed ({r.status_code}): {detail}", fg="red", err=True)
-        errors = problem.get("errors")
-        for error in errors if isinstance(errors, list) else []:
-            if isinstance(error, dict):
-                typer.secho(f"  {error.get('path', '')}: {error.get('message', '')}", err=True)
-        raise typer.Exit(1)
+        _refused("publishing", r, answer)
     if not (r.is_success and isinstance(answer, dict)
             and {"slug", "version", "name"} <= answer.keys()):  # fmt: skip
         _fail(f"the gateway answered {r.status_code} with something that is not a catalog"
               f" entry: {r.text[:200]!r}; check --gateway")  # fmt: skip
     what = "a new entry" if r.status_code == 201 else "a new version"
     typer.echo(f"published {answer['slug']} {answer['version']} ({what}, {answer['name']!r})")
+
+
+@app.command()
+def withdraw(
+    slug: Annotated[str, typer.Argument(help="Your catalog entry, e.g. acme-crm")],
+    version: Annotated[str, typer.Argument(help="The published version to withdraw")],
+    reason: Annotated[str, typer.Option(help="Shown to every install on it (one line)")],
+    gateway: Annotated[str, typer.Option(help="The SEED-OS gateway, e.g. https://seedos.example")],
+    api_key: Annotated[
+        str, typer.Option(help="An API key with the publisher role", envvar="SEEDOS_API_KEY")
+    ],
+) -> None:
+    """Withdraw a version you published: installs on it show update_required with --reason and
+    are no longer called until their tenants upgrade them; new installs get the newest version
+    not withdrawn. It cannot be undone: publish a fixed version instead."""
+    url = f"{gateway.rstrip('/')}/api/v1/marketplace/connectors/{slug}/versions/{version}/withdraw"
+    with httpx.Client(timeout=30) as client:
+        try:
+            r = client.post(
+                url, json={"reason": reason}, headers={"Authorization": f"Bearer {api_key}"}
+            )
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach the gateway at {gateway}: {exc}")
+    answer = _json(r)
+    if r.status_code >= 400 or r.is_redirect:
+        _refused("withdrawing", r, answer)
+    installs = answer.get("installs") if isinstance(answer, dict) else None
+    typer.echo(f"withdrew {slug} {version} ({installs} install(s) on it must upgrade)")
+
+
+def _refused(what: str, r: httpx.Response, answer: Any) -> NoReturn:
+    """Every reason the marketplace gave for refusing, then exit 1."""
+    problem = answer if isinstance(answer, dict) else {}
+    detail = problem.get("detail") or r.text[:500] or r.reason_phrase
+    typer.secho(f"{what} failed ({r.status_code}): {detail}", fg="red", err=True)
+    errors = problem.get("errors")
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            typer.secho(f"  {error.get('path', '')}: {error.get('message', '')}", err=True)
+    raise typer.Exit(1)
 
 
 def _json(response: httpx.Response) -> Any:
