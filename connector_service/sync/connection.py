@@ -1,4 +1,4 @@
-"""One y-websocket connection to a document, and the per-document batching of its writes.
+"""One y-websocket connection to a document.
 
 The protocol is y-websocket's (y-protocols): every message is a var-uint type, then
 
@@ -35,38 +35,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from typing import Any
 
 import structlog
-from pycrdt import (
-    YMessageType,
-    YSyncMessageType,
-    create_sync_message,
-    get_state,
-    get_update,
-    merge_updates,
-    write_message,
-)
+from pycrdt import YMessageType, YSyncMessageType, create_sync_message, get_state, write_message
 from starlette.websockets import WebSocket, WebSocketState
 
-from common.errors import SeedosError, ServiceUnavailable
 from connector_service.integrations.service import IntegrationNotFound
 from connector_service.manager.manager import Target
 from connector_service.sync import service
+from connector_service.sync.closes import ProtocolViolation, RefusedEdit, TooBig, close_for
 from connector_service.sync.hub import (
-    INTERNAL_ERROR,
     POLICY_VIOLATION,
-    REFUSED_EDIT,
     TRY_AGAIN_LATER,
     Hub,
     MalformedAwareness,
     Peer,
-    Refusals,
     Room,
-    close_reason,
 )
-from connector_service.sync.lib0 import Decoder, Malformed, deleted_ranges, without
-from connector_service.sync.store import CLIENT, DELETED, DocStore, LiveDoc, decode_state_vector
+from connector_service.sync.lib0 import Decoder, Malformed
+from connector_service.sync.store import DocStore, decode_state_vector
+from connector_service.sync.writes import CONTENT_REFUSALS, Writes, remember_refusal
 
 log = structlog.get_logger(component="connector_service.sync.ws")
 
@@ -74,214 +62,11 @@ QUERY_AWARENESS = 3
 MAX_IN_FLIGHT = 32
 MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024  # updates of one connection waiting for their commit
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a larger message closes the connection (1009)
-MESSAGE_TOO_BIG = 1009
 EMPTY_UPDATE = b"\x00\x00"
-MAX_ROLLBACKS = 4  # per batch; beyond, the document is reloaded and its clients resynchronize
-CONTENT_REFUSALS = (service.InvalidRecords, service.InvalidRecord)
-
-
-class ProtocolViolation(Exception):
-    """Closes the connection with 1008 and this reason."""
-
-
-class TooBig(ProtocolViolation):
-    """Closes the connection with 1009."""
-
-
-class RefusedEdit(ProtocolViolation):
-    """Closes the connection with 4422: an edit that builds on one refused before."""
 
 
 def step2_message(update: bytes) -> bytes:
     return bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + write_message(update)
-
-
-def merge_changes(into: dict[str, set[str] | None], changes: dict[str, set[str] | None]) -> None:
-    for key, fields in changes.items():
-        known = into.get(key, set())
-        if fields is DELETED:
-            into[key] = DELETED
-        else:
-            into[key] = set(fields) if known is DELETED else known | fields
-
-
-class Writes:
-    """Updates from the WebSocket clients of one document, committed a batch at a time."""
-
-    def __init__(self, store: DocStore, target: Target, refusals: Refusals) -> None:
-        self.store = store
-        self.target = target
-        self.refusals = refusals
-        self._inbox: list[tuple[bytes, Peer, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def submit(self, update: bytes, peer: Peer) -> asyncio.Future[None]:
-        """Resolved once the update is committed (or was already known)."""
-        future = asyncio.get_running_loop().create_future()
-        self._inbox.append((update, peer, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="sync-ws-writes")
-        return future
-
-    async def _drain(self) -> None:
-        try:
-            while self._inbox:
-                batch, self._inbox = self._inbox, []
-                await self._commit(batch)
-        finally:
-            self._task = None
-            for _, _, future in self._inbox:  # cancelled (shutdown): nobody will commit these
-                if not future.done():
-                    future.set_exception(ConnectionAbortedError("shutting down"))
-            self._inbox = []
-
-    async def _commit(self, batch: list[tuple[bytes, Peer, asyncio.Future[None]]]) -> None:
-        refused: dict[int, Exception] = {}
-        added: dict[int, dict[int, int]] = {}  # refused update -> what it added (client: from)
-        dirty = appended = False
-        streams = service.streams(self.target)
-        try:
-            async with self.store.session(self.target.id) as live:
-                strict = False  # the schemas are checked once for the batch, until that fails
-                rollbacks = 0
-                while True:
-                    dirty = True
-                    outcome = self._apply(live, batch, refused, added, streams, strict=strict)
-                    if outcome is not None:
-                        break
-                    # a refused update is in the document: undo the batch, go again without it
-                    # (and from now on check each update, to know whose it is)
-                    strict, rollbacks = True, rollbacks + 1
-                    fresh = await self.store.rollback(live)
-                    dirty = False
-                    if fresh is None or rollbacks > MAX_ROLLBACKS:
-                        raise _Poisoned
-                    live = fresh
-                applied, sources, changes = outcome
-                if applied:
-                    merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
-                    extra = service.enqueue_changes(self.target.id, changes) if changes else None
-                    source = next(iter(sources)) if len(sources) == 1 else None
-                    await self.store.append(live, CLIENT, merged, extra=extra, source=source)
-                dirty, appended = False, True
-                for i in _first_per_peer(batch, refused):  # before they hear of it: they reconnect
-                    remember_refusal(self.refusals, self.target, live, batch[i][0], refused[i],
-                                     added=added.get(i, {}))  # fmt: skip
-        except BaseException as exc:
-            for i, refusal in refused.items():  # the sender hears why, before the room resyncs
-                batch[i][1].fail(*_close_for(refusal, self.target))
-            if dirty and not appended:
-                # memory must not keep what the log does not: reload, and the room resyncs
-                self.store.forget(self.target.id)
-            failure: BaseException = (
-                Reloaded("another update in this batch was refused: resynchronize")
-                if isinstance(exc, _Poisoned) else exc
-            )  # fmt: skip
-            for i, (_, _, future) in enumerate(batch):
-                if not future.done():
-                    future.set_exception(refused.get(i, failure))
-            if not isinstance(exc, Exception):
-                raise  # cancelled: the drain's finally resolves what is left
-            return
-        for i, (_, peer, future) in enumerate(batch):
-            if i in refused:
-                peer.fail(*_close_for(refused[i], self.target))
-                future.set_exception(refused[i])
-            elif not future.done():
-                future.set_result(None)
-
-    def _apply(
-        self, live: LiveDoc, batch: list[tuple[bytes, Peer, asyncio.Future[None]]],
-        refused: dict[int, Exception], added: dict[int, dict[int, int]],
-        streams: dict[str, Any], *, strict: bool,
-    ) -> tuple[list[bytes], set[Peer], dict[str, set[str] | None]] | None:  # fmt: skip
-        """Apply the batch but what was refused: the updates applied, their senders and the
-        record changes, or None when the document now holds one to refuse (in ``refused``
-        unless the batch's schema check found it and which one is not known yet)."""
-        applied: list[bytes] = []
-        sources: set[Peer] = set()
-        changes: dict[str, set[str] | None] = {}
-        blocked: dict[Peer, int] = {}  # a sender's updates after its refused one build on it
-        for i, (update, peer, _) in enumerate(batch):
-            if i in refused:
-                blocked.setdefault(peer, i)
-                continue
-            if peer in blocked or peer.failed.is_set():  # closed: nothing of it is taken
-                refused[i] = refused.get(blocked.get(peer, -1)) or Reloaded("closed")
-                continue
-            try:
-                done, changed = live.apply(update, CLIENT)
-            except ValueError:  # decoding fails before anything is integrated
-                refused[i] = service.MalformedUpdate("the update is not a Yjs update")
-                continue
-            if not done:
-                continue
-            try:  # what the scratch check could not see (changes to existing records)
-                service.check_applied(live, changed, streams)
-                if strict:
-                    service.check_schemas(live.records, service.changed_records(changed), streams)
-            except (service.InvalidRecords, service.InvalidRecord) as exc:
-                refused[i] = exc
-                before = decode_state_vector(live.state_before)
-                added[i] = {
-                    client: before.get(client, 0)
-                    for client, clock in decode_state_vector(live.state_vector()).items()
-                    if clock > before.get(client, 0)
-                }
-                return None
-            applied.append(done)
-            sources.add(peer)
-            merge_changes(changes, changed)
-        if not strict and changes:
-            try:  # each record the batch changed, once, as the batch left it
-                service.check_schemas(live.records, service.changed_records(changes), streams)
-            except service.InvalidRecord:
-                return None
-        return applied, sources, changes
-
-
-def _first_per_peer(
-    batch: list[tuple[bytes, Peer, Any]], refused: dict[int, Exception]
-) -> list[int]:
-    """The refused updates whose content was refused, the first of each sender."""
-    seen: set[Peer] = set()
-    out = []
-    for i in sorted(refused):
-        peer = batch[i][1]
-        if isinstance(refused[i], CONTENT_REFUSALS) and peer not in seen:
-            seen.add(peer)
-            out.append(i)
-    return out
-
-
-def remember_refusal(
-    refusals: Refusals, target: Target, live: LiveDoc, update: bytes, refusal: Exception,
-    *, added: dict[int, int] | None = None,
-) -> None:  # fmt: skip
-    """Know this refused update again when it comes back (:class:`hub.Refusals`): by the items
-    it ``added`` (client id: first clock; by default those ``live``, the document without it,
-    lacks) or, if it added none, by those of its deletions ``live`` lacks."""
-    reason = _close_for(refusal, target)[1]
-    try:
-        ours = decode_state_vector(live.state_vector())
-        if added is None:
-            theirs = decode_state_vector(get_state(update))
-            added = {c: ours.get(c, 0) for c, clock in theirs.items() if clock > ours.get(c, 0)}
-        deleted = {}
-        if not added:  # refusals only: the document's whole delete set is read
-            here = deleted_ranges(live.doc.get_update(live.state_vector()))
-            deleted = without(deleted_ranges(get_update(update, live.state_vector())), here)
-    except ValueError:
-        return
-    refusals.remember(target.id, reason, clients=added, deleted=deleted)
-
-
-class _Poisoned(Exception):
-    """A refused update could not be undone: nothing of the batch may be committed."""
-
-
-class Reloaded(ServiceUnavailable):
-    code, title = "document_reloaded", "The document was reloaded"
 
 
 class Connection:
@@ -337,7 +122,7 @@ class Connection:
         if peer.failed.is_set():
             return peer.close_code, peer.close_reason
         if reader.done() and not reader.cancelled() and (exc := reader.exception()) is not None:
-            return _close_for(exc, self.target)
+            return close_for(exc, self.target)
         return None, ""  # the client left, or sending to it failed: nothing more to say
 
     async def _read(self, peer: Peer, room: Room) -> None:
@@ -426,7 +211,7 @@ class Connection:
             return
         exc = future.exception()
         if exc is not None:
-            code, reason = _close_for(exc, self.target)
+            code, reason = close_for(exc, self.target)
             peer.fail(code, reason)
 
     async def _adds_to_document(self, update: bytes) -> bool:
@@ -438,19 +223,3 @@ class Connection:
         async with self.store.session(self.target.id) as live:
             ours = decode_state_vector(live.state_vector())
         return any(clock > ours.get(client, 0) for client, clock in theirs.items())
-
-
-def _close_for(exc: BaseException, target: Target) -> tuple[int, str]:
-    if isinstance(exc, TooBig):
-        return MESSAGE_TOO_BIG, close_reason(str(exc))
-    if isinstance(exc, RefusedEdit):
-        return REFUSED_EDIT, close_reason(str(exc))
-    if isinstance(exc, ProtocolViolation):
-        return POLICY_VIOLATION, close_reason(str(exc))
-    if isinstance(exc, SeedosError) and exc.status < 500:
-        return POLICY_VIOLATION, close_reason(f"{exc.code}: {exc.detail or exc.title}")
-    if isinstance(exc, SeedosError):  # the database is busy or down: the client may retry
-        return TRY_AGAIN_LATER, exc.code
-    log.error("sync_ws_failed", integration_id=str(target.id), error=type(exc).__name__,
-              detail=str(exc)[:300])  # fmt: skip
-    return INTERNAL_ERROR, "internal error"
