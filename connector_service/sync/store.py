@@ -34,7 +34,7 @@ from pycrdt import Doc, Map, merge_updates
 
 from connector_service.integrations.service import IntegrationNotFound
 from connector_service.sync import records as rec
-from connector_service.sync.lib0 import Decoder
+from connector_service.sync.lib0 import decode_state_vector
 
 log = structlog.get_logger(component="connector_service.sync.store")
 
@@ -117,9 +117,13 @@ class LiveDoc:
         return update, self.changes
 
     def apply(self, update: bytes, origin: str) -> tuple[bytes, dict]:
-        """Integrate a peer's update (ValueError if malformed); returns it and the record
-        changes it made, or nothing when it brought nothing new. ``state_before`` is the
-        state vector it found."""
+        """Integrate a peer's update (ValueError if malformed); returns what the document
+        integrated (the update its transaction emitted: what is logged and broadcast, so
+        memory never runs ahead of the log) and the record changes it made, or nothing when
+        it brought nothing new. ``state_before`` is the state vector it found. Parts of the
+        update that depend on items the document lacks are kept aside by it (pending) and
+        are not in what it returns: :func:`lib0.lacks` tells, and the caller refuses the
+        update and rolls the document back."""
         self.changes = {}
         before = self.state_before = self.doc.get_state()
         events: list[bytes] = []
@@ -135,8 +139,9 @@ class LiveDoc:
         # only deletes leaves the state vector as it was.
         if not events:
             return b"", {}
-        self.remember(before, update)
-        return update, self.changes
+        done = events[0] if len(events) == 1 else merge_updates(*events)
+        self.remember(before, done)
+        return done, self.changes
 
     def load(self, update: bytes) -> None:
         """An update from the log (written by this or another replica): no outbox, no echo."""
@@ -177,13 +182,6 @@ class LiveDoc:
                 known = self.changes.get(record_key, set())
                 if known is not DELETED:
                     self.changes[record_key] = known | fields
-
-
-def decode_state_vector(state_vector: bytes) -> dict[int, int]:
-    """A Yjs state vector as {client: clock} (encodings may order clients differently)."""
-    decoder = Decoder(state_vector)
-    count = decoder.read_var_uint()
-    return {decoder.read_var_uint(): decoder.read_var_uint() for _ in range(count)}
 
 
 def new_live(integration_id: uuid.UUID) -> LiveDoc:

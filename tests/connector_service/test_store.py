@@ -8,7 +8,8 @@ import pytest
 from pycrdt import Doc, Map
 
 from common import db
-from connector_service.sync.store import EXTERNAL, PLATFORM, DocStore, new_live
+from connector_service.sync.lib0 import lacks
+from connector_service.sync.store import CLIENT, EXTERNAL, PLATFORM, DocStore, new_live
 from tests.support import make_tenant
 
 
@@ -105,3 +106,30 @@ def test_a_tail_diff_carries_deletions_the_peer_missed():
     assert (
         sorted(peer_records.to_py()) == sorted(live.records.to_py()) == ["contacts/2", "contacts/3"]
     )
+
+
+def test_apply_returns_what_the_document_integrated_not_what_it_was_sent():
+    """Items that wait for an item the document lacks (pending) integrate with the update that
+    brings it, and are in what apply returns then (what is logged): memory never holds more
+    than the log. lib0.lacks tells the caller, which refuses such an update, when it waits."""
+    live = new_live(uuid.uuid4())
+    first_doc = Doc()
+    first_doc.get("records", type=Map)["contacts/1"] = Map({"v": "first"})
+    first = first_doc.get_update()
+    second_doc = Doc()
+    second_doc.apply_update(first)
+    second_doc.get("records", type=Map)["contacts/1"]["w"] = "second"
+    second = second_doc.get_update(first_doc.get_state())
+    before = live.state_vector()
+    assert live.apply(second, CLIENT) == (b"", {})  # waits for the item it builds on
+    assert lacks(before, second) and lacks(live.state_vector(), second)
+    done, changes = live.apply(first, CLIENT)
+    assert done != first and changes == {"contacts/1": {"v", "w"}}
+    logged = Doc()
+    logged.apply_update(done)
+    assert (
+        logged.get("records", type=Map).to_py()
+        == live.records.to_py()
+        == {"contacts/1": {"v": "first", "w": "second"}}
+    )
+    assert not lacks(live.state_vector(), second) and not lacks(live.state_vector(), first)
