@@ -7,6 +7,7 @@ import structlog
 
 from common.errors import SeedosError
 from connector_service.manager.manager import Target
+from connector_service.sync import service
 from connector_service.sync.hub import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
@@ -39,6 +40,8 @@ def close_for(exc: BaseException, target: Target) -> tuple[int, str]:
         return REFUSED_EDIT, close_reason(str(exc))
     if isinstance(exc, ProtocolViolation):
         return POLICY_VIOLATION, close_reason(str(exc))
+    if isinstance(exc, service.TooManyRefusals):  # not applied: come back in a while
+        return TRY_AGAIN_LATER, close_reason(f"{exc.code}: {exc.detail}")
     if isinstance(exc, SeedosError) and exc.status < 500:
         return POLICY_VIOLATION, close_reason(f"{exc.code}: {exc.detail or exc.title}")
     if isinstance(exc, SeedosError):  # the database is busy or down: the client may retry

@@ -11,19 +11,19 @@ On connect the server sends its step 1 (and the awareness states it knows); the 
 answers with step 2 and sends its own step 1. Updates from clients are checked first
 (``service.check_update``: a malformed update, or one that breaks the records layout or
 creates a record its stream's schema refuses, closes the connection with 1008 and leaves the
-document untouched), then handed to the document's :class:`Writes`, which applies and commits
-whatever has queued up, in one append, while the previous commit ran. What the first check
-cannot see (changes to existing records) is checked once applied: the layout per update, the
-schemas once per batch for each record it changed; a refused update is undone (the document
-loaded again up to the log, :meth:`DocStore.rollback`), its sender closed with 1008, and the
-rest of the batch committed. A connection may have :data:`MAX_IN_FLIGHT` updates waiting for
+document untouched), then handed to the document's :class:`writes.Writes`, which applies
+and commits them a batch at a time and checks once applied what the first check cannot see.
+A connection may have :data:`MAX_IN_FLIGHT` updates waiting for
 their commit; beyond that it is not read from, so TCP pushes back on a client that writes
 faster than the database commits.
 
 A refused edit stays in the client's document, and y-websocket sends it again in its step 2
-on every reconnect. The hub knows it again (``hub.Refusals``): in a step 2 it is let be, and the
-connection stays open (closing it would only start the next reconnect); a later edit from that
-document builds on it and cannot be taken either: closed with 4422, "reload the document".
+on every reconnect. This sender's refused edits are known again (``refusals.Refusals``, per
+document and principal, never per Yjs client id): an update that carries one and nothing else
+is let be and the connection stays open (closing it would only start the next reconnect); one
+that carries one and more (a later edit builds on it) cannot be taken: closed with 4422. A
+sender whose updates cost too many rollbacks lately is closed with 1013 before its next one is
+applied (``refusals.Rollbacks``).
 
 Viewers (read-only role) receive everything; an update from them closes the connection with
 1008 ``read-only``, except their step-2 handshake reply, which is not applied and is only
@@ -52,7 +52,8 @@ from connector_service.sync.hub import (
     Peer,
     Room,
 )
-from connector_service.sync.lib0 import Decoder, Malformed
+from connector_service.sync.lib0 import Decoder, Malformed, deleted_ranges
+from connector_service.sync.refusals import Recalled
 from connector_service.sync.store import DocStore, decode_state_vector
 from connector_service.sync.writes import CONTENT_REFUSALS, Writes, remember_refusal
 
@@ -71,9 +72,11 @@ def step2_message(update: bytes) -> bytes:
 
 class Connection:
     def __init__(
-        self, websocket: WebSocket, *, hub: Hub, store: DocStore, target: Target, writable: bool
-    ) -> None:
+        self, websocket: WebSocket, *, hub: Hub, store: DocStore, target: Target, writable: bool,
+        sender: str,
+    ) -> None:  # fmt: skip
         self.websocket = websocket
+        self.sender = sender  # the principal's subject: whose refusals are whose
         self.hub = hub
         self.store = store
         self.target = target
@@ -85,7 +88,7 @@ class Connection:
 
     async def serve(self) -> None:
         """Run the connection (already accepted) until either side closes it."""
-        peer = Peer(self.websocket.send_bytes)
+        peer = Peer(self.websocket.send_bytes, sender=self.sender)
         room = self.hub.join(self.target.id, peer)  # before the first read: nothing is missed
         try:
             try:
@@ -179,27 +182,31 @@ class Connection:
             if handshake and not await self._adds_to_document(update):
                 return
             raise ProtocolViolation("read-only: this connection may not change the document")
-        if (reason := self.hub.refusals.recall(self.target.id, update)) is not None:
-            if handshake:  # y-websocket's answer to our step 1, on each reconnect: let it be
-                return
-            raise RefusedEdit(f"refused edit: {reason}")
+        if self.hub.refusals.known(self.target.id, self.sender):
+            recalled = await self._recall(update)
+            if recalled is not None and recalled.more:  # the rest cannot be taken without it
+                raise RefusedEdit(f"refused edit: {recalled.reason}")
+            if recalled is not None:  # its refused edit again and nothing else (a step 2 on
+                return  # each reconnect): let be, no close, so no reconnect loop
         try:
             service.check_update(update, self.streams)  # raises: 1008, the document untouched
         except CONTENT_REFUSALS as exc:
             try:
                 async with self.store.session(self.target.id) as live:
-                    remember_refusal(self.hub.refusals, self.target, live, update, exc)
+                    remember_refusal(self.hub.refusals, self.target, live, update, exc,
+                                     sender=self.sender)  # fmt: skip
             except Exception as failure:  # refused all the same; known again next time
                 log.warning("sync_ws_refusal_not_remembered", integration_id=str(self.target.id),
                             error=type(failure).__name__)  # fmt: skip
             raise
+        service.check_before_applying(self.hub.rollbacks, self.target, self.sender)  # 1013
         await self._slots.acquire()
         while self._bytes_in_flight and self._bytes_in_flight + len(update) > MAX_IN_FLIGHT_BYTES:
             self._drained.clear()
             await self._drained.wait()  # not read from meanwhile: TCP pushes back
         self._bytes_in_flight += len(update)
         if room.writer is None:
-            room.writer = Writes(self.store, self.target, self.hub.refusals)
+            room.writer = Writes(self.store, self.target, self.hub.refusals, self.hub.rollbacks)
         future = room.writer.submit(update, peer)
         future.add_done_callback(functools.partial(self._committed, peer, len(update)))
 
@@ -213,6 +220,15 @@ class Connection:
         if exc is not None:
             code, reason = close_for(exc, self.target)
             peer.fail(code, reason)
+
+    async def _recall(self, update: bytes) -> Recalled | None:
+        """Whether ``update`` carries one of this sender's refused edits (and more)."""
+        async with self.store.session(self.target.id) as live:
+            state = live.state_vector()
+            return self.hub.refusals.recall(
+                self.target.id, self.sender, update, state=decode_state_vector(state),
+                deleted=lambda: deleted_ranges(live.doc.get_update(state)),
+            )  # fmt: skip
 
     async def _adds_to_document(self, update: bytes) -> bool:
         """Whether an update holds items the document lacks (its delete set is not looked at)."""

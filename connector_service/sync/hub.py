@@ -17,8 +17,8 @@ Awareness (cursors, presence) is relayed to a document's clients as it arrives, 
 persisted; the hub remembers each client's latest states so a newcomer gets them at once, and
 tells the others when a client leaves.
 
-It also remembers, for a while, the edits it refused (:class:`Refusals`): a refused edit stays
-in the client's own document, and y-websocket sends it again on every reconnect.
+It also holds this process's memory of refused updates, per document and sender
+(:mod:`connector_service.sync.refusals`): the edits refused lately, and the rollbacks they cost.
 """
 
 from __future__ import annotations
@@ -31,17 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from cachetools import TTLCache
 from prometheus_client import Counter, Gauge
 from pycrdt import Encoder, create_awareness_message, create_update_message, merge_updates
 
-from connector_service.sync.lib0 import (
-    Decoder,
-    Malformed,
-    adds_beyond,
-    adds_nothing,
-    deleted_ranges,
-)
+from connector_service.sync.lib0 import Decoder, Malformed
+from connector_service.sync.refusals import Refusals, Rollbacks
 
 log = structlog.get_logger(component="connector_service.sync.hub")
 
@@ -54,15 +48,10 @@ MAX_AWARENESS_MESSAGE_BYTES = 64 * 1024  # a larger awareness message closes the
 MAX_AWARENESS_STATES_PER_PEER = 4
 MAX_AWARENESS_ROOM_CHARS = 1024 * 1024  # what a newcomer may be sent in one message
 
-# close codes (RFC 6455 section 7.4.1), and ours: an edit from a document holding a refused one
+# close codes (RFC 6455 section 7.4.1), and ours: an update carrying a refused edit, and more
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1011, 1013, 1001
 REFUSED_EDIT = 4422
 MAX_REASON_BYTES = 123  # of a close frame's reason, in UTF-8
-
-REFUSALS_SECONDS = 15 * 60  # how long a refused edit is recognized
-MAX_REFUSAL_DOCUMENTS = 4096
-MAX_REFUSED_CLIENTS = 64  # per document
-MAX_REFUSED_RANGES = 1024  # deleted ranges per document
 
 CONNECTIONS = Gauge("seedos_sync_ws_connections", "Open sync WebSocket connections.")
 BROADCASTS = Counter(
@@ -78,13 +67,15 @@ DROPPED = Counter(
 
 
 class Peer:
-    """One client's outgoing side: a bounded queue, drained by :meth:`run`."""
+    """One client's outgoing side: a bounded queue, drained by :meth:`run`. ``sender``: who
+    is connected (the principal's subject), whose refusals are remembered."""
 
     def __init__(
-        self, send: Any, *, max_messages: int = MAX_QUEUED_MESSAGES,
+        self, send: Any, *, sender: str = "", max_messages: int = MAX_QUEUED_MESSAGES,
         max_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:  # fmt: skip
         self._send = send
+        self.sender = sender
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._max_messages = max_messages
@@ -149,71 +140,6 @@ def close_reason(text: str) -> str:
     return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
-@dataclass
-class Refused:
-    """What a document's refused edits carried, to know them again, and why each was refused."""
-
-    # Yjs client id -> (the document's clock for it when refused, reason): that client's items
-    # from there on were (or build on) the refused edit
-    clients: dict[int, tuple[int, str]] = field(default_factory=dict)
-    # [start, end) clock ranges of items a refused deletion-only edit deleted, by client id
-    deleted: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
-
-
-class Refusals:
-    """Edits refused lately, per document, bounded in number and time.
-
-    A Yjs client keeps an edit the server refused in its own document, and a y-websocket
-    client answers every (re)connection's sync step 1 with everything the server lacks: the
-    refused edit again. Whatever the client does on a close, it comes back, so it is known
-    again here: by its items (a client id and the clock it starts beyond), or, for an edit
-    that only deletes (which leaves the state vector as it was), by the items it deletes."""
-
-    def __init__(self, *, seconds: float = REFUSALS_SECONDS) -> None:
-        self._documents: TTLCache[uuid.UUID, Refused] = TTLCache(MAX_REFUSAL_DOCUMENTS, seconds)
-
-    def remember(
-        self, integration_id: uuid.UUID, reason: str, *, clients: dict[int, int],
-        deleted: dict[int, list[tuple[int, int]]],
-    ) -> None:  # fmt: skip
-        known = self._documents.get(integration_id) or Refused()
-        for client, clock in clients.items():
-            if client in known.clients or len(known.clients) < MAX_REFUSED_CLIENTS:
-                before = known.clients.get(client, (clock, reason))
-                known.clients[client] = min(before, (clock, reason))
-        room = MAX_REFUSED_RANGES - sum(len(r) for r in known.deleted.values())
-        for client, ranges in deleted.items():
-            kept = [(start, end, reason) for start, end in ranges[: max(room, 0)]]
-            room -= len(kept)
-            if kept:
-                known.deleted.setdefault(client, []).extend(kept)
-        self._documents[integration_id] = known  # and the time starts again
-
-    def recall(self, integration_id: uuid.UUID, update: bytes) -> str | None:
-        """Why the refused edit this update carries was refused, if it carries one."""
-        known = self._documents.get(integration_id)
-        if known is None:
-            return None
-        try:
-            clocks = {client: clock for client, (clock, _) in known.clients.items()}
-            if clocks and adds_beyond(update, clocks):  # whose: asked only on a hit
-                return next((
-                    reason for client, (clock, reason) in known.clients.items()
-                    if adds_beyond(update, {client: clock})
-                ), "refused edit")  # fmt: skip
-            # a deletion-only edit: known by what it deletes, in an update adding nothing
-            # (another client's edit of the same field deletes the same item, but adds one)
-            if known.deleted and adds_nothing(update):
-                for client, ranges in deleted_ranges(update).items():
-                    for start, end in ranges:
-                        for s, e, reason in known.deleted.get(client, ()):
-                            if s < end and start < e:
-                                return reason
-        except ValueError:  # malformed: its own checks say so
-            return None
-        return None
-
-
 def read_awareness(update: bytes) -> list[tuple[int, int, str]]:
     """The entries (client id, clock, state JSON) of a y-protocols awareness update."""
     try:
@@ -244,6 +170,7 @@ class Hub:
         self.tick = tick_seconds
         self.rooms: dict[uuid.UUID, Room] = {}
         self.refusals = Refusals()
+        self.rollbacks = Rollbacks()
 
     # --------------------------------------------------------------- membership
 

@@ -67,13 +67,19 @@ async def state_vector(target: Installed, store: Store) -> Response:
 
 @router.post("/sync", response_class=Response, dependencies=Writer,
              responses={200: {"content": {OCTETS: {}}}})  # fmt: skip
-async def sync(target: Installed, store: Store, request: Request) -> Response:
+async def sync(
+    target: Installed, store: Store, request: Request, principal: CurrentPrincipal
+) -> Response:
     """One round trip: the body is the client's state vector and update (each a lib0
     varUint8Array: a var-uint length, then the bytes; the update may be empty); the update is
     stored before the answer, which is the Yjs update the client lacks."""
     body = await _read_limited(request)
     state, update = service.split_sync_body(body)
-    return Response(await service.exchange(store, target, state, update), media_type=OCTETS)
+    answer = await service.exchange(
+        store, target, state, update, sender=principal.subject,
+        rollbacks=request.app.state.sync_hub.rollbacks,
+    )  # fmt: skip
+    return Response(answer, media_type=OCTETS)
 
 
 async def _read_limited(request: Request) -> bytes:

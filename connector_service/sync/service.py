@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -14,7 +15,8 @@ from common.errors import InvalidRequest, NotFound, SeedosError
 from connector_service.manager.manager import Target
 from connector_service.sync import records as rec
 from connector_service.sync import repository
-from connector_service.sync.lib0 import Decoder, Malformed
+from connector_service.sync.lib0 import Decoder, Malformed, lacks
+from connector_service.sync.refusals import Rollbacks
 from connector_service.sync.store import CLIENT, DELETED, PLATFORM, DocStore, LiveDoc
 
 SCALAR_TYPES = (str, int, float, bool, type(None))
@@ -26,6 +28,21 @@ class MalformedUpdate(SeedosError):
 
 class InvalidRecords(InvalidRequest):
     code, title = "invalid_records", "The change breaks the records layout"
+
+
+class IncompleteUpdate(InvalidRequest):
+    code, title = "incomplete_update", "The update depends on changes the server does not have"
+
+
+class TooManyRefusals(SeedosError):
+    status, code, title = 429, "too_many_refused_updates", "Too many refused updates"
+
+    def __init__(self, seconds: float) -> None:
+        wait = max(1, math.ceil(seconds))
+        super().__init__(
+            f"updates of this sender were refused too often: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 class UnknownStream(InvalidRequest):
@@ -187,6 +204,24 @@ def check_update(update: bytes, known_streams: Mapping[str, Mapping[str, Any]]) 
     check_schemas(records, records.keys(), known_streams)
 
 
+def check_integrated(live: LiveDoc, update: bytes) -> None:
+    """Refuse an applied update that the document could not wholly integrate: items (or
+    deletions) depending on items it lacks wait in its memory for whatever update brings
+    those, and would be taken, and checked, with that one (another sender's). On a problem
+    the caller must roll the document back."""
+    if lacks(live.state_vector(), update):
+        raise IncompleteUpdate(
+            "the update depends on changes the server does not have: synchronize and send it "
+            "again with them"
+        )
+
+
+def check_before_applying(rollbacks: Rollbacks, target: Target, sender: str) -> None:
+    """A sender whose updates cost too many rollbacks lately is refused before applying."""
+    if (seconds := rollbacks.wait(target.id, sender)) > 0:
+        raise TooManyRefusals(seconds)
+
+
 def check_applied(
     live: LiveDoc, changes: dict[str, set[str] | None], known_streams: Collection[str]
 ) -> None:
@@ -246,11 +281,16 @@ def _record_problems(k: str, value: Any, known_streams: Collection[str]) -> list
     ]
 
 
-async def exchange(store: DocStore, target: Target, state_vector: bytes, update: bytes) -> bytes:
-    """Integrate the client's update (durably, before answering) and return what it lacks."""
+async def exchange(
+    store: DocStore, target: Target, state_vector: bytes, update: bytes, *, sender: str,
+    rollbacks: Rollbacks,
+) -> bytes:  # fmt: skip
+    """Integrate the client's update (durably, before answering) and return what it lacks.
+    ``sender``: the principal's subject, whose refusals after applying ``rollbacks`` counts."""
     known = streams(target)
     if update:
         check_update(update, known)
+        check_before_applying(rollbacks, target, sender)
     async with store.session(target.id) as live:
         try:  # before the client's update: what it sent is not sent back
             answer = live.diff(state_vector)
@@ -259,9 +299,11 @@ async def exchange(store: DocStore, target: Target, state_vector: bytes, update:
         if update:
             applied, changes = live.apply(update, CLIENT)
             try:
+                check_integrated(live, update)
                 check_applied(live, changes, known)
                 check_schemas(live.records, changed_records(changes), known)
-            except (InvalidRecords, InvalidRecord):
+            except (IncompleteUpdate, InvalidRecords, InvalidRecord):
+                rollbacks.count(target.id, sender)
                 await store.rollback(live)  # memory must not keep what the log will not
                 raise
             if applied:

@@ -4,9 +4,10 @@ Updates from the WebSocket clients of a document, once they passed the first che
 (``service.check_update``), are handed to the document's :class:`Writes`, which applies and
 commits whatever has queued up, in one append, while the previous commit ran. What the first
 check cannot see (changes to existing records) is checked once applied: the layout per update,
-the schemas once per batch for each record it changed; a refused update is undone (the
-document loaded again up to the log, :meth:`DocStore.rollback`), its sender closed with 1008,
-and the rest of the batch committed.
+the schemas once per batch for each record it changed, and that the document integrated all of
+it (``service.check_integrated``); a refused update is undone (the document loaded again up to
+the log, :meth:`DocStore.rollback`, counted against its sender in ``refusals.Rollbacks``), its
+sender closed with 1008, and the rest of the batch committed.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pycrdt import get_state, get_update, merge_updates
+from pycrdt import merge_updates
 
 from common.errors import ServiceUnavailable
 from connector_service.manager.manager import Target
 from connector_service.sync import service
 from connector_service.sync.closes import close_for
-from connector_service.sync.hub import Peer, Refusals
-from connector_service.sync.lib0 import deleted_ranges, without
-from connector_service.sync.store import CLIENT, DELETED, DocStore, LiveDoc, decode_state_vector
+from connector_service.sync.hub import Peer
+from connector_service.sync.lib0 import deleted_ranges
+from connector_service.sync.refusals import Refusals, Rollbacks, refused_edit
+from connector_service.sync.store import CLIENT, DELETED, DocStore, LiveDoc
 
 MAX_ROLLBACKS = 4  # per batch; beyond, the document is reloaded and its clients resynchronize
 CONTENT_REFUSALS = (service.InvalidRecords, service.InvalidRecord)
@@ -40,10 +42,13 @@ def merge_changes(into: dict[str, set[str] | None], changes: dict[str, set[str] 
 class Writes:
     """Updates from the WebSocket clients of one document, committed a batch at a time."""
 
-    def __init__(self, store: DocStore, target: Target, refusals: Refusals) -> None:
+    def __init__(
+        self, store: DocStore, target: Target, refusals: Refusals, rollbacks: Rollbacks
+    ) -> None:
         self.store = store
         self.target = target
         self.refusals = refusals
+        self.rollbacks = rollbacks
         self._inbox: list[tuple[bytes, Peer, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -69,7 +74,6 @@ class Writes:
 
     async def _commit(self, batch: list[tuple[bytes, Peer, asyncio.Future[None]]]) -> None:
         refused: dict[int, Exception] = {}
-        added: dict[int, dict[int, int]] = {}  # refused update -> what it added (client: from)
         dirty = appended = False
         streams = service.streams(self.target)
         try:
@@ -78,7 +82,7 @@ class Writes:
                 rollbacks = 0
                 while True:
                     dirty = True
-                    outcome = self._apply(live, batch, refused, added, streams, strict=strict)
+                    outcome = self._apply(live, batch, refused, streams, strict=strict)
                     if outcome is not None:
                         break
                     # a refused update is in the document: undo the batch, go again without it
@@ -98,7 +102,7 @@ class Writes:
                 dirty, appended = False, True
                 for i in _first_per_peer(batch, refused):  # before they hear of it: they reconnect
                     remember_refusal(self.refusals, self.target, live, batch[i][0], refused[i],
-                                     added=added.get(i, {}))  # fmt: skip
+                                     sender=batch[i][1].sender)  # fmt: skip
         except BaseException as exc:
             for i, refusal in refused.items():  # the sender hears why, before the room resyncs
                 batch[i][1].fail(*close_for(refusal, self.target))
@@ -124,8 +128,7 @@ class Writes:
 
     def _apply(
         self, live: LiveDoc, batch: list[tuple[bytes, Peer, asyncio.Future[None]]],
-        refused: dict[int, Exception], added: dict[int, dict[int, int]],
-        streams: dict[str, Any], *, strict: bool,
+        refused: dict[int, Exception], streams: dict[str, Any], *, strict: bool,
     ) -> tuple[list[bytes], set[Peer], dict[str, set[str] | None]] | None:  # fmt: skip
         """Apply the batch but what was refused: the updates applied, their senders and the
         record changes, or None when the document now holds one to refuse (in ``refused``
@@ -146,20 +149,17 @@ class Writes:
             except ValueError:  # decoding fails before anything is integrated
                 refused[i] = service.MalformedUpdate("the update is not a Yjs update")
                 continue
-            if not done:
-                continue
-            try:  # what the scratch check could not see (changes to existing records)
+            try:  # what the scratch check could not see (changes to existing records), and
+                # parts kept aside for items the document lacks (even when nothing integrated)
+                service.check_integrated(live, update)
+                if not done:
+                    continue
                 service.check_applied(live, changed, streams)
                 if strict:
                     service.check_schemas(live.records, service.changed_records(changed), streams)
-            except (service.InvalidRecords, service.InvalidRecord) as exc:
+            except (service.IncompleteUpdate, *CONTENT_REFUSALS) as exc:
                 refused[i] = exc
-                before = decode_state_vector(live.state_before)
-                added[i] = {
-                    client: before.get(client, 0)
-                    for client, clock in decode_state_vector(live.state_vector()).items()
-                    if clock > before.get(client, 0)
-                }
+                self.rollbacks.count(self.target.id, peer.sender)
                 return None
             applied.append(done)
             sources.add(peer)
@@ -188,24 +188,17 @@ def _first_per_peer(
 
 def remember_refusal(
     refusals: Refusals, target: Target, live: LiveDoc, update: bytes, refusal: Exception,
-    *, added: dict[int, int] | None = None,
+    *, sender: str,
 ) -> None:  # fmt: skip
-    """Know this refused update again when it comes back (:class:`hub.Refusals`): by the items
-    it ``added`` (client id: first clock; by default those ``live``, the document without it,
-    lacks) or, if it added none, by those of its deletions ``live`` lacks."""
+    """Know this refused update of ``sender`` again when it comes back
+    (:class:`refusals.Refusals`): by what it holds beyond ``live``, the document without it."""
     reason = close_for(refusal, target)[1]
     try:
-        ours = decode_state_vector(live.state_vector())
-        if added is None:
-            theirs = decode_state_vector(get_state(update))
-            added = {c: ours.get(c, 0) for c, clock in theirs.items() if clock > ours.get(c, 0)}
-        deleted = {}
-        if not added:  # refusals only: the document's whole delete set is read
-            here = deleted_ranges(live.doc.get_update(live.state_vector()))
-            deleted = without(deleted_ranges(get_update(update, live.state_vector())), here)
+        state = live.state_vector()
+        here = deleted_ranges(live.doc.get_update(state))  # the document's whole delete set
+        refusals.remember(target.id, sender, refused_edit(reason, update, state, here))
     except ValueError:
         return
-    refusals.remember(target.id, reason, clients=added, deleted=deleted)
 
 
 class _Poisoned(Exception):

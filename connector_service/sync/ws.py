@@ -62,7 +62,7 @@ async def sync_ws(websocket: WebSocket, integration_id: uuid.UUID) -> None:
     await websocket.accept()
     connection = Connection(
         websocket, hub=app.state.sync_hub, store=app.state.sync_store, target=target,
-        writable=allows(principal.role, Permission.write),
+        writable=allows(principal.role, Permission.write), sender=principal.subject,
     )  # fmt: skip
     await connection.serve()
 

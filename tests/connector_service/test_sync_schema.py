@@ -18,7 +18,8 @@ import pytest
 from pycrdt import Doc, Map, create_sync_message, write_message
 
 from connector_service.sync import records as rec
-from connector_service.sync.hub import Refusals
+from connector_service.sync.lib0 import deleted_ranges
+from connector_service.sync.refusals import Recalled, Refusals, refused_edit
 from connector_service.sync.store import decode_state_vector
 from tests.connector_service import test_sync_ws
 from tests.connector_service.test_sync_ws import INTEROP, pks
@@ -71,33 +72,96 @@ def test_the_rule_counts_an_integral_number_as_an_integer():
     assert rec.schema_problems({"s": 5}, None) == []  # no schema, nothing to say
 
 
+def holds(server: Doc) -> dict:
+    """What Refusals.recall is told of the document: its state vector and delete set."""
+    state = server.get_state()
+    return {"state": decode_state_vector(state),
+            "deleted": lambda: deleted_ranges(server.get_update(state))}  # fmt: skip
+
+
 def test_a_refused_edit_is_known_again_and_nothing_else():
-    """What hub.Refusals recognizes: the refused edit and what builds on it, from its client;
-    not the same client's edits the server took, in another client's full update."""
+    """What refusals.Refusals recognizes: the sender's refused edit again (let be), or with
+    more (refused: 4422); not another sender's updates, nor the same client's edits the server
+    took, in another client's full update."""
     iid = uuid.uuid4()
     server, client = Doc(), Doc()
     records = client.get("records", type=Map)
     with client.transaction():
         records["contacts/1"] = Map({"email": "a@example.com"})
     server.apply_update(client.get_update())  # taken
-    taken = decode_state_vector(server.get_state())
     before = client.get_state()
     records["contacts/1"]["email"] = 98765
     refused = client.get_update(before)
     refusals = Refusals()
-    assert refusals.recall(iid, refused) is None
-    refusals.remember(iid, "invalid_record: email", clients=taken, deleted={})
-    assert refusals.recall(iid, refused) == "invalid_record: email"
-    assert refusals.recall(iid, client.get_update(server.get_state())) == "invalid_record: email"
+
+    def recall(update: bytes, sender: str = "apikey:a") -> Recalled | None:
+        return refusals.recall(iid, sender, update, **holds(server))
+
+    assert recall(refused) is None
+    here = deleted_ranges(server.get_update(server.get_state()))
+    edit = refused_edit("invalid_record: email", refused, server.get_state(), here)
+    refusals.remember(iid, "apikey:a", edit)
+    assert recall(refused) == Recalled("invalid_record: email", more=False)
+    step2 = client.get_update(server.get_state())  # a reconnect's sync step 2
+    assert recall(step2) == Recalled("invalid_record: email", more=False)
+    assert recall(step2, "apikey:b") is None  # another sender: its own refusals only
     after = client.get_state()
-    records["contacts/1"]["phone"] = "later"  # builds on it: pending on the server
-    assert refusals.recall(iid, client.get_update(after)) == "invalid_record: email"
+    records["contacts/1"]["phone"] = "later"  # builds on it
+    assert recall(client.get_update(after)) == Recalled("invalid_record: email", more=True)
+    assert recall(client.get_update(server.get_state())).more
     other = Doc()
     other.apply_update(server.get_update())  # holds the client's taken items
     with other.transaction():
         other.get("records", type=Map)["contacts/1"]["email"] = "b@example.com"
-    assert refusals.recall(iid, other.get_update()) is None
-    assert refusals.recall(uuid.uuid4(), refused) is None  # another document
+    assert recall(other.get_update()) is None
+    assert refusals.recall(uuid.uuid4(), "apikey:a", refused, state={}, deleted=dict) is None
+
+
+def test_a_step_2_with_a_refused_edit_and_a_later_deletion_is_not_let_be():
+    """A deletion made after the refused edit (it moves no state vector) is something more."""
+    iid = uuid.uuid4()
+    server, client = Doc(), Doc()
+    records = client.get("records", type=Map)
+    with client.transaction():
+        records["contacts/1"] = Map({"email": "a@example.com"})
+        records["contacts/2"] = Map({"email": "b@example.com"})
+    server.apply_update(client.get_update())
+    before = client.get_state()
+    records["contacts/1"]["email"] = 98765
+    refusals = Refusals()
+    here = deleted_ranges(server.get_update(server.get_state()))
+    refusals.remember(iid, "s", refused_edit("r", client.get_update(before), server.get_state(),
+                                             here))  # fmt: skip
+    del records["contacts/2"]  # offline, after the refusal
+
+    step2 = client.get_update(server.get_state())
+    assert refusals.recall(iid, "s", step2, **holds(server)) == Recalled("r", more=True)
+
+
+def test_a_refused_deletion_is_known_by_exactly_what_it_deletes():
+    iid = uuid.uuid4()
+    server, client = Doc(), Doc()
+    records = client.get("records", type=Map)
+    with client.transaction():
+        records["contacts/1"] = Map({"id": "1", "email": "a@example.com"})
+    server.apply_update(client.get_update())
+    state = server.get_state()
+    here = deleted_ranges(server.get_update(state))
+    before = client.get_state()
+    del records["contacts/1"]["email"]
+    only_email = client.get_update(before)
+    refusals = Refusals()
+    refusals.remember(iid, "s", refused_edit("required", only_email, state, here))
+    known = holds(server)
+    assert refusals.recall(iid, "s", only_email, **known) == Recalled("required", more=False)
+    step2 = client.get_update(state)
+    assert refusals.recall(iid, "s", step2, **known) == Recalled("required", more=False)
+    assert refusals.recall(iid, "other", only_email, **known) is None
+    whole = Doc()
+    whole.apply_update(server.get_update())
+    before = whole.get_state()
+    del whole.get("records", type=Map)["contacts/1"]  # overlaps the email's deletion
+    assert refusals.recall(iid, "s", whole.get_update(before), **known) is None  # checked anew
 
 
 # ------------------------------------------------------------------ HTTP
