@@ -52,9 +52,9 @@ from connector_service.sync.hub import (
     Peer,
     Room,
 )
-from connector_service.sync.lib0 import Decoder, Malformed, deleted_ranges
+from connector_service.sync.lib0 import Decoder, Malformed, decode_state_vector, deleted_ranges
 from connector_service.sync.refusals import Recalled
-from connector_service.sync.store import DocStore, decode_state_vector
+from connector_service.sync.store import DocStore
 from connector_service.sync.writes import CONTENT_REFUSALS, Writes, remember_refusal
 
 log = structlog.get_logger(component="connector_service.sync.ws")

@@ -40,8 +40,9 @@ from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager, Target
 from connector_service.sync import records as rec
 from connector_service.sync import repository
+from connector_service.sync.document import DELETED, EXTERNAL, LiveDoc
 from connector_service.sync.service import streams as declared_streams
-from connector_service.sync.store import DELETED, EXTERNAL, DocStore, LiveDoc
+from connector_service.sync.store import DocStore
 
 log = structlog.get_logger(component="connector_service.sync")
 

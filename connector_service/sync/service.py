@@ -15,9 +15,10 @@ from common.errors import InvalidRequest, NotFound, SeedosError
 from connector_service.manager.manager import Target
 from connector_service.sync import records as rec
 from connector_service.sync import repository
+from connector_service.sync.document import CLIENT, DELETED, PLATFORM, LiveDoc
 from connector_service.sync.lib0 import Decoder, Malformed, lacks
 from connector_service.sync.refusals import Rollbacks
-from connector_service.sync.store import CLIENT, DELETED, PLATFORM, DocStore, LiveDoc
+from connector_service.sync.store import DocStore
 
 SCALAR_TYPES = (str, int, float, bool, type(None))
 

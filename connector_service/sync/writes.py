@@ -21,10 +21,11 @@ from common.errors import ServiceUnavailable
 from connector_service.manager.manager import Target
 from connector_service.sync import service
 from connector_service.sync.closes import close_for
+from connector_service.sync.document import CLIENT, DELETED, LiveDoc
 from connector_service.sync.hub import Peer
 from connector_service.sync.lib0 import deleted_ranges
 from connector_service.sync.refusals import Refusals, Rollbacks, refused_edit
-from connector_service.sync.store import CLIENT, DELETED, DocStore, LiveDoc
+from connector_service.sync.store import DocStore
 
 MAX_ROLLBACKS = 4  # per batch; beyond, the document is reloaded and its clients resynchronize
 CONTENT_REFUSALS = (service.InvalidRecords, service.InvalidRecord)

@@ -8,8 +8,9 @@ import pytest
 from pycrdt import Doc, Map
 
 from common import db
+from connector_service.sync.document import CLIENT, EXTERNAL, PLATFORM, new_live
 from connector_service.sync.lib0 import lacks
-from connector_service.sync.store import CLIENT, EXTERNAL, PLATFORM, DocStore, new_live
+from connector_service.sync.store import DocStore
 from tests.support import make_tenant
 
 

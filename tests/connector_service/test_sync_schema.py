@@ -18,9 +18,8 @@ import pytest
 from pycrdt import Doc, Map, create_sync_message, write_message
 
 from connector_service.sync import records as rec
-from connector_service.sync.lib0 import deleted_ranges
+from connector_service.sync.lib0 import decode_state_vector, deleted_ranges
 from connector_service.sync.refusals import Recalled, Refusals, refused_edit
-from connector_service.sync.store import decode_state_vector
 from tests.connector_service import test_sync_ws
 from tests.connector_service.test_sync_ws import INTEROP, pks
 from tests.connector_service.yclient import YClient

@@ -25,8 +25,10 @@ from pycrdt import Doc, Map, create_update_message, read_message, write_message
 from common.db import Database
 from common.internal_auth import Principal, TokenSigner
 from common.roles import Role
+from connector_service.sync.document import PLATFORM
 from connector_service.sync.hub import Hub, Peer
-from connector_service.sync.store import PLATFORM, DocStore, decode_state_vector
+from connector_service.sync.lib0 import decode_state_vector
+from connector_service.sync.store import DocStore
 from seedos_sdk.testing.process import start
 from tests.conftest import ROOT, suite_env
 from tests.connector_service.rig import fetch, register, wait_status
