@@ -127,7 +127,7 @@ class Room:
     timer: asyncio.TimerHandle | None = None
     # awareness client id -> (clock, state as JSON text, the peer that owns it)
     awareness: dict[int, tuple[int, str, Peer]] = field(default_factory=dict)
-    writer: Any = None  # the document's write batcher (connection.Writes), made on demand
+    writer: Any = None  # the document's write batcher (writes.Writes), made on demand
 
 
 class MalformedAwareness(ValueError):

@@ -124,6 +124,28 @@ async def test_a_victims_sync_step_2_after_a_forged_refusal_is_taken(live, dsn):
         await again.close()
 
 
+async def test_a_step_2_with_the_senders_refused_edit_and_more_is_closed_4422_not_dropped(live):
+    """The refused edit again is let be; with an edit made after it, the client hears (4422)
+    that the rest cannot be taken, rather than losing it quietly."""
+    sender = await live.editor()
+    try:
+        a, b = (f"contacts/{pk}" for pk in pks(sender)[10:12])
+        await sender.edit(lambda r: r[a].__setitem__("email", 98765))
+        assert await sender.wait_closed() == 1008
+    finally:
+        await sender.close()
+    with sender.doc.transaction():  # offline, after the refusal: a deletion, which adds no item
+        sender.records[b].pop("phone")
+    again = await live.editor()  # the same sender reconnecting
+    try:
+        await again.send(STEP2 + write_message(sender.doc.get_update(await live.state_vector())))
+        assert await again.wait_closed() == 4422
+        assert again.close_reason.startswith("refused edit: invalid_record: ")
+    finally:
+        await again.close()
+    assert "phone" in await live.record(b.split("/", 1)[1])
+
+
 # ------------------------------------------------------------------ deletions
 
 
