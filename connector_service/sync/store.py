@@ -8,11 +8,12 @@ and any replica can catch up by reading the ids above the last one it applied. P
 the log is folded into the snapshot, under the same lock, and the folded rows deleted.
 
 In this process each document is held in memory (a :class:`document.LiveDoc`, least recently
-used dropped) behind an asyncio lock: a session catches the document up with the log, then reads or changes it. A
-change whose append fails is dropped from memory with the document, which is loaded again from
-the database next time, so memory never runs ahead of what is durable. A change refused once
-applied (it broke the records layout or a schema) is undone by :meth:`DocStore.rollback`: the
-document loaded again up to the log id it had reached, so its clients lose nothing.
+used dropped) behind an asyncio lock: a session catches the document up with the log, then reads
+or changes it. A change whose append fails is dropped from memory with the document, which is
+loaded again from the database next time, so memory never runs ahead of what is durable. A
+change refused once applied (it broke the records layout or a schema) is undone by
+:meth:`DocStore.rollback`: the document loaded again up to the log id it had reached, so its
+clients lose nothing.
 """
 
 from __future__ import annotations

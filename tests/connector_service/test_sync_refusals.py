@@ -16,6 +16,7 @@ from pycrdt import Doc, Map, Text, merge_updates, write_message
 
 from common.roles import Role
 from connector_service.sync.lib0 import decode_state_vector, deleted_ranges, read_update
+from connector_service.sync.refusals import Rollbacks
 from connector_service.sync.store import DocStore
 from tests.connector_service import test_sync_ws
 from tests.connector_service.test_sync_schema import fetch_doc, post_update, round_trip
@@ -78,6 +79,21 @@ def test_read_update_reads_the_clock_ranges_yjs_writes():
         records[f"contacts/{i + 2}"] = i
         parts.append(doc.get_update(state))
     assert read_update(merge_updates(parts[0], parts[2]))[0] == {7: [(17, 18), (19, 20)]}
+
+
+def test_rollbacks_hold_back_a_sender_for_the_rest_of_the_minute_and_nobody_else():
+    now = [1000.0]
+    rollbacks = Rollbacks(clock=lambda: now[0])
+    doc, other_doc = uuid.uuid4(), uuid.uuid4()
+    for _ in range(4):
+        rollbacks.count(doc, "apikey:a")
+        now[0] += 1
+    assert rollbacks.wait(doc, "apikey:a") == 0
+    rollbacks.count(doc, "apikey:a")  # the fifth within a minute
+    assert rollbacks.wait(doc, "apikey:a") == 56  # the first one's minute is up in 56 s
+    assert rollbacks.wait(doc, "apikey:b") == rollbacks.wait(other_doc, "apikey:a") == 0
+    now[0] += 56
+    assert rollbacks.wait(doc, "apikey:a") == 0
 
 
 # ------------------------------------------------------------------ forged client ids
