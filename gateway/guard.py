@@ -3,19 +3,20 @@
 A request declaring a body over ``SEEDOS_GATEWAY_MAX_BODY_BYTES`` is refused from its headers
 alone (413), on every path, known or not (uvicorn refuses a WebSocket handshake with a body
 itself, 400, before any application sees it); a chunked one is counted as it arrives and
-refused once past the limit, the rest left unread. On the gateway's own routes a
+refused once past the limit. On the gateway's own routes a
 body is read only after its sender is authenticated (FastAPI reads and parses a body before a
 route's dependencies run), then checked for JSON nesting deeper than
 ``SEEDOS_GATEWAY_MAX_JSON_DEPTH`` (422 ``json_too_deep``) before anything parses it. The proxy
 authenticates before it reads, and the services parse what it forwards.
 
-A refusal of a declared body up to twice the limit leaves the connection open: uvicorn reads
-and discards the rest, so a client that reads only after sending everything (httpx, requests)
-gets the 413 rather than a reset connection. Every other refusal, and any answer that goes out
-before the body was read to its end, says ``Connection: close``: the server closes the
-connection instead of reading a body it does not want for as long as it keeps coming (a client
-that reads only after sending may then see the connection reset; curl and browsers read the
-answer while they send).
+After a refusal the connection is kept, so that a client that reads only after sending
+everything (httpx, requests) gets the 413 or 401 rather than a reset connection, when what is
+left of the body is small (64 KiB, thrown away by the server after the answer), or when its
+sender authenticated and the rest, read and thrown away before the answer, ends within twice
+the limit and a second. Otherwise the answer says ``Connection: close`` and the server closes
+the connection instead of reading a body it does not want, so no one without a credential
+holds a connection by trickling a large body (such a client may see the connection reset;
+curl and browsers read the answer while they send).
 
 Written as plain ASGI, not ``BaseHTTPMiddleware``: a request without a body (every proxied GET)
 costs one look at its headers and nothing else.
@@ -23,6 +24,7 @@ costs one look at its headers and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -34,9 +36,13 @@ from common.errors import InvalidRequest, PayloadTooLarge, SeedosError, error_re
 from gateway.json_depth import deeper_than
 
 _CLOSE = (b"connection", b"close")
-# A declared body over the limit by at most this factor is read and discarded after the 413
-# (so simple clients see the answer); a larger one closes the connection.
+# After a refusal, what is left of the body is read and thrown away (so a client that reads only
+# after sending sees the answer, not a reset connection) when it is small, or when its sender
+# authenticated and it ends within DRAIN_FACTOR times the limit; otherwise the connection is
+# closed, so no one without a credential holds a connection by trickling a large body.
+SMALL_BODY = 64 * 1024
 DRAIN_FACTOR = 2
+DRAIN_SECONDS = 1.0  # how long a refused body past its limit is waited for, at most
 
 
 class JsonTooDeep(InvalidRequest):
@@ -95,20 +101,27 @@ class RequestGuard:
             return
         limit = self.public.get(scope["path"], self.limits.max_body_bytes)
         if length is not None and not 0 <= length <= limit:
-            drained = 0 <= length <= DRAIN_FACTOR * limit
-            await _refuse(self.limits.too_large(limit), scope, receive, send, close=not drained)
+            keep = 0 <= length <= SMALL_BODY or (
+                length <= DRAIN_FACTOR * limit and await self._known_sender(scope)
+            )
+            await _refuse(self.limits.too_large(limit), scope, receive, send, close=not keep)
             return
         if scope["type"] == "websocket":  # a handshake's body never reaches the application
             await self.app(scope, receive, send)
             return
+        small = length is not None and length <= SMALL_BODY
         if self.authenticate:
-            await self._authenticated_then_read(scope, receive, send, limit)
+            await self._authenticated_then_read(scope, receive, send, limit, small=small)
         else:
-            await self._counted(scope, receive, send, limit)
+            await self._counted(scope, receive, send, limit, small=small)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, small: bool
+    ) -> None:
         """Passes the body through as it arrives, counting it: past ``limit`` the application's
-        next read raises :class:`PayloadTooLarge` (the proxy answers 413)."""
+        next read raises :class:`PayloadTooLarge` (the proxy answers 413) once the rest is
+        thrown away (:func:`_discard`). The proxy authenticates before it reads, so a body
+        that is read came from a known sender (or to a public path, whose limit is small)."""
         received, complete = 0, False
 
         async def counting_receive() -> Message:
@@ -116,21 +129,28 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                more = message.get("more_body", False)
                 if received > limit:
+                    complete = not more or await _discard(receive, DRAIN_FACTOR * limit - received)
                     raise self.limits.too_large(limit)
-                complete = not message.get("more_body", False)
+                complete = not more
             return message
 
         async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not complete:
+            if message["type"] == "http.response.start" and not (complete or small):
                 message["headers"] = [*message.get("headers", ()), _CLOSE]
             await send(message)
 
         await self.app(scope, counting_receive, closing_send)
 
     async def _authenticated_then_read(
-        self, scope: Scope, receive: Receive, send: Send, limit: int
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, small: bool
     ) -> None:
+        """Authenticate, then read the body (up to ``limit``) and check its depth. A refusal
+        before the body was read keeps the connection (the rest thrown away by the server)
+        only for a ``small`` body; past the limit, the authenticated sender's body is thrown
+        away by :func:`_discard` before the answer."""
+        read = False
         try:
             if scope["path"] not in self.public:
                 authenticator = scope["app"].state.authenticator
@@ -139,11 +159,15 @@ class RequestGuard:
             body = await self._read(receive, limit)
             if body is None:
                 return  # the client went away
+            read = True
             if deeper_than(body, self.limits.max_json_depth):
                 depth = self.limits.max_json_depth
                 raise JsonTooDeep(f"the body nests more than {depth} levels deep", limit=depth)
+        except _BodyTooLarge as exc:
+            await _refuse(exc.error, scope, receive, send, close=not exc.drained)
+            return
         except SeedosError as exc:
-            await _refuse(exc, scope, receive, send)
+            await _refuse(exc, scope, receive, send, close=not (read or small))
             return
         replayed = False
 
@@ -156,8 +180,19 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
+    async def _known_sender(self, scope: Scope) -> bool:
+        """Whether the request carries a credential that authenticates (public paths: no)."""
+        if scope["path"] in self.public:
+            return False
+        try:
+            await scope["app"].state.authenticator.authenticate(HTTPConnection(scope))
+        except SeedosError:
+            return False
+        return True
+
     async def _read(self, receive: Receive, limit: int) -> bytes | None:
-        """The whole body, refused once past ``limit``; None if the client disconnected."""
+        """The whole body, refused once past ``limit`` (:class:`_BodyTooLarge`, the rest
+        thrown away by :func:`_discard`); None if the client disconnected."""
         body = bytearray()
         more = True
         while more:
@@ -165,10 +200,35 @@ class RequestGuard:
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
-            if len(body) > limit:
-                raise self.limits.too_large(limit)
             more = message.get("more_body", False)
+            if len(body) > limit:
+                budget = DRAIN_FACTOR * limit - len(body)
+                drained = not more or await _discard(receive, budget)
+                raise _BodyTooLarge(self.limits.too_large(limit), drained=drained)
         return bytes(body)
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, error: PayloadTooLarge, *, drained: bool) -> None:
+        self.error, self.drained = error, drained
+
+
+async def _discard(receive: Receive, budget: int) -> bool:
+    """Read and throw away the rest of a body past its limit, so that the client, once it has
+    sent it, reads the answer on a connection that stays usable; whether it ended within
+    ``budget`` bytes and :data:`DRAIN_SECONDS`. If not, the answer closes the connection."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while budget >= 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return budget >= 0
+    except TimeoutError:
+        pass
+    return False
 
 
 async def _refuse(

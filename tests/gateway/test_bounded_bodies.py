@@ -295,3 +295,26 @@ def test_the_depth_limit_is_a_setting():
 def test_nesting_depth_is_read_from_the_bytes(document, depth):
     assert not deeper_than(document, depth)
     assert depth == 0 or deeper_than(document, depth - 1)
+
+
+async def test_clients_that_read_after_sending_see_the_refusal(suite, dsn):
+    """httpx sends the whole body before it reads: a small body without a valid key, and an
+    authenticated body over the limit (declared or chunked), are thrown away after the answer,
+    which arrives whole on a connection that stays usable."""
+    t = await make_tenant(dsn)
+    wrong = {"Authorization": "Bearer sk_seedos_" + "x" * 43}
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        for _ in range(3):  # on the same connection each time
+            r = await client.post("/api/v1/api-keys", json={"name": "x" * 10_000}, headers=wrong)
+            assert r.status_code == 401 and r.json()["code"] == "invalid_credentials"
+        r = await client.post("/api/v1/api-keys", content=b"x" * (LIMIT + 1), headers=t.headers)
+        assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+        async def chunks():
+            for _ in range(11):
+                yield b" " * (1 << 20)
+
+        for path in ("/api/v1/api-keys", "/api/v1/integrations"):
+            r = await client.post(path, content=chunks(), headers=t.headers)
+            assert r.status_code == 413 and r.json()["code"] == "payload_too_large", path
+        assert (await client.get("/api/v1/me", headers=t.headers)).status_code == 200
