@@ -12,6 +12,8 @@ it applied, and the clock ranges (per client id) of the items an update holds an
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pycrdt import Encoder, get_update
 
 MAX_VAR_UINT_BYTES = 10
@@ -103,12 +105,29 @@ def lacks(state_vector: bytes, update: bytes) -> bool:
     rest = get_update(update, state_vector)
     if not adds_nothing(rest):
         return True
-    clocks = decode_state_vector(state_vector)
-    return any(
-        end > clocks.get(client, 0)
+    needed = {
+        client: max(end for _, end in ranges)
         for client, ranges in deleted_ranges(rest).items()
-        for _, end in ranges
-    )
+        if ranges
+    }
+    if not needed:
+        return False
+    clocks = clocks_of(state_vector, needed)
+    return any(end > clocks.get(client, 0) for client, end in needed.items())
+
+
+def clocks_of(state_vector: bytes, clients: Collection[int]) -> dict[int, int]:
+    """The clocks of ``clients`` in a state vector, reading no further than they are (a busy
+    document's state vector holds every client that ever wrote to it)."""
+    decoder = Decoder(state_vector)
+    found: dict[int, int] = {}
+    for _ in range(decoder.read_var_uint()):
+        client, clock = decoder.read_var_uint(), decoder.read_var_uint()
+        if client in clients:
+            found[client] = clock
+            if len(found) == len(clients):
+                break
+    return found
 
 
 def adds_beyond(update: bytes, clocks: dict[int, int]) -> bool:
