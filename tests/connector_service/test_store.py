@@ -134,3 +134,31 @@ def test_apply_returns_what_the_document_integrated_not_what_it_was_sent():
         == {"contacts/1": {"v": "first", "w": "second"}}
     )
     assert not lacks(live.state_vector(), second) and not lacks(live.state_vector(), first)
+
+
+def test_a_deletion_of_an_item_the_document_lacks_waits():
+    """lacks() reads only the clocks of the clients an update deletes from: a deletion of an
+    item the document has integrates; one of an item it lacks waits (pending)."""
+    from connector_service.sync.lib0 import clocks_of, decode_state_vector
+
+    writers = [Doc() for _ in range(5)]  # a document many clients wrote to
+    live = new_live(uuid.uuid4())
+    for n, writer in enumerate(writers):
+        writer.apply_update(live.doc.get_update())
+        before = writer.get_state()
+        writer.get("records", type=Map)[f"contacts/{n}"] = Map({"v": str(n)})
+        live.apply(writer.get_update(before), CLIENT)
+    author = writers[2]
+    state = live.state_vector()
+    everyone = decode_state_vector(state)
+    assert clocks_of(state, {author.client_id}) == {author.client_id: everyone[author.client_id]}
+    assert clocks_of(state, {12345}) == {}
+    before = author.get_state()
+    author.get("records", type=Map).pop("contacts/2")
+    deletion = author.get_update(before)
+    assert not lacks(state, deletion)
+    unseen = Doc()  # an item the document never received, deleted
+    unseen.get("records", type=Map)["contacts/9"] = Map({"v": "9"})
+    hidden = unseen.get_state()
+    unseen.get("records", type=Map).pop("contacts/9")
+    assert lacks(state, unseen.get_update(hidden))
