@@ -150,13 +150,7 @@ def deleted_ranges(update: bytes) -> dict[int, list[tuple[int, int]]]:
     decoder = Decoder(update)
     if decoder.read_var_uint() != 0:
         raise ValueError("not a delete set alone")
-    out: dict[int, list[tuple[int, int]]] = {}
-    for _ in range(decoder.read_var_uint()):
-        ranges = out.setdefault(decoder.read_var_uint(), [])
-        for _ in range(decoder.read_var_uint()):
-            start = decoder.read_var_uint()
-            ranges.append((start, start + decoder.read_var_uint()))
-    return out
+    return _read_delete_set(decoder)
 
 
 def without(
