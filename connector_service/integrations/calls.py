@@ -45,13 +45,13 @@ async def load_target(db: Database, tenant_id: uuid.UUID, integration_id: uuid.U
 
 def credential_source(db: Database, ring: KeyRing, oauth: OAuthConfig) -> Any:
     """The manager's credentials for a call: decrypted just for it, OAuth tokens refreshed when
-    they are about to expire or (``force_refresh``) after the connector answered 401."""
+    they are about to expire or after the connector answered 401 to the ``rejected`` one."""
 
-    async def source(target: Target, force_refresh: bool) -> dict[str, str]:
+    async def source(target: Target, rejected: str | None) -> dict[str, str]:
         integration = {"id": target.id, "tenant_id": target.tenant_id}
         return await tokens.call_credentials(
             db, ring, integration=integration, manifest=target.manifest,
-            force_refresh=force_refresh, oauth=oauth,
+            rejected=rejected, oauth=oauth,
         )  # fmt: skip
 
     return source

@@ -39,8 +39,9 @@ from connector_service.manager.transport import CheckedTransport
 
 log = structlog.get_logger(component="connector_service.manager")
 
-# (target, force_refresh) -> the credentials the connector receives.
-CredentialSource = Callable[["Target", bool], Awaitable[dict[str, str]]]
+# (target, the access token the connector refused with a 401, if it did) -> the credentials
+# the connector receives.
+CredentialSource = Callable[["Target", str | None], Awaitable[dict[str, str]]]
 # Told when an install's connector stops working (its circuit opened: True, with the error) or
 # works again (a call succeeded while the install was in ``error``: False), to move its status.
 CircuitListener = Callable[["Target", bool, str], Awaitable[None]]
@@ -267,7 +268,7 @@ class ConnectorManager:
         headers: dict[str, str] | None,
     ) -> dict[str, Any]:
         url = endpoints.join(target.endpoint_url, path)  # type: ignore[arg-type]
-        refreshed = False
+        refused: str | None = None  # the access token a 401 answered, once
         end = time.monotonic() + budget
 
         def worth_retrying(exc: BaseException) -> bool:
@@ -297,7 +298,7 @@ class ConnectorManager:
         ):
             with attempt:
                 while True:
-                    credentials = await self._credentials(target, refreshed)
+                    credentials = await self._credentials(target, refused)
                     payload = {"config": dict(target.config), "credentials": credentials, **body}
                     remaining = end - time.monotonic()
                     if remaining < 0.05:
@@ -307,9 +308,10 @@ class ConnectorManager:
                     try:
                         return await self._post(target, url, payload, remaining, headers)
                     except errors.ConnectorAuthFailed:
-                        if refreshed or target.auth_scheme != "oauth2":
+                        token = credentials.get("access_token")
+                        if refused is not None or target.auth_scheme != "oauth2" or not token:
                             raise
-                        refreshed = True  # a 401 is answered by one token refresh
+                        refused = token  # a 401 is answered by one token refresh
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(

@@ -111,13 +111,15 @@ async def call_credentials(
     manifest: Mapping[str, Any],
     oauth: OAuthConfig,
     force_refresh: bool = False,
+    rejected: str | None = None,
 ) -> dict[str, str]:
     """The credentials to send with a call to the install's connector.
 
     For an oauth2 install: ``{"access_token": ...}`` plus its other secret fields, refreshed
-    first when it expires within ``oauth.refresh_margin`` seconds (60) or when ``force_refresh``
-    (after the connector answered 401 with the current token). Other schemes: the decrypted
-    credentials as stored.
+    first when it expires within ``oauth.refresh_margin`` seconds (60), when ``force_refresh``,
+    or when the stored access token is still the ``rejected`` one (the connector answered 401
+    with it: a caller that read the tokens after another refreshed them does not refresh
+    again). Other schemes: the decrypted credentials as stored.
 
     Raises:
         NotConnected: an oauth2 install with no token yet (409 ``oauth_not_connected``).
@@ -139,10 +141,12 @@ async def call_credentials(
         return stored
     if ACCESS_TOKEN not in stored:
         raise NotConnected(f"integration {integration_id} has no connected account yet")
-    if force_refresh or _expiring(stored, oauth.refresh_margin):
+    current = stored[ACCESS_TOKEN]
+    stale = force_refresh or rejected == current or _expiring(stored, oauth.refresh_margin)
+    if stale:
         stored = await _refresh(
             db, ring, integration=integration, manifest=manifest, config=oauth,
-            seen=stored[ACCESS_TOKEN],
+            seen=rejected or current,
         )  # fmt: skip
     return for_connector(stored)
 

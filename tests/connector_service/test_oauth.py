@@ -280,12 +280,17 @@ async def test_concurrent_refreshes_spend_the_refresh_token_once(world, side, ds
     before = await _stored(side, row)
     results = await asyncio.gather(*(
         tokens.call_credentials(side.db, side.ring, integration=row, manifest=world.manifest,
-                                oauth=side.oauth, force_refresh=True)
+                                oauth=side.oauth, rejected=before["oauth.access_token"])
         for _ in range(4)
     ))  # fmt: skip
-    # one refresh: the others waited for it and took its token (with rotation, a second
-    # refresh with the same refresh token would have been invalid_grant)
+    # four calls answered 401 with the same token: one refresh, the others waited for it and
+    # took its token (with rotation, a second refresh with the same refresh token would have
+    # been invalid_grant), however late each read the tokens
     assert len({r["access_token"] for r in results}) == 1
+    late = await tokens.call_credentials(side.db, side.ring, integration=row,
+                                         manifest=world.manifest, oauth=side.oauth,
+                                         rejected=before["oauth.access_token"])  # fmt: skip
+    assert late["access_token"] == results[0]["access_token"]  # read after it: no refresh
     assert results[0]["access_token"] != before["oauth.access_token"]
     after = await _integration(dsn, iid)
     assert after["status"] == "active", after["status_reason"]
