@@ -77,7 +77,8 @@ class CommonSettings(BaseSettings):
 
     def endpoint_policy(self) -> endpoints.EndpointPolicy:
         """The connector rule: where connector endpoint URLs may lead (common/endpoints.py)."""
-        networks = endpoints.parse_networks(self.endpoint_allowed_networks or "")
+        assert self.endpoint_allowed_networks is not None  # set by _connector_networks
+        networks = endpoints.parse_networks(self.endpoint_allowed_networks)
         return endpoints.EndpointPolicy(
             networks, name="connector", setting=endpoints.CONNECTOR_SETTING
         )

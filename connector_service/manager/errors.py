@@ -84,6 +84,16 @@ class UpdateRequired(ConnectorCallError, Conflict):
     code, title = "update_required", "This version was withdrawn: upgrade"
     error_class = "update_required"
 
+    @classmethod
+    def of(cls, version: str | None, reason: str, *, before: str) -> UpdateRequired:
+        """The refusal for an install on ``version``, withdrawn for ``reason``: upgrade it
+        ``before`` (calling it, connecting it)."""
+        return cls(
+            f"version {version} was withdrawn by its publisher ({reason}): upgrade the install"
+            f" before {before}",
+            reason=reason,
+        )
+
 
 class IntegrationDisabled(ConnectorCallError, Conflict):
     code, title = "integration_disabled", "Integration disabled"

@@ -226,11 +226,7 @@ class ConnectorManager:
         if target.status == "disabled":
             raise errors.IntegrationDisabled(f"{target.connector_name} is disabled")
         if target.withdrawn is not None:
-            raise errors.UpdateRequired(
-                f"version {target.version} of {target.service_name} was withdrawn by its"
-                f" publisher ({target.withdrawn}): upgrade the install",
-                reason=target.withdrawn,
-            )
+            raise errors.UpdateRequired.of(target.version, target.withdrawn, before="calling it")
         if not target.endpoint_url:
             raise errors.NotDeployed(
                 f"{target.service_name} has no deployed connector (no endpoint URL)"

@@ -87,11 +87,7 @@ def _not_withdrawn(row: asyncpg.Record) -> None:
     """Nothing goes to the OAuth URLs of a version its publisher withdrew (409
     ``update_required``): the install is upgraded first."""
     if row["withdrawn_reason"] is not None:
-        raise UpdateRequired(
-            f"version {row['version']} was withdrawn by its publisher"
-            f" ({row['withdrawn_reason']}): upgrade the install before connecting it",
-            reason=row["withdrawn_reason"],
-        )
+        raise UpdateRequired.of(row["version"], row["withdrawn_reason"], before="connecting it")
 
 
 async def connect(

@@ -52,7 +52,6 @@ class LiveDoc:
     # every deletion of the document, as one update: a peer that lacks a deletion made without
     # an insertion (it leaves the state vector as it was) still gets it with a tail diff
     deletions: bytes | None = None
-    state_before: bytes = b"\x00"  # the state vector the last apply() found
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()
@@ -91,50 +90,38 @@ class LiveDoc:
         """Run ``change`` on the records map in one transaction; returns the update it made
         (empty when nothing changed) and, unless it came from the external system, the record
         changes it made (for the outbox)."""
-        self.changes = {}
-        updates: list[bytes] = []
-        before = self.doc.get_state()
-        watch = self.doc.observe(lambda event: updates.append(event.update))
-        deep = self.records.observe_deep(self._on_records) if origin != EXTERNAL else None
-        try:
-            with self.doc.transaction(origin=origin):
-                change(self.records)
-        finally:
-            self.doc.unobserve(watch)
-            if deep is not None:
-                self.records.unobserve(deep)
-        if not updates:
-            return b"", {}
-        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        self.remember(before, update)
-        return update, self.changes
+        return self._run(origin, lambda: change(self.records), watch=origin != EXTERNAL)
 
     def apply(self, update: bytes, origin: str) -> tuple[bytes, dict]:
         """Integrate a peer's update (ValueError if malformed); returns what the document
         integrated (the update its transaction emitted: what is logged and broadcast, so
         memory never runs ahead of the log) and the record changes it made, or nothing when
-        it brought nothing new. ``state_before`` is the state vector it found. Parts of the
-        update that depend on items the document lacks are kept aside by it (pending) and
-        are not in what it returns: :func:`lib0.lacks` tells, and the caller refuses the
-        update and rolls the document back."""
+        it brought nothing new. Parts of the update that depend on items the document lacks
+        are kept aside by it (pending) and are not in what it returns: :func:`lib0.lacks`
+        tells, and the caller refuses the update and rolls the document back."""
+        return self._run(origin, lambda: self.doc.apply_update(update), watch=True)
+
+    def _run(self, origin: str, act: Callable[[], None], *, watch: bool) -> tuple[bytes, dict]:
+        """``act`` in one transaction: the update the document emitted for it (what changed
+        is what the document reports, not a moved state vector: an update that only deletes
+        leaves the state vector as it was), and with ``watch`` the record changes it made."""
         self.changes = {}
-        before = self.state_before = self.doc.get_state()
-        events: list[bytes] = []
-        watch = self.doc.observe(lambda event: events.append(event.update))
-        deep = self.records.observe_deep(self._on_records)
+        emitted: list[bytes] = []
+        before = self.doc.get_state()
+        subscription = self.doc.observe(lambda event: emitted.append(event.update))
+        deep = self.records.observe_deep(self._on_records) if watch else None
         try:
             with self.doc.transaction(origin=origin):
-                self.doc.apply_update(update)
+                act()
         finally:
-            self.doc.unobserve(watch)
-            self.records.unobserve(deep)
-        # What changed is what the document reports, not a moved state vector: an update that
-        # only deletes leaves the state vector as it was.
-        if not events:
+            self.doc.unobserve(subscription)
+            if deep is not None:
+                self.records.unobserve(deep)
+        if not emitted:
             return b"", {}
-        done = events[0] if len(events) == 1 else merge_updates(*events)
-        self.remember(before, done)
-        return done, self.changes
+        update = emitted[0] if len(emitted) == 1 else merge_updates(*emitted)
+        self.remember(before, update)
+        return update, self.changes
 
     def load(self, update: bytes) -> None:
         """An update from the log (written by this or another replica): no outbox, no echo."""

@@ -217,6 +217,24 @@ def check_integrated(live: LiveDoc, update: bytes) -> None:
         )
 
 
+def check_client_update(
+    live: LiveDoc,
+    update: bytes,
+    changes: dict[str, set[str] | None],
+    known_streams: Mapping[str, Mapping[str, Any]],
+    *,
+    schemas: bool = True,
+) -> None:
+    """What must hold once a client's update is applied, whichever way it came (``POST sync``,
+    WebSocket): the document integrated all of it, the records it changed keep the layout and
+    (with ``schemas``; the WebSocket batches check them once per batch) their streams'
+    schemas. On a problem the caller rolls the document back."""
+    check_integrated(live, update)
+    check_applied(live, changes, known_streams)
+    if schemas:
+        check_schemas(live.records, changed_records(changes), known_streams)
+
+
 def check_before_applying(rollbacks: Rollbacks, target: Target, sender: str) -> None:
     """A sender whose updates cost too many rollbacks lately is refused before applying."""
     if (seconds := rollbacks.wait(target.id, sender)) > 0:
@@ -300,9 +318,7 @@ async def exchange(
         if update:
             applied, changes = live.apply(update, CLIENT)
             try:
-                check_integrated(live, update)
-                check_applied(live, changes, known)
-                check_schemas(live.records, changed_records(changes), known)
+                check_client_update(live, update, changes, known)
             except (IncompleteUpdate, InvalidRecords, InvalidRecord):
                 rollbacks.count(target.id, sender)
                 await store.rollback(live)  # memory must not keep what the log will not

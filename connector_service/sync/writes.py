@@ -152,16 +152,13 @@ class Writes:
                 continue
             try:  # what the scratch check could not see (changes to existing records), and
                 # parts kept aside for items the document lacks (even when nothing integrated)
-                service.check_integrated(live, update)
-                if not done:
-                    continue
-                service.check_applied(live, changed, streams)
-                if strict:
-                    service.check_schemas(live.records, service.changed_records(changed), streams)
+                service.check_client_update(live, update, changed, streams, schemas=strict)
             except (service.IncompleteUpdate, *CONTENT_REFUSALS) as exc:
                 refused[i] = exc
                 self.rollbacks.count(self.target.id, peer.sender)
                 return None
+            if not done:
+                continue
             applied.append(done)
             sources.add(peer)
             merge_changes(changes, changed)

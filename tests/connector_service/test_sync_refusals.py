@@ -35,11 +35,17 @@ async def editor(live, dsn) -> YClient:
     return await YClient.connect(live.ws_url(), headers=key.headers)
 
 
-async def until_field(live, key: str, field: str, value, within: float = 15) -> None:
+async def until_record(live, key: str, done, *, client=None, within: float = 15) -> None:
+    """Poll the record ``key`` until ``done(record or None)``, ``client`` staying open."""
     deadline = time.monotonic() + within
-    while ((await live.record(key.split("/", 1)[1])) or {}).get(field) != value:
-        assert time.monotonic() < deadline, f"{key} {field} never became {value!r}"
+    while not done(await live.record(key.split("/", 1)[1])):
+        assert client is None or client.close_code is None, client.close_reason
+        assert time.monotonic() < deadline, f"{key} never reached what was waited for"
         await asyncio.sleep(0.05)
+
+
+async def until_field(live, key: str, field: str, value, within: float = 15) -> None:
+    await until_record(live, key, lambda r: (r or {}).get(field) == value, within=within)
 
 
 def forge(client: YClient, client_id: int, change) -> bytes:
@@ -135,6 +141,7 @@ async def test_a_victims_sync_step_2_after_a_forged_refusal_is_taken(live, dsn):
     try:
         await again.send(STEP2 + write_message(victim.doc.get_update(await live.state_vector())))
         await until_field(live, a, "first_name", "Offline")
+        await round_trip(again)  # a late close would have come by now
         assert again.close_code is None
     finally:
         await again.close()
@@ -178,10 +185,7 @@ async def test_a_deletion_overlapping_a_refused_one_is_taken(live, dsn):
     b = await editor(live, dsn)
     try:
         await b.edit(lambda r: r.pop(x))
-        deadline = time.monotonic() + 15
-        while await live.record(x.split("/", 1)[1]) is not None:
-            assert time.monotonic() < deadline and b.close_code is None, b.close_reason
-            await asyncio.sleep(0.05)
+        await until_record(live, x, lambda r: r is None, client=b)
         await round_trip(b)
         assert b.close_code is None
     finally:
@@ -196,10 +200,7 @@ async def test_a_deletion_overlapping_a_refused_one_is_taken(live, dsn):
     second = await live.editor()
     try:
         await second.edit(lambda r: r.pop(y))
-        deadline = time.monotonic() + 15
-        while await live.record(y.split("/", 1)[1]) is not None:
-            assert time.monotonic() < deadline and second.close_code is None, second.close_reason
-            await asyncio.sleep(0.05)
+        await until_record(live, y, lambda r: r is None, client=second)
     finally:
         await second.close()
 

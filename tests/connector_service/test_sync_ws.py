@@ -157,10 +157,6 @@ async def test_clients_and_the_json_api_converge_through_the_gateway(live):
 
 
 async def test_node_y_websocket_client_converges_with_pycrdt_and_json(live):
-    node = shutil.which("node")
-    if node is None or not (INTEROP / "node_modules" / "y-websocket").is_dir():
-        pytest.fail("Node and tests/sync_interop/node_modules are needed: run `make test` "
-                    "(or npm ci --prefix tests/sync_interop)")  # fmt: skip
     py = await live.editor()
     try:
         one, two, three = pks(py)[:3]
@@ -176,14 +172,9 @@ async def test_node_y_websocket_client_converges_with_pycrdt_and_json(live):
             "after_reconnect": {f"contacts/{two}": {"title": "AfterReconnect"}},
             "timeout_ms": 30000,
         }  # fmt: skip
-        env = {**os.environ, "SEEDOS_URL": live.rig.suite.gateway,
-               "SEEDOS_API_KEY": live.tenant.key, "INTEGRATION_ID": live.iid}  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            node, str(INTEROP / "interop.mjs"), json.dumps(plan), cwd=INTEROP, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        proc = await spawn_node(live, "interop.mjs", plan)
         try:
-            events = await _node_events(proc, until="edited")
+            events = await node_events(proc, until="edited")
             assert events[0]["event"] == "synced" and events[0]["size"] == len(py.records)
             # the Node client's edits reach the pycrdt client and the JSON API
             await py.until(lambda: (py.record(f"contacts/{one}") or {}).get("first_name")
@@ -197,13 +188,13 @@ async def test_node_y_websocket_client_converges_with_pycrdt_and_json(live):
             r = await live.client.patch(f"{live.base}/records/contacts/{two}",
                                         json={"phone": "FromJson"})  # fmt: skip
             assert r.status_code == 200, r.text
-            done = (await _node_events(proc, until="converged"))[-1]
+            done = (await node_events(proc, until="converged"))[-1]
             # it reconnects with a fresh ticket (README's recipe) and goes on syncing
-            await _node_events(proc, until="resynced")
+            await node_events(proc, until="resynced")
             r = await live.client.patch(f"{live.base}/records/contacts/{two}",
                                         json={"title": "AfterReconnect"})  # fmt: skip
             assert r.status_code == 200, r.text
-            final = (await _node_events(proc, until="done"))[-1]
+            final = (await node_events(proc, until="done"))[-1]
             assert final["records"][f"contacts/{two}"]["title"] == "AfterReconnect"
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:
@@ -224,7 +215,23 @@ async def test_node_y_websocket_client_converges_with_pycrdt_and_json(live):
         await py.close()
 
 
-async def _node_events(proc: asyncio.subprocess.Process, *, until: str) -> list[dict]:
+async def spawn_node(live, script: str, plan: dict) -> asyncio.subprocess.Process:
+    """An unmodified y-websocket client in Node (``tests/sync_interop/<script>``) following
+    ``plan`` on the live install, through the gateway, printing its events as JSON lines."""
+    node = shutil.which("node")
+    if node is None or not (INTEROP / "node_modules" / "y-websocket").is_dir():
+        pytest.fail("Node and tests/sync_interop/node_modules are needed: run `make test` "
+                    "(or npm ci --prefix tests/sync_interop)")  # fmt: skip
+    env = {**os.environ, "SEEDOS_URL": live.rig.suite.gateway,
+           "SEEDOS_API_KEY": live.tenant.key, "INTEGRATION_ID": live.iid}  # fmt: skip
+    return await asyncio.create_subprocess_exec(
+        node, str(INTEROP / script), json.dumps(plan), cwd=INTEROP, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def node_events(proc: asyncio.subprocess.Process, *, until: str) -> list[dict]:
+    """The events a :func:`spawn_node` client printed, up to and with ``until``."""
     events = []
     while True:
         line = await asyncio.wait_for(proc.stdout.readline(), 40)

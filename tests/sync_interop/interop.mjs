@@ -7,39 +7,17 @@
 // Prints one JSON line per step: synced, edited, converged (with the records named in the plan);
 // then it drops the connection, reconnects with a fresh ticket as README shows (a ticket is single
 // use), prints resynced, waits for after_reconnect and prints done. Exits 1 on a timeout.
-import WebSocket from 'ws'
 import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
-
-const base = process.env.SEEDOS_URL
-const id = process.env.INTEGRATION_ID
-const plan = JSON.parse(process.argv[2])
-const say = (event, extra = {}) => console.log(JSON.stringify({ event, ...extra }))
-
-const answer = await fetch(`${base}/api/v1/integrations/${id}/sync/ticket`, {
-  method: 'POST',
-  headers: { Authorization: `Bearer ${process.env.SEEDOS_API_KEY}` }
-})
-if (answer.status !== 200) {
-  say('ticket_refused', { status: answer.status })
-  process.exit(1)
-}
-const { ticket } = await answer.json()
-const freshTicket = async () => (await (await fetch(`${base}/api/v1/integrations/${id}/sync/ticket`, {
-  method: 'POST', headers: { Authorization: `Bearer ${process.env.SEEDOS_API_KEY}` }
-})).json()).ticket
+import { connect, plan, say, ticket } from './seedos.mjs'
 
 const doc = new Y.Doc()
 const records = doc.getMap('records')
-const provider = new WebsocketProvider(
-  base.replace(/^http/, 'ws') + `/api/v1/integrations/${id}/sync`, 'ws', doc,
-  { WebSocketPolyfill: WebSocket, params: { ticket }, disableBc: true }
-)
+const provider = await connect(doc)
 provider.on('connection-close', (event) => {
   say('closed', { code: event?.code })
   if (!provider.shouldConnect) return // disconnect() or destroy()
   provider.shouldConnect = false // not with the used ticket: with a new one
-  freshTicket().then((t) => { provider.params = { ticket: t }; provider.connect() })
+  ticket().then((t) => { provider.params = { ticket: t }; provider.connect() })
 })
 const synced = () => new Promise((resolve) => {
   const check = (state) => { if (state) { provider.off('synced', check); resolve() } }

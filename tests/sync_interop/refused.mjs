@@ -5,25 +5,12 @@
 // Argument: a JSON plan {"key", "field", "value", "watch_ms"}.
 // Prints one JSON line per event: synced, edited, closed (code, reason), connected; after
 // watch_ms from the edit, done with the counts and the value the local document holds.
-import WebSocket from 'ws'
 import * as Y from 'yjs'
-import { WebsocketProvider } from 'y-websocket'
-
-const base = process.env.SEEDOS_URL
-const id = process.env.INTEGRATION_ID
-const plan = JSON.parse(process.argv[2])
-const say = (event, extra = {}) => console.log(JSON.stringify({ event, ...extra }))
-
-const ticket = async () => (await (await fetch(`${base}/api/v1/integrations/${id}/sync/ticket`, {
-  method: 'POST', headers: { Authorization: `Bearer ${process.env.SEEDOS_API_KEY}` }
-})).json()).ticket
+import { connect, plan, say, ticket } from './seedos.mjs'
 
 const doc = new Y.Doc()
 const records = doc.getMap('records')
-const provider = new WebsocketProvider(
-  base.replace(/^http/, 'ws') + `/api/v1/integrations/${id}/sync`, 'ws', doc,
-  { WebSocketPolyfill: WebSocket, params: { ticket: await ticket() }, disableBc: true }
-)
+const provider = await connect(doc)
 let connects = 0
 let closes = 0
 provider.on('status', ({ status }) => {
