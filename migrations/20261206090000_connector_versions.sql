@@ -101,6 +101,24 @@ ALTER TABLE public.integration_connectors
     FOREIGN KEY (marketplace_connector_id, version)
     REFERENCES public.marketplace_connector_versions (connector_id, version);
 
+-- An install as the API shows it, one definition for every service that reads installs: on a
+-- version its publisher withdrew (and not disabled), its status is update_required and its
+-- reason the publisher's.
+CREATE OR REPLACE VIEW public.integration_connectors_shown AS
+SELECT ic.id, ic.tenant_id, ic.connector_name, ic.service_name, ic.marketplace_connector_id,
+       ic.version, ic.config, ic.last_error, ic.last_sync_at, ic.sync_interval_seconds,
+       ic.created_at, ic.updated_at,
+       CASE WHEN v.withdrawn_at IS NOT NULL AND ic.status <> 'disabled' THEN 'update_required'
+            ELSE ic.status END AS status,
+       CASE WHEN v.withdrawn_at IS NOT NULL AND ic.status <> 'disabled'
+            THEN 'version ' || ic.version || ' was withdrawn by its publisher: '
+                 || v.withdrawn_reason || ' (upgrade: GET, then POST .../upgrade)'
+            ELSE ic.status_reason END AS status_reason
+FROM public.integration_connectors ic
+LEFT JOIN public.marketplace_connector_versions v
+       ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version;
+REVOKE ALL ON public.integration_connectors_shown FROM PUBLIC, anon, authenticated;
+
 ALTER TABLE public.marketplace_connector_versions ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON public.marketplace_connector_versions FROM anon, authenticated;
 REVOKE ALL ON SEQUENCE public.marketplace_connector_versions_id_seq FROM anon, authenticated;

@@ -5,22 +5,12 @@ from datetime import datetime
 
 import asyncpg
 
-# An install as the API shows it: on a version its publisher withdrew (and not disabled), its
-# status is update_required and the reason is the publisher's. Read from the table and the
-# version it is pinned to (marketplace_connector_versions, marketplace_service's, read-only here).
-_WITHDRAWN = "(v.withdrawn_at IS NOT NULL AND ic.status <> 'disabled')"
-_STATUS = f"CASE WHEN {_WITHDRAWN} THEN 'update_required' ELSE ic.status END"
+# An install as the API shows it (status update_required on a withdrawn version): the view the
+# migration defines over the table and the version it is pinned to.
 _SELECT = (
-    "SELECT ic.id, ic.tenant_id, ic.connector_name, ic.service_name,"
-    " ic.marketplace_connector_id, ic.version, ic.config, ic.last_error, ic.last_sync_at,"
-    " ic.sync_interval_seconds, ic.created_at, ic.updated_at,"
-    f" {_STATUS} AS status,"
-    f" CASE WHEN {_WITHDRAWN} THEN 'version ' || ic.version || ' was withdrawn by its"
-    " publisher: ' || v.withdrawn_reason || ' (upgrade: GET, then POST .../upgrade)'"
-    " ELSE ic.status_reason END AS status_reason"
-    " FROM integration_connectors ic"
-    " LEFT JOIN marketplace_connector_versions v"
-    " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
+    "SELECT id, tenant_id, connector_name, service_name, marketplace_connector_id, version,"
+    " config, last_error, last_sync_at, sync_interval_seconds, created_at, updated_at, status,"
+    " status_reason FROM integration_connectors_shown"
 )
 
 
@@ -36,11 +26,11 @@ async def list_for_tenant(
     """A page in (created_at, id) order, strictly after the given key."""
     after_created, after_id = after if after else (None, None)
     return await conn.fetch(
-        f"{_SELECT} WHERE ic.tenant_id = $1"
-        f" AND ($2::text IS NULL OR {_STATUS} = $2)"
-        " AND ($3::text IS NULL OR ic.service_name = $3)"
-        " AND ($4::timestamptz IS NULL OR (ic.created_at, ic.id) > ($4, $5::uuid))"
-        " ORDER BY ic.created_at, ic.id LIMIT $6",
+        f"{_SELECT} WHERE tenant_id = $1"
+        " AND ($2::text IS NULL OR status = $2)"
+        " AND ($3::text IS NULL OR service_name = $3)"
+        " AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))"
+        " ORDER BY created_at, id LIMIT $6",
         tenant_id,
         status,
         service_name,
@@ -54,7 +44,7 @@ async def get(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"{_SELECT} WHERE ic.tenant_id = $1 AND ic.id = $2", tenant_id, integration_id
+        f"{_SELECT} WHERE tenant_id = $1 AND id = $2", tenant_id, integration_id
     )
 
 

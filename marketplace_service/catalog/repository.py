@@ -317,13 +317,8 @@ async def installs_of(
     """The tenant's installs of an entry (read only: connector_service owns them), with the
     status connector_service shows (update_required on a withdrawn version)."""
     return await conn.fetch(
-        "SELECT ic.id, ic.connector_name, ic.version,"
-        " CASE WHEN v.withdrawn_at IS NOT NULL AND ic.status <> 'disabled'"
-        " THEN 'update_required' ELSE ic.status END AS status"
-        " FROM integration_connectors ic LEFT JOIN marketplace_connector_versions v"
-        " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
-        " WHERE ic.tenant_id = $1 AND ic.marketplace_connector_id = $2"
-        " ORDER BY ic.created_at, ic.id",
+        "SELECT id, connector_name, version, status FROM integration_connectors_shown"
+        " WHERE tenant_id = $1 AND marketplace_connector_id = $2 ORDER BY created_at, id",
         tenant_id,
         entry_id,
     )
