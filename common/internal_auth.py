@@ -36,6 +36,18 @@ class Principal:
     issuer: str = "gateway"
     request_id: str | None = None
     tenant_slug: str | None = None
+    # Known to the gateway only (internal tokens carry none of these): how the caller signed
+    # in ("api_key", "session", "internal"), the person and session behind a session, and
+    # whether they are a platform operator.
+    auth_method: str = "internal"
+    user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    operator: bool = False
+    suspended: bool = False  # the tenant is suspended (only routes that allow it see this)
+
+    @property
+    def has_tenant(self) -> bool:
+        return self.tenant_id.int != 0
 
     def require(self, permission: Permission) -> None:
         if not allows(self.role, permission):

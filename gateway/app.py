@@ -24,6 +24,7 @@ from gateway.guard import Limits, RequestGuard
 from gateway.me.routes import router as me_router
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
+from gateway.sessions.service import Timeouts
 from gateway.settings import GatewaySettings
 from gateway.tenants.routes import router as tenant_router
 from gateway.ws_proxy import WebSocketProxy, make_ws_session
@@ -102,6 +103,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.state.db,
             ttl_seconds=settings.api_key_cache_ttl_seconds,
             max_size=settings.api_key_cache_size,
+            public_origin=settings.public_origin,
+            timeouts=Timeouts(settings.session_idle_seconds, settings.session_absolute_seconds),
         )
         upstreams = {
             name: Upstream(

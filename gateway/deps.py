@@ -6,16 +6,24 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from common.errors import Forbidden
 from common.internal_auth import Principal
 from common.roles import Permission
-from gateway.auth.authenticator import Authenticator
+from gateway.auth import failures
+from gateway.auth.authenticator import Authenticator, refuse_suspended
+from gateway.settings import GatewaySettings
 
 
 async def get_authenticator(request: Request) -> Authenticator:
     return request.app.state.authenticator
 
 
+async def get_settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings
+
+
 Authenticated = Annotated[Authenticator, Depends(get_authenticator)]
+Settings = Annotated[GatewaySettings, Depends(get_settings)]
 
 
 async def current_principal(request: Request, auth: Authenticated) -> Principal:
@@ -24,16 +32,52 @@ async def current_principal(request: Request, auth: Authenticated) -> Principal:
     principal = state.get("principal")
     if principal is None:
         principal = state["principal"] = await auth.authenticate(request)
+    elif principal.suspended:
+        refuse_suspended(principal)
+    return principal
+
+
+async def any_principal(request: Request, auth: Authenticated) -> Principal:
+    """The caller, even when their tenant is suspended (who am I, my sessions, operators)."""
+    state = request.scope.setdefault("state", {})
+    principal = state.get("principal")
+    if principal is None:
+        principal = state["principal"] = await auth.authenticate(request, allow_suspended=True)
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AnyPrincipal = Annotated[Principal, Depends(any_principal)]
+
+
+async def signed_in_person(principal: AnyPrincipal) -> Principal:
+    """A person signed in with a session (403 for API keys: they have no user)."""
+    if principal.user_id is None or principal.session_id is None:
+        failures.record(principal.auth_method, "not_a_person")
+        raise Forbidden("only a signed-in person may do this", code="session_required")
+    return principal
+
+
+Person = Annotated[Principal, Depends(signed_in_person)]
+
+
+async def platform_operator(principal: AnyPrincipal) -> Principal:
+    if not principal.operator:
+        failures.record(principal.auth_method, "not_an_operator")
+        raise Forbidden("platform operators only", code="operator_required")
+    return principal
+
+
+Operator = Annotated[Principal, Depends(platform_operator)]
 
 
 def require(permission: Permission):
     """Route dependency: the caller's role must grant ``permission`` (403 otherwise)."""
 
     async def check(principal: CurrentPrincipal) -> None:
+        if not principal.has_tenant:
+            failures.record(principal.auth_method, "no_tenant")
+            raise Forbidden("choose a tenant first (POST /api/v1/me/tenant)", code="no_tenant")
         principal.require(permission)
 
     return Depends(check)

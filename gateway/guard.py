@@ -154,7 +154,10 @@ class RequestGuard:
         try:
             if scope["path"] not in self.public:
                 authenticator = scope["app"].state.authenticator
-                principal = await authenticator.authenticate(HTTPConnection(scope))
+                # routes that a suspended tenant's people still reach refuse the rest
+                principal = await authenticator.authenticate(
+                    HTTPConnection(scope), allow_suspended=True
+                )
                 scope.setdefault("state", {})["principal"] = principal
             body = await self._read(receive, limit)
             if body is None:

@@ -1,9 +1,72 @@
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import CommonSettings
+from common.settings import CommonSettings, Environment
+
+DEVELOPMENT_PROVIDER = "development"
+
+
+class OidcProviderSettings(BaseModel):
+    """One OpenID provider people sign in with (discovered from its issuer URL).
+
+    ``tenants`` names the tenants (by slug) whose SSO this provider is: ``/auth/login?tenant=``
+    and those tenants' registered email domains choose it. Without ``tenants`` it is a platform
+    provider, used when nothing chooses another. ``operators`` lists the subjects of this
+    provider who are platform operators."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    issuer: str
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: SecretStr | None = None  # none: a public client (PKCE alone)
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    display_name: str | None = Field(None, max_length=80)
+    tenants: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("an issuer is an http(s) URL without a query")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            raise ValueError("an issuer must use https (plain http only on loopback)")
+        return value.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "openid" not in value:
+            raise ValueError("scopes must include openid")
+        return value
+
+
+class SmtpSettings(BaseModel):
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    sender: str = Field(min_length=3)  # the From address
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = True
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class GatewaySettings(CommonSettings):
@@ -23,6 +86,80 @@ class GatewaySettings(CommonSettings):
     max_json_depth: int = Field(32, ge=2, le=256)
     api_key_cache_ttl_seconds: float = Field(2.0, ge=0, le=4)
     api_key_cache_size: int = Field(10_000, ge=1)
-    # how often an open WebSocket's API key is checked again (a revoked key's socket is closed)
-    ws_recheck_seconds: float = Field(5.0, gt=0, le=60)
+    # how often an open WebSocket's credentials are checked again: a revoked key's or an ended
+    # session's socket is closed (with the cache above, within 5 s)
+    ws_recheck_seconds: float = Field(2.0, gt=0, le=60)
     openapi_cache_seconds: float = Field(30.0, ge=0)
+
+    # Where browsers reach the gateway (the same variable connector_service reads): redirect
+    # URIs, the origin CSRF checks compare with, and whether responses carry HSTS.
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias="SEEDOS_PUBLIC_URL")
+    # People: providers by name, as JSON ({"platform": {"issuer": ..., "client_id": ...}}).
+    oidc_providers: dict[str, OidcProviderSettings] = Field(default_factory=dict)
+    oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # "Continue as the demo admin" without a provider: development mode only.
+    dev_sign_in: bool | None = None
+    session_idle_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    session_absolute_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # how long a sign-in may take at the provider
+    login_flow_minutes: float = Field(10.0, gt=0, le=60)
+    invitation_days: float = Field(7.0, gt=0, le=30)
+    smtp: SmtpSettings | None = None
+    # Origins (scheme://host[:port]) allowed to call the API from a browser page of theirs.
+    cors_origins: tuple[str, ...] = ()
+    # sign-in, callback and invitation acceptance, per client address
+    auth_rate_per_minute: int = Field(30, ge=1, le=10_000)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("SEEDOS_PUBLIC_URL must be an http(s) URL without a query")
+        if parts.path.rstrip("/"):
+            raise ValueError("SEEDOS_PUBLIC_URL is an origin: serve the gateway at its root")
+        return value.rstrip("/")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"a CORS origin is scheme://host[:port], not {origin!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _people(self) -> Self:
+        development = self.env is Environment.development
+        if self.dev_sign_in is None:
+            object.__setattr__(self, "dev_sign_in", development)
+        if self.dev_sign_in and not development:
+            raise ValueError("SEEDOS_GATEWAY_DEV_SIGN_IN is refused outside development mode")
+        if DEVELOPMENT_PROVIDER in self.oidc_providers:
+            raise ValueError(f"'{DEVELOPMENT_PROVIDER}' is reserved: name the provider otherwise")
+        parts = urlsplit(self.public_url)
+        if not development and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            # browsers keep Secure cookies over plain HTTP on loopback only
+            raise ValueError("SEEDOS_PUBLIC_URL must use https outside development (or loopback)")
+        for name, provider in self.oidc_providers.items():
+            if not 1 <= len(name) <= 40 or not name.replace("-", "").isalnum():
+                raise ValueError(f"provider name {name!r}: 1-40 letters, digits and hyphens")
+            claimed = [p for p, other in self.oidc_providers.items() if p != name
+                       and set(other.tenants) & set(provider.tenants)]  # fmt: skip
+            if claimed:
+                raise ValueError(f"providers {name} and {claimed[0]} claim the same tenant")
+        return self
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @property
+    def session_idle_seconds(self) -> float:
+        return self.session_idle_minutes * 60
+
+    @property
+    def session_absolute_seconds(self) -> float:
+        return self.session_absolute_hours * 3600

@@ -82,6 +82,12 @@ def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) 
         # production mode: loopback, where the tests' connectors listen, is listed explicitly
         # (egress stays at its default, public addresses only: no test calls out through it)
         "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        # where browsers reach the gateway: redirect URIs, the origin CSRF checks compare with
+        **(
+            {"SEEDOS_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}"}
+            if "gateway" in ports
+            else {}
+        ),
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"http://127.0.0.1:{ports['marketplace_service']}",

@@ -1,34 +1,82 @@
 """Resolves a request's credentials to a Principal without a database round trip per request.
 
-Verified keys (and unknown ones) are cached for ``api_key_cache_ttl_seconds`` (at most 4 s, so
-with the lookup's own time a revocation made anywhere takes effect within 5 s). A revocation
-through this gateway also clears the cache once committed, and lookups that were already in
-flight then are not cached. Concurrent misses for one key share one lookup, which runs in its
-own task so that one caller giving up does not fail the others.
+Two kinds of credential: an API key (``Authorization: Bearer sk_seedos_...``), and a session
+cookie (``__Host-seedos_session``) that a person's browser got at sign-in. A request with an
+``Authorization`` header is judged by it alone; cookies are then ignored.
+
+Verdicts (and unknown credentials) are cached for ``api_key_cache_ttl_seconds`` (at most 4 s,
+so with the lookup's own time a revocation or a session ended anywhere takes effect within
+5 s). Ending through this gateway also clears the cache once committed, and lookups already in
+flight then are not cached. Concurrent misses for one credential share one lookup, which runs
+in its own task so that one caller giving up does not fail the others.
+
+A session lookup slides the session's idle expiry, and reads the role from the membership as
+it is now: when that differs from the role the session was issued for, the session id rotates
+(the new cookie goes out with this response, see :mod:`gateway.browser`).
+
+Cookie-authenticated requests that change anything must come from this site: the browser's
+``Sec-Fetch-Site`` and ``Origin`` say so, and the ``X-CSRF-Token`` header carries the token
+``GET /api/v1/me`` gave (derived from the cookie). WebSocket handshakes with a cookie must
+come from this origin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 
 from cachetools import TTLCache
 from starlette.requests import HTTPConnection
 
 from common import db
-from common.errors import Unauthorized
+from common.errors import Forbidden, Unauthorized
 from common.internal_auth import Principal, bearer_token
-from gateway.auth import keys, repository
+from gateway.auth import failures, keys, repository
+from gateway.sessions import cookies, tokens
+from gateway.sessions import repository as sessions
+from gateway.sessions import service as session_service
+
+NO_TENANT = uuid.UUID(int=0)
+NO_ROLE = "none"  # grants nothing (common.roles.allows)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = b"x-csrf-token"
+
+
+class TenantSuspended(Forbidden):
+    code, title = "tenant_suspended", "Tenant suspended"
+
+
+class CsrfRefused(Forbidden):
+    code, title = "csrf_refused", "Cross-site request refused"
+
+
+def refuse_suspended(principal: Principal, method: str | None = None) -> None:
+    failures.record(method or principal.auth_method, "tenant_suspended",
+                    tenant=str(principal.tenant_id))  # fmt: skip
+    raise TenantSuspended(
+        f"tenant '{principal.tenant_slug}' is suspended: ask the platform's operators"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     principal: Principal | None
+    suspended: bool = False
+    rotated: str | None = None  # the session's new cookie value, when this lookup rotated it
 
 
 class Authenticator:
-    def __init__(self, database: db.Database, *, ttl_seconds: float, max_size: int) -> None:
+    def __init__(
+        self,
+        database: db.Database,
+        *,
+        ttl_seconds: float,
+        max_size: int,
+        public_origin: str = "",
+        timeouts: session_service.Timeouts | None = None,
+    ) -> None:
         self._db = database
         self._ttl = ttl_seconds
         self._cache: TTLCache[bytes, _Entry] = TTLCache(
@@ -36,20 +84,30 @@ class Authenticator:
         )
         self._inflight: dict[bytes, asyncio.Task[_Entry]] = {}
         self._generation = 0
+        self.public_origin = public_origin
+        self.timeouts = timeouts or session_service.Timeouts(1800, 43200)
 
-    async def authenticate(self, conn: HTTPConnection) -> Principal:
+    async def authenticate(
+        self, conn: HTTPConnection, *, allow_suspended: bool = False
+    ) -> Principal:
+        """The caller, or 401 (no or bad credentials), 403 ``tenant_suspended``, 403
+        ``csrf_refused``. ``allow_suspended``: for routes a suspended tenant's people still
+        reach (who am I, sign out)."""
         token = bearer_token(conn.scope)
-        if token is None:
-            raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        if not keys.looks_like_key(token):
-            raise Unauthorized(
-                "the bearer credential is not a valid API key", code="invalid_credentials"
-            )
-        principal = (await self._lookup(keys.digest(token))).principal
-        if principal is None:
-            raise Unauthorized(
-                "the API key is unknown, expired or revoked", code="invalid_credentials"
-            )
+        if token is not None or _has_authorization(conn.scope):
+            entry = await self._api_key(token)
+            method = "api_key"
+        else:
+            secret = cookies.read(conn.scope, cookies.SESSION)
+            if secret is None:
+                failures.record("none", "missing_credentials")
+                raise Unauthorized("sign in, or send an API key as 'Authorization: Bearer <key>'")
+            entry = await self._session(secret, conn)
+            method = "session"
+        principal = entry.principal
+        assert principal is not None
+        if entry.suspended and not allow_suspended:
+            refuse_suspended(principal, method)
         return Principal(
             tenant_id=principal.tenant_id,
             subject=principal.subject,
@@ -57,6 +115,11 @@ class Authenticator:
             issuer="gateway",
             request_id=conn.scope.get("state", {}).get("request_id"),
             tenant_slug=principal.tenant_slug,
+            auth_method=principal.auth_method,
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            operator=principal.operator,
+            suspended=entry.suspended,
         )
 
     def forget(self) -> None:
@@ -64,30 +127,127 @@ class Authenticator:
         self._generation += 1
         self._cache.clear()
 
-    async def _lookup(self, key_hash: bytes) -> _Entry:
-        entry = self._cache.get(key_hash)
+    async def _api_key(self, token: str | None) -> _Entry:
+        if token is None or not keys.looks_like_key(token):
+            failures.record("api_key", "malformed")
+            raise Unauthorized(
+                "the bearer credential is not a valid API key", code="invalid_credentials"
+            )
+        entry = await self._lookup(b"k" + keys.digest(token), self._query_key)
+        if entry.principal is None:
+            failures.record("api_key", "unknown_or_revoked")
+            raise Unauthorized(
+                "the API key is unknown, expired or revoked", code="invalid_credentials"
+            )
+        return entry
+
+    async def _session(self, secret: str, conn: HTTPConnection) -> _Entry:
+        if not tokens.plausible(secret):
+            failures.record("session", "malformed")
+            raise Unauthorized("the session cookie is not valid: sign in again",
+                               code="invalid_credentials")  # fmt: skip
+        self._same_site(secret, conn)
+        entry = await self._lookup(b"s" + tokens.digest(secret), self._query_session)
+        if entry.principal is None:
+            failures.record("session", "ended_or_expired")
+            raise Unauthorized(
+                "the session has ended or expired: sign in again", code="session_expired"
+            )
+        if entry.rotated is not None:
+            pending = conn.scope.setdefault("state", {}).setdefault("set_cookies", [])
+            max_age = int(self.timeouts.absolute_seconds)
+            pending.append(cookies.header(cookies.SESSION, entry.rotated, max_age=max_age))
+        return entry
+
+    def _same_site(self, secret: str, conn: HTTPConnection) -> None:
+        """CSRF: a cookie-authenticated WebSocket or unsafe request must come from this site."""
+        scope = conn.scope
+        if scope["type"] == "websocket":
+            if _header(scope, b"origin") != self.public_origin:
+                failures.record("session", "websocket_cross_origin")
+                raise CsrfRefused("a WebSocket with a session must be opened from this site")
+            return
+        if scope["method"] in SAFE_METHODS:
+            return
+        site, origin = _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
+        if site is not None and site != "same-origin":
+            failures.record("session", "csrf_cross_site")
+            raise CsrfRefused(f"a {site} request may not change anything with this session")
+        if origin is not None and origin != self.public_origin:
+            failures.record("session", "csrf_origin")
+            raise CsrfRefused("the request's Origin is not this site")
+        if site is None and origin is None:
+            failures.record("session", "csrf_no_origin")
+            raise CsrfRefused("the browser did not say where the request comes from")
+        if not tokens.same(_header(scope, CSRF_HEADER), tokens.derive(secret, "csrf")):
+            failures.record("session", "csrf_token")
+            raise CsrfRefused(
+                "send the session's CSRF token (GET /api/v1/me, csrf_token) in X-CSRF-Token"
+            )
+
+    async def _lookup(self, key: bytes, query) -> _Entry:
+        entry = self._cache.get(key)
         if entry is not None:
             return entry
-        task = self._inflight.get(key_hash)
+        task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._query_and_cache(key_hash, self._generation))
-            self._inflight[key_hash] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key_hash, None))
+            task = asyncio.create_task(self._query_and_cache(key, query, self._generation))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _query_and_cache(self, key_hash: bytes, generation: int) -> _Entry:
+    async def _query_and_cache(self, key: bytes, query, generation: int) -> _Entry:
+        entry = await query(key[1:])
+        if self._ttl > 0 and generation == self._generation:
+            self._cache[key] = entry
+        return entry
+
+    async def _query_key(self, key_hash: bytes) -> _Entry:
         async with self._db.connection() as conn:
             row = await repository.find_active_key(conn, key_hash)
-        entry = _Entry(None)
-        if row is not None:
-            entry = _Entry(
-                Principal(
-                    tenant_id=row["tenant_id"],
-                    subject=f"apikey:{row['id']}",
-                    role=row["role"],
-                    tenant_slug=row["tenant_slug"],
+        if row is None:
+            return _Entry(None)
+        principal = Principal(
+            tenant_id=row["tenant_id"],
+            subject=f"apikey:{row['id']}",
+            role=row["role"],
+            tenant_slug=row["tenant_slug"],
+            auth_method="api_key",
+        )
+        return _Entry(principal, suspended=row["suspended"])
+
+    async def _query_session(self, token_hash: bytes) -> _Entry:
+        async with self._db.connection() as conn, conn.transaction():
+            row = await sessions.touch(conn, token_hash, idle_seconds=self.timeouts.idle_seconds)
+            if row is None:
+                return _Entry(None)
+            role, rotated = row["role"], None
+            if row["current"] and row["tenant_id"] is not None and role != row["issued_role"]:
+                # the role changed since the session was issued: a new id for the new role
+                issued = await session_service.rotate(
+                    conn, row["id"], tenant_id=row["tenant_id"], role=role
                 )
-            )
-        if self._ttl > 0 and generation == self._generation:
-            self._cache[key_hash] = entry
-        return entry
+                rotated = issued.secret
+        in_tenant = row["tenant_id"] is not None and role is not None
+        principal = Principal(
+            tenant_id=row["tenant_id"] if in_tenant else NO_TENANT,
+            subject=f"user:{row['user_id']}",
+            role=role if in_tenant else NO_ROLE,
+            tenant_slug=row["tenant_slug"] if in_tenant else None,
+            auth_method="session",
+            user_id=row["user_id"],
+            session_id=row["id"],
+            operator=row["operator"],
+        )
+        return _Entry(principal, suspended=in_tenant and row["suspended"], rotated=rotated)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _has_authorization(scope) -> bool:
+    return any(key == b"authorization" for key, _ in scope["headers"])

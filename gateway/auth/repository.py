@@ -10,7 +10,7 @@ WITH k AS (
       AND (expires_at IS NULL OR expires_at > now())
     RETURNING id, tenant_id, role
 )
-SELECT k.id, k.tenant_id, k.role, t.slug AS tenant_slug
+SELECT k.id, k.tenant_id, k.role, t.slug AS tenant_slug, t.suspended_at IS NOT NULL AS suspended
 FROM k JOIN tenants t ON t.id = k.tenant_id
 """
 
