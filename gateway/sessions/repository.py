@@ -31,7 +31,7 @@ async def insert(
         INSERT INTO sessions (token_hash, user_id, tenant_id, role, provider, issuer,
             idle_expires_at, absolute_expires_at, user_agent, client_address)
         VALUES ($1, $2, $3, $4, $5, $6,
-            now() + make_interval(secs => least($7, $8)), now() + make_interval(secs => $8),
+            now() + make_interval(secs => least($7::float8, $8::float8)), now() + make_interval(secs => $8::float8),
             $9, $10)
         RETURNING {_COLUMNS}
         """,
@@ -48,7 +48,7 @@ _TOUCH = f"""
 WITH s AS (
     UPDATE sessions
     SET last_seen_at = now(),
-        idle_expires_at = least(now() + make_interval(secs => $2), absolute_expires_at)
+        idle_expires_at = least(now() + make_interval(secs => $2::float8), absolute_expires_at)
     WHERE (token_hash = $1
            OR (previous_token_hash = $1
                AND rotated_at > now() - make_interval(secs => {ROTATION_GRACE_SECONDS})))
