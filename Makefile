@@ -25,6 +25,14 @@ INTEROP_MODULES := tests/sync_interop/node_modules/.package-lock.json
 $(INTEROP_MODULES): tests/sync_interop/package.json tests/sync_interop/package-lock.json
 	npm ci --prefix tests/sync_interop --no-audit --no-fund --loglevel=error
 
+# Debian's Chromium for the browser tests (Playwright drives it; its own download does not work
+# here). apt's package lists are refreshed only when the install fails without.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+$(CHROMIUM):
+	$(APT_INSTALL) chromium || { $(SUDO) apt-get update && $(APT_INSTALL) chromium; }
+
 install: $(STAMP)
 
 ## Start the whole suite on the embedded PostgreSQL (or DATABASE_URL) with demo data.
@@ -32,7 +40,7 @@ run: install
 	$(VENV)/bin/seedos up
 
 ## Lint, format check and every test: the suite's, then the SDK's.
-test: install $(OIDC_MODULES) $(INTEROP_MODULES)
+test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
