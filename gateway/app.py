@@ -3,6 +3,7 @@ own routes and forwards ``/api/v1/integrations/**`` and ``/api/v1/marketplace/**
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
@@ -17,13 +18,24 @@ from starlette.types import Receive, Scope, Send
 from common.internal_auth import TokenSigner
 from common.observability import ObservabilityMiddleware, add_plain_route
 from common.service import create_service_app
+from gateway.admin.routes import router as admin_router
 from gateway.api_keys.routes import router as api_keys_router
 from gateway.audit_logs.routes import router as audit_logs_router
 from gateway.auth.authenticator import Authenticator
+from gateway.browser import BrowserSafety
+from gateway.domains.routes import router as domains_router
 from gateway.guard import Limits, RequestGuard
+from gateway.invitations.routes import router as invitations_router
 from gateway.me.routes import router as me_router
+from gateway.members.routes import router as members_router
+from gateway.oidc import home
+from gateway.oidc.routes import BODY_LIMITS
+from gateway.oidc.routes import router as sign_in_router
+from gateway.oidc.service import Providers
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
+from gateway.ratelimit import AddressLimiter
+from gateway.sessions.purge import purge_periodically
 from gateway.sessions.service import Timeouts
 from gateway.settings import GatewaySettings
 from gateway.tenants.routes import router as tenant_router
@@ -57,7 +69,10 @@ class GatewayApp(FastAPI):
     the gateway's own routes a body is read only once its sender is authenticated.
     """
 
-    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, limits: Limits, gateway_settings: GatewaySettings, **kwargs: Any
+    ) -> None:
+        settings = gateway_settings
         super().__init__(*args, **kwargs)
         self._proxy_endpoint = ProxyEndpoint(ROUTES, public=PUBLIC_PATHS)
         # The proxy authenticates before it reads: the guard only bounds what it reads.
@@ -71,9 +86,21 @@ class GatewayApp(FastAPI):
         )
         # Added first, so innermost: the middleware create_service_app adds afterwards (request
         # id, access log, metrics, the 500 answer) wrap it, and none of them reads a body.
-        self.add_middleware(RequestGuard, limits=limits, authenticate=True, public=PUBLIC_PATHS)
+        # /auth/* and / authenticate (or not) themselves.
+        own_public = {**PUBLIC_PATHS, **BODY_LIMITS, "/": 0}
+        self.add_middleware(RequestGuard, limits=limits, authenticate=True, public=own_public)
+        # Outermost, around proxied paths too: security headers, cookies, CORS.
+        self._browser = BrowserSafety(
+            self._dispatch,
+            https=settings.public_url.startswith("https://"),
+            form_action=Providers.issuer_origins(settings),
+            cors_origins=settings.cors_origins,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._browser(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._proxy_endpoint.match(scope["path"]):
             scope["app"] = self
             await self._proxy_app(scope, receive, send)
@@ -106,6 +133,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             public_origin=settings.public_origin,
             timeouts=Timeouts(settings.session_idle_seconds, settings.session_absolute_seconds),
         )
+        app.state.providers = Providers(settings)
+        app.state.auth_limiter = AddressLimiter(per_minute=settings.auth_rate_per_minute)
+        purging = asyncio.create_task(purge_periodically(app.state.db))
         upstreams = {
             name: Upstream(
                 name=name,
@@ -136,6 +166,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            purging.cancel()
+            await app.state.providers.close()
             for upstream in upstreams.values():
                 await upstream.session.close()
             for session in app.state.ws_sessions.values():
@@ -152,15 +184,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,
         openapi_url=None,
         app_class=GatewayApp,
+        gateway_settings=settings,
         limits=Limits(
             max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
         ),
     )
     app.include_router(me_router)
+    app.include_router(sign_in_router)
     app.include_router(api_keys_router)
     app.include_router(audit_logs_router)
     app.include_router(tenant_router)
+    app.include_router(members_router)
+    app.include_router(invitations_router)
+    app.include_router(domains_router)
+    app.include_router(admin_router)
     _add_docs(app)
+    add_plain_route(app, "/", home.page)
     return app
 
 

@@ -31,7 +31,8 @@ async def insert(
         INSERT INTO sessions (token_hash, user_id, tenant_id, role, provider, issuer,
             idle_expires_at, absolute_expires_at, user_agent, client_address)
         VALUES ($1, $2, $3, $4, $5, $6,
-            now() + make_interval(secs => least($7::float8, $8::float8)), now() + make_interval(secs => $8::float8),
+            now() + make_interval(secs => least($7::float8, $8::float8)),
+            now() + make_interval(secs => $8::float8),
             $9, $10)
         RETURNING {_COLUMNS}
         """,
