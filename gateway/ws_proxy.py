@@ -25,8 +25,8 @@ import structlog
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from common.errors import SeedosError, Unauthorized
-from common.internal_auth import bearer_token
+from common.errors import Forbidden, SeedosError, Unauthorized
+from common.internal_auth import Principal, bearer_token
 from common.observability import ROUTE_KEY
 from gateway.proxy import ANONYMOUS, ProxyEndpoint
 
@@ -66,6 +66,7 @@ class WebSocketProxy:
         state = scope["app"].state
         websocket = WebSocket(scope, receive, send)
         request_id = scope["state"]["request_id"]
+        # An API key, or a browser's session cookie (from this origin only), or a ticket alone.
         keyed = not (bearer_token(scope) is None and "ticket" in websocket.query_params)
         try:
             if keyed:
@@ -102,9 +103,12 @@ class WebSocketProxy:
             await websocket.close(TRY_AGAIN_LATER)
             return
         watch = None
-        if keyed:  # the key is checked again while the socket is open: revoking it closes it
+        if keyed:  # checked again while the socket is open: revoking the key, ending the
+            # session or changing the person's role or tenant closes it
             every = state.settings.ws_recheck_seconds
-            watch = functools.partial(_key_revoked, state.authenticator, websocket, every=every)
+            watch = functools.partial(
+                _key_revoked, state.authenticator, websocket, principal, every=every
+            )
         try:
             await websocket.accept(subprotocol=peer.protocol)
             await _pump(websocket, peer, watch)
@@ -114,17 +118,23 @@ class WebSocketProxy:
                     await peer.close()
 
 
-async def _key_revoked(authenticator: Any, websocket: WebSocket, *, every: float) -> None:
-    """Returns once the socket's API key is no longer accepted (revoked, expired, its tenant
-    gone); a database that cannot answer right now keeps the socket open."""
+async def _key_revoked(
+    authenticator: Any, websocket: WebSocket, opened_as: Principal, *, every: float
+) -> None:
+    """Returns once the socket's credentials are no longer accepted (a key revoked or expired,
+    a session ended or expired, the tenant gone or suspended) or now act as someone else (the
+    session's tenant or role changed); a database that cannot answer right now keeps the
+    socket open."""
     while True:
         await asyncio.sleep(every)
         try:
-            await authenticator.authenticate(websocket)
-        except Unauthorized:
+            now = await authenticator.authenticate(websocket)
+        except (Unauthorized, Forbidden):
             return
         except SeedosError:  # unavailable: ask again next time
             continue
+        if (now.tenant_id, now.role) != (opened_as.tenant_id, opened_as.role):
+            return
 
 
 async def _pump(

@@ -64,7 +64,8 @@ def refuse_suspended(principal: Principal, method: str | None = None) -> None:
 class _Entry:
     principal: Principal | None
     suspended: bool = False
-    rotated: str | None = None  # the session's new cookie value, when this lookup rotated it
+    rotated: str | None = None  # the session's new cookie value, when it was rotated
+    stale: bool = False  # issued for another role than the one it has now: to rotate
 
 
 class Authenticator:
@@ -147,7 +148,10 @@ class Authenticator:
             raise Unauthorized("the session cookie is not valid: sign in again",
                                code="invalid_credentials")  # fmt: skip
         self._same_site(secret, conn)
-        entry = await self._lookup(b"s" + tokens.digest(secret), self._query_session)
+        key = b"s" + tokens.digest(secret)
+        entry = await self._lookup(key, self._query_session)
+        if entry.stale and conn.scope["type"] == "http":  # a WebSocket cannot take a cookie
+            entry = await self._rotate(key, entry)
         if entry.principal is None:
             failures.record("session", "ended_or_expired")
             raise Unauthorized(
@@ -217,17 +221,11 @@ class Authenticator:
         return _Entry(principal, suspended=row["suspended"])
 
     async def _query_session(self, token_hash: bytes) -> _Entry:
-        async with self._db.connection() as conn, conn.transaction():
+        async with self._db.connection() as conn:
             row = await sessions.touch(conn, token_hash, idle_seconds=self.timeouts.idle_seconds)
-            if row is None:
-                return _Entry(None)
-            role, rotated = row["role"], None
-            if row["current"] and row["tenant_id"] is not None and role != row["issued_role"]:
-                # the role changed since the session was issued: a new id for the new role
-                issued = await session_service.rotate(
-                    conn, row["id"], tenant_id=row["tenant_id"], role=role
-                )
-                rotated = issued.secret
+        if row is None:
+            return _Entry(None)
+        role = row["role"]
         in_tenant = row["tenant_id"] is not None and role is not None
         principal = Principal(
             tenant_id=row["tenant_id"] if in_tenant else NO_TENANT,
@@ -239,7 +237,31 @@ class Authenticator:
             session_id=row["id"],
             operator=row["operator"],
         )
-        return _Entry(principal, suspended=in_tenant and row["suspended"], rotated=rotated)
+        # the role changed since the session was issued: the next HTTP answer rotates its id
+        stale = row["current"] and in_tenant and role != row["issued_role"]
+        return _Entry(principal, suspended=in_tenant and row["suspended"], stale=stale)
+
+    async def _rotate(self, key: bytes, entry: _Entry) -> _Entry:
+        """A new session id for the role the session now has; concurrent requests with the
+        old cookie share one rotation (and all set the same new cookie)."""
+        task = self._inflight.get(b"r" + key)
+        if task is None:
+            task = asyncio.create_task(self._rotate_and_cache(key, entry, self._generation))
+            self._inflight[b"r" + key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(b"r" + key, None))
+        return await asyncio.shield(task)
+
+    async def _rotate_and_cache(self, key: bytes, entry: _Entry, generation: int) -> _Entry:
+        principal = entry.principal
+        assert principal is not None and principal.session_id is not None
+        async with self._db.connection() as conn, conn.transaction():
+            issued = await session_service.rotate(
+                conn, principal.session_id, tenant_id=principal.tenant_id, role=principal.role
+            )
+        rotated = _Entry(principal, suspended=entry.suspended, rotated=issued.secret)
+        if self._ttl > 0 and generation == self._generation:
+            self._cache[key] = rotated
+        return rotated
 
 
 def _header(scope, name: bytes) -> str | None:
