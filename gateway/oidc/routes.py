@@ -8,6 +8,7 @@ session is created in a transaction of its own."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -113,6 +114,7 @@ async def callback(
     keys, issuer, audience, expiry, nonce), then starts a session with a new id and redirects
     to the sign-in's `return_to` (or `/`)."""
     request.app.state.auth_limiter.check(_client(request), what="sign-in")
+    started = time.perf_counter()
     db = request.app.state.db
     secret = cookies.read(request.scope, cookies.LOGIN)
     clear_login = cookies.header(cookies.LOGIN, "", max_age=0)
@@ -126,10 +128,12 @@ async def callback(
             raise SignInFailed("the provider sent neither a code nor an error")
         assert secret is not None
         provider = request.app.state.providers.choose(name=flow["provider"])
+        asked = time.perf_counter()
         claims = await provider.exchange(
             code=code, code_verifier=tokens.derive(secret, "pkce"),
             nonce=tokens.derive(secret, "nonce"),
         )  # fmt: skip
+        at_provider = time.perf_counter() - asked
         async with db.connection() as conn, conn.transaction():
             signed_in = await service.complete(
                 conn, claims, provider=provider, flow=flow,
@@ -147,7 +151,13 @@ async def callback(
     session_cookie = cookies.header(
         cookies.SESSION, signed_in.issued.secret, max_age=int(settings.session_absolute_seconds)
     )
-    return _redirect(signed_in.return_to or "/", cookies_out=[clear_login, session_cookie])
+    response = _redirect(signed_in.return_to or "/", cookies_out=[clear_login, session_cookie])
+    # what the sign-in cost here and at the provider (the code exchange, its keys when new)
+    total = time.perf_counter() - started
+    response.headers["server-timing"] = (
+        f"provider;dur={at_provider * 1000:.1f}, total;dur={total * 1000:.1f}"
+    )
+    return response
 
 
 _REASONS = frozenset({"login_flow_missing", "login_flow_invalid", "login_expired",
