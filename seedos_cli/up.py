@@ -124,6 +124,7 @@ def _banner(urls: dict[str, str], prepared: dict[str, Any], *, embedded: bool, d
         "",
         "SEED-OS Integration Layer is up",
         f"  gateway              {gw}",
+        f"  sign in              {gw}/auth/sign-in  (development: continue as the demo admin)",
         f"  API docs             {gw}/docs",
         f"  gateway metrics      {gw}/metrics",
         f"  connector_service    {urls['connector_service']}/metrics",
