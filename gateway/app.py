@@ -167,6 +167,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             purging.cancel()
+            await app.state.authenticator.failure_audit.drain()
             await app.state.providers.close()
             for upstream in upstreams.values():
                 await upstream.session.close()

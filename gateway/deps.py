@@ -74,10 +74,18 @@ Operator = Annotated[Principal, Depends(platform_operator)]
 def require(permission: Permission):
     """Route dependency: the caller's role must grant ``permission`` (403 otherwise)."""
 
-    async def check(principal: CurrentPrincipal) -> None:
+    async def check(request: Request, principal: CurrentPrincipal, auth: Authenticated) -> None:
         if not principal.has_tenant:
             failures.record(principal.auth_method, "no_tenant")
             raise Forbidden("choose a tenant first (POST /api/v1/me/tenant)", code="no_tenant")
-        principal.require(permission)
+        try:
+            principal.require(permission)
+        except Forbidden:
+            failures.record(principal.auth_method, "role")
+            auth.failure_audit.refused(
+                tenant_id=principal.tenant_id, actor=principal.subject, reason="role",
+                path=request.url.path, request_id=principal.request_id,
+            )  # fmt: skip
+            raise
 
     return Depends(check)

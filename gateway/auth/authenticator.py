@@ -87,6 +87,7 @@ class Authenticator:
         self._generation = 0
         self.public_origin = public_origin
         self.timeouts = timeouts or session_service.Timeouts(1800, 43200)
+        self.failure_audit = failures.FailureAudit(database)
 
     async def authenticate(
         self, conn: HTTPConnection, *, allow_suspended: bool = False
@@ -108,6 +109,7 @@ class Authenticator:
         principal = entry.principal
         assert principal is not None
         if entry.suspended and not allow_suspended:
+            self._audit(principal, conn, TenantSuspended.code)
             refuse_suspended(principal, method)
         return Principal(
             tenant_id=principal.tenant_id,
@@ -122,6 +124,13 @@ class Authenticator:
             operator=principal.operator,
             suspended=entry.suspended,
         )
+
+    def _audit(self, principal: Principal, conn: HTTPConnection, reason: str) -> None:
+        if self.failure_audit is not None and principal.has_tenant:
+            self.failure_audit.refused(
+                tenant_id=principal.tenant_id, actor=principal.subject, reason=reason,
+                path=conn.scope["path"], request_id=conn.scope.get("state", {}).get("request_id"),
+            )  # fmt: skip
 
     def forget(self) -> None:
         """Drop every cached verdict, and keep lookups already running from being cached."""
@@ -147,16 +156,20 @@ class Authenticator:
             failures.record("session", "malformed")
             raise Unauthorized("the session cookie is not valid: sign in again",
                                code="invalid_credentials")  # fmt: skip
-        self._same_site(secret, conn)
         key = b"s" + tokens.digest(secret)
         entry = await self._lookup(key, self._query_session)
-        if entry.stale and conn.scope["type"] == "http":  # a WebSocket cannot take a cookie
-            entry = await self._rotate(key, entry)
         if entry.principal is None:
             failures.record("session", "ended_or_expired")
             raise Unauthorized(
                 "the session has ended or expired: sign in again", code="session_expired"
             )
+        try:
+            self._same_site(secret, conn)
+        except CsrfRefused as exc:
+            self._audit(entry.principal, conn, exc.code)
+            raise
+        if entry.stale and conn.scope["type"] == "http":  # a WebSocket cannot take a cookie
+            entry = await self._rotate(key, entry)
         if entry.rotated is not None:
             pending = conn.scope.setdefault("state", {}).setdefault("set_cookies", [])
             max_age = int(self.timeouts.absolute_seconds)
