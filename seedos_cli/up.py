@@ -106,6 +106,8 @@ def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> di
     if settings.env is Environment.development and endpoints.EGRESS_SETTING not in os.environ:
         # a laptop's OAuth provider stand-in runs on loopback: egress allows it here, by name
         local[endpoints.EGRESS_SETTING] = f"{endpoints.DEFAULT_EGRESS},{endpoints.LOOPBACK}"
+    # where browsers reach the gateway (sign-in and OAuth redirects), unless set: this run's
+    local.setdefault("SEEDOS_PUBLIC_URL", os.environ.get("SEEDOS_PUBLIC_URL", urls["gateway"]))
     return {
         **os.environ,
         **local,
