@@ -17,6 +17,7 @@ from common.roles import Role
 from common.settings import CommonSettings
 from connector_service.credentials import service as credentials
 from connector_service.settings import ConnectorServiceSettings
+from gateway.admin import service as admin
 from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
 from seedos_cli import demo
@@ -30,7 +31,10 @@ tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage the credential key ring.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
+operator_app = typer.Typer(help="Manage platform operators.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(tenant_app, name="tenants", hidden=True)  # the plural answers as well
+app.add_typer(operator_app, name="operator")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -111,6 +115,112 @@ def tenant_create(
 
     tenant = _run(work)
     typer.echo(f"created tenant {tenant['slug']} ({tenant['id']})")
+
+
+@tenant_app.command("list")
+def tenant_list(
+    status: Annotated[str | None, typer.Option(help="Only 'active' or 'suspended' tenants")] = None,
+) -> None:
+    """List every tenant with its status, members and installs."""
+    if status not in (None, "active", "suspended"):
+        typer.secho("error: --status is 'active' or 'suspended'", fg="red", err=True)
+        raise typer.Exit(2)
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        items, cursor = [], None
+        while True:
+            page = await admin.list_tenants(conn, status=status, cursor=cursor, limit=200)
+            items += page["items"]
+            if (cursor := page["next_cursor"]) is None:
+                return items
+
+    rows = _run(work, transaction=False)
+    typer.echo(f"{'SLUG':24}  {'STATUS':9}  {'MEMBERS':>7}  {'INSTALLS':>8}  NAME")
+    for t in rows:
+        why = f"  ({t['suspended_reason']})" if t["suspended_reason"] else ""
+        counts = f"{t['members']:>7}  {t['installs']:>8}"
+        typer.echo(f"{t['slug']:24}  {t['status']:9}  {counts}  {t['name']}{why}")
+
+
+@tenant_app.command("suspend")
+def tenant_suspend(
+    slug: Annotated[str, typer.Argument(help="The tenant's slug")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the tenant and audited)")],
+) -> None:
+    """Suspend a tenant: gateways refuse its requests within 5 s (403 tenant_suspended) and its
+    scheduled syncs pause. Its data, members and sessions are kept."""
+
+    async def work(conn: Any) -> tuple[dict[str, Any], bool]:
+        return await admin.suspend(conn, slug, reason=reason, actor="system:cli")
+
+    tenant, changed = _run(work)
+    if changed:
+        typer.echo(f"suspended tenant {slug}")
+    else:
+        typer.echo(f"tenant {slug} was suspended already, since {tenant['suspended_at']:%c %Z}")
+
+
+@tenant_app.command("resume")
+def tenant_resume(slug: Annotated[str, typer.Argument(help="The tenant's slug")]) -> None:
+    """Lift a tenant's suspension: requests are served again within 5 s, syncs resume."""
+
+    async def work(conn: Any) -> tuple[dict[str, Any], bool]:
+        return await admin.resume(conn, slug, actor="system:cli")
+
+    _tenant, changed = _run(work)
+    typer.echo(f"resumed tenant {slug}" if changed else f"tenant {slug} was not suspended")
+
+
+Email = Annotated[str | None, typer.Option(help="The user's verified email")]
+Issuer = Annotated[str | None, typer.Option(help="The provider's issuer URL (with --subject)")]
+Subject = Annotated[str | None, typer.Option(help="The user's subject at that issuer")]
+
+
+def _selected_user(email: str | None, issuer: str | None, subject: str | None) -> None:
+    by_identity = issuer is not None and subject is not None
+    if (email is not None) == by_identity or (issuer is None) != (subject is None):
+        typer.secho("error: give --email, or --issuer and --subject", fg="red", err=True)
+        raise typer.Exit(2)
+
+
+@operator_app.command("add")
+def operator_add(email: Email = None, issuer: Issuer = None, subject: Subject = None) -> None:
+    """Make a user a platform operator (they must have signed in once). By verified email, or
+    by --issuer and --subject when several users have the email."""
+    _selected_user(email, issuer, subject)
+
+    async def work(conn: Any) -> tuple[dict[str, Any], bool]:
+        user = await admin.find_user(conn, email=email, issuer=issuer, subject=subject)
+        return user, await admin.add_operator(conn, user["user_id"], actor="system:cli")
+
+    user, added = _run(work)
+    who = f"{user['email'] or user['subject']} ({user['user_id']})"
+    typer.echo(f"{who} is {'now' if added else 'already'} a platform operator")
+
+
+@operator_app.command("remove")
+def operator_remove(email: Email = None, issuer: Issuer = None, subject: Subject = None) -> None:
+    """Take a user's operator role away (their sessions lose it within 5 s). One a provider's
+    configured `operators` lists gets it back at their next sign-in: remove them there too."""
+    _selected_user(email, issuer, subject)
+
+    async def work(conn: Any) -> tuple[dict[str, Any], bool]:
+        user = await admin.find_user(conn, email=email, issuer=issuer, subject=subject)
+        return user, await admin.remove_operator(conn, user["user_id"], actor="system:cli")
+
+    user, removed = _run(work)
+    who = f"{user['email'] or user['subject']} ({user['user_id']})"
+    typer.echo(f"{who} {'is no longer' if removed else 'was not'} a platform operator")
+
+
+@operator_app.command("list")
+def operator_list() -> None:
+    """List platform operators: user, email, who added them, and their identities."""
+    rows = _run(admin.list_operators, transaction=False)
+    typer.echo(f"{'USER':36}  {'ADDED BY':20}  {'EMAIL':30}  IDENTITIES")
+    for o in rows:
+        identities = ", ".join(f"{i['issuer']} {i['subject']}" for i in o["identities"])
+        typer.echo(f"{o['user_id']!s:36}  {o['added_by']:20}  {o['email'] or '-':30}  {identities}")
 
 
 @apikey_app.command("create")

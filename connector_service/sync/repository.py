@@ -88,9 +88,13 @@ async def due(conn: asyncpg.Connection, integration_id: uuid.UUID, limit: int) -
 
 
 async def integrations_due(conn: asyncpg.Connection, limit: int) -> list[uuid.UUID]:
+    """Installs with outbox rows due, except those of suspended tenants (their rows wait)."""
     rows = await conn.fetch(
-        "SELECT DISTINCT integration_id FROM sync_outbox WHERE state = 'pending'"
-        " AND next_attempt_at <= now() LIMIT $1",
+        "SELECT DISTINCT o.integration_id FROM sync_outbox o"
+        " JOIN integration_connectors ic ON ic.id = o.integration_id"
+        " JOIN tenants t ON t.id = ic.tenant_id"
+        " WHERE o.state = 'pending' AND o.next_attempt_at <= now() AND t.suspended_at IS NULL"
+        " LIMIT $1",
         limit,
     )
     return [r["integration_id"] for r in rows]
@@ -239,13 +243,14 @@ async def runs(
 
 async def scheduled_due(conn: asyncpg.Connection, limit: int) -> list[Any]:
     """Active installs with streams (in the version they run, which is not withdrawn) whose
-    interval has passed since their last run began."""
+    interval has passed since their last run began, of tenants not suspended."""
     return await conn.fetch(
         "SELECT ic.id, ic.tenant_id FROM integration_connectors ic"
+        " JOIN tenants t ON t.id = ic.tenant_id"
         " JOIN marketplace_connector_versions v"
         " ON v.connector_id = ic.marketplace_connector_id AND v.version = ic.version"
         " WHERE ic.status = 'active' AND ic.sync_interval_seconds > 0"
-        " AND v.withdrawn_at IS NULL"
+        " AND t.suspended_at IS NULL AND v.withdrawn_at IS NULL"
         " AND jsonb_array_length(COALESCE(v.manifest -> 'streams', '[]'::jsonb)) > 0"
         " AND NOT EXISTS (SELECT 1 FROM sync_runs r WHERE r.integration_id = ic.id"
         " AND r.started_at > now() - make_interval(secs => ic.sync_interval_seconds))"

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from gateway.tenants.schemas import NO_NUL, Industry, Name, Size
+
+Status = Literal["active", "suspended"]
+
+
+class AdminTenant(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    industry: str | None
+    size: int | None
+    status: Status
+    suspended_at: datetime | None
+    suspended_reason: str | None
+    members: int = Field(description="People with a membership")
+    installs: int = Field(description="Connector installs, whatever their status")
+    created_at: datetime
+    updated_at: datetime
+
+
+class AdminTenantPage(BaseModel):
+    items: list[AdminTenant]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page")
+
+
+class AdminTenantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(
+        min_length=1, max_length=63, description="1-63 lowercase letters, digits, inner hyphens"
+    )
+    name: Name
+    industry: Industry | None = None
+    size: Size | None = None
+
+
+class Suspension(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_NUL),
+        Field(description="Why; kept with the tenant and in its audit trail"),
+    ]
