@@ -48,11 +48,15 @@ ROUTES = {
     "/api/v1/marketplace": "marketplace_service",
 }
 # The only paths whose requests are served without an API key, each with the most body it may
-# send: where OAuth providers send the user's browser back (forwarded, GET and HEAD only; no
-# body at all). Provider webhooks will be the first that must read one. Keep the README's list
-# ("Public paths") in step.
+# send: a connect's start link, opened in the browser that will approve, and where OAuth
+# providers send that browser back (forwarded, GET and HEAD only, with no cookie but the OAuth
+# binding: gateway/proxy.py; no body at all). Provider webhooks will be the first that must
+# read one. Keep the README's list ("Public paths") in step.
 PUBLIC_PATHS: Mapping[str, int] = MappingProxyType(
-    {"/api/v1/integrations/oauth/callback": 0}  # with the most body each may send: none
+    {  # with the most body each may send: none
+        "/api/v1/integrations/oauth/start": 0,
+        "/api/v1/integrations/oauth/callback": 0,
+    }
 )
 
 

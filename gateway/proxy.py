@@ -8,6 +8,7 @@ httpx.AsyncClient (encode/httpx#3215). One pooled session per upstream, made in 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
@@ -47,7 +48,23 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "authorization", "cookie", "content-length", "x-request-id"}
+# A connect's OAuth browser binding (connector_service/oauth/config.py): on these two public
+# paths, and only there, the value of this one cookie is passed on in BINDING_HEADER (no other
+# cookie is ever forwarded). Whatever a client sends in that header itself is dropped everywhere.
+OAUTH_BINDING_PATHS = frozenset(
+    {"/api/v1/integrations/oauth/start", "/api/v1/integrations/oauth/callback"}
+)
+BINDING_COOKIE = "__Host-seedos_oauth"
+BINDING_HEADER = "x-seedos-oauth-binding"
+_BINDING_VALUE = re.compile(r"[A-Za-z0-9_-]{1,128}")  # token_urlsafe's alphabet
+_NOT_FORWARDED = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+    "x-request-id",
+    BINDING_HEADER,
+}
 _NOT_RETURNED = HOP_BY_HOP | {"content-length", "x-request-id", "server", "date"}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 BUFFER_LIMIT = 256 * 1024  # responses with a known length up to this are read whole
@@ -104,6 +121,22 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
 
 
+def cookie_value(raw_headers: list[tuple[bytes, bytes]], name: str) -> str | None:
+    """The value of the first cookie called ``name`` in the ``Cookie`` headers (RFC 6265
+    section 5.4: ``name=value`` pairs separated by ``;``), or None."""
+    for raw_name, raw_value in raw_headers:
+        if raw_name != b"cookie":
+            continue
+        for pair in raw_value.decode("latin-1").split(";"):
+            key, equals, value = pair.partition("=")
+            if equals and key.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value
+    return None
+
+
 def _forward_headers(request: Request, token: str, request_id: str) -> CIMultiDict[str]:
     """The caller's end-to-end headers (repeated ones kept), plus the gateway's own."""
     headers: CIMultiDict[str] = CIMultiDict()
@@ -122,6 +155,10 @@ def _forward_headers(request: Request, token: str, request_id: str) -> CIMultiDi
     headers["x-forwarded-proto"] = request.scope.get("scheme", "http")
     if host := request.headers.get("host"):
         headers["x-forwarded-host"] = host
+    if request.scope["path"] in OAUTH_BINDING_PATHS:
+        binding = cookie_value(request.scope["headers"], BINDING_COOKIE)
+        if binding and _BINDING_VALUE.fullmatch(binding):
+            headers[BINDING_HEADER] = binding
     return headers
 
 
@@ -233,8 +270,9 @@ class ProxyEndpoint:
     """The ASGI endpoint of the proxied prefixes: authenticate, then forward.
 
     ``public`` paths (exactly these, GET and HEAD only) are forwarded without authenticating
-    the caller, with an internal token for :data:`ANONYMOUS`: an OAuth provider's redirect to
-    the callback carries no API key, and the service authorizes it by its single-use state.
+    the caller, with an internal token for :data:`ANONYMOUS`: a browser opening a connect's
+    start URL, or an OAuth provider's redirect to the callback, carries no API key, and the
+    service authorizes it by its single-use start token, or state and binding cookie.
 
     Exceptions become problem+json here because this path does not run through FastAPI's
     exception handling (see gateway.app.GatewayApp)."""

@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from common.endpoints import EndpointPolicy
 from connector_service.settings import ConnectorServiceSettings
 
 CALLBACK_PATH = "/api/v1/integrations/oauth/callback"
+# What a connect answers: opened in the browser that will approve, it sets the binding cookie
+# there and redirects to the provider. Both paths are public at the gateway, which passes the
+# cookie's value on to them, and to nothing else, in BINDING_HEADER (gateway/proxy.py).
+START_PATH = "/api/v1/integrations/oauth/start"
+BINDING_COOKIE = "__Host-seedos_oauth"
+BINDING_HEADER = "x-seedos-oauth-binding"
 REFRESH_MARGIN_SECONDS = 60.0  # a token expiring sooner than this is refreshed before use
 
 
@@ -34,6 +41,10 @@ class OAuthConfig:
     @property
     def redirect_uri(self) -> str:
         return self.public_url.rstrip("/") + CALLBACK_PATH
+
+    def start_url(self, token: str) -> str:
+        """The gateway URL a connect answers, with its single-use start token."""
+        return f"{self.public_url.rstrip('/')}{START_PATH}?{urlencode({'token': token})}"
 
     @classmethod
     def from_settings(cls, settings: ConnectorServiceSettings) -> OAuthConfig:

@@ -3,6 +3,8 @@ about it: the user reconnects (409), fixes the request (400/422), or retries lat
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.endpoints import EndpointNotAllowed
 from common.errors import Conflict, GatewayTimeout, InvalidRequest, SeedosError, ServiceUnavailable
 
@@ -36,7 +38,15 @@ class IntegrationDisabled(Conflict):
     code, title = "integration_disabled", "The integration is disabled"
 
 
-class CallbackError(SeedosError):
+class _NotStored(SeedosError):
+    """An answer to a browser on a public OAuth path: never kept by a cache."""
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"Cache-Control": "no-store"})
+        super().__init__(detail, **kw)
+
+
+class CallbackError(_NotStored):
     """A redirect back from the provider that does not complete a connect (400)."""
 
     status, code, title = 400, "oauth_callback_invalid", "The OAuth callback is invalid"
@@ -56,6 +66,27 @@ class AccessDenied(CallbackError):
 
 class ExchangeFailed(CallbackError):
     code, title = "oauth_exchange_failed", "The provider refused the authorization code"
+
+
+class BindingMismatch(CallbackError):
+    """The callback came to a browser that did not open the connect's start URL (or has started
+    another connect since): refused, and audited in the connect's tenant."""
+
+    code, title = "connect_binding_mismatch", "This connect was started in another browser"
+
+
+class StartError(_NotStored):
+    """A connect's start URL that cannot be used (400)."""
+
+    status, code, title = 400, "connect_start_invalid", "Unknown or already used connect link"
+
+
+class StartInvalid(StartError):
+    code, title = "connect_start_invalid", "Unknown or already used connect link"
+
+
+class StartExpired(StartError):
+    code, title = "connect_start_expired", "The connect link expired"
 
 
 class ProviderUnavailable(ServiceUnavailable):

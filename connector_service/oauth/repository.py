@@ -24,6 +24,7 @@ async def insert_state(
     conn: asyncpg.Connection,
     *,
     state_hash: bytes,
+    start_hash: bytes,
     tenant_id: uuid.UUID,
     integration_id: uuid.UUID,
     user_id: str,
@@ -31,15 +32,18 @@ async def insert_state(
     return_to: str | None,
     scopes: list[str],
     verifier: Envelope,
+    authorization_url: Envelope,
     ttl_seconds: int,
 ) -> datetime:
     """Record a connect in progress; returns when it expires (the database's clock)."""
     return await conn.fetchval(
-        "INSERT INTO oauth_states (state_hash, tenant_id, integration_id, user_id, redirect_uri,"
-        " return_to, scopes, key_id, wrapped_key, nonce, ciphertext, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-        " now() + make_interval(secs => $12)) RETURNING expires_at",
+        "INSERT INTO oauth_states (state_hash, start_hash, tenant_id, integration_id, user_id,"
+        " redirect_uri, return_to, scopes, key_id, wrapped_key, nonce, ciphertext, url_key_id,"
+        " url_wrapped_key, url_nonce, url_ciphertext, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+        " now() + make_interval(secs => $17)) RETURNING expires_at",
         state_hash,
+        start_hash,
         tenant_id,
         integration_id,
         user_id,
@@ -50,7 +54,26 @@ async def insert_state(
         verifier.wrapped_key,
         verifier.nonce,
         verifier.ciphertext,
+        authorization_url.key_id,
+        authorization_url.wrapped_key,
+        authorization_url.nonce,
+        authorization_url.ciphertext,
         ttl_seconds,
+    )
+
+
+async def open_start(
+    conn: asyncpg.Connection, *, start_hash: bytes, binding_hash: bytes
+) -> asyncpg.Record | None:
+    """Use a start token up, once, binding its connect to ``binding_hash``: of two concurrent
+    openings, one gets the row. An expired row comes back too (``expired``), for the caller to
+    refuse (and roll back)."""
+    return await conn.fetchrow(
+        "UPDATE oauth_states SET start_hash = NULL, binding_hash = $2, started_at = now()"
+        " WHERE start_hash = $1 RETURNING tenant_id, integration_id, url_key_id,"
+        " url_wrapped_key, url_nonce, url_ciphertext, expires_at <= now() AS expired",
+        start_hash,
+        binding_hash,
     )
 
 
@@ -59,7 +82,7 @@ async def consume_state(conn: asyncpg.Connection, state_hash: bytes) -> asyncpg.
     return await conn.fetchrow(
         "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING tenant_id, integration_id,"
         " user_id, redirect_uri, return_to, scopes, key_id, wrapped_key, nonce, ciphertext,"
-        " expires_at <= now() AS expired",
+        " binding_hash, started_at, expires_at <= now() AS expired",
         state_hash,
     )
 

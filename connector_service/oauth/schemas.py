@@ -16,8 +16,17 @@ class ConnectIn(BaseModel):
 
 
 class ConnectOut(BaseModel):
-    authorization_url: str = Field(description="Send the user's browser here")
-    expires_at: datetime = Field(description="The connect must be completed by then (10 min)")
+    authorization_url: str = Field(
+        description=(
+            "A single-use start URL on the gateway (`/api/v1/integrations/oauth/start?token=...`),"
+            " not the provider's: open it in the browser that will approve. It sets a cookie that"
+            " binds the connect to that browser and redirects to the provider; the provider's"
+            " redirect back is refused in any other browser"
+        )
+    )
+    expires_at: datetime = Field(
+        description="The link must be opened and the connect completed by then (10 min)"
+    )
 
 
 class ClientIn(BaseModel):

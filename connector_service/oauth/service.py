@@ -1,18 +1,23 @@
 """Connecting an install's third-party account: authorization code with PKCE (S256).
 
-``connect`` records a single-use state (its SHA-256 only, with the PKCE verifier encrypted) and
-answers the provider's authorization URL; the provider sends the browser back to the public
-callback, which the state alone authorizes: it is consumed first, in its own transaction, so it
-cannot be replayed whatever happens next; then the code is exchanged (no database connection is
-held meanwhile) and the tokens stored encrypted.
+``connect`` records a single-use state (its SHA-256 only, with the PKCE verifier and the
+provider's authorization URL encrypted) and answers a gateway *start* URL with a single-use
+token, never the provider's URL. Opening the start URL (:func:`start`) uses the token up, binds
+the connect to a random value it sets as a cookie in that browser, and redirects to the
+provider; the provider sends the browser back to the public callback, which the state and that
+cookie authorize together: the state is consumed first, in its own transaction, so it cannot be
+replayed whatever happens next; a browser without the connect's cookie is refused (and the
+refusal audited); then the code is exchanged (no database connection is held meanwhile) and
+the tokens stored encrypted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,12 +35,15 @@ from connector_service.oauth import provider, repository, tokens
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.errors import (
     AccessDenied,
+    BindingMismatch,
     ExchangeFailed,
     IntegrationDisabled,
     InvalidReturnTo,
     OAuthClientMissing,
     OAuthNotSupported,
     ProviderError,
+    StartExpired,
+    StartInvalid,
     StateExpired,
     StateInvalid,
 )
@@ -44,10 +52,12 @@ log = structlog.get_logger(component="seedos.oauth")
 
 STATE_TTL_SECONDS = 600
 VERIFIER_FIELD = "oauth.pkce_verifier"
+URL_FIELD = "oauth.authorization_url"
 CONNECTED_REASON = "connected: waiting for a check"
 
 
 def state_hash(state: str) -> bytes:
+    """SHA-256, as states, start tokens and bindings are stored."""
     return hashlib.sha256(state.encode()).digest()
 
 
@@ -120,20 +130,80 @@ async def connect(
     await provider.check_endpoint(config.policy, auth["token_url"], what="token_url")
     scopes = list((row["api_spec"] or {}).get("scopes") or auth.get("scopes") or [])
     state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
-    envelope = ring.encrypt(
-        verifier.encode(), aad=associated_data(tenant_id, integration_id, VERIFIER_FIELD)
-    )
-    await repository.delete_expired_states(conn, older_than_seconds=STATE_TTL_SECONDS)
-    expires_at = await repository.insert_state(
-        conn, state_hash=state_hash(state), tenant_id=tenant_id, integration_id=integration_id,
-        user_id=user, redirect_uri=config.redirect_uri, return_to=return_to, scopes=scopes,
-        verifier=envelope, ttl_seconds=STATE_TTL_SECONDS,
-    )  # fmt: skip
+    start_token = secrets.token_urlsafe(32)
     url = await provider.authorization_url(
         client_id=client.client_id, authorize_url=auth["authorize_url"],
         redirect_uri=config.redirect_uri, scopes=scopes, state=state, code_verifier=verifier,
     )  # fmt: skip
-    return {"authorization_url": url, "expires_at": expires_at}
+    await repository.delete_expired_states(conn, older_than_seconds=STATE_TTL_SECONDS)
+    expires_at = await repository.insert_state(
+        conn, state_hash=state_hash(state), start_hash=state_hash(start_token),
+        tenant_id=tenant_id, integration_id=integration_id, user_id=user,
+        redirect_uri=config.redirect_uri, return_to=return_to, scopes=scopes,
+        verifier=ring.encrypt(verifier.encode(),
+                              aad=associated_data(tenant_id, integration_id, VERIFIER_FIELD)),
+        authorization_url=ring.encrypt(url.encode(),
+                                       aad=associated_data(tenant_id, integration_id, URL_FIELD)),
+        ttl_seconds=STATE_TTL_SECONDS,
+    )  # fmt: skip
+    # never the provider's URL: opened elsewhere, it would skip binding the browser
+    return {"authorization_url": config.start_url(start_token), "expires_at": expires_at}
+
+
+@dataclass(frozen=True)
+class Started:
+    authorization_url: str = field(repr=False)  # the provider's, with the state
+    binding: str = field(repr=False)  # the cookie's value for this browser
+
+
+async def start(conn: asyncpg.Connection, ring: KeyRing, *, token: str | None) -> Started:
+    """The browser opening a connect's start URL: use the token up, bind the connect to a new
+    random value (only its hash stored) for this browser's cookie, and answer the provider's
+    authorization URL to redirect it to. Refused (400) for an unknown, used or expired token."""
+    if not token:
+        raise StartInvalid("the link has no token: start the connect again")
+    binding = secrets.token_urlsafe(32)
+    row = await repository.open_start(
+        conn, start_hash=state_hash(token), binding_hash=state_hash(binding)
+    )
+    if row is None:
+        raise StartInvalid("this connect link is unknown or was opened already: start it again")
+    if row["expired"]:
+        raise StartExpired("this connect link is older than 10 minutes: start it again")
+    tenant_id, integration_id = row["tenant_id"], row["integration_id"]
+    envelope = Envelope(
+        row["url_key_id"], row["url_wrapped_key"], row["url_nonce"], row["url_ciphertext"]
+    )
+    url = ring.decrypt(envelope, aad=associated_data(tenant_id, integration_id, URL_FIELD))
+    log.info("oauth_connect_started", integration_id=str(integration_id))
+    return Started(url.decode(), binding)
+
+
+def _binding_refusal(pending: asyncpg.Record, binding: str | None) -> str | None:
+    """Why this browser may not complete the connect (a reason for the audit), or None. The
+    hashes are compared in constant time."""
+    if pending["binding_hash"] is None:
+        return "start_url_not_opened"
+    if not binding:
+        return "no_binding_cookie"
+    if not hmac.compare_digest(state_hash(binding), pending["binding_hash"]):
+        return "binding_mismatch"
+    return None
+
+
+async def _refuse_binding(
+    db: Database, pending: asyncpg.Record, *, reason: str, request_id: str | None
+) -> None:
+    """Audit, in the connect's tenant, a callback refused for coming to another browser."""
+    integration_id = pending["integration_id"]
+    async with db.connection() as conn, conn.transaction():
+        await audit.record(
+            conn, tenant_id=pending["tenant_id"], actor=pending["user_id"],
+            action="integration.connect_refused", target=f"integration:{integration_id}",
+            payload={"integration_id": str(integration_id), "reason": reason},
+            request_id=request_id,
+        )  # fmt: skip
+    log.warning("oauth_connect_refused", integration_id=str(integration_id), reason=reason)
 
 
 @dataclass(frozen=True)
@@ -151,9 +221,11 @@ async def complete(
     state: str | None,
     code: str | None,
     error: str | None,
+    binding: str | None,
     request_id: str | None,
 ) -> Connected:
     """The provider's redirect back: consume the state (committed even if what follows fails),
+    check that this browser opened the connect's start URL (``binding``: its cookie's value),
     exchange the code, store the tokens, make the install pending, audit."""
     if not state:
         raise StateInvalid("the callback has no state")
@@ -163,6 +235,14 @@ async def complete(
         raise StateInvalid("this connect is unknown or was completed already: start it again")
     if pending["expired"]:
         raise StateExpired("this connect took longer than 10 minutes: start it again")
+    if reason := _binding_refusal(pending, binding):
+        await _refuse_binding(db, pending, reason=reason, request_id=request_id)
+        raise BindingMismatch(
+            "this connect was started in another browser (or another connect was started in"
+            " this one since): nothing was connected; start it again in the browser that will"
+            " approve it",
+            reason=reason,
+        )
     tenant_id, integration_id = pending["tenant_id"], pending["integration_id"]
     if error:
         raise AccessDenied(

@@ -25,6 +25,7 @@ import httpx
 
 from common import db
 from common.crypto import KeyRing
+from connector_service.oauth.config import BINDING_COOKIE
 from marketplace_service.catalog.service import register_deployed
 from seedos_cli.examples import SDK_DIR
 from seedos_cli.supervisor import SERVICES, ServiceSpec, Supervisor
@@ -150,17 +151,67 @@ _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"', re.IGNORECAS
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
-async def consent(authorization_url: str, *, stop_at: str, login: str = "alice") -> str:
-    """Act as the user's browser at the provider: follow its redirects, sign in on the login
-    page, approve on the consent page; return the URL the provider finally redirects to (which
-    starts with ``stop_at``), without following it."""
+def binding_of(response: httpx.Response) -> str:
+    """The value of the binding cookie a start URL's answer sets."""
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        if name == BINDING_COOKIE:
+            return rest.split(";", 1)[0]
+    raise AssertionError(f"no {BINDING_COOKIE} cookie in {response.headers}")
+
+
+def with_binding(binding: str) -> dict[str, str]:
+    """The Cookie header a browser holding ``binding`` sends to the gateway. Set explicitly:
+    httpx's cookie jar keeps the cookie (Secure) off http://, where the tests' gateway is."""
+    return {"cookie": f"{BINDING_COOKIE}={binding}"}
+
+
+async def open_start(start_url: str) -> tuple[str, str]:
+    """Open a connect's start URL as a browser does: (the provider's authorization URL it
+    redirects to, the binding cookie it sets)."""
+    async with httpx.AsyncClient(timeout=30) as browser:
+        response = await browser.get(start_url)
+    assert response.status_code == 303, response.text
+    return response.headers["location"], binding_of(response)
+
+
+@dataclass(frozen=True)
+class Approved:
+    """Where the provider redirects the browser that approved, and that browser's binding."""
+
+    url: str
+    binding: str
+
+    @property
+    def cookie(self) -> dict[str, str]:
+        return with_binding(self.binding)
+
+    async def open(self) -> httpx.Response:
+        """Follow the redirect in the browser that approved (with its binding cookie)."""
+        async with httpx.AsyncClient(timeout=30) as browser:
+            return await browser.get(self.url, headers=self.cookie)
+
+
+async def consent(start_url: str, *, stop_at: str, login: str = "alice") -> Approved:
+    """Act as the user's browser: open the connect's start URL (which binds the connect to it),
+    then :func:`approve` at the provider."""
+    authorization_url, binding = await open_start(start_url)
+    return await approve(authorization_url, binding=binding, stop_at=stop_at, login=login)
+
+
+async def approve(
+    authorization_url: str, *, binding: str, stop_at: str, login: str = "alice"
+) -> Approved:
+    """Act as the browser holding ``binding`` at the provider: follow its redirects, sign in on
+    the login page, approve on the consent page; return the URL the provider finally redirects
+    to (which starts with ``stop_at``), without following it."""
     async with httpx.AsyncClient(timeout=30) as browser:
         response = await browser.get(authorization_url)
         for _step in range(12):
             if response.is_redirect:
                 target = str(response.url.join(response.headers["location"]))
                 if target.startswith(stop_at):
-                    return target
+                    return Approved(target, binding)
                 response = await browser.get(target)
                 continue
             assert response.status_code == 200, response.text[:500]
@@ -174,6 +225,7 @@ async def consent(authorization_url: str, *, stop_at: str, login: str = "alice")
 
 
 CALLBACK = "/api/v1/integrations/oauth/callback"
+START = "/api/v1/integrations/oauth/start"
 PLATFORM = ("seedos-platform", "platform-secret-" + secrets.token_hex(8))  # the platform's app
 OWN_APP = ("tenant-own-app", "own-app-secret-" + secrets.token_hex(8))  # a tenant's own app
 TTL = 50  # access tokens' lifetime: under the 60 s refresh margin, so always "expiring soon"
@@ -245,7 +297,7 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
         async with httpx.AsyncClient() as client:
             manifest = (await client.get(urls["crm_connector"] + "/manifest")).json()
         assert manifest["auth"]["scheme"] == "oauth2"
-        manifest["name"] = slug
+        manifest["name"], manifest["display_name"] = slug, f"Demo CRM {slug}"  # unique
         conn = await db.connect(dsn)
         try:
             await register_deployed(conn, manifest=manifest, endpoint_url=urls["crm_connector"],

@@ -25,7 +25,7 @@ from common.roles import Role
 from connector_service.credentials import service as credentials
 from connector_service.integrations.service import NOT_CONNECTED
 from connector_service.oauth import tokens
-from connector_service.oauth.config import OAuthConfig
+from connector_service.oauth.config import BINDING_COOKIE, OAuthConfig
 from connector_service.oauth.errors import (
     NotConnected,
     ProviderNotAllowed,
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROBLEM = "application/problem+json"
-CALLBACK = oauth_servers.CALLBACK
+CALLBACK, START = oauth_servers.CALLBACK, oauth_servers.START
 PLATFORM, OWN_APP, TOKEN_TTL = oauth_servers.PLATFORM, oauth_servers.OWN_APP, oauth_servers.TTL
 
 
@@ -96,8 +96,11 @@ async def _install(world: World, client: httpx.AsyncClient) -> str:
     return r.json()["id"]
 
 
-async def _connect(world: World, client: httpx.AsyncClient, iid: str, **body) -> str:
-    """Start a connect and go through the provider's pages; the callback URL it redirects to."""
+async def _connect(
+    world: World, client: httpx.AsyncClient, iid: str, **body
+) -> oauth_servers.Approved:
+    """Start a connect, open its start URL and go through the provider's pages in one browser;
+    the callback URL the provider redirects it to, with the browser's binding cookie."""
     r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect", json=body)
     assert r.status_code == 200, r.text
     return await oauth_servers.consent(
@@ -110,8 +113,7 @@ async def _connected(world: World, t: TenantKey, dsn: str) -> str:
     async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
         iid = await _install(world, client)
         callback = await _connect(world, client, iid)
-    async with httpx.AsyncClient() as browser:
-        assert (await browser.get(callback)).status_code == 200
+    assert (await callback.open()).status_code == 200
     assert (await _settled(dsn, iid))["status"] == "active"
     return iid
 
@@ -145,29 +147,43 @@ async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
         r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect",
                               json={"return_to": "/dashboard/integrations"})  # fmt: skip
         assert r.status_code == 200, r.text
-        url = urlsplit(r.json()["authorization_url"])
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        assert f"{url.scheme}://{url.netloc}{url.path}" == world.auth.issuer + "/auth"
-        assert query["client_id"] == PLATFORM[0] and query["code_challenge_method"] == "S256"
-        assert query["redirect_uri"] == world.suite.gateway + CALLBACK
-        assert query["scope"].split() == ["crm.read", "crm.write", "offline_access"]
-        state, challenge = query["state"], query["code_challenge"]
-        # the state is stored as a hash only, the PKCE verifier encrypted
-        rows = await _fetch(dsn, "SELECT * FROM oauth_states WHERE integration_id = $1",
-                            uuid.UUID(iid))  # fmt: skip
-        assert len(rows) == 1
-        dump = repr(dict(rows[0])).encode()
-        assert state.encode() not in dump and challenge.encode() not in dump
-        assert rows[0]["user_id"] == f"apikey:{t.key_id}"
+        # a start URL on the gateway, to open in the browser that will approve
+        start = urlsplit(r.json()["authorization_url"])
+        assert f"{start.scheme}://{start.netloc}{start.path}" == world.suite.gateway + START
+        start_token = parse_qs(start.query)["token"][0]
+        assert world.auth.issuer not in r.text and "state" not in start.query
+    # opened by a browser (no API key): bound to it, and redirected to the provider
+    authorization_url, binding = await oauth_servers.open_start(r.json()["authorization_url"])
+    url = urlsplit(authorization_url)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert f"{url.scheme}://{url.netloc}{url.path}" == world.auth.issuer + "/auth"
+    assert query["client_id"] == PLATFORM[0] and query["code_challenge_method"] == "S256"
+    assert query["redirect_uri"] == world.suite.gateway + CALLBACK
+    assert query["scope"].split() == ["crm.read", "crm.write", "offline_access"]
+    state, challenge = query["state"], query["code_challenge"]
+    # the state, start token and binding are stored as hashes only, the PKCE verifier and the
+    # provider's URL encrypted
+    rows = await _fetch(dsn, "SELECT * FROM oauth_states WHERE integration_id = $1",
+                        uuid.UUID(iid))  # fmt: skip
+    assert len(rows) == 1
+    dump = repr(dict(rows[0])).encode()
+    for secret in (state, challenge, start_token, binding, world.auth.issuer):
+        assert secret.encode() not in dump, secret
+    assert rows[0]["user_id"] == f"apikey:{t.key_id}"
+    assert rows[0]["start_hash"] is None and rows[0]["started_at"] is not None  # used up
 
-        callback = await oauth_servers.consent(r.json()["authorization_url"],
-                                               stop_at=world.suite.gateway + CALLBACK)  # fmt: skip
-    # the provider's redirect, followed by a browser with no API key
+    callback = await oauth_servers.approve(
+        authorization_url, binding=binding, stop_at=world.suite.gateway + CALLBACK
+    )
+    # the provider's redirect, followed by the same browser (its cookie, no API key)
     async with httpx.AsyncClient() as browser:
-        done = await browser.get(callback)
+        done = await browser.get(callback.url, headers=callback.cookie)
         assert done.status_code == 303, done.text
         assert done.headers["location"] == "/dashboard/integrations"
-        replay = await browser.get(callback)
+        assert done.headers["cache-control"] == "no-store"
+        cleared = done.headers["set-cookie"]  # the binding is of no further use
+        assert cleared.startswith(f"{BINDING_COOKIE}=") and "Max-Age=0" in cleared
+        replay = await browser.get(callback.url, headers=callback.cookie)
         assert replay.status_code == 400 and replay.headers["content-type"] == PROBLEM
         assert replay.json()["code"] == "oauth_state_invalid"
 
@@ -185,8 +201,8 @@ async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
     raw = await _fetch(dsn, "SELECT * FROM credentials WHERE integration_id = $1", row["id"])
     dump = repr([dict(r) for r in raw]).encode()
     assert access.encode() not in dump and refresh.encode() not in dump
-    code = parse_qs(urlsplit(callback).query)["code"][0]
-    for secret in (access, refresh, code, PLATFORM[1]):
+    code = parse_qs(urlsplit(callback.url).query)["code"][0]
+    for secret in (access, refresh, code, PLATFORM[1], start_token, binding, state):
         assert secret not in world.suite.logs()
     # a token for this user and client, with PKCE: the provider required it (server.mjs)
     answer = world.auth.introspect(access)
@@ -319,8 +335,7 @@ async def test_invalid_grant_means_reconnect(world, side, dsn):
     # connecting again makes it usable: checked with the new tokens, active
     async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
         callback = await _connect(world, client, iid)
-    async with httpx.AsyncClient() as browser:
-        assert (await browser.get(callback)).status_code == 200
+    assert (await callback.open()).status_code == 200
     assert (await _settled(dsn, iid))["status"] == "active"
     given = await tokens.call_credentials(
         side.db, side.ring, integration=row, manifest=world.manifest, oauth=side.oauth
@@ -446,8 +461,7 @@ async def test_a_token_url_not_allowed_is_refused_at_connect_and_callback(world,
         connect = f"/api/v1/integrations/{iid}/oauth/connect"
         callback = await _connect(world, client, iid)  # allowed when the connect started
         await _move(dsn, slug, token_url=outside.url)  # and not when the code is exchanged
-        async with httpx.AsyncClient() as browser:
-            r = await browser.get(callback)
+        r = await callback.open()
         assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
         problem = r.json()
         assert problem["code"] == "oauth_provider_not_allowed"
@@ -480,8 +494,7 @@ async def test_a_refresh_or_revocation_not_allowed_sends_nothing(world, side, ds
         async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
             slug, iid = await _own_entry(world, dsn, client)
             callback = await _connect(world, client, iid)
-        async with httpx.AsyncClient() as browser:
-            assert (await browser.get(callback)).status_code == 200
+        assert (await callback.open()).status_code == 200
         assert (await _settled(dsn, iid))["status"] == "active"
         row = await _integration(dsn, iid)
         before = await _stored(side, row)
@@ -533,7 +546,10 @@ async def test_callback_refusals_are_400_and_use_the_state_up(world, side, dsn):
         iid = await _install(world, client)
         starts = [(await client.post(f"/api/v1/integrations/{iid}/oauth/connect")).json()
                   for _ in range(2)]  # fmt: skip
-    denied, late = (parse_qs(urlsplit(s["authorization_url"]).query)["state"][0] for s in starts)
+    # each opened in the browser (the same one: the second start's cookie replaces the first's)
+    opened = [await oauth_servers.open_start(s["authorization_url"]) for s in starts]
+    denied, late = (parse_qs(urlsplit(url).query)["state"][0] for url, _ in opened)
+    cookie = oauth_servers.with_binding(opened[0][1])
     await _fetch(dsn, "UPDATE oauth_states SET expires_at = now() - interval '1 second'"
                  " WHERE state_hash = sha256($1::bytea)", late.encode())  # fmt: skip
     async with httpx.AsyncClient(base_url=gateway) as browser:  # no API key
@@ -546,12 +562,15 @@ async def test_callback_refusals_are_400_and_use_the_state_up(world, side, dsn):
             ({"code": "x"}, "oauth_state_invalid"),
         ]
         for params, code in cases:
-            r = await browser.get(CALLBACK, params=params)
+            r = await browser.get(CALLBACK, params=params, headers=cookie)
             assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, (params, r.text)
             assert r.json()["code"] == code, (params, r.json())
-        # only the callback is public, and only for GET
+            assert r.headers["cache-control"] == "no-store"
+        # only the start URL and the callback are public, and only for GET
         assert (await browser.post(CALLBACK, params={"state": "x"})).status_code == 401
+        assert (await browser.post(START, params={"token": "x"})).status_code == 401
         assert (await browser.get(CALLBACK + "x")).status_code == 401
+        assert (await browser.get(START + "x")).status_code == 401
         assert (await browser.get(f"/api/v1/integrations/{iid}")).status_code == 401
     left = await _fetch(dsn, "SELECT count(*) AS n FROM oauth_states WHERE integration_id = $1",
                         uuid.UUID(iid))  # fmt: skip
@@ -618,9 +637,8 @@ async def test_own_oauth_app_per_install(world, side, dsn):
         assert r.status_code == 200 and OWN_APP[1] not in r.text
         assert r.json()["override"] is True
         callback = await _connect(world, client, iid)
-        assert parse_qs(urlsplit(callback).query)["code"]
-    async with httpx.AsyncClient() as browser:
-        assert (await browser.get(callback)).status_code == 200
+        assert parse_qs(urlsplit(callback.url).query)["code"]
+    assert (await callback.open()).status_code == 200
     row = await _integration(dsn, iid)
     stored = await _stored(side, row)
     assert world.auth.introspect(stored["oauth.access_token"])["client_id"] == OWN_APP[0]
