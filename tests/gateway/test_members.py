@@ -1,0 +1,270 @@
+"""/api/v1/members through the real gateway: everyone in a tenant lists its members, admins
+change roles and remove members (their sessions in the tenant end), a member may leave, and a
+tenant always keeps an admin, also when two admins demote each other at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from common import db
+from common.roles import Role
+from gateway.members import service as members
+from gateway.sessions import cookies
+from gateway.sessions import service as sessions
+from tests.people import TIMEOUTS, Person, make_person
+from tests.support import TenantKey, add_key, make_tenant
+
+PROBLEM = "application/problem+json"
+
+
+async def person(suite, dsn: str, t: TenantKey | None, role: str | None, **kw) -> Person:
+    conn = await db.connect(dsn)
+    try:
+        return await make_person(
+            conn, origin=suite.gateway, tenant_id=t.tenant_id if t else None, role=role, **kw
+        )
+    finally:
+        await conn.close()
+
+
+async def audit_of(dsn: str, tenant_id: uuid.UUID, prefix: str) -> list[asyncpg.Record]:
+    conn = await db.connect(dsn)
+    try:
+        return await conn.fetch(
+            "SELECT action, user_id AS actor, target, payload FROM audit_logs"
+            " WHERE tenant_id = $1 AND starts_with(action, $2) ORDER BY seq",
+            tenant_id, prefix,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def all_members(client: httpx.AsyncClient, headers: dict, **params) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        query = params | ({"cursor": cursor} if cursor else {})
+        r = await client.get("/api/v1/members", params=query, headers=headers)
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        if (cursor := r.json()["next_cursor"]) is None:
+            return items
+
+
+async def test_everyone_in_the_tenant_lists_its_members_page_by_page(suite, dsn):
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin", email="Boss@Example.com")
+    editor = await person(suite, dsn, t, "editor")
+    viewer = await person(suite, dsn, t, "viewer", email_verified=False)
+    outsider = await person(suite, dsn, await make_tenant(dsn), "admin")
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        r = await client.get("/api/v1/members", headers=viewer.cookie)
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        assert [m["user_id"] for m in items] == [
+            str(p.user_id) for p in (admin, editor, viewer)
+        ]  # in the order they joined
+        first = items[0]
+        assert first["email"] == "Boss@Example.com" and first["email_verified"] is True
+        assert first["role"] == "admin" and first["name"] == admin.subject
+        assert first["added_by"] == "test" and first["last_sign_in_at"] is not None
+        assert items[2]["email_verified"] is False
+        assert str(outsider.user_id) not in r.text
+
+        paged = await all_members(client, viewer.cookie, limit=1)
+        assert paged == items
+        key = await add_key(dsn, t, Role.viewer)  # keys read them too
+        assert await all_members(client, key.headers, limit=2) == items
+
+        r = await client.get("/api/v1/members", params={"cursor": "nope"}, headers=t.headers)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+        r = await client.get("/api/v1/members")
+        assert r.status_code == 401 and r.headers["content-type"] == PROBLEM
+
+
+async def test_admins_change_roles_and_the_member_acts_with_the_new_one(suite, dsn):
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    member = await person(suite, dsn, t, "viewer")
+    url = f"/api/v1/members/{member.user_id}"
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        assert (await client.get("/api/v1/me", headers=member.cookie)).json()["role"] == "viewer"
+        r = await client.patch(url, json={"role": "editor"}, headers=admin.headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["role"] == "editor" and r.json()["user_id"] == str(member.user_id)
+        # the next request acts as an editor (and the session id rotates for the new role)
+        r = await client.get("/api/v1/me", headers=member.cookie)
+        assert r.status_code == 200 and r.json()["role"] == "editor"
+        assert f"{cookies.SESSION}=" in r.headers.get("set-cookie", "")
+
+        # the same role again changes nothing and records nothing
+        r = await client.patch(url, json={"role": "editor"}, headers=admin.headers)
+        assert r.status_code == 200 and r.json()["role"] == "editor"
+        # an admin grants no role with a permission they lack; an operator (CLI) may
+        r = await client.patch(url, json={"role": "publisher"}, headers=admin.headers)
+        assert r.status_code == 403 and r.json()["code"] == "role_not_grantable"
+        # readers and writers change nothing
+        editor_key = await add_key(dsn, t, Role.editor)
+        r = await client.patch(url, json={"role": "admin"}, headers=editor_key.headers)
+        assert r.status_code == 403 and r.json()["code"] == "forbidden"
+        r = await client.patch(url, json={"role": "admin"}, headers=member.headers)
+        assert r.status_code == 403
+        # an admin key may, as a person may
+        r = await client.patch(url, json={"role": "admin"}, headers=t.headers)
+        assert r.status_code == 200 and r.json()["role"] == "admin"
+
+        for body in ({"role": "root"}, {}, {"role": "viewer", "extra": 1}):
+            r = await client.patch(url, json=body, headers=admin.headers)
+            assert r.status_code == 422 and r.json()["code"] == "validation_failed"
+        r = await client.patch(f"/api/v1/members/{uuid.uuid4()}", json={"role": "viewer"},
+                               headers=admin.headers)  # fmt: skip
+        assert r.status_code == 404 and r.json()["code"] == "member_not_found"
+        other = await person(suite, dsn, await make_tenant(dsn), "viewer")
+        r = await client.patch(f"/api/v1/members/{other.user_id}", json={"role": "editor"},
+                               headers=admin.headers)  # fmt: skip
+        assert r.status_code == 404  # another tenant's member is not this tenant's
+
+    changes = await audit_of(dsn, t.tenant_id, "member.")
+    assert [(c["action"], c["actor"], c["target"]) for c in changes] == [
+        ("member.role_changed", f"user:{admin.user_id}", f"user:{member.user_id}"),
+        ("member.role_changed", f"apikey:{t.key_id}", f"user:{member.user_id}"),
+    ]
+    assert changes[0]["payload"] == {
+        "user_id": str(member.user_id), "from": "viewer", "to": "editor"}  # fmt: skip
+
+
+async def test_the_last_admin_is_neither_demoted_nor_removed(suite, dsn):
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    own = f"/api/v1/members/{admin.user_id}"
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        r = await client.patch(own, json={"role": "editor"}, headers=admin.headers)
+        assert r.status_code == 409 and r.json()["code"] == "last_admin", r.text
+        r = await client.delete(own, headers=admin.headers)
+        assert r.status_code == 409 and r.json()["code"] == "last_admin"
+        r = await client.delete(own, headers=t.headers)
+        assert r.status_code == 409 and r.json()["code"] == "last_admin"
+
+        second = await person(suite, dsn, t, "admin")
+        r = await client.patch(own, json={"role": "editor"}, headers=admin.headers)
+        assert r.status_code == 200 and r.json()["role"] == "editor"
+        r = await client.delete(f"/api/v1/members/{second.user_id}", headers=second.headers)
+        assert r.status_code == 409 and r.json()["code"] == "last_admin"
+        roles = {m["user_id"]: m["role"] for m in await all_members(client, t.headers)}
+    assert roles == {str(admin.user_id): "editor", str(second.user_id): "admin"}
+
+
+async def _blocked(watcher: asyncpg.Connection, pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while not await watcher.fetchval("SELECT cardinality(pg_blocking_pids($1)) > 0", pid):
+        assert time.monotonic() < deadline, "the second demotion never waited for the first"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("second", ["demote", "remove"])
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(suite, dsn, second):
+    t = await make_tenant(dsn)
+    a = await person(suite, dsn, t, "admin")
+    b = await person(suite, dsn, t, "admin")
+    first_conn, second_conn, watcher = [await db.connect(dsn) for _ in range(3)]
+    try:
+        async with first_conn.transaction():
+            await members.change_role(
+                first_conn, tenant_id=t.tenant_id, user_id=a.user_id, role=Role.viewer,
+                actor=f"user:{b.user_id}", granter_role="admin",
+            )  # fmt: skip
+
+            async def other() -> None:
+                async with second_conn.transaction():
+                    if second == "demote":
+                        await members.change_role(
+                            second_conn, tenant_id=t.tenant_id, user_id=b.user_id,
+                            role=Role.editor, actor=f"user:{a.user_id}", granter_role="admin",
+                        )  # fmt: skip
+                    else:
+                        await members.remove(
+                            second_conn, tenant_id=t.tenant_id, user_id=b.user_id,
+                            actor=f"user:{a.user_id}", actor_user_id=a.user_id,
+                            actor_role="admin",
+                        )  # fmt: skip
+
+            racing = asyncio.create_task(other())
+            await _blocked(watcher, second_conn.get_server_pid())
+        with pytest.raises(members.LastAdmin):
+            await racing
+        rows = await watcher.fetch(
+            "SELECT user_id, role FROM memberships WHERE tenant_id = $1", t.tenant_id
+        )
+    finally:
+        for conn in (first_conn, second_conn, watcher):
+            await conn.close()
+    assert {r["user_id"]: r["role"] for r in rows} == {a.user_id: "viewer", b.user_id: "admin"}
+
+
+async def _second_session(dsn: str, who: Person, tenant_id: uuid.UUID) -> dict[str, str]:
+    """Another live session of the same person, in another tenant: its cookie headers."""
+    conn = await db.connect(dsn)
+    try:
+        issued = await sessions.start(
+            conn, user_id=who.user_id, tenant_id=tenant_id, role="viewer", provider="test",
+            issuer=None, timeouts=TIMEOUTS,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    return {"cookie": f"{cookies.SESSION}={issued.secret}"}
+
+
+async def test_removing_a_member_ends_their_sessions_in_the_tenant(suite, dsn):
+    t, elsewhere = await make_tenant(dsn), await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    member = await person(suite, dsn, t, "editor", memberships={elsewhere.tenant_id: "viewer"})
+    other_session = await _second_session(dsn, member, elsewhere.tenant_id)
+    url = f"/api/v1/members/{member.user_id}"
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        assert (await client.get("/api/v1/members", headers=member.cookie)).status_code == 200
+        viewer = await person(suite, dsn, t, "viewer")
+        r = await client.delete(url, headers=viewer.headers)
+        assert r.status_code == 403 and r.json()["code"] == "forbidden"
+
+        r = await client.delete(url, headers=admin.headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["role"] == "editor" and r.json()["user_id"] == str(member.user_id)
+        # at once on this gateway: the session in the tenant has ended
+        r = await client.get("/api/v1/members", headers=member.cookie)
+        assert r.status_code == 401 and r.json()["code"] == "session_expired"
+        # their session in another tenant goes on
+        r = await client.get("/api/v1/members", headers=other_session)
+        assert r.status_code == 200, r.text
+        assert str(member.user_id) not in (await client.get(
+            "/api/v1/members", headers=admin.cookie)).text  # fmt: skip
+        r = await client.delete(url, headers=admin.headers)
+        assert r.status_code == 404 and r.json()["code"] == "member_not_found"
+
+    entries = await audit_of(dsn, t.tenant_id, "")
+    removed = [e for e in entries if e["action"] == "member.removed"]
+    assert [(e["actor"], e["target"]) for e in removed] == [
+        (f"user:{admin.user_id}", f"user:{member.user_id}")]  # fmt: skip
+    assert removed[0]["payload"] == {"user_id": str(member.user_id), "role": "editor",
+                                     "left": False}  # fmt: skip
+    ended = [e for e in entries if e["action"] == "session.ended"]
+    assert [(e["target"], e["payload"]) for e in ended] == [
+        (f"session:{member.session_id}", {"reason": "member_removed"})]  # fmt: skip
+
+
+async def test_a_member_may_leave(suite, dsn):
+    t = await make_tenant(dsn)
+    await person(suite, dsn, t, "admin")
+    viewer = await person(suite, dsn, t, "viewer")
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        r = await client.delete(f"/api/v1/members/{viewer.user_id}", headers=viewer.headers)
+        assert r.status_code == 200, r.text
+        # leaving ends the session in the tenant, this one too
+        r = await client.get("/api/v1/members", headers=viewer.cookie)
+        assert r.status_code == 401
+    left = await audit_of(dsn, t.tenant_id, "member.removed")
+    assert left[0]["actor"] == f"user:{viewer.user_id}" and left[0]["payload"]["left"] is True
