@@ -19,6 +19,11 @@ from connector_service.credentials import service as credentials
 from connector_service.settings import ConnectorServiceSettings
 from gateway.admin import service as admin
 from gateway.api_keys import service as api_keys
+from gateway.domains import service as domains
+from gateway.invitations import mailer
+from gateway.invitations import service as invitations
+from gateway.members import service as members
+from gateway.settings import GatewaySettings
 from gateway.tenants import service as tenants
 from seedos_cli import demo
 from seedos_cli.database import database
@@ -38,6 +43,12 @@ app.add_typer(operator_app, name="operator")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+members_app = typer.Typer(help="Manage a tenant's members.", no_args_is_help=True)
+invitations_app = typer.Typer(help="Invite people to a tenant.", no_args_is_help=True)
+domains_app = typer.Typer(help="Email domains whose people join a tenant.", no_args_is_help=True)
+app.add_typer(members_app, name="members")
+app.add_typer(invitations_app, name="invitations")
+app.add_typer(domains_app, name="domains")
 
 T = TypeVar("T")
 
@@ -269,6 +280,205 @@ def apikey_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id
 
     _run(work)
     typer.echo(f"revoked {key_id}")
+
+
+Tenant = Annotated[str, typer.Option(help="Tenant slug")]
+
+
+def _gateway_settings() -> GatewaySettings:
+    try:
+        return GatewaySettings()
+    except ValueError as exc:
+        typer.secho(f"configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+
+@members_app.command("list")
+def members_list(tenant: Tenant) -> None:
+    """List a tenant's members: user id, role, email, when they joined and last signed in."""
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        rows, cursor = [], None
+        while True:
+            page = await members.list_members(conn, tenant_id=tenant_id, cursor=cursor, limit=200)
+            rows += page["items"]
+            if (cursor := page["next_cursor"]) is None:
+                return rows
+
+    rows = _run(work)
+    typer.echo(f"{'USER':36}  {'ROLE':9}  {'JOINED':16}  {'LAST SIGN-IN':16}  EMAIL")
+    for m in rows:
+        email = (m["email"] or "-") + ("" if m["email_verified"] else " (unverified)")
+        typer.echo(f"{m['user_id']!s:36}  {m['role']:9}  {_when(m['joined_at']):16}  "
+                   f"{_when(m['last_sign_in_at']):16}  {email}")  # fmt: skip
+
+
+@members_app.command("set-role")
+def members_set_role(
+    user_id: Annotated[uuid.UUID, typer.Argument(help="The member's user id")],
+    tenant: Tenant,
+    role: Annotated[Role, typer.Option(help="The new role")],
+) -> None:
+    """Change a member's role; their sessions take it on their next request. The tenant's last
+    admin stays one."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await members.change_role(
+            conn, tenant_id=tenant_id, user_id=user_id, role=role, actor="system:cli",
+            granter_role=None,
+        )  # fmt: skip
+
+    member = _run(work)
+    typer.echo(f"{user_id} is {member['role']} in {tenant}")
+
+
+@members_app.command("remove")
+def members_remove(
+    user_id: Annotated[uuid.UUID, typer.Argument(help="The member's user id")], tenant: Tenant
+) -> None:
+    """Remove a member and end their sessions in the tenant (gateways refuse them within 5 s).
+    The tenant's last admin stays."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await members.remove(
+            conn, tenant_id=tenant_id, user_id=user_id, actor="system:cli", actor_role=None
+        )
+
+    _run(work)
+    typer.echo(f"removed {user_id} from {tenant}")
+
+
+@invitations_app.command("create")
+def invitations_create(
+    tenant: Tenant,
+    email: Annotated[str, typer.Option(help="The address to invite")],
+    role: Annotated[Role, typer.Option(help="The role on acceptance")] = Role.viewer,
+) -> None:
+    """Invite an email address. The link is printed once (and emailed when SEEDOS_GATEWAY_SMTP
+    is set); it works once, for SEEDOS_GATEWAY_INVITATION_DAYS days."""
+    settings = _gateway_settings()
+
+    async def work(conn: Any) -> invitations.Created:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await invitations.create(
+            conn, tenant_id=tenant_id, email=email, role=role, invited_by="system:cli",
+            inviter_role=None, valid_days=settings.invitation_days,
+            public_url=settings.public_url,
+        )  # fmt: skip
+
+    created = _run(work)
+    invitation = created.invitation
+    emailed = settings.smtp is not None and asyncio.run(
+        mailer.send_invitation(
+            settings.smtp, invitation_id=invitation["id"], to=invitation["email"],
+            tenant_name=created.tenant_name, role=invitation["role"], link=created.link,
+            expires_at=invitation["expires_at"],
+        )
+    )  # fmt: skip
+    typer.echo(f"id:      {invitation['id']}\nemail:   {invitation['email']}\n"
+               f"role:    {invitation['role']}\nexpires: {_when(invitation['expires_at'])} UTC\n"
+               f"link:    {created.link}\nemailed: {'yes' if emailed else 'no'}")  # fmt: skip
+    typer.secho("The link is shown only now.", fg="yellow", err=True)
+
+
+@invitations_app.command("list")
+def invitations_list(
+    tenant: Tenant,
+    status: Annotated[
+        str | None, typer.Option(help="Only pending, accepted, revoked or expired ones")
+    ] = None,
+) -> None:
+    """List a tenant's invitations, newest first (never their links)."""
+    if status not in (None, *invitations.STATUSES):
+        typer.secho(f"error: --status is one of {', '.join(invitations.STATUSES)}",
+                    fg="red", err=True)  # fmt: skip
+        raise typer.Exit(2)
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        rows, cursor = [], None
+        while True:
+            page = await invitations.list_invitations(
+                conn, tenant_id=tenant_id, status=status, cursor=cursor, limit=200
+            )
+            rows += page["items"]
+            if (cursor := page["next_cursor"]) is None:
+                return rows
+
+    rows = _run(work)
+    typer.echo(f"{'ID':36}  {'STATUS':8}  {'ROLE':9}  {'EXPIRES':16}  EMAIL")
+    for i in rows:
+        typer.echo(f"{i['id']!s:36}  {i['status']:8}  {i['role']:9}  "
+                   f"{_when(i['expires_at']):16}  {i['email']}")  # fmt: skip
+
+
+@invitations_app.command("revoke")
+def invitations_revoke(
+    invitation_id: Annotated[uuid.UUID, typer.Argument(help="The invitation's id")],
+    tenant: Tenant,
+) -> None:
+    """Revoke an invitation: its link stops working."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await invitations.revoke(
+            conn, invitation_id, tenant_id=tenant_id, actor="system:cli"
+        )
+
+    _run(work)
+    typer.echo(f"revoked {invitation_id}")
+
+
+@domains_app.command("list")
+def domains_list(tenant: Tenant) -> None:
+    """List the email domains whose verified users join the tenant as viewers."""
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await domains.list_domains(conn, tenant_id=tenant_id)
+
+    rows = _run(work)
+    typer.echo(f"{'DOMAIN':40}  {'ROLE':9}  {'ADDED':16}  ADDED BY")
+    for d in rows:
+        typer.echo(f"{d['domain']:40}  {d['role']:9}  {_when(d['created_at']):16}  "
+                   f"{d['created_by']}")  # fmt: skip
+
+
+@domains_app.command("add")
+def domains_add(
+    domain: Annotated[str, typer.Argument(help="An email domain, e.g. example.com")],
+    tenant: Tenant,
+) -> None:
+    """Register an email domain: people signing in with a verified address of it join the
+    tenant as viewers. No DNS proof is asked; public webmail domains are refused."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await domains.add(conn, tenant_id=tenant_id, domain=domain, actor="system:cli")
+
+    added = _run(work)
+    typer.echo(f"added {added['domain']} to {tenant} (members join as {added['role']})")
+
+
+@domains_app.command("remove")
+def domains_remove(
+    domain: Annotated[str, typer.Argument(help="The email domain")], tenant: Tenant
+) -> None:
+    """Unregister an email domain; who joined through it stays a member."""
+
+    async def work(conn: Any) -> dict[str, Any]:
+        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        return await domains.remove(conn, tenant_id=tenant_id, domain=domain, actor="system:cli")
+
+    removed = _run(work)
+    typer.echo(f"removed {removed['domain']} from {tenant}")
 
 
 @audit_app.command("verify")
