@@ -31,6 +31,7 @@ from common.errors import (
 )
 from common.internal_auth import Principal, TokenSigner
 from common.observability import ROUTE_KEY
+from gateway.sessions import cookies
 
 log = structlog.get_logger(component="seedos.gateway.proxy")
 
@@ -51,9 +52,8 @@ HOP_BY_HOP = frozenset(
 # A connect's OAuth browser binding (connector_service/oauth/config.py): on these two public
 # paths, and only there, the value of this one cookie is passed on in BINDING_HEADER (no other
 # cookie is ever forwarded). Whatever a client sends in that header itself is dropped everywhere.
-OAUTH_BINDING_PATHS = frozenset(
-    {"/api/v1/integrations/oauth/start", "/api/v1/integrations/oauth/callback"}
-)
+OAUTH_START_PATH = "/api/v1/integrations/oauth/start"
+OAUTH_BINDING_PATHS = frozenset({OAUTH_START_PATH, "/api/v1/integrations/oauth/callback"})
 BINDING_COOKIE = "__Host-seedos_oauth"
 BINDING_HEADER = "x-seedos-oauth-binding"
 _BINDING_VALUE = re.compile(r"[A-Za-z0-9_-]{1,128}")  # token_urlsafe's alphabet
@@ -121,22 +121,6 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
 
 
-def cookie_value(raw_headers: list[tuple[bytes, bytes]], name: str) -> str | None:
-    """The value of the first cookie called ``name`` in the ``Cookie`` headers (RFC 6265
-    section 5.4: ``name=value`` pairs separated by ``;``), or None."""
-    for raw_name, raw_value in raw_headers:
-        if raw_name != b"cookie":
-            continue
-        for pair in raw_value.decode("latin-1").split(";"):
-            key, equals, value = pair.partition("=")
-            if equals and key.strip() == name:
-                value = value.strip()
-                if len(value) >= 2 and value[0] == value[-1] == '"':
-                    value = value[1:-1]
-                return value
-    return None
-
-
 def _forward_headers(request: Request, token: str, request_id: str) -> CIMultiDict[str]:
     """The caller's end-to-end headers (repeated ones kept), plus the gateway's own."""
     headers: CIMultiDict[str] = CIMultiDict()
@@ -156,7 +140,7 @@ def _forward_headers(request: Request, token: str, request_id: str) -> CIMultiDi
     if host := request.headers.get("host"):
         headers["x-forwarded-host"] = host
     if request.scope["path"] in OAUTH_BINDING_PATHS:
-        binding = cookie_value(request.scope["headers"], BINDING_COOKIE)
+        binding = cookies.read(request.scope, BINDING_COOKIE)
         if binding and _BINDING_VALUE.fullmatch(binding):
             headers[BINDING_HEADER] = binding
     return headers
@@ -266,6 +250,17 @@ async def _stream(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[byte
 ANONYMOUS = Principal(tenant_id=uuid.UUID(int=0), subject="anonymous", role="anonymous")
 
 
+async def _signed_in_or_anonymous(request: Request, path: str) -> Principal:
+    """A public path's caller: :data:`ANONYMOUS`, except that a connect's start link says who
+    is signed in in this browser (a connect a person started opens only for that person)."""
+    if path != OAUTH_START_PATH or cookies.read(request.scope, cookies.SESSION) is None:
+        return ANONYMOUS
+    try:
+        return await request.app.state.authenticator.authenticate(request)
+    except SeedosError:
+        return ANONYMOUS
+
+
 class ProxyEndpoint:
     """The ASGI endpoint of the proxied prefixes: authenticate, then forward.
 
@@ -295,7 +290,7 @@ class ProxyEndpoint:
         request = Request(scope, receive)
         try:
             if scope["path"] in self.public and scope["method"] in ("GET", "HEAD"):
-                principal = ANONYMOUS
+                principal = await _signed_in_or_anonymous(request, scope["path"])
             else:
                 principal = await state.authenticator.authenticate(request)
             scope["state"]["principal"] = principal

@@ -89,6 +89,10 @@ class StartExpired(StartError):
     code, title = "connect_start_expired", "The connect link expired"
 
 
+class StartOtherPerson(StartError):
+    status, code, title = 403, "connect_other_person", "Connect started by someone else"
+
+
 class ProviderUnavailable(ServiceUnavailable):
     code, title = "oauth_provider_unavailable", "The OAuth provider is unreachable"
 

@@ -63,17 +63,27 @@ async def insert_state(
 
 
 async def open_start(
-    conn: asyncpg.Connection, *, start_hash: bytes, binding_hash: bytes
+    conn: asyncpg.Connection, *, start_hash: bytes, binding_hash: bytes, opener: str | None
 ) -> asyncpg.Record | None:
     """Use a start token up, once, binding its connect to ``binding_hash``: of two concurrent
-    openings, one gets the row. An expired row comes back too (``expired``), for the caller to
-    refuse (and roll back)."""
+    openings, one gets the row. A connect a signed-in person started (``user:<id>``) is opened
+    only by that person (``opener``); one an API key started, by whoever opens it first. An
+    expired row comes back too (``expired``), for the caller to refuse (and roll back)."""
     return await conn.fetchrow(
         "UPDATE oauth_states SET start_hash = NULL, binding_hash = $2, started_at = now()"
-        " WHERE start_hash = $1 RETURNING tenant_id, integration_id, url_key_id,"
+        " WHERE start_hash = $1 AND (user_id NOT LIKE 'user:%' OR user_id = $3)"
+        " RETURNING tenant_id, integration_id, url_key_id,"
         " url_wrapped_key, url_nonce, url_ciphertext, expires_at <= now() AS expired",
         start_hash,
         binding_hash,
+        opener,
+    )
+
+
+async def start_owner(conn: asyncpg.Connection, start_hash: bytes) -> str | None:
+    """Who started the connect whose start token this is (not used up), or None."""
+    return await conn.fetchval(
+        "SELECT user_id FROM oauth_states WHERE start_hash = $1", start_hash
     )
 
 

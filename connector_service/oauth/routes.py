@@ -91,14 +91,23 @@ async def connect(
     responses={303: {"description": "To the provider, with the binding cookie set"}},
 )
 async def start(
-    db: Db, ring: Ring, token: Annotated[str | None, Query(max_length=512)] = None
+    request: Request,
+    db: Db,
+    ring: Ring,
+    token: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
     """Open a connect's `authorization_url` here, in the browser that will approve: it uses the
     single-use token up, sets the `__Host-seedos_oauth` cookie (Secure, HttpOnly,
     SameSite=Lax, 10 minutes) that binds the connect to this browser, and redirects (303) to
-    the provider. 400 `connect_start_invalid` for an unknown or already opened link,
+    the provider. A connect a signed-in person started opens only in a browser where that
+    person is signed in (403 `connect_other_person`); one an API key started, in whichever
+    browser opens it first. 400 `connect_start_invalid` for an unknown or already opened link,
     `connect_start_expired` for one older than 10 minutes."""
-    started = await service.start(db, ring, token=token)
+    principal = request.scope.get("state", {}).get("principal")
+    subject = principal.subject if principal is not None else ""
+    started = await service.start(
+        db, ring, token=token, opener=subject if subject.startswith("user:") else None
+    )
     response = RedirectResponse(started.authorization_url, status_code=303, headers=NO_STORE)
     response.set_cookie(
         BINDING_COOKIE, started.binding, max_age=service.STATE_TTL_SECONDS, **_COOKIE

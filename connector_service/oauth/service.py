@@ -44,6 +44,7 @@ from connector_service.oauth.errors import (
     ProviderError,
     StartExpired,
     StartInvalid,
+    StartOtherPerson,
     StateExpired,
     StateInvalid,
 )
@@ -156,17 +157,27 @@ class Started:
     binding: str = field(repr=False)  # the cookie's value for this browser
 
 
-async def start(conn: asyncpg.Connection, ring: KeyRing, *, token: str | None) -> Started:
+async def start(
+    conn: asyncpg.Connection, ring: KeyRing, *, token: str | None, opener: str | None
+) -> Started:
     """The browser opening a connect's start URL: use the token up, bind the connect to a new
     random value (only its hash stored) for this browser's cookie, and answer the provider's
-    authorization URL to redirect it to. Refused (400) for an unknown, used or expired token."""
+    authorization URL to redirect it to. Refused (400) for an unknown, used or expired token,
+    and (403) when a signed-in person started the connect and ``opener`` (who the gateway
+    found signed in in this browser) is someone else: the link was passed on."""
     if not token:
         raise StartInvalid("the link has no token: start the connect again")
     binding = secrets.token_urlsafe(32)
     row = await repository.open_start(
-        conn, start_hash=state_hash(token), binding_hash=state_hash(binding)
+        conn, start_hash=state_hash(token), binding_hash=state_hash(binding), opener=opener
     )
     if row is None:
+        owner = await repository.start_owner(conn, state_hash(token))
+        if owner is not None:
+            log.warning("oauth_connect_start_refused", reason="another_person")
+            raise StartOtherPerson(
+                "this connect was started by someone else: sign in as them, or start your own"
+            )
         raise StartInvalid("this connect link is unknown or was opened already: start it again")
     if row["expired"]:
         raise StartExpired("this connect link is older than 10 minutes: start it again")

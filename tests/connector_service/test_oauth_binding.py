@@ -26,6 +26,7 @@ from gateway import proxy
 from gateway.app import PUBLIC_PATHS
 from tests.connector_service import oauth_servers
 from tests.connector_service.oauth_servers import Approved, World
+from tests.people import make_person
 from tests.support import TenantKey, make_tenant
 
 pytestmark = pytest.mark.skipif(
@@ -265,3 +266,32 @@ def test_the_gateway_forwards_the_binding_and_no_other_cookie():
                  CALLBACK + "/x", "/api/v1/marketplace/connectors"):  # fmt: skip
         sent = _forwarded(path, cookies, own)
         assert proxy.BINDING_HEADER not in sent and "cookie" not in sent, path
+
+
+async def test_a_connect_a_person_started_opens_only_where_they_are_signed_in(world, dsn):
+    """A link passed on (tenant A's admin sends it to someone) is refused in every browser
+    but one where the person who started the connect is signed in."""
+    t = await make_tenant(dsn, role=Role.editor)
+    iid = await _install(world, t)
+    conn = await db.connect(dsn)
+    try:
+        ann, bob = [
+            await make_person(
+                conn, origin=world.suite.gateway, tenant_id=t.tenant_id, role="editor"
+            )
+            for _ in range(2)
+        ]
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(base_url=world.suite.gateway, timeout=30) as client:
+        r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect", headers=ann.headers)
+        assert r.status_code == 200, r.text
+        start_url = r.json()["authorization_url"]
+        for headers in (bob.cookie, {}):
+            refused = await client.get(start_url, headers=headers)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["code"] == "connect_other_person"
+            assert "set-cookie" not in refused.headers and "location" not in refused.headers
+        opened = await client.get(start_url, headers=ann.cookie)
+        assert opened.status_code == 303, opened.text
+        assert opened.headers["set-cookie"].startswith(COOKIE + "=")
