@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from common import audit
 from common.errors import InvalidRequest, NotFound, SeedosError
+from gateway.admin import service as admin
 from gateway.oidc import repository
 from gateway.oidc.provider import Claims, Provider, SignInFailed
 from gateway.sessions import service as sessions
@@ -192,14 +192,10 @@ async def complete(
     )  # fmt: skip
     user, _ = await users.sign_in(conn, identity)
     user_id = user["id"]
-    configured = claims.subject in provider.settings.operators
-    if configured and await users_repository.add_operator(
-        conn, user_id, added_by=f"config:{provider.name}"
-    ):
-        await audit.record(
-                conn, tenant_id=None, actor=f"config:{provider.name}", action="operator.added",
-                target=f"user:{user_id}", payload={"issuer": claims.issuer}, request_id=request_id,
-            )  # fmt: skip
+    await admin.ensure_configured_operator(
+        conn, user_id=user_id, provider_name=provider.name, subject=claims.subject,
+        settings=settings,
+    )  # fmt: skip
     joined = await _join(conn, identity, user_id=user_id, invitation_hash=invitation_hash,
                          request_id=request_id)  # fmt: skip
     tenant_id, role = await _choose_tenant(conn, user_id, flow.get("tenant_slug"), joined)
