@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
-from common.db import Db, ReadDb
+from common.db import Database, ReadDb
 from common.errors import PROBLEM_RESPONSES
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from gateway.admin import service
 from gateway.admin.schemas import (
     AdminTenant,
     AdminTenantCreate,
+    AdminTenantCreated,
     AdminTenantPage,
     Status,
     Suspension,
 )
-from gateway.deps import Authenticated, Operator
+from gateway.deps import Authenticated, Operator, Settings
+from gateway.invitations import mailer
 
 router = APIRouter(prefix="/api/v1/admin/tenants", tags=["admin"], responses=PROBLEM_RESPONSES)
 Slug = Annotated[str, Path(max_length=63)]
@@ -35,13 +37,38 @@ async def list_tenants(
     return await service.list_tenants(db, status=status, cursor=cursor, limit=limit)
 
 
-@router.post("", response_model=AdminTenant, status_code=201)
-async def create_tenant(body: AdminTenantCreate, db: Db, operator: Operator) -> dict:
-    """A new tenant with no members yet (operators)."""
-    return await service.create_tenant(
-        db, slug=body.slug, name=body.name, industry=body.industry, size=body.size,
-        actor=operator.subject,
+async def _database(request: Request) -> Database:
+    return request.app.state.db
+
+
+# For the route that commits before it answers: the tenant and its admin's invitation are
+# committed, and the connection back in the pool, before the email is sent.
+Pool = Annotated[Database, Depends(_database)]
+
+
+@router.post("", response_model=AdminTenantCreated, status_code=201)
+async def create_tenant(
+    body: AdminTenantCreate, pool: Pool, operator: Operator, settings: Settings
+) -> dict:
+    """A new tenant with no members yet (operators). With `admin_email`, that address is
+    invited as its admin: the answer holds the invitation's link (shown only here), emailed
+    too when an SMTP server is configured."""
+    async with pool.connection() as conn, conn.transaction():
+        tenant, created = await service.create_tenant(
+            conn, slug=body.slug, name=body.name, industry=body.industry, size=body.size,
+            actor=operator.subject, admin_email=body.admin_email,
+            invitation_days=settings.invitation_days, public_url=settings.public_url,
+            request_id=operator.request_id,
+        )  # fmt: skip
+    if created is None:
+        return {**tenant, "invitation": None}
+    invitation = created.invitation
+    emailed = settings.smtp is not None and await mailer.send_invitation(
+        settings.smtp, invitation_id=invitation["id"], to=invitation["email"],
+        tenant_name=created.tenant_name, role=invitation["role"], link=created.link,
+        expires_at=invitation["expires_at"],
     )  # fmt: skip
+    return {**tenant, "invitation": {**invitation, "link": created.link, "emailed": emailed}}
 
 
 @router.get("/{slug}", response_model=AdminTenant)

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from gateway.invitations.schemas import Email, InvitationCreated
 from gateway.tenants.schemas import NO_NUL, Industry, Name, Size
 
 Status = Literal["active", "suspended"]
@@ -40,6 +41,16 @@ class AdminTenantCreate(BaseModel):
     name: Name
     industry: Industry | None = None
     size: Size | None = None
+    admin_email: Email | None = Field(
+        None, description="Invite this address as the tenant's first admin"
+    )
+
+
+class AdminTenantCreated(AdminTenant):
+    invitation: InvitationCreated | None = Field(
+        description="The admin's invitation when `admin_email` was given; its link is shown"
+        " only here (and emailed when an SMTP server is configured)"
+    )
 
 
 class Suspension(BaseModel):

@@ -16,7 +16,9 @@ import asyncpg
 from common import audit
 from common.errors import Conflict, InvalidRequest
 from common.pagination import decode_cursor, encode_cursor
+from common.roles import Role
 from gateway.admin import repository
+from gateway.invitations import service as invitations
 from gateway.settings import GatewaySettings
 from gateway.tenants import service as tenants
 from gateway.tenants.service import TenantNotFound
@@ -63,10 +65,24 @@ async def create_tenant(
     industry: str | None = None,
     size: int | None = None,
     actor: str,
-) -> dict[str, Any]:
-    """A new, empty tenant (audited as ``tenant.created`` in its own chain)."""
-    await tenants.create(conn, slug=slug, name=name, industry=industry, size=size, actor=actor)
-    return await get_tenant(conn, slug)
+    admin_email: str | None = None,
+    invitation_days: float = 7.0,
+    public_url: str = "",
+    request_id: str | None = None,
+) -> tuple[dict[str, Any], invitations.Created | None]:
+    """A new tenant with no members (audited as ``tenant.created`` in its own chain), and with
+    ``admin_email`` an invitation of that address as its admin (``invitation.created``)."""
+    tenant = await tenants.create(
+        conn, slug=slug, name=name, industry=industry, size=size, actor=actor
+    )
+    created = None
+    if admin_email is not None:
+        created = await invitations.create(
+            conn, tenant_id=tenant["id"], email=admin_email, role=Role.admin, invited_by=actor,
+            inviter_role=None, valid_days=invitation_days, public_url=public_url,
+            request_id=request_id,
+        )  # fmt: skip
+    return await get_tenant(conn, slug), created
 
 
 async def suspend(

@@ -137,6 +137,36 @@ async def test_operator_creates_lists_suspends_and_resumes(suite, dsn, conn):
         assert entry["payload"]["reason"] == "unpaid invoices"
 
 
+async def test_a_new_tenant_s_admin_is_invited(suite, conn):
+    operator = await make_person(conn, origin=suite.gateway, operator=True)
+    slug = f"inv-{secrets.token_hex(4)}"
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        body = {"slug": slug, "name": "Invited Co", "admin_email": " Boss@Example.COM "}
+        r = await client.post(ADMIN, json=body, headers=operator.headers)
+        assert r.status_code == 201, r.text
+        invitation = r.json()["invitation"]
+        assert (invitation["email"], invitation["role"]) == ("boss@example.com", "admin")
+        assert invitation["invited_by"] == f"user:{operator.user_id}"
+        assert invitation["link"].startswith(f"{suite.gateway}/auth/invitations/")
+        assert invitation["emailed"] is False  # no SMTP server in the suite
+        tenant_id = uuid.UUID(r.json()["id"])
+        (entry,) = await _entries(conn, tenant_id, "invitation.created")
+        assert entry["actor"] == f"user:{operator.user_id}"
+        assert invitation["link"].rpartition("/")[2] not in str(entry["payload"])
+
+        # without one, none; a bad address creates nothing
+        r = await client.post(
+            ADMIN, json={"slug": slug + "-b", "name": "B"}, headers=operator.headers
+        )
+        assert r.status_code == 201 and r.json()["invitation"] is None
+        r = await client.post(
+            ADMIN, json={"slug": slug + "-c", "name": "C", "admin_email": "nope"},
+            headers=operator.headers,
+        )  # fmt: skip
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    assert await conn.fetchval("SELECT count(*) FROM tenants WHERE slug = $1", slug + "-c") == 0
+
+
 async def _key(dsn: str, slug: str) -> dict[str, str]:
     connection = await db.connect(dsn)
     try:
