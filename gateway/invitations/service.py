@@ -264,15 +264,9 @@ async def accept(
         )
     if await users.membership(conn, user_id=user_id, tenant_id=tenant_id) is not None:
         raise AlreadyMember(f"you are a member of {invitation['tenant_slug']} already")
-    if not await repository.consume(conn, invitation_id, user_id=user_id):
-        failures.record("invitation", "invalid")
-        raise InvitationInvalid()  # used, revoked or expired a moment ago
-    added = await users.add_membership(
-        conn, tenant_id=tenant_id, user_id=user_id, role=invitation["role"],
-        created_by=f"invitation:{invitation_id}",
-    )  # fmt: skip
-    if added is None:  # joined another way a moment ago: the rollback keeps the invitation
-        raise AlreadyMember(f"you are a member of {invitation['tenant_slug']} already")
+    # a savepoint: a refusal from here on undoes what it changed, and nothing the caller did
+    async with conn.transaction():
+        added = await _use(conn, invitation, user_id=user_id)
     await audit.record(
         conn, tenant_id=tenant_id, actor=f"user:{user_id}", action="invitation.accepted",
         target=f"invitation:{invitation_id}",
@@ -288,3 +282,18 @@ async def accept(
         "user_id": user_id,
         "role": added["role"],
     }
+
+
+async def _use(conn: asyncpg.Connection, invitation: Any, *, user_id: uuid.UUID) -> Any:
+    """Use the invitation up and add the membership."""
+    invitation_id = invitation["id"]
+    if not await repository.consume(conn, invitation_id, user_id=user_id):
+        failures.record("invitation", "invalid")
+        raise InvitationInvalid()  # used, revoked or expired a moment ago
+    added = await users.add_membership(
+        conn, tenant_id=invitation["tenant_id"], user_id=user_id, role=invitation["role"],
+        created_by=f"invitation:{invitation_id}",
+    )  # fmt: skip
+    if added is None:  # joined another way a moment ago: the rollback keeps the invitation
+        raise AlreadyMember(f"you are a member of {invitation['tenant_slug']} already")
+    return added

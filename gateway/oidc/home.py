@@ -38,5 +38,6 @@ async def page(request: Request) -> Response:
         role=principal.role if principal.has_tenant else None,
         ends_at=ends.isoformat(timespec="seconds") if ends else "?",
         csrf=tokens.derive(secret, "csrf"),
+        notice=request.query_params.get("notice"),
     )
     return HTMLResponse(html, headers={"cache-control": "no-store"})

@@ -67,12 +67,30 @@ def sign_in(
     return page("Sign in", "\n".join(parts))
 
 
-def home(*, name: str, tenant: str | None, role: str | None, ends_at: str, csrf: str) -> str:
+NOTICES = {
+    "invitation_email_mismatch": "The invitation was not accepted: it is for another email"
+    " address, or your provider has not verified yours. Sign in with the invited address.",
+    "invitation_invalid": "The invitation was not accepted: it is unknown, used, revoked or"
+    " expired. Ask for a new one.",
+    "already_member": "You are a member of the tenant you were invited to already.",
+}
+
+
+def home(
+    *,
+    name: str,
+    tenant: str | None,
+    role: str | None,
+    ends_at: str,
+    csrf: str,
+    notice: str | None = None,
+) -> str:
     where = (f"in <strong>{escape(tenant)}</strong> as {escape(role or '')}" if tenant
              else "in no tenant yet")  # fmt: skip
+    shown = f'<p role="status">{escape(NOTICES[notice])}</p>' if notice in NOTICES else ""
     return page(
         "SEED-OS",
-        f"<p>Signed in as <strong>{escape(name)}</strong> {where}. This session ends at"
+        f"{shown}<p>Signed in as <strong>{escape(name)}</strong> {where}. This session ends at"
         f" {escape(ends_at)} unless it is idle before.</p>"
         '<p><a href="/docs">API documentation</a></p>'
         '<form method="post" action="/auth/logout">'

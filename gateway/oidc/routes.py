@@ -15,10 +15,11 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from common.errors import PROBLEM_RESPONSES, Forbidden, InvalidRequest, SeedosError
+from common.errors import PROBLEM_RESPONSES, Forbidden, SeedosError
 from gateway.auth import failures
 from gateway.auth.authenticator import CsrfRefused
 from gateway.deps import Authenticated, Settings
+from gateway.invitations import service as invitations
 from gateway.oidc import pages, service
 from gateway.oidc.provider import SignInFailed
 from gateway.sessions import cookies, tokens
@@ -84,7 +85,7 @@ async def login(
     if not providers.by_name and settings.dev_sign_in:
         return _redirect("/auth/sign-in" + (f"?return_to={return_to}" if return_to else ""))
     if invitation is not None and not tokens.plausible(invitation):
-        raise InvalidRequest("the invitation link is not valid", code="invitation_invalid")
+        raise invitations.InvitationInvalid("the invitation link is not valid")
     async with db.connection() as conn:
         by_domain = await service.domain_tenant(conn, email)
     chosen = providers.choose(name=provider, tenant=tenant, domain=by_domain)
@@ -151,7 +152,10 @@ async def callback(
     session_cookie = cookies.header(
         cookies.SESSION, signed_in.issued.secret, max_age=int(settings.session_absolute_seconds)
     )
-    response = _redirect(signed_in.return_to or "/", cookies_out=[clear_login, session_cookie])
+    target = signed_in.return_to or "/"
+    if signed_in.notice:  # shown by the page it lands on (an invitation that was not accepted)
+        target += ("&" if "?" in target else "?") + f"notice={signed_in.notice}"
+    response = _redirect(target, cookies_out=[clear_login, session_cookie])
     # what the sign-in cost here and at the provider (the code exchange, its keys when new)
     total = time.perf_counter() - started
     response.headers["server-timing"] = (
@@ -263,5 +267,5 @@ async def invitation_link(request: Request, token: str) -> Response:
     """An invitation's link: sign in (with the invited, verified email) to accept it."""
     request.app.state.auth_limiter.check(_client(request), what="invitation")
     if not tokens.plausible(token):
-        raise InvalidRequest("the invitation link is not valid", code="invitation_invalid")
+        raise invitations.InvitationInvalid("the invitation link is not valid")
     return _redirect(f"/auth/login?invitation={token}")

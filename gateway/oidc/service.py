@@ -17,6 +17,8 @@ import asyncpg
 
 from common.errors import InvalidRequest, NotFound, SeedosError
 from gateway.admin import service as admin
+from gateway.domains import service as domains
+from gateway.invitations import service as invitations
 from gateway.oidc import repository
 from gateway.oidc.provider import Claims, Provider, SignInFailed
 from gateway.sessions import service as sessions
@@ -167,6 +169,7 @@ class SignedIn:
     issued: sessions.Issued
     user: dict[str, Any]
     return_to: str | None
+    notice: str | None = None  # a problem code to show after signing in (an invitation's)
 
 
 async def complete(
@@ -196,15 +199,16 @@ async def complete(
         conn, user_id=user_id, provider_name=provider.name, subject=claims.subject,
         settings=settings,
     )  # fmt: skip
-    joined = await _join(conn, identity, user_id=user_id, invitation_hash=invitation_hash,
-                         request_id=request_id)  # fmt: skip
+    joined, notice = await _join(
+        conn, identity, user_id=user_id, invitation_hash=invitation_hash, request_id=request_id
+    )
     tenant_id, role = await _choose_tenant(conn, user_id, flow.get("tenant_slug"), joined)
     issued = await sessions.start(
         conn, user_id=user_id, tenant_id=tenant_id, role=role, provider=provider.name,
         issuer=claims.issuer, timeouts=timeouts, user_agent=user_agent,
         client_address=client_address, replacing=replacing, request_id=request_id,
     )  # fmt: skip
-    return SignedIn(issued, user, flow.get("return_to"))
+    return SignedIn(issued, user, flow.get("return_to"), notice)
 
 
 async def _join(
@@ -214,23 +218,27 @@ async def _join(
     user_id: uuid.UUID,
     invitation_hash: bytes | None,
     request_id: str | None,
-) -> uuid.UUID | None:
+) -> tuple[uuid.UUID | None, str | None]:
     """Memberships a sign-in brings: the invitation's tenant (returned, to sign into it), and
-    tenants whose registered domain the verified email is in."""
-    from gateway.domains import service as domains  # optional parts of the people module
-    from gateway.invitations import service as invitations
-
-    joined = None
+    tenants whose registered domain the verified email is in. An invitation that cannot be
+    accepted does not stop the sign-in: its problem code comes back as a notice (a refusal
+    for another email stays in the tenant's audit trail)."""
+    joined, notice = None, None
     if invitation_hash is not None:
-        membership = await invitations.accept(
-            conn, token_hash=invitation_hash, user_id=user_id, email=identity.email,
-            email_verified=identity.email_verified, request_id=request_id,
-        )  # fmt: skip
-        joined = membership["tenant_id"]
+        try:
+            membership = await invitations.accept(
+                conn, token_hash=invitation_hash, user_id=user_id, email=identity.email,
+                email_verified=identity.email_verified, request_id=request_id,
+            )  # fmt: skip
+            joined = membership["tenant_id"]
+        except (invitations.InvitationInvalid, invitations.InvitationEmailMismatch,
+                invitations.AlreadyMember) as exc:  # fmt: skip
+            notice = exc.code
     await domains.auto_join(
-        conn, user_id=user_id, email=identity.email, email_verified=identity.email_verified
-    )
-    return joined
+        conn, user_id=user_id, email=identity.email, email_verified=identity.email_verified,
+        request_id=request_id,
+    )  # fmt: skip
+    return joined, notice
 
 
 async def _choose_tenant(
