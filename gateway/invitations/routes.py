@@ -106,7 +106,7 @@ async def revoke_invitation(
     },
 )
 async def accept_invitation(
-    body: InvitationAccept, db: ReadDb, person: Person, auth: Authenticated
+    request: Request, body: InvitationAccept, db: ReadDb, person: Person, auth: Authenticated
 ) -> dict:
     """Accept an invitation as the signed-in person (a session; API keys get 403
     `session_required`). Your provider must have verified your email, and it must be the
@@ -114,6 +114,9 @@ async def accept_invitation(
     `invitation.refused`). You become a member with the invited role: switch to the tenant
     with POST /api/v1/me/tenant. Audited as `invitation.accepted`."""
     assert person.user_id is not None  # a Person has one
+    request.app.state.auth_limiter.check(
+        request.client.host if request.client else None, what="invitation"
+    )
     refused: service.InvitationEmailMismatch | None = None
     async with db.transaction():
         user = await users.get(db, person.user_id)
