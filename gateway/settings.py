@@ -73,7 +73,11 @@ class GatewaySettings(CommonSettings):
     """Gateway settings, environment prefix ``SEEDOS_GATEWAY_``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SEEDOS_GATEWAY_", extra="ignore", populate_by_name=True, frozen=True
+        env_prefix="SEEDOS_GATEWAY_",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        env_ignore_empty=True,  # docker-compose passes unset optional settings as ""
     )
 
     connector_service_url: str = "http://127.0.0.1:8001"
