@@ -219,7 +219,9 @@ async def logout(request: Request, settings: Settings, auth: Authenticated) -> R
     sends the token as the field `csrf_token`."""
     secret = cookies.read(request.scope, cookies.SESSION)
     wants_json = "application/json" in request.headers.get("accept", "")
-    clear = cookies.header(cookies.SESSION, "", max_age=0)
+    # Cleared only when the browser sent it: a form another site posts here goes without the
+    # cookie (SameSite=Lax), and must not sign the browser out by clearing it.
+    clear = [cookies.header(cookies.SESSION, "", max_age=0)] if secret is not None else []
     next_url = "/auth/signed-out"
     if secret is not None:
         _same_origin(request, settings)
@@ -241,10 +243,10 @@ async def logout(request: Request, settings: Settings, auth: Authenticated) -> R
             next_url = await provider.logout_url(post_logout_redirect_uri=post_logout) or next_url
     if wants_json:
         response: Response = JSONResponse({"logout_url": next_url})
-        response.raw_headers.append(clear)
+        response.raw_headers.extend(clear)
         response.headers["cache-control"] = "no-store"
         return response
-    return _redirect(next_url, cookies_out=[clear])
+    return _redirect(next_url, cookies_out=clear)
 
 
 async def _session_provider(request: Request, session_id) -> object | None:
