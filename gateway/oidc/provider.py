@@ -67,6 +67,7 @@ class Provider:
         self.settings = settings
         self.redirect_uri = redirect_uri
         self.timeout = timeout
+        self._transport = transport
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
@@ -129,6 +130,7 @@ class Provider:
         except httpx.TimeoutException:
             raise GatewayTimeout(f"provider {self.name} did not answer in time") from None
         except httpx.HTTPError as exc:
+            log.warning("oidc_exchange_failed", provider=self.name, error=type(exc).__name__)
             raise ProviderUnavailable(f"provider {self.name}: {type(exc).__name__}") from None
         finally:
             await client.aclose()
@@ -206,7 +208,9 @@ class Provider:
             redirect_uri=self.redirect_uri,
             code_challenge_method="S256",
             timeout=self.timeout,
-            transport=self._http._transport,
+            # a connection of its own: the code is good once, and a pooled connection the
+            # provider closed while idle could fail it with no safe way to send it again
+            transport=self._transport,
         )
 
     async def _keys_for(self, id_token: str) -> KeySet:
@@ -223,7 +227,11 @@ class Provider:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = await self._http.get(url, headers={"accept": "application/json"})
+            try:
+                response = await self._http.get(url, headers={"accept": "application/json"})
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # a pooled connection the provider closed while idle: a GET may go again
+                response = await self._http.get(url, headers={"accept": "application/json"})
         except httpx.TimeoutException:
             raise GatewayTimeout(f"provider {self.name} did not answer in time") from None
         except httpx.HTTPError as exc:

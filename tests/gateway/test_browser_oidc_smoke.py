@@ -20,12 +20,10 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.browser import chromium, new_browser  # noqa: F401
 from tests.oidc_people import (
     SIGN_IN_SCOPE,
     sign_in_at_provider,
     sign_out_at_provider,
-    start_oidc_provider,  # noqa: F401
     web_client,
 )
 
@@ -77,8 +75,8 @@ def authorization_url(endpoint: str, *, redirect_uri: str, verifier: str, state:
 
 @pytest.mark.timeout(60)
 async def test_a_person_signs_in_and_out_at_the_provider_in_chromium(
-    new_browser,  # noqa: F811 (a fixture, imported above)
-    start_oidc_provider,  # noqa: F811
+    new_browser,
+    start_oidc_provider,
 ):
     async with relying_party() as rp, httpx.AsyncClient(timeout=WAIT) as http:
         callback, signed_out = rp.base + "/callback", rp.base + "/signed-out"

@@ -39,7 +39,6 @@ from gateway.sessions import service as sessions
 from gateway.users import repository as users
 from gateway.users import service as user_service
 from seedos_cli.supervisor import SERVICES
-from tests.browser import chromium, new_browser  # noqa: F401
 from tests.conftest import Suite, start_suite
 from tests.connector_service.oauth_servers import AuthServer
 from tests.oidc_people import (
@@ -57,7 +56,7 @@ SESSION, LOGIN = cookies.SESSION, cookies.LOGIN
 CLIENT = ("seedos-gateway", "seedos-gateway-secret")
 # Everyone the providers know: PEOPLE, and the people of each test (login name = subject)
 TESTERS = ("erin", "frank", "gina", "hank", "ivy", "judy", "kim", "liam", "mia", "noah", "olga",
-           "pete")  # fmt: skip
+           "pete", "quinn", "rosa")  # fmt: skip
 ACCOUNTS = {
     **PEOPLE,
     **{
@@ -189,7 +188,7 @@ async def sign_in(
     await page.goto(f"{gateway}/auth/login?{urlencode(params)}")
     await sign_in_at_provider(page, login)
     await page.wait_for_load_state()
-    assert page.url == gateway + return_to, page.url
+    assert page.url == gateway + return_to, (page.url, await page.content())
 
 
 async def browser_cookie(context: BrowserContext, name: str = SESSION) -> dict | None:
@@ -288,7 +287,7 @@ async def end_grace(dsn: str, session_id: str) -> None:
 
 async def test_signing_in_lands_on_return_to_with_a_host_only_http_only_session(
     world: World,
-    new_browser,  # noqa: F811 (a fixture, imported above)
+    new_browser,
 ):
     context = await new_browser()
     page = await context.new_page()
@@ -346,7 +345,7 @@ async def test_signing_in_lands_on_return_to_with_a_host_only_http_only_session(
 
 async def test_the_session_id_rotates_at_sign_in_tenant_switch_and_role_change(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     demo = await tenant_id(world.dsn, "demo")
     other = await make_tenant(world.dsn)
@@ -438,7 +437,7 @@ def _at(text: str) -> float:
 
 async def test_sessions_end_when_idle_and_at_their_absolute_end(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     gw = world.short.gateway
     idle, absolute = IDLE_MINUTES * 60, ABSOLUTE_HOURS * 3600
@@ -491,7 +490,7 @@ async def test_sessions_end_when_idle_and_at_their_absolute_end(
 
 async def test_signing_out_ends_the_session_and_goes_through_the_providers_logout(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     context = await new_browser()
     page = await context.new_page()
@@ -546,7 +545,7 @@ async def _problem(response: Response | None) -> dict:
 
 async def test_a_forged_state_is_refused_and_uses_the_sign_in_up(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     context = await new_browser()
     at_provider, forged = await context.new_page(), await context.new_page()
@@ -566,7 +565,7 @@ async def test_a_forged_state_is_refused_and_uses_the_sign_in_up(
 
 async def test_a_callback_opened_again_signs_nobody_in(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     context = await new_browser()
     page = await context.new_page()
@@ -613,7 +612,7 @@ async def started_elsewhere(gateway: str, **params: str) -> tuple[str, str]:
 
 async def test_a_callback_in_a_browser_that_did_not_start_the_sign_in_is_refused(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     # someone else started it (as a login-CSRF attacker would), this browser finishes it
     to_provider, login_secret = await started_elsewhere(world.gateway)
@@ -634,7 +633,7 @@ async def test_a_callback_in_a_browser_that_did_not_start_the_sign_in_is_refused
 
 async def test_an_id_token_for_another_nonce_is_refused(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     context = await new_browser()
     page = await context.new_page()
@@ -679,7 +678,7 @@ async def test_return_to_elsewhere_is_refused(world: World, return_to: str):
 
 async def test_return_to_elsewhere_in_the_browser_stays_here(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     page = await (await new_browser()).new_page()
     url = f"{world.gateway}/auth/login?{urlencode({'return_to': '//evil.example/x'})}"
@@ -693,7 +692,7 @@ async def test_return_to_elsewhere_in_the_browser_stays_here(
 
 async def test_two_providers_asserting_one_verified_email_are_two_users(
     world: World,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     mine = []
     for provider in ("alpha", "beta"):
@@ -769,7 +768,7 @@ _FORM = """([action, enctype, fields]) => {
 async def test_requests_from_other_sites_change_nothing_and_this_site_with_the_token_does(
     world: World,
     elsewhere: Elsewhere,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     gw = world.gateway
     tenant = await make_tenant(world.dsn)
@@ -961,7 +960,7 @@ _OPEN_WS = """(url) => new Promise((resolve) => {
 async def test_ending_a_session_closes_its_websockets_and_other_origins_are_refused(
     world: World,
     elsewhere: Elsewhere,
-    new_browser,  # noqa: F811
+    new_browser,
 ):
     gw = world.gateway
     tenant = await make_tenant(world.dsn)
@@ -1048,3 +1047,80 @@ async def test_sign_ins_are_rate_limited_per_address(world: World):
         assert callback.status_code == 429
     async with _from("127.0.0.3", gw) as client:  # another address is not held back
         assert (await client.get("/auth/login", params={"provider": "alpha"})).status_code == 303
+
+
+# ------------------------------------------------------------------------------ invitations
+
+
+async def _invite(world: World, email: str, role: str = "editor") -> tuple[Any, str]:
+    tenant = await make_tenant(world.dsn)
+    async with httpx.AsyncClient(base_url=world.gateway, headers=tenant.headers) as client:
+        r = await client.post("/api/v1/invitations", json={"email": email, "role": role})
+    assert r.status_code == 201, r.text
+    return tenant, r.json()["link"]
+
+
+async def test_an_invitation_link_signs_the_invited_person_into_the_tenant(world, new_browser):
+    tenant, link = await _invite(world, "Quinn@Example.com")
+    assert link.startswith(world.gateway + "/auth/invitations/")
+    page = await (await new_browser()).new_page()
+    await page.goto(link)  # -> /auth/login?invitation=... -> the platform's provider
+    await sign_in_at_provider(page, "quinn")
+    await page.wait_for_load_state()
+    assert page.url == world.gateway + "/", page.url
+    me = (await fetch(page, world.gateway + "/api/v1/me")).body
+    assert me["tenant"]["slug"] == tenant.slug and me["role"] == "editor", me
+    async with httpx.AsyncClient(base_url=world.gateway, headers=tenant.headers) as client:
+        invitations = (await client.get("/api/v1/invitations")).json()["items"]
+        members = (await client.get("/api/v1/members")).json()["items"]
+    assert [i["status"] for i in invitations] == ["accepted"]
+    assert [m["email"] for m in members] == ["quinn@example.com"]
+    # used up: the same link again signs in, but joins nothing and says why
+    page = await (await new_browser()).new_page()
+    await page.goto(link)
+    await sign_in_at_provider(page, "quinn")
+    await page.wait_for_load_state()
+    assert page.url == world.gateway + "/?notice=invitation_invalid", page.url
+    assert "unknown, used, revoked or expired" in await page.content()
+
+
+async def test_an_invitation_for_another_email_is_refused_but_the_sign_in_goes_on(
+    world, new_browser
+):
+    tenant, link = await _invite(world, "someone-else@example.com", role="admin")
+    page = await (await new_browser()).new_page()
+    await page.goto(link)
+    await sign_in_at_provider(page, "rosa")
+    await page.wait_for_load_state()
+    assert page.url == world.gateway + "/?notice=invitation_email_mismatch", page.url
+    assert "another email" in await page.content()
+    me = (await fetch(page, world.gateway + "/api/v1/me")).body
+    assert me["tenant"] is None and me["memberships"] == [], me
+    async with connect(world.dsn) as conn:
+        refused = await conn.fetch(
+            "SELECT payload FROM audit_logs WHERE tenant_id = $1 AND action = 'invitation.refused'",
+            tenant.tenant_id,
+        )
+        pending = await conn.fetchval(
+            "SELECT count(*) FROM invitations WHERE tenant_id = $1 AND accepted_at IS NULL",
+            tenant.tenant_id,
+        )
+    assert [r["payload"]["reason"] for r in refused] == ["email_mismatch"]
+    assert pending == 1  # still there for the person it was meant for
+
+
+async def test_an_unverified_email_never_accepts_an_invitation(world, new_browser):
+    """mallory's provider says her email is the invited one, but has not verified it."""
+    tenant, link = await _invite(world, ACCOUNTS["mallory"]["email"])
+    page = await (await new_browser()).new_page()
+    await page.goto(link)
+    await sign_in_at_provider(page, "mallory")
+    await page.wait_for_load_state()
+    assert page.url == world.gateway + "/?notice=invitation_email_mismatch", page.url
+    async with connect(world.dsn) as conn:
+        reasons = await conn.fetch(
+            "SELECT payload->>'reason' AS reason FROM audit_logs WHERE tenant_id = $1"
+            " AND action = 'invitation.refused'",
+            tenant.tenant_id,
+        )
+    assert [r["reason"] for r in reasons] == ["email_unverified"]
