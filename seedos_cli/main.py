@@ -205,7 +205,10 @@ def operator_add(email: Email = None, issuer: Issuer = None, subject: Subject = 
         return user, await admin.add_operator(conn, user["user_id"], actor="system:cli")
 
     user, added = _run(work)
-    who = f"{user['email'] or user['subject']} ({user['user_id']})"
+    # the identity, not only the email: a provider vouches for the emails it asserts, so the
+    # operator sees which provider this person signed in with
+    who = (f"{user['email'] or user['subject']} ({user['user_id']}; signed in at"
+           f" {user.get('issuer', '?')} as {user.get('subject', '?')})")  # fmt: skip
     typer.echo(f"{who} is {'now' if added else 'already'} a platform operator")
 
 

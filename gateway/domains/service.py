@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import asyncpg
@@ -153,14 +154,17 @@ async def auto_join(
     email: str | None,
     email_verified: bool,
     request_id: str | None = None,
+    only_tenants: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Make a user with a verified email of a registered domain a viewer of its tenant (the
     sign-in calls this). Returns the memberships added: none when the email is unverified, its
-    domain unregistered, or the user a member already (their role is left as it is)."""
+    domain unregistered, or the user a member already (their role is left as it is).
+    ``only_tenants``: the slugs of the tenants whose provider verified the email (a tenant's
+    own SSO vouches for addresses toward its tenants only); None for any tenant."""
     if not email or not email_verified or (domain := domain_of(email)) is None:
         return []
     tenant = await repository.tenant_of(conn, domain)
-    if tenant is None:
+    if tenant is None or (only_tenants is not None and tenant["slug"] not in only_tenants):
         return []
     added = await users.add_membership(
         conn, tenant_id=tenant["id"], user_id=user_id, role=tenant["role"],

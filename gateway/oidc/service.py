@@ -9,6 +9,7 @@ succeeds only in the browser that started the sign-in, once, within the flow's l
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -199,9 +200,14 @@ async def complete(
         conn, user_id=user_id, provider_name=provider.name, subject=claims.subject,
         settings=settings,
     )  # fmt: skip
+    # What the provider's "verified" email may join: a platform provider's counts for any
+    # tenant; a tenant's own SSO (run by that tenant's admins) only toward its tenants, or it
+    # could assert anyone's address and join other tenants by their domains or invitations.
+    vouches_for = provider.settings.tenants or None
     joined, notice = await _join(
-        conn, identity, user_id=user_id, invitation_hash=invitation_hash, request_id=request_id
-    )
+        conn, identity, user_id=user_id, invitation_hash=invitation_hash, request_id=request_id,
+        vouches_for=vouches_for,
+    )  # fmt: skip
     tenant_id, role = await _choose_tenant(conn, user_id, flow.get("tenant_slug"), joined)
     issued = await sessions.start(
         conn, user_id=user_id, tenant_id=tenant_id, role=role, provider=provider.name,
@@ -218,6 +224,7 @@ async def _join(
     user_id: uuid.UUID,
     invitation_hash: bytes | None,
     request_id: str | None,
+    vouches_for: Collection[str] | None,
 ) -> tuple[uuid.UUID | None, str | None]:
     """Memberships a sign-in brings: the invitation's tenant (returned, to sign into it), and
     tenants whose registered domain the verified email is in. An invitation that cannot be
@@ -225,10 +232,14 @@ async def _join(
     for another email stays in the tenant's audit trail)."""
     joined, notice = None, None
     if invitation_hash is not None:
+        verified = identity.email_verified
+        if vouches_for is not None:  # a tenant's SSO vouches for emails toward its tenants only
+            invited = await invitations.invitation_for(conn, token_hash=invitation_hash)
+            verified = verified and invited is not None and invited.tenant_slug in vouches_for
         try:
             membership = await invitations.accept(
                 conn, token_hash=invitation_hash, user_id=user_id, email=identity.email,
-                email_verified=identity.email_verified, request_id=request_id,
+                email_verified=verified, request_id=request_id,
             )  # fmt: skip
             joined = membership["tenant_id"]
         except (invitations.InvitationInvalid, invitations.InvitationEmailMismatch,
@@ -236,7 +247,7 @@ async def _join(
             notice = exc.code
     await domains.auto_join(
         conn, user_id=user_id, email=identity.email, email_verified=identity.email_verified,
-        request_id=request_id,
+        request_id=request_id, only_tenants=vouches_for,
     )  # fmt: skip
     return joined, notice
 

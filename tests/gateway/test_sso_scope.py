@@ -1,0 +1,106 @@
+"""A tenant's own SSO provider is run by that tenant's admins, who can make it assert any
+address as verified: its emails count toward its own tenants only (never another tenant's
+domain or invitation), while a platform provider's count everywhere."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from common import db
+from gateway.invitations import service as invitations
+from gateway.oidc import service as oidc
+from gateway.oidc.provider import Claims, Provider
+from gateway.sessions import service as sessions
+from gateway.settings import GatewaySettings
+from gateway.tenants import service as tenants
+from gateway.users import service as users
+
+TIMEOUTS = sessions.Timeouts(1800, 43200)
+
+
+@pytest.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await db.connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def _tenant(conn: asyncpg.Connection, domain: str | None = None) -> dict:
+    slug = f"t-{secrets.token_hex(5)}"
+    async with conn.transaction():
+        tenant = await tenants.create(conn, slug=slug, name=slug)
+        if domain:
+            await conn.execute(
+                "INSERT INTO tenant_domains (domain, tenant_id, created_by) VALUES ($1, $2, 't')",
+                domain, tenant["id"],
+            )  # fmt: skip
+    return tenant
+
+
+def _settings(sso_tenant: str) -> GatewaySettings:
+    return GatewaySettings(
+        _env_file=None,
+        env="production",
+        internal_token_key="k" * 40,
+        oidc_providers={
+            "platform": {"issuer": "https://login.platform.test", "client_id": "c"},
+            "acme-sso": {"issuer": "https://acme.okta.test", "client_id": "c",
+                         "tenants": [sso_tenant]},
+        },
+    )  # fmt: skip
+
+
+async def _sign_in(conn, settings, name: str, email: str, invitation: str | None = None):
+    conf = settings.oidc_providers[name]
+    provider = Provider(name, conf, redirect_uri="https://x.test/auth/callback", timeout=1)
+    claims = Claims(issuer=conf.issuer, subject=f"s-{secrets.token_hex(4)}", email=email,
+                    email_verified=True, name=None)  # fmt: skip
+    async with conn.transaction():
+        signed = await oidc.complete(
+            conn, claims, provider=provider, flow={}, settings=settings, timeouts=TIMEOUTS,
+            invitation_hash=invitations.digest(invitation) if invitation else None,
+            replacing=None, user_agent=None, client_address=None, request_id=None,
+        )  # fmt: skip
+    await provider.close()
+    return signed
+
+
+async def test_a_tenants_sso_does_not_join_other_tenants_by_domain(conn) -> None:
+    domain = f"globex-{secrets.token_hex(3)}.test"
+    acme, globex = (
+        await _tenant(conn, f"acme-{secrets.token_hex(3)}.test"),
+        await _tenant(conn, domain),
+    )
+    settings = _settings(acme["slug"])
+    planted = await _sign_in(conn, settings, "acme-sso", f"ceo@{domain}")
+    assert await users.memberships(conn, planted.user["id"]) == []
+    assert planted.issued.session["tenant_id"] is None
+    # the platform's provider vouches for the same address: it joins by the domain
+    real = await _sign_in(conn, settings, "platform", f"ceo@{domain}")
+    joined = await users.memberships(conn, real.user["id"])
+    assert [(m["slug"], m["role"]) for m in joined] == [(globex["slug"], "viewer")]
+
+
+async def test_a_tenants_sso_accepts_only_its_own_tenants_invitations(conn) -> None:
+    acme, globex = await _tenant(conn), await _tenant(conn)
+    settings = _settings(acme["slug"])
+    email = f"new-{secrets.token_hex(3)}@example.test"
+    made = {}
+    async with conn.transaction():
+        for tenant in (acme, globex):
+            made[tenant["slug"]] = await invitations.create(
+                conn, tenant_id=tenant["id"], email=email, role="editor", invited_by="t",
+                inviter_role="admin", public_url="https://x.test", valid_days=7,
+            )  # fmt: skip
+    tokens = {slug: c.link.rpartition("=")[2].rpartition("/")[2] for slug, c in made.items()}
+    refused = await _sign_in(conn, settings, "acme-sso", email, tokens[globex["slug"]])
+    assert refused.notice == "invitation_email_mismatch"
+    accepted = await _sign_in(conn, settings, "acme-sso", email, tokens[acme["slug"]])
+    assert accepted.notice is None
+    assert accepted.issued.session["tenant_id"] == acme["id"]
