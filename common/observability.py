@@ -102,7 +102,8 @@ class ObservabilityMiddleware:
             return
         fields: dict[str, Any] = {
             "method": scope["method"],
-            "path": scope["path"],
+            # a secret in the path (an invitation link's token) is logged as its template
+            "path": route if "{token}" in route else scope["path"],
             "route": route,
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
