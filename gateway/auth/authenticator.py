@@ -171,9 +171,8 @@ class Authenticator:
         if entry.stale and conn.scope["type"] == "http":  # a WebSocket cannot take a cookie
             entry = await self._rotate(key, entry)
         if entry.rotated is not None:
-            pending = conn.scope.setdefault("state", {}).setdefault("set_cookies", [])
             max_age = int(self.timeouts.absolute_seconds)
-            pending.append(cookies.header(cookies.SESSION, entry.rotated, max_age=max_age))
+            cookies.send_session(conn.scope, entry.rotated, max_age=max_age)
         return entry
 
     def _same_site(self, secret: str, conn: HTTPConnection) -> None:

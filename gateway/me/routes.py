@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import AliasChoices, BaseModel, Field
 
 from common.db import ReadDb
@@ -156,7 +156,6 @@ async def switch_tenant(
     db: ReadDb,
     settings: Settings,
     auth: Authenticated,
-    response: Response,
 ) -> dict:
     """Switch the session to another of the person's tenants. The session id rotates: the
     answer sets the new cookie and carries the new CSRF token."""
@@ -170,10 +169,9 @@ async def switch_tenant(
             db, principal.session_id, tenant_id=tenant["id"], role=membership["role"]
         )
     auth.forget()
-    name, value = cookies.header(
-        cookies.SESSION, issued.secret, max_age=int(settings.session_absolute_seconds)
+    cookies.send_session(
+        request.scope, issued.secret, max_age=int(settings.session_absolute_seconds)
     )
-    response.raw_headers.append((name, value))
     switched = principal.__class__(
         tenant_id=tenant["id"], subject=principal.subject, role=membership["role"],
         tenant_slug=tenant["slug"], auth_method="session", user_id=principal.user_id,

@@ -40,3 +40,12 @@ def read(scope: Scope, name: str) -> str | None:
 
 def has_any(scope: Scope) -> bool:
     return any(key == b"cookie" for key, _ in scope["headers"])
+
+
+def send_session(scope: Scope, value: str, *, max_age: int) -> None:
+    """Have this request's answer set the session cookie to ``value``, replacing one queued
+    before (a rotation by the authenticator): the browser must keep the last id, not both."""
+    state = scope.setdefault("state", {})
+    prefix = (SESSION + "=").encode()
+    pending = [h for h in state.get("set_cookies", ()) if not h[1].startswith(prefix)]
+    state["set_cookies"] = [*pending, header(SESSION, value, max_age=max_age)]

@@ -108,11 +108,13 @@ async def end(
     user's (optionally only those in one tenant), or a whole tenant's."""
     assert any(v is not None for v in (session_id, token_hash, user_id, tenant_id))
     return await conn.fetch(
-        """
+        f"""
         UPDATE sessions SET ended_at = now(), end_reason = $1
         WHERE ended_at IS NULL
           AND ($2::uuid IS NULL OR id = $2)
-          AND ($3::bytea IS NULL OR token_hash = $3)
+          AND ($3::bytea IS NULL OR token_hash = $3
+               OR (previous_token_hash = $3
+                   AND rotated_at > now() - make_interval(secs => {ROTATION_GRACE_SECONDS})))
           AND ($4::uuid IS NULL OR user_id = $4)
           AND ($5::uuid IS NULL OR tenant_id = $5)
         RETURNING id, user_id, tenant_id
