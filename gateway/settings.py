@@ -36,7 +36,7 @@ class OidcProviderSettings(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError("an issuer is an http(s) URL without a query")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             raise ValueError("an issuer must use https (plain http only on loopback)")
         return value.rstrip("/")
 
@@ -60,7 +60,7 @@ class SmtpSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, le=60)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -136,14 +136,15 @@ class GatewaySettings(CommonSettings):
     @model_validator(mode="after")
     def _people(self) -> Self:
         development = self.env is Environment.development
-        if self.dev_sign_in is None:
-            object.__setattr__(self, "dev_sign_in", development)
+        parts = urlsplit(self.public_url)
+        loopback = is_loopback(parts.hostname or "")
+        if self.dev_sign_in is None:  # on by default only for a laptop: development, loopback
+            object.__setattr__(self, "dev_sign_in", development and loopback)
         if self.dev_sign_in and not development:
             raise ValueError("SEEDOS_GATEWAY_DEV_SIGN_IN is refused outside development mode")
         if DEVELOPMENT_PROVIDER in self.oidc_providers:
             raise ValueError(f"'{DEVELOPMENT_PROVIDER}' is reserved: name the provider otherwise")
-        parts = urlsplit(self.public_url)
-        if not development and parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if not development and parts.scheme == "http" and not loopback:
             # browsers keep Secure cookies over plain HTTP on loopback only
             raise ValueError("SEEDOS_PUBLIC_URL must use https outside development (or loopback)")
         for name, provider in self.oidc_providers.items():

@@ -24,6 +24,7 @@ from gateway.oidc import pages, service
 from gateway.oidc.provider import SignInFailed
 from gateway.sessions import cookies, tokens
 from gateway.sessions import service as sessions
+from gateway.settings import is_loopback
 
 router = APIRouter(prefix="/auth", tags=["sign-in"], responses=PROBLEM_RESPONSES)
 # The most body each /auth path reads (gateway.guard): the two forms, a few fields each.
@@ -192,7 +193,8 @@ def _same_origin(request: Request, settings) -> None:
 async def dev_login(request: Request, settings: Settings, auth: Authenticated) -> Response:
     """Development mode only: sign in as the demo tenant's admin without a provider (404
     otherwise). Form field `return_to` optional."""
-    if not settings.dev_sign_in:
+    if not settings.dev_sign_in or not is_loopback(_client(request) or ""):
+        # a laptop's: from the machine itself only, whatever the settings
         raise SeedosError("development sign-in is off", status=404, code="not_found")
     request.app.state.auth_limiter.check(_client(request), what="sign-in")
     _same_origin(request, settings)
