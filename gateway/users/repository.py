@@ -7,6 +7,14 @@ import asyncpg
 _USER = "u.id, u.email, u.email_verified, u.display_name, u.created_at, u.last_sign_in_at"
 
 
+async def lock_identity(conn: asyncpg.Connection, *, issuer: str, subject: str) -> None:
+    """Serialise sign-ins of one identity until the transaction ends (two first sign-ins at
+    once would otherwise each create a user)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 7))", issuer, subject
+    )
+
+
 async def identity_user(
     conn: asyncpg.Connection, *, issuer: str, subject: str
 ) -> asyncpg.Record | None:

@@ -37,7 +37,9 @@ class Identity:
 
 async def sign_in(conn: asyncpg.Connection, identity: Identity) -> tuple[dict[str, Any], bool]:
     """The user this identity belongs to, created on first sign-in, with the email and name
-    the provider asserts now. Returns (user, created)."""
+    the provider asserts now. Returns (user, created). Runs in the caller's transaction,
+    which it holds a lock on the identity in until it ends."""
+    await repository.lock_identity(conn, issuer=identity.issuer, subject=identity.subject)
     row = await repository.identity_user(conn, issuer=identity.issuer, subject=identity.subject)
     created = row is None
     if row is None:

@@ -4,6 +4,7 @@ domain or invitation), while a platform provider's count everywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
@@ -104,3 +105,23 @@ async def test_a_tenants_sso_accepts_only_its_own_tenants_invitations(conn) -> N
     accepted = await _sign_in(conn, settings, "acme-sso", email, tokens[acme["slug"]])
     assert accepted.notice is None
     assert accepted.issued.session["tenant_id"] == acme["id"]
+
+
+async def test_two_first_sign_ins_of_one_identity_make_one_user(dsn) -> None:
+    identity = users.Identity(
+        issuer="https://login.platform.test", subject=f"s-{secrets.token_hex(4)}",
+        provider="platform", email=None, email_verified=False, name=None,
+    )  # fmt: skip
+
+    async def first_sign_in() -> dict:
+        connection = await db.connect(dsn)
+        try:
+            async with connection.transaction():
+                user, _ = await users.sign_in(connection, identity)
+                await asyncio.sleep(0.2)  # both are inside at once, unless serialised
+            return user
+        finally:
+            await connection.close()
+
+    one, two = await asyncio.gather(first_sign_in(), first_sign_in())
+    assert one["id"] == two["id"]
