@@ -10,12 +10,15 @@ and 20 installed connectors; the three services run as real uvicorn processes (p
 INFO logs unless --log-level says otherwise) on free loopback ports. wrk then sends
 ``GET /api/v1/integrations?limit=20``
 
-* direct to connector_service with a pre-minted internal token, and
-* through the gateway with the API key,
+* direct to connector_service with a pre-minted internal token,
+* through the gateway with the API key, and
+* through the gateway with a signed-in person's session cookie (``__Host-seedos_session``, a
+  member of the same tenant with the same role),
 
 at 1 connection (latency percentiles) and at N connections (requests per second), interleaved
-direct / gateway for several rounds; the medians are compared against the issue's targets:
-added p50 <= 1 ms, added p99 <= 3 ms at 1 client; gateway >= 0.7x direct throughput at 50.
+for several rounds; the medians are compared against the issues' targets: added p50 <= 1 ms,
+added p99 <= 3 ms at 1 client; gateway >= 0.7x direct throughput at 50 (issue 2); a request
+with the session cookie costs <= 0.1 ms p50 more than one with the API key (issue 12).
 The figures are ratios and differences against the same run, since the machine is shared.
 """
 
@@ -51,7 +54,11 @@ from common.crypto import KeyRing  # noqa: E402
 from common.internal_auth import Principal, TokenSigner  # noqa: E402
 from common.roles import Role  # noqa: E402
 from gateway.api_keys import service as api_keys  # noqa: E402
+from gateway.sessions import cookies  # noqa: E402
+from gateway.sessions import service as sessions  # noqa: E402
 from gateway.tenants import service as tenants  # noqa: E402
+from gateway.users import repository as users_repository  # noqa: E402
+from gateway.users import service as users  # noqa: E402
 from seedos_cli import demo  # noqa: E402
 from seedos_cli.supervisor import SERVICES, Supervisor  # noqa: E402
 from seedos_sdk.testing import free_port  # noqa: E402
@@ -62,6 +69,9 @@ WARMUP_SECONDS = 2
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 3.0
 TARGET_RPS_RATIO = 0.7
+TARGET_SESSION_ADDED_P50_MS = 0.1  # session cookie over API key, issue 12
+TARGETS = ("direct", "gateway", "session")
+BENCH_ISSUER = "https://bench.invalid"  # the session's provider: nothing is asked of it
 MARK = "WRKJSON "
 
 # wrk calls done() once at the end; latencies are in microseconds.
@@ -112,6 +122,7 @@ class Prepared:
     tenant_id: Any
     slug: str
     api_key: str
+    session: str  # the session cookie's value
 
 
 async def prepare_database(dsn: str) -> Prepared:
@@ -146,9 +157,37 @@ async def prepare_database(dsn: str) -> Prepared:
                     {"region": "eu-west-1", "workspace": f"ws-{i + 1}", "sync": True},
                     ("active", "pending", "error", "disabled")[i % 4],
                 )
+            # a person who signed in: an admin of the same tenant, like the API key
+            user, _ = await users.sign_in(
+                conn,
+                users.Identity(
+                    issuer=BENCH_ISSUER, subject=f"bench-{slug}", provider="bench",
+                    email=f"admin@{slug}.example.com", email_verified=True, name="Bench Admin",
+                ),
+            )  # fmt: skip
+            await users_repository.add_membership(
+                conn, tenant_id=tenant["id"], user_id=user["id"], role="admin", created_by="bench"
+            )
+            issued = await sessions.start(
+                conn, user_id=user["id"], tenant_id=tenant["id"], role="admin", provider="bench",
+                issuer=BENCH_ISSUER, timeouts=sessions.Timeouts(1800, 43200),
+            )  # fmt: skip
     finally:
         await conn.close()
-    return Prepared(tenant_id=tenant["id"], slug=slug, api_key=key["key"])
+    return Prepared(tenant_id=tenant["id"], slug=slug, api_key=key["key"], session=issued.secret)
+
+
+def bearer(token: str) -> str:
+    return f"Authorization: Bearer {token}"
+
+
+def session_cookie(secret: str) -> str:
+    return f"Cookie: {cookies.SESSION}={secret}"
+
+
+def header_dict(header: str) -> dict[str, str]:
+    name, _, value = header.partition(": ")
+    return {name: value}
 
 
 # --------------------------------------------------------------------------- wrk
@@ -156,7 +195,7 @@ async def prepare_database(dsn: str) -> Prepared:
 
 @dataclass
 class Run:
-    target: str  # "direct" | "gateway"
+    target: str  # "direct" | "gateway" | "session"
     kind: str  # "latency" | "throughput"
     connections: int
     rps: float
@@ -181,13 +220,14 @@ class Wrk:
     pids: dict[str, int] = field(default_factory=dict)  # processes whose CPU use is measured
 
     def run(
-        self, target: str, url: str, token: str, *, kind: str, threads: int, connections: int,
+        self, target: str, url: str, header: str, *, kind: str, threads: int, connections: int,
         seconds: int | None = None, record: bool = True,
     ) -> Run:  # fmt: skip
+        """One wrk run sending ``header`` ("Name: value": the credential) with every request."""
         cmd = [
             self.binary, f"-t{threads}", f"-c{connections}", f"-d{seconds or self.duration}s",
             "--timeout", "5s", "--latency", "-s", str(self.script),
-            "-H", f"Authorization: Bearer {token}", url,
+            "-H", header, url,
         ]  # fmt: skip
         cpu_before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -229,18 +269,25 @@ def median(runs: list[Run], target: str, kind: str, attr: str) -> float:
 # --------------------------------------------------------------------------- main
 
 
-def verify(direct: str, direct_token: str, gateway: str, api_key: str) -> int:
-    """Both answer 200 with the same items; returns the response size in bytes."""
+def verify(targets: dict[str, tuple[str, str]]) -> int:
+    """Every target answers 200 with the same items; returns the direct response's size in
+    bytes. ``targets``: name -> (URL, credential header)."""
+    answers = {}
     with httpx.Client(timeout=10) as client:
-        a = client.get(direct + PATH, headers={"Authorization": f"Bearer {direct_token}"})
-        b = client.get(gateway + PATH, headers={"Authorization": f"Bearer {api_key}"})
-    for name, resp in (("connector_service", a), ("gateway", b)):
-        if resp.status_code != 200:
-            raise RuntimeError(f"{name} answered {resp.status_code}: {resp.text[:300]}")
-    items_a, items_b = a.json()["items"], b.json()["items"]
-    if items_a != items_b or len(items_a) != ROWS:
-        raise RuntimeError(f"different answers: {len(items_a)} direct vs {len(items_b)} items")
-    return len(a.content)
+        for name, (url, header) in targets.items():
+            resp = client.get(url, headers=header_dict(header))
+            if resp.status_code != 200:
+                raise RuntimeError(f"{name} answered {resp.status_code}: {resp.text[:300]}")
+            answers[name] = resp
+    items = {name: resp.json()["items"] for name, resp in answers.items()}
+    if len(items["direct"]) != ROWS:
+        raise RuntimeError(f"direct answered {len(items['direct'])} items, not {ROWS}")
+    for name, got in items.items():
+        if got != items["direct"]:
+            raise RuntimeError(
+                f"different answers: {len(items['direct'])} direct vs {len(got)} items ({name})"
+            )
+    return len(answers["direct"].content)
 
 
 def mark(ok: bool) -> str:
@@ -249,20 +296,30 @@ def mark(ok: bool) -> str:
 
 def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
     runs = wrk.runs
-    lat = {
-        (t, p): median(runs, t, "latency", f"{p}_ms")
-        for t in ("direct", "gateway")
-        for p in ("p50", "p90", "p99", "p999")
-    }
-    rps = {t: median(runs, t, "throughput", "rps") for t in ("direct", "gateway")}
-    tput_p50 = {t: median(runs, t, "throughput", "p50_ms") for t in ("direct", "gateway")}
-    added = {p: lat[("gateway", p)] - lat[("direct", p)] for p in ("p50", "p90", "p99", "p999")}
+    percentiles = ("p50", "p90", "p99", "p999")
+    lat = {(t, p): median(runs, t, "latency", f"{p}_ms") for t in TARGETS for p in percentiles}
+    rps = {t: median(runs, t, "throughput", "rps") for t in TARGETS}
+    tput_p50 = {t: median(runs, t, "throughput", "p50_ms") for t in TARGETS}
+    added = {p: lat[("gateway", p)] - lat[("direct", p)] for p in percentiles}
     ratio = rps["gateway"] / rps["direct"] if rps["direct"] else 0.0
-    non2xx = {t: sum(r.non2xx for r in runs if r.target == t) for t in ("direct", "gateway")}
-    sock = {t: sum(r.socket_errors for r in runs if r.target == t) for t in ("direct", "gateway")}
+    # the session cookie instead of the API key, both through the gateway
+    session_added = {p: lat[("session", p)] - lat[("gateway", p)] for p in percentiles}
+    session_ratio = rps["session"] / rps["gateway"] if rps["gateway"] else 0.0
+    # per round, session minus API key (the same round's machine): how much the figure moves
+    paired = [
+        s.p50_ms - g.p50_ms
+        for s, g in zip(
+            (r for r in runs if (r.kind, r.target) == ("latency", "session")),
+            (r for r in runs if (r.kind, r.target) == ("latency", "gateway")),
+            strict=True,
+        )
+    ]
+    non2xx = {t: sum(r.non2xx for r in runs if r.target == t) for t in TARGETS}
+    sock = {t: sum(r.socket_errors for r in runs if r.target == t) for t in TARGETS}
     ok_p50 = added["p50"] <= TARGET_ADDED_P50_MS
     ok_p99 = added["p99"] <= TARGET_ADDED_P99_MS
     ok_rps = ratio >= TARGET_RPS_RATIO
+    ok_session = session_added["p50"] <= TARGET_SESSION_ADDED_P50_MS
     n = args.connections
 
     print()
@@ -273,7 +330,7 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
     )
     print(
         f"method: {args.duration} s per run, {args.rounds} rounds interleaved"
-        f" direct/gateway, medians; {WARMUP_SECONDS} s warm-up each"
+        f" direct/gateway/session, medians; {WARMUP_SECONDS} s warm-up each"
     )
     print()
     print(f"{'1 connection (-t1 -c1), ms':30}{'direct':>9}{'gateway':>9}{'added':>9}"
@@ -294,29 +351,47 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
     )
     print(f"  {'p50 latency, ms':28}{tput_p50['direct']:9.2f}{tput_p50['gateway']:9.2f}")
     print()
+    print("Session cookie instead of the API key (both through the gateway):")
+    print(f"{'1 connection (-t1 -c1), ms':30}{'API key':>9}{'session':>9}{'added':>9}"
+          f"{'target':>10}{'':>6}")  # fmt: skip
+    for p in ("p50", "p90", "p99"):
+        target = TARGET_SESSION_ADDED_P50_MS if p == "p50" else None
+        verdict = mark(session_added[p] <= target) if target is not None else ""
+        tgt = f"<= {target:g}" if target is not None else ""
+        print(
+            f"  {p:28}{lat[('gateway', p)]:9.2f}{lat[('session', p)]:9.2f}"
+            f"{session_added[p]:9.2f}{tgt:>10}  {verdict}"
+        )
+    print(f"  {'p50 added, per round':28}" + " ".join(f"{d:.2f}" for d in paired))
+    print(f"{f'{n} connections (-t2 -c{n})':30}{'API key':>9}{'session':>9}{'ratio':>9}")
+    print(f"  {'requests/s':28}{rps['gateway']:9.0f}{rps['session']:9.0f}{session_ratio:8.2f}x")
+    print(f"  {'p50 latency, ms':28}{tput_p50['gateway']:9.2f}{tput_p50['session']:9.2f}")
+    print()
     print(
-        f"non-2xx responses: direct {non2xx['direct']}, gateway {non2xx['gateway']};"
-        f" socket errors: direct {sock['direct']}, gateway {sock['gateway']}"
+        "non-2xx responses: "
+        + ", ".join(f"{t} {non2xx[t]}" for t in TARGETS)
+        + "; socket errors: "
+        + ", ".join(f"{t} {sock[t]}" for t in TARGETS)
     )
-    print("rounds (direct/gateway):")
+    print("rounds (direct/gateway/session):")
     for kind, attr, fmt in (("latency", "p50_ms", ".2f"), ("latency", "p99_ms", ".2f"),
                             ("throughput", "rps", ".0f")):  # fmt: skip
-        d, g = (
+        d, g, ss = (
             " ".join(format(getattr(r, attr), fmt) for r in runs if (r.kind, r.target) == (kind, t))
-            for t in ("direct", "gateway")
+            for t in TARGETS
         )
-        print(f"  {kind} {attr:7} direct {d} | gateway {g}")
+        print(f"  {kind} {attr:7} direct {d} | gateway {g} | session {ss}")
     cpu = {
         (t, proc): statistics.median(
             r.cpu_ms_per_request.get(proc, 0.0)
             for r in runs
             if (r.kind, r.target) == ("latency", t)
         )
-        for t in ("direct", "gateway")
+        for t in TARGETS
         for proc in ("gateway", "connector_service")
     }
     print("CPU per request at 1 connection, ms (median; what bounds the added latency):")
-    for t in ("direct", "gateway"):
+    for t in TARGETS:
         print(
             f"  {t:8} gateway process {cpu[(t, 'gateway')]:5.2f}"
             f"   connector_service process {cpu[(t, 'connector_service')]:5.2f}"
@@ -332,29 +407,30 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
         "duration_s": args.duration,
         "rounds": args.rounds,
         "connections": n,
-        "latency_ms": {
-            t: {p: lat[(t, p)] for p in ("p50", "p90", "p99", "p999")}
-            for t in ("direct", "gateway")
-        },
+        "latency_ms": {t: {p: lat[(t, p)] for p in percentiles} for t in TARGETS},
         "added_ms": added,
         "rps": rps,
         "rps_ratio": ratio,
+        # the session cookie over the API key, both through the gateway (issue 12)
+        "session_added_ms": session_added,
+        "session_added_p50_ms_per_round": paired,
+        "session_rps_ratio": session_ratio,
         "non2xx": non2xx,
         "socket_errors": sock,
         "cpu_ms_per_request_at_1_connection": {
-            t: {proc: cpu[(t, proc)] for proc in ("gateway", "connector_service")}
-            for t in ("direct", "gateway")
+            t: {proc: cpu[(t, proc)] for proc in ("gateway", "connector_service")} for t in TARGETS
         },
         "targets": {
             "added_p50_ms": {"target": TARGET_ADDED_P50_MS, "met": ok_p50},
             "added_p99_ms": {"target": TARGET_ADDED_P99_MS, "met": ok_p99},
             "rps_ratio": {"target": TARGET_RPS_RATIO, "met": ok_rps},
+            "session_added_p50_ms": {"target": TARGET_SESSION_ADDED_P50_MS, "met": ok_session},
         },
         "runs": [asdict(r) for r in runs],
     }
 
 
-def profile_gateway(wrk: Wrk, gateway: str, api_key: str, pid: int, out: Path, n: int) -> None:
+def profile_gateway(wrk: Wrk, gateway: str, header: str, pid: int, out: Path, n: int) -> None:
     """Sample the gateway with py-spy during one extra run with ``n`` clients."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -366,7 +442,7 @@ def profile_gateway(wrk: Wrk, gateway: str, api_key: str, pid: int, out: Path, n
     spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         time.sleep(0.5)
-        r = wrk.run("gateway", gateway + PATH, api_key, kind="profile", threads=min(2, n),
+        r = wrk.run("gateway", gateway + PATH, header, kind="profile", threads=min(2, n),
                     connections=n, seconds=seconds, record=False)  # fmt: skip
         print(
             f"profiled gateway run ({n} connection(s), under py-spy): {r.requests} requests,"
@@ -456,27 +532,32 @@ def main() -> int:
         )
         direct_token = signer.mint(principal, audience="connector_service")
         direct, gateway = urls["connector_service"], urls["gateway"]
-        info["body_bytes"] = verify(direct, direct_token, gateway, prepared.api_key)
+        targets = {
+            "direct": (direct + PATH, bearer(direct_token)),
+            "gateway": (gateway + PATH, bearer(prepared.api_key)),
+            "session": (gateway + PATH, session_cookie(prepared.session)),
+        }
+        info["body_bytes"] = verify(targets)
 
         script = tmp / "done.lua"
         script.write_text(DONE_LUA)
         wrk = Wrk(wrk_bin, script, args.duration)
         wrk.pids = {name: supervisor.procs[name].pid for name in ("gateway", "connector_service")}
-        targets = {
-            "direct": (direct + PATH, direct_token),
-            "gateway": (gateway + PATH, prepared.api_key),
-        }
         n = args.connections
-        for name, (url, token) in targets.items():
+        for name, (url, header) in targets.items():
             print(f"warming up {name} ...", file=sys.stderr)
-            wrk.run(name, url, token, kind="warmup", threads=2, connections=n,
+            wrk.run(name, url, header, kind="warmup", threads=2, connections=n,
                     seconds=WARMUP_SECONDS, record=False)  # fmt: skip
-            wrk.run(name, url, token, kind="warmup", threads=1, connections=1,
+            wrk.run(name, url, header, kind="warmup", threads=1, connections=1,
                     seconds=WARMUP_SECONDS, record=False)  # fmt: skip
         for i in range(args.rounds):
+            # the two gateway targets swap places every round, so neither always runs second
+            pair = ("gateway", "session") if i % 2 == 0 else ("session", "gateway")
+            order = ("direct", *pair)
             for kind, threads, conns in (("latency", 1, 1), ("throughput", 2, n)):
-                for name, (url, token) in targets.items():
-                    r = wrk.run(name, url, token, kind=kind, threads=threads, connections=conns)
+                for name in order:
+                    url, header = targets[name]
+                    r = wrk.run(name, url, header, kind=kind, threads=threads, connections=conns)
                     print(
                         f"round {i + 1}/{args.rounds} {kind:10} {name:8}: {r.rps:7.0f} req/s"
                         f"  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
@@ -490,7 +571,7 @@ def main() -> int:
             args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
             print(f"\nfigures written to {args.json}")
         if args.profile:
-            profile_gateway(wrk, gateway, prepared.api_key,
+            profile_gateway(wrk, gateway, bearer(prepared.api_key),
                             supervisor.procs["gateway"].pid, args.profile,
                             args.profile_connections)  # fmt: skip
         if args.keep_logs:
