@@ -89,6 +89,10 @@ class StartExpired(StartError):
     code, title = "connect_start_expired", "The connect link expired"
 
 
+class TenantSuspended(_NotStored):
+    status, code, title = 403, "tenant_suspended", "Tenant suspended"
+
+
 class StartOtherPerson(StartError):
     status, code, title = 403, "connect_other_person", "Connect started by someone else"
 

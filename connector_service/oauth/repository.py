@@ -82,9 +82,7 @@ async def open_start(
 
 async def start_owner(conn: asyncpg.Connection, start_hash: bytes) -> str | None:
     """Who started the connect whose start token this is (not used up), or None."""
-    return await conn.fetchval(
-        "SELECT user_id FROM oauth_states WHERE start_hash = $1", start_hash
-    )
+    return await conn.fetchval("SELECT user_id FROM oauth_states WHERE start_hash = $1", start_hash)
 
 
 async def consume_state(conn: asyncpg.Connection, state_hash: bytes) -> asyncpg.Record | None:
@@ -125,4 +123,12 @@ async def delete_credential_fields(
         tenant_id,
         integration_id,
         list(fields),
+    )
+
+
+async def tenant_suspended(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> bool:
+    """Whether the platform's operators suspended the tenant (the gateway refuses its requests;
+    the public connect paths ask here)."""
+    return bool(
+        await conn.fetchval("SELECT suspended_at IS NOT NULL FROM tenants WHERE id = $1", tenant_id)
     )

@@ -47,6 +47,7 @@ from connector_service.oauth.errors import (
     StartOtherPerson,
     StateExpired,
     StateInvalid,
+    TenantSuspended,
 )
 
 log = structlog.get_logger(component="seedos.oauth")
@@ -182,6 +183,8 @@ async def start(
     if row["expired"]:
         raise StartExpired("this connect link is older than 10 minutes: start it again")
     tenant_id, integration_id = row["tenant_id"], row["integration_id"]
+    if await repository.tenant_suspended(conn, tenant_id):
+        raise TenantSuspended("the tenant is suspended: nothing can be connected to it")
     envelope = Envelope(
         row["url_key_id"], row["url_wrapped_key"], row["url_nonce"], row["url_ciphertext"]
     )
@@ -246,6 +249,10 @@ async def complete(
         raise StateInvalid("this connect is unknown or was completed already: start it again")
     if pending["expired"]:
         raise StateExpired("this connect took longer than 10 minutes: start it again")
+    async with db.connection() as conn:
+        suspended = await repository.tenant_suspended(conn, pending["tenant_id"])
+    if suspended:  # since the connect began: the state is used up, nothing is stored
+        raise TenantSuspended("the tenant is suspended: nothing was connected")
     if reason := _binding_refusal(pending, binding):
         await _refuse_binding(db, pending, reason=reason, request_id=request_id)
         raise BindingMismatch(

@@ -295,3 +295,30 @@ async def test_a_connect_a_person_started_opens_only_where_they_are_signed_in(wo
         opened = await client.get(start_url, headers=ann.cookie)
         assert opened.status_code == 303, opened.text
         assert opened.headers["set-cookie"].startswith(COOKIE + "=")
+
+
+async def test_nothing_connects_to_a_suspended_tenant(world, dsn):
+    """The start link and the callback are public paths, which the gateway's suspension check
+    does not cover: the service refuses them itself."""
+    t = await make_tenant(dsn, role=Role.editor)
+    iid = await _install(world, t)
+    suspend = "UPDATE tenants SET suspended_at = now() WHERE id = $1"
+    start_url = await _start_url(world, t, iid)
+    await _fetch(dsn, suspend, t.tenant_id)
+    async with httpx.AsyncClient(timeout=30) as browser:
+        refused = await browser.get(start_url)
+    assert refused.status_code == 403 and refused.json()["code"] == "tenant_suspended"
+    assert "set-cookie" not in refused.headers
+    # approved before the suspension, called back after it: the state is used up, nothing kept
+    await _fetch(dsn, "UPDATE tenants SET suspended_at = NULL WHERE id = $1", t.tenant_id)
+    approved = await _approved(world, t, iid)
+    await _fetch(dsn, suspend, t.tenant_id)
+    done = await approved.open()
+    assert done.status_code == 403 and done.json()["code"] == "tenant_suspended", done.text
+    rows = await _fetch(dsn, "SELECT field FROM credentials WHERE integration_id = $1",
+                        uuid.UUID(iid))  # fmt: skip
+    assert "oauth.access_token" not in {r["field"] for r in rows}
+    # the refused start left its connect as it was (its link unused); the called-back one is gone
+    states = await _fetch(dsn, "SELECT started_at FROM oauth_states WHERE integration_id = $1",
+                          uuid.UUID(iid))  # fmt: skip
+    assert [r["started_at"] for r in states] == [None]
