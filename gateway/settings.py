@@ -38,7 +38,7 @@ class OidcProviderSettings(BaseModel):
             raise ValueError("an issuer is an http(s) URL without a query")
         if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             raise ValueError("an issuer must use https (plain http only on loopback)")
-        return value.rstrip("/")
+        return value  # exactly as the provider writes it (some end in '/'): tokens must match
 
     @field_validator("scopes")
     @classmethod

@@ -90,21 +90,23 @@ class Provider:
         if self._metadata is not None and now - self._metadata_at < DISCOVERY_TTL_SECONDS:
             return self._metadata
         async with self._lock:
-            if (
-                self._metadata is None
-                or time.monotonic() - self._metadata_at >= DISCOVERY_TTL_SECONDS
-            ):
-                url = self.settings.issuer + "/.well-known/openid-configuration"
-                document = await self._get_json(url)
-                if document.get("issuer", "").rstrip("/") != self.settings.issuer:
-                    raise ProviderUnavailable(
-                        f"provider {self.name}'s discovery names another issuer"
-                    )
-                for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-                    if not isinstance(document.get(field), str):
-                        raise ProviderUnavailable(f"provider {self.name}'s discovery lacks {field}")
-                self._metadata, self._metadata_at = document, time.monotonic()
+            fresh = time.monotonic() - self._metadata_at < DISCOVERY_TTL_SECONDS
+            if self._metadata is None or not fresh:
+                self._metadata = await self._discover()
+                self._metadata_at = time.monotonic()
         return self._metadata
+
+    async def _discover(self) -> dict[str, Any]:
+        """The provider's metadata (OpenID Connect Discovery 1.0): its ``issuer`` must be the
+        configured one exactly, trailing slash and all, as the ID tokens' ``iss`` will be."""
+        issuer = self.settings.issuer
+        document = await self._get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+        if document.get("issuer") != issuer:
+            raise ProviderUnavailable(f"provider {self.name}'s discovery names another issuer")
+        for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+            if not isinstance(document.get(field), str):
+                raise ProviderUnavailable(f"provider {self.name}'s discovery lacks {field}")
+        return document
 
     async def authorization_url(
         self, *, state: str, nonce: str, code_verifier: str, login_hint: str | None = None

@@ -25,6 +25,7 @@ class FakeIssuerKeys:
     def __init__(self) -> None:
         self.keys = [RSAKey.generate_key(2048, parameters={"kid": "k1"})]
         self.jwks_hits = 0
+        self.suffix = ""  # what the issuer's URL ends with (Auth0's end in "/")
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ async def issuer() -> AsyncIterator[tuple[str, FakeIssuerKeys]]:
 
     async def discovery(_request: web.Request) -> web.Response:
         return web.json_response({
-            "issuer": base["url"], "authorization_endpoint": base["url"] + "/auth",
+            "issuer": base["url"] + state.suffix, "authorization_endpoint": base["url"] + "/auth",
             "token_endpoint": base["url"] + "/token", "jwks_uri": base["url"] + "/jwks",
             "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
         })  # fmt: skip
@@ -181,3 +182,16 @@ def test_settings_refuse_what_would_be_unsafe(monkeypatch) -> None:
     )
     with pytest.raises(ValueError, match="openid"):
         GatewaySettings()
+
+
+async def test_an_issuer_ending_in_a_slash_is_matched_as_written(issuer) -> None:
+    url, keys = issuer
+    keys.suffix = "/"
+    p = _provider(url + "/")
+    try:
+        claims = await p.verify(_sign(keys.keys[0], _claims(url + "/")), nonce="n-1")
+        assert claims.issuer == url + "/"
+        with pytest.raises(SignInFailed):  # and only as written
+            await p.verify(_sign(keys.keys[0], _claims(url)), nonce="n-1")
+    finally:
+        await p.close()
