@@ -22,6 +22,7 @@ from gateway.domains import service as domains
 from gateway.invitations import service as invitations
 from gateway.oidc import repository
 from gateway.oidc.provider import Claims, Provider, SignInFailed
+from gateway.sessions import repository as session_repository
 from gateway.sessions import service as sessions
 from gateway.sessions import tokens
 from gateway.settings import DEVELOPMENT_PROVIDER, GatewaySettings
@@ -262,6 +263,11 @@ async def _choose_tenant(
             return m["tenant_id"], m["role"]
     if slug and slug in by_slug:
         return by_slug[slug]["tenant_id"], by_slug[slug]["role"]
+    # where they were last (a tenant they joined by its domain since does not take over)
+    last = await session_repository.last_tenant(conn, user_id)
+    for m in memberships:
+        if m["tenant_id"] == last:
+            return m["tenant_id"], m["role"]
     if memberships:
         return memberships[0]["tenant_id"], memberships[0]["role"]
     return None, None

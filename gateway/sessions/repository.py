@@ -42,21 +42,16 @@ async def insert(
 
 
 # One statement per cache miss: find the live session by its current (or just-rotated) id,
-# slide its idle expiry, and read what the request acts as: the current role from the
-# membership (not the one the session was issued for), the tenant's slug and suspension, and
-# whether the user is an operator.
-_TOUCH = f"""
-WITH s AS (
-    UPDATE sessions
-    SET last_seen_at = now(),
-        idle_expires_at = least(now() + make_interval(secs => $2::float8), absolute_expires_at)
-    WHERE (token_hash = $1
+# slide its idle expiry (unless only peeking), and read what the request acts as: the current
+# role from the membership (not the one the session was issued for), the tenant's slug and
+# suspension, and whether the user is an operator.
+_LIVE = f"""(token_hash = $1
            OR (previous_token_hash = $1
                AND rotated_at > now() - make_interval(secs => {ROTATION_GRACE_SECONDS})))
-      AND ended_at IS NULL AND idle_expires_at > now() AND absolute_expires_at > now()
-    RETURNING id, user_id, tenant_id, role, idle_expires_at, absolute_expires_at,
-        token_hash = $1 AS current
-)
+      AND ended_at IS NULL AND idle_expires_at > now() AND absolute_expires_at > now()"""
+_FOUND = """id, user_id, tenant_id, role, idle_expires_at, absolute_expires_at,
+        token_hash = $1 AS current"""
+_ACTS_AS = """
 SELECT s.id, s.user_id, s.tenant_id, s.role AS issued_role, m.role AS role, s.current,
        s.idle_expires_at, s.absolute_expires_at, t.slug AS tenant_slug,
        t.suspended_at IS NOT NULL AS suspended, o.user_id IS NOT NULL AS operator
@@ -65,12 +60,29 @@ LEFT JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id
 LEFT JOIN tenants t ON t.id = s.tenant_id
 LEFT JOIN platform_operators o ON o.user_id = s.user_id
 """
+_TOUCH = (
+    f"""
+WITH s AS (
+    UPDATE sessions
+    SET last_seen_at = now(),
+        idle_expires_at = least(now() + make_interval(secs => $2::float8), absolute_expires_at)
+    WHERE {_LIVE}
+    RETURNING {_FOUND}
+)"""
+    + _ACTS_AS
+)
+_PEEK = f"WITH s AS (SELECT {_FOUND} FROM sessions WHERE {_LIVE})" + _ACTS_AS
 
 
 async def touch(
     conn: asyncpg.Connection, token_hash: bytes, *, idle_seconds: float
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(_TOUCH, token_hash, idle_seconds)
+
+
+async def peek(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    """As :func:`touch`, without counting as use (an open WebSocket checked again)."""
+    return await conn.fetchrow(_PEEK, token_hash)
 
 
 async def rotate(
@@ -153,3 +165,12 @@ async def purge(conn: asyncpg.Connection, *, keep_days: float) -> int:
     )
     await conn.execute("DELETE FROM login_flows WHERE expires_at < now() - interval '1 hour'")
     return int(done.split()[-1])
+
+
+async def last_tenant(conn: asyncpg.Connection, user_id: uuid.UUID) -> uuid.UUID | None:
+    """The tenant of the user's most recent session that had one."""
+    return await conn.fetchval(
+        """SELECT tenant_id FROM sessions WHERE user_id = $1 AND tenant_id IS NOT NULL
+           ORDER BY created_at DESC LIMIT 1""",
+        user_id,
+    )

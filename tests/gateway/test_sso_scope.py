@@ -125,3 +125,37 @@ async def test_two_first_sign_ins_of_one_identity_make_one_user(dsn) -> None:
 
     one, two = await asyncio.gather(first_sign_in(), first_sign_in())
     assert one["id"] == two["id"]
+
+
+async def test_sign_in_returns_to_the_tenant_last_used(conn) -> None:
+    first, second = sorted([await _tenant(conn), await _tenant(conn)], key=lambda t: t["slug"])
+    settings = _settings(first["slug"])
+    email = f"p-{secrets.token_hex(3)}@example.test"
+    person = await _sign_in(conn, settings, "platform", email)
+    for tenant in (first, second):
+        await conn.execute(
+            "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'viewer')",
+            tenant["id"], person.user["id"],
+        )  # fmt: skip
+    subject = await conn.fetchval(
+        "SELECT subject FROM user_identities WHERE user_id = $1", person.user["id"]
+    )
+    conf = settings.oidc_providers["platform"]
+    provider = Provider("platform", conf, redirect_uri="https://x.test/cb", timeout=1)
+    claims = Claims(issuer=conf.issuer, subject=subject, email=email, email_verified=True,
+                    name=None)  # fmt: skip
+
+    async def again() -> oidc.SignedIn:
+        async with conn.transaction():
+            return await oidc.complete(
+                conn, claims, provider=provider, flow={}, settings=settings, timeouts=TIMEOUTS,
+                invitation_hash=None, replacing=None, user_agent=None, client_address=None,
+                request_id=None,
+            )  # fmt: skip
+
+    assert (await again()).issued.session["tenant_id"] == first["id"]  # none used yet: first
+    await conn.execute(
+        "UPDATE sessions SET tenant_id = $1 WHERE user_id = $2", second["id"], person.user["id"]
+    )
+    assert (await again()).issued.session["tenant_id"] == second["id"]
+    await provider.close()
