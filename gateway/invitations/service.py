@@ -249,11 +249,12 @@ async def accept(
     tenant_id, invitation_id = invitation["tenant_id"], invitation["id"]
     if not email_verified or not email or email.strip().lower() != invitation["email"].lower():
         reason = "email_unverified" if email and not email_verified else "email_mismatch"
+        # no email: the tenant's admins need not learn the address of whoever opened the link
         await audit.record(
             conn, tenant_id=tenant_id, actor=f"user:{user_id}", action="invitation.refused",
             target=f"invitation:{invitation_id}",
             payload={"invitation_id": str(invitation_id), "user_id": str(user_id),
-                     "reason": reason, "email": email},
+                     "reason": reason},
             request_id=request_id,
         )  # fmt: skip
         failures.record("invitation", reason)
