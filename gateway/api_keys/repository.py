@@ -72,3 +72,42 @@ async def revoke_purpose(
         tenant_id,
         purpose,
     )
+
+
+async def lock_made_by(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, creators: list[str]
+) -> list[asyncpg.Record]:
+    """The tenant's keys made by any of ``creators`` (``created_by`` values), revoked and
+    expired ones too, locked until the transaction ends: a key that one of them is minting
+    with this lock held is refused or seen by the next call (see :func:`lock_creator_key`)."""
+    return await conn.fetch(
+        "SELECT id, role, revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+        " AS live FROM api_keys WHERE tenant_id = $1 AND created_by = ANY($2::text[])"
+        " ORDER BY id FOR UPDATE",
+        tenant_id,
+        creators,
+    )
+
+
+async def lock_creator_key(
+    conn: asyncpg.Connection, key_id: uuid.UUID, *, tenant_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The key minting another, if it is still live, held (shared) until the transaction ends."""
+    return await conn.fetchrow(
+        "SELECT id, role FROM api_keys WHERE id = $1 AND tenant_id = $2"
+        " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) FOR SHARE",
+        key_id,
+        tenant_id,
+    )
+
+
+async def lock_creator_membership(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> str | None:
+    """The role of the member minting a key, as it is now, held (shared) until the transaction
+    ends: a removal or role change waits for the key and then sees it."""
+    return await conn.fetchval(
+        "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR SHARE",
+        tenant_id,
+        user_id,
+    )

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from common import audit
-from common.errors import Forbidden, InvalidRequest, NotFound
+from common.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from common.roles import GRANTS, Role
 from gateway.api_keys import repository
 from gateway.auth import keys
@@ -33,7 +33,12 @@ async def create(
 
     ``creator_role`` is the role of whoever asks through the API: a key never gets a permission
     its creator lacks (an admin may not mint a publisher key). The CLI, run by an operator,
-    passes none."""
+    passes none. A member's role (or a key's liveness) is read again and held until the
+    transaction ends, see :func:`_hold_creator`."""
+    if creator_role is not None:
+        creator_role = await _hold_creator(
+            conn, tenant_id=tenant_id, created_by=created_by, role=creator_role
+        )
     if creator_role is not None and not GRANTS[Role(role)] <= GRANTS[Role(creator_role)]:
         raise Forbidden(
             f"a {creator_role} may not create a {Role(role).value} key", code="role_not_grantable"
@@ -78,8 +83,10 @@ async def revoke(
     tenant_id: uuid.UUID | None,
     actor: str | None,
     request_id: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """Revoke a key. Revoking a revoked key changes nothing and records nothing."""
+    """Revoke a key (audited as ``api_key.revoked``, with ``reason`` when given). Revoking a
+    revoked key changes nothing and records nothing."""
     row = await repository.revoke(conn, key_id, tenant_id=tenant_id)
     if row is None:
         raise ApiKeyNotFound(f"no API key {key_id}")
@@ -91,10 +98,80 @@ async def revoke(
         actor=actor,
         action="api_key.revoked",
         target=f"api_key:{key_id}",
-        payload={"api_key_id": str(key_id)},
+        payload={"api_key_id": str(key_id)} | ({"reason": reason} if reason else {}),
         request_id=request_id,
     )
     return dict(row)
+
+
+async def revoke_made_by(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    keep_within: Role | None,
+    reason: str,
+    actor: str | None,
+    request_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Revoke the live keys a member made in the tenant, and those their keys made, and so on:
+    all of them (``keep_within`` None: they are no longer a member), or those granting more
+    than ``keep_within`` (their new role). Each is audited as ``api_key.revoked`` with
+    ``reason``; the caller clears the gateway's credential cache once committed.
+
+    Each generation is locked before the next is read, so a key being minted meanwhile (by the
+    member, or by one of these keys) is either refused or found here."""
+    revoked: list[dict[str, Any]] = []
+    creators = [f"user:{user_id}"]
+    while creators:
+        made = await repository.lock_made_by(conn, tenant_id=tenant_id, creators=creators)
+        for key in made:
+            if key["live"] and (keep_within is None or not _within(key["role"], keep_within)):
+                row = await revoke(
+                    conn,
+                    key["id"],
+                    tenant_id=tenant_id,
+                    actor=actor,
+                    request_id=request_id,
+                    reason=reason,
+                )
+                revoked.append(row)
+        creators = [f"apikey:{key['id']}" for key in made]
+    return revoked
+
+
+def _within(role: str, limit: Role | str) -> bool:
+    """Whether ``role`` grants nothing that ``limit`` lacks."""
+    return GRANTS[Role(role)] <= GRANTS[Role(limit)]
+
+
+async def _hold_creator(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, created_by: str | None, role: str
+) -> str:
+    """The role a member minting a key has now (or ``role``, that of a key minting one, while
+    that key is live), held until the transaction ends. A member removed or demoted a moment
+    ago, whose session another gateway's cache still knows for a few seconds, mints nothing
+    beyond their role now; a removal under way waits for the new key and then revokes it."""
+    kind, _, ident = (created_by or "").partition(":")
+    try:
+        creator_id = uuid.UUID(ident)
+    except ValueError:
+        return role
+    if kind == "user":
+        held = await repository.lock_creator_membership(
+            conn, tenant_id=tenant_id, user_id=creator_id
+        )
+        if held is None:
+            raise Unauthorized(
+                "your session in this tenant has ended: sign in again", code="session_expired"
+            )
+        return held
+    if (
+        kind == "apikey"
+        and await repository.lock_creator_key(conn, creator_id, tenant_id=tenant_id) is None
+    ):
+        raise Unauthorized("the API key is unknown, expired or revoked", code="invalid_credentials")
+    return role
 
 
 async def rotate_dev_key(conn: asyncpg.Connection, *, tenant_id: uuid.UUID) -> dict[str, Any]:

@@ -22,6 +22,13 @@ class MemberOut(BaseModel):
     last_sign_in_at: datetime | None
 
 
+class MemberChanged(MemberOut):
+    revoked_api_keys: int = Field(
+        description="How many API keys the member made were revoked: all of them on removal, "
+        "those granting more than the new role on a role change"
+    )
+
+
 class MemberPage(BaseModel):
     items: list[MemberOut]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page")

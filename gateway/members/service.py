@@ -1,8 +1,10 @@
 """A tenant's members: listed by everyone in it, changed by its admins, and left by
 themselves. A tenant always keeps an admin: the last one is neither demoted nor removed.
 
-Changing or ending a membership changes who may call: the caller clears the gateway's
-credential cache once its transaction has committed
+Changing or ending a membership changes who may call: the member's sessions take the new role
+or end, and the API keys they made lose what the member no longer has (revoked, see
+:func:`gateway.api_keys.service.revoke_made_by`). The caller clears the gateway's credential
+cache once its transaction has committed
 (:meth:`gateway.auth.authenticator.Authenticator.forget`)."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from common import audit
 from common.errors import Conflict, Forbidden, NotFound
 from common.pagination import decode_cursor, encode_cursor
 from common.roles import GRANTS, Permission, Role, allows
+from gateway.api_keys import service as api_keys
 from gateway.members import repository
 from gateway.sessions import service as sessions
 
@@ -95,13 +98,15 @@ async def change_role(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """Give a member another role (audited as ``member.role_changed``). Their sessions take
-    the new role on their next request (the session id rotates then). Setting the role a
-    member has changes nothing and records nothing."""
+    the new role on their next request (the session id rotates then), and the API keys they
+    made that grant more than it are revoked (``api_key.revoked``, ``member_role_changed``);
+    ``revoked_api_keys`` says how many. Setting the role a member has changes nothing and
+    records nothing."""
     role = Role(role)
     check_grantable(role, granter_role)
     current, admins = await _lock(conn, tenant_id=tenant_id, user_id=user_id)
     if current == role:
-        return await get(conn, tenant_id=tenant_id, user_id=user_id)
+        return await get(conn, tenant_id=tenant_id, user_id=user_id) | {"revoked_api_keys": 0}
     if current == Role.admin and admins <= 1:
         raise LastAdmin("the tenant's last admin keeps the role: make another member admin first")
     row = await repository.set_role(conn, tenant_id=tenant_id, user_id=user_id, role=role.value)
@@ -112,7 +117,11 @@ async def change_role(
         payload={"user_id": str(user_id), "from": current, "to": role.value},
         request_id=request_id,
     )  # fmt: skip
-    return dict(row)
+    revoked = await api_keys.revoke_made_by(
+        conn, tenant_id=tenant_id, user_id=user_id, keep_within=role,
+        reason="member_role_changed", actor=actor, request_id=request_id,
+    )  # fmt: skip
+    return dict(row) | {"revoked_api_keys": len(revoked)}
 
 
 async def remove(
@@ -125,8 +134,10 @@ async def remove(
     actor_role: str | None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Remove a member and end their sessions in the tenant (audited as ``member.removed``,
-    and ``session.ended`` per session). Admins remove anyone; a member may remove themself
+    """Remove a member, end their sessions in the tenant and revoke the API keys they made in
+    it (audited as ``member.removed``, ``session.ended`` per session and ``api_key.revoked``
+    per key, both with the reason ``member_removed``; ``revoked_api_keys`` says how many
+    keys). Admins remove anyone; a member may remove themself
     (leave). ``actor_role`` None is an operator (the CLI). The last admin stays."""
     leaving = actor_user_id is not None and actor_user_id == user_id
     if actor_role is not None and not leaving and not allows(actor_role, Permission.manage):
@@ -148,4 +159,8 @@ async def remove(
         conn, reason="member_removed", actor=actor, user_id=user_id, tenant_id=tenant_id,
         request_id=request_id,
     )  # fmt: skip
-    return dict(row)
+    revoked = await api_keys.revoke_made_by(
+        conn, tenant_id=tenant_id, user_id=user_id, keep_within=None, reason="member_removed",
+        actor=actor, request_id=request_id,
+    )  # fmt: skip
+    return dict(row) | {"revoked_api_keys": len(revoked)}

@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from common import db
+from common.errors import SeedosError
 from common.roles import Role
+from gateway.api_keys import service as api_keys
 from gateway.members import service as members
 from gateway.sessions import cookies
 from gateway.sessions import service as sessions
@@ -268,3 +270,120 @@ async def test_a_member_may_leave(suite, dsn):
         assert r.status_code == 401
     left = await audit_of(dsn, t.tenant_id, "member.removed")
     assert left[0]["actor"] == f"user:{viewer.user_id}" and left[0]["payload"]["left"] is True
+
+
+async def make_key(client: httpx.AsyncClient, headers: dict, role: str) -> dict:
+    r = await client.post("/api/v1/api-keys", json={"name": role, "role": role}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def bearer(key: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key['key']}"}
+
+
+async def status_with(client: httpx.AsyncClient, key: dict) -> int:
+    return (await client.get("/api/v1/members", headers=bearer(key))).status_code
+
+
+@pytest.mark.parametrize("by", ["another_admin", "themself"])
+async def test_a_removed_members_api_keys_are_revoked_at_once(suite, dsn, by):
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    leaver = await person(suite, dsn, t, "admin")
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        own = await make_key(client, leaver.headers, "admin")
+        viewer_key = await make_key(client, leaver.headers, "viewer")
+        made_by_key = await make_key(client, bearer(own), "admin")  # a key their key made
+        others = await make_key(client, admin.headers, "admin")
+        assert await status_with(client, own) == 200  # cached as valid on this gateway
+
+        remover = admin if by == "another_admin" else leaver
+        r = await client.delete(f"/api/v1/members/{leaver.user_id}", headers=remover.headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["revoked_api_keys"] == 3
+        # refused at once, and the key can no longer invite anyone back in
+        for key in (own, viewer_key, made_by_key):
+            r = await client.get("/api/v1/members", headers=bearer(key))
+            assert r.status_code == 401 and r.json()["code"] == "invalid_credentials"
+        r = await client.post("/api/v1/invitations", json={"email": "back@example.com"},
+                              headers=bearer(own))  # fmt: skip
+        assert r.status_code == 401
+        # keys made by others stay
+        assert await status_with(client, others) == 200
+        assert (await client.get("/api/v1/members", headers=t.headers)).status_code == 200
+
+    revoked = await audit_of(dsn, t.tenant_id, "api_key.revoked")
+    assert sorted((e["target"], e["actor"], e["payload"]["reason"]) for e in revoked) == sorted(
+        (f"api_key:{k['id']}", f"user:{remover.user_id}", "member_removed")
+        for k in (own, viewer_key, made_by_key)
+    )
+
+
+async def test_a_demoted_members_keys_beyond_their_new_role_are_revoked(suite, dsn):
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    demoted = await person(suite, dsn, t, "admin")
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        admin_key = await make_key(client, demoted.headers, "admin")
+        editor_key = await make_key(client, demoted.headers, "editor")
+        viewer_key = await make_key(client, demoted.headers, "viewer")
+        others = await make_key(client, admin.headers, "admin")
+        assert await status_with(client, admin_key) == 200
+
+        r = await client.patch(f"/api/v1/members/{demoted.user_id}", json={"role": "viewer"},
+                               headers=admin.headers)  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.json()["role"] == "viewer" and r.json()["revoked_api_keys"] == 2
+        assert await status_with(client, admin_key) == 401
+        assert await status_with(client, editor_key) == 401
+        assert await status_with(client, viewer_key) == 200  # within the new role: kept
+        assert await status_with(client, others) == 200
+
+        # promoted again: nothing comes back, and nothing else is revoked
+        r = await client.patch(f"/api/v1/members/{demoted.user_id}", json={"role": "admin"},
+                               headers=admin.headers)  # fmt: skip
+        assert r.status_code == 200 and r.json()["revoked_api_keys"] == 0
+        assert await status_with(client, admin_key) == 401
+        assert await status_with(client, viewer_key) == 200
+
+    revoked = await audit_of(dsn, t.tenant_id, "api_key.revoked")
+    assert sorted((e["target"], e["payload"]["reason"]) for e in revoked) == sorted(
+        (f"api_key:{k['id']}", "member_role_changed") for k in (admin_key, editor_key)
+    )
+
+
+async def test_a_key_is_minted_only_with_the_role_its_creator_has_now(suite, dsn):
+    """What another gateway's cache may still let through for a few seconds after a removal,
+    a demotion or a revocation: the creator's role is read again when the key is made."""
+    t = await make_tenant(dsn)
+    await person(suite, dsn, t, "admin")
+    demoted = await person(suite, dsn, t, "admin")
+    removed = await person(suite, dsn, t, "admin")
+    conn = await db.connect(dsn)
+    try:
+        await members.change_role(conn, tenant_id=t.tenant_id, user_id=demoted.user_id,
+                                  role=Role.editor, actor="test", granter_role=None)  # fmt: skip
+        await members.remove(conn, tenant_id=t.tenant_id, user_id=removed.user_id,
+                             actor="test", actor_role=None)  # fmt: skip
+        revoked = await api_keys.create(conn, tenant_id=t.tenant_id, name="k", role=Role.admin,
+                                        created_by="test")  # fmt: skip
+        await api_keys.revoke(conn, revoked["id"], tenant_id=t.tenant_id, actor="test")
+        cases = [
+            (f"user:{demoted.user_id}", "role_not_grantable"),
+            (f"user:{removed.user_id}", "session_expired"),
+            (f"apikey:{revoked['id']}", "invalid_credentials"),
+        ]
+        for created_by, code in cases:
+            with pytest.raises(SeedosError) as refused:
+                await api_keys.create(conn, tenant_id=t.tenant_id, name="late", role=Role.admin,
+                                      created_by=created_by, creator_role="admin")  # fmt: skip
+            assert refused.value.code == code, created_by
+        # a role the member still has goes through, whatever the stale one said
+        kept = await api_keys.create(
+            conn, tenant_id=t.tenant_id, name="ok", role=Role.editor,
+            created_by=f"user:{demoted.user_id}", creator_role="admin",
+        )  # fmt: skip
+        assert kept["role"] == "editor"
+    finally:
+        await conn.close()
