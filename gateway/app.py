@@ -1,5 +1,6 @@
 """The gateway (BFF): the only public entry. Authenticates, resolves tenant and role, serves its
-own routes and forwards ``/api/v1/integrations/**`` and ``/api/v1/marketplace/**``."""
+own routes and forwards ``/api/v1/integrations/**`` (but ``POST …/sync/ticket``, its own) and
+``/api/v1/marketplace/**``."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ from gateway.sessions.service import Timeouts
 from gateway.settings import GatewaySettings
 from gateway.tenants.routes import router as tenant_router
 from gateway.ws_proxy import WebSocketProxy, make_ws_session
+from gateway.ws_tickets.routes import router as ws_tickets_router
+from gateway.ws_tickets.service import TICKET_PATH
 
 SERVICE = "gateway"
 # Longest prefix first; the services serve the same paths the gateway exposes.
@@ -105,7 +108,7 @@ class GatewayApp(FastAPI):
         await self._browser(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._proxy_endpoint.match(scope["path"]):
+        if scope["type"] == "http" and self._proxied(scope):
             scope["app"] = self
             await self._proxy_app(scope, receive, send)
             return
@@ -114,6 +117,13 @@ class GatewayApp(FastAPI):
             await self._ws_proxy_app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def _proxied(self, scope: Scope) -> bool:
+        """Whether a plain request is forwarded: the gateway issues WebSocket tickets itself
+        (they stand for the caller's credential, which only the gateway knows)."""
+        if scope["method"] == "POST" and TICKET_PATH.fullmatch(scope["path"]):
+            return False
+        return self._proxy_endpoint.match(scope["path"]) is not None
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -203,6 +213,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(invitations_router)
     app.include_router(domains_router)
     app.include_router(admin_router)
+    app.include_router(ws_tickets_router)
     _add_docs(app)
     add_plain_route(app, "/", home.page)
     return app

@@ -1,9 +1,14 @@
 """WebSocket upgrades on the proxied prefixes (the y-websocket sync endpoint today).
 
-The caller authenticates with its API key (``Authorization``), as on plain requests; a
-browser cannot set headers on a WebSocket, so a request carrying ``?ticket=`` and no
-``Authorization`` goes through with an internal token for :data:`gateway.proxy.ANONYMOUS`,
-and the service admits it on the ticket alone (single-use, checked and consumed there).
+The caller authenticates with its API key (``Authorization``) or its session cookie (from
+this origin only), as on plain requests. A browser cannot set headers on a WebSocket, so a
+request carrying ``?ticket=`` and no ``Authorization`` is admitted by its ticket
+(:mod:`gateway.ws_tickets`), consumed here before anything else happens, and then acts as the
+credential the ticket was issued to: authenticated by it now, and the ticket left out of what
+the upstream sees. Every socket is checked again every ``SEEDOS_GATEWAY_WS_RECHECK_SECONDS``
+by the credential it was opened with (the ticket's, for a ticket socket): a key revoked or
+expired, a session ended, expired or rotated (its role or tenant changed), a member removed or
+a tenant suspended closes it with 1008.
 
 The upstream WebSocket is opened (aiohttp, on a session of its own per upstream) before the
 caller's is accepted: a refusal upstream is a refusal here (handshake answered 403, close code
@@ -18,17 +23,19 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from urllib.parse import unquote_plus
 
 import aiohttp
 import structlog
+from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from common.errors import Forbidden, SeedosError, Unauthorized
-from common.internal_auth import Principal, bearer_token
+from common.internal_auth import Principal
 from common.observability import ROUTE_KEY
-from gateway.proxy import ANONYMOUS, ProxyEndpoint
+from gateway.proxy import ProxyEndpoint
+from gateway.ws_tickets import service as tickets
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # as connector_service accepts
 log = structlog.get_logger(component="seedos.gateway.ws_proxy")
@@ -66,13 +73,16 @@ class WebSocketProxy:
         state = scope["app"].state
         websocket = WebSocket(scope, receive, send)
         request_id = scope["state"]["request_id"]
-        # An API key, or a browser's session cookie (from this origin only), or a ticket alone.
-        keyed = not (bearer_token(scope) is None and "ticket" in websocket.query_params)
+        # An API key, or a browser's session cookie (from this origin only), or a ticket.
+        ticket = None
+        if not any(name == b"authorization" for name, _ in scope["headers"]):
+            ticket = websocket.query_params.get("ticket")
         try:
-            if keyed:
-                principal = await state.authenticator.authenticate(websocket)
+            if ticket is None:
+                check = functools.partial(state.authenticator.authenticate, websocket)
+                principal = await check()
             else:
-                principal = ANONYMOUS  # the service checks the ticket
+                check, principal = await _redeem(state, websocket, ticket)
         except SeedosError:
             await websocket.close(POLICY_VIOLATION)
             return
@@ -80,8 +90,8 @@ class WebSocketProxy:
         upstream = state.upstreams[upstream_name]
         token = state.proxy.signer.mint(principal, audience=upstream.name, request_id=request_id)
         url = "ws" + upstream.base_url.removeprefix("http") + scope["raw_path"].decode("latin-1")
-        if query := scope.get("query_string"):
-            url += "?" + query.decode("latin-1")
+        if query := _without_ticket(scope.get("query_string", b"").decode("latin-1")):
+            url += "?" + query
         client = scope.get("client")
         headers = {
             "authorization": f"Bearer {token}",
@@ -102,13 +112,10 @@ class WebSocketProxy:
             log.warning("ws_upstream_unreachable", upstream=upstream.name, error=type(exc).__name__)
             await websocket.close(TRY_AGAIN_LATER)
             return
-        watch = None
-        if keyed:  # checked again while the socket is open: revoking the key, ending the
-            # session or changing the person's role or tenant closes it
-            every = state.settings.ws_recheck_seconds
-            watch = functools.partial(
-                _key_revoked, state.authenticator, websocket, principal, every=every
-            )
+        # checked again while the socket is open: revoking the key, ending the session,
+        # changing the person's role or tenant or suspending the tenant closes it
+        every = state.settings.ws_recheck_seconds
+        watch = functools.partial(_key_revoked, check, principal, every=every)
         try:
             await websocket.accept(subprotocol=peer.protocol)
             await _pump(websocket, peer, watch)
@@ -118,17 +125,44 @@ class WebSocketProxy:
                     await peer.close()
 
 
+async def _redeem(
+    state: State, websocket: WebSocket, ticket: str
+) -> tuple[Callable[[], Awaitable[Principal]], Principal]:
+    """Consumes the ticket (refused for another path or integration, or used or expired), then
+    authenticates the credential it was issued to: how to check that credential again, and
+    the caller it stands for now (in the ticket's tenant, or refused)."""
+    integration_id = tickets.integration_of(websocket.scope["path"])
+    if integration_id is None:
+        raise tickets.InvalidTicket("tickets open the sync WebSocket only")
+    async with state.db.connection() as conn:
+        redeemed = await tickets.redeem(conn, ticket, integration_id=integration_id)
+    check = functools.partial(
+        state.authenticator.authenticate_credential, redeemed.credential, websocket
+    )
+    principal = await check()
+    if principal.tenant_id != redeemed.tenant_id:  # the session moved to another tenant
+        raise tickets.InvalidTicket("the ticket is for another tenant")
+    return check, principal
+
+
+def _without_ticket(query: str) -> str:
+    """A query string without its ``ticket`` parameters, the rest as sent."""
+    kept = [p for p in query.split("&") if p and unquote_plus(p.split("=", 1)[0]) != "ticket"]
+    return "&".join(kept)
+
+
 async def _key_revoked(
-    authenticator: Any, websocket: WebSocket, opened_as: Principal, *, every: float
+    check: Callable[[], Awaitable[Principal]], opened_as: Principal, *, every: float
 ) -> None:
-    """Returns once the socket's credentials are no longer accepted (a key revoked or expired,
-    a session ended or expired, the tenant gone or suspended) or now act as someone else (the
-    session's tenant or role changed); a database that cannot answer right now keeps the
-    socket open."""
+    """Returns once the socket's credential (``check`` authenticates it again: the request's
+    key or cookie, or the one its ticket was issued to) is no longer accepted (a key revoked or
+    expired, a session ended or expired, the tenant gone or suspended) or now acts as someone
+    else (the session's tenant or role changed); a database that cannot answer right now keeps
+    the socket open."""
     while True:
         await asyncio.sleep(every)
         try:
-            now = await authenticator.authenticate(websocket)
+            now = await check()
         except (Unauthorized, Forbidden):
             return
         except SeedosError:  # unavailable: ask again next time
@@ -140,16 +174,13 @@ async def _key_revoked(
 async def _pump(
     websocket: WebSocket,
     peer: aiohttp.ClientWebSocketResponse,
-    watch: Callable[[], Awaitable[None]] | None = None,
+    watch: Callable[[], Awaitable[None]],
 ) -> None:
     closing: dict[str, tuple[int, str]] = {}
 
     async def watching() -> None:
-        if watch is None:
-            await asyncio.Event().wait()  # nothing to watch: never returns
-        else:
-            await watch()
-            closing["gateway"] = (POLICY_VIOLATION, "credentials revoked")
+        await watch()
+        closing["gateway"] = (POLICY_VIOLATION, "credentials revoked")
 
     async def to_upstream() -> None:
         while True:

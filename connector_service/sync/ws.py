@@ -1,29 +1,26 @@
-"""Live sync routes: ``POST sync/ticket`` and the y-websocket endpoint ``WS sync/ws``.
+"""Live sync: the y-websocket endpoint ``WS sync/ws``.
 
 A y-websocket client connects to ``serverUrl + '/' + room``: with serverUrl
 ``…/api/v1/integrations/{id}/sync`` and room ``ws`` that is this endpoint. Credentials are
 checked before the connection is accepted, so a client without valid ones gets the handshake
-refused (HTTP 403; close code 1008 to the application) and never any state: either the
-internal token the gateway minted for the caller's API key, or ``?ticket=`` from
-``POST sync/ticket`` (for browsers, which cannot set headers on a WebSocket)."""
+refused (HTTP 403; close code 1008 to the application) and never any state: the internal token
+the gateway minted for the caller (its API key or session, or the one its ticket was issued to:
+the gateway issues and redeems tickets, and checks the credential again while the socket is
+open)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import structlog
-from fastapi import APIRouter, Request, WebSocket
-from pydantic import BaseModel
+from fastapi import APIRouter, WebSocket
 
-from common.errors import PROBLEM_RESPONSES, SeedosError
-from common.internal_auth import CurrentPrincipal, Principal, requires
+from common.errors import PROBLEM_RESPONSES, SeedosError, Unauthorized
+from common.internal_auth import Principal
 from common.roles import Permission, allows
 from connector_service.integrations import calls
-from connector_service.sync import tickets
 from connector_service.sync.connection import Connection
 from connector_service.sync.hub import POLICY_VIOLATION
-from connector_service.sync.routes import Installed
 
 log = structlog.get_logger(component="connector_service.sync.ws")
 
@@ -32,27 +29,13 @@ router = APIRouter(
 )
 
 
-class Ticket(BaseModel):
-    ticket: str
-    expires_at: datetime
-    writable: bool
-
-
-@router.post("/sync/ticket", dependencies=[requires(Permission.read)])
-async def ticket(target: Installed, principal: CurrentPrincipal, request: Request) -> Ticket:
-    """A single-use ticket for ``sync/ws?ticket=``, valid for 60 seconds, bound to the caller's
-    tenant, subject and role and to this integration. A viewer's ticket reads only
-    (``writable: false``): updates sent with it close the connection with 1008."""
-    return Ticket(**await tickets.issue(request.app.state.db, principal, target.id))
-
-
 @router.websocket("/sync/ws")
 async def sync_ws(websocket: WebSocket, integration_id: uuid.UUID) -> None:
     """y-websocket sync of the integration's document (see README, "Live sync over
     WebSocket")."""
     app = websocket.app
     try:
-        principal = await _authenticate(websocket, integration_id)
+        principal = _caller(websocket)
         principal.require(Permission.read)
         target = await calls.load_target(app.state.db, principal.tenant_id, integration_id)
     except SeedosError as exc:
@@ -67,13 +50,9 @@ async def sync_ws(websocket: WebSocket, integration_id: uuid.UUID) -> None:
     await connection.serve()
 
 
-async def _authenticate(websocket: WebSocket, integration_id: uuid.UUID) -> Principal:
-    """The ticket's principal when there is one (the gateway forwards ticket connections with
-    an anonymous token), else the caller of the internal token."""
-    presented = websocket.query_params.get("ticket")
-    if presented is not None:
-        return await tickets.redeem(websocket.app.state.db, presented, integration_id)
+def _caller(websocket: WebSocket) -> Principal:
+    """The caller of the internal token (the middleware refuses a socket without one)."""
     principal = websocket.scope.get("state", {}).get("principal")
     if principal is None:
-        raise tickets.InvalidTicket("credentials are required")
+        raise Unauthorized("credentials are required")
     return principal

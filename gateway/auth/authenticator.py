@@ -18,6 +18,12 @@ Cookie-authenticated requests that change anything must come from this site: the
 ``Sec-Fetch-Site`` and ``Origin`` say so, and the ``X-CSRF-Token`` header carries the token
 ``GET /api/v1/me`` gave (derived from the cookie). WebSocket handshakes with a cookie must
 come from this origin.
+
+Each credential has a key in the cache: ``b"k"`` and the SHA-256 of an API key, or ``b"s"`` and
+the SHA-256 of a session cookie (the hashes the database holds). :meth:`Authenticator.authenticate`
+leaves the key of the credential it accepted in the request's state (:func:`credential_of`); a
+WebSocket ticket stores it, and :meth:`Authenticator.authenticate_credential` judges the socket
+by it again, with the same lookup and the same suspension rule.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ NO_TENANT = uuid.UUID(int=0)
 NO_ROLE = "none"  # grants nothing (common.roles.allows)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = b"x-csrf-token"
+API_KEY, SESSION = b"k", b"s"  # the first byte of a credential's cache key
+_CREDENTIAL = "credential"  # where authenticate() leaves that key in the request's state
 
 
 class TenantSuspended(Forbidden):
@@ -97,20 +105,50 @@ class Authenticator:
         reach (who am I, sign out)."""
         token = bearer_token(conn.scope)
         if token is not None or _has_authorization(conn.scope):
-            entry = await self._api_key(token)
-            method = "api_key"
+            key, entry = await self._api_key(token)
         else:
             secret = cookies.read(conn.scope, cookies.SESSION)
             if secret is None:
                 failures.record("none", "missing_credentials")
                 raise Unauthorized("sign in, or send an API key as 'Authorization: Bearer <key>'")
-            entry = await self._session(secret, conn)
-            method = "session"
+            key, entry = await self._session(secret, conn)
+        principal = self._caller(entry, conn, allow_suspended=allow_suspended)
+        conn.scope.setdefault("state", {})[_CREDENTIAL] = key
+        return principal
+
+    async def authenticate_credential(self, key: bytes, conn: HTTPConnection) -> Principal:
+        """The caller a credential's cache key (:func:`credential_of`) stands for now, by the
+        same cached lookup as :meth:`authenticate` and the same suspension rule: 401 when the
+        key is unknown, revoked or expired or the session ended or expired, 403
+        ``tenant_suspended``. No CSRF or Origin check: the key was taken from a request that
+        passed them."""
+        kind = key[:1]
+        if kind == API_KEY:
+            entry = await self._lookup(key, self._query_key)
+        elif kind == SESSION:
+            entry = await self._lookup(key, self._query_session)
+        else:
+            raise Unauthorized("not a credential", code="invalid_credentials")
+        if entry.principal is None:
+            if kind == API_KEY:
+                failures.record("api_key", "unknown_or_revoked")
+                raise Unauthorized(
+                    "the API key is unknown, expired or revoked", code="invalid_credentials"
+                )
+            failures.record("session", "ended_or_expired")
+            raise Unauthorized(
+                "the session has ended or expired: sign in again", code="session_expired"
+            )
+        return self._caller(entry, conn, allow_suspended=False)
+
+    def _caller(self, entry: _Entry, conn: HTTPConnection, *, allow_suspended: bool) -> Principal:
+        """The principal of an accepted credential's entry, refused when its tenant is
+        suspended (unless ``allow_suspended``)."""
         principal = entry.principal
         assert principal is not None
         if entry.suspended and not allow_suspended:
             self._audit(principal, conn, TenantSuspended.code)
-            refuse_suspended(principal, method)
+            refuse_suspended(principal)
         return Principal(
             tenant_id=principal.tenant_id,
             subject=principal.subject,
@@ -137,26 +175,30 @@ class Authenticator:
         self._generation += 1
         self._cache.clear()
 
-    async def _api_key(self, token: str | None) -> _Entry:
+    async def _api_key(self, token: str | None) -> tuple[bytes, _Entry]:
+        """The key's cache key and entry."""
         if token is None or not keys.looks_like_key(token):
             failures.record("api_key", "malformed")
             raise Unauthorized(
                 "the bearer credential is not a valid API key", code="invalid_credentials"
             )
-        entry = await self._lookup(b"k" + keys.digest(token), self._query_key)
+        key = API_KEY + keys.digest(token)
+        entry = await self._lookup(key, self._query_key)
         if entry.principal is None:
             failures.record("api_key", "unknown_or_revoked")
             raise Unauthorized(
                 "the API key is unknown, expired or revoked", code="invalid_credentials"
             )
-        return entry
+        return key, entry
 
-    async def _session(self, secret: str, conn: HTTPConnection) -> _Entry:
+    async def _session(self, secret: str, conn: HTTPConnection) -> tuple[bytes, _Entry]:
+        """The cache key of the cookie the session has from now on (a new one when this
+        request rotated it), and its entry."""
         if not tokens.plausible(secret):
             failures.record("session", "malformed")
             raise Unauthorized("the session cookie is not valid: sign in again",
                                code="invalid_credentials")  # fmt: skip
-        key = b"s" + tokens.digest(secret)
+        key = SESSION + tokens.digest(secret)
         entry = await self._lookup(key, self._query_session)
         if entry.principal is None:
             failures.record("session", "ended_or_expired")
@@ -173,7 +215,8 @@ class Authenticator:
         if entry.rotated is not None:
             max_age = int(self.timeouts.absolute_seconds)
             cookies.send_session(conn.scope, entry.rotated, max_age=max_age)
-        return entry
+            return SESSION + tokens.digest(entry.rotated), entry
+        return key, entry
 
     def _same_site(self, secret: str, conn: HTTPConnection) -> None:
         """CSRF: a cookie-authenticated WebSocket or unsafe request must come from this site."""
@@ -274,6 +317,12 @@ class Authenticator:
         if self._ttl > 0 and generation == self._generation:
             self._cache[key] = rotated
         return rotated
+
+
+def credential_of(conn: HTTPConnection) -> bytes:
+    """The cache key of the credential :meth:`Authenticator.authenticate` accepted for this
+    request (it must have run)."""
+    return conn.scope["state"][_CREDENTIAL]
 
 
 def _header(scope, name: bytes) -> str | None:

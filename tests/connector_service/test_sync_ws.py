@@ -372,12 +372,12 @@ async def test_credentials_are_checked_before_any_state(live, dsn):
     # expired
     issued = await live.ticket()
     seen.append(issued["ticket"])
-    await fetch(dsn, "UPDATE sync_tickets SET expires_at = now() - interval '1 second'"
+    await fetch(dsn, "UPDATE ws_tickets SET expires_at = now() - interval '1 second'"
                 " WHERE integration_id = $1", uuid.UUID(live.iid))  # fmt: skip
     assert await _refused(live.ws_url(ticket=issued["ticket"])) == 403
     # only hashes are stored, and tickets never reach the logs
-    rows = await fetch(dsn, "SELECT token_hash FROM sync_tickets")
-    assert all(len(r["token_hash"]) == 32 for r in rows)
+    rows = await fetch(dsn, "SELECT ticket_hash FROM ws_tickets")
+    assert all(len(r["ticket_hash"]) == 32 for r in rows)
     logs = suite.logs()
     assert "/sync/ws" in logs  # the connections were logged, without their tickets
     assert not [t for t in seen if t in logs]
