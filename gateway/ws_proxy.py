@@ -79,8 +79,10 @@ class WebSocketProxy:
             ticket = websocket.query_params.get("ticket")
         try:
             if ticket is None:
-                check = functools.partial(state.authenticator.authenticate, websocket)
-                principal = await check()
+                principal = await state.authenticator.authenticate(websocket)
+                # checked again later without counting as use: an open socket alone does not
+                # keep an idle session alive
+                check = functools.partial(state.authenticator.authenticate, websocket, use=False)
             else:
                 check, principal = await _redeem(state, websocket, ticket)
         except SeedosError:
@@ -136,10 +138,11 @@ async def _redeem(
         raise tickets.InvalidTicket("tickets open the sync WebSocket only")
     async with state.db.connection() as conn:
         redeemed = await tickets.redeem(conn, ticket, integration_id=integration_id)
-    check = functools.partial(
-        state.authenticator.authenticate_credential, redeemed.credential, websocket
+    authenticator = state.authenticator
+    principal = await authenticator.authenticate_credential(redeemed.credential, websocket)
+    check = functools.partial(  # later checks are not activity (see above)
+        authenticator.authenticate_credential, redeemed.credential, websocket, use=False
     )
-    principal = await check()
     if principal.tenant_id != redeemed.tenant_id:  # the session moved to another tenant
         raise tickets.InvalidTicket("the ticket is for another tenant")
     return check, principal

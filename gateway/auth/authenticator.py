@@ -32,6 +32,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from cachetools import TTLCache
 from starlette.requests import HTTPConnection
@@ -49,6 +50,9 @@ NO_ROLE = "none"  # grants nothing (common.roles.allows)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = b"x-csrf-token"
 API_KEY, SESSION = b"k", b"s"  # the first byte of a credential's cache key
+# a session checked again without counting as its use (an open WebSocket): cached apart, so
+# neither slides the idle expiry for the other
+PEEK = b"p"
 _CREDENTIAL = "credential"  # where authenticate() leaves that key in the request's state
 
 
@@ -98,11 +102,12 @@ class Authenticator:
         self.failure_audit = failures.FailureAudit(database)
 
     async def authenticate(
-        self, conn: HTTPConnection, *, allow_suspended: bool = False
+        self, conn: HTTPConnection, *, allow_suspended: bool = False, use: bool = True
     ) -> Principal:
         """The caller, or 401 (no or bad credentials), 403 ``tenant_suspended``, 403
         ``csrf_refused``. ``allow_suspended``: for routes a suspended tenant's people still
-        reach (who am I, sign out)."""
+        reach (who am I, sign out). ``use`` False: a check that is not activity (an open
+        WebSocket's), which does not keep an idle session alive."""
         token = bearer_token(conn.scope)
         if token is not None or _has_authorization(conn.scope):
             key, entry = await self._api_key(token)
@@ -111,12 +116,14 @@ class Authenticator:
             if secret is None:
                 failures.record("none", "missing_credentials")
                 raise Unauthorized("sign in, or send an API key as 'Authorization: Bearer <key>'")
-            key, entry = await self._session(secret, conn)
+            key, entry = await self._session(secret, conn, use=use)
         principal = self._caller(entry, conn, allow_suspended=allow_suspended)
         conn.scope.setdefault("state", {})[_CREDENTIAL] = key
         return principal
 
-    async def authenticate_credential(self, key: bytes, conn: HTTPConnection) -> Principal:
+    async def authenticate_credential(
+        self, key: bytes, conn: HTTPConnection, *, use: bool = True
+    ) -> Principal:
         """The caller a credential's cache key (:func:`credential_of`) stands for now, by the
         same cached lookup as :meth:`authenticate` and the same suspension rule: 401 when the
         key is unknown, revoked or expired or the session ended or expired, 403
@@ -125,8 +132,10 @@ class Authenticator:
         kind = key[:1]
         if kind == API_KEY:
             entry = await self._lookup(key, self._query_key)
-        elif kind == SESSION:
+        elif kind == SESSION and use:
             entry = await self._lookup(key, self._query_session)
+        elif kind == SESSION:
+            entry = await self._lookup(PEEK + key[1:], self._peek_session)
         else:
             raise Unauthorized("not a credential", code="invalid_credentials")
         if entry.principal is None:
@@ -191,7 +200,9 @@ class Authenticator:
             )
         return key, entry
 
-    async def _session(self, secret: str, conn: HTTPConnection) -> tuple[bytes, _Entry]:
+    async def _session(
+        self, secret: str, conn: HTTPConnection, *, use: bool = True
+    ) -> tuple[bytes, _Entry]:
         """The cache key of the cookie the session has from now on (a new one when this
         request rotated it), and its entry."""
         if not tokens.plausible(secret):
@@ -199,7 +210,10 @@ class Authenticator:
             raise Unauthorized("the session cookie is not valid: sign in again",
                                code="invalid_credentials")  # fmt: skip
         key = SESSION + tokens.digest(secret)
-        entry = await self._lookup(key, self._query_session)
+        if use:
+            entry = await self._lookup(key, self._query_session)
+        else:
+            entry = await self._lookup(PEEK + key[1:], self._peek_session)
         if entry.principal is None:
             failures.record("session", "ended_or_expired")
             raise Unauthorized(
@@ -210,7 +224,7 @@ class Authenticator:
         except CsrfRefused as exc:
             self._audit(entry.principal, conn, exc.code)
             raise
-        if entry.stale and conn.scope["type"] == "http":  # a WebSocket cannot take a cookie
+        if entry.stale and use and conn.scope["type"] == "http":  # a WebSocket cannot take one
             entry = await self._rotate(key, entry)
         if entry.rotated is not None:
             max_age = int(self.timeouts.absolute_seconds)
@@ -278,23 +292,12 @@ class Authenticator:
     async def _query_session(self, token_hash: bytes) -> _Entry:
         async with self._db.connection() as conn:
             row = await sessions.touch(conn, token_hash, idle_seconds=self.timeouts.idle_seconds)
-        if row is None:
-            return _Entry(None)
-        role = row["role"]
-        in_tenant = row["tenant_id"] is not None and role is not None
-        principal = Principal(
-            tenant_id=row["tenant_id"] if in_tenant else NO_TENANT,
-            subject=f"user:{row['user_id']}",
-            role=role if in_tenant else NO_ROLE,
-            tenant_slug=row["tenant_slug"] if in_tenant else None,
-            auth_method="session",
-            user_id=row["user_id"],
-            session_id=row["id"],
-            operator=row["operator"],
-        )
-        # the role changed since the session was issued: the next HTTP answer rotates its id
-        stale = row["current"] and in_tenant and role != row["issued_role"]
-        return _Entry(principal, suspended=in_tenant and row["suspended"], stale=stale)
+        return _session_entry(row)
+
+    async def _peek_session(self, token_hash: bytes) -> _Entry:
+        async with self._db.connection() as conn:
+            row = await sessions.peek(conn, token_hash)
+        return _session_entry(row)
 
     async def _rotate(self, key: bytes, entry: _Entry) -> _Entry:
         """A new session id for the role the session now has; concurrent requests with the
@@ -323,6 +326,27 @@ def credential_of(conn: HTTPConnection) -> bytes:
     """The cache key of the credential :meth:`Authenticator.authenticate` accepted for this
     request (it must have run)."""
     return conn.scope["state"][_CREDENTIAL]
+
+
+def _session_entry(row: Any) -> _Entry:
+    """What a session's row says the request acts as."""
+    if row is None:
+        return _Entry(None)
+    role = row["role"]
+    in_tenant = row["tenant_id"] is not None and role is not None
+    principal = Principal(
+        tenant_id=row["tenant_id"] if in_tenant else NO_TENANT,
+        subject=f"user:{row['user_id']}",
+        role=role if in_tenant else NO_ROLE,
+        tenant_slug=row["tenant_slug"] if in_tenant else None,
+        auth_method="session",
+        user_id=row["user_id"],
+        session_id=row["id"],
+        operator=row["operator"],
+    )
+    # the role changed since the session was issued: the next HTTP answer rotates its id
+    stale = row["current"] and in_tenant and role != row["issued_role"]
+    return _Entry(principal, suspended=in_tenant and row["suspended"], stale=stale)
 
 
 def _header(scope, name: bytes) -> str | None:

@@ -1022,6 +1022,39 @@ async def test_ending_a_session_closes_its_websockets_and_other_origins_are_refu
         await conn.execute("DELETE FROM integration_connectors WHERE id = $1", integration)
 
 
+async def test_an_open_websocket_alone_does_not_keep_a_session_alive(world: World):
+    """Its checks while open are not activity: a session that makes no requests ends when it
+    is idle for long enough, and its socket closes."""
+    gw = world.short.gateway
+    tenant = await make_tenant(world.dsn)
+    user = await known_person(world.dsn, world.alpha.issuer, "pete", {tenant.tenant_id: "viewer"})
+    async with connect(world.dsn) as conn:
+        integration = await conn.fetchval(
+            "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
+            " VALUES ($1, 'idle', 'idle') RETURNING id",
+            tenant.tenant_id,
+        )
+        idle = IDLE_MINUTES * 60
+        session = await sessions.start(
+            conn, user_id=user, tenant_id=tenant.tenant_id, role="viewer", provider="alpha",
+            issuer=world.alpha.issuer, timeouts=sessions.Timeouts(idle, 600),
+        )  # fmt: skip
+    ws_url = gw.replace("http", "ws", 1) + f"/api/v1/integrations/{integration}/sync/ws"
+    headers = {"cookie": f"{SESSION}={session.secret}", "origin": gw}
+    async with aiohttp.ClientSession() as client, client.ws_connect(ws_url, headers=headers) as ws:
+        opened = time.monotonic()
+        while (message := await ws.receive(timeout=idle + 8)).type not in (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING
+        ):  # fmt: skip
+            pass  # the document's first messages
+        assert ws.close_code == 1008, message
+        assert time.monotonic() - opened >= idle - 0.5  # not before it was idle long enough
+    answer = await replay(gw, session.secret)
+    assert answer.status_code == 401 and answer.json()["code"] == "session_expired"
+    async with connect(world.dsn) as conn:
+        await conn.execute("DELETE FROM integration_connectors WHERE id = $1", integration)
+
+
 # ---------------------------------------------------------------------------------- rate limit
 
 
