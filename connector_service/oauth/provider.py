@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import warnings
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import httpx
-from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client.errors import OAuthError
 
-# authlib 1.8+ prefers the httpx2 package and warns once, at import, when it falls back to httpx,
-# which is what this suite uses (and what the exceptions below are). The tests that take a
-# provider down check that those are the exceptions authlib raises.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "The httpx module is deprecated", AuthlibDeprecationWarning)
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
-
+# (the tests that take a provider down check that httpx's are the exceptions authlib raises)
+from common.authlib_client import AsyncOAuth2Client
 from common.endpoints import EndpointNotAllowed, EndpointPolicy, HostNotResolved
 from connector_service.manager.transport import CheckedTransport
 from connector_service.oauth.config import Client
