@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from common import devsecrets, endpoints
 
 MIN_KEY_LENGTH = 32
+
+
+def check_public_url(value: str) -> str:
+    """``SEEDOS_PUBLIC_URL``, where browsers reach the gateway: an http(s) origin (the gateway
+    serves at its root), without a trailing slash."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ValueError("SEEDOS_PUBLIC_URL must be an http(s) URL without a query")
+    if parts.path.rstrip("/"):
+        raise ValueError("SEEDOS_PUBLIC_URL is an origin: serve the gateway at its root")
+    return value.rstrip("/")
 
 
 class Environment(StrEnum):

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common import credential_keys
-from common.settings import CommonSettings
+from common.settings import CommonSettings, check_public_url
 
 
 class OAuthClientSettings(BaseModel):
@@ -43,10 +42,7 @@ class ConnectorServiceSettings(CommonSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError("SEEDOS_PUBLIC_URL must be an http(s) URL without a query")
-        return value.rstrip("/")
+        return check_public_url(value)
 
     # Calls to connectors (connector_service/manager/).
     call_connect_timeout_seconds: float = Field(2.0, gt=0, le=30)

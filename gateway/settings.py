@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import CommonSettings, Environment
+from common.settings import CommonSettings, Environment, check_public_url
 
 DEVELOPMENT_PROVIDER = "development"
 
@@ -117,12 +117,7 @@ class GatewaySettings(CommonSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError("SEEDOS_PUBLIC_URL must be an http(s) URL without a query")
-        if parts.path.rstrip("/"):
-            raise ValueError("SEEDOS_PUBLIC_URL is an origin: serve the gateway at its root")
-        return value.rstrip("/")
+        return check_public_url(value)
 
     @field_validator("cors_origins")
     @classmethod

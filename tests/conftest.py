@@ -47,6 +47,16 @@ async def dsn(admin_dsn: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection to the session's database, outside any transaction."""
+    connection = await db.connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
 async def database(dsn: str) -> AsyncIterator[db.Database]:
     """A pool on the session's database, behind the services' gate, for in-process tests."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=db._init_connection)

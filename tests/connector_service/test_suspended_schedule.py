@@ -33,15 +33,6 @@ class Install:
 
 
 @pytest.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await db.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
 async def installs(rig, dsn) -> AsyncIterator[list[Install]]:
     """Two tenants with an install of the CRM connector each, synced every 10 s."""
     slug = await register(dsn, rig.crm_connector.url)

@@ -7,11 +7,9 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import pytest
 
 from common import db
 from common.roles import Role
@@ -23,15 +21,6 @@ from tests.support import make_tenant
 
 PROBLEM = "application/problem+json"
 ADMIN = "/api/v1/admin/tenants"
-
-
-@pytest.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await db.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def _until(

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from common import db
 from gateway.invitations import service as invitations
@@ -21,15 +19,6 @@ from gateway.tenants import service as tenants
 from gateway.users import service as users
 
 TIMEOUTS = sessions.Timeouts(1800, 43200)
-
-
-@pytest.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await db.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def _tenant(conn: asyncpg.Connection, domain: str | None = None) -> dict:

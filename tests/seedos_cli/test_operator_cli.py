@@ -6,25 +6,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
 
-from common import db
 from tests.people import make_person
 from tests.seedos_cli.test_cli import seedos
 from tests.support import make_tenant
-
-
-@pytest.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await db.connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def run(*args: str, dsn: str):
