@@ -56,6 +56,7 @@ format: install
 ## Performance figures (docs/benchmarks.md). Installs wrk from Debian's packages if missing.
 bench: install
 	$(PY) bench/gateway_proxy.py
+	$(PY) bench/sign_in.py
 	$(PY) bench/connector_read.py
 	$(PY) bench/sync.py
 	$(PY) bench/sync_ws.py
