@@ -6,12 +6,14 @@ tests of what signed-in people may do start here."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
 
+from common import db
 from gateway.sessions import cookies, tokens
 from gateway.sessions import service as sessions
 from gateway.users import repository as users
@@ -91,3 +93,18 @@ async def make_person(
         user_id=user["id"], email=email, session_id=issued.session["id"], secret=issued.secret,
         origin=origin, subject=subject,
     )  # fmt: skip
+
+
+async def audit_of(dsn: str, tenant_id: uuid.UUID, prefix: str) -> list[dict]:
+    """The tenant's audit entries whose action starts with ``prefix``, oldest first: action,
+    actor, target, payload (parsed) and payload_text (as stored, to search for secrets in)."""
+    conn = await db.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT action, user_id AS actor, target, payload::text AS payload_text FROM audit_logs"
+            " WHERE tenant_id = $1 AND starts_with(action, $2) ORDER BY seq",
+            tenant_id, prefix,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    return [{**dict(r), "payload": json.loads(r["payload_text"])} for r in rows]

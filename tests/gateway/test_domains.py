@@ -4,16 +4,14 @@ people with a verified email of a tenant's domain join it as viewers."""
 from __future__ import annotations
 
 import secrets
-import uuid
 
-import asyncpg
 import httpx
 import pytest
 
 from common import db
 from common.roles import Role
 from gateway.domains import service as domains
-from tests.people import make_person
+from tests.people import audit_of, make_person
 from tests.support import TenantKey, add_key, make_tenant
 
 PROBLEM = "application/problem+json"
@@ -21,18 +19,6 @@ PROBLEM = "application/problem+json"
 
 def unique(name: str = "corp") -> str:
     return f"{name}-{secrets.token_hex(4)}.example"
-
-
-async def audit_of(dsn: str, tenant_id: uuid.UUID, prefix: str) -> list[asyncpg.Record]:
-    conn = await db.connect(dsn)
-    try:
-        return await conn.fetch(
-            "SELECT action, user_id AS actor, target, payload FROM audit_logs"
-            " WHERE tenant_id = $1 AND starts_with(action, $2) ORDER BY seq",
-            tenant_id, prefix,
-        )  # fmt: skip
-    finally:
-        await conn.close()
 
 
 async def add(client: httpx.AsyncClient, t: TenantKey, domain: str) -> httpx.Response:

@@ -19,7 +19,7 @@ from gateway.api_keys import service as api_keys
 from gateway.members import service as members
 from gateway.sessions import cookies
 from gateway.sessions import service as sessions
-from tests.people import TIMEOUTS, Person, make_person
+from tests.people import TIMEOUTS, Person, audit_of, make_person
 from tests.support import TenantKey, add_key, make_tenant
 
 PROBLEM = "application/problem+json"
@@ -31,18 +31,6 @@ async def person(suite, dsn: str, t: TenantKey | None, role: str | None, **kw) -
         return await make_person(
             conn, origin=suite.gateway, tenant_id=t.tenant_id if t else None, role=role, **kw
         )
-    finally:
-        await conn.close()
-
-
-async def audit_of(dsn: str, tenant_id: uuid.UUID, prefix: str) -> list[asyncpg.Record]:
-    conn = await db.connect(dsn)
-    try:
-        return await conn.fetch(
-            "SELECT action, user_id AS actor, target, payload FROM audit_logs"
-            " WHERE tenant_id = $1 AND starts_with(action, $2) ORDER BY seq",
-            tenant_id, prefix,
-        )  # fmt: skip
     finally:
         await conn.close()
 
