@@ -36,6 +36,18 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 access_log = structlog.get_logger(component="seedos.access")
+# Paths that carry a secret after this prefix (an invitation link's token): logged as the
+# prefix and a placeholder, whether or not a route matched (a trailing slash, a typo).
+_SECRET_PATHS = ("/auth/invitations/",)
+
+
+def _loggable_path(path: str, route: str) -> str:
+    if "{token}" in route:
+        return route
+    for prefix in _SECRET_PATHS:
+        if path.startswith(prefix):
+            return prefix + "{token}"
+    return path
 
 
 def new_request_id(incoming: str | None) -> str:
@@ -102,8 +114,7 @@ class ObservabilityMiddleware:
             return
         fields: dict[str, Any] = {
             "method": scope["method"],
-            # a secret in the path (an invitation link's token) is logged as its template
-            "path": route if "{token}" in route else scope["path"],
+            "path": _loggable_path(scope["path"], route),
             "route": route,
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
