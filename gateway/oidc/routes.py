@@ -92,7 +92,8 @@ async def login(
     chosen = providers.choose(name=provider, tenant=tenant, domain=by_domain)
     async with db.connection() as conn, conn.transaction():
         flow = await service.begin(
-            conn, provider=chosen.name, tenant_slug=tenant or by_domain, return_to=return_to,
+            # the domain chooses the provider only: never the tenant a session starts in
+            conn, provider=chosen.name, tenant_slug=tenant, return_to=return_to,
             invitation=invitation, ttl_seconds=settings.login_flow_minutes * 60,
         )  # fmt: skip
     url = await chosen.authorization_url(

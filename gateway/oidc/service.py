@@ -205,11 +205,17 @@ async def complete(
     # tenant; a tenant's own SSO (run by that tenant's admins) only toward its tenants, or it
     # could assert anyone's address and join other tenants by their domains or invitations.
     vouches_for = provider.settings.tenants or None
+    # a tenant the sign-in names is honoured only among memberships it did not just make (a
+    # link to /auth/login?tenant=<a tenant that took your domain> lands you where you were)
+    before = {m["slug"] for m in await users.memberships(conn, user_id)}
     joined, notice = await _join(
         conn, identity, user_id=user_id, invitation_hash=invitation_hash, request_id=request_id,
         vouches_for=vouches_for,
     )  # fmt: skip
-    tenant_id, role = await _choose_tenant(conn, user_id, flow.get("tenant_slug"), joined)
+    asked = flow.get("tenant_slug")
+    tenant_id, role = await _choose_tenant(
+        conn, user_id, asked if asked in before else None, joined, before=before
+    )
     issued = await sessions.start(
         conn, user_id=user_id, tenant_id=tenant_id, role=role, provider=provider.name,
         issuer=claims.issuer, timeouts=timeouts, user_agent=user_agent,
@@ -254,8 +260,15 @@ async def _join(
 
 
 async def _choose_tenant(
-    conn: asyncpg.Connection, user_id: uuid.UUID, slug: str | None, joined: uuid.UUID | None
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    slug: str | None,
+    joined: uuid.UUID | None,
+    *,
+    before: Collection[str],
 ) -> tuple[uuid.UUID | None, str | None]:
+    """The invitation's tenant, else the one asked for, else the last used, else one they
+    belonged to before this sign-in, else any (a tenant that joined them by domain just now)."""
     memberships = await users.memberships(conn, user_id)
     by_slug = {m["slug"]: m for m in memberships}
     for m in memberships:
@@ -268,8 +281,9 @@ async def _choose_tenant(
     for m in memberships:
         if m["tenant_id"] == last:
             return m["tenant_id"], m["role"]
-    if memberships:
-        return memberships[0]["tenant_id"], memberships[0]["role"]
+    ranked = sorted(memberships, key=lambda m: m["slug"] not in before)  # stable: by slug
+    if ranked:
+        return ranked[0]["tenant_id"], ranked[0]["role"]
     return None, None
 
 

@@ -148,3 +148,35 @@ async def test_sign_in_returns_to_the_tenant_last_used(conn) -> None:
     )
     assert (await again()).issued.session["tenant_id"] == second["id"]
     await provider.close()
+
+
+async def test_a_tenant_named_at_sign_in_counts_only_if_you_were_a_member_before(conn) -> None:
+    """/auth/login?tenant=<a tenant that registered your domain first> does not land you
+    there: it joined you as a viewer just now."""
+    home = await _tenant(conn)
+    domain = f"victim-{secrets.token_hex(3)}.test"
+    squatter = await _tenant(conn, domain)
+    settings = _settings(home["slug"])
+    email = f"alice@{domain}"
+    conf = settings.oidc_providers["platform"]
+    provider = Provider("platform", conf, redirect_uri="https://x.test/cb", timeout=1)
+    claims = Claims(issuer=conf.issuer, subject=f"s-{secrets.token_hex(4)}", email=email,
+                    email_verified=True, name=None)  # fmt: skip
+    async with conn.transaction():
+        user, _ = await users.sign_in(conn, users.Identity(
+            issuer=conf.issuer, subject=claims.subject, provider="platform", email=email,
+            email_verified=True, name=None))  # fmt: skip
+        await conn.execute(
+            "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'admin')",
+            home["id"], user["id"],
+        )  # fmt: skip
+    async with conn.transaction():
+        signed = await oidc.complete(
+            conn, claims, provider=provider, flow={"tenant_slug": squatter["slug"]},
+            settings=settings, timeouts=TIMEOUTS, invitation_hash=None, replacing=None,
+            user_agent=None, client_address=None, request_id=None,
+        )  # fmt: skip
+    await provider.close()
+    joined = {m["slug"] for m in await users.memberships(conn, user["id"])}
+    assert joined == {home["slug"], squatter["slug"]}  # the domain joined them as a viewer
+    assert signed.issued.session["tenant_id"] == home["id"]  # but not into it
