@@ -25,6 +25,7 @@ from gateway.invitations import service as invitations
 from gateway.members import service as members
 from gateway.settings import GatewaySettings
 from gateway.tenants import service as tenants
+from gateway.users import service as users
 from seedos_cli import demo
 from seedos_cli.database import database
 from seedos_cli.up import SuiteError, run_suite
@@ -37,9 +38,11 @@ keys_app = typer.Typer(help="Manage the credential key ring.", no_args_is_help=T
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
 operator_app = typer.Typer(help="Manage platform operators.", no_args_is_help=True)
+users_app = typer.Typer(help="Look up users and link two into one.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(tenant_app, name="tenants", hidden=True)  # the plural answers as well
 app.add_typer(operator_app, name="operator")
+app.add_typer(users_app, name="users")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -235,6 +238,103 @@ def operator_list() -> None:
     for o in rows:
         identities = ", ".join(f"{i['issuer']} {i['subject']}" for i in o["identities"])
         typer.echo(f"{o['user_id']!s:36}  {o['added_by']:20}  {o['email'] or '-':30}  {identities}")
+
+
+@users_app.command("show")
+def users_show(email: Email = None, issuer: Issuer = None, subject: Subject = None) -> None:
+    """Show users with their identities and memberships: every user with a verified email
+    (two providers asserting one address are two users), or the user of one identity."""
+    _selected_user(email, issuer, subject)
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        return await users.profiles(conn, email=email, issuer=issuer, subject=subject)
+
+    found = _run(work)
+    for user in found:
+        verified = "verified" if user["email_verified"] else "unverified"
+        typer.echo(f"user {user['id']}  {user['email'] or '-'} ({verified})"
+                   f"  operator: {'yes' if user['operator'] else 'no'}"
+                   f"  created {_when(user['created_at'])}"
+                   f"  last sign-in {_when(user['last_sign_in_at'])}")  # fmt: skip
+        for i in user["identities"]:
+            verified = "verified" if i["email_verified"] else "unverified"
+            typer.echo(f"  identity  {i['issuer']}  {i['subject']}  (provider {i['provider']},"
+                       f" {i['email'] or '-'} {verified}, last sign-in"
+                       f" {_when(i['last_sign_in_at'])})")  # fmt: skip
+        for m in user["memberships"]:
+            suspended = " (suspended)" if m["suspended"] else ""
+            typer.echo(f"  member    {m['slug']}  {m['role']}{suspended}")
+    if len(found) > 1:
+        typer.echo(f"{len(found)} users have this email. Only if every identity above is the same"
+                   " person's: seedos users link --keep-issuer I --keep-subject S"
+                   " --merge-issuer I2 --merge-subject S2")  # fmt: skip
+
+
+def _link_side(
+    side: str, user_id: uuid.UUID | None, issuer: str | None, subject: str | None
+) -> None:
+    if (user_id is not None) == (issuer is not None and subject is not None) or (
+        (issuer is None) != (subject is None)
+    ):
+        typer.secho(f"error: give --{side} ID, or --{side}-issuer and --{side}-subject",
+                    fg="red", err=True)  # fmt: skip
+        raise typer.Exit(2)
+
+
+async def _user_id(
+    conn: Any, user_id: uuid.UUID | None, issuer: str | None, subject: str | None
+) -> uuid.UUID:
+    if user_id is not None:
+        return user_id
+    return (await admin.find_user(conn, issuer=issuer, subject=subject))["user_id"]
+
+
+@users_app.command("link")
+def users_link(
+    keep: Annotated[uuid.UUID | None, typer.Option(help="The user who stays (id)")] = None,
+    merge: Annotated[
+        uuid.UUID | None, typer.Option(help="The user merged into it, then deleted (id)")
+    ] = None,
+    keep_issuer: Annotated[str | None, typer.Option(help="Issuer of an identity of --keep")] = None,
+    keep_subject: Annotated[str | None, typer.Option(help="Its subject")] = None,
+    merge_issuer: Annotated[
+        str | None, typer.Option(help="Issuer of an identity of --merge")
+    ] = None,
+    merge_subject: Annotated[str | None, typer.Option(help="Its subject")] = None,
+) -> None:
+    """Make two users one person: the merged user's identities, memberships and API keys move
+    to the kept one, its sessions end (gateways refuse them within 5 s) and it is deleted.
+    Where both are members the kept user's role stays (reported). Check with `seedos users
+    show` first: whoever controls either identity becomes the kept user."""
+    _link_side("keep", keep, keep_issuer, keep_subject)
+    _link_side("merge", merge, merge_issuer, merge_subject)
+
+    async def work(conn: Any) -> dict[str, Any]:
+        return await users.link(
+            conn, keep=await _user_id(conn, keep, keep_issuer, keep_subject),
+            merge=await _user_id(conn, merge, merge_issuer, merge_subject), actor="system:cli",
+        )  # fmt: skip
+
+    result = _run(work)
+    kept, merged = result["keep"], result["merge"]
+    typer.echo(f"linked {merged['id']} ({merged['email'] or '-'}) into {kept['id']}"
+               f" ({kept['email'] or '-'}); {merged['id']} is deleted")  # fmt: skip
+    for i in result["identities"]:
+        typer.echo(f"identity moved: {i['issuer']}  {i['subject']}  (provider {i['provider']})")
+    for m in result["memberships"]:
+        if m["outcome"] == "moved":
+            typer.echo(f"membership moved: {m['slug']}  {m['role']}")
+        elif m["role"] == m["merge_role"]:
+            typer.echo(f"membership kept: {m['slug']}  {m['role']} (both were {m['role']})")
+    for c in result["conflicts"]:
+        typer.secho(f"conflict: {c['slug']}: kept {c['role']}, dropped {c['merge_role']}"
+                    f" (change it with seedos members set-role {kept['id']} --tenant {c['slug']}"
+                    " --role R)", fg="yellow")  # fmt: skip
+    typer.echo(f"sessions ended: {result['sessions_ended']}; API keys revoked:"
+               f" {result['revoked_api_keys']}")  # fmt: skip
+    if result["reattributed"]:
+        named = ", ".join(f"{table} {n}" for table, n in result["reattributed"].items())
+        typer.echo(f"now naming {kept['id']} as who did it: {named}")
 
 
 @apikey_app.command("create")

@@ -136,3 +136,129 @@ async def add_operator(conn: asyncpg.Connection, user_id: uuid.UUID, *, added_by
         user_id, added_by,
     )  # fmt: skip
     return done.endswith(" 1")
+
+
+# ------------------------------------------------------------------------------ finding
+
+
+async def find_identity(conn: asyncpg.Connection, *, issuer: str, subject: str) -> uuid.UUID | None:
+    """The user of this identity, read without a lock."""
+    return await conn.fetchval(
+        "SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2", issuer, subject
+    )
+
+
+async def with_verified_email(conn: asyncpg.Connection, email: str) -> list[uuid.UUID]:
+    """The users one of whose identities (or whose last sign-in) asserted ``email``, verified:
+    oldest first. An unverified email finds nobody."""
+    rows = await conn.fetch(
+        """SELECT u.id FROM users u
+           WHERE (u.email_verified AND lower(u.email) = lower($1))
+              OR EXISTS (SELECT 1 FROM user_identities i WHERE i.user_id = u.id
+                         AND i.email_verified AND lower(i.email) = lower($1))
+           ORDER BY u.created_at, u.id""",
+        email,
+    )
+    return [r["id"] for r in rows]
+
+
+# ------------------------------------------------------------------------------ linking
+
+
+async def lock_users(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """The users that exist among ``user_ids``, locked in id order (two links never wait for
+    each other in opposite orders)."""
+    return await conn.fetch(
+        f"SELECT {_USER} FROM users u WHERE u.id = ANY($1::uuid[]) ORDER BY u.id FOR UPDATE",
+        user_ids,
+    )
+
+
+async def identity_keys(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT issuer, subject FROM user_identities WHERE user_id = $1 ORDER BY issuer, subject",
+        user_id,
+    )
+
+
+async def lock_tenant_members(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """The tenant's admin memberships and those of ``user_ids``, locked by user id (the order
+    of :func:`gateway.members.repository.lock_admins_and`)."""
+    return await conn.fetch(
+        """SELECT user_id, role FROM memberships
+           WHERE tenant_id = $1 AND (role = 'admin' OR user_id = ANY($2::uuid[]))
+           ORDER BY user_id FOR UPDATE""",
+        tenant_id, user_ids,
+    )  # fmt: skip
+
+
+async def move_membership(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, from_user: uuid.UUID, to_user: uuid.UUID
+) -> None:
+    """The membership changes hands with its role, join time and who added it."""
+    await conn.execute(
+        """UPDATE memberships SET user_id = $3, updated_at = now()
+           WHERE tenant_id = $1 AND user_id = $2""",
+        tenant_id, from_user, to_user,
+    )  # fmt: skip
+
+
+async def delete_membership(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
+    await conn.execute(
+        "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+    )
+
+
+# Where a user is named as the one who did something: ``user:<id>`` strings, and invitations'
+# accepted_by. The audit trail is not among them: it is append-only and hash-chained, and the
+# ``user.linked`` entry says which id became which.
+_REATTRIBUTE = {
+    "api_keys": "UPDATE api_keys SET created_by = $2 WHERE created_by = $1",
+    "memberships": "UPDATE memberships SET created_by = $2 WHERE created_by = $1",
+    "invitations": "UPDATE invitations SET invited_by = $2 WHERE invited_by = $1",
+    "tenant_domains": "UPDATE tenant_domains SET created_by = $2 WHERE created_by = $1",
+    "platform_operators": "UPDATE platform_operators SET added_by = $2 WHERE added_by = $1",
+}
+
+
+async def reattribute(
+    conn: asyncpg.Connection, *, from_user: uuid.UUID, to_user: uuid.UUID
+) -> dict[str, int]:
+    """Name ``to_user`` wherever ``from_user`` is named as the actor; rows changed per table."""
+    old, new = f"user:{from_user}", f"user:{to_user}"
+    changed = {}
+    for table, sql in _REATTRIBUTE.items():
+        changed[table] = int((await conn.execute(sql, old, new)).rsplit(" ", 1)[1])
+    done = await conn.execute(
+        "UPDATE invitations SET accepted_by = $2 WHERE accepted_by = $1", from_user, to_user
+    )
+    changed["invitations_accepted"] = int(done.rsplit(" ", 1)[1])
+    return changed
+
+
+async def move_sessions(
+    conn: asyncpg.Connection, *, from_user: uuid.UUID, to_user: uuid.UUID
+) -> None:
+    """Ended sessions are kept (until purged) as the person's history."""
+    await conn.execute(
+        "UPDATE sessions SET user_id = $2 WHERE user_id = $1 AND ended_at IS NOT NULL",
+        from_user, to_user,
+    )  # fmt: skip
+
+
+async def move_identities(
+    conn: asyncpg.Connection, *, from_user: uuid.UUID, to_user: uuid.UUID
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """UPDATE user_identities SET user_id = $2 WHERE user_id = $1
+           RETURNING issuer, subject, provider""",
+        from_user, to_user,
+    )  # fmt: skip
+
+
+async def delete_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM users WHERE id = $1", user_id)
