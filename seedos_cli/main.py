@@ -379,7 +379,9 @@ def apikey_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id
     """Revoke a key. Gateways stop accepting it within their cache time (at most 5 s)."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        return await api_keys.revoke(conn, key_id, tenant_id=None, actor="system:cli")
+        return await api_keys.revoke_with_descendants(
+            conn, key_id, tenant_id=None, actor="system:cli"
+        )
 
     _run(work)
     typer.echo(f"revoked {key_id}")

@@ -56,7 +56,7 @@ async def revoke_api_key(
     # The one route that commits itself: the key cache must be cleared after the revocation is
     # committed, or a lookup in between could cache the key as still valid.
     async with db.transaction():
-        revoked = await service.revoke(
+        revoked = await service.revoke_with_descendants(
             db,
             key_id,
             tenant_id=principal.tenant_id,

@@ -8,7 +8,7 @@ import asyncpg
 
 from common import audit
 from common.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from common.roles import GRANTS, Role
+from common.roles import GRANTS, Permission, Role, allows
 from gateway.api_keys import repository
 from gateway.auth import keys
 
@@ -104,11 +104,39 @@ async def revoke(
     return dict(row)
 
 
+async def revoke_with_descendants(
+    conn: asyncpg.Connection,
+    key_id: uuid.UUID,
+    *,
+    tenant_id: uuid.UUID | None,
+    actor: str | None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Revoke a key and every key it made, and so on (``parent_revoked``): a leaked key that
+    minted another before it was revoked leaves nothing live behind."""
+    row = await revoke(conn, key_id, tenant_id=tenant_id, actor=actor, request_id=request_id)
+    await revoke_made_by(
+        conn, tenant_id=row["tenant_id"], creator=f"apikey:{key_id}", keep_within=None,
+        reason="parent_revoked", actor=actor, request_id=request_id,
+    )  # fmt: skip
+    return row
+
+
+async def lineage(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> list[str]:
+    """The member and every key they made in the tenant, and so on, as ``created_by`` values
+    (``user:<id>``, ``apikey:<id>``): who acted on their behalf."""
+    made = await repository.lineage(conn, tenant_id=tenant_id, creator=f"user:{user_id}")
+    return [f"user:{user_id}", *(f"apikey:{key_id}" for key_id in made)]
+
+
 async def revoke_made_by(
     conn: asyncpg.Connection,
     *,
     tenant_id: uuid.UUID,
-    user_id: uuid.UUID,
+    user_id: uuid.UUID | None = None,
+    creator: str | None = None,
     keep_within: Role | None,
     reason: str,
     actor: str | None,
@@ -122,7 +150,7 @@ async def revoke_made_by(
     Each generation is locked before the next is read, so a key being minted meanwhile (by the
     member, or by one of these keys) is either refused or found here."""
     revoked: list[dict[str, Any]] = []
-    creators = [f"user:{user_id}"]
+    creators = [creator or f"user:{user_id}"]
     while creators:
         made = await repository.lock_made_by(conn, tenant_id=tenant_id, creators=creators)
         for key in made:
@@ -165,6 +193,8 @@ async def _hold_creator(
             raise Unauthorized(
                 "your session in this tenant has ended: sign in again", code="session_expired"
             )
+        if not allows(held, Permission.manage):  # demoted a moment ago
+            raise Forbidden(f"role '{held}' may not manage API keys", required="manage")
         return held
     if (
         kind == "apikey"

@@ -119,3 +119,16 @@ async def consume(
         invitation_id, user_id,
     )  # fmt: skip
     return done == "UPDATE 1"
+
+
+async def lock_pending_made_by(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, creators: list[str]
+) -> list[asyncpg.Record]:
+    """Pending invitations of the tenant that any of ``creators`` made, locked."""
+    return await conn.fetch(
+        """SELECT id, role FROM invitations
+           WHERE tenant_id = $1 AND invited_by = ANY($2::text[])
+             AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+           ORDER BY id FOR UPDATE""",
+        tenant_id, creators,
+    )  # fmt: skip

@@ -19,10 +19,10 @@ import asyncpg
 from common import audit
 from common.errors import Conflict, Forbidden, InvalidRequest, NotFound, SeedosError
 from common.pagination import decode_cursor, encode_cursor
-from common.roles import Role
+from common.roles import GRANTS, Role
 from gateway.auth import failures
 from gateway.invitations import repository
-from gateway.members.service import check_grantable
+from gateway.members import service as members
 from gateway.tenants import service as tenants
 from gateway.users import repository as users
 
@@ -126,7 +126,7 @@ async def create(
     same address is revoked (one link works at a time). ``inviter_role`` None is an operator
     (the CLI); anyone else invites to no role beyond their own."""
     role = Role(role)
-    check_grantable(role, inviter_role)
+    members.check_grantable(role, inviter_role)
     email = normalise_email(email)
     if await repository.member_with_verified_email(conn, tenant_id=tenant_id, email=email):
         raise AlreadyMember(f"{email} is a member already")
@@ -189,6 +189,30 @@ async def revoke(
     if row["status"] == "accepted":
         raise InvitationAccepted("the invitation was accepted: remove the member instead")
     return dict(row)
+
+
+async def revoke_made_by(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    creators: list[str],
+    keep_within: Role | None,
+    reason: str,
+    actor: str,
+    request_id: str | None = None,
+) -> int:
+    """Revoke the pending invitations ``creators`` (a member and the keys they made) made in
+    the tenant: all (``keep_within`` None: the member is gone), or those inviting to more than
+    ``keep_within`` (their new role): no one re-enters through an invitation left behind.
+    Audited per invitation; returns how many."""
+    count = 0
+    for row in await repository.lock_pending_made_by(conn, tenant_id=tenant_id, creators=creators):
+        if keep_within is not None and GRANTS[Role(row["role"])] <= GRANTS[Role(keep_within)]:
+            continue
+        if await repository.revoke(conn, row["id"], tenant_id=tenant_id) is not None:
+            await _audit_revoked(conn, tenant_id, row["id"], actor, request_id, reason)
+            count += 1
+    return count
 
 
 async def _audit_revoked(

@@ -27,6 +27,10 @@ class MemberChanged(MemberOut):
         description="How many API keys the member made were revoked: all of them on removal, "
         "those granting more than the new role on a role change"
     )
+    revoked_invitations: int = Field(
+        description="How many pending invitations the member (or their keys) made were "
+        "revoked: all of them on removal, those inviting beyond the new role on a role change"
+    )
 
 
 class MemberPage(BaseModel):

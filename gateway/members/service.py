@@ -20,6 +20,7 @@ from common.errors import Conflict, Forbidden, NotFound
 from common.pagination import decode_cursor, encode_cursor
 from common.roles import GRANTS, Permission, Role, allows
 from gateway.api_keys import service as api_keys
+from gateway.invitations import service as invitations
 from gateway.members import repository
 from gateway.sessions import service as sessions
 
@@ -106,7 +107,8 @@ async def change_role(
     check_grantable(role, granter_role)
     current, admins = await _lock(conn, tenant_id=tenant_id, user_id=user_id)
     if current == role:
-        return await get(conn, tenant_id=tenant_id, user_id=user_id) | {"revoked_api_keys": 0}
+        unchanged = {"revoked_api_keys": 0, "revoked_invitations": 0}
+        return await get(conn, tenant_id=tenant_id, user_id=user_id) | unchanged
     if current == Role.admin and admins <= 1:
         raise LastAdmin("the tenant's last admin keeps the role: make another member admin first")
     row = await repository.set_role(conn, tenant_id=tenant_id, user_id=user_id, role=role.value)
@@ -117,11 +119,17 @@ async def change_role(
         payload={"user_id": str(user_id), "from": current, "to": role.value},
         request_id=request_id,
     )  # fmt: skip
+    creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=user_id)
     revoked = await api_keys.revoke_made_by(
         conn, tenant_id=tenant_id, user_id=user_id, keep_within=role,
         reason="member_role_changed", actor=actor, request_id=request_id,
     )  # fmt: skip
-    return dict(row) | {"revoked_api_keys": len(revoked)}
+    invitations_revoked = await invitations.revoke_made_by(
+        conn, tenant_id=tenant_id, creators=creators, keep_within=role,
+        reason="member_role_changed", actor=actor, request_id=request_id,
+    )  # fmt: skip
+    return dict(row) | {"revoked_api_keys": len(revoked),
+                        "revoked_invitations": invitations_revoked}  # fmt: skip
 
 
 async def remove(
@@ -159,8 +167,14 @@ async def remove(
         conn, reason="member_removed", actor=actor, user_id=user_id, tenant_id=tenant_id,
         request_id=request_id,
     )  # fmt: skip
+    creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=user_id)
     revoked = await api_keys.revoke_made_by(
         conn, tenant_id=tenant_id, user_id=user_id, keep_within=None, reason="member_removed",
         actor=actor, request_id=request_id,
     )  # fmt: skip
-    return dict(row) | {"revoked_api_keys": len(revoked)}
+    invitations_revoked = await invitations.revoke_made_by(
+        conn, tenant_id=tenant_id, creators=creators, keep_within=None, reason="member_removed",
+        actor=actor, request_id=request_id,
+    )  # fmt: skip
+    return dict(row) | {"revoked_api_keys": len(revoked),
+                        "revoked_invitations": invitations_revoked}  # fmt: skip

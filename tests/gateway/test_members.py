@@ -358,7 +358,7 @@ async def test_a_key_is_minted_only_with_the_role_its_creator_has_now(suite, dsn
                                         created_by="test")  # fmt: skip
         await api_keys.revoke(conn, revoked["id"], tenant_id=t.tenant_id, actor="test")
         cases = [
-            (f"user:{demoted.user_id}", "role_not_grantable"),
+            (f"user:{demoted.user_id}", "forbidden"),  # an editor manages no keys
             (f"user:{removed.user_id}", "session_expired"),
             (f"apikey:{revoked['id']}", "invalid_credentials"),
         ]
@@ -367,11 +367,71 @@ async def test_a_key_is_minted_only_with_the_role_its_creator_has_now(suite, dsn
                 await api_keys.create(conn, tenant_id=t.tenant_id, name="late", role=Role.admin,
                                       created_by=created_by, creator_role="admin")  # fmt: skip
             assert refused.value.code == code, created_by
-        # a role the member still has goes through, whatever the stale one said
+        # one who is still an admin mints
+        still = await person(suite, dsn, t, "admin")
         kept = await api_keys.create(
             conn, tenant_id=t.tenant_id, name="ok", role=Role.editor,
-            created_by=f"user:{demoted.user_id}", creator_role="admin",
+            created_by=f"user:{still.user_id}", creator_role="admin",
         )  # fmt: skip
         assert kept["role"] == "editor"
     finally:
         await conn.close()
+
+
+async def test_a_removed_or_demoted_members_invitations_are_revoked(suite, dsn):
+    """Else an admin about to be removed invites an address of theirs as admin, and is back
+    through it; the same for the invitations their keys made."""
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    leaver = await person(suite, dsn, t, "admin")
+    demoted = await person(suite, dsn, t, "admin")
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+
+        async def invite(headers: dict, email: str, role: str) -> str:
+            r = await client.post("/api/v1/invitations", json={"email": email, "role": role},
+                                  headers=headers)  # fmt: skip
+            assert r.status_code == 201, r.text
+            return r.json()["id"]
+
+        key = await make_key(client, leaver.headers, "admin")
+        mine = await invite(leaver.headers, "alt@example.com", "admin")
+        by_key = await invite(bearer(key), "alt2@example.com", "editor")
+        high = await invite(demoted.headers, "friend@example.com", "admin")
+        low = await invite(demoted.headers, "viewer@example.com", "viewer")
+        others = await invite(admin.headers, "colleague@example.com", "admin")
+
+        r = await client.delete(f"/api/v1/members/{leaver.user_id}", headers=admin.headers)
+        assert r.status_code == 200 and r.json()["revoked_invitations"] == 2, r.text
+        r = await client.patch(f"/api/v1/members/{demoted.user_id}", json={"role": "editor"},
+                               headers=admin.headers)  # fmt: skip
+        assert r.status_code == 200 and r.json()["revoked_invitations"] == 1, r.text
+        listed = (await client.get("/api/v1/invitations", headers=admin.headers)).json()
+    status = {i["id"]: i["status"] for i in listed["items"]}
+    assert [status[i] for i in (mine, by_key, high)] == ["revoked"] * 3
+    assert status[low] == "pending" and status[others] == "pending"
+    reasons = {e["target"]: e["payload"].get("reason")
+               for e in await audit_of(dsn, t.tenant_id, "invitation.revoked")}  # fmt: skip
+    assert reasons == {f"invitation:{mine}": "member_removed",
+                       f"invitation:{by_key}": "member_removed",
+                       f"invitation:{high}": "member_role_changed"}  # fmt: skip
+
+
+async def test_revoking_a_key_revokes_the_keys_it_made(suite, dsn):
+    t = await make_tenant(dsn)
+    admin = await person(suite, dsn, t, "admin")
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        parent = await make_key(client, admin.headers, "admin")
+        child = await make_key(client, bearer(parent), "admin")
+        grandchild = await make_key(client, bearer(child), "viewer")
+        sibling = await make_key(client, admin.headers, "admin")
+        r = await client.delete(f"/api/v1/api-keys/{parent['id']}", headers=admin.headers)
+        assert r.status_code == 200, r.text
+        for key in (parent, child, grandchild):
+            assert await status_with(client, key) == 401
+        assert await status_with(client, sibling) == 200
+    revoked = await audit_of(dsn, t.tenant_id, "api_key.revoked")
+    assert sorted((e["target"], e["payload"].get("reason")) for e in revoked) == sorted([
+        (f"api_key:{parent['id']}", None),
+        (f"api_key:{child['id']}", "parent_revoked"),
+        (f"api_key:{grandchild['id']}", "parent_revoked"),
+    ])  # fmt: skip
