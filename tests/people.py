@@ -63,6 +63,7 @@ async def make_person(
     operator: bool = False,
     issuer: str = "https://idp.test.invalid",
     subject: str | None = None,
+    provider: str = "test",
 ) -> Person:
     """A user signed in through ``issuer`` with a live session in ``tenant_id`` as ``role``
     (also a member of every tenant in ``memberships``)."""
@@ -72,7 +73,7 @@ async def make_person(
         user, _ = await user_service.sign_in(
             conn,
             user_service.Identity(
-                issuer=issuer, subject=subject, provider="test", email=email,
+                issuer=issuer, subject=subject, provider=provider, email=email,
                 email_verified=email_verified, name=subject,
             ),
         )  # fmt: skip
@@ -86,7 +87,7 @@ async def make_person(
         if operator:
             await users.add_operator(conn, user["id"], added_by="test")
         issued = await sessions.start(
-            conn, user_id=user["id"], tenant_id=tenant_id, role=role, provider="test",
+            conn, user_id=user["id"], tenant_id=tenant_id, role=role, provider=provider,
             issuer=issuer, timeouts=TIMEOUTS,
         )  # fmt: skip
     return Person(

@@ -93,6 +93,14 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def vouches(settings: GatewaySettings, provider: str, tenant_slug: str) -> bool:
+    """Whether a verified email from ``provider`` counts toward ``tenant_slug``: a platform
+    provider's everywhere, a tenant's own SSO's only toward its tenants (its administrators
+    can make it assert any address), an unknown provider's nowhere."""
+    conf = settings.oidc_providers.get(provider)
+    return conf is not None and (not conf.tenants or tenant_slug in conf.tenants)
+
+
 def check_return_to(value: str | None) -> str | None:
     """A path on this site only (``/integrations?x=1``): anything else is an open redirect."""
     if value is None or value == "":

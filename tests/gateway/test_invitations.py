@@ -381,3 +381,20 @@ async def test_a_failed_email_loses_nothing(mail_suite, dsn):
     logs = suite.logs()
     assert "invitation_email_failed" in logs and created["id"] in logs
     assert token not in logs
+
+
+async def test_only_a_provider_that_vouches_for_the_tenant_counts_in_the_accept_route(suite, dsn):
+    """The same rule as at sign-in: the address must be verified by a provider trusted for
+    the inviting tenant (a tenant's own SSO only for its tenants; one no longer configured,
+    for none)."""
+    t = await make_tenant(dsn)
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        created = await invite(client, t, "zoe@example.com", role="admin")
+        token = token_of(created["link"])
+        planted = await person(suite.gateway, dsn, email="zoe@example.com",
+                               provider="acme-sso", issuer="https://acme.okta.invalid")  # fmt: skip
+        r = await accept(client, planted, token)
+        assert r.status_code == 403 and r.json()["code"] == "invitation_email_mismatch", r.text
+        assert await membership(dsn, t.tenant_id, planted.user_id) is None
+        zoe = await person(suite.gateway, dsn, email="zoe@example.com")  # the platform's
+        assert (await accept(client, zoe, token)).status_code == 200

@@ -180,3 +180,12 @@ async def test_a_tenant_named_at_sign_in_counts_only_if_you_were_a_member_before
     joined = {m["slug"] for m in await users.memberships(conn, user["id"])}
     assert joined == {home["slug"], squatter["slug"]}  # the domain joined them as a viewer
     assert signed.issued.session["tenant_id"] == home["id"]  # but not into it
+
+
+def test_which_provider_vouches_for_which_tenant() -> None:
+    settings = _settings("acme")
+    assert oidc.vouches(settings, "platform", "acme") and oidc.vouches(settings, "platform", "x")
+    assert oidc.vouches(settings, "acme-sso", "acme")
+    assert not oidc.vouches(settings, "acme-sso", "globex")
+    assert not oidc.vouches(settings, "removed-since", "acme")
+    assert not oidc.vouches(settings, "development", "demo")
