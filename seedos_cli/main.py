@@ -202,9 +202,13 @@ def operator_add(email: Email = None, issuer: Issuer = None, subject: Subject = 
     """Make a user a platform operator (they must have signed in once). By verified email, or
     by --issuer and --subject when several users have the email."""
     _selected_user(email, issuer, subject)
+    # by email, only the platform's providers count: a tenant's own SSO can assert any address
+    platform = {n for n, p in _gateway_settings().oidc_providers.items() if not p.tenants}
 
     async def work(conn: Any) -> tuple[dict[str, Any], bool]:
-        user = await admin.find_user(conn, email=email, issuer=issuer, subject=subject)
+        user = await admin.find_user(
+            conn, email=email, issuer=issuer, subject=subject, vouching=platform
+        )
         return user, await admin.add_operator(conn, user["user_id"], actor="system:cli")
 
     user, added = _run(work)

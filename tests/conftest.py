@@ -21,6 +21,11 @@ from tests.support import create_database, drop_database, embedded_cluster, free
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_KEY_RING = KeyRing.generate().to_json()
+# The provider tests.people's people signed in with (never called: their sessions are made in
+# the database); a platform provider, so its verified emails count everywhere.
+TEST_PROVIDERS = json.dumps(
+    {"test": {"issuer": "https://idp.test.invalid", "client_id": "seedos-tests"}}
+)
 
 
 @pytest.fixture(scope="session")
@@ -93,11 +98,7 @@ def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) 
         # production mode: loopback, where the tests' connectors listen, is listed explicitly
         # (egress stays at its default, public addresses only: no test calls out through it)
         "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-        # the provider tests.people's people signed in with (never called: their sessions are
-        # made in the database); its verified emails count, as a platform provider's do
-        "SEEDOS_GATEWAY_OIDC_PROVIDERS": json.dumps(
-            {"test": {"issuer": "https://idp.test.invalid", "client_id": "seedos-tests"}}
-        ),
+        "SEEDOS_GATEWAY_OIDC_PROVIDERS": TEST_PROVIDERS,
         # where browsers reach the gateway: redirect URIs, the origin CSRF checks compare with
         **(
             {"SEEDOS_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}"}

@@ -9,6 +9,7 @@ and connector_service's scheduler skips its installs until it is resumed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any, Literal
 
 import asyncpg
@@ -181,8 +182,10 @@ async def find_user(
     email: str | None = None,
     issuer: str | None = None,
     subject: str | None = None,
+    vouching: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """The user with this verified email, or with this identity (issuer and subject). Only a
+    """The user with this verified email (from one of the ``vouching`` providers, when given),
+    or with this identity (issuer and subject). Only a
     user who has signed in once exists. Several users with the email: :class:`AmbiguousEmail`,
     naming each one's identities so that the caller can choose by issuer and subject."""
     if issuer is not None and subject is not None:
@@ -195,6 +198,16 @@ async def find_user(
     if email is None:
         raise InvalidRequest("give an email, or an issuer and a subject", code="invalid_input")
     rows = await repository.users_with_verified_email(conn, email)
+    if vouching is not None:  # providers whose verified emails count (the platform's)
+        others = [r for r in rows if r["provider"] not in vouching]
+        rows = [r for r in rows if r["provider"] in vouching]
+        if not rows and others:
+            listed = "; ".join(f"--issuer {r['issuer']} --subject {r['subject']}" for r in others)
+            raise UserNotFound(
+                f"'{email}' is verified only by providers that do not vouch for it here (a"
+                f" tenant's SSO, or one not in SEEDOS_GATEWAY_OIDC_PROVIDERS): if you trust"
+                f" one, choose it with {listed}"
+            )
     if not rows:
         raise UserNotFound(
             f"no user has signed in with the verified email '{email}': they must sign in once"

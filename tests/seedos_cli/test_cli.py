@@ -12,6 +12,8 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import TEST_PROVIDERS
+
 COMMANDS = [
     [], ["up"], ["migrate"], ["seed-demo"], ["tenant"], ["tenant", "create"],
     ["apikey"], ["apikey", "create"], ["apikey", "list"], ["apikey", "revoke"],
@@ -21,6 +23,8 @@ COMMANDS = [
 def seedos(*args: str, dsn: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
     env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY": "c" * 40}
+    # the gateway's providers, as an operator's shell has them (the suite's: tests/conftest.py)
+    env["SEEDOS_GATEWAY_OIDC_PROVIDERS"] = TEST_PROVIDERS
     proc = subprocess.run(
         [sys.executable, "-m", "seedos_cli.main", *args],
         env=env, capture_output=True, text=True, timeout=120,

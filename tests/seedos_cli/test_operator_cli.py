@@ -170,3 +170,18 @@ async def test_tenant_suspend_resume_and_list(suite, dsn, conn):
     assert out.returncode == 1 and "reason" in out.stderr
     out = await run("tenant", "list", "--status", "gone", dsn=dsn)
     assert out.returncode == 2
+
+
+async def test_an_email_only_a_tenants_sso_verified_makes_no_operator(suite, dsn, conn):
+    """A tenant's own SSO can assert any address: by email, only the platform's providers
+    count, and the operator chooses such an identity by issuer and subject if they trust it."""
+    email = f"boss-{secrets.token_hex(4)}@example.com"
+    planted = await make_person(conn, origin=suite.gateway, email=email, provider="acme-sso",
+                                issuer="https://acme.okta.invalid")  # fmt: skip
+    out = await run("operator", "add", "--email", email, dsn=dsn)
+    assert out.returncode != 0 and "do not vouch" in out.stderr, out.stdout + out.stderr
+    assert f"--subject {planted.subject}" in out.stderr
+    assert await _added_by(conn, planted.user_id) is None
+    out = await run("operator", "add", "--issuer", "https://acme.okta.invalid",
+                    "--subject", planted.subject, dsn=dsn)  # fmt: skip
+    assert out.returncode == 0 and await _added_by(conn, planted.user_id) == "system:cli"
