@@ -72,7 +72,7 @@ async def open_start(
     return await conn.fetchrow(
         "UPDATE oauth_states SET start_hash = NULL, binding_hash = $2, started_at = now()"
         " WHERE start_hash = $1 AND (user_id NOT LIKE 'user:%' OR user_id = $3)"
-        " RETURNING tenant_id, integration_id, url_key_id,"
+        " RETURNING tenant_id, integration_id, user_id LIKE 'user:%' AS person, url_key_id,"
         " url_wrapped_key, url_nonce, url_ciphertext, expires_at <= now() AS expired",
         start_hash,
         binding_hash,

@@ -104,10 +104,8 @@ async def start(
     browser opens it first. 400 `connect_start_invalid` for an unknown or already opened link,
     `connect_start_expired` for one older than 10 minutes."""
     principal = request.scope.get("state", {}).get("principal")
-    subject = principal.subject if principal is not None else ""
-    started = await service.start(
-        db, ring, token=token, opener=subject if subject.startswith("user:") else None
-    )
+    person = principal if principal is not None and principal.subject.startswith("user:") else None
+    started = await service.start(db, ring, token=token, opener=person)
     response = RedirectResponse(started.authorization_url, status_code=303, headers=NO_STORE)
     response.set_cookie(
         BINDING_COOKIE, started.binding, max_age=service.STATE_TTL_SECONDS, **_COOKIE

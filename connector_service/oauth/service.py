@@ -27,6 +27,8 @@ import structlog
 from common import audit
 from common.crypto import Envelope, KeyRing, associated_data
 from common.db import Database
+from common.internal_auth import Principal
+from common.roles import Permission, allows
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import repository as integrations
 from connector_service.integrations.service import IntegrationNotFound
@@ -159,7 +161,7 @@ class Started:
 
 
 async def start(
-    conn: asyncpg.Connection, ring: KeyRing, *, token: str | None, opener: str | None
+    conn: asyncpg.Connection, ring: KeyRing, *, token: str | None, opener: Principal | None
 ) -> Started:
     """The browser opening a connect's start URL: use the token up, bind the connect to a new
     random value (only its hash stored) for this browser's cookie, and answer the provider's
@@ -170,8 +172,9 @@ async def start(
         raise StartInvalid("the link has no token: start the connect again")
     binding = secrets.token_urlsafe(32)
     row = await repository.open_start(
-        conn, start_hash=state_hash(token), binding_hash=state_hash(binding), opener=opener
-    )
+        conn, start_hash=state_hash(token), binding_hash=state_hash(binding),
+        opener=opener.subject if opener is not None else None,
+    )  # fmt: skip
     if row is None:
         owner = await repository.start_owner(conn, state_hash(token))
         if owner is not None:
@@ -183,6 +186,12 @@ async def start(
     if row["expired"]:
         raise StartExpired("this connect link is older than 10 minutes: start it again")
     tenant_id, integration_id = row["tenant_id"], row["integration_id"]
+    if (
+        opener is not None
+        and row["person"]
+        and (opener.tenant_id != tenant_id or not allows(opener.role, Permission.write))
+    ):  # the person who started it, but no longer a member who may connect (removed, demoted)
+        raise StartOtherPerson("you may no longer connect accounts in this tenant")
     if await repository.tenant_suspended(conn, tenant_id):
         raise TenantSuspended("the tenant is suspended: nothing can be connected to it")
     envelope = Envelope(

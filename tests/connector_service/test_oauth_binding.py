@@ -322,3 +322,27 @@ async def test_nothing_connects_to_a_suspended_tenant(world, dsn):
     states = await _fetch(dsn, "SELECT started_at FROM oauth_states WHERE integration_id = $1",
                           uuid.UUID(iid))  # fmt: skip
     assert [r["started_at"] for r in states] == [None]
+
+
+async def test_a_connect_opens_only_while_its_starter_may_still_connect(world, dsn):
+    t = await make_tenant(dsn, role=Role.editor)
+    iid = await _install(world, t)
+    conn = await db.connect(dsn)
+    try:
+        ann = await make_person(conn, origin=world.suite.gateway, tenant_id=t.tenant_id,
+                                role="editor")  # fmt: skip
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(base_url=world.suite.gateway, timeout=30) as client:
+        r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect", headers=ann.headers)
+        assert r.status_code == 200, r.text
+        start_url = r.json()["authorization_url"]
+        # made a viewer meanwhile (or removed): the link she started no longer opens
+        await _fetch(dsn, "UPDATE memberships SET role = 'viewer' WHERE user_id = $1",
+                     ann.user_id)  # fmt: skip
+        await asyncio.sleep(2.5)  # the gateway's cached verdict on her session expires
+        refused = await client.get(start_url, headers=ann.cookie)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "connect_other_person"
+        # no binding cookie (her session's id rotates for the new role: that cookie is set)
+        assert COOKIE not in refused.headers.get("set-cookie", "")
