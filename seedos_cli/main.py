@@ -484,13 +484,7 @@ def invitations_create(
 
     created = _run(work)
     invitation = created.invitation
-    emailed = settings.smtp is not None and asyncio.run(
-        mailer.send_invitation(
-            settings.smtp, invitation_id=invitation["id"], to=invitation["email"],
-            tenant_name=created.tenant_name, role=invitation["role"], link=created.link,
-            expires_at=invitation["expires_at"],
-        )
-    )  # fmt: skip
+    emailed = asyncio.run(mailer.send_created(settings.smtp, created))
     typer.echo(f"id:      {invitation['id']}\nemail:   {invitation['email']}\n"
                f"role:    {invitation['role']}\nexpires: {_when(invitation['expires_at'])} UTC\n"
                f"link:    {created.link}\nemailed: {'yes' if emailed else 'no'}")  # fmt: skip

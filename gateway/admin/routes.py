@@ -63,11 +63,7 @@ async def create_tenant(
     if created is None:
         return {**tenant, "invitation": None}
     invitation = created.invitation
-    emailed = settings.smtp is not None and await mailer.send_invitation(
-        settings.smtp, invitation_id=invitation["id"], to=invitation["email"],
-        tenant_name=created.tenant_name, role=invitation["role"], link=created.link,
-        expires_at=invitation["expires_at"],
-    )  # fmt: skip
+    emailed = await mailer.send_created(settings.smtp, created)
     return {**tenant, "invitation": {**invitation, "link": created.link, "emailed": emailed}}
 
 

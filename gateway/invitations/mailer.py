@@ -13,10 +13,14 @@ import ssl
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
 
 import structlog
 
 from gateway.settings import SmtpSettings
+
+if TYPE_CHECKING:
+    from gateway.invitations.service import Created
 
 log = structlog.get_logger(component="seedos.gateway.invitations")
 IMPLICIT_TLS_PORT = 465  # SMTPS (RFC 8314): TLS from the first byte, no STARTTLS
@@ -89,3 +93,16 @@ async def send_invitation(
         return False
     log.info("invitation_emailed", invitation_id=str(invitation_id))
     return True
+
+
+async def send_created(smtp: SmtpSettings | None, created: Created) -> bool:
+    """Email a just-created invitation (:func:`gateway.invitations.service.create`): False when
+    no SMTP server is configured, else as :func:`send_invitation`."""
+    if smtp is None:
+        return False
+    invitation = created.invitation
+    return await send_invitation(
+        smtp, invitation_id=invitation["id"], to=invitation["email"],
+        tenant_name=created.tenant_name, role=invitation["role"], link=created.link,
+        expires_at=invitation["expires_at"],
+    )  # fmt: skip

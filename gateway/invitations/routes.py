@@ -73,11 +73,7 @@ async def create_invitation(
             request_id=principal.request_id,
         )  # fmt: skip
     invitation = created.invitation
-    emailed = settings.smtp is not None and await mailer.send_invitation(
-        settings.smtp, invitation_id=invitation["id"], to=invitation["email"],
-        tenant_name=created.tenant_name, role=invitation["role"], link=created.link,
-        expires_at=invitation["expires_at"],
-    )  # fmt: skip
+    emailed = await mailer.send_created(settings.smtp, created)
     return {**invitation, "link": created.link, "emailed": emailed}
 
 
