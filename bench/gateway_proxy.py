@@ -48,9 +48,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import httpx  # noqa: E402
 from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
+from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
-from common.crypto import KeyRing  # noqa: E402
 from common.internal_auth import Principal, TokenSigner  # noqa: E402
 from common.roles import Role  # noqa: E402
 from gateway.api_keys import service as api_keys  # noqa: E402
@@ -60,8 +60,7 @@ from gateway.tenants import service as tenants  # noqa: E402
 from gateway.users import repository as users_repository  # noqa: E402
 from gateway.users import service as users  # noqa: E402
 from seedos_cli import demo  # noqa: E402
-from seedos_cli.supervisor import SERVICES, Supervisor  # noqa: E402
-from seedos_sdk.testing import free_port  # noqa: E402
+from seedos_cli.supervisor import Supervisor  # noqa: E402
 
 PATH = "/api/v1/integrations?limit=20"
 ROWS = 20
@@ -496,32 +495,15 @@ def main() -> int:
         dsn = embedded.dsn(server)
         prepared = asyncio.run(prepare_database(dsn))
 
-        ports = {spec.name: free_port() for spec in SERVICES}
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        ports, urls = loopback_urls()
         internal_key = secrets.token_urlsafe(48)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-        env.update(
-            {
-                "DATABASE_URL": dsn,
-                "SEEDOS_ENV": "production",
-                "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
-                "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
-                "SEEDOS_LOG_LEVEL": args.log_level,
-                "SEEDOS_LOG_FORMAT": "json",
-                "SEEDOS_DATA_DIR": str(tmp / "data"),
-                # production mode: connectors on loopback are listed on purpose
-                "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-                "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
-                "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
-                "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
-            }
-        )
+        env = service_env(
+            dsn=dsn, urls=urls, data_dir=tmp / "data", log_level=args.log_level,
+            internal_key=internal_key,
+        )  # fmt: skip
         log_path = tmp / "services.log"
         supervisor = Supervisor(env, log_path=log_path)
-        print("starting the services ...", file=sys.stderr)
-        for spec in SERVICES:
-            supervisor.start(spec, ports[spec.name])
-        supervisor.wait_ready(urls, timeout=60)
+        start_all(supervisor, ports, urls)
 
         signer = TokenSigner(key=internal_key, issuer="gateway", ttl_seconds=600)
         principal = Principal(

@@ -50,16 +50,15 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import httpx  # noqa: E402
 from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
+from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
-from common.crypto import KeyRing  # noqa: E402
 from gateway.sessions import cookies  # noqa: E402
 from gateway.tenants import service as tenants  # noqa: E402
 from gateway.users import repository as users_repository  # noqa: E402
 from gateway.users import service as users  # noqa: E402
 from seedos_cli import demo  # noqa: E402
-from seedos_cli.supervisor import SERVICES, Supervisor  # noqa: E402
-from seedos_sdk.testing import free_port  # noqa: E402
+from seedos_cli.supervisor import Supervisor  # noqa: E402
 
 OIDC_DIR = ROOT / "sdk" / "tests" / "oidc"
 PROVIDER = "bench"
@@ -431,8 +430,7 @@ def main() -> int:
     provider: OidcProvider | None = None
     supervisor: Supervisor | None = None
     try:
-        ports = {spec.name: free_port() for spec in SERVICES}
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        ports, urls = loopback_urls()
         gateway = urls["gateway"]
         print("starting the OpenID provider ...", file=sys.stderr)
         provider = start_provider(gateway, tmp / "oidc.log")
@@ -442,40 +440,19 @@ def main() -> int:
         dsn = embedded.dsn(server)
         slug = asyncio.run(prepare_database(dsn, provider.issuer))
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-        env.update(
-            {
-                "DATABASE_URL": dsn,
-                "SEEDOS_ENV": "production",
-                "SEEDOS_PUBLIC_URL": gateway,
-                "SEEDOS_GATEWAY_OIDC_PROVIDERS": json.dumps(
-                    {
-                        PROVIDER: {
-                            "issuer": provider.issuer,
-                            "client_id": CLIENT_ID,
-                            "client_secret": CLIENT_SECRET,
-                        }
-                    }
-                ),
-                # every sign-in comes from 127.0.0.1: the per-address limit would stop the run
-                "SEEDOS_GATEWAY_AUTH_RATE_PER_MINUTE": "10000",
-                "SEEDOS_INTERNAL_TOKEN_KEY": secrets.token_urlsafe(48),
-                "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
-                "SEEDOS_LOG_LEVEL": args.log_level,
-                "SEEDOS_LOG_FORMAT": "json",
-                "SEEDOS_DATA_DIR": str(tmp / "data"),
-                "SEEDOS_ENDPOINT_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-                "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
-                "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
-                "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
-            }
-        )
+        env = service_env(
+            dsn=dsn, urls=urls, data_dir=tmp / "data", log_level=args.log_level,
+            internal_key=secrets.token_urlsafe(48),
+            SEEDOS_PUBLIC_URL=gateway,
+            SEEDOS_GATEWAY_OIDC_PROVIDERS=json.dumps({PROVIDER: {
+                "issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            }}),
+            # every sign-in comes from 127.0.0.1: the per-address limit would stop the run
+            SEEDOS_GATEWAY_AUTH_RATE_PER_MINUTE="10000",
+        )  # fmt: skip
         log_path = tmp / "services.log"
         supervisor = Supervisor(env, log_path=log_path)
-        print("starting the services ...", file=sys.stderr)
-        for spec in SERVICES:
-            supervisor.start(spec, ports[spec.name])
-        supervisor.wait_ready(urls, timeout=60)
+        start_all(supervisor, ports, urls)
 
         pids = {"gateway": supervisor.procs["gateway"].pid, "provider": provider.process.pid}
         runs: list[SignIn] = []
