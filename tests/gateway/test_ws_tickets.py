@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -54,9 +54,12 @@ class World:
         assert r.status_code == 200, r.text
         return r.json()["ticket"]
 
-    async def post(self, path: str, **kw) -> httpx.Response:
+    async def request(self, method: str, path: str, **kw) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.gateway, timeout=10) as client:
-            return await client.post(path, **kw)
+            return await client.request(method, path, **kw)
+
+    async def post(self, path: str, **kw) -> httpx.Response:
+        return await self.request("POST", path, **kw)
 
 
 async def _integration(dsn: str, tenant_id: uuid.UUID) -> uuid.UUID:
@@ -199,9 +202,9 @@ async def test_a_session_needs_its_csrf_token_for_a_ticket(world: World):
 # ---------------------------------------------------------------------- checked while open
 
 
-async def _closes(ws: aiohttp.ClientWebSocketResponse, act) -> None:
-    """``act`` (an HTTP answer) closes the socket with 1008 within 5 s."""
-    r = await act()
+async def _closes(ws: aiohttp.ClientWebSocketResponse, act: Awaitable[httpx.Response]) -> None:
+    """``act`` (a request, awaited here) closes the socket with 1008 within 5 s."""
+    r = await act
     assert r.status_code in (200, 204), r.text
     acted = time.monotonic()
     assert await close_code(ws, WITHIN + 1) == 1008
@@ -216,54 +219,30 @@ async def test_revoking_the_key_closes_its_ticket_socket(world: World):
         opened(world.ws_url(ticket=await world.ticket(other.headers))) as untouched,
     ):
         assert await still_open(ws, 0.2)
-
-        async def revoke() -> httpx.Response:
-            async with httpx.AsyncClient(base_url=world.gateway) as client:
-                return await client.delete(
-                    f"/api/v1/api-keys/{key.key_id}", headers=world.tenant.headers
-                )
-
-        await _closes(ws, revoke)
+        await _closes(ws, world.request("DELETE", f"/api/v1/api-keys/{key.key_id}",
+                                        headers=world.tenant.headers))  # fmt: skip
         assert await still_open(untouched, 0.5)  # another key's socket is still served
 
 
 async def test_ending_the_session_closes_its_ticket_socket(world: World):
     person = await world.person()
     async with opened(world.ws_url(ticket=await world.ticket(person.headers))) as ws:
-
-        async def logout() -> httpx.Response:
-            return await world.post(
-                "/auth/logout", headers={**person.headers, "accept": "application/json"}
-            )
-
-        await _closes(ws, logout)
+        await _closes(ws, world.post("/auth/logout",
+                                     headers={**person.headers, "accept": "application/json"}))  # fmt: skip
 
 
 async def test_a_role_change_closes_the_ticket_socket(world: World):
     person = await world.person()
     async with opened(world.ws_url(ticket=await world.ticket(person.headers))) as ws:
-
-        async def demote() -> httpx.Response:
-            async with httpx.AsyncClient(base_url=world.gateway) as client:
-                return await client.patch(
-                    f"/api/v1/members/{person.user_id}", json={"role": "viewer"},
-                    headers=world.tenant.headers,
-                )  # fmt: skip
-
-        await _closes(ws, demote)
+        await _closes(ws, world.request("PATCH", f"/api/v1/members/{person.user_id}",
+                                        json={"role": "viewer"}, headers=world.tenant.headers))  # fmt: skip
 
 
 async def test_removing_the_member_closes_the_ticket_socket(world: World):
     person = await world.person()
     async with opened(world.ws_url(ticket=await world.ticket(person.headers))) as ws:
-
-        async def remove() -> httpx.Response:
-            async with httpx.AsyncClient(base_url=world.gateway) as client:
-                return await client.delete(
-                    f"/api/v1/members/{person.user_id}", headers=world.tenant.headers
-                )
-
-        await _closes(ws, remove)
+        await _closes(ws, world.request("DELETE", f"/api/v1/members/{person.user_id}",
+                                        headers=world.tenant.headers))  # fmt: skip
 
 
 async def test_suspending_the_tenant_closes_ticket_sockets(world: World):
@@ -274,14 +253,8 @@ async def test_suspending_the_tenant_closes_ticket_sockets(world: World):
         opened(world.ws_url(ticket=await world.ticket(person.headers))) as by_session,
         opened(world.ws_url(ticket=await world.ticket(key.headers))) as by_key,
     ):
-
-        async def suspend() -> httpx.Response:
-            return await world.post(
-                f"/api/v1/admin/tenants/{world.tenant.slug}/suspend",
-                json={"reason": "test"}, headers=operator.headers,
-            )  # fmt: skip
-
-        r = await suspend()
+        r = await world.post(f"/api/v1/admin/tenants/{world.tenant.slug}/suspend",
+                             json={"reason": "test"}, headers=operator.headers)  # fmt: skip
         assert r.status_code == 200, r.text
         acted = time.monotonic()
         codes = await asyncio.gather(
