@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import db, embedded, migrate
@@ -73,6 +74,15 @@ async def migrated_database(admin_dsn: str, prefix: str) -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(admin_dsn, url)
+
+
+def set_cookie(response: httpx.Response, name: str) -> str:
+    """The value of the cookie ``name`` that ``response`` sets (the first, if several)."""
+    for header in response.headers.get_list("set-cookie"):
+        key, _, rest = header.partition("=")
+        if key == name:
+            return rest.split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie in {response.headers}")
 
 
 def free_port() -> int:

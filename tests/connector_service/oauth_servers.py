@@ -30,7 +30,7 @@ from marketplace_service.catalog.service import register_deployed
 from seedos_cli.examples import SDK_DIR
 from seedos_cli.supervisor import SERVICES, ServiceSpec, Supervisor
 from tests.conftest import Suite, start_suite
-from tests.support import free_port
+from tests.support import free_port, set_cookie
 
 OIDC_DIR = Path(__file__).resolve().parents[2] / "sdk" / "tests" / "oidc"
 INTROSPECTOR = ("demo-crm", "demo-crm-secret")  # the demo CRM, a resource server
@@ -153,11 +153,7 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 def binding_of(response: httpx.Response) -> str:
     """The value of the binding cookie a start URL's answer sets."""
-    for header in response.headers.get_list("set-cookie"):
-        name, _, rest = header.partition("=")
-        if name == BINDING_COOKIE:
-            return rest.split(";", 1)[0]
-    raise AssertionError(f"no {BINDING_COOKIE} cookie in {response.headers}")
+    return set_cookie(response, BINDING_COOKIE)
 
 
 def with_binding(binding: str) -> dict[str, str]:

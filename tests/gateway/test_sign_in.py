@@ -48,7 +48,7 @@ from tests.oidc_people import (
     sign_out_at_provider,
     web_client,
 )
-from tests.support import free_port, make_tenant
+from tests.support import free_port, make_tenant, set_cookie
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -606,8 +606,7 @@ async def started_elsewhere(gateway: str, **params: str) -> tuple[str, str]:
     async with httpx.AsyncClient(timeout=10) as client:
         started = await client.get(f"{gateway}/auth/login", params={"provider": "alpha", **params})
     assert started.status_code == 303, started.text
-    login = [v for v in started.headers.get_list("set-cookie") if v.startswith(LOGIN + "=")]
-    return started.headers["location"], login[0].partition("=")[2].partition(";")[0]
+    return started.headers["location"], set_cookie(started, LOGIN)
 
 
 async def test_a_callback_in_a_browser_that_did_not_start_the_sign_in_is_refused(
