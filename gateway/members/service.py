@@ -119,17 +119,10 @@ async def change_role(
         payload={"user_id": str(user_id), "from": current, "to": role.value},
         request_id=request_id,
     )  # fmt: skip
-    creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=user_id)
-    revoked = await api_keys.revoke_made_by(
+    return dict(row) | await revoke_made_by(
         conn, tenant_id=tenant_id, user_id=user_id, keep_within=role,
         reason="member_role_changed", actor=actor, request_id=request_id,
     )  # fmt: skip
-    invitations_revoked = await invitations.revoke_made_by(
-        conn, tenant_id=tenant_id, creators=creators, keep_within=role,
-        reason="member_role_changed", actor=actor, request_id=request_id,
-    )  # fmt: skip
-    return dict(row) | {"revoked_api_keys": len(revoked),
-                        "revoked_invitations": invitations_revoked}  # fmt: skip
 
 
 async def remove(
@@ -167,14 +160,33 @@ async def remove(
         conn, reason="member_removed", actor=actor, user_id=user_id, tenant_id=tenant_id,
         request_id=request_id,
     )  # fmt: skip
-    creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=user_id)
-    revoked = await api_keys.revoke_made_by(
+    return dict(row) | await revoke_made_by(
         conn, tenant_id=tenant_id, user_id=user_id, keep_within=None, reason="member_removed",
         actor=actor, request_id=request_id,
     )  # fmt: skip
-    invitations_revoked = await invitations.revoke_made_by(
-        conn, tenant_id=tenant_id, creators=creators, keep_within=None, reason="member_removed",
+
+
+async def revoke_made_by(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    keep_within: Role | None,
+    reason: str,
+    actor: str,
+    request_id: str | None = None,
+) -> dict[str, int]:
+    """Revoke the live API keys the member made in the tenant (and those their keys made), and
+    the pending invitations any of them made: all (``keep_within`` None: no longer a member)
+    or those granting more than ``keep_within``. Returns ``revoked_api_keys`` and
+    ``revoked_invitations``, how many of each."""
+    creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=user_id)
+    keys = await api_keys.revoke_made_by(
+        conn, tenant_id=tenant_id, user_id=user_id, keep_within=keep_within, reason=reason,
         actor=actor, request_id=request_id,
     )  # fmt: skip
-    return dict(row) | {"revoked_api_keys": len(revoked),
-                        "revoked_invitations": invitations_revoked}  # fmt: skip
+    invited = await invitations.revoke_made_by(
+        conn, tenant_id=tenant_id, creators=creators, keep_within=keep_within, reason=reason,
+        actor=actor, request_id=request_id,
+    )  # fmt: skip
+    return {"revoked_api_keys": len(keys), "revoked_invitations": invited}

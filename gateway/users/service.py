@@ -13,8 +13,7 @@ import asyncpg
 from common import audit
 from common.errors import Conflict, InvalidRequest, NotFound
 from common.roles import Role
-from gateway.api_keys import service as api_keys
-from gateway.invitations import service as invitations
+from gateway.members import service as members
 from gateway.members.service import LastAdmin
 from gateway.sessions import service as sessions
 from gateway.users import repository
@@ -230,17 +229,12 @@ async def _merge_memberships(
             items.append(item | {"role": merge_role, "outcome": "moved"})
             continue
         await repository.delete_membership(conn, tenant_id=tenant_id, user_id=merge)
-        creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=merge)
-        keys = await api_keys.revoke_made_by(
+        # nor do their keys or pending invitations grant anything beyond the role kept
+        gone = await members.revoke_made_by(
             conn, tenant_id=tenant_id, user_id=merge, keep_within=Role(keep_role),
             reason="user_linked", actor=actor, request_id=request_id,
         )  # fmt: skip
-        revoked += len(keys)
-        # nor do their pending invitations admit anyone beyond the role kept
-        await invitations.revoke_made_by(
-            conn, tenant_id=tenant_id, creators=creators, keep_within=Role(keep_role),
-            reason="user_linked", actor=actor, request_id=request_id,
-        )  # fmt: skip
+        revoked += gone["revoked_api_keys"]
         items.append(item | {"role": keep_role, "outcome": "kept"})
         if keep_role != merge_role:
             conflicts.append(item | {"role": keep_role})
