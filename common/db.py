@@ -153,11 +153,18 @@ async def get_read_db(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
+async def get_database(request: Request) -> Database:
+    """The pool itself, for a route that takes a connection only at a point of its choosing
+    (not across a call to another service) or owns several transactions."""
+    return request.app.state.db
+
+
 # scope="function": the transaction commits (and the connection returns to the pool) before the
 # response is sent, so a client that got 201 can rely on the write, and a failed commit is an
 # error response rather than a 2xx followed by a rollback.
 Db = Annotated[asyncpg.Connection, Depends(get_db, scope="function")]
 ReadDb = Annotated[asyncpg.Connection, Depends(get_read_db, scope="function")]
+Pool = Annotated[Database, Depends(get_database)]
 
 
 async def ping(pool: asyncpg.Pool, wait: float = 2.0) -> tuple[bool, str | None]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cachetools import TTLCache
@@ -53,6 +53,7 @@ API_KEY, SESSION = b"k", b"s"  # the first byte of a credential's cache key
 # a session checked again without counting as its use (an open WebSocket): cached apart, so
 # neither slides the idle expiry for the other
 PEEK = b"p"
+ROTATION = b"r"  # before a session's cache key: its rotation under way
 _CREDENTIAL = "credential"  # where authenticate() leaves that key in the request's state
 
 
@@ -131,23 +132,11 @@ class Authenticator:
         passed them."""
         kind = key[:1]
         if kind == API_KEY:
-            entry = await self._lookup(key, self._query_key)
-        elif kind == SESSION and use:
-            entry = await self._lookup(key, self._query_session)
+            entry = _found(await self._lookup(key, self._query_key), kind)
         elif kind == SESSION:
-            entry = await self._lookup(PEEK + key[1:], self._peek_session)
+            entry = _found(await self._session_entry(key, use=use), kind)
         else:
             raise Unauthorized("not a credential", code="invalid_credentials")
-        if entry.principal is None:
-            if kind == API_KEY:
-                failures.record("api_key", "unknown_or_revoked")
-                raise Unauthorized(
-                    "the API key is unknown, expired or revoked", code="invalid_credentials"
-                )
-            failures.record("session", "ended_or_expired")
-            raise Unauthorized(
-                "the session has ended or expired: sign in again", code="session_expired"
-            )
         return self._caller(entry, conn, allow_suspended=False)
 
     def _caller(self, entry: _Entry, conn: HTTPConnection, *, allow_suspended: bool) -> Principal:
@@ -158,22 +147,11 @@ class Authenticator:
         if entry.suspended and not allow_suspended:
             self._audit(principal, conn, TenantSuspended.code)
             refuse_suspended(principal)
-        return Principal(
-            tenant_id=principal.tenant_id,
-            subject=principal.subject,
-            role=principal.role,
-            issuer="gateway",
-            request_id=conn.scope.get("state", {}).get("request_id"),
-            tenant_slug=principal.tenant_slug,
-            auth_method=principal.auth_method,
-            user_id=principal.user_id,
-            session_id=principal.session_id,
-            operator=principal.operator,
-            suspended=entry.suspended,
-        )
+        request_id = conn.scope.get("state", {}).get("request_id")
+        return replace(principal, request_id=request_id, suspended=entry.suspended)
 
     def _audit(self, principal: Principal, conn: HTTPConnection, reason: str) -> None:
-        if self.failure_audit is not None and principal.has_tenant:
+        if principal.has_tenant:
             self.failure_audit.refused(
                 tenant_id=principal.tenant_id, actor=principal.subject, reason=reason,
                 path=conn.scope["path"], request_id=conn.scope.get("state", {}).get("request_id"),
@@ -192,13 +170,7 @@ class Authenticator:
                 "the bearer credential is not a valid API key", code="invalid_credentials"
             )
         key = API_KEY + keys.digest(token)
-        entry = await self._lookup(key, self._query_key)
-        if entry.principal is None:
-            failures.record("api_key", "unknown_or_revoked")
-            raise Unauthorized(
-                "the API key is unknown, expired or revoked", code="invalid_credentials"
-            )
-        return key, entry
+        return key, _found(await self._lookup(key, self._query_key), API_KEY)
 
     async def _session(
         self, secret: str, conn: HTTPConnection, *, use: bool = True
@@ -210,15 +182,7 @@ class Authenticator:
             raise Unauthorized("the session cookie is not valid: sign in again",
                                code="invalid_credentials")  # fmt: skip
         key = SESSION + tokens.digest(secret)
-        if use:
-            entry = await self._lookup(key, self._query_session)
-        else:
-            entry = await self._lookup(PEEK + key[1:], self._peek_session)
-        if entry.principal is None:
-            failures.record("session", "ended_or_expired")
-            raise Unauthorized(
-                "the session has ended or expired: sign in again", code="session_expired"
-            )
+        entry = _found(await self._session_entry(key, use=use), SESSION)
         try:
             self._same_site(secret, conn)
         except CsrfRefused as exc:
@@ -242,16 +206,9 @@ class Authenticator:
             return
         if scope["method"] in SAFE_METHODS:
             return
-        site, origin = _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
-        if site is not None and site != "same-origin":
-            failures.record("session", "csrf_cross_site")
-            raise CsrfRefused(f"a {site} request may not change anything with this session")
-        if origin is not None and origin != self.public_origin:
-            failures.record("session", "csrf_origin")
-            raise CsrfRefused("the request's Origin is not this site")
-        if site is None and origin is None:
-            failures.record("session", "csrf_no_origin")
-            raise CsrfRefused("the browser did not say where the request comes from")
+        if reason := cross_site(scope, self.public_origin):
+            failures.record("session", reason)
+            raise CsrfRefused(_CROSS_SITE[reason].format(site=_header(scope, b"sec-fetch-site")))
         if not tokens.same(_header(scope, CSRF_HEADER), tokens.derive(secret, "csrf")):
             failures.record("session", "csrf_token")
             raise CsrfRefused(
@@ -262,15 +219,27 @@ class Authenticator:
         entry = self._cache.get(key)
         if entry is not None:
             return entry
-        task = self._inflight.get(key)
+        return await self._once(key, lambda: query(key[1:]), cache_as=key)
+
+    async def _session_entry(self, key: bytes, *, use: bool) -> _Entry:
+        """A session's entry by its cache key: as a use (sliding its idle expiry), or peeked."""
+        if use:
+            return await self._lookup(key, self._query_session)
+        return await self._lookup(PEEK + key[1:], self._peek_session)
+
+    async def _once(self, task_key: bytes, work, *, cache_as: bytes) -> _Entry:
+        """Runs ``work`` once for everyone asking with ``task_key`` meanwhile, in its own task
+        (one caller giving up does not fail the others), caching what it gives as
+        ``cache_as`` unless :meth:`forget` was called since it started."""
+        task = self._inflight.get(task_key)
         if task is None:
-            task = asyncio.create_task(self._query_and_cache(key, query, self._generation))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+            task = asyncio.create_task(self._run_and_cache(work, cache_as, self._generation))
+            self._inflight[task_key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(task_key, None))
         return await asyncio.shield(task)
 
-    async def _query_and_cache(self, key: bytes, query, generation: int) -> _Entry:
-        entry = await query(key[1:])
+    async def _run_and_cache(self, work, key: bytes, generation: int) -> _Entry:
+        entry = await work()
         if self._ttl > 0 and generation == self._generation:
             self._cache[key] = entry
         return entry
@@ -302,24 +271,50 @@ class Authenticator:
     async def _rotate(self, key: bytes, entry: _Entry) -> _Entry:
         """A new session id for the role the session now has; concurrent requests with the
         old cookie share one rotation (and all set the same new cookie)."""
-        task = self._inflight.get(b"r" + key)
-        if task is None:
-            task = asyncio.create_task(self._rotate_and_cache(key, entry, self._generation))
-            self._inflight[b"r" + key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(b"r" + key, None))
-        return await asyncio.shield(task)
-
-    async def _rotate_and_cache(self, key: bytes, entry: _Entry, generation: int) -> _Entry:
         principal = entry.principal
         assert principal is not None and principal.session_id is not None
-        async with self._db.connection() as conn, conn.transaction():
-            issued = await session_service.rotate(
-                conn, principal.session_id, tenant_id=principal.tenant_id, role=principal.role
-            )
-        rotated = _Entry(principal, suspended=entry.suspended, rotated=issued.secret)
-        if self._ttl > 0 and generation == self._generation:
-            self._cache[key] = rotated
-        return rotated
+
+        async def rotate() -> _Entry:
+            async with self._db.connection() as conn, conn.transaction():
+                issued = await session_service.rotate(
+                    conn, principal.session_id, tenant_id=principal.tenant_id,
+                    role=principal.role,
+                )  # fmt: skip
+            return _Entry(principal, suspended=entry.suspended, rotated=issued.secret)
+
+        return await self._once(ROTATION + key, rotate, cache_as=key)
+
+
+_CROSS_SITE = {  # what a refusal says, by cross_site()'s reason
+    "csrf_cross_site": "a {site} request may not change anything with this session",
+    "csrf_origin": "the request's Origin is not this site",
+    "csrf_no_origin": "the browser did not say where the request comes from",
+}
+
+
+def cross_site(scope: Any, public_origin: str) -> str | None:
+    """Why an unsafe request may not come from a browser page of this site (a reason of
+    :data:`_CROSS_SITE`), or None: ``Sec-Fetch-Site``, when sent, must be ``same-origin``,
+    ``Origin``, when sent, this site's, and at least one of them must be sent."""
+    site, origin = _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
+    if site is not None and site != "same-origin":
+        return "csrf_cross_site"
+    if origin is not None and origin != public_origin:
+        return "csrf_origin"
+    if site is None and origin is None:
+        return "csrf_no_origin"
+    return None
+
+
+def _found(entry: _Entry, kind: bytes) -> _Entry:
+    """The entry of a credential that is accepted, or 401."""
+    if entry.principal is not None:
+        return entry
+    if kind == API_KEY:
+        failures.record("api_key", "unknown_or_revoked")
+        raise Unauthorized("the API key is unknown, expired or revoked", code="invalid_credentials")
+    failures.record("session", "ended_or_expired")
+    raise Unauthorized("the session has ended or expired: sign in again", code="session_expired")
 
 
 def credential_of(conn: HTTPConnection) -> bytes:

@@ -129,16 +129,7 @@ async def me(request: Request, principal: AnyPrincipal, db: ReadDb) -> dict:
     """Who the credentials belong to: how they authenticated, the current tenant and role and
     what it may do; for a signed-in person also the user, every membership, whether they are
     a platform operator, when the session ends, and the CSRF token."""
-    return await _me(db, principal, _secret(request))
-
-
-def _secret(request: Request) -> str | None:
-    """The session cookie that authenticated this request (the rotated one, if it rotated)."""
-    for name, value in request.scope.get("state", {}).get("set_cookies", ()):
-        text = value.decode("latin-1")
-        if name == b"set-cookie" and text.startswith(cookies.SESSION + "="):
-            return text.partition("=")[2].partition(";")[0]
-    return cookies.read(request.scope, cookies.SESSION)
+    return await _me(db, principal, cookies.session_value(request.scope))
 
 
 @router.get("/me/tenants", response_model=list[MembershipOut])

@@ -29,9 +29,7 @@ async def page(request: Request) -> Response:
         user = await users.get(conn, principal.user_id)
         session = await sessions.get(conn, principal.session_id)
     ends = min(session["idle_expires_at"], session["absolute_expires_at"]) if session else None
-    for name, value in request.scope.get("state", {}).get("set_cookies", ()):
-        if name == b"set-cookie" and value.startswith(cookies.SESSION.encode() + b"="):
-            secret = value.decode("latin-1").partition("=")[2].partition(";")[0]
+    secret = cookies.session_value(request.scope) or secret  # rotated by this request?
     html = pages.home(
         name=user["display_name"] or user["email"] or principal.subject,
         tenant=principal.tenant_slug,

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from common.errors import PROBLEM_RESPONSES, Forbidden, SeedosError
 from gateway.auth import failures
-from gateway.auth.authenticator import CsrfRefused
+from gateway.auth.authenticator import CsrfRefused, cross_site
 from gateway.deps import Authenticated, Settings
 from gateway.invitations import service as invitations
 from gateway.oidc import pages, service
@@ -87,10 +87,9 @@ async def login(
         return _redirect("/auth/sign-in" + (f"?return_to={return_to}" if return_to else ""))
     if invitation is not None and not tokens.plausible(invitation):
         raise invitations.InvitationInvalid("the invitation link is not valid")
-    async with db.connection() as conn:
-        by_domain = await service.domain_tenant(conn, email)
-    chosen = providers.choose(name=provider, tenant=tenant, domain=by_domain)
     async with db.connection() as conn, conn.transaction():
+        by_domain = await service.domain_tenant(conn, email)
+        chosen = providers.choose(name=provider, tenant=tenant, domain=by_domain)
         flow = await service.begin(
             # the domain chooses the provider only: never the tenant a session starts in
             conn, provider=chosen.name, tenant_slug=tenant, return_to=return_to,
@@ -181,11 +180,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _same_origin(request: Request, settings) -> None:
     """A form post that signs in or out must come from this site (login CSRF)."""
-    site = request.headers.get("sec-fetch-site")
-    origin = request.headers.get("origin")
-    if (site is not None and site != "same-origin") or (
-        origin is not None and origin != settings.public_origin
-    ) or (site is None and origin is None):  # fmt: skip
+    if cross_site(request.scope, settings.public_origin):
         failures.record("session", "csrf_cross_site")
         raise CsrfRefused("this form must be sent from this site")
 

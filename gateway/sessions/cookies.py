@@ -49,3 +49,13 @@ def send_session(scope: Scope, value: str, *, max_age: int) -> None:
     prefix = (SESSION + "=").encode()
     pending = [h for h in state.get("set_cookies", ()) if not h[1].startswith(prefix)]
     state["set_cookies"] = [*pending, header(SESSION, value, max_age=max_age)]
+
+
+def session_value(scope: Scope) -> str | None:
+    """The session cookie this request's answer sets (a rotation's), else the one it sent."""
+    prefix = SESSION + "="
+    for name, value in reversed(scope.get("state", {}).get("set_cookies", ())):
+        text = value.decode("latin-1")
+        if name == b"set-cookie" and text.startswith(prefix):
+            return text.removeprefix(prefix).partition(";")[0]
+    return read(scope, SESSION)

@@ -4,11 +4,10 @@ path under ``/api/v1/integrations`` is forwarded, see :class:`gateway.app.Gatewa
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from common.db import Database
+from common.db import Pool  # the connection only once connector_service has answered
 from common.errors import PROBLEM_RESPONSES
 from common.roles import Permission
 from gateway.auth.authenticator import credential_of
@@ -20,14 +19,6 @@ router = APIRouter(
     prefix="/api/v1/integrations/{integration_id}", tags=["sync"], responses=PROBLEM_RESPONSES
 )
 UPSTREAM = "connector_service"  # owns the integrations
-
-
-async def _database(request: Request) -> Database:
-    return request.app.state.db
-
-
-# Not the Db dependency: the connection is taken only once connector_service has answered.
-Pool = Annotated[Database, Depends(_database)]
 
 
 @router.post("/sync/ticket", response_model=Ticket, dependencies=[require(Permission.read)])
