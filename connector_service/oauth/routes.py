@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Respons
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from common.crypto import KeyRing
-from common.db import Database, Db, ReadDb
+from common.db import Db, Pool, ReadDb
 from common.errors import PROBLEM_RESPONSES
 from common.internal_auth import CurrentPrincipal, requires
 from common.roles import Permission
@@ -45,13 +45,8 @@ async def _oauth(request: Request) -> OAuthConfig:
     return request.app.state.oauth
 
 
-async def _database(request: Request) -> Database:
-    return request.app.state.db
-
-
 Ring = Annotated[KeyRing, Depends(_keyring)]
 OAuth = Annotated[OAuthConfig, Depends(_oauth)]
-Pool = Annotated[Database, Depends(_database)]
 NO_STORE = {"Cache-Control": "no-store"}
 # __Host-: Secure, Path=/ and no Domain, so no other host (not even a subdomain) can set it; Lax:
 # sent on the provider's top-level GET redirect back, not on other sites' subrequests.
