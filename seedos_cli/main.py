@@ -141,12 +141,9 @@ def tenant_list(
         raise typer.Exit(2)
 
     async def work(conn: Any) -> list[dict[str, Any]]:
-        items, cursor = [], None
-        while True:
-            page = await admin.list_tenants(conn, status=status, cursor=cursor, limit=200)
-            items += page["items"]
-            if (cursor := page["next_cursor"]) is None:
-                return items
+        return await _every_page(
+            lambda cursor: admin.list_tenants(conn, status=status, cursor=cursor, limit=200)
+        )
 
     rows = _run(work, transaction=False)
     typer.echo(f"{'SLUG':24}  {'STATUS':9}  {'MEMBERS':>7}  {'INSTALLS':>8}  NAME")
@@ -341,6 +338,24 @@ def users_link(
         typer.echo(f"now naming {kept['id']} as who did it: {named}")
 
 
+async def _tenant_id(conn: Any, slug: str) -> uuid.UUID:
+    """The id of the tenant with this slug (an unknown one is the usual error)."""
+    return (await tenants.get_by_slug(conn, slug))["id"]
+
+
+async def _every_page(
+    list_page: Callable[[str | None], Awaitable[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Every item of a paginated listing, ``list_page(cursor)`` called until no cursor is left."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await list_page(cursor)
+        items += page["items"]
+        if (cursor := page["next_cursor"]) is None:
+            return items
+
+
 @apikey_app.command("create")
 def apikey_create(
     tenant: Annotated[str, typer.Option(help="Tenant slug")],
@@ -350,10 +365,10 @@ def apikey_create(
     """Mint an API key. The key is printed once; only its hash is stored."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        t = await tenants.get_by_slug(conn, tenant)
         return await api_keys.create(
-            conn, tenant_id=t["id"], name=name, role=role, created_by="system:cli"
-        )
+            conn, tenant_id=await _tenant_id(conn, tenant), name=name, role=role,
+            created_by="system:cli",
+        )  # fmt: skip
 
     key = _run(work)
     typer.echo(f"id:   {key['id']}\nrole: {key['role']}\nkey:  {key['key']}")
@@ -368,8 +383,8 @@ def apikey_list(
     """List a tenant's API keys (never the keys themselves)."""
 
     async def work(conn: Any) -> list[dict[str, Any]]:
-        t = await tenants.get_by_slug(conn, tenant)
-        return await api_keys.list_keys(conn, tenant_id=t["id"], include_revoked=all_keys)
+        tenant_id = await _tenant_id(conn, tenant)
+        return await api_keys.list_keys(conn, tenant_id=tenant_id, include_revoked=all_keys)
 
     rows = _run(work)
     typer.echo(f"{'ID':36}  {'PREFIX':17}  {'ROLE':9}  {'STATUS':7}  NAME")
@@ -411,13 +426,10 @@ def members_list(tenant: Tenant) -> None:
     """List a tenant's members: user id, role, email, when they joined and last signed in."""
 
     async def work(conn: Any) -> list[dict[str, Any]]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
-        rows, cursor = [], None
-        while True:
-            page = await members.list_members(conn, tenant_id=tenant_id, cursor=cursor, limit=200)
-            rows += page["items"]
-            if (cursor := page["next_cursor"]) is None:
-                return rows
+        tenant_id = await _tenant_id(conn, tenant)
+        return await _every_page(
+            lambda cursor: members.list_members(conn, tenant_id=tenant_id, cursor=cursor, limit=200)
+        )
 
     rows = _run(work)
     typer.echo(f"{'USER':36}  {'ROLE':9}  {'JOINED':16}  {'LAST SIGN-IN':16}  EMAIL")
@@ -437,7 +449,7 @@ def members_set_role(
     admin stays one."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await members.change_role(
             conn, tenant_id=tenant_id, user_id=user_id, role=role, actor="system:cli",
             granter_role=None,
@@ -455,7 +467,7 @@ def members_remove(
     The tenant's last admin stays."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await members.remove(
             conn, tenant_id=tenant_id, user_id=user_id, actor="system:cli", actor_role=None
         )
@@ -475,7 +487,7 @@ def invitations_create(
     settings = _gateway_settings()
 
     async def work(conn: Any) -> invitations.Created:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await invitations.create(
             conn, tenant_id=tenant_id, email=email, role=role, invited_by="system:cli",
             inviter_role=None, valid_days=settings.invitation_days,
@@ -505,15 +517,12 @@ def invitations_list(
         raise typer.Exit(2)
 
     async def work(conn: Any) -> list[dict[str, Any]]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
-        rows, cursor = [], None
-        while True:
-            page = await invitations.list_invitations(
+        tenant_id = await _tenant_id(conn, tenant)
+        return await _every_page(
+            lambda cursor: invitations.list_invitations(
                 conn, tenant_id=tenant_id, status=status, cursor=cursor, limit=200
             )
-            rows += page["items"]
-            if (cursor := page["next_cursor"]) is None:
-                return rows
+        )
 
     rows = _run(work)
     typer.echo(f"{'ID':36}  {'STATUS':8}  {'ROLE':9}  {'EXPIRES':16}  EMAIL")
@@ -530,7 +539,7 @@ def invitations_revoke(
     """Revoke an invitation: its link stops working."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await invitations.revoke(
             conn, invitation_id, tenant_id=tenant_id, actor="system:cli"
         )
@@ -544,7 +553,7 @@ def domains_list(tenant: Tenant) -> None:
     """List the email domains whose verified users join the tenant as viewers."""
 
     async def work(conn: Any) -> list[dict[str, Any]]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await domains.list_domains(conn, tenant_id=tenant_id)
 
     rows = _run(work)
@@ -563,7 +572,7 @@ def domains_add(
     tenant as viewers. No DNS proof is asked; public webmail domains are refused."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await domains.add(conn, tenant_id=tenant_id, domain=domain, actor="system:cli")
 
     added = _run(work)
@@ -577,7 +586,7 @@ def domains_remove(
     """Unregister an email domain; who joined through it stays a member."""
 
     async def work(conn: Any) -> dict[str, Any]:
-        tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+        tenant_id = await _tenant_id(conn, tenant)
         return await domains.remove(conn, tenant_id=tenant_id, domain=domain, actor="system:cli")
 
     removed = _run(work)
@@ -596,7 +605,7 @@ def audit_verify(
         tenant_id = None
         if tenant is not None:
             try:
-                tenant_id = (await tenants.get_by_slug(conn, tenant))["id"]
+                tenant_id = await _tenant_id(conn, tenant)
             except tenants.TenantNotFound:
                 return None
         result = await audit.verify(conn, tenant_id)
