@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
-from common.db import Database, ReadDb
+from common.db import Pool, ReadDb
 from common.errors import PROBLEM_RESPONSES
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from gateway.admin import service
@@ -37,15 +37,6 @@ async def list_tenants(
     return await service.list_tenants(db, status=status, cursor=cursor, limit=limit)
 
 
-async def _database(request: Request) -> Database:
-    return request.app.state.db
-
-
-# For the route that commits before it answers: the tenant and its admin's invitation are
-# committed, and the connection back in the pool, before the email is sent.
-Pool = Annotated[Database, Depends(_database)]
-
-
 @router.post("", response_model=AdminTenantCreated, status_code=201)
 async def create_tenant(
     body: AdminTenantCreate, pool: Pool, operator: Operator, settings: Settings
@@ -53,6 +44,7 @@ async def create_tenant(
     """A new tenant with no members yet (operators). With `admin_email`, that address is
     invited as its admin: the answer holds the invitation's link (shown only here), emailed
     too when an SMTP server is configured."""
+    # committed, and the connection back in the pool, before the email is sent
     async with pool.connection() as conn, conn.transaction():
         tenant, created = await service.create_tenant(
             conn, slug=body.slug, name=body.name, industry=body.industry, size=body.size,

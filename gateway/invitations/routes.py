@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 
-from common.db import Database, ReadDb
+from common.db import Pool, ReadDb
 from common.errors import PROBLEM_RESPONSES
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
@@ -25,15 +25,6 @@ from gateway.users import repository as users_repository
 from gateway.users import service as users
 
 router = APIRouter(prefix="/api/v1/invitations", tags=["invitations"], responses=PROBLEM_RESPONSES)
-
-
-async def _database(request: Request) -> Database:
-    return request.app.state.db
-
-
-# For the route that commits before it answers: the invitation is committed and the connection
-# back in the pool before the email is sent (no connection waits on an SMTP server).
-Pool = Annotated[Database, Depends(_database)]
 
 
 @router.get("", response_model=InvitationPage, dependencies=[require(Permission.manage)])
@@ -65,6 +56,8 @@ async def create_invitation(
     `SEEDOS_GATEWAY_INVITATION_DAYS` days (default 7), for whoever signs in with that address
     verified. With an SMTP server configured the link is also emailed (`emailed`). A pending
     invitation of the same address is revoked. Audited as `invitation.created`."""
+    # committed, and the connection back in the pool, before the email is sent (no connection
+    # waits on an SMTP server)
     async with pool.connection() as conn, conn.transaction():
         created = await service.create(
             conn, tenant_id=principal.tenant_id, email=body.email, role=body.role,
