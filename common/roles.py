@@ -32,3 +32,13 @@ def allows(role: str, permission: Permission) -> bool:
         return permission in GRANTS[Role(role)]
     except ValueError:
         return False
+
+
+def within(role: str, limit: str) -> bool:
+    """Whether ``role`` grants nothing that ``limit`` lacks (what one may grant another: an
+    admin makes no publisher). An unknown ``limit`` grants nothing."""
+    try:
+        limit_grants = GRANTS[Role(limit)]
+    except ValueError:
+        limit_grants = frozenset()
+    return GRANTS[Role(role)] <= limit_grants

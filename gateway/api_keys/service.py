@@ -8,7 +8,7 @@ import asyncpg
 
 from common import audit
 from common.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from common.roles import GRANTS, Permission, Role, allows
+from common.roles import Permission, Role, allows, within
 from gateway.api_keys import repository
 from gateway.auth import keys
 
@@ -39,7 +39,7 @@ async def create(
         creator_role = await _hold_creator(
             conn, tenant_id=tenant_id, created_by=created_by, role=creator_role
         )
-    if creator_role is not None and not GRANTS[Role(role)] <= GRANTS[Role(creator_role)]:
+    if creator_role is not None and not within(role, creator_role):
         raise Forbidden(
             f"a {creator_role} may not create a {Role(role).value} key", code="role_not_grantable"
         )
@@ -154,7 +154,7 @@ async def revoke_made_by(
     while creators:
         made = await repository.lock_made_by(conn, tenant_id=tenant_id, creators=creators)
         for key in made:
-            if key["live"] and (keep_within is None or not _within(key["role"], keep_within)):
+            if key["live"] and (keep_within is None or not within(key["role"], keep_within)):
                 row = await revoke(
                     conn,
                     key["id"],
@@ -166,11 +166,6 @@ async def revoke_made_by(
                 revoked.append(row)
         creators = [f"apikey:{key['id']}" for key in made]
     return revoked
-
-
-def _within(role: str, limit: Role | str) -> bool:
-    """Whether ``role`` grants nothing that ``limit`` lacks."""
-    return GRANTS[Role(role)] <= GRANTS[Role(limit)]
 
 
 async def _hold_creator(

@@ -19,7 +19,7 @@ import asyncpg
 from common import audit
 from common.errors import Conflict, Forbidden, InvalidRequest, NotFound, SeedosError
 from common.pagination import decode_cursor, encode_cursor
-from common.roles import GRANTS, Role
+from common.roles import Role, within
 from gateway.auth import failures
 from gateway.invitations import repository
 from gateway.members import service as members
@@ -207,7 +207,7 @@ async def revoke_made_by(
     Audited per invitation; returns how many."""
     count = 0
     for row in await repository.lock_pending_made_by(conn, tenant_id=tenant_id, creators=creators):
-        if keep_within is not None and GRANTS[Role(row["role"])] <= GRANTS[Role(keep_within)]:
+        if keep_within is not None and within(row["role"], keep_within):
             continue
         if await repository.revoke(conn, row["id"], tenant_id=tenant_id) is not None:
             await _audit_revoked(conn, tenant_id, row["id"], actor, request_id, reason)

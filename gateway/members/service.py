@@ -18,7 +18,7 @@ import asyncpg
 from common import audit
 from common.errors import Conflict, Forbidden, NotFound
 from common.pagination import decode_cursor, encode_cursor
-from common.roles import GRANTS, Permission, Role, allows
+from common.roles import Permission, Role, allows, within
 from gateway.api_keys import service as api_keys
 from gateway.invitations import service as invitations
 from gateway.members import repository
@@ -36,20 +36,11 @@ class LastAdmin(Conflict):
 def check_grantable(role: str, granter_role: str | None) -> None:
     """Nobody grants a permission they lack (an admin makes no publisher); ``granter_role``
     None is an operator (the CLI), who may grant any role."""
-    if granter_role is not None and not GRANTS[Role(role)] <= GRANTS.get(
-        _role(granter_role), frozenset()
-    ):
+    if granter_role is not None and not within(role, granter_role):
         raise Forbidden(
             f"a {granter_role} may not grant the role {Role(role).value}",
             code="role_not_grantable",
         )
-
-
-def _role(value: str) -> Role | None:
-    try:
-        return Role(value)
-    except ValueError:
-        return None
 
 
 async def list_members(
