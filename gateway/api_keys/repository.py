@@ -111,20 +111,3 @@ async def lock_creator_membership(
         tenant_id,
         user_id,
     )
-
-
-async def lineage(
-    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, creator: str
-) -> list[uuid.UUID]:
-    """Every key of the tenant ``creator`` made, and the keys those made, and so on."""
-    rows = await conn.fetch(
-        """WITH RECURSIVE made AS (
-               SELECT id FROM api_keys WHERE tenant_id = $1 AND created_by = $2
-               UNION
-               SELECT k.id FROM api_keys k JOIN made m ON k.created_by = 'apikey:' || m.id::text
-               WHERE k.tenant_id = $1
-           )
-           SELECT id FROM made""",
-        tenant_id, creator,
-    )  # fmt: skip
-    return [r["id"] for r in rows]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,6 +105,12 @@ async def revoke(
     return dict(row)
 
 
+@dataclass(frozen=True, slots=True)
+class Swept:
+    revoked: list[dict[str, Any]]  # the keys revoked
+    creators: list[str]  # ``created_by`` of everyone walked: the member and all their keys
+
+
 async def revoke_with_descendants(
     conn: asyncpg.Connection,
     key_id: uuid.UUID,
@@ -122,15 +129,6 @@ async def revoke_with_descendants(
     return row
 
 
-async def lineage(
-    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, user_id: uuid.UUID
-) -> list[str]:
-    """The member and every key they made in the tenant, and so on, as ``created_by`` values
-    (``user:<id>``, ``apikey:<id>``): who acted on their behalf."""
-    made = await repository.lineage(conn, tenant_id=tenant_id, creator=f"user:{user_id}")
-    return [f"user:{user_id}", *(f"apikey:{key_id}" for key_id in made)]
-
-
 async def revoke_made_by(
     conn: asyncpg.Connection,
     *,
@@ -141,17 +139,20 @@ async def revoke_made_by(
     reason: str,
     actor: str | None,
     request_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> Swept:
     """Revoke the live keys a member made in the tenant, and those their keys made, and so on:
     all of them (``keep_within`` None: they are no longer a member), or those granting more
     than ``keep_within`` (their new role). Each is audited as ``api_key.revoked`` with
-    ``reason``; the caller clears the gateway's credential cache once committed.
+    ``reason``; the caller clears the gateway's credential cache once committed. Returns what
+    was revoked, and every creator walked (the member and all their keys, revoked or not).
 
     Each generation is locked before the next is read, so a key being minted meanwhile (by the
     member, or by one of these keys) is either refused or found here."""
     revoked: list[dict[str, Any]] = []
     creators = [creator or f"user:{user_id}"]
+    walked: list[str] = []
     while creators:
+        walked += creators
         made = await repository.lock_made_by(conn, tenant_id=tenant_id, creators=creators)
         for key in made:
             if key["live"] and (keep_within is None or not within(key["role"], keep_within)):
@@ -165,7 +166,7 @@ async def revoke_made_by(
                 )
                 revoked.append(row)
         creators = [f"apikey:{key['id']}" for key in made]
-    return revoked
+    return Swept(revoked, walked)
 
 
 async def _hold_creator(

@@ -171,13 +171,12 @@ async def revoke_made_by(
     the pending invitations any of them made: all (``keep_within`` None: no longer a member)
     or those granting more than ``keep_within``. Returns ``revoked_api_keys`` and
     ``revoked_invitations``, how many of each."""
-    creators = await api_keys.lineage(conn, tenant_id=tenant_id, user_id=user_id)
     keys = await api_keys.revoke_made_by(
         conn, tenant_id=tenant_id, user_id=user_id, keep_within=keep_within, reason=reason,
         actor=actor, request_id=request_id,
     )  # fmt: skip
     invited = await invitations.revoke_made_by(
-        conn, tenant_id=tenant_id, creators=creators, keep_within=keep_within, reason=reason,
-        actor=actor, request_id=request_id,
+        conn, tenant_id=tenant_id, creators=keys.creators, keep_within=keep_within,
+        reason=reason, actor=actor, request_id=request_id,
     )  # fmt: skip
-    return {"revoked_api_keys": len(keys), "revoked_invitations": invited}
+    return {"revoked_api_keys": len(keys.revoked), "revoked_invitations": invited}
