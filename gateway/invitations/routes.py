@@ -21,8 +21,6 @@ from gateway.invitations.schemas import (
     Status,
 )
 from gateway.oidc import service as oidc
-from gateway.users import repository as users_repository
-from gateway.users import service as users
 
 router = APIRouter(prefix="/api/v1/invitations", tags=["invitations"], responses=PROBLEM_RESPONSES)
 
@@ -88,25 +86,6 @@ async def revoke_invitation(
         )  # fmt: skip
 
 
-async def _vouched_email(db, user_id, token: str, settings) -> tuple[str | None, bool]:
-    """The invited address if one of the person's identities has it verified by a provider
-    that vouches toward the inviting tenant (as at sign-in: a tenant's own SSO only toward its
-    tenants), else their email as unverified for the invitation."""
-    invited = await service.invitation_for(db, token)
-    if invited is not None:
-        same = [i for i in await users_repository.identities(db, user_id)
-                if i["email"] and i["email"].strip().lower() == invited.email.lower()]  # fmt: skip
-        for identity in same:
-            if identity["email_verified"] and oidc.vouches(
-                settings, identity["provider"], invited.tenant_slug
-            ):
-                return identity["email"], True
-        if same:  # the address, but not verified by a provider trusted for that tenant
-            return same[0]["email"], False
-    user = await users.get(db, user_id)
-    return user["email"], user["email_verified"]
-
-
 @router.post(
     "/accept",
     response_model=InvitationAcceptance,
@@ -134,7 +113,9 @@ async def accept_invitation(
     )
     refused: service.InvitationEmailMismatch | None = None
     async with db.transaction():
-        email, verified = await _vouched_email(db, person.user_id, body.token, settings)
+        email, verified = await oidc.vouched_email(
+            db, person.user_id, token=body.token, settings=settings
+        )
         try:
             accepted = await service.accept(
                 db, token=body.token, user_id=person.user_id, email=email,

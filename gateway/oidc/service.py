@@ -101,6 +101,28 @@ def vouches(settings: GatewaySettings, provider: str, tenant_slug: str) -> bool:
     return conf is not None and (not conf.tenants or tenant_slug in conf.tenants)
 
 
+async def vouched_email(
+    conn: asyncpg.Connection, user_id: uuid.UUID, *, token: str, settings: GatewaySettings
+) -> tuple[str | None, bool]:
+    """The invited address if one of the person's identities has it verified by a provider
+    that vouches toward the inviting tenant (as at sign-in: a tenant's own SSO only toward its
+    tenants), else their email as it stands (the accept route's check; sign-in checks the
+    provider it signs in with)."""
+    invited = await invitations.invitation_for(conn, token)
+    if invited is not None:
+        same = [i for i in await users_repository.identities(conn, user_id)
+                if i["email"] and i["email"].strip().lower() == invited.email.lower()]  # fmt: skip
+        for identity in same:
+            if identity["email_verified"] and vouches(
+                settings, identity["provider"], invited.tenant_slug
+            ):
+                return identity["email"], True
+        if same:  # the address, but not verified by a provider trusted for that tenant
+            return same[0]["email"], False
+    user = await users.get(conn, user_id)
+    return user["email"], user["email_verified"]
+
+
 def check_return_to(value: str | None) -> str | None:
     """A path on this site only (``/integrations?x=1``): anything else is an open redirect."""
     if value is None or value == "":
