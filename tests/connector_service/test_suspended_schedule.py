@@ -124,7 +124,10 @@ async def test_due_work_of_suspended_tenants_is_not_picked(installs, conn):
     tx = conn.transaction()
     await tx.start()
     try:
-        # due now whatever ran before, with an outbox row waiting to be written
+        # due now whatever ran before, with an outbox row waiting to be written; the running
+        # scheduler starts no run meanwhile (its insert waits for this rollback), or the
+        # install it just ran would not be due (seen once in CI)
+        await conn.execute("LOCK TABLE sync_runs IN EXCLUSIVE MODE")
         await conn.execute("DELETE FROM sync_runs WHERE integration_id = $1", paused.id)
         await conn.execute(
             "INSERT INTO sync_outbox (integration_id, stream, record_key) VALUES ($1, 'contacts',"
