@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
+from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
@@ -8,6 +10,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import CommonSettings, Environment, check_public_url
+from gateway import tls
 
 DEVELOPMENT_PROVIDER = "development"
 
@@ -114,10 +117,44 @@ class GatewaySettings(CommonSettings):
     # sign-in, callback and invitation acceptance, per client address
     auth_rate_per_minute: int = Field(30, ge=1, le=10_000)
 
+    # HTTPS served by the gateway itself (python -m gateway.serve), TLS 1.3 only: the PEM files
+    # of its certificate (then any intermediates) and of its key, both or neither, and the key's
+    # password if it is encrypted. With them, SEEDOS_PUBLIC_URL is https.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = None
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
         return check_public_url(value)
+
+    @model_validator(mode="after")
+    def _tls(self) -> Self:
+        if self.tls_cert_file is None and self.tls_key_file is None:
+            if self.tls_key_password is not None:
+                raise ValueError(f"{tls.PASSWORD_SETTING} without a key: set {tls.KEY_SETTING}")
+            return self
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            raise ValueError(f"set both {tls.CERT_SETTING} and {tls.KEY_SETTING}, or neither")
+        if urlsplit(self.public_url).scheme != "https":
+            raise ValueError(
+                f"the gateway serves HTTPS ({tls.CERT_SETTING} is set):"
+                f" SEEDOS_PUBLIC_URL must be https, not {self.public_url}"
+            )
+        self.tls_context()  # the files load, or a ValueError names the setting at fault
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS 1.3-only server context of the configured files; None: plain HTTP."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        password = self.tls_key_password
+        return tls.server_context(
+            cert_file=self.tls_cert_file,
+            key_file=self.tls_key_file,
+            password=password.get_secret_value() if password is not None else None,
+        )
 
     @field_validator("cors_origins")
     @classmethod
