@@ -7,7 +7,11 @@ set (a rotated session id), and CORS for configured origins only.
   the hash of its one inline script.
 - ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
   same-origin``, ``Cross-Origin-Opener-Policy: same-origin``, HSTS when the public URL is
-  https. An upstream's own values are kept where it set them.
+  https (it must be when the gateway serves TLS itself). An upstream's own values are kept
+  where it set them.
+- No HSTS to a request for ``localhost``: a browser applies it to the host, every port
+  included, and would send each other development server on localhost to https for two years.
+  (Browsers ignore HSTS from an IP address such as 127.0.0.1 anyway.)
 """
 
 from __future__ import annotations
@@ -84,7 +88,8 @@ class BrowserSafety:
             (b"cross-origin-opener-policy", b"same-origin"),
             (b"x-frame-options", b"DENY"),
             (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
-        ] + ([(b"strict-transport-security", HSTS)] if https else [])
+        ]
+        self.https = https
         self.csp = _policy(form_action)
         self.docs_csp = _policy(
             form_action,
@@ -100,6 +105,7 @@ class BrowserSafety:
         path = scope["path"]
         csp = self.docs_csp if path == "/docs" else self.csp
         no_store = path.startswith(_NO_STORE_PREFIXES)
+        hsts = self.https and not _for_localhost(scope)
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -108,6 +114,8 @@ class BrowserSafety:
                 headers += [h for h in self.common if h[0] not in present]
                 if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", csp))
+                if hsts and b"strict-transport-security" not in present:
+                    headers.append((b"strict-transport-security", HSTS))
                 if no_store and b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
                 headers += scope.get("state", {}).get("set_cookies", ())
@@ -115,3 +123,13 @@ class BrowserSafety:
             await send(message)
 
         await self.app(scope, receive, secured)
+
+
+def _for_localhost(scope: Scope) -> bool:
+    """Whether the request's Host is localhost or a name under it (an IPv6 literal is not)."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = b"" if value.startswith(b"[") else value.lower().partition(b":")[0]
+            host = host.rstrip(b".")
+            return host == b"localhost" or host.endswith(b".localhost")
+    return False

@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -34,12 +35,15 @@ class ServiceSpec:
     factory: bool = True
     cwd: Path | None = None  # where the app's module is importable from
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the supervisor's
+    # run `python -m <module>` (which takes uvicorn's flags below) instead of uvicorn itself
+    module: str | None = None
 
 
 SERVICES = (
     ServiceSpec("connector_service", "connector_service.app:create_app"),
     ServiceSpec("marketplace_service", "marketplace_service.app:create_app"),
-    ServiceSpec("gateway", "gateway.app:create_app"),
+    # through gateway.serve, which serves TLS 1.3 only when a certificate is configured
+    ServiceSpec("gateway", "gateway.app:create_app", module="gateway.serve"),
 )
 
 
@@ -53,9 +57,13 @@ class Supervisor:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, spec: ServiceSpec, port: int) -> None:
+        runner = (
+            [spec.module]
+            if spec.module
+            else ["uvicorn", spec.app, *(["--factory"] if spec.factory else [])]
+        )
         cmd = [
-            sys.executable, "-m", "uvicorn", spec.app, *(["--factory"] if spec.factory else []),
-            "--host", self.host, "--port", str(port),
+            sys.executable, "-m", *runner, "--host", self.host, "--port", str(port),
             "--no-access-log", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
         output = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
@@ -72,12 +80,17 @@ class Supervisor:
             output.close()  # the child holds its own descriptor
 
     def wait_ready(
-        self, urls: Mapping[str, str], timeout: float = 60.0, path: str = "/readyz"
+        self,
+        urls: Mapping[str, str],
+        timeout: float = 60.0,
+        path: str = "/readyz",
+        *,
+        verify: ssl.SSLContext | bool = True,  # what checks an https service's certificate
     ) -> None:
         """Poll each service's ``path`` until all answer 200; fail fast if one exits."""
         deadline = time.monotonic() + timeout
         pending = dict(urls)
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, verify=verify) as client:
             while pending:
                 for name in list(pending):
                     proc = self.procs[name]
