@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from common.settings import CommonSettings, Environment, check_public_url
 from gateway import tls
+from gateway.limits.config import RateLimitSettings
 
 DEVELOPMENT_PROVIDER = "development"
 
@@ -116,6 +117,14 @@ class GatewaySettings(CommonSettings):
     cors_origins: tuple[str, ...] = ()
     # sign-in, callback and invitation acceptance, per client address
     auth_rate_per_minute: int = Field(30, ge=1, le=10_000)
+    # Rate limits of /api/v1/** (gateway/limits): per tenant and per credential, by role, with
+    # overrides by tenant slug, as JSON; in this process, or in Redis shared by every replica.
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    rate_limit_redis_url: SecretStr | None = Field(
+        None, validation_alias="SEEDOS_RATE_LIMIT_REDIS_URL"
+    )
+    # proxied requests and WebSockets one tenant may have in flight in this process at once
+    tenant_max_concurrent: int = Field(100, ge=1, le=100_000)
 
     # HTTPS served by the gateway itself (python -m gateway.serve), TLS 1.3 only: the PEM files
     # of its certificate (then any intermediates) and of its key, both or neither, and the key's
@@ -155,6 +164,15 @@ class GatewaySettings(CommonSettings):
             key_file=self.tls_key_file,
             password=password.get_secret_value() if password is not None else None,
         )
+
+    @field_validator("rate_limit_redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("SEEDOS_RATE_LIMIT_REDIS_URL: a redis, rediss or unix URL")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

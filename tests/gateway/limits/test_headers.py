@@ -1,0 +1,45 @@
+"""The RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers, structured
+fields), checked with a structured-field reading of them."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.limits import headers
+from gateway.limits.config import Limit
+
+POLICIES = [("tenant", Limit(quota=1000, window_seconds=60)),
+            ("credential", Limit(quota=300, window_seconds=60))]  # fmt: skip
+ITEM = re.compile(r'^"([a-z]+)"((?:;[a-z]+=\d+)+)$')  # sf-string with integer parameters
+
+
+def parse(value: bytes) -> dict[str, dict[str, int]]:
+    out = {}
+    for member in value.decode().split(", "):
+        found = ITEM.match(member)
+        assert found, member
+        params = dict(p.split("=") for p in found.group(2).lstrip(";").split(";"))
+        out[found.group(1)] = {k: int(v) for k, v in params.items()}
+    return out
+
+
+def test_policy_field():
+    value = headers.policy_value(POLICIES)
+    assert value == b'"tenant";q=1000;w=60, "credential";q=300;w=60'
+    assert parse(value) == {"tenant": {"q": 1000, "w": 60}, "credential": {"q": 300, "w": 60}}
+
+
+def test_state_field_remaining_and_seconds_to_full():
+    value = headers.state_value(POLICIES, [999.0, 299.0])
+    assert value == b'"tenant";r=999;t=1, "credential";r=299;t=1'
+    # 0.4 of a token, 5 tokens a second for the credential: 60 s to full again
+    assert parse(headers.state_value(POLICIES, [0.4, 0.0])) == {
+        "tenant": {"r": 0, "t": 60}, "credential": {"r": 0, "t": 60}}  # fmt: skip
+    assert parse(headers.state_value(POLICIES, [1000.0, 300.0]))["tenant"] == {"r": 1000, "t": 0}
+
+
+def test_retry_after_is_the_time_to_one_token():
+    credential = POLICIES[1][1]  # 5 a second
+    assert headers.retry_seconds(credential, 0.0) == 1
+    assert headers.retry_seconds(Limit(quota=5, window_seconds=3600), 0.5) == 360
+    assert headers.retry_seconds(Limit(quota=5, window_seconds=3600), -0.2) == 864
