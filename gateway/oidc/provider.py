@@ -2,9 +2,10 @@
 authorization URL (code + PKCE S256), the code exchange (authlib), and the ID token checked
 against the provider's JWKS (joserfc): signature, issuer, audience, expiry and nonce.
 
-Discovery and keys are cached; the keys are fetched again when a token names an unknown key
-id, at most once a minute. The provider is the operator's configuration, not a tenant's input,
-so calls to it are not subject to the egress rule connectors' calls go through."""
+Discovery and keys are cached (the keys by :mod:`gateway.auth.jwks`: fetched again when a
+token names an unknown key id, at most once a minute). The provider is the operator's
+configuration, not a tenant's input, so calls to it are not subject to the egress rule
+connectors' calls go through."""
 
 from __future__ import annotations
 
@@ -21,17 +22,16 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from common.authlib_client import AsyncOAuth2Client
-from common.errors import GatewayTimeout, SeedosError, ServiceUnavailable
+from common.errors import GatewayTimeout, SeedosError
+from gateway.auth.jwks import KeyCache, ProviderUnavailable, fetch_json
 from gateway.settings import OidcProviderSettings
 
 log = structlog.get_logger(component="seedos.gateway.oidc")
 
 LEEWAY_SECONDS = 60
 DISCOVERY_TTL_SECONDS = 3600.0
-JWKS_REFRESH_SECONDS = 60.0
 # Asymmetric algorithms only: an ID token signed with the client secret (HS256) or none is
 # refused whatever the provider advertises.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
@@ -40,10 +40,6 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 
 class SignInFailed(SeedosError):
     status, code, title = 400, "sign_in_failed", "Sign-in failed"
-
-
-class ProviderUnavailable(ServiceUnavailable):
-    code = "identity_provider_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +70,7 @@ class Provider:
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
-        self._keys: KeySet | None = None
-        self._keys_at = -JWKS_REFRESH_SECONDS
+        self._keys = KeyCache(self._fetch_keys, provider=name)
         self._lock = asyncio.Lock()
 
     @property
@@ -150,7 +145,7 @@ class Provider:
         allowed = [a for a in meta.get("id_token_signing_alg_values_supported", ["RS256"])
                    if a in ALGORITHMS] or ["RS256"]  # fmt: skip
         try:
-            token = jwt.decode(id_token, await self._keys_for(id_token), algorithms=allowed)
+            token = jwt.decode(id_token, await self._keys.for_token(id_token), algorithms=allowed)
         except (JoseError, ValueError) as exc:
             raise SignInFailed(
                 f"the ID token's signature does not verify ({type(exc).__name__})",
@@ -221,49 +216,9 @@ class Provider:
             verify=self._tls,
         )
 
-    async def _keys_for(self, id_token: str) -> KeySet:
-        kid = _kid(id_token)
-        if self._keys is not None and (kid is None or _has_kid(self._keys, kid)):
-            return self._keys
-        async with self._lock:
-            stale = time.monotonic() - self._keys_at >= JWKS_REFRESH_SECONDS
-            if self._keys is None or (stale and not (kid and _has_kid(self._keys, kid))):
-                meta = await self.metadata()
-                self._keys = KeySet.import_key_set(await self._get_json(meta["jwks_uri"]))
-                self._keys_at = time.monotonic()
-        return self._keys
+    async def _fetch_keys(self) -> dict[str, Any]:
+        meta = await self.metadata()
+        return await self._get_json(meta["jwks_uri"])
 
     async def _get_json(self, url: str) -> dict[str, Any]:
-        try:
-            try:
-                response = await self._http.get(url, headers={"accept": "application/json"})
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                # a pooled connection the provider closed while idle: a GET may go again
-                response = await self._http.get(url, headers={"accept": "application/json"})
-        except httpx.TimeoutException:
-            raise GatewayTimeout(f"provider {self.name} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            log.warning("oidc_provider_unreachable", provider=self.name, error=type(exc).__name__)
-            raise ProviderUnavailable(f"provider {self.name} is unavailable") from None
-        if response.status_code != 200:
-            raise ProviderUnavailable(f"provider {self.name} answered {response.status_code}")
-        try:
-            document = response.json()
-        except ValueError:
-            raise ProviderUnavailable(f"provider {self.name} sent no JSON") from None
-        if not isinstance(document, dict):
-            raise ProviderUnavailable(f"provider {self.name} sent no JSON object")
-        return document
-
-
-def _kid(token: str) -> str | None:
-    from joserfc.jws import extract_compact
-
-    try:
-        return extract_compact(token.encode()).headers().get("kid")
-    except (JoseError, ValueError):
-        return None
-
-
-def _has_kid(keys: KeySet, kid: str) -> bool:
-    return any(key.kid == kid for key in keys.keys)
+        return await fetch_json(self._http, url, provider=self.name)
