@@ -3,7 +3,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -73,6 +73,100 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Asymmetric JWS algorithms: a token signed with anything else (HS256 but with a configured
+# secret, or none) is refused.
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                         "ES512", "EdDSA")  # fmt: skip
+
+
+class JwtIssuerSettings(BaseModel):
+    """One issuer whose access tokens are accepted as ``Authorization: Bearer <JWT>``.
+
+    ``kind`` "supabase" (Supabase Auth: keys at ``<issuer>/.well-known/jwks.json``, audience
+    ``authenticated``, tenant and role from ``app_metadata``) or "oidc" (keys from the issuer's
+    discovery unless ``jwks_uri`` is given). ``mode`` "directory": the caller is the person
+    with this (issuer, subject) among our users, acting by their membership; "authoritative":
+    tenant and role are the token's ``tenant_claim`` and ``role_claim``."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    kind: Literal["supabase", "oidc"]
+    issuer: str
+    audience: str | None = Field(None, min_length=1, max_length=255)
+    jwks_uri: str | None = None
+    algorithms: tuple[str, ...] | None = None  # None: the kind's asymmetric ones (+HS256)
+    hs256_secret: SecretStr | None = None  # Supabase's legacy JWT secret
+    mode: Literal["directory", "authoritative"] = "directory"
+    tenant_claim: str | None = Field(None, max_length=200)
+    role_claim: str | None = Field(None, max_length=200)
+    tenants: tuple[str, ...] = ()  # the tenants (slugs) an authoritative issuer may speak for
+    leeway_seconds: int = Field(30, ge=0, le=60)
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("an issuer or JWKS URI is an http(s) URL without a query")
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+            raise ValueError("an issuer or JWKS URI must use https (plain http only on loopback)")
+        return value  # exactly as written: tokens' iss must match it
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        supabase = self.kind == "supabase"
+        if self.hs256_secret is not None:
+            if not supabase:
+                raise ValueError("hs256_secret (Supabase's legacy JWT secret) is for kind supabase")
+            if len(self.hs256_secret.get_secret_value()) < 32:
+                raise ValueError("hs256_secret: Supabase's JWT secret has at least 32 characters")
+        for alg in self.algorithms or ():
+            if alg == "HS256" and self.hs256_secret is None:
+                raise ValueError("HS256 is accepted only with an explicit hs256_secret")
+            if alg != "HS256" and alg not in ASYMMETRIC_ALGORITHMS:
+                raise ValueError(f"algorithm {alg!r} is not accepted (none never is)")
+        if self.algorithms is not None and not self.algorithms:
+            raise ValueError("algorithms: at least one")
+        for path in (self.tenant_claim, self.role_claim):
+            if path is not None and (not all(path.split(".")) or path.startswith("user_metadata")):
+                raise ValueError(f"claim path {path!r}: dotted names, never into user_metadata")
+        if not supabase and self.audience is None:
+            raise ValueError("an oidc issuer names the audience its tokens must be for")
+        explicit = self.tenant_claim and self.role_claim
+        if self.mode == "authoritative" and not supabase and not explicit:
+            raise ValueError("an authoritative oidc issuer names tenant_claim and role_claim")
+        if supabase and self.role_claim == "role":
+            raise ValueError("Supabase's top-level 'role' is the Postgres role: use app_metadata")
+        return self
+
+    @property
+    def allowed_algorithms(self) -> tuple[str, ...]:
+        if self.algorithms is not None:
+            return self.algorithms
+        if self.kind == "supabase":  # Supabase signs with ES256 (its default) or RS256
+            return ("ES256", "RS256") + (("HS256",) if self.hs256_secret else ())
+        return ASYMMETRIC_ALGORITHMS
+
+    @property
+    def expected_audience(self) -> str:
+        return self.audience or "authenticated"  # Supabase's; an oidc issuer names one
+
+    @property
+    def keys_url(self) -> str | None:
+        """Where the keys are; None: the issuer's discovery says (oidc)."""
+        if self.jwks_uri or self.kind != "supabase":
+            return self.jwks_uri
+        return self.issuer.rstrip("/") + "/.well-known/jwks.json"
+
+    @property
+    def claims(self) -> tuple[str, str]:
+        """The dotted paths of the tenant and role claims (authoritative mode)."""
+        tenant = self.tenant_claim or "app_metadata.tenant_id"
+        return tenant, self.role_claim or "app_metadata.role"
+
+
 class GatewaySettings(CommonSettings):
     """Gateway settings, environment prefix ``SEEDOS_GATEWAY_``."""
 
@@ -82,6 +176,7 @@ class GatewaySettings(CommonSettings):
         populate_by_name=True,
         frozen=True,
         env_ignore_empty=True,  # docker-compose passes unset optional settings as ""
+        hide_input_in_errors=True,  # a refused setting may hold a secret (hs256_secret ...)
     )
 
     connector_service_url: str = "http://127.0.0.1:8001"
@@ -105,6 +200,10 @@ class GatewaySettings(CommonSettings):
     # People: providers by name, as JSON ({"platform": {"issuer": ..., "client_id": ...}}).
     oidc_providers: dict[str, OidcProviderSettings] = Field(default_factory=dict)
     oidc_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # Bearer JWTs from identity providers, as JSON by name ({"supabase": {"kind": ...}}), and
+    # the time a fetch of their keys may take (then 503)
+    jwt_issuers: dict[str, JwtIssuerSettings] = Field(default_factory=dict)
+    jwt_timeout_seconds: float = Field(3.0, gt=0, le=30)
     # "Continue as the demo admin" without a provider: development mode only.
     dev_sign_in: bool | None = None
     session_idle_minutes: float = Field(30.0, gt=0, le=24 * 60)
@@ -204,6 +303,17 @@ class GatewaySettings(CommonSettings):
                        and set(other.tenants) & set(provider.tenants)]  # fmt: skip
             if claimed:
                 raise ValueError(f"providers {name} and {claimed[0]} claim the same tenant")
+        return self
+
+    @model_validator(mode="after")
+    def _jwt_issuers(self) -> Self:
+        seen: dict[str, str] = {}
+        for name, issuer in self.jwt_issuers.items():
+            if not 1 <= len(name) <= 40 or not name.replace("-", "").isalnum():
+                raise ValueError(f"JWT issuer name {name!r}: 1-40 letters, digits and hyphens")
+            if issuer.issuer in seen:
+                raise ValueError(f"JWT issuers {seen[issuer.issuer]} and {name} share an issuer")
+            seen[issuer.issuer] = name
         return self
 
     @property
