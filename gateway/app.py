@@ -23,6 +23,7 @@ from gateway.admin.routes import router as admin_router
 from gateway.api_keys.routes import router as api_keys_router
 from gateway.audit_logs.routes import router as audit_logs_router
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.jwts import Issuers
 from gateway.browser import BrowserSafety
 from gateway.domains.routes import router as domains_router
 from gateway.guard import Limits, RequestGuard
@@ -146,6 +147,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             max_size=settings.api_key_cache_size,
             public_origin=settings.public_origin,
             timeouts=Timeouts(settings.session_idle_seconds, settings.session_absolute_seconds),
+            issuers=Issuers.from_settings(settings),
         )
         app.state.providers = Providers(settings)
         app.state.auth_limiter = AddressLimiter(per_minute=settings.auth_rate_per_minute)
@@ -182,6 +184,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             purging.cancel()
             await app.state.authenticator.failure_audit.drain()
+            await app.state.authenticator.issuers.close()
             await app.state.providers.close()
             for upstream in upstreams.values():
                 await upstream.session.close()

@@ -688,6 +688,14 @@ def up(
     examples: Annotated[
         bool, typer.Option(help="Also run the demo CRM and the example connector")
     ] = True,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve the gateway over HTTPS (TLS 1.3 only) with a certificate for localhost"
+            " from a local CA made in the data folder (tls/ca.pem is the one to trust)",
+        ),
+    ] = False,
 ) -> None:
     """Start the whole suite: database, migrations, demo data and the three services.
 
@@ -698,7 +706,7 @@ def up(
              "marketplace_service": marketplace_port, "demo_crm": crm_port,
              "crm_connector": crm_connector_port}  # fmt: skip
     try:
-        run_suite(_settings(), host=host, ports=ports, examples=examples)
+        run_suite(_settings(), host=host, ports=ports, examples=examples, tls=tls)
     except SuiteError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None

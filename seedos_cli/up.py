@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -17,11 +18,14 @@ from common.settings import CommonSettings, Environment
 from gateway.api_keys import service as api_keys
 from seedos_cli import demo
 from seedos_cli import examples as example_apps
+from seedos_cli import tls as local_tls
 from seedos_cli.database import database
 from seedos_cli.examples import EXAMPLE_PORTS
 from seedos_cli.supervisor import SERVICES, Supervisor
 
 SERVICE_NAMES = frozenset(spec.name for spec in SERVICES)
+# where --tls may listen: its certificate names localhost, 127.0.0.1 and ::1
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "::")
 
 
 class SuiteError(RuntimeError):
@@ -29,10 +33,19 @@ class SuiteError(RuntimeError):
 
 
 def run_suite(
-    settings: CommonSettings, *, host: str, ports: dict[str, int], examples: bool = True
+    settings: CommonSettings,
+    *,
+    host: str,
+    ports: dict[str, int],
+    examples: bool = True,
+    tls: bool = False,
 ) -> None:
     """Everything ``make run`` does. ``ports`` names the three services, and with ``examples``
-    also ``demo_crm`` and ``crm_connector``."""
+    also ``demo_crm`` and ``crm_connector``. With ``tls`` the gateway serves HTTPS with a local
+    certificate (seedos_cli/tls.py)."""
+    if tls and host not in LOCAL_HOSTS:
+        raise SuiteError(f"--tls makes a certificate for {', '.join(LOCAL_HOSTS[:3])} only:"
+                         " listen on one of them (--host 127.0.0.1, or 0.0.0.0)")  # fmt: skip
     examples = examples and example_apps.available()
     if not examples:
         ports = {k: v for k, v in ports.items() if k not in EXAMPLE_PORTS}
@@ -42,13 +55,17 @@ def run_suite(
         signal.signal(sig, lambda *_: stop.set())
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}"
     urls = {name: f"{base}:{port}" for name, port in ports.items()}
+    cert = local_tls.ensure(settings.data_dir.resolve()) if tls else None
+    if cert is not None:
+        urls["gateway"] = urls["gateway"].replace("http://", "https://", 1)
     with database(settings) as dsn:
         try:
             prepared = asyncio.run(_prepare(dsn))
         except migrate.MigrationError as exc:
             raise SuiteError(str(exc)) from None
         demo.warn_skipped(prepared["catalog_skipped"])
-        supervisor = Supervisor(_service_env(settings, dsn, urls), host=host)
+        env = _gateway_tls(_service_env(settings, dsn, urls), cert)
+        supervisor = Supervisor(env, host=host)
         try:
             specs = list(SERVICES)
             if examples:
@@ -57,11 +74,14 @@ def run_suite(
                 prepared["demo_crm"] = {"url": urls["demo_crm"], "api_key": crm_key}
             for spec in specs:
                 supervisor.start(spec, ports[spec.name])
-            supervisor.wait_ready({s.name: urls[s.name] for s in specs if s.name in SERVICE_NAMES})
+            supervisor.wait_ready(
+                {s.name: urls[s.name] for s in specs if s.name in SERVICE_NAMES},
+                verify=ssl.create_default_context(cafile=cert.ca_file) if cert else True,
+            )
             if examples:
                 supervisor.wait_ready({name: urls[name] for name in EXAMPLE_PORTS}, path="/healthz")
                 asyncio.run(example_apps.register(dsn, urls, crm_key))
-            _banner(urls, prepared, embedded=not settings.dsn, dsn=dsn)
+            _banner(urls, prepared, embedded=not settings.dsn, dsn=dsn, cert=cert)
             while not stop.wait(0.5):
                 if (name := supervisor.first_exited()) is not None:
                     raise SuiteError(f"{name} exited; stopping the suite")
@@ -120,8 +140,22 @@ def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> di
     }
 
 
-def _banner(urls: dict[str, str], prepared: dict[str, Any], *, embedded: bool, dsn: str) -> None:
+def _gateway_tls(env: dict[str, str], cert: local_tls.LocalCertificate | None) -> dict[str, str]:
+    """The gateway's TLS files: the local certificate with --tls, and none without (whatever
+    the environment says): it serves what the banner prints."""
+    env = {k: v for k, v in env.items() if not k.startswith("SEEDOS_GATEWAY_TLS_")}
+    if cert is not None:
+        env["SEEDOS_GATEWAY_TLS_CERT_FILE"] = str(cert.cert_file)
+        env["SEEDOS_GATEWAY_TLS_KEY_FILE"] = str(cert.key_file)
+    return env
+
+
+def _banner(
+    urls: dict[str, str], prepared: dict[str, Any], *, embedded: bool, dsn: str,
+    cert: local_tls.LocalCertificate | None = None,
+) -> None:  # fmt: skip
     gw = urls["gateway"]
+    curl = f"curl --cacert {cert.ca_file} " if cert else "curl "
     lines = [
         "",
         "SEED-OS Integration Layer is up",
@@ -143,8 +177,17 @@ def _banner(urls: dict[str, str], prepared: dict[str, Any], *, embedded: bool, d
         f"  demo tenant '{prepared['tenant']['slug']}',"
         f" {prepared['catalog_entries']} catalog entries",
         f"  dev API key (admin, replaced at every start): {prepared['key']}",
+    ]
+    if cert:
+        lines += [
+            "",
+            "  HTTPS (TLS 1.3) with a certificate from a local CA made for this machine:",
+            f"    {cert.ca_file}",
+            "  trust it with curl --cacert, or add it to your browser's certificate authorities",
+        ]
+    lines += [
         "",
-        f"  try: curl -H 'Authorization: Bearer {prepared['key']}' {gw}/api/v1/me",
+        f"  try: {curl}-H 'Authorization: Bearer {prepared['key']}' {gw}/api/v1/me",
         "",
         "Press Ctrl-C to stop.",
     ]

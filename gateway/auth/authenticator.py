@@ -1,8 +1,9 @@
 """Resolves a request's credentials to a Principal without a database round trip per request.
 
-Two kinds of credential: an API key (``Authorization: Bearer sk_seedos_...``), and a session
-cookie (``__Host-seedos_session``) that a person's browser got at sign-in. A request with an
-``Authorization`` header is judged by it alone; cookies are then ignored.
+Three kinds of credential: an API key (``Authorization: Bearer sk_seedos_...``), a session
+cookie (``__Host-seedos_session``) that a person's browser got at sign-in, and a bearer JWT of
+a configured issuer (``Authorization: Bearer eyJ...``, :mod:`gateway.auth.jwts`). A request
+with an ``Authorization`` header is judged by it alone; cookies are then ignored.
 
 Verdicts (and unknown credentials) are cached for ``api_key_cache_ttl_seconds`` (at most 4 s,
 so with the lookup's own time a revocation or a session ended anywhere takes effect within
@@ -24,11 +25,17 @@ the SHA-256 of a session cookie (the hashes the database holds). :meth:`Authenti
 leaves the key of the credential it accepted in the request's state (:func:`credential_of`); a
 WebSocket ticket stores it, and :meth:`Authenticator.authenticate_credential` judges the socket
 by it again, with the same lookup and the same suspension rule.
+
+A JWT's verdict is cached as ``b"j"`` and the SHA-256 of the token and the tenant the request
+chose, never past the token's ``exp``; what it leaves for a ticket is what the token was found
+to be (``b"J"``, :func:`gateway.auth.jwt_callers.credential`), judged again until it expires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -38,9 +45,10 @@ from cachetools import TTLCache
 from starlette.requests import HTTPConnection
 
 from common import db
-from common.errors import Forbidden, Unauthorized
+from common.errors import Forbidden, GatewayTimeout, SeedosError, Unauthorized
 from common.internal_auth import Principal, bearer_token
-from gateway.auth import failures, keys, repository
+from gateway.auth import failures, jwt_callers, jwts, keys, repository
+from gateway.auth.jwks import ProviderUnavailable
 from gateway.sessions import cookies, tokens
 from gateway.sessions import repository as sessions
 from gateway.sessions import service as session_service
@@ -49,7 +57,7 @@ NO_TENANT = uuid.UUID(int=0)
 NO_ROLE = "none"  # grants nothing (common.roles.allows)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = b"x-csrf-token"
-API_KEY, SESSION = b"k", b"s"  # the first byte of a credential's cache key
+API_KEY, SESSION, JWT = b"k", b"s", b"j"  # the first byte of a credential's cache key
 # a session checked again without counting as its use (an open WebSocket): cached apart, so
 # neither slides the idle expiry for the other
 PEEK = b"p"
@@ -79,6 +87,9 @@ class _Entry:
     suspended: bool = False
     rotated: str | None = None  # the session's new cookie value, when it was rotated
     stale: bool = False  # issued for another role than the one it has now: to rotate
+    expires: float = math.inf  # a JWT's exp: the entry is not used from then on
+    credential: bytes | None = None  # a JWT's, for tickets (jwt_callers.credential)
+    refused: SeedosError | None = None  # a verified JWT that stands for nobody here
 
 
 class Authenticator:
@@ -90,6 +101,7 @@ class Authenticator:
         max_size: int,
         public_origin: str = "",
         timeouts: session_service.Timeouts | None = None,
+        issuers: jwts.Issuers | None = None,
     ) -> None:
         self._db = database
         self._ttl = ttl_seconds
@@ -101,6 +113,7 @@ class Authenticator:
         self.public_origin = public_origin
         self.timeouts = timeouts or session_service.Timeouts(1800, 43200)
         self.failure_audit = failures.FailureAudit(database)
+        self.issuers = issuers or jwts.Issuers({}, timeout=1)
 
     async def authenticate(
         self, conn: HTTPConnection, *, allow_suspended: bool = False, use: bool = True
@@ -110,7 +123,9 @@ class Authenticator:
         reach (who am I, sign out). ``use`` False: a check that is not activity (an open
         WebSocket's), which does not keep an idle session alive."""
         token = bearer_token(conn.scope)
-        if token is not None or _has_authorization(conn.scope):
+        if token is not None and self.issuers and jwts.looks_like_jwt(token):
+            key, entry = await self._jwt(token, conn)
+        elif token is not None or _has_authorization(conn.scope):
             key, entry = await self._api_key(token)
         else:
             secret = cookies.read(conn.scope, cookies.SESSION)
@@ -135,6 +150,8 @@ class Authenticator:
             entry = _found(await self._lookup(key, self._query_key), kind)
         elif kind == SESSION:
             entry = _found(await self._session_entry(key, use=use), kind)
+        elif kind == jwt_callers.CREDENTIAL:
+            entry = await self._jwt_credential(key)
         else:
             raise Unauthorized("not a credential", code="invalid_credentials")
         return self._caller(entry, conn, allow_suspended=False)
@@ -171,6 +188,53 @@ class Authenticator:
             )
         key = API_KEY + keys.digest(token)
         return key, _found(await self._lookup(key, self._query_key), API_KEY)
+
+    async def _jwt(self, token: str, conn: HTTPConnection) -> tuple[bytes, _Entry]:
+        """The ticket credential of a bearer JWT and its entry: verified once, then cached (by
+        the token and the tenant the request chose) until it expires."""
+        tenant = _header(conn.scope, jwt_callers.TENANT_HEADER)
+        key = JWT + hashlib.sha256(f"{token}\n{tenant or ''}".encode()).digest()
+        entry = self._cache.get(key)
+        if entry is None or entry.expires <= time.time():
+            try:
+                entry = await self._once(key, lambda: self._verify_jwt(token, tenant), cache_as=key)
+            except jwts.TokenRefused as exc:
+                failures.record("jwt", exc.reason)
+                raise
+            except (ProviderUnavailable, GatewayTimeout):
+                failures.record("jwt", "issuer_unavailable")
+                raise
+        entry = _found(entry, JWT)
+        assert entry.credential is not None
+        return entry.credential, entry
+
+    async def _verify_jwt(self, token: str, tenant: str | None) -> _Entry:
+        verified = await self.issuers.verify(token, tenant=tenant)
+        return await self._jwt_entry(verified, self.issuers.by_name[verified.issuer])
+
+    async def _jwt_credential(self, key: bytes) -> _Entry:
+        """A JWT caller's ticket credential judged again: refused once the token expires."""
+        verified = jwt_callers.from_credential(key)
+        try:
+            issuer = self.issuers.still_valid(verified)
+        except jwts.TokenRefused as exc:
+            failures.record("jwt", exc.reason)
+            raise
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = await self._once(key, lambda: self._jwt_entry(verified, issuer), cache_as=key)
+        return _found(entry, JWT)
+
+    async def _jwt_entry(self, verified: jwts.Verified, issuer: jwts.Issuer) -> _Entry:
+        try:
+            async with self._db.connection() as conn:
+                caller = await jwt_callers.resolve(conn, verified, issuer)
+        except (jwt_callers.NotLinked, jwt_callers.TenantRequired, Forbidden) as exc:
+            return _Entry(None, expires=verified.expires, refused=exc)
+        return _Entry(
+            caller.principal, suspended=caller.suspended, expires=verified.expires,
+            credential=jwt_callers.credential(verified, caller),
+        )  # fmt: skip
 
     async def _session(
         self, secret: str, conn: HTTPConnection, *, use: bool = True
@@ -310,6 +374,9 @@ def _found(entry: _Entry, kind: bytes) -> _Entry:
     """The entry of a credential that is accepted, or 401."""
     if entry.principal is not None:
         return entry
+    if entry.refused is not None:
+        failures.record("jwt", getattr(entry.refused, "reason", "refused"))
+        raise entry.refused.with_traceback(None)
     if kind == API_KEY:
         failures.record("api_key", "unknown_or_revoked")
         raise Unauthorized("the API key is unknown, expired or revoked", code="invalid_credentials")

@@ -23,7 +23,7 @@ AUTH_FAILURES = Counter(
 )
 log = structlog.get_logger(component="seedos.gateway.auth")
 
-METHODS = frozenset({"api_key", "session", "oidc", "development", "invitation", "none"})
+METHODS = frozenset({"api_key", "session", "jwt", "oidc", "development", "invitation", "none"})
 AUDIT_WINDOW_SECONDS = 60.0
 
 
