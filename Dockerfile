@@ -38,4 +38,5 @@ EXPOSE 8000 8001 8002
 
 # No HEALTHCHECK here: the same image serves three ports, so each compose service declares its
 # own check against its /readyz.
-CMD ["uvicorn", "gateway.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# gateway.serve: uvicorn with the gateway's TLS 1.3-only HTTPS when SEEDOS_GATEWAY_TLS_* are set
+CMD ["python", "-m", "gateway.serve", "--host", "0.0.0.0", "--port", "8000"]
