@@ -51,7 +51,7 @@ from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
 from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
-from common.internal_auth import Principal, TokenSigner  # noqa: E402
+from common.internal_auth import Principal  # noqa: E402
 from common.roles import Role  # noqa: E402
 from gateway.api_keys import service as api_keys  # noqa: E402
 from gateway.sessions import cookies  # noqa: E402
@@ -60,6 +60,7 @@ from gateway.tenants import service as tenants  # noqa: E402
 from gateway.users import repository as users_repository  # noqa: E402
 from gateway.users import service as users  # noqa: E402
 from seedos_cli import demo  # noqa: E402
+from seedos_cli.deployment_keys import ServiceKeys  # noqa: E402
 from seedos_cli.supervisor import Supervisor  # noqa: E402
 
 PATH = "/api/v1/integrations?limit=20"
@@ -496,16 +497,16 @@ def main() -> int:
         prepared = asyncio.run(prepare_database(dsn))
 
         ports, urls = loopback_urls()
-        internal_key = secrets.token_urlsafe(48)
+        keys = ServiceKeys.generate()
         env = service_env(
             dsn=dsn, urls=urls, data_dir=tmp / "data", log_level=args.log_level,
-            internal_key=internal_key,
+            keys=keys,
         )  # fmt: skip
         log_path = tmp / "services.log"
         supervisor = Supervisor(env, log_path=log_path)
         start_all(supervisor, ports, urls)
 
-        signer = TokenSigner(key=internal_key, issuer="gateway", ttl_seconds=600)
+        signer = keys.signer(ttl=600)
         principal = Principal(
             tenant_id=prepared.tenant_id,
             subject="apikey:bench",

@@ -41,7 +41,6 @@ import json
 import os
 import random
 import re
-import secrets
 import signal
 import statistics
 import sys
@@ -61,9 +60,10 @@ import httpx  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
 
 from common import db, embedded, migrate  # noqa: E402
-from common.internal_auth import Principal, TokenSigner  # noqa: E402
+from common.internal_auth import Principal  # noqa: E402
 from common.roles import Role  # noqa: E402
 from seedos_cli import demo  # noqa: E402
+from seedos_cli.deployment_keys import ServiceKeys  # noqa: E402
 from seedos_cli.supervisor import ServiceSpec, Supervisor  # noqa: E402
 from seedos_sdk.testing import free_port  # noqa: E402
 
@@ -271,10 +271,11 @@ def main() -> int:
         dsn = embedded.dsn(server)
         print(f"loading {args.entries} entries and {args.tenants} tenants ...", file=sys.stderr)
         loaded = asyncio.run(load(dsn, entries=args.entries, tenants=args.tenants, seed=args.seed))
-        key = secrets.token_urlsafe(48)
+        keys = ServiceKeys.generate()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-        env.update({"DATABASE_URL": dsn, "SEEDOS_ENV": "production",
-                    "SEEDOS_INTERNAL_TOKEN_KEY": key, "SEEDOS_LOG_LEVEL": "WARNING",
+        env.update({"DATABASE_URL": dsn, "SEEDOS_ENV": "production", **keys.env(),
+                    "SEEDOS_INTERNAL_TOKEN_MAX_LIFETIME_SECONDS": "3600",
+                    "SEEDOS_LOG_LEVEL": "WARNING",
                     "SEEDOS_LOG_FORMAT": "json", "SEEDOS_DATA_DIR": str(tmp / "data")})  # fmt: skip
         supervisor = Supervisor(env, log_path=tmp / "services.log")
         spec = ServiceSpec("marketplace_service", "marketplace_service.app:create_app")
@@ -282,7 +283,7 @@ def main() -> int:
         supervisor.start(spec, port)
         url = f"http://127.0.0.1:{port}"
         supervisor.wait_ready({spec.name: url}, timeout=60)
-        signer = TokenSigner(key=key, issuer="gateway", ttl_seconds=3600)
+        signer = keys.signer(ttl=3600)
         principal = Principal(tenant_id=loaded["tenant_id"], subject="apikey:bench",
                               role=Role.viewer.value)  # fmt: skip
         token = signer.mint(principal, audience="marketplace_service")

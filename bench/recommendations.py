@@ -54,7 +54,6 @@ import asyncio
 import json
 import math
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -74,13 +73,14 @@ import numpy as np  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
 
 from common import db, embedded, migrate  # noqa: E402
-from common.internal_auth import Principal, TokenSigner  # noqa: E402
+from common.internal_auth import Principal  # noqa: E402
 from marketplace_service.catalog.service import DEMO_CATALOG, demo_entry  # noqa: E402
 from marketplace_service.recommendations.engine import (  # noqa: E402
     Profile,
     RecommendationEngine,
     recommend,
 )
+from seedos_cli.deployment_keys import ServiceKeys  # noqa: E402
 from seedos_cli.supervisor import ServiceSpec, Supervisor  # noqa: E402
 from seedos_sdk.testing import free_port  # noqa: E402
 
@@ -330,9 +330,10 @@ def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.
     dsn = asyncio.run(_new_database(admin_dsn, "latency"))
     asyncio.run(load(dsn, rows, population))
     _, built = asyncio.run(snapshot_of(dsn))
-    key, port = secrets.token_urlsafe(48), free_port()
+    keys, port = ServiceKeys.generate(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-    env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY": key,
+    env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production", **keys.env(),
+            "SEEDOS_INTERNAL_TOKEN_MAX_LIFETIME_SECONDS": "3600",
             "SEEDOS_LOG_LEVEL": "WARNING", "SEEDOS_LOG_FORMAT": "json",
             "SEEDOS_DATA_DIR": str(tmp / "data"),
             # rebuilds during the measurement, not only before it
@@ -344,7 +345,7 @@ def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.
         supervisor.start(ServiceSpec("marketplace_service", "marketplace_service.app:create_app"),
                          port)  # fmt: skip
         supervisor.wait_ready({"marketplace_service": url}, timeout=60)
-        signer = TokenSigner(key=key, issuer="gateway", ttl_seconds=3600)
+        signer = keys.signer(ttl=3600)
         sample = [population[i] for i in rng.choice(len(population), size=500, replace=False)]
         tokens = [signer.mint(Principal(tenant_id=t.id, subject="apikey:bench", role="viewer"),
                               audience="marketplace_service") for t in sample]  # fmt: skip

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from common.crypto import KeyRing
+from seedos_cli.deployment_keys import ServiceKeys
 from seedos_cli.supervisor import SERVICES, Supervisor
 from seedos_sdk.testing import free_port
 
 # production mode: the connectors the benches call listen on loopback, listed on purpose
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+BENCH_TOKEN_SECONDS = 3600  # the longest internal token the services are told to accept
 
 
 def loopback_urls() -> tuple[dict[str, int], dict[str, str]]:
@@ -22,7 +24,7 @@ def loopback_urls() -> tuple[dict[str, int], dict[str, str]]:
 
 
 def service_env(
-    *, dsn: str, urls: dict[str, str], data_dir: Path, log_level: str, internal_key: str,
+    *, dsn: str, urls: dict[str, str], data_dir: Path, log_level: str, keys: ServiceKeys,
     **extra: str,
 ) -> dict[str, str]:  # fmt: skip
     """This process's environment without its ``SEEDOS_`` settings, and the services' settings
@@ -32,7 +34,9 @@ def service_env(
         {
             "DATABASE_URL": dsn,
             "SEEDOS_ENV": "production",
-            "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
+            **keys.env(),
+            # the benches call services directly with tokens that last the whole run
+            "SEEDOS_INTERNAL_TOKEN_MAX_LIFETIME_SECONDS": str(BENCH_TOKEN_SECONDS),
             "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
             "SEEDOS_LOG_LEVEL": log_level,
             "SEEDOS_LOG_FORMAT": "json",

@@ -58,6 +58,7 @@ from gateway.tenants import service as tenants  # noqa: E402
 from gateway.users import repository as users_repository  # noqa: E402
 from gateway.users import service as users  # noqa: E402
 from seedos_cli import demo  # noqa: E402
+from seedos_cli.deployment_keys import ServiceKeys  # noqa: E402
 from seedos_cli.supervisor import Supervisor  # noqa: E402
 
 OIDC_DIR = ROOT / "sdk" / "tests" / "oidc"
@@ -442,7 +443,7 @@ def main() -> int:
 
         env = service_env(
             dsn=dsn, urls=urls, data_dir=tmp / "data", log_level=args.log_level,
-            internal_key=secrets.token_urlsafe(48),
+            keys=ServiceKeys.generate(),
             SEEDOS_PUBLIC_URL=gateway,
             SEEDOS_GATEWAY_OIDC_PROVIDERS=json.dumps({PROVIDER: {
                 "issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,

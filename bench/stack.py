@@ -24,12 +24,13 @@ import httpx
 
 from common import db, embedded, migrate
 from common.crypto import KeyRing
-from common.internal_auth import Principal, TokenSigner
+from common.internal_auth import Principal
 from common.roles import Role
 from gateway.api_keys import service as api_keys
 from gateway.tenants import service as tenants
 from marketplace_service.catalog.service import register_deployed
 from seedos_cli import demo
+from seedos_cli.deployment_keys import ServiceKeys
 from seedos_cli.supervisor import SERVICES, Supervisor
 from seedos_sdk.testing import Served, free_port, start
 
@@ -102,11 +103,12 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
 
         ports = {spec.name: free_port() for spec in SERVICES}
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        internal_key = secrets.token_urlsafe(48)
+        keys = ServiceKeys.generate()
         service_env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
         service_env.update({
-            "DATABASE_URL": dsn, "SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY":
-            internal_key, "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
+            "DATABASE_URL": dsn, "SEEDOS_ENV": "production", **keys.env(),
+            "SEEDOS_INTERNAL_TOKEN_MAX_LIFETIME_SECONDS": "3600",
+            "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
             "SEEDOS_LOG_LEVEL": "WARNING", "SEEDOS_LOG_FORMAT": "json",
             "SEEDOS_DATA_DIR": str(tmp / "data"),
             # production mode: the connectors here listen on loopback, listed on purpose
@@ -134,7 +136,7 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
                   ).raise_for_status()  # fmt: skip
         while api.get(f"/api/v1/integrations/{iid}").json()["status"] != "active":
             time.sleep(0.05)
-        signer = TokenSigner(key=internal_key, issuer="gateway", ttl_seconds=3600)
+        signer = keys.signer(ttl=3600)
         principal = Principal(tenant_id=prepared["tenant_id"], subject="apikey:bench",
                               role=Role.admin.value)  # fmt: skip
         token = signer.mint(principal, audience="connector_service")

@@ -23,8 +23,21 @@ def _new_keyring() -> str:
     return KeyRing.generate().to_json()
 
 
+def _new_signing_keys() -> str:
+    from common import service_keys
+
+    private, _public = service_keys.generate_all()
+    return json.dumps({name: service_keys.private_jwk(key) for name, key in private.items()})
+
+
+def signing_keys(generated: dict[str, str]) -> dict[str, str]:
+    """Each signing service's private JWK (JSON), from what :func:`load_or_create` gave."""
+    return json.loads(generated["internal_signing_keys"])
+
+
 _GENERATORS = {
-    "internal_token_key": lambda: secrets.token_urlsafe(48),
+    "internal_signing_keys": _new_signing_keys,
+    "idempotency_key": lambda: secrets.token_urlsafe(48),
     "demo_crm_api_key": lambda: "demo-crm-" + secrets.token_urlsafe(18),
     "credential_keys": _new_keyring,
 }

@@ -138,7 +138,7 @@ async def once(
     makes a repeat of a request from before the rotation a 422 ``idempotency_key_reused``."""
     if key is None:
         return await operation()
-    secret = request.app.state.settings.internal_token_key.get_secret_value().encode()
+    secret = request.app.state.settings.idempotency_key.get_secret_value().encode()
     return await run_once(
         request.app.state.db, tenant_id=tenant_id, scope=scope, key=key,
         request_hash=fingerprint(scope, body, secret=secret), operation=operation,

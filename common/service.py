@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 
 from common import db
 from common.errors import install_error_handlers, problem_response
-from common.internal_auth import InternalAuthMiddleware, TokenVerifier
+from common.internal_auth import GATEWAY_ONLY, Grant, InternalAuthMiddleware, TokenVerifier
 from common.logging import configure_logging
 from common.observability import ObservabilityMiddleware, add_plain_route, metrics_endpoint
+from common.service_keys import SIGNING_SERVICES
 from common.settings import CommonSettings
 
 ReadyCheck = Callable[[FastAPI], Awaitable[tuple[bool, str | None]]]
@@ -42,14 +43,17 @@ def create_service_app(
     title: str,
     settings: CommonSettings,
     internal_auth: bool = True,
+    trust: Mapping[str, Grant] = GATEWAY_ONLY,
     extra_lifespan: Extra | None = None,
     ready_checks: dict[str, ReadyCheck] | None = None,
     app_class: type[FastAPI] = FastAPI,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the suite's plumbing. ``name`` is the service's audience and
-    Prometheus ``service`` label."""
+    Prometheus ``service`` label; ``trust`` says which services' internal tokens it accepts,
+    and what each may ask (common/internal_auth.py)."""
     configure_logging(level=settings.log_level, fmt=settings.log_format, service=name)
+    settings.require_service_secrets(signs=name in SIGNING_SERVICES, verifies=internal_auth)
     checks: dict[str, ReadyCheck] = {"database": _database_ready, **(ready_checks or {})}
 
     @asynccontextmanager
@@ -95,11 +99,12 @@ def create_service_app(
 
     add_plain_route(app, "/metrics", metrics_endpoint)
     if internal_auth:
-        key = settings.internal_token_key
-        assert key is not None  # the settings validator guarantees it
-        app.add_middleware(
-            InternalAuthMiddleware,
-            verifier=TokenVerifier(key=key.get_secret_value(), audience=name),
+        verifier = TokenVerifier(
+            public_keys=settings.public_keys(),
+            audience=name,
+            trust=trust,
+            max_lifetime_seconds=settings.internal_token_max_lifetime_seconds,
         )
+        app.add_middleware(InternalAuthMiddleware, verifier=verifier)
     app.add_middleware(ObservabilityMiddleware, service=name)
     return app

@@ -2,21 +2,22 @@
 
 Each service has its own settings class with its own prefix (``SEEDOS_GATEWAY_`` ...) that
 inherits these common fields. Common fields keep one environment name across all services
-(``SEEDOS_INTERNAL_TOKEN_KEY``, ``DATABASE_URL`` without a prefix), so they carry explicit
-aliases that ignore the subclass prefix.
+(``SEEDOS_INTERNAL_PUBLIC_KEYS``, ``DATABASE_URL`` without a prefix), so they carry explicit
+aliases that ignore the subclass prefix; ``internal_signing_key`` has none on purpose, so each
+service reads its own (``SEEDOS_GATEWAY_INTERNAL_SIGNING_KEY``, ...).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common import devsecrets, endpoints
+from common import devsecrets, endpoints, service_keys
 
 MIN_KEY_LENGTH = 32
 
@@ -48,12 +49,26 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEEDOS_", extra="ignore", populate_by_name=True, frozen=True
     )
+    # the service these settings are for (its audience and issuer name); None: the CLI's
+    service: ClassVar[str | None] = None
 
     env: Environment = _env("SEEDOS_ENV", Environment.development)
     database_url: SecretStr | None = _env("DATABASE_URL", None)
     data_dir: Path = _env("SEEDOS_DATA_DIR", Path(".seedos"))
-    internal_token_key: SecretStr | None = _env("SEEDOS_INTERNAL_TOKEN_KEY", None)
+    # Internal tokens (common/internal_auth.py): this service's Ed25519 private JWK, read with
+    # the service's own prefix (SEEDOS_GATEWAY_INTERNAL_SIGNING_KEY ...), and every signing
+    # service's public keys. Generated in development; `seedos keys generate` otherwise.
+    internal_signing_key: SecretStr | None = None
+    internal_public_keys: str | None = _env(service_keys.PUBLIC_KEYS_SETTING, None)
     internal_token_ttl_seconds: int = _env("SEEDOS_INTERNAL_TOKEN_TTL_SECONDS", 60, ge=5, le=600)
+    internal_token_max_lifetime_seconds: int = _env(
+        "SEEDOS_INTERNAL_TOKEN_MAX_LIFETIME_SECONDS", 300, ge=10, le=3600
+    )
+    # keys the fingerprints of idempotent requests (common/idempotency.py): its own secret, so
+    # rotating signing keys leaves stored fingerprints valid
+    idempotency_key: SecretStr | None = _env("SEEDOS_IDEMPOTENCY_KEY", None)
+    # the shared HMAC key of earlier versions: refused, so that an upgrade does not run on it
+    legacy_internal_token_key: SecretStr | None = _env("SEEDOS_INTERNAL_TOKEN_KEY", None)
     log_level: str = _env(
         "SEEDOS_LOG_LEVEL", "INFO", pattern="(?i)^(debug|info|warning|error|critical)$"
     )
@@ -103,19 +118,74 @@ class CommonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets(self) -> Self:
-        if self.internal_token_key is None and self.env is Environment.development:
-            generated = devsecrets.load_or_create(self.data_dir)["internal_token_key"]
-            object.__setattr__(self, "internal_token_key", SecretStr(generated))
-        key = self.internal_token_key
-        if key is None:
-            raise ValueError("SEEDOS_INTERNAL_TOKEN_KEY is required outside development mode")
-        value = key.get_secret_value()
-        if len(value) < MIN_KEY_LENGTH or value in devsecrets.KNOWN_WEAK:
+        if self.legacy_internal_token_key is not None:
             raise ValueError(
-                "SEEDOS_INTERNAL_TOKEN_KEY must be a random value of at least"
-                f" {MIN_KEY_LENGTH} characters"
+                "SEEDOS_INTERNAL_TOKEN_KEY is no longer used: each service signs with its own key"
+                " (run `seedos keys generate`, README 'Internal tokens')"
             )
+        if self.internal_token_ttl_seconds > self.internal_token_max_lifetime_seconds:
+            raise ValueError("SEEDOS_INTERNAL_TOKEN_TTL_SECONDS exceeds the maximum lifetime")
+        if self.env is Environment.development:
+            self._development_secrets()
+        # what is given must be usable; what a service needs is required when it starts
+        # (require_service_secrets), so that the CLI runs without any service's keys
+        if self.internal_signing_key is not None and self.service is not None:
+            self.signing_key()
+        if self.internal_public_keys is not None:
+            self.public_keys()
+        if self.idempotency_key is not None:
+            value = self.idempotency_key.get_secret_value()
+            if len(value) < MIN_KEY_LENGTH or value in devsecrets.KNOWN_WEAK:
+                raise ValueError(
+                    "SEEDOS_IDEMPOTENCY_KEY must be a random value of at least"
+                    f" {MIN_KEY_LENGTH} characters"
+                )
         return self
+
+    def _development_secrets(self) -> None:
+        """Fill what is unset from the git-ignored development secrets file."""
+        generated = devsecrets.load_or_create(self.data_dir)
+        private = devsecrets.signing_keys(generated)
+        if self.internal_signing_key is None and self.service in private:
+            object.__setattr__(self, "internal_signing_key", SecretStr(private[self.service]))
+        if self.internal_public_keys is None:
+            public = service_keys.PublicKeys.of(
+                {name: [service_keys.load_signing_key(jwk, service=name)]
+                 for name, jwk in private.items()}
+            )  # fmt: skip
+            object.__setattr__(self, "internal_public_keys", public.to_json())
+        if self.idempotency_key is None:
+            object.__setattr__(self, "idempotency_key", SecretStr(generated["idempotency_key"]))
+
+    def require_service_secrets(self, *, signs: bool, verifies: bool) -> None:
+        """Refuses to start a service without the secrets it needs (outside development,
+        where they are generated): its signing key, the public keys, the idempotency key."""
+        missing = []
+        if signs and self.internal_signing_key is None:
+            assert self.service is not None
+            missing.append(service_keys.signing_setting(self.service))
+        if verifies and self.internal_public_keys is None:
+            missing.append(service_keys.PUBLIC_KEYS_SETTING)
+        if verifies and self.idempotency_key is None:  # the services behind the gateway
+            missing.append("SEEDOS_IDEMPOTENCY_KEY")
+        if missing:
+            raise ValueError(
+                f"{', '.join(missing)} required outside development mode: `seedos keys generate`"
+                " makes them (README, 'Internal tokens')"
+            )
+
+    def signing_key(self):  # -> joserfc OKPKey
+        """This service's private key for internal tokens."""
+        assert self.service is not None
+        if self.internal_signing_key is None:
+            self.require_service_secrets(signs=True, verifies=False)
+        assert self.internal_signing_key is not None
+        value = self.internal_signing_key.get_secret_value()
+        return service_keys.load_signing_key(value, service=self.service)
+
+    def public_keys(self) -> service_keys.PublicKeys:
+        """The signing services' public keys (``SEEDOS_INTERNAL_PUBLIC_KEYS``)."""
+        return service_keys.PublicKeys.parse(self.internal_public_keys or "{}")
 
     @property
     def dsn(self) -> str | None:

@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI
 
 from common import idempotency
+from common.internal_auth import ANYTHING, Grant
 from common.service import create_service_app
 from connector_service.actions import service as actions_service
 from connector_service.actions.routes import router as actions_router
@@ -35,6 +36,16 @@ from connector_service.sync.ws import router as sync_ws_router
 SERVICE = "connector_service"
 SWEEP_SECONDS = 600
 log = structlog.get_logger(component="connector_service")
+
+
+# Whose internal tokens connector_service accepts, and for what: the gateway speaks for every
+# caller; marketplace_service installs and uninstalls on a caller's behalf, and nothing else.
+TRUST = {
+    "gateway": ANYTHING,
+    "marketplace_service": Grant(
+        ("POST", "/api/v1/integrations"), ("DELETE", "/api/v1/integrations/[^/]+")
+    ),
+}
 
 
 def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
@@ -94,7 +105,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
 
     app = create_service_app(
         name=SERVICE, title="SEED-OS connector service", settings=settings, version="1.0.0",
-        extra_lifespan=running,
+        extra_lifespan=running, trust=TRUST,
     )  # fmt: skip
     app.state.keyring = settings.key_source().ring  # validated by the settings
     app.state.oauth = OAuthConfig.from_settings(settings)

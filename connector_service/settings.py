@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -27,6 +27,7 @@ class ConnectorServiceSettings(CommonSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEEDOS_CONNECTOR_", extra="ignore", populate_by_name=True, frozen=True
     )
+    service: ClassVar[str | None] = "connector_service"
 
     credential_keys: SecretStr | None = Field(None, validation_alias="SEEDOS_CREDENTIAL_KEYS")
     credential_key_file: Path | None = Field(None, validation_alias="SEEDOS_CREDENTIAL_KEY_FILE")

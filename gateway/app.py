@@ -46,6 +46,7 @@ from gateway.ws_tickets.routes import router as ws_tickets_router
 from gateway.ws_tickets.service import TICKET_PATH
 
 SERVICE = "gateway"
+TOKEN_REUSE_SECONDS = 5.0
 # Longest prefix first; the services serve the same paths the gateway exposes.
 ROUTES = {
     "/api/v1/integrations": "connector_service",
@@ -129,11 +130,12 @@ class GatewayApp(FastAPI):
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    key = settings.internal_token_key
-    assert key is not None
+    # one token per principal and service for a few seconds: signing is then off the hot path
     signer = TokenSigner(
-        key=key.get_secret_value(), issuer=SERVICE, ttl_seconds=settings.internal_token_ttl_seconds
-    )
+        key=settings.signing_key(), issuer=SERVICE,
+        ttl_seconds=settings.internal_token_ttl_seconds,
+        reuse_seconds=min(TOKEN_REUSE_SECONDS, settings.internal_token_ttl_seconds / 4),
+    )  # fmt: skip
     base_urls = {
         "connector_service": settings.connector_service_url.rstrip("/"),
         "marketplace_service": settings.marketplace_service_url.rstrip("/"),

@@ -169,7 +169,7 @@ class Proxy:
     async def forward(self, request: Request, upstream: Upstream, principal: Principal) -> Response:
         request_id = request.scope["state"]["request_id"]
         body = await read_body(request, self.max_body_bytes)
-        token = self.signer.mint(principal, audience=upstream.name, request_id=request_id)
+        token = self.signer.mint(principal, audience=upstream.name)
         headers = _forward_headers(request, token, request_id)
         target = upstream.base_url + request.scope["raw_path"].decode("latin-1")
         if query := request.scope.get("query_string"):

@@ -178,6 +178,7 @@ class GatewaySettings(CommonSettings):
         env_ignore_empty=True,  # docker-compose passes unset optional settings as ""
         hide_input_in_errors=True,  # a refused setting may hold a secret (hs256_secret ...)
     )
+    service: ClassVar[str | None] = "gateway"
 
     connector_service_url: str = "http://127.0.0.1:8001"
     marketplace_service_url: str = "http://127.0.0.1:8002"

@@ -90,7 +90,7 @@ class WebSocketProxy:
             return
         scope["state"]["principal"] = principal
         upstream = state.upstreams[upstream_name]
-        token = state.proxy.signer.mint(principal, audience=upstream.name, request_id=request_id)
+        token = state.proxy.signer.mint(principal, audience=upstream.name)
         url = "ws" + upstream.base_url.removeprefix("http") + scope["raw_path"].decode("latin-1")
         if query := _without_ticket(scope.get("query_string", b"").decode("latin-1")):
             url += "?" + query

@@ -35,10 +35,10 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def running(app: FastAPI) -> AsyncIterator[None]:
-        key = settings.internal_token_key.get_secret_value()  # type: ignore[union-attr]
         signer = TokenSigner(
-            key=key, issuer=SERVICE, ttl_seconds=settings.internal_token_ttl_seconds
-        )
+            key=settings.signing_key(), issuer=SERVICE,
+            ttl_seconds=settings.internal_token_ttl_seconds,
+        )  # fmt: skip
         timeout = httpx.Timeout(settings.connector_service_timeout_seconds, connect=2.0)
         engine = RecommendationEngine(
             settings.dsn or "",  # open_pool has refused to start without one

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -12,6 +14,7 @@ class MarketplaceSettings(CommonSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEEDOS_MARKETPLACE_", extra="ignore", populate_by_name=True, frozen=True
     )
+    service: ClassVar[str | None] = "marketplace_service"
 
     # where connector_service listens (install and uninstall go through it)
     connector_service_url: str = "http://127.0.0.1:8001"

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from common import audit, credential_keys, db, migrate
+from common import audit, credential_keys, db, migrate, service_keys
 from common.crypto import DecryptionError, KeyRing
 from common.errors import SeedosError
 from common.roles import Role
@@ -26,7 +26,7 @@ from gateway.members import service as members
 from gateway.settings import GatewaySettings
 from gateway.tenants import service as tenants
 from gateway.users import service as users
-from seedos_cli import demo
+from seedos_cli import demo, deployment_keys
 from seedos_cli.database import database
 from seedos_cli.up import SuiteError, run_suite
 
@@ -34,7 +34,10 @@ app = typer.Typer(
     help="SEED-OS Integration Layer: run and administer the suite.", no_args_is_help=True
 )
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage the credential key ring.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Deployment secrets: generate them, rotate signing keys and the credential key ring.",
+    no_args_is_help=True,
+)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
 operator_app = typer.Typer(help="Manage platform operators.", no_args_is_help=True)
@@ -639,9 +642,86 @@ async def _chain_name(conn: Any, tenant_id: uuid.UUID | None) -> str:
 
 
 @keys_app.command("generate")
-def keys_generate() -> None:
-    """Print a new credential key ring (JSON) for SEEDOS_CREDENTIAL_KEYS or a key file."""
-    typer.echo(KeyRing.generate().to_json())
+def keys_generate(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write to this file (never over one)")
+    ] = None,
+    ring: Annotated[
+        bool, typer.Option("--ring", help="only a credential key ring (JSON), as before")
+    ] = False,
+) -> None:
+    """Print every secret a fresh deployment needs, as a .env file for docker compose:
+    passwords, each signing service's internal signing key, the public keys, the idempotency
+    key and the credential key ring."""
+    if ring:
+        text = KeyRing.generate().to_json() + "\n"
+    else:
+        text = deployment_keys.dotenv_text(deployment_keys.fresh_deployment())
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        with open(output, "x") as fh:  # never over an existing file: it holds live secrets
+            fh.write(text)
+    except FileExistsError:
+        typer.secho(f"error: {output} exists; keys are never written over", fg="red", err=True)
+        raise typer.Exit(1) from None
+    output.chmod(0o600)
+    typer.echo(f"wrote {output} (mode 0600)")
+
+
+_ENV_FILE = typer.Option("--env-file", help="the deployment's .env file")
+_SIGNING_SERVICE = typer.Argument(help="gateway or marketplace_service")
+
+
+def _key_step(step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except (deployment_keys.KeyFileError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _signing_service(service: str) -> str:
+    if service not in service_keys.SIGNING_SERVICES:
+        typer.secho(f"error: {service} signs nothing: name one of "
+                    f"{', '.join(service_keys.SIGNING_SERVICES)}", fg="red", err=True)  # fmt: skip
+        raise typer.Exit(2)
+    return service
+
+
+@keys_app.command("add-signing-key")
+def keys_add_signing_key(
+    service: Annotated[str, _SIGNING_SERVICE], env_file: Annotated[Path, _ENV_FILE] = Path(".env")
+) -> None:
+    """Rotation, step 1: publish a new internal signing key for SERVICE (it waits in
+    <setting>_NEXT); then restart every service."""
+    kid = _key_step(lambda: deployment_keys.add_signing_key(env_file, _signing_service(service)))
+    typer.echo(f"published {kid}; restart the services, then run promote-signing-key {service}")
+
+
+@keys_app.command("promote-signing-key")
+def keys_promote_signing_key(
+    service: Annotated[str, _SIGNING_SERVICE], env_file: Annotated[Path, _ENV_FILE] = Path(".env")
+) -> None:
+    """Rotation, step 2: SERVICE signs with the key step 1 published; then restart it."""
+    old, new = _key_step(
+        lambda: deployment_keys.promote_signing_key(env_file, _signing_service(service))
+    )
+    typer.echo(
+        f"{service} signs with {new}; restart it, and once its tokens have expired"
+        f" (SEEDOS_INTERNAL_TOKEN_MAX_LIFETIME_SECONDS) run retire-signing-key {old}"
+    )
+
+
+@keys_app.command("retire-signing-key")
+def keys_retire_signing_key(
+    kid: Annotated[str, typer.Argument(help="the key id to retire")],
+    env_file: Annotated[Path, _ENV_FILE] = Path(".env"),
+) -> None:
+    """Rotation, step 3: KID is no longer accepted; then restart every service."""
+    _key_step(lambda: deployment_keys.retire_signing_key(env_file, kid))
+    typer.echo(f"retired {kid}; restart the services")
 
 
 @keys_app.command("rotate")

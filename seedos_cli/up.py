@@ -120,8 +120,6 @@ async def _prepare(dsn: str) -> dict[str, Any]:
 
 
 def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> dict[str, str]:
-    key = settings.internal_token_key
-    assert key is not None  # the settings validator guarantees it
     local: dict[str, str] = {}
     if settings.env is Environment.development and endpoints.EGRESS_SETTING not in os.environ:
         # a laptop's OAuth provider stand-in runs on loopback: egress allows it here, by name
@@ -132,7 +130,6 @@ def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> di
         **os.environ,
         **local,
         "DATABASE_URL": dsn,
-        "SEEDOS_INTERNAL_TOKEN_KEY": key.get_secret_value(),
         "SEEDOS_DATA_DIR": str(settings.data_dir.resolve()),
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
         "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],

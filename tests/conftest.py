@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from common import db, migrate
 from common.crypto import KeyRing
 from seedos_cli import demo
+from seedos_cli.deployment_keys import ServiceKeys
 from seedos_cli.supervisor import SERVICES, Supervisor
 from tests.support import create_database, drop_database, embedded_cluster, free_port
 
@@ -77,7 +77,7 @@ class Suite:
     gateway: str
     connector_service: str
     marketplace_service: str
-    internal_key: str
+    keys: ServiceKeys  # the services' internal-token keys
     supervisor: Supervisor
     ports: dict[str, int]
     log_path: Path
@@ -86,13 +86,16 @@ class Suite:
         return self.log_path.read_text(errors="replace")
 
 
-def suite_env(dsn: str, internal_key: str, ports: dict[str, int], **extra: str) -> dict[str, str]:
+def suite_env(
+    dsn: str, keys: ServiceKeys | None, ports: dict[str, int], **extra: str
+) -> dict[str, str]:
+    """The services' environment; ``keys`` None: fresh internal-token keys."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
     return {
         **env,
         "DATABASE_URL": dsn,
         "SEEDOS_ENV": "production",
-        "SEEDOS_INTERNAL_TOKEN_KEY": internal_key,
+        **(keys or ServiceKeys.generate()).env(),
         "SEEDOS_CREDENTIAL_KEYS": TEST_KEY_RING,
         "SEEDOS_LOG_FORMAT": "json",
         # production mode: loopback, where the tests' connectors listen, is listed explicitly
@@ -118,8 +121,8 @@ def start_suite(
     """Start the three services; ``ports`` (by service name) when a test must know them before,
     e.g. to put the gateway's address in the services' environment."""
     ports = ports or {spec.name: free_port() for spec in SERVICES}
-    key = secrets.token_urlsafe(48)
-    supervisor = Supervisor(suite_env(dsn, key, ports, **extra), log_path=log_path)
+    keys = ServiceKeys.generate()
+    supervisor = Supervisor(suite_env(dsn, keys, ports, **extra), log_path=log_path)
     for spec in SERVICES:
         supervisor.start(spec, ports[spec.name])
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -132,7 +135,7 @@ def start_suite(
         gateway=urls["gateway"],
         connector_service=urls["connector_service"],
         marketplace_service=urls["marketplace_service"],
-        internal_key=key,
+        keys=keys,
         supervisor=supervisor,
         ports=ports,
         log_path=log_path,

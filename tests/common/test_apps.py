@@ -15,6 +15,7 @@ from common.settings import CommonSettings
 from connector_service.app import create_app as connector_app
 from gateway.app import create_app as gateway_app
 from marketplace_service.app import create_app as marketplace_app
+from seedos_cli.deployment_keys import ServiceKeys
 
 
 def _api_routes(routes):
@@ -36,7 +37,8 @@ def _calls(dependant):
 def test_no_route_or_dependency_runs_in_the_thread_pool(factory, monkeypatch):
     """FastAPI runs plain `def` endpoints and dependencies in a thread pool: about a millisecond
     a request here. Every one must be `async def`."""
-    monkeypatch.setenv("SEEDOS_INTERNAL_TOKEN_KEY", "t" * 40)
+    for name, value in ServiceKeys.generate().env().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("SEEDOS_CREDENTIAL_KEYS", KeyRing.generate().to_json())
     app = factory()
     routes = list(_api_routes(app.routes))

@@ -113,7 +113,7 @@ async def test_keys_rotate_rewraps_everything_and_keeps_the_old_key(own_dsn, tmp
         await conn.close()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-    env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY": "r" * 40,
+    env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production",
             "SEEDOS_CREDENTIAL_KEY_FILE": str(key_file)}  # fmt: skip
     run = await asyncio.to_thread(_seedos, "keys", "rotate", env=env)
     assert run.returncode == 0, run.stderr

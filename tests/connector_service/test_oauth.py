@@ -67,7 +67,8 @@ class ServiceSide:
 @pytest.fixture(scope="module")
 async def side(world: World, dsn: str) -> AsyncIterator[ServiceSide]:
     settings = ConnectorServiceSettings(
-        database_url=dsn, env="production", internal_token_key=world.suite.internal_key,
+        database_url=dsn, env="production", internal_public_keys=world.suite.keys.public.to_json(),
+        idempotency_key=world.suite.keys.idempotency_key,
         credential_keys=world.ring.to_json(), public_url=world.suite.gateway,
         oauth_clients={world.slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}},
         endpoint_allowed_networks=oauth_servers.ALLOWED_NETWORKS,

@@ -23,7 +23,7 @@ import pytest
 from pycrdt import Doc, Map, create_update_message, read_message, write_message
 
 from common.db import Database
-from common.internal_auth import Principal, TokenSigner
+from common.internal_auth import Principal
 from common.roles import Role
 from connector_service.sync.document import PLATFORM
 from connector_service.sync.hub import Hub, Peer
@@ -247,11 +247,11 @@ async def node_events(proc: asyncio.subprocess.Process, *, until: str) -> list[d
 
 async def test_two_replicas_converge_through_listen_notify(live, dsn, tmp_path):
     suite = live.rig.suite
-    env = suite_env(dsn, suite.internal_key, suite.ports)
+    env = suite_env(dsn, suite.keys, suite.ports)
     second = start("connector_service.app:create_app", factory=True, cwd=ROOT, env=env,
                    log_path=tmp_path / "replica.log", ready_path="/readyz")  # fmt: skip
     try:
-        token = TokenSigner(key=suite.internal_key, issuer="gateway").mint(
+        token = suite.keys.signer().mint(
             Principal(tenant_id=live.tenant.tenant_id, subject="test", role=Role.editor.value),
             audience="connector_service",
         )

@@ -6,10 +6,17 @@ JSON Schema (vendored next to this file), and the files are checked against each
 
 import json
 import re
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import dotenv
 import jsonschema
 import yaml
+
+from common import service_keys
+from common.crypto import KeyRing
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -268,10 +275,45 @@ def test_no_secret_literals_in_compose():
     assert not problems, "secrets must be `${VAR:?message}` references: " + "; ".join(problems)
 
     all_services = services()
-    required = dict.fromkeys(APP_SERVICES, "SEEDOS_INTERNAL_TOKEN_KEY")
-    required["grafana"] = "GF_SECURITY_ADMIN_PASSWORD"
-    for name, key in required.items():
-        value = environment(all_services[name]).get(key, "")
-        assert REQUIRED_REFERENCE.fullmatch(value), (
-            f"{name}.{key} must be a required reference like ${{{key}:?set {key}}}, got {value!r}"
-        )
+    required = {
+        "gateway": ["SEEDOS_GATEWAY_INTERNAL_SIGNING_KEY", "SEEDOS_INTERNAL_PUBLIC_KEYS"],
+        "connector-service": ["SEEDOS_INTERNAL_PUBLIC_KEYS", "SEEDOS_IDEMPOTENCY_KEY"],
+        "marketplace-service": ["SEEDOS_MARKETPLACE_INTERNAL_SIGNING_KEY",
+                                "SEEDOS_INTERNAL_PUBLIC_KEYS", "SEEDOS_IDEMPOTENCY_KEY"],
+        "grafana": ["GF_SECURITY_ADMIN_PASSWORD"],
+    }  # fmt: skip
+    for name, keys in required.items():
+        for key in keys:
+            value = environment(all_services[name]).get(key, "")
+            assert REQUIRED_REFERENCE.fullmatch(value), (
+                f"{name}.{key} must be a required reference like ${{{key}:?set {key}}},"
+                f" got {value!r}"
+            )
+    # a service's private signing key is given to that service alone
+    for name, service in all_services.items():
+        signing = {k for k in environment(service) if k.endswith("_INTERNAL_SIGNING_KEY")}
+        assert signing <= set(required.get(name, ())), f"{name} gets {signing}"
+
+
+def test_seedos_keys_generate_gives_every_secret_compose_requires(tmp_path):
+    """`seedos keys generate --output .env` is all a fresh deployment needs: every required
+    reference in the compose file is set in it, and each value works where it goes."""
+    text = json.dumps(load_compose())  # the YAML's values, not its comments
+    needed = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", text))
+    assert "SEEDOS_INTERNAL_PUBLIC_KEYS" in needed and "POSTGRES_PASSWORD" in needed
+    out = tmp_path / ".env"
+    run = subprocess.run([sys.executable, "-m", "seedos_cli.main", "keys", "generate",
+                          "--output", str(out)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    values = dotenv.dotenv_values(out)
+    assert needed <= values.keys(), f"not generated: {needed - values.keys()}"
+    again = subprocess.run([sys.executable, "-m", "seedos_cli.main", "keys", "generate",
+                            "--output", str(out)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert again.returncode == 1 and "never written over" in again.stderr
+    public = service_keys.PublicKeys.parse(values["SEEDOS_INTERNAL_PUBLIC_KEYS"])
+    for service in service_keys.SIGNING_SERVICES:
+        key = service_keys.load_signing_key(values[service_keys.signing_setting(service)],
+                                            service=service)  # fmt: skip
+        assert public.issuer_of(key.kid) == service
+    KeyRing.from_json(values["SEEDOS_CREDENTIAL_KEYS"])

@@ -14,13 +14,15 @@ from starlette.routing import Route
 
 from common.errors import Unauthorized
 from common.internal_auth import TokenVerifier
+from common.service_keys import PUBLIC_KEYS_SETTING, PublicKeys
 
 PREFIX = "/api/v1/marketplace"
 
 
 def create_app() -> Starlette:
     verifier = TokenVerifier(
-        key=os.environ["SEEDOS_INTERNAL_TOKEN_KEY"], audience="marketplace_service"
+        public_keys=PublicKeys.parse(os.environ[PUBLIC_KEYS_SETTING]),
+        audience="marketplace_service",
     )
 
     async def echo(request: Request) -> Response:
@@ -41,7 +43,7 @@ def create_app() -> Starlette:
                     "tenant_id": str(principal.tenant_id),
                     "role": principal.role,
                     "subject": principal.subject,
-                    "request_id": principal.request_id,
+                    "request_id": request.headers.get("x-request-id"),  # travels beside it
                 },
             },
             headers={"Keep-Alive": "timeout=5", "X-Upstream": "yes"},

@@ -16,6 +16,7 @@ from joserfc.jwk import OctKey, RSAKey
 
 from gateway.oidc.provider import Provider, SignInFailed
 from gateway.settings import GatewaySettings, OidcProviderSettings
+from seedos_cli.deployment_keys import ServiceKeys
 
 CLIENT = "seedos-gateway"
 
@@ -153,7 +154,7 @@ async def test_an_unknown_key_is_fetched_again_at_most_once_a_minute(issuer) -> 
 
 
 def test_settings_refuse_what_would_be_unsafe(monkeypatch) -> None:
-    base = {"SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY": "k" * 40}
+    base = {"SEEDOS_ENV": "production", **ServiceKeys.generate().env()}
     for name, value in base.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SEEDOS_GATEWAY_DEV_SIGN_IN", "true")

@@ -8,7 +8,6 @@ where marketplace_service would, to see exactly what the gateway forwards.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ def rig(dsn, tmp_path_factory) -> Iterator[Rig]:
     ports = {name: free_port() for name in ("gateway", "connector_service", "marketplace_service")}
     env = suite_env(
         dsn,
-        secrets.token_urlsafe(48),
+        None,
         ports,
         SEEDOS_GATEWAY_UPSTREAM_TIMEOUT_SECONDS=str(TIMEOUT),
         SEEDOS_GATEWAY_MAX_BODY_BYTES=str(BODY_LIMIT),
@@ -187,9 +186,7 @@ def test_database_down_gives_fast_503(tmp_path):
     """A gateway whose database is unreachable starts, says it is not ready, and answers 503."""
     port = free_port()
     dead_db = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
-    env = suite_env(
-        dead_db, secrets.token_urlsafe(48), {"connector_service": 1, "marketplace_service": 1}
-    )
+    env = suite_env(dead_db, None, {"connector_service": 1, "marketplace_service": 1})
     sup = Supervisor(env, log_path=tmp_path / "gw.log")
     sup.start(ServiceSpec("gateway", "gateway.app:create_app"), port)
     try:

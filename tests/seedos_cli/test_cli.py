@@ -22,7 +22,7 @@ COMMANDS = [
 
 def seedos(*args: str, dsn: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_")}
-    env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production", "SEEDOS_INTERNAL_TOKEN_KEY": "c" * 40}
+    env |= {"DATABASE_URL": dsn, "SEEDOS_ENV": "production"}  # the CLI needs no service's keys
     # the gateway's providers, as an operator's shell has them (the suite's: tests/conftest.py)
     env["SEEDOS_GATEWAY_OIDC_PROVIDERS"] = TEST_PROVIDERS
     proc = subprocess.run(
