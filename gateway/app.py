@@ -28,6 +28,8 @@ from gateway.browser import BrowserSafety
 from gateway.domains.routes import router as domains_router
 from gateway.guard import Limits, RequestGuard
 from gateway.invitations.routes import router as invitations_router
+from gateway.limits import limiter
+from gateway.limits.concurrency import TenantSlots
 from gateway.me.routes import router as me_router
 from gateway.members.routes import router as members_router
 from gateway.oidc import home
@@ -98,6 +100,8 @@ class GatewayApp(FastAPI):
         # /auth/* and / authenticate (or not) themselves.
         own_public = {**PUBLIC_PATHS, **BODY_LIMITS, "/": 0}
         self.add_middleware(RequestGuard, limits=limits, authenticate=True, public=own_public)
+        # the rate-limit fields on the answers of the own /api/v1/** routes (gateway/limits)
+        self.add_middleware(limiter.RateLimitFields)
         # Outermost, around proxied paths too: security headers, cookies, CORS.
         self._browser = BrowserSafety(
             self._dispatch,
@@ -153,6 +157,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         app.state.providers = Providers(settings)
         app.state.auth_limiter = AddressLimiter(per_minute=settings.auth_rate_per_minute)
+        redis_url = settings.rate_limit_redis_url
+        app.state.rate_limiter = limiter.build(
+            settings.rate_limits, redis_url=redis_url.get_secret_value() if redis_url else None
+        )
+        app.state.tenant_slots = TenantSlots(max_per_tenant=settings.tenant_max_concurrent)
         purging = asyncio.create_task(purge_periodically(app.state.db))
         upstreams = {
             name: Upstream(
@@ -188,6 +197,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await app.state.authenticator.failure_audit.drain()
             await app.state.authenticator.issuers.close()
             await app.state.providers.close()
+            await app.state.rate_limiter.close()
             for upstream in upstreams.values():
                 await upstream.session.close()
             for session in app.state.ws_sessions.values():

@@ -34,6 +34,7 @@ async def current_principal(request: Request, auth: Authenticated) -> Principal:
         principal = state["principal"] = await auth.authenticate(request)
     elif principal.suspended:
         refuse_suspended(principal)
+    await request.app.state.rate_limiter.admit(request.scope, principal)  # gateway/limits
     return principal
 
 
@@ -43,6 +44,7 @@ async def any_principal(request: Request, auth: Authenticated) -> Principal:
     principal = state.get("principal")
     if principal is None:
         principal = state["principal"] = await auth.authenticate(request, allow_suspended=True)
+    await request.app.state.rate_limiter.admit(request.scope, principal)  # gateway/limits
     return principal
 
 

@@ -159,6 +159,8 @@ class RequestGuard:
                     HTTPConnection(scope), allow_suspended=True
                 )
                 scope.setdefault("state", {})["principal"] = principal
+                # rate limited before its body is read (gateway/limits)
+                await scope["app"].state.rate_limiter.admit(scope, principal)
             body = await self._read(receive, limit)
             if body is None:
                 return  # the client went away

@@ -31,6 +31,7 @@ from common.errors import (
 )
 from common.internal_auth import Principal, TokenSigner
 from common.observability import ROUTE_KEY
+from gateway.limits.limiter import response_fields
 from gateway.sessions import cookies
 
 log = structlog.get_logger(component="seedos.gateway.proxy")
@@ -269,6 +270,10 @@ class ProxyEndpoint:
     start URL, or an OAuth provider's redirect to the callback, carries no API key, and the
     service authorizes it by its single-use start token, or state and binding cookie.
 
+    Every other request is rate limited (429 ``rate_limited``, gateway.limits.limiter) and
+    holds one of its tenant's slots (429 ``too_many_concurrent``, gateway.limits.concurrency)
+    until its answer is sent, a streamed one to its end.
+
     Exceptions become problem+json here because this path does not run through FastAPI's
     exception handling (see gateway.app.GatewayApp)."""
 
@@ -288,16 +293,25 @@ class ProxyEndpoint:
         scope[ROUTE_KEY] = template
         state = scope["app"].state
         request = Request(scope, receive)
+        slot = None  # the tenant's concurrency slot, held until the answer is sent
         try:
             if scope["path"] in self.public and scope["method"] in ("GET", "HEAD"):
                 principal = await _signed_in_or_anonymous(request, scope["path"])
+                scope["state"]["principal"] = principal
             else:
                 principal = await state.authenticator.authenticate(request)
-            scope["state"]["principal"] = principal
+                scope["state"]["principal"] = principal
+                await state.rate_limiter.admit(scope, principal)
+                slot = state.tenant_slots.acquire(principal)
             response = await state.proxy.forward(request, state.upstreams[upstream], principal)
         except SeedosError as exc:
             response = error_response(exc, scope["path"])
         except Exception:
             log.exception("proxy_failed", path=scope["path"])
             response = error_response(SeedosError(), scope["path"])
-        await response(scope, receive, send)
+        try:
+            if fields := response_fields(scope):
+                response.raw_headers.extend(fields)
+            await response(scope, receive, send)
+        finally:
+            state.tenant_slots.release(slot)

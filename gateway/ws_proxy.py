@@ -31,9 +31,10 @@ from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from common.errors import Forbidden, SeedosError, Unauthorized
+from common.errors import Forbidden, SeedosError, Unauthorized, error_response
 from common.internal_auth import Principal
 from common.observability import ROUTE_KEY
+from gateway.limits.limiter import response_fields
 from gateway.proxy import ProxyEndpoint
 from gateway.ws_tickets import service as tickets
 
@@ -43,6 +44,7 @@ log = structlog.get_logger(component="seedos.gateway.ws_proxy")
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER = 1008, 1011, 1013
 # Codes a peer reports but must never send (RFC 6455 section 7.4.1), and what to send instead.
 _UNSENDABLE = {1005: 1000, 1006: INTERNAL_ERROR, 1015: INTERNAL_ERROR}
+_SLOT = "seedos.slot"  # in the socket's state: the tenant's concurrency slot it holds
 
 
 def make_ws_session(*, connect_timeout: float) -> aiohttp.ClientSession:
@@ -68,13 +70,20 @@ class WebSocketProxy:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Proxies the socket; the tenant's slot (gateway/limits) is held as long as it lasts."""
+        try:
+            await self._proxy(scope, receive, send)
+        finally:
+            scope["app"].state.tenant_slots.release(scope["state"].pop(_SLOT, None))
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         template, upstream_name = self.endpoint.match(scope["path"]) or ("", "")
         scope[ROUTE_KEY] = template
         state = scope["app"].state
         websocket = WebSocket(scope, receive, send)
         request_id = scope["state"]["request_id"]
         # An API key, or a browser's session cookie (from this origin only), or a ticket.
-        ticket = None
+        ticket = credential = None
         if not any(name == b"authorization" for name, _ in scope["headers"]):
             ticket = websocket.query_params.get("ticket")
         try:
@@ -84,11 +93,17 @@ class WebSocketProxy:
                 # keep an idle session alive
                 check = functools.partial(state.authenticator.authenticate, websocket, use=False)
             else:
-                check, principal = await _redeem(state, websocket, ticket)
+                check, principal, credential = await _redeem(state, websocket, ticket)
         except SeedosError:
             await websocket.close(POLICY_VIOLATION)
             return
         scope["state"]["principal"] = principal
+        try:  # rate limited as a request, and a slot of the tenant's held while it is open
+            await state.rate_limiter.admit(scope, principal, credential=credential)
+            scope["state"][_SLOT] = state.tenant_slots.acquire(principal)
+        except SeedosError as exc:
+            await _refuse(websocket, exc)
+            return
         upstream = state.upstreams[upstream_name]
         token = state.proxy.signer.mint(principal, audience=upstream.name)
         url = "ws" + upstream.base_url.removeprefix("http") + scope["raw_path"].decode("latin-1")
@@ -119,7 +134,7 @@ class WebSocketProxy:
         every = state.settings.ws_recheck_seconds
         watch = functools.partial(_key_revoked, check, principal, every=every)
         try:
-            await websocket.accept(subprotocol=peer.protocol)
+            await websocket.accept(subprotocol=peer.protocol, headers=response_fields(scope))
             await _pump(websocket, peer, watch)
         finally:
             if not peer.closed:
@@ -127,12 +142,23 @@ class WebSocketProxy:
                     await peer.close()
 
 
+async def _refuse(websocket: WebSocket, exc: SeedosError) -> None:
+    """A handshake refused by a limit: its 429 problem+json where the server lets the
+    application answer a handshake (uvicorn does: websocket.http.response), else the socket
+    accepted and closed with 1013 (try again later)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(exc, websocket.scope["path"]))
+        return
+    await websocket.accept()
+    await websocket.close(TRY_AGAIN_LATER, exc.code)
+
+
 async def _redeem(
     state: State, websocket: WebSocket, ticket: str
-) -> tuple[Callable[[], Awaitable[Principal]], Principal]:
+) -> tuple[Callable[[], Awaitable[Principal]], Principal, bytes]:
     """Consumes the ticket (refused for another path or integration, or used or expired), then
-    authenticates the credential it was issued to: how to check that credential again, and
-    the caller it stands for now (in the ticket's tenant, or refused)."""
+    authenticates the credential it was issued to: how to check that credential again, the
+    caller it stands for now (in the ticket's tenant, or refused), and that credential's key."""
     integration_id = tickets.integration_of(websocket.scope["path"])
     if integration_id is None:
         raise tickets.InvalidTicket("tickets open the sync WebSocket only")
@@ -145,7 +171,7 @@ async def _redeem(
     )
     if principal.tenant_id != redeemed.tenant_id:  # the session moved to another tenant
         raise tickets.InvalidTicket("the ticket is for another tenant")
-    return check, principal
+    return check, principal, redeemed.credential
 
 
 def _without_ticket(query: str) -> str:
