@@ -78,6 +78,7 @@ class BrowserSafety:
                     "if-match",
                     "if-none-match",
                     "x-request-id",
+                    "x-seedos-tenant",  # a bearer JWT's person chooses a tenant
                 ],
                 expose_headers=["etag", "location", "retry-after", "x-request-id"],
                 max_age=600,

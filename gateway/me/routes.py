@@ -58,7 +58,7 @@ class SessionInfo(BaseModel):
 
 class MeOut(BaseModel):
     subject: str
-    auth_method: str = Field(description="`api_key` or `session`")
+    auth_method: str = Field(description="`api_key`, `session` or `jwt`")
     role: Role | None = Field(description="In the current tenant; null without one")
     permissions: list[str]
     tenant: TenantOut | None
