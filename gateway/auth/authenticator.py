@@ -124,7 +124,7 @@ class Authenticator:
         WebSocket's), which does not keep an idle session alive."""
         token = bearer_token(conn.scope)
         if token is not None and self.issuers and jwts.looks_like_jwt(token):
-            key, entry = await self._jwt(token, conn)
+            key, entry = await self._jwt(token, conn, recheck=not use)
         elif token is not None or _has_authorization(conn.scope):
             key, entry = await self._api_key(token)
         else:
@@ -189,9 +189,12 @@ class Authenticator:
         key = API_KEY + keys.digest(token)
         return key, _found(await self._lookup(key, self._query_key), API_KEY)
 
-    async def _jwt(self, token: str, conn: HTTPConnection) -> tuple[bytes, _Entry]:
+    async def _jwt(
+        self, token: str, conn: HTTPConnection, *, recheck: bool = False
+    ) -> tuple[bytes, _Entry]:
         """The ticket credential of a bearer JWT and its entry: verified once, then cached (by
-        the token and the tenant the request chose) until it expires."""
+        the token and the tenant the request chose) until it expires. ``recheck``: an open
+        WebSocket's, refused from ``exp`` on (no leeway: the token was good when it opened)."""
         tenant = _header(conn.scope, jwt_callers.TENANT_HEADER)
         key = JWT + hashlib.sha256(f"{token}\n{tenant or ''}".encode()).digest()
         entry = self._cache.get(key)
@@ -205,6 +208,9 @@ class Authenticator:
                 failures.record("jwt", "issuer_unavailable")
                 raise
         entry = _found(entry, JWT)
+        if recheck and entry.expires <= time.time():
+            failures.record("jwt", "expired")
+            raise jwts.TokenRefused("expired", "the token has expired")
         assert entry.credential is not None
         return entry.credential, entry
 

@@ -19,18 +19,21 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import asyncpg
 import httpx
 import pytest
+from aiohttp import ClientSession, ClientWebSocketResponse, WSMsgType
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OctKey, RSAKey
 
+from gateway.settings import GatewaySettings, JwtIssuerSettings
 from tests.conftest import Suite, start_suite
-from tests.gateway.test_ws_tickets import _integration, close_code, opened
+from tests.gateway.test_ws_tickets import _integration, close_code
 from tests.people import make_person
 from tests.support import TenantKey, free_port, make_tenant, metric_total
 
@@ -155,6 +158,14 @@ def idp_claims(rig: Rig, subject: str, **changes) -> dict:
               "exp": now + 600, "scope": "openid"}  # fmt: skip
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
+
+
+@asynccontextmanager
+async def opened(url: str, headers: dict[str, str]) -> AsyncIterator[ClientWebSocketResponse]:
+    """A sync socket, once the server's first sync message came."""
+    async with ClientSession() as session, session.ws_connect(url, headers=headers) as ws:
+        assert (await ws.receive(timeout=10)).type == WSMsgType.BINARY
+        yield ws
 
 
 def bearer(token: str, **headers: str) -> dict[str, str]:
@@ -410,18 +421,57 @@ async def test_a_directory_issuer_finds_the_person_and_their_membership(rig, dsn
 # ------------------------------------------------------------------------------ WebSocket
 
 
-async def test_a_jwt_callers_socket_closes_when_the_token_expires(rig, tenant) -> None:
+@pytest.mark.parametrize("by", ["ticket", "header"])
+async def test_a_jwt_callers_socket_closes_when_the_token_expires(rig, tenant, by) -> None:
     t, integration = tenant
     claims = supabase_claims(rig, app={"tenant_id": t.slug, "role": "editor"},
                              exp=int(time.time()) + 4)  # fmt: skip
     token = sign(rig.supabase_key, claims, alg="ES256", kid="sb-1")
-    async with httpx.AsyncClient(base_url=rig.url()) as client:
-        r = await client.post(f"/api/v1/integrations/{integration}/sync/ticket",
-                              headers=bearer(token))  # fmt: skip
-        assert r.status_code == 200, r.text
-        assert r.json()["writable"] is True
-    ws_url = rig.url().replace("http", "ws", 1)
-    url = f"{ws_url}/api/v1/integrations/{integration}/sync/ws?ticket={r.json()['ticket']}"
-    async with opened(url) as ws:
+    url = rig.url().replace("http", "ws", 1) + f"/api/v1/integrations/{integration}/sync/ws"
+    headers = bearer(token)
+    if by == "ticket":  # as a browser does
+        async with httpx.AsyncClient(base_url=rig.url()) as client:
+            r = await client.post(f"/api/v1/integrations/{integration}/sync/ticket",
+                                  headers=headers)  # fmt: skip
+            assert r.status_code == 200, r.text
+            assert r.json()["writable"] is True
+        url, headers = f"{url}?ticket={r.json()['ticket']}", {}
+    async with opened(url, headers=headers) as ws:
         assert await close_code(ws, within=claims["exp"] - time.time() + 5) == 1008
         assert time.time() >= claims["exp"]
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ({"algorithms": ["none"]}, "none never is"),
+        ({"algorithms": ["HS256", "ES256"]}, "only with an explicit hs256_secret"),
+        ({"hs256_secret": "short"}, "at least 32 characters"),
+        ({"role_claim": "user_metadata.role"}, "never into user_metadata"),
+        ({"tenant_claim": "user_metadata.tenant"}, "never into user_metadata"),
+        ({"role_claim": "role"}, "Postgres role"),
+        ({"issuer": "http://example.supabase.co/auth/v1"}, "https"),
+        ({"leeway_seconds": 120}, "less than or equal to 60"),
+        ({"kind": "oidc"}, "audience"),
+        ({"kind": "oidc", "audience": "a", "hs256_secret": LEGACY_SECRET}, "kind supabase"),
+    ],
+)
+def test_settings_refuse_what_would_be_unsafe(monkeypatch, change, refusal) -> None:
+    issuer = {"kind": "supabase", "issuer": "https://ref.supabase.co/auth/v1", **change}
+    monkeypatch.setenv("SEEDOS_GATEWAY_JWT_ISSUERS", json.dumps({"sb": issuer}))
+    with pytest.raises(ValueError, match=refusal) as caught:
+        GatewaySettings()
+    assert LEGACY_SECRET not in str(caught.value)  # a refusal never shows the secret
+
+
+def test_supabase_defaults() -> None:
+    issuer = JwtIssuerSettings(kind="supabase", issuer="https://ref.supabase.co/auth/v1",
+                               hs256_secret=LEGACY_SECRET)  # fmt: skip
+    assert issuer.keys_url == "https://ref.supabase.co/auth/v1/.well-known/jwks.json"
+    assert issuer.expected_audience == "authenticated"
+    assert issuer.allowed_algorithms == ("ES256", "RS256", "HS256")
+    assert issuer.claims == ("app_metadata.tenant_id", "app_metadata.role")
+    assert LEGACY_SECRET not in repr(issuer)
