@@ -7,19 +7,25 @@ Usage (no manual setup; installs wrk from Debian's packages when run as root)::
 
 A throwaway embedded PostgreSQL is created, migrated and seeded; a tenant gets an admin API key
 and 20 installed connectors; the three services run as real uvicorn processes (production mode,
-INFO logs unless --log-level says otherwise) on free loopback ports. wrk then sends
-``GET /api/v1/integrations?limit=20``
+INFO logs unless --log-level says otherwise) on free loopback ports, with rate limiting in
+place. wrk then sends ``GET /api/v1/integrations?limit=20``
 
-* direct to connector_service with a pre-minted internal token,
-* through the gateway with the API key, and
-* through the gateway with a signed-in person's session cookie (``__Host-seedos_session``, a
-  member of the same tenant with the same role),
+* ``direct``: straight to connector_service with a pre-minted internal token,
+* ``gateway``: through the gateway with the API key,
+* ``session``: through the gateway with a signed-in person's session cookie
+  (``__Host-seedos_session``, a member of the same tenant with the same role),
+* ``jwt``: through the gateway with a Supabase-shaped access token (ES256, app_metadata tenant
+  and role, an authoritative issuer whose JWKS this process serves: bench/gateway_targets.py),
+* ``baseline``: through the gateway of an earlier revision (``--baseline-rev``, by default the
+  last commit before issue 13) with the API key, to its own connector_service of that revision:
+  "today's API-key path",
 
 at 1 connection (latency percentiles) and at N connections (requests per second), interleaved
-for several rounds; the medians are compared against the issues' targets: added p50 <= 1 ms,
-added p99 <= 3 ms at 1 client; gateway >= 0.7x direct throughput at 50 (issue 2); a request
-with the session cookie costs <= 0.1 ms p50 more than one with the API key (issue 12).
-The figures are ratios and differences against the same run, since the machine is shared.
+for several rounds (the gateway targets rotate places); the medians are compared against the
+issues' targets: added p50 <= 1 ms and p99 <= 3 ms at 1 client over direct (issue 2); each of
+API key, session and JWT <= 0.1 ms p50 above the baseline's API-key path, and >= 0.9x direct
+throughput at 50 clients (issue 13). The figures are ratios and differences against the same
+run, since the machine is shared.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from gateway_targets import (  # noqa: E402  (bench/gateway_targets.py)
+    BASELINE_REVISION,
+    SupabaseIssuer,
+    start_baseline,
+    unpack_revision,
+)
 from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
 from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
 
@@ -68,9 +80,10 @@ ROWS = 20
 WARMUP_SECONDS = 2
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 3.0
-TARGET_RPS_RATIO = 0.7
-TARGET_SESSION_ADDED_P50_MS = 0.1  # session cookie over API key, issue 12
-TARGETS = ("direct", "gateway", "session")
+TARGET_RPS_RATIO = 0.9  # issue 13 (issue 2 asked 0.7)
+TARGET_OVER_BASELINE_P50_MS = 0.1  # each credential over the earlier API-key path, issue 13
+CREDENTIALS = ("gateway", "session", "jwt")  # through this revision's gateway
+TARGETS = ("direct", "baseline", *CREDENTIALS)
 BENCH_ISSUER = "https://bench.invalid"  # the session's provider: nothing is asked of it
 MARK = "WRKJSON "
 
@@ -296,31 +309,41 @@ def mark(ok: bool) -> str:
 
 def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
     runs = wrk.runs
+    targets = [t for t in TARGETS if any(r.target == t for r in runs)]
     percentiles = ("p50", "p90", "p99", "p999")
-    lat = {(t, p): median(runs, t, "latency", f"{p}_ms") for t in TARGETS for p in percentiles}
-    rps = {t: median(runs, t, "throughput", "rps") for t in TARGETS}
-    tput_p50 = {t: median(runs, t, "throughput", "p50_ms") for t in TARGETS}
-    added = {p: lat[("gateway", p)] - lat[("direct", p)] for p in percentiles}
-    ratio = rps["gateway"] / rps["direct"] if rps["direct"] else 0.0
-    # the session cookie instead of the API key, both through the gateway
-    session_added = {p: lat[("session", p)] - lat[("gateway", p)] for p in percentiles}
-    session_ratio = rps["session"] / rps["gateway"] if rps["gateway"] else 0.0
-    # per round, session minus API key (the same round's machine): how much the figure moves
-    paired = [
-        s.p50_ms - g.p50_ms
-        for s, g in zip(
-            (r for r in runs if (r.kind, r.target) == ("latency", "session")),
-            (r for r in runs if (r.kind, r.target) == ("latency", "gateway")),
+    lat = {(t, p): median(runs, t, "latency", f"{p}_ms") for t in targets for p in percentiles}
+    rps = {t: median(runs, t, "throughput", "rps") for t in targets}
+    tput_p50 = {t: median(runs, t, "throughput", "p50_ms") for t in targets}
+    added = {t: {p: lat[(t, p)] - lat[("direct", p)] for p in percentiles} for t in targets}
+    ratio = {t: rps[t] / rps["direct"] if rps["direct"] else 0.0 for t in targets}
+    has_baseline = "baseline" in targets
+    over_baseline = {
+        t: lat[(t, "p50")] - lat[("baseline", "p50")] for t in CREDENTIALS if has_baseline
+    }
+
+    def per_round(target: str, reference: str) -> list[float]:
+        """p50 of ``target`` minus ``reference``'s, round by round (the same round's machine)."""
+        pairs = zip(
+            (r for r in runs if (r.kind, r.target) == ("latency", target)),
+            (r for r in runs if (r.kind, r.target) == ("latency", reference)),
             strict=True,
         )
-    ]
-    non2xx = {t: sum(r.non2xx for r in runs if r.target == t) for t in TARGETS}
-    sock = {t: sum(r.socket_errors for r in runs if r.target == t) for t in TARGETS}
-    ok_p50 = added["p50"] <= TARGET_ADDED_P50_MS
-    ok_p99 = added["p99"] <= TARGET_ADDED_P99_MS
-    ok_rps = ratio >= TARGET_RPS_RATIO
-    ok_session = session_added["p50"] <= TARGET_SESSION_ADDED_P50_MS
+        return [a.p50_ms - b.p50_ms for a, b in pairs]
+
+    non2xx = {t: sum(r.non2xx for r in runs if r.target == t) for t in targets}
+    sock = {t: sum(r.socket_errors for r in runs if r.target == t) for t in targets}
+    met = {
+        "added_p50_ms": all(added[t]["p50"] <= TARGET_ADDED_P50_MS for t in CREDENTIALS),
+        "added_p99_ms": all(added[t]["p99"] <= TARGET_ADDED_P99_MS for t in CREDENTIALS),
+        "rps_ratio": all(ratio[t] >= TARGET_RPS_RATIO for t in CREDENTIALS),
+    }
+    if has_baseline:
+        met["over_baseline_p50_ms"] = all(
+            d <= TARGET_OVER_BASELINE_P50_MS for d in over_baseline.values()
+        )
     n = args.connections
+    names = {"direct": "direct", "baseline": "baseline", "gateway": "API key",
+             "session": "session", "jwt": "JWT"}  # fmt: skip
 
     print()
     print(f"Gateway proxy overhead: GET {PATH} ({ROWS} items, {info['body_bytes']} bytes)")
@@ -329,73 +352,66 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
         f" {info['wrk']}, Python {info['machine']['python']}"
     )
     print(
-        f"method: {args.duration} s per run, {args.rounds} rounds interleaved"
-        f" direct/gateway/session, medians; {WARMUP_SECONDS} s warm-up each"
+        f"method: {args.duration} s per run, {args.rounds} rounds interleaved, medians;"
+        f" {WARMUP_SECONDS} s warm-up each"
     )
+    if has_baseline:
+        print(f"baseline: the gateway of {info['baseline_revision'][:12]} with the API key")
+    header = "".join(f"{names[t]:>10}" for t in targets)
     print()
-    print(f"{'1 connection (-t1 -c1), ms':30}{'direct':>9}{'gateway':>9}{'added':>9}"
-          f"{'target':>10}{'':>6}")  # fmt: skip
-    for p, target in (("p50", TARGET_ADDED_P50_MS), ("p90", None), ("p99", TARGET_ADDED_P99_MS)):
-        verdict = mark(added[p] <= target) if target is not None else ""
-        tgt = f"<= {target:g}" if target is not None else ""
-        print(
-            f"  {p:28}{lat[('direct', p)]:9.2f}{lat[('gateway', p)]:9.2f}{added[p]:9.2f}"
-            f"{tgt:>10}  {verdict}"
-        )
-    print()
-    print(f"{f'{n} connections (-t2 -c{n})':30}{'direct':>9}{'gateway':>9}{'ratio':>9}"
-          f"{'target':>10}")  # fmt: skip
-    print(
-        f"  {'requests/s':28}{rps['direct']:9.0f}{rps['gateway']:9.0f}{ratio:8.2f}x"
-        f"{f'>= {TARGET_RPS_RATIO:g}x':>10}  {mark(ok_rps)}"
-    )
-    print(f"  {'p50 latency, ms':28}{tput_p50['direct']:9.2f}{tput_p50['gateway']:9.2f}")
-    print()
-    print("Session cookie instead of the API key (both through the gateway):")
-    print(f"{'1 connection (-t1 -c1), ms':30}{'API key':>9}{'session':>9}{'added':>9}"
-          f"{'target':>10}{'':>6}")  # fmt: skip
+    print(f"{'1 connection (-t1 -c1), ms':28}{header}")
     for p in ("p50", "p90", "p99"):
-        target = TARGET_SESSION_ADDED_P50_MS if p == "p50" else None
-        verdict = mark(session_added[p] <= target) if target is not None else ""
-        tgt = f"<= {target:g}" if target is not None else ""
-        print(
-            f"  {p:28}{lat[('gateway', p)]:9.2f}{lat[('session', p)]:9.2f}"
-            f"{session_added[p]:9.2f}{tgt:>10}  {verdict}"
+        print(f"  {p:26}" + "".join(f"{lat[(t, p)]:10.2f}" for t in targets))
+    for p, target in (("p50", TARGET_ADDED_P50_MS), ("p99", TARGET_ADDED_P99_MS)):
+        row = "".join(f"{added[t][p]:10.2f}" for t in targets)
+        print(f"  {f'added over direct, {p}':26}{row}   target <= {target:g}"
+              f" (API key, session, JWT)  {mark(met[f'added_{p}_ms'])}")  # fmt: skip
+    if has_baseline:
+        row = "".join(
+            f"{over_baseline[t]:10.2f}" if t in over_baseline else f"{'':10}" for t in targets
         )
-    print(f"  {'p50 added, per round':28}" + " ".join(f"{d:.2f}" for d in paired))
-    print(f"{f'{n} connections (-t2 -c{n})':30}{'API key':>9}{'session':>9}{'ratio':>9}")
-    print(f"  {'requests/s':28}{rps['gateway']:9.0f}{rps['session']:9.0f}{session_ratio:8.2f}x")
-    print(f"  {'p50 latency, ms':28}{tput_p50['gateway']:9.2f}{tput_p50['session']:9.2f}")
+        print(f"  {'p50 over the baseline':26}{row}   target <= {TARGET_OVER_BASELINE_P50_MS:g}"
+              f"  {mark(met['over_baseline_p50_ms'])}")  # fmt: skip
+        for t in CREDENTIALS:
+            print(f"    {names[t]} - baseline, per round: "
+                  + " ".join(f"{d:.2f}" for d in per_round(t, "baseline")))  # fmt: skip
+    print()
+    print(f"{f'{n} connections (-t2 -c{n})':28}{header}")
+    print(f"  {'requests/s':26}" + "".join(f"{rps[t]:10.0f}" for t in targets))
+    print(f"  {'x direct':26}" + "".join(f"{ratio[t]:9.2f}x" for t in targets)
+          + f"   target >= {TARGET_RPS_RATIO:g}x (API key, session, JWT)"
+          f"  {mark(met['rps_ratio'])}")  # fmt: skip
+    print(f"  {'p50 latency, ms':26}" + "".join(f"{tput_p50[t]:10.2f}" for t in targets))
     print()
     print(
         "non-2xx responses: "
-        + ", ".join(f"{t} {non2xx[t]}" for t in TARGETS)
+        + ", ".join(f"{t} {non2xx[t]}" for t in targets)
         + "; socket errors: "
-        + ", ".join(f"{t} {sock[t]}" for t in TARGETS)
+        + ", ".join(f"{t} {sock[t]}" for t in targets)
     )
-    print("rounds (direct/gateway/session):")
+    print("rounds:")
     for kind, attr, fmt in (("latency", "p50_ms", ".2f"), ("latency", "p99_ms", ".2f"),
                             ("throughput", "rps", ".0f")):  # fmt: skip
-        d, g, ss = (
-            " ".join(format(getattr(r, attr), fmt) for r in runs if (r.kind, r.target) == (kind, t))
-            for t in TARGETS
-        )
-        print(f"  {kind} {attr:7} direct {d} | gateway {g} | session {ss}")
+        cells = (
+            f"{names[t]} " + " ".join(format(getattr(r, attr), fmt) for r in runs
+                                      if (r.kind, r.target) == (kind, t))
+            for t in targets
+        )  # fmt: skip
+        print(f"  {kind} {attr:7} " + " | ".join(cells))
+    procs = sorted({proc for r in runs for proc in r.cpu_ms_per_request})
     cpu = {
         (t, proc): statistics.median(
             r.cpu_ms_per_request.get(proc, 0.0)
             for r in runs
             if (r.kind, r.target) == ("latency", t)
         )
-        for t in TARGETS
-        for proc in ("gateway", "connector_service")
+        for t in targets
+        for proc in procs
     }
     print("CPU per request at 1 connection, ms (median; what bounds the added latency):")
-    for t in TARGETS:
-        print(
-            f"  {t:8} gateway process {cpu[(t, 'gateway')]:5.2f}"
-            f"   connector_service process {cpu[(t, 'connector_service')]:5.2f}"
-        )
+    for t in targets:
+        print(f"  {names[t]:9}" + "".join(f"  {proc} {cpu[(t, proc)]:5.2f}" for proc in procs
+                                          if cpu[(t, proc)] > 0))  # fmt: skip
 
     return {
         "date": info["date"],
@@ -404,27 +420,37 @@ def report(wrk: Wrk, args: argparse.Namespace, info: dict[str, Any]) -> dict[str
         "body_bytes": info["body_bytes"],
         "machine": info["machine"],
         "wrk": info["wrk"],
+        "baseline_revision": info.get("baseline_revision"),
         "duration_s": args.duration,
         "rounds": args.rounds,
         "connections": n,
-        "latency_ms": {t: {p: lat[(t, p)] for p in percentiles} for t in TARGETS},
+        "latency_ms": {t: {p: lat[(t, p)] for p in percentiles} for t in targets},
         "added_ms": added,
+        "over_baseline_p50_ms": over_baseline,
+        "over_baseline_p50_ms_per_round": {
+            t: per_round(t, "baseline") for t in CREDENTIALS if has_baseline
+        },
         "rps": rps,
         "rps_ratio": ratio,
-        # the session cookie over the API key, both through the gateway (issue 12)
-        "session_added_ms": session_added,
-        "session_added_p50_ms_per_round": paired,
-        "session_rps_ratio": session_ratio,
         "non2xx": non2xx,
         "socket_errors": sock,
         "cpu_ms_per_request_at_1_connection": {
-            t: {proc: cpu[(t, proc)] for proc in ("gateway", "connector_service")} for t in TARGETS
+            t: {proc: cpu[(t, proc)] for proc in procs} for t in targets
         },
         "targets": {
-            "added_p50_ms": {"target": TARGET_ADDED_P50_MS, "met": ok_p50},
-            "added_p99_ms": {"target": TARGET_ADDED_P99_MS, "met": ok_p99},
-            "rps_ratio": {"target": TARGET_RPS_RATIO, "met": ok_rps},
-            "session_added_p50_ms": {"target": TARGET_SESSION_ADDED_P50_MS, "met": ok_session},
+            "added_p50_ms": {"target": TARGET_ADDED_P50_MS, "met": met["added_p50_ms"]},
+            "added_p99_ms": {"target": TARGET_ADDED_P99_MS, "met": met["added_p99_ms"]},
+            "rps_ratio": {"target": TARGET_RPS_RATIO, "met": met["rps_ratio"]},
+            **(
+                {
+                    "over_baseline_p50_ms": {
+                        "target": TARGET_OVER_BASELINE_P50_MS,
+                        "met": met["over_baseline_p50_ms"],
+                    }
+                }
+                if has_baseline
+                else {}
+            ),
         },
         "runs": [asdict(r) for r in runs],
     }
@@ -472,6 +498,11 @@ def main() -> int:
         "--profile-connections", type=int, default=1, help="clients during the profiled run"
     )
     parser.add_argument("--keep-logs", action="store_true", help="copy the services' log to /tmp")
+    parser.add_argument(
+        "--baseline-rev", default=BASELINE_REVISION,
+        help="the revision whose gateway is the baseline (default: the last before issue 13)",
+    )  # fmt: skip
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline target")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
@@ -488,7 +519,7 @@ def main() -> int:
         "wrk": wrk_version(wrk_bin),
     }
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-"))
-    server = None
+    server = issuer = None
     supervisor: Supervisor | None = None
     try:
         print(f"starting embedded PostgreSQL in {tmp} ...", file=sys.stderr)
@@ -498,13 +529,21 @@ def main() -> int:
 
         ports, urls = loopback_urls()
         keys = ServiceKeys.generate()
+        issuer = SupabaseIssuer.start()
         env = service_env(
             dsn=dsn, urls=urls, data_dir=tmp / "data", log_level=args.log_level,
-            keys=keys,
+            keys=keys, SEEDOS_GATEWAY_JWT_ISSUERS=issuer.setting(),
+            SEEDOS_PUBLIC_URL=urls["gateway"],  # rate limits at their defaults: checked, not hit
         )  # fmt: skip
         log_path = tmp / "services.log"
         supervisor = Supervisor(env, log_path=log_path)
         start_all(supervisor, ports, urls)
+        baseline_urls: dict[str, str] = {}
+        if not args.no_baseline:
+            print(f"starting the gateway of {args.baseline_rev} ...", file=sys.stderr)
+            info["baseline_revision"] = unpack_revision(args.baseline_rev, tmp / "baseline")
+            baseline_urls = start_baseline(supervisor, tmp / "baseline", env,
+                                           marketplace_url=urls["marketplace_service"])  # fmt: skip
 
         signer = keys.signer(ttl=600)
         principal = Principal(
@@ -515,17 +554,22 @@ def main() -> int:
         )
         direct_token = signer.mint(principal, audience="connector_service")
         direct, gateway = urls["connector_service"], urls["gateway"]
+        jwt = issuer.token(tenant_id=prepared.tenant_id, role=Role.admin.value)
         targets = {
             "direct": (direct + PATH, bearer(direct_token)),
+            **({"baseline": (baseline_urls["baseline_gateway"] + PATH, bearer(prepared.api_key))}
+               if baseline_urls else {}),
             "gateway": (gateway + PATH, bearer(prepared.api_key)),
             "session": (gateway + PATH, session_cookie(prepared.session)),
-        }
+            "jwt": (gateway + PATH, bearer(jwt)),
+        }  # fmt: skip
         info["body_bytes"] = verify(targets)
 
         script = tmp / "done.lua"
         script.write_text(DONE_LUA)
         wrk = Wrk(wrk_bin, script, args.duration)
-        wrk.pids = {name: supervisor.procs[name].pid for name in ("gateway", "connector_service")}
+        measured = ("gateway", "connector_service", *baseline_urls)
+        wrk.pids = {name: supervisor.procs[name].pid for name in measured}
         n = args.connections
         for name, (url, header) in targets.items():
             print(f"warming up {name} ...", file=sys.stderr)
@@ -533,16 +577,17 @@ def main() -> int:
                     seconds=WARMUP_SECONDS, record=False)  # fmt: skip
             wrk.run(name, url, header, kind="warmup", threads=1, connections=1,
                     seconds=WARMUP_SECONDS, record=False)  # fmt: skip
+        through = [t for t in targets if t != "direct"]
         for i in range(args.rounds):
-            # the two gateway targets swap places every round, so neither always runs second
-            pair = ("gateway", "session") if i % 2 == 0 else ("session", "gateway")
-            order = ("direct", *pair)
+            # the gateway targets rotate places every round, so none always runs first or last
+            shift = i % len(through)
+            order = ("direct", *through[shift:], *through[:shift])
             for kind, threads, conns in (("latency", 1, 1), ("throughput", 2, n)):
                 for name in order:
                     url, header = targets[name]
                     r = wrk.run(name, url, header, kind=kind, threads=threads, connections=conns)
                     print(
-                        f"round {i + 1}/{args.rounds} {kind:10} {name:8}: {r.rps:7.0f} req/s"
+                        f"round {i + 1}/{args.rounds} {kind:10} {name:9}: {r.rps:7.0f} req/s"
                         f"  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
                         f"  non-2xx {r.non2xx}",
                         file=sys.stderr,
@@ -569,6 +614,8 @@ def main() -> int:
     finally:
         if supervisor is not None:
             supervisor.stop()
+        if issuer is not None:
+            issuer.close()
         if server is not None:
             with contextlib.suppress(Exception):
                 server.cleanup()
