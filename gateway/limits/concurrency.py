@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import uuid
 
+from prometheus_client import Gauge
+
 from common.errors import SeedosError
 from common.internal_auth import Principal
 from gateway.limits.limiter import RATE_LIMITED
+
+HELD = Gauge(
+    "seedos_tenant_slots_held",
+    "Proxied requests and WebSockets in flight in this gateway process (all tenants).",
+)
 
 
 class TooManyConcurrent(SeedosError):
@@ -40,11 +47,13 @@ class TenantSlots:
                 limit=self.max_per_tenant,
             )
         self._held[tenant] = held + 1
+        HELD.inc()
         return tenant
 
     def release(self, tenant: uuid.UUID | None) -> None:
         if tenant is None:
             return
+        HELD.dec()
         left = self._held[tenant] - 1
         if left:
             self._held[tenant] = left
