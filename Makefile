@@ -33,6 +33,12 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --n
 $(CHROMIUM):
 	$(APT_INSTALL) chromium || { $(SUDO) apt-get update && $(APT_INSTALL) chromium; }
 
+# Debian's redis-server for the gateway's shared rate limits (tests/gateway/test_rate_limits.py
+# starts its own on a free loopback port; nothing runs it as a service).
+REDIS := /usr/bin/redis-server
+$(REDIS):
+	$(APT_INSTALL) redis-server || { $(SUDO) apt-get update && $(APT_INSTALL) redis-server; }
+
 install: $(STAMP)
 
 ## Start the whole suite on the embedded PostgreSQL (or DATABASE_URL) with demo data.
@@ -40,7 +46,7 @@ run: install
 	$(VENV)/bin/seedos up
 
 ## Lint, format check and every test: the suite's, then the SDK's.
-test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(CHROMIUM)
+test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(CHROMIUM) $(REDIS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
