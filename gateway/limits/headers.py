@@ -12,31 +12,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from gateway.limits.config import Limit
+from gateway.limits.buckets import Rule
 
 POLICY, STATE = b"ratelimit-policy", b"ratelimit"
 
 
-def policy_value(policies: Sequence[tuple[str, Limit]]) -> bytes:
-    """``RateLimit-Policy`` for these (name, limit) pairs."""
-    return ", ".join(
-        f'"{name}";q={limit.quota};w={limit.window_seconds}' for name, limit in policies
-    ).encode()
+def policy_value(rules: Sequence[Rule]) -> bytes:
+    """``RateLimit-Policy`` for these rules."""
+    return ", ".join(f'"{r.name}";q={r.quota};w={r.window_seconds}' for r in rules).encode()
 
 
-def state_value(policies: Sequence[tuple[str, Limit]], tokens: Sequence[float]) -> bytes:
-    """``RateLimit`` for these policies with ``tokens`` left in each bucket: ``r`` the whole
+def state_value(rules: Sequence[Rule], tokens: Sequence[float]) -> bytes:
+    """``RateLimit`` for these rules with ``tokens`` left in each bucket: ``r`` the whole
     requests left, ``t`` the seconds until the bucket is full again (rounded up)."""
-    return ", ".join(
-        f'"{name}";r={max(0, int(left))};t={reset_seconds(limit, left)}'
-        for (name, limit), left in zip(policies, tokens, strict=True)
-    ).encode()
+    return ", ".join([
+        f'"{rule.name}";r={int(left) if left > 0 else 0};t={reset_seconds(rule, left)}'
+        for rule, left in zip(rules, tokens, strict=True)
+    ]).encode()  # fmt: skip
 
 
-def reset_seconds(limit: Limit, tokens: float) -> int:
-    return max(0, math.ceil((limit.quota - tokens) / limit.rate - 1e-9))
+def reset_seconds(rule: Rule, tokens: float) -> int:
+    return max(0, math.ceil((rule.quota - tokens) / rule.rate - 1e-9))
 
 
-def retry_seconds(limit: Limit, tokens: float) -> int:
+def retry_seconds(rule: Rule, tokens: float) -> int:
     """Whole seconds until the bucket holds a token again (at least 1)."""
-    return max(1, math.ceil((1 - tokens) / limit.rate - 1e-9))
+    return max(1, math.ceil((1 - tokens) / rule.rate - 1e-9))

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common.errors import SeedosError
 from common.internal_auth import Principal
 from gateway.limits import headers
-from gateway.limits.buckets import LocalBuckets, Policies, Verdict
+from gateway.limits.buckets import LocalBuckets, Policies, Rule, Verdict
 from gateway.limits.config import RateLimitSettings
 from gateway.limits.redis_policy import RedisBuckets, make_client
 
@@ -66,7 +66,7 @@ class RateLimiter:
         await self.buckets.close()
 
     def plan(self, principal: Principal) -> tuple[Policies, bytes]:
-        """The (scope, limit) pairs that apply to ``principal``, and its ``RateLimit-Policy``."""
+        """The rules that apply to ``principal``, and its ``RateLimit-Policy``."""
         slug = principal.tenant_slug if principal.has_tenant else None
         # one plan for every tenant without an override of its own
         key = (slug if slug in self.settings.tenants else None, principal.has_tenant,
@@ -76,9 +76,9 @@ class RateLimiter:
             tenant, credential = self.settings.resolve(slug, principal.role)
             policies = []
             if tenant is not None and principal.has_tenant:
-                policies.append(("tenant", tenant))
+                policies.append(Rule.of("tenant", tenant))
             if credential is not None:
-                policies.append(("credential", credential))
+                policies.append(Rule.of("credential", credential))
             found = self._plans[key] = (policies, headers.policy_value(policies))
         return found
 
@@ -97,8 +97,8 @@ class RateLimiter:
             return
         tenant = principal.tenant_id
         keys: list[Hashable] = []
-        for name, _ in policies:
-            if name == "tenant":
+        for rule in policies:
+            if rule.name == "tenant":
                 keys.append(("t", tenant))
             else:
                 keys.append(("c", tenant, credential or state[_CREDENTIAL]))
@@ -111,14 +111,14 @@ class RateLimiter:
             state[_HEADERS] = fields
             return
         state[_HEADERS] = ()
-        name, limit = policies[verdict.refused]
-        RATE_LIMITED.labels(name).inc()
-        wait = headers.retry_seconds(limit, verdict.tokens[verdict.refused])
+        rule = policies[verdict.refused]
+        RATE_LIMITED.labels(rule.name).inc()
+        wait = headers.retry_seconds(rule, verdict.tokens[verdict.refused])
         raise RateLimited(
-            f"the {name}'s rate limit of {limit.quota} requests per {limit.window_seconds} s is"
-            f" reached: retry in {wait} s",
+            f"the {rule.name}'s rate limit of {rule.quota} requests per {rule.window_seconds} s"
+            f" is reached: retry in {wait} s",
             headers={"Retry-After": str(wait), **{k.decode(): v.decode() for k, v in fields}},
-            scope=name,
+            scope=rule.name,
             retry_after=wait,
         )
 

@@ -88,8 +88,8 @@ class RedisBuckets:
                 return self._local(policies, keys)
             self._retry_at = now + BACKOFF_SECONDS  # this request asks; the others wait
         args: list[float] = []
-        for _, limit in policies:
-            args += (limit.quota, limit.rate / 1000)
+        for rule in policies:
+            args += (rule.quota, rule.rate / 1000)
         try:
             reply = await self._script(keys=[_redis_key(k) for k in keys], args=args)
         except (RedisError, OSError, TimeoutError) as exc:

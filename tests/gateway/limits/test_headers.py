@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 
 from gateway.limits import headers
+from gateway.limits.buckets import Rule
 from gateway.limits.config import Limit
 
-POLICIES = [("tenant", Limit(quota=1000, window_seconds=60)),
-            ("credential", Limit(quota=300, window_seconds=60))]  # fmt: skip
+POLICIES = [Rule.of("tenant", Limit(quota=1000, window_seconds=60)),
+            Rule.of("credential", Limit(quota=300, window_seconds=60))]  # fmt: skip
 ITEM = re.compile(r'^"([a-z]+)"((?:;[a-z]+=\d+)+)$')  # sf-string with integer parameters
 
 
@@ -39,7 +40,7 @@ def test_state_field_remaining_and_seconds_to_full():
 
 
 def test_retry_after_is_the_time_to_one_token():
-    credential = POLICIES[1][1]  # 5 a second
-    assert headers.retry_seconds(credential, 0.0) == 1
-    assert headers.retry_seconds(Limit(quota=5, window_seconds=3600), 0.5) == 360
-    assert headers.retry_seconds(Limit(quota=5, window_seconds=3600), -0.2) == 864
+    assert headers.retry_seconds(POLICIES[1], 0.0) == 1  # 5 a second
+    hourly = Rule.of("credential", Limit(quota=5, window_seconds=3600))
+    assert headers.retry_seconds(hourly, 0.5) == 360
+    assert headers.retry_seconds(hourly, 0.0) == 720
