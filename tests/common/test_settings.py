@@ -20,7 +20,9 @@ from seedos_cli.deployment_keys import ServiceKeys
 def test_production_refuses_missing_or_weak_secrets(tmp_path):
     with pytest.raises(ValueError, match="SEEDOS_GATEWAY_INTERNAL_SIGNING_KEY required"):
         create_gateway(GatewaySettings(env="production", data_dir=tmp_path))
-    with pytest.raises(ValueError, match=r"SEEDOS_INTERNAL_PUBLIC_KEYS, SEEDOS_IDEMPOTENCY_KEY required"):
+    with pytest.raises(
+        ValueError, match=r"SEEDOS_INTERNAL_PUBLIC_KEYS, SEEDOS_IDEMPOTENCY_KEY required"
+    ):
         create_connector(ConnectorServiceSettings(
             env="production", data_dir=tmp_path, credential_keys=KeyRing.generate().to_json()
         ))  # fmt: skip
