@@ -1,6 +1,6 @@
 """A small in-process limiter for the doors people knock on without credentials (sign-in, its
 callback, invitation acceptance): a token bucket per client address. Each replica counts
-alone; the general rate limits of the edge come with their own issue."""
+alone. The rate limits of authenticated /api/v1/** requests are gateway/limits."""
 
 from __future__ import annotations
 

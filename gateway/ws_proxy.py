@@ -147,7 +147,9 @@ async def _refuse(websocket: WebSocket, exc: SeedosError) -> None:
     application answer a handshake (uvicorn does: websocket.http.response), else the socket
     accepted and closed with 1013 (try again later)."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(error_response(exc, websocket.scope["path"]))
+        response = error_response(exc, websocket.scope["path"])
+        response.raw_headers.extend(response_fields(websocket.scope))  # when rate-checked
+        await websocket.send_denial_response(response)
         return
     await websocket.accept()
     await websocket.close(TRY_AGAIN_LATER, exc.code)
