@@ -47,8 +47,9 @@ class CommonSettings(BaseSettings):
     """Fields every service reads. Environment names are given per field."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SEEDOS_", extra="ignore", populate_by_name=True, frozen=True
-    )
+        env_prefix="SEEDOS_", extra="ignore", populate_by_name=True, frozen=True,
+        hide_input_in_errors=True,  # a refusal must not print (the tail of) a secret
+    )  # fmt: skip
     # the service these settings are for (its audience and issuer name); None: the CLI's
     service: ClassVar[str | None] = None
 

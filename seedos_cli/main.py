@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -660,13 +661,13 @@ def keys_generate(
     if output is None:
         typer.echo(text, nl=False)
         return
-    try:
-        with open(output, "x") as fh:  # never over an existing file: it holds live secrets
-            fh.write(text)
+    try:  # never over an existing file (it holds live secrets), and never readable by others
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         typer.secho(f"error: {output} exists; keys are never written over", fg="red", err=True)
         raise typer.Exit(1) from None
-    output.chmod(0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
     typer.echo(f"wrote {output} (mode 0600)")
 
 

@@ -27,6 +27,16 @@ CA_DAYS = 10 * 365
 SERVER_DAYS = 397  # what browsers accept for a server certificate
 RENEW_BEFORE = dt.timedelta(days=7)  # a certificate this close to its end is made again
 _BACKDATE = dt.timedelta(minutes=5)  # clocks a little behind still accept it
+# The authority can vouch for this machine's loopback names only: a browser that trusts it is
+# not exposed to any other site, should its key ever leak (a backup, a shared data folder).
+_LOOPBACK_ONLY = x509.NameConstraints(
+    permitted_subtrees=[
+        *(x509.DNSName(name) for name in HOSTNAMES),
+        x509.IPAddress(ipaddress.ip_network("127.0.0.0/8")),
+        x509.IPAddress(ipaddress.ip_network("::1/128")),
+    ],
+    excluded_subtrees=None,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,11 @@ def _load_ca(
         return None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
         return None
-    return (cert, key) if _fresh(cert, now) else None
+    try:  # an authority made before it was limited to loopback is made again
+        limited = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    return (cert, key) if _fresh(cert, now) and limited == _LOOPBACK_ONLY else None
 
 
 def _server_valid(paths: LocalCertificate, ca: x509.Certificate, *, now: dt.datetime) -> bool:
@@ -97,6 +111,7 @@ def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
+        .add_extension(_LOOPBACK_ONLY, critical=True)
         .sign(key, hashes.SHA256())
     )
     return cert, key

@@ -82,3 +82,12 @@ def test_common_names_are_shared_and_service_names_prefixed(monkeypatch, tmp_pat
     monkeypatch.setenv("SEEDOS_GATEWAY_API_KEY_CACHE_TTL_SECONDS", "30")
     with pytest.raises(ValidationError):
         GatewaySettings(env="production")  # revocation must take effect within 5 s
+
+
+@pytest.mark.parametrize("settings", [ConnectorServiceSettings, MarketplaceSettings])
+def test_a_refused_setting_does_not_echo_a_secret(settings, tmp_path):
+    """pydantic prints the input of a failed model validator; every service hides it."""
+    secret = "x" * 20 + "SECRETTAIL"  # too short: refused by the model validator
+    with pytest.raises(ValidationError) as refused:
+        settings(env="production", idempotency_key=secret, data_dir=tmp_path)
+    assert "SECRETTAIL" not in str(refused.value)

@@ -20,7 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import verification
+from cryptography.x509.oid import NameOID
 
 from gateway.browser import HSTS
 from gateway.settings import GatewaySettings
@@ -210,3 +213,48 @@ def test_the_local_certificate_names_loopback_and_is_kept_until_near_its_end(tmp
     made.key_file.write_text("not a key")
     local_tls.ensure(tmp_path, now=soon)
     assert Path(made.key_file).read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_the_local_authority_vouches_for_loopback_only(tmp_path) -> None:
+    """Trusting the local CA exposes a browser to no other site, even if its key leaks: a
+    certificate it signs for any other name fails verification (RFC 5280 name constraints)."""
+    made = local_tls.ensure(tmp_path)
+    ca = x509.load_pem_x509_certificate(made.ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key(
+        made.ca_file.with_name("ca-key.pem").read_bytes(), password=None
+    )
+    store = verification.Store([ca])
+    now = dt.datetime.now(dt.UTC)
+    verifier = verification.PolicyBuilder().store(store).time(now)
+    own = x509.load_pem_x509_certificate(made.cert_file.read_bytes())
+    verifier.build_server_verifier(x509.DNSName("localhost")).verify(own, [])
+
+    def leaf(name: str) -> x509.Certificate:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        return (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )  # fmt: skip
+
+    with pytest.raises(verification.VerificationError):
+        verifier.build_server_verifier(x509.DNSName("bank.example")).verify(
+            leaf("bank.example"), []
+        )
+    # an authority made before the constraint existed is replaced on the next start
+    unconstrained = (
+        x509.CertificateBuilder().subject_name(ca.subject).issuer_name(ca.subject)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    made.ca_file.write_bytes(unconstrained.public_bytes(serialization.Encoding.PEM))
+    local_tls.ensure(tmp_path)
+    again = x509.load_pem_x509_certificate(made.ca_file.read_bytes())
+    assert again.extensions.get_extension_for_class(x509.NameConstraints).critical
