@@ -100,6 +100,10 @@ class RateLimiter:
         for rule in policies:
             if rule.name == "tenant":
                 keys.append(("t", tenant))
+            elif principal.auth_method == "jwt":
+                # one bucket per person, not per token: a refreshed token (a new one every
+                # hour or so from Supabase) must not start with a full bucket
+                keys.append(("c", tenant, principal.subject))
             else:
                 keys.append(("c", tenant, credential or state[_CREDENTIAL]))
         verdict = await self.buckets.take(policies, keys)
