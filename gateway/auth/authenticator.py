@@ -235,12 +235,12 @@ class Authenticator:
         try:
             async with self._db.connection() as conn:
                 caller = await jwt_callers.resolve(conn, verified, issuer)
-        except (jwt_callers.NotLinked, jwt_callers.TenantRequired, Forbidden) as exc:
+            credential = jwt_callers.credential(verified, caller)
+        except (jwt_callers.NotLinked, jwt_callers.TenantRequired, Forbidden,
+                jwts.TokenRefused) as exc:  # fmt: skip
             return _Entry(None, expires=verified.expires, refused=exc)
-        return _Entry(
-            caller.principal, suspended=caller.suspended, expires=verified.expires,
-            credential=jwt_callers.credential(verified, caller),
-        )  # fmt: skip
+        return _Entry(caller.principal, suspended=caller.suspended, expires=verified.expires,
+                      credential=credential)  # fmt: skip
 
     async def _session(
         self, secret: str, conn: HTTPConnection, *, use: bool = True

@@ -2,8 +2,10 @@
 
 A *directory* issuer's subject is the person with that (issuer, subject) among our users (as
 after an OIDC sign-in, or linked), acting by their membership: in the tenant the request names
-in ``X-Seedos-Tenant`` (slug or id), else in their only one. An *authoritative* issuer's token
-names the tenant (id or slug) and role itself; the person is not one of our users.
+in ``X-Seedos-Tenant``, else in their only one. An *authoritative* issuer's token names the
+tenant and role itself; the person is not one of our users. A tenant is named by its id or, by
+a value that is not a UUID, its slug (:func:`tenant_ref`): a UUID is never taken for a slug,
+so a tenant whose slug looks like another's id cannot be reached in its place.
 
 What a request with a JWT leaves for a WebSocket ticket (:func:`credential`) is not a hash of
 the token but what it was found to be (issuer, subject, expiry, tenant, role): any gateway
@@ -22,11 +24,11 @@ from common.errors import Forbidden, SeedosError, Unauthorized
 from common.internal_auth import Principal
 from common.roles import Role
 from gateway.auth import repository
-from gateway.auth.jwts import Issuer, Verified
+from gateway.auth.jwts import Issuer, TokenRefused, Verified
 
 TENANT_HEADER = b"x-seedos-tenant"
 CREDENTIAL = b"J"  # the first byte of a JWT caller's ticket credential
-MAX_CREDENTIAL_BYTES = 1024
+MAX_CREDENTIAL_BYTES = 1024  # ws_tickets_credential_check (migrations/20261214090000_...)
 
 
 class NotLinked(Unauthorized):
@@ -86,7 +88,8 @@ async def _directory(conn: asyncpg.Connection, verified: Verified, issuer: Issue
     members = [r for r in rows if r["tenant_id"] is not None
                and (not allowed or r["tenant_slug"] in allowed)]  # fmt: skip
     if verified.tenant is not None:
-        members = [r for r in members if verified.tenant in (r["tenant_slug"], str(r["tenant_id"]))]
+        ref = tenant_ref(verified.tenant)
+        members = [r for r in members if _names(ref, r)]
         if not members:
             raise NotAMember(f"not a member of tenant {verified.tenant[:64]!r}")
     elif len(members) > 1:
@@ -111,9 +114,11 @@ async def _authoritative(conn: asyncpg.Connection, verified: Verified, issuer: I
         raise UnknownRole(
             f"the token's {role_claim} is not a role here (viewer, editor, admin, publisher)"
         )
-    row = await repository.tenant_by_ref(
-        conn, tenant_id=_uuid(verified.tenant), slug=verified.tenant
-    )
+    ref = tenant_ref(verified.tenant)
+    if isinstance(ref, uuid.UUID):
+        row = await repository.tenant_by_id(conn, ref)
+    else:
+        row = await repository.tenant_by_slug(conn, ref)
     if row is None:
         raise UnknownTenant(f"no tenant {verified.tenant[:64]!r} ({tenant_claim})")
     if issuer.settings.tenants and row["tenant_slug"] not in issuer.settings.tenants:
@@ -127,10 +132,15 @@ async def _authoritative(conn: asyncpg.Connection, verified: Verified, issuer: I
 
 def credential(verified: Verified, caller: Caller) -> bytes:
     """What a WebSocket ticket of this caller stores: the token as it was found to be, in the
-    tenant it was found in."""
+    tenant it was found in. A token whose credential would pass :data:`MAX_CREDENTIAL_BYTES`
+    (a long subject of non-ASCII or escaped characters) is refused here, when it authenticates,
+    rather than failing when a ticket is stored."""
     found = [verified.issuer, verified.subject, verified.expires,
              str(caller.principal.tenant_id), verified.role]  # fmt: skip
-    return CREDENTIAL + json.dumps(found, separators=(",", ":")).encode()
+    key = CREDENTIAL + json.dumps(found, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(key) > MAX_CREDENTIAL_BYTES:
+        raise TokenRefused("invalid_claim", "the token's subject is too long to be used here")
+    return key
 
 
 def from_credential(key: bytes) -> Verified:
@@ -144,8 +154,16 @@ def from_credential(key: bytes) -> Verified:
         raise Unauthorized("not a credential", code="invalid_credentials") from None
 
 
-def _uuid(value: str) -> uuid.UUID | None:
+def tenant_ref(value: str) -> uuid.UUID | str:
+    """What names a tenant: its id when ``value`` is a UUID, else its slug."""
     try:
         return uuid.UUID(value)
     except ValueError:
-        return None
+        return value
+
+
+def _names(ref: uuid.UUID | str, row: asyncpg.Record) -> bool:
+    """Whether ``ref`` (:func:`tenant_ref`) names the tenant of a membership's row."""
+    if isinstance(ref, uuid.UUID):
+        return str(row["tenant_id"]) == str(ref)
+    return row["tenant_slug"] == ref

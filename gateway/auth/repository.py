@@ -39,12 +39,13 @@ async def identity_memberships(
     )  # fmt: skip
 
 
-async def tenant_by_ref(
-    conn: asyncpg.Connection, *, tenant_id: uuid.UUID | None, slug: str
-) -> asyncpg.Record | None:
-    """The tenant with this id (when ``slug`` is one) or slug."""
-    return await conn.fetchrow(
-        """SELECT id AS tenant_id, slug AS tenant_slug, suspended_at IS NOT NULL AS suspended
-           FROM tenants WHERE id = $1 OR slug = $2 LIMIT 1""",
-        tenant_id, slug,
-    )  # fmt: skip
+_TENANT = """SELECT id AS tenant_id, slug AS tenant_slug, suspended_at IS NOT NULL AS suspended
+               FROM tenants"""
+
+
+async def tenant_by_id(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_TENANT} WHERE id = $1", tenant_id)
+
+
+async def tenant_by_slug(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{_TENANT} WHERE slug = $1", slug)

@@ -285,6 +285,55 @@ async def test_a_suspended_tenant_is_refused(rig, tenant, dsn) -> None:
         assert refusal(r, 403)["code"] == "tenant_suspended"
 
 
+async def test_the_tenant_claim_is_an_id_or_else_a_slug(rig, dsn) -> None:
+    """A UUID names a tenant by its id, never by its slug: a tenant whose slug is another's id
+    (the slug rule allows a lowercase UUID) is not reached by it, whichever row comes first."""
+    victim_id, only_a_slug = uuid.uuid4(), uuid.uuid4()
+    victim_slug = f"t-{secrets.token_hex(5)}"
+    conn = await asyncpg.connect(dsn)
+    try:  # the look-alike first, so that a scan meets it before the victim
+        await conn.executemany("INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $3)", [
+            (uuid.uuid4(), str(victim_id), "look-alike"), (victim_id, victim_slug, "victim"),
+            (uuid.uuid4(), str(only_a_slug), "a slug shaped like an id"),
+        ])  # fmt: skip
+    finally:
+        await conn.close()
+
+    def naming(tenant: str) -> dict[str, str]:
+        claims = supabase_claims(rig, app={"tenant_id": tenant, "role": "admin"})
+        return bearer(sign(rig.supabase_key, claims, alg="ES256", kid="sb-1"))
+
+    async with httpx.AsyncClient(base_url=rig.url()) as client:
+        for named in (str(victim_id), str(victim_id).upper(), victim_slug):
+            me = await client.get("/api/v1/me", headers=naming(named))
+            assert me.status_code == 200, me.text
+            assert me.json()["tenant"]["id"] == str(victim_id), named
+        # an id no tenant has is not looked for among the slugs
+        r = await client.get("/api/v1/me", headers=naming(str(only_a_slug)))
+        assert refusal(r, 403)["code"] == "unknown_tenant"
+
+
+async def test_a_long_non_ascii_subject_gets_a_ticket_or_a_clear_refusal(rig, tenant) -> None:
+    """What a ticket stores of a JWT caller fits the table's 1024 bytes: a subject of 255
+    two-byte characters does; one whose credential could not is refused as it authenticates
+    (401 ``invalid_claim``), never a 500 when the ticket is stored."""
+    t, integration = tenant
+    ticket = f"/api/v1/integrations/{integration}/sync/ticket"
+
+    def as_subject(sub: str) -> dict[str, str]:
+        claims = supabase_claims(rig, app={"tenant_id": t.slug, "role": "editor"}, sub=sub)
+        return bearer(sign(rig.supabase_key, claims, alg="ES256", kid="sb-1"))
+
+    async with httpx.AsyncClient(base_url=rig.url()) as client:
+        r = await client.post(ticket, headers=as_subject("é" * 255))
+        assert r.status_code == 200, r.text
+        for sub in ("😀" * 255, "\x01" * 255):  # 4 bytes each; 6 each as \u0001
+            for r in (await client.get("/api/v1/me", headers=as_subject(sub)),
+                      await client.post(ticket, headers=as_subject(sub))):  # fmt: skip
+                problem = refusal(r)
+                assert (problem["code"], problem["reason"]) == ("invalid_token", "invalid_claim")
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
