@@ -178,7 +178,10 @@ class Issuers:
         """The verified token (``tenant``: the tenant the request asks to act in), or
         :class:`TokenRefused`; 503 when its issuer's keys cannot be fetched."""
         header, claims = _unverified(token)
-        issuer = self._by_iss.get(claims.get("iss"))  # type: ignore[arg-type]
+        iss = claims.get("iss")
+        if iss is not None and not isinstance(iss, str):  # a list or object: no issuer's name
+            raise TokenRefused("malformed", "the token's iss is not a string")
+        issuer = self._by_iss.get(iss) if iss is not None else None
         if issuer is None:
             raise TokenRefused("unknown_issuer", "the token's issuer is not accepted here")
         return await issuer.verify(token, header, tenant=tenant)
@@ -199,7 +202,7 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         head, body, _ = token.split(".")
         header, claims = json.loads(_b64(head)), json.loads(_b64(body))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise TokenRefused("malformed", "the bearer token is not a readable JWT") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise TokenRefused("malformed", "the bearer token is not a readable JWT")

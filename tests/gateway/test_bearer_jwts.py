@@ -172,11 +172,11 @@ def bearer(token: str, **headers: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}", **headers}
 
 
-def by_hand(header: dict, claims: dict, secret: bytes) -> str:
-    """A token HMAC-signed with any bytes (joserfc will not take a public key as a secret)."""
-    parts = [
-        base64.urlsafe_b64encode(json.dumps(p).encode()).rstrip(b"=") for p in (header, claims)
-    ]
+def by_hand(header: dict, claims: dict | str, secret: bytes) -> str:
+    """A token HMAC-signed with any bytes (joserfc will not take a public key as a secret);
+    ``claims`` as a dict, or as the JSON text itself."""
+    texts = [p if isinstance(p, str) else json.dumps(p) for p in (header, claims)]
+    parts = [base64.urlsafe_b64encode(text.encode()).rstrip(b"=") for text in texts]
     signing_input = b".".join(parts)
     signature = hmac.new(secret, signing_input, hashlib.sha256).digest() if secret else b""
     return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
@@ -360,7 +360,13 @@ async def test_what_is_refused_and_why(rig, tenant) -> None:
         "expired": [sign(rig.supabase_key, {**good, "exp": now - 120}, alg="ES256", kid="sb-1")],
         "not_yet_valid": [sign(rig.supabase_key, {**good, "nbf": now + 120}, alg="ES256",
                                kid="sb-1")],
-        "malformed": ["eyJhbGciOi.eyJzdWIiOiJ4In0.c2ln"],
+        "malformed": [
+            "eyJhbGciOi.eyJzdWIiOiJ4In0.c2ln",
+            # an iss that is no string (nor a name to look up), claims nested thousands deep
+            by_hand({"alg": "ES256", "kid": "sb-1"}, {**good, "iss": [good["iss"]]}, b"k"),
+            by_hand({"alg": "ES256", "kid": "sb-1"}, {**good, "iss": {"a": good["iss"]}}, b"k"),
+            by_hand({"alg": "ES256", "kid": "sb-1"}, "[" * 2000 + "]" * 2000, b"k"),
+        ],
     }  # fmt: skip
     async with httpx.AsyncClient(base_url=rig.url()) as client:
         before = (await client.get("/metrics")).text
