@@ -138,12 +138,13 @@ class Issuer:
             meta = await jwks.fetch_json(
                 self._http, issuer + "/.well-known/openid-configuration", provider=self.name
             )
-            if meta.get("issuer") != self.settings.issuer or not isinstance(
-                meta.get("jwks_uri"), str
-            ):
+            if meta.get("issuer") != self.settings.issuer:
                 raise jwks.ProviderUnavailable(f"provider {self.name}'s discovery does not fit")
-            url = meta["jwks_uri"]
+            url = jwks.keys_url(meta, provider=self.name)
         return await jwks.fetch_json(self._http, url, provider=self.name)
+
+    async def close(self) -> None:
+        await self._keys.close()
 
 
 _INVALID = {
@@ -172,6 +173,8 @@ class Issuers:
         return bool(self.by_name)
 
     async def close(self) -> None:
+        for issuer in self.by_name.values():
+            await issuer.close()
         await self._http.aclose()
 
     async def verify(self, token: str, *, tenant: str | None = None) -> Verified:

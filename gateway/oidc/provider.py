@@ -3,9 +3,9 @@ authorization URL (code + PKCE S256), the code exchange (authlib), and the ID to
 against the provider's JWKS (joserfc): signature, issuer, audience, expiry and nonce.
 
 Discovery and keys are cached (the keys by :mod:`gateway.auth.jwks`: fetched again when a
-token names an unknown key id, at most once a minute). The provider is the operator's
-configuration, not a tenant's input, so calls to it are not subject to the egress rule
-connectors' calls go through."""
+token names an unknown key id, at most once a minute; the ``jwks_uri`` must be https). The
+provider is the operator's configuration, not a tenant's input, so calls to it are not subject
+to the egress rule connectors' calls go through."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from joserfc.errors import JoseError
 
 from common.authlib_client import AsyncOAuth2Client
 from common.errors import GatewayTimeout, SeedosError
-from gateway.auth.jwks import KeyCache, ProviderUnavailable, fetch_json
+from gateway.auth.jwks import KeyCache, ProviderUnavailable, fetch_json, keys_url
 from gateway.settings import OidcProviderSettings
 
 log = structlog.get_logger(component="seedos.gateway.oidc")
@@ -78,6 +78,7 @@ class Provider:
         return self.settings.display_name or self.name
 
     async def close(self) -> None:
+        await self._keys.close()
         await self._http.aclose()
 
     async def metadata(self) -> dict[str, Any]:
@@ -218,7 +219,7 @@ class Provider:
 
     async def _fetch_keys(self) -> dict[str, Any]:
         meta = await self.metadata()
-        return await self._get_json(meta["jwks_uri"])
+        return await self._get_json(keys_url(meta, provider=self.name))
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         return await fetch_json(self._http, url, provider=self.name)

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -44,11 +45,13 @@ IDP_AUDIENCE = "seedos-api"
 
 
 class KeyServer:
-    """JSON documents by path on 127.0.0.1, with a count of the requests for each."""
+    """JSON documents by path on 127.0.0.1, with a count of the requests for each (``sized``
+    False: sent without a length, ending when the connection closes)."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict] = {}
         self.hits: Counter[str] = Counter()
+        self.sized = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,14 +61,20 @@ class KeyServer:
                 body = json.dumps(document).encode()
                 self.send_response(200 if document is not None else 404)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
+                if server.sized:
+                    self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up
+                    super().handle_error(request, client_address)
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
