@@ -31,6 +31,7 @@ from common.errors import (
 )
 from common.internal_auth import Principal, TokenSigner
 from common.observability import ROUTE_KEY
+from gateway.limits.concurrency import admit_and_hold
 from gateway.limits.limiter import response_fields
 from gateway.sessions import cookies
 
@@ -297,12 +298,13 @@ class ProxyEndpoint:
         try:
             if scope["path"] in self.public and scope["method"] in ("GET", "HEAD"):
                 principal = await _signed_in_or_anonymous(request, scope["path"])
-                scope["state"]["principal"] = principal
             else:
                 principal = await state.authenticator.authenticate(request)
-                scope["state"]["principal"] = principal
-                await state.rate_limiter.admit(scope, principal)
-                slot = state.tenant_slots.acquire(principal)
+            scope["state"]["principal"] = principal
+            if principal is not ANONYMOUS:  # a signed-in person on a public path counts too
+                slot = await admit_and_hold(
+                    state.tenant_slots, state.rate_limiter, scope, principal
+                )
             response = await state.proxy.forward(request, state.upstreams[upstream], principal)
         except SeedosError as exc:
             response = error_response(exc, scope["path"])

@@ -34,6 +34,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from common.errors import Forbidden, SeedosError, Unauthorized, error_response
 from common.internal_auth import Principal
 from common.observability import ROUTE_KEY
+from gateway.limits.concurrency import admit_and_hold
 from gateway.limits.limiter import response_fields
 from gateway.proxy import ProxyEndpoint
 from gateway.ws_tickets import service as tickets
@@ -99,8 +100,9 @@ class WebSocketProxy:
             return
         scope["state"]["principal"] = principal
         try:  # rate limited as a request, and a slot of the tenant's held while it is open
-            await state.rate_limiter.admit(scope, principal, credential=credential)
-            scope["state"][_SLOT] = state.tenant_slots.acquire(principal)
+            scope["state"][_SLOT] = await admit_and_hold(
+                state.tenant_slots, state.rate_limiter, scope, principal, credential=credential
+            )
         except SeedosError as exc:
             await _refuse(websocket, exc)
             return

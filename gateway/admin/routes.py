@@ -27,8 +27,8 @@ Slug = Annotated[str, Path(max_length=63)]
 
 @router.get("", response_model=AdminTenantPage)
 async def list_tenants(
+    operator: Operator,  # before the connection: see tests/common/test_apps.py
     db: ReadDb,
-    operator: Operator,
     status: Annotated[Status | None, Query(description="Only active or suspended ones")] = None,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -60,7 +60,7 @@ async def create_tenant(
 
 
 @router.get("/{slug}", response_model=AdminTenant)
-async def get_tenant(slug: Slug, db: ReadDb, operator: Operator) -> dict:
+async def get_tenant(slug: Slug, operator: Operator, db: ReadDb) -> dict:
     return await service.get_tenant(db, slug)
 
 
@@ -68,7 +68,7 @@ async def get_tenant(slug: Slug, db: ReadDb, operator: Operator) -> dict:
 # change is committed, or a lookup in between could cache the old verdict.
 @router.post("/{slug}/suspend", response_model=AdminTenant)
 async def suspend_tenant(
-    slug: Slug, body: Suspension, db: ReadDb, operator: Operator, auth: Authenticated
+    slug: Slug, body: Suspension, operator: Operator, db: ReadDb, auth: Authenticated
 ) -> dict:
     """Refuse the tenant's requests (403 `tenant_suspended`) and pause its scheduled syncs.
     Suspending a suspended tenant changes nothing."""
@@ -82,7 +82,7 @@ async def suspend_tenant(
 
 
 @router.post("/{slug}/resume", response_model=AdminTenant)
-async def resume_tenant(slug: Slug, db: ReadDb, operator: Operator, auth: Authenticated) -> dict:
+async def resume_tenant(slug: Slug, operator: Operator, db: ReadDb, auth: Authenticated) -> dict:
     """Lift a suspension. Resuming an active tenant changes nothing."""
     async with db.transaction():
         tenant, changed = await service.resume(

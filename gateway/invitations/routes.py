@@ -97,8 +97,8 @@ async def revoke_invitation(
 async def accept_invitation(
     request: Request,
     body: InvitationAccept,
+    person: Person,  # before the connection: see tests/common/test_apps.py
     db: ReadDb,
-    person: Person,
     auth: Authenticated,
     settings: Settings,
 ) -> dict:

@@ -71,7 +71,12 @@ class LocalBuckets:
         if refused < 0:
             for i, key in enumerate(keys):
                 levels[i] -= 1
+                buckets.pop(key, None)  # to the end: the map's order is least recently used
                 buckets[key] = (levels[i], now)
-            if len(buckets) > self._max_keys:
+            while len(buckets) > self._max_keys:
                 del buckets[next(iter(buckets))]
+        else:  # refused: unchanged, but in use (a drained bucket must not be forgotten first)
+            for key in keys:
+                if (found := buckets.pop(key, None)) is not None:
+                    buckets[key] = found
         return Verdict(refused, levels)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 
 from prometheus_client import Gauge
+from starlette.types import Scope
 
 from common.errors import SeedosError
 from common.internal_auth import Principal
-from gateway.limits.limiter import RATE_LIMITED
+from gateway.limits.limiter import RATE_LIMITED, RateLimiter
 
 HELD = Gauge(
     "seedos_tenant_slots_held",
@@ -62,3 +63,20 @@ class TenantSlots:
 
     def held(self, tenant: uuid.UUID) -> int:
         return self._held.get(tenant, 0)
+
+
+async def admit_and_hold(
+    slots: TenantSlots, limiter: RateLimiter, scope: Scope, principal: Principal,
+    *, credential: bytes | None = None,
+) -> uuid.UUID | None:  # fmt: skip
+    """A proxied request's or WebSocket's way in: one of its tenant's slots (to release when
+    done), then its rate-limit tokens. The slot first, so that a request refused for too many
+    in flight spends no tokens (its client is told to retry in a second, and would otherwise
+    drain its budget while it waits); the slot given back when the rate limit refuses."""
+    slot = slots.acquire(principal)
+    try:
+        await limiter.admit(scope, principal, credential=credential)
+    except BaseException:
+        slots.release(slot)
+        raise
+    return slot

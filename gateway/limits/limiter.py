@@ -103,7 +103,7 @@ class RateLimiter:
             elif principal.auth_method == "jwt":
                 # one bucket per person, not per token: a refreshed token (a new one every
                 # hour or so from Supabase) must not start with a full bucket
-                keys.append(("c", tenant, principal.subject))
+                keys.append(("c", tenant, b"jwt:" + principal.subject.encode()))
             else:
                 keys.append(("c", tenant, credential or state[_CREDENTIAL]))
         verdict = await self.buckets.take(policies, keys)
@@ -117,7 +117,12 @@ class RateLimiter:
         state[_HEADERS] = ()
         rule = policies[verdict.refused]
         RATE_LIMITED.labels(rule.name).inc()
-        wait = headers.retry_seconds(rule, verdict.tokens[verdict.refused])
+        # the longest wait of the buckets short of a token: retrying sooner is refused again
+        wait = max(
+            headers.retry_seconds(p, left)
+            for p, left in zip(policies, verdict.tokens, strict=True)
+            if left < 1
+        )
         raise RateLimited(
             f"the {rule.name}'s rate limit of {rule.quota} requests per {rule.window_seconds} s"
             f" is reached: retry in {wait} s",

@@ -71,3 +71,30 @@ async def test_a_started_service_keeps_its_long_lived_objects_out_of_full_collec
             assert took < time.perf_counter() - started  # the frozen heap is not traversed
     finally:
         gc.unfreeze()
+
+
+def _solved(dependant):
+    """Dependency calls in the order FastAPI runs them (each after its own dependencies)."""
+    for sub in dependant.dependencies:
+        yield from _solved(sub)
+    yield dependant.call
+
+
+def test_gateway_routes_authenticate_before_taking_a_database_connection(monkeypatch):
+    """A route that holds a pooled connection while its caller is authenticated (a cache miss
+    needs a second one) lets callers with made-up keys hold the whole pool: every such route
+    authenticates first (rate limiting, in the same dependency, then also runs first)."""
+    from common.db import get_db, get_read_db
+    from gateway.deps import any_principal, current_principal
+
+    for name, value in ServiceKeys.generate().env().items():
+        monkeypatch.setenv(name, value)
+    app = gateway_app()
+    late = []
+    for route in _api_routes(app.routes):
+        order = list(_solved(route.dependant))
+        db = [i for i, call in enumerate(order) if call in (get_db, get_read_db)]
+        auth = [i for i, call in enumerate(order) if call in (current_principal, any_principal)]
+        if db and auth and min(auth) > min(db):
+            late.append(f"{sorted(route.methods)} {route.path}")
+    assert not late, f"these take a connection before authenticating: {late}"

@@ -53,3 +53,18 @@ def test_past_max_keys_the_oldest_bucket_is_forgotten_and_full_again():
         assert buckets.take([CREDENTIAL], [key]).tokens == [1.0]
     assert buckets.take([CREDENTIAL], ["a"]).tokens == [1.0]  # "a" was dropped for "c"
     assert buckets.take([CREDENTIAL], ["c"]).tokens == [0.0]
+
+
+def test_a_bucket_in_use_is_kept_and_the_map_stays_bounded():
+    """Least recently used goes first (a caller in constant use is never forgotten and handed
+    a full bucket), and a request adding two keys does not grow the map past its bound."""
+    buckets = LocalBuckets(max_keys=3, clock=Clock())
+    assert buckets.take([CREDENTIAL], ["busy"]).tokens == [1.0]
+    for other in ("x", "y", "z", "w"):
+        buckets.take([CREDENTIAL], ["busy"])  # refused or not, "busy" is in use
+        buckets.take([CREDENTIAL], [other])
+    assert buckets.take([CREDENTIAL], ["busy"]).refused == 0  # still drained, not forgotten
+    many = LocalBuckets(max_keys=100, clock=Clock())
+    for i in range(1000):
+        many.take([TENANT, CREDENTIAL], [f"t{i}", f"c{i}"])
+    assert len(many._buckets) <= 100
