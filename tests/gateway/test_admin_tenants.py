@@ -205,6 +205,8 @@ async def test_bad_input_is_422_and_unknown_tenants_404(suite, dsn, conn):
     h = operator.headers
     bad_bodies = [
         ({"slug": "Not A Slug", "name": "x"}, "invalid_slug"),
+        # another tenant's id as a slug: a JWT naming one would be ambiguous
+        ({"slug": str(tenant.tenant_id), "name": "x"}, "invalid_slug"),
         ({"slug": "ok-slug"}, "validation_failed"),
         ({"slug": "ok-slug", "name": "  "}, "validation_failed"),
         ({"slug": "ok-slug", "name": "x", "size": 0}, "validation_failed"),
