@@ -60,9 +60,10 @@ format: install
 	$(VENV)/bin/ruff format .
 
 ## Performance figures (docs/benchmarks.md). Installs wrk from Debian's packages if missing.
-bench: install
+bench: install $(REDIS)
 	$(PY) bench/gateway_proxy.py
 	$(PY) bench/sign_in.py
+	$(PY) bench/rate_limits.py
 	$(PY) bench/connector_read.py
 	$(PY) bench/sync.py
 	$(PY) bench/sync_ws.py
