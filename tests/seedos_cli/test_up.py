@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,25 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.seedos_cli.up_process import start_up
 from tests.support import free_port
 
 
 def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_") and k != "DATABASE_URL"
-    }
-    env |= {"SEEDOS_DATA_DIR": str(data_dir)}
     args = [
         "--gateway-port", str(ports["gateway"]), "--connector-port", str(ports["connector"]),
         "--marketplace-port", str(ports["marketplace"]), "--crm-port", str(ports["crm"]),
         "--crm-connector-port", str(ports["crm_connector"]),
     ]  # fmt: skip
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "seedos_cli.main", "up", *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+    return start_up(data_dir, args, log)
 
 
 def _wait_for_key(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> str:

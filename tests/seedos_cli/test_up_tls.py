@@ -4,14 +4,12 @@ demo sign-in working over it. One run without the examples, on the embedded Post
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,25 +18,17 @@ import httpx
 import pytest
 
 from gateway.browser import HSTS
+from tests.seedos_cli.up_process import start_up
 from tests.support import free_port
 
 
 def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SEEDOS_") and k != "DATABASE_URL"
-    }
-    env |= {"SEEDOS_DATA_DIR": str(data_dir)}
     args = [
         "--tls", "--no-examples", "--gateway-port", str(ports["gateway"]),
         "--connector-port", str(ports["connector"]),
         "--marketplace-port", str(ports["marketplace"]),
     ]  # fmt: skip
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "seedos_cli.main", "up", *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+    return start_up(data_dir, args, log)
 
 
 def _wait_for_banner(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> str:
