@@ -75,7 +75,9 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             on_circuit=calls.circuit_listener(db),
         )  # fmt: skip
         app.state.sync_hub = Hub()
-        app.state.sync_store = DocStore(db, broadcaster=app.state.sync_hub)
+        app.state.sync_store = DocStore(
+            db, broadcaster=app.state.sync_hub, memory_bytes=settings.sync_memory_mb * 2**20
+        )
         listener = ChangeListener(
             settings.dsn or "", app.state.sync_store, app.state.sync_hub,
             application_name=f"{SERVICE}-listen",

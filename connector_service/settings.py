@@ -58,6 +58,9 @@ class ConnectorServiceSettings(CommonSettings):
     metrics_flush_seconds: float = Field(1.0, gt=0, le=60)
     metrics_batch_size: int = Field(500, ge=1, le=10_000)
     metrics_max_queued: int = Field(50_000, ge=100)
+    # Sync documents held in memory (connector_service/sync/store.py): the least recently used
+    # ones without live clients are dropped past this estimate, and loaded again on demand.
+    sync_memory_mb: int = Field(512, ge=16, le=1_048_576, validation_alias="SEEDOS_SYNC_MEMORY_MB")
     # Action calls: how long an Idempotency-Key is kept (at least the promised 24 hours).
     idempotency_ttl_hours: float = Field(24.0, ge=24)
 

@@ -32,6 +32,9 @@ DELETED = None  # in a change set: the record was deleted
 
 TAIL_UPDATES = 256
 TAIL_BYTES = 16 * 1024 * 1024
+# A pycrdt document takes about 13-15 times the size of its encoded state in memory (measured
+# on this machine: 20,000 contact records, a 6.0 MB state, 76 MB built and 88 MB loaded).
+MEMORY_PER_STATE_BYTE = 15
 
 
 @dataclass
@@ -43,6 +46,7 @@ class LiveDoc:
     loaded: bool = False  # caught up at least once: what it applies next is news to clients
     log_rows: int = 0  # appended since the snapshot (as far as this process knows)
     log_bytes: int = 0
+    snapshot_bytes: int = 0  # the size of the snapshot it was loaded from (or last wrote)
     # record key -> changed fields (None: deleted), collected from platform and client changes
     changes: dict[str, set[str] | None] = field(default_factory=dict)
     # the latest updates with the state each applied to: a peer exactly at one of those states
@@ -52,6 +56,11 @@ class LiveDoc:
     # every deletion of the document, as one update: a peer that lacks a deletion made without
     # an insertion (it leaves the state vector as it was) still gets it with a tail diff
     deletions: bytes | None = None
+
+    def memory_estimate(self) -> int:
+        """Bytes this document takes in memory, about: what it was stored as (snapshot and
+        log since), times what a document takes per byte of its encoded state, and its tail."""
+        return (self.snapshot_bytes + self.log_bytes) * MEMORY_PER_STATE_BYTE + self.tail_bytes
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()

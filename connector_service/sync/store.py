@@ -7,11 +7,15 @@ document take a transaction-level advisory lock, so log ids grow in commit order
 and any replica can catch up by reading the ids above the last one it applied. Past a threshold
 the log is folded into the snapshot, under the same lock, and the folded rows deleted.
 
-In this process each document is held in memory (a :class:`document.LiveDoc`, least recently
-used dropped) behind an asyncio lock: a session catches the document up with the log, then reads
-or changes it. A change whose append fails is dropped from memory with the document, which is
-loaded again from the database next time, so memory never runs ahead of what is durable. A
-change refused once applied (it broke the records layout or a schema) is undone by
+In this process each document is held in memory (a :class:`document.LiveDoc`) behind an asyncio
+lock, within a memory budget (``SEEDOS_SYNC_MEMORY_MB``): after each session, the least recently
+used documents without clients here are dropped until the estimate of what all take
+(:meth:`LiveDoc.memory_estimate`) fits; a dropped document is loaded again on demand. Documents
+with live clients are never dropped, and count against the budget. A session catches the
+document up with the log, then reads or changes it. A change whose append fails is dropped
+from memory with the document, which is loaded again from the database next time, so memory
+never runs ahead of what is durable. A change refused once applied (it broke the records
+layout or a schema) is undone by
 :meth:`DocStore.rollback`: the document loaded again up to the log id it had reached, so its
 clients lose nothing.
 """
@@ -27,8 +31,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import structlog
-from cachetools import LRUCache
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pycrdt import merge_updates
 
 from connector_service.integrations.service import IntegrationNotFound
@@ -39,6 +42,13 @@ log = structlog.get_logger(component="connector_service.sync.store")
 DOCUMENT_BYTES = Gauge(
     "seedos_sync_document_bytes", "Size of the largest sync document snapshot written lately."
 )
+MEMORY = Gauge(
+    "seedos_sync_memory_bytes", "Estimated memory of the sync documents held in this process."
+)
+EVICTED = Counter(
+    "seedos_sync_documents_evicted_total", "Sync documents dropped from memory for the budget."
+)
+DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
 NOTIFY_CHANNEL = "seedos_sync"  # payload "<integration id>:<log id>": ids only, never bytes
 
@@ -61,14 +71,16 @@ class DocStore:
         db: Any,
         *,
         broadcaster: Broadcaster | None = None,
-        cache_size: int = 64,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
         compact_rows: int = 500,
         compact_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._db = db
         self.broadcaster = broadcaster
+        self.memory_bytes = memory_bytes
         self._pinned: dict[uuid.UUID, LiveDoc] = {}  # documents with live clients here
-        self._docs: LRUCache[uuid.UUID, LiveDoc] = LRUCache(maxsize=cache_size)
+        # the others, least recently used first (a dict keeps its order; a use moves to the end)
+        self._docs: dict[uuid.UUID, LiveDoc] = {}
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -82,17 +94,37 @@ class DocStore:
         if gate is None:
             gate = self._locks[integration_id] = asyncio.Lock()
         async with gate:
-            live = self._pinned.get(integration_id) or self._docs.get(integration_id)
+            live = self._pinned.get(integration_id) or self._docs.pop(integration_id, None)
             if live is None:
-                live = self._docs[integration_id] = new_live(integration_id)
+                live = new_live(integration_id)
             if self.broadcaster is not None and self.broadcaster.watching(integration_id):
                 self._pinned[integration_id] = live  # never evicted while clients follow it
+            elif integration_id not in self._pinned:
+                self._docs[integration_id] = live  # the most recently used, at the end
             try:
                 await self._catch_up(live)
             except LookupError:  # uninstalled, perhaps through another replica
                 self.forget(integration_id)
                 raise IntegrationNotFound(f"no integration {integration_id}") from None
-            yield live
+            try:
+                yield live
+            finally:
+                self._fit(keep=integration_id)
+
+    def _fit(self, *, keep: uuid.UUID) -> None:
+        """Drop the least recently used documents without clients (but ``keep``, in use)
+        until the estimate of what all take fits the budget."""
+        held = {i: d.memory_estimate() for i, d in self._docs.items()}
+        total = sum(held.values()) + sum(d.memory_estimate() for d in self._pinned.values())
+        for integration_id in list(self._docs):
+            if total <= self.memory_bytes:
+                break
+            if integration_id == keep:
+                continue
+            del self._docs[integration_id]
+            total -= held[integration_id]
+            EVICTED.inc()
+        MEMORY.set(total)
 
     def forget(self, integration_id: uuid.UUID) -> None:
         self._docs.pop(integration_id, None)
@@ -105,6 +137,7 @@ class DocStore:
         live = self._pinned.pop(integration_id, None)
         if live is not None and integration_id not in self._docs:
             self._docs[integration_id] = live
+            self._fit(keep=integration_id)
 
     def applied_through(self, integration_id: uuid.UUID) -> int | None:
         """The last log id this process applied to the document (None: not in memory)."""
@@ -151,10 +184,10 @@ class DocStore:
         live.loaded = True
         before = None  # the state vector before a snapshot, when clients must hear the difference
         rows = await conn.fetch(
-            'SELECT ic.sync_log_through AS through, u.id, u."update"'
-            " FROM integration_connectors ic LEFT JOIN sync_updates u"
-            " ON u.integration_id = ic.id AND u.id > GREATEST($2, ic.sync_log_through)"
-            " AND u.id <= $3 WHERE ic.id = $1 ORDER BY u.id",
+            'SELECT s.log_through AS through, u.id, u."update"'
+            " FROM sync_shards s LEFT JOIN sync_updates u"
+            " ON u.shard_id = s.id AND u.id > GREATEST($2, s.log_through)"
+            " AND u.id <= $3 WHERE s.id = $1 ORDER BY u.id",
             live.integration_id,
             live.applied_through,
             upto if upto is not None else 2**63 - 1,
@@ -164,8 +197,7 @@ class DocStore:
         through = rows[0]["through"]
         if through > live.applied_through:  # folded past us: the snapshot first
             snapshot = await conn.fetchval(
-                "SELECT sync_version FROM integration_connectors WHERE id = $1",
-                live.integration_id,
+                "SELECT snapshot FROM sync_shards WHERE id = $1", live.integration_id
             )
             if snapshot:
                 before = live.doc.get_state() if tell else None
@@ -173,6 +205,7 @@ class DocStore:
                     live.doc.apply_update(snapshot)
             live.forget_tail()
             live.applied_through, live.log_rows, live.log_bytes = through, 0, 0
+            live.snapshot_bytes = len(snapshot or b"")
         updates = [row for row in rows if row["id"] is not None]
         for row in updates:
             live.load(row["update"])
@@ -219,7 +252,7 @@ class DocStore:
                 update_id = None
                 if update:
                     update_id = await conn.fetchval(
-                        'INSERT INTO sync_updates (integration_id, origin, "update")'
+                        'INSERT INTO sync_updates (shard_id, origin, "update")'
                         " VALUES ($1, $2, $3) RETURNING id",
                         live.integration_id,
                         origin,
@@ -259,25 +292,27 @@ class DocStore:
         async with self._db.connection() as conn, conn.transaction():
             await lock(conn, live.integration_id)
             newer = await conn.fetchval(
-                "SELECT max(id) FROM sync_updates WHERE integration_id = $1 AND id > $2",
+                "SELECT max(id) FROM sync_updates WHERE shard_id = $1 AND id > $2",
                 live.integration_id,
                 through,
             )
             if newer is not None:
                 return  # another replica appended meanwhile; the next compaction catches it
             await conn.execute(
-                "UPDATE integration_connectors SET sync_version = $2, sync_log_through = $3"
-                " WHERE id = $1",
+                "UPDATE sync_shards SET snapshot = $2, log_through = $3, bytes = $4,"
+                " records = $5 WHERE id = $1",
                 live.integration_id,
                 full,
                 through,
+                len(full),
+                len(live.records),
             )
             await conn.execute(
-                "DELETE FROM sync_updates WHERE integration_id = $1 AND id <= $2",
+                "DELETE FROM sync_updates WHERE shard_id = $1 AND id <= $2",
                 live.integration_id,
                 through,
             )
-        live.log_rows, live.log_bytes = 0, 0
+        live.log_rows, live.log_bytes, live.snapshot_bytes = 0, 0, len(full)
         DOCUMENT_BYTES.set(len(full))
         log.info("sync_compacted", integration_id=str(live.integration_id), bytes=len(full),
                  through=through)  # fmt: skip

@@ -16,7 +16,7 @@ TABLES = {
     "tenants", "users", "memberships", "api_keys", "integration_connectors",
     "marketplace_connectors", "connector_metrics", "audit_logs", "audit_chain_heads",
     "credentials", "oauth_states", "action_runs", "sync_updates", "sync_cursors", "sync_outbox",
-    "sync_runs", "ws_tickets",
+    "sync_runs", "ws_tickets", "sync_shards",
 }  # fmt: skip
 
 

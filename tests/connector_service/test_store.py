@@ -47,12 +47,11 @@ async def test_compaction_keeps_everything_and_replicas_catch_up(database, dsn):
     for i in range(2, 6):
         await _write(first, iid, f"contacts/{i}", str(i))
     async with database.connection() as conn:
-        row = await conn.fetchrow(
-            "SELECT sync_version, sync_log_through FROM integration_connectors WHERE id = $1", iid
+        row = await conn.fetchrow(  # the install's root shard: its id is the install's
+            "SELECT snapshot, log_through, bytes FROM sync_shards WHERE id = $1", iid
         )
-        left = await conn.fetchval("SELECT count(*) FROM sync_updates WHERE integration_id = $1",
-                                   iid)  # fmt: skip
-    assert row["sync_version"] and row["sync_log_through"] > 0
+        left = await conn.fetchval("SELECT count(*) FROM sync_updates WHERE shard_id = $1", iid)
+    assert row["snapshot"] and row["log_through"] > 0 and row["bytes"] == len(row["snapshot"])
     assert left < 5  # folded into the snapshot
     # the other replica is behind the compaction point: it catches up through the snapshot
     await _write(first, iid, "contacts/1", "b")
@@ -162,3 +161,42 @@ def test_a_deletion_of_an_item_the_document_lacks_waits():
     hidden = unseen.get_state()
     unseen.get("records", type=Map).pop("contacts/9")
     assert lacks(state, unseen.get_update(hidden))
+
+
+class _Watching:
+    """A broadcaster whose clients follow the given documents."""
+
+    def __init__(self, *watched: uuid.UUID) -> None:
+        self.watched = set(watched)
+
+    def watching(self, integration_id: uuid.UUID) -> bool:
+        return integration_id in self.watched
+
+    def publish(self, integration_id, update, source=None) -> None:
+        pass
+
+    def invalidate(self, integration_id) -> None:
+        pass
+
+
+async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn):
+    """Under a budget of about two documents, the least recently used one without clients is
+    dropped after a session; it loads again, whole, when asked for; one with clients stays."""
+    a, b, c, followed = [await _integration(database, dsn) for _ in range(4)]
+    store = DocStore(database, broadcaster=_Watching(followed))
+    for iid in (a, b, c, followed):
+        for i in range(20):
+            await _write(store, iid, f"contacts/{i}", f"{iid}-{i}")
+    async with store.session(a) as live:
+        one = live.memory_estimate()
+    assert one > 0
+    store.memory_bytes = 2 * one + one // 2  # room for two of them
+    async with store.session(b) as live:
+        assert live.get("contacts/3") == {"v": f"{b}-3"}
+    assert b in store._docs and followed in store._pinned
+    assert c not in store._docs and a not in store._docs  # dropped, least recently used first
+    async with store.session(c) as live:  # loaded again on demand, nothing lost
+        assert len(live.records) == 20 and live.get("contacts/19") == {"v": f"{c}-19"}
+    async with store.session(followed) as live:
+        assert live.get("contacts/0") == {"v": f"{followed}-0"}
+    assert followed in store._pinned  # never dropped while clients follow it

@@ -364,11 +364,10 @@ async def _stored_document(dsn: str, iid: str) -> dict:
     """The document as Postgres holds it: the snapshot, then the log."""
     doc = Doc()
     records = doc.get("records", type=Map)
-    snapshot = await fetch(dsn, "SELECT sync_version FROM integration_connectors WHERE id = $1",
-                           uuid.UUID(iid))  # fmt: skip
-    if snapshot[0]["sync_version"]:
-        doc.apply_update(snapshot[0]["sync_version"])
-    for row in await fetch(dsn, 'SELECT "update" FROM sync_updates WHERE integration_id = $1'
+    snapshot = await fetch(dsn, "SELECT snapshot FROM sync_shards WHERE id = $1", uuid.UUID(iid))
+    if snapshot[0]["snapshot"]:
+        doc.apply_update(snapshot[0]["snapshot"])
+    for row in await fetch(dsn, 'SELECT "update" FROM sync_updates WHERE shard_id = $1'
                            " ORDER BY id", uuid.UUID(iid)):  # fmt: skip
         doc.apply_update(row["update"])
     return records.to_py()

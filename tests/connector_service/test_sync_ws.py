@@ -543,9 +543,8 @@ async def test_a_replica_catches_up_across_compaction_and_sends_only_the_differe
                     PLATFORM, lambda r, i=i: r[key].__setitem__("title", f"t{i}")
                 )
                 await a.append(doc_a, PLATFORM, update)
-        rows = await fetch(dsn, "SELECT sync_log_through FROM integration_connectors"
-                           " WHERE id = $1", iid)  # fmt: skip
-        assert rows[0]["sync_log_through"] > 0  # compacted: B's next rows are gone from the log
+        rows = await fetch(dsn, "SELECT log_through FROM sync_shards WHERE id = $1", iid)
+        assert rows[0]["log_through"] > 0  # compacted: B's next rows are gone from the log
         async with b.session(iid) as doc_b:  # what its listener does on a notification
             assert doc_b.get(key)["title"] == "t9"
             wanted = doc_b.records.to_py()
