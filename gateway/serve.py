@@ -10,11 +10,13 @@ Settings are read once, here: a wrong one stops the start with its message (neve
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from functools import partial
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -32,13 +34,31 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _setting(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    info = GatewaySettings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, str):
+        return alias
+    return (GatewaySettings.model_config.get("env_prefix") or "") + field.upper()
+
+
 def _problems(exc: ValidationError) -> str:
-    """What is wrong, without the values given (a secret may be among them)."""
+    """What is wrong, by environment variable, without the values given (a secret may be
+    among them)."""
     lines = []
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(part) for part in error["loc"])
+        loc = [str(part) for part in error["loc"]]
+        where = ".".join([_setting(loc[0]), *loc[1:]]) if loc else ""
         lines.append(f"  {where + ': ' if where else ''}{error['msg']}")
     return "\n".join(lines)
+
+
+def _unparsable(exc: SettingsError) -> str:
+    """pydantic-settings could not parse a JSON setting: say which, not its value."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    name = _setting(found[1]) if found else "a setting"
+    return f"  {name}: not valid JSON"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = GatewaySettings()
     except ValidationError as exc:
         sys.exit(f"gateway: cannot start, settings refused:\n{_problems(exc)}")
+    except SettingsError as exc:
+        sys.exit(f"gateway: cannot start, settings refused:\n{_unparsable(exc)}")
     context = settings.tls_context()
     config = uvicorn.Config(
         partial(create_app, settings),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+import uuid
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from common.settings import CommonSettings, Environment, check_public_url
 from gateway import tls
 from gateway.limits.config import RateLimitSettings
+from gateway.tenants.service import SLUG
 
 DEVELOPMENT_PROVIDER = "development"
 
@@ -64,6 +66,14 @@ class SmtpSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0, le=60)
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -113,6 +123,14 @@ class JwtIssuerSettings(BaseModel):
         if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             raise ValueError("an issuer or JWKS URI must use https (plain http only on loopback)")
         return value  # exactly as written: tokens' iss must match it
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_slugs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for slug in value:  # slugs, never ids: a listed id would never match
+            if not SLUG.match(slug) or _is_uuid(slug):
+                raise ValueError(f"tenants: {slug!r} is not a tenant slug")
+        return value
 
     @model_validator(mode="after")
     def _rules(self) -> Self:

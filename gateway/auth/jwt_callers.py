@@ -80,8 +80,9 @@ async def _directory(conn: asyncpg.Connection, verified: Verified, issuer: Issue
     )
     if not rows:
         raise NotLinked(
-            f"nobody here has this {issuer.name} identity: the person must sign in once "
-            "through the product (or an operator link it to their user)"
+            f"nobody here has this {issuer.name} identity: the person must sign in once"
+            " through the product with a sign-in provider of the same issuer"
+            " (SEEDOS_GATEWAY_OIDC_PROVIDERS), or the issuer be authoritative"
         )
     user_id = rows[0]["user_id"]
     allowed = issuer.settings.tenants
