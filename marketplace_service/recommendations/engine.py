@@ -288,7 +288,12 @@ class RecommendationEngine:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._reset_builder()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # waited for (in a thread), so that the worker exits and the pool's semaphores are
+            # released before this process does: otherwise multiprocessing's resource tracker
+            # warns of leaked semaphores on every stop
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:

@@ -98,6 +98,8 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
     finally:
         code = _stop(proc)
     assert code == 0, log.read_text()
+    # nothing left behind to warn about (the recommendations' worker pool is shut down)
+    assert "leaked semaphore" not in log.read_text(errors="replace")
     for port in ports.values():
         assert _port_closed(port)
     for pid in children:
