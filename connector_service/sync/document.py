@@ -47,6 +47,7 @@ class LiveDoc:
     log_rows: int = 0  # appended since the snapshot (as far as this process knows)
     log_bytes: int = 0
     snapshot_bytes: int = 0  # the size of the snapshot it was loaded from (or last wrote)
+    used_at: float = 0.0  # time.monotonic() at the end of its last session
     # record key -> changed fields (None: deleted), collected from platform and client changes
     changes: dict[str, set[str] | None] = field(default_factory=dict)
     # the latest updates with the state each applied to: a peer exactly at one of those states

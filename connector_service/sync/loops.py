@@ -60,4 +60,5 @@ async def schedule_forever(engine: SyncEngine) -> None:
                         engine.start(row["tenant_id"], row["id"], "scheduled")
         except Exception as exc:
             log.warning("sync_schedule_failed", error=type(exc).__name__)
+        engine.store.sweep()  # documents idle since their last use, past the memory budget
         await asyncio.sleep(SCHEDULE_EVERY)

@@ -10,20 +10,24 @@ the log is folded into the snapshot, under the same lock, and the folded rows de
 In this process each document is held in memory (a :class:`document.LiveDoc`) behind an asyncio
 lock, within a memory budget (``SEEDOS_SYNC_MEMORY_MB``): after each session, the least recently
 used documents without clients here are dropped until the estimate of what all take
-(:meth:`LiveDoc.memory_estimate`) fits; a dropped document is loaded again on demand. Documents
-with live clients are never dropped, and count against the budget. A session catches the
-document up with the log, then reads or changes it. A change whose append fails is dropped
-from memory with the document, which is loaded again from the database next time, so memory
-never runs ahead of what is durable. A change refused once applied (it broke the records
-layout or a schema) is undone by
-:meth:`DocStore.rollback`: the document loaded again up to the log id it had reached, so its
-clients lose nothing.
+(:meth:`LiveDoc.memory_estimate`) fits; a dropped document is loaded again on demand. Only
+documents idle for ``idle_seconds`` are dropped (two large ones in use at once must not evict
+each other page after page), and :meth:`DocStore.sweep` (every few seconds) drops those that
+became idle since. Documents with live clients are never dropped, and count against the
+budget.
+
+A session catches the document up with the log, then reads or changes it. A change whose
+append fails is dropped from memory with the document, which is loaded again from the
+database next time, so memory never runs ahead of what is durable. A change refused once
+applied (it broke the records layout or a schema) is undone by :meth:`DocStore.rollback`: the
+document loaded again up to the log id it had reached, so its clients lose nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -72,12 +76,14 @@ class DocStore:
         *,
         broadcaster: Broadcaster | None = None,
         memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        idle_seconds: float = 10.0,
         compact_rows: int = 500,
         compact_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._db = db
         self.broadcaster = broadcaster
         self.memory_bytes = memory_bytes
+        self.idle_seconds = idle_seconds
         self._pinned: dict[uuid.UUID, LiveDoc] = {}  # documents with live clients here
         # the others, least recently used first (a dict keeps its order; a use moves to the end)
         self._docs: dict[uuid.UUID, LiveDoc] = {}
@@ -109,17 +115,23 @@ class DocStore:
             try:
                 yield live
             finally:
+                live.used_at = time.monotonic()
                 self._fit(keep=integration_id)
 
-    def _fit(self, *, keep: uuid.UUID) -> None:
-        """Drop the least recently used documents without clients (but ``keep``, in use)
-        until the estimate of what all take fits the budget."""
+    def sweep(self) -> None:
+        """Drop what became idle since the last session, if over the budget."""
+        self._fit(keep=None)
+
+    def _fit(self, *, keep: uuid.UUID | None) -> None:
+        """Drop the least recently used documents without clients, idle for ``idle_seconds``
+        (never ``keep``, in use), until the estimate of what all take fits the budget."""
         held = {i: d.memory_estimate() for i, d in self._docs.items()}
         total = sum(held.values()) + sum(d.memory_estimate() for d in self._pinned.values())
-        for integration_id in list(self._docs):
+        idle_since = time.monotonic() - self.idle_seconds
+        for integration_id, live in list(self._docs.items()):
             if total <= self.memory_bytes:
                 break
-            if integration_id == keep:
+            if integration_id == keep or live.used_at > idle_since:
                 continue
             del self._docs[integration_id]
             total -= held[integration_id]

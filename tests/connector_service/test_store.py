@@ -183,7 +183,7 @@ async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn
     """Under a budget of about two documents, the least recently used one without clients is
     dropped after a session; it loads again, whole, when asked for; one with clients stays."""
     a, b, c, followed = [await _integration(database, dsn) for _ in range(4)]
-    store = DocStore(database, broadcaster=_Watching(followed))
+    store = DocStore(database, broadcaster=_Watching(followed), idle_seconds=0)
     for iid in (a, b, c, followed):
         for i in range(20):
             await _write(store, iid, f"contacts/{i}", f"{iid}-{i}")
@@ -200,3 +200,18 @@ async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn
     async with store.session(followed) as live:
         assert live.get("contacts/0") == {"v": f"{followed}-0"}
     assert followed in store._pinned  # never dropped while clients follow it
+
+
+async def test_documents_in_use_are_not_dropped_until_idle(database, dsn):
+    """Two documents in use at once, each over half the budget, do not evict each other page
+    after page: a document is dropped only once idle, by the next session or sweep."""
+    a, b = [await _integration(database, dsn) for _ in range(2)]
+    store = DocStore(database, idle_seconds=3600)
+    for iid in (a, b):
+        await _write(store, iid, "contacts/1", "x")
+    store.memory_bytes = 1
+    await _write(store, a, "contacts/2", "y")
+    assert a in store._docs and b in store._docs  # over budget, but neither is idle
+    store.idle_seconds = 0
+    store.sweep()
+    assert not store._docs  # idle now: both dropped
