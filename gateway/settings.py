@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-import uuid
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -13,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 from common.settings import CommonSettings, Environment, check_public_url
 from gateway import tls
 from gateway.limits.config import RateLimitSettings
-from gateway.tenants.service import SLUG
+from gateway.tenants.service import SLUG, looks_like_id
 
 DEVELOPMENT_PROVIDER = "development"
 
@@ -64,14 +63,6 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     starttls: bool = True
     timeout_seconds: float = Field(10.0, gt=0, le=60)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def is_loopback(host: str) -> bool:
@@ -128,7 +119,7 @@ class JwtIssuerSettings(BaseModel):
     @classmethod
     def _tenant_slugs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for slug in value:  # slugs, never ids: a listed id would never match
-            if not SLUG.match(slug) or _is_uuid(slug):
+            if not SLUG.match(slug) or looks_like_id(slug):
                 raise ValueError(f"tenants: {slug!r} is not a tenant slug")
         return value
 

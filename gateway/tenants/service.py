@@ -13,7 +13,8 @@ from gateway.tenants import repository
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-def _looks_like_id(slug: str) -> bool:
+def looks_like_id(slug: str) -> bool:
+    """Whether a slug has the form of a tenant id (a UUID): such slugs are refused."""
     try:
         uuid.UUID(slug)
     except ValueError:
@@ -38,7 +39,7 @@ async def create(
         raise InvalidRequest(
             "a slug is 1-63 lowercase letters, digits and inner hyphens", code="invalid_slug"
         )
-    if _looks_like_id(slug):  # a tenant named by id or by slug must be one tenant (bearer JWTs)
+    if looks_like_id(slug):  # a tenant named by id or by slug must be one tenant (bearer JWTs)
         raise InvalidRequest("a slug may not have the form of a tenant id", code="invalid_slug")
     if not name.strip():
         raise InvalidRequest("a tenant needs a name", code="invalid_name")
