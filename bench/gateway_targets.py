@@ -7,6 +7,7 @@ gateway and connector_service of an earlier revision (by default the last commit
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import tarfile
 import threading
@@ -115,8 +116,6 @@ def start_baseline(
 ) -> dict[str, str]:
     """The earlier revision's connector_service and gateway, from ``source``, with that
     revision's shared HMAC internal-token key; their URLs by name."""
-    import secrets
-
     ports = {"baseline_connector": free_port(), "baseline_gateway": free_port()}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     old_env = {

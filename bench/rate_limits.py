@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from gateway.limits.buckets import LocalBuckets  # noqa: E402
 from gateway.limits.config import Limit, RateLimitSettings  # noqa: E402
 from gateway.limits.limiter import LocalPolicy, RateLimiter  # noqa: E402
 from gateway.limits.redis_policy import RedisBuckets, make_client  # noqa: E402
+from seedos_sdk.testing import free_port  # noqa: E402
 
 PRINCIPAL = Principal(tenant_id=uuid.uuid4(), subject="apikey:x", role="admin", tenant_slug="t")
 
@@ -48,12 +48,6 @@ async def per_check(limiter: RateLimiter, checks: int) -> list[float]:
             await limiter.admit(scope(), PRINCIPAL)
         runs.append((time.perf_counter() - start) / n * 1e6)
     return runs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def measure(checks: int, redis_url: str | None) -> None:
