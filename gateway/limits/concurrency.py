@@ -61,9 +61,6 @@ class TenantSlots:
         else:
             del self._held[tenant]
 
-    def held(self, tenant: uuid.UUID) -> int:
-        return self._held.get(tenant, 0)
-
 
 async def admit_and_hold(
     slots: TenantSlots, limiter: RateLimiter, scope: Scope, principal: Principal,
