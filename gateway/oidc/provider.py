@@ -26,16 +26,12 @@ from joserfc.errors import JoseError
 from common.authlib_client import AsyncOAuth2Client
 from common.errors import GatewayTimeout, SeedosError
 from gateway.auth.jwks import KeyCache, ProviderUnavailable, fetch_json, keys_url
-from gateway.settings import OidcProviderSettings
+from gateway.settings import ASYMMETRIC_ALGORITHMS, OidcProviderSettings
 
 log = structlog.get_logger(component="seedos.gateway.oidc")
 
 LEEWAY_SECONDS = 60
 DISCOVERY_TTL_SECONDS = 3600.0
-# Asymmetric algorithms only: an ID token signed with the client secret (HS256) or none is
-# refused whatever the provider advertises.
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-              "EdDSA")  # fmt: skip
 
 
 class SignInFailed(SeedosError):
@@ -143,8 +139,10 @@ class Provider:
 
     async def verify(self, id_token: str, *, nonce: str) -> Claims:
         meta = await self.metadata()
+        # asymmetric algorithms only: an ID token signed with the client secret (HS256) or none
+        # is refused whatever the provider advertises
         allowed = [a for a in meta.get("id_token_signing_alg_values_supported", ["RS256"])
-                   if a in ALGORITHMS] or ["RS256"]  # fmt: skip
+                   if a in ASYMMETRIC_ALGORITHMS] or ["RS256"]  # fmt: skip
         try:
             token = jwt.decode(id_token, await self._keys.for_token(id_token), algorithms=allowed)
         except (JoseError, ValueError) as exc:
