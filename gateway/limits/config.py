@@ -7,14 +7,12 @@ that scope. A tenant override's ``tenant`` replaces the tenant limit."""
 
 from __future__ import annotations
 
-import re
 from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
 
 from common.roles import Role
-
-SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"  # as gateway.tenants.service.SLUG
+from gateway.tenants.service import SLUG
 
 
 class Limit(BaseModel):
@@ -60,7 +58,7 @@ class RateLimitSettings(BaseModel):
     @model_validator(mode="after")
     def _slugs(self) -> Self:
         for slug in self.tenants:
-            if not re.match(SLUG_PATTERN, slug):
+            if not SLUG.match(slug):
                 raise ValueError(f"tenants: {slug!r} is not a tenant slug")
         return self
 
