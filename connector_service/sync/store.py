@@ -87,6 +87,10 @@ class DocStore:
         self._pinned: dict[uuid.UUID, LiveDoc] = {}  # documents with live clients here
         # the others, least recently used first (a dict keeps its order; a use moves to the end)
         self._docs: dict[uuid.UUID, LiveDoc] = {}
+        # each held document's memory estimate when its last session ended, and their sum: a
+        # session's end measures only its own document, not every one held
+        self._sizes: dict[uuid.UUID, int] = {}
+        self._total = 0
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -123,23 +127,34 @@ class DocStore:
         self._fit(keep=None)
 
     def _fit(self, *, keep: uuid.UUID | None) -> None:
-        """Drop the least recently used documents without clients, idle for ``idle_seconds``
-        (never ``keep``, in use), until the estimate of what all take fits the budget."""
-        held = {i: d.memory_estimate() for i, d in self._docs.items()}
-        total = sum(held.values()) + sum(d.memory_estimate() for d in self._pinned.values())
-        idle_since = time.monotonic() - self.idle_seconds
-        for integration_id, live in list(self._docs.items()):
-            if total <= self.memory_bytes:
-                break
-            if integration_id == keep or live.used_at > idle_since:
-                continue
-            del self._docs[integration_id]
-            total -= held[integration_id]
-            EVICTED.inc()
-        MEMORY.set(total)
+        """Measure ``keep`` (its session just ended), then drop the least recently used
+        documents without clients, idle for ``idle_seconds`` (never ``keep``, in use), until
+        the estimate of what all take fits the budget."""
+        if keep is not None:
+            self._measure(keep)
+        if self._total > self.memory_bytes:
+            idle_since = time.monotonic() - self.idle_seconds
+            for integration_id, live in list(self._docs.items()):
+                if self._total <= self.memory_bytes:
+                    break
+                if integration_id == keep or live.used_at > idle_since:
+                    continue
+                del self._docs[integration_id]
+                self._total -= self._sizes.pop(integration_id, 0)
+                EVICTED.inc()
+        MEMORY.set(self._total)
+
+    def _measure(self, integration_id: uuid.UUID) -> None:
+        """Account the document's estimate anew (nothing, if it is no longer held)."""
+        self._total -= self._sizes.pop(integration_id, 0)
+        live = self._pinned.get(integration_id) or self._docs.get(integration_id)
+        if live is not None:
+            self._sizes[integration_id] = size = live.memory_estimate()
+            self._total += size
 
     def forget(self, integration_id: uuid.UUID) -> None:
         self._docs.pop(integration_id, None)
+        self._total -= self._sizes.pop(integration_id, 0)
         if self._pinned.pop(integration_id, None) is not None and self.broadcaster is not None:
             # its clients were told about a copy that is gone: they resynchronize
             self.broadcaster.invalidate(integration_id)
