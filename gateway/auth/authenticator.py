@@ -73,9 +73,8 @@ class CsrfRefused(Forbidden):
     code, title = "csrf_refused", "Cross-site request refused"
 
 
-def refuse_suspended(principal: Principal, method: str | None = None) -> None:
-    failures.record(method or principal.auth_method, "tenant_suspended",
-                    tenant=str(principal.tenant_id))  # fmt: skip
+def refuse_suspended(principal: Principal) -> None:
+    failures.record(principal.auth_method, "tenant_suspended", tenant=str(principal.tenant_id))
     raise TenantSuspended(
         f"tenant '{principal.tenant_slug}' is suspended: ask the platform's operators"
     )

@@ -26,16 +26,9 @@ def sign_in(
     providers: list[tuple[str, str]],
     dev_sign_in: bool,
     return_to: str | None,
-    invited_to: str | None = None,
-    error: str | None = None,
 ) -> str:
     """``providers``: (name, display name) pairs."""
     parts = []
-    if error:
-        parts.append(f'<p role="alert">{escape(error)}</p>')
-    if invited_to:
-        parts.append(f"<p>You were invited to <strong>{escape(invited_to)}</strong>. Sign in"
-                     " with the email address the invitation was sent to.</p>")  # fmt: skip
     extra = {"return_to": return_to} if return_to else {}
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in extra.items()

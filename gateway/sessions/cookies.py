@@ -38,10 +38,6 @@ def read(scope: Scope, name: str) -> str | None:
     return None
 
 
-def has_any(scope: Scope) -> bool:
-    return any(key == b"cookie" for key, _ in scope["headers"])
-
-
 def send_session(scope: Scope, value: str, *, max_age: int) -> None:
     """Have this request's answer set the session cookie to ``value``, replacing one queued
     before (a rotation by the authenticator): the browser must keep the last id, not both."""

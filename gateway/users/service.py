@@ -42,10 +42,6 @@ class Identity:
     email_verified: bool
     name: str | None
 
-    @property
-    def verified_email(self) -> str | None:
-        return self.email.lower() if self.email and self.email_verified else None
-
 
 async def sign_in(conn: asyncpg.Connection, identity: Identity) -> tuple[dict[str, Any], bool]:
     """The user this identity belongs to, created on first sign-in, with the email and name
