@@ -26,7 +26,7 @@ class Rule:
 
     @classmethod
     def of(cls, name: str, limit: Limit) -> Rule:
-        return cls(name, limit.quota, limit.window_seconds, limit.quota / limit.window_seconds)
+        return cls(name, limit.quota, limit.window_seconds, limit.rate)
 
 
 Policies = Sequence[Rule]  # in the order they are checked
