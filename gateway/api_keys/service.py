@@ -40,10 +40,11 @@ async def create(
         creator_role = await _hold_creator(
             conn, tenant_id=tenant_id, created_by=created_by, role=creator_role
         )
-    if creator_role is not None and not within(role, creator_role):
-        raise Forbidden(
-            f"a {creator_role} may not create a {Role(role).value} key", code="role_not_grantable"
-        )
+        if not within(role, creator_role):
+            raise Forbidden(
+                f"a {creator_role} may not create a {Role(role).value} key",
+                code="role_not_grantable",
+            )
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise InvalidRequest("expires_at must be in the future", code="invalid_expiry")
     secret = keys.generate()
