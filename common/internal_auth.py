@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated
 
@@ -117,10 +117,6 @@ class TokenSigner:
         self.reuse = reuse_seconds
         self._recent: LRUCache[tuple, tuple[float, str]] = LRUCache(maxsize=_VERIFIED_CACHE_SIZE)
 
-    @property
-    def kid(self) -> str:
-        return self._key.kid  # type: ignore[return-value]
-
     def mint(self, principal: Principal, *, audience: str) -> str:
         if self.reuse <= 0:
             return self._sign(principal, audience)
@@ -186,10 +182,6 @@ class TokenVerifier:
             tid=essential,
             role=essential,
         )
-
-    @property
-    def issuers(self) -> Iterable[str]:
-        return self.trust.keys()
 
     def verify(self, token: str) -> Principal:
         """The token's principal, or 401 ``Unauthorized``."""

@@ -81,12 +81,6 @@ class PublicKeys:
                 return issuer
         return None
 
-    def key(self, kid: str) -> OKPKey | None:
-        for keys in self.by_issuer.values():
-            if kid in keys:
-                return keys[kid]
-        return None
-
     def kids(self) -> set[str]:
         return {kid for keys in self.by_issuer.values() for kid in keys}
 
