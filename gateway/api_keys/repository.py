@@ -9,6 +9,7 @@ _COLUMNS = (
     "id, tenant_id, name, role, prefix, purpose, created_by, created_at, expires_at,"
     " last_used_at, revoked_at"
 )
+_LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 
 
 async def insert(
@@ -81,8 +82,8 @@ async def lock_made_by(
     expired ones too, locked until the transaction ends: a key that one of them is minting
     with this lock held is refused or seen by the next call (see :func:`lock_creator_key`)."""
     return await conn.fetch(
-        "SELECT id, role, revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
-        " AS live FROM api_keys WHERE tenant_id = $1 AND created_by = ANY($2::text[])"
+        f"SELECT id, role, {_LIVE} AS live FROM api_keys"
+        " WHERE tenant_id = $1 AND created_by = ANY($2::text[])"
         " ORDER BY id FOR UPDATE",
         tenant_id,
         creators,
@@ -94,8 +95,7 @@ async def lock_creator_key(
 ) -> asyncpg.Record | None:
     """The key minting another, if it is still live, held (shared) until the transaction ends."""
     return await conn.fetchrow(
-        "SELECT id, role FROM api_keys WHERE id = $1 AND tenant_id = $2"
-        " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) FOR SHARE",
+        f"SELECT id, role FROM api_keys WHERE id = $1 AND tenant_id = $2 AND {_LIVE} FOR SHARE",
         key_id,
         tenant_id,
     )
