@@ -126,9 +126,8 @@ async def lock_pending_made_by(
 ) -> list[asyncpg.Record]:
     """Pending invitations of the tenant that any of ``creators`` made, locked."""
     return await conn.fetch(
-        """SELECT id, role FROM invitations
-           WHERE tenant_id = $1 AND invited_by = ANY($2::text[])
-             AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
-           ORDER BY id FOR UPDATE""",
+        f"""SELECT i.id, i.role FROM invitations i
+            WHERE i.tenant_id = $1 AND i.invited_by = ANY($2::text[]) AND {_PENDING}
+            ORDER BY i.id FOR UPDATE""",
         tenant_id, creators,
     )  # fmt: skip
