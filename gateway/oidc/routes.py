@@ -233,9 +233,7 @@ async def logout(request: Request, settings: Settings, auth: Authenticated) -> R
                 request_id=request.scope["state"].get("request_id"),
             )  # fmt: skip
         auth.forget()
-        provider = None
-        if ended:
-            provider = await _session_provider(request, ended[0]["id"])
+        provider = request.app.state.providers.by_name.get(ended[0]["provider"]) if ended else None
         if provider is not None:
             post_logout = settings.public_url + "/auth/signed-out"
             next_url = await provider.logout_url(post_logout_redirect_uri=post_logout) or next_url
@@ -245,15 +243,6 @@ async def logout(request: Request, settings: Settings, auth: Authenticated) -> R
         response.headers["cache-control"] = "no-store"
         return response
     return _redirect(next_url, cookies_out=clear)
-
-
-async def _session_provider(request: Request, session_id) -> object | None:
-    from gateway.sessions import repository
-
-    async with request.app.state.db.connection() as conn:
-        row = await repository.get(conn, session_id)
-    providers = request.app.state.providers
-    return providers.by_name.get(row["provider"]) if row else None
 
 
 @router.get("/signed-out", response_class=HTMLResponse)

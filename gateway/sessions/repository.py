@@ -129,7 +129,7 @@ async def end(
                    AND rotated_at > now() - make_interval(secs => {ROTATION_GRACE_SECONDS})))
           AND ($4::uuid IS NULL OR user_id = $4)
           AND ($5::uuid IS NULL OR tenant_id = $5)
-        RETURNING id, user_id, tenant_id
+        RETURNING {_COLUMNS}
         """,
         reason, session_id, token_hash, user_id, tenant_id,
     )  # fmt: skip

@@ -131,9 +131,7 @@ async def end_own(
     )  # fmt: skip
     if not ended:
         raise SessionNotFound(f"no live session {session_id}")
-    row = await repository.get(conn, session_id)
-    assert row is not None
-    return dict(row)
+    return ended[0]
 
 
 async def list_live(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[dict[str, Any]]:
