@@ -61,17 +61,10 @@ class ServiceKeys:
 
 def fresh_deployment() -> dict[str, str]:
     """Every secret a fresh deployment needs, by environment name."""
-    private, public = service_keys.generate_all()
-    values = {
-        service_keys.signing_setting(service): service_keys.private_jwk(key)
-        for service, key in private.items()
-    }
     return {
         "POSTGRES_PASSWORD": secrets.token_hex(16),  # URL-safe: it goes into DATABASE_URL
         "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        **values,
-        service_keys.PUBLIC_KEYS_SETTING: public.to_json(),
-        IDEMPOTENCY_SETTING: secrets.token_urlsafe(48),
+        **ServiceKeys.generate().env(),
         "SEEDOS_CREDENTIAL_KEYS": KeyRing.generate().to_json(),
     }
 
