@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from gateway.admin.service import REASON_MAX, Status
 from gateway.invitations.schemas import Email, InvitationCreated
 from gateway.tenants.schemas import NO_NUL, Industry, Name, Size
-
-Status = Literal["active", "suspended"]
 
 
 class AdminTenant(BaseModel):
@@ -58,6 +57,8 @@ class Suspension(BaseModel):
 
     reason: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_NUL),
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=REASON_MAX, pattern=NO_NUL
+        ),
         Field(description="Why; kept with the tenant and in its audit trail"),
     ]
