@@ -168,7 +168,7 @@ async def ensure_configured_operator(
                                   payload={"provider": provider_name})  # fmt: skip
         return True
     added_by = await repository.operator_added_by(conn, user_id)
-    if added_by is not None and added_by == by:
+    if added_by == by:
         await repository.remove_operator(conn, user_id)
         await _audit_operator(conn, "operator.removed", user_id, actor=by,
                               payload={"provider": provider_name})  # fmt: skip
