@@ -41,10 +41,6 @@ def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _timeouts(settings) -> sessions.Timeouts:
-    return sessions.Timeouts(settings.session_idle_seconds, settings.session_absolute_seconds)
-
-
 def _redirect(url: str, *, cookies_out: list[tuple[bytes, bytes]] = ()) -> Response:
     response = RedirectResponse(url, status_code=303)
     response.raw_headers.extend(cookies_out)
@@ -130,17 +126,17 @@ async def callback(
             raise SignInFailed("the provider sent neither a code nor an error")
         assert secret is not None
         provider = request.app.state.providers.choose(name=flow["provider"])
+        started_flow = service.Flow(secret)
         asked = time.perf_counter()
         claims = await provider.exchange(
-            code=code, code_verifier=tokens.derive(secret, "pkce"),
-            nonce=tokens.derive(secret, "nonce"),
-        )  # fmt: skip
+            code=code, code_verifier=started_flow.verifier, nonce=started_flow.nonce
+        )
         at_provider = time.perf_counter() - asked
         async with db.connection() as conn, conn.transaction():
             signed_in = await service.complete(
                 conn, claims, provider=provider, flow=flow,
                 invitation_hash=flow["invitation_hash"],
-                settings=settings, timeouts=_timeouts(settings),
+                settings=settings, timeouts=auth.timeouts,
                 replacing=cookies.read(request.scope, cookies.SESSION),
                 user_agent=request.headers.get("user-agent"), client_address=_client(request),
                 request_id=request.scope["state"].get("request_id"),
@@ -197,7 +193,7 @@ async def dev_login(request: Request, settings: Settings, auth: Authenticated) -
     return_to = service.check_return_to((await _form(request)).get("return_to"))
     async with request.app.state.db.connection() as conn, conn.transaction():
         signed_in = await service.dev_sign_in(
-            conn, tenant_slug=DEMO_TENANT, timeouts=_timeouts(settings),
+            conn, tenant_slug=DEMO_TENANT, timeouts=auth.timeouts,
             replacing=cookies.read(request.scope, cookies.SESSION),
             user_agent=request.headers.get("user-agent"), client_address=_client(request),
             request_id=request.scope["state"].get("request_id"),
