@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from common.roles import Role
-from gateway.invitations.service import EMAIL, MAX_EMAIL
+from gateway.invitations.service import EMAIL, MAX_EMAIL, Status
 
-Status = Literal["pending", "accepted", "revoked", "expired"]
 Email = Annotated[
     str,
     StringConstraints(

@@ -12,7 +12,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import asyncpg
 
@@ -27,7 +27,8 @@ from gateway.tenants import service as tenants
 from gateway.users import repository as users
 
 TOKEN_BYTES = 32
-STATUSES = ("pending", "accepted", "revoked", "expired")
+Status = Literal["pending", "accepted", "revoked", "expired"]
+STATUSES: tuple[str, ...] = get_args(Status)
 # one @, something on each side, a dot in the domain, no spaces (the provider's verification
 # is what proves an address; this only keeps obvious mistakes out)
 EMAIL = re.compile(r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00.][^@\s\x00]*$")
