@@ -26,26 +26,27 @@ Authenticated = Annotated[Authenticator, Depends(get_authenticator)]
 Settings = Annotated[GatewaySettings, Depends(get_settings)]
 
 
-async def current_principal(request: Request, auth: Authenticated) -> Principal:
+async def _principal(request: Request, auth: Authenticator, *, allow_suspended: bool) -> Principal:
+    """The caller, authenticated once per request, then admitted by the rate limits."""
     state = request.scope.setdefault("state", {})
     # A request with a body was authenticated before it was read (gateway.guard).
     principal = state.get("principal")
     if principal is None:
-        principal = state["principal"] = await auth.authenticate(request)
-    elif principal.suspended:
+        principal = await auth.authenticate(request, allow_suspended=allow_suspended)
+        state["principal"] = principal
+    elif principal.suspended and not allow_suspended:
         refuse_suspended(principal)
     await request.app.state.rate_limiter.admit(request.scope, principal)  # gateway/limits
     return principal
 
 
+async def current_principal(request: Request, auth: Authenticated) -> Principal:
+    return await _principal(request, auth, allow_suspended=False)
+
+
 async def any_principal(request: Request, auth: Authenticated) -> Principal:
     """The caller, even when their tenant is suspended (who am I, my sessions, operators)."""
-    state = request.scope.setdefault("state", {})
-    principal = state.get("principal")
-    if principal is None:
-        principal = state["principal"] = await auth.authenticate(request, allow_suspended=True)
-    await request.app.state.rate_limiter.admit(request.scope, principal)  # gateway/limits
-    return principal
+    return await _principal(request, auth, allow_suspended=True)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
