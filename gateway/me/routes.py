@@ -4,6 +4,7 @@ session their tenants, switching tenant, and their sessions."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -99,7 +100,10 @@ def _role(value: str) -> Role | None:
         return None
 
 
-async def _me(db, principal, secret: str | None) -> dict[str, Any]:
+async def _me(
+    db, principal, secret: str | None, *, tenant: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``tenant``: the principal's tenant when the caller has it read already."""
     role = _role(principal.role) if principal.has_tenant else None
     out: dict[str, Any] = {
         "subject": principal.subject,
@@ -110,7 +114,7 @@ async def _me(db, principal, secret: str | None) -> dict[str, Any]:
         "operator": principal.operator,
     }
     if principal.has_tenant:
-        tenant = await tenants.get(db, principal.tenant_id)
+        tenant = tenant or await tenants.get(db, principal.tenant_id)
         out["tenant"] = {**tenant, "suspended": principal.suspended}
     if principal.user_id is not None:
         out["user"] = await users.get(db, principal.user_id)
@@ -163,13 +167,11 @@ async def switch_tenant(
     cookies.send_session(
         request.scope, issued.secret, max_age=int(settings.session_absolute_seconds)
     )
-    switched = principal.__class__(
-        tenant_id=tenant["id"], subject=principal.subject, role=membership["role"],
-        tenant_slug=tenant["slug"], auth_method="session", user_id=principal.user_id,
-        session_id=principal.session_id, operator=principal.operator,
+    switched = replace(
+        principal, tenant_id=tenant["id"], role=membership["role"], tenant_slug=tenant["slug"],
         suspended=membership["suspended"],
     )  # fmt: skip
-    return await _me(db, switched, issued.secret)
+    return await _me(db, switched, issued.secret, tenant=tenant)
 
 
 @router.get("/me/sessions", response_model=SessionList)
