@@ -38,12 +38,8 @@ class OidcProviderSettings(BaseModel):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError("an issuer is an http(s) URL without a query")
-        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-            raise ValueError("an issuer must use https (plain http only on loopback)")
-        return value  # exactly as the provider writes it (some end in '/'): tokens must match
+        # exactly as the provider writes it (some end in '/'): tokens must match
+        return _provider_url(value, what="an issuer")
 
     @field_validator("scopes")
     @classmethod
@@ -72,6 +68,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _provider_url(value: str, *, what: str) -> str:
+    """``value`` unchanged if it is an http(s) URL without a query, https unless on loopback."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ValueError(f"{what} is an http(s) URL without a query")
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+        raise ValueError(f"{what} must use https (plain http only on loopback)")
+    return value
+
+
+def _check_name(name: str, *, what: str) -> None:
+    if not 1 <= len(name) <= 40 or not name.replace("-", "").isalnum():
+        raise ValueError(f"{what} {name!r}: 1-40 letters, digits and hyphens")
 
 
 # Asymmetric JWS algorithms: a token signed with anything else (HS256 but with a configured
@@ -108,12 +119,8 @@ class JwtIssuerSettings(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-            raise ValueError("an issuer or JWKS URI is an http(s) URL without a query")
-        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-            raise ValueError("an issuer or JWKS URI must use https (plain http only on loopback)")
-        return value  # exactly as written: tokens' iss must match it
+        # exactly as written: tokens' iss must match it
+        return _provider_url(value, what="an issuer or JWKS URI")
 
     @field_validator("tenants")
     @classmethod
@@ -307,8 +314,7 @@ class GatewaySettings(CommonSettings):
             # browsers keep Secure cookies over plain HTTP on loopback only
             raise ValueError("SEEDOS_PUBLIC_URL must use https outside development (or loopback)")
         for name, provider in self.oidc_providers.items():
-            if not 1 <= len(name) <= 40 or not name.replace("-", "").isalnum():
-                raise ValueError(f"provider name {name!r}: 1-40 letters, digits and hyphens")
+            _check_name(name, what="provider name")
             claimed = [p for p, other in self.oidc_providers.items() if p != name
                        and set(other.tenants) & set(provider.tenants)]  # fmt: skip
             if claimed:
@@ -319,8 +325,7 @@ class GatewaySettings(CommonSettings):
     def _jwt_issuers(self) -> Self:
         seen: dict[str, str] = {}
         for name, issuer in self.jwt_issuers.items():
-            if not 1 <= len(name) <= 40 or not name.replace("-", "").isalnum():
-                raise ValueError(f"JWT issuer name {name!r}: 1-40 letters, digits and hyphens")
+            _check_name(name, what="JWT issuer name")
             if issuer.issuer in seen:
                 raise ValueError(f"JWT issuers {seen[issuer.issuer]} and {name} share an issuer")
             seen[issuer.issuer] = name
