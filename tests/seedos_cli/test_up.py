@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.seedos_cli.up_process import start_up
+from tests.seedos_cli.up_process import DEV_KEY, start_up, stop_up, wait_for_log
 from tests.support import free_port
 
 
@@ -25,22 +23,6 @@ def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen
         "--crm-connector-port", str(ports["crm_connector"]),
     ]  # fmt: skip
     return start_up(data_dir, args, log)
-
-
-def _wait_for_key(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if m := re.search(r"dev API key \(admin.*\): (sk_seedos_\S+)", text):
-            return m[1]
-        assert proc.poll() is None, text
-        time.sleep(0.2)
-    raise AssertionError("no banner:\n" + log.read_text(errors="replace"))
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    return proc.wait(timeout=60)
 
 
 def _port_closed(port: int) -> bool:
@@ -63,7 +45,7 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
     log = tmp_path / "up1.log"
     proc = _start(data_dir, ports, log)
     try:
-        key1 = _wait_for_key(proc, log)
+        key1 = wait_for_log(proc, log, DEV_KEY)[1]
         banner = log.read_text()
         gw = f"http://127.0.0.1:{ports['gateway']}"
         for url in (gw, f"{gw}/docs", f"{gw}/metrics", f"http://127.0.0.1:{ports['connector']}/metrics",
@@ -96,7 +78,7 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
         secrets_before = json.loads(secrets_file.read_text())
     finally:
-        code = _stop(proc)
+        code = stop_up(proc)
     assert code == 0, log.read_text()
     # nothing left behind to warn about (the recommendations' worker pool is shut down)
     assert "leaked semaphore" not in log.read_text(errors="replace")
@@ -111,7 +93,7 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
     log2 = tmp_path / "up2.log"
     proc = _start(data_dir, ports, log2)
     try:
-        key2 = _wait_for_key(proc, log2)
+        key2 = wait_for_log(proc, log2, DEV_KEY)[1]
         assert key2 != key1
         gw = f"http://127.0.0.1:{ports['gateway']}"
         old = httpx.get(f"{gw}/api/v1/me", headers={"Authorization": f"Bearer {key1}"})
@@ -120,5 +102,5 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         assert me2["tenant"]["id"] == me1["tenant"]["id"], "the data must survive a restart"
         assert json.loads(secrets_file.read_text()) == secrets_before
     finally:
-        assert _stop(proc) == 0
+        assert stop_up(proc) == 0
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.browser import HSTS
-from tests.seedos_cli.up_process import start_up
+from tests.seedos_cli.up_process import DEV_KEY, start_up, stop_up, wait_for_log
 from tests.support import free_port
 
 
@@ -31,17 +29,6 @@ def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen
     return start_up(data_dir, args, log)
 
 
-def _wait_for_banner(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if "Press Ctrl-C to stop." in text:
-            return text
-        assert proc.poll() is None, text
-        time.sleep(0.2)
-    raise AssertionError("no banner:\n" + log.read_text(errors="replace"))
-
-
 @pytest.mark.timeout(300)
 def test_up_tls_serves_https_with_a_local_ca(tmp_path) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="seedos-up-tls-"))
@@ -49,11 +36,11 @@ def test_up_tls_serves_https_with_a_local_ca(tmp_path) -> None:
     log = tmp_path / "up.log"
     proc = _start(data_dir, ports, log)
     try:
-        banner = _wait_for_banner(proc, log)
+        banner = wait_for_log(proc, log, re.compile(re.escape("Press Ctrl-C to stop."))).string
         gw = f"https://127.0.0.1:{ports['gateway']}"
         ca = data_dir / "tls" / "ca.pem"
         assert f"gateway              {gw}" in banner and str(ca) in banner
-        key = re.search(r"dev API key \(admin.*\): (sk_seedos_\S+)", banner)[1]
+        key = DEV_KEY.search(banner)[1]
         assert f"curl --cacert {ca} -H 'Authorization: Bearer {key}' {gw}/api/v1/me" in banner
         assert (data_dir / "tls" / "server-key.pem").stat().st_mode & 0o777 == 0o600
         trust = ssl.create_default_context(cafile=str(ca))
@@ -80,7 +67,6 @@ def test_up_tls_serves_https_with_a_local_ca(tmp_path) -> None:
         # internal traffic stays plain HTTP on loopback
         assert httpx.get(f"http://127.0.0.1:{ports['connector']}/healthz").status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        code = proc.wait(timeout=60)
+        code = stop_up(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
     assert code == 0, log.read_text()
