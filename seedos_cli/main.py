@@ -60,9 +60,12 @@ app.add_typer(domains_app, name="domains")
 T = TypeVar("T")
 
 
-def _settings() -> CommonSettings:
+S = TypeVar("S", bound=CommonSettings)
+
+
+def _settings(cls: type[S]) -> S:
     try:
-        return CommonSettings()
+        return cls()
     except ValueError as exc:
         typer.secho(f"configuration error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -70,7 +73,7 @@ def _settings() -> CommonSettings:
 
 def _run(work: Callable[[Any], Awaitable[T]], *, transaction: bool = True) -> T:
     """Run ``work(conn)`` against the configured database, in one transaction by default."""
-    settings = _settings()
+    settings = _settings(CommonSettings)
 
     async def main(dsn: str) -> T:
         conn = await db.connect(dsn)
@@ -191,11 +194,16 @@ Issuer = Annotated[str | None, typer.Option(help="The provider's issuer URL (wit
 Subject = Annotated[str | None, typer.Option(help="The user's subject at that issuer")]
 
 
-def _selected_user(email: str | None, issuer: str | None, subject: str | None) -> None:
+def _one_way(given: object, issuer: str | None, subject: str | None, *, usage: str) -> None:
+    """Exactly one way of naming a user: ``given`` (an email, an id), or issuer and subject."""
     by_identity = issuer is not None and subject is not None
-    if (email is not None) == by_identity or (issuer is None) != (subject is None):
-        typer.secho("error: give --email, or --issuer and --subject", fg="red", err=True)
+    if (given is not None) == by_identity or (issuer is None) != (subject is None):
+        typer.secho(f"error: give {usage}", fg="red", err=True)
         raise typer.Exit(2)
+
+
+def _selected_user(email: str | None, issuer: str | None, subject: str | None) -> None:
+    _one_way(email, issuer, subject, usage="--email, or --issuer and --subject")
 
 
 @operator_app.command("add")
@@ -204,7 +212,7 @@ def operator_add(email: Email = None, issuer: Issuer = None, subject: Subject = 
     by --issuer and --subject when several users have the email."""
     _selected_user(email, issuer, subject)
     # by email, only the platform's providers count: a tenant's own SSO can assert any address
-    platform = {n for n, p in _gateway_settings().oidc_providers.items() if not p.tenants}
+    platform = {n for n, p in _settings(GatewaySettings).oidc_providers.items() if not p.tenants}
 
     async def work(conn: Any) -> tuple[dict[str, Any], bool]:
         user = await admin.find_user(
@@ -278,12 +286,9 @@ def users_show(email: Email = None, issuer: Issuer = None, subject: Subject = No
 def _link_side(
     side: str, user_id: uuid.UUID | None, issuer: str | None, subject: str | None
 ) -> None:
-    if (user_id is not None) == (issuer is not None and subject is not None) or (
-        (issuer is None) != (subject is None)
-    ):
-        typer.secho(f"error: give --{side} ID, or --{side}-issuer and --{side}-subject",
-                    fg="red", err=True)  # fmt: skip
-        raise typer.Exit(2)
+    _one_way(
+        user_id, issuer, subject, usage=f"--{side} ID, or --{side}-issuer and --{side}-subject"
+    )
 
 
 async def _user_id(
@@ -413,14 +418,6 @@ def apikey_revoke(key_id: Annotated[uuid.UUID, typer.Argument(help="The key's id
 Tenant = Annotated[str, typer.Option(help="Tenant slug")]
 
 
-def _gateway_settings() -> GatewaySettings:
-    try:
-        return GatewaySettings()
-    except ValueError as exc:
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-
-
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if value else "-"
 
@@ -488,7 +485,7 @@ def invitations_create(
 ) -> None:
     """Invite an email address. The link is printed once (and emailed when SEEDOS_GATEWAY_SMTP
     is set); it works once, for SEEDOS_GATEWAY_INVITATION_DAYS days."""
-    settings = _gateway_settings()
+    settings = _settings(GatewaySettings)
 
     async def work(conn: Any) -> invitations.Created:
         tenant_id = await _tenant_id(conn, tenant)
@@ -787,7 +784,7 @@ def up(
              "marketplace_service": marketplace_port, "demo_crm": crm_port,
              "crm_connector": crm_connector_port}  # fmt: skip
     try:
-        run_suite(_settings(), host=host, ports=ports, examples=examples, tls=tls)
+        run_suite(_settings(CommonSettings), host=host, ports=ports, examples=examples, tls=tls)
     except SuiteError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
