@@ -134,7 +134,7 @@ class WebSocketProxy:
         # checked again while the socket is open: revoking the key, ending the session,
         # changing the person's role or tenant or suspending the tenant closes it
         every = state.settings.ws_recheck_seconds
-        watch = functools.partial(_key_revoked, check, principal, every=every)
+        watch = functools.partial(_credential_lost, check, principal, every=every)
         try:
             await websocket.accept(subprotocol=peer.protocol, headers=response_fields(scope))
             await _pump(websocket, peer, watch)
@@ -184,7 +184,7 @@ def _without_ticket(query: str) -> str:
     return "&".join(kept)
 
 
-async def _key_revoked(
+async def _credential_lost(
     check: Callable[[], Awaitable[Principal]], opened_as: Principal, *, every: float
 ) -> None:
     """Returns once the socket's credential (``check`` authenticates it again: the request's
