@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from common.db import Pool, ReadDb
+from common.db import Db, Pool, ReadDb
 from common.errors import PROBLEM_RESPONSES
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
@@ -74,16 +74,13 @@ async def create_invitation(
     dependencies=[require(Permission.manage)],
     responses={409: {"description": "`invitation_accepted`: remove the member instead"}},
 )
-async def revoke_invitation(
-    invitation_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal
-) -> dict:
+async def revoke_invitation(invitation_id: uuid.UUID, db: Db, principal: CurrentPrincipal) -> dict:
     """Revoke an invitation (admins): its link stops working. Revoking twice is harmless.
     Audited as `invitation.revoked`."""
-    async with db.transaction():
-        return await service.revoke(
-            db, invitation_id, tenant_id=principal.tenant_id, actor=principal.subject,
-            request_id=principal.request_id,
-        )  # fmt: skip
+    return await service.revoke(
+        db, invitation_id, tenant_id=principal.tenant_id, actor=principal.subject,
+        request_id=principal.request_id,
+    )  # fmt: skip
 
 
 @router.post(
