@@ -15,10 +15,8 @@ A session lookup slides the session's idle expiry, and reads the role from the m
 it is now: when that differs from the role the session was issued for, the session id rotates
 (the new cookie goes out with this response, see :mod:`gateway.browser`).
 
-Cookie-authenticated requests that change anything must come from this site: the browser's
-``Sec-Fetch-Site`` and ``Origin`` say so, and the ``X-CSRF-Token`` header carries the token
-``GET /api/v1/me`` gave (derived from the cookie). WebSocket handshakes with a cookie must
-come from this origin.
+Cookie-authenticated requests that change anything, and WebSocket handshakes with a cookie,
+must come from this site (:mod:`gateway.auth.csrf`).
 
 Each credential has a key in the cache: ``b"k"`` and the SHA-256 of an API key, or ``b"s"`` and
 the SHA-256 of a session cookie (the hashes the database holds). :meth:`Authenticator.authenticate`
@@ -48,6 +46,7 @@ from common import db
 from common.errors import Forbidden, GatewayTimeout, SeedosError, Unauthorized
 from common.internal_auth import Principal, bearer_token
 from gateway.auth import failures, jwt_callers, jwts, keys, repository
+from gateway.auth.csrf import CsrfRefused, check_same_site
 from gateway.auth.jwks import ProviderUnavailable
 from gateway.sessions import cookies, tokens
 from gateway.sessions import repository as sessions
@@ -55,8 +54,6 @@ from gateway.sessions import service as session_service
 
 NO_TENANT = uuid.UUID(int=0)
 NO_ROLE = "none"  # grants nothing (common.roles.allows)
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_HEADER = b"x-csrf-token"
 API_KEY, SESSION, JWT = b"k", b"s", b"j"  # the first byte of a credential's cache key
 # a session checked again without counting as its use (an open WebSocket): cached apart, so
 # neither slides the idle expiry for the other
@@ -67,10 +64,6 @@ _CREDENTIAL = "credential"  # where authenticate() leaves that key in the reques
 
 class TenantSuspended(Forbidden):
     code, title = "tenant_suspended", "Tenant suspended"
-
-
-class CsrfRefused(Forbidden):
-    code, title = "csrf_refused", "Cross-site request refused"
 
 
 def refuse_suspended(principal: Principal) -> None:
@@ -124,7 +117,7 @@ class Authenticator:
         token = bearer_token(conn.scope)
         if token is not None and self.issuers and jwts.looks_like_jwt(token):
             key, entry = await self._jwt(token, conn, recheck=not use)
-        elif token is not None or _has_authorization(conn.scope):
+        elif token is not None or "authorization" in conn.headers:
             key, entry = await self._api_key(token)
         else:
             secret = cookies.read(conn.scope, cookies.SESSION)
@@ -194,7 +187,7 @@ class Authenticator:
         """The ticket credential of a bearer JWT and its entry: verified once, then cached (by
         the token and the tenant the request chose) until it expires. ``recheck``: an open
         WebSocket's, refused from ``exp`` on (no leeway: the token was good when it opened)."""
-        tenant = _header(conn.scope, jwt_callers.TENANT_HEADER)
+        tenant = conn.headers.get(jwt_callers.TENANT_HEADER)
         key = JWT + hashlib.sha256(f"{token}\n{tenant or ''}".encode()).digest()
         entry = self._cache.get(key)
         if entry is None or entry.expires <= time.time():
@@ -253,7 +246,7 @@ class Authenticator:
         key = SESSION + tokens.digest(secret)
         entry = _found(await self._session_entry(key, use=use), SESSION)
         try:
-            self._same_site(secret, conn)
+            check_same_site(conn, secret, public_origin=self.public_origin)
         except CsrfRefused as exc:
             self._audit(entry.principal, conn, exc.code)
             raise
@@ -264,25 +257,6 @@ class Authenticator:
             cookies.send_session(conn.scope, entry.rotated, max_age=max_age)
             return SESSION + tokens.digest(entry.rotated), entry
         return key, entry
-
-    def _same_site(self, secret: str, conn: HTTPConnection) -> None:
-        """CSRF: a cookie-authenticated WebSocket or unsafe request must come from this site."""
-        scope = conn.scope
-        if scope["type"] == "websocket":
-            if _header(scope, b"origin") != self.public_origin:
-                failures.record("session", "websocket_cross_origin")
-                raise CsrfRefused("a WebSocket with a session must be opened from this site")
-            return
-        if scope["method"] in SAFE_METHODS:
-            return
-        if reason := cross_site(scope, self.public_origin):
-            failures.record("session", reason)
-            raise CsrfRefused(_CROSS_SITE[reason].format(site=_header(scope, b"sec-fetch-site")))
-        if not tokens.same(_header(scope, CSRF_HEADER), tokens.derive(secret, "csrf")):
-            failures.record("session", "csrf_token")
-            raise CsrfRefused(
-                "send the session's CSRF token (GET /api/v1/me, csrf_token) in X-CSRF-Token"
-            )
 
     async def _lookup(self, key: bytes, query) -> _Entry:
         entry = self._cache.get(key)
@@ -354,27 +328,6 @@ class Authenticator:
         return await self._once(ROTATION + key, rotate, cache_as=key)
 
 
-_CROSS_SITE = {  # what a refusal says, by cross_site()'s reason
-    "csrf_cross_site": "a {site} request may not change anything with this session",
-    "csrf_origin": "the request's Origin is not this site",
-    "csrf_no_origin": "the browser did not say where the request comes from",
-}
-
-
-def cross_site(scope: Any, public_origin: str) -> str | None:
-    """Why an unsafe request may not come from a browser page of this site (a reason of
-    :data:`_CROSS_SITE`), or None: ``Sec-Fetch-Site``, when sent, must be ``same-origin``,
-    ``Origin``, when sent, this site's, and at least one of them must be sent."""
-    site, origin = _header(scope, b"sec-fetch-site"), _header(scope, b"origin")
-    if site is not None and site != "same-origin":
-        return "csrf_cross_site"
-    if origin is not None and origin != public_origin:
-        return "csrf_origin"
-    if site is None and origin is None:
-        return "csrf_no_origin"
-    return None
-
-
 def _found(entry: _Entry, kind: bytes) -> _Entry:
     """The entry of a credential that is accepted, or 401."""
     if entry.principal is not None:
@@ -414,14 +367,3 @@ def _session_entry(row: Any) -> _Entry:
     # the role changed since the session was issued: the next HTTP answer rotates its id
     stale = row["current"] and in_tenant and role != row["issued_role"]
     return _Entry(principal, suspended=in_tenant and row["suspended"], stale=stale)
-
-
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _has_authorization(scope) -> bool:
-    return any(key == b"authorization" for key, _ in scope["headers"])

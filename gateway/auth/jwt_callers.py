@@ -26,7 +26,7 @@ from common.roles import Role
 from gateway.auth import repository
 from gateway.auth.jwts import Issuer, TokenRefused, Verified
 
-TENANT_HEADER = b"x-seedos-tenant"
+TENANT_HEADER = "x-seedos-tenant"
 CREDENTIAL = b"J"  # the first byte of a JWT caller's ticket credential
 MAX_CREDENTIAL_BYTES = 1024  # ws_tickets_credential_check (migrations/20261214090000_...)
 

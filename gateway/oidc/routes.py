@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from common.errors import PROBLEM_RESPONSES, Forbidden, SeedosError
 from gateway.auth import failures
-from gateway.auth.authenticator import CsrfRefused, cross_site
+from gateway.auth.csrf import CsrfRefused, cross_site
 from gateway.deps import Authenticated, Settings
 from gateway.invitations import service as invitations
 from gateway.oidc import pages, service
@@ -176,7 +176,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _same_origin(request: Request, settings) -> None:
     """A form post that signs in or out must come from this site (login CSRF)."""
-    if cross_site(request.scope, settings.public_origin):
+    if cross_site(request.headers, settings.public_origin):
         failures.record("session", "csrf_cross_site")
         raise CsrfRefused("this form must be sent from this site")
 
