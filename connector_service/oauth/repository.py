@@ -68,12 +68,16 @@ async def open_start(
     """Use a start token up, once, binding its connect to ``binding_hash``: of two concurrent
     openings, one gets the row. A connect a signed-in person started (``user:<id>``) is opened
     only by that person (``opener``); one an API key started, by whoever opens it first. An
-    expired row comes back too (``expired``), for the caller to refuse (and roll back)."""
+    expired row comes back too (``expired``), for the caller to refuse (and roll back), and
+    whether the tenant is suspended (``suspended``: the gateway does not authenticate the
+    public connect paths, so they ask here)."""
     return await conn.fetchrow(
         "UPDATE oauth_states SET start_hash = NULL, binding_hash = $2, started_at = now()"
         " WHERE start_hash = $1 AND (user_id NOT LIKE 'user:%' OR user_id = $3)"
         " RETURNING tenant_id, integration_id, user_id LIKE 'user:%' AS person, url_key_id,"
-        " url_wrapped_key, url_nonce, url_ciphertext, expires_at <= now() AS expired",
+        " url_wrapped_key, url_nonce, url_ciphertext, expires_at <= now() AS expired,"
+        " EXISTS (SELECT 1 FROM tenants t WHERE t.id = oauth_states.tenant_id"
+        " AND t.suspended_at IS NOT NULL) AS suspended",
         start_hash,
         binding_hash,
         opener,
@@ -86,11 +90,14 @@ async def start_owner(conn: asyncpg.Connection, start_hash: bytes) -> str | None
 
 
 async def consume_state(conn: asyncpg.Connection, state_hash: bytes) -> asyncpg.Record | None:
-    """Take a state out, once: of two concurrent callbacks with it, one gets the row."""
+    """Take a state out, once: of two concurrent callbacks with it, one gets the row (with
+    ``expired`` and ``suspended``, as :func:`open_start`)."""
     return await conn.fetchrow(
         "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING tenant_id, integration_id,"
         " user_id, redirect_uri, return_to, scopes, key_id, wrapped_key, nonce, ciphertext,"
-        " binding_hash, started_at, expires_at <= now() AS expired",
+        " binding_hash, started_at, expires_at <= now() AS expired,"
+        " EXISTS (SELECT 1 FROM tenants t WHERE t.id = oauth_states.tenant_id"
+        " AND t.suspended_at IS NOT NULL) AS suspended",
         state_hash,
     )
 
@@ -123,12 +130,4 @@ async def delete_credential_fields(
         tenant_id,
         integration_id,
         list(fields),
-    )
-
-
-async def tenant_suspended(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> bool:
-    """Whether the platform's operators suspended the tenant (the gateway refuses its requests;
-    the public connect paths ask here)."""
-    return bool(
-        await conn.fetchval("SELECT suspended_at IS NOT NULL FROM tenants WHERE id = $1", tenant_id)
     )

@@ -192,7 +192,7 @@ async def start(
         and (opener.tenant_id != tenant_id or not allows(opener.role, Permission.write))
     ):  # the person who started it, but no longer a member who may connect (removed, demoted)
         raise StartOtherPerson("you may no longer connect accounts in this tenant")
-    if await repository.tenant_suspended(conn, tenant_id):
+    if row["suspended"]:
         raise TenantSuspended("the tenant is suspended: nothing can be connected to it")
     envelope = Envelope(
         row["url_key_id"], row["url_wrapped_key"], row["url_nonce"], row["url_ciphertext"]
@@ -258,9 +258,7 @@ async def complete(
         raise StateInvalid("this connect is unknown or was completed already: start it again")
     if pending["expired"]:
         raise StateExpired("this connect took longer than 10 minutes: start it again")
-    async with db.connection() as conn:
-        suspended = await repository.tenant_suspended(conn, pending["tenant_id"])
-    if suspended:  # since the connect began: the state is used up, nothing is stored
+    if pending["suspended"]:  # since the connect began: the state is used up, nothing is stored
         raise TenantSuspended("the tenant is suspended: nothing was connected")
     if reason := _binding_refusal(pending, binding):
         await _refuse_binding(db, pending, reason=reason, request_id=request_id)
