@@ -91,9 +91,9 @@ class Authenticator:
         *,
         ttl_seconds: float,
         max_size: int,
-        public_origin: str = "",
-        timeouts: session_service.Timeouts | None = None,
-        issuers: jwts.Issuers | None = None,
+        public_origin: str,
+        timeouts: session_service.Timeouts,
+        issuers: jwts.Issuers,
     ) -> None:
         self._db = database
         self._ttl = ttl_seconds
@@ -103,9 +103,9 @@ class Authenticator:
         self._inflight: dict[bytes, asyncio.Task[_Entry]] = {}
         self._generation = 0
         self.public_origin = public_origin
-        self.timeouts = timeouts or session_service.Timeouts(1800, 43200)
+        self.timeouts = timeouts
         self.failure_audit = failures.FailureAudit(database)
-        self.issuers = issuers or jwts.Issuers({}, timeout=1)
+        self.issuers = issuers
 
     async def authenticate(
         self, conn: HTTPConnection, *, allow_suspended: bool = False, use: bool = True
