@@ -4,9 +4,9 @@
 -- install's: it holds every stream, as the single document of earlier versions did, and those
 -- documents become root shards here, their snapshot and log kept as they are.
 --
--- Where a record lives is a pure function of its stream and key, given the install's live
--- shards: the root shard (stream NULL) while there is one, else the stream's shard whose slot is
--- the key's hash modulo 2^bits (README, "Sync at scale").
+-- Only root shards exist so far. stream, bits, slot and retired_at are for splitting (issue 14,
+-- still open): a stream's live shards would then cover its keys by a hash's bits, each record
+-- in exactly one of them.
 CREATE TABLE IF NOT EXISTS public.sync_shards (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     integration_id UUID NOT NULL REFERENCES public.integration_connectors (id) ON DELETE CASCADE,

@@ -119,7 +119,10 @@ class DocStore:
             try:
                 yield live
             finally:
-                live.used_at = time.monotonic()
+                # the document held now: a rollback during the session replaced ``live``
+                held = self._pinned.get(integration_id) or self._docs.get(integration_id)
+                if held is not None:
+                    held.used_at = time.monotonic()
                 self._fit(keep=integration_id)
 
     def sweep(self) -> None:
