@@ -31,13 +31,5 @@ async def consume_flow(conn: asyncpg.Connection, flow_hash: bytes) -> asyncpg.Re
     )
 
 
-async def tenant_of_domain(conn: asyncpg.Connection, domain: str) -> str | None:
-    return await conn.fetchval(
-        """SELECT t.slug FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id
-           WHERE d.domain = $1""",
-        domain,
-    )
-
-
 async def tenant_by_slug(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT id, slug FROM tenants WHERE slug = $1", slug)

@@ -136,9 +136,11 @@ def check_return_to(value: str | None) -> str | None:
 
 
 async def domain_tenant(conn: asyncpg.Connection, email: str | None) -> str | None:
+    """The tenant that registered the domain of a typed work email, if any (domains' rule,
+    IDNA normalisation included)."""
     if not email or "@" not in email:
         return None
-    return await repository.tenant_of_domain(conn, email.rpartition("@")[2].strip().lower())
+    return await domains.tenant_for_domain(conn, email)
 
 
 @dataclass(frozen=True, slots=True)
