@@ -17,7 +17,7 @@ from common.crypto import KeyRing
 from seedos_cli import demo
 from seedos_cli.deployment_keys import ServiceKeys
 from seedos_cli.supervisor import SERVICES, Supervisor
-from tests.support import create_database, drop_database, embedded_cluster, free_port
+from tests.support import connected, create_database, drop_database, embedded_cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_KEY_RING = KeyRing.generate().to_json()
@@ -55,11 +55,8 @@ async def dsn(admin_dsn: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """One connection to the session's database, outside any transaction."""
-    connection = await db.connect(dsn)
-    try:
+    async with connected(dsn) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 @pytest.fixture

@@ -10,14 +10,15 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
-from common import db
 from gateway.sessions import cookies, tokens
 from gateway.sessions import service as sessions
 from gateway.users import repository as users
 from gateway.users import service as user_service
+from tests.support import TenantKey, connected
 
 TIMEOUTS = sessions.Timeouts(idle_seconds=1800, absolute_seconds=43200)
 
@@ -96,16 +97,24 @@ async def make_person(
     )  # fmt: skip
 
 
+async def person(
+    origin: str, dsn: str, t: TenantKey | None = None, role: str | None = None, **kw: Any
+) -> Person:
+    """:func:`make_person` on a connection of its own, signed in to ``t`` as ``role`` (no
+    tenant: signed in, in none)."""
+    async with connected(dsn) as conn:
+        return await make_person(
+            conn, origin=origin, tenant_id=t.tenant_id if t else None, role=role, **kw
+        )
+
+
 async def audit_of(dsn: str, tenant_id: uuid.UUID, prefix: str) -> list[dict]:
     """The tenant's audit entries whose action starts with ``prefix``, oldest first: action,
     actor, target, payload (parsed) and payload_text (as stored, to search for secrets in)."""
-    conn = await db.connect(dsn)
-    try:
+    async with connected(dsn) as conn:
         rows = await conn.fetch(
             "SELECT action, user_id AS actor, target, payload::text AS payload_text FROM audit_logs"
             " WHERE tenant_id = $1 AND starts_with(action, $2) ORDER BY seq",
             tenant_id, prefix,
         )  # fmt: skip
-    finally:
-        await conn.close()
     return [{**dict(r), "payload": json.loads(r["payload_text"])} for r in rows]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -62,18 +64,34 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
 
 
 @asynccontextmanager
+async def connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection (as the services open theirs) for as long as the block lasts."""
+    conn = await db.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
 async def migrated_database(admin_dsn: str, prefix: str) -> AsyncIterator[str]:
     """A fresh database with every migration (no demo data), dropped afterwards."""
     url = await create_database(admin_dsn, prefix)
-    conn = await db.connect(url)
-    try:
+    async with connected(url) as conn:
         await migrate.apply(conn)
-    finally:
-        await conn.close()
     try:
         yield url
     finally:
         await drop_database(admin_dsn, url)
+
+
+async def until_blocked(watcher: asyncpg.Connection, pid: int, *, failure: str) -> None:
+    """Wait (10 s at most, else fail with ``failure``) until the server process ``pid``
+    waits for a lock another holds, as ``watcher`` sees it."""
+    deadline = time.monotonic() + 10
+    while not await watcher.fetchval("SELECT cardinality(pg_blocking_pids($1)) > 0", pid):
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.02)
 
 
 def set_cookie(response: httpx.Response, name: str) -> str:
@@ -106,27 +124,19 @@ class TenantKey:
 async def make_tenant(dsn: str, *, role: Role = Role.admin, **profile: Any) -> TenantKey:
     """A new tenant of its own (tests never share one) with one API key."""
     slug = f"t-{secrets.token_hex(5)}"
-    conn = await db.connect(dsn)
-    try:
-        async with conn.transaction():
-            tenant = await tenants.create(conn, slug=slug, name=f"Tenant {slug}", **profile)
-            key = await api_keys.create(
-                conn, tenant_id=tenant["id"], name="test", role=role, created_by="test"
-            )
-    finally:
-        await conn.close()
+    async with connected(dsn) as conn, conn.transaction():
+        tenant = await tenants.create(conn, slug=slug, name=f"Tenant {slug}", **profile)
+        key = await api_keys.create(
+            conn, tenant_id=tenant["id"], name="test", role=role, created_by="test"
+        )
     return TenantKey(tenant_id=tenant["id"], slug=slug, key=key["key"], key_id=key["id"])
 
 
 async def add_key(dsn: str, tenant: TenantKey, role: Role) -> TenantKey:
-    conn = await db.connect(dsn)
-    try:
-        async with conn.transaction():
-            key = await api_keys.create(
-                conn, tenant_id=tenant.tenant_id, name=role.value, role=role, created_by="test"
-            )
-    finally:
-        await conn.close()
+    async with connected(dsn) as conn, conn.transaction():
+        key = await api_keys.create(
+            conn, tenant_id=tenant.tenant_id, name=role.value, role=role, created_by="test"
+        )
     return TenantKey(tenant.tenant_id, tenant.slug, key["key"], key["id"])
 
 

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from common import audit, db, migrate
-from tests.support import create_database, drop_database, migrated_database
+from tests.support import connected, create_database, drop_database, migrated_database
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +28,14 @@ async def audit_dsn(admin_dsn: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def fresh_conn(admin_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A database of its own, for checks of every chain in it."""
-    async with migrated_database(admin_dsn, "seedos_audit_all") as url:
-        c = await db.connect(url)
-        try:
-            yield c
-        finally:
-            await c.close()
+    async with migrated_database(admin_dsn, "seedos_audit_all") as url, connected(url) as c:
+        yield c
 
 
 @pytest.fixture
 async def conn(audit_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await db.connect(audit_dsn)
-    try:
+    async with connected(audit_dsn) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def write_chain(conn: asyncpg.Connection, length: int = 5) -> uuid.UUID:

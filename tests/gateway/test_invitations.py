@@ -22,32 +22,19 @@ from common import db
 from common.roles import Role
 from gateway.invitations import service as invitations
 from tests.conftest import Suite, start_suite
-from tests.people import Person, audit_of, make_person
-from tests.support import TenantKey, add_key, free_port, make_tenant
+from tests.people import Person, audit_of, make_person, person
+from tests.support import TenantKey, add_key, connected, free_port, make_tenant, until_blocked
 
 PROBLEM = "application/problem+json"
 TOKEN = re.compile(r"/auth/invitations/([A-Za-z0-9_-]{43})\b")
 
 
-async def person(origin: str, dsn: str, t: TenantKey | None = None, role=None, **kw) -> Person:
-    conn = await db.connect(dsn)
-    try:
-        return await make_person(
-            conn, origin=origin, tenant_id=t.tenant_id if t else None, role=role, **kw
-        )
-    finally:
-        await conn.close()
-
-
 async def membership(dsn: str, tenant_id: uuid.UUID, user_id: uuid.UUID) -> asyncpg.Record | None:
-    conn = await db.connect(dsn)
-    try:
+    async with connected(dsn) as conn:
         return await conn.fetchrow(
             "SELECT role, created_by FROM memberships WHERE tenant_id = $1 AND user_id = $2",
             tenant_id, user_id,
         )  # fmt: skip
-    finally:
-        await conn.close()
 
 
 async def invite(client: httpx.AsyncClient, t: TenantKey, email: str, role="viewer") -> dict:
@@ -250,13 +237,6 @@ async def test_who_may_invite_and_what(suite, dsn):
         assert await statuses(client, t) == {}
 
 
-async def _blocked(watcher: asyncpg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while not await watcher.fetchval("SELECT cardinality(pg_blocking_pids($1)) > 0", pid):
-        assert time.monotonic() < deadline, "the second acceptance never waited for the first"
-        await asyncio.sleep(0.02)
-
-
 async def test_the_service_accepts_once_under_concurrency_and_tells_the_sign_in_page(suite, dsn):
     """As the sign-in calls it: two users asserting the same verified email (two providers)
     accept one invitation at the same moment; one becomes a member."""
@@ -294,7 +274,11 @@ async def test_the_service_accepts_once_under_concurrency_and_tells_the_sign_in_
                     )  # fmt: skip
 
             task = asyncio.create_task(racing())
-            await _blocked(watcher, second.get_server_pid())
+            await until_blocked(
+                watcher,
+                second.get_server_pid(),
+                failure="the second acceptance never waited for the first",
+            )
         with pytest.raises(invitations.InvitationInvalid):
             await task
         assert won["role"] == "editor" and won["tenant_slug"] == t.slug

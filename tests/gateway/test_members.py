@@ -5,10 +5,8 @@ tenant always keeps an admin, also when two admins demote each other at once."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
-import asyncpg
 import httpx
 import pytest
 
@@ -19,20 +17,10 @@ from gateway.api_keys import service as api_keys
 from gateway.members import service as members
 from gateway.sessions import cookies
 from gateway.sessions import service as sessions
-from tests.people import TIMEOUTS, Person, audit_of, make_person
-from tests.support import TenantKey, add_key, make_tenant
+from tests.people import TIMEOUTS, Person, audit_of, person
+from tests.support import add_key, make_tenant, until_blocked
 
 PROBLEM = "application/problem+json"
-
-
-async def person(suite, dsn: str, t: TenantKey | None, role: str | None, **kw) -> Person:
-    conn = await db.connect(dsn)
-    try:
-        return await make_person(
-            conn, origin=suite.gateway, tenant_id=t.tenant_id if t else None, role=role, **kw
-        )
-    finally:
-        await conn.close()
 
 
 async def all_members(client: httpx.AsyncClient, headers: dict, **params) -> list[dict]:
@@ -48,10 +36,10 @@ async def all_members(client: httpx.AsyncClient, headers: dict, **params) -> lis
 
 async def test_everyone_in_the_tenant_lists_its_members_page_by_page(suite, dsn):
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin", email="Boss@Example.com")
-    editor = await person(suite, dsn, t, "editor")
-    viewer = await person(suite, dsn, t, "viewer", email_verified=False)
-    outsider = await person(suite, dsn, await make_tenant(dsn), "admin")
+    admin = await person(suite.gateway, dsn, t, "admin", email="Boss@Example.com")
+    editor = await person(suite.gateway, dsn, t, "editor")
+    viewer = await person(suite.gateway, dsn, t, "viewer", email_verified=False)
+    outsider = await person(suite.gateway, dsn, await make_tenant(dsn), "admin")
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         r = await client.get("/api/v1/members", headers=viewer.cookie)
         assert r.status_code == 200, r.text
@@ -79,8 +67,8 @@ async def test_everyone_in_the_tenant_lists_its_members_page_by_page(suite, dsn)
 
 async def test_admins_change_roles_and_the_member_acts_with_the_new_one(suite, dsn):
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
-    member = await person(suite, dsn, t, "viewer")
+    admin = await person(suite.gateway, dsn, t, "admin")
+    member = await person(suite.gateway, dsn, t, "viewer")
     url = f"/api/v1/members/{member.user_id}"
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         assert (await client.get("/api/v1/me", headers=member.cookie)).json()["role"] == "viewer"
@@ -114,7 +102,7 @@ async def test_admins_change_roles_and_the_member_acts_with_the_new_one(suite, d
         r = await client.patch(f"/api/v1/members/{uuid.uuid4()}", json={"role": "viewer"},
                                headers=admin.headers)  # fmt: skip
         assert r.status_code == 404 and r.json()["code"] == "member_not_found"
-        other = await person(suite, dsn, await make_tenant(dsn), "viewer")
+        other = await person(suite.gateway, dsn, await make_tenant(dsn), "viewer")
         r = await client.patch(f"/api/v1/members/{other.user_id}", json={"role": "editor"},
                                headers=admin.headers)  # fmt: skip
         assert r.status_code == 404  # another tenant's member is not this tenant's
@@ -130,7 +118,7 @@ async def test_admins_change_roles_and_the_member_acts_with_the_new_one(suite, d
 
 async def test_the_last_admin_is_neither_demoted_nor_removed(suite, dsn):
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
+    admin = await person(suite.gateway, dsn, t, "admin")
     own = f"/api/v1/members/{admin.user_id}"
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         r = await client.patch(own, json={"role": "editor"}, headers=admin.headers)
@@ -140,7 +128,7 @@ async def test_the_last_admin_is_neither_demoted_nor_removed(suite, dsn):
         r = await client.delete(own, headers=t.headers)
         assert r.status_code == 409 and r.json()["code"] == "last_admin"
 
-        second = await person(suite, dsn, t, "admin")
+        second = await person(suite.gateway, dsn, t, "admin")
         r = await client.patch(own, json={"role": "editor"}, headers=admin.headers)
         assert r.status_code == 200 and r.json()["role"] == "editor"
         r = await client.delete(f"/api/v1/members/{second.user_id}", headers=second.headers)
@@ -149,18 +137,11 @@ async def test_the_last_admin_is_neither_demoted_nor_removed(suite, dsn):
     assert roles == {str(admin.user_id): "editor", str(second.user_id): "admin"}
 
 
-async def _blocked(watcher: asyncpg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while not await watcher.fetchval("SELECT cardinality(pg_blocking_pids($1)) > 0", pid):
-        assert time.monotonic() < deadline, "the second demotion never waited for the first"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("second", ["demote", "remove"])
 async def test_two_admins_demoting_each_other_at_once_leave_one_admin(suite, dsn, second):
     t = await make_tenant(dsn)
-    a = await person(suite, dsn, t, "admin")
-    b = await person(suite, dsn, t, "admin")
+    a = await person(suite.gateway, dsn, t, "admin")
+    b = await person(suite.gateway, dsn, t, "admin")
     first_conn, second_conn, watcher = [await db.connect(dsn) for _ in range(3)]
     try:
         async with first_conn.transaction():
@@ -184,7 +165,11 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(suite, dsn
                         )  # fmt: skip
 
             racing = asyncio.create_task(other())
-            await _blocked(watcher, second_conn.get_server_pid())
+            await until_blocked(
+                watcher,
+                second_conn.get_server_pid(),
+                failure="the second demotion never waited for the first",
+            )
         with pytest.raises(members.LastAdmin):
             await racing
         rows = await watcher.fetch(
@@ -211,13 +196,15 @@ async def _second_session(dsn: str, who: Person, tenant_id: uuid.UUID) -> dict[s
 
 async def test_removing_a_member_ends_their_sessions_in_the_tenant(suite, dsn):
     t, elsewhere = await make_tenant(dsn), await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
-    member = await person(suite, dsn, t, "editor", memberships={elsewhere.tenant_id: "viewer"})
+    admin = await person(suite.gateway, dsn, t, "admin")
+    member = await person(
+        suite.gateway, dsn, t, "editor", memberships={elsewhere.tenant_id: "viewer"}
+    )
     other_session = await _second_session(dsn, member, elsewhere.tenant_id)
     url = f"/api/v1/members/{member.user_id}"
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         assert (await client.get("/api/v1/members", headers=member.cookie)).status_code == 200
-        viewer = await person(suite, dsn, t, "viewer")
+        viewer = await person(suite.gateway, dsn, t, "viewer")
         r = await client.delete(url, headers=viewer.headers)
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
 
@@ -248,8 +235,8 @@ async def test_removing_a_member_ends_their_sessions_in_the_tenant(suite, dsn):
 
 async def test_a_member_may_leave(suite, dsn):
     t = await make_tenant(dsn)
-    await person(suite, dsn, t, "admin")
-    viewer = await person(suite, dsn, t, "viewer")
+    await person(suite.gateway, dsn, t, "admin")
+    viewer = await person(suite.gateway, dsn, t, "viewer")
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         r = await client.delete(f"/api/v1/members/{viewer.user_id}", headers=viewer.headers)
         assert r.status_code == 200, r.text
@@ -277,8 +264,8 @@ async def status_with(client: httpx.AsyncClient, key: dict) -> int:
 @pytest.mark.parametrize("by", ["another_admin", "themself"])
 async def test_a_removed_members_api_keys_are_revoked_at_once(suite, dsn, by):
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
-    leaver = await person(suite, dsn, t, "admin")
+    admin = await person(suite.gateway, dsn, t, "admin")
+    leaver = await person(suite.gateway, dsn, t, "admin")
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         own = await make_key(client, leaver.headers, "admin")
         viewer_key = await make_key(client, leaver.headers, "viewer")
@@ -310,8 +297,8 @@ async def test_a_removed_members_api_keys_are_revoked_at_once(suite, dsn, by):
 
 async def test_a_demoted_members_keys_beyond_their_new_role_are_revoked(suite, dsn):
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
-    demoted = await person(suite, dsn, t, "admin")
+    admin = await person(suite.gateway, dsn, t, "admin")
+    demoted = await person(suite.gateway, dsn, t, "admin")
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         admin_key = await make_key(client, demoted.headers, "admin")
         editor_key = await make_key(client, demoted.headers, "editor")
@@ -345,9 +332,9 @@ async def test_a_key_is_minted_only_with_the_role_its_creator_has_now(suite, dsn
     """What another gateway's cache may still let through for a few seconds after a removal,
     a demotion or a revocation: the creator's role is read again when the key is made."""
     t = await make_tenant(dsn)
-    await person(suite, dsn, t, "admin")
-    demoted = await person(suite, dsn, t, "admin")
-    removed = await person(suite, dsn, t, "admin")
+    await person(suite.gateway, dsn, t, "admin")
+    demoted = await person(suite.gateway, dsn, t, "admin")
+    removed = await person(suite.gateway, dsn, t, "admin")
     conn = await db.connect(dsn)
     try:
         await members.change_role(conn, tenant_id=t.tenant_id, user_id=demoted.user_id,
@@ -368,7 +355,7 @@ async def test_a_key_is_minted_only_with_the_role_its_creator_has_now(suite, dsn
                                       created_by=created_by, creator_role="admin")  # fmt: skip
             assert refused.value.code == code, created_by
         # one who is still an admin mints
-        still = await person(suite, dsn, t, "admin")
+        still = await person(suite.gateway, dsn, t, "admin")
         kept = await api_keys.create(
             conn, tenant_id=t.tenant_id, name="ok", role=Role.editor,
             created_by=f"user:{still.user_id}", creator_role="admin",
@@ -382,9 +369,9 @@ async def test_a_removed_or_demoted_members_invitations_are_revoked(suite, dsn):
     """Else an admin about to be removed invites an address of theirs as admin, and is back
     through it; the same for the invitations their keys made."""
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
-    leaver = await person(suite, dsn, t, "admin")
-    demoted = await person(suite, dsn, t, "admin")
+    admin = await person(suite.gateway, dsn, t, "admin")
+    leaver = await person(suite.gateway, dsn, t, "admin")
+    demoted = await person(suite.gateway, dsn, t, "admin")
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
 
         async def invite(headers: dict, email: str, role: str) -> str:
@@ -418,7 +405,7 @@ async def test_a_removed_or_demoted_members_invitations_are_revoked(suite, dsn):
 
 async def test_revoking_a_key_revokes_the_keys_it_made(suite, dsn):
     t = await make_tenant(dsn)
-    admin = await person(suite, dsn, t, "admin")
+    admin = await person(suite.gateway, dsn, t, "admin")
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         parent = await make_key(client, admin.headers, "admin")
         child = await make_key(client, bearer(parent), "admin")

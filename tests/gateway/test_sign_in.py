@@ -20,20 +20,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import asyncpg
 import httpx
 import pytest
 from aiohttp import web
 from playwright.async_api import BrowserContext, Page, Response, Route
 
-from common import db
 from gateway.sessions import cookies, tokens
 from gateway.sessions import service as sessions
 from gateway.users import repository as users
@@ -48,7 +46,7 @@ from tests.oidc_people import (
     sign_out_at_provider,
     web_client,
 )
-from tests.support import free_port, make_tenant, set_cookie
+from tests.support import connected, free_port, make_tenant, set_cookie
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,17 +140,8 @@ def world(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]
 # ---------------------------------------------------------------------------------- helpers
 
 
-@asynccontextmanager
-async def connect(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await db.connect(dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def tenant_id(dsn: str, slug: str) -> uuid.UUID:
-    async with connect(dsn) as conn:
+    async with connected(dsn) as conn:
         return await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", slug)
 
 
@@ -162,7 +151,7 @@ async def known_person(
     """Makes the user ``login`` at ``issuer`` is, as their first sign-in would, with these
     memberships: they then sign in to an account that exists."""
     claims = ACCOUNTS[login]
-    async with connect(dsn) as conn, conn.transaction():
+    async with connected(dsn) as conn, conn.transaction():
         user, _ = await user_service.sign_in(conn, user_service.Identity(
             issuer=issuer, subject=login, provider="alpha", email=claims["email"],
             email_verified=claims["email_verified"], name=claims["name"],
@@ -275,7 +264,7 @@ async def until(check, *, within: float, every: float = 0.2):
 
 async def end_grace(dsn: str, session_id: str) -> None:
     """Move the session's last rotation past the grace period, as if 10 s had passed."""
-    async with connect(dsn) as conn:
+    async with connected(dsn) as conn:
         await conn.execute(
             "UPDATE sessions SET rotated_at = now() - interval '11 seconds' WHERE id = $1",
             uuid.UUID(session_id),
@@ -313,7 +302,7 @@ async def test_signing_in_lands_on_return_to_with_a_host_only_http_only_session(
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
     assert SESSION not in await page.evaluate("document.cookie")  # no script reads it
     assert await browser_cookie(context, LOGIN) is None  # the sign-in's cookie is gone
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         identity = await conn.fetchrow(
             "SELECT user_id, provider, email, email_verified FROM user_identities"
             " WHERE issuer = $1 AND subject = 'erin'",
@@ -326,7 +315,7 @@ async def test_signing_in_lands_on_return_to_with_a_host_only_http_only_session(
     # made a member of the demo tenant, she signs in again (the provider remembers her: no
     # pages there) and lands in it
     demo = await tenant_id(world.dsn, "demo")
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         await users.add_membership(
             conn, tenant_id=demo, user_id=identity["user_id"], role="editor", created_by="test"
         )
@@ -368,7 +357,7 @@ async def test_the_session_id_rotates_at_sign_in_tenant_switch_and_role_change(
     me = await fetch(page, "/api/v1/me")
     assert me.body["tenant"]["slug"] == "demo" and me.body["role"] == "viewer"
     session_id = me.body["session"]["id"]
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         ended = await conn.fetchval(
             "SELECT count(*) FROM sessions WHERE user_id = $1 AND end_reason = 'signed_in_again'",
             user_id,
@@ -401,7 +390,7 @@ async def test_the_session_id_rotates_at_sign_in_tenant_switch_and_role_change(
     await until(second_refused, within=5)
 
     # a role change: the next answer (once the gateway's 2 s cache has let go) sets a new id
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         await conn.execute(
             "UPDATE memberships SET role = 'viewer' WHERE tenant_id = $1 AND user_id = $2",
             other.tenant_id, user_id,
@@ -515,7 +504,7 @@ async def test_signing_out_ends_the_session_and_goes_through_the_providers_logou
     assert await browser_cookie(context) is None  # cleared
     replayed = await replay(gw, secret)  # and ended server-side
     assert replayed.status_code == 401 and replayed.json()["code"] == "session_expired"
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         row = await conn.fetchrow(
             "SELECT ended_at, end_reason FROM sessions WHERE id = $1", uuid.UUID(session_id)
         )
@@ -589,7 +578,7 @@ async def test_a_callback_opened_again_signs_nobody_in(
         again = await client.get(callbacks[0], headers={"cookie": f"{LOGIN}={login_secret}"})
     assert again.status_code == 400 and again.json()["code"] == "login_flow_invalid"
     assert not set_session_cookies(again) and "location" not in again.headers
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         live = await conn.fetchval(
             "SELECT count(*) FROM sessions s JOIN user_identities i USING (user_id)"
             " WHERE i.issuer = $1 AND i.subject = 'kim' AND s.ended_at IS NULL",
@@ -704,7 +693,7 @@ async def test_two_providers_asserting_one_verified_email_are_two_users(
         assert me.body["session"]["provider"] == provider
         mine.append(me.body["user"]["id"])
     assert mine[0] != mine[1]
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         rows = await conn.fetch(
             "SELECT issuer, user_id::text AS user_id FROM user_identities"
             " WHERE subject = 'alice' AND issuer = ANY($1::text[]) ORDER BY user_id",
@@ -883,7 +872,7 @@ async def test_every_route_answers_with_the_security_headers(world: World):
     gw = world.gateway
     tenant = await make_tenant(world.dsn)
     await known_person(world.dsn, world.alpha.issuer, "noah", {tenant.tenant_id: "admin"})
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         user = await conn.fetchval(
             "SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = 'noah'",
             world.alpha.issuer,
@@ -964,7 +953,7 @@ async def test_ending_a_session_closes_its_websockets_and_other_origins_are_refu
     gw = world.gateway
     tenant = await make_tenant(world.dsn)
     user = await known_person(world.dsn, world.alpha.issuer, "olga", {tenant.tenant_id: "editor"})
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         integration = await conn.fetchval(
             "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
             " VALUES ($1, 'live', 'live') RETURNING id",
@@ -1017,7 +1006,7 @@ async def test_ending_a_session_closes_its_websockets_and_other_origins_are_refu
     assert time.monotonic() - ended < 5
     assert await page.evaluate("window.__ws.code") == 1008
     assert (await replay(gw, other.secret)).status_code == 200  # only that one ended
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         await conn.execute("DELETE FROM integration_connectors WHERE id = $1", integration)
 
 
@@ -1027,7 +1016,7 @@ async def test_an_open_websocket_alone_does_not_keep_a_session_alive(world: Worl
     gw = world.short.gateway
     tenant = await make_tenant(world.dsn)
     user = await known_person(world.dsn, world.alpha.issuer, "pete", {tenant.tenant_id: "viewer"})
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         integration = await conn.fetchval(
             "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
             " VALUES ($1, 'idle', 'idle') RETURNING id",
@@ -1050,7 +1039,7 @@ async def test_an_open_websocket_alone_does_not_keep_a_session_alive(world: Worl
         assert time.monotonic() - opened >= idle - 0.5  # not before it was idle long enough
     answer = await replay(gw, session.secret)
     assert answer.status_code == 401 and answer.json()["code"] == "session_expired"
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         await conn.execute("DELETE FROM integration_connectors WHERE id = $1", integration)
 
 
@@ -1128,7 +1117,7 @@ async def test_an_invitation_for_another_email_is_refused_but_the_sign_in_goes_o
     assert "another email" in await page.content()
     me = (await fetch(page, world.gateway + "/api/v1/me")).body
     assert me["tenant"] is None and me["memberships"] == [], me
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         refused = await conn.fetch(
             "SELECT payload FROM audit_logs WHERE tenant_id = $1 AND action = 'invitation.refused'",
             tenant.tenant_id,
@@ -1149,7 +1138,7 @@ async def test_an_unverified_email_never_accepts_an_invitation(world, new_browse
     await sign_in_at_provider(page, "mallory")
     await page.wait_for_load_state()
     assert page.url == world.gateway + "/?notice=invitation_email_mismatch", page.url
-    async with connect(world.dsn) as conn:
+    async with connected(world.dsn) as conn:
         reasons = await conn.fetch(
             "SELECT payload->>'reason' AS reason FROM audit_logs WHERE tenant_id = $1"
             " AND action = 'invitation.refused'",

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from common.roles import Role
-from tests.people import Person, make_person
+from tests.people import Person, person
 from tests.support import TenantKey, add_key, make_tenant
 
 WITHIN = 5.0  # a recheck, the credential cache and the lookup
@@ -39,14 +39,7 @@ class World:
 
     async def person(self, role: str | None = "editor", **kw) -> Person:
         """A member signed in to the tenant as ``role`` (None: signed in, in no tenant)."""
-        tenant_id = self.tenant.tenant_id if role else None
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            return await make_person(
-                conn, origin=self.gateway, tenant_id=tenant_id, role=role, **kw
-            )
-        finally:
-            await conn.close()
+        return await person(self.gateway, self.dsn, self.tenant if role else None, role, **kw)
 
     async def ticket(self, headers: dict[str, str], integration: uuid.UUID | None = None) -> str:
         r = await self.post(f"/api/v1/integrations/{integration or self.integration}/sync/ticket",
