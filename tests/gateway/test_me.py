@@ -8,19 +8,9 @@ import uuid
 
 import httpx
 
-from common import db
 from gateway.sessions import cookies, tokens
-from tests.people import Person, make_person
+from tests.people import make_person
 from tests.support import make_tenant
-
-
-def _headers(person: Person, secret: str) -> dict[str, str]:
-    return {
-        "cookie": f"{cookies.SESSION}={secret}",
-        "origin": person.origin,
-        "sec-fetch-site": "same-origin",
-        "x-csrf-token": tokens.derive(secret, "csrf"),
-    }
 
 
 def _session_cookies(response: httpx.Response) -> list[str]:
@@ -31,81 +21,64 @@ def _session_cookies(response: httpx.Response) -> list[str]:
     ]
 
 
-async def test_a_tenant_switch_during_a_role_change_sets_one_cookie(suite, dsn) -> None:
+async def test_a_tenant_switch_during_a_role_change_sets_one_cookie(suite, dsn, conn) -> None:
     a, b = await make_tenant(dsn), await make_tenant(dsn)
-    conn = await db.connect(dsn)
-    try:
-        person = await make_person(
-            conn, origin=suite.gateway, tenant_id=a.tenant_id, role="admin",
-            memberships={b.tenant_id: "viewer"},
-        )  # fmt: skip
-        # an admin of A demotes them: their next request rotates the session id
+    person = await make_person(
+        conn, origin=suite.gateway, tenant_id=a.tenant_id, role="admin",
+        memberships={b.tenant_id: "viewer"},
+    )  # fmt: skip
+    # an admin of A demotes them: their next request rotates the session id
+    await conn.execute(
+        "UPDATE memberships SET role = 'editor' WHERE tenant_id = $1 AND user_id = $2",
+        a.tenant_id, person.user_id,
+    )  # fmt: skip
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        r = await client.post("/api/v1/me/tenant", json={"tenant": b.slug}, headers=person.headers)
+        assert r.status_code == 200, r.text
+        sent = _session_cookies(r)
+        assert len(sent) == 1, r.headers.get_list("set-cookie")
+        new = sent[0]
+        assert r.json()["csrf_token"] == tokens.derive(new, "csrf")
+        assert r.json()["tenant"]["slug"] == b.slug and r.json()["role"] == "viewer"
+        # once the grace of the old ids is over, the one the browser kept still works
         await conn.execute(
-            "UPDATE memberships SET role = 'editor' WHERE tenant_id = $1 AND user_id = $2",
-            a.tenant_id, person.user_id,
-        )  # fmt: skip
-        async with httpx.AsyncClient(base_url=suite.gateway) as client:
-            r = await client.post(
-                "/api/v1/me/tenant", json={"tenant": b.slug}, headers=person.headers
-            )
-            assert r.status_code == 200, r.text
-            sent = _session_cookies(r)
-            assert len(sent) == 1, r.headers.get_list("set-cookie")
-            new = sent[0]
-            assert r.json()["csrf_token"] == tokens.derive(new, "csrf")
-            assert r.json()["tenant"]["slug"] == b.slug and r.json()["role"] == "viewer"
-            # once the grace of the old ids is over, the one the browser kept still works
-            await conn.execute(
-                "UPDATE sessions SET rotated_at = now() - interval '1 minute' WHERE id = $1",
-                person.session_id,
-            )
-            client.cookies.clear()
-            me = await client.get("/api/v1/me", headers={"cookie": f"{cookies.SESSION}={new}"})
-            assert me.status_code == 200 and me.json()["tenant"]["slug"] == b.slug, me.text
-    finally:
-        await conn.close()
+            "UPDATE sessions SET rotated_at = now() - interval '1 minute' WHERE id = $1",
+            person.session_id,
+        )
+        client.cookies.clear()
+        me = await client.get("/api/v1/me", headers={"cookie": f"{cookies.SESSION}={new}"})
+        assert me.status_code == 200 and me.json()["tenant"]["slug"] == b.slug, me.text
 
 
-async def test_logging_out_with_a_just_rotated_id_ends_the_session(suite, dsn) -> None:
+async def test_logging_out_with_a_just_rotated_id_ends_the_session(suite, dsn, conn) -> None:
     a, b = await make_tenant(dsn), await make_tenant(dsn)
-    conn = await db.connect(dsn)
-    try:
-        person = await make_person(
-            conn, origin=suite.gateway, tenant_id=a.tenant_id, role="admin",
-            memberships={b.tenant_id: "admin"},
-        )  # fmt: skip
-        async with httpx.AsyncClient(base_url=suite.gateway) as client:
-            r = await client.post(
-                "/api/v1/me/tenant", json={"tenant": b.slug}, headers=person.headers
-            )
-            new = _session_cookies(r)[0]
-            # a tab that still has the old id signs out within the grace period
-            out = await client.post(
-                "/auth/logout",
-                headers={**_headers(person, person.secret), "accept": "application/json"},
-            )
-            assert out.status_code == 200, out.text
-            ended = await conn.fetchrow(
-                "SELECT ended_at, end_reason FROM sessions WHERE id = $1", person.session_id
-            )
-            assert ended["ended_at"] is not None and ended["end_reason"] == "logout"
-            client.cookies.clear()
-            me = await client.get("/api/v1/me", headers={"cookie": f"{cookies.SESSION}={new}"})
-            assert me.status_code == 401 and me.json()["code"] == "session_expired"
-    finally:
-        await conn.close()
+    person = await make_person(
+        conn, origin=suite.gateway, tenant_id=a.tenant_id, role="admin",
+        memberships={b.tenant_id: "admin"},
+    )  # fmt: skip
+    async with httpx.AsyncClient(base_url=suite.gateway) as client:
+        r = await client.post("/api/v1/me/tenant", json={"tenant": b.slug}, headers=person.headers)
+        new = _session_cookies(r)[0]
+        # a tab that still has the old id signs out within the grace period
+        out = await client.post(
+            "/auth/logout", headers={**person.headers, "accept": "application/json"}
+        )
+        assert out.status_code == 200, out.text
+        ended = await conn.fetchrow(
+            "SELECT ended_at, end_reason FROM sessions WHERE id = $1", person.session_id
+        )
+        assert ended["ended_at"] is not None and ended["end_reason"] == "logout"
+        client.cookies.clear()
+        me = await client.get("/api/v1/me", headers={"cookie": f"{cookies.SESSION}={new}"})
+        assert me.status_code == 401 and me.json()["code"] == "session_expired"
 
 
-async def test_my_sessions_list_and_end(suite, dsn) -> None:
+async def test_my_sessions_list_and_end(suite, dsn, conn) -> None:
     a = await make_tenant(dsn)
-    conn = await db.connect(dsn)
-    try:
-        person = await make_person(conn, origin=suite.gateway, tenant_id=a.tenant_id,
-                                   role="viewer")  # fmt: skip
-        other = await make_person(conn, origin=suite.gateway, tenant_id=a.tenant_id,
-                                  role="viewer")  # fmt: skip
-    finally:
-        await conn.close()
+    person = await make_person(conn, origin=suite.gateway, tenant_id=a.tenant_id,
+                               role="viewer")  # fmt: skip
+    other = await make_person(conn, origin=suite.gateway, tenant_id=a.tenant_id,
+                              role="viewer")  # fmt: skip
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         listed = (await client.get("/api/v1/me/sessions", headers=person.cookie)).json()
         assert [(s["id"], s["current"]) for s in listed["items"]] == [
