@@ -9,7 +9,6 @@ Import the fixtures where they are used (a module, or a folder's conftest.py)::
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,6 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Route, async_playwright
+
+from gateway.settings import is_loopback as is_loopback_host
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"  # Debian's package (Playwright's download is not used)
 CHROMIUM_ARGS = (
@@ -59,13 +60,7 @@ def is_loopback(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", "ws", "wss"):
         return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(parts.hostname or "")
 
 
 async def _refuse(route: Route) -> None:
