@@ -1,5 +1,5 @@
-"""Old sessions and abandoned sign-ins are deleted now and then (each replica tries; the
-statements are idempotent)."""
+"""Old sessions, abandoned sign-ins and expired WebSocket tickets are deleted now and then
+(each replica tries; the statements are idempotent)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import structlog
 from common import db
 from common.errors import SeedosError
 from gateway.sessions import repository
+from gateway.ws_tickets import repository as ws_tickets
 
 log = structlog.get_logger(component="seedos.gateway.sessions")
 KEEP_DAYS = 30  # ended sessions stay listed in the audit trail; rows go after this
@@ -21,8 +22,9 @@ async def purge_periodically(database: db.Database, *, every: float = EVERY_SECO
         try:
             async with database.connection() as conn:
                 deleted = await repository.purge(conn, keep_days=KEEP_DAYS)
-            if deleted:
-                log.info("sessions_purged", deleted=deleted)
+                tickets = await ws_tickets.purge_expired(conn)
+            if deleted or tickets:
+                log.info("sessions_purged", deleted=deleted, expired_tickets=tickets)
         except (SeedosError, *db.UNAVAILABLE) as exc:
             log.warning("sessions_purge_failed", error=type(exc).__name__)
         await asyncio.sleep(every)

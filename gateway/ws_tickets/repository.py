@@ -15,8 +15,7 @@ async def insert(
     credential: bytes,
     ttl_seconds: int,
 ) -> datetime:
-    """Store a ticket's hash; returns when it expires. Expired tickets are swept on the way."""
-    await conn.execute("DELETE FROM ws_tickets WHERE expires_at < now()")
+    """Store a ticket's hash; returns when it expires."""
     return await conn.fetchval(
         "INSERT INTO ws_tickets (ticket_hash, tenant_id, integration_id, credential, expires_at)"
         " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING expires_at",
@@ -35,3 +34,9 @@ async def take(conn: asyncpg.Connection, ticket_hash: bytes) -> asyncpg.Record |
         " RETURNING tenant_id, integration_id, credential, expires_at > now() AS valid",
         ticket_hash,
     )
+
+
+async def purge_expired(conn: asyncpg.Connection) -> int:
+    """Delete tickets past their expiry (never redeemed); how many."""
+    result = await conn.execute("DELETE FROM ws_tickets WHERE expires_at < now()")
+    return int(result.split()[-1])
