@@ -23,14 +23,13 @@ from pathlib import Path
 
 import httpx
 
-from common import db
 from common.crypto import KeyRing
 from connector_service.oauth.config import BINDING_COOKIE
 from marketplace_service.catalog.service import register_deployed
 from seedos_cli.examples import SDK_DIR
 from seedos_cli.supervisor import SERVICES, ServiceSpec, Supervisor
 from tests.conftest import Suite, start_suite
-from tests.support import free_port, set_cookie
+from tests.support import connected, free_port, set_cookie
 
 OIDC_DIR = Path(__file__).resolve().parents[2] / "sdk" / "tests" / "oidc"
 INTROSPECTOR = ("demo-crm", "demo-crm-secret")  # the demo CRM, a resource server
@@ -294,12 +293,9 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
             manifest = (await client.get(urls["crm_connector"] + "/manifest")).json()
         assert manifest["auth"]["scheme"] == "oauth2"
         manifest["name"], manifest["display_name"] = slug, f"Demo CRM {slug}"  # unique
-        conn = await db.connect(dsn)
-        try:
+        async with connected(dsn) as conn:
             await register_deployed(conn, manifest=manifest, endpoint_url=urls["crm_connector"],
                                     category="crm", vendor="tests")  # fmt: skip
-        finally:
-            await conn.close()
         suite = start_suite(
             dsn, tmp / "services.log", ports={s.name: ports[s.name] for s in SERVICES},
             SEEDOS_PUBLIC_URL=gateway, SEEDOS_CREDENTIAL_KEYS=ring.to_json(),

@@ -9,12 +9,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 
-from common import db
 from marketplace_service.catalog.service import register_deployed
 from seedos_sdk.testing.process import Served, start
 from tests.conftest import ROOT, Suite, start_suite
+from tests.support import connected
 
 SDK_DIR = ROOT / "sdk"
 THRESHOLD, OPEN_SECONDS = 3, 2
@@ -61,13 +62,20 @@ async def register(dsn: str, base: str, *, endpoint: str | None = None) -> str:
         manifest = (await client.get(base + "/manifest")).json()
     slug = f"{manifest['name']}-{secrets.token_hex(3)}"
     manifest = {**manifest, "name": slug, "display_name": slug}
-    conn = await db.connect(dsn)
-    try:
+    async with connected(dsn) as conn:
         await register_deployed(conn, manifest=manifest, endpoint_url=endpoint or base,
                                 category="crm", vendor="tests")  # fmt: skip
-    finally:
-        await conn.close()
     return slug
+
+
+async def install_crm(client: httpx.AsyncClient, rig: Rig, slug: str, **config) -> str:
+    """Install the connector ``slug`` for the rig's demo CRM, with its key, through the
+    gateway ``client`` talks to (as its tenant); the new integration's id."""
+    r = await client.post("/api/v1/integrations", json={
+        "connector": slug, "config": {"base_url": rig.crm.url, **config},
+        "credentials": {"api_key": rig.crm_key}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
 
 
 async def wait_status(client: httpx.AsyncClient, iid: str, *wanted: str) -> dict:
@@ -79,12 +87,10 @@ async def wait_status(client: httpx.AsyncClient, iid: str, *wanted: str) -> dict
         await asyncio.sleep(0.1)
 
 
-async def fetch(dsn: str, sql: str, *args):
-    conn = await db.connect(dsn)
-    try:
+async def fetch(dsn: str, sql: str, *args) -> list[asyncpg.Record]:
+    """``sql``'s rows, on a connection of its own."""
+    async with connected(dsn) as conn:
         return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def get_url(url: str, *, text: bool = False):

@@ -22,6 +22,7 @@ from tests.connector_service.rig import (
     THRESHOLD,
     fetch,
     get_url,
+    install_crm,
     register,
     start_flaky,
     wait_status,
@@ -308,11 +309,7 @@ async def test_disallowed_endpoints_are_refused(rig, dsn, endpoint, why):
 async def _install_failing(c: httpx.AsyncClient, rig, slug: str) -> tuple[str, dict]:
     """Install ``slug`` for the demo CRM; its id and the install once its check put it in
     error."""
-    r = await c.post("/api/v1/integrations", json={
-        "connector": slug, "config": {"base_url": rig.crm.url},
-        "credentials": {"api_key": rig.crm_key}})  # fmt: skip
-    assert r.status_code == 201, r.text
-    iid = r.json()["id"]
+    iid = await install_crm(c, rig, slug)
     return iid, await wait_status(c, iid, "error")
 
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
@@ -37,6 +36,7 @@ from connector_service.settings import ConnectorServiceSettings
 from marketplace_service.catalog.service import register_deployed
 from tests.connector_service import oauth_servers
 from tests.connector_service.oauth_servers import World
+from tests.connector_service.rig import fetch
 from tests.support import TenantKey, add_key, free_port, make_tenant
 
 pytestmark = pytest.mark.skipif(
@@ -82,14 +82,6 @@ async def side(world: World, dsn: str) -> AsyncIterator[ServiceSide]:
         await pool.close()
 
 
-async def _fetch(dsn: str, sql: str, *args) -> list[asyncpg.Record]:
-    conn = await db.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
 async def _install(world: World, client: httpx.AsyncClient) -> str:
     r = await client.post("/api/v1/integrations",
                           json={"connector": world.slug, "config": {"base_url": world.crm}})  # fmt: skip
@@ -120,7 +112,7 @@ async def _connected(world: World, t: TenantKey, dsn: str) -> str:
 
 
 async def _integration(dsn: str, iid: str) -> dict:
-    rows = await _fetch(dsn, "SELECT * FROM integration_connectors WHERE id = $1", uuid.UUID(iid))
+    rows = await fetch(dsn, "SELECT * FROM integration_connectors WHERE id = $1", uuid.UUID(iid))
     return dict(rows[0])
 
 
@@ -164,8 +156,8 @@ async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
     state, challenge = query["state"], query["code_challenge"]
     # the state, start token and binding are stored as hashes only, the PKCE verifier and the
     # provider's URL encrypted
-    rows = await _fetch(dsn, "SELECT * FROM oauth_states WHERE integration_id = $1",
-                        uuid.UUID(iid))  # fmt: skip
+    rows = await fetch(dsn, "SELECT * FROM oauth_states WHERE integration_id = $1",
+                       uuid.UUID(iid))  # fmt: skip
     assert len(rows) == 1
     dump = repr(dict(rows[0])).encode()
     for secret in (state, challenge, start_token, binding, world.auth.issuer):
@@ -199,7 +191,7 @@ async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
     stored = await _stored(side, row)
     access, refresh = stored["oauth.access_token"], stored["oauth.refresh_token"]
     assert abs(int(stored["oauth.expires_at"]) - (time.time() + TOKEN_TTL)) < 15
-    raw = await _fetch(dsn, "SELECT * FROM credentials WHERE integration_id = $1", row["id"])
+    raw = await fetch(dsn, "SELECT * FROM credentials WHERE integration_id = $1", row["id"])
     dump = repr([dict(r) for r in raw]).encode()
     assert access.encode() not in dump and refresh.encode() not in dump
     code = parse_qs(urlsplit(callback.url).query)["code"][0]
@@ -211,8 +203,8 @@ async def test_connect_through_the_gateway_with_pkce(world, side, dsn):
     # the token works with the demo CRM through the connector, and nothing else does
     assert (await world.check(access)).status_code == 200
     assert (await world.check("not-a-token")).status_code == 401
-    audit = await _fetch(dsn, "SELECT user_id, payload FROM audit_logs WHERE tenant_id = $1"
-                         " AND action = 'integration.connected'", t.tenant_id)  # fmt: skip
+    audit = await fetch(dsn, "SELECT user_id, payload FROM audit_logs WHERE tenant_id = $1"
+                        " AND action = 'integration.connected'", t.tenant_id)  # fmt: skip
     assert len(audit) == 1 and audit[0]["payload"]["integration_id"] == iid
     assert audit[0]["user_id"] == f"apikey:{t.key_id}"  # who started the connect
     assert access not in json.dumps(audit[0]["payload"])
@@ -329,8 +321,8 @@ async def test_invalid_grant_means_reconnect(world, side, dsn):
     async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
         shown = (await client.get(f"/api/v1/integrations/{iid}")).json()
     assert shown["status"] == "error" and shown["status_reason"].startswith("reconnect")
-    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
-                         " AND action = 'integration.reconnect_required'", t.tenant_id)  # fmt: skip
+    audit = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                        " AND action = 'integration.reconnect_required'", t.tenant_id)  # fmt: skip
     assert [a["payload"]["integration_id"] for a in audit] == [iid]
 
     # connecting again makes it usable: checked with the new tokens, active
@@ -367,8 +359,8 @@ async def test_a_refused_refresh_token_is_spent_once_by_concurrent_callers(world
     results.append(await refresh())
     assert all(isinstance(r, ReconnectRequired) for r in results), results
     assert {r.detail for r in results} == {(await _integration(dsn, iid))["status_reason"]}
-    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
-                         " AND action = 'integration.reconnect_required'", t.tenant_id)  # fmt: skip
+    audit = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                        " AND action = 'integration.reconnect_required'", t.tenant_id)  # fmt: skip
     assert [a["payload"]["integration_id"] for a in audit] == [iid]
 
 
@@ -442,11 +434,11 @@ async def _move(dsn: str, slug: str, **urls: str) -> dict:
     (register_deployed), whose operator may move a version in place: installs on it follow.
     A tenant's published version cannot change (test_pinning.py), so this stands for an
     address the rule refuses later, e.g. after the rule or the name's address changed."""
-    manifest = (await _fetch(dsn, "SELECT manifest FROM marketplace_connectors WHERE slug = $1",
-                             slug))[0]["manifest"]  # fmt: skip
+    manifest = (await fetch(dsn, "SELECT manifest FROM marketplace_connectors WHERE slug = $1",
+                            slug))[0]["manifest"]  # fmt: skip
     manifest = {**manifest, "auth": {**manifest["auth"], **urls}}
-    await _fetch(dsn, "UPDATE marketplace_connectors SET manifest = $2 WHERE slug = $1",
-                 slug, manifest)  # fmt: skip
+    await fetch(dsn, "UPDATE marketplace_connectors SET manifest = $2 WHERE slug = $1",
+                slug, manifest)  # fmt: skip
     return manifest
 
 
@@ -481,8 +473,8 @@ async def test_a_token_url_not_allowed_is_refused_at_connect_and_callback(world,
     assert outside.requests == []  # nothing was sent there, not even a connection
     assert shown["status"] == "pending" and shown["status_reason"] == NOT_CONNECTED, shown
     assert tokens.ACCESS_TOKEN not in await _stored(side, await _integration(dsn, iid))
-    states = await _fetch(dsn, "SELECT count(*) AS n FROM oauth_states WHERE integration_id = $1",
-                          uuid.UUID(iid))  # fmt: skip
+    states = await fetch(dsn, "SELECT count(*) AS n FROM oauth_states WHERE integration_id = $1",
+                         uuid.UUID(iid))  # fmt: skip
     assert states[0]["n"] == 0  # the first one used up by the callback, no other recorded
 
 
@@ -515,8 +507,8 @@ async def test_a_refresh_or_revocation_not_allowed_sends_nothing(world, side, ds
         assert "127.0.0.2" in reason
 
         # a refresh before expiry (what sync and the manager do): the same, nothing changed
-        await _fetch(dsn, "UPDATE integration_connectors SET status = 'active' WHERE id = $1",
-                     row["id"])  # fmt: skip
+        await fetch(dsn, "UPDATE integration_connectors SET status = 'active' WHERE id = $1",
+                    row["id"])  # fmt: skip
         with pytest.raises(ProviderNotAllowed) as caught:
             await tokens.call_credentials(
                 side.db, side.ring, integration=row, manifest=moved, oauth=side.oauth,
@@ -531,8 +523,8 @@ async def test_a_refresh_or_revocation_not_allowed_sends_nothing(world, side, ds
         async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
             assert (await client.delete(f"/api/v1/integrations/{iid}")).status_code == 204
     assert outside.requests == []  # no refresh token, client secret or connection went there
-    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
-                         " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
+    audit = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                        " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
     revocation = audit[0]["payload"]["token_revocation"]
     assert revocation.startswith("failed: endpoint not allowed: the connector's revoke_url: ")
     assert "127.0.0.2" in revocation
@@ -551,8 +543,8 @@ async def test_callback_refusals_are_400_and_use_the_state_up(world, side, dsn):
     opened = [await oauth_servers.open_start(s["authorization_url"]) for s in starts]
     denied, late = (parse_qs(urlsplit(url).query)["state"][0] for url, _ in opened)
     cookie = oauth_servers.with_binding(opened[0][1])
-    await _fetch(dsn, "UPDATE oauth_states SET expires_at = now() - interval '1 second'"
-                 " WHERE state_hash = sha256($1::bytea)", late.encode())  # fmt: skip
+    await fetch(dsn, "UPDATE oauth_states SET expires_at = now() - interval '1 second'"
+                " WHERE state_hash = sha256($1::bytea)", late.encode())  # fmt: skip
     async with httpx.AsyncClient(base_url=gateway) as browser:  # no API key
         cases = [
             ({"state": denied, "error": "access_denied"}, "oauth_denied"),
@@ -573,8 +565,8 @@ async def test_callback_refusals_are_400_and_use_the_state_up(world, side, dsn):
         assert (await browser.get(CALLBACK + "x")).status_code == 401
         assert (await browser.get(START + "x")).status_code == 401
         assert (await browser.get(f"/api/v1/integrations/{iid}")).status_code == 401
-    left = await _fetch(dsn, "SELECT count(*) AS n FROM oauth_states WHERE integration_id = $1",
-                        uuid.UUID(iid))  # fmt: skip
+    left = await fetch(dsn, "SELECT count(*) AS n FROM oauth_states WHERE integration_id = $1",
+                       uuid.UUID(iid))  # fmt: skip
     assert left[0]["n"] == 0
     row = await _integration(dsn, iid)
     assert row["status_reason"] == NOT_CONNECTED
@@ -621,8 +613,8 @@ async def test_connect_refusals_change_nothing(world, dsn):
         r = await client.post(f"/api/v1/integrations/{iid}/disable")
         r = await client.post(connect)
         assert r.status_code == 409 and r.json()["code"] == "integration_disabled"
-    states = await _fetch(dsn, "SELECT integration_id FROM oauth_states WHERE tenant_id = $1",
-                          t.tenant_id)  # fmt: skip
+    states = await fetch(dsn, "SELECT integration_id FROM oauth_states WHERE tenant_id = $1",
+                         t.tenant_id)  # fmt: skip
     assert [s["integration_id"] for s in states] == [uuid.UUID(iid)]  # the one that was valid
 
 
@@ -667,8 +659,8 @@ async def test_uninstall_revokes_the_tokens_at_the_provider(world, side, dsn):
     assert world.auth.introspect(stored["oauth.access_token"]) == {"active": False}
     refused = world.auth.refresh(stored["oauth.refresh_token"], client=PLATFORM)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
-    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
-                         " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
+    audit = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                        " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
     assert audit[0]["payload"]["token_revocation"] == "revoked"
     assert audit[0]["payload"]["credentials_erased"] == 3
 
@@ -682,20 +674,20 @@ async def test_other_schemes_get_their_credentials_as_stored(world, side, dsn):
         assert r.status_code == 201, r.text
         iid = r.json()["id"]
         row = await _integration(dsn, iid)
-        manifest = (await _fetch(dsn, "SELECT manifest FROM marketplace_connectors WHERE slug ="
-                                 " 'postgresql'"))[0]["manifest"]  # fmt: skip
+        manifest = (await fetch(dsn, "SELECT manifest FROM marketplace_connectors WHERE slug ="
+                                " 'postgresql'"))[0]["manifest"]  # fmt: skip
         given = await tokens.call_credentials(
             side.db, side.ring, integration=row, manifest=manifest, oauth=side.oauth
         )
         assert given == {"password": "a-long-password"}
         assert (await client.delete(f"/api/v1/integrations/{iid}")).status_code == 204
-    audit = await _fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
-                         " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
+    audit = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1"
+                        " AND action = 'integration.deleted'", t.tenant_id)  # fmt: skip
     assert audit[0]["payload"]["token_revocation"] == "not_oauth"
 
 
 async def test_oauth_states_are_closed_to_postgrest_roles(dsn):
-    rows = await _fetch(
+    rows = await fetch(
         dsn,
         "SELECT relrowsecurity, has_table_privilege('anon', oid, 'SELECT') AS anon,"
         " has_table_privilege('authenticated', oid, 'SELECT') AS authed"

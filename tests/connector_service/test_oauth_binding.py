@@ -13,12 +13,10 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import httpx
 import pytest
 from starlette.requests import Request
 
-from common import db
 from common.roles import Role
 from connector_service.integrations.service import NOT_CONNECTED
 from connector_service.oauth import config as oauth_config
@@ -26,6 +24,7 @@ from gateway import proxy
 from gateway.app import PUBLIC_PATHS
 from tests.connector_service import oauth_servers
 from tests.connector_service.oauth_servers import Approved, World
+from tests.connector_service.rig import fetch
 from tests.people import make_person
 from tests.support import TenantKey, make_tenant
 
@@ -42,14 +41,6 @@ COOKIE = oauth_config.BINDING_COOKIE
 async def world(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     async with oauth_servers.running_world(dsn, tmp_path_factory.mktemp("binding")) as running:
         yield running
-
-
-async def _fetch(dsn: str, sql: str, *args) -> list[asyncpg.Record]:
-    conn = await db.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def _install(world: World, t: TenantKey) -> str:
@@ -75,8 +66,8 @@ async def _approved(world: World, t: TenantKey, iid: str) -> Approved:
 
 
 async def _refusals(dsn: str, t: TenantKey) -> list[dict]:
-    rows = await _fetch(dsn, "SELECT user_id, target, payload FROM audit_logs WHERE tenant_id = $1"
-                        " AND action = 'integration.connect_refused' ORDER BY seq", t.tenant_id)  # fmt: skip
+    rows = await fetch(dsn, "SELECT user_id, target, payload FROM audit_logs WHERE tenant_id = $1"
+                       " AND action = 'integration.connect_refused' ORDER BY seq", t.tenant_id)  # fmt: skip
     return [dict(r) for r in rows]
 
 
@@ -210,15 +201,15 @@ async def test_an_expired_start_link_is_refused(world, dsn):
     t = await make_tenant(dsn, role=Role.editor)
     iid = await _install(world, t)
     start_url = await _start_url(world, t, iid)
-    await _fetch(dsn, "UPDATE oauth_states SET expires_at = now() - interval '1 second'"
-                 " WHERE integration_id = $1", uuid.UUID(iid))  # fmt: skip
+    await fetch(dsn, "UPDATE oauth_states SET expires_at = now() - interval '1 second'"
+                " WHERE integration_id = $1", uuid.UUID(iid))  # fmt: skip
     async with httpx.AsyncClient(timeout=30) as browser:
         r = await browser.get(start_url)
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, r.text
     assert r.json()["code"] == "connect_start_expired"
     assert "set-cookie" not in r.headers and "location" not in r.headers
-    rows = await _fetch(dsn, "SELECT binding_hash, started_at FROM oauth_states"
-                        " WHERE integration_id = $1", uuid.UUID(iid))  # fmt: skip
+    rows = await fetch(dsn, "SELECT binding_hash, started_at FROM oauth_states"
+                       " WHERE integration_id = $1", uuid.UUID(iid))  # fmt: skip
     assert [dict(r) for r in rows] == [{"binding_hash": None, "started_at": None}]
 
 
@@ -268,21 +259,15 @@ def test_the_gateway_forwards_the_binding_and_no_other_cookie():
         assert proxy.BINDING_HEADER not in sent and "cookie" not in sent, path
 
 
-async def test_a_connect_a_person_started_opens_only_where_they_are_signed_in(world, dsn):
+async def test_a_connect_a_person_started_opens_only_where_they_are_signed_in(world, dsn, conn):
     """A link passed on (tenant A's admin sends it to someone) is refused in every browser
     but one where the person who started the connect is signed in."""
     t = await make_tenant(dsn, role=Role.editor)
     iid = await _install(world, t)
-    conn = await db.connect(dsn)
-    try:
-        ann, bob = [
-            await make_person(
-                conn, origin=world.suite.gateway, tenant_id=t.tenant_id, role="editor"
-            )
-            for _ in range(2)
-        ]
-    finally:
-        await conn.close()
+    ann, bob = [
+        await make_person(conn, origin=world.suite.gateway, tenant_id=t.tenant_id, role="editor")
+        for _ in range(2)
+    ]
     async with httpx.AsyncClient(base_url=world.suite.gateway, timeout=30) as client:
         r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect", headers=ann.headers)
         assert r.status_code == 200, r.text
@@ -304,42 +289,37 @@ async def test_nothing_connects_to_a_suspended_tenant(world, dsn):
     iid = await _install(world, t)
     suspend = "UPDATE tenants SET suspended_at = now() WHERE id = $1"
     start_url = await _start_url(world, t, iid)
-    await _fetch(dsn, suspend, t.tenant_id)
+    await fetch(dsn, suspend, t.tenant_id)
     async with httpx.AsyncClient(timeout=30) as browser:
         refused = await browser.get(start_url)
     assert refused.status_code == 403 and refused.json()["code"] == "tenant_suspended"
     assert "set-cookie" not in refused.headers
     # approved before the suspension, called back after it: the state is used up, nothing kept
-    await _fetch(dsn, "UPDATE tenants SET suspended_at = NULL WHERE id = $1", t.tenant_id)
+    await fetch(dsn, "UPDATE tenants SET suspended_at = NULL WHERE id = $1", t.tenant_id)
     approved = await _approved(world, t, iid)
-    await _fetch(dsn, suspend, t.tenant_id)
+    await fetch(dsn, suspend, t.tenant_id)
     done = await approved.open()
     assert done.status_code == 403 and done.json()["code"] == "tenant_suspended", done.text
-    rows = await _fetch(dsn, "SELECT field FROM credentials WHERE integration_id = $1",
-                        uuid.UUID(iid))  # fmt: skip
+    rows = await fetch(dsn, "SELECT field FROM credentials WHERE integration_id = $1",
+                       uuid.UUID(iid))  # fmt: skip
     assert "oauth.access_token" not in {r["field"] for r in rows}
     # the refused start left its connect as it was (its link unused); the called-back one is gone
-    states = await _fetch(dsn, "SELECT started_at FROM oauth_states WHERE integration_id = $1",
-                          uuid.UUID(iid))  # fmt: skip
+    states = await fetch(dsn, "SELECT started_at FROM oauth_states WHERE integration_id = $1",
+                         uuid.UUID(iid))  # fmt: skip
     assert [r["started_at"] for r in states] == [None]
 
 
-async def test_a_connect_opens_only_while_its_starter_may_still_connect(world, dsn):
+async def test_a_connect_opens_only_while_its_starter_may_still_connect(world, dsn, conn):
     t = await make_tenant(dsn, role=Role.editor)
     iid = await _install(world, t)
-    conn = await db.connect(dsn)
-    try:
-        ann = await make_person(conn, origin=world.suite.gateway, tenant_id=t.tenant_id,
-                                role="editor")  # fmt: skip
-    finally:
-        await conn.close()
+    ann = await make_person(conn, origin=world.suite.gateway, tenant_id=t.tenant_id, role="editor")
     async with httpx.AsyncClient(base_url=world.suite.gateway, timeout=30) as client:
         r = await client.post(f"/api/v1/integrations/{iid}/oauth/connect", headers=ann.headers)
         assert r.status_code == 200, r.text
         start_url = r.json()["authorization_url"]
         # made a viewer meanwhile (or removed): the link she started no longer opens
-        await _fetch(dsn, "UPDATE memberships SET role = 'viewer' WHERE user_id = $1",
-                     ann.user_id)  # fmt: skip
+        await fetch(dsn, "UPDATE memberships SET role = 'viewer' WHERE user_id = $1",
+                    ann.user_id)  # fmt: skip
         await asyncio.sleep(2.5)  # the gateway's cached verdict on her session expires
         refused = await client.get(start_url, headers=ann.cookie)
         assert refused.status_code == 403, refused.text

@@ -15,11 +15,10 @@ import asyncpg
 import httpx
 import pytest
 
-from common import db
 from common.roles import Role
 from connector_service.sync import repository as sync
 from gateway.admin import service as admin
-from tests.connector_service.rig import register, wait_status
+from tests.connector_service.rig import fetch, install_crm, register, wait_status
 from tests.support import TenantKey, make_tenant
 
 INTERVAL = 10  # seconds, the shortest schedule there is
@@ -40,11 +39,7 @@ async def installs(rig, dsn) -> AsyncIterator[list[Install]]:
     for _ in range(2):
         tenant = await make_tenant(dsn, role=Role.editor)
         client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=tenant.headers, timeout=30)
-        r = await client.post("/api/v1/integrations", json={
-            "connector": slug, "config": {"base_url": rig.crm.url},
-            "credentials": {"api_key": rig.crm_key}})  # fmt: skip
-        assert r.status_code == 201, r.text
-        iid = r.json()["id"]
+        iid = await install_crm(client, rig, slug)
         r = await client.patch(
             f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": INTERVAL}
         )
@@ -54,14 +49,9 @@ async def installs(rig, dsn) -> AsyncIterator[list[Install]]:
     try:
         yield made
     finally:
-        connection = await db.connect(dsn)
-        try:  # whatever happened, neither goes on syncing against the other tests' CRM
-            await connection.execute(
-                "UPDATE integration_connectors SET sync_interval_seconds = 0 WHERE id = ANY($1)",
-                [i.id for i in made],
-            )
-        finally:
-            await connection.close()
+        # whatever happened, neither goes on syncing against the other tests' CRM
+        await fetch(dsn, "UPDATE integration_connectors SET sync_interval_seconds = 0"
+                    " WHERE id = ANY($1)", [i.id for i in made])  # fmt: skip
         for install in made:
             await install.client.aclose()
 

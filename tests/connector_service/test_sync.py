@@ -22,7 +22,7 @@ from common.roles import Role
 from seedos_cli.supervisor import SERVICES
 from seedos_sdk.testing.process import start
 from tests.conftest import ROOT
-from tests.connector_service.rig import SDK_DIR, fetch, register, wait_status
+from tests.connector_service.rig import SDK_DIR, fetch, install_crm, register, wait_status
 from tests.support import make_tenant
 
 INTEROP = ROOT / "tests" / "sync_interop"
@@ -82,11 +82,7 @@ async def world(rig, dsn):
     seeded = await crm.post("/admin/seed", json={"contacts": 30, "companies": 5})
     assert seeded.status_code < 300, seeded.text
     client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
-    r = await client.post("/api/v1/integrations", json={
-        "connector": slug, "config": {"base_url": rig.crm.url, "page_size": 7},
-        "credentials": {"api_key": rig.crm_key}})  # fmt: skip
-    assert r.status_code == 201, r.text
-    iid = r.json()["id"]
+    iid = await install_crm(client, rig, slug, page_size=7)
     # runs only when a test asks (a scheduled one may still have started before this)
     r = await client.patch(f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": 0})
     assert r.status_code == 200, r.text

@@ -31,7 +31,7 @@ from connector_service.sync.lib0 import decode_state_vector
 from connector_service.sync.store import DocStore
 from seedos_sdk.testing.process import start
 from tests.conftest import ROOT, suite_env
-from tests.connector_service.rig import fetch, register, wait_status
+from tests.connector_service.rig import fetch, install_crm, register, wait_status
 from tests.connector_service.yclient import YClient
 from tests.support import add_key, make_tenant
 
@@ -75,11 +75,7 @@ async def live(rig, dsn):
         await crm.post("/admin/reset")
         assert (await crm.post("/admin/seed", json={"contacts": 12, "companies": 2})).is_success
     client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=tenant.headers, timeout=30)
-    r = await client.post("/api/v1/integrations", json={
-        "connector": slug, "config": {"base_url": rig.crm.url},
-        "credentials": {"api_key": rig.crm_key}})  # fmt: skip
-    assert r.status_code == 201, r.text
-    iid = r.json()["id"]
+    iid = await install_crm(client, rig, slug)
     assert (await wait_status(client, iid, "active"))["status"] == "active"
     asked = datetime.now(UTC)
     # 409: a scheduled run began first; its end is waited for below all the same
