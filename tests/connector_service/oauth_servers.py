@@ -248,12 +248,12 @@ class World:
 
 
 @asynccontextmanager
-async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
+async def running_world(dsn: str, tmp: Path, **env: str) -> AsyncIterator[World]:
     """The authorization server (PKCE required, refresh tokens rotated, TTL-second tokens) with
     the platform's and a tenant's app, the demo CRM introspecting against it, the example
     connector in oauth2 mode in the catalog under a slug of its own, and the three services
     with the platform's app configured, the gateway as public URL and only 127.0.0.1 (and ::1)
-    allowed to connect to, under both rules."""
+    allowed to connect to, under both rules. ``env`` adds to the services' environment."""
     ports = {spec.name: free_port() for spec in SERVICES}
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     app = {"grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
@@ -306,6 +306,7 @@ async def running_world(dsn: str, tmp: Path) -> AsyncIterator[World]:
             SEEDOS_CONNECTOR_OAUTH_REFRESH_MARGIN_SECONDS="10",
             SEEDOS_CONNECTOR_OAUTH_CLIENTS=json.dumps(
                 {slug: {"client_id": PLATFORM[0], "client_secret": PLATFORM[1]}}),
+            **env,
         )  # fmt: skip
         yield World(suite, auth, urls["demo_crm"], urls["crm_connector"], slug, manifest, ring)
     finally:
