@@ -94,12 +94,19 @@ async def until_blocked(watcher: asyncpg.Connection, pid: int, *, failure: str) 
         await asyncio.sleep(0.02)
 
 
+def set_cookies(response: httpx.Response, name: str) -> list[str]:
+    """The values of every cookie ``name`` that ``response`` sets, in order."""
+    return [
+        rest.split(";", 1)[0]
+        for key, _, rest in (h.partition("=") for h in response.headers.get_list("set-cookie"))
+        if key == name
+    ]
+
+
 def set_cookie(response: httpx.Response, name: str) -> str:
     """The value of the cookie ``name`` that ``response`` sets (the first, if several)."""
-    for header in response.headers.get_list("set-cookie"):
-        key, _, rest = header.partition("=")
-        if key == name:
-            return rest.split(";", 1)[0]
+    if found := set_cookies(response, name):
+        return found[0]
     raise AssertionError(f"no {name} cookie in {response.headers}")
 
 

@@ -10,15 +10,7 @@ import httpx
 
 from gateway.sessions import cookies, tokens
 from tests.people import make_person
-from tests.support import make_tenant
-
-
-def _session_cookies(response: httpx.Response) -> list[str]:
-    return [
-        v.partition(";")[0].partition("=")[2]
-        for v in response.headers.get_list("set-cookie")
-        if v.startswith(cookies.SESSION + "=")
-    ]
+from tests.support import make_tenant, set_cookie, set_cookies
 
 
 async def test_a_tenant_switch_during_a_role_change_sets_one_cookie(suite, dsn, conn) -> None:
@@ -35,7 +27,7 @@ async def test_a_tenant_switch_during_a_role_change_sets_one_cookie(suite, dsn, 
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         r = await client.post("/api/v1/me/tenant", json={"tenant": b.slug}, headers=person.headers)
         assert r.status_code == 200, r.text
-        sent = _session_cookies(r)
+        sent = set_cookies(r, cookies.SESSION)
         assert len(sent) == 1, r.headers.get_list("set-cookie")
         new = sent[0]
         assert r.json()["csrf_token"] == tokens.derive(new, "csrf")
@@ -58,7 +50,7 @@ async def test_logging_out_with_a_just_rotated_id_ends_the_session(suite, dsn, c
     )  # fmt: skip
     async with httpx.AsyncClient(base_url=suite.gateway) as client:
         r = await client.post("/api/v1/me/tenant", json={"tenant": b.slug}, headers=person.headers)
-        new = _session_cookies(r)[0]
+        new = set_cookie(r, cookies.SESSION)
         # a tab that still has the old id signs out within the grace period
         out = await client.post(
             "/auth/logout", headers={**person.headers, "accept": "application/json"}

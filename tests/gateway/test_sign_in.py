@@ -46,7 +46,7 @@ from tests.oidc_people import (
     sign_out_at_provider,
     web_client,
 )
-from tests.support import connected, free_port, make_tenant, set_cookie
+from tests.support import connected, free_port, make_tenant, set_cookie, set_cookies
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -248,10 +248,6 @@ def same_site_headers(gateway: str, secret: str) -> dict[str, str]:
     }
 
 
-def set_session_cookies(response: httpx.Response) -> list[str]:
-    return [v for v in response.headers.get_list("set-cookie") if v.startswith(SESSION + "=")]
-
-
 async def until(check, *, within: float, every: float = 0.2):
     """``check()`` (async) until it returns something truthy, for at most ``within`` seconds."""
     deadline = time.monotonic() + within
@@ -405,7 +401,7 @@ async def test_the_session_id_rotates_at_sign_in_tenant_switch_and_role_change(
     assert fourth != third and me.body["csrf_token"] == tokens.derive(fourth, "csrf")
     now = await replay(gw, fourth)
     assert now.status_code == 200 and now.json()["role"] == "viewer"
-    assert not set_session_cookies(now)  # rotated once, not on every answer
+    assert not set_cookies(now, SESSION)  # rotated once, not on every answer
     assert me.body["permissions"] == ["read"]
     assert (await replay(gw, third)).status_code == 200  # within the grace period
     await end_grace(world.dsn, session_id)
@@ -577,7 +573,7 @@ async def test_a_callback_opened_again_signs_nobody_in(
     async with httpx.AsyncClient(timeout=10) as client:
         again = await client.get(callbacks[0], headers={"cookie": f"{LOGIN}={login_secret}"})
     assert again.status_code == 400 and again.json()["code"] == "login_flow_invalid"
-    assert not set_session_cookies(again) and "location" not in again.headers
+    assert not set_cookies(again, SESSION) and "location" not in again.headers
     async with connected(world.dsn) as conn:
         live = await conn.fetchval(
             "SELECT count(*) FROM sessions s JOIN user_identities i USING (user_id)"
@@ -616,7 +612,7 @@ async def test_a_callback_in_a_browser_that_did_not_start_the_sign_in_is_refused
     async with httpx.AsyncClient(timeout=10) as client:
         done = await client.get(answers[0].url, headers={"cookie": f"{LOGIN}={login_secret}"})
     assert done.status_code == 303 and done.headers["location"] == "/", done.text
-    assert set_session_cookies(done)
+    assert set_cookies(done, SESSION)
 
 
 async def test_an_id_token_for_another_nonce_is_refused(
