@@ -76,8 +76,9 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
         )  # fmt: skip
         app.state.sync_hub = Hub()
         app.state.sync_store = DocStore(
-            db, broadcaster=app.state.sync_hub, memory_bytes=settings.sync_memory_mb * 2**20
-        )
+            db, broadcaster=app.state.sync_hub, memory_bytes=settings.sync_memory_mb * 2**20,
+            max_records=settings.sync_shard_max_records,
+        )  # fmt: skip
         listener = ChangeListener(
             settings.dsn or "", app.state.sync_store, app.state.sync_hub,
             application_name=f"{SERVICE}-listen",

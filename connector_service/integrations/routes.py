@@ -194,7 +194,7 @@ async def delete_integration(
         db, ring, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, request_id=principal.request_id, oauth=request.app.state.oauth,
     )  # fmt: skip
-    request.app.state.sync_store.forget(integration_id)
+    request.app.state.sync_store.forget_install(integration_id)
     return Response(status_code=204)
 
 

@@ -12,9 +12,12 @@ from connector_service.sync.hub import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
     REFUSED_EDIT,
+    SHARD_SPLIT,
+    SPLIT_REASON,
     TRY_AGAIN_LATER,
     close_reason,
 )
+from connector_service.sync.layout import ShardSplit
 
 log = structlog.get_logger(component="connector_service.sync.ws")
 
@@ -40,6 +43,8 @@ def close_for(exc: BaseException, target: Target) -> tuple[int, str]:
         return REFUSED_EDIT, close_reason(str(exc))
     if isinstance(exc, ProtocolViolation):
         return POLICY_VIOLATION, close_reason(str(exc))
+    if isinstance(exc, ShardSplit):  # follow the records to the shards that hold them now
+        return SHARD_SPLIT, SPLIT_REASON
     if isinstance(exc, service.TooManyRefusals):  # not applied: come back in a while
         return TRY_AGAIN_LATER, close_reason(f"{exc.code}: {exc.detail}")
     if isinstance(exc, SeedosError) and exc.status < 500:

@@ -1,4 +1,4 @@
-"""One y-websocket connection to a document.
+"""One y-websocket connection to a shard's document (its room).
 
 The protocol is y-websocket's (y-protocols): every message is a var-uint type, then
 
@@ -46,12 +46,15 @@ from connector_service.sync import service
 from connector_service.sync.closes import ProtocolViolation, RefusedEdit, TooBig, close_for
 from connector_service.sync.hub import (
     POLICY_VIOLATION,
+    SHARD_SPLIT,
+    SPLIT_REASON,
     TRY_AGAIN_LATER,
     Hub,
     MalformedAwareness,
     Peer,
     Room,
 )
+from connector_service.sync.layout import Shard, ShardSplit
 from connector_service.sync.lib0 import Decoder, Malformed, decode_state_vector, deleted_ranges
 from connector_service.sync.refusals import Recalled
 from connector_service.sync.store import DocStore
@@ -72,10 +75,11 @@ def step2_message(update: bytes) -> bytes:
 
 class Connection:
     def __init__(
-        self, websocket: WebSocket, *, hub: Hub, store: DocStore, target: Target, writable: bool,
-        sender: str,
+        self, websocket: WebSocket, *, hub: Hub, store: DocStore, target: Target, shard: Shard,
+        writable: bool, sender: str,
     ) -> None:  # fmt: skip
         self.websocket = websocket
+        self.shard = shard  # the document: the room is the shard's
         self.sender = sender  # the principal's subject: whose refusals are whose
         self.hub = hub
         self.store = store
@@ -89,13 +93,15 @@ class Connection:
     async def serve(self) -> None:
         """Run the connection (already accepted) until either side closes it."""
         peer = Peer(self.websocket.send_bytes, sender=self.sender)
-        room = self.hub.join(self.target.id, peer)  # before the first read: nothing is missed
+        room = self.hub.join(self.shard.id, peer)  # before the first read: nothing is missed
         try:
             try:
-                async with self.store.session(self.target.id) as live:
+                async with self.store.session(self.shard.id) as live:
                     peer.push(create_sync_message(live.doc))
             except IntegrationNotFound:  # uninstalled meanwhile: do not come back
                 peer.fail(POLICY_VIOLATION, "integration_not_found")
+            except ShardSplit:
+                peer.fail(SHARD_SPLIT, SPLIT_REASON)
             except Exception as exc:
                 log.warning("sync_ws_load_failed", integration_id=str(self.target.id),
                             error=type(exc).__name__)  # fmt: skip
@@ -104,9 +110,9 @@ class Connection:
                 peer.push(states)
             code, reason = await self._run(peer, room)
         finally:
-            self.hub.leave(self.target.id, peer)
-            if not self.hub.watching(self.target.id):
-                self.store.unpin(self.target.id)
+            self.hub.leave(self.shard.id, peer)
+            if not self.hub.watching(self.shard.id):
+                self.store.unpin(self.shard.id)
         if code is not None and self.websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.websocket.close(code, reason), 2)
@@ -164,7 +170,7 @@ class Connection:
             except MalformedAwareness as exc:
                 raise ProtocolViolation(str(exc)) from None
         elif sub == YSyncMessageType.SYNC_STEP1:
-            async with self.store.session(self.target.id) as live:
+            async with self.store.session(self.shard.id) as live:
                 try:
                     diff = live.diff(payload)
                 except ValueError:
@@ -182,17 +188,17 @@ class Connection:
             if handshake and not await self._adds_to_document(update):
                 return
             raise ProtocolViolation("read-only: this connection may not change the document")
-        if self.hub.refusals.known(self.target.id, self.sender):
+        if self.hub.refusals.known(self.shard.id, self.sender):
             recalled = await self._recall(update)
             if recalled is not None and recalled.more:  # the rest cannot be taken without it
                 raise RefusedEdit(f"refused edit: {recalled.reason}")
             if recalled is not None:  # its refused edit again and nothing else (a step 2 on
                 return  # each reconnect): let be, no close, so no reconnect loop
         try:
-            service.check_update(update, self.streams)  # raises: 1008, the document untouched
+            service.check_update(update, self.streams, self.shard)  # 1008, the document untouched
         except CONTENT_REFUSALS as exc:
             try:
-                async with self.store.session(self.target.id) as live:
+                async with self.store.session(self.shard.id) as live:
                     remember_refusal(self.hub.refusals, self.target, live, update, exc,
                                      sender=self.sender)  # fmt: skip
             except Exception as failure:  # refused all the same; known again next time
@@ -206,7 +212,8 @@ class Connection:
             await self._drained.wait()  # not read from meanwhile: TCP pushes back
         self._bytes_in_flight += len(update)
         if room.writer is None:
-            room.writer = Writes(self.store, self.target, self.hub.refusals, self.hub.rollbacks)
+            room.writer = Writes(self.store, self.target, self.shard, self.hub.refusals,
+                                 self.hub.rollbacks)  # fmt: skip
         future = room.writer.submit(update, peer)
         future.add_done_callback(functools.partial(self._committed, peer, len(update)))
 
@@ -223,10 +230,10 @@ class Connection:
 
     async def _recall(self, update: bytes) -> Recalled | None:
         """Whether ``update`` carries one of this sender's refused edits (and more)."""
-        async with self.store.session(self.target.id) as live:
+        async with self.store.session(self.shard.id) as live:
             state = live.state_vector()
             return self.hub.refusals.recall(
-                self.target.id, self.sender, update, state=decode_state_vector(state),
+                self.shard.id, self.sender, update, state=decode_state_vector(state),
                 deleted=lambda: deleted_ranges(live.doc.get_update(state)),
             )  # fmt: skip
 
@@ -236,6 +243,6 @@ class Connection:
             theirs = decode_state_vector(get_state(update))
         except (ValueError, RuntimeError, IndexError):
             raise ProtocolViolation("malformed update") from None
-        async with self.store.session(self.target.id) as live:
+        async with self.store.session(self.shard.id) as live:
             ours = decode_state_vector(live.state_vector())
         return any(clock > ours.get(client, 0) for client, clock in theirs.items())

@@ -1,5 +1,5 @@
-"""A sync document in memory: the pycrdt document of one installed connector, what a change
-to it changed, and the recent updates that let a returning peer get a cheap diff.
+"""A sync document in memory: the pycrdt document of one shard of an installed connector, what
+a change to it changed, and the recent updates that let a returning peer get a cheap diff.
 
 :class:`LiveDoc` is what a :class:`store.DocStore` session holds; it never touches the
 database. Changes made in it (:meth:`LiveDoc.transact`, :meth:`LiveDoc.apply`) return the update
@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from pycrdt import Doc, Map, merge_updates
 
 from connector_service.sync import records as rec
+from connector_service.sync.layout import Shard
 from connector_service.sync.lib0 import decode_state_vector
 
 DIFFS = Counter(
@@ -39,9 +40,10 @@ MEMORY_PER_STATE_BYTE = 15
 
 @dataclass
 class LiveDoc:
-    integration_id: uuid.UUID
+    shard_id: uuid.UUID
     doc: Doc
     records: Map
+    shard: Shard | None = None  # what the shard covers, known once loaded
     applied_through: int = 0
     loaded: bool = False  # caught up at least once: what it applies next is news to clients
     log_rows: int = 0  # appended since the snapshot (as far as this process knows)
@@ -174,7 +176,7 @@ class LiveDoc:
                     self.changes[record_key] = known | fields
 
 
-def new_live(integration_id: uuid.UUID) -> LiveDoc:
+def new_live(shard_id: uuid.UUID) -> LiveDoc:
     doc = Doc()
     records = doc.get(rec.ROOT, type=Map)
-    return LiveDoc(integration_id=integration_id, doc=doc, records=records)
+    return LiveDoc(shard_id=shard_id, doc=doc, records=records)

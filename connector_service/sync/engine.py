@@ -1,10 +1,10 @@
-"""Sync runs: pull from the connector into the document, push platform changes out.
+"""Sync runs: pull from the connector into the shards, push platform changes out.
 
-Pull reads every stream from its saved cursor, merges each page in one document transaction
-marked as coming from the external system, and saves the cursor in the database transaction
-that appends that page's update: a cursor never runs ahead of a durable merge. A field with a
-platform change still waiting in the outbox keeps the platform's value (it is about to be
-written to the external system); every other field takes the external value.
+Pull reads every stream from its saved cursor: a first pull is built straight into shards
+(:mod:`loads`); later pages are merged into the shards that hold their records (:mod:`pulls`),
+each page durable with the cursor after it, so a cursor never runs ahead of a durable merge.
+A field with a platform change still waiting in the outbox keeps the platform's value (it is
+about to be written to the external system); every other field takes the external value.
 
 Push sends each record's latest state from the durable outbox through the connector's write
 endpoint, a batch per stream. Per record: written → gone from the outbox; worth retrying →
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -30,7 +29,6 @@ from typing import Any
 import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from pycrdt import Map
 from tenacity import RetryCallState, wait_random_exponential
 
 from common.db import Database
@@ -38,9 +36,9 @@ from common.errors import Conflict
 from connector_service.integrations import calls
 from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager, Target
+from connector_service.sync import access, loads, pulls, repository
 from connector_service.sync import records as rec
-from connector_service.sync import repository
-from connector_service.sync.document import DELETED, EXTERNAL, LiveDoc
+from connector_service.sync.document import LiveDoc
 from connector_service.sync.service import streams as declared_streams
 from connector_service.sync.store import DocStore
 
@@ -144,7 +142,7 @@ class SyncEngine:
                 RUNS.labels(target.service_name, outcome).inc()
                 RUN_SECONDS.labels(target.service_name).observe(time.perf_counter() - started)
         try:  # the run is over (and so reported); now fold the log if it grew past the limit
-            await self.store.compact_if_due(integration_id)
+            await self.store.compact_install(integration_id)
         except Exception as exc:
             log.warning("sync_compaction_failed", integration_id=str(integration_id),
                         error=type(exc).__name__)  # fmt: skip
@@ -206,7 +204,7 @@ class SyncEngine:
                                                 for row in rows])  # fmt: skip
                     return 0
                 pushed = await self.push(target)
-            await self.store.compact_if_due(target.id)
+            await self.store.compact_install(target.id)
             return pushed
         except SyncRunning:
             return 0
@@ -214,51 +212,60 @@ class SyncEngine:
     # ------------------------------------------------------------------ pull
 
     async def _pull(self, target: Target, stream: Mapping[str, Any], counts: dict) -> None:
+        """One stream from its cursor: a first load (:mod:`loads`) or page by page."""
         name, pk = stream["name"], stream.get("primary_key") or "id"
         async with self.db.connection() as conn:
             cursor = (await repository.cursors(conn, target.id)).get(name)
+            first = await loads.first_pull(conn, target.id, name, cursor,
+                                           small=self.store.max_records)  # fmt: skip
+        if first is not None:
+            start = first["cursor"] if first is not True else None
+            load = loads.FirstLoad(self.store, self.db, target.id, name, pk, first)
+            before = counts["pulled"]
+            async with contextlib.aclosing(self._pages(target, name, start)) as pages:
+                await load.run(pages, counts)
+            PULLED.labels(target.service_name).inc(counts["pulled"] - before)
+            return
+        async with contextlib.aclosing(self._pages(target, name, cursor)) as pages:
+            await self._merge_pages(target, name, pk, pages, counts)
+
+    async def _merge_pages(
+        self, target: Target, name: str, pk: str, pages: AsyncIterator[Mapping[str, Any]],
+        counts: dict,
+    ) -> None:  # fmt: skip
+        async for page in pages:
+            page_records = page.get("records") or []
+            page_deleted = [str(d) for d in page.get("deleted") or []]
+            await pulls.merge(self.store, self.db, target.id, name, pk, page_records,
+                              page_deleted, _cursor_saver(target.id, name,
+                                                          page.get("next_cursor")))  # fmt: skip
+            counts["pulled"] += len(page_records)
+            counts["deleted"] += len(page_deleted)
+            PULLED.labels(target.service_name).inc(len(page_records))
+
+    async def _pages(
+        self, target: Target, name: str, cursor: str | None
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """The stream's pages from ``cursor``, the next one read while the caller merges this
+        one: the connector and the external system work while this process builds documents
+        (a cursor is still saved only with the merge of the page it follows)."""
         page = await self.manager.read(target, name, cursor)
-        while True:
-            cursor = page.get("next_cursor")
-            # the next page is read while this one is merged: the connector and the external
-            # system work while this process builds the document (a cursor is still saved
-            # only with the merge of the page it follows)
-            ahead = (asyncio.create_task(self.manager.read(target, name, cursor))
-                     if page.get("has_more") else None)  # fmt: skip
-            try:
-                pulled, deleted = await self._merge_page(target, name, pk, page, cursor)
-            except BaseException:
-                if ahead is not None:
-                    ahead.cancel()
-                    with contextlib.suppress(BaseException):
-                        await ahead
-                raise
-            counts["pulled"] += pulled
-            counts["deleted"] += deleted
-            PULLED.labels(target.service_name).inc(pulled)
-            if ahead is None:
-                return
-            page = await ahead
-
-    async def _merge_page(
-        self, target: Target, name: str, pk: str, page: Mapping[str, Any], cursor: str | None
-    ) -> tuple[int, int]:
-        """One page into the document, durable together with the stream's new cursor."""
-        page_records = page.get("records") or []
-        page_deleted = [str(d) for d in page.get("deleted") or []]
-        async with self.store.session(target.id) as live:
-            async with self.db.connection() as conn:
-                pending = await repository.pending_fields(conn, target.id, name)
-            update, _ = live.transact(
-                EXTERNAL, functools.partial(_merge, stream=name, pk=pk, page=page_records,
-                                            deleted=page_deleted, pending=pending),
-            )  # fmt: skip
-
-            async def save_cursor(conn: asyncpg.Connection, _update_id: int) -> None:
-                await repository.save_cursor(conn, target.id, name, cursor)
-
-            await self.store.append(live, EXTERNAL, update, extra=save_cursor, compact=False)
-        return len(page_records), len(page_deleted)
+        ahead: asyncio.Task[Any] | None = None
+        try:
+            while True:
+                if page.get("has_more"):
+                    ahead = asyncio.create_task(
+                        self.manager.read(target, name, page.get("next_cursor"))
+                    )
+                yield page
+                if ahead is None:
+                    return
+                page, ahead = await ahead, None
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
 
     # ------------------------------------------------------------------ push
 
@@ -290,17 +297,18 @@ class SyncEngine:
         pk = stream.get("primary_key") or "id"
         integers = rec.integer_fields(stream.get("schema") or {})
         upserts, deletes, upserted, deleted = [], [], [], []
-        async with self.store.session(target.id) as live:
-            for row in batch:
-                fields = live.get(rec.key(name, row["record_key"]))
-                if fields is None:
-                    deletes.append(row["record_key"])
-                    deleted.append(row)
-                else:
-                    record = rec.from_fields(fields, integers)
-                    record.setdefault(pk, row["record_key"])
-                    upserts.append(record)
-                    upserted.append(row)
+        held = await access.read(self.store, target.id,
+                                 [rec.key(name, row["record_key"]) for row in batch])  # fmt: skip
+        for row in batch:
+            fields = held[rec.key(name, row["record_key"])]
+            if fields is None:
+                deletes.append(row["record_key"])
+                deleted.append(row)
+            else:
+                record = rec.from_fields(fields, integers)
+                record.setdefault(pk, row["record_key"])
+                upserts.append(record)
+                upserted.append(row)
         ordered = upserted + deleted  # results come back upserts first, then deletes
         try:
             answer = await self.manager.write(target, name, upserts, deletes)
@@ -354,35 +362,11 @@ class SyncEngine:
                     RETRIES.labels(target.service_name).inc()
 
 
-def _merge(
-    records: Map,
-    *,
-    stream: str,
-    pk: str,
-    page: list[Any],
-    deleted: list[str],
-    pending: dict[str, set[str] | None],
-) -> None:
-    for record in page:
-        if not isinstance(record, dict) or record.get(pk) in (None, ""):
-            continue
-        pk_value = str(record[pk])
-        held = pending.get(pk_value, set())
-        if held is DELETED:
-            continue  # deleted on the platform, about to be deleted there too
-        k = rec.key(stream, pk_value)
-        incoming = rec.to_fields(record)
-        current = records.get(k) if k in records else None  # `in` is the cheap test
-        if not isinstance(current, Map):
-            rec.insert(records, k, incoming)
-            continue
-        for field, value in rec.changed(current.to_py(), incoming).items():
-            if field not in held:
-                current[field] = value
-    for pk_value in deleted:
-        k = rec.key(stream, pk_value)
-        if k in records and pending.get(pk_value, set()) == set():
-            del records[k]
+def _cursor_saver(integration_id: uuid.UUID, stream: str, cursor: str | None) -> Any:
+    async def save(conn: asyncpg.Connection, _update_id: int) -> None:
+        await repository.save_cursor(conn, integration_id, stream, cursor)
+
+    return save
 
 
 __all__ = ["LiveDoc", "NoStreams", "SyncEngine", "SyncRunning", "backoff_seconds"]

@@ -51,6 +51,7 @@ MAX_AWARENESS_ROOM_CHARS = 1024 * 1024  # what a newcomer may be sent in one mes
 # close codes (RFC 6455 section 7.4.1), and ours: an update carrying a refused edit, and more
 POLICY_VIOLATION, INTERNAL_ERROR, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1011, 1013, 1001
 REFUSED_EDIT = 4422
+SHARD_SPLIT = 4410  # the shard was split: its records are in other shards (rooms) now
 MAX_REASON_BYTES = 123  # of a close frame's reason, in UTF-8
 
 CONNECTIONS = Gauge("seedos_sync_ws_connections", "Open sync WebSocket connections.")
@@ -128,6 +129,9 @@ class Room:
     # awareness client id -> (clock, state as JSON text, the peer that owns it)
     awareness: dict[int, tuple[int, str, Peer]] = field(default_factory=dict)
     writer: Any = None  # the document's write batcher (writes.Writes), made on demand
+
+
+SPLIT_REASON = "shard_split: its records are in other shards now, see GET sync/shards/for"
 
 
 class MalformedAwareness(ValueError):
@@ -208,6 +212,12 @@ class Hub:
         room = self.rooms.get(integration_id)
         for peer in room.peers if room else ():
             peer.fail(TRY_AGAIN_LATER, "document reloaded: reconnect")
+
+    def split(self, shard_id: uuid.UUID) -> None:
+        """The shard was split: its clients move to the shards that hold its records now."""
+        room = self.rooms.get(shard_id)
+        for peer in room.peers if room else ():
+            peer.fail(SHARD_SPLIT, SPLIT_REASON)
 
     def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
         for room in self.rooms.values():

@@ -1,7 +1,8 @@
 """Changes made by other replicas, for the WebSocket clients of this one.
 
-Every append sends ``pg_notify('seedos_sync', '<integration id>:<log id>')`` in its
-transaction, so the notification arrives once the change is committed, and carries ids only.
+Every append sends ``pg_notify('seedos_sync', '<shard id>:<log id>')`` in its transaction, so
+the notification arrives once the change is committed, and carries ids only; a split sends
+``'<shard id>:split'``, and the shard's clients here are told to move on.
 Each replica listens on one dedicated connection (never a pooled one: LISTEN is session state).
 For a document with clients here whose log id is beyond what this process applied, a session
 catches the document up from the log (the bytes come from there) and the store publishes what
@@ -20,7 +21,8 @@ import structlog
 
 from common.listen import listen_forever
 from connector_service.sync.hub import Hub
-from connector_service.sync.store import NOTIFY_CHANNEL, DocStore
+from connector_service.sync.shard_sql import NOTIFY_CHANNEL, SPLIT
+from connector_service.sync.store import DocStore
 
 log = structlog.get_logger(component="connector_service.sync.notify")
 
@@ -57,6 +59,10 @@ class ChangeListener:
 
     def _on_notify(self, payload: str) -> None:
         document, _, log_id = payload.partition(":")
+        if log_id == SPLIT:  # split by another replica (or this one: retiring twice is harmless)
+            with contextlib.suppress(ValueError):
+                self._store.retire(uuid.UUID(document))
+            return
         try:
             integration_id, update_id = uuid.UUID(document), int(log_id)
         except ValueError:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,8 +14,10 @@ from common.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, 
 from common.roles import Permission
 from connector_service.integrations import calls
 from connector_service.manager.manager import Target
-from connector_service.sync import repository, service
+from connector_service.sync import record_service, repository, service, shard_sql
+from connector_service.sync import records as rec
 from connector_service.sync.engine import NoStreams, SyncEngine, SyncRunning
+from connector_service.sync.layout import Shard
 from connector_service.sync.store import DocStore
 
 router = APIRouter(
@@ -27,6 +30,12 @@ Writer = [requires(Permission.write)]
 OCTETS = "application/octet-stream"
 MAX_SYNC_BODY = 16 * 1024 * 1024
 StreamName = Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[^/]+$")]
+StreamFilter = Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[^/]+$")]
+ShardParam = Annotated[uuid.UUID | None, Query(description="A shard's id (GET sync/shards)")]
+KeysParam = Annotated[
+    list[str],
+    Query(min_length=1, max_length=200, description="Primary keys (repeat the parameter)"),
+]
 StreamPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^/]+$")]
 KeyPath = Annotated[str, Path(min_length=1, max_length=500)]
 
@@ -57,29 +66,96 @@ Engine = Annotated[SyncEngine, Depends(_engine)]
 # ---------------------------------------------------------------------- Yjs over HTTP
 
 
+async def _shard(target: Installed, request: Request, shard: ShardParam = None) -> Shard:
+    """The shard named by ``?shard=`` (the install's root without it): 404 if the install has
+    no such shard, 410 ``shard_split`` if it was split."""
+    async with request.app.state.db.connection() as conn:
+        return await shard_sql.named_shard(conn, target.id, shard)
+
+
+ShardOf = Annotated[Shard, Depends(_shard)]
+
+
 @router.get("/sync/state-vector", response_class=Response,
             responses={200: {"content": {OCTETS: {}}}})  # fmt: skip
-async def state_vector(target: Installed, store: Store) -> Response:
-    """The document's Yjs state vector (binary)."""
-    async with store.session(target.id) as live:
+async def state_vector(shard: ShardOf, store: Store) -> Response:
+    """The shard's Yjs state vector (binary); ``?shard=`` names it (default: the root)."""
+    async with store.session(shard.id) as live:
         return Response(live.state_vector(), media_type=OCTETS)
 
 
 @router.post("/sync", response_class=Response, dependencies=Writer,
              responses={200: {"content": {OCTETS: {}}}})  # fmt: skip
 async def sync(
-    target: Installed, store: Store, request: Request, principal: CurrentPrincipal
-) -> Response:
-    """One round trip: the body is the client's state vector and update (each a lib0
-    varUint8Array: a var-uint length, then the bytes; the update may be empty); the update is
-    stored before the answer, which is the Yjs update the client lacks."""
+    target: Installed, shard: ShardOf, store: Store, request: Request,
+    principal: CurrentPrincipal,
+) -> Response:  # fmt: skip
+    """One round trip with a shard (``?shard=``; default: the root): the body is the client's
+    state vector and update (each a lib0 varUint8Array: a var-uint length, then the bytes; the
+    update may be empty); the update is stored before the answer, which is the Yjs update the
+    client lacks."""
     body = await _read_limited(request)
     state, update = service.split_sync_body(body)
     answer = await service.exchange(
-        store, target, state, update, sender=principal.subject,
+        store, target, shard, state, update, sender=principal.subject,
         rollbacks=request.app.state.sync_hub.rollbacks,
     )  # fmt: skip
     return Response(answer, media_type=OCTETS)
+
+
+@router.get("/sync/shards")
+async def shards(
+    target: Installed, request: Request, stream: StreamFilter = None, cursor: CursorParam = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> dict[str, Any]:  # fmt: skip
+    """The live shards (the root first, then by stream and the first hash each covers): what
+    each holds, its size and its Yjs state vector (base64). ``stream`` keeps those holding it."""
+    key = decode_cursor(cursor, parse=(str, int))
+    async with request.app.state.db.connection() as conn:
+        rows = await shard_sql.listing(conn, target.id, stream=stream,
+                                       after=(key[0], key[1]) if key else None,
+                                       limit=limit + 1)  # fmt: skip
+    items = [_shard_json(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    last = rows[limit - 1] if more else None
+    return {
+        "hash": "crc32",
+        "items": items,
+        "next_cursor": encode_cursor([last["stream"] or "", last["start"]]) if last else None,
+    }
+
+
+@router.get("/sync/shards/for")
+async def shards_for(
+    target: Installed, store: Store, stream: StreamName, keys: KeysParam
+) -> dict[str, Any]:
+    """Which shard holds each of the records ``keys`` (primary keys) of ``stream``: the rooms
+    a client showing those records joins."""
+    service.stream_of(target, stream)
+    layout = await store.router.layout(target.id, fresh=True)
+    items, used = [], {}
+    for pk in keys:
+        shard = layout.route(rec.key(stream, pk))
+        items.append({"key": pk, "shard": str(shard.id) if shard else None})
+        if shard is not None:
+            used[shard.id] = shard
+    return {
+        "items": items,
+        "shards": [{"id": str(s.id), "stream": s.stream, "bits": s.bits, "slot": s.slot}
+                   for s in used.values()],
+    }  # fmt: skip
+
+
+def _shard_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "stream": row["stream"],
+        "bits": row["bits"],
+        "slot": row["slot"],
+        "records": row["records"],
+        "bytes": row["bytes"],
+        "state_vector": base64.b64encode(row["state_vector"] or b"\x00").decode(),
+    }
 
 
 async def _read_limited(request: Request) -> bytes:
@@ -105,15 +181,13 @@ async def list_records(
 ) -> dict[str, Any]:  # fmt: skip
     """A stream's records, by primary key, a page at a time (``cursor``: the last key seen)."""
     spec = service.stream_of(target, stream)
-    async with store.session(target.id) as live:
-        return service.list_records(live, spec, after=cursor, limit=limit)
+    return await record_service.list_records(store, target, spec, after=cursor, limit=limit)
 
 
 @router.get("/records/{stream}/{key}")
 async def get_record(target: Installed, store: Store, stream: StreamPath, key: KeyPath) -> dict:
     spec = service.stream_of(target, stream)
-    async with store.session(target.id) as live:
-        return service.get_record(live, spec, key)
+    return await record_service.get_record(store, target, spec, key)
 
 
 @router.patch("/records/{stream}/{key}", dependencies=Writer)
@@ -124,7 +198,7 @@ async def patch_record(
     """Change fields of a record (or create it): a CRDT change, written to the external system
     from the outbox. The result must satisfy the stream's schema (422 otherwise)."""
     spec = service.stream_of(target, stream)
-    return await service.patch_record(store, target, spec, key, body)
+    return await record_service.patch_record(store, target, spec, key, body)
 
 
 @router.delete("/records/{stream}/{key}", status_code=204, dependencies=Writer)
@@ -132,7 +206,7 @@ async def delete_record(
     target: Installed, store: Store, stream: StreamPath, key: KeyPath
 ) -> Response:
     spec = service.stream_of(target, stream)
-    await service.delete_record(store, target, spec, key)
+    await record_service.delete_record(store, target, spec, key)
     return Response(status_code=204)
 
 
@@ -167,6 +241,7 @@ async def status(target: Installed, engine: Engine, request: Request) -> dict[st
     database: Database = request.app.state.db
     async with database.connection() as conn:
         cursors = await repository.cursors(conn, target.id)
+        loading = await shard_sql.load_progress(conn, target.id)
         counts = await repository.outbox_counts(conn, target.id)
         last = await repository.runs(conn, target.id, before=None, limit=1)
         last_sync_at = await conn.fetchval(
@@ -179,6 +254,15 @@ async def status(target: Installed, engine: Engine, request: Request) -> dict[st
     return {
         "running": running,
         "cursors": cursors,
+        "loading": {
+            row["stream"]: {
+                "records": row["records"],
+                "pages": row["pages"],
+                "started_at": row["started_at"],
+                "updated_at": row["updated_at"],
+            }
+            for row in loading
+        },
         "outbox_depth": counts["pending"],
         "dead_letters": counts["dead"],
         "last_sync_at": last_sync_at,

@@ -1,4 +1,5 @@
-"""What the sync API does with a document: records as JSON, Yjs updates over HTTP."""
+"""What the sync API does with a shard's document: Yjs updates over HTTP, and the checks every
+change from a client passes (the JSON records API is :mod:`record_service`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from common.errors import InvalidRequest, NotFound, SeedosError
 from connector_service.manager.manager import Target
 from connector_service.sync import records as rec
 from connector_service.sync import repository
-from connector_service.sync.document import CLIENT, DELETED, PLATFORM, LiveDoc
+from connector_service.sync.document import CLIENT, DELETED, LiveDoc
+from connector_service.sync.layout import Shard
 from connector_service.sync.lib0 import Decoder, Malformed, lacks
 from connector_service.sync.refusals import Rollbacks
 from connector_service.sync.store import DocStore
@@ -86,84 +88,6 @@ def enqueue_changes(integration_id: uuid.UUID, changes: dict[str, set[str] | Non
     return write
 
 
-# ---------------------------------------------------------------------- JSON records
-
-
-def list_records(
-    live: LiveDoc, stream: Mapping[str, Any], *, after: str | None, limit: int
-) -> dict[str, Any]:
-    prefix = f"{stream['name']}/"
-    start = prefix + after if after is not None else None
-    keys = sorted(k for k in live.records if k.startswith(prefix) and (start is None or k > start))
-    page = keys[:limit]
-    integers = rec.integer_fields(stream.get("schema") or {})
-    items = [rec.from_fields(live.records[k].to_py(), integers) for k in page]
-    more = len(keys) > limit
-    return {"items": items, "next_cursor": page[-1][len(prefix) :] if more and page else None}
-
-
-def get_record(live: LiveDoc, stream: Mapping[str, Any], pk: str) -> dict[str, Any]:
-    fields = live.get(rec.key(stream["name"], pk))
-    if fields is None:
-        raise RecordNotFound(f"no {stream['name']} record {pk!r}")
-    return rec.from_fields(fields, rec.integer_fields(stream.get("schema") or {}))
-
-
-async def patch_record(
-    store: DocStore, target: Target, stream: Mapping[str, Any], pk: str, body: Any
-) -> dict[str, Any]:
-    """Change (or create) one record's fields on the platform side; pushed from the outbox."""
-    if not isinstance(body, dict) or not body:
-        raise InvalidRecord("the body must be a JSON object with the fields to change")
-    key_field = stream.get("primary_key") or "id"
-    if key_field in body and str(body[key_field]) != pk:
-        raise InvalidRecord(f"{key_field!r} is the record's key: it cannot change")
-    integers = rec.integer_fields(stream.get("schema") or {})
-    async with store.session(target.id) as live:
-        k = rec.key(stream["name"], pk)
-        current = live.get(k) or {}
-        incoming = rec.to_fields({**body, key_field: body.get(key_field, pk)})
-        merged = rec.from_fields({**current, **incoming}, integers)
-        _validate(merged, stream)
-        change = rec.changed(current, incoming)
-
-        def apply(records: Map) -> None:
-            existing = records.get(k)
-            if isinstance(existing, Map):
-                for field, value in change.items():
-                    existing[field] = value
-            else:
-                records[k] = Map(incoming)
-
-        update, changes = live.transact(PLATFORM, apply)
-        await store.append(live, PLATFORM, update, extra=enqueue_changes(target.id, changes))
-        return rec.from_fields(live.get(k) or {}, integers)
-
-
-async def delete_record(
-    store: DocStore, target: Target, stream: Mapping[str, Any], pk: str
-) -> None:
-    async with store.session(target.id) as live:
-        k = rec.key(stream["name"], pk)
-        if live.get(k) is None:
-            raise RecordNotFound(f"no {stream['name']} record {pk!r}")
-        update, changes = live.transact(PLATFORM, lambda records: records.pop(k))
-        await store.append(live, PLATFORM, update, extra=enqueue_changes(target.id, changes))
-
-
-def _validate(record: dict[str, Any], stream: Mapping[str, Any]) -> None:
-    try:  # patterns matched in bounded time: the schema is the connector author's
-        errors = rec.schema_problems(record, stream.get("schema"))
-    except jsonschemas.UnusableSchema as exc:
-        raise InvalidRecord(
-            f"the {stream['name']} stream's schema cannot check records: {exc}",
-            errors=[{"path": "/", "message": f"the connector's schema is unusable: {exc}"}],
-        ) from None
-    if errors:
-        found = [{"path": path, "message": message} for path, message in errors]
-        raise InvalidRecord(f"the {stream['name']} record would be invalid", errors=found)
-
-
 # ---------------------------------------------------------------------- Yjs over HTTP
 
 
@@ -181,7 +105,9 @@ def split_sync_body(body: bytes) -> tuple[bytes, bytes]:
     return parts[0], parts[1]
 
 
-def check_update(update: bytes, known_streams: Mapping[str, Mapping[str, Any]]) -> None:
+def check_update(
+    update: bytes, known_streams: Mapping[str, Mapping[str, Any]], shard: Shard | None = None
+) -> None:
     """Refuse an update that is not Yjs, or that puts into ``records`` a key outside the
     ``<stream>/<primary key>`` layout, a record that is not a map, a field that is not a
     JSON scalar, or a record its stream's schema refuses. Checked on a scratch document, so
@@ -195,13 +121,13 @@ def check_update(update: bytes, known_streams: Mapping[str, Mapping[str, Any]]) 
     except ValueError:
         raise MalformedUpdate("the update is not a Yjs update (format v1)") from None
     problems = [
-        p for k, value in records.items() for p in _record_problems(k, value, known_streams)
+        p for k, value in records.items() for p in _record_problems(k, value, known_streams, shard)
     ]
     others = [name for name in scratch if name != rec.ROOT]
     problems += [{"path": f"/{name}", "message": "only the records map is synced"}
                  for name in others]  # fmt: skip
     if problems:
-        raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
+        raise InvalidRecords(_summary(problems), errors=problems[:20])
     check_schemas(records, records.keys(), known_streams)
 
 
@@ -248,10 +174,10 @@ def check_applied(
     problem the caller must drop the document from memory (the update is not in the log)."""
     problems = [
         p for k, fields in changes.items() if fields is not DELETED
-        for p in _record_problems(k, live.records.get(k), known_streams)
+        for p in _record_problems(k, live.records.get(k), known_streams, live.shard)
     ]  # fmt: skip
     if problems:
-        raise InvalidRecords(f"{len(problems)} problem(s) with this update", errors=problems[:20])
+        raise InvalidRecords(_summary(problems), errors=problems[:20])
 
 
 def check_schemas(
@@ -281,15 +207,25 @@ def check_schemas(
         raise InvalidRecord(first + more, errors=errors)
 
 
+def _summary(problems: list[dict[str, str]]) -> str:
+    """The first problem (what a close frame's reason can hold), and how many more."""
+    first = f"{problems[0]['path'][1:]}: {problems[0]['message']}"
+    return first + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
 def changed_records(changes: dict[str, set[str] | None]) -> list[str]:
     """The keys of the records an update created or changed (not those it deleted)."""
     return [k for k, fields in changes.items() if fields is not DELETED]
 
 
-def _record_problems(k: str, value: Any, known_streams: Collection[str]) -> list[dict[str, str]]:
+def _record_problems(
+    k: str, value: Any, known_streams: Collection[str], shard: Shard | None
+) -> list[dict[str, str]]:
     stream, pk = rec.split(k)
     if stream not in known_streams or not pk or "\x00" in k:
         return [{"path": f"/{k!r}", "message": "not <stream>/<primary key> of a stream"}]
+    if shard is not None and not shard.holds(k):
+        return [{"path": f"/{k}", "message": "belongs to another shard (GET sync/shards/for)"}]
     if not isinstance(value, Map):
         return [{"path": f"/{k}", "message": "a record must be a map of fields"}]
     return [
@@ -301,16 +237,17 @@ def _record_problems(k: str, value: Any, known_streams: Collection[str]) -> list
 
 
 async def exchange(
-    store: DocStore, target: Target, state_vector: bytes, update: bytes, *, sender: str,
-    rollbacks: Rollbacks,
+    store: DocStore, target: Target, shard: Shard, state_vector: bytes, update: bytes, *,
+    sender: str, rollbacks: Rollbacks,
 ) -> bytes:  # fmt: skip
-    """Integrate the client's update (durably, before answering) and return what it lacks.
-    ``sender``: the principal's subject, whose refusals after applying ``rollbacks`` counts."""
+    """Integrate the client's update into the shard (durably, before answering) and return
+    what the client lacks. ``sender``: the principal's subject, whose refusals after applying
+    ``rollbacks`` counts."""
     known = streams(target)
     if update:
-        check_update(update, known)
+        check_update(update, known, shard)
         check_before_applying(rollbacks, target, sender)
-    async with store.session(target.id) as live:
+    async with store.session(shard.id) as live:
         try:  # before the client's update: what it sent is not sent back
             answer = live.diff(state_vector)
         except ValueError:

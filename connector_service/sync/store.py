@@ -1,11 +1,13 @@
-"""Sync documents: one pycrdt document per installed connector, durable in PostgreSQL.
+"""Sync documents: the shards of installed connectors (:mod:`layout`), durable in PostgreSQL.
 
-A document is its snapshot (``integration_connectors.sync_version``, a full state update that
-covers the log through ``sync_log_through``) plus the updates appended since (``sync_updates``).
-Every change is appended, and committed, before it is acknowledged or broadcast; appends to one
-document take a transaction-level advisory lock, so log ids grow in commit order per document
-and any replica can catch up by reading the ids above the last one it applied. Past a threshold
-the log is folded into the snapshot, under the same lock, and the folded rows deleted.
+A shard's document is its snapshot (``sync_shards.snapshot``, a full state update that covers
+the log through ``log_through``) plus the updates appended since (``sync_updates``). Every
+change is appended, and committed, before it is acknowledged or broadcast; appends to one shard
+take a transaction-level advisory lock, so log ids grow in commit order per shard and any
+replica can catch up by reading the ids above the last one it applied. Each append also keeps
+the shard's row current (state vector, records). Past a threshold the log is folded into the
+snapshot, under the same lock, and the folded rows deleted. A shard that was split is retired:
+a session on it raises :class:`ShardSplit`, and its clients are told (:meth:`DocStore.retire`).
 
 In this process each document is held in memory (a :class:`document.LiveDoc`) behind an asyncio
 lock, within a memory budget (``SEEDOS_SYNC_MEMORY_MB``): after each session, the least recently
@@ -39,7 +41,11 @@ from prometheus_client import Counter, Gauge
 from pycrdt import merge_updates
 
 from connector_service.integrations.service import IntegrationNotFound
+from connector_service.sync import shard_sql, splits
+from connector_service.sync.access import Router
 from connector_service.sync.document import LOAD, LiveDoc, new_live
+from connector_service.sync.layout import MAX_BYTES, MAX_RECORDS, Shard, ShardSplit
+from connector_service.sync.shard_sql import NOTIFY_CHANNEL
 
 log = structlog.get_logger(component="connector_service.sync.store")
 
@@ -54,19 +60,18 @@ EVICTED = Counter(
 )
 DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
-NOTIFY_CHANNEL = "seedos_sync"  # payload "<integration id>:<log id>": ids only, never bytes
 
 
 class Broadcaster(Protocol):
     """Who hears about committed changes (the WebSocket hub)."""
 
-    def watching(self, integration_id: uuid.UUID) -> bool: ...
+    def watching(self, shard_id: uuid.UUID) -> bool: ...
 
-    def publish(
-        self, integration_id: uuid.UUID, update: bytes, source: object | None = None
-    ) -> None: ...
+    def publish(self, shard_id: uuid.UUID, update: bytes, source: object | None = None) -> None: ...
 
-    def invalidate(self, integration_id: uuid.UUID) -> None: ...
+    def invalidate(self, shard_id: uuid.UUID) -> None: ...
+
+    def split(self, shard_id: uuid.UUID) -> None: ...
 
 
 class DocStore:
@@ -79,6 +84,8 @@ class DocStore:
         idle_seconds: float = 10.0,
         compact_rows: int = 500,
         compact_bytes: int = 32 * 1024 * 1024,
+        max_records: int = MAX_RECORDS,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self._db = db
         self.broadcaster = broadcaster
@@ -96,34 +103,50 @@ class DocStore:
         )
         self.compact_rows = compact_rows
         self.compact_bytes = compact_bytes
+        self.max_records = max_records  # a shard holding more splits
+        self.max_bytes = max_bytes
+        self.fill = max(1, max_records // 2)  # what a new shard holds at most, on average
+        self.router = Router(db)  # where records are: a cache of the installs' layouts
 
     @contextlib.asynccontextmanager
-    async def session(self, integration_id: uuid.UUID) -> AsyncIterator[LiveDoc]:
-        """The document, caught up with the log, for this caller alone in this process."""
-        gate = self._locks.get(integration_id)
+    async def session(
+        self, shard_id: uuid.UUID, *, transient: bool = False
+    ) -> AsyncIterator[LiveDoc]:
+        """The shard's document, caught up with the log, for this caller alone in this process.
+        ``transient``: used by a run passing through (evicted first, whatever its idle time).
+        :class:`ShardSplit` if it was split, ``IntegrationNotFound`` if it is gone."""
+        gate = self._locks.get(shard_id)
         if gate is None:
-            gate = self._locks[integration_id] = asyncio.Lock()
+            gate = self._locks[shard_id] = asyncio.Lock()
         async with gate:
-            live = self._pinned.get(integration_id) or self._docs.pop(integration_id, None)
+            live = self._pinned.get(shard_id) or self._docs.pop(shard_id, None)
             if live is None:
-                live = new_live(integration_id)
-            if self.broadcaster is not None and self.broadcaster.watching(integration_id):
-                self._pinned[integration_id] = live  # never evicted while clients follow it
-            elif integration_id not in self._pinned:
-                self._docs[integration_id] = live  # the most recently used, at the end
+                live = new_live(shard_id)
+            if self.broadcaster is not None and self.broadcaster.watching(shard_id):
+                self._pinned[shard_id] = live  # never evicted while clients follow it
+            elif shard_id not in self._pinned:
+                self._docs[shard_id] = live  # the most recently used, at the end
             try:
                 await self._catch_up(live)
             except LookupError:  # uninstalled, perhaps through another replica
-                self.forget(integration_id)
-                raise IntegrationNotFound(f"no integration {integration_id}") from None
+                self.forget(shard_id)
+                # (a shard the caller named is checked to be the install's before: routes.py)
+                raise IntegrationNotFound("the integration or its shard is gone") from None
+            except ShardSplit:
+                self.retire(shard_id)
+                raise
             try:
                 yield live
             finally:
                 # the document held now: a rollback during the session replaced ``live``
-                held = self._pinned.get(integration_id) or self._docs.get(integration_id)
+                held = self._pinned.get(shard_id) or self._docs.get(shard_id)
                 if held is not None:
-                    held.used_at = time.monotonic()
-                self._fit(keep=integration_id)
+                    held.used_at = 0.0 if transient else time.monotonic()
+                if transient:  # measured, then as evictable as any idle document
+                    self._measure(shard_id)
+                    self._fit(keep=None)
+                else:
+                    self._fit(keep=shard_id)
 
     def sweep(self) -> None:
         """Drop what became idle since the last session, if over the budget."""
@@ -137,42 +160,67 @@ class DocStore:
             self._measure(keep)
         if self._total > self.memory_bytes:
             idle_since = time.monotonic() - self.idle_seconds
-            for integration_id, live in list(self._docs.items()):
+            for shard_id, live in list(self._docs.items()):
                 if self._total <= self.memory_bytes:
                     break
-                if integration_id == keep or live.used_at > idle_since:
+                if shard_id == keep or live.used_at > idle_since:
                     continue
-                del self._docs[integration_id]
-                self._total -= self._sizes.pop(integration_id, 0)
+                del self._docs[shard_id]
+                self._total -= self._sizes.pop(shard_id, 0)
                 EVICTED.inc()
         MEMORY.set(self._total)
 
-    def _measure(self, integration_id: uuid.UUID) -> None:
+    def _measure(self, shard_id: uuid.UUID) -> None:
         """Account the document's estimate anew (nothing, if it is no longer held)."""
-        self._total -= self._sizes.pop(integration_id, 0)
-        live = self._pinned.get(integration_id) or self._docs.get(integration_id)
+        self._total -= self._sizes.pop(shard_id, 0)
+        live = self._pinned.get(shard_id) or self._docs.get(shard_id)
         if live is not None:
-            self._sizes[integration_id] = size = live.memory_estimate()
+            self._sizes[shard_id] = size = live.memory_estimate()
             self._total += size
 
-    def forget(self, integration_id: uuid.UUID) -> None:
-        self._docs.pop(integration_id, None)
-        self._total -= self._sizes.pop(integration_id, 0)
-        if self._pinned.pop(integration_id, None) is not None and self.broadcaster is not None:
+    def forget_install(self, integration_id: uuid.UUID) -> None:
+        """Uninstalled: every shard of it out of memory, its clients told."""
+        self.router.forget(integration_id)
+        held = [*self._pinned.items(), *self._docs.items()]
+        for shard_id, live in held:
+            if shard_id == integration_id or (
+                live.shard is not None and live.shard.integration_id == integration_id
+            ):
+                self.forget(shard_id)
+
+    def forget(self, shard_id: uuid.UUID) -> None:
+        self._docs.pop(shard_id, None)
+        self._total -= self._sizes.pop(shard_id, 0)
+        if self._pinned.pop(shard_id, None) is not None and self.broadcaster is not None:
             # its clients were told about a copy that is gone: they resynchronize
-            self.broadcaster.invalidate(integration_id)
+            self.broadcaster.invalidate(shard_id)
 
-    def unpin(self, integration_id: uuid.UUID) -> None:
+    def retire(self, shard_id: uuid.UUID) -> None:
+        """The shard was split (here or by another replica): out of memory, its clients told
+        to follow its records to the shards that hold them now."""
+        self._docs.pop(shard_id, None)
+        self._pinned.pop(shard_id, None)
+        self._total -= self._sizes.pop(shard_id, 0)
+        if self.broadcaster is not None:
+            self.broadcaster.split(shard_id)
+
+    def unpin(self, shard_id: uuid.UUID) -> None:
         """Its last live client left: the document is an ordinary cache entry again."""
-        live = self._pinned.pop(integration_id, None)
-        if live is not None and integration_id not in self._docs:
-            self._docs[integration_id] = live
-            self._fit(keep=integration_id)
+        live = self._pinned.pop(shard_id, None)
+        if live is not None and shard_id not in self._docs:
+            self._docs[shard_id] = live
+            self._fit(keep=shard_id)
 
-    def applied_through(self, integration_id: uuid.UUID) -> int | None:
+    def applied_through(self, shard_id: uuid.UUID) -> int | None:
         """The last log id this process applied to the document (None: not in memory)."""
-        live = self._pinned.get(integration_id) or self._docs.get(integration_id)
+        live = self._pinned.get(shard_id) or self._docs.get(shard_id)
         return None if live is None else live.applied_through
+
+    async def hold(self, conn: asyncpg.Connection, live: LiveDoc) -> None:
+        """In the caller's transaction (holding the session): the shard's lock, and the
+        document caught up under it (:class:`ShardSplit` if it was split meanwhile)."""
+        await lock(conn, live.shard_id)
+        await self._catch_up_on(conn, live)
 
     async def _catch_up(self, live: LiveDoc) -> None:
         async with self._db.connection() as conn:
@@ -184,20 +232,20 @@ class DocStore:
         which takes its place. Later rows are left to the next catch-up, which tells the
         clients. If the log was folded past that id meanwhile, the state in between is gone:
         the document is forgotten instead and its clients resynchronize (None)."""
-        fresh = new_live(live.integration_id)
+        fresh = new_live(live.shard_id)
         try:
             async with self._db.connection() as conn:
                 await self._catch_up_on(conn, fresh, upto=live.applied_through)
         except BaseException:
-            self.forget(live.integration_id)
+            self.forget(live.shard_id)
             raise
         if fresh.applied_through != live.applied_through:
-            self.forget(live.integration_id)
+            self.forget(live.shard_id)
             return None
-        if self._pinned.get(live.integration_id) is live:
-            self._pinned[live.integration_id] = fresh
-        if self._docs.get(live.integration_id) is live:
-            self._docs[live.integration_id] = fresh
+        if self._pinned.get(live.shard_id) is live:
+            self._pinned[live.shard_id] = fresh
+        if self._docs.get(live.shard_id) is live:
+            self._docs[live.shard_id] = fresh
         return fresh
 
     async def _catch_up_on(
@@ -206,28 +254,35 @@ class DocStore:
         """Apply what the log holds beyond ``applied_through`` (appended by other replicas, or
         everything when the document was just loaded), in one round trip (the snapshot too,
         when another replica folded the log past that view), and tell the broadcaster.
-        ``upto``: not beyond that log id."""
+        ``upto``: not beyond that log id. LookupError: no such shard; :class:`ShardSplit`: it
+        was split."""
         # a first load is nobody's news; later, only documents with clients here are
-        tell = bool(
-            live.loaded and self.broadcaster and self.broadcaster.watching(live.integration_id)
-        )
-        live.loaded = True
+        tell = bool(live.loaded and self.broadcaster and self.broadcaster.watching(live.shard_id))
         before = None  # the state vector before a snapshot, when clients must hear the difference
         rows = await conn.fetch(
-            'SELECT s.log_through AS through, u.id, u."update"'
+            "SELECT s.log_through AS through, s.integration_id, s.stream, s.bits, s.slot,"
+            ' s.retired_at IS NOT NULL AS retired, u.id, u."update"'
             " FROM sync_shards s LEFT JOIN sync_updates u"
             " ON u.shard_id = s.id AND u.id > GREATEST($2, s.log_through)"
-            " AND u.id <= $3 WHERE s.id = $1 ORDER BY u.id",
-            live.integration_id,
+            " AND u.id <= $3 WHERE s.id = $1 AND s.activated_at IS NOT NULL ORDER BY u.id",
+            live.shard_id,
             live.applied_through,
             upto if upto is not None else 2**63 - 1,
         )
         if not rows:
-            raise LookupError(live.integration_id)
-        through = rows[0]["through"]
-        if through > live.applied_through:  # folded past us: the snapshot first
+            raise LookupError(live.shard_id)
+        head = rows[0]
+        if head["retired"]:
+            raise ShardSplit(live.shard_id)
+        if live.shard is None:
+            live.shard = Shard(live.shard_id, head["integration_id"], head["stream"],
+                               head["bits"], head["slot"])  # fmt: skip
+        first = not live.loaded
+        live.loaded = True
+        through = head["through"]
+        if first or through > live.applied_through:  # new here, or folded past us: the snapshot
             snapshot = await conn.fetchval(
-                "SELECT snapshot FROM sync_shards WHERE id = $1", live.integration_id
+                "SELECT snapshot FROM sync_shards WHERE id = $1", live.shard_id
             )
             if snapshot:
                 before = live.doc.get_state() if tell else None
@@ -248,11 +303,11 @@ class DocStore:
         if not tell or self.broadcaster is None:
             return
         if before is not None:  # not the whole snapshot: what it and the rows added for us
-            self.broadcaster.publish(live.integration_id, live.doc.get_update(before))
+            self.broadcaster.publish(live.shard_id, live.doc.get_update(before))
         elif updates:
             found = [row["update"] for row in updates]
             merged = found[0] if len(found) == 1 else merge_updates(*found)
-            self.broadcaster.publish(live.integration_id, merged)
+            self.broadcaster.publish(live.shard_id, merged)
 
     async def append(
         self,
@@ -271,85 +326,161 @@ class DocStore:
 
         Once committed, the change goes to the broadcaster (``source``: the connection it
         came from, spared the echo) and, through ``pg_notify`` of its id, to other replicas."""
-        if not update and extra is None:
-            return None
+        ids = await self.append_many([(live, update)], origin, extra, source=source)
+        if compact and self.oversized(live):
+            await self.split(live)
+        elif compact and self.due(live):
+            await self.compact(live)
+        return ids[0]
+
+    async def append_many(
+        self,
+        changes: list[tuple[LiveDoc, bytes]],
+        origin: str,
+        extra: Extra | None = None,
+        *,
+        source: object | None = None,
+    ) -> list[int | None]:
+        """:meth:`append` for changes to several shards (the caller holds their sessions), in
+        one transaction: a page of a pull is durable with its cursor whichever shards it
+        touched. Their locks are taken in the order of their ids, as every caller does."""
+        if extra is None and not any(update for _, update in changes):
+            return [None] * len(changes)
+        ordered = sorted(changes, key=lambda change: change[0].shard_id)
+        ids: dict[uuid.UUID, int] = {}
         try:
             async with self._db.connection() as conn, conn.transaction():
-                await lock(conn, live.integration_id)
-                # Another replica may have appended since this session caught up: take its
-                # rows now, under the lock, or applied_through would jump over them below.
-                await self._catch_up_on(conn, live)
-                update_id = None
-                if update:
-                    update_id = await conn.fetchval(
+                for live, _ in ordered:
+                    await lock(conn, live.shard_id)
+                    # Another replica may have appended since this session caught up: take its
+                    # rows now, under the lock, or applied_through would jump over them below.
+                    await self._catch_up_on(conn, live)
+                written = [(live, update) for live, update in ordered if update]
+                if written:
+                    rows = await conn.fetch(
                         'INSERT INTO sync_updates (shard_id, origin, "update")'
-                        " VALUES ($1, $2, $3) RETURNING id",
-                        live.integration_id,
-                        origin,
-                        update,
+                        " SELECT s, $1, u FROM unnest($2::uuid[], $3::bytea[]) AS c(s, u)"
+                        " RETURNING shard_id, id",
+                        origin, [live.shard_id for live, _ in written],
+                        [update for _, update in written],
+                    )  # fmt: skip
+                    ids = {row["shard_id"]: row["id"] for row in rows}
+                    await conn.execute(
+                        "UPDATE sync_shards s SET state_vector = c.sv, records = c.n"
+                        " FROM unnest($1::uuid[], $2::bytea[], $3::int[]) AS c(id, sv, n)"
+                        " WHERE s.id = c.id",
+                        [live.shard_id for live, _ in written],
+                        [live.doc.get_state() for live, _ in written],
+                        [len(live.records) for live, _ in written],
                     )
                     await conn.execute(
-                        "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
-                        f"{live.integration_id}:{update_id}",
+                        "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", NOTIFY_CHANNEL,
+                        [f"{shard_id}:{update_id}" for shard_id, update_id in ids.items()],
                     )  # fmt: skip
                 if extra is not None:
-                    await extra(conn, update_id or 0)
+                    await extra(conn, max(ids.values(), default=0))
         except BaseException:
-            self.forget(live.integration_id)
+            for live, _ in changes:
+                self.forget(live.shard_id)
             raise
-        if update_id is not None:
+        for live, update in changes:
+            update_id = ids.get(live.shard_id)
+            if update_id is None or not update:
+                continue
             live.applied_through = update_id
             live.log_rows += 1
             live.log_bytes += len(update)
             if self.broadcaster is not None:
-                self.broadcaster.publish(live.integration_id, update, source)
-        if compact and self.due(live):
-            await self.compact(live)
-        return update_id
+                self.broadcaster.publish(live.shard_id, update, source)
+        return [ids.get(live.shard_id) if update else None for live, update in changes]
 
     def due(self, live: LiveDoc) -> bool:
         return live.log_rows >= self.compact_rows or live.log_bytes >= self.compact_bytes
 
-    async def compact_if_due(self, integration_id: uuid.UUID) -> None:
-        async with self.session(integration_id) as live:
-            if self.due(live):
-                await self.compact(live)
+    async def compact_install(self, integration_id: uuid.UUID) -> None:
+        """Fold the logs of the install's shards that are due (after a run, which appends
+        without folding)."""
+        async with self._db.connection() as conn:
+            due = await conn.fetch(
+                "SELECT u.shard_id FROM sync_updates u JOIN sync_shards s ON s.id = u.shard_id"
+                " WHERE s.integration_id = $1 AND s.retired_at IS NULL GROUP BY u.shard_id"
+                ' HAVING count(*) >= $2 OR sum(length(u."update")) >= $3',
+                integration_id, self.compact_rows, self.compact_bytes,
+            )  # fmt: skip
+        for row in due:
+            with contextlib.suppress(IntegrationNotFound):
+                await self.compact_if_due(row["shard_id"])
+
+    async def compact_if_due(self, shard_id: uuid.UUID) -> None:
+        """Split the shard if it outgrew its bound, else fold its log if that is due."""
+        with contextlib.suppress(ShardSplit):
+            async with self.session(shard_id, transient=True) as live:
+                if self.oversized(live):
+                    await self.split(live)
+                elif self.due(live):
+                    await self.compact(live)
 
     async def compact(self, live: LiveDoc) -> None:
         """Fold the log into the snapshot. The caller holds the session."""
         full = live.doc.get_update()
         through = live.applied_through
         async with self._db.connection() as conn, conn.transaction():
-            await lock(conn, live.integration_id)
+            await lock(conn, live.shard_id)
             newer = await conn.fetchval(
                 "SELECT max(id) FROM sync_updates WHERE shard_id = $1 AND id > $2",
-                live.integration_id,
+                live.shard_id,
                 through,
             )
             if newer is not None:
                 return  # another replica appended meanwhile; the next compaction catches it
             await conn.execute(
                 "UPDATE sync_shards SET snapshot = $2, log_through = $3, bytes = $4,"
-                " records = $5 WHERE id = $1",
-                live.integration_id,
-                full,
-                through,
-                len(full),
-                len(live.records),
-            )
+                " records = $5, state_vector = $6 WHERE id = $1 AND retired_at IS NULL",
+                live.shard_id, full, through, len(full), len(live.records),
+                live.doc.get_state(),
+            )  # fmt: skip
             await conn.execute(
                 "DELETE FROM sync_updates WHERE shard_id = $1 AND id <= $2",
-                live.integration_id,
+                live.shard_id,
                 through,
             )
         live.log_rows, live.log_bytes, live.snapshot_bytes = 0, 0, len(full)
         DOCUMENT_BYTES.set(len(full))
-        log.info("sync_compacted", integration_id=str(live.integration_id), bytes=len(full),
+        log.info("sync_compacted", shard_id=str(live.shard_id), bytes=len(full),
                  through=through)  # fmt: skip
 
+    # ------------------------------------------------------------------ splits
 
-async def lock(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
-    """The transaction-level lock that orders appends to one document across replicas."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"sync:{integration_id}"
-    )
+    def oversized(self, live: LiveDoc) -> bool:
+        return splits.oversized(len(live.records), live.snapshot_bytes + live.log_bytes,
+                                max_records=self.max_records, max_bytes=self.max_bytes)  # fmt: skip
+
+    async def split_if_due(self, shard_id: uuid.UUID) -> None:
+        """Split the shard if it outgrew the bound (gone or split already: nothing to do)."""
+        with contextlib.suppress(ShardSplit, IntegrationNotFound):
+            async with self.session(shard_id, transient=True) as live:
+                if self.oversized(live):
+                    await self.split(live)
+
+    async def split(self, live: LiveDoc) -> list[Shard]:
+        """Replace the shard with the shards of more bits that take its records
+        (:mod:`splits`), under its lock, from its complete state. The caller holds the session;
+        the shard is retired (its clients told) once committed."""
+        async with self._db.connection() as conn, conn.transaction():
+            await lock(conn, live.shard_id)
+            await self._catch_up_on(conn, live)
+            assert live.shard is not None
+            made = await shard_sql.replace(
+                conn, live.shard.integration_id, [live.shard_id],
+                splits.children(live.shard, live.records, fill=self.fill),
+            )  # fmt: skip
+        self.retire(live.shard_id)
+        log.info("sync_shard_split", shard_id=str(live.shard_id), records=len(live.records),
+                 into=len(made))  # fmt: skip
+        return made
+
+
+async def lock(conn: asyncpg.Connection, shard_id: uuid.UUID) -> None:
+    """The transaction-level lock that orders appends to one shard across replicas (and its
+    compaction, and its split)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"sync:{shard_id}")

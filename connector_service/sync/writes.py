@@ -23,6 +23,7 @@ from connector_service.sync import service
 from connector_service.sync.closes import close_for
 from connector_service.sync.document import CLIENT, DELETED, LiveDoc
 from connector_service.sync.hub import Peer
+from connector_service.sync.layout import Shard
 from connector_service.sync.lib0 import deleted_ranges
 from connector_service.sync.refusals import Refusals, Rollbacks, refused_edit
 from connector_service.sync.store import DocStore
@@ -44,10 +45,12 @@ class Writes:
     """Updates from the WebSocket clients of one document, committed a batch at a time."""
 
     def __init__(
-        self, store: DocStore, target: Target, refusals: Refusals, rollbacks: Rollbacks
-    ) -> None:
+        self, store: DocStore, target: Target, shard: Shard, refusals: Refusals,
+        rollbacks: Rollbacks,
+    ) -> None:  # fmt: skip
         self.store = store
         self.target = target
+        self.shard = shard
         self.refusals = refusals
         self.rollbacks = rollbacks
         self._inbox: list[tuple[bytes, Peer, asyncio.Future[None]]] = []
@@ -78,7 +81,7 @@ class Writes:
         dirty = appended = False
         streams = service.streams(self.target)
         try:
-            async with self.store.session(self.target.id) as live:
+            async with self.store.session(self.shard.id) as live:
                 strict = False  # the schemas are checked once for the batch, until that fails
                 rollbacks = 0
                 while True:
@@ -109,7 +112,7 @@ class Writes:
                 batch[i][1].fail(*close_for(refusal, self.target))
             if dirty and not appended:
                 # memory must not keep what the log does not: reload, and the room resyncs
-                self.store.forget(self.target.id)
+                self.store.forget(self.shard.id)
             failure: BaseException = (
                 Reloaded("another update in this batch was refused: resynchronize")
                 if isinstance(exc, _Poisoned) else exc
@@ -194,7 +197,7 @@ def remember_refusal(
     try:
         state = live.state_vector()
         here = deleted_ranges(live.doc.get_update(state))  # the document's whole delete set
-        refusals.remember(target.id, sender, refused_edit(reason, update, state, here))
+        refusals.remember(live.shard_id, sender, refused_edit(reason, update, state, here))
     except ValueError:
         return
 

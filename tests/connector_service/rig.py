@@ -30,7 +30,8 @@ class Rig:
     logs: Path
 
 
-def start_rig(dsn: str, logs: Path) -> Rig:
+def start_rig(dsn: str, logs: Path, **env: str) -> Rig:
+    """``env``: more settings of the suite's services."""
     key = secrets.token_urlsafe(24)
     crm = start(
         "examples.demo_crm.app:create_app", factory=True, cwd=SDK_DIR, log_path=logs / "crm.log",
@@ -46,6 +47,7 @@ def start_rig(dsn: str, logs: Path) -> Rig:
         SEEDOS_CONNECTOR_BREAKER_OPEN_SECONDS=str(OPEN_SECONDS),
         SEEDOS_CONNECTOR_CALL_TIMEOUT_SECONDS="3",
         SEEDOS_CONNECTOR_METRICS_FLUSH_SECONDS="0.2",
+        **env,
     )  # fmt: skip
     return Rig(suite, crm, connector, key, logs)
 

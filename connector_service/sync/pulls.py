@@ -1,0 +1,131 @@
+"""Merging pulled records into the shards that hold them.
+
+A page's records go to their shards (:mod:`layout`), a bounded number of shards at a time, each
+group merged in its shard's document and the group's updates appended in one transaction; the
+page's cursor is saved with its last group, so a cursor never runs ahead of a durable merge (a
+group merged again after a crash changes nothing). A shard split meanwhile is noticed by its
+session, and the records are placed again. Shards the merge makes outgrow their bound are split
+afterwards.
+
+The merge rule: a field with a platform change still waiting in the outbox keeps the platform's
+value (it is about to be written to the external system); every other field takes the external
+value, and a record reported deleted is deleted unless the platform changed it meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from pycrdt import Map
+
+from connector_service.sync import records as rec
+from connector_service.sync import repository, shard_sql
+from connector_service.sync.document import DELETED, EXTERNAL
+from connector_service.sync.layout import key_hash
+from connector_service.sync.store import DocStore, ShardSplit
+
+SHARDS_AT_ONCE = 64  # shards one transaction holds: what a page costs in memory is bounded
+ROUTE_ATTEMPTS = 5
+SaveCursor = Callable[[asyncpg.Connection, int], Awaitable[None]]
+
+
+async def merge(
+    store: DocStore, db: Any, integration_id: uuid.UUID, stream: str, pk: str,
+    records: list[Any], deleted: list[str], save: SaveCursor | None,
+) -> None:  # fmt: skip
+    """``records`` and ``deleted`` (primary keys) of ``stream`` into their shards, durable
+    (with ``save``, the cursor, in the last transaction)."""
+    async with db.connection() as conn:
+        pending = await repository.pending_fields(conn, integration_id, stream)
+    by_key: dict[str, Any] = {}
+    for record in records:
+        if isinstance(record, dict) and record.get(pk) not in (None, ""):
+            by_key[rec.key(stream, record[pk])] = record
+    gone = [rec.key(stream, pk_value) for pk_value in deleted]
+    keys = list(dict.fromkeys([*by_key, *gone]))
+    hashes = {k: key_hash(k) for k in keys}
+    oversized: set[uuid.UUID] = set()
+    for attempt in range(ROUTE_ATTEMPTS):
+        layout = await store.router.layout(integration_id, fresh=attempt > 0)
+        if layout.root is None and not layout.streams.get(stream) and keys:
+            async with db.connection() as conn:
+                await shard_sql.stream_shard(conn, integration_id, stream)
+            layout = await store.router.layout(integration_id, fresh=True)
+        groups: dict[uuid.UUID, list[str]] = {}
+        for k in keys:
+            shard = layout.route(k, hashes[k])
+            if shard is None:
+                raise RuntimeError(f"no shard holds {k!r}")  # never: the stream's shards cover it
+            groups.setdefault(shard.id, []).append(k)
+        try:
+            keys = await _merge_groups(store, groups, stream, by_key, set(gone), pending, save,
+                                       oversized)  # fmt: skip
+        except ShardSplit:
+            if attempt == ROUTE_ATTEMPTS - 1:
+                raise
+            continue
+        if not keys:
+            break
+    for shard_id in oversized:
+        await store.split_if_due(shard_id)
+
+
+async def _merge_groups(
+    store: DocStore, groups: dict[uuid.UUID, list[str]], stream: str, by_key: dict[str, Any],
+    gone: set[str], pending: dict[str, set[str] | None], save: SaveCursor | None,
+    oversized: set[uuid.UUID],
+) -> list[str]:  # fmt: skip
+    """Merge each group in its shard, :data:`SHARDS_AT_ONCE` shards a transaction. Returns the
+    keys left to place again when a shard turned out split (raises ShardSplit if none were
+    merged yet, so that the caller reads the layout again)."""
+    ids = sorted(groups)
+    batches = [ids[i : i + SHARDS_AT_ONCE] for i in range(0, len(ids), SHARDS_AT_ONCE)] or [[]]
+    for n, batch in enumerate(batches):
+        last = n == len(batches) - 1
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                lives = [await stack.enter_async_context(store.session(i, transient=True))
+                         for i in batch]  # fmt: skip
+                changes = []
+                for live in lives:
+                    keys = groups[live.shard_id]
+                    change = functools.partial(_merge, keys=keys, stream=stream, by_key=by_key,
+                                               gone=gone, pending=pending)  # fmt: skip
+                    update, _ = live.transact(EXTERNAL, change)
+                    changes.append((live, update))
+                await store.append_many(changes, EXTERNAL, save if last else None)
+                oversized.update(live.shard_id for live in lives if store.oversized(live))
+        except ShardSplit:
+            if n == 0:
+                raise
+            return [k for i in ids[n * SHARDS_AT_ONCE :] for k in groups[i]]
+    return []
+
+
+def _merge(
+    records: Map, *, keys: list[str], stream: str, by_key: dict[str, Any], gone: set[str],
+    pending: dict[str, set[str] | None],
+) -> None:  # fmt: skip
+    prefix = len(stream) + 1
+    for k in keys:
+        held = pending.get(k[prefix:], set())
+        record = by_key.get(k)
+        if k in gone:  # reported deleted (in the same page as a change: the deletion wins)
+            if k in records and held == set():
+                del records[k]
+        elif record is not None:
+            if held is DELETED:
+                continue  # deleted on the platform, about to be deleted there too
+            incoming = rec.to_fields(record)
+            current = records.get(k) if k in records else None  # `in` is the cheap test
+            if not isinstance(current, Map):
+                rec.insert(records, k, incoming)
+                continue
+            for field, value in rec.changed(current.to_py(), incoming).items():
+                if field not in held:
+                    current[field] = value
