@@ -3,7 +3,8 @@
 A throwaway embedded PostgreSQL (migrated, demo data), the demo CRM seeded with contacts, the
 example connector (in the catalog as ``bench-crm``), the three services in production mode on
 free loopback ports, and a tenant whose admin API key installed the connector (page size 1,000,
-scheduled runs off) and saw it become active.
+scheduled runs off) and saw it become active. ``Stack.pids`` names the services' processes (for
+their memory and CPU), ``Stack.seed_s`` is how long seeding the CRM took.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Stack:
     config: dict[str, Any] = field(default_factory=dict)
     credentials: dict[str, Any] = field(default_factory=dict)
     tmp: Path = Path()
+    pids: dict[str, int] = field(default_factory=dict)  # the services' processes, by name
+    seed_s: float = 0.0  # seeding the CRM
 
     @property
     def base(self) -> str:
@@ -94,9 +97,11 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
                           env={"CRM_CONNECTOR_AUTH": "api_key", "SEEDOS_LOG_LEVEL": "WARNING"},
                           log_path=tmp / "connector.log")  # fmt: skip
         print(f"seeding {contacts} contacts ...", file=sys.stderr)
-        with httpx.Client(base_url=crm.url, headers={"X-API-Key": crm_key}, timeout=600) as c:
+        seeding = time.perf_counter()
+        with httpx.Client(base_url=crm.url, headers={"X-API-Key": crm_key}, timeout=1800) as c:
             c.post("/admin/seed", json={"contacts": contacts, "companies": companies}
                    ).raise_for_status()  # fmt: skip
+        seed_s = time.perf_counter() - seeding
         server = embedded.start(tmp / "pg", cleanup_mode="delete")
         dsn = embedded.dsn(server)
         prepared = asyncio.run(_prepare(dsn, connector.url))
@@ -147,6 +152,7 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
             dsn=dsn, urls=urls, crm=crm, connector=connector, crm_key=crm_key, api=api,
             api_key=prepared["api_key"], direct=direct, internal_token=token,
             integration_id=iid, config=config, credentials=credentials, tmp=tmp,
+            pids={name: proc.pid for name, proc in supervisor.procs.items()}, seed_s=seed_s,
         )  # fmt: skip
     finally:
         for client in clients:

@@ -77,7 +77,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
         app.state.sync_hub = Hub()
         app.state.sync_store = DocStore(
             db, broadcaster=app.state.sync_hub, memory_bytes=settings.sync_memory_mb * 2**20,
-            max_records=settings.sync_shard_max_records,
+            max_records=settings.sync_shard_max_records, compact_rows=settings.sync_compact_rows,
         )  # fmt: skip
         listener = ChangeListener(
             settings.dsn or "", app.state.sync_store, app.state.sync_hub,

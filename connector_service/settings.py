@@ -60,11 +60,15 @@ class ConnectorServiceSettings(CommonSettings):
     metrics_max_queued: int = Field(50_000, ge=100)
     # Sync documents held in memory (connector_service/sync/store.py): the least recently used
     # ones without live clients are dropped past this estimate, and loaded again on demand.
-    sync_memory_mb: int = Field(512, ge=16, le=1_048_576, validation_alias="SEEDOS_SYNC_MEMORY_MB")
+    sync_memory_mb: int = Field(512, ge=1, le=1_048_576, validation_alias="SEEDOS_SYNC_MEMORY_MB")
     # A shard holding more records than this splits (connector_service/sync/layout.py); new
     # shards are built with half as many at most, on average.
     sync_shard_max_records: int = Field(
         1024, ge=8, le=1_000_000, validation_alias="SEEDOS_SYNC_SHARD_MAX_RECORDS"
+    )
+    # A shard's log is folded into its snapshot after this many updates (or 32 MB).
+    sync_compact_rows: int = Field(
+        500, ge=1, le=1_000_000, validation_alias="SEEDOS_SYNC_COMPACT_ROWS"
     )
     # Action calls: how long an Idempotency-Key is kept (at least the promised 24 hours).
     idempotency_ttl_hours: float = Field(24.0, ge=24)

@@ -11,26 +11,43 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import signal
+import time
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from pycrdt import Doc, Map, write_message
 
+from common.internal_auth import Principal
 from common.roles import Role
-from tests.connector_service.rig import Rig, install_crm, register, start_rig, stop_rig
+from seedos_cli.supervisor import SERVICES
+from seedos_sdk.testing.process import start
+from tests.conftest import ROOT, suite_env
+from tests.connector_service.rig import (
+    Rig,
+    fetch,
+    install_crm,
+    register,
+    start_rig,
+    stop_rig,
+)
 from tests.connector_service.test_sync import World
+from tests.connector_service.test_sync_ws import node_events, spawn_node
 from tests.connector_service.yclient import YClient
-from tests.support import make_tenant
+from tests.support import connected, make_tenant, metric_total
 
 BOUND = 32
+COMPACT_ROWS = 8
 
 
 @pytest.fixture(scope="module")
 def small(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    running = start_rig(dsn, tmp_path_factory.mktemp("shards"),
-                        SEEDOS_SYNC_SHARD_MAX_RECORDS=str(BOUND))  # fmt: skip
+    running = start_rig(dsn, tmp_path_factory.mktemp("shards"), SEEDOS_SYNC_SHARD_MAX_RECORDS=
+                        str(BOUND), SEEDOS_SYNC_COMPACT_ROWS=str(COMPACT_ROWS))  # fmt: skip
     try:
         yield running
     finally:
@@ -48,7 +65,9 @@ async def _world(rig: Rig, dsn: str, *, contacts: int, page_size: int = 50) -> W
     iid = await install_crm(client, rig, slug, page_size=page_size)
     r = await client.patch(f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": 0})
     assert r.status_code == 200, r.text
-    return World(client, crm, iid)
+    world = World(client, crm, iid)
+    world.tenant = t  # type: ignore[attr-defined]
+    return world
 
 
 @pytest.fixture
@@ -255,3 +274,159 @@ async def test_clients_of_a_shard_that_splits_move_and_lose_nothing(small, dsn):
     finally:
         await world.client.aclose()
         await world.crm.aclose()
+
+
+async def test_an_unmodified_y_websocket_client_edits_through_its_shard_room(world, small):
+    """The JavaScript ``yjs`` + ``y-websocket`` packages (tests/sync_interop/shard_room.mjs),
+    through the gateway with a ticket, in the room of the shard that holds the record."""
+    await world.sync()
+    key = sorted(await world.contacts())[7]
+    live = SimpleNamespace(rig=small, tenant=world.tenant, iid=world.iid)
+    plan = {"stream": "contacts", "key": key, "edit": {"first_name": "FromNode"},
+            "expect": {"phone": "FromJson"}, "timeout_ms": 30000}  # fmt: skip
+    proc = await spawn_node(live, "shard_room.mjs", plan)
+    try:
+        synced, _ = await node_events(proc, until="edited")
+        assert synced["shard"] == await _holder(world, key) and synced["has"]
+        shards = {s["id"]: s for s in await _shards(world)}
+        assert synced["size"] == shards[synced["shard"]]["records"] < 300
+        r = await world.client.patch(f"{world.base}/records/contacts/{key}",
+                                     json={"phone": "FromJson"})  # fmt: skip
+        assert r.status_code == 200
+        converged = (await node_events(proc, until="converged"))[-1]
+        assert converged["record"]["first_name"] == "FromNode"
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (await world.contacts())[key]["first_name"] == "FromNode"
+    await world.drained()
+    assert (await world.crm.get(f"/v1/contacts/{key}")).json()["first_name"] == "FromNode"
+
+
+async def test_two_replicas_converge_per_shard_and_evict_under_a_small_budget(
+    world, small, dsn, tmp_path
+):
+    """A second replica with a 1 MB budget: reading every shard evicts the idle ones (never
+    the one its client is in), which load again on demand; clients of one shard on the two
+    replicas converge, and the JSON API's writes through either reach them."""
+    await world.sync()
+    suite = small.suite
+    env = suite_env(dsn, suite.keys, suite.ports, SEEDOS_SYNC_MEMORY_MB="1",
+                    SEEDOS_SYNC_SHARD_MAX_RECORDS=str(BOUND))  # fmt: skip
+    second = start("connector_service.app:create_app", factory=True, cwd=ROOT, env=env,
+                   log_path=tmp_path / "replica.log", ready_path="/readyz")  # fmt: skip
+    token = suite.keys.signer().mint(
+        Principal(tenant_id=world.tenant.tenant_id, subject="test", role=Role.editor.value),
+        audience="connector_service",
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    direct = httpx.AsyncClient(base_url=second.url, headers=headers, timeout=30)
+    ids = sorted(await world.contacts())
+    shard_id = await _holder(world, ids[0])
+    room = f"/sync/ws?shard={shard_id}"
+    a = await YClient.connect(suite.connector_service.replace("http", "ws", 1) + world.base
+                              + room, headers=headers)  # fmt: skip
+    b = await YClient.connect(second.url.replace("http", "ws", 1) + world.base + room,
+                              headers=headers)  # fmt: skip
+    try:
+        assert a.snapshot() == b.snapshot() and len(a.records) > 0
+        key = f"contacts/{ids[0]}"
+        for round_ in range(3):
+            # the second replica reads every record: more than its budget holds
+            everything = {}
+            cursor = None
+            while True:
+                params = {
+                    "stream": "contacts",
+                    "limit": 200,
+                    **({"cursor": cursor} if cursor else {}),
+                }
+                page = (await direct.get(world.base + "/records", params=params)).json()
+                everything |= {r["id"]: r for r in page["items"]}
+                if (cursor := page["next_cursor"]) is None:
+                    break
+            assert len(everything) == 300
+            metrics = (await direct.get("/metrics")).text
+            assert metric_total(metrics, "seedos_sync_documents_evicted_total") > 0
+            assert metric_total(metrics, "seedos_sync_memory_bytes") <= 4 * 2**20
+            # the shard with clients stayed, and both replicas' clients converge
+            await a.edit(lambda r, n=round_: r[key].__setitem__("title", f"a{n}"))
+            await b.until(lambda n=round_: (b.record(key) or {}).get("title") == f"a{n}")
+            await b.edit(lambda r, n=round_: r[key].__setitem__("phone", f"b{n}"))
+            await a.until(lambda n=round_: (a.record(key) or {}).get("phone") == f"b{n}")
+            # a write through the second replica to an evicted shard loads it again
+            other = ids[-1 - round_]
+            r = await direct.patch(f"{world.base}/records/contacts/{other}",
+                                   json={"last_name": f"evicted{round_}"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            assert (await world.contacts())[other]["last_name"] == f"evicted{round_}"
+        assert a.snapshot() == b.snapshot()
+        assert (await world.contacts())[ids[0]]["phone"] == "b2"
+    finally:
+        await a.close()
+        await b.close()
+        await direct.aclose()
+        second.stop()
+
+
+async def test_kill_9_during_a_shard_compaction_loses_nothing_acknowledged(small, dsn):
+    """connector_service killed while it folds a shard's log (held there: the test locks a log
+    row, so the compaction's DELETE waits with its snapshot written but not committed)."""
+    world = await _world(small, dsn, contacts=300)
+    try:
+        await world.sync()
+        ids = sorted(await world.contacts())
+        shard_id = await _holder(world, ids[0])
+        same = [k for k in ids if await _holder(world, k) == shard_id]
+        async with connected(dsn) as blocker:
+            # a first edit puts a row in the shard's log; the test locks it
+            r = await world.client.patch(f"{world.base}/records/contacts/{same[0]}",
+                                         json={"title": "e0"})  # fmt: skip
+            assert r.status_code == 200
+            tx = blocker.transaction()
+            await tx.start()
+            locked = await blocker.fetch("SELECT id FROM sync_updates WHERE shard_id = $1"
+                                         " FOR UPDATE", uuid.UUID(shard_id))  # fmt: skip
+            assert locked
+            acknowledged = {same[0]: "e0"}
+            for n in range(1, COMPACT_ROWS + 2):  # past the compaction threshold
+                pk = same[n % len(same)]
+                try:  # the edit that makes the log due waits for its compaction: no answer
+                    r = await world.client.patch(f"{world.base}/records/contacts/{pk}",
+                                                 json={"title": f"e{n}"}, timeout=2)  # fmt: skip
+                except httpx.ReadTimeout:
+                    break
+                assert r.status_code == 200, r.text
+                acknowledged[pk] = f"e{n}"
+            deadline = time.monotonic() + 10
+            while not await _compaction_waiting(dsn):
+                assert time.monotonic() < deadline, "the compaction never started"
+                await asyncio.sleep(0.05)
+            service = small.suite.supervisor.procs["connector_service"]
+            service.send_signal(signal.SIGKILL)
+            service.wait()
+            await tx.rollback()
+        small.suite.supervisor.start(SERVICES[0], small.suite.ports["connector_service"])
+        small.suite.supervisor.wait_ready({"connector_service": small.suite.connector_service})
+        mine = await world.contacts()
+        assert {pk: mine[pk]["title"] for pk in acknowledged} == acknowledged
+        # and the shard folds its log the next time
+        for n in range(COMPACT_ROWS + 1):
+            r = await world.client.patch(f"{world.base}/records/contacts/{same[0]}",
+                                         json={"title": f"later{n}"})  # fmt: skip
+            assert r.status_code == 200
+        rows = await fetch(dsn, "SELECT count(*) AS n FROM sync_updates WHERE shard_id = $1",
+                           uuid.UUID(shard_id))  # fmt: skip
+        assert rows[0]["n"] <= COMPACT_ROWS
+        assert (await world.contacts())[same[0]]["title"] == f"later{COMPACT_ROWS}"
+    finally:
+        await world.client.aclose()
+        await world.crm.aclose()
+
+
+async def _compaction_waiting(dsn: str) -> bool:
+    rows = await fetch(dsn, "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type ="
+                       " 'Lock' AND query LIKE 'DELETE FROM sync_updates%'")  # fmt: skip
+    return rows[0]["n"] > 0

@@ -21,8 +21,17 @@ export const ticket = async () => {
   return (await answer.json()).ticket
 }
 
-// The provider for `doc`, connecting with a fresh ticket.
-export const connect = async (doc) => new WebsocketProvider(
+// The provider for `doc`, connecting with a fresh ticket; `params`: more of the query (a shard).
+export const connect = async (doc, params = {}) => new WebsocketProvider(
   base.replace(/^http/, 'ws') + `/api/v1/integrations/${id}/sync`, 'ws', doc,
-  { WebSocketPolyfill: WebSocket, params: { ticket: await ticket() }, disableBc: true }
+  { WebSocketPolyfill: WebSocket, params: { ticket: await ticket(), ...params }, disableBc: true }
 )
+
+// The id of the shard holding a record of a stream (GET sync/shards/for).
+export const shardOf = async (stream, key) => {
+  const query = new URLSearchParams({ stream, keys: key })
+  const answer = await fetch(`${base}/api/v1/integrations/${id}/sync/shards/for?${query}`, {
+    headers: { Authorization: `Bearer ${process.env.SEEDOS_API_KEY}` }
+  })
+  return (await answer.json()).items[0].shard
+}
