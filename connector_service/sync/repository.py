@@ -32,7 +32,9 @@ async def save_cursor(
 
 
 async def reset_cursors(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
+    """Pull everything again: no cursors, and first loads in progress start over."""
     await conn.execute("DELETE FROM sync_cursors WHERE integration_id = $1", integration_id)
+    await conn.execute("DELETE FROM sync_loads WHERE integration_id = $1", integration_id)
 
 
 async def enqueue(

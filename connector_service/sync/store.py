@@ -58,6 +58,7 @@ MEMORY = Gauge(
 EVICTED = Counter(
     "seedos_sync_documents_evicted_total", "Sync documents dropped from memory for the budget."
 )
+SPLITS = Counter("seedos_sync_shard_splits_total", "Sync shards split for outgrowing their bound.")
 DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
 
@@ -475,6 +476,7 @@ class DocStore:
                 splits.children(live.shard, live.records, fill=self.fill),
             )  # fmt: skip
         self.retire(live.shard_id)
+        SPLITS.inc()
         log.info("sync_shard_split", shard_id=str(live.shard_id), records=len(live.records),
                  into=len(made))  # fmt: skip
         return made

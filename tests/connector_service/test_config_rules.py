@@ -33,7 +33,8 @@ def test_a_catastrophic_pattern_is_a_problem_of_the_value_quickly():
 
 
 def test_a_record_against_a_broken_or_slow_stream_schema_is_refused_quickly():
-    from connector_service.sync.service import InvalidRecord, _validate
+    from connector_service.sync.record_service import _validate
+    from connector_service.sync.service import InvalidRecord
 
     broken = {"name": "contacts", "schema": {"type": "object",
               "properties": {"owner": {"$ref": "#/$defs/nope"}}}}  # fmt: skip
