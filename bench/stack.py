@@ -3,8 +3,8 @@
 A throwaway embedded PostgreSQL (migrated, demo data), the demo CRM seeded with contacts, the
 example connector (in the catalog as ``bench-crm``), the three services in production mode on
 free loopback ports, and a tenant whose admin API key installed the connector (page size 1,000,
-scheduled runs off) and saw it become active. ``Stack.pids`` names the services' processes (for
-their memory and CPU), ``Stack.seed_s`` is how long seeding the CRM took.
+scheduled runs off) and saw it become active. ``Stack.pids`` has every process's id (for their
+memory and CPU time), ``Stack.seed_s`` how long seeding the CRM took.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ class Stack:
     config: dict[str, Any] = field(default_factory=dict)
     credentials: dict[str, Any] = field(default_factory=dict)
     tmp: Path = Path()
-    pids: dict[str, int] = field(default_factory=dict)  # the services' processes, by name
+    # the processes, by name: the three services, "crm", "connector" and "postgres" (the
+    # postmaster; its backends are its children)
+    pids: dict[str, int] = field(default_factory=dict)
     seed_s: float = 0.0  # seeding the CRM
 
     @property
@@ -80,6 +82,11 @@ async def _prepare(dsn: str, connector_url: str) -> dict[str, Any]:
         return {"tenant_id": tenant["id"], "slug": slug, "api_key": key["key"]}
     finally:
         await conn.close()
+
+
+def _postmaster(data_dir: Path) -> int:
+    found = next(data_dir.rglob("postmaster.pid"))
+    return int(found.read_text().split("\n", 1)[0])
 
 
 @contextlib.contextmanager
@@ -152,7 +159,9 @@ def running(contacts: int, *, companies: int = 1000, env: dict[str, str] | None 
             dsn=dsn, urls=urls, crm=crm, connector=connector, crm_key=crm_key, api=api,
             api_key=prepared["api_key"], direct=direct, internal_token=token,
             integration_id=iid, config=config, credentials=credentials, tmp=tmp,
-            pids={name: proc.pid for name, proc in supervisor.procs.items()}, seed_s=seed_s,
+            pids={**{name: proc.pid for name, proc in supervisor.procs.items()},
+                  "crm": crm.process.pid, "connector": connector.process.pid,
+                  "postgres": _postmaster(tmp / "pg")}, seed_s=seed_s,
         )  # fmt: skip
     finally:
         for client in clients:
