@@ -10,13 +10,7 @@ snapshot, under the same lock, and the folded rows deleted. A shard that was spl
 a session on it raises :class:`ShardSplit`, and its clients are told (:meth:`DocStore.retire`).
 
 In this process each document is held in memory (a :class:`document.LiveDoc`) behind an asyncio
-lock, within a memory budget (``SEEDOS_SYNC_MEMORY_MB``): after each session, the least recently
-used documents without clients here are dropped until the estimate of what all take
-(:meth:`LiveDoc.memory_estimate`) fits; a dropped document is loaded again on demand. Only
-documents idle for ``idle_seconds`` are dropped (two large ones in use at once must not evict
-each other page after page), and :meth:`DocStore.sweep` (every few seconds) drops those that
-became idle since. Documents with live clients are never dropped, and count against the
-budget.
+lock, within a memory budget (:mod:`held`): a dropped document is loaded again on demand.
 
 A session catches the document up with the log, then reads or changes it. A change whose
 append fails is dropped from memory with the document, which is loaded again from the
@@ -29,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +37,7 @@ from connector_service.integrations.service import IntegrationNotFound
 from connector_service.sync import shard_sql, splits
 from connector_service.sync.access import Router
 from connector_service.sync.document import LOAD, LiveDoc, new_live
+from connector_service.sync.held import DEFAULT_MEMORY_BYTES, Held
 from connector_service.sync.layout import MAX_BYTES, MAX_RECORDS, Shard, ShardSplit
 from connector_service.sync.shard_sql import NOTIFY_CHANNEL
 
@@ -52,14 +46,7 @@ log = structlog.get_logger(component="connector_service.sync.store")
 DOCUMENT_BYTES = Gauge(
     "seedos_sync_document_bytes", "Size of the largest sync document snapshot written lately."
 )
-MEMORY = Gauge(
-    "seedos_sync_memory_bytes", "Estimated memory of the sync documents held in this process."
-)
-EVICTED = Counter(
-    "seedos_sync_documents_evicted_total", "Sync documents dropped from memory for the budget."
-)
 SPLITS = Counter("seedos_sync_shard_splits_total", "Sync shards split for outgrowing their bound.")
-DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]
 
 
@@ -90,15 +77,7 @@ class DocStore:
     ) -> None:
         self._db = db
         self.broadcaster = broadcaster
-        self.memory_bytes = memory_bytes
-        self.idle_seconds = idle_seconds
-        self._pinned: dict[uuid.UUID, LiveDoc] = {}  # documents with live clients here
-        # the others, least recently used first (a dict keeps its order; a use moves to the end)
-        self._docs: dict[uuid.UUID, LiveDoc] = {}
-        # each held document's memory estimate when its last session ended, and their sum: a
-        # session's end measures only its own document, not every one held
-        self._sizes: dict[uuid.UUID, int] = {}
-        self._total = 0
+        self.held = Held(memory_bytes=memory_bytes, idle_seconds=idle_seconds)
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -120,13 +99,8 @@ class DocStore:
         if gate is None:
             gate = self._locks[shard_id] = asyncio.Lock()
         async with gate:
-            live = self._pinned.get(shard_id) or self._docs.pop(shard_id, None)
-            if live is None:
-                live = new_live(shard_id)
-            if self.broadcaster is not None and self.broadcaster.watching(shard_id):
-                self._pinned[shard_id] = live  # never evicted while clients follow it
-            elif shard_id not in self._pinned:
-                self._docs[shard_id] = live  # the most recently used, at the end
+            watched = self.broadcaster is not None and self.broadcaster.watching(shard_id)
+            live = self.held.take(shard_id, pinned=watched)  # never evicted while watched
             try:
                 await self._catch_up(live)
             except LookupError:  # uninstalled, perhaps through another replica
@@ -138,83 +112,41 @@ class DocStore:
                 raise
             try:
                 yield live
-            finally:
-                # the document held now: a rollback during the session replaced ``live``
-                held = self._pinned.get(shard_id) or self._docs.get(shard_id)
-                if held is not None:
-                    held.used_at = 0.0 if transient else time.monotonic()
-                if transient:  # measured, then as evictable as any idle document
-                    self._measure(shard_id)
-                    self._fit(keep=None)
-                else:
-                    self._fit(keep=shard_id)
+            finally:  # (a rollback during the session may have replaced ``live``)
+                self.held.done(shard_id, transient=transient)
 
     def sweep(self) -> None:
         """Drop what became idle since the last session, if over the budget."""
-        self._fit(keep=None)
-
-    def _fit(self, *, keep: uuid.UUID | None) -> None:
-        """Measure ``keep`` (its session just ended), then drop the least recently used
-        documents without clients, idle for ``idle_seconds`` (never ``keep``, in use), until
-        the estimate of what all take fits the budget."""
-        if keep is not None:
-            self._measure(keep)
-        if self._total > self.memory_bytes:
-            idle_since = time.monotonic() - self.idle_seconds
-            for shard_id, live in list(self._docs.items()):
-                if self._total <= self.memory_bytes:
-                    break
-                if shard_id == keep or live.used_at > idle_since:
-                    continue
-                del self._docs[shard_id]
-                self._total -= self._sizes.pop(shard_id, 0)
-                EVICTED.inc()
-        MEMORY.set(self._total)
-
-    def _measure(self, shard_id: uuid.UUID) -> None:
-        """Account the document's estimate anew (nothing, if it is no longer held)."""
-        self._total -= self._sizes.pop(shard_id, 0)
-        live = self._pinned.get(shard_id) or self._docs.get(shard_id)
-        if live is not None:
-            self._sizes[shard_id] = size = live.memory_estimate()
-            self._total += size
+        self.held.fit()
 
     def forget_install(self, integration_id: uuid.UUID) -> None:
         """Uninstalled: every shard of it out of memory, its clients told."""
         self.router.forget(integration_id)
-        held = [*self._pinned.items(), *self._docs.items()]
-        for shard_id, live in held:
+        for shard_id, live in self.held.items():
             if shard_id == integration_id or (
                 live.shard is not None and live.shard.integration_id == integration_id
             ):
                 self.forget(shard_id)
 
     def forget(self, shard_id: uuid.UUID) -> None:
-        self._docs.pop(shard_id, None)
-        self._total -= self._sizes.pop(shard_id, 0)
-        if self._pinned.pop(shard_id, None) is not None and self.broadcaster is not None:
+        if self.held.drop(shard_id) and self.broadcaster is not None:
             # its clients were told about a copy that is gone: they resynchronize
             self.broadcaster.invalidate(shard_id)
 
     def retire(self, shard_id: uuid.UUID) -> None:
         """The shard was split (here or by another replica): out of memory, its clients told
         to follow its records to the shards that hold them now."""
-        self._docs.pop(shard_id, None)
-        self._pinned.pop(shard_id, None)
-        self._total -= self._sizes.pop(shard_id, 0)
+        self.held.drop(shard_id)
         if self.broadcaster is not None:
             self.broadcaster.split(shard_id)
 
     def unpin(self, shard_id: uuid.UUID) -> None:
         """Its last live client left: the document is an ordinary cache entry again."""
-        live = self._pinned.pop(shard_id, None)
-        if live is not None and shard_id not in self._docs:
-            self._docs[shard_id] = live
-            self._fit(keep=shard_id)
+        self.held.unpin(shard_id)
 
     def applied_through(self, shard_id: uuid.UUID) -> int | None:
         """The last log id this process applied to the document (None: not in memory)."""
-        live = self._pinned.get(shard_id) or self._docs.get(shard_id)
+        live = self.held.get(shard_id)
         return None if live is None else live.applied_through
 
     async def hold(self, conn: asyncpg.Connection, live: LiveDoc) -> None:
@@ -243,10 +175,7 @@ class DocStore:
         if fresh.applied_through != live.applied_through:
             self.forget(live.shard_id)
             return None
-        if self._pinned.get(live.shard_id) is live:
-            self._pinned[live.shard_id] = fresh
-        if self._docs.get(live.shard_id) is live:
-            self._docs[live.shard_id] = fresh
+        self.held.replace(live, fresh)
         return fresh
 
     async def _catch_up_on(

@@ -180,6 +180,17 @@ async def test_a_split_under_concurrent_edits_loses_nothing(small, dsn):
         await world.crm.aclose()
 
 
+async def _seen(world: World, key: str, field: str, value: str) -> None:
+    """Wait until the JSON API shows a WebSocket client's edit (committed)."""
+    deadline = time.monotonic() + 15
+    while True:
+        r = await world.client.get(f"{world.base}/records/contacts/{key}")
+        if r.status_code == 200 and r.json().get(field) == value:
+            return
+        assert time.monotonic() < deadline, r.text
+        await asyncio.sleep(0.05)
+
+
 def _ws(rig: Rig, world: World, **query: str) -> str:
     url = rig.suite.gateway.replace("http", "ws", 1) + world.base + "/sync/ws"
     return url + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
@@ -222,6 +233,7 @@ async def test_a_shard_room_edits_its_records_with_the_json_api_and_the_crm(worl
         await client.until(lambda: client.record(f"contacts/{key}")["phone"] == "+1 555 0199")
         await client.edit(lambda records: records[f"contacts/{key}"].__setitem__(
             "last_name", "Roomy"))  # fmt: skip
+        await _seen(world, key, "last_name", "Roomy")  # committed, so in the outbox
         await world.drained()
         assert (await world.crm.get(f"/v1/contacts/{key}")).json()["last_name"] == "Roomy"
         # a record of another shard is refused in this room, and nothing changes
@@ -265,6 +277,7 @@ async def test_clients_of_a_shard_that_splits_move_and_lose_nothing(small, dsn):
             assert c.record(f"contacts/{ids[0]}")["first_name"] == "Before"
             await c.edit(lambda records: records[f"contacts/{ids[0]}"].__setitem__(
                 "first_name", "After"))  # fmt: skip
+            await _seen(world, ids[0], "first_name", "After")
             await world.drained()
         finally:
             await c.close()
@@ -300,7 +313,7 @@ async def test_an_unmodified_y_websocket_client_edits_through_its_shard_room(wor
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert (await world.contacts())[key]["first_name"] == "FromNode"
+    await _seen(world, key, "first_name", "FromNode")
     await world.drained()
     assert (await world.crm.get(f"/v1/contacts/{key}")).json()["first_name"] == "FromNode"
 

@@ -190,16 +190,16 @@ async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn
     async with store.session(a) as live:
         one = live.memory_estimate()
     assert one > 0
-    store.memory_bytes = 2 * one + one // 2  # room for two of them
+    store.held.memory_bytes = 2 * one + one // 2  # room for two of them
     async with store.session(b) as live:
         assert live.get("contacts/3") == {"v": f"{b}-3"}
-    assert b in store._docs and followed in store._pinned
-    assert c not in store._docs and a not in store._docs  # dropped, least recently used first
+    assert b in store.held._docs and followed in store.held._pinned
+    assert c not in store.held._docs and a not in store.held._docs  # dropped, least recently used first
     async with store.session(c) as live:  # loaded again on demand, nothing lost
         assert len(live.records) == 20 and live.get("contacts/19") == {"v": f"{c}-19"}
     async with store.session(followed) as live:
         assert live.get("contacts/0") == {"v": f"{followed}-0"}
-    assert followed in store._pinned  # never dropped while clients follow it
+    assert followed in store.held._pinned  # never dropped while clients follow it
 
 
 async def test_documents_in_use_are_not_dropped_until_idle(database, dsn):
@@ -209,9 +209,9 @@ async def test_documents_in_use_are_not_dropped_until_idle(database, dsn):
     store = DocStore(database, idle_seconds=3600)
     for iid in (a, b):
         await _write(store, iid, "contacts/1", "x")
-    store.memory_bytes = 1
+    store.held.memory_bytes = 1
     await _write(store, a, "contacts/2", "y")
-    assert a in store._docs and b in store._docs  # over budget, but neither is idle
-    store.idle_seconds = 0
+    assert a in store.held._docs and b in store.held._docs  # over budget, but neither is idle
+    store.held.idle_seconds = 0
     store.sweep()
-    assert not store._docs  # idle now: both dropped
+    assert not store.held._docs  # idle now: both dropped
