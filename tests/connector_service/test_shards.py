@@ -18,6 +18,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 
+import aiohttp
 import httpx
 import pytest
 from pycrdt import Doc, Map, write_message
@@ -443,3 +444,48 @@ async def _compaction_waiting(dsn: str) -> bool:
     rows = await fetch(dsn, "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type ="
                        " 'Lock' AND query LIKE 'DELETE FROM sync_updates%'")  # fmt: skip
     return rows[0]["n"] > 0
+
+
+async def test_bad_shard_requests_are_refused_clearly(world, small, dsn):
+    await world.sync()
+    shards = await _shards(world)
+    one = shards[1]["id"]
+    sv = write_message(b"\x00") + write_message(b"")
+    cases = {
+        "missing": (uuid.uuid4(), 404, "shard_not_found"),
+        "root of a split install": (world.iid, 410, "shard_split"),
+    }
+    for why, (shard, status, code) in cases.items():
+        r = await world.client.post(world.base + "/sync", params={"shard": str(shard)}, content=sv)
+        assert (r.status_code, r.json()["code"]) == (status, code), (why, r.text)
+    r = await world.client.get(world.base + "/sync/state-vector", params={"shard": "nope"})
+    assert r.status_code == 422
+    # another install's shard is not this one's
+    other = await _world(small, dsn, contacts=3)
+    try:
+        r = await other.client.get(other.base + "/sync/state-vector", params={"shard": one})
+        assert r.status_code == 404 and r.json()["code"] == "shard_not_found"
+    finally:
+        await other.client.aclose()
+        await other.crm.aclose()
+    r = await world.client.get(world.base + "/sync/shards/for", params={"stream": "contacts"})
+    assert r.status_code == 422  # no keys
+    r = await world.client.get(world.base + "/sync/shards/for",
+                               params={"stream": "nope", "keys": ["1"]})  # fmt: skip
+    assert r.status_code == 422 and r.json()["code"] == "unknown_stream"
+    r = await world.client.get(world.base + "/sync/shards/for",
+                               params={"stream": "contacts", "keys": [str(n) for n in range(201)]})  # fmt: skip
+    assert r.status_code == 422
+    r = await world.client.get(world.base + "/sync/shards", params={"cursor": "garbage"})
+    assert r.status_code == 422
+    # a shard room that does not exist is refused at the handshake
+    bad = await _refused_ws(_ws(small, world, shard=str(uuid.uuid4())), _auth(world))
+    assert bad == 403
+
+
+async def _refused_ws(url: str, headers: dict[str, str]) -> int:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            async with session.ws_connect(url, headers=headers):
+                pass
+    return refused.value.status
