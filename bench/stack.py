@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from common import db, embedded, migrate
 from common.crypto import KeyRing
@@ -83,6 +84,28 @@ async def _prepare(dsn: str, connector_url: str) -> dict[str, Any]:
         return {"tenant_id": tenant["id"], "slug": slug, "api_key": key["key"]}
     finally:
         await conn.close()
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User and system CPU seconds of each process so far (postgres: with its backends, the
+    ones alive now; the pools keep theirs)."""
+    found = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            family = [process, *(process.children(recursive=True) if name == "postgres" else ())]
+            total = 0.0
+            for member in family:
+                with contextlib.suppress(psutil.Error):
+                    times = member.cpu_times()
+                    total += times.user + times.system
+            found[name] = total
+    return found
+
+
+def cpu_since(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
+    now = cpu_seconds(pids)
+    return {name: now[name] - before.get(name, 0.0) for name in now}
 
 
 def _postmaster(data_dir: Path) -> int:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import signal
@@ -112,28 +111,6 @@ class RssSampler(threading.Thread):
         self._done.set()
         self.join()
         self.sample()
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User and system CPU seconds of each process so far (postgres: with its backends, the
-    ones alive now; the pools keep theirs)."""
-    found = {}
-    for name, pid in pids.items():
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
-            family = [process, *(process.children(recursive=True) if name == "postgres" else ())]
-            total = 0.0
-            for member in family:
-                with contextlib.suppress(psutil.Error):
-                    times = member.cpu_times()
-                    total += times.user + times.system
-            found[name] = total
-    return found
-
-
-def cpu_since(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
-    now = cpu_seconds(pids)
-    return {name: now[name] - before.get(name, 0.0) for name in now}
 
 
 def read_all(stack: stack_.Stack, stream: str, cursor: str | None) -> tuple[int, Any]:
@@ -319,14 +296,14 @@ def initial(stack: stack_.Stack, rss: RssSampler) -> dict[str, Any]:
     """The initial sync, between two reads straight from the connector."""
     say("reading straight from the connector (reference) ...")
     rss.enter("reference_read_before")
-    cpu = cpu_seconds(stack.pids)
+    cpu = stack_.cpu_seconds(stack.pids)
     read_before_s, records = read_streams(stack)
-    cpu_read = cpu_since(stack.pids, cpu)
+    cpu_read = stack_.cpu_since(stack.pids, cpu)
     say("initial sync ...")
     rss.enter("initial_sync")
-    cpu = cpu_seconds(stack.pids)
+    cpu = stack_.cpu_seconds(stack.pids)
     initial_s, phases = run_sync(stack.api, stack.base)
-    cpu_initial = cpu_since(stack.pids, cpu)
+    cpu_initial = stack_.cpu_since(stack.pids, cpu)
     status = stack.api.get(stack.base + "/sync/status").json()
     assert status["last_run"]["records_pulled"] == records, (status["last_run"], records)
     say("reading straight from the connector again (reference) ...")

@@ -33,7 +33,9 @@ Target (from the issue): direct >= 1.0x reference; the gateway figure is reporte
 Each figure is also given as a share of what the writers sent: at the default load (50
 writers every 10 ms, ~5,000 updates/s) the reference delivers all of it, so the ratio says
 whether the service keeps up with that load; a smaller ``--interval`` offers more (the
-reference kept up with ~12,000/s at 2 ms on a 2-core machine). After each run against the
+reference kept up with ~12,000/s at 2 ms on a 2-core machine). The CPU time the reference
+server, connector_service, the gateway, PostgreSQL (with its backends) and load.mjs spent is
+given per 1,000 updates delivered, which is what bounds each target. After each run against the
 service the script waits (15 s at most) until connector_service counts no sync socket open, so
 runs do not overlap, and says so if some stay open.
 Exit code 0 after a complete run whether or not the target was met; 1 if a run failed.
@@ -45,6 +47,7 @@ import argparse
 import base64
 import datetime as dt
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -155,7 +158,13 @@ def plans(stack: stack_.Stack, rooms: list[dict[str, Any]], reference_port: int)
     }
 
 
-def load(node: str, plan: dict[str, Any], header: str | None, args: argparse.Namespace) -> dict:
+def load(
+    node: str, plan: dict[str, Any], header: str | None, args: argparse.Namespace,
+    pids: dict[str, int],
+) -> dict:  # fmt: skip
+    """One load.mjs run, and the CPU seconds each process (and load.mjs) spent in it."""
+    cpu = stack_.cpu_seconds(pids)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=LOAD) as file:
         json.dump(plan, file)
         file.flush()
@@ -165,10 +174,13 @@ def load(node: str, plan: dict[str, Any], header: str | None, args: argparse.Nam
             cmd += ["--header", header]
         done = subprocess.run(cmd, cwd=LOAD, capture_output=True, text=True,
                               timeout=args.seconds + 120)  # fmt: skip
+    used = stack_.cpu_since(pids, cpu)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used["load.mjs"] = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"load.mjs failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return {**json.loads(lines[-1]), "cpu_s": used}
 
 
 def settle(stack: stack_.Stack, deadline_s: float = 15) -> dict[str, float]:
@@ -221,10 +233,12 @@ def main() -> int:
             rooms = pick_rooms(stack, args)
             info["rooms"] = rooms
             targets = plans(stack, rooms, port)
+            pids = {"reference": reference.pid, **{name: stack.pids[name] for name in
+                    ("connector_service", "gateway", "postgres")}}  # fmt: skip
             for n in range(args.rounds):
                 for target in TARGETS:
                     print(f"round {n + 1}: {target} ...", file=sys.stderr)
-                    runs[target].append(load(node, *targets[target], args))
+                    runs[target].append(load(node, *targets[target], args, pids))
                     if target != "reference":
                         runs[target][-1].update(settle(stack))
             with httpx.Client() as client:  # what the service says it did meanwhile
@@ -258,6 +272,12 @@ def report(runs: dict[str, list[dict[str, Any]]], info: dict[str, Any], args: An
               f"{f'; {closed[t]} writers closed' if closed[t] else ''})")  # fmt: skip
     print(f"direct / reference: {ratio:.2f}x (target >= 1.0: {'met' if ratio >= 1 else 'MISSED'});"
           f" through the gateway: {via_gateway:.2f}x")  # fmt: skip
+    for t in TARGETS:
+        delivered = sum(r["delivered_total"] for r in runs[t])  # warm-up too, as the CPU time
+        cpu = {name: sum(r["cpu_s"].get(name, 0) for r in runs[t]) for name in runs[t][0]["cpu_s"]}
+        print(f"CPU ms per 1,000 updates delivered, {t}: " + ", ".join(
+            f"{name} {sec / delivered * 1e6:.0f}" for name, sec in cpu.items()
+            if sec >= 0.05 and delivered))  # fmt: skip
     if left:
         print(f"connector_service still counted {left:.0f} sync WebSockets open 15 s after a run")
     if args.json:

@@ -19,7 +19,8 @@
 // start and the end of the window: the updates delivered are the counter increments the
 // observers saw (so a server that merges a tick's updates into one broadcast is credited with
 // each update in it), per second, summed over rooms. Messages the observers received are
-// counted too. Prints one JSON line.
+// counted too. Prints one JSON line (delivered_total: what the observers saw from the first
+// update on, warm-up included).
 
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
@@ -190,6 +191,7 @@ console.log(JSON.stringify({
   sent_per_s: (end.sent - start.sent) / elapsed,
   delivered_per_s: (end.seen - start.seen) / elapsed,
   messages_per_s: (end.messages - start.messages) / elapsed,
+  delivered_total: end.seen, // from the writers' first update: what the CPU time is over
   closed_writers: writers.filter((w) => w.socket.readyState !== WebSocket.OPEN).length,
 }));
 for (const o of observers) o.provider.destroy();
