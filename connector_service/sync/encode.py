@@ -36,6 +36,8 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import orjson
+
 ROOT_ITEM = b"\x27\x01\x07records"  # type content, parent by name "records", then the key
 MAP_TYPE = b"\x01"  # YMap's type ref
 FIELD_INFO = b"\x28\x00"  # any content, parent by id
@@ -79,7 +81,9 @@ def any_value(value: Any) -> bytes:
         if packed and _F32.unpack(packed)[0] == number:
             return b"\x7c" + packed
         return b"\x7b" + _F64.pack(number)
-    raise TypeError(f"not a JSON scalar: {type(value).__name__}")
+    # an object or an array: its JSON text, as records.to_fields keeps it
+    raw = orjson.dumps(value)
+    return b"\x77" + var_uint(len(raw)) + raw
 
 
 def field_name(name: str) -> bytes:
@@ -108,7 +112,9 @@ class Load:
     def entry(self, record_key: str, fields: Mapping[str, Any]) -> bytes:
         """A record, ready to be placed in a shard once its shard is known: a var-uint
         ``fields << 2 | flags``, its key as a length-prefixed var-string, then its fields,
-        length-prefixed as a whole. Runs for every record of a first load: written for speed."""
+        length-prefixed as a whole (a field that is an object or an array as its JSON text,
+        as :func:`records.to_fields` keeps it). Runs for every record of a first load: written
+        for speed."""
         raw = record_key.encode("utf-8", "surrogatepass")
         key = var_uint(len(raw)) + raw
         names = _names

@@ -76,23 +76,31 @@ class FirstLoad:
         buffer: list[Any] = []
         gone: list[str] = []
         cursor = None
-        async for page in pages:
-            records = page.get("records") or []
-            deleted = [str(d) for d in page.get("deleted") or []]
-            cursor = page.get("next_cursor")
-            counts["pulled"] += len(records)
-            counts["deleted"] += len(deleted)
-            if self.load is None:
-                buffer += records
-                gone += deleted
-                if len(buffer) <= self.store.max_records:
-                    continue
-                self.load = encode.Load()
-                async with self.db.connection() as conn:
-                    await shard_sql.start_load(conn, self.integration_id, self.stream,
-                                               self.load.client)  # fmt: skip
-                records, deleted, buffer, gone = buffer, gone, [], []
-            await self._stage(records, deleted, cursor)
+        stager = _Stager(self.db, self.integration_id, self.stream)
+        try:
+            async for page in pages:
+                records = page.get("records") or []
+                deleted = [str(d) for d in page.get("deleted") or []]
+                cursor = page.get("next_cursor")
+                counts["pulled"] += len(records)
+                counts["deleted"] += len(deleted)
+                if self.load is None:
+                    buffer += records
+                    gone += deleted
+                    if len(buffer) <= self.store.max_records:
+                        continue
+                    self.load = encode.Load()
+                    async with self.db.connection() as conn:
+                        await shard_sql.start_load(conn, self.integration_id, self.stream,
+                                                   self.load.client)  # fmt: skip
+                    records, deleted, buffer, gone = buffer, gone, [], []
+                # encoded here while the stager writes the previous page and the connector
+                # reads the next one
+                await stager.put(self.page, self._encode(records, deleted), cursor)
+                self.page += 1
+            await stager.close()
+        finally:
+            await stager.abort()
         if self.load is None:  # a small stream: merged like any page
 
             async def save(conn: Any, _update_id: int) -> None:
@@ -106,32 +114,29 @@ class FirstLoad:
 
     # ------------------------------------------------------------------ stage
 
-    async def _stage(self, records: list[Any], deleted: list[str], cursor: str | None) -> None:
+    def _encode(self, records: list[Any], deleted: list[str]) -> tuple[dict[int, bytes], int]:
+        """A page's records as staged entries, by bucket, and how many."""
         assert self.load is not None
         shift = HASH_BITS - BUCKET_BITS
         buckets: dict[int, list[bytes]] = {}
-        entry, prefix = self.load.entry, f"{self.stream}/"
+        entry, prefix, pk = self.load.entry, f"{self.stream}/", self.pk
         count = 0
         for record in records:
-            if not isinstance(record, dict) or record.get(self.pk) in (None, ""):
+            if not isinstance(record, dict) or record.get(pk) in (None, ""):
                 continue
-            k = prefix + str(record[self.pk])
+            k = prefix + str(record[pk])
             h = key_hash(k)
-            buckets.setdefault(h >> shift, []).append(
-                h.to_bytes(4, "big") + entry(k, rec.to_fields(record))
-            )
+            found = buckets.get(h >> shift)
+            if found is None:
+                found = buckets[h >> shift] = []
+            found.append(h.to_bytes(4, "big") + entry(k, record))
             count += 1
         for pk_value in deleted:
             k = prefix + pk_value
             h = key_hash(k)
             buckets.setdefault(h >> shift, []).append(h.to_bytes(4, "big") + self.load.deletion(k))
-        async with self.db.connection() as conn:
-            await shard_sql.stage(
-                conn, self.integration_id, self.stream, page=self.page, cursor=cursor,
-                chunks={b: b"".join(found) for b, found in buckets.items()}, records=count,
-            )  # fmt: skip
-        self.page += 1
         self.staged += count
+        return {b: b"".join(found) for b, found in buckets.items()}, count
 
     # ------------------------------------------------------------------ build
 
@@ -149,10 +154,13 @@ class FirstLoad:
         try:
             async with self.db.connection() as conn:
                 await shard_sql.drop_unactivated(conn, self.integration_id, self.stream)
-            for bucket in range(1 << BUCKET_BITS):
-                async with self.db.connection() as conn:
-                    chunks = await shard_sql.bucket_chunks(conn, self.integration_id,
-                                                           self.stream, bucket)  # fmt: skip
+            buckets = 1 << BUCKET_BITS
+            ahead = asyncio.create_task(self._chunks(0))
+            for bucket in range(buckets):
+                chunks = await ahead  # the next bucket is read while this one is built
+                ahead = asyncio.create_task(
+                    self._chunks(bucket + 1 if bucket + 1 < buckets else -1)
+                )
                 for chunk in chunks:  # page by page: a later report of a record wins
                     for hashed, found in encode.hashed_entries(chunk):
                         slots.setdefault(hashed >> shift, {})[found[0]] = found
@@ -166,14 +174,25 @@ class FirstLoad:
                     if size >= WRITE_BATCH_BYTES:
                         await queue.put(batch)
                         batch, size = [], 0
+            await ahead
             await queue.put(batch)
             await queue.put(None)
             await writer
         finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
             if not writer.done():
                 writer.cancel()
                 with contextlib.suppress(BaseException):
                     await writer
+
+    async def _chunks(self, bucket: int) -> list[bytes]:
+        if bucket < 0:
+            return []
+        async with self.db.connection() as conn:
+            return await shard_sql.bucket_chunks(conn, self.integration_id, self.stream, bucket)
 
     def _child(self, bits: int, slot: int, found: dict[bytes, encode.Entry]) -> splits.Child:
         assert self.load is not None
@@ -281,3 +300,43 @@ def _carry_one(records: Map, k: str, mine: dict[str, Any], held: set[str] | None
     for field, value in mine.items():
         if field in held or field not in current:
             theirs[field] = value
+
+
+class _Stager:
+    """Writes a first load's pages to the stage in order, one transaction each (the page's
+    chunks and the cursor after it), in a task of its own: the next page is encoded meanwhile.
+    At most two pages wait for it."""
+
+    def __init__(self, db: Any, integration_id: uuid.UUID, stream: str) -> None:
+        self._db, self._iid, self._stream = db, integration_id, stream
+        self._queue: asyncio.Queue[tuple[int, tuple[dict[int, bytes], int], str | None] | None]
+        self._queue = asyncio.Queue(maxsize=2)
+        self._task: asyncio.Task[None] | None = None
+
+    async def put(
+        self, page: int, encoded: tuple[dict[int, bytes], int], cursor: str | None
+    ) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._write())
+        elif self._task.done():
+            self._task.result()  # it failed: say why (else it ended early, which cannot be)
+        await self._queue.put((page, encoded, cursor))
+
+    async def close(self) -> None:
+        """Every page written (raises what writing one raised)."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+
+    async def abort(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def _write(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            page, (chunks, count), cursor = item
+            async with self._db.connection() as conn:
+                await shard_sql.stage(conn, self._iid, self._stream, page=page, chunks=chunks,
+                                      cursor=cursor, records=count)  # fmt: skip

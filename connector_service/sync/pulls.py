@@ -14,7 +14,6 @@ value, and a record reported deleted is deleted unless the platform changed it m
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import uuid
 from collections.abc import Awaitable, Callable
@@ -88,9 +87,7 @@ async def _merge_groups(
     for n, batch in enumerate(batches):
         last = n == len(batches) - 1
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                lives = [await stack.enter_async_context(store.session(i, transient=True))
-                         for i in batch]  # fmt: skip
+            async with store.sessions(batch, transient=True) as lives:
                 changes = []
                 for live in lives:
                     keys = groups[live.shard_id]

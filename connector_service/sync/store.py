@@ -115,6 +115,36 @@ class DocStore:
             finally:  # (a rollback during the session may have replaced ``live``)
                 self.held.done(shard_id, transient=transient)
 
+    @contextlib.asynccontextmanager
+    async def sessions(
+        self, shard_ids: list[uuid.UUID], *, transient: bool = False
+    ) -> AsyncIterator[list[LiveDoc]]:
+        """:meth:`session` on several shards at once (in the order of their ids, as every
+        caller holding more than one takes them), caught up together."""
+        ids = sorted(set(shard_ids))
+        async with contextlib.AsyncExitStack() as stack:
+            for shard_id in ids:
+                gate = self._locks.get(shard_id)
+                if gate is None:
+                    gate = self._locks[shard_id] = asyncio.Lock()
+                await stack.enter_async_context(gate)
+            watched = self.broadcaster.watching if self.broadcaster is not None else None
+            lives = [self.held.take(i, pinned=bool(watched and watched(i))) for i in ids]
+            try:
+                await self._catch_up_many(lives)
+            except LookupError:
+                for shard_id in ids:
+                    self.forget(shard_id)
+                raise IntegrationNotFound("the integration or its shard is gone") from None
+            except ShardSplit as split:
+                self.retire(split.shard_id)
+                raise
+            try:
+                yield lives
+            finally:
+                for shard_id in ids:
+                    self.held.done(shard_id, transient=transient)
+
     def sweep(self) -> None:
         """Drop what became idle since the last session, if over the budget."""
         self.held.fit()
@@ -186,9 +216,6 @@ class DocStore:
         when another replica folded the log past that view), and tell the broadcaster.
         ``upto``: not beyond that log id. LookupError: no such shard; :class:`ShardSplit`: it
         was split."""
-        # a first load is nobody's news; later, only documents with clients here are
-        tell = bool(live.loaded and self.broadcaster and self.broadcaster.watching(live.shard_id))
-        before = None  # the state vector before a snapshot, when clients must hear the difference
         rows = await conn.fetch(
             "SELECT s.log_through AS through, s.integration_id, s.stream, s.bits, s.slot,"
             ' s.retired_at IS NOT NULL AS retired, u.id, u."update"'
@@ -199,6 +226,48 @@ class DocStore:
             live.applied_through,
             upto if upto is not None else 2**63 - 1,
         )
+        await self._integrate(conn, live, rows)
+
+    async def _catch_up_many(
+        self, lives: list[LiveDoc], conn: asyncpg.Connection | None = None
+    ) -> None:
+        """:meth:`_catch_up_on` for several documents in two round trips (their log rows, then
+        the snapshots of those that need one): a page of a pull opens many shards."""
+        async with contextlib.AsyncExitStack() as stack:
+            if conn is None:
+                conn = await stack.enter_async_context(self._db.connection())
+            rows = await conn.fetch(
+                "SELECT c.id AS shard, s.log_through AS through, s.integration_id, s.stream,"
+                ' s.bits, s.slot, s.retired_at IS NOT NULL AS retired, u.id, u."update"'
+                " FROM unnest($1::uuid[], $2::bigint[]) AS c(id, applied)"
+                " JOIN sync_shards s ON s.id = c.id AND s.activated_at IS NOT NULL"
+                " LEFT JOIN sync_updates u"
+                " ON u.shard_id = s.id AND u.id > GREATEST(c.applied, s.log_through)"
+                " ORDER BY c.id, u.id",
+                [live.shard_id for live in lives], [live.applied_through for live in lives],
+            )  # fmt: skip
+            found: dict[uuid.UUID, list[Any]] = {}
+            for row in rows:
+                found.setdefault(row["shard"], []).append(row)
+            need = [live.shard_id for live in lives if live.shard_id in found
+                    and (not live.loaded or found[live.shard_id][0]["through"]
+                         > live.applied_through)]  # fmt: skip
+            snapshots = {}
+            if need:
+                snapshots = {r["id"]: r["snapshot"] for r in await conn.fetch(
+                    "SELECT id, snapshot FROM sync_shards WHERE id = ANY($1::uuid[])", need
+                )}  # fmt: skip
+            for live in lives:
+                await self._integrate(conn, live, found.get(live.shard_id, []), snapshots)
+
+    async def _integrate(
+        self, conn: asyncpg.Connection, live: LiveDoc, rows: list[Any],
+        snapshots: dict[uuid.UUID, bytes | None] | None = None,
+    ) -> None:  # fmt: skip
+        """Apply a catch-up's rows (and the snapshot, fetched unless in ``snapshots``)."""
+        # a first load is nobody's news; later, only documents with clients here are
+        tell = bool(live.loaded and self.broadcaster and self.broadcaster.watching(live.shard_id))
+        before = None  # the state vector before a snapshot, when clients must hear the difference
         if not rows:
             raise LookupError(live.shard_id)
         head = rows[0]
@@ -211,9 +280,12 @@ class DocStore:
         live.loaded = True
         through = head["through"]
         if first or through > live.applied_through:  # new here, or folded past us: the snapshot
-            snapshot = await conn.fetchval(
-                "SELECT snapshot FROM sync_shards WHERE id = $1", live.shard_id
-            )
+            if snapshots is not None and live.shard_id in snapshots:
+                snapshot = snapshots[live.shard_id]
+            else:
+                snapshot = await conn.fetchval(
+                    "SELECT snapshot FROM sync_shards WHERE id = $1", live.shard_id
+                )
             if snapshot:
                 before = live.doc.get_state() if tell else None
                 with live.doc.transaction(origin=LOAD):
@@ -282,9 +354,12 @@ class DocStore:
             async with self._db.connection() as conn, conn.transaction():
                 for live, _ in ordered:
                     await lock(conn, live.shard_id)
-                    # Another replica may have appended since this session caught up: take its
-                    # rows now, under the lock, or applied_through would jump over them below.
-                    await self._catch_up_on(conn, live)
+                # Another replica may have appended since these sessions caught up: take its
+                # rows now, under the locks, or applied_through would jump over them below.
+                if len(ordered) == 1:
+                    await self._catch_up_on(conn, ordered[0][0])
+                else:
+                    await self._catch_up_many([live for live, _ in ordered], conn)
                 written = [(live, update) for live, update in ordered if update]
                 if written:
                     rows = await conn.fetch(
