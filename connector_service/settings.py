@@ -64,7 +64,7 @@ class ConnectorServiceSettings(CommonSettings):
     # A shard holding more records than this splits (connector_service/sync/layout.py); new
     # shards are built with half as many at most, on average.
     sync_shard_max_records: int = Field(
-        1024, ge=8, le=1_000_000, validation_alias="SEEDOS_SYNC_SHARD_MAX_RECORDS"
+        512, ge=8, le=1_000_000, validation_alias="SEEDOS_SYNC_SHARD_MAX_RECORDS"
     )
     # A shard's log is folded into its snapshot after this many updates (or 32 MB).
     sync_compact_rows: int = Field(

@@ -34,6 +34,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -57,6 +58,22 @@ def var_uint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SMALL = [bytes((n,)) for n in range(0x80)]
+_STRING = [b"\x77" + bytes((n,)) for n in range(0x80)]
+
+
+def _head(n: int) -> bytes:
+    return _SMALL[n] if n < 0x80 else var_uint(n)
+
+
+def _value(value: Any) -> bytes:
+    if type(value) is str:
+        raw = value.encode("utf-8", "surrogatepass")
+        size = len(raw)
+        return (_STRING[size] if size < 0x80 else b"\x77" + var_uint(size)) + raw
+    return any_value(value)
 
 
 def var_string(text: str) -> bytes:
@@ -108,33 +125,32 @@ class Load:
     def __init__(self, client: int | None = None) -> None:
         self.client = new_client() if client is None else client
         self.placeholder = FIELD_INFO + var_uint(self.client) + b"\x00"
+        self._shapes: dict[tuple[str, ...], list[bytes]] = {}  # field names -> item prefixes
 
     def entry(self, record_key: str, fields: Mapping[str, Any]) -> bytes:
         """A record, ready to be placed in a shard once its shard is known: a var-uint
         ``fields << 2 | flags``, its key as a length-prefixed var-string, then its fields,
         length-prefixed as a whole (a field that is an object or an array as its JSON text,
         as :func:`records.to_fields` keeps it). Runs for every record of a first load: written
-        for speed."""
-        raw = record_key.encode("utf-8", "surrogatepass")
-        key = var_uint(len(raw)) + raw
-        names = _names
-        parts = []
-        for name, value in fields.items():
-            part = names.get(name) or field_name(name)
-            if type(value) is str:
-                text = value.encode("utf-8", "surrogatepass")
-                size = len(text)
-                parts.append(part + (b"\x01\x77" + bytes((size,)) if size < 0x80
-                                     else b"\x01\x77" + var_uint(size)) + text)  # fmt: skip
-            else:
-                parts.append(part + b"\x01" + any_value(value))
-        placeholder = self.placeholder
-        blob = placeholder + placeholder.join(parts) if parts else b""
+        for speed (the records of a page share their field names: what those encode to is
+        kept per shape)."""
+        names = tuple(fields)
+        prefixes = self._shapes.get(names) or self._shape(names)
+        values = list(map(_value, fields.values()))
+        blob = b"".join(chain.from_iterable(zip(prefixes, values, strict=True)))
         flag = 0
-        if blob.count(placeholder) != len(parts):  # a value holds it: the plain form
-            blob, flag = b"".join(var_uint(len(p)) + p for p in parts), PLAIN
-        return (var_uint(len(parts) << 2 | flag) + var_uint(len(key)) + key
-                + var_uint(len(blob)) + blob)  # fmt: skip
+        if blob.count(self.placeholder) != len(values):  # a value holds it: the plain form
+            plain = [field_name(n) + b"\x01" + v for n, v in zip(names, values, strict=True)]
+            blob, flag = b"".join(var_uint(len(p)) + p for p in plain), PLAIN
+        raw = record_key.encode("utf-8", "surrogatepass")
+        key = _head(len(raw)) + raw
+        return _head(len(values) << 2 | flag) + _head(len(key)) + key + _head(len(blob)) + blob
+
+    def _shape(self, names: tuple[str, ...]) -> list[bytes]:
+        prefixes = [self.placeholder + field_name(name) + b"\x01" for name in names]
+        if len(self._shapes) < 256:
+            self._shapes[names] = prefixes
+        return prefixes
 
     @staticmethod
     def deletion(record_key: str) -> bytes:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 from common.errors import NotFound, SeedosError
 
-MAX_RECORDS = 1024  # a shard holding more splits
+MAX_RECORDS = 512  # a shard holding more splits
 MAX_BYTES = 1024 * 1024  # so does one whose snapshot and log take more
-FILL_RECORDS = 512  # what a shard is built with, at most on average: room to grow before splitting
+FILL_RECORDS = 256  # what a shard is built with, at most on average: room to grow before splitting
 HASH_BITS = 32
 MAX_BITS = 24
 

@@ -26,11 +26,12 @@ def test_the_hash_is_crc32_of_the_utf8_key():
 
 
 def test_bits_for_leaves_each_shard_at_most_the_fill_on_average():
-    assert bits_for(0) == 0 and bits_for(512) == 0 and bits_for(513) == 1
-    assert bits_for(1_000_000) == 11  # 1,000,000 / 2**11 = 488
+    assert bits_for(0) == 0 and bits_for(256) == 0 and bits_for(257) == 1
+    assert bits_for(1_000_000) == 12  # 1,000,000 / 2**12 = 244
     for n in (1, 100, 5000, 123_456, 10**7):
         bits = bits_for(n)
-        assert n / 2**bits <= 512 and (bits == 0 or n / 2 ** (bits - 1) > 512)
+        assert n / 2**bits <= 256 and (bits == 0 or n / 2 ** (bits - 1) > 256)
+    assert bits_for(1_000_000, 512) == 11
 
 
 def test_a_layout_places_every_key_in_exactly_one_live_shard():
@@ -130,7 +131,7 @@ def test_a_root_splits_into_streams_and_a_stream_shard_into_its_halves():
             records[f"contacts/{i}"] = Map({"id": str(i)})
         for i in range(20):
             records[f"companies/{i}"] = Map({"id": str(i)})
-    made = splits.children(_shard(None), records)
+    made = splits.children(_shard(None), records, fill=512)
     by = {(c.stream, c.bits, c.slot): c for c in made}
     assert set(by) == {("companies", 0, 0), ("contacts", 1, 0), ("contacts", 1, 1)}
     assert sum(c.records for c in made) == 720
