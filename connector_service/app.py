@@ -27,6 +27,7 @@ from connector_service.oauth.routes import router as oauth_router
 from connector_service.settings import ConnectorServiceSettings
 from connector_service.sync import loops as sync_loops
 from connector_service.sync.engine import SyncEngine
+from connector_service.sync.group import GroupCommit
 from connector_service.sync.hub import Hub
 from connector_service.sync.notify import ChangeListener
 from connector_service.sync.routes import router as sync_router
@@ -83,6 +84,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             settings.dsn or "", app.state.sync_store, app.state.sync_hub,
             application_name=f"{SERVICE}-listen",
         )  # fmt: skip
+        app.state.sync_group = GroupCommit(app.state.sync_store)
         app.state.sync_engine = SyncEngine(db, app.state.sync_store, app.state.manager)
         recorder.start()
         loops = [

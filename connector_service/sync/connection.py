@@ -44,6 +44,7 @@ from connector_service.integrations.service import IntegrationNotFound
 from connector_service.manager.manager import Target
 from connector_service.sync import service
 from connector_service.sync.closes import ProtocolViolation, RefusedEdit, TooBig, close_for
+from connector_service.sync.group import GroupCommit
 from connector_service.sync.hub import (
     POLICY_VIOLATION,
     SHARD_SPLIT,
@@ -76,8 +77,9 @@ def step2_message(update: bytes) -> bytes:
 class Connection:
     def __init__(
         self, websocket: WebSocket, *, hub: Hub, store: DocStore, target: Target, shard: Shard,
-        writable: bool, sender: str,
+        writable: bool, sender: str, group: GroupCommit,
     ) -> None:  # fmt: skip
+        self.group = group
         self.websocket = websocket
         self.shard = shard  # the document: the room is the shard's
         self.sender = sender  # the principal's subject: whose refusals are whose
@@ -213,7 +215,7 @@ class Connection:
         self._bytes_in_flight += len(update)
         if room.writer is None:
             room.writer = Writes(self.store, self.target, self.shard, self.hub.refusals,
-                                 self.hub.rollbacks)  # fmt: skip
+                                 self.hub.rollbacks, self.group)  # fmt: skip
         future = room.writer.submit(update, peer)
         future.add_done_callback(functools.partial(self._committed, peer, len(update)))
 

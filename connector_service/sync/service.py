@@ -78,14 +78,19 @@ def enqueue_changes(integration_id: uuid.UUID, changes: dict[str, set[str] | Non
     """The ``extra`` of an append: the changed records into the outbox, same transaction."""
 
     async def write(conn: asyncpg.Connection, _update_id: int) -> None:
-        rows = []
-        for record_key, fields in changes.items():
-            stream, pk = rec.split(record_key)
-            deleted = fields is DELETED
-            rows.append((stream, pk, [] if deleted else sorted(fields), deleted))
-        await repository.enqueue(conn, integration_id, rows)
+        await repository.enqueue(conn, integration_id, outbox_rows(changes))
 
     return write
+
+
+def outbox_rows(changes: dict[str, set[str] | None]) -> list[tuple[str, str, list[str], bool]]:
+    """Record changes as outbox rows: (stream, primary key, fields, deleted)."""
+    rows = []
+    for record_key, fields in changes.items():
+        stream, pk = rec.split(record_key)
+        deleted = fields is DELETED
+        rows.append((stream, pk, [] if deleted else sorted(fields or ()), deleted))
+    return rows
 
 
 # ---------------------------------------------------------------------- Yjs over HTTP

@@ -328,12 +328,18 @@ class DocStore:
 
         Once committed, the change goes to the broadcaster (``source``: the connection it
         came from, spared the echo) and, through ``pg_notify`` of its id, to other replicas."""
-        ids = await self.append_many([(live, update)], origin, extra, source=source)
-        if compact and self.oversized(live):
-            await self.split(live)
-        elif compact and self.due(live):
-            await self.compact(live)
+        ids = await self.append_many([(live, update)], origin, extra, sources=[source])
+        if compact:
+            await self.tidy(live)
         return ids[0]
+
+    async def tidy(self, live: LiveDoc) -> None:
+        """After an append (the caller holds the session): split the shard if it outgrew its
+        bound, else fold its log if that is due."""
+        if self.oversized(live):
+            await self.split(live)
+        elif self.due(live):
+            await self.compact(live)
 
     async def append_many(
         self,
@@ -341,11 +347,12 @@ class DocStore:
         origin: str,
         extra: Extra | None = None,
         *,
-        source: object | None = None,
+        sources: list[object | None] | None = None,
     ) -> list[int | None]:
         """:meth:`append` for changes to several shards (the caller holds their sessions), in
         one transaction: a page of a pull is durable with its cursor whichever shards it
-        touched. Their locks are taken in the order of their ids, as every caller does."""
+        touched. Their locks are taken in the order of their ids, as every caller does.
+        ``sources``: for each change, the connection it came from (spared the echo)."""
         if extra is None and not any(update for _, update in changes):
             return [None] * len(changes)
         ordered = sorted(changes, key=lambda change: change[0].shard_id)
@@ -388,7 +395,7 @@ class DocStore:
             for live, _ in changes:
                 self.forget(live.shard_id)
             raise
-        for live, update in changes:
+        for n, (live, update) in enumerate(changes):
             update_id = ids.get(live.shard_id)
             if update_id is None or not update:
                 continue
@@ -396,7 +403,7 @@ class DocStore:
             live.log_rows += 1
             live.log_bytes += len(update)
             if self.broadcaster is not None:
-                self.broadcaster.publish(live.shard_id, update, source)
+                self.broadcaster.publish(live.shard_id, update, sources[n] if sources else None)
         return [ids.get(live.shard_id) if update else None for live, update in changes]
 
     def due(self, live: LiveDoc) -> bool:

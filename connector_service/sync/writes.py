@@ -7,7 +7,8 @@ check cannot see (changes to existing records) is checked once applied: the layo
 the schemas once per batch for each record it changed, and that the document integrated all of
 it (``service.check_integrated``); a refused update is undone (the document loaded again up to
 the log, :meth:`DocStore.rollback`, counted against its sender in ``refusals.Rollbacks``), its
-sender closed with 1008, and the rest of the batch committed.
+sender closed with 1008, and the rest of the batch committed, together with the batches of
+the process's other rooms (:mod:`group`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from connector_service.manager.manager import Target
 from connector_service.sync import service
 from connector_service.sync.closes import close_for
 from connector_service.sync.document import CLIENT, DELETED, LiveDoc
+from connector_service.sync.group import GroupCommit
 from connector_service.sync.hub import Peer
 from connector_service.sync.layout import Shard
 from connector_service.sync.lib0 import deleted_ranges
@@ -46,9 +48,10 @@ class Writes:
 
     def __init__(
         self, store: DocStore, target: Target, shard: Shard, refusals: Refusals,
-        rollbacks: Rollbacks,
+        rollbacks: Rollbacks, group: GroupCommit,
     ) -> None:  # fmt: skip
         self.store = store
+        self.group = group  # the commit shared with the process's other rooms
         self.target = target
         self.shard = shard
         self.refusals = refusals
@@ -100,9 +103,10 @@ class Writes:
                 applied, sources, changes = outcome
                 if applied:
                     merged = applied[0] if len(applied) == 1 else merge_updates(*applied)
-                    extra = service.enqueue_changes(self.target.id, changes) if changes else None
                     source = next(iter(sources)) if len(sources) == 1 else None
-                    await self.store.append(live, CLIENT, merged, extra=extra, source=source)
+                    await self.group.append(live, merged, integration_id=self.target.id,
+                                            changes=changes, source=source)  # fmt: skip
+                    await self.store.tidy(live)
                 dirty, appended = False, True
                 for i in _first_per_peer(batch, refused):  # before they hear of it: they reconnect
                     remember_refusal(self.refusals, self.target, live, batch[i][0], refused[i],

@@ -59,7 +59,7 @@ async def sync_ws(websocket: WebSocket, integration_id: uuid.UUID) -> None:
     connection = Connection(
         websocket, hub=app.state.sync_hub, store=app.state.sync_store, target=target,
         shard=shard, writable=allows(principal.role, Permission.write),
-        sender=principal.subject,
+        sender=principal.subject, group=app.state.sync_group,
     )  # fmt: skip
     await connection.serve()
 
