@@ -83,8 +83,10 @@ class Database:
         self._gate = asyncio.Semaphore(pool.get_max_size())
 
     async def acquire(self) -> asyncpg.Connection:
-        try:
-            await asyncio.wait_for(self._gate.acquire(), self.acquire_timeout)
+        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the gate is granted, and a task being cancelled would go on
+            async with asyncio.timeout(self.acquire_timeout):
+                await self._gate.acquire()
         except TimeoutError:
             raise ServiceUnavailable(
                 "the database is busy; retry shortly",

@@ -97,6 +97,10 @@ async def read(
     fresh = False
     for _ in range(ATTEMPTS):
         layout = await store.router.layout(integration_id, fresh=fresh)
+        if not fresh and any(layout.route(k) is None for k in wanted):
+            # "no shard" is never concluded from the cache: another process may just have
+            # given the stream its first shards
+            layout = await store.router.layout(integration_id, fresh=True)
         groups: dict[uuid.UUID, list[str]] = {}
         for k in wanted:
             shard = layout.route(k, key_hash(k))

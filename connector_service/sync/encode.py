@@ -13,7 +13,8 @@ of items, which this module writes itself, in the Yjs update format v1 (``yjs``'
 * each field: an item whose parent is the record's item (info ``0x28``: any-content, with a
   parent key), given by id (client, clock), its name, content one JSON scalar, encoded as Yrs
   does (a string 119, ``true`` 120, ``false`` 121, ``null`` 126, a number as a 32-bit float
-  (124) when that is exact, else a 64-bit float (123), big-endian).
+  (124) when that is exact, else a 64-bit float (123), big-endian; an integer no float holds
+  exactly, as a 64-bit big integer (122)).
 
 The result is checked against pycrdt and the ``yjs`` package in the tests: both load it into the
 same records a pycrdt build gives.
@@ -82,7 +83,8 @@ def var_string(text: str) -> bytes:
 
 
 def any_value(value: Any) -> bytes:
-    """One JSON scalar in lib0's ``writeAny`` encoding, as Yrs writes it."""
+    """One JSON scalar in lib0's ``writeAny`` encoding, as Yrs writes it (an integer a 64-bit
+    float cannot hold exactly, within 64 bits, as a big integer, 122: as pycrdt keeps it)."""
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogatepass")
         return b"\x77" + var_uint(len(raw)) + raw
@@ -92,6 +94,8 @@ def any_value(value: Any) -> bytes:
         return b"\x79"
     if value is None:
         return b"\x7e"
+    if isinstance(value, int) and -(2**63) <= value < 2**63 and int(float(value)) != value:
+        return b"\x7a" + value.to_bytes(8, "big", signed=True)  # what a float would round
     if isinstance(value, (int, float)):
         number = float(value)
         packed = _F32.pack(number) if abs(number) <= 3.4e38 else b""
@@ -114,7 +118,7 @@ def field_name(name: str) -> bytes:
 
 def new_client() -> int:
     """A Yjs client id of 29 to 32 bits whose var-uint is ``ff ff ff``, a byte of 0x80 or more
-    and one of 1 to 7: none of them ``0x28`` or ``0x00``, so the placeholder has no border (no
+    and one of 1 to 15: none of them ``0x28`` or ``0x00``, so the placeholder has no border (no
     prefix that is also a suffix); see the module's docstring."""
     return (random.randrange(1 << 7, 1 << 11) << 21) | 0x1FFFFF
 

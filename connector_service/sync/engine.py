@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import RetryCallState, wait_random_exponential
@@ -237,7 +236,7 @@ class SyncEngine:
             page_records = page.get("records") or []
             page_deleted = [str(d) for d in page.get("deleted") or []]
             await pulls.merge(self.store, self.db, target.id, name, pk, page_records,
-                              page_deleted, _cursor_saver(target.id, name,
+                              page_deleted, pulls.cursor_saver(target.id, name,
                                                           page.get("next_cursor")))  # fmt: skip
             counts["pulled"] += len(page_records)
             counts["deleted"] += len(page_deleted)
@@ -360,13 +359,6 @@ class SyncEngine:
                                                  wait_seconds=backoff_seconds(attempt),
                                                  error=error)  # fmt: skip
                     RETRIES.labels(target.service_name).inc()
-
-
-def _cursor_saver(integration_id: uuid.UUID, stream: str, cursor: str | None) -> Any:
-    async def save(conn: asyncpg.Connection, _update_id: int) -> None:
-        await repository.save_cursor(conn, integration_id, stream, cursor)
-
-    return save
 
 
 __all__ = ["LiveDoc", "NoStreams", "SyncEngine", "SyncRunning", "backoff_seconds"]

@@ -71,46 +71,45 @@ class FirstLoad:
         self.page = staged["pages"] if staged else 0
         self.staged = staged["records"] if staged else 0
         self.deleted: set[str] = set()  # keys the load last reported deleted
+        self.cursor: str | None = staged["cursor"] if staged else None  # after the last page
 
     async def run(self, pages: AsyncIterator[Mapping[str, Any]], counts: dict[str, int]) -> None:
-        buffer: list[Any] = []
-        gone: list[str] = []
-        cursor = None
+        held: list[tuple[list[Any], list[str], str | None]] = []  # pages not staged yet
+        count = 0
         stager = _Stager(self.db, self.integration_id, self.stream)
         try:
             async for page in pages:
                 records = page.get("records") or []
                 deleted = [str(d) for d in page.get("deleted") or []]
-                cursor = page.get("next_cursor")
                 counts["pulled"] += len(records)
                 counts["deleted"] += len(deleted)
+                self.cursor = page.get("next_cursor")
+                held.append((records, deleted, self.cursor))
+                count += len(records)
                 if self.load is None:
-                    buffer += records
-                    gone += deleted
-                    if len(buffer) <= self.store.max_records:
+                    if count <= self.store.max_records:
                         continue
                     self.load = encode.Load()
                     async with self.db.connection() as conn:
                         await shard_sql.start_load(conn, self.integration_id, self.stream,
                                                    self.load.client)  # fmt: skip
-                    records, deleted, buffer, gone = buffer, gone, [], []
-                # encoded here while the stager writes the previous page and the connector
-                # reads the next one
-                await stager.put(self.page, self._encode(records, deleted), cursor)
-                self.page += 1
+                # in order, each page durable with the cursor after it; encoded here while the
+                # stager writes the previous page and the connector reads the next one
+                for records, deleted, cursor in held:
+                    await stager.put(self.page, self._encode(records, deleted), cursor)
+                    self.page += 1
+                held = []
             await stager.close()
         finally:
             await stager.abort()
-        if self.load is None:  # a small stream: merged like any page
-
-            async def save(conn: Any, _update_id: int) -> None:
-                await repository.save_cursor(conn, self.integration_id, self.stream, cursor)
-
-            await pulls.merge(self.store, self.db, self.integration_id, self.stream, self.pk,
-                              buffer, gone, save)  # fmt: skip
+        if self.load is None:  # a small stream: merged like any pages, one after the other
+            for records, deleted, cursor in held:
+                save = pulls.cursor_saver(self.integration_id, self.stream, cursor)
+                await pulls.merge(self.store, self.db, self.integration_id, self.stream, self.pk,
+                                  records, deleted, save)  # fmt: skip
             return
         await self._build()
-        await self._activate(cursor)
+        await self._activate(self.cursor)
 
     # ------------------------------------------------------------------ stage
 
@@ -179,13 +178,13 @@ class FirstLoad:
             await queue.put(None)
             await writer
         finally:
-            if not ahead.done():
-                ahead.cancel()
-                with contextlib.suppress(BaseException):
-                    await ahead
-            if not writer.done():
-                writer.cancel()
-                with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
+                await ahead  # a read: let it end rather than cancel it mid-acquire
+            if not writer.done():  # stopped by a sentinel (see _Stager.abort)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
+                with contextlib.suppress(Exception):
                     await writer
 
     async def _chunks(self, bucket: int) -> list[bytes]:
@@ -239,10 +238,15 @@ class FirstLoad:
                     s.id for s in old
                 }:
                     raise ShardSplit(old[0].id if old else iid)
-                carried = {k: v.to_py() for live in lives for k, v in live.records.items()
-                           if k.startswith(f"{stream}/") and isinstance(v, Map)}  # fmt: skip
+                carried: dict[str, dict[str, Any] | None] = {
+                    k: v.to_py() for live in lives for k, v in live.records.items()
+                    if k.startswith(f"{stream}/") and isinstance(v, Map)
+                }  # fmt: skip
+                pending = await repository.pending_fields(conn, iid, stream)
+                for pk, fields in pending.items():  # deleted here, not pushed yet: stay deleted
+                    if fields is DELETED:
+                        carried.setdefault(rec.key(stream, pk), None)
                 if carried:
-                    pending = await repository.pending_fields(conn, iid, stream)
                     await self._carry(conn, carried, pending)
                 made: list[splits.Child] = []
                 for live in lives:
@@ -254,14 +258,17 @@ class FirstLoad:
                 await repository.save_cursor(conn, iid, stream, cursor)
             for live in lives:
                 self.store.retire(live.shard_id)
+        self.store.router.forget(iid)
         log.info("sync_first_load_done", integration_id=str(iid), stream=stream,
                  records=self.staged, carried=len(carried))  # fmt: skip
 
     async def _carry(
-        self, conn: Any, carried: dict[str, dict[str, Any]], pending: dict[str, set[str] | None]
-    ) -> None:
+        self, conn: Any, carried: dict[str, dict[str, Any] | None],
+        pending: dict[str, set[str] | None],
+    ) -> None:  # fmt: skip
         """The stream's records held until now, into the new shards (the pull's rule: the
-        external value, but for fields whose platform change waits in the outbox)."""
+        external value, but for fields whose platform change waits in the outbox, and none for
+        records deleted on the platform, not pushed yet: None in ``carried``)."""
         built = await shard_sql.unactivated(conn, self.integration_id, self.stream)
         by_slot = {(s.bits, s.slot): s for s in built}
         bits = built[0].bits if built else 0
@@ -286,10 +293,10 @@ class FirstLoad:
                                     state_vector=doc.get_state(), records=len(records))  # fmt: skip
 
 
-def _carry_one(records: Map, k: str, mine: dict[str, Any], held: set[str] | None) -> None:
+def _carry_one(records: Map, k: str, mine: dict[str, Any] | None, held: set[str] | None) -> None:
     """A record held until now (``mine``) against what the load brought for its key."""
     theirs = records.get(k) if k in records else None
-    if held is DELETED:  # deleted on the platform: stays deleted
+    if held is DELETED or mine is None:  # deleted on the platform: stays deleted
         if theirs is not None:
             del records[k]
         return
@@ -329,10 +336,16 @@ class _Stager:
             await self._task
 
     async def abort(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        """Stop after the page being written (by a sentinel, not a cancellation: one that
+        lands while the writer acquires a connection could be lost, and it would wait on its
+        queue for ever), dropping the pages not written yet."""
+        if self._task is None or self._task.done():
+            return
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await self._task
 
     async def _write(self) -> None:
         while (item := await self._queue.get()) is not None:

@@ -21,7 +21,7 @@ import structlog
 
 from common.listen import listen_forever
 from connector_service.sync.hub import Hub
-from connector_service.sync.shard_sql import NOTIFY_CHANNEL, SPLIT
+from connector_service.sync.shard_sql import LAYOUT, NOTIFY_CHANNEL, SPLIT
 from connector_service.sync.store import DocStore
 
 log = structlog.get_logger(component="connector_service.sync.notify")
@@ -62,6 +62,10 @@ class ChangeListener:
         if log_id == SPLIT:  # split by another replica (or this one: retiring twice is harmless)
             with contextlib.suppress(ValueError):
                 self._store.retire(uuid.UUID(document))
+            return
+        if log_id == LAYOUT:  # the install's streams got shards: its cached layout is stale
+            with contextlib.suppress(ValueError):
+                self._store.router.forget(uuid.UUID(document))
             return
         try:
             integration_id, update_id = uuid.UUID(document), int(log_id)

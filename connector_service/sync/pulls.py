@@ -9,7 +9,9 @@ afterwards.
 
 The merge rule: a field with a platform change still waiting in the outbox keeps the platform's
 value (it is about to be written to the external system); every other field takes the external
-value, and a record reported deleted is deleted unless the platform changed it meanwhile.
+value, and a record reported deleted is deleted unless the platform changed it meanwhile. The
+outbox is read in the transaction that appends the merge, under the shards' locks, so no
+platform change can be committed between the two.
 """
 
 from __future__ import annotations
@@ -33,14 +35,21 @@ ROUTE_ATTEMPTS = 5
 SaveCursor = Callable[[asyncpg.Connection, int], Awaitable[None]]
 
 
+def cursor_saver(integration_id: uuid.UUID, stream: str, cursor: str | None) -> SaveCursor:
+    """The ``save`` of :func:`merge` that saves the stream's cursor."""
+
+    async def save(conn: asyncpg.Connection, _update_id: int) -> None:
+        await repository.save_cursor(conn, integration_id, stream, cursor)
+
+    return save
+
+
 async def merge(
     store: DocStore, db: Any, integration_id: uuid.UUID, stream: str, pk: str,
     records: list[Any], deleted: list[str], save: SaveCursor | None,
 ) -> None:  # fmt: skip
     """``records`` and ``deleted`` (primary keys) of ``stream`` into their shards, durable
     (with ``save``, the cursor, in the last transaction)."""
-    async with db.connection() as conn:
-        pending = await repository.pending_fields(conn, integration_id, stream)
     by_key: dict[str, Any] = {}
     for record in records:
         if isinstance(record, dict) and record.get(pk) not in (None, ""):
@@ -62,21 +71,23 @@ async def merge(
                 raise RuntimeError(f"no shard holds {k!r}")  # never: the stream's shards cover it
             groups.setdefault(shard.id, []).append(k)
         try:
-            keys = await _merge_groups(store, groups, stream, by_key, set(gone), pending, save,
-                                       oversized)  # fmt: skip
+            keys = await _merge_groups(store, integration_id, groups, stream, by_key, set(gone),
+                                       save, oversized)  # fmt: skip
         except ShardSplit:
             if attempt == ROUTE_ATTEMPTS - 1:
                 raise
             continue
         if not keys:
             break
+    else:  # never silently: the next page would save a cursor past these records
+        raise ShardSplit(integration_id)
     for shard_id in oversized:
         await store.split_if_due(shard_id)
 
 
 async def _merge_groups(
-    store: DocStore, groups: dict[uuid.UUID, list[str]], stream: str, by_key: dict[str, Any],
-    gone: set[str], pending: dict[str, set[str] | None], save: SaveCursor | None,
+    store: DocStore, integration_id: uuid.UUID, groups: dict[uuid.UUID, list[str]],
+    stream: str, by_key: dict[str, Any], gone: set[str], save: SaveCursor | None,
     oversized: set[uuid.UUID],
 ) -> list[str]:  # fmt: skip
     """Merge each group in its shard, :data:`SHARDS_AT_ONCE` shards a transaction. Returns the
@@ -88,14 +99,18 @@ async def _merge_groups(
         last = n == len(batches) - 1
         try:
             async with store.sessions(batch, transient=True) as lives:
-                changes = []
-                for live in lives:
-                    keys = groups[live.shard_id]
-                    change = functools.partial(_merge, keys=keys, stream=stream, by_key=by_key,
-                                               gone=gone, pending=pending)  # fmt: skip
-                    update, _ = live.transact(EXTERNAL, change)
-                    changes.append((live, update))
-                await store.append_many(changes, EXTERNAL, save if last else None)
+
+                async def compute(
+                    conn: asyncpg.Connection, lives: list[Any] = lives
+                ) -> list[bytes]:
+                    # the platform's changes waiting in the outbox, read under the shards'
+                    # locks: none can be committed to them between this and the merge
+                    pending = await repository.pending_fields(conn, integration_id, stream)
+                    return [live.transact(EXTERNAL, functools.partial(
+                        _merge, keys=groups[live.shard_id], stream=stream, by_key=by_key,
+                        gone=gone, pending=pending))[0] for live in lives]  # fmt: skip
+
+                await store.append_computed(lives, EXTERNAL, compute, save if last else None)
                 oversized.update(live.shard_id for live in lives if store.oversized(live))
         except ShardSplit:
             if n == 0:

@@ -32,6 +32,8 @@ async def list_records(
     integers = rec.integer_fields(stream.get("schema") or {})
     for attempt in range(ATTEMPTS):
         layout = await store.router.layout(target.id, fresh=attempt > 0)
+        if attempt == 0 and not layout.of_stream(stream["name"]):  # never from the cache alone
+            layout = await store.router.layout(target.id, fresh=True)
         found: list[tuple[tuple[int, str], dict[str, Any]]] = []
         try:
             for shard in layout.of_stream(stream["name"]):
@@ -66,12 +68,26 @@ async def get_record(
 async def patch_record(
     store: DocStore, target: Target, stream: Mapping[str, Any], pk: str, body: Any
 ) -> dict[str, Any]:
-    """Change (or create) one record's fields on the platform side; pushed from the outbox."""
+    """Change (or create) one record's fields on the platform side; pushed from the outbox.
+    A split of its shard meanwhile (here or by another replica) changed nothing: placed anew."""
     if not isinstance(body, dict) or not body:
         raise InvalidRecord("the body must be a JSON object with the fields to change")
     key_field = stream.get("primary_key") or "id"
     if key_field in body and str(body[key_field]) != pk:
         raise InvalidRecord(f"{key_field!r} is the record's key: it cannot change")
+    for attempt in range(ATTEMPTS):
+        try:
+            return await _patch(store, target, stream, pk, body, key_field)
+        except ShardSplit:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise ShardSplit(target.id)  # never reached
+
+
+async def _patch(
+    store: DocStore, target: Target, stream: Mapping[str, Any], pk: str, body: dict,
+    key_field: str,
+) -> dict[str, Any]:  # fmt: skip
     integers = rec.integer_fields(stream.get("schema") or {})
     k = rec.key(stream["name"], pk)
     async with access.session_for(store, target.id, k, create=True) as live:
@@ -99,11 +115,18 @@ async def delete_record(
     store: DocStore, target: Target, stream: Mapping[str, Any], pk: str
 ) -> None:
     k = rec.key(stream["name"], pk)
-    async with access.session_for(store, target.id, k) as live:
-        if live is None or live.get(k) is None:
-            raise RecordNotFound(f"no {stream['name']} record {pk!r}")
-        update, changes = live.transact(PLATFORM, lambda records: records.pop(k))
-        await store.append(live, PLATFORM, update, extra=enqueue_changes(target.id, changes))
+    for attempt in range(ATTEMPTS):
+        try:
+            async with access.session_for(store, target.id, k) as live:
+                if live is None or live.get(k) is None:
+                    raise RecordNotFound(f"no {stream['name']} record {pk!r}")
+                update, changes = live.transact(PLATFORM, lambda records: records.pop(k))
+                await store.append(live, PLATFORM, update,
+                                   extra=enqueue_changes(target.id, changes))  # fmt: skip
+            return
+        except ShardSplit:  # split meanwhile: nothing was changed, placed anew
+            if attempt == ATTEMPTS - 1:
+                raise
 
 
 def _validate(record: dict[str, Any], stream: Mapping[str, Any]) -> None:

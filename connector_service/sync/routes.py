@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from connector_service.manager.manager import Target
 from connector_service.sync import record_service, repository, service, shard_sql
 from connector_service.sync import records as rec
 from connector_service.sync.engine import NoStreams, SyncEngine, SyncRunning
-from connector_service.sync.layout import Shard
+from connector_service.sync.layout import Shard, ShardSplit
 from connector_service.sync.store import DocStore
 
 router = APIRouter(
@@ -105,8 +106,8 @@ async def sync(
 
 @router.get("/sync/shards")
 async def shards(
-    target: Installed, request: Request, stream: StreamFilter = None, cursor: CursorParam = None,
-    limit: Limit = DEFAULT_LIMIT,
+    target: Installed, request: Request, store: Store, stream: StreamFilter = None,
+    cursor: CursorParam = None, limit: Limit = DEFAULT_LIMIT,
 ) -> dict[str, Any]:  # fmt: skip
     """The live shards (the root first, then by stream and the first hash each covers): what
     each holds, its size and its Yjs state vector (base64). ``stream`` keeps those holding it."""
@@ -115,7 +116,15 @@ async def shards(
         rows = await shard_sql.listing(conn, target.id, stream=stream,
                                        after=(key[0], key[1]) if key else None,
                                        limit=limit + 1)  # fmt: skip
-    items = [_shard_json(row) for row in rows[:limit]]
+    items = []
+    for row in rows[:limit]:
+        found = _shard_json(row)
+        if row["state_vector"] is None:  # not changed since the upgrade to shards: read it
+            with contextlib.suppress(ShardSplit):
+                async with store.session(row["id"], transient=True) as live:
+                    found["state_vector"] = base64.b64encode(live.state_vector()).decode()
+                    found["records"] = len(live.records)
+        items.append(found)
     more = len(rows) > limit
     last = rows[limit - 1] if more else None
     return {

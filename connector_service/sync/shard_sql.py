@@ -12,6 +12,7 @@ from connector_service.sync.layout import Layout, Shard, ShardNotFound, ShardSpl
 
 NOTIFY_CHANNEL = "seedos_sync"  # payload "<shard id>:<log id>" or "<shard id>:split": ids only
 SPLIT = "split"
+LAYOUT = "layout"
 LIVE = "retired_at IS NULL AND activated_at IS NOT NULL"
 
 
@@ -70,13 +71,21 @@ async def stream_shard(conn: asyncpg.Connection, integration_id: uuid.UUID, stre
 async def _create_stream_shard(
     conn: asyncpg.Connection, integration_id: uuid.UUID, stream: str
 ) -> None:
-    await conn.execute(
+    made = await conn.execute(
         "INSERT INTO sync_shards (integration_id, stream) SELECT $1, $2"
         f" WHERE NOT EXISTS (SELECT 1 FROM sync_shards WHERE integration_id = $1 AND {LIVE}"
         " AND (stream IS NULL OR stream = $2)) ON CONFLICT DO NOTHING",
         integration_id,
         stream,
     )
+    if made.endswith(" 1"):
+        await layout_changed(conn, integration_id)
+
+
+async def layout_changed(conn: asyncpg.Connection, integration_id: uuid.UUID) -> None:
+    """Tell every replica (once committed) to read the install's layout again: a stream got
+    shards where it had none, which no session on a retired shard would reveal."""
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{integration_id}:{LAYOUT}")
 
 
 async def listing(
@@ -296,3 +305,4 @@ async def activate(conn: asyncpg.Connection, integration_id: uuid.UUID, stream: 
     await conn.execute(
         "DELETE FROM sync_loads WHERE integration_id = $1 AND stream = $2", integration_id, stream
     )
+    await layout_changed(conn, integration_id)

@@ -21,6 +21,7 @@ from connector_service.sync import encode
 from connector_service.sync.layout import (
     FILL_RECORDS,
     HASH_BITS,
+    MAX_BITS,
     MAX_BYTES,
     MAX_RECORDS,
     Shard,
@@ -84,6 +85,20 @@ def _spread(stream: str, bits: int, slot: int, keys: list[str], *, at_least: int
     for child in range(first, first + (1 << more)):
         out.setdefault((stream, new_bits, child), [])
     return out
+
+
+def helps(shard: Shard, keys: list[str], *, fill: int = FILL_RECORDS) -> bool:
+    """Whether splitting ``shard`` would spread its records: the root always splits into its
+    streams; a stream shard only with two records or more, within :data:`MAX_BITS`, and not
+    when every record would land in one of its successors (a single large or busy record is
+    no reason to split again and again)."""
+    if shard.stream is None:
+        return bool(keys)
+    if len(keys) < 2:
+        return False
+    found = places(shard, keys, fill=fill)
+    bits = next(iter(found))[1]
+    return bits <= MAX_BITS and max(len(k) for k in found.values()) < len(keys)
 
 
 def children(

@@ -335,11 +335,23 @@ class DocStore:
 
     async def tidy(self, live: LiveDoc) -> None:
         """After an append (the caller holds the session): split the shard if it outgrew its
-        bound, else fold its log if that is due."""
-        if self.oversized(live):
-            await self.split(live)
-        elif self.due(live):
-            await self.compact(live)
+        bound, else fold its log if that is due. Never raises: the change is committed
+        already, and what this could not do is done the next time."""
+        try:
+            if self.oversized(live) and live.log_bytes > live.snapshot_bytes:
+                await self.compact(live)  # the log is the bulk: its size says little
+            if (
+                self.oversized(live) and live.shard is not None
+                and splits.helps(live.shard, list(live.records.keys()), fill=self.fill)
+            ):  # fmt: skip
+                await self.split(live)
+            elif self.due(live):
+                await self.compact(live)
+        except ShardSplit:
+            pass  # split meanwhile by another replica
+        except Exception as exc:
+            log.warning("sync_tidy_failed", shard_id=str(live.shard_id),
+                        error=type(exc).__name__, detail=str(exc)[:300])  # fmt: skip
 
     async def append_many(
         self,
@@ -355,19 +367,42 @@ class DocStore:
         ``sources``: for each change, the connection it came from (spared the echo)."""
         if extra is None and not any(update for _, update in changes):
             return [None] * len(changes)
-        ordered = sorted(changes, key=lambda change: change[0].shard_id)
+        updates = [update for _, update in changes]
+
+        async def given(_conn: asyncpg.Connection) -> list[bytes]:
+            return updates
+
+        return await self.append_computed([live for live, _ in changes], origin, given, extra,
+                                          sources=sources)  # fmt: skip
+
+    async def append_computed(
+        self,
+        lives: list[LiveDoc],
+        origin: str,
+        compute: Callable[[asyncpg.Connection], Awaitable[list[bytes]]],
+        extra: Extra | None = None,
+        *,
+        sources: list[object | None] | None = None,
+    ) -> list[int | None]:
+        """Take the shards' locks (the caller holds their sessions), catch them up, then make
+        the changes, ``compute(conn)`` (one update per document, in the order of ``lives``; it
+        may read what it needs in the same transaction: nothing can be committed to these
+        shards meanwhile), and append them. On failure every document is dropped from memory.
+        """
         ids: dict[uuid.UUID, int] = {}
+        updates: list[bytes] = []
         try:
             async with self._db.connection() as conn, conn.transaction():
-                for live, _ in ordered:
+                for live in sorted(lives, key=lambda live: live.shard_id):
                     await lock(conn, live.shard_id)
                 # Another replica may have appended since these sessions caught up: take its
                 # rows now, under the locks, or applied_through would jump over them below.
-                if len(ordered) == 1:
-                    await self._catch_up_on(conn, ordered[0][0])
-                else:
-                    await self._catch_up_many([live for live, _ in ordered], conn)
-                written = [(live, update) for live, update in ordered if update]
+                if len(lives) == 1:
+                    await self._catch_up_on(conn, lives[0])
+                elif lives:
+                    await self._catch_up_many(lives, conn)
+                updates = await compute(conn)
+                written = [(live, u) for live, u in zip(lives, updates, strict=True) if u]
                 if written:
                     rows = await conn.fetch(
                         'INSERT INTO sync_updates (shard_id, origin, "update")'
@@ -392,10 +427,10 @@ class DocStore:
                 if extra is not None:
                     await extra(conn, max(ids.values(), default=0))
         except BaseException:
-            for live, _ in changes:
+            for live in lives:
                 self.forget(live.shard_id)
             raise
-        for n, (live, update) in enumerate(changes):
+        for n, (live, update) in enumerate(zip(lives, updates, strict=True)):
             update_id = ids.get(live.shard_id)
             if update_id is None or not update:
                 continue
@@ -404,7 +439,10 @@ class DocStore:
             live.log_bytes += len(update)
             if self.broadcaster is not None:
                 self.broadcaster.publish(live.shard_id, update, sources[n] if sources else None)
-        return [ids.get(live.shard_id) if update else None for live, update in changes]
+        return [
+            ids.get(live.shard_id) if update else None
+            for live, update in zip(lives, updates, strict=True)
+        ]
 
     def due(self, live: LiveDoc) -> bool:
         return live.log_rows >= self.compact_rows or live.log_bytes >= self.compact_bytes
@@ -427,10 +465,7 @@ class DocStore:
         """Split the shard if it outgrew its bound, else fold its log if that is due."""
         with contextlib.suppress(ShardSplit):
             async with self.session(shard_id, transient=True) as live:
-                if self.oversized(live):
-                    await self.split(live)
-                elif self.due(live):
-                    await self.compact(live)
+                await self.tidy(live)
 
     async def compact(self, live: LiveDoc) -> None:
         """Fold the log into the snapshot. The caller holds the session."""
@@ -471,8 +506,7 @@ class DocStore:
         """Split the shard if it outgrew the bound (gone or split already: nothing to do)."""
         with contextlib.suppress(ShardSplit, IntegrationNotFound):
             async with self.session(shard_id, transient=True) as live:
-                if self.oversized(live):
-                    await self.split(live)
+                await self.tidy(live)
 
     async def split(self, live: LiveDoc) -> list[Shard]:
         """Replace the shard with the shards of more bits that take its records

@@ -194,7 +194,9 @@ async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn
     async with store.session(b) as live:
         assert live.get("contacts/3") == {"v": f"{b}-3"}
     assert b in store.held._docs and followed in store.held._pinned
-    assert c not in store.held._docs and a not in store.held._docs  # dropped, least recently used first
+    assert (
+        c not in store.held._docs and a not in store.held._docs
+    )  # dropped, least recently used first
     async with store.session(c) as live:  # loaded again on demand, nothing lost
         assert len(live.records) == 20 and live.get("contacts/19") == {"v": f"{c}-19"}
     async with store.session(followed) as live:
