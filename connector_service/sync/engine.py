@@ -256,6 +256,7 @@ class SyncEngine:
                     ahead = asyncio.create_task(
                         self.manager.read(target, name, page.get("next_cursor"))
                     )
+                    await asyncio.sleep(0)  # the request leaves before this page is merged
                 yield page
                 if ahead is None:
                     return

@@ -42,6 +42,7 @@ log = structlog.get_logger(component="connector_service.sync.loads")
 
 BUCKET_BITS = 6  # the stage's buckets: 64, read one at a time when the shards are built
 WRITE_BATCH_BYTES = 16 * 1024 * 1024
+YIELD_EVERY = 100  # records encoded (or shards built) between two turns of the event loop
 ACTIVATE_ATTEMPTS = 5
 
 
@@ -96,7 +97,7 @@ class FirstLoad:
                 # in order, each page durable with the cursor after it; encoded here while the
                 # stager writes the previous page and the connector reads the next one
                 for records, deleted, cursor in held:
-                    await stager.put(self.page, self._encode(records, deleted), cursor)
+                    await stager.put(self.page, await self._encode(records, deleted), cursor)
                     self.page += 1
                 held = []
             await stager.close()
@@ -113,14 +114,19 @@ class FirstLoad:
 
     # ------------------------------------------------------------------ stage
 
-    def _encode(self, records: list[Any], deleted: list[str]) -> tuple[dict[int, bytes], int]:
-        """A page's records as staged entries, by bucket, and how many."""
+    async def _encode(self, records: list[Any], deleted: list[str]) -> tuple[dict[int, bytes], int]:
+        """A page's records as staged entries, by bucket, and how many. It yields to the event
+        loop every :data:`YIELD_EVERY` records: the read of the next page, started just
+        before, must reach the connector now, not once this page is encoded (which would make
+        the reads and the encoding take turns instead of overlapping)."""
         assert self.load is not None
         shift = HASH_BITS - BUCKET_BITS
         buckets: dict[int, list[bytes]] = {}
         entry, prefix, pk = self.load.entry, f"{self.stream}/", self.pk
         count = 0
-        for record in records:
+        for n, record in enumerate(records):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             if not isinstance(record, dict) or record.get(pk) in (None, ""):
                 continue
             k = prefix + str(record[pk])
@@ -166,6 +172,7 @@ class FirstLoad:
                 end = (bucket + 1) << (HASH_BITS - BUCKET_BITS)  # the next bucket's first hash
                 while next_slot < 1 << bits and (next_slot + 1) << shift <= end:
                     # every place is a shard, empty or not: together they cover the stream
+                    await asyncio.sleep(0)  # the next bucket's read and the writes go on
                     child = self._child(bits, next_slot, slots.pop(next_slot, {}))
                     next_slot += 1
                     batch.append(child)
