@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -15,7 +17,7 @@ import httpx
 from marketplace_service.catalog.service import register_deployed
 from seedos_sdk.testing.process import Served, start
 from tests.conftest import ROOT, Suite, start_suite
-from tests.support import connected
+from tests.support import connected, make_tenant
 
 SDK_DIR = ROOT / "sdk"
 THRESHOLD, OPEN_SECONDS = 3, 2
@@ -78,6 +80,18 @@ async def install_crm(client: httpx.AsyncClient, rig: Rig, slug: str, **config) 
         "credentials": {"api_key": rig.crm_key}})  # fmt: skip
     assert r.status_code == 201, r.text
     return r.json()["id"]
+
+
+async def bare_integration(database: Any, dsn: str) -> uuid.UUID:
+    """An install row of a new tenant, with no connector behind it: for tests of the sync
+    store, which needs nothing else."""
+    t = await make_tenant(dsn)
+    async with database.connection() as conn:
+        return await conn.fetchval(
+            "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
+            " VALUES ($1, 'store test', 'store-test') RETURNING id",
+            t.tenant_id,
+        )
 
 
 async def wait_status(client: httpx.AsyncClient, iid: str, *wanted: str) -> dict:

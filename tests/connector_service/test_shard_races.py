@@ -18,17 +18,7 @@ from connector_service.sync import access, encode, loads, pulls, record_service,
 from connector_service.sync.document import PLATFORM
 from connector_service.sync.service import enqueue_changes
 from connector_service.sync.store import DocStore
-from tests.support import make_tenant
-
-
-async def _integration(database: Any, dsn: str) -> uuid.UUID:
-    t = await make_tenant(dsn)
-    async with database.connection() as conn:
-        return await conn.fetchval(
-            "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
-            " VALUES ($1, 'races', 'races') RETURNING id",
-            t.tenant_id,
-        )
+from tests.connector_service.rig import bare_integration
 
 
 async def _put(store: DocStore, iid: uuid.UUID, k: str, fields: dict[str, Any]) -> None:
@@ -57,7 +47,7 @@ def _counts() -> dict[str, int]:
 
 
 async def test_a_layout_cached_before_a_stream_got_shards_never_says_no_record(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     a = DocStore(database, max_records=4)  # the replica that pushes
     b = DocStore(database, max_records=4)  # the one that serves a PATCH, or a first load
     for i in range(5):  # the root outgrows its bound and splits: contacts only
@@ -79,7 +69,7 @@ async def test_a_layout_cached_before_a_stream_got_shards_never_says_no_record(d
 
 
 async def test_a_pull_never_overwrites_a_platform_change_committed_while_it_waited(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     store = DocStore(database)
     await pulls.merge(store, database, iid, "contacts", "id", [{"id": "1", "email": "old@x"}],
                       [], None)  # fmt: skip
@@ -105,7 +95,7 @@ async def test_a_pull_never_overwrites_a_platform_change_committed_while_it_wait
 
 
 async def test_a_record_too_large_or_too_busy_is_not_split_again_and_again(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     store = DocStore(database, max_bytes=64 * 1024)  # the bound scaled down (1 MiB by default)
     for n in range(30):  # one record over the byte bound, written 30 times: every write stored
         await _put(store, iid, "notes/1", {"id": "1", "body": "x" * 70_000, "n": n})
@@ -128,7 +118,7 @@ async def test_a_record_too_large_or_too_busy_is_not_split_again_and_again(datab
 
 
 async def test_a_first_load_keeps_its_pages_in_order(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     store = DocStore(database)
     pages = [
         {"records": [{"id": "1", "v": "a"}], "deleted": ["7"], "next_cursor": "c1",
@@ -142,7 +132,7 @@ async def test_a_first_load_keeps_its_pages_in_order(database, dsn):
     assert got == {"contacts/1": {"id": "1", "v": "a"}, "contacts/7": {"id": "7", "v": "restored"}}
     # past a shard's bound (staged, then built), the same
     big = DocStore(database, max_records=8)
-    other = await _integration(database, dsn)
+    other = await bare_integration(database, dsn)
     pages[0]["records"] = [{"id": str(i), "v": "a"} for i in range(10, 30)]
     await loads.FirstLoad(big, database, other, "contacts", "id", True).run(
         _pages(pages), _counts()
@@ -155,7 +145,7 @@ async def test_a_first_load_keeps_its_pages_in_order(database, dsn):
 
 
 async def test_a_platform_deletion_waiting_in_the_outbox_survives_a_first_load(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     store = DocStore(database, max_records=8)
     external = [{"id": str(i), "v": "x"} for i in range(20)]
     await pulls.merge(store, database, iid, "contacts", "id", external[:5], [], None)
@@ -175,7 +165,7 @@ async def test_a_platform_deletion_waiting_in_the_outbox_survives_a_first_load(d
 
 
 async def test_a_patch_racing_a_split_on_another_replica_is_placed_anew(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     a, b = DocStore(database), DocStore(database, max_records=4)
     for i in range(4):  # four records in the root: at b's bound, not over it
         await _put(a, iid, f"contacts/{i}", {"id": str(i)})

@@ -7,21 +7,10 @@ import uuid
 import pytest
 from pycrdt import Doc, Map
 
-from common import db
 from connector_service.sync.document import CLIENT, EXTERNAL, PLATFORM, new_live
 from connector_service.sync.lib0 import lacks
 from connector_service.sync.store import DocStore
-from tests.support import make_tenant
-
-
-async def _integration(database: db.Database, dsn: str) -> uuid.UUID:
-    t = await make_tenant(dsn)
-    async with database.connection() as conn:
-        return await conn.fetchval(
-            "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
-            " VALUES ($1, 'store test', 'store-test') RETURNING id",
-            t.tenant_id,
-        )
+from tests.connector_service.rig import bare_integration
 
 
 async def _write(store: DocStore, iid: uuid.UUID, key: str, value: str) -> None:
@@ -38,7 +27,7 @@ async def _write(store: DocStore, iid: uuid.UUID, key: str, value: str) -> None:
 
 
 async def test_compaction_keeps_everything_and_replicas_catch_up(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     first = DocStore(database, compact_rows=3)
     other = DocStore(database, compact_rows=1000)  # another replica, never compacting itself
     await _write(first, iid, "contacts/1", "a")
@@ -71,7 +60,7 @@ async def test_compaction_keeps_everything_and_replicas_catch_up(database, dsn):
 
 
 async def test_a_failed_append_leaves_nothing_in_memory(database, dsn):
-    iid = await _integration(database, dsn)
+    iid = await bare_integration(database, dsn)
     store = DocStore(database)
     await _write(store, iid, "contacts/1", "kept")
 
@@ -182,7 +171,7 @@ class _Watching:
 async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn):
     """Under a budget of about two documents, the least recently used one without clients is
     dropped after a session; it loads again, whole, when asked for; one with clients stays."""
-    a, b, c, followed = [await _integration(database, dsn) for _ in range(4)]
+    a, b, c, followed = [await bare_integration(database, dsn) for _ in range(4)]
     store = DocStore(database, broadcaster=_Watching(followed), idle_seconds=0)
     for iid in (a, b, c, followed):
         for i in range(20):
@@ -207,7 +196,7 @@ async def test_memory_budget_drops_idle_documents_and_reloads_them(database, dsn
 async def test_documents_in_use_are_not_dropped_until_idle(database, dsn):
     """Two documents in use at once, each over half the budget, do not evict each other page
     after page: a document is dropped only once idle, by the next session or sweep."""
-    a, b = [await _integration(database, dsn) for _ in range(2)]
+    a, b = [await bare_integration(database, dsn) for _ in range(2)]
     store = DocStore(database, idle_seconds=3600)
     for iid in (a, b):
         await _write(store, iid, "contacts/1", "x")
