@@ -9,6 +9,7 @@ the document emitted, which is what the store appends to the log.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -59,6 +60,7 @@ class LiveDoc:
     # every deletion of the document, as one update: a peer that lacks a deletion made without
     # an insertion (it leaves the state vector as it was) still gets it with a tail diff
     deletions: bytes | None = None
+    _deep: Callable[[list[Any]], None] | None = field(default=None, repr=False)
 
     def memory_estimate(self) -> int:
         """Bytes this document takes in memory, about: what it was stored as (snapshot and
@@ -121,7 +123,7 @@ class LiveDoc:
         emitted: list[bytes] = []
         before = self.doc.get_state()
         subscription = self.doc.observe(lambda event: emitted.append(event.update))
-        deep = self.records.observe_deep(self._on_records) if watch else None
+        deep = self.records.observe_deep(self._deep_callback()) if watch else None
         try:
             with self.doc.transaction(origin=origin):
                 act()
@@ -156,6 +158,19 @@ class LiveDoc:
         self.deletions = None
 
     # observers ----------------------------------------------------------------------------
+
+    def _deep_callback(self) -> Callable[[list[Any]], None]:
+        """``_on_records`` as pycrdt's ``observe_deep`` takes it, made once: pycrdt inspects a
+        callback's signature on every subscription (a third of a WebSocket update's apply), and
+        ``inspect.signature`` returns at once a ``__signature__`` the function carries."""
+        if self._deep is None:
+
+            def on_records(events: list[Any]) -> None:
+                self._on_records(events)
+
+            on_records.__signature__ = inspect.signature(on_records)  # type: ignore[attr-defined]
+            self._deep = on_records
+        return self._deep
 
     def _on_records(self, events: list[Any]) -> None:
         for event in events:
