@@ -179,7 +179,8 @@ def check_applied(
     problem the caller must drop the document from memory (the update is not in the log)."""
     problems = [
         p for k, fields in changes.items() if fields is not DELETED
-        for p in _record_problems(k, live.records.get(k), known_streams, live.shard)
+        for p in _record_problems(k, live.records.get(k), known_streams, live.shard,
+                                  only=fields)
     ]  # fmt: skip
     if problems:
         raise InvalidRecords(_summary(problems), errors=problems[:20])
@@ -224,8 +225,15 @@ def changed_records(changes: dict[str, set[str] | None]) -> list[str]:
 
 
 def _record_problems(
-    k: str, value: Any, known_streams: Collection[str], shard: Shard | None
+    k: str,
+    value: Any,
+    known_streams: Collection[str],
+    shard: Shard | None,
+    *,
+    only: Collection[str] | None = None,
 ) -> list[dict[str, str]]:
+    """What is wrong with a record as the document holds it (``only``: just these fields,
+    the ones a change touched; the others were checked when they were written)."""
     stream, pk = rec.split(k)
     if stream not in known_streams or not pk or "\x00" in k:
         return [{"path": f"/{k!r}", "message": "not <stream>/<primary key> of a stream"}]
@@ -233,9 +241,10 @@ def _record_problems(
         return [{"path": f"/{k}", "message": "belongs to another shard (GET sync/shards/for)"}]
     if not isinstance(value, Map):
         return [{"path": f"/{k}", "message": "a record must be a map of fields"}]
+    fields = value.items() if only is None else ((f, value.get(f)) for f in only)
     return [
         {"path": f"/{k}/{field!r}", "message": message}
-        for field, v in value.items()
+        for field, v in fields
         for message in (["a field name may not hold NUL"] if "\x00" in field else [])
         + ([] if isinstance(v, SCALAR_TYPES) else ["not a JSON scalar"])
     ]
