@@ -21,6 +21,7 @@ from connector_service.integrations.upgrade import router as upgrade_router
 from connector_service.manager.breaker import Breakers
 from connector_service.manager.manager import ConnectorManager, Timeouts
 from connector_service.manager.recorder import Recorder
+from connector_service.metrics.routes import router as metrics_router
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.routes import public_router as oauth_callback_router
 from connector_service.oauth.routes import router as oauth_router
@@ -121,6 +122,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.include_router(upgrade_router)
     app.include_router(actions_router)
     app.include_router(sync_router)
+    app.include_router(metrics_router)
     app.include_router(sync_ws_router)
     return app
 

@@ -1,0 +1,82 @@
+"""An install's call history for the dashboard (GET .../metrics): calls, errors and latency
+percentiles per step, through the gateway, from rows the test writes where the recorder would."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from common.roles import Role
+from tests.connector_service.rig import install_crm, register
+from tests.support import connected, make_tenant
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def install(rig, dsn):
+    slug = await register(dsn, rig.crm_connector.url)
+    t = await make_tenant(dsn, role=Role.admin)
+    client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
+    iid = await install_crm(client, rig, slug)
+    rows = []
+    for hour in range(3):  # 10 calls an hour, latencies hour*100 + 1..10 ms, 2 failed in hour 1
+        for n in range(10):
+            at = T0 + timedelta(hours=hour, minutes=n)
+            rows.append(("latency_ms", hour * 100 + n + 1.0, at))
+            if hour == 1 and n < 2:
+                rows.append(("error", 1.0, at))
+    rows.append(("latency_ms", 5000.0, T0 + timedelta(hours=9)))  # outside the window asked
+    async with connected(dsn) as conn:
+        await conn.executemany(
+            "INSERT INTO connector_metrics (tenant_id, connector_id, connector_name,"
+            " service_name, metric_type, value, labels, timestamp)"
+            " VALUES ($1, $2, 'crm', 'crm', $3, $4, '{}'::jsonb, $5)",
+            [(t.tenant_id, uuid.UUID(iid), kind, value, at) for kind, value, at in rows],
+        )
+    try:
+        yield client, iid, t
+    finally:
+        await client.aclose()
+
+
+async def test_calls_errors_and_percentiles_per_step(install, dsn):
+    client, iid, _ = install
+    params = {"from": T0.isoformat(), "to": (T0 + timedelta(hours=4)).isoformat(), "step": 3600}
+    r = await client.get(f"/api/v1/integrations/{iid}/metrics", params=params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["step"] == 3600 and len(body["points"]) == 4  # every step, the empty one too
+    first, second, _, empty = body["points"]
+    assert datetime.fromisoformat(first["at"]) == T0
+    assert (first["calls"], first["errors"], first["error_rate"]) == (10, 0, 0.0)
+    assert first["p50_ms"] == 5.5 and first["p99_ms"] == pytest.approx(9.91)
+    assert (second["calls"], second["errors"], second["error_rate"]) == (10, 2, 0.2)
+    assert second["p95_ms"] == pytest.approx(109.55)
+    assert (empty["calls"], empty["error_rate"], empty["p50_ms"]) == (0, None, None)
+    assert body["totals"] == {"calls": 30, "errors": 2, "error_rate": round(2 / 30, 4)}
+    # the default window: the last 24 hours (nothing there), in about 100 steps
+    r = await client.get(f"/api/v1/integrations/{iid}/metrics")
+    assert r.status_code == 200 and r.json()["totals"]["calls"] == 0
+    assert 90 <= len(r.json()["points"]) <= 100 and r.json()["step"] == 900
+
+
+async def test_bad_windows_and_other_tenants_are_refused(install, dsn):
+    client, iid, _ = install
+    url = f"/api/v1/integrations/{iid}/metrics"
+    for params in (
+        {"from": T0.isoformat(), "to": T0.isoformat()},  # empty
+        {"from": T0.isoformat(), "to": (T0 + timedelta(days=40)).isoformat()},  # too long
+        {"from": T0.isoformat(), "to": (T0 + timedelta(days=2)).isoformat(), "step": 60},
+        {"step": 10},  # below a minute
+    ):
+        r = await client.get(url, params=params)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_window", (params, r.text)
+    r = await client.get(url, params={"from": "yesterday"})
+    assert r.status_code == 422
+    other = await make_tenant(dsn, role=Role.admin)
+    r = await client.get(url, headers=other.headers)
+    assert r.status_code == 404
