@@ -16,9 +16,14 @@ from tests.support import connected, make_tenant
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
+_SLUGS: dict[str, str] = {}  # one catalog entry for the module (tests search the catalog too)
+
+
 @pytest.fixture
 async def install(rig, dsn):
-    slug = await register(dsn, rig.crm_connector.url)
+    slug = _SLUGS.get(rig.crm_connector.url)
+    if slug is None:
+        slug = _SLUGS[rig.crm_connector.url] = await register(dsn, rig.crm_connector.url)
     t = await make_tenant(dsn, role=Role.admin)
     client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
     iid = await install_crm(client, rig, slug)
