@@ -45,19 +45,33 @@ class Router:
     def forget(self, integration_id: uuid.UUID) -> None:
         self._layouts.pop(integration_id, None)
 
+    async def holding(
+        self, integration_id: uuid.UUID, stream: str, *, fresh: bool = False
+    ) -> Layout:
+        """The layout, with shards for ``stream``: its first made if it has none (never
+        concluded from the cache alone)."""
+        layout = await self.layout(integration_id, fresh=fresh)
+        if layout.of_stream(stream):
+            return layout
+        if not fresh:
+            layout = await self.layout(integration_id, fresh=True)
+            if layout.of_stream(stream):
+                return layout
+        async with self._db.connection() as conn:
+            await shard_sql.stream_shard(conn, integration_id, stream)
+        return await self.layout(integration_id, fresh=True)
+
     async def shard_for(
         self, integration_id: uuid.UUID, record_key: str, *, fresh: bool = False,
         create: bool = False,
     ) -> Shard | None:  # fmt: skip
         """The live shard of the key; with ``create``, the stream's first if it has none."""
+        if create:
+            stream = record_key.partition("/")[0]
+            return (await self.holding(integration_id, stream, fresh=fresh)).route(record_key)
         layout = await self.layout(integration_id, fresh=fresh)
         shard = layout.route(record_key)
         if shard is None and not fresh:
-            layout = await self.layout(integration_id, fresh=True)
-            shard = layout.route(record_key)
-        if shard is None and create:
-            async with self._db.connection() as conn:
-                await shard_sql.stream_shard(conn, integration_id, record_key.partition("/")[0])
             shard = (await self.layout(integration_id, fresh=True)).route(record_key)
         return shard
 

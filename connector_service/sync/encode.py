@@ -170,13 +170,8 @@ def entries(chunk: bytes) -> Iterator[Entry]:
     """The records of concatenated :meth:`Load.entry` bytes."""
     pos, end = 0, len(chunk)
     while pos < end:
-        head, pos = _read_var_uint(chunk, pos)
-        size, pos = _read_var_uint(chunk, pos)
-        key = chunk[pos : pos + size]
-        pos += size
-        size, pos = _read_var_uint(chunk, pos)
-        yield key, head >> 2, chunk[pos : pos + size], head & 3
-        pos += size
+        found, pos = _read_entry(chunk, pos)
+        yield found
 
 
 def hashed_entries(chunk: bytes) -> Iterator[tuple[int, Entry]]:
@@ -185,13 +180,16 @@ def hashed_entries(chunk: bytes) -> Iterator[tuple[int, Entry]]:
     pos, end = 0, len(chunk)
     while pos < end:
         hashed = int.from_bytes(chunk[pos : pos + 4], "big")
-        head, pos = _read_var_uint(chunk, pos + 4)
-        size, pos = _read_var_uint(chunk, pos)
-        key = chunk[pos : pos + size]
-        pos += size
-        size, pos = _read_var_uint(chunk, pos)
-        yield hashed, (key, head >> 2, chunk[pos : pos + size], head & 3)
-        pos += size
+        found, pos = _read_entry(chunk, pos + 4)
+        yield hashed, found
+
+
+def _read_entry(chunk: bytes, pos: int) -> tuple[Entry, int]:
+    head, pos = _read_var_uint(chunk, pos)
+    size, pos = _read_var_uint(chunk, pos)
+    key = chunk[pos : pos + size]
+    size, pos = _read_var_uint(chunk, pos + size)
+    return (key, head >> 2, chunk[pos : pos + size], head & 3), pos + size
 
 
 def key_of(key_part: bytes) -> str:

@@ -235,7 +235,7 @@ class SyncEngine:
         async for page in pages:
             page_records = page.get("records") or []
             page_deleted = [str(d) for d in page.get("deleted") or []]
-            await pulls.merge(self.store, self.db, target.id, name, pk, page_records,
+            await pulls.merge(self.store, target.id, name, pk, page_records,
                               page_deleted, pulls.cursor_saver(target.id, name,
                                                           page.get("next_cursor")))  # fmt: skip
             counts["pulled"] += len(page_records)

@@ -106,7 +106,7 @@ class FirstLoad:
         if self.load is None:  # a small stream: merged like any pages, one after the other
             for records, deleted, cursor in held:
                 save = pulls.cursor_saver(self.integration_id, self.stream, cursor)
-                await pulls.merge(self.store, self.db, self.integration_id, self.stream, self.pk,
+                await pulls.merge(self.store, self.integration_id, self.stream, self.pk,
                                   records, deleted, save)  # fmt: skip
             return
         await self._build()
@@ -187,12 +187,7 @@ class FirstLoad:
         finally:
             with contextlib.suppress(Exception):
                 await ahead  # a read: let it end rather than cancel it mid-acquire
-            if not writer.done():  # stopped by a sentinel (see _Stager.abort)
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(None)
-                with contextlib.suppress(Exception):
-                    await writer
+            await _stop(writer, queue)
 
     async def _chunks(self, bucket: int) -> list[bytes]:
         if bucket < 0:
@@ -343,16 +338,9 @@ class _Stager:
             await self._task
 
     async def abort(self) -> None:
-        """Stop after the page being written (by a sentinel, not a cancellation: one that
-        lands while the writer acquires a connection could be lost, and it would wait on its
-        queue for ever), dropping the pages not written yet."""
-        if self._task is None or self._task.done():
-            return
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
-        with contextlib.suppress(Exception):
-            await self._task
+        """Stop after the page being written, dropping the pages not written yet."""
+        if self._task is not None:
+            await _stop(self._task, self._queue)
 
     async def _write(self) -> None:
         while (item := await self._queue.get()) is not None:
@@ -360,3 +348,16 @@ class _Stager:
             async with self._db.connection() as conn:
                 await shard_sql.stage(conn, self._iid, self._stream, page=page, chunks=chunks,
                                       cursor=cursor, records=count)  # fmt: skip
+
+
+async def _stop(task: asyncio.Task[None], queue: asyncio.Queue[Any]) -> None:
+    """Stop a writer ``task`` that reads ``queue`` until None: what waits is dropped and a
+    None put in its place. A sentinel, not a cancellation: one that lands while the writer
+    acquires a connection could be lost (``Database.acquire``), and it would wait for ever."""
+    if task.done():
+        return
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
+    with contextlib.suppress(Exception):
+        await task

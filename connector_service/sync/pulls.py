@@ -25,7 +25,7 @@ import asyncpg
 from pycrdt import Map
 
 from connector_service.sync import records as rec
-from connector_service.sync import repository, shard_sql
+from connector_service.sync import repository
 from connector_service.sync.document import DELETED, EXTERNAL
 from connector_service.sync.layout import key_hash
 from connector_service.sync.store import DocStore, ShardSplit
@@ -45,7 +45,7 @@ def cursor_saver(integration_id: uuid.UUID, stream: str, cursor: str | None) -> 
 
 
 async def merge(
-    store: DocStore, db: Any, integration_id: uuid.UUID, stream: str, pk: str,
+    store: DocStore, integration_id: uuid.UUID, stream: str, pk: str,
     records: list[Any], deleted: list[str], save: SaveCursor | None,
 ) -> None:  # fmt: skip
     """``records`` and ``deleted`` (primary keys) of ``stream`` into their shards, durable
@@ -59,11 +59,9 @@ async def merge(
     hashes = {k: key_hash(k) for k in keys}
     oversized: set[uuid.UUID] = set()
     for attempt in range(ROUTE_ATTEMPTS):
-        layout = await store.router.layout(integration_id, fresh=attempt > 0)
-        if layout.root is None and not layout.streams.get(stream) and keys:
-            async with db.connection() as conn:
-                await shard_sql.stream_shard(conn, integration_id, stream)
-            layout = await store.router.layout(integration_id, fresh=True)
+        fresh = attempt > 0
+        layout = await (store.router.holding(integration_id, stream, fresh=fresh) if keys
+                        else store.router.layout(integration_id, fresh=fresh))  # fmt: skip
         groups: dict[uuid.UUID, list[str]] = {}
         for k in keys:
             shard = layout.route(k, hashes[k])
@@ -82,7 +80,7 @@ async def merge(
     else:  # never silently: the next page would save a cursor past these records
         raise ShardSplit(integration_id)
     for shard_id in oversized:
-        await store.split_if_due(shard_id)
+        await store.tidy_shard(shard_id)
 
 
 async def _merge_groups(

@@ -95,10 +95,7 @@ class DocStore:
         """The shard's document, caught up with the log, for this caller alone in this process.
         ``transient``: used by a run passing through (evicted first, whatever its idle time).
         :class:`ShardSplit` if it was split, ``IntegrationNotFound`` if it is gone."""
-        gate = self._locks.get(shard_id)
-        if gate is None:
-            gate = self._locks[shard_id] = asyncio.Lock()
-        async with gate:
+        async with self._gate(shard_id):
             watched = self.broadcaster is not None and self.broadcaster.watching(shard_id)
             live = self.held.take(shard_id, pinned=watched)  # never evicted while watched
             try:
@@ -124,10 +121,7 @@ class DocStore:
         ids = sorted(set(shard_ids))
         async with contextlib.AsyncExitStack() as stack:
             for shard_id in ids:
-                gate = self._locks.get(shard_id)
-                if gate is None:
-                    gate = self._locks[shard_id] = asyncio.Lock()
-                await stack.enter_async_context(gate)
+                await stack.enter_async_context(self._gate(shard_id))
             watched = self.broadcaster.watching if self.broadcaster is not None else None
             lives = [self.held.take(i, pinned=bool(watched and watched(i))) for i in ids]
             try:
@@ -144,6 +138,13 @@ class DocStore:
             finally:
                 for shard_id in ids:
                     self.held.done(shard_id, transient=transient)
+
+    def _gate(self, shard_id: uuid.UUID) -> asyncio.Lock:
+        """The lock of the shard's sessions in this process (kept while anyone holds it)."""
+        gate = self._locks.get(shard_id)
+        if gate is None:
+            gate = self._locks[shard_id] = asyncio.Lock()
+        return gate
 
     def sweep(self) -> None:
         """Drop what became idle since the last session, if over the budget."""
@@ -323,7 +324,7 @@ class DocStore:
     ) -> int | None:
         """Make a change durable: the update, and in the same transaction whatever ``extra``
         writes (a cursor, outbox rows). On failure the document is dropped from memory.
-        ``compact=False`` leaves folding the log to :meth:`compact_if_due` (a sync run does
+        ``compact=False`` leaves folding the log to :meth:`compact_install` (a sync run does
         that at its end rather than between two pages).
 
         Once committed, the change goes to the broadcaster (``source``: the connection it
@@ -458,12 +459,11 @@ class DocStore:
                 integration_id, self.compact_rows, self.compact_bytes,
             )  # fmt: skip
         for row in due:
-            with contextlib.suppress(IntegrationNotFound):
-                await self.compact_if_due(row["shard_id"])
+            await self.tidy_shard(row["shard_id"])
 
-    async def compact_if_due(self, shard_id: uuid.UUID) -> None:
-        """Split the shard if it outgrew its bound, else fold its log if that is due."""
-        with contextlib.suppress(ShardSplit):
+    async def tidy_shard(self, shard_id: uuid.UUID) -> None:
+        """:meth:`tidy` in a session of its own (gone or split already: nothing to do)."""
+        with contextlib.suppress(ShardSplit, IntegrationNotFound):
             async with self.session(shard_id, transient=True) as live:
                 await self.tidy(live)
 
@@ -501,12 +501,6 @@ class DocStore:
     def oversized(self, live: LiveDoc) -> bool:
         return splits.oversized(len(live.records), live.snapshot_bytes + live.log_bytes,
                                 max_records=self.max_records, max_bytes=self.max_bytes)  # fmt: skip
-
-    async def split_if_due(self, shard_id: uuid.UUID) -> None:
-        """Split the shard if it outgrew the bound (gone or split already: nothing to do)."""
-        with contextlib.suppress(ShardSplit, IntegrationNotFound):
-            async with self.session(shard_id, transient=True) as live:
-                await self.tidy(live)
 
     async def split(self, live: LiveDoc) -> list[Shard]:
         """Replace the shard with the shards of more bits that take its records

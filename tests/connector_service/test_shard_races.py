@@ -71,11 +71,11 @@ async def test_a_layout_cached_before_a_stream_got_shards_never_says_no_record(d
 async def test_a_pull_never_overwrites_a_platform_change_committed_while_it_waited(database, dsn):
     iid = await bare_integration(database, dsn)
     store = DocStore(database)
-    await pulls.merge(store, database, iid, "contacts", "id", [{"id": "1", "email": "old@x"}],
+    await pulls.merge(store, iid, "contacts", "id", [{"id": "1", "email": "old@x"}],
                       [], None)  # fmt: skip
     async with store.session(iid) as live:  # a PATCH holds the (root) shard's session ...
         page = asyncio.create_task(pulls.merge(  # ... while a page of the same record starts
-            store, database, iid, "contacts", "id", [{"id": "1", "email": "old@x"}], [], None))  # fmt: skip
+            store, iid, "contacts", "id", [{"id": "1", "email": "old@x"}], [], None))  # fmt: skip
         for _ in range(500):  # until the page waits for the session (5 s at most)
             if store._locks[iid]._waiters:
                 break
@@ -101,7 +101,7 @@ async def test_a_record_too_large_or_too_busy_is_not_split_again_and_again(datab
         await _put(store, iid, "notes/1", {"id": "1", "body": "x" * 70_000, "n": n})
     for run in range(120):  # a small record the external system keeps changing
         record = {"id": "1", "lines": f'[{{"sku": "{run}", "pad": "{"y" * 2000}"}}]'}
-        await pulls.merge(store, database, iid, "deals", "id", [record], [], None)
+        await pulls.merge(store, iid, "deals", "id", [record], [], None)
     async with database.connection() as conn:
         rows = await conn.fetch(
             "SELECT stream, bits, retired_at IS NOT NULL AS retired FROM sync_shards"
@@ -148,7 +148,7 @@ async def test_a_platform_deletion_waiting_in_the_outbox_survives_a_first_load(d
     iid = await bare_integration(database, dsn)
     store = DocStore(database, max_records=8)
     external = [{"id": str(i), "v": "x"} for i in range(20)]
-    await pulls.merge(store, database, iid, "contacts", "id", external[:5], [], None)
+    await pulls.merge(store, iid, "contacts", "id", external[:5], [], None)
     async with store.session(iid) as live:  # DELETE /records/contacts/3, not pushed yet
         update, changes = live.transact(PLATFORM, lambda records: records.pop("contacts/3"))
         await store.append(live, PLATFORM, update, extra=enqueue_changes(iid, changes))
