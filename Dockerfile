@@ -17,6 +17,13 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install ./sdk .
 
+# --- browser: the dashboard's third-party browser code (npm yjs, y-websocket), which the
+# gateway serves from its own files
+FROM node:20-slim AS browser
+WORKDIR /vendor
+COPY gateway/dashboard/vendor/package.json gateway/dashboard/vendor/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 # --- runtime: the interpreter, the virtualenv, and nothing else. No compilers, no source tree.
 FROM python:3.11-slim AS runtime
 
@@ -29,6 +36,8 @@ RUN groupadd --system --gid 10001 seedos \
         --home-dir /nonexistent --shell /usr/sbin/nologin seedos
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=browser /vendor/node_modules \
+    /opt/venv/lib/python3.11/site-packages/gateway/dashboard/vendor/node_modules
 
 WORKDIR /app
 USER 10001:10001

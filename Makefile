@@ -25,6 +25,16 @@ INTEROP_MODULES := tests/sync_interop/node_modules/.package-lock.json
 $(INTEROP_MODULES): tests/sync_interop/package.json tests/sync_interop/package-lock.json
 	npm ci --prefix tests/sync_interop --no-audit --no-fund --loglevel=error
 
+# The dashboard's browser code (npm yjs, y-websocket), served by the gateway from these files.
+DASHBOARD_MODULES := gateway/dashboard/vendor/node_modules/.package-lock.json
+$(DASHBOARD_MODULES): gateway/dashboard/vendor/package.json gateway/dashboard/vendor/package-lock.json
+	npm ci --prefix gateway/dashboard/vendor --no-audit --no-fund --loglevel=error
+
+# axe-core, which the dashboard's browser tests run in its pages.
+AXE_MODULES := tests/dashboard/node_modules/.package-lock.json
+$(AXE_MODULES): tests/dashboard/package.json tests/dashboard/package-lock.json
+	npm ci --prefix tests/dashboard --no-audit --no-fund --loglevel=error
+
 # Debian's Chromium for the browser tests (Playwright drives it; its own download does not work
 # here). apt's package lists are refreshed only when the install fails without.
 CHROMIUM := /usr/bin/chromium
@@ -39,14 +49,14 @@ REDIS := /usr/bin/redis-server
 $(REDIS):
 	$(APT_INSTALL) redis-server || { $(SUDO) apt-get update && $(APT_INSTALL) redis-server; }
 
-install: $(STAMP)
+install: $(STAMP) $(DASHBOARD_MODULES)
 
 ## Start the whole suite on the embedded PostgreSQL (or DATABASE_URL) with demo data.
 run: install
 	$(VENV)/bin/seedos up
 
 ## Lint, format check and every test: the suite's, then the SDK's.
-test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(CHROMIUM) $(REDIS)
+test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(AXE_MODULES) $(CHROMIUM) $(REDIS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

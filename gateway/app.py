@@ -25,6 +25,8 @@ from gateway.audit_logs.routes import router as audit_logs_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwts import Issuers
 from gateway.browser import BrowserSafety
+from gateway.dashboard.assets import Assets
+from gateway.dashboard.pages import router as dashboard_router
 from gateway.domains.routes import router as domains_router
 from gateway.guard import Limits, RequestGuard
 from gateway.invitations.routes import router as invitations_router
@@ -32,7 +34,6 @@ from gateway.limits import limiter
 from gateway.limits.concurrency import TenantSlots
 from gateway.me.routes import router as me_router
 from gateway.members.routes import router as members_router
-from gateway.oidc import home
 from gateway.oidc.routes import BODY_LIMITS
 from gateway.oidc.routes import router as sign_in_router
 from gateway.oidc.service import Providers
@@ -156,6 +157,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             issuers=Issuers.from_settings(settings),
         )
         app.state.providers = Providers(settings)
+        app.state.assets = Assets()
         app.state.auth_limiter = AddressLimiter(per_minute=settings.auth_rate_per_minute)
         redis_url = settings.rate_limit_redis_url
         app.state.rate_limiter = limiter.build(
@@ -230,7 +232,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(ws_tickets_router)
     _add_docs(app)
-    add_plain_route(app, "/", home.page)
+    app.include_router(dashboard_router)
     return app
 
 

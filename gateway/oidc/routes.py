@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -18,9 +18,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from common.errors import PROBLEM_RESPONSES, Forbidden, SeedosError
 from gateway.auth import failures
 from gateway.auth.csrf import CsrfRefused, cross_site
+from gateway.dashboard.pages import render
 from gateway.deps import Authenticated, Settings
 from gateway.invitations import service as invitations
-from gateway.oidc import pages, service
+from gateway.oidc import service
 from gateway.oidc.provider import SignInFailed
 from gateway.sessions import cookies, tokens
 from gateway.sessions import service as sessions
@@ -55,9 +56,12 @@ async def sign_in_page(request: Request, settings: Settings, return_to: Path = N
     return_to = service.check_return_to(return_to)
     providers = request.app.state.providers
     shown = [(p.name, p.display_name) for p in providers.platform]
-    return HTMLResponse(
-        pages.sign_in(providers=shown, dev_sign_in=bool(settings.dev_sign_in), return_to=return_to)
-    )
+    extra = {"return_to": return_to} if return_to else {}
+    return render(
+        request, "sign_in.html", title="Sign in", providers=shown, return_to=return_to,
+        dev_sign_in=bool(settings.dev_sign_in),
+        provider_query=lambda name: urlencode({"provider": name, **extra}),
+    )  # fmt: skip
 
 
 @router.get("/login", status_code=303)
@@ -242,9 +246,9 @@ async def logout(request: Request, settings: Settings, auth: Authenticated) -> R
 
 
 @router.get("/signed-out", response_class=HTMLResponse)
-async def signed_out() -> Response:
+async def signed_out(request: Request) -> Response:
     """Where the browser lands after signing out."""
-    return HTMLResponse(pages.signed_out())
+    return render(request, "signed_out.html", title="Signed out")
 
 
 @router.get("/invitations/{token}", status_code=303)

@@ -322,7 +322,7 @@ async def test_signing_in_lands_on_return_to_with_a_host_only_http_only_session(
     assert me.body["permissions"] == ["read", "write"]
     assert [(m["slug"], m["role"]) for m in me.body["memberships"]] == [("demo", "editor")]
     await page.goto(world.gateway + "/")
-    assert "in demo as editor" in await page.locator("main").inner_text()
+    assert "in demo as editor" in await page.locator("#session-note").inner_text()
 
 
 # ---------------------------------------------------------------------------------- 2. rotation

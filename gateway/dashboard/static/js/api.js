@@ -1,0 +1,98 @@
+// Every call the dashboard makes goes to the public REST API, the same one curl and the SDK
+// use, with the session cookie and, for changes, the session's CSRF token.
+//
+// Changes go through act(): each gets an Idempotency-Key, and hooks may watch or take them
+// over (the offline layer queues them when there is no connection).
+
+import { announce } from './dom.js'
+
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+export class ApiError extends Error {
+  constructor (status, problem, requestId) {
+    super(problem.detail || problem.title || `The request failed (HTTP ${status})`)
+    this.status = status
+    this.code = problem.code || (status === 0 ? 'network' : 'http_' + status)
+    this.title = problem.title || (status === 0 ? 'No connection' : 'The request failed')
+    this.problem = problem
+    this.requestId = requestId || problem.request_id || null
+  }
+
+  // {field path: message} from a 422's errors (FastAPI and jsonschema shapes alike)
+  get fieldErrors () {
+    const out = {}
+    for (const e of this.problem.errors || []) {
+      const loc = Array.isArray(e.loc) ? e.loc.filter((p) => !['body', 'query', 'path'].includes(p)) : []
+      const path = e.path ?? e.field ?? loc.join('.')
+      out[path] = out[path] || e.msg || e.message || e.detail
+    }
+    return out
+  }
+}
+
+export const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || ''
+
+export function url (path, query) {
+  const u = new URL(path, location.origin)
+  for (const [k, v] of Object.entries(query || {})) {
+    if (v === null || v === undefined || v === '') continue
+    for (const one of Array.isArray(v) ? v : [v]) u.searchParams.append(k, one)
+  }
+  return u.pathname + u.search
+}
+
+const listeners = { ended: [], used: [] }
+export const on = (event, fn) => listeners[event].push(fn)
+
+export async function api (path, { method = 'GET', body, query, headers = {}, signal, raw = false } = {}) {
+  const h = { accept: 'application/json', ...headers }
+  if (body !== undefined) h['content-type'] = 'application/json'
+  if (!SAFE.has(method)) h['x-csrf-token'] = csrfToken()
+  let response
+  try {
+    response = await fetch(url(path, query), {
+      method, headers: h, body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin', signal
+    })
+  } catch (e) {
+    if (e.name === 'AbortError') throw e
+    throw new ApiError(0, { detail: 'The server could not be reached. Check your connection and try again.' })
+  }
+  const requestId = response.headers.get('x-request-id')
+  if (response.status === 401) {
+    for (const fn of listeners.ended) fn()
+  } else {
+    for (const fn of listeners.used) fn()
+  }
+  if (!response.ok) {
+    let problem = {}
+    try { problem = await response.json() } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, problem, requestId)
+  }
+  if (raw) return response
+  if (response.status === 204) return null
+  const type = response.headers.get('content-type') || ''
+  return type.includes('json') ? response.json() : response.text()
+}
+
+// Hooks that see each change before it is sent: (action) => undefined to let it go, or a
+// promise of its answer to take it over.
+export const actionHooks = []
+
+// A change the person asked for: {method, path, body, ifMatch, label}. Answers the API's answer.
+export async function act ({ method = 'POST', path, body, query, ifMatch, label, idempotencyKey }) {
+  const action = {
+    method, path, body, query, ifMatch, label,
+    idempotencyKey: idempotencyKey || crypto.randomUUID(),
+    at: new Date().toISOString()
+  }
+  for (const hook of actionHooks) {
+    const taken = hook(action)
+    if (taken) return taken
+  }
+  const headers = { 'idempotency-key': action.idempotencyKey }
+  if (ifMatch) headers['if-match'] = ifMatch
+  const answer = await api(path, { method, body, query, headers })
+  if (label) announce(label)
+  return answer
+}
