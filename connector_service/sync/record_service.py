@@ -22,37 +22,67 @@ from connector_service.sync.service import InvalidRecord, RecordNotFound, enqueu
 from connector_service.sync.store import DocStore
 
 ATTEMPTS = 5
+SCAN_LIMIT = 5000  # records one search answer looks at, at most
 
 
 async def list_records(
-    store: DocStore, target: Target, stream: Mapping[str, Any], *, after: str | None, limit: int
+    store: DocStore,
+    target: Target,
+    stream: Mapping[str, Any],
+    *,
+    after: str | None,
+    limit: int,
+    contains: str | None = None,
 ) -> dict[str, Any]:
+    """A page of the stream's records after the key ``after``. With ``contains``, only those
+    whose key or a field's text holds it (ignoring case), looking at :data:`SCAN_LIMIT` records
+    at most: the page may then be short, its ``next_cursor`` where to go on."""
     prefix = f"{stream['name']}/"
     start = (key_hash(prefix + after), prefix + after) if after is not None else (-1, "")
     integers = rec.integer_fields(stream.get("schema") or {})
+    needle = contains.casefold() if contains else None
     for attempt in range(ATTEMPTS):
         layout = await store.router.layout(target.id, fresh=attempt > 0)
         if attempt == 0 and not layout.of_stream(stream["name"]):  # never from the cache alone
             layout = await store.router.layout(target.id, fresh=True)
         found: list[tuple[tuple[int, str], dict[str, Any]]] = []
+        scanned, last = 0, None
         try:
             for shard in layout.of_stream(stream["name"]):
                 if shard.start + (1 << (HASH_BITS - shard.bits)) <= start[0]:
                     continue  # wholly before the cursor
                 async with store.session(shard.id, transient=True) as live:
                     places = ((key_hash(k), k) for k in live.records if k.startswith(prefix))
-                    keys = sorted(place for place in places if place > start)
-                    for place in keys[: limit + 1 - len(found)]:
-                        found.append((place, live.records[place[1]].to_py()))
-                if len(found) > limit:
+                    for place in sorted(place for place in places if place > start):
+                        if len(found) > limit or scanned >= SCAN_LIMIT:
+                            break
+                        fields = live.records[place[1]].to_py()
+                        scanned, last = scanned + 1, place
+                        if needle is None or _holds(place[1][len(prefix) :], fields, needle):
+                            found.append((place, fields))
+                if len(found) > limit or scanned >= SCAN_LIMIT:
                     break
         except ShardSplit:
             continue
         page = found[:limit]
         items = [rec.from_fields(fields, integers) for _, fields in page]
-        more = len(found) > limit
-        return {"items": items, "next_cursor": page[-1][0][1][len(prefix) :] if more else None}
+        if len(found) > limit:
+            next_key = page[-1][0][1]
+        elif scanned >= SCAN_LIMIT and last is not None:
+            next_key = last[1]  # the search stopped here: go on from it
+        else:
+            next_key = None
+        out = {"items": items, "next_cursor": next_key[len(prefix) :] if next_key else None}
+        if needle is not None:
+            out["scanned"] = scanned
+        return out
     raise ShardSplit(target.id)
+
+
+def _holds(pk: str, fields: Mapping[str, Any], needle: str) -> bool:
+    return needle in pk.casefold() or any(
+        needle in str(value).casefold() for value in fields.values() if value is not None
+    )
 
 
 async def get_record(

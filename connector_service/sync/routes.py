@@ -183,14 +183,42 @@ async def _read_limited(request: Request) -> bytes:
 # ---------------------------------------------------------------------- records as JSON
 
 
+@router.get("/streams")
+async def list_streams(target: Installed) -> dict[str, Any]:
+    """The install's streams as its connector version declares them: name, primary key, cursor
+    field and the JSON Schema its records satisfy (what a records view shows and edits)."""
+    return {
+        "items": [
+            {
+                "name": name,
+                "primary_key": spec.get("primary_key"),
+                "cursor_field": spec.get("cursor_field"),
+                "schema": spec.get("schema") or {},
+            }
+            for name, spec in service.streams(target).items()
+        ]
+    }
+
+
+SearchParam = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, description="Text a record's key or a field contains"),
+]
+
+
 @router.get("/records")
 async def list_records(
     target: Installed, store: Store, stream: StreamName, cursor: str | None = None,
-    limit: Limit = DEFAULT_LIMIT,
+    limit: Limit = DEFAULT_LIMIT, q: SearchParam = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """A stream's records, by primary key, a page at a time (``cursor``: the last key seen)."""
+    """A stream's records a page at a time, in the order of their shards (``cursor``: the last
+    key seen). With ``q``, those whose primary key or any field contains it (ignoring case):
+    one answer looks at 5,000 records at most, so a page may hold fewer than ``limit`` with
+    ``next_cursor`` set (``scanned`` says how many were looked at)."""
     spec = service.stream_of(target, stream)
-    return await record_service.list_records(store, target, spec, after=cursor, limit=limit)
+    return await record_service.list_records(
+        store, target, spec, after=cursor, limit=limit, contains=q
+    )
 
 
 @router.get("/records/{stream}/{key}")

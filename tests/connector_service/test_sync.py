@@ -396,3 +396,31 @@ async def test_an_oversized_sync_body_is_refused(world):
     body = write_message(Doc().get_state()) + write_message(b"\x00" * (11 * 1024 * 1024))
     r = await world.client.post(world.base + "/sync", content=body)
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+
+async def test_streams_and_a_search_through_the_records(world):
+    listed = (await world.client.get(world.base + "/streams")).json()["items"]
+    contacts = next(s for s in listed if s["name"] == "contacts")
+    assert contacts["primary_key"] and contacts["schema"]["properties"]["email"]
+    await world.sync()
+    crm = await world.crm_contacts()
+    some = next(iter(crm.values()))
+    # a field's text, in another case, finds the record; so does its key
+    needle = some["email"].split("@")[0].upper()
+    page = (await world.client.get(world.base + "/records",
+                                   params={"stream": "contacts", "q": needle})).json()  # fmt: skip
+    assert some["id"] in {r["id"] for r in page["items"]}
+    assert all(needle.lower() in json.dumps(r).lower() for r in page["items"])
+    assert page["scanned"] == 30 and page["next_cursor"] is None
+    page = (await world.client.get(world.base + "/records",
+                                   params={"stream": "contacts", "q": "no such text"})).json()  # fmt: skip
+    assert page == {"items": [], "next_cursor": None, "scanned": 30}
+    # a search that matches everything pages as the list does
+    first = (await world.client.get(world.base + "/records",
+                                    params={"stream": "contacts", "q": "@", "limit": 20})).json()  # fmt: skip
+    rest = (await world.client.get(world.base + "/records", params={
+        "stream": "contacts", "q": "@", "limit": 20, "cursor": first["next_cursor"]})).json()  # fmt: skip
+    assert len(first["items"]) == 20 and len(rest["items"]) == 10 and rest["next_cursor"] is None
+    assert {r["id"] for r in first["items"] + rest["items"]} == set(crm)
+    r = await world.client.get(world.base + "/records", params={"stream": "contacts", "q": ""})
+    assert r.status_code == 422
