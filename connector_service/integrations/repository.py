@@ -10,7 +10,7 @@ import asyncpg
 _SELECT = (
     "SELECT id, tenant_id, connector_name, service_name, marketplace_connector_id, version,"
     " config, last_error, last_sync_at, sync_interval_seconds, created_at, updated_at, status,"
-    " status_reason FROM integration_connectors_shown"
+    " status_reason, setup_done FROM integration_connectors_shown"
 )
 
 
@@ -164,6 +164,18 @@ async def update(
         status_reason,
         sync_interval_seconds,
     )
+    return None if changed is None else await get(conn, tenant_id, integration_id)
+
+
+async def set_setup_done(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID, done: list[int]
+) -> asyncpg.Record | None:
+    """Replace the setup steps ticked done; None when the install is not the tenant's."""
+    changed = await conn.fetchval(
+        "UPDATE integration_connectors SET setup_done = $3::smallint[]"
+        " WHERE tenant_id = $1 AND id = $2 RETURNING id",
+        tenant_id, integration_id, done,
+    )  # fmt: skip
     return None if changed is None else await get(conn, tenant_id, integration_id)
 
 

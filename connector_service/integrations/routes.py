@@ -20,6 +20,7 @@ from connector_service.integrations.schemas import (
     IntegrationOut,
     IntegrationPage,
     IntegrationUpdate,
+    SetupProgressIn,
     Status,
 )
 from connector_service.manager.manager import ConnectorManager
@@ -154,6 +155,23 @@ async def update_integration(
     )  # fmt: skip
     if body.config is not None:
         _check_later(tasks, request, principal.tenant_id, row["id"])
+    return _out(manager, row)
+
+
+@router.put("/{integration_id}/setup-progress", response_model=IntegrationOut, dependencies=Writer)
+async def put_setup_progress(
+    integration_id: uuid.UUID, body: SetupProgressIn, db: Db, principal: CurrentPrincipal,
+    manager: Manager,
+) -> dict:  # fmt: skip
+    """Keep which steps of the connector's setup guide are done for this install (the
+    dashboard's checklist; the same on every device): ``done`` lists every step done now, as
+    indices into the catalog entry's ``setup_steps`` (0 for the first), and replaces what was
+    stored. The install comes back with ``setup_done`` (ascending, each once), as GET shows it.
+    Editors and admins; repeating the same request changes nothing."""
+    row = await service.set_setup_progress(
+        db, tenant_id=principal.tenant_id, integration_id=integration_id,
+        actor=principal.subject, done=body.done, request_id=principal.request_id,
+    )  # fmt: skip
     return _out(manager, row)
 
 

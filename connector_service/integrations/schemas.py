@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -43,6 +43,25 @@ class IntegrationOut(BaseModel):
     updated_at: datetime
     circuit: Circuit = Field(
         default_factory=lambda: Circuit(state="closed", consecutive_failures=0)
+    )
+    setup_done: list[int] = Field(
+        default_factory=list,
+        description="The setup guide's steps ticked done: indices into the catalog entry's"
+        " `setup_steps` (GET /api/v1/marketplace/connectors/{slug}), ascending",
+    )
+
+
+# Publishing allows at most 20 setup steps (marketplace_service.publishing.schemas).
+MAX_SETUP_STEPS = 20
+
+
+class SetupProgressIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    done: list[Annotated[int, Field(ge=0, lt=MAX_SETUP_STEPS)]] = Field(
+        max_length=MAX_SETUP_STEPS,
+        description="Every step done now (replaces what was stored): indices into the catalog"
+        " entry's `setup_steps`, 0 for the first; an empty list clears the progress",
     )
 
 

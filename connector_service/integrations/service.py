@@ -194,6 +194,26 @@ async def set_enabled(
     return dict(row)
 
 
+async def set_setup_progress(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    actor: str,
+    done: list[int],
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Which of the setup guide's steps are done (their indices, kept sorted, each once)."""
+    row = await repository.set_setup_done(conn, tenant_id, integration_id, sorted(set(done)))
+    if row is None:
+        raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
+    await _audit(
+        conn, "setup_progress", tenant_id=tenant_id, integration_id=integration_id,
+        actor=actor, request_id=request_id, done=row["setup_done"],
+    )  # fmt: skip
+    return dict(row)
+
+
 async def delete(
     conn: asyncpg.Connection,
     ring: KeyRing,
