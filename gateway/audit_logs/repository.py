@@ -8,6 +8,17 @@ import asyncpg
 _COLUMNS = (
     "id, seq, user_id AS actor, action, target, payload, request_id, prev_hash, hash, created_at"
 )
+# $1 tenant, $2 action, $3 action prefix, $4 actor, $5 target, $6 since, $7 until, $8 below seq
+_MATCHING = (
+    "FROM audit_logs WHERE tenant_id = $1"
+    " AND ($2::text IS NULL OR action = $2)"
+    " AND ($3::text IS NULL OR starts_with(action, $3))"
+    " AND ($4::text IS NULL OR user_id = $4)"
+    " AND ($5::text IS NULL OR target = $5)"
+    " AND ($6::timestamptz IS NULL OR created_at >= $6)"
+    " AND ($7::timestamptz IS NULL OR created_at < $7)"
+    " AND ($8::bigint IS NULL OR seq < $8)"
+)
 
 
 async def list_for_tenant(
@@ -25,22 +36,25 @@ async def list_for_tenant(
 ) -> list[asyncpg.Record]:
     """A page of the tenant's entries, newest (highest seq) first, below ``before_seq``."""
     return await conn.fetch(
-        f"SELECT {_COLUMNS} FROM audit_logs WHERE tenant_id = $1"
-        " AND ($2::text IS NULL OR action = $2)"
-        " AND ($3::text IS NULL OR starts_with(action, $3))"
-        " AND ($4::text IS NULL OR user_id = $4)"
-        " AND ($5::text IS NULL OR target = $5)"
-        " AND ($6::timestamptz IS NULL OR created_at >= $6)"
-        " AND ($7::timestamptz IS NULL OR created_at < $7)"
-        " AND ($8::bigint IS NULL OR seq < $8)"
-        " ORDER BY seq DESC LIMIT $9",
-        tenant_id,
-        action,
-        action_prefix,
-        actor,
-        target,
-        since,
-        until,
-        before_seq,
-        limit,
-    )
+        f"SELECT {_COLUMNS} {_MATCHING} ORDER BY seq DESC LIMIT $9",
+        tenant_id, action, action_prefix, actor, target, since, until, before_seq, limit,
+    )  # fmt: skip
+
+
+async def more_than(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    count: int,
+    *,
+    action: str | None,
+    action_prefix: str | None,
+    actor: str | None,
+    target: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> bool:
+    """Whether more than ``count`` entries match (walks at most ``count + 1`` index entries)."""
+    return await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 {_MATCHING} ORDER BY seq DESC OFFSET $9 LIMIT 1)",
+        tenant_id, action, action_prefix, actor, target, since, until, None, count,
+    )  # fmt: skip

@@ -1,18 +1,47 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from common import audit
 from common.errors import InvalidRequest
 from common.pagination import decode_cursor, encode_cursor
 from gateway.audit_logs import repository
 
+EXPORT_MAX_ROWS = 100_000  # one export's rows at most: the newest that match
+EXPORT_PAGE_ROWS = 1_000  # rows read per statement (and connection) while streaming
+
 
 class InvalidTimeRange(InvalidRequest):
     code, title = "invalid_time_range", "Invalid time range"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What narrows the trail; every one given must match."""
+
+    action: str | None = None
+    action_prefix: str | None = None
+    actor: str | None = None
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def check(self) -> None:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise InvalidTimeRange("since must be earlier than until")
+
+    def given(self) -> dict[str, str]:
+        """The filters given, as text (for the audit entry of an export)."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in asdict(self).items()
+            if value is not None
+        }
 
 
 async def list_entries(
@@ -29,16 +58,52 @@ async def list_entries(
     limit: int,
 ) -> dict[str, Any]:
     """One page of the tenant's audit entries, newest first."""
-    if since is not None and until is not None and since >= until:
-        raise InvalidTimeRange("since must be earlier than until")
+    filters = Filters(action, action_prefix, actor, target, since, until)
+    filters.check()
     key = decode_cursor(cursor, parse=(int,))
-    rows = await repository.list_for_tenant(
-        conn, tenant_id, action=action, action_prefix=action_prefix, actor=actor, target=target,
-        since=since, until=until, before_seq=key[0] if key else None, limit=limit + 1,
+    rows = await page(
+        conn, tenant_id=tenant_id, filters=filters, before_seq=key[0] if key else None,
+        limit=limit + 1,
     )  # fmt: skip
-    items = [_entry(r) for r in rows[:limit]]
+    items = rows[:limit]
     next_cursor = encode_cursor([str(items[-1]["seq"])]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+async def page(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    filters: Filters,
+    before_seq: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` matching entries below ``before_seq``, newest first."""
+    rows = await repository.list_for_tenant(
+        conn, tenant_id, **asdict(filters), before_seq=before_seq, limit=limit
+    )
+    return [_entry(r) for r in rows]
+
+
+async def start_export(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    filters: Filters,
+    actor: str,
+    request_id: str | None,
+) -> bool:
+    """Check the filters and record the export (``audit_log.exported``, in the caller's
+    transaction: the export lists its own entry when the filters match it). Answers whether
+    more than :data:`EXPORT_MAX_ROWS` entries match (then only the newest are exported)."""
+    filters.check()
+    truncated = await repository.more_than(conn, tenant_id, EXPORT_MAX_ROWS, **asdict(filters))
+    await audit.record(
+        conn, tenant_id=tenant_id, actor=actor, action="audit_log.exported",
+        payload={"format": "csv", "filters": filters.given(), "truncated": truncated},
+        request_id=request_id,
+    )  # fmt: skip
+    return truncated
 
 
 def _entry(row: asyncpg.Record) -> dict[str, Any]:
