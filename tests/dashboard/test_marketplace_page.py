@@ -52,7 +52,7 @@ async def test_search_facets_and_empty_results(dash, signed_in) -> None:
     await expect(page.get_by_role("heading", name="Featured")).to_be_hidden()
     await expect(page).to_have_url(re.compile(r"\?q=dmeo-crm-"))
     card = page.locator(f'#results .connector-card[data-slug="{dash.slug}"]')
-    await expect(card).to_contain_text("tests · Crm")
+    await expect(card).to_contain_text("tests · CRM")
     # a reload keeps the query and its results
     await page.reload()
     await expect(box).to_have_value(typo(dash.slug))
@@ -72,13 +72,13 @@ async def test_search_facets_and_empty_results(dash, signed_in) -> None:
 
     # a facet narrows the results; the API agrees on the count
     counts = (await seat.api.get("/api/v1/marketplace/connectors")).json()["category_counts"]
-    await page.get_by_role("radio", name=re.compile(r"^Crm \(")).check()
+    await page.get_by_role("radio", name=re.compile(r"^CRM \(")).check()
     await expect(page.locator("#result-status")).to_have_text(
-        f"{counts['crm']} connectors found in Crm"
+        f"{counts['crm']} connectors found in CRM"
     )
     await expect(page).to_have_url(re.compile(r"category=crm"))
     categories = await page.locator("#results .card-facts").all_inner_texts()
-    assert categories and all(c.endswith("· Crm") for c in categories)
+    assert categories and all(c.endswith("· CRM") for c in categories)
     await page.get_by_role("radio", name=re.compile(r"^Payments \(")).check()
     await expect(page.locator(f'#results [data-slug="{dash.slug}"]')).to_have_count(0)
     await expect(page.locator("#result-status")).to_have_text(

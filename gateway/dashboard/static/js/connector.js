@@ -20,7 +20,8 @@ const POLL_FOR_MS = 30000
 let entry = null
 const progress = new Map() // install id -> done step indices
 
-const categoryLabel = (c) => (c ? c.split('-').map((w) => w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
+const ACRONYMS = { crm: 'CRM', hr: 'HR', api: 'API' }
+const categoryLabel = (c) => (c ? c.split('-').map((w) => ACRONYMS[w] || w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
 const focusHeading = (el) => { el.setAttribute('tabindex', '-1'); el.focus() }
 
 function section (id, title, ...body) {

@@ -29,7 +29,8 @@ const state = {
 let controller = null
 let timer = null
 
-export const categoryLabel = (c) => (c ? c.split('-').map((w) => w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
+const ACRONYMS = { crm: 'CRM', hr: 'HR', api: 'API' }
+export const categoryLabel = (c) => (c ? c.split('-').map((w) => ACRONYMS[w] || w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
 
 // One connector as a card: name (the link to its page), vendor, category, what it does.
 export function card (item, { reasons } = {}) {

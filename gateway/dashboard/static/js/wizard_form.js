@@ -13,6 +13,11 @@ export function fieldsOf (schema) {
   return Object.entries(schema.properties || {})
     .filter(([, prop]) => prop && typeof prop === 'object')
     .map(([name, prop]) => ({ name, prop, required: required.has(name), secret: isSecret(prop), type: typeOf(prop) }))
+    // settings before secrets, required before optional (a schema stored as jsonb has lost
+    // its authored order)
+    .map((field, i) => ({ field, rank: [field.secret ? 1 : 0, field.required ? 0 : 1, i] }))
+    .sort((a, b) => a.rank[0] - b.rank[0] || a.rank[1] - b.rank[1] || a.rank[2] - b.rank[2])
+    .map(({ field }) => field)
 }
 
 function control (field, id, describedBy) {
