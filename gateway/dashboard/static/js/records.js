@@ -1,0 +1,507 @@
+// The records browser: a stream's records a page at a time (the records JSON API), and live
+// editing through the Yjs rooms of the shards that hold the records on screen (never the whole
+// install): `GET sync/shards/for` says which, each room is joined with a single-use ticket, and
+// an edit is a change of the record's Y.Map there. It is saved once the server's state vector for
+// the shard holds it; an edit the stream's schema refuses closes the room with the reason, which
+// is shown at the record, and the room starts again from the server's document.
+
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { api } from './api.js'
+import { announce, emptyState, errorNotice, h, loading, replace } from './dom.js'
+import { keep } from './drafts.js'
+
+const section = document.getElementById('records')
+const id = section.dataset.integration
+const canEdit = section.dataset.canEdit === 'true'
+const base = `/api/v1/integrations/${id}`
+const form = document.getElementById('records-filter')
+const summary = document.getElementById('records-summary')
+const pager = document.getElementById('records-pager')
+const liveState = document.getElementById('live-state')
+const SAVE_WAIT_MS = 10_000
+const MAX_COLUMNS = 6
+const FIRST_COLUMNS = ['name', 'title', 'subject', 'first_name', 'last_name', 'email', 'phone', 'status']
+
+const state = {
+  streams: [], stream: null, pk: 'id', columns: [], schema: {},
+  q: '', cursor: null, previous: [], next: null,
+  keys: [], // primary keys on screen
+  values: new Map(), // pk -> fields (as shown)
+  editing: new Map() // pk -> {fields: {name: value typed}}
+}
+const rooms = new Map() // shard id -> Room
+const shardOfKey = new Map() // pk -> shard id
+
+// --------------------------------------------------------------------------- rooms
+
+class Room {
+  constructor (shard) {
+    this.shard = shard
+    this.keys = new Set()
+    this.refusal = null // the last edit refused, until the next one is made
+    this.start()
+  }
+
+  start () {
+    this.doc = new Y.Doc()
+    this.records = this.doc.getMap('records')
+    this.synced = new Promise((resolve) => { this.resolveSynced = resolve })
+    this.isSynced = false
+    this.records.observeDeep((events, transaction) => {
+      if (transaction.local || !this.isSynced) return // the first sync shows all at once
+      const changed = new Set()
+      for (const event of events) {
+        if (event.target === this.records) for (const key of event.keysChanged) changed.add(key)
+        else if (event.path.length) changed.add(event.path[0])
+      }
+      for (const key of changed) remoteChange(this, key)
+    })
+    this.connect()
+  }
+
+  async connect () {
+    let ticket
+    try {
+      ticket = (await api(`${base}/sync/ticket`, { method: 'POST' })).ticket
+    } catch (error) {
+      showLive('Live editing is unavailable', 'bad')
+      return
+    }
+    const url = location.origin.replace(/^http/, 'ws') + `${base}/sync`
+    this.provider = new WebsocketProvider(url, 'ws', this.doc, {
+      params: { shard: this.shard, ticket }, disableBc: true, maxBackoffTime: 5000
+    })
+    this.provider.on('sync', (synced) => {
+      if (!synced) return
+      this.isSynced = true
+      this.resolveSynced()
+      for (const key of this.keys) showRecord(key)
+      updateLive()
+    })
+    this.provider.on('connection-close', (event) => this.closed(event))
+  }
+
+  closed (event) {
+    const provider = this.provider
+    if (!provider || !provider.shouldConnect) return // left on purpose
+    provider.shouldConnect = false // a ticket is single use: never retried
+    const code = event?.code
+    const reason = event?.reason || ''
+    updateLive()
+    if (code === 4410) { // split: the records moved to other shards
+      this.leave()
+      rooms.delete(this.shard)
+      joinRooms()
+      return
+    }
+    if ((code === 1008 && reason.startsWith('invalid_record')) || code === 4422) {
+      refused(this, reason || 'the change breaks the stream’s schema')
+      this.restart()
+      return
+    }
+    if (code === 1008) { // credentials: the session ended, or a role changed
+      showLive('Live editing stopped', 'bad')
+      return
+    }
+    this.connect()
+  }
+
+  restart () { // drop the local document (and its refused edit), start from the server's
+    this.leave()
+    this.start()
+  }
+
+  leave () {
+    if (this.provider) { this.provider.shouldConnect = false; this.provider.destroy() }
+    this.doc.destroy()
+  }
+
+  get live () { return Boolean(this.provider?.wsconnected && this.provider?.synced) }
+
+  record (pk) {
+    const found = this.records.get(`${state.stream}/${pk}`)
+    return found instanceof Y.Map ? found : null
+  }
+
+  // the server's state vector for this shard holds this client's edits up to `clock`
+  async saved (clock) {
+    const deadline = Date.now() + SAVE_WAIT_MS
+    while (Date.now() < deadline) {
+      if (this.refusal) throw this.refusal
+      const answer = await api(`${base}/sync/state-vector`, { query: { shard: this.shard }, raw: true, headers: { accept: 'application/octet-stream' } })
+      const vector = Y.decodeStateVector(new Uint8Array(await answer.arrayBuffer()))
+      if ((vector.get(this.doc.clientID) || 0) >= clock) return
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    throw new Error('the server has not confirmed the change yet; it is kept here and sent when the connection allows')
+  }
+}
+
+function showLive (text, tone = 'plain') {
+  liveState.className = `badge ${tone}`
+  liveState.textContent = text
+}
+
+function updateLive () {
+  const all = [...rooms.values()]
+  if (!all.length) return showLive('Nothing on screen to edit live')
+  const live = all.filter((room) => room.live).length
+  if (live === all.length) showLive('Live: changes appear as they happen', 'ok')
+  else showLive(`Connecting live editing (${live} of ${all.length})`, 'warn')
+}
+
+async function joinRooms () {
+  if (!state.keys.length) return updateLive()
+  let answer
+  try {
+    answer = await api(`${base}/sync/shards/for`, { query: { stream: state.stream, keys: state.keys } })
+  } catch (error) {
+    showLive('Live editing is unavailable', 'bad')
+    return
+  }
+  const wanted = new Set()
+  shardOfKey.clear()
+  for (const item of answer.items) {
+    if (!item.shard) continue
+    wanted.add(item.shard)
+    shardOfKey.set(item.key, item.shard)
+  }
+  for (const [shard, room] of rooms) {
+    if (!wanted.has(shard)) { room.leave(); rooms.delete(shard) }
+  }
+  for (const shard of wanted) if (!rooms.has(shard)) rooms.set(shard, new Room(shard))
+  for (const room of rooms.values()) room.keys.clear()
+  for (const [pk, shard] of shardOfKey) rooms.get(shard).keys.add(pk)
+  updateLive()
+}
+
+function roomOf (pk) {
+  return rooms.get(shardOfKey.get(pk))
+}
+
+// --------------------------------------------------------------------------- the table
+
+const schemaType = (field) => {
+  const type = state.schema.properties?.[field]?.type
+  const types = Array.isArray(type) ? type : [type]
+  return {
+    nullable: types.includes('null'),
+    kind: types.find((t) => t && t !== 'null') || 'string'
+  }
+}
+
+function columnsOf (schema, pk) {
+  const properties = Object.entries(schema.properties || {})
+  const shown = properties.filter(([name, spec]) => {
+    const types = [spec.type].flat()
+    return name !== pk && !spec.readOnly && types.some((t) => ['string', 'number', 'integer', 'boolean'].includes(t)) &&
+      !['created_at', 'updated_at'].includes(name)
+  }).map(([name]) => name)
+  // a schema's key order is lost in storage (jsonb): names first, then contact points, then A-Z
+  const rank = (name) => {
+    const at = FIRST_COLUMNS.indexOf(name)
+    return at === -1 ? FIRST_COLUMNS.length : at
+  }
+  shown.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
+  return shown.slice(0, MAX_COLUMNS)
+}
+
+const label = (field) => state.schema.properties?.[field]?.title || field.replace(/_/g, ' ')
+const display = (value) => (value === null || value === undefined || value === '' ? '—' : String(value))
+const rowId = (pk) => 'record-' + encodeURIComponent(pk).replace(/%/g, '_')
+
+function showRecord (pk) {
+  const row = document.getElementById(rowId(pk))
+  if (!row) return
+  const live = roomOf(pk)?.record(pk)
+  const fields = live ? live.toJSON() : state.values.get(pk)
+  if (!fields) return
+  state.values.set(pk, fields)
+  if (state.editing.has(pk)) return
+  for (const field of state.columns) {
+    const cell = row.querySelector(`td[data-field="${CSS.escape(field)}"]`)
+    if (cell) cell.textContent = display(fields[field])
+  }
+}
+
+function remoteChange (room, key) {
+  const pk = key.slice(state.stream.length + 1)
+  if (!key.startsWith(state.stream + '/') || !room.keys.has(pk)) return
+  const row = document.getElementById(rowId(pk))
+  if (!row) return
+  const editing = state.editing.get(pk)
+  const fields = room.record(pk)?.toJSON() || {}
+  if (editing) { // keep what the person typed; say what changed underneath
+    for (const field of state.columns) {
+      const note = row.querySelector(`[data-changed="${CSS.escape(field)}"]`)
+      if (note && display(fields[field]) !== display(state.values.get(pk)?.[field])) {
+        note.hidden = false
+        note.textContent = `Changed by someone else to “${display(fields[field])}”.`
+      }
+    }
+    state.values.set(pk, fields)
+    return
+  }
+  showRecord(pk)
+  row.classList.add('flash')
+  setTimeout(() => row.classList.remove('flash'), 1500)
+  announce(`${state.stream} ${pk} was changed by someone else.`)
+}
+
+function rowStatus (pk, text, tone) {
+  const status = document.getElementById(rowId(pk) + '-status')
+  if (!status) return
+  status.className = `row-status ${tone || ''}`
+  status.textContent = text
+}
+
+function refused (room, reason) {
+  // "invalid_record: contacts/42: email: None is not of type 'string'"
+  const match = reason.match(/^invalid_records?: ([^:]+)\/([^:]+): (.*)$/)
+  const pk = match ? match[2] : [...state.editing.keys()].find((k) => roomOf(k) === room)
+  // the server's words are Python's: an emptied field is "None"
+  const why = (match ? match[3] : reason).replace(/\bNone\b/g, 'an empty value')
+  room.refusal = new Error(`The change was refused: ${why}`)
+  room.refusal.refused = true
+  if (pk !== undefined) {
+    rowStatus(pk, `${room.refusal.message}. The record is back to what the server holds.`, 'bad')
+    announce(`The change to ${state.stream} ${pk} was refused: ${why}`)
+  }
+}
+
+function cellFor (pk, field, fields) {
+  return h('td', { 'data-label': label(field), 'data-field': field }, display(fields[field]))
+}
+
+function actionsFor (pk) {
+  const cell = h('td', { 'data-label': 'Actions' })
+  if (canEdit) {
+    cell.append(h('button', {
+      type: 'button', class: 'edit', 'aria-label': `Edit ${state.stream} ${pk}`,
+      onclick: () => startEdit(pk)
+    }, 'Edit'))
+  }
+  cell.append(h('p', { id: rowId(pk) + '-status', class: 'row-status', role: 'status' }))
+  return cell
+}
+
+function startEdit (pk, typed) {
+  const row = document.getElementById(rowId(pk))
+  if (!row || state.editing.has(pk)) return
+  const fields = roomOf(pk)?.record(pk)?.toJSON() || state.values.get(pk) || {}
+  state.editing.set(pk, { fields: typed || {} })
+  const formId = rowId(pk) + '-form'
+  for (const field of state.columns) {
+    const cell = row.querySelector(`td[data-field="${CSS.escape(field)}"]`)
+    const { kind } = schemaType(field)
+    const inputId = `${formId}-${field}`
+    const value = typed && field in typed ? typed[field] : fields[field]
+    const input = kind === 'boolean'
+      ? h('input', { id: inputId, type: 'checkbox', name: field, form: formId, checked: Boolean(value) })
+      : h('input', {
+        id: inputId, name: field, form: formId, value: value === null || value === undefined ? '' : String(value),
+        type: kind === 'number' || kind === 'integer' ? 'number' : 'text', step: kind === 'integer' ? '1' : kind === 'number' ? 'any' : null,
+        'aria-describedby': `${inputId}-changed`
+      })
+    input.addEventListener('input', () => { state.editing.get(pk).fields[field] = input.type === 'checkbox' ? input.checked : input.value })
+    cell.classList.add('editing')
+    replace(cell,
+      h('label', { for: inputId, class: 'visually-hidden' }, `${label(field)} of ${state.stream} ${pk}`), input,
+      h('p', { class: 'changed', id: `${inputId}-changed`, 'data-changed': field, hidden: true }))
+  }
+  const actions = row.lastElementChild
+  const formEl = h('form', { id: formId, onsubmit: (event) => { event.preventDefault(); save(pk) } })
+  replace(actions,
+    formEl,
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', form: formId, class: 'primary' }, 'Save'),
+      h('button', { type: 'button', onclick: () => stopEdit(pk, true) }, 'Cancel')),
+    h('p', { id: rowId(pk) + '-status', class: 'row-status', role: 'status' }))
+  row.querySelector('input')?.focus()
+}
+
+function stopEdit (pk, focusEdit) {
+  state.editing.delete(pk)
+  const row = document.getElementById(rowId(pk))
+  if (!row) return
+  const fields = state.values.get(pk) || {}
+  for (const field of state.columns) {
+    const cell = row.querySelector(`td[data-field="${CSS.escape(field)}"]`)
+    cell.classList.remove('editing')
+    replace(cell, display(fields[field]))
+  }
+  const status = row.lastElementChild.querySelector('.row-status')
+  const actions = actionsFor(pk)
+  row.lastElementChild.replaceWith(actions)
+  if (status?.textContent) rowStatus(pk, status.textContent, status.classList.contains('bad') ? 'bad' : 'ok')
+  showRecord(pk)
+  if (focusEdit) actions.querySelector('button.edit')?.focus()
+}
+
+function typedValue (field, input) {
+  const { kind } = schemaType(field)
+  if (input.type === 'checkbox') return input.checked
+  const text = input.value
+  if (text === '') return null // emptied: cleared (a required field refuses it)
+  if (kind === 'integer') return Number.parseInt(text, 10)
+  if (kind === 'number') return Number(text)
+  return text
+}
+
+async function save (pk) {
+  const row = document.getElementById(rowId(pk))
+  const room = roomOf(pk)
+  if (!row || !room) return
+  rowStatus(pk, 'Saving…')
+  await room.synced
+  const record = room.record(pk)
+  if (!record) {
+    rowStatus(pk, 'This record no longer exists.', 'bad')
+    return
+  }
+  const changes = {} // only the fields the person changed: others may have changed the rest
+  for (const field of Object.keys(state.editing.get(pk)?.fields || {})) {
+    const input = row.querySelector(`input[name="${CSS.escape(field)}"]`)
+    if (!input) continue
+    const value = typedValue(field, input)
+    const before = record.get(field)
+    if (value !== (before === undefined ? null : before)) changes[field] = value
+  }
+  if (!Object.keys(changes).length) {
+    stopEdit(pk, true)
+    rowStatus(pk, 'Nothing changed.')
+    return
+  }
+  room.refusal = null
+  room.doc.transact(() => { for (const [field, value] of Object.entries(changes)) record.set(field, value) })
+  const clock = Y.getState(room.doc.store, room.doc.clientID)
+  try {
+    await room.saved(clock)
+    state.values.set(pk, { ...state.values.get(pk), ...changes })
+    stopEdit(pk, true)
+    rowStatus(pk, 'Saved. It reaches the external system with the next push.', 'ok')
+    announce(`${state.stream} ${pk} saved.`)
+  } catch (error) {
+    if (error.refused) {
+      stopEdit(pk, true)
+      rowStatus(pk, `${error.message}. The record is back to what the server holds.`, 'bad')
+    } else {
+      rowStatus(pk, `Not confirmed: ${error.message}`, 'bad')
+    }
+  }
+}
+
+// --------------------------------------------------------------------------- pages
+
+async function loadPage () {
+  loading(section, 'Loading records…')
+  for (const pk of [...state.editing.keys()]) state.editing.delete(pk)
+  let page
+  try {
+    page = await api(`${base}/records`, { query: { stream: state.stream, q: state.q, cursor: state.cursor, limit: 25 } })
+  } catch (error) {
+    replace(section, errorNotice(error, { title: 'The records could not be loaded.' }))
+    return
+  }
+  state.next = page.next_cursor
+  state.keys = page.items.map((item) => String(item[state.pk]))
+  state.values = new Map(page.items.map((item) => [String(item[state.pk]), item]))
+  const searched = state.q ? ` matching “${state.q}”` : ''
+  if (!page.items.length) {
+    summary.textContent = state.q && page.next_cursor ? `No match in the ${page.scanned} records searched so far.` : ''
+    replace(section, state.q
+      ? emptyState('No records match', page.next_cursor ? 'Only part of the stream was searched: continue the search, or try other words.' : 'Try other words, or clear the search.')
+      : emptyState('No records yet', 'Records appear here after the first sync. Run one from the integration’s page.',
+        h('a', { class: 'button', href: `/integrations/${id}` }, 'Go to the integration')))
+  } else {
+    summary.textContent = `${page.items.length} ${state.stream}${searched} on this page` +
+      (state.q && page.scanned ? ` (${page.scanned} records searched)` : '') + '.'
+    replace(section, h('div', { class: 'table-wrap' }, h('table', { class: 'records-table stack-sm' },
+      h('caption', { class: 'visually-hidden' }, `${state.stream} records`),
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col' }, label(state.pk)),
+        state.columns.map((field) => h('th', { scope: 'col' }, label(field))),
+        h('th', { scope: 'col' }, canEdit ? 'Actions' : 'Status'))),
+      h('tbody', {}, page.items.map((item) => {
+        const pk = String(item[state.pk])
+        return h('tr', { id: rowId(pk) },
+          h('th', { scope: 'row', 'data-label': label(state.pk) }, h('code', {}, pk)),
+          state.columns.map((field) => cellFor(pk, field, item)),
+          actionsFor(pk))
+      })))))
+  }
+  replace(pager,
+    state.previous.length ? h('button', { type: 'button', onclick: () => turn(-1) }, 'Previous page') : null,
+    page.next_cursor ? h('button', { type: 'button', onclick: () => turn(1) }, state.q && page.items.length < 25 ? 'Continue searching' : 'Next page') : null)
+  await joinRooms()
+}
+
+function turn (direction) {
+  if (direction > 0) { state.previous.push(state.cursor); state.cursor = state.next } else state.cursor = state.previous.pop() ?? null
+  keepUrl()
+  loadPage().then(() => document.getElementById('records-heading').focus?.())
+}
+
+function keepUrl () {
+  const url = new URL(location.href)
+  url.searchParams.set('stream', state.stream)
+  if (state.q) url.searchParams.set('q', state.q); else url.searchParams.delete('q')
+  history.replaceState(null, '', url)
+}
+
+function chooseStream (name) {
+  const stream = state.streams.find((s) => s.name === name) || state.streams[0]
+  state.stream = stream.name
+  state.pk = Array.isArray(stream.primary_key) ? stream.primary_key[0] : (stream.primary_key || 'id')
+  state.schema = stream.schema || {}
+  state.columns = columnsOf(state.schema, state.pk)
+}
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault()
+  chooseStream(form.elements.stream.value)
+  state.q = form.elements.q.value.trim()
+  state.cursor = null
+  state.previous = []
+  keepUrl()
+  loadPage()
+})
+
+// work in progress survives an ended session: the rows being edited and what was typed
+keep('records-edits', {
+  save: () => (state.editing.size ? { stream: state.stream, rows: Object.fromEntries([...state.editing].map(([pk, e]) => [pk, e.fields])) } : null),
+  restore: (data) => { state.restoring = data }
+})
+
+async function start () {
+  let integration, streams
+  try {
+    [integration, streams] = await Promise.all([api(base), api(`${base}/streams`)])
+  } catch (error) {
+    replace(section, errorNotice(error, { title: error.status === 404 ? 'No such integration.' : 'The records could not be loaded.' }))
+    return
+  }
+  document.getElementById('integration-link').textContent = integration.connector_name
+  document.getElementById('records-title').textContent = `Records of ${integration.connector_name}`
+  document.title = `Records of ${integration.connector_name} · SEED-OS`
+  state.streams = streams.items
+  if (!state.streams.length) {
+    replace(section, emptyState('This connector syncs no records', 'It has actions only.'))
+    form.hidden = true
+    return
+  }
+  const params = new URL(location.href).searchParams
+  const select = form.elements.stream
+  replace(select, state.streams.map((s) => h('option', { value: s.name }, s.name)))
+  chooseStream(state.restoring?.stream || params.get('stream'))
+  select.value = state.stream
+  state.q = params.get('q') || ''
+  form.elements.q.value = state.q
+  await loadPage()
+  for (const [pk, typed] of Object.entries(state.restoring?.rows || {})) {
+    if (state.keys.includes(pk)) startEdit(pk, typed)
+  }
+}
+
+start()
