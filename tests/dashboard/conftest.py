@@ -113,15 +113,18 @@ async def signed_in(
     dsn: str,
     new_browser,  # noqa: F811
 ) -> AsyncIterator[Callable[..., Awaitable[Seat]]]:
-    """``await signed_in(role=..., tenant=None, width=1280)``: a person of a new tenant (or of
-    ``tenant``) at the dashboard."""
+    """``await signed_in(role=..., tenant=None, who=None, width=1280)``: a person of a new
+    tenant (or of ``tenant``; or ``who``, made by the test) at the dashboard."""
     clients: list[httpx.AsyncClient] = []
 
     async def open_seat(
-        role: Role = Role.admin, tenant: TenantKey | None = None, **options
+        role: Role = Role.admin,
+        tenant: TenantKey | None = None,
+        who: Person | None = None,
+        **options,
     ) -> Seat:
         tenant = tenant or await make_tenant(dsn, role=Role.admin)
-        who = await person(dash.gateway, dsn, tenant, role.value)
+        who = who or await person(dash.gateway, dsn, tenant, role.value)
         return await seat_for(new_browser, dash.gateway, tenant, who, clients, **options)
 
     try:
