@@ -58,6 +58,13 @@ async def test_an_api_key_is_shown_once_works_and_is_revoked(dash, signed_in) ->
         await expect(page.locator("#api-keys")).to_be_focused()
         r = await client.get("/api/v1/me", headers=bearer)
         assert r.status_code == 401, r.text
+    # the audit log tells what was done, by whom (by name)
+    await seat.goto("/audit?action_prefix=api_key.")
+    entries = page.locator("#entries tbody tr")
+    await expect(entries.first).to_contain_text("api_key.revoked")
+    await expect(entries.first).to_contain_text(seat.person.subject)  # the member's name
+    await expect(entries.nth(1)).to_contain_text("api_key.created")
+    await expect(entries.nth(1)).to_contain_text("deploy bot")  # in its details
     assert seat.errors == []
 
 

@@ -3,7 +3,7 @@
 // filters (GET /api/v1/audit-logs/export.csv).
 
 import { api, url } from './api.js'
-import { announce, emptyState, errorNotice, h, loading, replace, timeEl } from './dom.js'
+import { announce, emptyState, errorNotice, fmtAgo, fmtTime, h, loading, replace } from './dom.js'
 
 const form = document.getElementById('filters')
 const body = document.getElementById('entries-body')
@@ -95,7 +95,8 @@ function details (entry) {
 
 function row (entry) {
   return h('tr', { dataset: { seq: entry.seq } },
-    h('td', { 'data-label': 'Time' }, timeEl(entry.created_at)),
+    h('td', { 'data-label': 'Time' }, h('time', { datetime: entry.created_at }, fmtTime(entry.created_at)),
+      h('div', { class: 'quiet' }, fmtAgo(entry.created_at))),
     h('td', { 'data-label': 'Actor' }, who(entry.actor)),
     h('td', { 'data-label': 'Action' }, h('code', {}, entry.action)),
     h('td', { 'data-label': 'Target', class: 'mono' }, entry.target || '—'),
