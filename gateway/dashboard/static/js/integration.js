@@ -244,6 +244,14 @@ async function loadConnector () {
   connector = { slug: entry.slug, schema: manifest.config_schema || {}, scheme: manifest.auth?.scheme || entry.auth_scheme }
 }
 
+// after an upgrade the form is the new version's
+async function upgraded (next) {
+  install = next
+  await section(notice, 'connector', loadConnector)
+  renderSummary()
+  await section(document.getElementById('settings-body'), 'settings', renderSettings)
+}
+
 function notFound () {
   document.getElementById('details').remove()
   title.textContent = 'Integration not found'
@@ -282,7 +290,7 @@ if (install) {
     section(document.getElementById('settings-body'), 'settings', renderSettings),
     section(document.getElementById('sync-body'), 'sync status', () => loadSync(ctx)),
     section(document.getElementById('latency-body'), 'call history', () => loadLatency(ctx)),
-    section(document.getElementById('upgrade-body'), 'version details', () => loadUpgrade(ctx, (next) => { install = next; renderSummary() })),
+    section(document.getElementById('upgrade-body'), 'version details', () => loadUpgrade(ctx, upgraded)),
     document.getElementById('audit') ? section(document.getElementById('audit-body'), 'audit entries', () => loadAudit(ctx)) : null
   ])
 }

@@ -124,7 +124,7 @@ async function upgrade (ctx, preview, trigger, onUpgraded) {
   if (!ok) return
   try {
     const next = await act({ method: 'POST', path: `${ctx.base}/upgrade`, body: { to_version: preview.to_version, accept_hosts: hosts } })
-    onUpgraded(next)
+    await onUpgraded(next)
     await loadUpgrade(ctx, onUpgraded)
     announce(`Upgraded to version ${next.version}.`)
     document.getElementById('title').focus()
