@@ -6,7 +6,7 @@
 import { act, api } from './api.js'
 import { announce, badge, errorNotice, h, replace, STATUS_TONES, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
-import { clearErrors, fillForm, readForm, showErrors } from './schema_form.js'
+import { clearErrors, fillForm, isSecret, readForm, showErrors } from './schema_form.js'
 import { confirm, loadSync } from './integration_sync.js'
 import { loadAudit, loadLatency, loadUpgrade } from './integration_more.js'
 
@@ -151,7 +151,7 @@ async function renderSettings () {
   const { fields_set: fieldsSet } = await api(`${base}/credentials`)
   if (!canWrite) {
     replace(body, h('dl', { class: 'facts' }, Object.entries(schema.properties).map(([name, prop]) =>
-      fact(prop.title || name, (prop['x-secret'] || prop.writeOnly)
+      fact(prop.title || name, isSecret(prop)
         ? (fieldsSet.includes(name) ? badge('set', 'ok') : badge('not set'))
         : (install.config[name] === undefined ? '—' : h('span', { class: 'mono' }, String(JSON.stringify(install.config[name])).replace(/^"|"$/g, '')))))))
     return
