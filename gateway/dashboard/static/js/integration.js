@@ -184,12 +184,16 @@ async function renderSettings () {
           problems.push(...(error.problem.errors || [{ message: error.message }]))
         }
       }
-      try {
-        install = await act({ method: 'PATCH', path: base, body: { config } })
-        saved = true
-      } catch (error) {
-        if (error.status !== 422) throw error
-        problems.push(...(error.problem.errors || [{ message: error.message }]))
+      // only secrets typed and the rest as it was: no config change (and no audit entry) to make
+      const same = Object.keys(credentials).length && canonical(config) === canonical(install.config)
+      if (!same) {
+        try {
+          install = await act({ method: 'PATCH', path: base, body: { config } })
+          saved = true
+        } catch (error) {
+          if (error.status !== 422) throw error
+          problems.push(...(error.problem.errors || [{ message: error.message }]))
+        }
       }
       if (problems.length) {
         showErrors(form, problems, { title: saved ? 'Some settings were not saved' : 'The settings were not saved' })
@@ -210,6 +214,9 @@ async function renderSettings () {
     }
   })
 }
+
+const canonical = (value) => JSON.stringify(value, (_, v) =>
+  v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v)
 
 function refreshSecretStates (form, fieldsSet) {
   for (const state of form.querySelectorAll('.secret-state')) {
