@@ -32,8 +32,9 @@ class Rig:
     logs: Path
 
 
-def start_rig(dsn: str, logs: Path, **env: str) -> Rig:
-    """``env``: more settings of the suite's services."""
+def start_rig(dsn: str, logs: Path, *, ports: dict[str, int] | None = None, **env: str) -> Rig:
+    """``env``: more settings of the suite's services; ``ports``: theirs, when the test must
+    know the gateway's address first (an OpenID provider's redirect URIs)."""
     key = secrets.token_urlsafe(24)
     crm = start(
         "examples.demo_crm.app:create_app", factory=True, cwd=SDK_DIR, log_path=logs / "crm.log",
@@ -44,7 +45,7 @@ def start_rig(dsn: str, logs: Path, **env: str) -> Rig:
         env={"CRM_CONNECTOR_AUTH": "api_key"},
     )  # fmt: skip
     suite = start_suite(
-        dsn, logs / "services.log",
+        dsn, logs / "services.log", ports=ports,
         SEEDOS_CONNECTOR_BREAKER_FAILURE_THRESHOLD=str(THRESHOLD),
         SEEDOS_CONNECTOR_BREAKER_OPEN_SECONDS=str(OPEN_SECONDS),
         SEEDOS_CONNECTOR_CALL_TIMEOUT_SECONDS="3",
