@@ -79,6 +79,7 @@ bench: install $(REDIS)
 	$(PY) bench/sync_ws.py
 	$(PY) bench/recommendations.py
 	$(PY) bench/marketplace_search.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

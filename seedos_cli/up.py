@@ -157,7 +157,7 @@ def _banner(
         "",
         "SEED-OS Integration Layer is up",
         f"  gateway              {gw}",
-        f"  sign in              {gw}/auth/sign-in  (development: continue as the demo admin)",
+        f"  dashboard            {gw}/  (development: continue as the demo admin)",
         f"  API docs             {gw}/docs",
         f"  gateway metrics      {gw}/metrics",
         f"  connector_service    {urls['connector_service']}/metrics",
