@@ -111,7 +111,7 @@ async def test_wizard_refusal_install_and_setup_progress(dash, signed_in) -> Non
     # a required field left empty is caught before the review
     await page.get_by_label("Demo CRM URL").fill("")
     await page.get_by_role("button", name="Next: review").click()
-    await expect(page.locator("#wizard-errors")).to_be_focused()
+    await expect(page.locator(".error-summary")).to_be_focused()
     await expect(page.get_by_label("Demo CRM URL")).to_have_attribute("aria-invalid", "true")
     # the server's 422 comes back to its field
     await page.get_by_label("Demo CRM URL").fill(dash.rig.crm.url)
@@ -126,8 +126,8 @@ async def test_wizard_refusal_install_and_setup_progress(dash, signed_in) -> Non
     page_size = page.get_by_label("Page size")
     await expect(page_size).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#cfg-page_size-error")).to_contain_text("minimum of 1")
-    await expect(page.locator("#wizard-errors")).to_be_focused()
-    await expect(page.locator("#wizard-errors")).to_contain_text("Page size")
+    await expect(page.locator(".error-summary")).to_be_focused()
+    await expect(page.locator(".error-summary")).to_contain_text("Page size")
     await axe(page, "wizard, refused")
     await shoot(page, "connector-wizard-errors")
     assert (await seat.api.get("/api/v1/integrations")).json()["items"] == []

@@ -7,7 +7,7 @@
 import { act, api } from './api.js'
 import { announce, badge, errorNotice, h, replace, STATUS_TONES } from './dom.js'
 import { keepForm } from './drafts.js'
-import { buildForm, errorsByField } from './wizard_form.js'
+import { schemaForm } from './schema_form.js'
 
 const root = document.getElementById('connector')
 const slug = root.dataset.slug
@@ -159,33 +159,23 @@ function wizard () {
   // step 1's form lives for the whole wizard, so Back keeps what was typed (secrets too, in
   // this page only: never stored)
   const form = h('form', { id: 'install-form', 'data-draft': `install-${slug}`, novalidate: true })
-  const summary = h('div', { class: 'notice bad', id: 'wizard-errors', role: 'alert', tabindex: '-1', hidden: true })
   const nameField = h('div', { class: 'field' },
     h('label', { for: 'cfg-install-name' }, 'Name for this install'),
     h('p', { class: 'hint', id: 'cfg-install-name-hint' }, 'How your team sees it in the integrations list.'),
     h('input', { id: 'cfg-install-name', name: '__name', type: 'text', value: entry.name, 'aria-describedby': 'cfg-install-name-hint', autocomplete: 'off' }))
   const fieldsBox = h('div', {})
-  const built = buildForm(fieldsBox, entry.config_schema || {}, { prefix: 'cfg' })
-  form.append(summary, nameField, fieldsBox,
+  const built = schemaForm(fieldsBox, entry.config_schema || {}, { prefix: 'cfg' })
+  form.append(built.summary, nameField, fieldsBox,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Next: review'),
       h('button', { type: 'button', onclick: close }, 'Cancel')))
   form.addEventListener('submit', (e) => {
     e.preventDefault()
     built.clearErrors()
     const missing = built.missing()
-    if (Object.keys(missing).length) return showErrors(missing)
+    if (missing.length) return built.showErrors(missing, { title: 'Fill these in to continue' })
     show(2)
   })
   keepForm(form)
-
-  function showErrors (errors) {
-    const unplaced = built.showErrors(errors)
-    const items = Object.entries(errors).map(([name, message]) => h('li', {},
-      name in unplaced ? `${name}: ${message}` : h('a', { href: `#${built.idOf(name)}` }, `${built.labelOf(name)}: ${message}`)))
-    replace(summary, h('h3', {}, items.length === 1 ? 'Fix 1 problem to continue' : `Fix ${items.length} problems to continue`), h('ul', {}, items))
-    summary.hidden = false
-    summary.focus()
-  }
 
   function setStep (n) {
     where.textContent = `Step ${n} of 3`
@@ -202,8 +192,8 @@ function wizard () {
     if (n === 1) {
       const head = heading('Configure')
       replace(panel, head, h('p', {}, 'Settings marked required must be filled in. Secret fields are sent once, stored encrypted and never shown again.'), form)
-      summary.hidden = true
-      if (errors) showErrors(errors); else head.focus()
+      if (errors) built.showErrors(errors, { title: 'The install was refused' })
+      else { built.clearErrors(); head.focus() }
       return
     }
     if (n === 2) {
@@ -243,7 +233,7 @@ function wizard () {
     } catch (error) {
       if (error.status === 422 && error.problem.errors) {
         announce('The install was refused: fix the settings shown.')
-        return show(1, { errors: errorsByField(error.problem) })
+        return show(1, { errors: error.problem.errors })
       }
       const head = panel.querySelector('.step-heading')
       replace(panel, head, errorNotice(error, { title: 'It was not installed.' }),

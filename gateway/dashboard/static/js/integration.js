@@ -6,7 +6,7 @@
 import { act, api } from './api.js'
 import { announce, badge, errorNotice, h, replace, STATUS_TONES, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
-import { clearErrors, fillForm, isSecret, readForm, showErrors } from './schema_form.js'
+import { fields, schemaForm } from './schema_form.js'
 import { confirm, loadSync } from './integration_sync.js'
 import { loadAudit, loadLatency, loadUpgrade } from './integration_more.js'
 
@@ -150,33 +150,34 @@ async function renderSettings () {
   }
   const { fields_set: fieldsSet } = await api(`${base}/credentials`)
   if (!canWrite) {
-    replace(body, h('dl', { class: 'facts' }, Object.entries(schema.properties).map(([name, prop]) =>
-      fact(prop.title || name, isSecret(prop)
+    replace(body, h('dl', { class: 'facts' }, fields(schema).map(({ name, prop, secret }) =>
+      fact(prop.title || name, secret
         ? (fieldsSet.includes(name) ? badge('set', 'ok') : badge('not set'))
         : (install.config[name] === undefined ? '—' : h('span', { class: 'mono' }, String(JSON.stringify(install.config[name])).replace(/^"|"$/g, '')))))))
     return
   }
-  const form = h('form', { id: 'settings-form', novalidate: true, 'data-draft': 'settings' },
+  const fieldsBox = h('div', {})
+  const form = h('form', { id: 'settings-form', novalidate: true, 'data-draft': 'settings' }, fieldsBox,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save settings')))
   replace(body, form)
   const known = new Set(Object.keys(schema.properties))
   const keep = Object.fromEntries(Object.entries(install.config).filter(([k]) => !known.has(k)))
-  fillForm(form, schema, { values: install.config, fieldsSet })
+  const built = schemaForm(fieldsBox, schema, { values: install.config, fieldsSet })
   keepForm(form)
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     const submit = form.querySelector('button[type=submit]')
     if (submit.getAttribute('aria-disabled') === 'true') return
     submit.setAttribute('aria-disabled', 'true')
-    clearErrors(form)
-    const { config, credentials } = readForm(form, schema, { keep })
+    built.clearErrors()
+    const { config, credentials } = built.read({ keep })
     const problems = []
     let saved = false
     try {
       if (Object.keys(credentials).length) {
         try {
           const answer = await act({ method: 'PUT', path: `${base}/credentials`, body: { credentials } })
-          for (const name of Object.keys(credentials)) form.elements[name].value = ''
+          built.clearSecrets()
           fieldsSet.splice(0, fieldsSet.length, ...answer.fields_set)
           saved = true
         } catch (error) {
@@ -196,13 +197,13 @@ async function renderSettings () {
         }
       }
       if (problems.length) {
-        showErrors(form, problems, { title: saved ? 'Some settings were not saved' : 'The settings were not saved' })
+        built.showErrors(problems, { title: saved ? 'Some settings were not saved' : 'The settings were not saved' })
         announce('The settings have problems: see the list.')
-        if (saved) refreshSecretStates(form, fieldsSet)
+        if (saved) built.setSecretStates(fieldsSet)
         return
       }
       renderSummary()
-      refreshSecretStates(form, fieldsSet)
+      built.setSecretStates(fieldsSet)
       replace(notice, h('p', { class: 'notice ok', role: 'status' }, 'Settings saved. The connector is checked with them now.'))
       announce('Settings saved.')
     } catch (error) {
@@ -217,15 +218,6 @@ async function renderSettings () {
 
 const canonical = (value) => JSON.stringify(value, (_, v) =>
   v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v)
-
-function refreshSecretStates (form, fieldsSet) {
-  for (const state of form.querySelectorAll('.secret-state')) {
-    const name = state.closest('.field').dataset.field
-    replace(state, ...(fieldsSet.includes(name)
-      ? [badge('set', 'ok'), ' Type a new value to replace it.']
-      : [badge('not set'), ' Type a value to set it.']))
-  }
-}
 
 // The connector's schema and auth scheme: of the version the install runs (the catalog entry's
 // versions), found through the tenant's installed catalog entries.
