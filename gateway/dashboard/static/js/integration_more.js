@@ -13,21 +13,6 @@ function legendKey (dash) {
     h('svg:line', { x1: 0, x2: 32, y1: 4, y2: 4, stroke: 'currentColor', 'stroke-width': 2, 'stroke-dasharray': dash || 'none' }))
 }
 
-// A dot on each point, so an hour with calls between two without shows (chart.js draws lines
-// only). Same geometry as chart.js's lineChart: 640 x 160, 28 of padding.
-function dots (svg, series) {
-  const width = 640; const height = 160; const pad = 28
-  const all = series.flat().filter((v) => v !== null && v !== undefined)
-  const max = Math.max(1, ...all)
-  for (const values of series) {
-    const step = values.length > 1 ? (width - 2 * pad) / (values.length - 1) : 0
-    values.forEach((v, i) => {
-      if (v === null || v === undefined) return
-      svg.append(h('svg:circle', { class: 'dot', cx: (pad + i * step).toFixed(1), cy: (height - pad - (v / max) * (height - 2 * pad)).toFixed(1), r: 3.5 }))
-    })
-  }
-}
-
 export async function loadLatency (ctx) {
   const body = document.getElementById('latency-body')
   const to = new Date()
@@ -40,10 +25,8 @@ export async function loadLatency (ctx) {
   const label = t.calls
     ? `Latency per hour over the last 24 hours. ${describeLatency(p50, 'Median (p50)')} ${describeLatency(p95, 'p95')}`
     : 'No calls to the connector in the last 24 hours, so no latency to show.'
-  const svg = lineChart([{ values: p50 }, { values: p95, dash: '6 4' }], m.points.map((p) => p.at), { label })
-  dots(svg, [p50, p95])
   const chart = h('figure', { class: 'latency-chart' },
-    svg,
+    lineChart([{ values: p50 }, { values: p95, dash: '6 4' }], m.points.map((p) => p.at), { label }),
     h('figcaption', {},
       h('span', { class: 'legend' }, legendKey(), 'p50 (median)'),
       h('span', { class: 'legend' }, legendKey('6 4'), 'p95'),
