@@ -90,8 +90,10 @@ export function errorNotice (error, { title } = {}) {
   return box
 }
 
-export function emptyState (heading, text, action) {
-  return h('div', { class: 'empty' }, h('h2', {}, heading), h('p', {}, text), action || null)
+// An empty list or page: what is missing, what to do, and an action; its heading an h2 unless
+// `level` says otherwise (3 for a list inside a section).
+export function emptyState (heading, text, action, { level = 2 } = {}) {
+  return h('div', { class: 'empty' }, h(`h${level}`, {}, heading), h('p', {}, text), action || null)
 }
 
 export function badge (text, tone = 'plain') {

@@ -124,8 +124,7 @@ async function loadDeadLetters (ctx, status) {
   const body = document.getElementById('dead-body')
   const page = await api(`${ctx.base}/sync/dead-letters`, { query: { limit: 50 } })
   if (!page.items.length) {
-    replace(body, emptyState('No dead letters', 'Every change reached the external system, or is still on its way.'))
-    body.querySelector('h2')?.replaceWith(h('h3', {}, 'No dead letters'))
+    replace(body, emptyState('No dead letters', 'Every change reached the external system, or is still on its way.', null, { level: 3 }))
     return
   }
   const heads = [['Record'], ['Reason'], ['Attempts', 'num'], ['Failed since']]

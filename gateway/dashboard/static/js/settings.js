@@ -2,10 +2,10 @@
 // own sessions (GET/DELETE /api/v1/me/sessions), and who may use the tenant (settings_access.js).
 
 import { act, api } from './api.js'
-import { badge, h, replace, timeEl } from './dom.js'
+import { badge, emptyState, h, replace, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
 import { loadAccess } from './settings_access.js'
-import { clearFieldErrors, confirmed, emptyNote, sectionError, showFieldErrors } from './settings_ui.js'
+import { clearFieldErrors, confirmed, sectionError, showFieldErrors } from './settings_ui.js'
 
 // ---- tenant profile
 const profile = document.getElementById('profile-form')
@@ -76,7 +76,7 @@ async function loadSessions () {
   try {
     const { items } = await api('/api/v1/me/sessions')
     if (!items.length) {
-      replace(sessionsList, emptyNote('No sessions', 'You are signed in with an API key or token here.'))
+      replace(sessionsList, emptyState('No sessions', 'You are signed in with an API key or token here.', null, { level: 3 }))
       return
     }
     replace(sessionsList, h('ul', { class: 'session-list' }, items.map(sessionItem)))

@@ -2,8 +2,8 @@
 // (GET/PATCH/DELETE /api/v1/members) and invitations (GET/POST/DELETE /api/v1/invitations).
 
 import { act, api } from './api.js'
-import { announce, badge, h, replace, timeEl } from './dom.js'
-import { clearFieldErrors, confirmed, emptyNote, ROLE_LABELS, secretOnce, sectionError, showFieldErrors } from './settings_ui.js'
+import { announce, badge, emptyState, h, replace, timeEl } from './dom.js'
+import { clearFieldErrors, confirmed, ROLE_LABELS, secretOnce, sectionError, showFieldErrors } from './settings_ui.js'
 
 const th = (text) => h('th', { scope: 'col' }, text)
 const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
@@ -47,7 +47,7 @@ async function loadKeys () {
   try {
     const keys = await every('/api/v1/api-keys')
     if (!keys.length) {
-      replace(keysList, emptyNote('No API keys', 'Create a key below to let a script or another system use the API.'))
+      replace(keysList, emptyState('No API keys', 'Create a key below to let a script or another system use the API.', null, { level: 3 }))
       return
     }
     replace(keysList, table('API keys', ['Name', 'Role', 'Prefix', 'Created', 'Last used', 'Actions'], keys.map(keyRow)))

@@ -92,6 +92,3 @@ export function secretOnce (slot, { heading, value, warning, extra }) {
 }
 
 export const ROLE_LABELS = { viewer: 'Viewer', editor: 'Editor', admin: 'Admin', publisher: 'Publisher' }
-
-// An empty list inside a section (its heading one level below the section's)
-export const emptyNote = (heading, text) => h('div', { class: 'empty' }, h('h3', {}, heading), h('p', {}, text))
