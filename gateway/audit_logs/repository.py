@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import asyncpg
+
+from gateway.audit_logs.schemas import Filters
 
 _COLUMNS = (
     "id, seq, user_id AS actor, action, target, payload, request_id, prev_hash, hash, created_at"
@@ -21,40 +22,31 @@ _MATCHING = (
 )
 
 
+def _matching_args(tenant_id: uuid.UUID, f: Filters, before_seq: int | None) -> tuple:
+    """The parameters $1 to $8 of :data:`_MATCHING`."""
+    return (tenant_id, f.action, f.action_prefix, f.actor, f.target, f.since, f.until, before_seq)
+
+
 async def list_for_tenant(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
     *,
-    action: str | None,
-    action_prefix: str | None,
-    actor: str | None,
-    target: str | None,
-    since: datetime | None,
-    until: datetime | None,
+    filters: Filters,
     before_seq: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
     """A page of the tenant's entries, newest (highest seq) first, below ``before_seq``."""
     return await conn.fetch(
         f"SELECT {_COLUMNS} {_MATCHING} ORDER BY seq DESC LIMIT $9",
-        tenant_id, action, action_prefix, actor, target, since, until, before_seq, limit,
+        *_matching_args(tenant_id, filters, before_seq), limit,
     )  # fmt: skip
 
 
 async def more_than(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    count: int,
-    *,
-    action: str | None,
-    action_prefix: str | None,
-    actor: str | None,
-    target: str | None,
-    since: datetime | None,
-    until: datetime | None,
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, count: int, *, filters: Filters
 ) -> bool:
     """Whether more than ``count`` entries match (walks at most ``count + 1`` index entries)."""
     return await conn.fetchval(
         f"SELECT EXISTS (SELECT 1 {_MATCHING} ORDER BY seq DESC OFFSET $9 LIMIT 1)",
-        tenant_id, action, action_prefix, actor, target, since, until, None, count,
+        *_matching_args(tenant_id, filters, None), count,
     )  # fmt: skip

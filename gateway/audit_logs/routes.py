@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -12,7 +12,7 @@ from common.errors import PROBLEM_RESPONSES
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
 from gateway.audit_logs import export, service
-from gateway.audit_logs.schemas import AuditLogPage
+from gateway.audit_logs.schemas import AuditLogPage, Filters
 from gateway.deps import CurrentPrincipal, require
 
 _COLUMN_DOCS = "\n".join(f"- `{name}`: {what}" for name, what in export.COLUMNS)
@@ -27,11 +27,7 @@ def _time(description: str) -> object:
     return Query(description=f"{description} (ISO 8601 with a UTC offset, e.g. 2026-11-26T09:00Z)")
 
 
-# Admins only: the trail names every key and member of the tenant and what each did.
-@router.get("", response_model=AuditLogPage, dependencies=[require(Permission.manage)])
-async def list_audit_logs(
-    db: ReadDb,
-    principal: CurrentPrincipal,
+def _filters(
     action: Annotated[str | None, _text("Exactly this action, e.g. `api_key.created`")] = None,
     action_prefix: Annotated[
         str | None, _text("Actions starting with this, e.g. `integration.`")
@@ -40,21 +36,26 @@ async def list_audit_logs(
     target: Annotated[str | None, _text("Only entries about this, e.g. `integration:<id>`")] = None,
     since: Annotated[AwareDatetime | None, _time("At or after this time")] = None,
     until: Annotated[AwareDatetime | None, _time("Before this time")] = None,
+) -> Filters:
+    """The list's and the export's filters: each a documented query parameter."""
+    return Filters(action, action_prefix, actor, target, since, until)
+
+
+AuditFilters = Annotated[Filters, Depends(_filters)]
+
+
+# Admins only: the trail names every key and member of the tenant and what each did.
+@router.get("", response_model=AuditLogPage, dependencies=[require(Permission.manage)])
+async def list_audit_logs(
+    db: ReadDb,
+    principal: CurrentPrincipal,
+    filters: AuditFilters,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> dict:
     """The caller's tenant's audit trail, newest first, one page at a time."""
     return await service.list_entries(
-        db,
-        tenant_id=principal.tenant_id,
-        action=action,
-        action_prefix=action_prefix,
-        actor=actor,
-        target=target,
-        since=since,
-        until=until,
-        cursor=cursor,
-        limit=limit,
+        db, tenant_id=principal.tenant_id, filters=filters, cursor=cursor, limit=limit
     )
 
 
@@ -93,18 +94,8 @@ Columns:
     },
 )
 async def export_audit_logs(
-    pool: Pool,
-    principal: CurrentPrincipal,
-    action: Annotated[str | None, _text("Exactly this action, e.g. `api_key.created`")] = None,
-    action_prefix: Annotated[
-        str | None, _text("Actions starting with this, e.g. `integration.`")
-    ] = None,
-    actor: Annotated[str | None, _text("Only this actor, e.g. `apikey:<id>`")] = None,
-    target: Annotated[str | None, _text("Only entries about this, e.g. `integration:<id>`")] = None,
-    since: Annotated[AwareDatetime | None, _time("At or after this time")] = None,
-    until: Annotated[AwareDatetime | None, _time("Before this time")] = None,
+    pool: Pool, principal: CurrentPrincipal, filters: AuditFilters
 ) -> StreamingResponse:
-    filters = service.Filters(action, action_prefix, actor, target, since, until)
     async with pool.connection() as conn, conn.transaction():
         truncated = await service.start_export(
             conn, tenant_id=principal.tenant_id, filters=filters, actor=principal.subject,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,3 +25,23 @@ class AuditLogOut(BaseModel):
 class AuditLogPage(BaseModel):
     items: list[AuditLogOut]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What narrows the trail (the list's and the export's query); every one given must match."""
+
+    action: str | None = None
+    action_prefix: str | None = None
+    actor: str | None = None
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def given(self) -> dict[str, str]:
+        """The filters given, as text (for the audit entry of an export)."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in asdict(self).items()
+            if value is not None
+        }

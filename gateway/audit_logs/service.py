@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -11,6 +9,7 @@ from common import audit
 from common.errors import InvalidRequest
 from common.pagination import decode_cursor, encode_cursor
 from gateway.audit_logs import repository
+from gateway.audit_logs.schemas import Filters
 
 EXPORT_MAX_ROWS = 100_000  # one export's rows at most: the newest that match
 EXPORT_PAGE_ROWS = 1_000  # rows read per statement (and connection) while streaming
@@ -20,46 +19,21 @@ class InvalidTimeRange(InvalidRequest):
     code, title = "invalid_time_range", "Invalid time range"
 
 
-@dataclass(frozen=True)
-class Filters:
-    """What narrows the trail; every one given must match."""
-
-    action: str | None = None
-    action_prefix: str | None = None
-    actor: str | None = None
-    target: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def check(self) -> None:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise InvalidTimeRange("since must be earlier than until")
-
-    def given(self) -> dict[str, str]:
-        """The filters given, as text (for the audit entry of an export)."""
-        return {
-            name: value.isoformat() if isinstance(value, datetime) else value
-            for name, value in asdict(self).items()
-            if value is not None
-        }
+def _check(filters: Filters) -> None:
+    if filters.since is not None and filters.until is not None and filters.since >= filters.until:
+        raise InvalidTimeRange("since must be earlier than until")
 
 
 async def list_entries(
     conn: asyncpg.Connection,
     *,
     tenant_id: uuid.UUID,
-    action: str | None = None,
-    action_prefix: str | None = None,
-    actor: str | None = None,
-    target: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: Filters,
     cursor: str | None = None,
     limit: int,
 ) -> dict[str, Any]:
     """One page of the tenant's audit entries, newest first."""
-    filters = Filters(action, action_prefix, actor, target, since, until)
-    filters.check()
+    _check(filters)
     key = decode_cursor(cursor, parse=(int,))
     rows = await page(
         conn, tenant_id=tenant_id, filters=filters, before_seq=key[0] if key else None,
@@ -80,7 +54,7 @@ async def page(
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` matching entries below ``before_seq``, newest first."""
     rows = await repository.list_for_tenant(
-        conn, tenant_id, **asdict(filters), before_seq=before_seq, limit=limit
+        conn, tenant_id, filters=filters, before_seq=before_seq, limit=limit
     )
     return [_entry(r) for r in rows]
 
@@ -96,8 +70,8 @@ async def start_export(
     """Check the filters and record the export (``audit_log.exported``, in the caller's
     transaction: the export lists its own entry when the filters match it). Answers whether
     more than :data:`EXPORT_MAX_ROWS` entries match (then only the newest are exported)."""
-    filters.check()
-    truncated = await repository.more_than(conn, tenant_id, EXPORT_MAX_ROWS, **asdict(filters))
+    _check(filters)
+    truncated = await repository.more_than(conn, tenant_id, EXPORT_MAX_ROWS, filters=filters)
     await audit.record(
         conn, tenant_id=tenant_id, actor=actor, action="audit_log.exported",
         payload={"format": "csv", "filters": filters.given(), "truncated": truncated},
