@@ -173,29 +173,27 @@ async function renderSettings () {
     const { config, credentials } = built.read({ keep })
     const problems = []
     let saved = false
+    // one of the two saves: a 422's errors are kept for the form, anything else stops the save
+    const attempt = async (save) => {
+      try {
+        await save()
+        saved = true
+      } catch (error) {
+        if (error.status !== 422) throw error
+        problems.push(...(error.problem.errors || [{ message: error.message }]))
+      }
+    }
     try {
       if (Object.keys(credentials).length) {
-        try {
+        await attempt(async () => {
           const answer = await act({ method: 'PUT', path: `${base}/credentials`, body: { credentials } })
           built.clearSecrets()
           fieldsSet.splice(0, fieldsSet.length, ...answer.fields_set)
-          saved = true
-        } catch (error) {
-          if (error.status !== 422) throw error
-          problems.push(...(error.problem.errors || [{ message: error.message }]))
-        }
+        })
       }
       // only secrets typed and the rest as it was: no config change (and no audit entry) to make
       const same = Object.keys(credentials).length && canonical(config) === canonical(install.config)
-      if (!same) {
-        try {
-          install = await act({ method: 'PATCH', path: base, body: { config } })
-          saved = true
-        } catch (error) {
-          if (error.status !== 422) throw error
-          problems.push(...(error.problem.errors || [{ message: error.message }]))
-        }
-      }
+      if (!same) await attempt(async () => { install = await act({ method: 'PATCH', path: base, body: { config } }) })
       if (problems.length) {
         built.showErrors(problems, { title: saved ? 'Some settings were not saved' : 'The settings were not saved' })
         announce('The settings have problems: see the list.')
