@@ -36,6 +36,7 @@ SCREENSHOTS = Path(os.environ.get("SEEDOS_SCREENSHOTS") or ROOT / "test-artifact
 # WCAG 2.0-2.2 A, AA and AAA, and axe's best practices (landmarks, heading order, ...)
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag2aaa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 WIDTHS = {"desktop": 1280, "phone": 360}
+REFLOW_WIDTH = 320  # WCAG 1.4.10: content reflows at 320 CSS px without scrolling both ways
 
 
 @dataclass
@@ -162,13 +163,24 @@ def _folder() -> None:
 
 
 async def shoot(page: Page, name: str) -> None:
-    """Screenshots of the page at 1280 and 360 px wide (the viewport is put back)."""
+    """Screenshots of the page at 1280 and 360 px wide (the viewport is put back), and the page
+    reflowed at 320 px (WCAG 1.4.10): nothing but a data table's own scroller is wider."""
     _folder()
     before = page.viewport_size or {"width": WIDTHS["desktop"], "height": 900}
     safe = re.sub(r"[^a-z0-9-]+", "-", name.lower())
     for label, width in WIDTHS.items():
         await page.set_viewport_size({"width": width, "height": 900})
         await page.screenshot(path=SCREENSHOTS / f"{safe}-{label}.png", full_page=True)
+    await page.set_viewport_size({"width": REFLOW_WIDTH, "height": 900})
+    wider = await page.evaluate(
+        """width => [...document.querySelectorAll('body *')].filter(el => {
+            if (el.closest('.table-wrap, dialog:not([open]), [hidden]')) return false
+            const box = el.getBoundingClientRect()
+            return box.width > 0 && box.right > width + 1
+        }).slice(0, 5).map(el => el.outerHTML.slice(0, 120))""",
+        REFLOW_WIDTH,
+    )
+    assert not wider, f"{name}: wider than {REFLOW_WIDTH} px: {wider}"
     await page.set_viewport_size(before)
 
 

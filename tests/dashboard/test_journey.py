@@ -5,18 +5,21 @@ marketplace, install it through the wizard, see it become active, and open its r
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from playwright.async_api import expect
 
 from common.roles import Role
 from gateway.users import repository as users
 from gateway.users import service as user_service
+from marketplace_service.catalog.service import register_deployed
 from seedos_cli.supervisor import SERVICES
 from seedos_sdk.testing import free_port
-from tests.connector_service.rig import Rig, register, start_rig, stop_rig
+from tests.connector_service.rig import Rig, start_rig, stop_rig
 from tests.dashboard.conftest import axe, shoot
 from tests.oidc_people import oidc_provider, sign_in_at_provider, web_client
 from tests.support import connected, make_tenant
@@ -49,7 +52,14 @@ def world(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]
 
 
 async def test_sign_in_install_and_see_it_active(world, dsn, new_browser) -> None:
-    slug = await register(dsn, world.rig.crm_connector.url)
+    # in the catalog under a name of its own (other tests' demo CRMs share it)
+    async with httpx.AsyncClient() as client:
+        manifest = (await client.get(world.rig.crm_connector.url + "/manifest")).json()
+    slug, name = f"journey-crm-{secrets.token_hex(3)}", "Journeyman CRM"
+    async with connected(dsn) as conn:
+        await register_deployed(conn, manifest={**manifest, "name": slug, "display_name": name},
+                                endpoint_url=world.rig.crm_connector.url, category="crm",
+                                vendor="tests")  # fmt: skip
     tenant = await make_tenant(dsn, role=Role.admin)
     async with connected(dsn) as conn, conn.transaction():  # Ada's admin invited her before
         user, _ = await user_service.sign_in(conn, user_service.Identity(
@@ -71,11 +81,11 @@ async def test_sign_in_install_and_see_it_active(world, dsn, new_browser) -> Non
     await expect(page.get_by_role("heading", name="No integrations yet")).to_be_visible()
     # to the marketplace, and the connector's page
     await page.get_by_role("link", name="Browse the marketplace").click()
-    await page.get_by_label("Search connectors").fill(slug)
-    await page.locator("#results").get_by_role("link", name=slug).click()
-    await expect(page.get_by_role("heading", level=1, name=slug)).to_be_visible()
+    await page.get_by_label("Search connectors").fill("journeyman")
+    await page.locator("#results").get_by_role("link", name=name).click()
+    await expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
     # the wizard
-    await page.get_by_role("button", name=f"Install {slug}").click()
+    await page.get_by_role("button", name=f"Install {name}").click()
     await page.get_by_label("Demo CRM URL").fill(world.rig.crm.url)
     await page.get_by_label("API key").fill(world.rig.crm_key)
     await page.get_by_role("button", name="Next: review").click()
@@ -83,7 +93,7 @@ async def test_sign_in_install_and_see_it_active(world, dsn, new_browser) -> Non
     await page.get_by_role("button", name="Install", exact=True).click()
     await expect(page.locator("#install-state .badge")).to_have_text("active", timeout=20_000)
     await page.get_by_role("link", name="Open the install").click()
-    await expect(page.get_by_role("heading", level=1, name=slug)).to_be_visible()
+    await expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
     # the overview lists it, active
     await page.get_by_role("link", name="Integrations", exact=True).first.click()
     row = page.locator("tr[data-id]")
