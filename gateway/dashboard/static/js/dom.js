@@ -103,3 +103,25 @@ export function badge (text, tone = 'plain') {
 export const STATUS_TONES = {
   active: 'ok', pending: 'info', inactive: 'plain', error: 'bad', disabled: 'plain', degraded: 'warn'
 }
+
+// A confirmation in base.html's modal <dialog>: resolves true when the person confirms. Focus
+// starts on Cancel (the safe choice); Escape cancels; on close focus goes back to `trigger`
+// (what had focus when it opened, unless said) while that is still on the page.
+export function confirmDialog ({ title, text, confirm = 'Confirm', danger = true, trigger = document.activeElement }) {
+  const dialog = document.getElementById('confirm-dialog')
+  const yes = document.getElementById('confirm-dialog-confirm')
+  document.getElementById('confirm-dialog-title').textContent = title
+  document.getElementById('confirm-dialog-text').textContent = text
+  yes.textContent = confirm
+  yes.classList.toggle('danger', danger)
+  yes.classList.toggle('primary', !danger)
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (trigger?.isConnected) trigger.focus()
+      resolve(dialog.returnValue === 'confirm')
+    }, { once: true })
+    dialog.returnValue = ''
+    dialog.showModal()
+    document.getElementById('confirm-dialog-cancel').focus()
+  })
+}

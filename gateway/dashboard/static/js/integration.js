@@ -4,10 +4,10 @@
 // Every call is the public REST API's; changes go through act().
 
 import { act, api } from './api.js'
-import { announce, badge, errorNotice, h, replace, STATUS_TONES, timeEl } from './dom.js'
+import { announce, badge, confirmDialog, errorNotice, h, replace, STATUS_TONES, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
 import { fields, schemaForm } from './schema_form.js'
-import { confirm, loadSync } from './integration_sync.js'
+import { loadSync } from './integration_sync.js'
 import { loadAudit, loadLatency, loadUpgrade } from './integration_more.js'
 
 const root = document.getElementById('integration')
@@ -128,10 +128,10 @@ function connect (event) {
 function uninstall (event) {
   const trigger = event.currentTarget
   return run(trigger, 'uninstall', async () => {
-    const ok = await confirm({
+    const ok = await confirmDialog({
       title: `Uninstall ${install.connector_name}?`,
       text: `${install.connector_name} stops syncing, and its settings, secrets and synced records are erased. This cannot be undone.`,
-      action: `Uninstall ${install.connector_name}`,
+      confirm: `Uninstall ${install.connector_name}`,
       trigger
     })
     if (!ok) return

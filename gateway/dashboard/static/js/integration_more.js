@@ -2,9 +2,8 @@
 // alternative and a table of totals), the version and the upgrade preview, recent audit entries.
 
 import { act, api } from './api.js'
-import { announce, errorNotice, fmtMs, fmtNumber, fmtPercent, fmtTime, h, replace, timeEl } from './dom.js'
+import { announce, confirmDialog, errorNotice, fmtMs, fmtNumber, fmtPercent, fmtTime, h, replace, timeEl } from './dom.js'
 import { describeLatency, lineChart } from './chart.js'
-import { confirm } from './integration_sync.js'
 
 const HOUR = 3600 * 1000
 
@@ -96,12 +95,12 @@ export async function loadUpgrade (ctx, onUpgraded) {
 
 async function upgrade (ctx, preview, trigger, onUpgraded) {
   const hosts = preview.confirm_hosts
-  const ok = await confirm({
+  const ok = await confirmDialog({
     title: `Upgrade to version ${preview.to_version}?`,
     text: hosts.length
       ? `Version ${preview.to_version} sends data to ${hosts.join(', ')}. Upgrading confirms that you trust these destinations. There is no way back to ${preview.from_version}.`
       : `The install moves to version ${preview.to_version} and is checked again. There is no way back to ${preview.from_version}.`,
-    action: `Upgrade to ${preview.to_version}`,
+    confirm: `Upgrade to ${preview.to_version}`,
     trigger
   })
   if (!ok) return

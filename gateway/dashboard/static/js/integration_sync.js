@@ -1,32 +1,12 @@
 // The integration page's sync part: status (running, outbox depth, dead letters, last run),
-// "run sync now", the run history and the dead letters with retry and discard; and the page's
-// confirmation dialog.
+// "run sync now", the run history and the dead letters with retry and discard.
 
 import { act, api } from './api.js'
-import { announce, badge, emptyState, errorNotice, fmtNumber, h, replace, timeEl } from './dom.js'
+import { announce, badge, confirmDialog, emptyState, errorNotice, fmtNumber, h, replace, timeEl } from './dom.js'
 
 const OUTCOME_TONES = { succeeded: 'ok', running: 'info', failed: 'bad', interrupted: 'warn', partial: 'warn' }
 const POLL_MS = 1500
 const POLL_FOR_MS = 120_000
-
-// A confirmation in a modal <dialog>: resolves true when the person confirms. Focus starts on
-// Cancel and goes back to `trigger` when it is still on the page.
-export function confirm ({ title, text, action, trigger }) {
-  const dialog = document.getElementById('confirm-dialog')
-  document.getElementById('confirm-title').textContent = title
-  document.getElementById('confirm-text').textContent = text
-  document.getElementById('confirm-ok').textContent = action
-  return new Promise((resolve) => {
-    dialog.addEventListener('close', () => {
-      const ok = dialog.returnValue === 'ok'
-      if (!ok && trigger?.isConnected) trigger.focus()
-      resolve(ok)
-    }, { once: true })
-    dialog.returnValue = ''
-    dialog.showModal()
-    document.getElementById('confirm-cancel').focus()
-  })
-}
 
 const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
   h('caption', { class: 'visually-hidden' }, caption),
@@ -157,10 +137,10 @@ async function retry (ctx, letter, trigger) {
 
 async function discard (ctx, letter, trigger) {
   const what = `${letter.stream} ${letter.record_key}`
-  const ok = await confirm({
+  const ok = await confirmDialog({
     title: `Discard the change to ${what}?`,
     text: 'The external system never gets this change; the record there stays as it is. This cannot be undone.',
-    action: 'Discard the change',
+    confirm: 'Discard the change',
     trigger
   })
   if (!ok) return

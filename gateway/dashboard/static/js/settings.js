@@ -2,10 +2,10 @@
 // own sessions (GET/DELETE /api/v1/me/sessions), and who may use the tenant (settings_access.js).
 
 import { act, api } from './api.js'
-import { badge, emptyState, h, replace, timeEl } from './dom.js'
+import { badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
 import { loadAccess } from './settings_access.js'
-import { clearFieldErrors, confirmed, sectionError, showFieldErrors } from './settings_ui.js'
+import { clearFieldErrors, sectionError, showFieldErrors } from './settings_ui.js'
 
 // ---- tenant profile
 const profile = document.getElementById('profile-form')
@@ -93,10 +93,11 @@ function sessionItem (s) {
     : h('button', { type: 'button', class: 'danger' }, 'End session', h('span', { class: 'visually-hidden' }, ` on ${name}, started ${new Date(s.created_at).toLocaleString()}`))
   if (!s.current) {
     end.addEventListener('click', async () => {
-      const yes = await confirmed({
+      const yes = await confirmDialog({
         title: `End the session on ${name}?`,
         text: 'That browser is signed out at once; anything open there stops working.',
-        yes: 'End session'
+        confirm: 'End session',
+        trigger: end
       })
       if (!yes) return
       try {

@@ -2,8 +2,8 @@
 // (GET/PATCH/DELETE /api/v1/members) and invitations (GET/POST/DELETE /api/v1/invitations).
 
 import { act, api } from './api.js'
-import { announce, badge, emptyState, h, replace, timeEl } from './dom.js'
-import { clearFieldErrors, confirmed, ROLE_LABELS, secretOnce, sectionError, showFieldErrors } from './settings_ui.js'
+import { announce, badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
+import { clearFieldErrors, ROLE_LABELS, secretOnce, sectionError, showFieldErrors } from './settings_ui.js'
 
 const th = (text) => h('th', { scope: 'col' }, text)
 const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
@@ -60,10 +60,11 @@ async function loadKeys () {
 function keyRow (key) {
   const revoke = h('button', { type: 'button', class: 'danger' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` key “${key.name}”`))
   revoke.addEventListener('click', async () => {
-    const yes = await confirmed({
+    const yes = await confirmDialog({
       title: `Revoke the key “${key.name}”?`,
       text: 'Anything using it is refused from now on. This cannot be undone.',
-      yes: 'Revoke key'
+      confirm: 'Revoke key',
+      trigger: revoke
     })
     if (!yes) return
     try {
@@ -153,10 +154,11 @@ function memberActions (m, who) {
   })
   const remove = h('button', { type: 'button', class: 'danger' }, 'Remove', h('span', { class: 'visually-hidden' }, ` ${who}`))
   remove.addEventListener('click', async () => {
-    const yes = await confirmed({
+    const yes = await confirmDialog({
       title: `Remove ${who}?`,
       text: `${who} is signed out of this tenant at once, and the API keys they made are revoked.`,
-      yes: 'Remove member'
+      confirm: 'Remove member',
+      trigger: remove
     })
     if (!yes) return
     try {
@@ -191,10 +193,11 @@ async function loadInvitations () {
 function invitationRow (inv) {
   const revoke = h('button', { type: 'button', class: 'danger' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` the invitation of ${inv.email}`))
   revoke.addEventListener('click', async () => {
-    const yes = await confirmed({
+    const yes = await confirmDialog({
       title: `Revoke the invitation of ${inv.email}?`,
       text: 'Its link stops working. You can invite the address again later.',
-      yes: 'Revoke invitation'
+      confirm: 'Revoke invitation',
+      trigger: revoke
     })
     if (!yes) return
     try {

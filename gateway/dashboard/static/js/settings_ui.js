@@ -1,26 +1,7 @@
-// What the settings sections share: the confirmation dialog, errors at fields (with a summary)
-// or in words for the section, and the box that shows a secret once.
+// What the settings sections share: errors at fields (with a summary) or in words for the
+// section, and the box that shows a secret once.
 
 import { announce, errorNotice, h, replace } from './dom.js'
-
-const dialog = document.getElementById('confirm')
-
-// Resolves true when the person confirms; focus goes back to what had it.
-export function confirmed ({ title, text, yes }) {
-  const before = document.activeElement
-  document.getElementById('confirm-title').textContent = title
-  document.getElementById('confirm-text').textContent = text
-  document.getElementById('confirm-yes').textContent = yes
-  dialog.returnValue = ''
-  dialog.showModal()
-  document.getElementById('confirm-cancel').focus()
-  return new Promise((resolve) => {
-    dialog.addEventListener('close', () => {
-      if (before && before.isConnected) before.focus()
-      resolve(dialog.returnValue === 'yes')
-    }, { once: true })
-  })
-}
 
 // A section's trouble in words with the request id, or nothing.
 export function sectionError (id, error, title) {
