@@ -6,10 +6,10 @@
 // (a schema stored as jsonb has lost its authored order). Secret properties (`x-secret`, or
 // `writeOnly`) are write-only password fields in a Secrets group, never filled in, sent only
 // when typed. Errors, the browser's and the server's (problem+json `errors`, `/config/<field>`
-// or `/credentials/<field>`), are tied to their fields (aria-invalid, aria-describedby) and
-// listed in one summary that takes focus.
+// or `/credentials/<field>`), are shown at their fields and in a summary by form_errors.js.
 
 import { badge, h, replace } from './dom.js'
+import { formErrors } from './form_errors.js'
 
 const isSecret = (prop) => Boolean(prop && (prop['x-secret'] || prop.writeOnly || prop.secret))
 
@@ -127,7 +127,8 @@ export function schemaForm (container, schema, { values, fieldsSet, prefix = 'cf
     blocks.set(f.name, { f, input, wrap, label: f.prop.title || f.name })
     return wrap
   }
-  const summary = h('div', { class: 'error-summary', id: `${prefix}-summary`, tabindex: '-1', hidden: true })
+  const errors = formErrors({ id: `${prefix}-summary` })
+  const summary = errors.summary
   const plain = list.filter((f) => !f.secret).map(block)
   const secrets = list.filter((f) => f.secret)
   replace(container, summary, plain, secrets.length
@@ -151,18 +152,6 @@ export function schemaForm (container, schema, { values, fieldsSet, prefix = 'cf
       case 'lines': return raw.split('\n').map((s) => s.trim()).filter(Boolean)
       default: try { return JSON.parse(raw) } catch (_) { return raw }
     }
-  }
-
-  function clearErrors () {
-    for (const { input, wrap } of blocks.values()) {
-      wrap.querySelector(':scope > .error')?.remove()
-      input.removeAttribute('aria-invalid')
-      const ids = (input.getAttribute('aria-describedby') || '').split(' ').filter((x) => x && !x.endsWith('-error'))
-      if (ids.length) input.setAttribute('aria-describedby', ids.join(' '))
-      else input.removeAttribute('aria-describedby')
-    }
-    summary.hidden = true
-    summary.replaceChildren()
   }
 
   return {
@@ -197,34 +186,13 @@ export function schemaForm (container, schema, { values, fieldsSet, prefix = 'cf
     },
     // Each error at its field (message under it, aria-invalid, aria-describedby) and all of
     // them in the summary, which takes focus; an error about no field is listed as it is.
-    showErrors (errors, { title = 'The settings were not saved' } = {}) {
-      clearErrors()
-      const items = []
-      for (const error of errors) {
+    showErrors (problems, { title = 'The settings were not saved' } = {}) {
+      errors.show(problems.map((error) => {
         const b = blocks.get(fieldOf(error))
-        const message = said(error)
-        if (!b) { items.push(h('li', {}, message)); continue }
-        const id = `${b.input.id}-error`
-        let slot = b.wrap.querySelector(':scope > .error')
-        if (!slot) {
-          slot = h('p', { class: 'error', id })
-          b.wrap.append(slot)
-          b.input.setAttribute('aria-invalid', 'true')
-          b.input.setAttribute('aria-describedby', [b.input.getAttribute('aria-describedby'), id].filter(Boolean).join(' '))
-        }
-        slot.append((slot.textContent ? ' ' : '') + message)
-        items.push(h('li', {}, h('a', {
-          href: `#${b.input.id}`,
-          onclick: (e) => { e.preventDefault(); b.input.focus() }
-        }, `${b.label}: ${message}`)))
-      }
-      replace(summary, h('div', { class: 'notice bad', role: 'alert' },
-        h('h3', {}, `${title}: ${errors.length === 1 ? 'one problem' : `${errors.length} problems`}`),
-        h('ul', {}, items)))
-      summary.hidden = false
-      summary.focus()
+        return { input: b?.input, label: b?.label, message: said(error) }
+      }), { title })
     },
-    clearErrors,
+    clearErrors: errors.clear,
     setSecretStates (set) {
       for (const { f, wrap } of blocks.values()) {
         const state = f.secret && wrap.querySelector('.secret-state')

@@ -5,11 +5,12 @@ import { act, api } from './api.js'
 import { badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
 import { loadAccess } from './settings_access.js'
-import { clearFieldErrors, sectionError, showFieldErrors } from './settings_ui.js'
+import { fieldErrors, sectionError } from './settings_ui.js'
 
 // ---- tenant profile
 const profile = document.getElementById('profile-form')
 const canManage = document.body.dataset.role === 'admin'
+const profileErrors = fieldErrors(profile)
 
 function fill (tenant) {
   profile.elements.name.value = tenant.name || ''
@@ -43,7 +44,7 @@ async function loadProfile () {
 profile.addEventListener('submit', async (event) => {
   event.preventDefault()
   if (!canManage) return
-  clearFieldErrors(profile)
+  profileErrors.clear()
   sectionError('profile-status', null)
   const button = profile.querySelector('[type=submit]')
   button.disabled = true
@@ -52,7 +53,7 @@ profile.addEventListener('submit', async (event) => {
     document.getElementById('restored-note').hidden = true
     replace(document.getElementById('profile-status'), h('p', { class: 'notice ok' }, 'The profile was saved.'))
   } catch (error) {
-    if (!(error.status === 422 && showFieldErrors(profile, error))) {
+    if (!(error.status === 422 && profileErrors.show(error, 'The profile was not saved'))) {
       sectionError('profile-status', error, 'The profile was not saved.')
     }
   } finally {

@@ -3,7 +3,7 @@
 
 import { act, api } from './api.js'
 import { announce, badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
-import { clearFieldErrors, ROLE_LABELS, secretOnce, sectionError, showFieldErrors } from './settings_ui.js'
+import { fieldErrors, ROLE_LABELS, secretOnce, sectionError } from './settings_ui.js'
 
 const th = (text) => h('th', { scope: 'col' }, text)
 const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
@@ -23,16 +23,17 @@ async function every (path, query = {}) {
 
 // A form's submit: field errors at their fields, anything else in words for the section.
 function submitting (form, statusId, what, send) {
+  const errors = fieldErrors(form)
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
-    clearFieldErrors(form)
+    errors.clear()
     sectionError(statusId, null)
     const button = form.querySelector('[type=submit]')
     button.disabled = true
     try {
       await send()
     } catch (error) {
-      if (!(error.status === 422 && showFieldErrors(form, error))) sectionError(statusId, error, what)
+      if (!(error.status === 422 && errors.show(error, what.replace(/\.$/, '')))) sectionError(statusId, error, what)
     } finally {
       button.disabled = false
     }

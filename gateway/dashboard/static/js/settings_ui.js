@@ -2,6 +2,7 @@
 // section, and the box that shows a secret once.
 
 import { announce, errorNotice, h, replace } from './dom.js'
+import { formErrors } from './form_errors.js'
 
 // A section's trouble in words with the request id, or nothing.
 export function sectionError (id, error, title) {
@@ -10,35 +11,24 @@ export function sectionError (id, error, title) {
   replace(box, errorNotice(error, { title }))
 }
 
-const LABELS = { name: 'Name', industry: 'Industry', size: 'Employees', description: 'Description', email: 'Email', role: 'Role' }
-
-export function clearFieldErrors (form) {
-  form.querySelector('.error-summary')?.remove()
-  for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid')
-  for (const el of form.querySelectorAll('.field .error')) { el.textContent = ''; el.hidden = true }
-}
-
-// A 422's errors next to their fields, and a summary linking to them (focused). Answers false
-// when the error names no field of the form (the caller says it for the section instead).
-export function showFieldErrors (form, error) {
-  clearFieldErrors(form)
-  const found = Object.entries(error.fieldErrors || {})
-    .map(([path, message]) => [form.elements[path.split('.')[0]], message])
-    .filter(([el]) => el && el.id)
-  if (!found.length) return false
-  for (const [el, message] of found) {
-    el.setAttribute('aria-invalid', 'true')
-    const slot = document.getElementById(`${el.id}-error`)
-    if (slot) { slot.textContent = message; slot.hidden = false }
+// A settings form's errors (form_errors.js), the summary first in the form while it has any.
+// show(error, title) puts a 422's errors at their fields and answers false when it names no
+// field of the form (the caller says it for the section instead).
+export function fieldErrors (form) {
+  const errors = formErrors()
+  return {
+    clear () { errors.clear(); errors.summary.remove() },
+    show (error, title) {
+      const problems = Object.entries(error.fieldErrors || {}).map(([path, message]) => {
+        const input = form.elements[path.split('.')[0]]
+        return input?.id ? { input, message } : { message: path ? `${path}: ${message}` : message }
+      })
+      if (!problems.some((p) => p.input)) return false
+      form.prepend(errors.summary)
+      errors.show(problems, { title, requestId: error.requestId })
+      return true
+    }
   }
-  const summary = h('div', { class: 'notice bad error-summary', role: 'alert', tabindex: '-1' },
-    h('p', {}, h('strong', {}, found.length === 1 ? 'One thing to fix:' : `${found.length} things to fix:`)),
-    h('ul', {}, found.map(([el, message]) => h('li', {},
-      h('a', { href: `#${el.id}` }, `${LABELS[el.name] || el.name}: ${message}`)))),
-    error.requestId ? h('p', {}, 'Request id ', h('span', { class: 'request-id' }, error.requestId)) : null)
-  form.prepend(summary)
-  summary.focus()
-  return true
 }
 
 // A secret the API shows once (an API key, an invitation link): copy it now.
