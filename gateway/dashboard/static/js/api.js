@@ -96,3 +96,24 @@ export async function act ({ method = 'POST', path, body, query, ifMatch, label,
   if (label) announce(label)
   return answer
 }
+
+// Every item of a list the API pages by cursor (its `items` and `next_cursor`), one page after
+// another, `limit` a page; a for await loop may stop early.
+export async function * eachItem (path, { query, limit = 100 } = {}) {
+  let cursor = null
+  do {
+    const page = await api(path, { query: { ...query, limit, cursor } })
+    yield * page.items
+    cursor = page.next_cursor
+  } while (cursor)
+}
+
+// The list's first `max` items (all of them, as far as a page can tell) in an array.
+export async function allPages (path, { query, limit = 100, max = 1000 } = {}) {
+  const out = []
+  for await (const item of eachItem(path, { query, limit })) {
+    out.push(item)
+    if (out.length >= max) break
+  }
+  return out
+}

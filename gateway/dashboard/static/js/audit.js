@@ -2,7 +2,7 @@
 // filters (kept in the page's URL), paged with "Load more", and downloaded as CSV with the same
 // filters (GET /api/v1/audit-logs/export.csv).
 
-import { api, url } from './api.js'
+import { api, eachItem, url } from './api.js'
 import { announce, emptyState, errorNotice, fmtAgo, fmtTime, h, loading, replace } from './dom.js'
 
 const form = document.getElementById('filters')
@@ -57,12 +57,7 @@ function filtersFromUrl () {
 async function loadNames () {
   const load = async (path, fill) => {
     try {
-      let next = null
-      do {
-        const page = await api(path, { query: { limit: 200, cursor: next } })
-        page.items.forEach(fill)
-        next = page.next_cursor
-      } while (next)
+      for await (const item of eachItem(path, { limit: 200 })) fill(item)
     } catch (_) { /* names are a nicety: ids are shown without them */ }
   }
   await Promise.all([

@@ -3,7 +3,7 @@
 // history, dead letters, calls over 24 hours, the upgrade preview and its audit entries.
 // Every call is the public REST API's; changes go through act().
 
-import { act, api } from './api.js'
+import { act, api, eachItem } from './api.js'
 import { announce, badge, confirmDialog, errorNotice, h, replace, STATUS_TONES, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
 import { fields, schemaForm } from './schema_form.js'
@@ -220,13 +220,10 @@ const canonical = (value) => JSON.stringify(value, (_, v) =>
 // The connector's schema and auth scheme: of the version the install runs (the catalog entry's
 // versions), found through the tenant's installed catalog entries.
 async function loadConnector () {
-  let cursor = null
   let entry = null
-  do {
-    const page = await api('/api/v1/marketplace/connectors', { query: { installed: true, limit: 100, cursor } })
-    entry = page.items.find((e) => e.id === install.marketplace_connector_id) || null
-    cursor = entry ? null : page.next_cursor
-  } while (cursor)
+  for await (const e of eachItem('/api/v1/marketplace/connectors', { query: { installed: true } })) {
+    if (e.id === install.marketplace_connector_id) { entry = e; break }
+  }
   if (!entry) return
   let manifest = null
   if (install.version) {

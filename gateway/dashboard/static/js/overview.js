@@ -1,7 +1,7 @@
 // The integrations overview: every install with its status and reason, circuit, last sync,
 // error rate and a p95 latency sparkline over 24 hours (GET .../integrations/{id}/metrics).
 
-import { api } from './api.js'
+import { allPages, api } from './api.js'
 import { badge, emptyState, errorNotice, fmtPercent, h, replace, STATUS_TONES, timeEl } from './dom.js'
 import { describeLatency, sparkline } from './chart.js'
 
@@ -11,17 +11,6 @@ const count = document.getElementById('result-count')
 const canWrite = ['editor', 'admin'].includes(document.body.dataset.role)
 let installs = []
 const health = new Map() // id -> metrics answer
-
-async function allInstalls () {
-  const out = []
-  let cursor = null
-  do {
-    const page = await api('/api/v1/integrations', { query: { limit: 100, cursor } })
-    out.push(...page.items)
-    cursor = page.next_cursor
-  } while (cursor && out.length < 1000)
-  return out
-}
 
 async function loadHealth (items) {
   const to = new Date()
@@ -109,7 +98,7 @@ function render () {
 filters.addEventListener('input', render)
 filters.addEventListener('submit', (e) => e.preventDefault())
 try {
-  installs = await allInstalls()
+  installs = await allPages('/api/v1/integrations', { max: 1000 })
   render()
   await loadHealth(installs)
 } catch (error) {

@@ -1,7 +1,7 @@
 // Settings: who may use the tenant. API keys (GET/POST/DELETE /api/v1/api-keys), members
 // (GET/PATCH/DELETE /api/v1/members) and invitations (GET/POST/DELETE /api/v1/invitations).
 
-import { act, api } from './api.js'
+import { act, allPages, api } from './api.js'
 import { announce, badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
 import { fieldErrors, ROLE_LABELS, secretOnce, sectionError } from './settings_ui.js'
 
@@ -10,16 +10,7 @@ const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('tab
   h('caption', { class: 'visually-hidden' }, caption),
   h('thead', {}, h('tr', {}, heads.map(th))), h('tbody', {}, rows)))
 
-async function every (path, query = {}) {
-  const out = []
-  let cursor = null
-  do {
-    const page = await api(path, { query: { ...query, limit: 200, cursor } })
-    out.push(...page.items)
-    cursor = page.next_cursor
-  } while (cursor && out.length < 2000)
-  return out
-}
+const every = (path, query) => allPages(path, { query, limit: 200, max: 2000 })
 
 // A form's submit: field errors at their fields, anything else in words for the section.
 function submitting (form, statusId, what, send) {
