@@ -29,7 +29,7 @@ _NO_STORE_PREFIXES = ("/auth/", "/api/v1/me")
 SWAGGER_CDN = "https://cdn.jsdelivr.net"
 
 
-def _policy(form_action: list[str], *, extra_script: str = "", extra_style: str = "",
+def policy(form_action: list[str], *, extra_script: str = "", extra_style: str = "",
             extra_img: str = "") -> bytes:  # fmt: skip
     directives = [
         "default-src 'self'",
@@ -91,8 +91,8 @@ class BrowserSafety:
             (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
         ]
         self.https = https
-        self.csp = _policy(form_action)
-        self.docs_csp = _policy(
+        self.csp = policy(form_action)
+        self.docs_csp = policy(
             form_action,
             extra_script=f" {SWAGGER_CDN}{_swagger_script_hashes()}",
             extra_style=f" {SWAGGER_CDN}",

@@ -12,6 +12,7 @@ installs from npm (``vendor/node_modules``), served by the gateway itself, never
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -79,6 +80,9 @@ class Assets:
                 self.packages[name] = (json.loads(manifest.read_text())["version"], vendor / name)
         self.import_map = self._import_map()
         self.import_map_json = json.dumps({"imports": self.import_map}, separators=(",", ":"))
+        digest = hashlib.sha256(self.import_map_json.encode()).digest()
+        # what a Content-Security-Policy names to allow the inline import map
+        self.import_map_hash = "'sha256-" + base64.b64encode(digest).decode() + "'"
         self._bodies: dict[Path, _Body] = {}
 
     @property

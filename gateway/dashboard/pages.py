@@ -9,8 +9,6 @@ modules send with every change."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +19,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from common.errors import SeedosError
 from common.roles import GRANTS, Permission, Role
+from gateway.browser import policy
 from gateway.dashboard.assets import Assets
+from gateway.oidc.service import Providers
 from gateway.sessions import cookies, tokens
 from gateway.sessions import repository as sessions
 from gateway.users import service as users
@@ -71,15 +71,10 @@ def assets(request: Request) -> Assets:
     return request.app.state.assets
 
 
-def csp_with(script_hash: str | None) -> str | None:
-    """The gateway's policy with one more allowed inline script (the import map), by hash."""
-    if script_hash is None:
-        return None
-    return (
-        "default-src 'self'; script-src 'self' " + script_hash + "; style-src 'self';"
-        " img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none';"
-        " base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-    )
+def _modules_policy(request: Request, files: Assets) -> str:
+    """The gateway's Content-Security-Policy with one more script allowed: the import map."""
+    form_action = Providers.issuer_origins(request.app.state.settings)
+    return policy(form_action, extra_script=" " + files.import_map_hash).decode()
 
 
 async def viewer(request: Request) -> Viewer | None:
@@ -137,10 +132,6 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     when the page loads browser packages (``modules=True``)."""
     files = assets(request)
     import_map = files.import_map_json if context.get("modules") else None
-    script_hash = None
-    if import_map is not None:
-        digest = hashlib.sha256(import_map.encode()).digest()
-        script_hash = "'sha256-" + base64.b64encode(digest).decode() + "'"
     me: Viewer | None = context.get("me")
     nav = [(p, label) for p, label, need in NAV if me is not None and me.can(need)]
     html = TEMPLATES.get_template(template).render(
@@ -148,8 +139,8 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
         vendored=files.vendored, **context,
     )  # fmt: skip
     headers = {"cache-control": "no-store"}
-    if (policy := csp_with(script_hash)) is not None:
-        headers["content-security-policy"] = policy
+    if import_map is not None:
+        headers["content-security-policy"] = _modules_policy(request, files)
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
