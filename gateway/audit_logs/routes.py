@@ -27,7 +27,7 @@ def _time(description: str) -> object:
     return Query(description=f"{description} (ISO 8601 with a UTC offset, e.g. 2026-11-26T09:00Z)")
 
 
-def _filters(
+async def _filters(
     action: Annotated[str | None, _text("Exactly this action, e.g. `api_key.created`")] = None,
     action_prefix: Annotated[
         str | None, _text("Actions starting with this, e.g. `integration.`")

@@ -4,7 +4,9 @@ narrow the list; both themes pass axe."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 from playwright.async_api import expect
 
@@ -26,6 +28,10 @@ async def test_installs_with_their_health(dash, signed_in) -> None:
     seat = await signed_in()
     iid = await installed(dash, seat)
     await seat.api.post(f"/api/v1/integrations/{iid}/check")  # one call in the last 24 h
+    deadline = time.monotonic() + 15  # written by the recorder when it next flushes
+    while (await seat.api.get(f"/api/v1/integrations/{iid}/metrics")).json()["totals"]["calls"] < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
     await seat.goto("/")
     page = seat.page
     row = page.locator(f'tr[data-id="{iid}"]')

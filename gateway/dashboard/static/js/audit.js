@@ -3,7 +3,7 @@
 // filters (GET /api/v1/audit-logs/export.csv).
 
 import { api, eachItem, url } from './api.js'
-import { announce, emptyState, errorNotice, fmtAgo, fmtTime, h, loading, replace } from './dom.js'
+import { announce, dataTable, emptyState, errorNotice, fmtAgo, fmtTime, h, loading, replace } from './dom.js'
 
 const form = document.getElementById('filters')
 const body = document.getElementById('entries-body')
@@ -99,10 +99,8 @@ function row (entry) {
 }
 
 function table (items) {
-  return h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm audit-table' },
-    h('caption', { class: 'visually-hidden' }, 'Audit entries, newest first'),
-    h('thead', {}, h('tr', {}, ['Time', 'Actor', 'Action', 'Target', 'Details'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, items.map(row))))
+  return dataTable('Audit entries, newest first', ['Time', 'Actor', 'Action', 'Target', 'Details'],
+    items.map(row), { tableClass: 'audit-table' })
 }
 
 function updateExport (filters) {

@@ -92,6 +92,18 @@ export function errorNotice (error, { title } = {}) {
 
 // An empty list or page: what is missing, what to do, and an action; its heading an h2 unless
 // `level` says otherwise (3 for a list inside a section).
+// A data table: scrolls on its own when wider than the screen, stacks into label/value rows on a
+// phone (cells need data-label), a caption for screen readers. heads: 'Text' or ['Text', 'num'].
+export function dataTable (caption, heads, rows, { tableClass = '' } = {}) {
+  return h('div', { class: 'table-wrap' }, h('table', { class: `stack-sm ${tableClass}`.trim() },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('thead', {}, h('tr', {}, heads.map((head) => {
+      const [text, cls] = Array.isArray(head) ? head : [head]
+      return h('th', { scope: 'col', class: cls || null }, text)
+    }))),
+    h('tbody', {}, rows)))
+}
+
 export function emptyState (heading, text, action, { level = 2 } = {}) {
   return h('div', { class: 'empty' }, h(`h${level}`, {}, heading), h('p', {}, text), action || null)
 }

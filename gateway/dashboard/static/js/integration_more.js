@@ -2,7 +2,7 @@
 // alternative and a table of totals), the version and the upgrade preview, recent audit entries.
 
 import { act, api } from './api.js'
-import { announce, confirmDialog, errorNotice, fmtMs, fmtNumber, fmtPercent, fmtTime, h, replace, timeEl } from './dom.js'
+import { announce, confirmDialog, dataTable, errorNotice, fmtMs, fmtNumber, fmtPercent, fmtTime, h, replace, timeEl } from './dom.js'
 import { describeLatency, lineChart } from './chart.js'
 
 const HOUR = 3600 * 1000
@@ -125,11 +125,9 @@ export async function loadAudit (ctx) {
     replace(body, h('p', {}, 'Nothing recorded for this integration yet.'))
     return
   }
-  replace(body, h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
-    h('caption', { class: 'visually-hidden' }, 'The latest audit entries for this integration, newest first'),
-    h('thead', {}, h('tr', {}, ['When', 'What', 'Who'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, page.items.map((e) => h('tr', {},
+  replace(body, dataTable('The latest audit entries for this integration, newest first', ['When', 'What', 'Who'],
+    page.items.map((e) => h('tr', {},
       h('td', { 'data-label': 'When' }, timeEl(e.created_at)),
       h('td', { 'data-label': 'What' }, h('span', { class: 'mono' }, e.action)),
-      h('td', { 'data-label': 'Who' }, h('span', { class: 'mono' }, e.actor || '—'))))))), all)
+      h('td', { 'data-label': 'Who' }, h('span', { class: 'mono' }, e.actor || '—'))))), all)
 }

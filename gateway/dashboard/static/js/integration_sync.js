@@ -2,16 +2,12 @@
 // "run sync now", the run history and the dead letters with retry and discard.
 
 import { act, api } from './api.js'
-import { announce, badge, confirmDialog, emptyState, errorNotice, fmtNumber, h, replace, timeEl } from './dom.js'
+import { announce, badge, confirmDialog, dataTable, emptyState, errorNotice, fmtNumber, h, replace, timeEl } from './dom.js'
 
 const OUTCOME_TONES = { succeeded: 'ok', running: 'info', failed: 'bad', interrupted: 'warn', partial: 'warn' }
 const POLL_MS = 1500
 const POLL_FOR_MS = 120_000
 
-const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
-  h('caption', { class: 'visually-hidden' }, caption),
-  h('thead', {}, h('tr', {}, heads.map(([t, cls]) => h('th', { scope: 'col', class: cls || null }, t)))),
-  h('tbody', {}, rows)))
 
 function statusStats (s) {
   const last = s.last_run
@@ -48,7 +44,7 @@ export async function loadSync (ctx) {
     runButton ? h('div', { class: 'actions' }, runButton) : null,
     h('h3', {}, 'Recent runs'),
     runs.items.length
-      ? table('Recent sync runs, newest first', [['Started'], ['Kind'], ['Outcome'], ['Pulled', 'num'], ['Deleted', 'num'], ['Pushed', 'num'], ['Finished']],
+      ? dataTable('Recent sync runs, newest first', [['Started'], ['Kind'], ['Outcome'], ['Pulled', 'num'], ['Deleted', 'num'], ['Pushed', 'num'], ['Finished']],
         runs.items.map(runRow))
       : h('p', {}, ctx.canWrite ? 'No sync has run yet. Run one now to pull the records.' : 'No sync has run yet.'))
   await loadDeadLetters(ctx, status)
@@ -111,7 +107,7 @@ async function loadDeadLetters (ctx, status) {
   if (ctx.canWrite) heads.push(['Actions'])
   replace(body,
     h('div', { id: 'dead-notice' }),
-    table('Dead letters', heads, page.items.map((l) => letterRow(ctx, l))),
+    dataTable('Dead letters', heads, page.items.map((l) => letterRow(ctx, l))),
     page.next_cursor ? h('p', {}, `Showing the first ${page.items.length} of ${fmtNumber(status.dead_letters)}.`) : null)
 }
 

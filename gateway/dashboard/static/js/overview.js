@@ -2,7 +2,7 @@
 // error rate and a p95 latency sparkline over 24 hours (GET .../integrations/{id}/metrics).
 
 import { allPages, api } from './api.js'
-import { badge, emptyState, errorNotice, fmtPercent, h, replace, STATUS_TONES, timeEl } from './dom.js'
+import { badge, dataTable, emptyState, errorNotice, fmtPercent, h, replace, STATUS_TONES, timeEl } from './dom.js'
 import { describeLatency, sparkline } from './chart.js'
 
 const list = document.getElementById('integrations')
@@ -88,11 +88,8 @@ function render () {
     replace(list, emptyState('No integration matches these filters', 'Clear a filter to see more.'))
     return
   }
-  replace(list, h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
-    h('caption', { class: 'visually-hidden' }, 'Installed integrations'),
-    h('thead', {}, h('tr', {}, ...['Integration', 'Status', 'Circuit', 'Last sync'].map((t) => h('th', { scope: 'col' }, t)),
-      h('th', { scope: 'col', class: 'num' }, 'Errors (24 h)'), h('th', { scope: 'col' }, 'Latency (p95, 24 h)'))),
-    h('tbody', {}, shown.map(row)))))
+  replace(list, dataTable('Installed integrations', ['Integration', 'Status', 'Circuit', 'Last sync',
+    ['Errors (24 h)', 'num'], 'Latency (p95, 24 h)'], shown.map(row)))
 }
 
 filters.addEventListener('input', render)

@@ -8,7 +8,7 @@
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { api } from './api.js'
-import { announce, emptyState, errorNotice, h, loading, replace } from './dom.js'
+import { announce, dataTable, emptyState, errorNotice, h, loading, replace } from './dom.js'
 import { keep } from './drafts.js'
 
 const section = document.getElementById('records')
@@ -417,19 +417,15 @@ async function loadPage () {
   } else {
     summary.textContent = `${page.items.length} ${state.stream}${searched} on this page` +
       (state.q && page.scanned ? ` (${page.scanned} records searched)` : '') + '.'
-    replace(section, h('div', { class: 'table-wrap' }, h('table', { class: 'records-table stack-sm' },
-      h('caption', { class: 'visually-hidden' }, `${state.stream} records`),
-      h('thead', {}, h('tr', {},
-        h('th', { scope: 'col' }, label(state.pk)),
-        state.columns.map((field) => h('th', { scope: 'col' }, label(field))),
-        h('th', { scope: 'col' }, canEdit ? 'Actions' : 'Status'))),
-      h('tbody', {}, page.items.map((item) => {
+    replace(section, dataTable(`${state.stream} records`,
+      [label(state.pk), ...state.columns.map(label), canEdit ? 'Actions' : 'Status'],
+      page.items.map((item) => {
         const pk = String(item[state.pk])
         return h('tr', { id: rowId(pk) },
           h('th', { scope: 'row', 'data-label': label(state.pk) }, h('code', {}, pk)),
           state.columns.map((field) => cellFor(pk, field, item)),
           actionsFor(pk))
-      })))))
+      }), { tableClass: 'records-table' }))
   }
   replace(pager,
     state.previous.length ? h('button', { type: 'button', onclick: () => turn(-1) }, 'Previous page') : null,

@@ -2,13 +2,9 @@
 // (GET/PATCH/DELETE /api/v1/members) and invitations (GET/POST/DELETE /api/v1/invitations).
 
 import { act, allPages, api } from './api.js'
-import { announce, badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
+import { announce, badge, confirmDialog, dataTable, emptyState, h, replace, timeEl } from './dom.js'
 import { fieldErrors, ROLE_LABELS, secretOnce, sectionError } from './settings_ui.js'
 
-const th = (text) => h('th', { scope: 'col' }, text)
-const table = (caption, heads, rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'stack-sm' },
-  h('caption', { class: 'visually-hidden' }, caption),
-  h('thead', {}, h('tr', {}, heads.map(th))), h('tbody', {}, rows)))
 
 const every = (path, query) => allPages(path, { query, limit: 200, max: 2000 })
 
@@ -42,7 +38,7 @@ async function loadKeys () {
       replace(keysList, emptyState('No API keys', 'Create a key below to let a script or another system use the API.', null, { level: 3 }))
       return
     }
-    replace(keysList, table('API keys', ['Name', 'Role', 'Prefix', 'Created', 'Last used', 'Actions'], keys.map(keyRow)))
+    replace(keysList, dataTable('API keys', ['Name', 'Role', 'Prefix', 'Created', 'Last used', 'Actions'], keys.map(keyRow)))
   } catch (error) {
     replace(keysList)
     sectionError('api-keys-status', error, 'The API keys could not be loaded.')
@@ -102,7 +98,7 @@ export async function loadMembers () {
   try {
     if (myUserId === null) myUserId = (await api('/api/v1/me')).user?.id || ''
     const members = await every('/api/v1/members')
-    replace(membersList, table('Members', ['Person', 'Role', 'Joined', 'Last sign-in'].concat(canManage ? ['Actions'] : []),
+    replace(membersList, dataTable('Members', ['Person', 'Role', 'Joined', 'Last sign-in'].concat(canManage ? ['Actions'] : []),
       members.map(memberRow)))
   } catch (error) {
     replace(membersList)
@@ -175,7 +171,7 @@ async function loadInvitations () {
       replace(invitationsList, h('p', { class: 'quiet' }, 'No pending invitations. Invite someone with the form above.'))
       return
     }
-    replace(invitationsList, table('Pending invitations', ['Email', 'Role', 'Invited', 'Expires', 'Actions'], pending.map(invitationRow)))
+    replace(invitationsList, dataTable('Pending invitations', ['Email', 'Role', 'Invited', 'Expires', 'Actions'], pending.map(invitationRow)))
   } catch (error) {
     replace(invitationsList)
     sectionError('invitations-status', error, 'The invitations could not be loaded.')
