@@ -34,6 +34,8 @@ from gateway.limits import limiter
 from gateway.limits.concurrency import TenantSlots
 from gateway.me.routes import router as me_router
 from gateway.members.routes import router as members_router
+from gateway.offline.routes import PATH as OFFLINE_PATH
+from gateway.offline.routes import router as offline_router
 from gateway.oidc.routes import BODY_LIMITS
 from gateway.oidc.routes import router as sign_in_router
 from gateway.oidc.service import Providers
@@ -128,7 +130,9 @@ class GatewayApp(FastAPI):
     def _proxied(self, scope: Scope) -> bool:
         """Whether a plain request is forwarded: the gateway issues WebSocket tickets itself
         (they stand for the caller's credential, which only the gateway knows)."""
-        if scope["method"] == "POST" and TICKET_PATH.fullmatch(scope["path"]):
+        if scope["method"] == "POST" and (
+            TICKET_PATH.fullmatch(scope["path"]) or scope["path"] == OFFLINE_PATH
+        ):
             return False
         return self._proxy_endpoint.match(scope["path"]) is not None
 
@@ -231,6 +235,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(domains_router)
     app.include_router(admin_router)
     app.include_router(ws_tickets_router)
+    app.include_router(offline_router)
     _add_docs(app)
     app.include_router(dashboard_router)
     return app

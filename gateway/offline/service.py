@@ -1,0 +1,263 @@
+"""Replaying work queued offline: each item is the public API call it names, made as the
+caller, once.
+
+- **What may be replayed**: :data:`ALLOWED`, the integration operations a person does from the
+  dashboard (install, change the settings, enable, disable, check, run an action or a sync,
+  setup progress, uninstall). Not credentials: secrets do not wait in an offline queue.
+- **Once**: each item's Idempotency-Key is claimed in ``idempotency_keys`` (scope ``offline``)
+  before it runs (:func:`common.idempotency.run_once`), and its answer kept: a repeat gets the
+  first answer (``duplicate``), a concurrent one is told to come back (``retry_later``). The key
+  goes on to the service too, which keeps its own for installs and actions.
+- **In order, per client**: a client's items run by sequence number, each after the previous
+  one completed; a number already completed is a ``duplicate``, and a gap holds the rest of
+  that client's items (``out_of_sequence``, with the number expected). A client belongs to the
+  credential that first used it: another's items are ``rejected``.
+- **Never wedged**: a permanent failure (a 4xx) completes its item (``rejected``, or
+  ``conflict`` when its ``If-Match`` no longer holds, with the current state); a transient one
+  (429, 5xx, the service down) stops the whole batch there (``retry_later``, the rest
+  ``not_attempted``) with the seconds to wait.
+- **Audited**: every completed item, as ``offline.replayed`` with the client's id, number and
+  timestamp and the outcome, in the transaction that completes it.
+
+Transactions are explicit: claiming a key, calling the service (no connection held) and
+completing the item are three steps, so a replay that dies half-way is retried safely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from common import audit, idempotency
+from common.db import Database
+from common.errors import GatewayTimeout, SeedosError, ServiceUnavailable
+from common.internal_auth import Principal, TokenSigner
+from gateway.offline import repository
+from gateway.offline.schemas import BatchResult, ItemResult, OfflineItem, Outcome
+from gateway.proxy import Upstream
+
+UPSTREAM = "connector_service"
+_ID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_BASE = "/api/v1/integrations"
+ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (method, re.compile(pattern))
+    for method, pattern in (
+        ("POST", _BASE),  # install
+        ("PATCH", rf"{_BASE}/{_ID}"),  # settings (with If-Match)
+        ("DELETE", rf"{_BASE}/{_ID}"),  # uninstall
+        ("POST", rf"{_BASE}/{_ID}/(?:enable|disable|check)"),
+        ("POST", rf"{_BASE}/{_ID}/actions/[A-Za-z0-9_.-]{{1,100}}"),
+        ("POST", rf"{_BASE}/{_ID}/sync/run"),
+        ("PUT", rf"{_BASE}/{_ID}/setup-progress"),
+    )
+)
+RETRY_AFTER_DEFAULT = 2
+
+
+def allowed(method: str, path: str) -> bool:
+    return any(m == method and p.fullmatch(path) for m, p in ALLOWED)
+
+
+@dataclass
+class Replayer:
+    db: Database
+    upstream: Upstream
+    signer: TokenSigner
+    secret: bytes  # the idempotency fingerprints' key
+    principal: Principal
+    request_id: str
+
+    async def batch(self, items: list[OfflineItem]) -> BatchResult:
+        results: dict[int, ItemResult] = {}
+        order = {id(item): n for n, item in enumerate(items)}
+        stopped: int | None = None
+        for client_id, queue in _by_client(items).items():
+            stopped = await self._client(client_id, queue, results, order)
+            if stopped is not None:
+                break
+        for n, item in enumerate(items):
+            if n not in results:
+                results[n] = _result(item, Outcome.not_attempted)
+        return BatchResult(results=[results[n] for n in range(len(items))], retry_after=stopped)
+
+    async def _client(
+        self,
+        client_id: str,
+        queue: list[OfflineItem],
+        results: dict[int, ItemResult],
+        order: Mapping[int, int],
+    ) -> int | None:
+        """Run one client's items in sequence order; the seconds to wait if the batch must
+        stop here (a transient failure), else None."""
+        async with self.db.connection() as conn:
+            row = await repository.client(
+                conn, tenant_id=self.principal.tenant_id, client_id=client_id,
+                subject=self.principal.subject,
+            )  # fmt: skip
+        if row["subject"] != self.principal.subject:
+            for item in queue:
+                results[order[id(item)]] = _result(item, Outcome.rejected, status=403, answer={
+                    "code": "offline_client_not_yours",
+                    "detail": "this client's queue belongs to another user or key"})  # fmt: skip
+            return None
+        last = row["last_seq"]
+        for item in queue:
+            n = order[id(item)]
+            if item.seq <= last:
+                results[n] = await self._duplicate(item)
+                continue
+            if item.seq > last + 1:
+                for rest in queue[queue.index(item) :]:
+                    results[order[id(rest)]] = _result(
+                        rest, Outcome.out_of_sequence, expected_seq=last + 1
+                    )
+                return None
+            result, wait = await self._run(item)
+            results[n] = result
+            if wait is not None:
+                return wait
+            last = item.seq
+        return None
+
+    async def _duplicate(self, item: OfflineItem) -> ItemResult:
+        async with self.db.connection() as conn:
+            kept = await repository.kept_answer(
+                conn, tenant_id=self.principal.tenant_id, key=item.idempotency_key
+            )
+        if kept is None:
+            return _result(item, Outcome.duplicate)
+        return _result(item, Outcome.duplicate, status=kept["response_status"],
+                       answer=kept["response_body"])  # fmt: skip
+
+    async def _run(self, item: OfflineItem) -> tuple[ItemResult, int | None]:
+        """One item, once: its result, and the seconds to wait when the batch must stop."""
+        if not allowed(item.method, item.path):
+            answer = {"code": "offline_operation_not_allowed",
+                      "detail": f"{item.method} {item.path} cannot be queued offline"}  # fmt: skip
+            await self._complete(item, Outcome.rejected, 422)
+            return _result(item, Outcome.rejected, status=422, answer=answer), None
+        wait: list[int] = []
+
+        async def call() -> idempotency.Answer:
+            status, body, retry_after = await self._call(item)
+            transient = status in (408, 425, 429) or status >= 500 or _in_progress(status, body)
+            if transient:
+                wait.append(retry_after or RETRY_AFTER_DEFAULT)
+            return idempotency.Answer(status, body, final=not transient)
+
+        request_hash = idempotency.fingerprint(
+            repository.SCOPE, item.method, item.path, item.body, item.if_match,
+            secret=self.secret,
+        )  # fmt: skip
+        try:
+            answer = await idempotency.run_once(
+                self.db, tenant_id=self.principal.tenant_id, scope=repository.SCOPE,
+                key=item.idempotency_key, request_hash=request_hash, operation=call,
+            )  # fmt: skip
+        except idempotency.InProgress:  # the same item, replayed by another request right now
+            return _result(item, Outcome.retry_later), 1
+        except idempotency.KeyReused as exc:
+            await self._complete(item, Outcome.rejected, exc.status)
+            return _result(item, Outcome.rejected, status=exc.status,
+                           answer={"code": exc.code, "detail": exc.detail}), None  # fmt: skip
+        if wait:
+            return _result(item, Outcome.retry_later, status=answer.status,
+                           answer=answer.body), wait[0]  # fmt: skip
+        if answer.replayed:
+            outcome = Outcome.duplicate
+        elif 200 <= answer.status < 300:
+            outcome = Outcome.applied
+        elif answer.status == 412:
+            outcome = Outcome.conflict
+        else:
+            outcome = Outcome.rejected
+        await self._complete(item, outcome, answer.status)
+        return _result(item, outcome, status=answer.status, answer=answer.body), None
+
+    async def _call(self, item: OfflineItem) -> tuple[int, Any, int | None]:
+        """The item as the API call it names, made as the caller: status, JSON answer, and
+        the Retry-After the service sent. A service that cannot be reached answers 503."""
+        token = self.signer.mint(self.principal, audience=self.upstream.name)
+        headers = {
+            "authorization": f"Bearer {token}", "x-request-id": self.request_id,
+            "idempotency-key": item.idempotency_key, "accept": "application/json",
+        }  # fmt: skip
+        data = None
+        if item.body is not None:
+            headers["content-type"] = "application/json"
+            data = orjson.dumps(item.body)
+        if item.if_match is not None:
+            headers["if-match"] = item.if_match
+        url = URL(self.upstream.base_url + item.path, encoded=True)
+        try:
+            async with self.upstream.session.request(
+                item.method, url, headers=headers, data=data, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                retry_after = resp.headers.get("retry-after")
+                status = resp.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            error: SeedosError = ServiceUnavailable(f"{self.upstream.name} is unavailable")
+            return error.status, _problem(error), 1
+        except (TimeoutError, aiohttp.ClientError):
+            error = GatewayTimeout(f"{self.upstream.name} did not answer")
+            return error.status, _problem(error), RETRY_AFTER_DEFAULT
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        wait = int(retry_after) if retry_after and retry_after.isdigit() else None
+        return status, body, wait
+
+    async def _complete(self, item: OfflineItem, outcome: Outcome, status: int | None) -> None:
+        """The item's number completed for its client, and audited, in one transaction."""
+        async with self.db.connection() as conn, conn.transaction():
+            moved = await repository.complete(conn, tenant_id=self.principal.tenant_id,
+                                              client_id=item.client_id, seq=item.seq)  # fmt: skip
+            if not moved:
+                return  # another replay of the queue completed it (and audited it)
+            await audit.record(
+                conn, tenant_id=self.principal.tenant_id, actor=self.principal.subject,
+                action="offline.replayed", target=f"offline_client:{item.client_id}",
+                payload={"client_id": item.client_id, "seq": item.seq,
+                         "client_ts": item.client_ts.isoformat(), "method": item.method,
+                         "path": item.path, "outcome": outcome.value, "status": status},
+                request_id=self.request_id,
+            )  # fmt: skip
+
+
+def _by_client(items: list[OfflineItem]) -> dict[str, list[OfflineItem]]:
+    """Each client's items (in the order clients first appear), by sequence number; an item
+    repeating a number already in the batch comes after it (and is its duplicate)."""
+    out: dict[str, list[OfflineItem]] = {}
+    for item in items:
+        out.setdefault(item.client_id, []).append(item)
+    return {client: sorted(queue, key=lambda i: i.seq) for client, queue in out.items()}
+
+
+def _in_progress(status: int, body: Any) -> bool:
+    return status == 409 and isinstance(body, dict) and body.get("code", "").endswith("in_progress")
+
+
+def _problem(error: SeedosError) -> dict[str, Any]:
+    return {"type": "about:blank", "title": error.title, "status": error.status,
+            "code": error.code, "detail": error.detail}  # fmt: skip
+
+
+def _result(item: OfflineItem, outcome: Outcome, **fields: Any) -> ItemResult:
+    return ItemResult(client_id=item.client_id, seq=item.seq,
+                      idempotency_key=item.idempotency_key, outcome=outcome, **fields)  # fmt: skip
+
+
+def replayer(state: Any, principal: Principal, request_id: str) -> Replayer:
+    """The app's replayer for one request."""
+    settings = state.settings
+    secret = settings.idempotency_key.get_secret_value().encode()
+    return Replayer(db=state.db, upstream=state.upstreams[UPSTREAM], signer=state.proxy.signer,
+                    secret=secret, principal=principal, request_id=request_id)  # fmt: skip
