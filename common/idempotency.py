@@ -76,7 +76,10 @@ async def run_once(
     request_hash: bytes,
     operation: Callable[[], Awaitable[Answer]],
     ttl: timedelta = DEFAULT_TTL,
+    finish: Callable[[Any, Answer], Awaitable[None]] | None = None,
 ) -> Answer:
+    """``finish(conn, answer)``: more to write in the transaction that keeps a final answer
+    (not for one that frees the key)."""
     while True:
         async with db.connection() as conn:
             row = await conn.fetchrow(
@@ -115,12 +118,14 @@ async def run_once(
     if answer.status >= 500 or not answer.final:
         await _release(db, row["id"])
         return answer
-    async with db.connection() as conn:
+    async with db.connection() as conn, conn.transaction():
         await conn.execute(
             "UPDATE idempotency_keys SET state = 'completed', response_status = $2,"
             " response_body = $3 WHERE id = $1",
             row["id"], answer.status, answer.body,
         )  # fmt: skip
+        if finish is not None:
+            await finish(conn, answer)
     return answer
 
 

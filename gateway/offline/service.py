@@ -155,10 +155,16 @@ class Replayer:
             repository.SCOPE, item.method, item.path, item.body, item.if_match,
             secret=self.secret,
         )  # fmt: skip
+
+        async def finish(conn: Any, answer: idempotency.Answer) -> None:
+            # the item completed in the transaction that keeps its answer
+            await self._completed(conn, item, _outcome(answer), answer.status)
+
         try:
             answer = await idempotency.run_once(
                 self.db, tenant_id=self.principal.tenant_id, scope=repository.SCOPE,
                 key=item.idempotency_key, request_hash=request_hash, operation=call,
+                finish=finish,
             )  # fmt: skip
         except idempotency.InProgress:  # the same item, replayed by another request right now
             return _result(item, Outcome.retry_later), 1
@@ -169,16 +175,11 @@ class Replayer:
         if wait:
             return _result(item, Outcome.retry_later, status=answer.status,
                            answer=answer.body), wait[0]  # fmt: skip
-        if answer.replayed:
-            outcome = Outcome.duplicate
-        elif 200 <= answer.status < 300:
-            outcome = Outcome.applied
-        elif answer.status == 412:
-            outcome = Outcome.conflict
-        else:
-            outcome = Outcome.rejected
-        await self._complete(item, outcome, answer.status)
-        return _result(item, outcome, status=answer.status, answer=answer.body), None
+        if answer.replayed:  # completed by an earlier replay whose answer never arrived
+            await self._complete(item, Outcome.duplicate, answer.status)
+            return _result(item, Outcome.duplicate, status=answer.status,
+                           answer=answer.body), None  # fmt: skip
+        return _result(item, _outcome(answer), status=answer.status, answer=answer.body), None
 
     async def _call(self, item: OfflineItem) -> tuple[int, Any, int | None]:
         """The item as the API call it names, made as the caller: status, JSON answer, and
@@ -216,12 +217,17 @@ class Replayer:
         return status, body, wait
 
     async def _complete(self, item: OfflineItem, outcome: Outcome, status: int | None) -> None:
-        """The item's number completed for its client, and audited, in one transaction."""
         async with self.db.connection() as conn, conn.transaction():
-            moved = await repository.complete(conn, tenant_id=self.principal.tenant_id,
-                                              client_id=item.client_id, seq=item.seq)  # fmt: skip
-            if not moved:
-                return  # another replay of the queue completed it (and audited it)
+            await self._completed(conn, item, outcome, status)
+
+    async def _completed(
+        self, conn: Any, item: OfflineItem, outcome: Outcome, status: int | None
+    ) -> None:
+        """The item's number completed for its client, and audited, in ``conn``'s
+        transaction."""
+        moved = await repository.complete(conn, tenant_id=self.principal.tenant_id,
+                                          client_id=item.client_id, seq=item.seq)  # fmt: skip
+        if moved:  # else another replay of the queue completed it (and audited it)
             await audit.record(
                 conn, tenant_id=self.principal.tenant_id, actor=self.principal.subject,
                 action="offline.replayed", target=f"offline_client:{item.client_id}",
@@ -239,6 +245,12 @@ def _by_client(items: list[OfflineItem]) -> dict[str, list[OfflineItem]]:
     for item in items:
         out.setdefault(item.client_id, []).append(item)
     return {client: sorted(queue, key=lambda i: i.seq) for client, queue in out.items()}
+
+
+def _outcome(answer: idempotency.Answer) -> Outcome:
+    if 200 <= answer.status < 300:
+        return Outcome.applied
+    return Outcome.conflict if answer.status == 412 else Outcome.rejected
 
 
 def _in_progress(status: int, body: Any) -> bool:
