@@ -10,7 +10,7 @@ import asyncpg
 _SELECT = (
     "SELECT id, tenant_id, connector_name, service_name, marketplace_connector_id, version,"
     " config, last_error, last_sync_at, sync_interval_seconds, created_at, updated_at, status,"
-    " status_reason, setup_done FROM integration_connectors_shown"
+    " status_reason, setup_done, settings_revision FROM integration_connectors_shown"
 )
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
@@ -13,6 +15,11 @@ from common.internal_auth import CurrentPrincipal, requires
 from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
 from connector_service.integrations import calls, service
+from connector_service.integrations.preconditions import (
+    IfMatchHeader,
+    PreconditionFailed,
+    etag_of,
+)
 from connector_service.integrations.schemas import (
     CredentialsIn,
     CredentialsOut,
@@ -44,10 +51,38 @@ async def _manager(request: Request) -> ConnectorManager:
 Ring = Annotated[KeyRing, Depends(_keyring)]
 Manager = Annotated[ConnectorManager, Depends(_manager)]
 Writer = [requires(Permission.write)]
+_PROBLEM = PROBLEM_RESPONSES[404]["content"]
+_ETAG = {"ETag": {"description": "The install's ETag (changes with its settings only)",
+                  "schema": {"type": "string"}}}  # fmt: skip
+_ANSWER_WITH_ETAG = {200: {"headers": _ETAG}}
+_PRECONDITION = {
+    **_ANSWER_WITH_ETAG,
+    400: {"description": "A malformed If-Match (`invalid_if_match`)", "content": _PROBLEM},
+    412: {"description": "If-Match does not match the install's ETag (`precondition_failed`):"
+                         " nothing changed; `current` is the install now, its ETag the header's",
+          "headers": _ETAG, "content": _PROBLEM},
+}  # fmt: skip
 
 
 def _out(manager: ConnectorManager, row: dict) -> dict:
     return {**row, "circuit": manager.circuit(row["id"])}
+
+
+def _one(response: Response, manager: ConnectorManager, row: dict) -> dict:
+    """One install as answered, with its ETag in the header too."""
+    response.headers["ETag"] = etag_of(row)
+    return _out(manager, row)
+
+
+@contextmanager
+def _current_on_conflict(manager: ConnectorManager) -> Iterator[None]:
+    """A failed If-Match answers with the install as GET shows it now (``current``)."""
+    try:
+        yield
+    except PreconditionFailed as exc:
+        shown = IntegrationOut.model_validate(_out(manager, exc.current))
+        exc.extra["current"] = shown.model_dump(mode="json")
+        raise
 
 
 def _check_later(tasks: BackgroundTasks, request: Request, tenant_id: uuid.UUID,
@@ -80,21 +115,25 @@ async def list_integrations(
     return page
 
 
-@router.get("/{integration_id}", response_model=IntegrationOut)
+@router.get("/{integration_id}", response_model=IntegrationOut, responses=_ANSWER_WITH_ETAG)
 async def get_integration(
-    integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal, manager: Manager
-) -> dict:
-    """One install: its status (with the reason and last error) and its circuit."""
+    integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal, manager: Manager,
+    response: Response,
+) -> dict:  # fmt: skip
+    """One install: its status (with the reason and last error) and its circuit. The ``ETag``
+    header (also ``etag`` in the body) changes when its settings change, not its status: send
+    it in ``If-Match`` to change or uninstall it only if nobody changed it since."""
     row = await service.get_integration(
         db, tenant_id=principal.tenant_id, integration_id=integration_id
     )
-    return _out(manager, row)
+    return _one(response, manager, row)
 
 
 @router.post("/{integration_id}/check", response_model=IntegrationOut, dependencies=Writer)
 async def check_integration(
-    integration_id: uuid.UUID, request: Request, principal: CurrentPrincipal, manager: Manager
-) -> dict:
+    integration_id: uuid.UUID, request: Request, principal: CurrentPrincipal, manager: Manager,
+    response: Response,
+) -> dict:  # fmt: skip
     """Call the connector's check now (with the install's config and credentials) and return
     the install with the outcome: ``active``, or ``error`` with the reason and last error."""
     database: Database = request.app.state.db
@@ -103,7 +142,7 @@ async def check_integration(
         row = await service.get_integration(
             conn, tenant_id=principal.tenant_id, integration_id=integration_id
         )
-    return _out(manager, row)
+    return _one(response, manager, row)
 
 
 @router.post(
@@ -139,29 +178,43 @@ async def create_integration(
         request, tenant_id=principal.tenant_id, scope="integrations.create",
         key=idempotency_key, body=body.model_dump(mode="json"), operation=create,
     )  # fmt: skip
-    return idempotency.respond(answer)
+    response = idempotency.respond(answer)
+    if answer.status == 201 and "etag" in answer.body:
+        response.headers["ETag"] = answer.body["etag"]
+    return response
 
 
-@router.patch("/{integration_id}", response_model=IntegrationOut, dependencies=Writer)
+@router.patch(
+    "/{integration_id}",
+    response_model=IntegrationOut,
+    dependencies=Writer,
+    responses=_PRECONDITION,
+)
 async def update_integration(
     integration_id: uuid.UUID, body: IntegrationUpdate, db: Db, principal: CurrentPrincipal,
-    manager: Manager, request: Request, tasks: BackgroundTasks,
+    manager: Manager, request: Request, tasks: BackgroundTasks, response: Response,
+    if_match: IfMatchHeader = None,
 ) -> dict:  # fmt: skip
-    """Change the name or the config; a new config is checked against the connector again."""
-    row = await service.update(
-        db, tenant_id=principal.tenant_id, integration_id=integration_id, actor=principal.subject,
-        config=body.config, connector_name=body.connector_name, request_id=principal.request_id,
-        sync_interval_seconds=body.sync_interval_seconds,
-    )  # fmt: skip
+    """Change the name or the config; a new config is checked against the connector again.
+    With ``If-Match`` (ETags from GET, or ``*``) the change applies only if the install's
+    settings are unchanged since: otherwise 412 ``precondition_failed`` with the install as it
+    is now in ``current`` and its ``ETag``, and nothing changed."""
+    with _current_on_conflict(manager):
+        row = await service.update(
+            db, tenant_id=principal.tenant_id, integration_id=integration_id,
+            actor=principal.subject, config=body.config, connector_name=body.connector_name,
+            request_id=principal.request_id, sync_interval_seconds=body.sync_interval_seconds,
+            if_match=if_match,
+        )  # fmt: skip
     if body.config is not None:
         _check_later(tasks, request, principal.tenant_id, row["id"])
-    return _out(manager, row)
+    return _one(response, manager, row)
 
 
 @router.put("/{integration_id}/setup-progress", response_model=IntegrationOut, dependencies=Writer)
 async def put_setup_progress(
     integration_id: uuid.UUID, body: SetupProgressIn, db: Db, principal: CurrentPrincipal,
-    manager: Manager,
+    manager: Manager, response: Response,
 ) -> dict:  # fmt: skip
     """Keep which steps of the connector's setup guide are done for this install (the
     dashboard's checklist; the same on every device): ``done`` lists every step done now, as
@@ -172,25 +225,26 @@ async def put_setup_progress(
         db, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, done=body.done, request_id=principal.request_id,
     )  # fmt: skip
-    return _out(manager, row)
+    return _one(response, manager, row)
 
 
 @router.post("/{integration_id}/disable", response_model=IntegrationOut, dependencies=Writer)
 async def disable_integration(
-    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, manager: Manager
-) -> dict:
+    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, manager: Manager,
+    response: Response,
+) -> dict:  # fmt: skip
     """Stop calling the connector; the install, its config and credentials are kept."""
     row = await service.set_enabled(
         db, tenant_id=principal.tenant_id, integration_id=integration_id,
         actor=principal.subject, enabled=False, request_id=principal.request_id,
     )  # fmt: skip
-    return _out(manager, row)
+    return _one(response, manager, row)
 
 
 @router.post("/{integration_id}/enable", response_model=IntegrationOut, dependencies=Writer)
 async def enable_integration(
     integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, manager: Manager,
-    request: Request, tasks: BackgroundTasks,
+    request: Request, tasks: BackgroundTasks, response: Response,
 ) -> dict:  # fmt: skip
     """Use it again: ``pending`` until the check that follows."""
     row = await service.set_enabled(
@@ -198,20 +252,29 @@ async def enable_integration(
         actor=principal.subject, enabled=True, request_id=principal.request_id,
     )  # fmt: skip
     _check_later(tasks, request, principal.tenant_id, row["id"])
-    return _out(manager, row)
+    return _one(response, manager, row)
 
 
-@router.delete("/{integration_id}", status_code=204, dependencies=Writer)
+@router.delete(
+    "/{integration_id}",
+    status_code=204,
+    dependencies=Writer,
+    responses={k: v for k, v in _PRECONDITION.items() if k != 200},
+)
 async def delete_integration(
-    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, ring: Ring, request: Request
-) -> Response:
+    integration_id: uuid.UUID, db: Db, principal: CurrentPrincipal, ring: Ring, request: Request,
+    manager: Manager, if_match: IfMatchHeader = None,
+) -> Response:  # fmt: skip
     """Uninstall: OAuth tokens are revoked at the provider where it supports that, the install,
     its credentials and its sync state (document, log, cursors, outbox, runs) are erased, and
-    the removal audited."""
-    await service.delete(
-        db, ring, tenant_id=principal.tenant_id, integration_id=integration_id,
-        actor=principal.subject, request_id=principal.request_id, oauth=request.app.state.oauth,
-    )  # fmt: skip
+    the removal audited. With ``If-Match`` only if its settings are unchanged since (412
+    ``precondition_failed`` as for PATCH, nothing removed)."""
+    with _current_on_conflict(manager):
+        await service.delete(
+            db, ring, tenant_id=principal.tenant_id, integration_id=integration_id,
+            actor=principal.subject, request_id=principal.request_id,
+            oauth=request.app.state.oauth, if_match=if_match,
+        )  # fmt: skip
     request.app.state.sync_store.forget_install(integration_id)
     return Response(status_code=204)
 

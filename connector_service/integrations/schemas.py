@@ -5,7 +5,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from connector_service.integrations.preconditions import etag
 
 
 class Status(StrEnum):
@@ -49,6 +51,16 @@ class IntegrationOut(BaseModel):
         description="The setup guide's steps ticked done: indices into the catalog entry's"
         " `setup_steps` (GET /api/v1/marketplace/connectors/{slug}), ascending",
     )
+    settings_revision: int = Field(exclude=True)
+
+    @computed_field(
+        description="The install's ETag, quoted, as the `ETag` header gives it: it changes when"
+        " its settings change (config, connector_name, sync_interval_seconds, version), not"
+        " with its status. Send it in If-Match to change the install only if it is unchanged"
+    )  # type: ignore[prop-decorator]
+    @property
+    def etag(self) -> str:
+        return etag(self.id, self.settings_revision)
 
 
 # Publishing allows at most 20 setup steps (marketplace_service.publishing.schemas).

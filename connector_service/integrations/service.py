@@ -14,6 +14,7 @@ from connector_service.credentials import repository as credentials_repository
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import config as config_rules
 from connector_service.integrations import repository
+from connector_service.integrations.preconditions import IfMatch
 from connector_service.oauth import tokens as oauth_tokens
 from connector_service.oauth.config import OAuthConfig
 
@@ -146,8 +147,13 @@ async def update(
     connector_name: str | None,
     sync_interval_seconds: int | None = None,
     request_id: str | None = None,
+    if_match: IfMatch | None = None,
 ) -> dict[str, Any]:
-    current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    """Change the name, config or sync interval. With ``if_match`` only while the install's
+    ETag is one of it (412 ``precondition_failed`` otherwise, nothing changed), compared with
+    the row locked until the change commits: of two changes made against the same ETag, one
+    applies and the other fails."""
+    current = await _current(conn, tenant_id, integration_id, if_match)
     if config is not None:
         schema = await _config_schema(conn, current)
         stored = set(
@@ -168,6 +174,22 @@ async def update(
         sync_interval_seconds=sync_interval_seconds,
     )  # fmt: skip
     return dict(row)
+
+
+async def _current(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    if_match: IfMatch | None,
+) -> dict[str, Any]:
+    """The install about to change; with a precondition, its row locked for the rest of the
+    transaction first and the precondition checked on what the lock lets through."""
+    if if_match is None:
+        return await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    await repository.lock(conn, tenant_id, integration_id)
+    current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    if_match.require(current)
+    return current
 
 
 async def set_enabled(
@@ -223,11 +245,12 @@ async def delete(
     actor: str,
     request_id: str | None = None,
     oauth: OAuthConfig,
+    if_match: IfMatch | None = None,
 ) -> None:
     """Uninstall: OAuth tokens revoked at the provider where it supports RFC 7009 (best effort,
     the outcome audited), then the credentials (counted for the audit entry) and the row.
-    Dropping sync state comes with that feature."""
-    current = await get_integration(conn, tenant_id=tenant_id, integration_id=integration_id)
+    Dropping sync state comes with that feature. ``if_match`` as for :func:`update`."""
+    current = await _current(conn, tenant_id, integration_id, if_match)
     pinned = await repository.pinned_version(
         conn, current["marketplace_connector_id"], current["version"]
     )

@@ -18,7 +18,7 @@ import uuid
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, BackgroundTasks, Body, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from common import audit
@@ -30,6 +30,7 @@ from common.versions import newer
 from connector_service.credentials import service as credentials_service
 from connector_service.integrations import calls, repository, service, versions
 from connector_service.integrations import config as config_rules
+from connector_service.integrations.preconditions import etag_of
 from connector_service.integrations.schemas import IntegrationOut
 
 router = APIRouter(
@@ -109,9 +110,11 @@ async def upgrade_integration(
     principal: CurrentPrincipal,
     request: Request,
     tasks: BackgroundTasks,
+    response: Response,
     body: Annotated[UpgradeIn | None, Body()] = None,
 ) -> dict:
-    """Move the install to the newest published version of its connector (editor)."""
+    """Move the install to the newest published version of its connector (editor); its
+    settings change, and so its ETag."""
     body = body or UpgradeIn()
     row = await upgrade(
         db, tenant_id=principal.tenant_id, integration_id=integration_id,
@@ -121,6 +124,7 @@ async def upgrade_integration(
     state = request.app.state
     tasks.add_task(calls.check_in_background, state.db, state.manager, principal.tenant_id,
                    row["id"])  # fmt: skip
+    response.headers["ETag"] = etag_of(row)
     return {**row, "circuit": state.manager.circuit(row["id"])}
 
 
