@@ -171,3 +171,28 @@ async def test_the_same_batch_twice_at_once_runs_once(world) -> None:
     )
     for email in emails:
         assert await contacts_with(crm, email) == 1, seen
+
+
+async def test_a_stale_precondition_is_a_conflict_with_the_current_state(world) -> None:
+    client, _, iid, _ = world
+    q = Queue()
+    base = f"/api/v1/integrations/{iid}"
+    seen = (await client.get(base)).headers["etag"]  # what the person saw before going offline
+    r = await client.patch(base, json={"sync_interval_seconds": 900})  # someone else, meanwhile
+    assert r.status_code == 200 and r.headers["etag"] != seen
+    items = [
+        q.item("PATCH", base, {"sync_interval_seconds": 120}, if_match=seen),
+        q.item("POST", base + "/check"),  # the queue goes on after a conflict
+    ]
+    r = await client.post(URL, json={"items": items})
+    assert outcomes(r) == ["conflict", "applied"]
+    conflict = r.json()["results"][0]
+    assert conflict["status"] == 412 and conflict["answer"]["code"] == "precondition_failed"
+    assert conflict["answer"]["current"]["sync_interval_seconds"] == 900
+    assert (await client.get(base)).json()["sync_interval_seconds"] == 900
+    # edited with the current ETag and sent again as a new item, it applies
+    current = conflict["answer"]["current"]["etag"]
+    r = await client.post(URL, json={"items": [
+        q.item("PATCH", base, {"sync_interval_seconds": 120}, if_match=current)]})  # fmt: skip
+    assert outcomes(r) == ["applied"]
+    assert (await client.get(base)).json()["sync_interval_seconds"] == 120
