@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -15,6 +17,7 @@ from seedos_cli.supervisor import ServiceSpec
 SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
 EXAMPLE_PORTS = {"demo_crm": 8011, "crm_connector": 8010}
 DEMO_RECORDS = {"contacts": 250, "companies": 40}
+DEMO_CONNECTOR = "demo-crm"  # its name in the catalog
 
 
 def available() -> bool:
@@ -64,3 +67,32 @@ async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
         await conn.close()
     if skipped:
         demo.warn_skipped({manifest.json()["name"]: skipped})
+
+
+async def install_demo(urls: dict[str, str], key: str, crm_key: str, *, verify: Any = True) -> str:
+    """The demo tenant's install of demo-crm, made once through the public API with this run's
+    dev key and synced, so the dashboard has an integration and records from the first visit.
+    An install a person removed is made again at the next start; one they changed is kept.
+    Returns what happened, for the banner."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=urls["gateway"], headers=headers, timeout=30,
+                                 verify=verify) as client:  # fmt: skip
+        listed = await client.get("/api/v1/integrations", params={"service": DEMO_CONNECTOR})
+        listed.raise_for_status()
+        if listed.json()["items"]:
+            return "installed for the demo tenant"
+        made = await client.post("/api/v1/integrations", json={
+            "connector": DEMO_CONNECTOR, "connector_name": "Demo CRM",
+            "config": {"base_url": urls["demo_crm"]}, "credentials": {"api_key": crm_key},
+        })  # fmt: skip
+        made.raise_for_status()
+        install = f"/api/v1/integrations/{made.json()['id']}"
+        for _ in range(100):  # its first check, in the background: a few hundred ms here
+            status = (await client.get(install)).json()["status"]
+            if status != "pending":
+                break
+            await asyncio.sleep(0.1)
+        run = await client.post(install + "/sync/run")
+        if run.status_code != 202:  # not active (yet): its scheduled runs will sync it
+            return f"installed for the demo tenant ({status})"
+        return "installed for the demo tenant, first sync started"

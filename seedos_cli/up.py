@@ -81,6 +81,10 @@ def run_suite(
             if examples:
                 supervisor.wait_ready({name: urls[name] for name in EXAMPLE_PORTS}, path="/healthz")
                 asyncio.run(example_apps.register(dsn, urls, crm_key))
+                prepared["demo_crm"]["install"] = asyncio.run(example_apps.install_demo(
+                    urls, prepared["key"], crm_key,
+                    verify=ssl.create_default_context(cafile=cert.ca_file) if cert else True,
+                ))  # fmt: skip
             _banner(urls, prepared, embedded=not settings.dsn, dsn=dsn, cert=cert)
             while not stop.wait(0.5):
                 if (name := supervisor.first_exited()) is not None:
@@ -167,7 +171,8 @@ def _banner(
     if crm := prepared.get("demo_crm"):
         lines += [
             f"  demo CRM             {crm['url']}  (API key {crm['api_key']})",
-            f"  example connector    {urls['crm_connector']}  (in the catalog as 'demo-crm')",
+            f"  example connector    {urls['crm_connector']}  (in the catalog as 'demo-crm',"
+            f" {crm.get('install', 'not installed')})",
         ]
     lines += [
         "",

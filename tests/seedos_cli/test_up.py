@@ -74,6 +74,11 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
                   "credentials": {"api_key": crm_key}},
         ).json()  # fmt: skip
         assert len(page["records"]) > 0
+        # and installed for the demo tenant, through the API, so the dashboard has records
+        assert "(in the catalog as 'demo-crm', installed for the demo tenant" in banner
+        installs = httpx.get(f"{gw}/api/v1/integrations", params={"service": "demo-crm"},
+                             headers={"Authorization": f"Bearer {key1}"}).json()["items"]  # fmt: skip
+        assert [i["config"]["base_url"] for i in installs] == [f"http://127.0.0.1:{ports['crm']}"]
         secrets_file = data_dir / "secrets.json"
         assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
         secrets_before = json.loads(secrets_file.read_text())
@@ -101,6 +106,9 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         me2 = httpx.get(f"{gw}/api/v1/me", headers={"Authorization": f"Bearer {key2}"}).json()
         assert me2["tenant"]["id"] == me1["tenant"]["id"], "the data must survive a restart"
         assert json.loads(secrets_file.read_text()) == secrets_before
+        again = httpx.get(f"{gw}/api/v1/integrations", params={"service": "demo-crm"},
+                          headers={"Authorization": f"Bearer {key2}"}).json()["items"]  # fmt: skip
+        assert [i["id"] for i in again] == [i["id"] for i in installs], "installed once"
     finally:
         assert stop_up(proc) == 0
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
