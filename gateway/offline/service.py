@@ -60,7 +60,11 @@ ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 RETRY_AFTER_DEFAULT = 2
 
 
-def allowed(method: str, path: str) -> bool:
+def allowed(method: str, path: str, body: Any = None) -> bool:
+    """Whether the call may be queued: one of :data:`ALLOWED`, and not an install carrying
+    secrets (its body's ``credentials``: they are set once online, never queued)."""
+    if method == "POST" and path == _BASE and isinstance(body, dict) and body.get("credentials"):
+        return False
     return any(m == method and p.fullmatch(path) for m, p in ALLOWED)
 
 
@@ -137,7 +141,7 @@ class Replayer:
 
     async def _run(self, item: OfflineItem) -> tuple[ItemResult, int | None]:
         """One item, once: its result, and the seconds to wait when the batch must stop."""
-        if not allowed(item.method, item.path):
+        if not allowed(item.method, item.path, item.body):
             answer = {"code": "offline_operation_not_allowed",
                       "detail": f"{item.method} {item.path} cannot be queued offline"}  # fmt: skip
             await self._complete(item, Outcome.rejected, 422)
