@@ -12,7 +12,7 @@ import { loadAudit, loadLatency, loadUpgrade } from './integration_more.js'
 
 const root = document.getElementById('integration')
 const id = root.dataset.id
-const base = `/api/v1/integrations/${id}`
+const base = `/api/v1/integrations/${encodeURIComponent(id)}` // one path segment, whatever the URL held
 const role = document.body.dataset.role
 const canWrite = role === 'editor' || role === 'admin'
 const title = document.getElementById('title')

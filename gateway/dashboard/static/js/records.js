@@ -14,7 +14,7 @@ import { keep } from './drafts.js'
 const section = document.getElementById('records')
 const id = section.dataset.integration
 const canEdit = section.dataset.canEdit === 'true'
-const base = `/api/v1/integrations/${id}`
+const base = `/api/v1/integrations/${encodeURIComponent(id)}` // one path segment, whatever the URL held
 const form = document.getElementById('records-filter')
 const summary = document.getElementById('records-summary')
 const pager = document.getElementById('records-pager')
