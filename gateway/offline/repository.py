@@ -11,6 +11,12 @@ import asyncpg
 SCOPE = "offline"
 
 
+def scope(client_id: str) -> str:
+    """Where a client's keys are kept: its own namespace, so one client's keys (and the answers
+    kept with them) are never another's, whoever knows them."""
+    return f"{SCOPE}:{client_id}"
+
+
 async def client(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, client_id: str, subject: str
 ) -> asyncpg.Record:
@@ -40,12 +46,12 @@ async def complete(
 
 
 async def kept_answer(
-    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, key: str
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, client_id: str, key: str
 ) -> dict[str, Any] | None:
     """What a completed item with this key answered (None once its key expired)."""
     row = await conn.fetchrow(
         "SELECT response_status, response_body FROM idempotency_keys"
         " WHERE tenant_id = $1 AND scope = $2 AND idempotency_key = $3 AND state = 'completed'",
-        tenant_id, SCOPE, key,
+        tenant_id, scope(client_id), key,
     )  # fmt: skip
     return dict(row) if row else None

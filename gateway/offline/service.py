@@ -4,9 +4,10 @@ caller, once.
 - **What may be replayed**: :data:`ALLOWED`, the integration operations a person does from the
   dashboard (install, change the settings, enable, disable, check, run an action or a sync,
   setup progress, uninstall). Not credentials: secrets do not wait in an offline queue.
-- **Once**: each item's Idempotency-Key is claimed in ``idempotency_keys`` (scope ``offline``)
-  before it runs (:func:`common.idempotency.run_once`), and its answer kept: a repeat gets the
-  first answer (``duplicate``), a concurrent one is told to come back (``retry_later``). The key
+- **Once**: each item's Idempotency-Key is claimed in ``idempotency_keys`` before it runs
+  (:func:`common.idempotency.run_once`), in the client's own scope ``offline:<client id>``, and
+  its answer kept: a repeat gets the first answer (``duplicate``), a concurrent one is told to
+  come back (``retry_later``). The key
   goes on to the service too, which keeps its own for installs and actions.
 - **In order, per client**: a client's items run by sequence number, each after the previous
   one completed; a number already completed is a ``duplicate``, and a gap holds the rest of
@@ -132,7 +133,10 @@ class Replayer:
     async def _duplicate(self, item: OfflineItem) -> ItemResult:
         async with self.db.connection() as conn:
             kept = await repository.kept_answer(
-                conn, tenant_id=self.principal.tenant_id, key=item.idempotency_key
+                conn,
+                tenant_id=self.principal.tenant_id,
+                client_id=item.client_id,
+                key=item.idempotency_key,
             )
         if kept is None:
             return _result(item, Outcome.duplicate)
@@ -166,7 +170,8 @@ class Replayer:
 
         try:
             answer = await idempotency.run_once(
-                self.db, tenant_id=self.principal.tenant_id, scope=repository.SCOPE,
+                self.db, tenant_id=self.principal.tenant_id,
+                scope=repository.scope(item.client_id),
                 key=item.idempotency_key, request_hash=request_hash, operation=call,
                 finish=finish,
             )  # fmt: skip

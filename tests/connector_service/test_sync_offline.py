@@ -196,3 +196,20 @@ async def test_a_stale_precondition_is_a_conflict_with_the_current_state(world) 
         q.item("PATCH", base, {"sync_interval_seconds": 120}, if_match=current)]})  # fmt: skip
     assert outcomes(r) == ["applied"]
     assert (await client.get(base)).json()["sync_interval_seconds"] == 120
+
+
+async def test_a_clients_answers_are_its_own(world, dsn) -> None:
+    client, _, iid, t = world
+    base = f"/api/v1/integrations/{iid}"
+    mine, theirs = Queue(), Queue()
+    kept = mine.item("POST", base + "/check")
+    r = await client.post(URL, json={"items": [kept]})
+    assert outcomes(r) == ["applied"] and r.json()["results"][0]["answer"]
+    other = await add_key(dsn, t, Role.admin)
+    first = theirs.item("POST", base + "/check")
+    r = await client.post(URL, json={"items": [first]}, headers=other.headers)
+    assert outcomes(r) == ["applied"]
+    # a number of theirs already completed, naming my key: no answer of mine comes back
+    probe = {**first, "idempotency_key": kept["idempotency_key"]}
+    r = await client.post(URL, json={"items": [probe]}, headers=other.headers)
+    assert outcomes(r) == ["duplicate"] and r.json()["results"][0]["answer"] is None

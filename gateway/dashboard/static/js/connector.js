@@ -37,7 +37,7 @@ function facts () {
     h('dt', {}, 'Version'), h('dd', {}, entry.version, entry.update_available ? [' ', badge('Update available', 'warn')] : null),
     h('dt', {}, 'Sign-in'), h('dd', {}, AUTH[entry.auth_scheme] || entry.auth_scheme),
     h('dt', {}, 'Installs'), h('dd', {}, `${entry.installs} across all tenants`),
-    entry.setup_guide_url ? [h('dt', {}, 'Vendor guide'), h('dd', {}, h('a', { href: entry.setup_guide_url, rel: 'noopener' }, 'The vendor’s setup documentation'))] : null,
+    /^https?:\/\//.test(entry.setup_guide_url || '') ? [h('dt', {}, 'Vendor guide'), h('dd', {}, h('a', { href: entry.setup_guide_url, rel: 'noopener' }, 'The vendor’s setup documentation'))] : null,
     m.description && m.description !== entry.description ? [h('dt', {}, 'About'), h('dd', {}, m.description)] : null)
 }
 

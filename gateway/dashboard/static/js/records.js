@@ -21,6 +21,7 @@ const pager = document.getElementById('records-pager')
 const liveState = document.getElementById('live-state')
 const SAVE_WAIT_MS = 10_000
 const MAX_COLUMNS = 6
+const RECONNECT_MAX_MS = 10_000
 const FIRST_COLUMNS = ['name', 'title', 'subject', 'first_name', 'last_name', 'email', 'phone', 'status']
 
 const state = {
@@ -75,6 +76,7 @@ class Room {
     this.provider.on('sync', (synced) => {
       if (!synced) return
       this.isSynced = true
+      this.attempts = 0
       this.resolveSynced()
       for (const key of this.keys) showRecord(key)
       updateLive()
@@ -104,7 +106,12 @@ class Room {
       showLive('Live editing stopped', 'bad')
       return
     }
-    this.connect()
+    // anything else (1013 try later, a restart, the network): again with a new ticket, after a
+    // growing, jittered pause, on a provider of its own (the old one lets go of the document)
+    provider.destroy()
+    this.attempts = (this.attempts || 0) + 1
+    const pause = Math.min(RECONNECT_MAX_MS, 250 * 2 ** this.attempts) * (0.5 + Math.random() / 2)
+    setTimeout(() => { if (rooms.get(this.shard) === this) this.connect() }, pause)
   }
 
   restart () { // drop the local document (and its refused edit), start from the server's
