@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.connector_service.rig import Rig, start_rig, stop_rig
+from tests.connector_service.rig import Rig, register, start_rig, stop_rig
 
 
 @pytest.fixture(scope="package")
@@ -15,3 +15,10 @@ def rig(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield running
     finally:
         stop_rig(running)
+
+
+@pytest.fixture(scope="module")
+async def crm_slug(rig: Rig, dsn: str) -> str:
+    """The rig's demo CRM connector in the catalog under a slug of the module's own: one entry
+    per module, since other tests search the catalog the whole session shares."""
+    return await register(dsn, rig.crm_connector.url)

@@ -10,20 +10,15 @@ import httpx
 import pytest
 
 from common.roles import Role
-from tests.connector_service.rig import install_crm, register
+from tests.connector_service.rig import install_crm
 from tests.support import connected, make_tenant
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-_SLUGS: dict[str, str] = {}  # one catalog entry for the module (tests search the catalog too)
-
-
 @pytest.fixture
-async def install(rig, dsn):
-    slug = _SLUGS.get(rig.crm_connector.url)
-    if slug is None:
-        slug = _SLUGS[rig.crm_connector.url] = await register(dsn, rig.crm_connector.url)
+async def install(rig, dsn, crm_slug):
+    slug = crm_slug
     t = await make_tenant(dsn, role=Role.admin)
     client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
     iid = await install_crm(client, rig, slug)

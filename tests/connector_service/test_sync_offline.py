@@ -14,18 +14,15 @@ import httpx
 import pytest
 
 from common.roles import Role
-from tests.connector_service.rig import install_crm, register
+from tests.connector_service.rig import install_crm
 from tests.support import add_key, make_tenant
 
 URL = "/api/v1/integrations/sync-offline"
-_SLUGS: dict[str, str] = {}
 
 
 @pytest.fixture
-async def world(rig, dsn):
-    slug = _SLUGS.get(rig.crm_connector.url)
-    if slug is None:
-        slug = _SLUGS[rig.crm_connector.url] = await register(dsn, rig.crm_connector.url)
+async def world(rig, dsn, crm_slug):
+    slug = crm_slug
     t = await make_tenant(dsn, role=Role.admin)
     client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
     crm = httpx.AsyncClient(base_url=rig.crm.url, headers={"X-API-Key": rig.crm_key}, timeout=30)
