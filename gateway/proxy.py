@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 from multidict import CIMultiDict
 from starlette.background import BackgroundTask
@@ -112,6 +114,55 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise PayloadTooLarge(f"the request body exceeds {limit} bytes", limit=limit)
     return bytes(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    status: int
+    body: Any  # the JSON answer (None when empty or not JSON)
+    retry_after: int | None  # seconds, when the service said
+
+
+async def call(
+    upstream: Upstream,
+    signer: TokenSigner,
+    principal: Principal,
+    method: str,
+    path: str,
+    *,
+    request_id: str,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Answered:
+    """One JSON call the gateway makes to a service itself, as ``principal`` (the WebSocket
+    ticket's check, an offline item's replay). A service that cannot be reached raises
+    :class:`ServiceUnavailable` (with Retry-After), one that does not answer in time
+    :class:`GatewayTimeout`; any answer it gives is returned."""
+    token = signer.mint(principal, audience=upstream.name)
+    sent = {"authorization": f"Bearer {token}", "x-request-id": request_id,
+            "accept": "application/json", **(headers or {})}  # fmt: skip
+    data = None
+    if body is not None:
+        sent["content-type"] = "application/json"
+        data = orjson.dumps(body)
+    url = URL(upstream.base_url + path, encoded=True)
+    try:
+        async with upstream.session.request(
+            method, url, headers=sent, data=data, allow_redirects=False
+        ) as resp:
+            raw = await resp.read()
+            status, retry_after = resp.status, resp.headers.get("retry-after")
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+        raise ServiceUnavailable(f"{upstream.name} is unavailable", code="upstream_unavailable",
+                                 headers={"Retry-After": "1"}) from None  # fmt: skip
+    except (TimeoutError, aiohttp.ClientError):
+        raise GatewayTimeout(f"{upstream.name} did not answer") from None
+    try:
+        answer = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        answer = None
+    wait = int(retry_after) if retry_after and retry_after.isdigit() else None
+    return Answered(status, answer, wait)
 
 
 class InvalidHeader(SeedosError):

@@ -9,7 +9,7 @@ modules send with every change."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from common.errors import SeedosError
-from common.roles import GRANTS, Permission, Role
+from common.roles import Permission, allows
 from gateway.browser import policy
 from gateway.dashboard.assets import Assets
 from gateway.oidc.service import Providers
@@ -61,10 +61,9 @@ class Viewer:
     idle_seconds: int
     absolute_ends: str
     csrf: str
-    permissions: frozenset[str] = field(default_factory=frozenset)
 
     def can(self, permission: str) -> bool:
-        return permission in self.permissions
+        return self.role is not None and allows(self.role, Permission(permission))
 
 
 def assets(request: Request) -> Assets:
@@ -98,10 +97,6 @@ async def viewer(request: Request) -> Viewer | None:
     secret = cookies.session_value(request.scope) or cookies.read(request.scope, cookies.SESSION)
     role = principal.role if principal.has_tenant else None
     tenant = next((m for m in memberships if m["tenant_id"] == principal.tenant_id), None)
-    try:
-        granted = GRANTS[Role(role)] if role else frozenset()
-    except ValueError:
-        granted = frozenset()
     settings = request.app.state.settings
     return Viewer(
         name=user["display_name"] or user["email"] or principal.subject,
@@ -113,7 +108,6 @@ async def viewer(request: Request) -> Viewer | None:
         absolute_ends=session["absolute_expires_at"].isoformat(),
         idle_seconds=int(settings.session_idle_seconds),
         csrf=tokens.derive(secret, "csrf"),
-        permissions=frozenset(p.value for p in granted),
     )
 
 
@@ -127,7 +121,7 @@ def _sign_in(request: Request) -> Response:
     )
 
 
-def render(request: Request, template: str, *, status: int = 200, **context: Any) -> Response:
+def render(request: Request, template: str, **context: Any) -> Response:
     """A template with what every page has: the assets' URLs, the navigation, the import map
     when the page loads browser packages (``modules=True``)."""
     files = assets(request)
@@ -141,7 +135,7 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     headers = {"cache-control": "no-store"}
     if import_map is not None:
         headers["content-security-policy"] = _modules_policy(request, files)
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, headers=headers)
 
 
 async def _page(request: Request, template: str, *, title: str, **context: Any) -> Response:

@@ -31,17 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
-from yarl import URL
-
 from common import audit, idempotency
 from common.db import Database
 from common.errors import GatewayTimeout, SeedosError, ServiceUnavailable
 from common.internal_auth import Principal, TokenSigner
 from gateway.offline import repository
 from gateway.offline.schemas import BatchResult, ItemResult, OfflineItem, Outcome
-from gateway.proxy import Upstream
+from gateway.proxy import Upstream, call
 
 UPSTREAM = "connector_service"
 _ID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -193,37 +189,17 @@ class Replayer:
     async def _call(self, item: OfflineItem) -> tuple[int, Any, int | None]:
         """The item as the API call it names, made as the caller: status, JSON answer, and
         the Retry-After the service sent. A service that cannot be reached answers 503."""
-        token = self.signer.mint(self.principal, audience=self.upstream.name)
-        headers = {
-            "authorization": f"Bearer {token}", "x-request-id": self.request_id,
-            "idempotency-key": item.idempotency_key, "accept": "application/json",
-        }  # fmt: skip
-        data = None
-        if item.body is not None:
-            headers["content-type"] = "application/json"
-            data = orjson.dumps(item.body)
+        headers = {"idempotency-key": item.idempotency_key}
         if item.if_match is not None:
             headers["if-match"] = item.if_match
-        url = URL(self.upstream.base_url + item.path, encoded=True)
         try:
-            async with self.upstream.session.request(
-                item.method, url, headers=headers, data=data, allow_redirects=False
-            ) as resp:
-                raw = await resp.read()
-                retry_after = resp.headers.get("retry-after")
-                status = resp.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-            error: SeedosError = ServiceUnavailable(f"{self.upstream.name} is unavailable")
-            return error.status, _problem(error), 1
-        except (TimeoutError, aiohttp.ClientError):
-            error = GatewayTimeout(f"{self.upstream.name} did not answer")
+            answered = await call(
+                self.upstream, self.signer, self.principal, item.method, item.path,
+                request_id=self.request_id, body=item.body, headers=headers,
+            )  # fmt: skip
+        except (ServiceUnavailable, GatewayTimeout) as error:
             return error.status, _problem(error), RETRY_AFTER_DEFAULT
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
-        wait = int(retry_after) if retry_after and retry_after.isdigit() else None
-        return status, body, wait
+        return answered.status, answered.body, answered.retry_after
 
     async def _complete(self, item: OfflineItem, outcome: Outcome, status: int | None) -> None:
         async with self.db.connection() as conn, conn.transaction():

@@ -11,19 +11,18 @@ ticket's SHA-256 hash is stored, so the table cannot be used to connect.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 
-from common.errors import NotFound, SeedosError, ServiceUnavailable, Unauthorized
+from common.errors import NotFound, SeedosError, Unauthorized
 from common.internal_auth import Principal, TokenSigner
 from common.roles import Permission, allows
+from gateway import proxy
 from gateway.proxy import Upstream
 from gateway.ws_tickets import repository
 
@@ -65,27 +64,15 @@ async def check_integration(
 ) -> None:
     """Asks connector_service whether the caller's tenant has this integration: returns if it
     does, raises its answer (404 ``integration_not_found``) if not."""
-    token = signer.mint(principal, audience=upstream.name)
-    headers = {"authorization": f"Bearer {token}", "x-request-id": principal.request_id or ""}
-    url = f"{upstream.base_url}/api/v1/integrations/{integration_id}"
-    try:
-        async with upstream.session.get(url, headers=headers, allow_redirects=False) as resp:
-            if resp.status == 200:
-                return
-            body = await resp.read()
-    except (aiohttp.ClientError, TimeoutError):
-        raise ServiceUnavailable(
-            f"{upstream.name} is unavailable", code="upstream_unavailable",
-            headers={"Retry-After": "1"},
-        ) from None  # fmt: skip
-    try:
-        problem = json.loads(body)
-    except ValueError:
-        problem = None
-    if not isinstance(problem, dict):
-        problem = {}
+    answered = await proxy.call(
+        upstream, signer, principal, "GET", f"/api/v1/integrations/{integration_id}",
+        request_id=principal.request_id or "",
+    )  # fmt: skip
+    if answered.status == 200:
+        return
+    problem = answered.body if isinstance(answered.body, dict) else {}
     raise SeedosError(
-        problem.get("detail"), status=resp.status, code=problem.get("code"),
+        problem.get("detail"), status=answered.status, code=problem.get("code"),
         title=problem.get("title"),
     )  # fmt: skip
 
