@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +192,7 @@ def main() -> int:
         "machine": machine(),
     }
     with stack_.running(args.contacts, companies=10) as stack:
-        stack.api.post(stack.base + "/sync/run").raise_for_status()
-        deadline = time.monotonic() + 120
-        while stack.api.get(stack.base + "/sync/status").json()["last_run"] is None or (
-            stack.api.get(stack.base + "/sync/status").json()["last_run"]["outcome"] == "running"
-        ):
-            if time.monotonic() > deadline:
-                sys.exit("the first sync did not finish")
-            time.sleep(0.2)
+        stack_.first_sync(stack)
         stack.api.post(stack.base + "/check").raise_for_status()  # a call in the last 24 h
         tenant_id = stack.api.get("/api/v1/me").json()["tenant"]["id"]
         secret = asyncio.run(session_for(stack.dsn, tenant_id))

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,21 @@ async def _prepare(dsn: str, connector_url: str) -> dict[str, Any]:
         return {"tenant_id": tenant["id"], "slug": slug, "api_key": key["key"]}
     finally:
         await conn.close()
+
+
+def first_sync(stack: Stack) -> None:
+    """A sync run of the install, started now, to its end (RuntimeError if it failed)."""
+    asked = datetime.now(UTC)
+    stack.api.post(stack.base + "/sync/run").raise_for_status()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        last = stack.api.get(stack.base + "/sync/status").json()["last_run"]
+        if last and last["finished_at"] and datetime.fromisoformat(last["finished_at"]) >= asked:
+            if last["outcome"] != "succeeded":
+                raise RuntimeError(f"the first sync failed: {last}")
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the first sync did not finish in 300 s")
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

@@ -83,20 +83,6 @@ def ensure_modules() -> str:
     return node
 
 
-def first_sync(stack: stack_.Stack) -> None:
-    asked = dt.datetime.now(dt.UTC)
-    stack.api.post(stack.base + "/sync/run").raise_for_status()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        last = stack.api.get(stack.base + "/sync/status").json()["last_run"]
-        if last and last["finished_at"] and dt.datetime.fromisoformat(last["finished_at"]) >= asked:
-            if last["outcome"] != "succeeded":
-                raise RuntimeError(f"the first sync failed: {last}")
-            return
-        time.sleep(0.1)
-    raise TimeoutError("the first sync did not finish in 300 s")
-
-
 def pick_rooms(stack: stack_.Stack, args: argparse.Namespace) -> list[dict[str, Any]]:
     """``--rooms`` contacts shards spread over the hash range, and the writers' records in
     them, round-robin: ``[{"shard": id, "keys": [record key, ...]}, ...]``."""
@@ -229,7 +215,7 @@ def main() -> int:
     try:
         with stack_.running(args.contacts, companies=10, env=env) as stack:
             print("first sync ...", file=sys.stderr)
-            first_sync(stack)
+            stack_.first_sync(stack)
             rooms = pick_rooms(stack, args)
             info["rooms"] = rooms
             targets = plans(stack, rooms, port)
