@@ -33,7 +33,14 @@ from typing import Any
 
 from common import audit, idempotency
 from common.db import Database
-from common.errors import GatewayTimeout, SeedosError, ServiceUnavailable
+from common.errors import (
+    Forbidden,
+    GatewayTimeout,
+    InvalidRequest,
+    SeedosError,
+    ServiceUnavailable,
+    error_body,
+)
 from common.internal_auth import Principal, TokenSigner
 from gateway.offline import repository
 from gateway.offline.schemas import BatchResult, ItemResult, OfflineItem, Outcome
@@ -55,6 +62,14 @@ ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 RETRY_AFTER_DEFAULT = 2
+
+
+class ClientNotYours(Forbidden):
+    code, title = "offline_client_not_yours", "Another user's or key's offline queue"
+
+
+class NotAllowed(InvalidRequest):
+    code, title = "offline_operation_not_allowed", "Not an operation that may be queued offline"
 
 
 def allowed(method: str, path: str, body: Any = None) -> bool:
@@ -102,10 +117,9 @@ class Replayer:
                 subject=self.principal.subject,
             )  # fmt: skip
         if row["subject"] != self.principal.subject:
+            refusal = ClientNotYours("this client's queue belongs to another user or key")
             for item in queue:
-                results[order[id(item)]] = _result(item, Outcome.rejected, status=403, answer={
-                    "code": "offline_client_not_yours",
-                    "detail": "this client's queue belongs to another user or key"})  # fmt: skip
+                results[order[id(item)]] = _refused(item, refusal)
             return None
         last = row["last_seq"]
         for item in queue:
@@ -142,10 +156,9 @@ class Replayer:
     async def _run(self, item: OfflineItem) -> tuple[ItemResult, int | None]:
         """One item, once: its result, and the seconds to wait when the batch must stop."""
         if not allowed(item.method, item.path, item.body):
-            answer = {"code": "offline_operation_not_allowed",
-                      "detail": f"{item.method} {item.path} cannot be queued offline"}  # fmt: skip
-            await self._complete(item, Outcome.rejected, 422)
-            return _result(item, Outcome.rejected, status=422, answer=answer), None
+            refusal = NotAllowed(f"{item.method} {item.path} cannot be queued offline")
+            await self._complete(item, Outcome.rejected, refusal.status)
+            return _refused(item, refusal), None
         wait: list[int] = []
 
         async def call() -> idempotency.Answer:
@@ -175,8 +188,7 @@ class Replayer:
             return _result(item, Outcome.retry_later), 1
         except idempotency.KeyReused as exc:
             await self._complete(item, Outcome.rejected, exc.status)
-            return _result(item, Outcome.rejected, status=exc.status,
-                           answer={"code": exc.code, "detail": exc.detail}), None  # fmt: skip
+            return _refused(item, exc), None
         if wait:
             return _result(item, Outcome.retry_later, status=answer.status,
                            answer=answer.body), wait[0]  # fmt: skip
@@ -198,7 +210,7 @@ class Replayer:
                 request_id=self.request_id, body=item.body, headers=headers,
             )  # fmt: skip
         except (ServiceUnavailable, GatewayTimeout) as error:
-            return error.status, _problem(error), RETRY_AFTER_DEFAULT
+            return error.status, error_body(error), RETRY_AFTER_DEFAULT
         return answered.status, answered.body, answered.retry_after
 
     async def _complete(self, item: OfflineItem, outcome: Outcome, status: int | None) -> None:
@@ -242,9 +254,8 @@ def _in_progress(status: int, body: Any) -> bool:
     return status == 409 and isinstance(body, dict) and body.get("code", "").endswith("in_progress")
 
 
-def _problem(error: SeedosError) -> dict[str, Any]:
-    return {"type": "about:blank", "title": error.title, "status": error.status,
-            "code": error.code, "detail": error.detail}  # fmt: skip
+def _refused(item: OfflineItem, refusal: SeedosError) -> ItemResult:
+    return _result(item, Outcome.rejected, status=refusal.status, answer=error_body(refusal))
 
 
 def _result(item: OfflineItem, outcome: Outcome, **fields: Any) -> ItemResult:
