@@ -5,7 +5,7 @@
 // install (POST /api/v1/integrations) and watch it become active, or connect an OAuth account.
 
 import { act, api } from './api.js'
-import { announce, badge, errorNotice, h, replace, STATUS_TONES } from './dom.js'
+import { announce, badge, categoryLabel, errorNotice, h, replace, STATUS_TONES } from './dom.js'
 import { keepForm } from './drafts.js'
 import { schemaForm } from './schema_form.js'
 
@@ -20,8 +20,6 @@ const POLL_FOR_MS = 30000
 let entry = null
 const progress = new Map() // install id -> done step indices
 
-const ACRONYMS = { crm: 'CRM', hr: 'HR', api: 'API' }
-const categoryLabel = (c) => (c ? c.split('-').map((w) => ACRONYMS[w] || w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
 const focusHeading = (el) => { el.setAttribute('tabindex', '-1'); el.focus() }
 
 function section (id, title, ...body) {

@@ -59,9 +59,9 @@ export const fmtNumber = (n) => (n === null || n === undefined ? '—' : number.
 export const fmtPercent = (r) => (r === null || r === undefined ? '—' : `${(r * 100).toFixed(r < 0.1 ? 1 : 0)}%`)
 export const fmtMs = (ms) => (ms === null || ms === undefined ? '—' : ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`)
 
-export function fmtTime (iso) {
-  return iso ? dateTime.format(new Date(iso)) : '—'
-}
+export const fmtTime = (iso) => (iso ? dateTime.format(new Date(iso)) : '—')
+const ACRONYMS = { crm: 'CRM', hr: 'HR', api: 'API' }
+export const categoryLabel = (c) => (c ? c.split('-').map((w) => ACRONYMS[w] || w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
 
 export function fmtAgo (iso) {
   if (!iso) return 'never'
@@ -90,8 +90,6 @@ export function errorNotice (error, { title } = {}) {
   return box
 }
 
-// An empty list or page: what is missing, what to do, and an action; its heading an h2 unless
-// `level` says otherwise (3 for a list inside a section).
 // A data table: scrolls on its own when wider than the screen, stacks into label/value rows on a
 // phone (cells need data-label), a caption for screen readers. heads: 'Text' or ['Text', 'num'].
 export function dataTable (caption, heads, rows, { tableClass = '' } = {}) {
@@ -104,6 +102,8 @@ export function dataTable (caption, heads, rows, { tableClass = '' } = {}) {
     h('tbody', {}, rows)))
 }
 
+// An empty list or page: what is missing, what to do, and an action; its heading an h2 unless
+// `level` says otherwise (3 for a list inside a section).
 export function emptyState (heading, text, action, { level = 2 } = {}) {
   return h('div', { class: 'empty' }, h(`h${level}`, {}, heading), h('p', {}, text), action || null)
 }

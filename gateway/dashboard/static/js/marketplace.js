@@ -4,7 +4,7 @@
 // the category live in the URL (replaceState), so a reload or going back keeps them.
 
 import { api } from './api.js'
-import { badge, emptyState, errorNotice, fmtNumber, h, loading, replace } from './dom.js'
+import { badge, categoryLabel, emptyState, errorNotice, fmtNumber, h, loading, replace } from './dom.js'
 
 const DEBOUNCE_MS = 150
 const PAGE = 24
@@ -29,11 +29,8 @@ const state = {
 let controller = null
 let timer = null
 
-const ACRONYMS = { crm: 'CRM', hr: 'HR', api: 'API' }
-export const categoryLabel = (c) => (c ? c.split('-').map((w) => ACRONYMS[w] || w[0].toUpperCase() + w.slice(1)).join(' ') : 'Other')
-
 // One connector as a card: name (the link to its page), vendor, category, what it does.
-export function card (item, { reasons } = {}) {
+function card (item, { reasons } = {}) {
   const facts = [item.vendor || 'Unknown vendor', categoryLabel(item.category)]
   return h('li', { class: 'card connector-card', dataset: { slug: item.slug } },
     h('h3', {}, h('a', { href: `/marketplace/${encodeURIComponent(item.slug)}` }, item.name)),

@@ -2,9 +2,9 @@
 // own sessions (GET/DELETE /api/v1/me/sessions), and who may use the tenant (settings_access.js).
 
 import { act, api } from './api.js'
-import { badge, confirmDialog, emptyState, h, replace, timeEl } from './dom.js'
+import { badge, emptyState, h, replace, timeEl } from './dom.js'
 import { keepForm } from './drafts.js'
-import { loadAccess } from './settings_access.js'
+import { loadAccess, removes } from './settings_access.js'
 import { fieldErrors, sectionError } from './settings_ui.js'
 
 // ---- tenant profile
@@ -91,25 +91,16 @@ function sessionItem (s) {
   const name = device(s.user_agent)
   const end = s.current
     ? badge('This device', 'ok')
-    : h('button', { type: 'button', class: 'danger' }, 'End session', h('span', { class: 'visually-hidden' }, ` on ${name}, started ${new Date(s.created_at).toLocaleString()}`))
-  if (!s.current) {
-    end.addEventListener('click', async () => {
-      const yes = await confirmDialog({
-        title: `End the session on ${name}?`,
-        text: 'That browser is signed out at once; anything open there stops working.',
-        confirm: 'End session',
-        trigger: end
-      })
-      if (!yes) return
-      try {
-        await act({ method: 'DELETE', path: `/api/v1/me/sessions/${s.id}`, label: `The session on ${name} was ended.` })
-        await loadSessions()
-        document.getElementById('sessions').focus()
-      } catch (error) {
-        sectionError('sessions-status', error, 'The session was not ended.')
-      }
+    : removes(h('button', { type: 'button', class: 'danger' }, 'End session', h('span', { class: 'visually-hidden' }, ` on ${name}, started ${new Date(s.created_at).toLocaleString()}`)), {
+      title: `End the session on ${name}?`,
+      text: 'That browser is signed out at once; anything open there stops working.',
+      confirm: 'End session',
+      section: 'sessions',
+      path: `/api/v1/me/sessions/${s.id}`,
+      label: `The session on ${name} was ended.`,
+      failed: 'The session was not ended.',
+      reload: loadSessions
     })
-  }
   return h('li', { class: 'session', dataset: { id: s.id } },
     h('div', {},
       h('h3', {}, name),

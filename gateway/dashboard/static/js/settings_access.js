@@ -5,22 +5,43 @@ import { act, allPages, api } from './api.js'
 import { announce, badge, confirmDialog, dataTable, emptyState, h, replace, timeEl } from './dom.js'
 import { fieldErrors, ROLE_LABELS, secretOnce, sectionError } from './settings_ui.js'
 
-
 const every = (path, query) => allPages(path, { query, limit: 200, max: 2000 })
 
-// A form's submit: field errors at their fields, anything else in words for the section.
-function submitting (form, statusId, what, send) {
+// A button (here and for sessions) that removes a thing once confirmed (its dialog):
+// DELETE `path`, reload and focus section `section`; any trouble said in its `${section}-status`.
+export function removes (button, { section, path, label, failed, reload, ...dialog }) {
+  button.addEventListener('click', async () => {
+    if (!await confirmDialog({ ...dialog, trigger: button })) return
+    try {
+      await act({ method: 'DELETE', path, label })
+      await reload()
+      document.getElementById(section).focus()
+    } catch (error) {
+      sectionError(`${section}-status`, error, failed)
+    }
+  })
+  return button
+}
+
+// A form that creates something shown once (shown(created): secretOnce's box and what is said):
+// field errors at their fields, anything else in words for `section`.
+function creating (form, { section, path, body, reload, slot, shown, failed }) {
   const errors = fieldErrors(form)
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     errors.clear()
-    sectionError(statusId, null)
+    sectionError(`${section}-status`, null)
     const button = form.querySelector('[type=submit]')
     button.disabled = true
     try {
-      await send()
+      const created = await act({ method: 'POST', path, body: body() })
+      form.reset()
+      await reload()
+      const box = shown(created)
+      secretOnce(document.getElementById(slot), box)
+      announce(box.said)
     } catch (error) {
-      if (!(error.status === 422 && errors.show(error, what.replace(/\.$/, '')))) sectionError(statusId, error, what)
+      if (!(error.status === 422 && errors.show(error, failed.replace(/\.$/, '')))) sectionError(`${section}-status`, error, failed)
     } finally {
       button.disabled = false
     }
@@ -46,22 +67,15 @@ async function loadKeys () {
 }
 
 function keyRow (key) {
-  const revoke = h('button', { type: 'button', class: 'danger' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` key “${key.name}”`))
-  revoke.addEventListener('click', async () => {
-    const yes = await confirmDialog({
-      title: `Revoke the key “${key.name}”?`,
-      text: 'Anything using it is refused from now on. This cannot be undone.',
-      confirm: 'Revoke key',
-      trigger: revoke
-    })
-    if (!yes) return
-    try {
-      await act({ method: 'DELETE', path: `/api/v1/api-keys/${key.id}`, label: `The key “${key.name}” was revoked.` })
-      await loadKeys()
-      document.getElementById('api-keys').focus()
-    } catch (error) {
-      sectionError('api-keys-status', error, `The key “${key.name}” was not revoked.`)
-    }
+  const revoke = removes(h('button', { type: 'button', class: 'danger' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` key “${key.name}”`)), {
+    title: `Revoke the key “${key.name}”?`,
+    text: 'Anything using it is refused from now on. This cannot be undone.',
+    confirm: 'Revoke key',
+    section: 'api-keys',
+    path: `/api/v1/api-keys/${key.id}`,
+    label: `The key “${key.name}” was revoked.`,
+    failed: `The key “${key.name}” was not revoked.`,
+    reload: loadKeys
   })
   return h('tr', { dataset: { id: key.id } },
     h('td', { 'data-label': 'Name' }, key.name),
@@ -73,19 +87,15 @@ function keyRow (key) {
 }
 
 if (keyForm) {
-  submitting(keyForm, 'api-keys-status', 'The key was not created.', async () => {
-    const created = await act({
-      method: 'POST', path: '/api/v1/api-keys',
-      body: { name: keyForm.elements.name.value.trim(), role: keyForm.elements.role.value }
-    })
-    keyForm.reset()
-    await loadKeys()
-    secretOnce(document.getElementById('new-key'), {
+  creating(keyForm, {
+    section: 'api-keys', path: '/api/v1/api-keys', reload: loadKeys, slot: 'new-key', failed: 'The key was not created.',
+    body: () => ({ name: keyForm.elements.name.value.trim(), role: keyForm.elements.role.value }),
+    shown: (created) => ({
       heading: `Your new key “${created.name}”`,
       value: created.key,
-      warning: 'Copy it now and keep it somewhere safe: it will not be shown again. Send it as "Authorization: Bearer <key>".'
+      warning: 'Copy it now and keep it somewhere safe: it will not be shown again. Send it as "Authorization: Bearer <key>".',
+      said: `The key “${created.name}” was created. Copy it now: it will not be shown again.`
     })
-    announce(`The key “${created.name}” was created. Copy it now: it will not be shown again.`)
   })
 }
 
@@ -94,7 +104,7 @@ const membersList = document.getElementById('members-list')
 const canManage = document.body.dataset.role === 'admin'
 let myUserId = null
 
-export async function loadMembers () {
+async function loadMembers () {
   try {
     if (myUserId === null) myUserId = (await api('/api/v1/me')).user?.id || ''
     const members = await every('/api/v1/members')
@@ -140,22 +150,15 @@ function memberActions (m, who) {
       sectionError('members-status', error, `The role of ${who} was not changed.`)
     }
   })
-  const remove = h('button', { type: 'button', class: 'danger' }, 'Remove', h('span', { class: 'visually-hidden' }, ` ${who}`))
-  remove.addEventListener('click', async () => {
-    const yes = await confirmDialog({
-      title: `Remove ${who}?`,
-      text: `${who} is signed out of this tenant at once, and the API keys they made are revoked.`,
-      confirm: 'Remove member',
-      trigger: remove
-    })
-    if (!yes) return
-    try {
-      await act({ method: 'DELETE', path: `/api/v1/members/${m.user_id}`, label: `${who} was removed.` })
-      await loadMembers()
-      document.getElementById('members').focus()
-    } catch (error) {
-      sectionError('members-status', error, `${who} was not removed.`)
-    }
+  const remove = removes(h('button', { type: 'button', class: 'danger' }, 'Remove', h('span', { class: 'visually-hidden' }, ` ${who}`)), {
+    title: `Remove ${who}?`,
+    text: `${who} is signed out of this tenant at once, and the API keys they made are revoked.`,
+    confirm: 'Remove member',
+    section: 'members',
+    path: `/api/v1/members/${m.user_id}`,
+    label: `${who} was removed.`,
+    failed: `${who} was not removed.`,
+    reload: loadMembers
   })
   return h('div', { class: 'actions' }, form, remove)
 }
@@ -179,22 +182,15 @@ async function loadInvitations () {
 }
 
 function invitationRow (inv) {
-  const revoke = h('button', { type: 'button', class: 'danger' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` the invitation of ${inv.email}`))
-  revoke.addEventListener('click', async () => {
-    const yes = await confirmDialog({
-      title: `Revoke the invitation of ${inv.email}?`,
-      text: 'Its link stops working. You can invite the address again later.',
-      confirm: 'Revoke invitation',
-      trigger: revoke
-    })
-    if (!yes) return
-    try {
-      await act({ method: 'DELETE', path: `/api/v1/invitations/${inv.id}`, label: `The invitation of ${inv.email} was revoked.` })
-      await loadInvitations()
-      document.getElementById('invitations').focus()
-    } catch (error) {
-      sectionError('invitations-status', error, 'The invitation was not revoked.')
-    }
+  const revoke = removes(h('button', { type: 'button', class: 'danger' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` the invitation of ${inv.email}`)), {
+    title: `Revoke the invitation of ${inv.email}?`,
+    text: 'Its link stops working. You can invite the address again later.',
+    confirm: 'Revoke invitation',
+    section: 'invitations',
+    path: `/api/v1/invitations/${inv.id}`,
+    label: `The invitation of ${inv.email} was revoked.`,
+    failed: 'The invitation was not revoked.',
+    reload: loadInvitations
   })
   return h('tr', { dataset: { id: inv.id } },
     h('td', { 'data-label': 'Email' }, inv.email),
@@ -205,21 +201,17 @@ function invitationRow (inv) {
 }
 
 if (inviteForm) {
-  submitting(inviteForm, 'invitations-status', 'The invitation was not sent.', async () => {
-    const created = await act({
-      method: 'POST', path: '/api/v1/invitations',
-      body: { email: inviteForm.elements.email.value.trim(), role: inviteForm.elements.role.value }
-    })
-    inviteForm.reset()
-    await loadInvitations()
-    secretOnce(document.getElementById('new-invitation'), {
+  creating(inviteForm, {
+    section: 'invitations', path: '/api/v1/invitations', reload: loadInvitations, slot: 'new-invitation', failed: 'The invitation was not sent.',
+    body: () => ({ email: inviteForm.elements.email.value.trim(), role: inviteForm.elements.role.value }),
+    shown: (created) => ({
       heading: `Invitation link for ${created.email}`,
       value: created.link,
       warning: created.emailed
         ? 'It was emailed too. The link is shown only now and works once.'
-        : 'No email was sent: send this link yourself. It is shown only now and works once.'
+        : 'No email was sent: send this link yourself. It is shown only now and works once.',
+      said: `${created.email} was invited as ${ROLE_LABELS[created.role].toLowerCase()}.`
     })
-    announce(`${created.email} was invited as ${ROLE_LABELS[created.role].toLowerCase()}.`)
   })
 }
 

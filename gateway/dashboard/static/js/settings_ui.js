@@ -6,9 +6,7 @@ import { formErrors } from './form_errors.js'
 
 // A section's trouble in words with the request id, or nothing.
 export function sectionError (id, error, title) {
-  const box = document.getElementById(id)
-  if (!error) return replace(box)
-  replace(box, errorNotice(error, { title }))
+  replace(document.getElementById(id), error ? errorNotice(error, { title }) : null)
 }
 
 // A settings form's errors (form_errors.js), the summary first in the form while it has any.
@@ -32,7 +30,7 @@ export function fieldErrors (form) {
 }
 
 // A secret the API shows once (an API key, an invitation link): copy it now.
-export function secretOnce (slot, { heading, value, warning, extra }) {
+export function secretOnce (slot, { heading, value, warning }) {
   const code = h('code', { class: 'secret-value' }, value)
   const copy = h('button', { type: 'button' }, 'Copy')
   copy.addEventListener('click', async () => {
@@ -51,7 +49,6 @@ export function secretOnce (slot, { heading, value, warning, extra }) {
     title,
     h('p', { class: 'notice warn' }, warning),
     h('div', { class: 'secret-once' }, code),
-    extra || null,
     h('div', { class: 'actions' }, copy, done))
   done.addEventListener('click', () => {
     replace(slot)
