@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import secrets
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from machine import cpu_seconds, machine  # bench/machine.py
+from machine import cpu_seconds, machine, run_info  # bench/machine.py
 
 from seedos_sdk.testing import Served, start
 
@@ -323,8 +322,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, interrupted)  # clean up on kill as on Ctrl-C
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/connector_read.py", *sys.argv[1:]]),
+        **run_info("connector_read.py"),
         "machine": {**machine(), "httpx": httpx.__version__},
     }
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-connector-"))

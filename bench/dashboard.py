@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import stack as stack_  # noqa: E402  (bench/stack.py)
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import run_info  # noqa: E402  (bench/machine.py)
 from playwright.async_api import async_playwright  # noqa: E402
 
 from common import db  # noqa: E402
@@ -187,9 +186,7 @@ def main() -> int:
         sys.exit(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     binary = None if args.no_lighthouse else ensure_lighthouse()
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/dashboard.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("dashboard.py"),
     }
     with stack_.running(args.contacts, companies=10) as stack:
         stack_.first_sync(stack)

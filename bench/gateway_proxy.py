@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import secrets
@@ -59,7 +58,7 @@ from gateway_targets import (  # noqa: E402  (bench/gateway_targets.py)
     start_baseline,
     unpack_revision,
 )
-from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
+from machine import cpu_seconds, run_info  # noqa: E402  (bench/machine.py)
 from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
@@ -513,9 +512,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)  # clean up on kill as on Ctrl-C
     wrk_bin = ensure_wrk()
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/gateway_proxy.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("gateway_proxy.py"),
         "wrk": wrk_version(wrk_bin),
     }
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-"))

@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import run_info  # noqa: E402  (bench/machine.py)
 from services import service_env  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
@@ -122,9 +122,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    info = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": " ".join([".venv/bin/python", "bench/install_metrics.py", *sys.argv[1:]]),
-            "machine": machine()}  # fmt: skip
+    info = run_info("install_metrics.py")
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-metrics-"))
     server = supervisor = None
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,16 @@ def machine() -> dict[str, Any]:
         "cpu_model": model,
         "python": platform.python_version(),
         "kernel": platform.release(),
+    }
+
+
+def run_info(script: str) -> dict[str, Any]:
+    """What every bench's JSON and report start with: when, the command that ran it (from the
+    project's root), and the machine."""
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([".venv/bin/python", f"bench/{script}", *sys.argv[1:]]),
+        "machine": machine(),
     }
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import heapq
 import json
 import os
@@ -61,7 +60,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import run_info  # noqa: E402  (bench/machine.py)
 
 from common import db, embedded, migrate  # noqa: E402
 from common.internal_auth import Principal  # noqa: E402
@@ -295,9 +294,7 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/marketplace_search.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("marketplace_search.py"),
     }
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-search-"))
     server = supervisor = None

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import stack as stack_  # noqa: E402  (bench/stack.py)
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import run_info  # noqa: E402  (bench/machine.py)
 
 BATCH = 500
 TARGET_S = 2.0
@@ -74,9 +74,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/offline_batch.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("offline_batch.py"),
     }
     with stack_.running(10, companies=1) as stack:
         base = stack.base

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import math
 import os
@@ -49,7 +48,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from machine import cpu_seconds, machine  # noqa: E402  (bench/machine.py)
+from machine import cpu_seconds, run_info  # noqa: E402  (bench/machine.py)
 from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
@@ -420,9 +419,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)  # clean up on kill as on Ctrl-C
     node, oidc_version = tool_versions()
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/sign_in.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("sign_in.py"),
         "node": node,
         "oidc_provider": oidc_version,
     }

@@ -71,7 +71,7 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 import stack as stack_  # noqa: E402  (bench/stack.py)
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import run_info  # noqa: E402  (bench/machine.py)
 from pycrdt import Doc, write_message  # noqa: E402
 
 from common import db  # noqa: E402
@@ -397,9 +397,7 @@ def main() -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/sync.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("sync.py"),
     }
     results = []
     try:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
 import json
 import resource
 import shutil
@@ -63,7 +62,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import httpx  # noqa: E402
 import stack as stack_  # noqa: E402  (bench/stack.py)
-from machine import machine  # noqa: E402  (bench/machine.py)
+from machine import run_info  # noqa: E402  (bench/machine.py)
 from pycrdt import Doc, write_message  # noqa: E402
 
 from seedos_sdk.testing import free_port  # noqa: E402
@@ -199,9 +198,7 @@ def main() -> int:
         parser.error("--rooms must be between 1 and --writers")
     node = ensure_modules()
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([".venv/bin/python", "bench/sync_ws.py", *sys.argv[1:]]),
-        "machine": machine(),
+        **run_info("sync_ws.py"),
     }
     sockets = args.writers + args.rooms  # of the tenant, through the gateway
     env = {"SEEDOS_GATEWAY_TENANT_MAX_CONCURRENT": str(sockets)} if sockets > GATEWAY_SLOTS else {}
