@@ -15,25 +15,16 @@ $(STAMP): pyproject.toml sdk/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e './sdk[testing,examples]' -e '.[test]'
 	@touch $(STAMP)
 
-# The test authorization server (npm oidc-provider) for the demo CRM's OAuth tests.
+# npm packages, each folder from its own lock file (one rule for all): the test authorization
+# server (oidc-provider) for the OAuth tests; an unmodified y-websocket client for the sync
+# interop tests; the dashboard's browser code (yjs, y-websocket), which the gateway serves from
+# these files; axe-core, which the dashboard's browser tests run in its pages.
 OIDC_MODULES := sdk/tests/oidc/node_modules/.package-lock.json
-$(OIDC_MODULES): sdk/tests/oidc/package.json sdk/tests/oidc/package-lock.json
-	npm ci --prefix sdk/tests/oidc --no-audit --no-fund --loglevel=error
-
-# An unmodified y-websocket client (npm yjs, y-websocket, ws) for the sync interop tests.
 INTEROP_MODULES := tests/sync_interop/node_modules/.package-lock.json
-$(INTEROP_MODULES): tests/sync_interop/package.json tests/sync_interop/package-lock.json
-	npm ci --prefix tests/sync_interop --no-audit --no-fund --loglevel=error
-
-# The dashboard's browser code (npm yjs, y-websocket), served by the gateway from these files.
 DASHBOARD_MODULES := gateway/dashboard/vendor/node_modules/.package-lock.json
-$(DASHBOARD_MODULES): gateway/dashboard/vendor/package.json gateway/dashboard/vendor/package-lock.json
-	npm ci --prefix gateway/dashboard/vendor --no-audit --no-fund --loglevel=error
-
-# axe-core, which the dashboard's browser tests run in its pages.
 AXE_MODULES := tests/dashboard/node_modules/.package-lock.json
-$(AXE_MODULES): tests/dashboard/package.json tests/dashboard/package-lock.json
-	npm ci --prefix tests/dashboard --no-audit --no-fund --loglevel=error
+%/node_modules/.package-lock.json: %/package.json %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
 
 # Debian's Chromium for the browser tests (Playwright drives it; its own download does not work
 # here). apt's package lists are refreshed only when the install fails without.
