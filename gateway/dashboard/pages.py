@@ -52,6 +52,7 @@ NOTICES = {  # what a page says when sign-in sends the browser to it with ?notic
 
 @dataclass
 class Viewer:
+    user_id: str  # with the tenant's id, whose this browser's offline work is (the queue, edits)
     name: str
     email: str | None
     tenant: dict[str, Any] | None
@@ -99,6 +100,7 @@ async def viewer(request: Request) -> Viewer | None:
     tenant = next((m for m in memberships if m["tenant_id"] == principal.tenant_id), None)
     settings = request.app.state.settings
     return Viewer(
+        user_id=str(principal.user_id),
         name=user["display_name"] or user["email"] or principal.subject,
         email=user["email"],
         tenant=tenant,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from gateway.sessions import cookies
 from tests.browser import chromium, new_browser  # noqa: F401
 from tests.conftest import ROOT
 from tests.connector_service.rig import Rig, install_crm, register, start_rig, stop_rig
+from tests.netcut import NetCut
 from tests.people import Person, person
 from tests.support import TenantKey, make_tenant
 
@@ -57,6 +58,15 @@ async def dash(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         yield Dash(rig, slug)
     finally:
         stop_rig(rig)
+
+
+@pytest.fixture
+def net(dash: Dash) -> Iterator[NetCut]:
+    """A network between a browser and the gateway that the test cuts and restores
+    (tests/netcut.py): ``await signed_in(proxy={"server": net.server})`` puts a seat behind it;
+    seats opened without it stay online."""
+    with NetCut(dash.gateway) as cut:
+        yield cut
 
 
 @dataclass

@@ -2,11 +2,17 @@
 // use, with the session cookie and, for changes, the session's CSRF token.
 //
 // Changes go through act(): each gets an Idempotency-Key, and hooks may watch or take them
-// over (the offline layer queues them when there is no connection).
+// over; without a connection, the offline queue (setOfflineQueue) may keep them to send later.
+//
+// Offline, the service worker answers a GET from this device's copy, marked `x-seedos-offline:
+// cached` with `x-seedos-cached-at`, or `x-seedos-offline: missing` (503) when it has none:
+// either way the page is offline (connection.js), and a copy's age is shown.
 
+import { reachable, servedFromCache, unreachable, connection } from './connection.js'
 import { announce } from './dom.js'
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS'])
+const OFFLINE = { code: 'offline', title: 'No connection', detail: 'The server could not be reached, and this device has no copy of this. Check your connection and try again.' }
 
 export class ApiError extends Error {
   constructor (status, problem, requestId) {
@@ -56,8 +62,16 @@ export async function api (path, { method = 'GET', body, query, headers = {}, si
     })
   } catch (e) {
     if (e.name === 'AbortError') throw e
-    throw new ApiError(0, { detail: 'The server could not be reached. Check your connection and try again.' })
+    unreachable()
+    throw new ApiError(0, OFFLINE)
   }
+  const offline = response.headers.get('x-seedos-offline')
+  if (offline === 'missing') {
+    unreachable()
+    throw new ApiError(0, OFFLINE)
+  }
+  if (offline) servedFromCache(response.headers.get('x-seedos-cached-at'))
+  else reachable()
   const requestId = response.headers.get('x-request-id')
   if (response.status === 401) {
     for (const fn of listeners.ended) fn()
@@ -79,6 +93,12 @@ export async function api (path, { method = 'GET', body, query, headers = {}, si
 // promise of its answer to take it over.
 export const actionHooks = []
 
+// The offline queue: (action) => a promise of what to answer instead (the action kept to be
+// sent later), or null when the action cannot wait offline. Asked when the page is offline, or
+// when sending finds no connection.
+let offlineQueue = null
+export const setOfflineQueue = (fn) => { offlineQueue = fn }
+
 // A change the person asked for: {method, path, body, ifMatch, label}. Answers the API's answer.
 export async function act ({ method = 'POST', path, body, query, ifMatch, label, idempotencyKey }) {
   const action = {
@@ -90,9 +110,20 @@ export async function act ({ method = 'POST', path, body, query, ifMatch, label,
     const taken = hook(action)
     if (taken) return taken
   }
+  if (offlineQueue && !connection.online) {
+    const kept = offlineQueue(action)
+    if (kept) return kept
+  }
   const headers = { 'idempotency-key': action.idempotencyKey }
   if (ifMatch) headers['if-match'] = ifMatch
-  const answer = await api(path, { method, body, query, headers })
+  let answer
+  try {
+    answer = await api(path, { method, body, query, headers })
+  } catch (error) {
+    const kept = error.status === 0 && offlineQueue ? offlineQueue(action) : null
+    if (kept) return kept
+    throw error
+  }
   if (label) announce(label)
   return answer
 }
