@@ -1,9 +1,12 @@
-// What every page does: the theme switch, the tenant switcher, and the session's time limit
-// (stated in the footer, warned of two minutes before, work kept when it ends).
+// What every page does: the theme switch, the tenant switcher, the session's time limit
+// (stated in the footer, warned of two minutes before, work kept when it ends), and offline
+// (the service worker, the queue of changes made without a connection).
 
 import { api, on } from './api.js'
 import { announce } from './dom.js'
 import { saveAll } from './drafts.js'
+import './worker.js' // the service worker: pages, assets and their last data, offline
+import './offline_queue.js' // changes made offline wait on this device
 
 const WARN_BEFORE_MS = 120_000
 const body = document.body

@@ -1,0 +1,1 @@
+// The offline queue (IndexedDB, behind act()): to be built.
