@@ -29,7 +29,7 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 VENDOR = HERE / "vendor" / "node_modules"
 # What the browser code the pages load needs, and what those packages import
-VENDOR_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "isomorphic.js")
+VENDOR_PACKAGES = ("yjs", "y-websocket", "y-indexeddb", "y-protocols", "lib0", "isomorphic.js")
 CONDITIONS = ("browser", "module", "import", "default")
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
          ".svg": "image/svg+xml", ".json": "application/json", ".webmanifest":

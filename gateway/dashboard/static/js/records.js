@@ -2,12 +2,26 @@
 // editing through the Yjs rooms of the shards that hold the records on screen (never the whole
 // install): `GET sync/shards/for` says which, each room is joined with a single-use ticket, and
 // an edit is a change of the record's Y.Map there. It is saved once the server's state vector for
-// the shard holds it; an edit the stream's schema refuses closes the room with the reason, which
-// is shown at the record, and the room starts again from the server's document.
+// the shard holds it.
+//
+// Offline first: each shard's document is kept on this device (y-indexeddb, one database per
+// person, tenant, install and shard), so the records on screen can be read and edited without a
+// connection, across reloads. An edit not yet confirmed is noted (localStorage, beside the
+// document): when the room is joined again, y-websocket sends what the server lacks and the
+// CRDT merges both sides (different fields: both kept; the same field: one of the two values
+// wins, the same on every device, which the row says where it happened). An edit the stream's
+// schema refuses closes the room with the reason: it is shown (until dismissed) and dropped
+// from this device's copy, which starts again from the server's; the other edits not yet
+// confirmed are made again on it, so a refusal never loops and loses nothing else.
+//
+// The device keeps at most DOCS_MAX shard documents and DOCS_BYTES of their state; beyond, the
+// least recently opened without unconfirmed edits are removed.
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence, clearDocument } from 'y-indexeddb'
 import { api } from './api.js'
+import { connection, onConnection } from './connection.js'
 import { announce, dataTable, emptyState, errorNotice, h, loading, replace } from './dom.js'
 import { keep } from './drafts.js'
 
@@ -19,10 +33,17 @@ const form = document.getElementById('records-filter')
 const summary = document.getElementById('records-summary')
 const pager = document.getElementById('records-pager')
 const liveState = document.getElementById('live-state')
+const refusalsBox = document.getElementById('records-refusals')
 const SAVE_WAIT_MS = 10_000
+const CONFIRM_WAIT_MS = 30_000
 const MAX_COLUMNS = 6
 const RECONNECT_MAX_MS = 10_000
+const DOCS_MAX = 64
+const DOCS_BYTES = 50 * 1024 * 1024
 const FIRST_COLUMNS = ['name', 'title', 'subject', 'first_name', 'last_name', 'email', 'phone', 'status']
+const SAVED = 'Saved. It reaches the external system with the next push.'
+const KEPT = 'Saved on this device. It is sent when the connection returns.'
+const SAME_FIELD = 'When two people change the same field while apart, one of the two values wins, the same on every device.'
 
 const state = {
   streams: [], stream: null, pk: 'id', columns: [], schema: {},
@@ -34,41 +55,117 @@ const state = {
 const rooms = new Map() // shard id -> Room
 const shardOfKey = new Map() // pk -> shard id
 
+// --------------------------------------------------------------------------- this device's copies
+
+const owner = `${document.body.dataset.user || 'anyone'}:${document.body.dataset.tenantId || 'none'}`
+const docName = (shard) => `seedos-shard:${owner}:${id}:${shard}`
+const indexKey = `seedos-shards:${owner}`
+
+// what is noted beside a shard's document: {pending: [{key, fields, client, clock, at}], refusals: [...]}
+function notes (name) {
+  try {
+    const found = JSON.parse(localStorage.getItem('seedos-notes:' + name))
+    if (found && Array.isArray(found.pending) && Array.isArray(found.refusals)) return found
+  } catch (_) { /* none, or unreadable: start afresh */ }
+  return { pending: [], refusals: [] }
+}
+
+function note (name, change) {
+  const found = notes(name)
+  change(found)
+  try {
+    if (found.pending.length || found.refusals.length) localStorage.setItem('seedos-notes:' + name, JSON.stringify(found))
+    else localStorage.removeItem('seedos-notes:' + name)
+  } catch (_) { /* storage full: the edits are in the document all the same */ }
+  return found
+}
+
+function shardIndex () {
+  try { return JSON.parse(localStorage.getItem(indexKey)) || {} } catch (_) { return {} }
+}
+
+// the room was opened (and holds `bytes`): the least recently opened copies beyond the budget go
+async function within (name, bytes) {
+  const index = shardIndex()
+  index[name] = { opened: Date.now(), bytes: bytes ?? index[name]?.bytes ?? 0 }
+  const open = new Set([...rooms.values()].map((room) => room.name))
+  const oldest = Object.entries(index).sort((a, b) => a[1].opened - b[1].opened)
+  let count = oldest.length
+  let total = oldest.reduce((sum, [, one]) => sum + (one.bytes || 0), 0)
+  for (const [other, one] of oldest) {
+    if (count <= DOCS_MAX && total <= DOCS_BYTES) break
+    if (open.has(other) || notes(other).pending.length) continue
+    delete index[other]
+    count -= 1
+    total -= one.bytes || 0
+    try { localStorage.removeItem('seedos-notes:' + other) } catch (_) {}
+    await clearDocument(other).catch(() => {})
+  }
+  try { localStorage.setItem(indexKey, JSON.stringify(index)) } catch (_) {}
+}
+
 // --------------------------------------------------------------------------- rooms
 
 class Room {
   constructor (shard) {
     this.shard = shard
+    this.name = docName(shard)
     this.keys = new Set()
     this.refusal = null // the last edit refused, until the next one is made
+    this.attempts = 0
     this.start()
   }
 
   start () {
+    this.left = false
     this.doc = new Y.Doc()
     this.records = this.doc.getMap('records')
-    this.synced = new Promise((resolve) => { this.resolveSynced = resolve })
+    this.ready = new Promise((resolve) => { this.resolveReady = resolve })
+    this.shown = false // its first contents (this device's copy or the server's) are on screen
     this.isSynced = false
+    this.local = new IndexeddbPersistence(this.name, this.doc)
+    this.local.whenSynced.then(() => this.loaded())
     this.records.observeDeep((events, transaction) => {
-      if (transaction.local || !this.isSynced) return // the first sync shows all at once
+      if (transaction.local || !this.shown) return // the first contents show all at once
       const changed = new Set()
       for (const event of events) {
         if (event.target === this.records) for (const key of event.keysChanged) changed.add(key)
         else if (event.path.length) changed.add(event.path[0])
       }
-      for (const key of changed) remoteChange(this, key)
+      const fromDevice = transaction.origin === this.local
+      for (const key of changed) {
+        if (!fromDevice) remoteChange(this, key)
+        else if (key.startsWith(state.stream + '/')) showRecord(key.slice(state.stream.length + 1))
+      }
     })
+    within(this.name)
     this.connect()
   }
 
+  loaded () {
+    if (this.shown || this.left) return
+    this.shown = true
+    this.resolveReady()
+    for (const key of this.keys) showRecord(key)
+    for (const entry of notes(this.name).pending) {
+      const pk = entry.key.slice(state.stream.length + 1)
+      if (entry.key.startsWith(state.stream + '/') && this.keys.has(pk)) rowStatus(pk, KEPT, 'warn')
+    }
+    updateLive()
+  }
+
   async connect () {
+    if (this.left) return
+    clearTimeout(this.again)
     let ticket
     try {
       ticket = (await api(`${base}/sync/ticket`, { method: 'POST' })).ticket
     } catch (error) {
+      if (error.status === 0) return this.later() // offline: edits wait here
       showLive('Live editing is unavailable', 'bad')
       return
     }
+    if (this.left) return
     const url = location.origin.replace(/^http/, 'ws') + `${base}/sync`
     this.provider = new WebsocketProvider(url, 'ws', this.doc, {
       params: { shard: this.shard, ticket }, disableBc: true, maxBackoffTime: 5000
@@ -77,17 +174,33 @@ class Room {
       if (!synced) return
       this.isSynced = true
       this.attempts = 0
-      this.resolveSynced()
+      this.loaded()
       for (const key of this.keys) showRecord(key)
       updateLive()
+      this.settle()
     })
     this.provider.on('connection-close', (event) => this.closed(event))
+  }
+
+  later () { // again with a new ticket, after a growing, jittered pause (at once when online again)
+    updateLive()
+    this.attempts += 1
+    const pause = Math.min(RECONNECT_MAX_MS, 250 * 2 ** this.attempts) * (0.5 + Math.random() / 2)
+    clearTimeout(this.again)
+    this.again = setTimeout(() => { if (rooms.get(this.shard) === this) this.connect() }, pause)
+  }
+
+  now () { // the connection is back: do not wait out the pause
+    if (this.left || this.provider?.wsconnected || !this.again) return
+    this.attempts = 0
+    this.connect()
   }
 
   closed (event) {
     const provider = this.provider
     if (!provider || !provider.shouldConnect) return // left on purpose
     provider.shouldConnect = false // a ticket is single use: never retried
+    this.isSynced = false
     const code = event?.code
     const reason = event?.reason || ''
     updateLive()
@@ -97,31 +210,62 @@ class Room {
       joinRooms()
       return
     }
-    if ((code === 1008 && reason.startsWith('invalid_record')) || code === 4422) {
-      refused(this, reason || 'the change breaks the stream’s schema')
-      this.restart()
+    if ((code === 1008 && /invalid_records?:/.test(reason)) || code === 4422) {
+      this.refused(reason || 'the change breaks the stream’s schema')
       return
     }
     if (code === 1008) { // credentials: the session ended, or a role changed
       showLive('Live editing stopped', 'bad')
       return
     }
-    // anything else (1013 try later, a restart, the network): again with a new ticket, after a
-    // growing, jittered pause, on a provider of its own (the old one lets go of the document)
+    // anything else (1013 try later, a restart, the network): again, on a provider of its own
+    // (the old one lets go of the document)
+    this.provider = null
     provider.destroy()
-    this.attempts = (this.attempts || 0) + 1
-    const pause = Math.min(RECONNECT_MAX_MS, 250 * 2 ** this.attempts) * (0.5 + Math.random() / 2)
-    setTimeout(() => { if (rooms.get(this.shard) === this) this.connect() }, pause)
+    this.later()
   }
 
-  restart () { // drop the local document (and its refused edit), start from the server's
+  // the server refused an edit: it is noted and shown, this device's copy (which holds it) is
+  // dropped and taken again from the server, and the other unconfirmed edits are made again there
+  async refused (reason) {
+    // "invalid_record: contacts/42: email: None is not of type 'string'"
+    const match = reason.match(/invalid_records?: ([^:/]+\/[^:]+): (.*)$/)
+    const key = match ? match[1] : null
+    // the server's words are Python's: an emptied field is "None"
+    const why = (match ? match[2] : reason).replace(/\bNone\b/g, 'an empty value')
+    let dropped = []
+    note(this.name, (n) => {
+      dropped = n.pending.filter((p) => key === null || p.key === key)
+      n.pending = n.pending.filter((p) => !dropped.includes(p))
+      const fields = Object.assign({}, ...dropped.map((p) => p.fields))
+      n.refusals.push({ key, why, fields, at: new Date().toISOString() })
+    })
+    this.refusal = new Error(`The change was refused: ${why}`)
+    this.refusal.refused = true
+    const pk = key && key.startsWith(state.stream + '/') ? key.slice(state.stream.length + 1) : [...state.editing.keys()].find((k) => roomOf(k) === this)
+    if (pk !== undefined && this.keys.has(pk)) {
+      rowStatus(pk, `${this.refusal.message}. The record is back to what the server holds.`, 'bad')
+    }
+    announce(`A change to ${key || 'a record'} was refused: ${why}`)
+    showRefusals()
+    await this.restart(true)
+  }
+
+  async restart (dropCopy) { // start again from the server's document
+    const local = this.local
     this.leave()
+    if (dropCopy) {
+      await local.destroy()
+      await clearDocument(this.name).catch(() => {})
+    }
     this.start()
   }
 
   leave () {
-    if (this.provider) { this.provider.shouldConnect = false; this.provider.destroy() }
-    this.doc.destroy()
+    this.left = true
+    clearTimeout(this.again)
+    if (this.provider) { this.provider.shouldConnect = false; this.provider.destroy(); this.provider = null }
+    this.doc.destroy() // and its copy on this device lets go (y-indexeddb closes on destroy)
   }
 
   get live () { return Boolean(this.provider?.wsconnected && this.provider?.synced) }
@@ -131,17 +275,83 @@ class Room {
     return found instanceof Y.Map ? found : null
   }
 
+  // a change of the record's fields, noted until the server confirms it
+  edit (key, changes) {
+    const record = this.records.get(key)
+    if (!(record instanceof Y.Map)) return null
+    this.doc.transact(() => { for (const [field, value] of Object.entries(changes)) record.set(field, value) })
+    const entry = {
+      key, fields: changes, client: this.doc.clientID,
+      clock: Y.getState(this.doc.store, this.doc.clientID), at: new Date().toISOString()
+    }
+    note(this.name, (n) => { n.pending.push(entry) })
+    return entry
+  }
+
+  async serverVector () {
+    const answer = await api(`${base}/sync/state-vector`, { query: { shard: this.shard }, raw: true, headers: { accept: 'application/octet-stream' } })
+    return Y.decodeStateVector(new Uint8Array(await answer.arrayBuffer()))
+  }
+
   // the server's state vector for this shard holds this client's edits up to `clock`
   async saved (clock) {
     const deadline = Date.now() + SAVE_WAIT_MS
     while (Date.now() < deadline) {
       if (this.refusal) throw this.refusal
-      const answer = await api(`${base}/sync/state-vector`, { query: { shard: this.shard }, raw: true, headers: { accept: 'application/octet-stream' } })
-      const vector = Y.decodeStateVector(new Uint8Array(await answer.arrayBuffer()))
-      if ((vector.get(this.doc.clientID) || 0) >= clock) return
+      if ((await this.serverVector()).get(this.doc.clientID) >= clock) return
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
-    throw new Error('the server has not confirmed the change yet; it is kept here and sent when the connection allows')
+    throw new Error('the server has not confirmed the change yet')
+  }
+
+  // joined again: the unconfirmed edits are confirmed as the server takes them; those this
+  // device's copy lost (it was dropped after a refusal) are made again
+  async settle () {
+    if (this.settling || !notes(this.name).pending.length) return
+    this.settling = true
+    try {
+      await within(this.name, Y.encodeStateAsUpdate(this.doc).length)
+      const deadline = Date.now() + CONFIRM_WAIT_MS
+      let again = true
+      while (this.live && Date.now() < deadline) {
+        const vector = await this.serverVector()
+        const mine = Y.decodeStateVector(Y.encodeStateVector(this.doc))
+        const confirmed = []
+        const redo = []
+        note(this.name, (n) => {
+          for (const entry of n.pending) {
+            if ((vector.get(entry.client) || 0) >= entry.clock) confirmed.push(entry)
+            else if ((mine.get(entry.client) || 0) < entry.clock && again) redo.push(entry)
+          }
+          n.pending = n.pending.filter((e) => !confirmed.includes(e) && !redo.includes(e))
+        })
+        again = false
+        for (const entry of confirmed) this.confirmed(entry)
+        for (const entry of redo) this.edit(entry.key, entry.fields)
+        if (!notes(this.name).pending.length) break
+        await new Promise((resolve) => setTimeout(resolve, 250))
+      }
+    } catch (_) {
+      // offline again: settled on the next join
+    } finally {
+      this.settling = false
+      updateLive()
+    }
+  }
+
+  confirmed (entry) {
+    if (!entry.key.startsWith(state.stream + '/')) return
+    const pk = entry.key.slice(state.stream.length + 1)
+    if (!this.keys.has(pk) || state.editing.has(pk)) return
+    const now = this.records.get(entry.key)
+    const lost = Object.entries(entry.fields).filter(([field, value]) => now instanceof Y.Map && now.get(field) !== value)
+    if (lost.length) {
+      const [field, value] = lost[0]
+      rowStatus(pk, `Merged. Your ${label(field)} “${display(value)}” was changed elsewhere meanwhile to “${display(now.get(field))}”. ${SAME_FIELD}`, 'warn')
+    } else {
+      rowStatus(pk, SAVED, 'ok')
+    }
+    showRecord(pk)
   }
 }
 
@@ -150,12 +360,44 @@ function showLive (text, tone = 'plain') {
   liveState.textContent = text
 }
 
+function waiting () {
+  return [...rooms.values()].reduce((sum, room) => sum + notes(room.name).pending.length, 0)
+}
+
 function updateLive () {
   const all = [...rooms.values()]
   if (!all.length) return showLive('Nothing on screen to edit live')
   const live = all.filter((room) => room.live).length
-  if (live === all.length) showLive('Live: changes appear as they happen', 'ok')
+  const kept = waiting()
+  if (!connection.online || (!live && all.some((room) => room.shown))) {
+    return showLive(kept ? `Offline: ${kept} ${kept === 1 ? 'edit waits' : 'edits wait'} on this device` : 'Offline: edits are kept on this device', 'warn')
+  }
+  if (live === all.length && !kept) showLive('Live: changes appear as they happen', 'ok')
+  else if (live === all.length) showLive(`Live: sending ${kept} ${kept === 1 ? 'edit' : 'edits'} made offline`, 'warn')
   else showLive(`Connecting live editing (${live} of ${all.length})`, 'warn')
+}
+
+// the refusals not yet dismissed, of the rooms open
+function showRefusals () {
+  if (!refusalsBox) return
+  const items = []
+  for (const room of rooms.values()) {
+    for (const [at, refusal] of notes(room.name).refusals.entries()) items.push({ room, at, refusal })
+  }
+  refusalsBox.hidden = !items.length
+  if (!items.length) return replace(refusalsBox)
+  replace(refusalsBox,
+    h('h2', { id: 'records-refusals-title' }, items.length === 1 ? 'A change was refused' : `${items.length} changes were refused`),
+    h('ul', {}, items.map(({ room, at, refusal }) => h('li', {},
+      h('p', {}, `${refusal.key || 'A record'}: ${Object.entries(refusal.fields).map(([f, v]) => `${label(f)} “${display(v)}”`).join(', ') || 'an edit'} was refused: ${refusal.why}. It was dropped from this device; the record is what the server holds.`),
+      h('button', {
+        type: 'button',
+        onclick: () => {
+          note(room.name, (n) => { n.refusals.splice(at, 1) })
+          showRefusals()
+          document.getElementById('records-title')?.focus?.()
+        }
+      }, 'Dismiss')))))
 }
 
 async function joinRooms () {
@@ -164,7 +406,7 @@ async function joinRooms () {
   try {
     answer = await api(`${base}/sync/shards/for`, { query: { stream: state.stream, keys: state.keys } })
   } catch (error) {
-    showLive('Live editing is unavailable', 'bad')
+    showLive(error.status === 0 ? 'Offline: this device has no copy of these records to edit' : 'Live editing is unavailable', 'bad')
     return
   }
   const wanted = new Set()
@@ -180,8 +422,15 @@ async function joinRooms () {
   for (const shard of wanted) if (!rooms.has(shard)) rooms.set(shard, new Room(shard))
   for (const room of rooms.values()) room.keys.clear()
   for (const [pk, shard] of shardOfKey) rooms.get(shard).keys.add(pk)
+  for (const room of rooms.values()) if (room.shown) room.loaded()
   updateLive()
+  showRefusals()
 }
+
+onConnection((now) => {
+  if (now.online) for (const room of rooms.values()) room.now()
+  updateLive()
+})
 
 function roomOf (pk) {
   return rooms.get(shardOfKey.get(pk))
@@ -261,20 +510,6 @@ function rowStatus (pk, text, tone) {
   if (!status) return
   status.className = `row-status ${tone || ''}`
   status.textContent = text
-}
-
-function refused (room, reason) {
-  // "invalid_record: contacts/42: email: None is not of type 'string'"
-  const match = reason.match(/^invalid_records?: ([^:]+)\/([^:]+): (.*)$/)
-  const pk = match ? match[2] : [...state.editing.keys()].find((k) => roomOf(k) === room)
-  // the server's words are Python's: an emptied field is "None"
-  const why = (match ? match[3] : reason).replace(/\bNone\b/g, 'an empty value')
-  room.refusal = new Error(`The change was refused: ${why}`)
-  room.refusal.refused = true
-  if (pk !== undefined) {
-    rowStatus(pk, `${room.refusal.message}. The record is back to what the server holds.`, 'bad')
-    announce(`The change to ${state.stream} ${pk} was refused: ${why}`)
-  }
 }
 
 function cellFor (pk, field, fields) {
@@ -361,7 +596,7 @@ async function save (pk) {
   const room = roomOf(pk)
   if (!row || !room) return
   rowStatus(pk, 'Saving…')
-  await room.synced
+  await room.ready
   const record = room.record(pk)
   if (!record) {
     rowStatus(pk, 'This record no longer exists.', 'bad')
@@ -381,22 +616,27 @@ async function save (pk) {
     return
   }
   room.refusal = null
-  room.doc.transact(() => { for (const [field, value] of Object.entries(changes)) record.set(field, value) })
-  const clock = Y.getState(room.doc.store, room.doc.clientID)
-  try {
-    await room.saved(clock)
-    state.values.set(pk, { ...state.values.get(pk), ...changes })
+  const entry = room.edit(`${state.stream}/${pk}`, changes)
+  state.values.set(pk, { ...state.values.get(pk), ...changes })
+  if (!room.live) { // kept on this device, sent when the room is joined again
     stopEdit(pk, true)
-    rowStatus(pk, 'Saved. It reaches the external system with the next push.', 'ok')
+    rowStatus(pk, KEPT, 'warn')
+    announce(`${state.stream} ${pk} saved on this device.`)
+    updateLive()
+    return
+  }
+  try {
+    await room.saved(entry.clock)
+    note(room.name, (n) => { n.pending = n.pending.filter((e) => !(e.client === entry.client && e.clock === entry.clock)) })
+    stopEdit(pk, true)
+    rowStatus(pk, SAVED, 'ok')
     announce(`${state.stream} ${pk} saved.`)
   } catch (error) {
-    if (error.refused) {
-      stopEdit(pk, true)
-      rowStatus(pk, `${error.message}. The record is back to what the server holds.`, 'bad')
-    } else {
-      rowStatus(pk, `Not confirmed: ${error.message}`, 'bad')
-    }
+    stopEdit(pk, true)
+    if (error.refused) rowStatus(pk, `${error.message}. The record is back to what the server holds.`, 'bad')
+    else rowStatus(pk, KEPT, 'warn')
   }
+  updateLive()
 }
 
 // --------------------------------------------------------------------------- pages
