@@ -10,5 +10,7 @@ async def worker_ready(page: Page) -> None:
     """The service worker is active and controls ``page`` (it claims open pages when it
     activates), so what the page loads from now on is kept for offline use."""
     await page.wait_for_function(
-        "navigator.serviceWorker && navigator.serviceWorker.controller !== null"
+        # a function, not an expression: Playwright evals an expression in the page, which
+        # the dashboard's Content-Security-Policy (no 'unsafe-eval') refuses
+        "() => navigator.serviceWorker && navigator.serviceWorker.controller !== null"
     )
