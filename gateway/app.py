@@ -27,6 +27,7 @@ from gateway.auth.jwts import Issuers
 from gateway.browser import BrowserSafety
 from gateway.dashboard.assets import Assets
 from gateway.dashboard.pages import router as dashboard_router
+from gateway.dashboard.worker import router as service_worker_router
 from gateway.domains.routes import router as domains_router
 from gateway.guard import Limits, RequestGuard
 from gateway.invitations.routes import router as invitations_router
@@ -238,6 +239,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(offline_router)
     _add_docs(app)
     app.include_router(dashboard_router)
+    app.include_router(service_worker_router)
     return app
 
 

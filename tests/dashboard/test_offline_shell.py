@@ -1,0 +1,197 @@
+"""The dashboard without a connection (issue 16, part 1): the service worker keeps the pages a
+person opened, their data and the dashboard's files; with the network cut (tests/netcut.py, a
+proxy between this browser and the gateway) those pages open with what they last showed, the
+notice above them says so and how old it is, and a page never opened says it is not on this
+device and lists those that are. When the network returns, the notice goes by itself and fresh
+answers replace the copies. Signing out drops every copy."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.dashboard.conftest import Dash, Seat, axe, installed, settled, shoot
+from tests.dashboard.offline import worker_ready
+
+pytestmark = pytest.mark.timeout(90)
+
+# Chromium logs what the cut network refuses (a resource or WebSocket that failed, the
+# worker's 503 for what it has no copy of): expected here, and only while the network is cut.
+CUT = re.compile(
+    r"Failed to load resource: (net::ERR_|the server responded with a status of 503)"
+    r"|WebSocket connection to .* failed"
+)
+
+
+def unexpected(seat: Seat) -> list[str]:
+    return [e for e in seat.errors if not CUT.search(e)]
+
+
+async def synced(seat: Seat, iid: str) -> None:
+    """The install's first sync has finished (its records are in the store)."""
+    base = f"/api/v1/integrations/{iid}"
+    r = await seat.api.post(base + "/sync/run")
+    assert r.status_code in (202, 409), r.text
+    deadline = time.monotonic() + 60
+    while True:
+        last = (await seat.api.get(base + "/sync/status")).json()["last_run"]
+        if last and last["finished_at"]:
+            assert last["outcome"] == "succeeded", last
+            return
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+
+
+async def kept(page: Page) -> dict[str, list[str]]:
+    """The worker's caches and the URLs (path and query) each holds, as the page sees them."""
+    return await page.evaluate(
+        """async () => {
+            const out = {}
+            for (const name of await caches.keys()) {
+                const keys = await (await caches.open(name)).keys()
+                out[name] = keys.map((r) => { const u = new URL(r.url); return u.pathname + u.search })
+            }
+            return out
+        }"""
+    )
+
+
+async def saved_at(page: Page, cache: str, path: str) -> str | None:
+    return await page.evaluate(
+        """async ([cache, path]) => {
+            const copy = await (await caches.open(cache)).match(path)
+            return copy ? copy.headers.get('x-seedos-cached-at') : null
+        }""",
+        [cache, path],
+    )
+
+
+async def offline_notice(page: Page) -> None:
+    notice = page.locator("#connection")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text("You are offline.")
+    await expect(notice).to_contain_text("This page shows what this device saw")
+
+
+@pytest.fixture
+async def crm_install(dash: Dash, signed_in, net):
+    """A seat behind the cuttable network, a contact of its own in the demo CRM, synced into a
+    new install of it: (seat, install id, contact)."""
+    seat = await signed_in(proxy={"server": net.server})
+    tag = secrets.token_hex(4)
+    async with httpx.AsyncClient(
+        base_url=dash.rig.crm.url, headers={"X-API-Key": dash.rig.crm_key}, timeout=30
+    ) as crm:
+        r = await crm.post("/v1/contacts", json={
+            "email": f"off-{tag}@example.com", "first_name": "Offline", "last_name": f"L{tag}",
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+    iid = await installed(dash, seat)
+    await seat.api.patch(f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": 0})
+    await synced(seat, iid)
+    return seat, iid, r.json()
+
+
+async def test_opened_pages_open_offline_with_their_data(crm_install, net) -> None:
+    seat, iid, contact = crm_install
+    page = seat.page
+    records = f"/integrations/{iid}/records?stream=contacts&q={contact['last_name']}"
+    name = (await seat.api.get(f"/api/v1/integrations/{iid}")).json()["connector_name"]
+
+    async def overview() -> None:
+        await expect(page.get_by_role("link", name=name)).to_be_visible()
+
+    async def integration() -> None:
+        await expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+
+    async def record_list() -> None:
+        await expect(page.get_by_role("row", name=contact["id"])).to_be_visible()
+
+    visits = [("/", overview), (f"/integrations/{iid}", integration), (records, record_list)]
+    await seat.goto("/")
+    await worker_ready(page)  # from now on what the pages load is kept
+    for path, shows in visits:
+        await seat.goto(path)
+        await shows()
+        await settled(page)
+    held = await kept(page)
+    assert set(held["seedos-pages-v1"]) == {"/", f"/integrations/{iid}", records}
+    assert f"/api/v1/integrations/{iid}" in held["seedos-api-v1"]
+    assert not any("state-vector" in url for url in held["seedos-api-v1"])  # binary: never kept
+    first_saved = await saved_at(page, "seedos-api-v1", f"/api/v1/integrations/{iid}")
+
+    net.cut()
+    for path, shows in visits:
+        await seat.goto(path)
+        await shows()
+        await offline_notice(page)
+    await page.reload()
+    await record_list()
+    await offline_notice(page)
+    await axe(page, "records offline")
+    await shoot(page, "offline records")
+    # the records page's other stream: the same page's copy, and the worker's 503 for its data
+    await seat.goto(f"/integrations/{iid}/records?stream=companies")
+    await expect(page.locator("#connection")).to_contain_text("You are offline.")
+    await seat.goto(f"/integrations/{iid}")
+    await integration()
+    await axe(page, "integration offline")
+    await shoot(page, "offline integration")
+
+    # a page never opened here: the worker says so and lists those it has
+    await seat.goto("/settings")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This page is not available offline"
+    )
+    opened = page.get_by_role("list").get_by_role("link")
+    await expect(opened).to_have_count(3)
+    await expect(page.get_by_role("link", name="Integrations (/)", exact=True)).to_be_visible()
+    await expect(page.locator("#connection")).to_contain_text("You are offline.")
+    await axe(page, "page not kept offline")
+    await shoot(page, "offline page not kept")
+    await page.get_by_role("link", name=f"Integration (/integrations/{iid})", exact=True).click()
+    await integration()
+
+    net.restore()
+    # the probe finds the gateway again: the notice goes by itself
+    await expect(page.locator("#connection")).to_be_hidden(timeout=20_000)
+    await page.reload()
+    await integration()
+    await expect(page.locator("#connection")).to_be_hidden()
+    assert await saved_at(page, "seedos-api-v1", f"/api/v1/integrations/{iid}") > first_saved
+    assert unexpected(seat) == []
+
+
+async def test_signing_out_drops_the_copies(crm_install, net) -> None:
+    seat, iid, _ = crm_install
+    page = seat.page
+    await seat.goto("/")
+    await worker_ready(page)
+    await seat.goto(f"/integrations/{iid}")
+    await settled(page)
+    held = await kept(page)
+    assert f"/integrations/{iid}" in held["seedos-pages-v1"]
+    assert held["seedos-api-v1"]
+
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(re.compile(r"/auth/"))
+    held = await kept(page)
+    assert not held.get("seedos-pages-v1") and not held.get("seedos-api-v1"), held
+    assert any(name.startswith("seedos-assets-") for name in held)  # nobody's: kept
+    # the session is over at the gateway too
+    async with httpx.AsyncClient(base_url=seat.person.origin) as client:
+        assert (await client.get("/api/v1/me", headers=seat.person.cookie)).status_code == 401
+
+    net.cut()
+    await seat.goto(f"/integrations/{iid}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This page is not available offline"
+    )
+    await expect(page.get_by_text("No page has been opened on this device yet.")).to_be_visible()
+    assert unexpected(seat) == []
