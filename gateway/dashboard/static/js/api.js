@@ -13,6 +13,7 @@ import { announce } from './dom.js'
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS'])
 const OFFLINE = { code: 'offline', title: 'No connection', detail: 'The server could not be reached, and this device has no copy of this. Check your connection and try again.' }
+const NEEDS_CONNECTION = { code: 'offline', title: 'This needs the connection.', detail: 'The server could not be reached, and this change cannot wait on this device: it was not made. Try again when the connection returns.' }
 
 export class ApiError extends Error {
   constructor (status, problem, requestId) {
@@ -122,6 +123,7 @@ export async function act ({ method = 'POST', path, body, query, ifMatch, label,
   } catch (error) {
     const kept = error.status === 0 && offlineQueue ? offlineQueue(action) : null
     if (kept) return kept
+    if (error.status === 0) throw new ApiError(0, NEEDS_CONNECTION)
     throw error
   }
   if (label) announce(label)
