@@ -9,6 +9,8 @@ import { keepForm } from './drafts.js'
 import { fields, schemaForm } from './schema_form.js'
 import { loadSync } from './integration_sync.js'
 import { loadAudit, loadLatency, loadUpgrade } from './integration_more.js'
+import { loadActions } from './integration_actions.js'
+import { isQueued, knownAs, QUEUED } from './offline_queue.js'
 
 const root = document.getElementById('integration')
 const id = root.dataset.id
@@ -20,6 +22,7 @@ const summary = document.getElementById('summary')
 const headActions = document.getElementById('head-actions')
 const notice = document.getElementById('page-notice')
 let install = null
+let etag = null // the ETag of the settings the person sees: a change is made against it (If-Match)
 let connector = { schema: {}, scheme: null, slug: null }
 
 const TONES = { ...STATUS_TONES, update_required: 'warn' }
@@ -57,6 +60,11 @@ function renderSummary () {
       fact('Last sync', timeEl(i.last_sync_at)),
       fact('Installed', timeEl(i.created_at))))
   renderActions()
+}
+
+// A change kept on this device to be sent later: said instead of its result
+function queuedNotice () {
+  replace(notice, h('p', { class: 'notice info', role: 'status' }, QUEUED))
 }
 
 function button (label, onclick, cls) {
@@ -98,7 +106,9 @@ function refocus (label) {
 
 function check (event) {
   return run(event.currentTarget, 'check the connector', async () => {
-    install = await act({ method: 'POST', path: `${base}/check` })
+    const answer = await act({ method: 'POST', path: `${base}/check` })
+    if (isQueued(answer)) { queuedNotice(); return }
+    install = answer
     renderSummary()
     const said = `Checked: ${words(install.status)}${install.status_reason ? `, ${install.status_reason}` : ''}.`
     replace(notice, h('p', { class: `notice ${install.status === 'active' ? 'ok' : 'warn'}` }, said))
@@ -109,8 +119,13 @@ function check (event) {
 
 function toggle (which) {
   return (event) => run(event.currentTarget, which, async () => {
-    install = await act({ method: 'POST', path: `${base}/${which}` })
+    const answer = await act({ method: 'POST', path: `${base}/${which}` })
+    // kept offline: shown as it will be, so the next change can be made
+    install = isQueued(answer)
+      ? { ...install, status: which === 'disable' ? 'disabled' : 'pending', status_reason: '(saved on this device; sent when the connection returns)' }
+      : answer
     renderSummary()
+    if (isQueued(answer)) { queuedNotice(); refocus(which === 'disable' ? 'Enable' : 'Disable'); return }
     const said = which === 'disable' ? 'Disabled: the connector is no longer called.' : 'Enabled: the connector is checked now.'
     replace(notice, h('p', { class: 'notice ok' }, said))
     announce(said)
@@ -135,7 +150,8 @@ function uninstall (event) {
       trigger
     })
     if (!ok) return
-    await act({ method: 'DELETE', path: base })
+    const answer = await act({ method: 'DELETE', path: base })
+    if (isQueued(answer)) { queuedNotice(); return }
     location.assign('/')
   })
 }
@@ -173,6 +189,7 @@ async function renderSettings () {
     const { config, credentials } = built.read({ keep })
     const problems = []
     let saved = false
+    let kept = false // the config change waits on this device
     // one of the two saves: a 422's errors are kept for the form, anything else stops the save
     const attempt = async (save) => {
       try {
@@ -193,13 +210,20 @@ async function renderSettings () {
       }
       // only secrets typed and the rest as it was: no config change (and no audit entry) to make
       const same = Object.keys(credentials).length && canonical(config) === canonical(install.config)
-      if (!same) await attempt(async () => { install = await act({ method: 'PATCH', path: base, body: { config } }) })
+      if (!same) {
+        await attempt(async () => {
+          const answer = await act({ method: 'PATCH', path: base, body: { config }, ifMatch: etag })
+          if (isQueued(answer)) kept = true
+          else { install = answer; etag = answer.etag || etag }
+        })
+      }
       if (problems.length) {
         built.showErrors(problems, { title: saved ? 'Some settings were not saved' : 'The settings were not saved' })
         announce('The settings have problems: see the list.')
         if (saved) built.setSecretStates(fieldsSet)
         return
       }
+      if (kept) { queuedNotice(); return }
       renderSummary()
       built.setSecretStates(fieldsSet)
       replace(notice, h('p', { class: 'notice ok', role: 'status' }, 'Settings saved. The connector is checked with them now.'))
@@ -235,12 +259,16 @@ async function loadConnector () {
     const detail = await api(`/api/v1/marketplace/connectors/${entry.slug}`)
     manifest = { ...detail.manifest, config_schema: detail.config_schema }
   }
-  connector = { slug: entry.slug, schema: manifest.config_schema || {}, scheme: manifest.auth?.scheme || entry.auth_scheme }
+  connector = {
+    slug: entry.slug, schema: manifest.config_schema || {}, scheme: manifest.auth?.scheme || entry.auth_scheme,
+    actions: Array.isArray(manifest.actions) ? manifest.actions : []
+  }
 }
 
 // after an upgrade the form is the new version's
 async function upgraded (next) {
   install = next
+  etag = next.etag || etag
   await section(notice, 'connector', loadConnector)
   renderSummary()
   await section(document.getElementById('settings-body'), 'settings', renderSettings)
@@ -266,8 +294,16 @@ async function section (el, what, fn) {
   }
 }
 
+// the install and the ETag of its settings (the header; the answer's etag field says the same)
+async function loadInstall () {
+  const answer = await api(base, { raw: true })
+  install = await answer.json()
+  etag = answer.headers.get('etag') || install.etag || null
+  knownAs(id, install.connector_name)
+}
+
 try {
-  install = await api(base)
+  await loadInstall()
 } catch (error) {
   if (error.status === 404 || error.status === 422) notFound()
   else {
@@ -280,7 +316,12 @@ if (install) {
   renderSummary()
   document.getElementById('details').hidden = false
   const ctx = { base, id, canWrite, install: () => install }
+  // changes made offline were applied: show the install as it is now
+  addEventListener('seedos:offline-sent', async () => {
+    try { await loadInstall(); renderSummary() } catch (_) { /* the page keeps what it shows */ }
+  })
   await Promise.all([
+    section(document.getElementById('actions-body'), 'actions', () => loadActions(ctx, connector.actions)),
     section(document.getElementById('settings-body'), 'settings', renderSettings),
     section(document.getElementById('sync-body'), 'sync status', () => loadSync(ctx)),
     section(document.getElementById('latency-body'), 'call history', () => loadLatency(ctx)),

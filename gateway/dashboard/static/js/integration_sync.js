@@ -2,6 +2,7 @@
 // "run sync now", the run history and the dead letters with retry and discard.
 
 import { act, api } from './api.js'
+import { isQueued, QUEUED } from './offline_queue.js'
 import { announce, badge, confirmDialog, dataTable, emptyState, errorNotice, fmtNumber, h, replace, timeEl } from './dom.js'
 
 const OUTCOME_TONES = { succeeded: 'ok', running: 'info', failed: 'bad', interrupted: 'warn', partial: 'warn' }
@@ -56,7 +57,13 @@ async function runNow (ctx, trigger) {
   trigger.setAttribute('aria-disabled', 'true')
   trigger.textContent = 'Sync running…'
   try {
-    await act({ method: 'POST', path: `${ctx.base}/sync/run` })
+    const answer = await act({ method: 'POST', path: `${ctx.base}/sync/run` })
+    if (isQueued(answer)) {
+      replace(document.getElementById('sync-notice'), h('p', { class: 'notice info', role: 'status' }, QUEUED))
+      trigger.removeAttribute('aria-disabled')
+      trigger.textContent = 'Run sync now'
+      return
+    }
     announce('Sync started.')
   } catch (error) {
     if (error.code !== 'sync_running') {
