@@ -6,8 +6,8 @@ does not block the next, refused items are discarded or edited and sent again; t
 replayed request apply nothing twice; another person signing in on the same browser never sees
 or sends the first person's queue. axe on every state of the queue.
 
-No reload while offline: the dashboard's service worker (/sw.js) was not on main when this was
-written, so a page cannot be opened without the connection yet; the queue itself needs none."""
+The page is reloaded while offline (from the service worker's copy): what waits is still there
+and still sent once."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from playwright.async_api import Page, expect
 
 from gateway.sessions import cookies
 from tests.dashboard.conftest import axe, installed, settled, shoot
+from tests.dashboard.offline import worker_ready
 from tests.people import audit_of, person
 
 WAITING = "#offline-queue"
@@ -101,6 +102,8 @@ async def test_offline_changes_are_applied_once_and_refusals_reviewed(
     base = f"/api/v1/integrations/{iid}"
     page = seat.page
     await seat.goto(f"/integrations/{iid}")
+    await worker_ready(page)
+    await page.reload()  # kept by the service worker from now on, to be opened offline
     await settled(page)
     good = f"offline-{secrets.token_hex(4)}@example.com"
 
@@ -124,6 +127,10 @@ async def test_offline_changes_are_applied_once_and_refusals_reviewed(
     await expect(note).to_contain_text("6 changes wait to be sent when the connection returns.")
     await axe(page, "offline queue, waiting")
     await shoot(page, "offline-queue-waiting")
+    # opened again without the connection: what waits is still there
+    await page.reload()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(dash.slug)
+    await expect(note).to_contain_text("6 changes wait to be sent when the connection returns.")
 
     # meanwhile, on the other side of the cut, someone changes the settings
     seen = await seat.api.get(base)
