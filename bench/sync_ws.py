@@ -82,6 +82,22 @@ def ensure_modules() -> str:
     return node
 
 
+def held_by_shard(stack: stack_.Stack) -> dict[str, list[str]]:
+    """The record keys (``contacts/<id>``) of the first 1,000 contacts, by the shard holding
+    them (``GET sync/shards/for``)."""
+    with httpx.Client(base_url=stack.crm.url, headers={"X-API-Key": stack.crm_key}) as crm:
+        ids = [c["id"] for c in crm.get("/v1/contacts", params={"limit": 1000}).json()["results"]]
+    held: dict[str, list[str]] = {}
+    for at in range(0, len(ids), 200):
+        keys = ids[at : at + 200]
+        found = stack.direct.get(stack.base + "/sync/shards/for",
+                                 params={"stream": "contacts", "keys": keys})  # fmt: skip
+        found.raise_for_status()
+        for item in found.json()["items"]:
+            held.setdefault(item["shard"], []).append(f"contacts/{item['key']}")
+    return held
+
+
 def pick_rooms(stack: stack_.Stack, args: argparse.Namespace) -> list[dict[str, Any]]:
     """``--rooms`` contacts shards spread over the hash range, and the writers' records in
     them, round-robin: ``[{"shard": id, "keys": [record key, ...]}, ...]``."""
@@ -94,15 +110,7 @@ def pick_rooms(stack: stack_.Stack, args: argparse.Namespace) -> list[dict[str, 
         shards += [s["id"] for s in page["items"] if s["stream"] == "contacts"]
         if not (cursor := page["next_cursor"]):
             break
-    with httpx.Client(base_url=stack.crm.url, headers={"X-API-Key": stack.crm_key}) as crm:
-        ids = [c["id"] for c in crm.get("/v1/contacts", params={"limit": 1000}).json()["results"]]
-    held: dict[str, list[str]] = {}
-    for at in range(0, len(ids), 200):
-        found = direct.get(base + "/sync/shards/for",
-                           params={"stream": "contacts", "keys": ids[at : at + 200]})  # fmt: skip
-        found.raise_for_status()
-        for item in found.json()["items"]:
-            held.setdefault(item["shard"], []).append(f"contacts/{item['key']}")
+    held = held_by_shard(stack)
     per_room = -(-args.writers // args.rooms)
     usable = [s for s in shards if len(held.get(s, ())) >= per_room]
     if len(usable) < args.rooms:

@@ -29,7 +29,8 @@ CHUNK = 64 * 1024
 class NetCut:
     """``NetCut("http://127.0.0.1:8000")``: ``.server`` is the proxy's address for the browser
     (``{"server": cut.server}``); :meth:`cut` drops everything and refuses connections until
-    :meth:`restore`. Use as a context manager, or :meth:`close` when done."""
+    :meth:`restore`. Use as a context manager, or :meth:`close` when done. :meth:`sockets`
+    counts the WebSockets opened through it (a browser tunnels them with ``CONNECT``)."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -39,12 +40,18 @@ class NetCut:
             self.port = probe.getsockname()[1]
         self.server = f"http://127.0.0.1:{self.port}"
         self.connections = 0  # accepted since the start, for tests that check traffic passed
+        self.opened: list[str] = []  # each connection's first request line (the last 1,000)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="netcut")
         self._thread.start()
         self._listener: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self.restore()
+
+    def sockets(self) -> int:
+        """How many of the connections (the last 1,000) were WebSockets to the upstream."""
+        tunnel = "CONNECT {}:{} ".format(*self.upstream)
+        return sum(line.startswith(tunnel) for line in self.opened)
 
     # ----------------------------------------------------------------------- the switch
 
@@ -103,7 +110,9 @@ class NetCut:
             head = await reader.readuntil(b"\r\n\r\n")
             if len(head) > HEAD_LIMIT:
                 return
-            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            self.opened = [*self.opened[-999:], line]
+            method, target, _ = line.split(" ", 2)
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
             else:

@@ -118,6 +118,7 @@ class Room {
 
   start () {
     this.left = false
+    this.generation = (this.generation || 0) + 1
     this.doc = new Y.Doc()
     this.records = this.doc.getMap('records')
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
@@ -155,8 +156,11 @@ class Room {
   }
 
   async connect () {
-    if (this.left) return
+    if (this.left || this.connecting || this.provider) return // one connection at a time
     clearTimeout(this.again)
+    this.again = null
+    const generation = this.generation
+    this.connecting = true
     let ticket
     try {
       ticket = (await api(`${base}/sync/ticket`, { method: 'POST' })).ticket
@@ -164,13 +168,17 @@ class Room {
       if (error.status === 0) return this.later() // offline: edits wait here
       showLive('Live editing is unavailable', 'bad')
       return
+    } finally {
+      this.connecting = false
     }
-    if (this.left) return
+    if (this.left || generation !== this.generation || this.provider) return
     const url = location.origin.replace(/^http/, 'ws') + `${base}/sync`
-    this.provider = new WebsocketProvider(url, 'ws', this.doc, {
+    const provider = new WebsocketProvider(url, 'ws', this.doc, {
       params: { shard: this.shard, ticket }, disableBc: true, maxBackoffTime: 5000
     })
-    this.provider.on('sync', (synced) => {
+    this.provider = provider
+    provider.on('connection-close', (event) => { if (this.provider === provider) this.closed(event) })
+    provider.on('sync', (synced) => {
       if (!synced) return
       this.isSynced = true
       this.attempts = 0
@@ -179,7 +187,6 @@ class Room {
       updateLive()
       this.settle()
     })
-    this.provider.on('connection-close', (event) => this.closed(event))
   }
 
   later () { // again with a new ticket, after a growing, jittered pause (at once when online again)
@@ -191,7 +198,7 @@ class Room {
   }
 
   now () { // the connection is back: do not wait out the pause
-    if (this.left || this.provider?.wsconnected || !this.again) return
+    if (this.left || this.provider || this.connecting) return
     this.attempts = 0
     this.connect()
   }
@@ -307,34 +314,40 @@ class Room {
   // joined again: the unconfirmed edits are confirmed as the server takes them; those this
   // device's copy lost (it was dropped after a refusal) are made again
   async settle () {
-    if (this.settling || !notes(this.name).pending.length) return
-    this.settling = true
+    const generation = this.generation // a restart starts another; this one stops
+    if (this.settling === generation || !notes(this.name).pending.length) return
+    this.settling = generation
     try {
+      await this.local.whenSynced // this device's copy is in the document before it is compared
       await within(this.name, Y.encodeStateAsUpdate(this.doc).length)
       const deadline = Date.now() + CONFIRM_WAIT_MS
-      let again = true
-      while (this.live && Date.now() < deadline) {
+      let first = true
+      while (this.generation === generation && this.live && Date.now() < deadline) {
         const vector = await this.serverVector()
+        if (this.generation !== generation) break
         const mine = Y.decodeStateVector(Y.encodeStateVector(this.doc))
         const confirmed = []
         const redo = []
         note(this.name, (n) => {
           for (const entry of n.pending) {
             if ((vector.get(entry.client) || 0) >= entry.clock) confirmed.push(entry)
-            else if ((mine.get(entry.client) || 0) < entry.clock && again) redo.push(entry)
+            else if (first && (mine.get(entry.client) || 0) < entry.clock) redo.push(entry)
           }
           n.pending = n.pending.filter((e) => !confirmed.includes(e) && !redo.includes(e))
         })
-        again = false
+        first = false
         for (const entry of confirmed) this.confirmed(entry)
-        for (const entry of redo) this.edit(entry.key, entry.fields)
+        for (const entry of redo) {
+          this.edit(entry.key, entry.fields)
+          if (entry.key.startsWith(state.stream + '/')) showRecord(entry.key.slice(state.stream.length + 1))
+        }
         if (!notes(this.name).pending.length) break
         await new Promise((resolve) => setTimeout(resolve, 250))
       }
     } catch (_) {
       // offline again: settled on the next join
     } finally {
-      this.settling = false
+      if (this.settling === generation) this.settling = null
       updateLive()
     }
   }
