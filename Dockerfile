@@ -17,7 +17,7 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install ./sdk .
 
-# --- browser: the dashboard's third-party browser code (npm yjs, y-websocket), which the
+# --- browser: the dashboard's third-party browser code (npm yjs, y-websocket, y-indexeddb), which the
 # gateway serves from its own files
 FROM node:20-slim AS browser
 WORKDIR /vendor
