@@ -95,6 +95,36 @@ class RateLimiter:
         if not policies:
             state[_HEADERS] = ()
             return
+        verdict = await self._take(policies, principal, credential or state[_CREDENTIAL])
+        fields = [
+            (headers.POLICY, policy_value),
+            (headers.STATE, headers.state_value(policies, verdict.tokens)),
+        ]
+        if verdict.admitted:
+            state[_HEADERS] = fields
+            return
+        state[_HEADERS] = ()
+        rule = policies[verdict.refused]
+        wait = _wait(policies, verdict)
+        raise RateLimited(
+            f"the {rule.name}'s rate limit of {rule.quota} requests per {rule.window_seconds} s"
+            f" is reached: retry in {wait} s",
+            headers={"Retry-After": str(wait), **{k.decode(): v.decode() for k, v in fields}},
+            scope=rule.name,
+            retry_after=wait,
+        )
+
+    async def another(self, scope: Scope, principal: Principal) -> int | None:
+        """One more request's tokens for the admitted request in ``scope``, which carries
+        several API calls (an offline batch's items: each costs what the call would): None
+        when taken, else the seconds to wait."""
+        policies, _ = self.plan(principal)
+        if not policies or _CREDENTIAL not in scope["state"]:
+            return None
+        verdict = await self._take(policies, principal, scope["state"][_CREDENTIAL])
+        return None if verdict.admitted else _wait(policies, verdict)
+
+    async def _take(self, policies: Policies, principal: Principal, credential: bytes) -> Verdict:
         tenant = principal.tenant_id
         keys: list[Hashable] = []
         for rule in policies:
@@ -105,31 +135,20 @@ class RateLimiter:
                 # hour or so from Supabase) must not start with a full bucket
                 keys.append(("c", tenant, b"jwt:" + principal.subject.encode()))
             else:
-                keys.append(("c", tenant, credential or state[_CREDENTIAL]))
+                keys.append(("c", tenant, credential))
         verdict = await self.buckets.take(policies, keys)
-        fields = [
-            (headers.POLICY, policy_value),
-            (headers.STATE, headers.state_value(policies, verdict.tokens)),
-        ]
-        if verdict.admitted:
-            state[_HEADERS] = fields
-            return
-        state[_HEADERS] = ()
-        rule = policies[verdict.refused]
-        RATE_LIMITED.labels(rule.name).inc()
-        # the longest wait of the buckets short of a token: retrying sooner is refused again
-        wait = max(
-            headers.retry_seconds(p, left)
-            for p, left in zip(policies, verdict.tokens, strict=True)
-            if left < 1
-        )
-        raise RateLimited(
-            f"the {rule.name}'s rate limit of {rule.quota} requests per {rule.window_seconds} s"
-            f" is reached: retry in {wait} s",
-            headers={"Retry-After": str(wait), **{k.decode(): v.decode() for k, v in fields}},
-            scope=rule.name,
-            retry_after=wait,
-        )
+        if not verdict.admitted:
+            RATE_LIMITED.labels(policies[verdict.refused].name).inc()
+        return verdict
+
+
+def _wait(policies: Policies, verdict: Verdict) -> int:
+    """The longest wait of the buckets short of a token: retrying sooner is refused again."""
+    return max(
+        headers.retry_seconds(p, left)
+        for p, left in zip(policies, verdict.tokens, strict=True)
+        if left < 1
+    )
 
 
 def build(settings: RateLimitSettings, *, redis_url: str | None) -> RateLimiter:

@@ -31,8 +31,10 @@ async def sync_offline(
     earlier number is missing: held, with `expected_seq`) or `not_attempted`. A transient
     failure stops the batch there: `retry_after` and the `Retry-After` header say when to send
     the rest again. Each completed item is audited as `offline.replayed` with the client's
-    timestamp. The items' own roles apply: a viewer's changes are `rejected` (403)."""
-    replayer = service.replayer(request.app.state, principal, request.scope["state"]["request_id"])
+    timestamp. The items' own roles apply: a viewer's changes are `rejected` (403). Each item
+    run costs one request of the caller's rate limits: when they run out, the batch stops
+    there with `retry_later` and `Retry-After`."""
+    replayer = service.replayer(request.app.state, principal, request.scope)
     result = await replayer.batch(batch.items)
     if result.retry_after is not None:
         response.headers["retry-after"] = str(result.retry_after)

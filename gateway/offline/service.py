@@ -17,6 +17,9 @@ caller, once.
   ``conflict`` when its ``If-Match`` no longer holds, with the current state); a transient one
   (429, 5xx, the service down) stops the whole batch there (``retry_later``, the rest
   ``not_attempted``) with the seconds to wait.
+- **Rate-limited per item**: each item run costs what its API call would, from the same
+  buckets (the request itself paid for the first); an item the limits refuse stops the batch
+  there as ``retry_later`` with the buckets' wait, so a batch is no way around the limits.
 - **Audited**: every completed item, as ``offline.replayed`` with the client's id, number and
   timestamp and the outcome, in the transaction that completes it.
 
@@ -27,8 +30,8 @@ completing the item are three steps, so a replay that dies half-way is retried s
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from common import audit, idempotency
@@ -88,6 +91,9 @@ class Replayer:
     secret: bytes  # the idempotency fingerprints' key
     principal: Principal
     request_id: str
+    # one more call's rate-limit tokens: None when taken, else the seconds to wait
+    charge: Callable[[], Awaitable[int | None]] | None = None
+    _paid: int = field(default=1, init=False)  # the request's own tokens pay for one item
 
     async def batch(self, items: list[OfflineItem]) -> BatchResult:
         results: dict[int, ItemResult] = {}
@@ -133,12 +139,22 @@ class Replayer:
                         rest, Outcome.out_of_sequence, expected_seq=last + 1
                     )
                 return None
+            if (wait := await self._afford()) is not None:
+                results[n] = _result(item, Outcome.retry_later, status=429)
+                return wait
             result, wait = await self._run(item)
             results[n] = result
             if wait is not None:
                 return wait
             last = item.seq
         return None
+
+    async def _afford(self) -> int | None:
+        """The next item's rate-limit tokens: None when it may run, else the seconds to wait."""
+        if self._paid:
+            self._paid -= 1
+            return None
+        return None if self.charge is None else await self.charge()
 
     async def _duplicate(self, item: OfflineItem) -> ItemResult:
         async with self.db.connection() as conn:
@@ -263,9 +279,15 @@ def _result(item: OfflineItem, outcome: Outcome, **fields: Any) -> ItemResult:
                       idempotency_key=item.idempotency_key, outcome=outcome, **fields)  # fmt: skip
 
 
-def replayer(state: Any, principal: Principal, request_id: str) -> Replayer:
-    """The app's replayer for one request."""
+def replayer(state: Any, principal: Principal, scope: Any) -> Replayer:
+    """The app's replayer for one request (``scope``: the request's, whose rate-limit buckets
+    each further item is charged to)."""
     settings = state.settings
     secret = settings.idempotency_key.get_secret_value().encode()
+
+    async def charge() -> int | None:
+        return await state.rate_limiter.another(scope, principal)
+
     return Replayer(db=state.db, upstream=state.upstreams[UPSTREAM], signer=state.proxy.signer,
-                    secret=secret, principal=principal, request_id=request_id)  # fmt: skip
+                    secret=secret, principal=principal, request_id=scope["state"]["request_id"],
+                    charge=charge)  # fmt: skip

@@ -189,3 +189,30 @@ async def test_redis_stopped_mid_test_falls_back_to_local(replicas, redis_server
     logs = replicas.supervisor.log_path.read_text()
     assert logs.count("rate_limit_redis_unavailable") == 2  # once per replica and outage
     assert "rate_limit_redis_recovered" in logs and redis_server.url not in logs
+
+
+async def test_each_offline_item_costs_a_request(rig, dsn):
+    """A batch is no way around the limits: each item run takes its tokens, the request paying
+    for the first; when they run out the batch stops there (retry_later, Retry-After) and the
+    rest wait, and the next request is refused at the door."""
+    t = await make_tenant(dsn)
+    iid = "6f1d3c4e-0000-4000-8000-000000000001"
+    now = "2026-12-07T10:00:00+00:00"
+    items = [
+        {"client_id": "limits-client", "seq": n, "idempotency_key": f"k-{n}", "client_ts": now,
+         "method": "POST", "path": f"/api/v1/integrations/{iid}/check"}
+        for n in range(1, 9)
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=rig.gateway, timeout=30) as client:
+        r = await client.post(
+            "/api/v1/integrations/sync-offline", headers=t.headers, json={"items": items}
+        )
+        assert r.status_code == 200, r.text
+        outcomes = [result["outcome"] for result in r.json()["results"]]
+        assert outcomes == ["applied"] * 5 + ["retry_later"] + ["not_attempted"] * 2
+        assert r.json()["results"][5]["status"] == 429
+        assert near(int(r.headers["retry-after"]), 720) and r.json()["retry_after"] > 0
+        r = await client.post(
+            "/api/v1/integrations/sync-offline", headers=t.headers, json={"items": items[5:]}
+        )
+        assert r.status_code == 429 and r.json()["scope"] == "credential"
