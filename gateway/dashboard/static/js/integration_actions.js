@@ -16,7 +16,15 @@ export async function loadActions (ctx, actions) {
   replace(body, actions.map((action) => actionBlock(ctx, action)))
 }
 
+// A viewer sees what the connector can do, without a form to run it
+function described (action) {
+  return h('div', { class: 'action-form' },
+    h('h3', {}, action.name),
+    action.description ? h('p', { class: 'section-intro' }, action.description) : null)
+}
+
 function actionBlock (ctx, action) {
+  if (!ctx.canWrite) return described(action)
   const name = action.name
   const slug = String(name).replace(/[^A-Za-z0-9_-]/g, '-')
   const fieldsBox = h('div', {})
@@ -26,12 +34,12 @@ function actionBlock (ctx, action) {
     h('h3', { id: `action-${slug}` }, name),
     action.description ? h('p', { class: 'section-intro' }, action.description) : null,
     fieldsBox,
-    ctx.canWrite ? h('div', { class: 'actions' }, run) : null,
+    h('div', { class: 'actions' }, run),
     result)
   form.setAttribute('aria-labelledby', `action-${slug}`)
   const schema = action.input_schema && typeof action.input_schema === 'object' ? action.input_schema : {}
   const built = schemaForm(fieldsBox, schema, { prefix: `action-${slug}` })
-  if (!ctx.canWrite) for (const el of fieldsBox.querySelectorAll('input, select, textarea')) el.disabled = true
+  built.summary.remove() // the connector checks the input; its refusal is shown below the form
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     if (run.getAttribute('aria-disabled') === 'true') return
