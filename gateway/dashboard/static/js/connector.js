@@ -7,6 +7,7 @@
 import { act, api } from './api.js'
 import { announce, badge, categoryLabel, errorNotice, h, replace, STATUS_TONES } from './dom.js'
 import { keepForm } from './drafts.js'
+import { isQueued, QUEUED } from './offline_queue.js'
 import { schemaForm } from './schema_form.js'
 
 const root = document.getElementById('connector')
@@ -128,7 +129,7 @@ async function fillProgress (body, installId) {
             body: { done: [...done].sort((a, b) => a - b) },
             label: `Step ${i + 1} marked ${box.checked ? 'done' : 'not done'}.`
           })
-          progress.set(installId, new Set(answer.setup_done))
+          if (!isQueued(answer)) progress.set(installId, new Set(answer.setup_done)) // else kept offline, as ticked
         } catch (error) {
           done.clear(); for (const x of before) done.add(x)
           box.checked = done.has(i)
@@ -240,6 +241,12 @@ function wizard () {
       return
     }
     built.clearSecrets()
+    if (isQueued(created)) { // an install without secrets, kept offline: no install to watch yet
+      const head = panel.querySelector('.step-heading')
+      replace(panel, head, h('p', { class: 'notice info', role: 'status' }, QUEUED))
+      head.focus()
+      return
+    }
     watch(created)
   }
 
