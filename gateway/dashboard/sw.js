@@ -250,6 +250,7 @@ async function keep (name, request, answer, asked) {
   const headers = new Headers(answer.headers)
   headers.delete('content-encoding')
   headers.delete('content-length')
+  headers.delete('vary') // one copy per URL, whatever the request's headers (`Vary: *` cannot be kept)
   headers.set(SAVED, new Date().toISOString())
   const body = await answer.clone().arrayBuffer()
   if (asked !== generation) return

@@ -11,13 +11,18 @@ import asyncio
 import re
 import secrets
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from common.roles import Role
+from gateway.sessions import cookies
 from tests.dashboard.conftest import Dash, Seat, axe, installed, settled, shoot
 from tests.dashboard.offline import worker_ready
+from tests.people import person
+from tests.support import make_tenant
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -194,4 +199,39 @@ async def test_signing_out_drops_the_copies(crm_install, net) -> None:
         "This page is not available offline"
     )
     await expect(page.get_by_text("No page has been opened on this device yet.")).to_be_visible()
+    assert unexpected(seat) == []
+
+
+async def test_another_person_in_the_same_browser_finds_no_copies(
+    crm_install, dash: Dash, dsn: str
+) -> None:
+    seat, iid, _ = crm_install
+    page = seat.page
+    await seat.goto("/")
+    await worker_ready(page)
+    await seat.goto(f"/integrations/{iid}")
+    await settled(page)
+    assert f"/integrations/{iid}" in (await kept(page))["seedos-pages-v1"]
+
+    # someone else signs in to this browser (another tenant's session cookie, as a sign-in
+    # would set it) and opens a page: it tells the worker whose it is
+    other = await person(dash.gateway, dsn, await make_tenant(dsn), Role.admin.value)
+    await seat.context.add_cookies([{
+        "name": cookies.SESSION, "value": other.secret, "path": "/",
+        "domain": urlsplit(seat.person.origin).hostname, "secure": True, "httpOnly": True, "sameSite": "Lax",
+    }])  # fmt: skip
+    await seat.goto("/")
+    await expect(page.locator("body")).to_have_attribute("data-user", str(other.user_id))
+    await page.wait_for_function(
+        """async (iid) => {
+            for (const name of ['seedos-pages-v1', 'seedos-api-v1']) {
+                if (!await caches.has(name)) continue
+                const keys = await (await caches.open(name)).keys()
+                if (keys.some((r) => r.url.includes(iid))) return false
+            }
+            return true
+        }""",
+        arg=iid,
+        polling=100,
+    )
     assert unexpected(seat) == []
