@@ -235,3 +235,31 @@ async def test_another_person_in_the_same_browser_finds_no_copies(
         polling=100,
     )
     assert unexpected(seat) == []
+
+
+async def test_a_copy_older_than_a_week_is_not_shown(signed_in, net) -> None:
+    seat = await signed_in(proxy={"server": net.server})
+    page = seat.page
+    await seat.goto("/")
+    await worker_ready(page)
+    await seat.goto("/")
+    await expect(page.get_by_text("No integrations yet")).to_be_visible()
+    listed = "/api/v1/integrations?limit=100"
+    assert listed in (await kept(page))["seedos-api-v1"]
+    # the copy as it would be eight days on
+    await page.evaluate(
+        """async (path) => {
+            const cache = await caches.open('seedos-api-v1')
+            const copy = await cache.match(path)
+            const headers = new Headers(copy.headers)
+            headers.set('x-seedos-cached-at', new Date(Date.now() - 8 * 86400e3).toISOString())
+            await cache.put(path, new Response(await copy.blob(), { status: 200, headers }))
+        }""",
+        listed,
+    )
+    net.cut()
+    await page.reload()
+    await expect(page.get_by_text("The integrations could not be loaded.")).to_be_visible()
+    await expect(page.locator("#connection")).to_contain_text("may be out of date")
+    assert listed not in (await kept(page))["seedos-api-v1"]  # dropped, not only passed over
+    assert unexpected(seat) == []
