@@ -155,3 +155,52 @@ _CUT = re.compile(r"net::ERR_(PROXY_CONNECTION_FAILED|CONNECTION_REFUSED|CONNECT
 
 def _real(errors: list[str]) -> list[str]:
     return [e for e in errors if not _CUT.search(e)]
+
+
+SEED_OLD_COPIES = """async (count) => {
+  const owner = `${document.body.dataset.user}:${document.body.dataset.tenantId}`
+  const key = `seedos-shards:${owner}`
+  const index = JSON.parse(localStorage.getItem(key)) || {}
+  for (let n = 0; n < count; n += 1) {
+    const name = `seedos-shard:${owner}:older:${n}`
+    index[name] = { opened: n + 1, bytes: 1000 }  // opened long ago, oldest first
+    await new Promise((resolve, reject) => {
+      const opening = indexedDB.open(name)
+      opening.onsuccess = () => { opening.result.close(); resolve() }
+      opening.onerror = () => reject(opening.error)
+    })
+  }
+  localStorage.setItem(key, JSON.stringify(index))
+  // the oldest holds an edit not yet confirmed: it must stay whatever its age
+  localStorage.setItem(`seedos-notes:seedos-shard:${owner}:older:0`, JSON.stringify({
+    pending: [{ key: 'contacts/x', fields: { phone: '1' }, client: 1, clock: 1, at: '' }],
+    refusals: []
+  }))
+  return owner
+}"""
+
+
+async def test_the_device_keeps_a_bounded_number_of_copies(dash: Dash, contacts) -> None:
+    """At most 64 shard documents stay on the device: opening one more removes the least
+    recently opened one that holds no unconfirmed edit (y-indexeddb's database and its notes)."""
+    seat, _, iid, _, _, tag = contacts
+    page = seat.page
+    await seat.goto(f"/integrations/{iid}/records?stream=contacts&q=T{tag}")
+    await expect(page.locator("#live-state")).to_have_text(LIVE)
+    owner = await page.evaluate(SEED_OLD_COPIES, 64)  # 64 old copies + this page's: one too many
+    await page.reload()
+    await expect(page.locator("#live-state")).to_have_text(LIVE)
+    prefix = f"seedos-shard:{owner}:"
+    names = set(await page.evaluate(
+        "async (prefix) => (await indexedDB.databases()).map((d) => d.name)"
+        ".filter((n) => n.startsWith(prefix))",
+        prefix,
+    ))  # fmt: skip
+    assert f"{prefix}older:0" in names  # oldest, but with an unconfirmed edit
+    assert f"{prefix}older:1" not in names  # the oldest without one: removed
+    assert len(names) == 64
+    index = await page.evaluate(
+        "(owner) => JSON.parse(localStorage.getItem(`seedos-shards:${owner}`))", owner
+    )
+    assert len(index) == 64 and f"{prefix}older:1" not in index
+    assert seat.errors == []
