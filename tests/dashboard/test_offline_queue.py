@@ -290,3 +290,30 @@ async def test_a_queue_waits_for_its_own_person(dash, signed_in, net, dsn) -> No
     assert [e["outcome"] for e in await replayed(dsn, seat, iid)] == ["applied"]
     assert await stored(tab) == []
     assert network_errors_dropped(seat.errors) == []
+
+
+async def test_two_settings_changes_offline_are_one(dash, signed_in, net) -> None:
+    """Settings changed twice while offline, both against the ETag the page read: the second
+    joins the first while it waits unsent, so the person's own first change is no conflict."""
+    seat = await signed_in(proxy={"server": net.server})
+    iid = await installed(dash, seat)
+    page = seat.page
+    await seat.goto(f"/integrations/{iid}")
+    await settled(page)
+    net.cut()
+    for size in ("250", "300"):
+        await page.get_by_label("Page size").fill(size)
+        await page.get_by_role("button", name="Save settings").click()
+        await expect(page.locator("#page-notice")).to_have_text(
+            "Saved on this device; sent when the connection returns."
+        )
+    await expect(page.locator(WAITING)).to_contain_text("1 change waits")
+    items = await stored(page)
+    assert [i["body"]["config"]["page_size"] for i in items if i["path"].endswith(iid)] == [300]
+    net.restore()
+    await back_online(page)
+    await flushed(page)
+    await expect(page.locator(WAITING)).to_be_empty()
+    r = await seat.api.get(f"/api/v1/integrations/{iid}")
+    assert r.json()["config"]["page_size"] == 300
+    assert network_errors_dropped(seat.errors) == []

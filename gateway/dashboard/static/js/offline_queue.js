@@ -85,10 +85,25 @@ async function append (stores, fields) {
   return item
 }
 
+// A settings change made while another of the same integration still waits unsent joins it
+// (the later values over the earlier): both were made against the ETag the page read, so as two
+// items the second would conflict with the person's own first. Once the first may have been
+// sent, the second is an item of its own.
+async function joined (stores, action) {
+  if (action.method !== 'PATCH') return null
+  const waiting = (await itemsOf(stores, OWNER)).filter((item) => item.method === 'PATCH' && item.path === action.path)
+  const last = waiting[waiting.length - 1]
+  if (!last || last.sent || last.state !== 'waiting' || !isObject(last.body) || !isObject(action.body)) return null
+  last.body = { ...last.body, ...action.body }
+  await done(stores.items.put(last))
+  return last
+}
+const isObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value)
+
 async function keep (action) {
   let item
   try {
-    item = await tx((stores) => append(stores, {
+    item = await tx(async (stores) => (await joined(stores, action)) || append(stores, {
       idempotency_key: action.idempotencyKey,
       client_ts: action.at,
       method: action.method,
@@ -155,10 +170,18 @@ export async function flush () {
 async function sendAll () {
   let renumbered = false
   for (;;) {
-    const batch = (await list()).filter((i) => i.state === 'waiting').slice(0, BATCH)
-    if (!batch.length || !connection.online) return
-    // from here each of them may reach the server: none may be discarded any more
-    await tx(async (stores) => { for (const item of batch) await done(stores.items.put({ ...item, sent: true })) })
+    if (!connection.online) return
+    // read and marked in one transaction (a change joining a waiting one cannot slip between):
+    // from here each of them may reach the server, and none may be discarded or joined any more
+    const batch = await tx(async (stores) => {
+      const waiting = (await itemsOf(stores, OWNER)).filter((i) => i.state === 'waiting').slice(0, BATCH)
+      for (const item of waiting) {
+        item.sent = true
+        await done(stores.items.put(item))
+      }
+      return waiting
+    })
+    if (!batch.length) return
     sending = batch.length
     render()
     let answer
