@@ -263,3 +263,34 @@ async def test_a_copy_older_than_a_week_is_not_shown(signed_in, net) -> None:
     await expect(page.locator("#connection")).to_contain_text("may be out of date")
     assert listed not in (await kept(page))["seedos-api-v1"]  # dropped, not only passed over
     assert unexpected(seat) == []
+
+
+async def test_a_page_opened_offline_past_its_idle_time_keeps_working(
+    dash: Dash, signed_in, net
+) -> None:
+    """A kept page carries its session's end as the page saw it: opened offline hours later,
+    it does not declare the session over (the server alone knows, and work done offline waits
+    for the same person); once the server answers, it asks, and the session goes on."""
+    seat = await signed_in(proxy={"server": net.server})
+    iid = await installed(dash, seat)
+    page = seat.page
+    await page.clock.install()
+    await seat.goto(f"/integrations/{iid}")
+    await worker_ready(page)
+    await page.reload()
+    await settled(page)
+    net.cut()
+    await page.reload()
+    await expect(page.locator("#connection")).to_contain_text("You are offline.")
+    await page.clock.fast_forward("03:00:00")  # past the idle time and the absolute end
+    dialog = page.locator("#session-dialog")
+    await page.get_by_role("button", name="Check now").click()  # work goes on
+    await expect(page.locator("#page-notice")).to_have_text(
+        "Saved on this device; sent when the connection returns."
+    )
+    await expect(dialog).to_be_hidden()
+    net.restore()
+    await page.clock.fast_forward("00:00:20")  # the page's probe finds the server
+    await expect(page.locator("#connection")).to_be_hidden()
+    await expect(dialog).to_be_hidden()  # the server says the session goes on
+    assert unexpected(seat) == []

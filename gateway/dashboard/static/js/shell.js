@@ -3,6 +3,7 @@
 // (the service worker, the queue of changes made without a connection).
 
 import { api, on } from './api.js'
+import { connection, onConnection } from './connection.js'
 import { announce } from './dom.js'
 import { saveAll } from './drafts.js'
 import './worker.js' // the service worker: pages, assets and their last data, offline
@@ -63,7 +64,11 @@ if (body.dataset.sessionEnds) {
     clearTimeout(timer)
     if (ended) return
     const left = ends - Date.now()
-    if (left <= 0) return end()
+    if (left <= 0) return expired()
+    if (!connection.online) { // offline, the server alone knows: asked again when it answers
+      if (dialog.open && !ended) dialog.close()
+      return
+    }
     if (left <= WARN_BEFORE_MS) {
       const at = new Date(ends).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
       text.textContent = ends >= absolute
@@ -90,6 +95,21 @@ if (body.dataset.sessionEnds) {
     show()
     again.focus()
   }
+  // the time is up by this page's reckoning: the server says whether the session ended (a
+  // page opened offline from the service worker's copy may be long past its own estimate, and
+  // work done offline waits for the same person, so nothing is said until the server answers)
+  const expired = async () => {
+    try {
+      const me = await api('/api/v1/me')
+      if (!connection.online) return // a copy answered: asked again when the server answers
+      ends = new Date(me.session.expires_at).getTime()
+      if (ends <= Date.now()) return end()
+      schedule()
+    } catch (error) {
+      if (error.status !== 0) end()
+    }
+  }
+  onConnection((now) => { if (now.online) schedule() })
   on('used', () => { ends = Math.min(Date.now() + idleMs, absolute); if (!dialog.open) schedule() })
   on('ended', end)
   stay.addEventListener('click', async () => {
