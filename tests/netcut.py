@@ -35,9 +35,12 @@ class NetCut:
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        with socket.socket() as probe:  # a free port, kept across cuts
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        # bound here, so no other process can take the port before the first start; kept
+        # across cuts (bound again on restore)
+        self._first: socket.socket | None = socket.socket()
+        self._first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._first.bind(("127.0.0.1", 0))
+        self.port = self._first.getsockname()[1]
         self.server = f"http://127.0.0.1:{self.port}"
         self.connections = 0  # accepted since the start, for tests that check traffic passed
         self.opened: list[str] = []  # each connection's first request line (the last 1,000)
@@ -84,7 +87,10 @@ class NetCut:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
 
     async def _restore(self) -> None:
-        if self._listener is None:
+        if self._listener is None and self._first is not None:
+            first, self._first = self._first, None
+            self._listener = await asyncio.start_server(self._client, sock=first)
+        elif self._listener is None:
             self._listener = await asyncio.start_server(
                 self._client, "127.0.0.1", self.port, reuse_address=True
             )
