@@ -7,10 +7,8 @@ answers replace the copies. Signing out drops every copy."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
-import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,6 +19,7 @@ from common.roles import Role
 from gateway.sessions import cookies
 from tests.dashboard.conftest import Dash, Seat, axe, installed, settled, shoot
 from tests.dashboard.offline import worker_ready
+from tests.dashboard.test_records_page import synced
 from tests.people import person
 from tests.support import make_tenant
 
@@ -38,21 +37,6 @@ def unexpected(seat: Seat) -> list[str]:
     return [e for e in seat.errors if not CUT.search(e)]
 
 
-async def synced(seat: Seat, iid: str) -> None:
-    """The install's first sync has finished (its records are in the store)."""
-    base = f"/api/v1/integrations/{iid}"
-    r = await seat.api.post(base + "/sync/run")
-    assert r.status_code in (202, 409), r.text
-    deadline = time.monotonic() + 60
-    while True:
-        last = (await seat.api.get(base + "/sync/status")).json()["last_run"]
-        if last and last["finished_at"]:
-            assert last["outcome"] == "succeeded", last
-            return
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
-
-
 async def kept(page: Page) -> dict[str, list[str]]:
     """The worker's caches and the URLs (path and query) each holds, as the page sees them."""
     return await page.evaluate(
@@ -65,6 +49,17 @@ async def kept(page: Page) -> dict[str, list[str]]:
             return out
         }"""
     )
+
+
+async def integration_kept(seat: Seat, iid: str) -> dict[str, list[str]]:
+    """The worker in control, then the integration's page opened (and so kept); the caches."""
+    await seat.goto("/")
+    await worker_ready(seat.page)
+    await seat.goto(f"/integrations/{iid}")
+    await settled(seat.page)
+    held = await kept(seat.page)
+    assert f"/integrations/{iid}" in held["seedos-pages-v1"]
+    return held
 
 
 async def saved_at(page: Page, cache: str, path: str) -> str | None:
@@ -176,12 +171,7 @@ async def test_opened_pages_open_offline_with_their_data(crm_install, net) -> No
 async def test_signing_out_drops_the_copies(crm_install, net) -> None:
     seat, iid, _ = crm_install
     page = seat.page
-    await seat.goto("/")
-    await worker_ready(page)
-    await seat.goto(f"/integrations/{iid}")
-    await settled(page)
-    held = await kept(page)
-    assert f"/integrations/{iid}" in held["seedos-pages-v1"]
+    held = await integration_kept(seat, iid)
     assert held["seedos-api-v1"]
 
     await page.get_by_role("button", name="Sign out").click()
@@ -207,11 +197,7 @@ async def test_another_person_in_the_same_browser_finds_no_copies(
 ) -> None:
     seat, iid, _ = crm_install
     page = seat.page
-    await seat.goto("/")
-    await worker_ready(page)
-    await seat.goto(f"/integrations/{iid}")
-    await settled(page)
-    assert f"/integrations/{iid}" in (await kept(page))["seedos-pages-v1"]
+    await integration_kept(seat, iid)
 
     # someone else signs in to this browser (another tenant's session cookie, as a sign-in
     # would set it) and opens a page: it tells the worker whose it is
