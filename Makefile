@@ -71,6 +71,8 @@ bench: install $(REDIS)
 	$(PY) bench/recommendations.py
 	$(PY) bench/marketplace_search.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/offline_batch.py
+	$(PY) bench/offline_merge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
