@@ -18,8 +18,10 @@
 //
 // What is kept is the signed-in person's: the page and API copies are dropped when they sign
 // out (POST /auth/logout), switch tenant (POST /api/v1/me/tenant), when a page says another
-// person or tenant is looking (each page posts {type: 'owner', user, tenant}), or when the
-// server answers 401.
+// person or tenant is looking (each page posts {type: 'owner', user, tenant, until}), when the
+// server answers 401, or once the session's absolute end (`until`) has passed; an answer a 403
+// or 404 replaces is dropped. Never kept: answers marked no-store (the session's own, such as
+// GET /api/v1/me with its CSRF token) and the CSRF token in a page's copy.
 
 const PREFIX = 'seedos-'
 const ASSETS = `${PREFIX}assets-${SEEDOS.version}`
@@ -63,7 +65,7 @@ self.addEventListener('activate', (event) => {
 self.addEventListener('message', (event) => {
   const data = event.data || {}
   if (data.type !== 'owner') return
-  const next = data.user ? { user: String(data.user), tenant: String(data.tenant || '') } : null
+  const next = data.user ? { user: String(data.user), tenant: String(data.tenant || ''), until: Date.parse(data.until || '') || null } : null
   event.waitUntil(changeOwner(next))
 })
 
@@ -98,6 +100,7 @@ async function knownOwner () {
 async function changeOwner (next) {
   const before = await knownOwner()
   const same = before && next && before.user === next.user && before.tenant === next.tenant
+  if (same && before.until !== next.until) return remember(next) // a new session of the same person
   if (same || (before === null && next === null)) return
   if (before === undefined && next) return remember(next) // the first page this worker sees
   await drop(next)
@@ -108,6 +111,19 @@ async function remember (next) {
   await (await caches.open(META)).put(OWNER_URL, new Response(JSON.stringify(next), {
     headers: { 'content-type': 'application/json' }
   }))
+}
+
+// Whether the copies may still be shown: not once the session they were kept in has reached
+// its absolute end (then nobody signed in is looking: they are dropped). An idle end is not
+// known here (another tab may have kept the session going); the next answer from the server
+// (a 401) settles it.
+async function stillTheirs () {
+  const who = await knownOwner()
+  if (who && who.until && Date.now() > who.until) {
+    await drop(null)
+    return false
+  }
+  return true
 }
 
 // the signed-in person's copies are gone; `next` is who is looking now (null: nobody)
@@ -150,13 +166,14 @@ async function page (event, url) {
   try {
     answer = await network(request, kept ? NAV_WAIT_MS : null)
   } catch (_) {
+    if (!await stillTheirs()) return offlinePage(await caches.open(PAGES), url)
     const copy = kept || await samePath(cache, url)
     return copy ? offline(copy) : offlinePage(cache, url)
   }
   if (answer.status === 401) {
     event.waitUntil(drop(null))
   } else if (answer.status === 200 && answer.type === 'basic' && htmlOf(answer)) {
-    event.waitUntil(keep(PAGES, request, answer, asked))
+    event.waitUntil(keep(PAGES, request, answer, asked, withoutTokens))
   }
   return answer
 }
@@ -175,6 +192,13 @@ async function samePath (cache, url) {
 
 const htmlOf = (answer) => (answer.headers.get('content-type') || '').startsWith('text/html')
 
+// A page's copy keeps no CSRF token (the meta tag and the sign-out form's field are emptied):
+// a page opened from it asks GET /api/v1/me for the session's token when it next changes
+// something (api.js), so no token waits in Cache Storage.
+const withoutTokens = (html) => html
+  .replace(/(<meta name="csrf-token" content=")[^"]*(")/g, '$1$2')
+  .replace(/(<input type="hidden" name="csrf_token" value=")[^"]*(")/g, '$1$2')
+
 // ---------------------------------------------------------------------------------- API reads
 
 async function apiRead (event, url) {
@@ -186,18 +210,24 @@ async function apiRead (event, url) {
   try {
     answer = await network(request, kept ? API_WAIT_MS : null)
   } catch (_) {
+    if (!await stillTheirs()) return missing()
     const copy = kept || await sameQuestion(cache, url)
     return copy ? offline(copy) : missing()
   }
   if (answer.status === 401) {
     event.waitUntil(drop(null))
-  } else if (answer.status === 200 && answer.type === 'basic' && jsonOf(answer)) {
+  } else if (answer.status === 403 || answer.status === 404) { // no longer theirs to see
+    event.waitUntil(cache.delete(request.url))
+  } else if (answer.status === 200 && answer.type === 'basic' && jsonOf(answer) && !noStore(answer)) {
     event.waitUntil(keep(API, request, answer, asked))
   }
   return answer
 }
 
 const jsonOf = (answer) => /^application\/(.+\+)?json/.test(answer.headers.get('content-type') || '')
+// the server says not to keep it (the session's own answers, /api/v1/me...: its CSRF token, its
+// sessions): never kept, so never served offline
+const noStore = (answer) => /(^|,)\s*no-store/i.test(answer.headers.get('cache-control') || '')
 
 // The question without the values that are times (a window ending now): copies of
 // `?from=<a>&to=<b>&step=3600` answer `?from=<c>&to=<d>&step=3600`.
@@ -246,13 +276,13 @@ function network (request, wait) {
 }
 
 // a copy of `answer`, stamped with the time it was saved, kept unless a drop came in between
-async function keep (name, request, answer, asked) {
+async function keep (name, request, answer, asked, transform = null) {
   const headers = new Headers(answer.headers)
   headers.delete('content-encoding')
   headers.delete('content-length')
   headers.delete('vary') // one copy per URL, whatever the request's headers (`Vary: *` cannot be kept)
   headers.set(SAVED, new Date().toISOString())
-  const body = await answer.clone().arrayBuffer()
+  const body = transform ? transform(await answer.clone().text()) : await answer.clone().arrayBuffer()
   if (asked !== generation) return
   const cache = await caches.open(name)
   await cache.delete(request.url)

@@ -157,6 +157,11 @@ class Replayer:
         return None if self.charge is None else await self.charge()
 
     async def _duplicate(self, item: OfflineItem) -> ItemResult:
+        """An item whose number completed before: the answer kept with its key (a refusal's
+        status and problem included, so a client that lost the first answer still learns it
+        was refused); an operation that may not be queued is refused again, as the first time."""
+        if not allowed(item.method, item.path, item.body):
+            return _refused(item, NotAllowed(f"{item.method} {item.path} cannot be queued offline"))
         async with self.db.connection() as conn:
             kept = await repository.kept_answer(
                 conn,

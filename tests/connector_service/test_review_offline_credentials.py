@@ -29,3 +29,23 @@ async def test_a_queued_install_with_credentials_is_refused(world, rig) -> None:
     )
     assert outcomes(r) == ["rejected"]
     assert r.json()["results"][0]["status"] in (404, 422)
+    # sent again (its first answer lost on the way): refused again, never a bare duplicate
+    r = await client.post(URL, json={"items": [item]})
+    assert outcomes(r) == ["rejected"], r.text
+    assert r.json()["results"][0]["answer"]["code"] == "offline_operation_not_allowed"
+
+
+async def test_a_refusal_sent_again_says_it_was_refused(world) -> None:  # noqa: F811
+    """A client that lost the answer to a refused item sends it again: the answer is
+    `duplicate` with the first answer's status and problem, so the client knows it was
+    refused (the dashboard keeps it for review rather than counting it applied)."""
+    client, _, iid, _ = world
+    q = Queue()
+    item = q.item("POST", f"/api/v1/integrations/{iid}/actions/no_such_action", {})
+    first = await client.post(URL, json={"items": [item]})
+    assert outcomes(first) == ["rejected"]
+    again = await client.post(URL, json={"items": [item]})
+    assert outcomes(again) == ["duplicate"]
+    result, original = again.json()["results"][0], first.json()["results"][0]
+    assert result["status"] == original["status"] == 404
+    assert result["answer"]["code"] == original["answer"]["code"]

@@ -11,6 +11,7 @@ and still sent once."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -27,9 +28,14 @@ SYNC = "/api/v1/integrations/sync-offline"
 
 
 def network_errors_dropped(errors: list[str]) -> list[str]:
-    """The page's errors but those of the cut network itself (Chromium logs each request that
-    found no connection as "Failed to load resource: net::ERR_...")."""
-    return [e for e in errors if "Failed to load resource: net::ERR_" not in e]
+    """The page's errors but those of the cut network itself: Chromium logs each request that
+    found no connection ("Failed to load resource: net::ERR_..."), and each 503 the service
+    worker answers for what it has no copy of (a page opened offline asks GET /api/v1/me for
+    its CSRF token before it knows it is offline)."""
+    return [e for e in errors if not CUT.search(e)]
+
+
+CUT = re.compile(r"Failed to load resource: (net::ERR_|the server responded with a status of 503)")
 
 
 async def back_online(page: Page) -> None:
@@ -293,27 +299,121 @@ async def test_a_queue_waits_for_its_own_person(dash, signed_in, net, dsn) -> No
 
 
 async def test_two_settings_changes_offline_are_one(dash, signed_in, net) -> None:
-    """Settings changed twice while offline, both against the ETag the page read: the second
-    joins the first while it waits unsent, so the person's own first change is no conflict."""
+    """Settings changed twice in a row while offline, both against the ETag the page read: the
+    second joins the first while it waits unsent at the end of the queue, so the person's own
+    first change is no conflict. One made after something else (a check) is not joined: that
+    would move it ahead of the check (it conflicts with the first instead, as documented)."""
     seat = await signed_in(proxy={"server": net.server})
     iid = await installed(dash, seat)
     page = seat.page
     await seat.goto(f"/integrations/{iid}")
     await settled(page)
-    net.cut()
-    for size in ("250", "300"):
+    queued = "Saved on this device; sent when the connection returns."
+
+    async def page_size(size: str) -> None:
         await page.get_by_label("Page size").fill(size)
         await page.get_by_role("button", name="Save settings").click()
-        await expect(page.locator("#page-notice")).to_have_text(
-            "Saved on this device; sent when the connection returns."
-        )
+        await expect(page.locator("#page-notice")).to_have_text(queued)
+
+    net.cut()
+    await page_size("250")
+    await page_size("300")
     await expect(page.locator(WAITING)).to_contain_text("1 change waits")
-    items = await stored(page)
-    assert [i["body"]["config"]["page_size"] for i in items if i["path"].endswith(iid)] == [300]
+    await page.get_by_role("button", name="Check now").click()
+    await expect(page.locator(WAITING)).to_contain_text("2 changes wait")
+    await page_size("350")
+    order = [(i["path"].rsplit("/", 1)[-1], (i["body"] or {}).get("config", {}).get("page_size"))
+             for i in await stored(page)]  # fmt: skip
+    assert order == [(iid, 300), ("check", None), (iid, 350)], order
     net.restore()
     await back_online(page)
     await flushed(page)
-    await expect(page.locator(WAITING)).to_be_empty()
+    await expect(page.locator(WAITING)).to_contain_text("1 change was not applied")
+    assert [i["state"] for i in await stored(page)] == ["conflict"]
     r = await seat.api.get(f"/api/v1/integrations/{iid}")
     assert r.json()["config"]["page_size"] == 300
+    assert network_errors_dropped(seat.errors) == []
+
+
+ACT = """async ([path, body]) => {
+  const shell = [...document.scripts].find((s) => s.src.endsWith('/js/shell.js'))
+  const { act } = await import(new URL('api.js', shell.src).href)
+  return await act({ method: 'POST', path, body })
+}"""
+
+PROBE_AND_FLUSH = """async () => {
+  const shell = [...document.scripts].find((s) => s.src.endsWith('/js/shell.js'))
+  const { probe } = await import(new URL('connection.js', shell.src).href)
+  const { flush } = await import(new URL('offline_queue.js', shell.src).href)
+  await probe()
+  await flush()
+}"""
+
+
+def nested(depth: int) -> object:
+    body: object = "leaf"
+    for _ in range(depth):
+        body = {"k": body}
+    return body
+
+
+async def test_refusals_stay_refusals(dash, signed_in, net, dsn) -> None:
+    """Three ways a refusal could pass for something else: its first answer lost on the way
+    (sent again, the server answers `duplicate` with the first, refused, answer); an item fine
+    alone that makes the whole batch too deep (refused before any item is read: the batch is
+    halved down to that item, refused alone, and the rest go on); an install edited in review
+    to carry credentials (refused on the device: secrets never wait there)."""
+    seat = await signed_in(proxy={"server": net.server}, service_workers="block")
+    iid = await installed(dash, seat)
+    base = f"/api/v1/integrations/{iid}"
+    page = seat.page
+    await seat.goto(f"/integrations/{iid}")
+    await settled(page)
+    net.cut()
+    for path, body in (
+        (f"{base}/actions/no_such_action", {}),  # refused: its first answer will be lost
+        (f"{base}/actions/create_contact", {"input": nested(29)}),  # too deep in a batch
+        (f"{base}/check", None),  # fine: applied after both
+        ("/api/v1/integrations", {"connector": "no-such-connector"}),  # refused: no such one
+    ):
+        assert (await page.evaluate(ACT, [path, body]))["queued"] is True
+    answers: list[tuple[int, list]] = []
+
+    async def lose_the_first_answer(route) -> None:
+        response = await route.fetch()  # the gateway answers...
+        results = (await response.json()).get("results") if response.status == 200 else None
+        answers.append((response.status, [(r["outcome"], r["status"]) for r in results or []]))
+        if response.status == 200 and sum(status == 200 for status, _ in answers) == 1:
+            await route.abort()  # ...but the first batch it ran never hears of it
+        else:
+            await route.fulfill(response=response)
+
+    await page.route("**" + SYNC, lose_the_first_answer)
+    net.restore()
+    for _ in range(10):  # each round: the page finds the server again and sends what waits
+        await page.evaluate(PROBE_AND_FLUSH)
+        if {i["state"] for i in await stored(page)} <= {"rejected", "conflict"}:
+            break
+    ran = [results for status, results in answers if status == 200]
+    assert ran[:2] == [[("rejected", 404)], [("duplicate", 404)]], answers  # lost, then again
+    states = sorted((i["path"].rsplit("/", 1)[-1], i["state"]) for i in await stored(page))
+    assert states == [("create_contact", "rejected"), ("integrations", "rejected"),
+                      ("no_such_action", "rejected")], states  # fmt: skip
+    await expect(page.locator(WAITING)).to_contain_text("3 changes were not applied")
+    checks = [e for e in await replayed(dsn, seat, iid) if e["path"].endswith("/check")]
+    assert [e["outcome"] for e in checks] == ["applied"]  # the one behind them went through
+    # an install edited to carry credentials is refused on the device
+    refused = await page.evaluate(
+        """async () => {
+          const shell = [...document.scripts].find((s) => s.src.endsWith('/js/shell.js'))
+          const queue = await import(new URL('offline_queue.js', shell.src).href)
+          const install = (await queue.list()).find((i) => i.path === '/api/v1/integrations')
+          try {
+            await queue.retry(install.id, { connector: 'x', credentials: { api_key: 'sk-secret' } })
+            return null
+          } catch (e) { return e.message }
+        }"""
+    )
+    assert refused and "credentials" in refused
+    assert "sk-secret" not in str(await stored(page))
     assert network_errors_dropped(seat.errors) == []

@@ -7,10 +7,13 @@ answers replace the copies. Signing out drops every copy."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Page, expect
@@ -279,4 +282,59 @@ async def test_a_page_opened_offline_past_its_idle_time_keeps_working(
     await page.clock.fast_forward("00:00:20")  # the page's probe finds the server
     await expect(page.locator("#connection")).to_be_hidden()
     await expect(dialog).to_be_hidden()  # the server says the session goes on
+    assert unexpected(seat) == []
+
+
+PAGE_COPY = """async (path) => {
+    const copy = await (await caches.open('seedos-pages-v1')).match(path)
+    return copy ? await copy.text() : null
+}"""
+
+
+async def test_copies_keep_no_token_and_sign_out_still_works(crm_install, net) -> None:
+    """No CSRF token waits in Cache Storage: the session's own answers (no-store: GET
+    /api/v1/me and its token) are never kept, and a page's copy has its token emptied; a page
+    opened from that copy asks the session for it, and signing out from it works."""
+    seat, iid, _ = crm_install
+    page = seat.page
+    held = await integration_kept(seat, iid)
+    await page.evaluate("async () => (await fetch('/api/v1/me')).status")  # asked, not kept
+    held = await kept(page)
+    assert not [u for u in held["seedos-api-v1"] if u.startswith("/api/v1/me")], held
+    copy = await page.evaluate(PAGE_COPY, f"/integrations/{iid}")
+    assert '<meta name="csrf-token" content="">' in copy
+    assert seat.person.csrf_token not in copy
+
+    net.cut()
+    await page.reload()  # the copy, without a token
+    await expect(page.locator("#connection")).to_contain_text("You are offline.")
+    net.restore()
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(re.compile(r"/auth/"))
+    async with httpx.AsyncClient(base_url=seat.person.origin) as client:
+        assert (await client.get("/api/v1/me", headers=seat.person.cookie)).status_code == 401
+    assert unexpected(seat) == []
+
+
+async def test_copies_end_with_the_session(crm_install, net, dsn) -> None:
+    """Past the session's absolute end, what was kept in it is shown to no one offline."""
+    seat, iid, _ = crm_install
+    page = seat.page
+    conn = await asyncpg.connect(dsn)
+    try:
+        ends = await conn.fetchval(
+            "UPDATE sessions SET absolute_expires_at = now() + interval '5 seconds'"
+            " WHERE id = $1 RETURNING absolute_expires_at",
+            seat.person.session_id,
+        )
+    finally:
+        await conn.close()
+    await integration_kept(seat, iid)  # the page says when its session ends, at the latest
+    net.cut()
+    await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.5)  # the end
+    await page.reload()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This page is not available offline"
+    )
+    assert not (await kept(page)).get("seedos-api-v1")
     assert unexpected(seat) == []

@@ -37,7 +37,28 @@ export class ApiError extends Error {
   }
 }
 
-export const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || ''
+// The session's CSRF token: the page's, or, for a page opened from the service worker's copy
+// (which keeps none), the session's own from GET /api/v1/me, kept in the page from then on,
+// but only while the session is still this page's person's in this page's tenant.
+// `stale`: the one the page holds was refused (a new session since): asked for again.
+export async function csrfToken ({ stale = false } = {}) {
+  const meta = document.querySelector('meta[name="csrf-token"]')
+  if (meta?.content && !stale) return meta.content
+  const me = await api('/api/v1/me')
+  const { user, tenantId } = document.body.dataset
+  if (user && (me?.user?.id !== user || (tenantId && me?.tenant?.id !== tenantId))) {
+    // the browser's session is now another person's, or another tenant's: this page's work
+    // (its offline queue among it) is not theirs to send
+    throw new ApiError(409, {
+      code: 'another_session',
+      title: 'Signed in as someone else',
+      detail: 'This browser is now signed in as another person or in another tenant. Reload the page.'
+    })
+  }
+  if (meta && me?.csrf_token) meta.content = me.csrf_token
+  for (const field of document.querySelectorAll('input[name="csrf_token"]')) field.value = me?.csrf_token || ''
+  return me?.csrf_token || ''
+}
 
 export function url (path, query) {
   const u = new URL(path, location.origin)
@@ -51,10 +72,10 @@ export function url (path, query) {
 const listeners = { ended: [], used: [] }
 export const on = (event, fn) => listeners[event].push(fn)
 
-export async function api (path, { method = 'GET', body, query, headers = {}, signal, raw = false } = {}) {
+export async function api (path, { method = 'GET', body, query, headers = {}, signal, raw = false, retried = false } = {}) {
   const h = { accept: 'application/json', ...headers }
   if (body !== undefined) h['content-type'] = 'application/json'
-  if (!SAFE.has(method)) h['x-csrf-token'] = csrfToken()
+  if (!SAFE.has(method)) h['x-csrf-token'] = await csrfToken()
   let response
   try {
     response = await fetch(url(path, query), {
@@ -82,6 +103,10 @@ export async function api (path, { method = 'GET', body, query, headers = {}, si
   if (!response.ok) {
     let problem = {}
     try { problem = await response.json() } catch (_) { /* not JSON */ }
+    if (response.status === 403 && problem.code === 'csrf_refused' && !SAFE.has(method) && !retried) {
+      await csrfToken({ stale: true }) // signed in again elsewhere since the page was made
+      return api(path, { method, body, query, headers, signal, raw, retried: true })
+    }
     throw new ApiError(response.status, problem, requestId)
   }
   if (raw) return response

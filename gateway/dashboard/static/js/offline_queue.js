@@ -85,15 +85,18 @@ async function append (stores, fields) {
   return item
 }
 
-// A settings change made while another of the same integration still waits unsent joins it
-// (the later values over the earlier): both were made against the ETag the page read, so as two
-// items the second would conflict with the person's own first. Once the first may have been
-// sent, the second is an item of its own.
+// A settings change made right after another of the same integration, still waiting unsent at
+// the end of the queue, joins it (the later values over the earlier): both were made against
+// the ETag the page read, so as two items the second would conflict with the person's own
+// first. Once the first may have been sent, or something else was queued after it, the second
+// is an item of its own.
 async function joined (stores, action) {
   if (action.method !== 'PATCH') return null
-  const waiting = (await itemsOf(stores, OWNER)).filter((item) => item.method === 'PATCH' && item.path === action.path)
-  const last = waiting[waiting.length - 1]
-  if (!last || last.sent || last.state !== 'waiting' || !isObject(last.body) || !isObject(action.body)) return null
+  const all = await itemsOf(stores, OWNER)
+  const last = all[all.length - 1] // the queue's last item: joining an earlier one would move
+  // the later values ahead of what was done in between (a check, an action)
+  if (!last || last.method !== 'PATCH' || last.path !== action.path || last.sent ||
+      last.state !== 'waiting' || !isObject(last.body) || !isObject(action.body)) return null
   last.body = { ...last.body, ...action.body }
   await done(stores.items.put(last))
   return last
@@ -174,7 +177,7 @@ async function sendAll () {
     // read and marked in one transaction (a change joining a waiting one cannot slip between):
     // from here each of them may reach the server, and none may be discarded or joined any more
     const batch = await tx(async (stores) => {
-      const waiting = (await itemsOf(stores, OWNER)).filter((i) => i.state === 'waiting').slice(0, BATCH)
+      const waiting = (await itemsOf(stores, OWNER)).filter((i) => i.state === 'waiting').slice(0, batchLimit)
       for (const item of waiting) {
         item.sent = true
         await done(stores.items.put(item))
@@ -188,11 +191,19 @@ async function sendAll () {
     try {
       answer = await api(SYNC, { method: 'POST', body: { items: batch.map(wire) } })
     } catch (error) {
-      // No answer: the items stay waiting (their keys make a second sending count once).
-      // Offline, the connection's return sends them; otherwise try again after a pause.
       sending = 0
+      if (WHOLE_BATCH_REFUSED.has(error.status)) { // too big or too deep as a batch: sent again
+        if (await refusedAlone(batch, error)) continue // in halves, down to the one at fault
+      }
+      // No answer: the items stay waiting (their keys make a second sending count once).
+      // Offline, the connection's return sends them; otherwise try again after a pause: the
+      // server's Retry-After (a rate limit), or a growing one.
       problem = error.status === 0 ? null : error.message
-      if (error.status !== 0 && error.status !== 401) flushSoon(RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)])
+      if (error.status !== 0 && error.status !== 401 && error.status !== 403 && error.code !== 'another_session') {
+        const told = Number(error.problem?.retry_after)
+        flushSoon(told > 0 ? told * 1000 : RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)])
+      }
+      if (error.status === 403 || error.code === 'another_session') problem = `${error.message.replace(/\.$/, '')}. They wait here for you; reload the page to send them.`
       changed()
       return
     }
@@ -216,6 +227,31 @@ async function sendAll () {
   }
 }
 
+// What the gateway refuses for the whole request before reading its items: too big (413), or
+// not valid as a whole (422: too deep, say, with the batch's own nesting added to an item's)
+const WHOLE_BATCH_REFUSED = new Set([413, 422])
+let batchLimit = BATCH
+
+// The batch was refused as a whole: the next ones are half as big, down to one item; one item
+// refused alone is refused for good (it never ran: the server did not read it), and the queue
+// goes on. Answers whether to send again.
+async function refusedAlone (batch, error) {
+  if (batch.length > 1) {
+    batchLimit = Math.max(1, Math.floor(batch.length / 2))
+    return true
+  }
+  await tx(async (stores) => {
+    await done(stores.items.put({
+      ...batch[0], state: 'rejected', status: error.status, problem: error.problem || { detail: error.message },
+      settled_at: new Date().toISOString()
+    }))
+  })
+  batchLimit = BATCH
+  said({ applied: 0, refused: 1 })
+  changed()
+  return true
+}
+
 const wire = (i) => ({
   client_id: i.client_id, seq: i.seq, idempotency_key: i.idempotency_key, client_ts: i.client_ts,
   method: i.method, path: i.path, body: i.body, if_match: i.if_match
@@ -228,7 +264,12 @@ async function settle (batch, results) {
     for (const [n, result] of results.entries()) {
       const item = batch[n]
       if (!item || result.seq !== item.seq || result.client_id !== item.client_id) continue
-      switch (result.outcome) {
+      // a duplicate is an item done before, whose first answer this device never got: when
+      // that answer was a refusal, it is one now (never counted as applied)
+      const kind = result.outcome === 'duplicate' && result.status >= 400
+        ? (result.status === 412 ? 'conflict' : 'rejected')
+        : result.outcome
+      switch (kind) {
         case 'applied':
         case 'duplicate':
           await done(stores.items.delete(item.id))
@@ -238,7 +279,7 @@ async function settle (batch, results) {
         case 'rejected':
         case 'conflict':
           await done(stores.items.put({
-            ...item, sent: true, state: result.outcome, status: result.status,
+            ...item, sent: true, state: kind, status: result.status,
             problem: result.answer && typeof result.answer === 'object' ? result.answer : { detail: String(result.answer ?? '') },
             settled_at: new Date().toISOString()
           }))
@@ -316,6 +357,9 @@ export async function retry (id, body) {
   const item = await locked(() => tx(async (stores) => {
     const old = await done(stores.items.get(id))
     if (!old || old.owner !== OWNER || old.state === 'waiting') return null
+    if (!allowed({ method: old.method, path: old.path, body })) { // credentials, say: never kept
+      throw Object.assign(new Error('This change cannot wait on this device as edited (credentials are set online, never queued).'), { refusedEdit: true })
+    }
     await done(stores.items.delete(id))
     const etag = old.state === 'conflict' ? old.problem?.current?.etag || old.problem?.etag : null
     return append(stores, {

@@ -145,18 +145,25 @@ function edit (item, trigger) {
       h('button', { type: 'button', onclick: () => { replace(box); trigger.setAttribute('aria-expanded', 'false'); trigger.focus() } }, 'Cancel')))
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
-    let body = null
-    try {
-      body = text.value.trim() === '' ? null : JSON.parse(text.value)
-    } catch (e) {
-      error.textContent = `This is not valid JSON: ${e.message}`
+    const wrong = (message) => {
+      error.textContent = message
       error.hidden = false
       text.setAttribute('aria-invalid', 'true')
       text.setAttribute('aria-describedby', `${id}-error ${id}-hint`)
       text.focus()
-      return
     }
-    await queue.retry(item.id, body)
+    let body = null
+    try {
+      body = text.value.trim() === '' ? null : JSON.parse(text.value)
+    } catch (e) {
+      return wrong(`This is not valid JSON: ${e.message}`)
+    }
+    try {
+      await queue.retry(item.id, body)
+    } catch (e) {
+      if (!e.refusedEdit) throw e
+      return wrong(e.message)
+    }
     await fill()
     heading.focus()
   })

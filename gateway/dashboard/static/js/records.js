@@ -233,13 +233,19 @@ class Room {
   }
 
   // the server refused an edit: it is noted and shown, this device's copy (which holds it) is
-  // dropped and taken again from the server, and the other unconfirmed edits are made again there
+  // dropped and taken again from the server, and the other unconfirmed edits are made again
+  // there. When the reason names none of them (or several), all of this room's are dropped:
+  // made again, the one at fault would be refused again, and again.
   async refused (reason) {
-    // "invalid_record: contacts/42: email: None is not of type 'string'"
-    const match = reason.match(/invalid_records?: ([^:/]+\/[^:]+): (.*)$/)
-    const key = match ? match[1] : null
+    // "invalid_record: contacts/42: email: None is not of type 'string'" (a key may hold ':',
+    // and the reason is cut to 123 bytes): the record is the one of this device's unconfirmed
+    // edits whose key the reason names, or begins to name where it was cut
+    const head = reason.replace(/^refused edit: /, '').match(/^invalid_records?: (.*)$/s)?.[1] || ''
+    const keys = [...new Set(notes(this.name).pending.map((p) => p.key))]
+    const named = keys.filter((k) => head.startsWith(k + ': ') || (head.length < k.length + 2 && (k + ': ').startsWith(head)))
+    const key = named.length === 1 ? named[0] : null
     // the server's words are Python's: an emptied field is "None"
-    const why = (match ? match[2] : reason).replace(/\bNone\b/g, 'an empty value')
+    const why = (key && head.length > key.length + 2 ? head.slice(key.length + 2) : reason).replace(/\bNone\b/g, 'an empty value')
     let dropped = []
     note(this.name, (n) => {
       dropped = n.pending.filter((p) => key === null || p.key === key)

@@ -2,7 +2,7 @@
 // (stated in the footer, warned of two minutes before, work kept when it ends), and offline
 // (the service worker, the queue of changes made without a connection).
 
-import { api, on } from './api.js'
+import { api, csrfToken, on } from './api.js'
 import { connection, onConnection } from './connection.js'
 import { announce } from './dom.js'
 import { saveAll } from './drafts.js'
@@ -46,6 +46,20 @@ if (switcher) {
     }
   })
 }
+
+// signing out from a page opened from the service worker's copy, which keeps no CSRF token:
+// the session's own first (api.js)
+const signOut = document.getElementById('sign-out')
+signOut?.addEventListener('submit', async (event) => {
+  if (signOut.elements.csrf_token?.value) return
+  event.preventDefault()
+  try {
+    await csrfToken()
+    signOut.submit()
+  } catch (error) {
+    announce(`Could not sign out: ${error.message}`)
+  }
+})
 
 // the session's time limit
 if (body.dataset.sessionEnds) {
