@@ -44,6 +44,7 @@ export class ApiError extends Error {
 export async function csrfToken ({ stale = false } = {}) {
   const meta = document.querySelector('meta[name="csrf-token"]')
   if (meta?.content && !stale) return meta.content
+  if (!connection.online) throw new ApiError(0, OFFLINE) // nothing to ask: the change waits
   const me = await api('/api/v1/me')
   const { user, tenantId } = document.body.dataset
   if (user && (me?.user?.id !== user || (tenantId && me?.tenant?.id !== tenantId))) {
