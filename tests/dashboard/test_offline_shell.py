@@ -259,7 +259,8 @@ async def test_a_page_opened_offline_past_its_idle_time_keeps_working(
 ) -> None:
     """A kept page carries its session's end as the page saw it: opened offline hours later,
     it does not declare the session over (the server alone knows, and work done offline waits
-    for the same person); once the server answers, it asks, and the session goes on."""
+    for the same person), nor when the connection returns, until the server has answered it:
+    here the session goes on."""
     seat = await signed_in(proxy={"server": net.server})
     iid = await installed(dash, seat)
     page = seat.page
@@ -281,7 +282,13 @@ async def test_a_page_opened_offline_past_its_idle_time_keeps_working(
     net.restore()
     await page.clock.fast_forward("00:00:20")  # the page's probe finds the server
     await expect(page.locator("#connection")).to_be_hidden()
-    await expect(dialog).to_be_hidden()  # the server says the session goes on
+    await expect(dialog).to_be_hidden()  # a copy's reckoning: nothing said before an answer
+    await page.get_by_role("button", name="Check now").click()
+    await expect(page.locator("#page-notice")).not_to_have_text(
+        "Saved on this device; sent when the connection returns."
+    )
+    await page.clock.fast_forward("00:00:05")
+    await expect(dialog).to_be_hidden()  # the server answered: the session goes on
     assert unexpected(seat) == []
 
 

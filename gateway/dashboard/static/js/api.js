@@ -98,7 +98,7 @@ export async function api (path, { method = 'GET', body, query, headers = {}, si
   const requestId = response.headers.get('x-request-id')
   if (response.status === 401) {
     for (const fn of listeners.ended) fn()
-  } else {
+  } else if (!offline) { // a copy's answer says nothing of the session
     for (const fn of listeners.used) fn()
   }
   if (!response.ok) {

@@ -109,22 +109,20 @@ if (body.dataset.sessionEnds) {
     show()
     again.focus()
   }
-  // the time is up by this page's reckoning: the server says whether the session ended (a
-  // page opened offline from the service worker's copy may be long past its own estimate, and
-  // work done offline waits for the same person, so nothing is said until the server answers)
-  const expired = async () => {
-    try {
-      const me = await api('/api/v1/me')
-      if (!connection.online) return // a copy answered: asked again when the server answers
-      ends = new Date(me.session.expires_at).getTime()
-      if (ends <= Date.now()) return end()
-      schedule()
-    } catch (error) {
-      if (error.status !== 0) end()
-    }
+  // The time is up by this page's reckoning. Offline, nothing is said: the server alone knows,
+  // and work done offline waits for the same person anyway. A page opened from the service
+  // worker's copy (which keeps no CSRF token) reckons from when the copy was made: it says
+  // nothing until the server has answered it once (a 401 ends the session here, any other
+  // answer starts the reckoning again). Asking the server on purpose would be a use of the
+  // session, and keep an idle one going.
+  const fromCopy = !document.querySelector('meta[name="csrf-token"]')?.content
+  let answered = false
+  const expired = () => {
+    if (!connection.online || (fromCopy && !answered)) return
+    end()
   }
   onConnection((now) => { if (now.online) schedule() })
-  on('used', () => { ends = Math.min(Date.now() + idleMs, absolute); if (!dialog.open) schedule() })
+  on('used', () => { answered = true; ends = Math.min(Date.now() + idleMs, absolute); if (!dialog.open) schedule() })
   on('ended', end)
   stay.addEventListener('click', async () => {
     try {
