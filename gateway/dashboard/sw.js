@@ -157,26 +157,14 @@ async function asset (request, url) {
 
 // ---------------------------------------------------------------------------------- pages
 
-async function page (event, url) {
-  const request = event.request
-  const asked = generation
-  const cache = await caches.open(PAGES)
-  const kept = await fresh(cache, request.url)
-  let answer
-  try {
-    answer = await network(request, kept ? NAV_WAIT_MS : null)
-  } catch (_) {
-    if (!await stillTheirs()) return offlinePage(await caches.open(PAGES), url)
-    const copy = kept || await samePath(cache, url)
-    return copy ? offline(copy) : offlinePage(cache, url)
-  }
-  if (answer.status === 401) {
-    event.waitUntil(drop(null))
-  } else if (answer.status === 200 && answer.type === 'basic' && htmlOf(answer)) {
-    event.waitUntil(keep(PAGES, request, answer, asked, withoutTokens))
-  }
-  return answer
-}
+const page = (event, url) => networkFirst(event, url, {
+  name: PAGES,
+  wait: NAV_WAIT_MS,
+  similar: samePath,
+  none: (cache) => offlinePage(cache, url),
+  keepable: htmlOf,
+  transform: withoutTokens
+})
 
 async function samePath (cache, url) {
   if (!url.search) return null
@@ -201,25 +189,36 @@ const withoutTokens = (html) => html
 
 // ---------------------------------------------------------------------------------- API reads
 
-async function apiRead (event, url) {
+const apiRead = (event, url) => networkFirst(event, url, {
+  name: API,
+  wait: API_WAIT_MS,
+  similar: sameQuestion,
+  none: missing,
+  keepable: (answer) => jsonOf(answer) && !noStore(answer)
+})
+
+// The network first (for at most `wait` when there is a copy); offline, the copy kept for the
+// URL, or a `similar` one, or `none`. A 401 drops every copy (the session ended), a 403 or 404
+// the URL's copy (no longer theirs to see); a 200 the `keepable` accepts is kept (`transform`ed).
+async function networkFirst (event, url, { name, wait, similar, none, keepable, transform = null }) {
   const request = event.request
   const asked = generation
-  const cache = await caches.open(API)
+  const cache = await caches.open(name)
   const kept = await fresh(cache, request.url)
   let answer
   try {
-    answer = await network(request, kept ? API_WAIT_MS : null)
+    answer = await network(request, kept ? wait : null)
   } catch (_) {
-    if (!await stillTheirs()) return missing()
-    const copy = kept || await sameQuestion(cache, url)
-    return copy ? offline(copy) : missing()
+    if (!await stillTheirs()) return none(await caches.open(name))
+    const copy = kept || await similar(cache, url)
+    return copy ? offline(copy) : none(cache)
   }
   if (answer.status === 401) {
     event.waitUntil(drop(null))
-  } else if (answer.status === 403 || answer.status === 404) { // no longer theirs to see
+  } else if (answer.status === 403 || answer.status === 404) {
     event.waitUntil(cache.delete(request.url))
-  } else if (answer.status === 200 && answer.type === 'basic' && jsonOf(answer) && !noStore(answer)) {
-    event.waitUntil(keep(API, request, answer, asked))
+  } else if (answer.status === 200 && answer.type === 'basic' && keepable(answer)) {
+    event.waitUntil(keep(name, request, answer, asked, transform))
   }
   return answer
 }
