@@ -92,6 +92,15 @@ def crm_client(dash) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=dash.rig.crm.url, headers={"X-API-Key": dash.rig.crm_key})
 
 
+async def integration_page(dash, signed_in, net, **options) -> tuple:
+    """A person behind the cuttable network on a new install's page: (seat, install id)."""
+    seat = await signed_in(proxy={"server": net.server}, **options)
+    iid = await installed(dash, seat)
+    await seat.goto(f"/integrations/{iid}")
+    await settled(seat.page)
+    return seat, iid
+
+
 async def run_action(page: Page, email: str) -> None:
     await page.locator("#action-create_contact-email").fill(email)
     await page.get_by_role("button", name="Run create_contact").click()
@@ -202,11 +211,8 @@ async def test_offline_changes_are_applied_once_and_refusals_reviewed(
 
 
 async def test_the_same_items_sent_twice_apply_once(dash, signed_in, net, dsn) -> None:
-    seat = await signed_in(proxy={"server": net.server})
-    iid = await installed(dash, seat)
+    seat, iid = await integration_page(dash, signed_in, net)
     page = seat.page
-    await seat.goto(f"/integrations/{iid}")
-    await settled(page)
     other = await seat.context.new_page()  # a second tab: the same queue
     await other.goto(page.url)
     await settled(other)
@@ -245,11 +251,8 @@ async def test_the_same_items_sent_twice_apply_once(dash, signed_in, net, dsn) -
 
 
 async def test_a_queue_waits_for_its_own_person(dash, signed_in, net, dsn) -> None:
-    seat = await signed_in(proxy={"server": net.server})
-    iid = await installed(dash, seat)
+    seat, iid = await integration_page(dash, signed_in, net)
     page = seat.page
-    await seat.goto(f"/integrations/{iid}")
-    await settled(page)
     email = f"mine-{secrets.token_hex(4)}@example.com"
     net.cut()
     await run_action(page, email)
@@ -303,11 +306,8 @@ async def test_two_settings_changes_offline_are_one(dash, signed_in, net) -> Non
     second joins the first while it waits unsent at the end of the queue, so the person's own
     first change is no conflict. One made after something else (a check) is not joined: that
     would move it ahead of the check (it conflicts with the first instead, as documented)."""
-    seat = await signed_in(proxy={"server": net.server})
-    iid = await installed(dash, seat)
+    seat, iid = await integration_page(dash, signed_in, net)
     page = seat.page
-    await seat.goto(f"/integrations/{iid}")
-    await settled(page)
     queued = "Saved on this device; sent when the connection returns."
 
     async def page_size(size: str) -> None:
@@ -363,12 +363,9 @@ async def test_refusals_stay_refusals(dash, signed_in, net, dsn) -> None:
     alone that makes the whole batch too deep (refused before any item is read: the batch is
     halved down to that item, refused alone, and the rest go on); an install edited in review
     to carry credentials (refused on the device: secrets never wait there)."""
-    seat = await signed_in(proxy={"server": net.server}, service_workers="block")
-    iid = await installed(dash, seat)
+    seat, iid = await integration_page(dash, signed_in, net, service_workers="block")
     base = f"/api/v1/integrations/{iid}"
     page = seat.page
-    await seat.goto(f"/integrations/{iid}")
-    await settled(page)
     net.cut()
     for path, body in (
         (f"{base}/actions/no_such_action", {}),  # refused: its first answer will be lost
