@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,19 @@ from seedos_sdk.http import HttpClient
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 JSONSchema = dict[str, Any]
+
+
+@functools.cache
+def _meta() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+
+
+def check_schema(schema: JSONSchema) -> None:
+    """Raise :class:`jsonschema.SchemaError` unless ``schema`` is a valid 2020-12 JSON Schema
+    (one meta-schema validator for the process: ``check_schema`` builds one per call)."""
+    error = jsonschema.exceptions.best_match(_meta().iter_errors(schema))
+    if error is not None:
+        raise jsonschema.SchemaError.create_from(error)
 
 
 @dataclass(frozen=True)
@@ -209,7 +223,7 @@ class Connector:
         self.version = version
         self.auth = auth
         self.config_schema: JSONSchema = config_schema or {"type": "object", "properties": {}}
-        jsonschema.Draft202012Validator.check_schema(self.config_schema)
+        check_schema(self.config_schema)
         self.base_url = base_url
         self.display_name = display_name or name
         self.description = description
@@ -231,7 +245,7 @@ class Connector:
     ) -> Callable[[ReadFn], Stream]:
         """Decorator registering an async generator ``read(ctx, cursor)`` that yields pages."""
         _check_name(name, "stream", self.streams)
-        jsonschema.Draft202012Validator.check_schema(schema)
+        check_schema(schema)
 
         def register(read: ReadFn) -> Stream:
             stream = Stream(name, primary_key, cursor_field, schema, read, description=description)
@@ -252,8 +266,8 @@ class Connector:
         """Decorator registering ``run(ctx, input) -> output``. Non-idempotent actions are
         deduplicated by the caller's ``Idempotency-Key``."""
         _check_name(name, "action", self.actions)
-        jsonschema.Draft202012Validator.check_schema(input_schema)
-        jsonschema.Draft202012Validator.check_schema(output_schema)
+        check_schema(input_schema)
+        check_schema(output_schema)
 
         def register(run: ActionFn) -> ActionFn:
             self.actions[name] = Action(name, input_schema, output_schema, run, idempotent,

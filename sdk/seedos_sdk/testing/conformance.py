@@ -278,6 +278,8 @@ def conformance_suite(
     something a fixture starts, such as the external API's port).
     """
 
+    import pytest
+
     def resolve(request: Any, value: dict[str, Any] | str | None) -> dict[str, Any]:
         return request.getfixturevalue(value) if isinstance(value, str) else (value or {})
 
@@ -295,7 +297,8 @@ def conformance_suite(
                 target.client.close()
 
         test.__doc__ = check.__doc__
-        return test
+        # asked for by name up front, so a parametrized fixture runs the suite once per value
+        return pytest.mark.usefixtures(url_fixture)(test)
 
     namespace = {f"test_{name}": make(check) for name, check in CHECKS.items()}
     return type("ConformanceSuite", (), namespace)

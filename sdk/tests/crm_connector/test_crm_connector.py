@@ -1,5 +1,6 @@
 """The example connector against the demo CRM, both real processes: conformance, and the HTTP
-client's retry policy against the CRM's injected faults."""
+client's retry policy against the CRM's injected faults. Each test runs twice: against the
+hand-written example, and against the demo CRM's definition run by the generic connector."""
 
 from __future__ import annotations
 
@@ -23,10 +24,21 @@ def crm_url(tmp_path_factory):
         yield served.url
 
 
-@pytest.fixture(scope="module")
-def connector_url():
-    with serve("examples.crm_connector.connector:app", cwd=SDK) as served:
-        yield served.url
+@pytest.fixture(scope="module", params=["example", "definition"])
+def connector_url(request):
+    """The hand-written example, and the same connector as a definition run by the generic
+    connector (examples/definitions/demo-crm.yaml): every test here runs against both."""
+    if request.param == "example":
+        with serve("examples.crm_connector.connector:app", cwd=SDK) as served:
+            yield served.url
+        return
+    env = {"SEEDOS_DEFINITIONS": str(SDK / "examples" / "definitions")}
+    with serve("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK,
+               env=env) as served:  # fmt: skip
+        listing = httpx.get(served.url + "/definitions", timeout=10).json()
+        found = [d for d in listing["items"] if d["name"] == "demo-crm-declarative"]
+        assert found and not listing["refused"], listing
+        yield served.url + found[0]["path"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,465 @@
+"""A definition run as a :class:`~seedos_sdk.connector.Connector`: the same contract server,
+HTTP client (retries, Retry-After, metrics) and conformance suite as a hand-written connector.
+
+A stream's contract cursor is a compact JSON object: ``w``, the incremental value the next
+sync starts from (the last record's cursor field), and ``p``, the pagination state of a read
+under way (a token, an offset, a page number, the next link; null once the read is complete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from seedos_sdk.connector import (
+    ApiKeyAuth,
+    Auth,
+    BasicAuth,
+    Connector,
+    Context,
+    NoAuth,
+    OAuth2Auth,
+    Page,
+    WriteResult,
+)
+from seedos_sdk.declarative.definition import Definition
+from seedos_sdk.declarative.templates import Selector, TemplateProblem, render
+from seedos_sdk.errors import PermanentError, RetryableError
+from seedos_sdk.http import HttpClient, parse_retry_after
+from seedos_sdk.redaction import scrub
+
+MAX_CURSOR = 4096
+
+
+class DefinedClient(HttpClient):
+    """The SDK's client with the definition's retryable statuses and error message."""
+
+    def __init__(self, *, retry_statuses: frozenset[int] | None, message: Selector | None,
+                 params: Mapping[str, str] | None = None, **kw: Any) -> None:  # fmt: skip
+        super().__init__(**kw)
+        self.base_url = str(kw.get("base_url", ""))
+        self.retry_statuses = retry_statuses
+        self.message = message
+        self.params = dict(params or {})
+
+    async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        if self.params:
+            kw["params"] = {**self.params, **(kw.get("params") or {})}
+        return await super()._once(method, url, **kw)
+
+    def _error(self, method: str, url: str, response: httpx.Response) -> Exception:
+        error = super()._error(method, url, response)
+        status = response.status_code
+        if (
+            self.retry_statuses is not None
+            and status in self.retry_statuses
+            and not isinstance(error, RetryableError)
+        ):
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            return RetryableError(f"{method} {url.split('?', 1)[0]} answered {status}",
+                                  retry_after=wait, code="upstream_unavailable",
+                                  status_code=status)  # fmt: skip
+        if self.message is not None and isinstance(error, PermanentError):
+            try:
+                said = self.message.search(orjson.loads(response.content))
+            except orjson.JSONDecodeError:
+                said = None
+            if isinstance(said, str) and said:
+                error.message = f"{method} {url.split('?', 1)[0]} answered {status}: " + scrub(
+                    said[:300]
+                )
+        return error
+
+
+def build(definition: Definition) -> Connector:
+    """The connector a definition describes."""
+    raw, compiled = definition.raw, definition.compiled
+    connector = Connector(
+        name=raw["name"],
+        version=raw["version"],
+        auth=_auth(raw["auth"]),
+        config_schema=raw.get("config_schema") or {"type": "object", "properties": {}},
+        display_name=raw.get("display_name"),
+        description=raw.get("description", ""),
+    )
+    errors = compiled.get("errors", {})
+    retry = errors.get("retry_statuses")
+    retry_statuses = frozenset(retry) if retry else None
+
+    @connector.http_client
+    def http_client(ctx: Context) -> HttpClient:
+        scope = _scope(ctx)
+        headers = {k: str(v) for k, v in render(compiled.get("headers", {}), scope).items()}
+        auth = compiled["auth"]
+        params: dict[str, str] = {}
+        basic = None
+        kind = auth["type"]
+        if kind == "api_key":
+            value = str(render(auth["value"], scope))
+            (headers if auth["in"] == "header" else params)[auth["name"]] = value
+        elif kind == "bearer":
+            headers["Authorization"] = f"Bearer {render(auth['token'], scope)}"
+        elif kind == "oauth2":
+            headers["Authorization"] = f"Bearer {ctx.credentials.get('access_token', '')}"
+        elif kind == "basic":
+            basic = httpx.BasicAuth(str(render(auth["username"], scope)),
+                                    str(render(auth.get("password", ""), scope)))  # fmt: skip
+        return DefinedClient(
+            base_url=str(render(compiled["base_url"], scope)).rstrip("/"), headers=headers,
+            auth=basic, params=params, connector=connector.name,
+            retry_statuses=retry_statuses, message=errors.get("message"),
+        )  # fmt: skip
+
+    if "check" in compiled:
+        check_request = compiled["check"]["request"]
+
+        @connector.check
+        async def check(ctx: Context) -> None:
+            await _send(ctx, check_request, _scope(ctx))
+
+    for spec, raw_stream in zip(compiled.get("streams", []), raw.get("streams", []), strict=True):
+        _stream(connector, spec, raw_stream)
+    for spec in compiled.get("actions", []):
+        _action(connector, spec)
+    return connector
+
+
+def _auth(auth: dict[str, Any]) -> Auth:
+    kind = auth["type"]
+    if kind == "oauth2":
+        return OAuth2Auth(authorize_url=auth["authorize_url"], token_url=auth["token_url"],
+                          scopes=tuple(auth.get("scopes", ())),
+                          revoke_url=auth.get("revoke_url"))  # fmt: skip
+    if kind == "basic":
+        return BasicAuth()
+    if kind in ("api_key", "bearer"):
+        return ApiKeyAuth()
+    return NoAuth()
+
+
+def _scope(ctx: Context, **more: Any) -> dict[str, Any]:
+    return {"config": ctx.config, "credentials": ctx.credentials,
+            "now": datetime.now(UTC).isoformat(), **more}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- requests
+
+
+async def _send(
+    ctx: Context, request: dict[str, Any], scope: dict[str, Any], *, url: str | None = None,
+    query: dict[str, Any] | None = None, body: Any = None, headers: dict[str, str] | None = None,
+    retry: bool | None = None,
+) -> httpx.Response:  # fmt: skip
+    """One request of the definition's, rendered in ``scope``; ``url``, ``query``, ``body`` and
+    ``headers`` add to (or replace) what it says."""
+    method = request.get("method", "GET")
+    path = url if url is not None else str(render(request["path"], scope))
+    params = {k: v for k, v in render(request.get("query", {}), scope).items() if v is not None}
+    params.update(query or {})
+    sent_headers = {k: str(v) for k, v in render(request.get("headers", {}), scope).items()}
+    sent_headers.update(headers or {})
+    payload = _body(request.get("body"), scope) if body is None else body
+    kw: dict[str, Any] = {"params": {k: _param(v) for k, v in params.items()},
+                          "headers": sent_headers}  # fmt: skip
+    if payload is not None and method != "GET":
+        if request.get("body_encoding") == "form":
+            kw["data"] = dict(_form(payload))
+        else:
+            kw["content"] = orjson.dumps(payload)
+            sent_headers.setdefault("content-type", "application/json")
+    return await ctx.http.request(method, path, retry=retry, **kw)
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _body(spec: Any, scope: dict[str, Any]) -> Any:
+    """``{from: record|input, exclude: [...]}``: that value itself, less the fields excluded;
+    anything else: rendered."""
+    if isinstance(spec, dict) and set(spec) <= {"from", "exclude"} and "from" in spec:
+        value = scope.get(spec["from"]) or {}
+        exclude = set(spec.get("exclude", ()))
+        return {k: v for k, v in value.items() if k not in exclude}
+    return render(spec, scope) if spec is not None else None
+
+
+def _form(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A JSON value as form fields, nested keys as ``a[b]`` and lists as ``a[0]`` (Stripe's)."""
+    if isinstance(value, dict):
+        out: list[tuple[str, str]] = []
+        for k, v in value.items():
+            out += _form(v, f"{prefix}[{k}]" if prefix else str(k))
+        return out
+    if isinstance(value, list):
+        out = []
+        for n, v in enumerate(value):
+            out += _form(v, f"{prefix}[{n}]")
+        return out
+    if value is None:
+        return []
+    return [(prefix, _param(value))]
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise PermanentError(f"{response.request.method} {response.request.url.path} did not"
+                             " answer JSON", code="unexpected_response") from None  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- streams
+
+
+def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> None:
+    incremental = spec.get("incremental")
+    pagination = spec.get("pagination") or {"type": "none"}
+    records_at: Selector | None = spec.get("records")
+    deleted = spec.get("deleted")
+    pk = raw["primary_key"]
+
+    @connector.stream(raw["name"], primary_key=pk, schema=raw["schema"],
+                      cursor_field=incremental["cursor_field"] if incremental else None,
+                      description=raw.get("description", ""))  # fmt: skip
+    async def read(ctx: Context, cursor: str | None) -> AsyncIterator[Page]:
+        state = _decode(cursor)
+        watermark, token = state.get("w"), state.get("p")
+        scope = _scope(ctx, cursor=watermark)
+        request = spec["request"]
+        query: dict[str, Any] = {}
+        body: dict[str, Any] | None = None
+        url: str | None = None
+        if incremental:
+            sent = watermark if watermark is not None else incremental.get("start")
+            if sent is not None and token is None and watermark is not None:
+                sent = _lookback(sent, incremental.get("lookback_seconds", 0))
+            if sent is not None:
+                value = _format(sent, incremental.get("format", "as_is"))
+                if incremental.get("in", "query") == "query":
+                    query[incremental["param"]] = value
+                else:
+                    body = _body(request.get("body"), scope) or {}
+                    body = {**body, incremental["param"]: value}
+        headers: dict[str, str] = {}
+        kind = pagination["type"]
+        if token is not None:
+            if kind == "cursor":
+                where = pagination.get("in", "query")
+                if where == "query":
+                    query[pagination["param"]] = token
+                elif where == "header":
+                    headers[pagination["param"]] = str(token)
+                else:
+                    body = {**(body or _body(request.get("body"), scope) or {}),
+                            pagination["param"]: token}  # fmt: skip
+            elif kind == "link":
+                url = token
+            elif kind == "offset":
+                query[pagination["offset_param"]] = token
+            elif kind == "page":
+                query[pagination["page_param"]] = token
+        if kind == "offset":
+            query.setdefault(pagination["offset_param"], 0)
+            query[pagination["limit_param"]] = _limit(pagination["limit"], scope)
+        elif kind == "page":
+            query.setdefault(pagination["page_param"], pagination.get("start", 1))
+            if "size_param" in pagination:
+                query[pagination["size_param"]] = _limit(pagination.get("size", 100), scope)
+        response = await _send(ctx, request, scope, url=url, query=query if url is None else {},
+                               body=body, headers=headers)  # fmt: skip
+        document = _json(response)
+        found = records_at.search(document) if records_at is not None else document
+        rows = found if isinstance(found, list) else []
+        records: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            if deleted is not None and deleted["when"].search(row):
+                gone.append(str(row.get(pk)))
+                continue
+            for name in deleted.get("drop_fields", ()) if deleted is not None else ():
+                row.pop(name, None)
+            records.append(row)
+        if incremental and rows:
+            last = rows[-1].get(incremental["cursor_field"])
+            if last is not None:
+                watermark = last
+        following = _next(pagination, document, response, rows, token, query, ctx)
+        more = following is not None
+        yield Page(records=records, deleted=gone, next_cursor=_encode(watermark, following),
+                   has_more=more)  # fmt: skip
+
+    write = spec.get("write")
+    if write is not None:
+        read.writer(_writer(write, pk))
+
+
+def _next(pagination: dict[str, Any], document: Any, response: httpx.Response,
+          rows: list[Any], token: Any, query: dict[str, Any], ctx: Context) -> Any:  # fmt: skip
+    """The next page's state, or None when this page was the last."""
+    kind = pagination["type"]
+    has_more: Selector | None = pagination.get("has_more")
+    if has_more is not None and not has_more.search(document):
+        return None
+    if kind == "none":
+        return None
+    if kind == "watermark":
+        return 1 if rows else None
+    if kind == "cursor":
+        source = pagination["from"]
+        if source == "header":
+            found = response.headers.get(pagination["header"])
+        elif source == "last_record":
+            found = pagination["select"].search(rows[-1]) if rows else None
+        else:
+            found = pagination["select"].search(document)
+        return found if found not in (None, "") else None
+    if kind == "link":
+        link = response.links.get(pagination.get("rel", "next"))
+        return _rebase(link["url"], ctx.http.base_url) if link else None
+    if kind == "offset":
+        limit = int(query[pagination["limit_param"]])
+        return int(query[pagination["offset_param"]]) + limit if len(rows) >= limit else None
+    if kind == "page":
+        return int(query[pagination["page_param"]]) + 1 if rows else None
+    return None
+
+
+def _rebase(link: str, base: str) -> str:
+    """A next link put on the configured base URL: its path (under the base's own path, when
+    it is not there already) and query, so a gateway or mock in front of the API is kept."""
+    parts, root = urlsplit(link), urlsplit(base)
+    path = parts.path
+    prefix = root.path.rstrip("/")
+    if prefix and not path.startswith(prefix + "/"):
+        path = prefix + path
+    return f"{root.scheme}://{root.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def _limit(value: Any, scope: dict[str, Any]) -> int:
+    return int(render(value, scope))
+
+
+def _format(value: Any, how: str) -> Any:
+    if how == "epoch":
+        if isinstance(value, int | float):
+            return int(value)
+        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+    if how == "iso8601" and isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    return value
+
+
+def _lookback(value: Any, seconds: int) -> Any:
+    """``value`` moved ``seconds`` back (a number of seconds, or an ISO 8601 time)."""
+    if not seconds:
+        return value
+    if isinstance(value, int | float):
+        return value - seconds
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return (moment - timedelta(seconds=seconds)).isoformat()
+
+
+def _encode(watermark: Any, token: Any) -> str:
+    text = json.dumps({"w": watermark, "p": token}, separators=(",", ":"))
+    if len(text) > MAX_CURSOR:
+        raise PermanentError("the API's page token is too long to resume from",
+                             code="unexpected_response")  # fmt: skip
+    return text
+
+
+def _decode(cursor: str | None) -> dict[str, Any]:
+    if not cursor:
+        return {}
+    try:
+        state = json.loads(cursor)
+    except ValueError:
+        return {"w": cursor}  # a plain value: where to start
+    return state if isinstance(state, dict) else {"w": state}
+
+
+# ---------------------------------------------------------------------------------- writes
+
+
+def _writer(write: dict[str, Any], pk: str) -> Any:
+    gate_size = write.get("concurrency", 8)
+
+    async def run(
+        ctx: Context, upserts: list[dict[str, Any]], deletes: list[str]
+    ) -> list[WriteResult]:
+        gate = asyncio.Semaphore(gate_size)
+
+        async def one(spec: dict[str, Any], key: str, scope: dict[str, Any]) -> WriteResult:
+            async with gate:
+                try:
+                    response = await _send(ctx, spec, scope)
+                except (PermanentError, RetryableError) as exc:
+                    if exc.upstream_status in spec.get("ok_statuses", ()):
+                        return WriteResult(key, True)
+                    return WriteResult(key, False, exc.message, exc.category.value)
+                except TemplateProblem as exc:
+                    return WriteResult(key, False, str(exc), "permanent")
+            answer = _json(response) if response.content else None
+            at: Selector | None = spec.get("record")
+            record = at.search(answer) if at is not None and answer is not None else answer
+            written = record if isinstance(record, dict) else None
+            return WriteResult(str(written.get(pk, key)) if written and not key else key, True,
+                               record=written)  # fmt: skip
+
+        def upsert(record: dict[str, Any]) -> Any:
+            key = str(record.get(pk) or "")
+            scope = _scope(ctx, record=record, key=key)
+            spec = write.get("upsert") or (write.get("create") if not key else write.get("update"))
+            if spec is None:
+                return _done(WriteResult(key, False, "this stream cannot create records without"
+                                         f" their {pk}", "permanent"))  # fmt: skip
+            return one(spec, key, scope)
+
+        def delete(key: str) -> Any:
+            spec = write.get("delete")
+            if spec is None:
+                return _done(WriteResult(key, False, "this stream cannot delete records",
+                                         "permanent"))  # fmt: skip
+            return one(spec, key, _scope(ctx, key=key))
+
+        jobs = [upsert(r) for r in upserts] + [delete(k) for k in deletes]
+        return list(await asyncio.gather(*jobs))
+
+    return run
+
+
+async def _done(result: WriteResult) -> WriteResult:
+    return result
+
+
+# ---------------------------------------------------------------------------------- actions
+
+
+def _action(connector: Connector, spec: dict[str, Any]) -> None:
+    output: Selector | None = spec.get("output")
+
+    @connector.action(spec["name"], input_schema=spec["input_schema"],
+                      output_schema=spec.get("output_schema") or {"type": "object"},
+                      idempotent=spec.get("idempotent", False),
+                      description=spec.get("description", ""))  # fmt: skip
+    async def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+        response = await _send(ctx, spec["request"], _scope(ctx, input=data))
+        answer = _json(response)
+        found = output.search(answer) if output is not None else answer
+        return found if isinstance(found, dict) else {"value": found}

@@ -1,0 +1,194 @@
+"""Templates and selectors of connector definitions: data, never code.
+
+- **Templates** (strings holding ``{{ ... }}``) are Jinja2 expressions in a sandbox narrower than
+  Jinja's own: a template may hold text, ``{{ expression }}`` and ``{% if %}``, nothing else (no
+  loops, macros, ``set``, includes or calls); an expression may read names (``config``,
+  ``credentials``, ``record``, ``input``, ``key``, ``cursor``, ``now``), look items up in them
+  (``config.base_url`` and ``config["base_url"]`` are the same: a mapping's item, never a Python
+  attribute), compare, combine with ``and``/``or``/``not``/``~``/``+``, and apply the filters of
+  :data:`FILTERS`. Anything else is refused when the definition is compiled, with where it is.
+  A template that is one expression alone (``"{{ config.page_size }}"``) keeps its value's type.
+- **Selectors** are JMESPath expressions (bounded by the document they read: no loops or code).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import jmespath
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_TEMPLATE = 4096  # characters of one template
+
+
+class TemplateProblem(ValueError):
+    """A template or selector that may not be used (why, in words)."""
+
+
+def _epoch(value: Any) -> int:
+    """An ISO 8601 time (or a number) as whole seconds since 1970."""
+    if isinstance(value, int | float):
+        return int(value)
+    return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+
+
+def _iso(value: Any) -> str:
+    """Seconds since 1970 (or an ISO 8601 time) as ISO 8601 in UTC."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).isoformat()
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "default": lambda value, fallback="": (
+        fallback if isinstance(value, Undefined) or value is None or value == "" else value
+    ),
+    "lower": lambda value: str(value).lower(),
+    "upper": lambda value: str(value).upper(),
+    "trim": lambda value: str(value).strip(),
+    "string": lambda value: "" if value is None else str(value),
+    "int": lambda value: int(value),
+    "urlencode": lambda value: quote(str(value), safe=""),
+    "b64encode": lambda value: base64.b64encode(str(value).encode()).decode(),
+    "tojson": lambda value: json.dumps(value, separators=(",", ":")),
+    "epoch": _epoch,
+    "iso8601": _iso,
+    "replace": lambda value, old, new: str(value).replace(str(old), str(new)),
+}
+_ALLOWED_NODES = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Name, nodes.Const,
+    nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Compare, nodes.Operand,
+    nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.CondExpr, nodes.Concat, nodes.Add,
+    nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.List, nodes.Tuple,
+    nodes.Dict, nodes.Pair, nodes.Keyword,
+)  # fmt: skip
+_TESTS = frozenset({"defined", "undefined", "none", "string", "number", "mapping", "true",
+                    "false", "eq", "ne", "in"})  # fmt: skip
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Item lookups only: ``a.b`` reads the mapping ``a``'s item ``b``, never an attribute."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return self.undefined(obj=obj, name=attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Mapping):
+            return obj[argument] if argument in obj else self.undefined(obj=obj, name=argument)
+        if isinstance(obj, list | tuple | str) and isinstance(argument, int):
+            return obj[argument]
+        return self.undefined(obj=obj, name=argument)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return False
+
+    def call(self, *_args: Any, **_kwargs: Any) -> Any:  # no call ever reaches here: refused
+        raise SecurityError("templates may not call anything")
+
+
+ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENV.filters = dict(FILTERS)
+ENV.tests = {name: test for name, test in ENV.tests.items() if name in _TESTS}
+ENV.globals = {}
+
+
+class Template:
+    """One compiled template: ``render(scope)`` its value (a string, or the value of a lone
+    expression, whose type it keeps)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        if len(source) > MAX_TEMPLATE:
+            raise TemplateProblem(f"longer than {MAX_TEMPLATE} characters")
+        try:
+            tree = ENV.parse(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(f"not a valid template: {exc.message}") from None
+        _check(tree)
+        self._render: Callable[[Mapping[str, Any]], Any]
+        lone = _lone_expression(source, tree)
+        if lone is not None:
+            expression = ENV.compile_expression(lone, undefined_to_none=False)
+            self._render = lambda scope: expression(**scope)
+        else:
+            template = ENV.from_string(source)
+            self._render = lambda scope: template.render(**scope)
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        try:
+            return self._render(scope)
+        except (TemplateError, TypeError, ValueError, KeyError) as exc:
+            raise TemplateProblem(f"{self.source!r}: {exc}") from None
+
+
+def _lone_expression(source: str, tree: nodes.Template) -> str | None:
+    """The expression's source when the template is ``{{ expression }}`` and nothing else."""
+    stripped = source.strip()
+    if not (stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    parts = tree.body[0].nodes
+    if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
+        return None
+    return stripped[2:-2].strip()
+
+
+def _check(tree: nodes.Node) -> None:
+    for node in tree.find_all(nodes.Node):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise TemplateProblem(f"{type(node).__name__.lower()} is not allowed in a template"
+                                  " (only text, {{ expressions }} and {% if %})")  # fmt: skip
+        if isinstance(node, nodes.Filter) and node.name not in FILTERS:
+            raise TemplateProblem(f"no filter {node.name!r} (allowed: {', '.join(FILTERS)})")
+        if isinstance(node, nodes.Test) and node.name not in _TESTS:
+            raise TemplateProblem(f"no test {node.name!r}")
+        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+            raise TemplateProblem(f"{node.attr!r}: names starting with '_' are not allowed")
+
+
+def compile_value(value: Any) -> Any:
+    """A definition's value with every template string compiled: a string holding ``{{`` or
+    ``{%`` becomes a :class:`Template`, mappings and lists are compiled item by item, anything
+    else is kept as it is."""
+    if isinstance(value, str):
+        return Template(value) if "{{" in value or "{%" in value else value
+    if isinstance(value, Mapping):
+        return {k: compile_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compile_value(v) for v in value]
+    return value
+
+
+def render(value: Any, scope: Mapping[str, Any]) -> Any:
+    """A compiled value (:func:`compile_value`) with its templates rendered in ``scope``."""
+    if isinstance(value, Template):
+        return value.render(scope)
+    if isinstance(value, dict):
+        return {k: render(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, scope) for v in value]
+    return value
+
+
+class Selector:
+    """A compiled JMESPath expression: ``search(document)``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._expression = jmespath.compile(source)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise TemplateProblem(f"not a valid JMESPath selector {source!r}: {exc}") from None
+
+    def search(self, document: Any) -> Any:
+        return self._expression.search(document)
