@@ -1,5 +1,6 @@
-"""The SDK's example connector and the demo CRM it talks to, run by ``seedos up`` in a checkout
-(they live in sdk/examples, which an installed wheel does not have)."""
+"""The SDK's example connector and the demo CRM it talks to, and the generic connector running
+the example definitions (sdk/examples/definitions: the demo CRM as a definition), run by
+``seedos up`` in a checkout (they live in sdk/examples, which an installed wheel does not have)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from seedos_cli import demo
 from seedos_cli.supervisor import ServiceSpec
 
 SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
-EXAMPLE_PORTS = {"demo_crm": 8011, "crm_connector": 8010}
+EXAMPLE_PORTS = {"demo_crm": 8011, "crm_connector": 8010, "generic_connector": 8013}
+DEFINITIONS_DIR = SDK_DIR / "examples" / "definitions"
 DEMO_RECORDS = {"contacts": 250, "companies": 40}
 DEMO_CONNECTOR = "demo-crm"  # its name in the catalog
 
@@ -39,11 +41,20 @@ def specs(data_dir: Path, crm_key: str) -> list[ServiceSpec]:
             cwd=SDK_DIR,
             env={"CRM_CONNECTOR_AUTH": "api_key"},
         ),
+        ServiceSpec(
+            "generic_connector",
+            "seedos_sdk.declarative.server:app_factory",
+            factory=True,
+            cwd=SDK_DIR,
+            env={"SEEDOS_DEFINITIONS": str(DEFINITIONS_DIR)},
+        ),
     ]
 
 
 async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
-    """Seed the demo CRM once, and put the example connector in the catalog as demo-crm."""
+    """Seed the demo CRM once, and put the example connector in the catalog as demo-crm and
+    each example definition the generic connector serves under its own name (the demo CRM's:
+    demo-crm-declarative), at its version's and digest's own URL."""
     async with httpx.AsyncClient(timeout=30) as client:
         crm = urls["demo_crm"]
         headers = {"X-API-Key": crm_key}
@@ -52,21 +63,26 @@ async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
         if not existing.json()["results"]:
             seeded = await client.post(f"{crm}/admin/seed", json=DEMO_RECORDS, headers=headers)
             seeded.raise_for_status()
-        manifest = await client.get(urls["crm_connector"] + "/manifest")
-        manifest.raise_for_status()
+        endpoints = [urls["crm_connector"]]
+        served = await client.get(urls["generic_connector"] + "/definitions")
+        served.raise_for_status()
+        endpoints += [urls["generic_connector"] + d["path"] for d in served.json()["items"]]
+        manifests = []
+        for endpoint in endpoints:
+            manifest = await client.get(endpoint + "/manifest")
+            manifest.raise_for_status()
+            manifests.append((endpoint, manifest.json()))
     conn = await db.connect(dsn)
     try:
-        skipped = await register_deployed(
-            conn,
-            manifest=manifest.json(),
-            endpoint_url=urls["crm_connector"],
-            category="crm",
-            vendor="SEED-OS (example)",
-        )
+        for endpoint, manifest in manifests:
+            skipped = await register_deployed(
+                conn, manifest=manifest, endpoint_url=endpoint, category="crm",
+                vendor="SEED-OS (example)",
+            )  # fmt: skip
+            if skipped:
+                demo.warn_skipped({manifest["name"]: skipped})
     finally:
         await conn.close()
-    if skipped:
-        demo.warn_skipped({manifest.json()["name"]: skipped})
 
 
 async def install_demo(urls: dict[str, str], key: str, crm_key: str, *, verify: Any = True) -> str:

@@ -763,8 +763,15 @@ def up(
     marketplace_port: Annotated[int, typer.Option(help="marketplace_service port")] = 8002,
     crm_port: Annotated[int, typer.Option(help="The demo CRM's port")] = 8011,
     crm_connector_port: Annotated[int, typer.Option(help="The example connector's port")] = 8010,
+    generic_connector_port: Annotated[
+        int, typer.Option(help="The generic connector's port (the example definitions)")
+    ] = 8013,
     examples: Annotated[
-        bool, typer.Option(help="Also run the demo CRM and the example connector")
+        bool,
+        typer.Option(
+            help="Also run the demo CRM, the example connector and the generic"
+            " connector with the example definitions"
+        ),
     ] = True,
     tls: Annotated[
         bool,
@@ -782,7 +789,8 @@ def up(
     """
     ports = {"gateway": gateway_port, "connector_service": connector_port,
              "marketplace_service": marketplace_port, "demo_crm": crm_port,
-             "crm_connector": crm_connector_port}  # fmt: skip
+             "crm_connector": crm_connector_port,
+             "generic_connector": generic_connector_port}  # fmt: skip
     try:
         run_suite(_settings(CommonSettings), host=host, ports=ports, examples=examples, tls=tls)
     except SuiteError as exc:

@@ -41,8 +41,8 @@ def run_suite(
     tls: bool = False,
 ) -> None:
     """Everything ``make run`` does. ``ports`` names the three services, and with ``examples``
-    also ``demo_crm`` and ``crm_connector``. With ``tls`` the gateway serves HTTPS with a local
-    certificate (seedos_cli/tls.py)."""
+    also ``demo_crm``, ``crm_connector`` and ``generic_connector``. With ``tls`` the gateway
+    serves HTTPS with a local certificate (seedos_cli/tls.py)."""
     if tls and host not in LOCAL_HOSTS:
         raise SuiteError(f"--tls makes a certificate for {', '.join(LOCAL_HOSTS[:3])} only:"
                          " listen on one of them (--host 127.0.0.1, or 0.0.0.0)")  # fmt: skip
@@ -173,6 +173,8 @@ def _banner(
             f"  demo CRM             {crm['url']}  (API key {crm['api_key']})",
             f"  example connector    {urls['crm_connector']}  (in the catalog as 'demo-crm',"
             f" {crm.get('install', 'not installed')})",
+            f"  generic connector    {urls['generic_connector']}/definitions  (the demo CRM as a"
+            " definition, in the catalog as 'demo-crm-declarative')",
         ]
     lines += [
         "",

@@ -21,6 +21,7 @@ def _start(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen
         "--gateway-port", str(ports["gateway"]), "--connector-port", str(ports["connector"]),
         "--marketplace-port", str(ports["marketplace"]), "--crm-port", str(ports["crm"]),
         "--crm-connector-port", str(ports["crm_connector"]),
+        "--generic-connector-port", str(ports["generic_connector"]),
     ]  # fmt: skip
     return start_up(data_dir, args, log)
 
@@ -41,7 +42,7 @@ def _descendants(pid: int) -> list[int]:
 def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
     data_dir = Path(tempfile.mkdtemp(prefix="seedos-up-"))
     ports = {name: free_port() for name in ("gateway", "connector", "marketplace", "crm",
-                                            "crm_connector")}  # fmt: skip
+                                            "crm_connector", "generic_connector")}  # fmt: skip
     log = tmp_path / "up1.log"
     proc = _start(data_dir, ports, log)
     try:
@@ -70,6 +71,21 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         crm_key = re.search(r"demo CRM\s+\S+\s+\(API key (\S+)\)", banner)[1]
         page = httpx.post(
             f"{connector}/streams/contacts/read",
+            json={"config": {"base_url": f"http://127.0.0.1:{ports['crm']}"},
+                  "credentials": {"api_key": crm_key}},
+        ).json()  # fmt: skip
+        assert len(page["records"]) > 0
+        # the generic connector runs the demo CRM's definition, in the catalog at its digest's URL
+        declarative = httpx.get(
+            f"{gw}/api/v1/marketplace/connectors/demo-crm-declarative",
+            headers={"Authorization": f"Bearer {key1}"},
+        ).json()
+        assert declarative["deployed"] is True, declarative
+        assert f"http://127.0.0.1:{ports['generic_connector']}/definitions" in banner
+        served = httpx.get(f"http://127.0.0.1:{ports['generic_connector']}/definitions").json()
+        endpoint = f"http://127.0.0.1:{ports['generic_connector']}" + served["items"][0]["path"]
+        page = httpx.post(
+            f"{endpoint}/streams/contacts/read",
             json={"config": {"base_url": f"http://127.0.0.1:{ports['crm']}"},
                   "credentials": {"api_key": crm_key}},
         ).json()  # fmt: skip
