@@ -6,16 +6,22 @@ Each definition is served under a path that names its exact version and content:
 
 (``digest``: the SHA-256 of the definition's text), so an install that calls that URL keeps
 calling the definition it was installed with, whatever is published later. Definitions come
-from a folder of ``*.yaml`` files (``SEEDOS_DEFINITIONS``); a path naming a definition the
-folder does not hold, or holds with another digest, is 404. ``GET /definitions`` lists what is
-served. Each definition is compiled once, on first use.
+from a folder of ``*.yaml`` files (``SEEDOS_DEFINITIONS``) and from the catalog
+(``SEEDOS_DEFINITIONS_SOURCE``: marketplace_service's URL, where ``GET /definitions/{digest}``
+answers a published definition's text): one the folder does not hold is fetched by its digest,
+and used only if its text has that digest and names that name and version. A path naming a
+definition neither has is 404. ``GET /definitions`` lists the folder's. Each definition is
+compiled once, on first use.
 
-Run: ``SEEDOS_DEFINITIONS=path/to/definitions uvicorn seedos_sdk.declarative.server:app``.
+Run: ``SEEDOS_DEFINITIONS=path/to/definitions uvicorn --factory
+seedos_sdk.declarative.server:app_factory``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +43,7 @@ from seedos_sdk.server import create_app
 
 log = structlog.get_logger(component="seedos_sdk.declarative")
 PREFIX = "/definitions/"
+DIGEST = re.compile(r"^[0-9a-f]{64}$")
 PROBLEM = "application/problem+json"
 
 
@@ -48,10 +56,12 @@ class Served:
 class Library:
     """The definitions of a folder, by (name, version, digest), compiled on first use."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, source: str | None = None) -> None:
         self.folder = folder
+        self.source = source.rstrip("/") if source else None
         self._files: dict[tuple[str, str, str], Path] = {}
         self._served: dict[tuple[str, str, str], Served] = {}
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.problems: dict[str, list[str]] = {}
         self.scan()
 
@@ -76,25 +86,57 @@ class Library:
         return [{"name": n, "version": v, "digest": d, "path": f"{PREFIX}{n}/{v}/{d}"}
                 for (n, v, d) in sorted(self._files)]  # fmt: skip
 
-    def get(self, name: str, version: str, digest: str) -> Served | None:
+    async def get(self, name: str, version: str, digest: str) -> Served | None:
+        """The definition of that name, version and digest, from the folder or, when it is not
+        there, fetched from the catalog by its digest; None when neither has it."""
         key = (name, version, digest)
         served = self._served.get(key)
         if served is not None:
             return served
-        path = self._files.get(key)
-        if path is None:
-            return None
-        text = path.read_bytes()
-        if digest_of(text) != digest:  # changed on disk since it was indexed
-            self.scan()
-            return None
-        started = time.perf_counter()
-        definition = load(text)
-        served = Served(definition, create_app(build(definition)))
-        self._served[key] = served
+        async with self._locks.setdefault(key, asyncio.Lock()):  # one fetch for many requests
+            served = self._served.get(key)
+            if served is not None:
+                return served
+            text = await self._text(key)
+            if text is None:
+                return None
+            started = time.perf_counter()
+            try:
+                definition = load(text)
+            except DefinitionError as exc:
+                log.warning("definition_refused", name=name, version=version,
+                            digest=digest[:12], problems=exc.problems)  # fmt: skip
+                return None
+            if (definition.name, definition.version) != (name, version):
+                log.warning("definition_mismatch", name=name, version=version, digest=digest[:12])
+                return None
+            served = Served(definition, create_app(build(definition)))
+            self._served[key] = served
         log.info("definition_loaded", name=name, version=version, digest=digest[:12],
                  ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
         return served
+
+    async def _text(self, key: tuple[str, str, str]) -> bytes | None:
+        """The definition's text, whose SHA-256 is the digest asked for: from the folder, or
+        from the catalog (``source``) when set."""
+        path = self._files.get(key)
+        if path is not None:
+            text = path.read_bytes()
+            if digest_of(text) == key[2]:
+                return text
+            self.scan()  # changed on disk since it was indexed
+        if self.source is None or not DIGEST.match(key[2]):
+            return None
+        try:
+            async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+                answer = await client.get(f"{self.source}/definitions/{key[2]}")
+        except httpx.HTTPError as exc:
+            log.warning("definition_fetch_failed", digest=key[2][:12], error=type(exc).__name__)
+            return None
+        if answer.status_code != 200 or digest_of(answer.content) != key[2]:
+            log.warning("definition_not_fetched", digest=key[2][:12], status=answer.status_code)
+            return None
+        return answer.content
 
     async def aclose(self) -> None:
         for served in self._served.values():
@@ -128,7 +170,7 @@ class Generic:
         path = scope.get("path", "")
         if scope["type"] in ("http", "websocket") and path.startswith(PREFIX):
             parts = path[len(PREFIX) :].split("/", 3)
-            served = self.library.get(*parts[:3]) if len(parts) == 4 else None
+            served = await self.library.get(*parts[:3]) if len(parts) == 4 else None
             if served is None:
                 await _not_found(scope, receive, send)
                 return
@@ -148,11 +190,13 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await JSONResponse(body, status_code=404, media_type=PROBLEM)(scope, receive, send)
 
 
-def create_generic_app(folder: str | Path | None = None) -> ASGIApp:
+def create_generic_app(folder: str | Path | None = None, source: str | None = None) -> ASGIApp:
     """The generic connector serving the definitions of ``folder`` (default:
-    ``SEEDOS_DEFINITIONS``)."""
+    ``SEEDOS_DEFINITIONS``) and those the catalog at ``source`` (default:
+    ``SEEDOS_DEFINITIONS_SOURCE``, marketplace_service's URL) has published."""
     found = folder or os.environ.get("SEEDOS_DEFINITIONS")
-    return Generic(Library(Path(found) if found else None))
+    source = source or os.environ.get("SEEDOS_DEFINITIONS_SOURCE") or None
+    return Generic(Library(Path(found) if found else None, source))
 
 
 def app_factory() -> ASGIApp:
