@@ -233,16 +233,27 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 class InternalAuthMiddleware:
-    """Refuses every request but health and metrics without a valid internal token (401), or
+    """Refuses every request but health, metrics and the service's ``public_prefixes`` (reads
+    only) without a valid internal token (401), or
     asking what its issuer may not ask here (403 ``issuer_not_allowed``). The principal takes
     the request id the request carries (``X-Request-ID``, read by the observability layer
     outside this one)."""
 
-    def __init__(self, app: ASGIApp, *, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, app: ASGIApp, *, verifier: TokenVerifier, public_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.verifier = verifier
+        self.public_prefixes = public_prefixes  # a service's own token-free paths (GET only)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and (self.public_prefixes and scope["path"].startswith(self.public_prefixes))
+        ):
+            await self.app(scope, receive, send)
+            return
         if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return

@@ -47,11 +47,13 @@ def create_service_app(
     extra_lifespan: Extra | None = None,
     ready_checks: dict[str, ReadyCheck] | None = None,
     app_class: type[FastAPI] = FastAPI,
+    public_prefixes: tuple[str, ...] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the suite's plumbing. ``name`` is the service's audience and
     Prometheus ``service`` label; ``trust`` says which services' internal tokens it accepts,
-    and what each may ask (common/internal_auth.py)."""
+    and what each may ask (common/internal_auth.py); ``public_prefixes``: paths it answers reads
+    of without a token (content that is public by nature)."""
     configure_logging(level=settings.log_level, fmt=settings.log_format, service=name)
     settings.require_service_secrets(signs=name in SIGNING_SERVICES, verifies=internal_auth)
     checks: dict[str, ReadyCheck] = {"database": _database_ready, **(ready_checks or {})}
@@ -105,6 +107,8 @@ def create_service_app(
             trust=trust,
             max_lifetime_seconds=settings.internal_token_max_lifetime_seconds,
         )
-        app.add_middleware(InternalAuthMiddleware, verifier=verifier)
+        app.add_middleware(
+            InternalAuthMiddleware, verifier=verifier, public_prefixes=public_prefixes
+        )
     app.add_middleware(ObservabilityMiddleware, service=name)
     return app

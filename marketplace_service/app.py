@@ -20,6 +20,7 @@ from marketplace_service.catalog.fuzzy import Vocabulary
 from marketplace_service.catalog.routes import router as catalog_router
 from marketplace_service.install.routes import router as install_router
 from marketplace_service.install.service import Installer
+from marketplace_service.publishing import definitions
 from marketplace_service.publishing.routes import router as publishing_router
 from marketplace_service.recommendations.engine import RecommendationEngine
 from marketplace_service.recommendations.routes import router as recommendations_router
@@ -80,12 +81,13 @@ def create_app(settings: MarketplaceSettings | None = None) -> FastAPI:
 
     app = create_service_app(
         name=SERVICE, title="SEED-OS marketplace service", settings=settings, version="1.0.0",
-        extra_lifespan=running,
+        extra_lifespan=running, public_prefixes=(definitions.PUBLIC_PREFIX,),
     )  # fmt: skip
     app.state.vocabulary = Vocabulary()
     app.state.facets = Facets(app.state.vocabulary)
     app.include_router(catalog_router)
     app.include_router(publishing_router)
+    app.include_router(definitions.router)
     app.include_router(versions_router)
     app.include_router(install_router)
     app.include_router(recommendations_router)

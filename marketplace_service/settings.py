@@ -18,6 +18,9 @@ class MarketplaceSettings(CommonSettings):
 
     # where connector_service listens (install and uninstall go through it)
     connector_service_url: str = "http://127.0.0.1:8001"
+    # where the generic connector listens: a published definition's catalog entry points there,
+    # at /definitions/{name}/{version}/{digest}
+    generic_connector_url: str = "http://127.0.0.1:8013"
     connector_service_timeout_seconds: float = Field(9.0, gt=0, le=120)
     recommendations_refresh_seconds: float = Field(
         60.0,
