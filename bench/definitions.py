@@ -89,7 +89,8 @@ def main() -> int:
         served["generic"] = start(
             "seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK,
             log_path=tmp / "generic.log",
-            env={"SEEDOS_DEFINITIONS": str(DEFINITION.parent), **quiet},
+            env={"SEEDOS_DEFINITIONS": str(DEFINITION.parent), **quiet,
+                 "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"},  # the demo CRM's loopback
         )  # fmt: skip
         listing = httpx.get(served["generic"].url + "/definitions").json()["items"]
         path = next(d["path"] for d in listing if d["name"] == "demo-crm-declarative")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from common import db
+from common.endpoints import DEFAULT_EGRESS, EGRESS_SETTING, LOOPBACK
 from marketplace_service.catalog.service import register_deployed
 from seedos_cli import demo
 from seedos_cli.supervisor import ServiceSpec
@@ -46,7 +47,12 @@ def specs(data_dir: Path, crm_key: str) -> list[ServiceSpec]:
             "seedos_sdk.declarative.server:app_factory",
             factory=True,
             cwd=SDK_DIR,
-            env={"SEEDOS_DEFINITIONS": str(DEFINITIONS_DIR)},
+            # the definitions' APIs go through the egress rule (public addresses only unless
+            # listed): loopback is listed because the demo CRM runs on this machine
+            env={
+                "SEEDOS_DEFINITIONS": str(DEFINITIONS_DIR),
+                EGRESS_SETTING: f"{DEFAULT_EGRESS},{LOOPBACK}",
+            },
         ),
     ]
 

@@ -4,6 +4,12 @@ Timeouts, and retries with exponential backoff and full jitter (tenacity's
 ``wait_random_exponential``) on what is worth retrying: 429 (waiting as long as ``Retry-After``
 says), 5xx, connection errors and timeouts. Other 4xx are permanent and never retried. Every
 attempt is timed and counted in Prometheus, and a retry is logged without secrets.
+
+With an address rule (``egress=``, :mod:`seedos_sdk.egress`), every connection is checked when
+it is made: the host resolved once, refused unless every address passes, and connected to one
+of exactly those addresses, never through a proxy from the environment. A refusal is a
+:class:`~seedos_sdk.errors.PermanentError` with the code ``egress_refused``, naming the host and
+the setting; nothing was sent.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from tenacity import (
 )
 
 from seedos_sdk import metrics
+from seedos_sdk.egress import AddressNotAllowed, AddressPolicy, CheckedTransport
 from seedos_sdk.errors import AuthError, PermanentError, RetryableError
 from seedos_sdk.redaction import scrub
 
 log = structlog.get_logger(component="seedos_sdk.http")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# httpx's own default pool, for the checked transport an address rule brings
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -88,6 +97,8 @@ class HttpClient:
         connector: the connector's name, for metrics labels.
         transport: an ``httpx`` transport (tests).
         verify: TLS verification: an ``ssl.SSLContext``, or False; default the system's CAs.
+        egress: an address rule (e.g. :func:`seedos_sdk.egress.egress_policy`) every
+            connection must pass, checked when connecting; not with ``transport``.
     """
 
     def __init__(
@@ -105,7 +116,17 @@ class HttpClient:
         connector: str = "connector",
         transport: httpx.AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | bool | None = None,
+        egress: AddressPolicy | None = None,
     ) -> None:
+        # httpx builds a new SSL context (loading every CA) per client unless given one:
+        # 47 ms of a 100 ms page read on this machine. One per process does.
+        context = shared_ssl_context() if verify is None else verify
+        if egress is not None:
+            if transport is not None:
+                raise TypeError("pass egress or transport, not both")
+            if not isinstance(context, ssl.SSLContext):
+                context = httpx.create_ssl_context(verify=context)
+            transport = CheckedTransport(egress, limits=POOL_LIMITS, ssl_context=context)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=dict(headers or {}),
@@ -114,9 +135,8 @@ class HttpClient:
             transport=transport,
             # never: httpx keeps custom auth headers (X-API-Key ...) across origins
             follow_redirects=False,
-            # httpx builds a new SSL context (loading every CA) per client unless given one:
-            # 47 ms of a 100 ms page read on this machine. One per process does.
-            verify=shared_ssl_context() if verify is None else verify,
+            verify=context,
+            trust_env=egress is None,  # with a rule: no proxy (nor anything) from the environment
         )
         self.max_attempts = max_attempts
         self.max_retry_after = max_retry_after
@@ -189,6 +209,10 @@ class HttpClient:
             raise self._count(
                 RetryableError(f"{method} {_path(url)} timed out", code="timeout")
             ) from exc
+        except AddressNotAllowed as exc:
+            raise self._count(
+                PermanentError(f"{method} {_path(url)} refused: {exc}", code="egress_refused")
+            ) from None
         except httpx.TransportError as exc:
             raise self._count(
                 RetryableError(

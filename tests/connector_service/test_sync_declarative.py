@@ -25,7 +25,8 @@ def generic(tmp_path_factory):
     """The generic connector serving the example definitions; the demo CRM's URL on it."""
     logs = tmp_path_factory.mktemp("generic")
     served = start("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK_DIR,
-                   env={"SEEDOS_DEFINITIONS": str(SDK_DIR / "examples" / "definitions")},
+                   env={"SEEDOS_DEFINITIONS": str(SDK_DIR / "examples" / "definitions"),
+                        "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"},  # the CRM's loopback
                    log_path=logs / "generic.log")  # fmt: skip
     try:
         listing = httpx.get(served.url + "/definitions", timeout=10).json()

@@ -4,6 +4,10 @@ HTTP client (retries, Retry-After, metrics) and conformance suite as a hand-writ
 A stream's contract cursor is a compact JSON object: ``w``, the incremental value the next
 sync starts from (the last record's cursor field), and ``p``, the pagination state of a read
 under way (a token, an offset, a page number, the next link; null once the read is complete).
+
+Every call to the external API goes through an address rule (:mod:`seedos_sdk.egress`), checked
+when connecting: a definition's base URL, or a next link, that leads outside it is refused with
+nothing sent.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from seedos_sdk.connector import (
 )
 from seedos_sdk.declarative.definition import Definition
 from seedos_sdk.declarative.templates import Selector, TemplateProblem, render
+from seedos_sdk.egress import AddressPolicy, egress_policy
 from seedos_sdk.errors import PermanentError, RetryableError
 from seedos_sdk.http import HttpClient, parse_retry_after
 from seedos_sdk.redaction import scrub
@@ -78,8 +83,10 @@ class DefinedClient(HttpClient):
         return error
 
 
-def build(definition: Definition) -> Connector:
-    """The connector a definition describes."""
+def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Connector:
+    """The connector a definition describes, calling its API only where ``egress`` allows
+    (default: public addresses only, whatever the environment says)."""
+    rule = egress or egress_policy({})
     raw, compiled = definition.raw, definition.compiled
     connector = Connector(
         name=raw["name"],
@@ -114,7 +121,7 @@ def build(definition: Definition) -> Connector:
         return DefinedClient(
             base_url=str(render(compiled["base_url"], scope)).rstrip("/"), headers=headers,
             auth=basic, params=params, connector=connector.name,
-            retry_statuses=retry_statuses, message=errors.get("message"),
+            retry_statuses=retry_statuses, message=errors.get("message"), egress=rule,
         )  # fmt: skip
 
     if "check" in compiled:

@@ -13,6 +13,11 @@ and used only if its text has that digest and names that name and version. A pat
 definition neither has is 404. ``GET /definitions`` lists the folder's. Each definition is
 compiled once, on first use.
 
+Every definition calls its API under the egress rule, read once at start from
+``SEEDOS_EGRESS_ALLOWED_NETWORKS`` (default ``0.0.0.0/0,::/0``: public addresses only; an API on
+this machine, such as the demo CRM, needs ``127.0.0.0/8`` listed): see :mod:`seedos_sdk.egress`.
+The catalog itself (``SEEDOS_DEFINITIONS_SOURCE``) is the suite's, not an external API.
+
 Run: ``SEEDOS_DEFINITIONS=path/to/definitions uvicorn --factory
 seedos_sdk.declarative.server:app_factory``.
 """
@@ -39,6 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seedos_sdk.declarative.definition import Definition, DefinitionError, digest_of, load
 from seedos_sdk.declarative.engine import build
+from seedos_sdk.egress import AddressPolicy, egress_policy
 from seedos_sdk.server import create_app
 
 log = structlog.get_logger(component="seedos_sdk.declarative")
@@ -54,10 +60,15 @@ class Served:
 
 
 class Library:
-    """The definitions of a folder, by (name, version, digest), compiled on first use."""
+    """The definitions of a folder, by (name, version, digest), compiled on first use, each
+    calling its API under ``egress`` (default: public addresses only)."""
 
-    def __init__(self, folder: Path | None, source: str | None = None) -> None:
+    def __init__(
+        self, folder: Path | None, source: str | None = None, *,
+        egress: AddressPolicy | None = None,
+    ) -> None:  # fmt: skip
         self.folder = folder
+        self.egress = egress or egress_policy({})
         self.source = source.rstrip("/") if source else None
         self._files: dict[tuple[str, str, str], Path] = {}
         self._served: dict[tuple[str, str, str], Served] = {}
@@ -110,7 +121,7 @@ class Library:
             if (definition.name, definition.version) != (name, version):
                 log.warning("definition_mismatch", name=name, version=version, digest=digest[:12])
                 return None
-            served = Served(definition, create_app(build(definition)))
+            served = Served(definition, create_app(build(definition, egress=self.egress)))
             self._served[key] = served
         log.info("definition_loaded", name=name, version=version, digest=digest[:12],
                  ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
@@ -190,13 +201,19 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await JSONResponse(body, status_code=404, media_type=PROBLEM)(scope, receive, send)
 
 
-def create_generic_app(folder: str | Path | None = None, source: str | None = None) -> ASGIApp:
+def create_generic_app(
+    folder: str | Path | None = None, source: str | None = None, *,
+    egress: AddressPolicy | None = None,
+) -> ASGIApp:  # fmt: skip
     """The generic connector serving the definitions of ``folder`` (default:
     ``SEEDOS_DEFINITIONS``) and those the catalog at ``source`` (default:
-    ``SEEDOS_DEFINITIONS_SOURCE``, marketplace_service's URL) has published."""
+    ``SEEDOS_DEFINITIONS_SOURCE``, marketplace_service's URL) has published, calling their APIs
+    only where ``egress`` allows (default: the egress rule as ``SEEDOS_EGRESS_ALLOWED_NETWORKS``
+    sets it, public addresses only when unset)."""
     found = folder or os.environ.get("SEEDOS_DEFINITIONS")
     source = source or os.environ.get("SEEDOS_DEFINITIONS_SOURCE") or None
-    return Generic(Library(Path(found) if found else None, source))
+    rule = egress or egress_policy()
+    return Generic(Library(Path(found) if found else None, source, egress=rule))
 
 
 def app_factory() -> ASGIApp:

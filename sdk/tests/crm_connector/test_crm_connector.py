@@ -32,7 +32,10 @@ def connector_url(request):
         with serve("examples.crm_connector.connector:app", cwd=SDK) as served:
             yield served.url
         return
-    env = {"SEEDOS_DEFINITIONS": str(SDK / "examples" / "definitions")}
+    env = {  # the demo CRM is on loopback, which the egress rule must list
+        "SEEDOS_DEFINITIONS": str(SDK / "examples" / "definitions"),
+        "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
     with serve("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK,
                env=env) as served:  # fmt: skip
         listing = httpx.get(served.url + "/definitions", timeout=10).json()
