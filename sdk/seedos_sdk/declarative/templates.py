@@ -8,7 +8,11 @@
   attribute), compare, combine with ``and``/``or``/``not``/``~``/``+``, and apply the filters of
   :data:`FILTERS`. Anything else is refused when the definition is compiled, with where it is.
   A template that is one expression alone (``"{{ config.page_size }}"``) keeps its value's type.
-- **Selectors** are JMESPath expressions (bounded by the document they read: no loops or code).
+- **Selectors** are JMESPath expressions: no loops or code, so their work is bounded by the
+  document they read, except for what :class:`Selector` refuses as unbounded: a syntax tree
+  nested deeper than :data:`MAX_SELECTOR_DEPTH` (the evaluator recurses), and a selector whose
+  answer can hold what it read more than :data:`MAX_SELECTOR_COPIES` times over (``[@, @]``
+  doubles its input; chained, ``[@, @] | [@, @] | ...`` grows exponentially).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_TEMPLATE = 4096  # characters of one template
+MAX_SELECTOR_DEPTH = 32  # levels of a selector's syntax tree
+MAX_SELECTOR_COPIES = 16  # times over a selector's answer may hold what it reads
 
 
 class TemplateProblem(ValueError):
@@ -185,9 +191,10 @@ _FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 class Selector:
-    """A compiled JMESPath expression: ``search(document)``. A plain field path (``deleted``,
-    ``data.items``) is read with dictionary lookups, which give the same answer as JMESPath
-    without its interpreter (it runs once per record of every page)."""
+    """A compiled JMESPath expression: ``search(document)``. Refused (:class:`TemplateProblem`)
+    when it does not compile, or is unbounded (see the module's documentation). A plain field
+    path (``deleted``, ``data.items``) is read with dictionary lookups, which give the same
+    answer as JMESPath without its interpreter (it runs once per record of every page)."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -195,6 +202,19 @@ class Selector:
             self._expression = jmespath.compile(source)
         except jmespath.exceptions.JMESPathError as exc:
             raise TemplateProblem(f"not a valid JMESPath selector {source!r}: {exc}") from None
+        except RecursionError:  # the parser recurses too: a deeper tree than the check's
+            raise TemplateProblem(f"selector {_shown(source)} nests deeper than"
+                                  f" {MAX_SELECTOR_DEPTH} levels") from None  # fmt: skip
+        tree = self._expression.parsed
+        if _depth(tree) > MAX_SELECTOR_DEPTH:
+            raise TemplateProblem(f"selector {_shown(source)} nests deeper than"
+                                  f" {MAX_SELECTOR_DEPTH} levels")  # fmt: skip
+        if _copies(tree) > MAX_SELECTOR_COPIES:
+            raise TemplateProblem(
+                f"selector {_shown(source)} can hold what it reads more than {MAX_SELECTOR_COPIES}"
+                " times over (a multiselect or function taking the same value twice, nested"
+                " or chained with |, multiplies it)"
+            )
         self._path = tuple(source.split(".")) if _FIELD_PATH.match(source) else None
 
     def search(self, document: Any) -> Any:
@@ -205,3 +225,59 @@ class Selector:
                 return None
             document = document.get(name)
         return document
+
+
+def _shown(source: str) -> str:
+    return repr(source if len(source) <= 60 else source[:57] + "...")
+
+
+def _depth(tree: dict[str, Any]) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack += [(c, level + 1) for c in node.get("children", ()) if isinstance(c, dict)]
+    return deepest
+
+
+_SUMS = frozenset({"multi_select_list", "multi_select_dict", "function_expression"})
+_EITHER = frozenset({"or_expression", "and_expression"})  # one operand's value
+_TRUTH = frozenset({"comparator", "not_expression"})  # a boolean
+
+
+def _copies(node: dict[str, Any]) -> int:
+    """How many times over ``node``'s answer can hold what it reads (at least 1): children
+    read one after the other multiply, the items of a multiselect or a function's arguments
+    add up when they read the same part of the value (``{a: a, b: b}`` reads two parts once)."""
+    kind = node["type"]
+    children = [c for c in node.get("children", ()) if isinstance(c, dict)]
+    if kind in _TRUTH or kind == "literal":
+        return 1
+    if kind in _EITHER:
+        return max(_copies(c) for c in children)
+    if kind == "filter_projection":
+        children = children[:2]  # the condition's value is not in the answer
+    if kind in _SUMS:
+        parts: dict[str | None, int] = {}
+        for child in children:
+            if child["type"] != "literal":
+                part = _part(child)
+                parts[part] = parts.get(part, 0) + _copies(child)
+        whole = parts.pop(None, 0)  # what reads all of the value overlaps every part
+        return max(1, whole + max(parts.values(), default=0))
+    total = 1
+    for child in children:
+        total *= _copies(child)
+    return total
+
+
+def _part(node: dict[str, Any]) -> str | None:
+    """The top-level field ``node`` reads within (None: possibly all of the value)."""
+    kind = node["type"]
+    if kind == "field":
+        return node["value"]
+    if kind in ("subexpression", "index_expression", "projection", "filter_projection",
+                "value_projection", "flatten", "pipe", "key_val_pair", "expref"):  # fmt: skip
+        first = next((c for c in node["children"] if isinstance(c, dict)), None)
+        return _part(first) if first is not None else None
+    return None

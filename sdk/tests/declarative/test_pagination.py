@@ -1,0 +1,306 @@
+"""Each pagination kind of the definition format, run by the generic connector (a real process
+serving definitions written here) against a real HTTP API (paged_api.py), through the contract:
+pages are read with the contract's cursor until ``has_more`` is false, every record arrives
+exactly once, and a cursor taken from the middle or the end of a read resumes where it should."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from seedos_sdk.testing import serve
+
+SDK = Path(__file__).resolve().parents[2]
+ALL = [f"i{n:02d}" for n in range(23)]
+ITEM = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                   "updated": {"type": "string"}, "created": {"type": "integer"}},
+    "required": ["id"],
+}  # fmt: skip
+
+
+def _definition(name: str, stream: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"definition_version": 1, "name": name, "version": "1.0.0",
+            "base_url": "{{ config.base_url }}", "auth": {"type": "none"},
+            "streams": [{"name": "items", "primary_key": "id", "schema": ITEM, **stream}],
+            **top}  # fmt: skip
+
+
+DEFINITIONS = [
+    _definition("body-cursor", {
+        "request": {"path": "/body-cursor", "query": {"limit": 5}},
+        "records": "data",
+        "pagination": {"type": "cursor", "from": "body", "select": "next_cursor",
+                       "param": "cursor"},
+    }),
+    _definition("header-cursor", {
+        "request": {"path": "/header-cursor", "query": {"per_page": 5}},
+        "pagination": {"type": "cursor", "from": "header", "header": "X-Next-Page-Token",
+                       "param": "X-Page-Token", "in": "header"},
+    }, auth={"type": "bearer", "token": "{{ credentials.token }}"}),
+    # Stripe: newest first; the next page starts after the last record's id while has_more
+    _definition("stripe-like", {
+        "request": {"path": "/v1/customers", "query": {"limit": 5}},
+        "records": "data",
+        "pagination": {"type": "cursor", "from": "last_record", "select": "id",
+                       "param": "starting_after", "has_more": "has_more"},
+    }, auth={"type": "basic", "username": "{{ credentials.api_key }}"}),
+    # GitHub: the Link header names https://api.example.com; the base URL here has a path
+    _definition("github-like", {
+        "request": {"path": "/repos/{{ config.owner }}/{{ config.repo }}/issues",
+                    "query": {"per_page": 5}},
+        "pagination": {"type": "link"},
+    }),
+    _definition("offset", {
+        "request": {"path": "/offset"},
+        "records": "items",
+        "pagination": {"type": "offset", "offset_param": "offset", "limit_param": "limit",
+                       "limit": "{{ config.page_size }}"},
+    }),
+    _definition("page", {
+        "request": {"path": "/pages"},
+        "records": "items",
+        "pagination": {"type": "page", "page_param": "page", "start": 0, "size_param": "size",
+                       "size": 10},
+    }),
+    _definition("watermark", {
+        "request": {"path": "/watermark", "query": {"limit": 5}},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "since", "format": "epoch",
+                        "start": "2024-01-01T00:05:00Z", "lookback_seconds": 120},
+        "pagination": {"type": "watermark", "has_more": "has_more"},
+    }),
+    _definition("start-from-config", {
+        "request": {"path": "/watermark", "query": {"limit": 5}},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "updated_after",
+                        "start": "{{ config.start }}"},
+        "pagination": {"type": "watermark", "has_more": "has_more"},
+    }),
+    _definition("offset-since", {
+        "request": {"path": "/offset"},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "updated_after",
+                        "start": "2024-01-01T00:00:00Z"},
+        "pagination": {"type": "offset", "offset_param": "offset", "limit_param": "limit",
+                       "limit": 5},
+    }),
+    _definition("page-since", {
+        "request": {"path": "/pages", "query": {"size": 5}},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "updated_after",
+                        "start": "2024-01-01T00:00:00Z"},
+        "pagination": {"type": "page", "page_param": "page", "start": 0},
+    }),
+    _definition("cursor-since", {
+        "request": {"path": "/body-cursor", "query": {"limit": 5}},
+        "records": "data",
+        "incremental": {"cursor_field": "updated", "param": "updated_after",
+                        "start": "2024-01-01T00:00:00Z"},
+        "pagination": {"type": "cursor", "from": "body", "select": "next_cursor",
+                       "param": "cursor"},
+    }),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def api_url() -> Iterator[str]:
+    with serve("tests.declarative.paged_api:create_app", factory=True, cwd=SDK) as served:
+        yield served.url
+
+
+@pytest.fixture(scope="module")
+def generic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The generic connector serving DEFINITIONS: each one's URL, by name."""
+    folder = tmp_path_factory.mktemp("definitions")
+    for definition in DEFINITIONS:
+        (folder / f"{definition['name']}.yaml").write_text(yaml.safe_dump(definition))
+    # the paged API is on loopback, which the egress rule must list
+    env = {"SEEDOS_DEFINITIONS": str(folder), "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    with serve("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK,
+               env=env) as served:  # fmt: skip
+        listing = httpx.get(served.url + "/definitions", timeout=10).json()
+        assert listing["refused"] == {}
+        yield {d["name"]: served.url + d["path"] for d in listing["items"]}
+
+
+@pytest.fixture
+def api(api_url: str) -> Iterator[httpx.Client]:
+    """The paged API, its items as they were and its request log empty."""
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        client.post("/admin/reset").raise_for_status()
+        yield client
+
+
+def read(url: str, config: dict[str, Any], cursor: str | None = None, *,
+         credentials: dict[str, str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Every page of one read of the stream, from ``cursor`` until has_more is false."""
+    pages: list[dict[str, Any]] = []
+    while len(pages) < 50:
+        body = {"config": config, "credentials": credentials or {}, "cursor": cursor}
+        response = httpx.post(f"{url}/streams/items/read", json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return pages
+    raise AssertionError(f"no end after 50 pages: {pages[-1]}")
+
+
+def ids(pages: list[dict[str, Any]]) -> list[str]:
+    return [record["id"] for page in pages for record in page["records"]]
+
+
+def state(page: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(page["next_cursor"])
+
+
+def epoch(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def queries(api: httpx.Client, key: str) -> list[Any]:
+    return [entry["query"].get(key) for entry in api.get("/admin/log").json()]
+
+
+LINK_BUG = pytest.mark.xfail(strict=True, reason=(
+    "engine bug: a next link's own query is dropped, so page 1 is fetched again for ever:"
+    " engine.py _send() always passes params= (at least {}) with the link as the URL, and httpx"
+    " 0.29 builds URL(url, params=...) by replacing the URL's query, not merging it"))  # fmt: skip
+CASES = [
+    # name, credentials, records per page, order of the ids
+    pytest.param("body-cursor", {}, [5, 5, 5, 5, 3], ALL, id="body-cursor"),
+    pytest.param("header-cursor", {"token": "paged-token"}, [5, 5, 5, 5, 3], ALL,
+                 id="header-cursor"),
+    pytest.param("stripe-like", {"api_key": "sk_test_paged"}, [5, 5, 5, 5, 3], ALL[::-1],
+                 id="stripe-like"),
+    pytest.param("github-like", {}, [5, 5, 5, 5, 3], ALL, id="github-like", marks=LINK_BUG),
+    pytest.param("offset", {}, [5, 5, 5, 5, 3], ALL, id="offset"),
+    # a page-number read ends at the first empty page
+    pytest.param("page", {}, [10, 10, 3, 0], ALL, id="page"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "credentials", "sizes", "order"), CASES)
+def test_every_record_arrives_once_and_a_cursor_resumes(
+    name, credentials, sizes, order, generic, api, api_url
+):
+    config = {"base_url": api_url + ("/gh" if name == "github-like" else ""),
+              "owner": "octo", "repo": "hello", "page_size": 5}  # fmt: skip
+    pages = read(generic[name], config, credentials=credentials)
+    assert [len(p["records"]) for p in pages] == sizes
+    assert ids(pages) == order
+    assert [p["has_more"] for p in pages] == [True] * (len(pages) - 1) + [False]
+    assert state(pages[-1]) == {"w": None, "p": None}  # no incremental field: start over
+
+    # a read stopped after its second page resumes from the contract cursor with the rest
+    resumed = read(generic[name], config, pages[1]["next_cursor"], credentials=credentials)
+    assert ids(resumed) == order[sum(sizes[:2]) :]
+    # the read that is complete starts over
+    assert ids(read(generic[name], config, pages[-1]["next_cursor"],
+                    credentials=credentials)) == order  # fmt: skip
+
+
+def test_cursor_pagination_sends_each_token_where_it_is_said(generic, api, api_url):
+    config = {"base_url": api_url}
+    body_pages = read(generic["body-cursor"], config)
+    assert state(body_pages[0])["p"] == "NQ=="  # the body's next_cursor, as the API wrote it
+    read(generic["header-cursor"], config, credentials={"token": "paged-token"})
+    read(generic["stripe-like"], config, credentials={"api_key": "sk_test_paged"})
+    log = api.get("/admin/log").json()
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for entry in log:
+        by_path.setdefault(entry["path"], []).append(entry)
+    assert [e["query"].get("cursor") for e in by_path["/body-cursor"]] == [
+        None, "NQ==", "MTA=", "MTU=", "MjA="]  # fmt: skip
+    assert [e["page_token"] for e in by_path["/header-cursor"]] == [None, "5", "10", "15", "20"]
+    assert [e["query"].get("starting_after") for e in by_path["/v1/customers"]] == [
+        None, "i18", "i13", "i08", "i03"]  # fmt: skip
+
+
+def test_a_link_is_put_on_the_configured_base_url(generic, api, api_url):
+    """GitHub's Link header names api.example.com: the next page keeps the link's path and
+    query, on the configured base URL and under its own path."""
+    config = {"base_url": api_url + "/gh", "owner": "octo", "repo": "hello"}
+    body = {"config": config, "credentials": {}, "cursor": None}
+    page = httpx.post(f"{generic['github-like']}/streams/items/read", json=body, timeout=30)
+    assert page.status_code == 200, page.text
+    following = f"{api_url}/gh/repos/octo/hello/issues?per_page=5&page=2"
+    assert page.json()["has_more"] and state(page.json()) == {"w": None, "p": following}
+
+
+@LINK_BUG
+def test_link_pages_are_fetched_from_the_configured_base_url(generic, api, api_url):
+    config = {"base_url": api_url + "/gh", "owner": "octo", "repo": "hello"}
+    read(generic["github-like"], config)
+    log = api.get("/admin/log").json()
+    assert {e["path"] for e in log} == {"/gh/repos/octo/hello/issues"}
+    assert [e["query"] for e in log] == [
+        {"per_page": "5"}, *({"per_page": "5", "page": str(n)} for n in range(2, 6))]  # fmt: skip
+
+
+def test_offset_and_page_numbers_are_sent_as_configured(generic, api, api_url):
+    config = {"base_url": api_url, "page_size": 5}
+    read(generic["offset"], config)
+    assert queries(api, "offset") == ["0", "5", "10", "15", "20"]
+    assert set(queries(api, "limit")) == {"5"}
+    api.post("/admin/reset")
+    read(generic["page"], config)
+    assert queries(api, "page") == ["0", "1", "2", "3"]
+    assert set(queries(api, "size")) == {"10"}
+
+
+def test_incremental_start_epoch_and_lookback(generic, api, api_url):
+    config = {"base_url": api_url}
+    first = read(generic["watermark"], config)
+    # first sync: `start` as seconds; each next page from the last record's `updated`
+    assert queries(api, "since") == [str(epoch(f"2024-01-01T00:{m:02d}:00Z"))
+                                     for m in (5, 10, 15, 20)]  # fmt: skip
+    assert ids(first) == ALL[6:]
+    assert state(first[-1]) == {"w": "2024-01-01T00:22:00Z", "p": None}
+
+    # a change after the sync; the next sync starts lookback_seconds (120) before the last value
+    api.post("/admin/items/i03/touch", params={"minutes": 30}).raise_for_status()
+    log_before = len(api.get("/admin/log").json())
+    second = read(generic["watermark"], config, first[-1]["next_cursor"])
+    sent = queries(api, "since")[log_before:]
+    assert sent[0] == str(epoch("2024-01-01T00:20:00Z"))
+    assert ids(second) == ["i21", "i22", "i03"]  # the lookback re-reads two; the change once
+    assert state(second[-1]) == {"w": "2024-01-01T00:30:00Z", "p": None}
+
+    # a sync stopped mid-way resumes from the last record seen, without going back
+    mid = read(generic["watermark"], config, first[0]["next_cursor"])
+    assert ids(mid)[:1] == ["i11"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: during a read under way the incremental parameter is re-sent with the last"
+    " record's value (engine.py read(): `sent = watermark if ...` whatever the token, after"
+    " `watermark = last` moved it) beside an offset, page number or token counted from the"
+    " first request's filter: records are skipped"))  # fmt: skip
+@pytest.mark.parametrize("name", ["offset-since", "page-since", "cursor-since"])
+def test_incremental_with_positional_pages_reads_every_record(name, generic, api, api_url):
+    pages = read(generic[name], {"base_url": api_url})
+    assert ids(pages) == ALL[1:]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: incremental.start is compiled into a Template"
+    " (definition.py _compile) but read() sends it unrendered (engine.py read():"
+    " `incremental.get('start')`): the API gets the Template object's repr",
+)
+def test_a_start_templated_from_the_config_is_rendered(generic, api, api_url):
+    pages = read(generic["start-from-config"],
+                 {"base_url": api_url, "start": "2024-01-01T00:05:00Z"})  # fmt: skip
+    assert queries(api, "updated_after")[0] == "2024-01-01T00:05:00Z"
+    assert ids(pages) == ALL[6:]
