@@ -73,13 +73,20 @@ def load(text: str | bytes) -> Definition:
         raw = yaml.load(text, Loader=_LOADER)  # noqa: S506  (a safe loader: C or Python)
     except yaml.YAMLError as exc:
         raise DefinitionError([f"(file): not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise DefinitionError(["(file): nested too deeply"]) from None
     if not isinstance(raw, dict):
         raise DefinitionError(["(file): a definition is a mapping (name, version, streams ...)"])
-    problems = [f"{_where(e.absolute_path)}: {e.message}" for e in _schema_errors(raw)]
-    compiled: dict[str, Any] = {}
-    if not problems:
+    try:
+        problems = [f"{_where(e.absolute_path)}: {e.message}" for e in _schema_errors(raw)]
+        # templates and selectors are compiled whatever the shape: their problems are listed
+        # with the schema's, and the consistency checks run on a valid shape only
+        schema_ok = not problems
         compiled = _compile(raw, problems)
-        problems += _consistency(raw)
+        if schema_ok:
+            problems += _consistency(raw)
+    except RecursionError:
+        raise DefinitionError(["(file): nested too deeply"]) from None
     if problems:
         raise DefinitionError(problems)
     return Definition(raw=raw, compiled=compiled, digest=digest_of(text))
@@ -195,6 +202,14 @@ def _consistency(raw: dict[str, Any]) -> list[str]:
             and (not pagination.get("select"))
         ):
             problems.append(f"{where}.pagination.select: needed with from: body or last_record")
+        method = stream["request"].get("method", "GET")
+        if method == "GET" and incremental and incremental.get("in") == "body":
+            problems.append(f"{where}.incremental.in: a GET request has no body to send"
+                            f" {incremental['param']!r} in")  # fmt: skip
+        cursor_in_body = pagination.get("type") == "cursor" and pagination.get("in") == "body"
+        if method == "GET" and cursor_in_body:
+            problems.append(f"{where}.pagination.in: a GET request has no body to send"
+                            f" {pagination['param']!r} in")  # fmt: skip
         write = stream.get("write")
         if write is not None and not ({"upsert", "update", "create"} & write.keys()):
             problems.append(f"{where}.write: give upsert, or update (and create)")

@@ -2,8 +2,10 @@
 HTTP client (retries, Retry-After, metrics) and conformance suite as a hand-written connector.
 
 A stream's contract cursor is a compact JSON object: ``w``, the incremental value the next
-sync starts from (the last record's cursor field), and ``p``, the pagination state of a read
-under way (a token, an offset, a page number, the next link; null once the read is complete).
+sync starts from (the last record's cursor field, or the highest), ``p``, the pagination state
+of a read under way (a token, an offset, a page number, the next link; null once the read is
+complete), and ``s``, the incremental value that read was filtered by (its pages count within
+that filter, so it is sent again until the read ends; watermark pages move the filter instead).
 
 Every call to the external API goes through an address rule (:mod:`seedos_sdk.egress`), checked
 when connecting: a definition's base URL, or a next link, that leads outside it is refused with
@@ -55,8 +57,11 @@ class DefinedClient(HttpClient):
         self.params = dict(params or {})
 
     async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        if self.params:
-            kw["params"] = {**self.params, **(kw.get("params") or {})}
+        params = {**self.params, **(kw.pop("params", None) or {})}
+        if params and "?" in url:  # a next link's own query: kept, the rest merged into it
+            url = str(httpx.URL(url).copy_merge_params(params))
+        elif params:
+            kw["params"] = params
         return await super()._once(method, url, **kw)
 
     def _error(self, method: str, url: str, response: httpx.Response) -> Exception:
@@ -242,16 +247,23 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
                       description=raw.get("description", ""))  # fmt: skip
     async def read(ctx: Context, cursor: str | None) -> AsyncIterator[Page]:
         state = _decode(cursor)
-        watermark, token = state.get("w"), state.get("p")
+        watermark, token, since = state.get("w"), state.get("p"), state.get("s")
         scope = _scope(ctx, cursor=watermark)
         request = spec["request"]
         query: dict[str, Any] = {}
         body: dict[str, Any] | None = None
         url: str | None = None
+        kind = pagination["type"]
+        sent = None
         if incremental:
-            sent = watermark if watermark is not None else incremental.get("start")
-            if sent is not None and token is None and watermark is not None:
-                sent = _lookback(sent, incremental.get("lookback_seconds", 0))
+            if token is not None and kind != "watermark":
+                sent = since  # a read under way keeps its filter: its pages count within it
+            elif watermark is not None:
+                sent = watermark
+                if token is None:  # a new sync: a little before where the last one ended
+                    sent = _lookback(sent, incremental.get("lookback_seconds", 0))
+            elif incremental.get("start") is not None:
+                sent = render(incremental["start"], scope)
             if sent is not None:
                 value = _format(sent, incremental.get("format", "as_is"))
                 if incremental.get("in", "query") == "query":
@@ -260,7 +272,6 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
                     body = _body(request.get("body"), scope) or {}
                     body = {**body, incremental["param"]: value}
         headers: dict[str, str] = {}
-        kind = pagination["type"]
         if token is not None:
             if kind == "cursor":
                 where = pagination.get("in", "query")
@@ -301,13 +312,18 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
                 row.pop(name, None)
             records.append(row)
         if incremental and rows:
-            last = rows[-1].get(incremental["cursor_field"])
-            if last is not None:
-                watermark = last
+            watermark = _advance(watermark, rows, incremental)
         following = _next(pagination, document, response, rows, token, query, ctx)
+        if following is not None and following == token and kind in ("cursor", "link"):
+            raise PermanentError("the API answered the same page token again: the read would"
+                                 " never end", code="unexpected_response")  # fmt: skip
         more = following is not None
-        yield Page(records=records, deleted=gone, next_cursor=_encode(watermark, following),
-                   has_more=more)  # fmt: skip
+        yield Page(
+            records=records,
+            deleted=gone,
+            has_more=more,
+            next_cursor=_encode(watermark, following, since=sent if more else None),
+        )
 
     write = spec.get("write")
     if write is not None:
@@ -383,8 +399,26 @@ def _lookback(value: Any, seconds: int) -> Any:
     return (moment - timedelta(seconds=seconds)).isoformat()
 
 
-def _encode(watermark: Any, token: Any) -> str:
-    text = json.dumps({"w": watermark, "p": token}, separators=(",", ":"))
+def _advance(watermark: Any, rows: list[Any], incremental: dict[str, Any]) -> Any:
+    """The watermark after ``rows``: the last record's cursor value (records oldest first), or
+    with ``cursor_from: max`` the highest seen (an API that lists newest first)."""
+    field = incremental["cursor_field"]
+    values = [r.get(field) for r in rows if isinstance(r, dict) and r.get(field) is not None]
+    if not values:
+        return watermark
+    if incremental.get("cursor_from", "last") == "last":
+        return values[-1]
+    try:
+        return max([*values, *([watermark] if watermark is not None else [])])
+    except TypeError:  # values of mixed kinds: the last one, as if unsorted
+        return values[-1]
+
+
+def _encode(watermark: Any, token: Any, *, since: Any = None) -> str:
+    state = {"w": watermark, "p": token}
+    if token is not None and since is not None:
+        state["s"] = since  # the filter the read under way started with
+    text = json.dumps(state, separators=(",", ":"))
     if len(text) > MAX_CURSOR:
         raise PermanentError("the API's page token is too long to resume from",
                              code="unexpected_response")  # fmt: skip

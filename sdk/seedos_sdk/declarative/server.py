@@ -84,12 +84,15 @@ class Library:
         if self.folder is None:
             return
         for path in sorted(self.folder.glob("*.y*ml")):
-            text = path.read_bytes()
             try:
-                definition = load(text)
+                definition = load(path.read_bytes())
             except DefinitionError as exc:
                 self.problems[path.name] = exc.problems
                 log.warning("definition_refused", file=path.name, problems=exc.problems)
+                continue
+            except Exception as exc:  # unreadable, say: the others are served all the same
+                self.problems[path.name] = [f"(file): {type(exc).__name__}: {exc}"]
+                log.warning("definition_unreadable", file=path.name, error=type(exc).__name__)
                 continue
             self._files[(definition.name, definition.version, definition.digest)] = path
 

@@ -84,11 +84,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """Item lookups only: ``a.b`` reads the mapping ``a``'s item ``b``, never an attribute."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Undefined):  # what is missing is named: the first name not there
+            return obj
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         return self.undefined(obj=obj, name=attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Undefined):
+            return obj
         if isinstance(obj, Mapping):
             return obj[argument] if argument in obj else self.undefined(obj=obj, name=argument)
         if isinstance(obj, list | tuple | str) and isinstance(argument, int):
@@ -118,23 +122,28 @@ class Template:
             raise TemplateProblem(f"longer than {MAX_TEMPLATE} characters")
         try:
             tree = ENV.parse(source)
+            _check(tree)
+            self._render: Callable[[Mapping[str, Any]], Any]
+            lone = _lone_expression(source, tree)
+            if lone is not None:
+                expression = ENV.compile_expression(lone, undefined_to_none=False)
+                self._render = lambda scope: expression(**scope)
+            else:
+                template = ENV.from_string(source)
+                self._render = lambda scope: template.render(**scope)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(f"not a valid template: {exc.message}") from None
-        _check(tree)
-        self._render: Callable[[Mapping[str, Any]], Any]
-        lone = _lone_expression(source, tree)
-        if lone is not None:
-            expression = ENV.compile_expression(lone, undefined_to_none=False)
-            self._render = lambda scope: expression(**scope)
-        else:
-            template = ENV.from_string(source)
-            self._render = lambda scope: template.render(**scope)
+        except RecursionError:
+            raise TemplateProblem("nested too deeply") from None
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         try:
-            return self._render(scope)
+            value = self._render(scope)
         except (TemplateError, TypeError, ValueError, KeyError) as exc:
             raise TemplateProblem(f"{self.source!r}: {exc}") from None
+        if isinstance(value, Undefined):  # a lone expression reading what is not there
+            raise TemplateProblem(f"{self.source!r}: {value._undefined_message}")
+        return value
 
 
 def _lone_expression(source: str, tree: nodes.Template) -> str | None:

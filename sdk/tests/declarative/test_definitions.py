@@ -108,12 +108,6 @@ def test_every_template_and_selector_problem_is_listed_with_where_it_is():
     ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="definition.py load(): templates and selectors are only"
-    " compiled when the schema passes (`if not problems: compiled = _compile(...)`),"
-    " so a file with a schema error does not list its template problems",
-)
 def test_schema_template_and_selector_problems_are_listed_together():
     raw = definition(version="one", stream__records="data[?")
     raw["streams"][0]["request"]["path"] = "/things/{{ config.__class__ }}"
@@ -175,12 +169,6 @@ def test_a_name_not_in_scope_is_a_render_error_in_text():
     assert str(raised.value) == "'/things/{{ nothere }}': 'nothere' is undefined"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="templates.py Template: a lone expression is compiled"
-    " with compile_expression(undefined_to_none=False) and its StrictUndefined is"
-    " returned, not raised: the error comes later, unclear, where it is used",
-)
 def test_a_lone_expression_reading_a_name_not_in_scope_is_a_render_error():
     with pytest.raises(TemplateProblem, match="'record' is undefined"):
         Template("{{ record.id }}").render({"config": {}})
@@ -356,14 +344,31 @@ def test_the_demo_crm_loads_and_its_digest_is_the_sha256_of_its_bytes():
         == {"id": "c1", "email": "a@b"}  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="templates.py: a template nested"
-    " ~80 deep (200 characters) makes Jinja's parser recurse past Python's limit;"
-    " load() lets the RecursionError out instead of a DefinitionError",
-)
 def test_a_deeply_nested_template_is_refused_not_crashed():
     raw = definition()
     raw["streams"][0]["request"]["path"] = "{{ " + "(" * 100 + "1" + ")" * 100 + " }}"
     assert problems(raw)
+
+
+def test_a_get_request_cannot_send_the_cursor_or_the_filter_in_a_body():
+    raw = definition(
+        stream__incremental={"cursor_field": "updated_at", "param": "since", "in": "body"},
+        stream__pagination={"type": "cursor", "from": "body", "select": "next",
+                            "param": "after", "in": "body"},
+    )  # fmt: skip
+    assert problems(raw) == [
+        "streams[0].incremental.in: a GET request has no body to send 'since' in",
+        "streams[0].pagination.in: a GET request has no body to send 'after' in",
+    ]
+    raw["streams"][0]["request"]["method"] = "POST"  # a search endpoint, say: fine
+    assert load(yaml.safe_dump(raw)).name == "things"
+
+
+def test_the_watermark_is_the_last_value_or_the_highest():
+    from seedos_sdk.declarative.engine import _advance
+
+    rows = [{"created": 30}, {"created": 20}, {"created": 10}]  # newest first (Stripe)
+    assert _advance(None, rows, {"cursor_field": "created"}) == 10
+    assert _advance(None, rows, {"cursor_field": "created", "cursor_from": "max"}) == 30
+    assert _advance(40, rows, {"cursor_field": "created", "cursor_from": "max"}) == 40
+    assert _advance(5, [{"other": 1}], {"cursor_field": "created"}) == 5  # nothing to move it
