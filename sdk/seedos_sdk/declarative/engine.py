@@ -240,6 +240,9 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
     pagination = spec.get("pagination") or {"type": "none"}
     records_at: Selector | None = spec.get("records")
     deleted = spec.get("deleted")
+    when: Selector | None = deleted["when"] if deleted is not None else None
+    flag = when.field if when is not None else None  # a plain field: read without the selector
+    drops = tuple(deleted.get("drop_fields", ())) if deleted is not None else ()
     pk = raw["primary_key"]
 
     @connector.stream(raw["name"], primary_key=pk, schema=raw["schema"],
@@ -302,13 +305,17 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
         rows = found if isinstance(found, list) else []
         records: list[dict[str, Any]] = []
         gone: list[str] = []
-        for row in rows:
-            if not isinstance(row, dict):
+        for row in rows:  # the hot loop: a thousand records a page
+            if type(row) is not dict:
                 continue
-            if deleted is not None and deleted["when"].search(row):
+            if flag is not None:
+                if row.get(flag):
+                    gone.append(str(row.get(pk)))
+                    continue
+            elif when is not None and when.search(row):
                 gone.append(str(row.get(pk)))
                 continue
-            for name in deleted.get("drop_fields", ()) if deleted is not None else ():
+            for name in drops:
                 row.pop(name, None)
             records.append(row)
         if incremental and rows:
@@ -403,13 +410,17 @@ def _advance(watermark: Any, rows: list[Any], incremental: dict[str, Any]) -> An
     """The watermark after ``rows``: the last record's cursor value (records oldest first), or
     with ``cursor_from: max`` the highest seen (an API that lists newest first)."""
     field = incremental["cursor_field"]
-    values = [r.get(field) for r in rows if isinstance(r, dict) and r.get(field) is not None]
-    if not values:
-        return watermark
     if incremental.get("cursor_from", "last") == "last":
-        return values[-1]
+        for row in reversed(rows):
+            value = row.get(field) if type(row) is dict else None
+            if value is not None:
+                return value
+        return watermark
+    values = [r.get(field) for r in rows if type(r) is dict and r.get(field) is not None]
+    if watermark is not None:
+        values.append(watermark)
     try:
-        return max([*values, *([watermark] if watermark is not None else [])])
+        return max(values) if values else watermark
     except TypeError:  # values of mixed kinds: the last one, as if unsorted
         return values[-1]
 

@@ -225,6 +225,8 @@ class Selector:
                 " or chained with |, multiplies it)"
             )
         self._path = tuple(source.split(".")) if _FIELD_PATH.match(source) else None
+        # a single field's name, for loops that read it from each record themselves
+        self.field = self._path[0] if self._path is not None and len(self._path) == 1 else None
 
     def search(self, document: Any) -> Any:
         if self._path is None:
