@@ -73,6 +73,7 @@ bench: install $(REDIS)
 	$(PY) bench/dashboard.py
 	$(PY) bench/offline_batch.py
 	$(PY) bench/offline_merge.py
+	$(PY) bench/definitions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
