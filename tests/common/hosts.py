@@ -9,14 +9,10 @@ instead of sending a packet.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
-import pytest
+from collections.abc import Sequence
 
 from common.endpoints import HostNotResolved
+from seedos_sdk.testing.network import outside_connects  # noqa: F401  (for the tests here)
 
 HOSTS: dict[str, tuple[str, ...]] = {
     "internal.test": ("10.1.2.3",),  # private space
@@ -34,41 +30,3 @@ async def resolver(host: str, port: int) -> Sequence[str]:
         return HOSTS[host.lower().rstrip(".")]
     except KeyError:
         raise HostNotResolved(f"host {host!r} does not resolve") from None
-
-
-def _loopback(host: object) -> bool:
-    try:
-        address = ipaddress.ip_address(str(host).split("%", 1)[0])
-    except ValueError:
-        return False
-    return address.is_loopback
-
-
-@contextmanager
-def outside_connects(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """Every attempt to connect to, or resolve, something other than loopback: refused before
-    the system call (so no packet leaves), and listed for the test to assert on."""
-    attempts: list[object] = []
-    connect, connect_ex, getaddrinfo = (
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-    )  # fmt: skip
-
-    def guarded(real):
-        def attempt(sock: socket.socket, address, *args):
-            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
-                attempts.append(address)
-                raise ConnectionRefusedError(f"test guard: no connection to {address!r}")
-            return real(sock, address, *args)
-
-        return attempt
-
-    def guarded_getaddrinfo(host, *args, **kwargs):
-        if host is not None and not _loopback(host) and host != "localhost":
-            attempts.append(("getaddrinfo", host))
-            raise socket.gaierror(socket.EAI_NONAME, "test guard: no name resolution")
-        return getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded(connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded(connect_ex))
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-    yield attempts

@@ -33,6 +33,7 @@ from seedos_sdk.egress import (
 )
 from seedos_sdk.errors import PermanentError, RetryableError
 from seedos_sdk.http import HttpClient
+from seedos_sdk.testing.network import outside_connects
 
 DEFINITION = """\
 definition_version: 1
@@ -134,41 +135,12 @@ def api() -> Iterator[Api]:
     server.server_close()
 
 
-def _loopback(host: object) -> bool:
-    try:
-        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
     """Every attempt to connect to, or resolve, something other than loopback: refused before
     the system call (so no packet leaves) and listed; none may happen."""
-    attempts: list[object] = []
-    connect, connect_ex, getaddrinfo = (
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-    )  # fmt: skip
-
-    def guarded(real):
-        def attempt(sock: socket.socket, address, *args):
-            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
-                attempts.append(address)
-                raise ConnectionRefusedError(f"test guard: no connection to {address!r}")
-            return real(sock, address, *args)
-
-        return attempt
-
-    def guarded_getaddrinfo(host, *args, **kwargs):
-        if host is not None and not _loopback(host) and host != "localhost":
-            attempts.append(("getaddrinfo", host))
-            raise socket.gaierror(socket.EAI_NONAME, "test guard: no name resolution")
-        return getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded(connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded(connect_ex))
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-    yield attempts
+    with outside_connects(monkeypatch) as attempts:
+        yield attempts
     assert attempts == []  # nothing left this machine, not even a name lookup
 
 
