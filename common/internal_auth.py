@@ -244,13 +244,22 @@ class InternalAuthMiddleware:
     ) -> None:
         self.app = app
         self.verifier = verifier
-        self.public_prefixes = public_prefixes  # a service's own token-free paths (GET only)
+        self.public_prefixes = public_prefixes  # a service's own token-free reads
+
+    def _public(self, path: str) -> bool:
+        """A public prefix and one plain segment after it (no '/', '\\', '.' or '..': nothing
+        that could name another route once resolved)."""
+        for prefix in self.public_prefixes:
+            rest = path[len(prefix) :] if path.startswith(prefix) else ""
+            if rest and "/" not in rest and "\\" not in rest and rest not in (".", ".."):
+                return True
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and scope["method"] in ("GET", "HEAD")
-            and (self.public_prefixes and scope["path"].startswith(self.public_prefixes))
+            and (self._public(scope["path"]))
         ):
             await self.app(scope, receive, send)
             return
