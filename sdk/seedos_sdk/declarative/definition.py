@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -67,9 +68,12 @@ def digest_of(text: str | bytes) -> str:
 def load(text: str | bytes) -> Definition:
     """A definition from its YAML (or JSON) text, checked and compiled; :class:`DefinitionError`
     with every problem otherwise."""
-    if len(text) > MAX_BYTES:
+    size = len(text.encode()) if isinstance(text, str) else len(text)
+    if size > MAX_BYTES:
         raise DefinitionError([f"(file): larger than {MAX_BYTES} bytes"])
     try:
+        if _aliased(text):  # &anchors and *aliases: a few KB could expand to gigabytes
+            raise DefinitionError(["(file): YAML anchors and aliases (&, *) are not allowed"])
         raw = yaml.load(text, Loader=_LOADER)  # noqa: S506  (a safe loader: C or Python)
     except yaml.YAMLError as exc:
         raise DefinitionError([f"(file): not valid YAML: {exc}"]) from None
@@ -90,6 +94,11 @@ def load(text: str | bytes) -> Definition:
     if problems:
         raise DefinitionError(problems)
     return Definition(raw=raw, compiled=compiled, digest=digest_of(text))
+
+
+def _aliased(text: str | bytes) -> bool:
+    """Whether the YAML refers to an anchor (a parse of its events, without building it)."""
+    return any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=_LOADER))
 
 
 def load_file(path: str | Path) -> Definition:
@@ -213,11 +222,31 @@ def _consistency(raw: dict[str, Any]) -> list[str]:
         write = stream.get("write")
         if write is not None and not ({"upsert", "update", "create"} & write.keys()):
             problems.append(f"{where}.write: give upsert, or update (and create)")
+    for where, request in _requests(raw):
+        path = request["path"]
+        if "{{" not in path and "{%" not in path and _ABSOLUTE.match(path):
+            problems.append(f"{where}.path: a path on base_url, not a URL of its own (the"
+                            " install's credentials go to the API's origin only)")  # fmt: skip
     for n, action in enumerate(raw.get("actions", [])):
         for field_ in ("input_schema", "output_schema"):
             if field_ in action:
                 problems += _json_schema(action[field_], f"actions[{n}].{field_}")
     return problems
+
+
+_ABSOLUTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|//)")
+
+
+def _requests(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every request of the definition, with where it is."""
+    out = [("check.request", raw["check"]["request"])] if "check" in raw else []
+    for n, stream in enumerate(raw.get("streams", [])):
+        out.append((f"streams[{n}].request", stream["request"]))
+        for kind, request in (stream.get("write") or {}).items():
+            if isinstance(request, dict):
+                out.append((f"streams[{n}].write.{kind}", request))
+    out += [(f"actions[{n}].request", a["request"]) for n, a in enumerate(raw.get("actions", []))]
+    return out
 
 
 def _json_schema(value: dict[str, Any], where: str) -> list[str]:

@@ -19,7 +19,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import orjson
@@ -46,7 +46,9 @@ MAX_CURSOR = 4096
 
 
 class DefinedClient(HttpClient):
-    """The SDK's client with the definition's retryable statuses and error message."""
+    """The SDK's client with the definition's retryable statuses and error message, which only
+    ever calls the API's own origin (``base_url``): a request path that is an absolute URL to
+    another host is refused, so the install's credentials go nowhere else."""
 
     def __init__(self, *, retry_statuses: frozenset[int] | None, message: Selector | None,
                  params: Mapping[str, str] | None = None, **kw: Any) -> None:  # fmt: skip
@@ -57,6 +59,13 @@ class DefinedClient(HttpClient):
         self.params = dict(params or {})
 
     async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        target = httpx.URL(url)
+        if target.is_absolute_url or url.startswith("//"):
+            base = httpx.URL(self.base_url)
+            if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+                # the install's credentials go to the API's own origin, nowhere else
+                raise PermanentError(f"{method} {target.host}: not the API's origin"
+                                     f" ({base.host}); refused", code="foreign_origin")  # fmt: skip
         params = {**self.params, **(kw.pop("params", None) or {})}
         if params and "?" in url:  # a next link's own query: kept, the rest merged into it
             url = str(httpx.URL(url).copy_merge_params(params))
@@ -286,7 +295,7 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
                     body = {**(body or _body(request.get("body"), scope) or {}),
                             pagination["param"]: token}  # fmt: skip
             elif kind == "link":
-                url = token
+                url = _rebase(str(token), ctx.http.base_url)
             elif kind == "offset":
                 query[pagination["offset_param"]] = token
             elif kind == "page":
@@ -359,7 +368,12 @@ def _next(pagination: dict[str, Any], document: Any, response: httpx.Response,
         return found if found not in (None, "") else None
     if kind == "link":
         link = response.links.get(pagination.get("rel", "next"))
-        return _rebase(link["url"], ctx.http.base_url) if link else None
+        if not link:
+            return None
+        # relative to the page it came on, then on the configured base URL; without any
+        # query-string credential the API echoed into it (the cursor is stored and shown)
+        absolute = urljoin(str(response.request.url), link["url"])
+        return _without(_rebase(absolute, ctx.http.base_url), ctx.http.params)
     if kind == "offset":
         limit = int(query[pagination["limit_param"]])
         return int(query[pagination["offset_param"]]) + limit if len(rows) >= limit else None
@@ -379,17 +393,32 @@ def _rebase(link: str, base: str) -> str:
     return f"{root.scheme}://{root.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
+def _without(url: str, secret: Mapping[str, str]) -> str:
+    """``url`` without the query parameters named in ``secret`` (the client's own: query-string
+    auth), which it adds again to every request."""
+    if not secret or "?" not in url:
+        return url
+    parsed = httpx.URL(url)
+    kept = [(k, v) for k, v in parsed.params.multi_items() if k not in secret]
+    return str(parsed.copy_with(query=None).copy_merge_params(kept) if kept
+               else parsed.copy_with(query=None))  # fmt: skip
+
+
 def _limit(value: Any, scope: dict[str, Any]) -> int:
     return int(render(value, scope))
 
 
 def _format(value: Any, how: str) -> Any:
-    if how == "epoch":
-        if isinstance(value, int | float):
-            return int(value)
-        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
-    if how == "iso8601" and isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).isoformat()
+    try:
+        if how == "epoch":
+            if isinstance(value, int | float):
+                return int(value)
+            return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+        if how == "iso8601" and isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        raise PermanentError(f"the cursor value {str(value)[:100]!r} cannot be sent as {how}",
+                             code="unexpected_response") from None  # fmt: skip
     return value
 
 
@@ -467,7 +496,10 @@ def _writer(write: dict[str, Any], pk: str) -> Any:
                     return WriteResult(key, False, exc.message, exc.category.value)
                 except TemplateProblem as exc:
                     return WriteResult(key, False, str(exc), "permanent")
-            answer = _json(response) if response.content else None
+            try:
+                answer = _json(response) if response.content else None
+            except PermanentError:  # done, with an answer that is no record (200 "OK", say)
+                answer = None
             at: Selector | None = spec.get("record")
             record = at.search(answer) if at is not None and answer is not None else answer
             written = record if isinstance(record, dict) else None

@@ -50,6 +50,9 @@ from seedos_sdk.server import create_app
 log = structlog.get_logger(component="seedos_sdk.declarative")
 PREFIX = "/definitions/"
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+VERSION = re.compile(r"^[0-9A-Za-z.+-]{1,64}$")
+MAX_TEXTS = 256
 PROBLEM = "application/problem+json"
 
 
@@ -73,6 +76,7 @@ class Library:
         self._files: dict[tuple[str, str, str], Path] = {}
         self._served: dict[tuple[str, str, str], Served] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._texts: dict[str, bytes] = {}  # fetched, by digest (the last MAX_TEXTS)
         self.problems: dict[str, list[str]] = {}
         self.scan()
 
@@ -107,7 +111,18 @@ class Library:
         served = self._served.get(key)
         if served is not None:
             return served
-        async with self._locks.setdefault(key, asyncio.Lock()):  # one fetch for many requests
+        if not (NAME.match(name) and VERSION.match(version) and DIGEST.match(digest)):
+            return None  # nothing such could be served: no lock, no fetch
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            return await self._load(key, lock)
+        finally:
+            if not lock.locked():
+                self._locks.pop(key, None)
+
+    async def _load(self, key: tuple[str, str, str], lock: asyncio.Lock) -> Served | None:
+        name, version, digest = key
+        async with lock:  # one fetch for many requests
             served = self._served.get(key)
             if served is not None:
                 return served
@@ -141,6 +156,8 @@ class Library:
             self.scan()  # changed on disk since it was indexed
         if self.source is None or not DIGEST.match(key[2]):
             return None
+        if key[2] in self._texts:  # fetched before (under another name, say): not again
+            return self._texts[key[2]]
         try:
             async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
                 answer = await client.get(f"{self.source}/definitions/{key[2]}")
@@ -150,6 +167,9 @@ class Library:
         if answer.status_code != 200 or digest_of(answer.content) != key[2]:
             log.warning("definition_not_fetched", digest=key[2][:12], status=answer.status_code)
             return None
+        if len(self._texts) >= MAX_TEXTS:
+            self._texts.pop(next(iter(self._texts)))
+        self._texts[key[2]] = answer.content
         return answer.content
 
     async def aclose(self) -> None:

@@ -62,7 +62,12 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "trim": lambda value: str(value).strip(),
     "string": lambda value: "" if value is None else str(value),
     "int": lambda value: int(value),
-    "urlencode": lambda value: quote(str(value), safe=""),
+    # '.' and '..' would be dot segments (removed, moving the path up): encoded too
+    "urlencode": lambda value: (
+        quote(str(value), safe="").replace(".", "%2E")
+        if str(value) in (".", "..")
+        else quote(str(value), safe="")
+    ),
     "b64encode": lambda value: base64.b64encode(str(value).encode()).decode(),
     "tojson": lambda value: json.dumps(value, separators=(",", ":")),
     "epoch": _epoch,
@@ -80,8 +85,28 @@ _TESTS = frozenset({"defined", "undefined", "none", "string", "number", "mapping
                     "false", "eq", "ne", "in"})  # fmt: skip
 
 
+MAX_VALUE = 64 * 1024  # characters (or items) a template's operators may build, and it render
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Item lookups only: ``a.b`` reads the mapping ``a``'s item ``b``, never an attribute."""
+    """Item lookups only: ``a.b`` reads the mapping ``a``'s item ``b``, never an attribute.
+    ``*``, ``%`` and ``+`` go through :meth:`call_binop` (and are so never folded into constants
+    when compiling): no string formatting, and nothing longer than :data:`MAX_VALUE`."""
+
+    intercepted_binops = frozenset({"*", "%", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        sized = (str, list, tuple)
+        if operator == "%" and isinstance(left, str):
+            raise SecurityError("string formatting with % is not allowed in a template")
+        if operator == "*" and (isinstance(left, sized) or isinstance(right, sized)):
+            seq, times = (left, right) if isinstance(left, sized) else (right, left)
+            if isinstance(times, int) and len(seq) * max(times, 0) > MAX_VALUE:
+                raise SecurityError(f"a value longer than {MAX_VALUE} is not built here")
+        concatenated = isinstance(left, sized) and isinstance(right, sized)
+        if operator == "+" and concatenated and len(left) + len(right) > MAX_VALUE:
+            raise SecurityError(f"a value longer than {MAX_VALUE} is not built here")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):  # what is missing is named: the first name not there
@@ -139,8 +164,10 @@ class Template:
     def render(self, scope: Mapping[str, Any]) -> Any:
         try:
             value = self._render(scope)
-        except (TemplateError, TypeError, ValueError, KeyError) as exc:
+        except (TemplateError, TypeError, ValueError, KeyError, OverflowError, OSError) as exc:
             raise TemplateProblem(f"{self.source!r}: {exc}") from None
+        if isinstance(value, str | list | tuple) and len(value) > MAX_VALUE:
+            raise TemplateProblem(f"{self.source!r}: renders longer than {MAX_VALUE}")
         if isinstance(value, Undefined):  # a lone expression reading what is not there
             raise TemplateProblem(f"{self.source!r}: {value._undefined_message}")
         return value
@@ -218,6 +245,11 @@ class Selector:
         if _depth(tree) > MAX_SELECTOR_DEPTH:
             raise TemplateProblem(f"selector {_shown(source)} nests deeper than"
                                   f" {MAX_SELECTOR_DEPTH} levels")  # fmt: skip
+        if _unbounded_join(tree):
+            raise TemplateProblem(
+                f"selector {_shown(source)}: join's separator must be a literal string"
+                " (else it is repeated once per item)"
+            )
         if _copies(tree) > MAX_SELECTOR_COPIES:
             raise TemplateProblem(
                 f"selector {_shown(source)} can hold what it reads more than {MAX_SELECTOR_COPIES}"
@@ -254,6 +286,18 @@ def _depth(tree: dict[str, Any]) -> int:
 _SUMS = frozenset({"multi_select_list", "multi_select_dict", "function_expression"})
 _EITHER = frozenset({"or_expression", "and_expression"})  # one operand's value
 _TRUTH = frozenset({"comparator", "not_expression"})  # a boolean
+
+
+def _unbounded_join(node: Any) -> bool:
+    """Whether ``node`` calls ``join`` with a separator that is not a literal."""
+    if not isinstance(node, dict):
+        return False
+    children = node.get("children", ())
+    if node.get("type") == "function_expression" and node.get("value") == "join":
+        glue = children[0] if children else None
+        if not (isinstance(glue, dict) and glue.get("type") == "literal"):
+            return True
+    return any(_unbounded_join(c) for c in children)
 
 
 def _copies(node: dict[str, Any]) -> int:

@@ -347,7 +347,7 @@ def test_the_demo_crm_loads_and_its_digest_is_the_sha256_of_its_bytes():
 def test_a_deeply_nested_template_is_refused_not_crashed():
     raw = definition()
     raw["streams"][0]["request"]["path"] = "{{ " + "(" * 100 + "1" + ")" * 100 + " }}"
-    assert problems(raw)
+    assert problems(raw) == ["streams[0].request.path: nested too deeply"]
 
 
 def test_a_get_request_cannot_send_the_cursor_or_the_filter_in_a_body():
