@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from common.roles import Role
 from gateway.sessions import cookies
 from gateway.sessions import service as sessions
-from tests.dashboard.conftest import axe, shoot
+from tests.dashboard.conftest import axe, settled, shoot
 from tests.people import TIMEOUTS, person
 from tests.support import connected, make_tenant
 
@@ -21,6 +21,10 @@ async def test_input_survives_an_ended_session(dash, signed_in, dsn) -> None:
     await seat.goto("/settings")
     industry = page.get_by_label("Industry")
     await expect(page.locator("#profile-form")).not_to_have_attribute("aria-busy", "true")
+    # every section has loaded (a read still under way when the session ends would open the
+    # dialog before the save does; the service worker's first install slows them down)
+    await settled(page)
+    await page.wait_for_load_state("networkidle")
     await industry.fill("robotics")
     # the session ends elsewhere (signed out on another device, or an admin ended it)
     async with httpx.AsyncClient(base_url=dash.gateway) as client:
