@@ -6,12 +6,14 @@ Real processes: the suite, the demo CRM and the example connector (rig.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shutil
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -73,9 +75,12 @@ class World:
         return {c["id"]: c for c in found}
 
 
-@pytest.fixture
-async def world(rig, dsn):
-    slug = await register(dsn, rig.crm_connector.url)
+@contextlib.asynccontextmanager
+async def world_of(rig, dsn: str, endpoint: str) -> AsyncIterator[World]:
+    """A new tenant's install of the connector at ``endpoint`` (put in the catalog under a
+    fresh slug) on the rig's demo CRM, reset and seeded with 30 contacts and 5 companies; its
+    scheduled runs off, active."""
+    slug = await register(dsn, endpoint)
     t = await make_tenant(dsn, role=Role.editor)
     crm = httpx.AsyncClient(base_url=rig.crm.url, headers={"X-API-Key": rig.crm_key}, timeout=30)
     await crm.post("/admin/reset")
@@ -87,12 +92,20 @@ async def world(rig, dsn):
     r = await client.patch(f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": 0})
     assert r.status_code == 200, r.text
     assert (await wait_status(client, iid, "active"))["status"] == "active"
+    installed = (await client.get(f"/api/v1/integrations/{iid}")).json()
+    assert installed["service_name"] == slug
     try:
         yield World(client, crm, iid)
     finally:
         await crm.delete("/admin/faults")
         await client.aclose()
         await crm.aclose()
+
+
+@pytest.fixture
+async def world(rig, dsn):
+    async with world_of(rig, dsn, rig.crm_connector.url) as world:
+        yield world
 
 
 async def test_initial_and_incremental_pull(world, dsn):

@@ -9,15 +9,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from common.roles import Role
 from seedos_sdk.testing.process import start
-from tests.connector_service.rig import SDK_DIR, install_crm, register, wait_status
+from tests.connector_service.rig import SDK_DIR
 from tests.connector_service.test_sync import (  # noqa: F401  (collected here, against this world)
-    World,
     test_edits_on_both_sides_converge,
     test_initial_and_incremental_pull,
+    world_of,
 )
-from tests.support import make_tenant
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +37,5 @@ def generic(tmp_path_factory):
 
 @pytest.fixture
 async def world(rig, dsn, generic):
-    slug = await register(dsn, generic)
-    t = await make_tenant(dsn, role=Role.editor)
-    crm = httpx.AsyncClient(base_url=rig.crm.url, headers={"X-API-Key": rig.crm_key}, timeout=30)
-    await crm.post("/admin/reset")
-    seeded = await crm.post("/admin/seed", json={"contacts": 30, "companies": 5})
-    assert seeded.status_code < 300, seeded.text
-    client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
-    iid = await install_crm(client, rig, slug, page_size=7)
-    r = await client.patch(f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": 0})
-    assert r.status_code == 200, r.text
-    assert (await wait_status(client, iid, "active"))["status"] == "active"
-    installed = (await client.get(f"/api/v1/integrations/{iid}")).json()
-    assert installed["service_name"] == slug
-    try:
-        yield World(client, crm, iid)
-    finally:
-        await crm.delete("/admin/faults")
-        await client.aclose()
-        await crm.aclose()
+    async with world_of(rig, dsn, generic) as world:
+        yield world
