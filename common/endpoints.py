@@ -21,7 +21,6 @@ the addresses it resolved to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from common.errors import InvalidRequest
@@ -76,16 +75,8 @@ class EndpointPolicy(egress.AddressPolicy):
 
     refused = EndpointNotAllowed
     unresolved = HostNotResolved
-
-    def __init__(
-        self,
-        allowed: Iterable[Network],
-        *,
-        name: str = "connector",
-        setting: str = CONNECTOR_SETTING,
-        resolver: Resolver = system_resolver,
-    ) -> None:
-        super().__init__(allowed, name=name, setting=setting, resolver=resolver)
+    default_name = "connector"
+    default_setting = CONNECTOR_SETTING
 
 
 def join(endpoint_url: str, path: str) -> str:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 HEAD_LIMIT = 64 * 1024
@@ -42,7 +41,6 @@ class NetCut:
         self._first.bind(("127.0.0.1", 0))
         self.port = self._first.getsockname()[1]
         self.server = f"http://127.0.0.1:{self.port}"
-        self.connections = 0  # accepted since the start, for tests that check traffic passed
         self.opened: list[str] = []  # each connection's first request line (the last 1,000)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="netcut")
@@ -109,7 +107,6 @@ class NetCut:
     # ----------------------------------------------------------------------- one connection
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         self._open.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
@@ -159,9 +156,3 @@ class NetCut:
         finally:
             with contextlib.suppress(Exception):
                 sink.write_eof()
-
-
-@contextlib.contextmanager
-def netcut(upstream: str) -> Iterator[NetCut]:
-    with NetCut(upstream) as cut:
-        yield cut

@@ -138,22 +138,27 @@ class AddressPolicy:
         resolver: how a host name becomes addresses (default: the system's getaddrinfo).
 
     Subclasses may set :attr:`refused` and :attr:`unresolved` to their own subclasses of
-    :class:`AddressNotAllowed` and :class:`HostNotResolved`: every refusal is raised as those.
+    :class:`AddressNotAllowed` and :class:`HostNotResolved` (every refusal is raised as those),
+    and :attr:`default_name` and :attr:`default_setting` to another rule's.
     """
 
     refused: type[AddressNotAllowed] = AddressNotAllowed
     unresolved: type[HostNotResolved] = HostNotResolved
+    # the rule when not told otherwise (a subclass may name another)
+    default_name: str = "egress"
+    default_setting: str = EGRESS_SETTING
 
     def __init__(
         self,
         allowed: Iterable[Network],
         *,
-        name: str = "egress",
-        setting: str = EGRESS_SETTING,
+        name: str | None = None,
+        setting: str | None = None,
         resolver: Resolver = system_resolver,
     ) -> None:
         self.allowed = tuple(allowed)
-        self.name, self.setting = name, setting
+        self.name = name or self.default_name
+        self.setting = setting or self.default_setting
         self._resolver = resolver
 
     def using(self, resolver: Resolver) -> Self:

@@ -69,11 +69,9 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         connector = f"http://127.0.0.1:{ports['crm_connector']}"
         assert demo["deployed"] is True and demo["manifest"]["name"] == "demo-crm"
         crm_key = re.search(r"demo CRM\s+\S+\s+\(API key (\S+)\)", banner)[1]
-        page = httpx.post(
-            f"{connector}/streams/contacts/read",
-            json={"config": {"base_url": f"http://127.0.0.1:{ports['crm']}"},
-                  "credentials": {"api_key": crm_key}},
-        ).json()  # fmt: skip
+        read = {"config": {"base_url": f"http://127.0.0.1:{ports['crm']}"},
+                "credentials": {"api_key": crm_key}}  # fmt: skip
+        page = httpx.post(f"{connector}/streams/contacts/read", json=read).json()
         assert len(page["records"]) > 0
         # the generic connector runs the demo CRM's definition, in the catalog at its digest's URL
         declarative = httpx.get(
@@ -84,11 +82,7 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         assert f"http://127.0.0.1:{ports['generic_connector']}/definitions" in banner
         served = httpx.get(f"http://127.0.0.1:{ports['generic_connector']}/definitions").json()
         endpoint = f"http://127.0.0.1:{ports['generic_connector']}" + served["items"][0]["path"]
-        page = httpx.post(
-            f"{endpoint}/streams/contacts/read",
-            json={"config": {"base_url": f"http://127.0.0.1:{ports['crm']}"},
-                  "credentials": {"api_key": crm_key}},
-        ).json()  # fmt: skip
+        page = httpx.post(f"{endpoint}/streams/contacts/read", json=read).json()
         assert len(page["records"]) > 0
         # and installed for the demo tenant, through the API, so the dashboard has records
         assert "(in the catalog as 'demo-crm', installed for the demo tenant" in banner

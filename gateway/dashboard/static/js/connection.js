@@ -13,7 +13,6 @@ const OFFLINE_ACTIONS = 'record edits, settings, enabling and disabling, checks,
 
 export const connection = {
   online: true,
-  since: null, // when the page found itself offline
   cachedAt: null // the oldest of the answers shown from this device's copy
 }
 const listeners = new Set()
@@ -35,7 +34,6 @@ function changed () {
 export function reachable () {
   if (connection.online) return
   connection.online = true
-  connection.since = null
   connection.cachedAt = null
   clearTimeout(probeTimer)
   probeWait = PROBE_FIRST_MS
@@ -47,7 +45,6 @@ export function reachable () {
 export function unreachable () {
   if (!connection.online) return
   connection.online = false
-  connection.since = new Date()
   changed()
   probeSoon()
 }

@@ -123,7 +123,6 @@ class Room {
     this.records = this.doc.getMap('records')
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
     this.shown = false // its first contents (this device's copy or the server's) are on screen
-    this.isSynced = false
     this.local = new IndexeddbPersistence(this.name, this.doc)
     this.local.whenSynced.then(() => this.loaded())
     this.records.observeDeep((events, transaction) => {
@@ -180,7 +179,6 @@ class Room {
     provider.on('connection-close', (event) => { if (this.provider === provider) this.closed(event) })
     provider.on('sync', (synced) => {
       if (!synced) return
-      this.isSynced = true
       this.attempts = 0
       this.loaded()
       for (const key of this.keys) showRecord(key)
@@ -207,7 +205,6 @@ class Room {
     const provider = this.provider
     if (!provider || !provider.shouldConnect) return // left on purpose
     provider.shouldConnect = false // a ticket is single use: never retried
-    this.isSynced = false
     const code = event?.code
     const reason = event?.reason || ''
     updateLive()
@@ -261,16 +258,14 @@ class Room {
     }
     announce(`A change to ${key || 'a record'} was refused: ${why}`)
     showRefusals()
-    await this.restart(true)
+    await this.restart()
   }
 
-  async restart (dropCopy) { // start again from the server's document
+  async restart () { // this device's copy dropped: start again from the server's document
     const local = this.local
     this.leave()
-    if (dropCopy) {
-      await local.destroy()
-      await clearDocument(this.name).catch(() => {})
-    }
+    await local.destroy()
+    await clearDocument(this.name).catch(() => {})
     this.start()
   }
 
