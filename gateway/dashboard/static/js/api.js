@@ -8,7 +8,7 @@
 // cached` with `x-seedos-cached-at`, or `x-seedos-offline: missing` (503) when it has none:
 // either way the page is offline (connection.js), and a copy's age is shown.
 
-import { reachable, servedFromCache, unreachable, connection } from './connection.js'
+import { connection, probe, reachable, servedFromCache, unreachable } from './connection.js'
 import { announce } from './dom.js'
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -44,6 +44,7 @@ export class ApiError extends Error {
 export async function csrfToken ({ stale = false } = {}) {
   const meta = document.querySelector('meta[name="csrf-token"]')
   if (meta?.content && !stale) return meta.content
+  if (!connection.online) await probe() // the person acts now: is the connection back?
   if (!connection.online) throw new ApiError(0, OFFLINE) // nothing to ask: the change waits
   const me = await api('/api/v1/me')
   const { user, tenantId } = document.body.dataset
