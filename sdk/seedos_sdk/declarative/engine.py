@@ -480,19 +480,25 @@ def _decode(cursor: str | None) -> dict[str, Any]:
 
 def _writer(write: dict[str, Any], pk: str) -> Any:
     gate_size = write.get("concurrency", 8)
+    upsert_spec, create, update = write.get("upsert"), write.get("create"), write.get("update")
+    missing = frozenset(write.get("missing_statuses", (404,))) if create and update else frozenset()
 
     async def run(
         ctx: Context, upserts: list[dict[str, Any]], deletes: list[str]
     ) -> list[WriteResult]:
         gate = asyncio.Semaphore(gate_size)
 
-        async def one(spec: dict[str, Any], key: str, scope: dict[str, Any]) -> WriteResult:
+        async def one(spec: dict[str, Any], key: str, scope: dict[str, Any]) -> WriteResult | None:
+            """The result of ``spec``'s request, or None when the API has no record with this
+            key (a status in ``missing``, for an update that may become a create)."""
             async with gate:
                 try:
                     response = await _send(ctx, spec, scope)
                 except (PermanentError, RetryableError) as exc:
                     if exc.upstream_status in spec.get("ok_statuses", ()):
                         return WriteResult(key, True)
+                    if spec is update and exc.upstream_status in missing:
+                        return None
                     return WriteResult(key, False, exc.message, exc.category.value)
                 except TemplateProblem as exc:
                     return WriteResult(key, False, str(exc), "permanent")
@@ -506,30 +512,32 @@ def _writer(write: dict[str, Any], pk: str) -> Any:
             return WriteResult(str(written.get(pk, key)) if written and not key else key, True,
                                record=written)  # fmt: skip
 
-        def upsert(record: dict[str, Any]) -> Any:
+        async def upsert(record: dict[str, Any]) -> WriteResult:
             key = str(record.get(pk) or "")
             scope = _scope(ctx, record=record, key=key)
-            spec = write.get("upsert") or (write.get("create") if not key else write.get("update"))
-            if spec is None:
-                return _done(WriteResult(key, False, "this stream cannot create records without"
-                                         f" their {pk}", "permanent"))  # fmt: skip
-            return one(spec, key, scope)
+            if upsert_spec is not None:
+                return await one(upsert_spec, key, scope) or WriteResult(key, True)
+            if key and update is not None:
+                updated = await one(update, key, scope)
+                if updated is not None:
+                    return updated
+            if create is None:
+                return WriteResult(key, False, f"this stream cannot create records without"
+                                   f" their {pk}", "permanent")  # fmt: skip
+            # a key the API does not know (one the platform made): created, the API's key in
+            # the answer's record
+            return await one(create, key, scope) or WriteResult(key, True)
 
-        def delete(key: str) -> Any:
+        async def delete(key: str) -> WriteResult:
             spec = write.get("delete")
             if spec is None:
-                return _done(WriteResult(key, False, "this stream cannot delete records",
-                                         "permanent"))  # fmt: skip
-            return one(spec, key, _scope(ctx, key=key))
+                return WriteResult(key, False, "this stream cannot delete records", "permanent")
+            return await one(spec, key, _scope(ctx, key=key)) or WriteResult(key, True)
 
         jobs = [upsert(r) for r in upserts] + [delete(k) for k in deletes]
         return list(await asyncio.gather(*jobs))
 
     return run
-
-
-async def _done(result: WriteResult) -> WriteResult:
-    return result
 
 
 # ---------------------------------------------------------------------------------- actions

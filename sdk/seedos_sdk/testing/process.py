@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,25 @@ def start(
     port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
            "--no-access-log"] + (["--factory"] if factory else [])  # fmt: skip
+    return start_command(cmd, port=port, env=env, cwd=cwd, ready_path=ready_path,
+                         timeout=timeout, log_path=log_path, name=app)  # fmt: skip
+
+
+def start_command(
+    cmd: list[str],
+    *,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    ready_path: str = "/healthz",
+    ready_statuses: Collection[int] = (200,),
+    timeout: float = 30.0,
+    log_path: Path | None = None,
+    name: str | None = None,
+) -> Served:
+    """Start ``cmd``, a server that listens on 127.0.0.1:``port``, in its own session, and wait
+    until ``ready_path`` answers one of ``ready_statuses``."""
+    name = name or cmd[0]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=out,
@@ -68,15 +87,15 @@ def start(
     with httpx.Client(timeout=2.0) as client:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{app} exited with code {proc.returncode}\n{served.logs()}")
+                raise RuntimeError(f"{name} exited with code {proc.returncode}\n{served.logs()}")
             try:
-                if client.get(served.url + ready_path).status_code == 200:
+                if client.get(served.url + ready_path).status_code in ready_statuses:
                     return served
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 served.stop()
-                raise TimeoutError(f"{app} not ready after {timeout:g} s\n{served.logs()}")
+                raise TimeoutError(f"{name} not ready after {timeout:g} s\n{served.logs()}")
             time.sleep(0.05)
 
 
