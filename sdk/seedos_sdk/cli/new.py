@@ -1,10 +1,13 @@
-"""``seedos-connector new NAME --auth SCHEME``: scaffold a connector project.
+"""``seedos-connector new NAME --auth SCHEME [--declarative]``: scaffold a connector project.
 
-The project is rendered with copier from the template shipped in this package
-(``seedos_sdk/templates/connector``): source with a sample stream and action, tests that run
-the conformance suite against a local fixture API, README, Dockerfile, Kubernetes manifests and
-a GitHub Actions workflow. Nothing is written when an argument is wrong, and a half-written
-project is removed when rendering fails.
+The project is rendered with copier from a template shipped in this package. A hand-written
+connector (``seedos_sdk/templates/connector``): source with a sample stream and action, tests
+that run the conformance suite against a local fixture API, README, Dockerfile, Kubernetes
+manifests and a GitHub Actions workflow. With ``--declarative``, a connector definition
+(``seedos_sdk/templates/definition``): ``connector.yaml`` with a sample stream (pages, an
+incremental cursor, writes), action and check, tests that run the conformance suite against the
+generic connector serving it and a small stand-in API, and a README. Nothing is written when an
+argument is wrong, and a half-written project is removed when rendering fails.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import copier
 import typer
 
 TEMPLATE_DIR = Path(__file__).parents[1] / "templates" / "connector"
+DEFINITION_TEMPLATE_DIR = Path(__file__).parents[1] / "templates" / "definition"
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 DESCRIPTION_MAX = 80
 RESERVED_PACKAGES = frozenset({"seedos_sdk", "tests", "fixture_api", "conftest"})
@@ -36,11 +40,13 @@ class AuthChoice(StrEnum):
     none = "none"
 
 
-def _check_name(name: str) -> str:
+def _check_name(ctx: typer.Context, name: str) -> str:
     if not NAME.match(name):
         raise typer.BadParameter(
             "use 2 to 63 lowercase letters, digits and '-', starting with a letter (e.g. acme-crm)"
         )
+    if ctx.params.get("declarative"):
+        return name  # a definition makes no Python package: nothing it could shadow
     package = name.replace("-", "_")
     if keyword.iskeyword(package):
         raise typer.BadParameter(f"its package {package!r} is a Python keyword")
@@ -117,11 +123,23 @@ def new_command(
             callback=_check_description,
         ),
     ] = "",
-    author: Annotated[str, typer.Option(help="Author named in pyproject.toml.")] = "",
+    author: Annotated[
+        str, typer.Option(help="Author named in pyproject.toml (in README.md with --declarative).")
+    ] = "",
+    declarative: Annotated[
+        bool,
+        typer.Option(
+            "--declarative",
+            help="A connector definition (connector.yaml, run by the SDK's generic connector)"
+            " instead of Python code.",
+            is_eager=True,  # read before NAME, whose checks depend on it
+        ),
+    ] = False,
 ) -> None:
     """Create a connector project: a sample stream and action calling an HTTP API, tests with
-    the conformance suite, Dockerfile, Kubernetes manifests and CI. Its tests pass as
-    generated."""
+    the conformance suite, Dockerfile, Kubernetes manifests and CI; with --declarative, a
+    connector definition with the same sample, tests against a stand-in API, and a README. Its
+    tests pass as generated."""
     target = (output or Path.cwd()).resolve() / name
     if target.exists() or target.is_symlink():
         typer.secho(
@@ -134,8 +152,9 @@ def new_command(
     if description:
         data["description"] = description
     try:
+        template = DEFINITION_TEMPLATE_DIR if declarative else TEMPLATE_DIR
         copier.run_copy(
-            str(TEMPLATE_DIR), str(target), data=data, defaults=True, quiet=True, unsafe=False
+            str(template), str(target), data=data, defaults=True, quiet=True, unsafe=False
         )
     except BaseException as exc:
         shutil.rmtree(target, ignore_errors=True)
@@ -143,7 +162,25 @@ def new_command(
             raise
         typer.secho(f"Error: could not render the project: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
-    _print_next_steps(target, name=name, auth=auth)
+    if declarative:
+        _print_definition_next_steps(target, name=name, auth=auth)
+    else:
+        _print_next_steps(target, name=name, auth=auth)
+
+
+def _print_definition_next_steps(target: Path, *, name: str, auth: AuthChoice) -> None:
+    typer.secho(f"Created {name} (a connector definition, {auth.value} auth) in {target}",
+                fg="green")  # fmt: skip
+    typer.echo(
+        "\nNext steps:\n"
+        f"  cd {_shown(target)}\n"
+        "  python3.11 -m venv .venv && . .venv/bin/activate\n"
+        f"  pip install -e '{_sdk_requirement()}'   # seedos-sdk is not on PyPI yet\n"
+        "  pytest                                   # conformance suite against the stand-in API\n"
+        "  seedos-connector dev --definition connector.yaml\n"
+        "\nThen edit connector.yaml for your API; README.md covers testing it against your API"
+        " and `seedos-connector publish`."
+    )
 
 
 def _print_next_steps(target: Path, *, name: str, auth: AuthChoice) -> None:
