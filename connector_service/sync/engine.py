@@ -295,7 +295,7 @@ class SyncEngine:
             await self._settle(target, [(row, "dead", why) for row in batch])
             return 0
         pk = stream.get("primary_key") or "id"
-        integers = rec.integer_fields(stream.get("schema") or {})
+        integers = rec.field_kinds(stream.get("schema") or {})
         upserts, deletes, upserted, deleted = [], [], [], []
         held = await access.read(self.store, target.id,
                                  [rec.key(name, row["record_key"]) for row in batch])  # fmt: skip
@@ -337,6 +337,15 @@ class SyncEngine:
             else:
                 verdicts.append((row, "dead", str(result.get("error") or "refused")))
         await self._settle(target, verdicts)
+        # records the platform made that the external system created under keys of its own:
+        # moved to those keys (after _settle, so that a change since the write is what stays)
+        moves = [(row["record_key"], result["record"])
+                 for row, result in zip(upserted, results, strict=False)
+                 if result.get("ok") and isinstance(result.get("record"), dict)
+                 and result["record"].get(pk) not in (None, "")
+                 and str(result["record"][pk]) != row["record_key"]]  # fmt: skip
+        if moves:
+            await pulls.adopt(self.store, target.id, name, pk, moves)
         done = sum(1 for _, v, _ in verdicts if v == "done")
         PUSHED.labels(target.service_name).inc(done)
         return done

@@ -139,3 +139,76 @@ def _merge(
             for field, value in rec.changed(current.to_py(), incoming).items():
                 if field not in held:
                     current[field] = value
+
+
+async def adopt(
+    store: DocStore, integration_id: uuid.UUID, stream: str, pk: str,
+    moves: list[tuple[str, dict[str, Any]]],
+) -> None:  # fmt: skip
+    """Records the platform created under keys it made up, which the external system created
+    under keys of its own (``moves``: the platform's primary key, the record the system
+    answered): each moves to the system's key, in one transaction with the outbox, so that the
+    next pull finds it where it is instead of adding it a second time.
+
+    A change the platform made to one since its write went out is still in the outbox: it
+    follows the record (its fields keep the platform's values, and will be written under the
+    new key); a deletion meanwhile deletes the record the system made."""
+    pairs = [(rec.key(stream, old), rec.key(stream, record[pk]), old, str(record[pk]), record)
+             for old, record in moves]  # fmt: skip
+    keys = list(dict.fromkeys(k for o, n, *_ in pairs for k in (o, n)))
+    for attempt in range(ROUTE_ATTEMPTS):
+        layout = await store.router.holding(integration_id, stream, fresh=attempt > 0)
+        shard_of: dict[str, uuid.UUID] = {}
+        for k in keys:
+            shard = layout.route(k, key_hash(k))
+            if shard is None:
+                raise RuntimeError(f"no shard holds {k!r}")  # never: the stream's shards cover it
+            shard_of[k] = shard.id
+        try:
+            async with store.sessions(sorted(set(shard_of.values())), transient=True) as lives:
+
+                async def compute(
+                    conn: asyncpg.Connection, lives: list[Any] = lives,
+                    shard_of: dict[str, uuid.UUID] = shard_of,
+                ) -> list[bytes]:  # fmt: skip
+                    pending = await repository.pending_fields(conn, integration_id, stream)
+                    by_id = {live.shard_id: live for live in lives}
+                    now = {o: by_id[shard_of[o]].get(o) for o, *_ in pairs}  # before any move
+                    return [live.transact(EXTERNAL, functools.partial(
+                        _move, shard_id=live.shard_id, shard_of=shard_of, pairs=pairs, now=now,
+                        pending=pending))[0] for live in lives]  # fmt: skip
+
+                async def follow(conn: asyncpg.Connection, _update_id: int) -> None:
+                    moved = [(old, new) for _o, _n, old, new, _r in pairs]
+                    await repository.rekey(conn, integration_id, stream, moved)
+
+                await store.append_computed(lives, EXTERNAL, compute, follow)
+        except ShardSplit:
+            if attempt == ROUTE_ATTEMPTS - 1:
+                raise
+            continue
+        return
+
+
+def _move(
+    records: Map, *, shard_id: uuid.UUID, shard_of: dict[str, uuid.UUID],
+    pairs: list[tuple[str, str, str, str, dict[str, Any]]],
+    now: dict[str, dict[str, Any] | None], pending: dict[str, set[str] | None],
+) -> None:  # fmt: skip
+    for old_key, new_key, old, _new, record in pairs:
+        if shard_of[old_key] == shard_id and old_key in records:
+            del records[old_key]
+        if shard_of[new_key] != shard_id:
+            continue
+        waiting = pending.get(old, set())
+        if waiting is None:
+            continue  # deleted on the platform meanwhile: the outbox deletes it there too
+        incoming = rec.to_fields(record)
+        held = now.get(old_key) or {}
+        incoming.update({f: held[f] for f in waiting if f in held})  # the platform's, pending
+        current = records.get(new_key) if new_key in records else None
+        if not isinstance(current, Map):
+            rec.insert(records, new_key, incoming)
+            continue
+        for field, value in rec.changed(current.to_py(), incoming).items():
+            current[field] = value

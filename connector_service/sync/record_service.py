@@ -39,7 +39,7 @@ async def list_records(
     at most: the page may then be short, its ``next_cursor`` where to go on."""
     prefix = f"{stream['name']}/"
     start = (key_hash(prefix + after), prefix + after) if after is not None else (-1, "")
-    integers = rec.integer_fields(stream.get("schema") or {})
+    integers = rec.field_kinds(stream.get("schema") or {})
     needle = contains.casefold() if contains else None
     for attempt in range(ATTEMPTS):
         layout = await store.router.layout(target.id, fresh=attempt > 0)
@@ -92,7 +92,7 @@ async def get_record(
         fields = None if live is None else live.get(rec.key(stream["name"], pk))
     if fields is None:
         raise RecordNotFound(f"no {stream['name']} record {pk!r}")
-    return rec.from_fields(fields, rec.integer_fields(stream.get("schema") or {}))
+    return rec.from_fields(fields, rec.field_kinds(stream.get("schema") or {}))
 
 
 async def patch_record(
@@ -118,7 +118,7 @@ async def _patch(
     store: DocStore, target: Target, stream: Mapping[str, Any], pk: str, body: dict,
     key_field: str,
 ) -> dict[str, Any]:  # fmt: skip
-    integers = rec.integer_fields(stream.get("schema") or {})
+    integers = rec.field_kinds(stream.get("schema") or {})
     k = rec.key(stream["name"], pk)
     async with access.session_for(store, target.id, k, create=True) as live:
         assert live is not None  # created

@@ -4,7 +4,8 @@ One root map ``records``; keys ``<stream>/<primary key>`` (stream names hold no 
 keys are strings); values maps of JSON scalars (string, number, boolean, null). A field whose
 value is an object or an array is held as its JSON text. Numbers come back from the document
 as floats (Yjs has one number type): fields the stream's schema declares ``integer`` are turned
-back into integers on the way out.
+back into integers on the way out, and fields it declares ``object`` or ``array`` back into
+their values (:func:`field_kinds`, :func:`from_fields`).
 
 :func:`schema_problems` is the one rule a record must meet, whatever changed it: the JSON API's
 ``PATCH`` and Yjs updates (``POST sync``, WebSocket clients) alike.
@@ -13,6 +14,7 @@ back into integers on the way out.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -60,27 +62,53 @@ def insert(records: Map, record_key: str, fields: Mapping[str, Any]) -> None:
             record[name] = value
 
 
-def integer_fields(schema: Mapping[str, Any]) -> frozenset[str]:
+@dataclass(frozen=True)
+class Kinds:
+    """The fields a stream's schema says are integers (the document holds floats), and those it
+    says are objects or arrays (the document holds their JSON text)."""
+
+    integers: frozenset[str] = frozenset()
+    structured: frozenset[str] = frozenset()
+
+
+def field_kinds(schema: Any) -> Kinds:
     properties = schema.get("properties") if isinstance(schema, Mapping) else None
     if not isinstance(properties, Mapping):
-        return frozenset()
-    out = set()
+        return Kinds()
+    integers, structured = set(), set()
     for name, spec in properties.items():
         kinds = spec.get("type") if isinstance(spec, Mapping) else None
-        kinds = kinds if isinstance(kinds, list) else [kinds]
+        kinds = set(kinds) if isinstance(kinds, list) else {kinds}
         if "integer" in kinds and "number" not in kinds:
-            out.add(name)
-    return frozenset(out)
+            integers.add(name)
+        if kinds & {"object", "array"} and "string" not in kinds:
+            structured.add(name)
+    return Kinds(frozenset(integers), frozenset(structured))
 
 
-def from_fields(fields: Mapping[str, Any], integers: frozenset[str]) -> dict[str, Any]:
-    """A record out of the document: integers back where the schema wants them."""
-    return {
-        name: int(value)
-        if name in integers and isinstance(value, float) and value.is_integer()
-        else value
-        for name, value in fields.items()
-    }
+def from_fields(fields: Mapping[str, Any], kinds: Kinds) -> dict[str, Any]:
+    """A record out of the document: integers, objects and arrays back where the schema wants
+    them."""
+    if not kinds.integers and not kinds.structured:
+        return dict(fields)
+    out = dict(fields)
+    for name in kinds.integers & out.keys():
+        value = out[name]
+        if isinstance(value, float) and value.is_integer():
+            out[name] = int(value)
+    for name in kinds.structured & out.keys():
+        out[name] = _parsed(out[name])
+    return out
+
+
+def _parsed(value: Any) -> Any:
+    """JSON text as its value (what is not JSON text stays as it is, for the schema to refuse)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
 
 
 def changed(current: Mapping[str, Any], incoming: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,9 +136,12 @@ def schema_problems(fields: Mapping[str, Any], schema: Any) -> list[tuple[str, s
     raises :class:`jsonschemas.UnusableSchema`."""
     if not isinstance(schema, dict):
         return []
+    structured = field_kinds(schema).structured
     record = {
         name: int(value)
         if isinstance(value, float) and value.is_integer() and abs(value) < SAFE_INTEGER
+        else _parsed(value)
+        if name in structured
         else value
         for name, value in fields.items()
     }

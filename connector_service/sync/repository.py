@@ -37,6 +37,17 @@ async def reset_cursors(conn: asyncpg.Connection, integration_id: uuid.UUID) -> 
     await conn.execute("DELETE FROM sync_loads WHERE integration_id = $1", integration_id)
 
 
+# a change to a record already in the outbox: its fields accumulated, its version bumped, a dead
+# letter revived
+_ACCUMULATE = (
+    " ON CONFLICT (integration_id, stream, record_key) DO UPDATE SET"
+    " fields = ARRAY(SELECT DISTINCT unnest(sync_outbox.fields || EXCLUDED.fields)),"
+    " deleted = EXCLUDED.deleted, version = sync_outbox.version + 1, state = 'pending',"
+    " attempts = 0, next_attempt_at = now(), first_failed_at = NULL, last_error = NULL,"
+    " updated_at = now()"
+)
+
+
 async def enqueue(
     conn: asyncpg.Connection,
     integration_id: uuid.UUID,
@@ -52,17 +63,28 @@ async def enqueue(
         "INSERT INTO sync_outbox (integration_id, stream, record_key, fields, deleted)"
         " SELECT $1, s, k, ARRAY(SELECT jsonb_array_elements_text(f::jsonb)), d"
         " FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS c(s, k, f, d)"
-        " ON CONFLICT (integration_id, stream, record_key) DO UPDATE SET"
-        " fields = ARRAY(SELECT DISTINCT unnest(sync_outbox.fields || EXCLUDED.fields)),"
-        " deleted = EXCLUDED.deleted, version = sync_outbox.version + 1, state = 'pending',"
-        " attempts = 0, next_attempt_at = now(), first_failed_at = NULL, last_error = NULL,"
-        " updated_at = now()",
+        + _ACCUMULATE,
         integration_id,
         list(streams),
         list(keys),
         [json.dumps(f) for f in fields],  # a list per row: as JSON text, not a 2-D array
         list(deleted),
     )
+
+
+async def rekey(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, stream: str, moves: list[tuple[str, str]]
+) -> None:
+    """The outbox rows of records that moved to a new key (``moves``: old key, new key) follow
+    them, accumulated into a row the new key may have."""
+    for old, new in moves:
+        await conn.execute(
+            "WITH moved AS (DELETE FROM sync_outbox WHERE integration_id = $1 AND stream = $2"
+            " AND record_key = $3 RETURNING fields, deleted)"
+            " INSERT INTO sync_outbox (integration_id, stream, record_key, fields, deleted)"
+            " SELECT $1, $2, $4, fields, deleted FROM moved" + _ACCUMULATE,
+            integration_id, stream, old, new,
+        )  # fmt: skip
 
 
 async def pending_fields(

@@ -4,9 +4,11 @@ the demo CRM and the SDK's example connector in front of it, as real processes."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,24 @@ def start_rig(dsn: str, logs: Path, *, ports: dict[str, int] | None = None, **en
         **env,
     )  # fmt: skip
     return Rig(suite, crm, connector, key, logs)
+
+
+@contextlib.contextmanager
+def generic_connector(logs: Path) -> Iterator[Callable[[str], str]]:
+    """The SDK's generic connector serving the example definitions (sdk/examples/definitions),
+    free to call APIs on loopback; yields ``url_of(name)``: the URL an install of that
+    definition calls."""
+    served = start("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK_DIR,
+                   env={"SEEDOS_DEFINITIONS": str(SDK_DIR / "examples" / "definitions"),
+                        "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"},
+                   log_path=logs / "generic.log")  # fmt: skip
+    try:
+        listing = httpx.get(served.url + "/definitions", timeout=10).json()
+        assert not listing["refused"], listing
+        paths = {d["name"]: d["path"] for d in listing["items"]}
+        yield lambda name: served.url + paths[name]
+    finally:
+        served.stop()
 
 
 def stop_rig(rig: Rig) -> None:

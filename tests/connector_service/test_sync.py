@@ -61,9 +61,13 @@ class World:
             await asyncio.sleep(0.2)
 
     async def contacts(self) -> dict[str, dict]:
+        return await self.records("contacts")
+
+    async def records(self, stream: str) -> dict[str, dict]:
+        """Every record of ``stream`` the platform holds, by primary key (``id``)."""
         out, cursor = {}, None
         while True:
-            params = {"stream": "contacts", "limit": 200, **({"cursor": cursor} if cursor else {})}
+            params = {"stream": stream, "limit": 200, **({"cursor": cursor} if cursor else {})}
             page = (await self.client.get(self.base + "/records", params=params)).json()
             out |= {r["id"]: r for r in page["items"]}
             cursor = page["next_cursor"]
