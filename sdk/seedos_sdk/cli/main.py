@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 
+from seedos_sdk.cli import definitions as definition_files
 from seedos_sdk.cli.new import new_command
+from seedos_sdk.declarative.definition import digest_of
 from seedos_sdk.testing.conformance import Target, run_checks
 from seedos_sdk.testing.process import serve
 
@@ -38,30 +42,77 @@ def _json_option(value: str | None, what: str) -> dict[str, Any]:
 
 @app.command()
 def dev(
-    target: Annotated[str, typer.Argument(help="The ASGI app, e.g. my_connector.connector:app")],
+    target: Annotated[
+        str | None, typer.Argument(help="The ASGI app, e.g. my_connector.connector:app")
+    ] = None,
+    definition: Annotated[
+        Path | None,
+        typer.Option(
+            help="A connector definition (connector.yaml) to serve instead", dir_okay=False
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --definition: a host whose addresses the egress rule lets"
+            " through (e.g. 127.0.0.1 for an API on this machine); repeatable"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8010,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default 8010; 8014 with --definition)")
+    ] = None,
 ) -> None:
-    """Run a connector locally, reloading when its code changes."""
+    """Run a connector locally, reloading when its code changes; or serve a definition with
+    the generic connector, reloading when the file changes."""
+    if bool(target) == bool(definition):
+        raise typer.BadParameter("give exactly one of an ASGI app or --definition")
+    if allow_host and not definition:
+        raise typer.BadParameter("--allow-host goes with --definition")
+    if definition:
+        from seedos_sdk.cli import dev as definition_dev
+
+        definition_dev.run(definition, host=host, port=port or 8014, allow_hosts=allow_host or [])
+        return
     import uvicorn
 
     sys.path.insert(0, str(Path.cwd()))
-    uvicorn.run(target, host=host, port=port, reload=True, reload_dirs=[str(Path.cwd())])
+    uvicorn.run(
+        str(target), host=host, port=port or 8010, reload=True, reload_dirs=[str(Path.cwd())]
+    )
 
 
 @app.command("test")
 def test_command(
     target: AppOption = None,
     url: Annotated[str | None, typer.Option(help="A running connector's base URL")] = None,
+    definition: Annotated[
+        Path | None,
+        typer.Option(
+            help="A connector definition (connector.yaml), served by the generic"
+            " connector for the run",
+            dir_okay=False,
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="With --definition: the API to call instead of the definition's"
+            " base_url; exactly its host's addresses are let through the egress rule"
+        ),
+    ] = None,
     config: Annotated[str | None, typer.Option(help="Install config as JSON or @file")] = None,
     credentials: Annotated[str | None, typer.Option(help="Credentials as JSON or @file")] = None,
     write_samples: Annotated[
         str | None, typer.Option(help='Records to write per stream: {"stream": [{...}]}')
     ] = None,
 ) -> None:
-    """Run the conformance suite against a connector (started from --app, or at --url)."""
-    if bool(target) == bool(url):
-        raise typer.BadParameter("give exactly one of --app or --url")
+    """Run the conformance suite against a connector: started from --app, running at --url,
+    or a definition served by the generic connector (--definition, with --base-url)."""
+    if sum(map(bool, (target, url, definition))) != 1:
+        raise typer.BadParameter("give exactly one of --app, --url or --definition")
+    if base_url and not definition:
+        raise typer.BadParameter("--base-url goes with --definition")
     cfg = _json_option(config, "--config")
     creds = _json_option(credentials, "--credentials")
     samples = _json_option(write_samples, "--write-samples")
@@ -75,6 +126,9 @@ def test_command(
 
     if url:
         results = run(url.rstrip("/"))
+    elif definition:
+        with _served_definition(definition, base_url, cfg) as contract:
+            results = run(contract)
     else:
         sys.path.insert(0, str(Path.cwd()))
         with serve(str(target), cwd=Path.cwd()) as served:
@@ -87,7 +141,32 @@ def test_command(
             failed += 1
             typer.secho(f"FAIL  {name}: {problem}", fg="red")
     typer.echo(f"{len(results) - failed} passed, {failed} failed")
+    if definition and any("egress_refused" in (p or "") for p in results.values()):
+        typer.echo("(the egress rule refused a call: an API on this machine or a private network"
+                   " is reached with --base-url, which lets its host through)")  # fmt: skip
     raise typer.Exit(1 if failed else 0)
+
+
+@contextmanager
+def _served_definition(path: Path, base_url: str | None, config: dict[str, Any]) -> Iterator[str]:
+    """The definition checked (exit 1 listing every problem), pointed at ``base_url`` and
+    served by the generic connector; ``config`` gets ``base_url`` when the definition's config
+    schema has one and it is not given."""
+    text, checked = definition_files.read_definition(path)
+    typer.echo(f"definition: {definition_files.describe(checked, path)}")
+    if base_url:
+        typer.echo(f"base URL: {base_url} (in place of the definition's"
+                   f" {checked.raw['base_url']!r})")  # fmt: skip
+        properties = checked.raw.get("config_schema", {}).get("properties", {})
+        if "base_url" in properties and "base_url" not in config:
+            config["base_url"] = base_url
+        egress = definition_files.egress_allowing([("--base-url", base_url)])
+        text, checked = definition_files.with_base_url(checked, base_url)
+    else:
+        egress = definition_files.egress_allowing([])
+    typer.echo(f"egress: {egress.said}")
+    with definition_files.served(text, checked, egress=egress) as contract:
+        yield contract
 
 
 @app.command()
@@ -96,26 +175,37 @@ def publish(
     api_key: Annotated[
         str, typer.Option(help="An API key with the publisher role", envvar="SEEDOS_API_KEY")
     ],
-    endpoint: Annotated[str, typer.Option(help="Where the deployed connector listens")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="Where the deployed connector listens")
+    ] = None,
+    definition: Annotated[
+        Path | None,
+        typer.Option(
+            help="A connector definition (connector.yaml) to publish instead: the"
+            " platform's generic connector runs it",
+            dir_okay=False,
+        ),
+    ] = None,
     category: Annotated[
         str | None, typer.Option(help="Marketplace category, e.g. crm (kept when absent)")
     ] = None,
     vendor: Annotated[str | None, typer.Option(help="Who makes the connected product")] = None,
 ) -> None:
-    """Publish the connector at --endpoint (its manifest and URL) to the marketplace: a new
-    entry, or a higher version of one your tenant published."""
+    """Publish the connector at --endpoint (its manifest and URL), or the definition in
+    --definition (its text), to the marketplace: a new entry, or a higher version of one your
+    tenant published."""
+    if bool(endpoint) == bool(definition):
+        raise typer.BadParameter("give exactly one of --endpoint or --definition")
+    extra = {k: v for k, v in (("category", category), ("vendor", vendor)) if v is not None}
+    text = definition_files.read_text(definition) if definition else ""
     with httpx.Client(timeout=30) as client:
-        try:
-            got = client.get(endpoint.rstrip("/") + "/manifest")
-        except httpx.HTTPError as exc:
-            _fail(f"cannot reach the connector at {endpoint}: {exc}")
-        if got.status_code != 200:
-            _fail(f"{endpoint}/manifest answered {got.status_code}")
-        if not isinstance(manifest := _json(got), dict):
-            _fail(f"{endpoint}/manifest answered something that is not a JSON object")
-        target = gateway.rstrip("/") + "/api/v1/marketplace/connectors"
-        body: dict[str, Any] = {"manifest": manifest, "endpoint_url": endpoint}
-        body |= {k: v for k, v in (("category", category), ("vendor", vendor)) if v is not None}
+        if definition:
+            target = gateway.rstrip("/") + "/api/v1/marketplace/definitions"
+            body: dict[str, Any] = {"definition": text, **extra}
+        else:
+            endpoint = str(endpoint)
+            target = gateway.rstrip("/") + "/api/v1/marketplace/connectors"
+            body = {"manifest": _manifest(client, endpoint), "endpoint_url": endpoint, **extra}
         try:
             r = client.post(target, json=body, headers={"Authorization": f"Bearer {api_key}"})
         except httpx.HTTPError as exc:
@@ -136,6 +226,22 @@ def publish(
               f" entry: {r.text[:200]!r}; check --gateway")  # fmt: skip
     what = "a new entry" if r.status_code == 201 else "a new version"
     typer.echo(f"published {answer['slug']} {answer['version']} ({what}, {answer['name']!r})")
+    if definition:
+        typer.echo(f"the platform's generic connector runs the text with sha-256 {digest_of(text)}"
+                   "; installs stay on it until their tenants upgrade them")  # fmt: skip
+
+
+def _manifest(client: httpx.Client, endpoint: str) -> dict[str, Any]:
+    """The deployed connector's manifest, or exit 1 saying what is wrong."""
+    try:
+        got = client.get(endpoint.rstrip("/") + "/manifest")
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the connector at {endpoint}: {exc}")
+    if got.status_code != 200:
+        _fail(f"{endpoint}/manifest answered {got.status_code}")
+    if not isinstance(manifest := _json(got), dict):
+        _fail(f"{endpoint}/manifest answered something that is not a JSON object")
+    return manifest
 
 
 @app.command()

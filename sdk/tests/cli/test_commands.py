@@ -55,7 +55,7 @@ def test_test_command_passes_on_the_example_and_fails_with_wrong_credentials(crm
 
 def test_test_command_needs_exactly_one_target():
     r = cli("test")
-    assert r.returncode == 2 and "exactly one of --app or --url" in r.stderr
+    assert r.returncode == 2 and "exactly one of --app, --url or --definition" in r.stderr
     r = cli("test", "--url", "http://127.0.0.1:9", "--config", "[1]")
     assert r.returncode == 2 and "JSON object" in r.stderr
 
