@@ -55,7 +55,7 @@ async def test_publish_a_definition_then_a_newer_version(suite, dsn, tmp_path: P
         made = await publish(first, "--category", "crm", "--vendor", "SEED-OS tests")
         assert made.returncode == 0, made.stdout + made.stderr
         assert f"published {name} 1.0.0 (a new entry, '{name}')" in made.stdout
-        assert f"runs the text with sha-256 {digest}" in made.stdout
+        assert f"new installs run the text with sha-256 {digest}" in made.stdout
         entry = (await client.get(f"/api/v1/marketplace/connectors/{name}")).json()
         assert (entry["version"], entry["category"], entry["vendor"]) == (
             "1.0.0", "crm", "SEED-OS tests")  # fmt: skip

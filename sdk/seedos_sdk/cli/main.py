@@ -227,8 +227,9 @@ def publish(
     what = "a new entry" if r.status_code == 201 else "a new version"
     typer.echo(f"published {answer['slug']} {answer['version']} ({what}, {answer['name']!r})")
     if definition:
-        typer.echo(f"the platform's generic connector runs the text with sha-256 {digest_of(text)}"
-                   "; installs stay on it until their tenants upgrade them")  # fmt: skip
+        typer.echo(f"new installs run the text with sha-256 {digest_of(text)} (on the"
+                   " platform's generic connector; installs of other versions keep theirs until"
+                   " upgraded)")  # fmt: skip
 
 
 def _manifest(client: httpx.Client, endpoint: str) -> dict[str, Any]:
