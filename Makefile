@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml sdk/pyproject.toml | $(PY)
 # npm packages, each folder from its own lock file (one rule for all): the test authorization
 # server (oidc-provider) for the OAuth tests; an unmodified y-websocket client for the sync
 # interop tests; the dashboard's browser code (yjs, y-websocket), which the gateway serves from
-# these files; axe-core, which the dashboard's browser tests run in its pages.
+# these files; axe-core, which the dashboard's browser tests run in its pages; Prism serving
+# GitHub's OpenAPI description (@octokit/openapi), which the GitHub definition is tested against.
 OIDC_MODULES := sdk/tests/oidc/node_modules/.package-lock.json
 INTEROP_MODULES := tests/sync_interop/node_modules/.package-lock.json
 DASHBOARD_MODULES := gateway/dashboard/vendor/node_modules/.package-lock.json
 AXE_MODULES := tests/dashboard/node_modules/.package-lock.json
+PRISM_MODULES := sdk/tests/prism/node_modules/.package-lock.json
 %/node_modules/.package-lock.json: %/package.json %/package-lock.json
 	npm ci --prefix $* --no-audit --no-fund --loglevel=error
 
@@ -47,7 +49,7 @@ run: install
 	$(VENV)/bin/seedos up
 
 ## Lint, format check and every test: the suite's, then the SDK's.
-test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(AXE_MODULES) $(CHROMIUM) $(REDIS)
+test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(AXE_MODULES) $(PRISM_MODULES) $(CHROMIUM) $(REDIS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
