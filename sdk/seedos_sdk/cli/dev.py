@@ -57,7 +57,11 @@ class WatchedFile(Library):
         except DefinitionError as exc:
             self._refuse(exc.problems)
             return
-        served = Served(definition, create_app(build(definition, egress=self.egress)))
+        try:
+            served = Served(definition, create_app(build(definition, egress=self.egress)))
+        except Exception as exc:  # the watcher goes on: the author fixes it and saves
+            self._refuse([f"(file): the generic connector cannot run it: {exc}"])
+            return
         if self.current is not None:
             self._retired.append(self.current)
         self.current = served
