@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,12 +52,14 @@ class DefinedClient(HttpClient):
     another host is refused, so the install's credentials go nowhere else."""
 
     def __init__(self, *, retry_statuses: frozenset[int] | None, message: Selector | None,
-                 params: Mapping[str, str] | None = None, **kw: Any) -> None:  # fmt: skip
+                 params: Mapping[str, str] | None = None,
+                 rate_limit: Mapping[str, str] | None = None, **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.base_url = str(kw.get("base_url", ""))
         self.retry_statuses = retry_statuses
         self.message = message
         self.params = dict(params or {})
+        self.rate_limit = rate_limit
 
     async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
         target = httpx.URL(url)
@@ -74,8 +77,14 @@ class DefinedClient(HttpClient):
         return await super()._once(method, url, **kw)
 
     def _error(self, method: str, url: str, response: httpx.Response) -> Exception:
-        error = super()._error(method, url, response)
         status = response.status_code
+        if self.rate_limit is not None and (spent := self._spent(response)) is not None:
+            where = f"{method} {url.split('?', 1)[0]} answered {status}: rate limit spent"
+            if spent > self.max_retry_after:
+                where += f"; it resets in {spent:g} s, longer than this client waits"
+            return RetryableError(where, retry_after=spent, code="rate_limited",
+                                  status_code=status)  # fmt: skip
+        error = super()._error(method, url, response)
         if (
             self.retry_statuses is not None
             and status in self.retry_statuses
@@ -95,6 +104,25 @@ class DefinedClient(HttpClient):
                     said[:300]
                 )
         return error
+
+    def _spent(self, response: httpx.Response) -> float | None:
+        """Seconds until the rate limit an error answer says is spent resets (0 when it does
+        not say), or None when the answer is no rate limit."""
+        assert self.rate_limit is not None
+        headers = response.headers
+        wait = parse_retry_after(headers.get("retry-after"))
+        if wait is not None and response.status_code in (403, 429):
+            return wait
+        if headers.get(self.rate_limit["remaining_header"], "").strip() != "0":
+            return None
+        reset = headers.get(self.rate_limit.get("reset_header", ""), "").strip()
+        try:
+            value = float(reset)
+        except ValueError:
+            return 0.0
+        if self.rate_limit.get("reset", "epoch") == "epoch":
+            value -= time.time()
+        return max(0.0, value)
 
 
 def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Connector:
@@ -136,6 +164,7 @@ def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Con
             base_url=str(render(compiled["base_url"], scope)).rstrip("/"), headers=headers,
             auth=basic, params=params, connector=connector.name,
             retry_statuses=retry_statuses, message=errors.get("message"), egress=rule,
+            rate_limit=errors.get("rate_limit"),
         )  # fmt: skip
 
     if "check" in compiled:
@@ -428,11 +457,13 @@ def _lookback(value: Any, seconds: int) -> Any:
         return value
     if isinstance(value, int | float):
         return value - seconds
+    text = str(value)
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return value
-    return (moment - timedelta(seconds=seconds)).isoformat()
+    earlier = (moment - timedelta(seconds=seconds)).isoformat()
+    return earlier.replace("+00:00", "Z") if text.endswith("Z") else earlier  # as the API wrote it
 
 
 def _advance(watermark: Any, rows: list[Any], incremental: dict[str, Any]) -> Any:

@@ -1,7 +1,8 @@
 """A small HTTP API paging the same 23 items in every way the definition format knows: a
 cursor in the body or in a header, Stripe's ``starting_after``/``has_more``, GitHub's ``Link``
 header (pointing at https://api.example.com, as the real API's do), offset/limit and page
-numbers, each optionally filtered by an incremental parameter. It records what it was asked.
+numbers, each optionally filtered by an incremental parameter; and a list behind a rate limit a
+test spends. It records what it was asked.
 
 Run: ``uvicorn tests.declarative.paged_api:create_app --factory`` from ``sdk/``.
 """
@@ -9,6 +10,7 @@ Run: ``uvicorn tests.declarative.paged_api:create_app --factory`` from ``sdk/``.
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +46,7 @@ class State:
     def __init__(self) -> None:
         self.items = _items()
         self.log: list[dict[str, Any]] = []
+        self.limit: dict[str, Any] = {}  # a rate limit spent: how many answers, how it says so
 
     def ordered(self, query: Any) -> list[dict[str, Any]]:
         """The items oldest first, after the incremental filters the query names (each
@@ -137,6 +140,26 @@ def create_app() -> Starlette:
         limit = int(q.get("limit", 5))
         return JSONResponse({"items": rows[:limit], "has_more": len(rows) > limit})
 
+    async def limited(request: Request) -> Response:
+        """The watermark list behind a rate limit that /admin/limit spends: while it is, a 403
+        saying so GitHub's way (remaining 0, reset as seconds since 1970) or with Retry-After."""
+        if state.limit.get("left", 0) > 0:
+            logged(request)
+            state.limit["left"] -= 1
+            reset_in = float(state.limit["reset_in"])
+            reset = str(int(time.time() + reset_in) + 1)
+            headers = ({"Retry-After": str(int(reset_in))} if state.limit["style"] == "retry_after"
+                       else {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})  # fmt: skip
+            return JSONResponse({"message": "API rate limit exceeded"}, status_code=403,
+                                headers=headers)  # fmt: skip
+        return await watermark(request)  # which logs it
+
+    async def limit(request: Request) -> Response:
+        q = request.query_params
+        state.limit = {"left": int(q["answers"]), "reset_in": q.get("reset_in", "0"),
+                       "style": q.get("style", "headers")}  # fmt: skip
+        return JSONResponse({"ok": True})
+
     async def touch(request: Request) -> Response:
         """Change an item: its ``updated`` becomes ``minutes`` after the start (the query)."""
         minutes = int(request.query_params["minutes"])
@@ -147,7 +170,7 @@ def create_app() -> Starlette:
         return JSONResponse({"ok": True})
 
     async def reset(_request: Request) -> Response:
-        state.items, state.log = _items(), []
+        state.items, state.log, state.limit = _items(), [], {}
         return JSONResponse({"ok": True})
 
     async def log(_request: Request) -> Response:
@@ -168,6 +191,8 @@ def create_app() -> Starlette:
         Route("/offset", offset),
         Route("/pages", pages),
         Route("/watermark", watermark),
+        Route("/limited", limited),
+        Route("/admin/limit", limit, methods=["POST"]),
         Route("/admin/items/{id}/touch", touch, methods=["POST"]),
         Route("/admin/reset", reset, methods=["POST"]),
         Route("/admin/log", log),

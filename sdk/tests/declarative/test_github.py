@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -188,9 +189,15 @@ def test_every_page_is_read_from_the_configured_base(
     assert problems(operation, [{"number": "1347"}]) != []  # the check can fail
 
 
+def _minute_before(stamp: str) -> str:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) - timedelta(minutes=1)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def test_since_is_sent_as_github_documents_it(github_url, paged_config, pages, prism, guard):
-    """``since`` is the stored watermark as GitHub wrote it (``YYYY-MM-DDTHH:MM:SSZ``), sent
-    on every page of the read; the read's last record's ``updated_at`` is the next one."""
+    """``since`` is the stored watermark less the definition's minute of lookback, written as
+    GitHub writes times (``YYYY-MM-DDTHH:MM:SSZ``) and sent on every page of the read; the
+    read's last record's ``updated_at`` is the next one."""
     read_all(github_url, "issues", paged_config)
     assert all("since" not in r["query"] for r in pages.requests)  # a first sync reads all
 
@@ -198,7 +205,8 @@ def test_since_is_sent_as_github_documents_it(github_url, paged_config, pages, p
     mark = prism.mark()
     stored = "2024-05-01T10:00:00Z"
     result = read_all(github_url, "issues", paged_config, json.dumps({"w": stored, "p": None}))
-    assert [r["query"]["since"] for r in pages.requests] == [stored] * LAST_PAGE
+    sent = [r["query"]["since"] for r in pages.requests]
+    assert sent == ["2024-05-01T09:59:00Z"] * LAST_PAGE
     assert Prism.violations(prism.settled_log(mark, requests=LAST_PAGE)) == []
 
     # Prism's pages may be empty: then the watermark stays where it was
@@ -206,7 +214,7 @@ def test_since_is_sent_as_github_documents_it(github_url, paged_config, pages, p
     assert json.loads(result[-1]["next_cursor"]) == {"w": watermark, "p": None}
     pages.requests.clear()
     read_page(github_url, "issues", paged_config, result[-1]["next_cursor"])
-    assert pages.requests[0]["query"]["since"] == watermark
+    assert pages.requests[0]["query"]["since"] == _minute_before(watermark)
 
 
 def test_a_request_the_description_forbids_is_refused(github_url, prism_config, prism, guard):

@@ -6,6 +6,7 @@ exactly once, and a cursor taken from the middle or the end of a read resumes wh
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -107,6 +108,19 @@ DEFINITIONS = [
                         "start": "2024-01-01T00:00:00Z"},
         "pagination": {"type": "cursor", "from": "body", "select": "next_cursor",
                        "param": "cursor"},
+    }),
+    # GitHub's rate limit: a 403 whose headers say the limit is spent and when it resets
+    _definition("rate-limited", {
+        "request": {"path": "/limited", "query": {"limit": 5}},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "updated_after",
+                        "start": "2024-01-01T00:00:00Z"},
+        "pagination": {"type": "watermark", "has_more": "has_more"},
+    }, errors={"rate_limit": {"remaining_header": "x-ratelimit-remaining",
+                              "reset_header": "x-ratelimit-reset"}}),
+    _definition("not-rate-limited", {  # the same API, its rate limit not described
+        "request": {"path": "/limited", "query": {"limit": 5}},
+        "records": "items",
     }),
 ]  # fmt: skip
 
@@ -288,3 +302,31 @@ def test_a_start_templated_from_the_config_is_rendered(generic, api, api_url):
                  {"base_url": api_url, "start": "2024-01-01T00:05:00Z"})  # fmt: skip
     assert queries(api, "updated_after")[0] == "2024-01-01T00:05:00Z"
     assert ids(pages) == ALL[6:]
+
+
+@pytest.mark.parametrize("style", ["headers", "retry_after"])
+def test_a_spent_rate_limit_is_waited_for_as_the_api_says(style, generic, api, api_url):
+    api.post("/admin/limit", params={"answers": 1, "reset_in": 1, "style": style})
+    began = time.monotonic()
+    pages = read(generic["rate-limited"], {"base_url": api_url})
+    assert ids(pages) == ALL[1:]  # strictly after the start: the first item is at it
+    assert time.monotonic() - began >= 0.9  # until the limit reset, not at once
+    log = api.get("/admin/log").json()
+    assert len(log) == len(pages) + 1, log  # the refused request, again
+
+
+def test_a_limit_that_resets_later_than_a_client_waits_is_retryable(generic, api, api_url):
+    api.post("/admin/limit", params={"answers": 1, "reset_in": 3600})
+    body = {"config": {"base_url": api_url}, "credentials": {}, "cursor": None}
+    r = httpx.post(f"{generic['rate-limited']}/streams/items/read", json=body, timeout=30)
+    problem = r.json()
+    assert r.status_code in (429, 503) and problem["category"] == "retryable", problem
+    assert 3500 <= int(r.headers["retry-after"]) <= 3602
+    assert len(api.get("/admin/log").json()) == 1  # asked once: not an hour of waiting
+
+
+def test_without_its_rate_limit_described_a_403_is_no_access(generic, api, api_url):
+    api.post("/admin/limit", params={"answers": 1, "reset_in": 1})
+    body = {"config": {"base_url": api_url}, "credentials": {}, "cursor": None}
+    r = httpx.post(f"{generic['not-rate-limited']}/streams/items/read", json=body, timeout=30)
+    assert r.json()["category"] != "retryable", r.text
