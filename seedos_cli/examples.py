@@ -21,6 +21,7 @@ EXAMPLE_PORTS = {"demo_crm": 8011, "crm_connector": 8010, "generic_connector": 8
 DEFINITIONS_DIR = SDK_DIR / "examples" / "definitions"
 DEMO_RECORDS = {"contacts": 250, "companies": 40}
 DEMO_CONNECTOR = "demo-crm"  # its name in the catalog
+DEMO_DEFINITIONS = frozenset({"demo-crm-declarative"})  # registered by `seedos up`
 
 
 def available() -> bool:
@@ -59,8 +60,8 @@ def specs(data_dir: Path, crm_key: str) -> list[ServiceSpec]:
 
 async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
     """Seed the demo CRM once, and put the example connector in the catalog as demo-crm and
-    each example definition the generic connector serves under its own name (the demo CRM's:
-    demo-crm-declarative), at its version's and digest's own URL."""
+    the demo CRM's definition, served by the generic connector, as demo-crm-declarative, at its
+    version's and digest's own URL."""
     async with httpx.AsyncClient(timeout=30) as client:
         crm = urls["demo_crm"]
         headers = {"X-API-Key": crm_key}
@@ -72,7 +73,10 @@ async def register(dsn: str, urls: dict[str, str], crm_key: str) -> None:
         endpoints = [urls["crm_connector"]]
         served = await client.get(urls["generic_connector"] + "/definitions")
         served.raise_for_status()
-        endpoints += [urls["generic_connector"] + d["path"] for d in served.json()["items"]]
+        # the demo CRM's definition; the other examples (Stripe, GitHub) call real SaaS APIs
+        # and belong to the catalog's own entries
+        endpoints += [urls["generic_connector"] + d["path"] for d in served.json()["items"]
+                      if d["name"] in DEMO_DEFINITIONS]  # fmt: skip
         manifests = []
         for endpoint in endpoints:
             manifest = await client.get(endpoint + "/manifest")
