@@ -99,8 +99,8 @@ def _pages(url: str, config: dict, stream: str, cursor: str | None = None) -> tu
     """Every page of a read through the contract, from ``cursor``: (pages, the last cursor)."""
     pages = []
     for _ in range(100):
-        r = httpx.post(f"{url}/streams/{stream}/read", timeout=30,
-                       json={"config": config, "credentials": CREDENTIALS, "cursor": cursor})  # fmt: skip
+        body = {"config": config, "credentials": CREDENTIALS, "cursor": cursor}
+        r = httpx.post(f"{url}/streams/{stream}/read", timeout=30, json=body)
         assert r.status_code == 200, r.text
         page = r.json()
         pages.append(page["records"])
@@ -122,10 +122,12 @@ TestConformance = conformance_suite(
     url_fixture="stripe_connector",
     config="stripe_config",
     credentials=CREDENTIALS,
-    write_samples={"customers": [
-        {"email": "ada@example.com", "name": "Ada Lovelace"},
-        {"email": "alan@example.com", "name": "Alan Turing", "description": "from a test"},
-    ]},  # fmt: skip
+    write_samples={
+        "customers": [
+            {"email": "ada@example.com", "name": "Ada Lovelace"},
+            {"email": "alan@example.com", "name": "Alan Turing", "description": "from a test"},
+        ]
+    },
 )
 
 
@@ -159,8 +161,8 @@ def test_a_customer_created_updated_and_deleted_through_writes(
 ):
     before = {c["id"] for c in _everything(stripe, "/v1/customers")}
     # a key the platform made: Stripe refuses the update (404), so the customer is created
-    [made] = _write(stripe_connector, stripe_config, "customers", upserts=[
-        {"id": "platform-made-1", "email": "grace@example.com", "name": "Grace Hopper"}])  # fmt: skip
+    grace = {"id": "platform-made-1", "email": "grace@example.com", "name": "Grace Hopper"}
+    [made] = _write(stripe_connector, stripe_config, "customers", upserts=[grace])
     assert made["ok"] and made["key"] == "platform-made-1", made
     new_id = made["record"]["id"]
     assert new_id.startswith("cus_") and new_id not in before
@@ -201,7 +203,9 @@ def test_a_refund_through_the_action(stripe, stripe_connector, stripe_config):
     assert r.status_code == 200, r.text
     refund = r.json()["output"]
     assert refund["id"].startswith("re_") and (refund["amount"], refund["charge"]) == (
-        400, paid["id"])
+        400,
+        paid["id"],
+    )
     assert stripe.get(f"/v1/charges/{paid['id']}").json()["amount_refunded"] == 400
 
     # input that breaks the action's schema is refused before Stripe hears of it
@@ -213,8 +217,8 @@ def test_a_refund_through_the_action(stripe, stripe_connector, stripe_config):
 
 
 def test_a_bad_key_fails_the_check_with_stripes_message(stripe_connector, stripe_config):
-    r = httpx.post(f"{stripe_connector}/check", timeout=30,
-                   json={"config": stripe_config, "credentials": {"api_key": "pk_live_nope"}})  # fmt: skip
+    body = {"config": stripe_config, "credentials": {"api_key": "pk_live_nope"}}
+    r = httpx.post(f"{stripe_connector}/check", timeout=30, json=body)
     assert r.status_code >= 400, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["category"] == "permanent"
