@@ -28,7 +28,9 @@ def available() -> bool:
     return (SDK_DIR / "examples" / "demo_crm").is_dir()
 
 
-def specs(data_dir: Path, crm_key: str) -> list[ServiceSpec]:
+def specs(data_dir: Path, crm_key: str, urls: dict[str, str]) -> list[ServiceSpec]:
+    """The example apps; the generic connector runs the example definitions, and any other
+    definition an install names, fetched from this run's marketplace (published ones)."""
     return [
         ServiceSpec(
             "demo_crm",
@@ -52,6 +54,7 @@ def specs(data_dir: Path, crm_key: str) -> list[ServiceSpec]:
             # listed): loopback is listed because the demo CRM runs on this machine
             env={
                 "SEEDOS_DEFINITIONS": str(DEFINITIONS_DIR),
+                "SEEDOS_DEFINITIONS_SOURCE": urls["marketplace_service"],
                 EGRESS_SETTING: f"{DEFAULT_EGRESS},{LOOPBACK}",
             },
         ),

@@ -70,7 +70,7 @@ def run_suite(
             specs = list(SERVICES)
             if examples:
                 crm_key = devsecrets.load_or_create(settings.data_dir)["demo_crm_api_key"]
-                specs += example_apps.specs(settings.data_dir.resolve(), crm_key)
+                specs += example_apps.specs(settings.data_dir.resolve(), crm_key, urls)
                 prepared["demo_crm"] = {"url": urls["demo_crm"], "api_key": crm_key}
             for spec in specs:
                 supervisor.start(spec, ports[spec.name])
@@ -130,6 +130,10 @@ def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> di
         local[endpoints.EGRESS_SETTING] = f"{endpoints.DEFAULT_EGRESS},{endpoints.LOOPBACK}"
     # where browsers reach the gateway (sign-in and OAuth redirects), unless set: this run's
     local.setdefault("SEEDOS_PUBLIC_URL", os.environ.get("SEEDOS_PUBLIC_URL", urls["gateway"]))
+    # where published definitions run: this run's generic connector, when it has one
+    generic = {}
+    if "generic_connector" in urls:
+        generic["SEEDOS_MARKETPLACE_GENERIC_CONNECTOR_URL"] = urls["generic_connector"]
     return {
         **os.environ,
         **local,
@@ -138,6 +142,7 @@ def _service_env(settings: CommonSettings, dsn: str, urls: dict[str, str]) -> di
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": urls["connector_service"],
         "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": urls["connector_service"],
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": urls["marketplace_service"],
+        **generic,
     }
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import ROOT
 from tests.seedos_cli.up_process import DEV_KEY, start_up, stop_up, wait_for_log
 from tests.support import free_port
 
@@ -84,6 +88,30 @@ def test_up_twice_reuses_data_and_rotates_the_dev_key(tmp_path):
         endpoint = f"http://127.0.0.1:{ports['generic_connector']}" + served["items"][0]["path"]
         page = httpx.post(f"{endpoint}/streams/contacts/read", json=read).json()
         assert len(page["records"]) > 0
+        # a definition published now runs there too: fetched from this run's marketplace
+        text = (ROOT / "sdk" / "examples" / "definitions" / "demo-crm.yaml").read_text()
+        text = (text.replace("name: demo-crm-declarative", "name: my-crm")
+                .replace("version: 1.0.0", "version: 0.1.0")
+                .replace("display_name: Demo CRM (declarative)", "display_name: My CRM"))  # fmt: skip
+        # (a publisher key is the operator's to mint, on the running suite's database)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SEEDOS_") and k != "DATABASE_URL"}  # fmt: skip
+        made = subprocess.run(
+            [sys.executable, "-m", "seedos_cli.main", "apikey", "create", "--tenant", "demo",
+             "--role", "publisher", "--name", "up"],
+            env={**env, "SEEDOS_DATA_DIR": str(data_dir)}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        minted = re.search(r"sk_seedos_\S+", made.stdout)[0]
+        publisher = {"Authorization": f"Bearer {minted}"}
+        published = httpx.post(f"{gw}/api/v1/marketplace/definitions", headers=publisher,
+                               json={"definition": text, "category": "crm"})  # fmt: skip
+        assert published.status_code == 201 and published.json()["deployed"], published.text
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        mine = f"http://127.0.0.1:{ports['generic_connector']}/definitions/my-crm/0.1.0/{digest}"
+        page = httpx.post(f"{mine}/streams/contacts/read", json=read).json()
+        assert len(page["records"]) > 0, page
         # and installed for the demo tenant, through the API, so the dashboard has records
         assert "(in the catalog as 'demo-crm', installed for the demo tenant" in banner
         installs = httpx.get(f"{gw}/api/v1/integrations", params={"service": "demo-crm"},
