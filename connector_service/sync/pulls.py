@@ -175,8 +175,8 @@ async def adopt(
                     by_id = {live.shard_id: live for live in lives}
                     now = {o: by_id[shard_of[o]].get(o) for o, *_ in pairs}  # before any move
                     return [live.transact(EXTERNAL, functools.partial(
-                        _move, shard_id=live.shard_id, shard_of=shard_of, pairs=pairs, now=now,
-                        pending=pending))[0] for live in lives]  # fmt: skip
+                        _move, shard_id=live.shard_id, shard_of=shard_of, pk=pk, pairs=pairs,
+                        now=now, pending=pending))[0] for live in lives]  # fmt: skip
 
                 async def follow(conn: asyncpg.Connection, _update_id: int) -> None:
                     moved = [(old, new) for _o, _n, old, new, _r in pairs]
@@ -191,13 +191,15 @@ async def adopt(
 
 
 def _move(
-    records: Map, *, shard_id: uuid.UUID, shard_of: dict[str, uuid.UUID],
+    records: Map, *, shard_id: uuid.UUID, shard_of: dict[str, uuid.UUID], pk: str,
     pairs: list[tuple[str, str, str, str, dict[str, Any]]],
     now: dict[str, dict[str, Any] | None], pending: dict[str, set[str] | None],
 ) -> None:  # fmt: skip
-    for old_key, new_key, old, _new, record in pairs:
+    # every old key goes first: a new key may be another move's old one (1 -> 2, 2 -> 3)
+    for old_key, *_ in pairs:
         if shard_of[old_key] == shard_id and old_key in records:
             del records[old_key]
+    for old_key, new_key, old, new, record in pairs:
         if shard_of[new_key] != shard_id:
             continue
         waiting = pending.get(old, set())
@@ -205,10 +207,14 @@ def _move(
             continue  # deleted on the platform meanwhile: the outbox deletes it there too
         incoming = rec.to_fields(record)
         held = now.get(old_key) or {}
-        incoming.update({f: held[f] for f in waiting if f in held})  # the platform's, pending
+        # the platform's values of fields pending, but never its key: the record is now new
+        incoming.update({f: held[f] for f in waiting if f in held and f != pk})
         current = records.get(new_key) if new_key in records else None
         if not isinstance(current, Map):
             rec.insert(records, new_key, incoming)
             continue
+        # a record the platform holds there already: its own changes waiting keep their values
+        kept = pending.get(new) or set()
         for field, value in rec.changed(current.to_py(), incoming).items():
-            current[field] = value
+            if field not in kept or field in waiting:
+                current[field] = value

@@ -76,14 +76,21 @@ async def rekey(
     conn: asyncpg.Connection, integration_id: uuid.UUID, stream: str, moves: list[tuple[str, str]]
 ) -> None:
     """The outbox rows of records that moved to a new key (``moves``: old key, new key) follow
-    them, accumulated into a row the new key may have."""
+    them, accumulated into a row the new key may have. Every old row is taken out first: a new
+    key may be another move's old one."""
+    rows = await conn.fetch(
+        "DELETE FROM sync_outbox WHERE integration_id = $1 AND stream = $2"
+        " AND record_key = ANY($3::text[]) RETURNING record_key, fields, deleted",
+        integration_id, stream, [old for old, _new in moves],
+    )  # fmt: skip
+    taken = {r["record_key"]: r for r in rows}
     for old, new in moves:
+        if (row := taken.get(old)) is None:
+            continue
         await conn.execute(
-            "WITH moved AS (DELETE FROM sync_outbox WHERE integration_id = $1 AND stream = $2"
-            " AND record_key = $3 RETURNING fields, deleted)"
-            " INSERT INTO sync_outbox (integration_id, stream, record_key, fields, deleted)"
-            " SELECT $1, $2, $4, fields, deleted FROM moved" + _ACCUMULATE,
-            integration_id, stream, old, new,
+            "INSERT INTO sync_outbox (integration_id, stream, record_key, fields, deleted)"
+            " VALUES ($1, $2, $3, $4, $5)" + _ACCUMULATE,
+            integration_id, stream, new, row["fields"], row["deleted"],
         )  # fmt: skip
 
 

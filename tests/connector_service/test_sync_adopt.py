@@ -78,3 +78,52 @@ async def test_a_change_made_meanwhile_follows_the_record(database, dsn):
     assert held["customers/cus_a"] == {"id": "cus_a", "email": "a@x.io", "name": "Ada"}
     # the edit will be written under Stripe's key, and the deletion deletes Stripe's record
     assert await _outbox(dsn, iid) == {"cus_a": (["name"], False), "cus_b": ([], True)}
+
+
+async def test_a_record_edited_while_its_create_was_under_way_keeps_the_new_key(database, dsn):
+    iid = await bare_integration(database, dsn)
+    store = DocStore(database)
+    await _put(store, iid, "customers/a", {"id": "a", "email": "a@x.io"})
+    # edited before the create's outbox row is settled: the row keeps every field, the key too
+    await _put(store, iid, "customers/a", {"email": "ada@x.io"})
+    await pulls.adopt(store, iid, "customers", "id", [("a", {"id": "cus_a", "email": "a@x.io"})])
+    held = await access.read(store, iid, ["customers/cus_a"])
+    # the key field is Stripe's: a write of id "a" would create the customer a second time
+    assert held["customers/cus_a"] == {"id": "cus_a", "email": "ada@x.io"}
+
+
+async def test_a_new_key_another_move_leaves_is_taken_by_the_record_moving_there(database, dsn):
+    iid = await bare_integration(database, dsn)
+    store = DocStore(database)
+    # keys made up on the platform that the system numbers otherwise (GitHub's issues)
+    await _put(store, iid, "issues/1", {"number": "1", "title": "first"})
+    await _put(store, iid, "issues/2", {"number": "2", "title": "second"})
+    await _pushed(database, iid, "1")
+    await _pushed(database, iid, "2")
+    await _put(store, iid, "issues/1", {"title": "first, edited"})
+    await pulls.adopt(store, iid, "issues", "number", [
+        ("1", {"number": 2, "title": "first"}),
+        ("2", {"number": 3, "title": "second"}),
+    ])  # fmt: skip
+    held = await access.read(store, iid, ["issues/1", "issues/2", "issues/3"])
+    assert held["issues/1"] is None
+    assert held["issues/2"] == {"number": 2, "title": "first, edited"}
+    assert held["issues/3"] == {"number": 3, "title": "second"}
+    assert await _outbox(dsn, iid) == {"2": (["title"], False)}
+
+
+async def test_a_move_onto_a_record_with_changes_waiting_keeps_them(database, dsn):
+    iid = await bare_integration(database, dsn)
+    store = DocStore(database)
+    # an API that creates by a natural key answers a record the platform already holds
+    await pulls.merge(store, iid, "contacts", "id", [{"id": "7", "email": "g@x.io", "name": "G"}],
+                      [], None)  # fmt: skip
+    await _put(store, iid, "contacts/7", {"name": "Grace"})  # waiting to be written
+    await _put(store, iid, "contacts/new", {"id": "new", "email": "g@x.io"})
+    await _pushed(database, iid, "new")
+    await pulls.adopt(store, iid, "contacts", "id",
+                      [("new", {"id": "7", "email": "g@x.io", "name": "G"})])  # fmt: skip
+    held = await access.read(store, iid, ["contacts/new", "contacts/7"])
+    assert held["contacts/new"] is None
+    assert held["contacts/7"] == {"id": "7", "email": "g@x.io", "name": "Grace"}
+    assert await _outbox(dsn, iid) == {"7": (["name"], False)}
