@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,8 @@ class DefinedClient(HttpClient):
         try:
             value = float(reset)
         except ValueError:
+            return 0.0
+        if not math.isfinite(value):  # inf or nan: no time either (inf broke the answer: 500)
             return 0.0
         if self.rate_limit.get("reset", "epoch") == "epoch":
             value -= time.time()

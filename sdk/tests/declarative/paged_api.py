@@ -147,7 +147,7 @@ def create_app() -> Starlette:
             logged(request)
             state.limit["left"] -= 1
             reset_in = float(state.limit["reset_in"])
-            reset = str(int(time.time() + reset_in) + 1)
+            reset = state.limit.get("reset") or str(int(time.time() + reset_in) + 1)
             headers = ({"Retry-After": str(int(reset_in))} if state.limit["style"] == "retry_after"
                        else {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})  # fmt: skip
             return JSONResponse({"message": "API rate limit exceeded"}, status_code=403,
@@ -157,7 +157,8 @@ def create_app() -> Starlette:
     async def limit(request: Request) -> Response:
         q = request.query_params
         state.limit = {"left": int(q["answers"]), "reset_in": q.get("reset_in", "0"),
-                       "style": q.get("style", "headers")}  # fmt: skip
+                       "style": q.get("style", "headers"),
+                       "reset": q.get("reset")}  # the reset header as given, if it is  # fmt: skip
         return JSONResponse({"ok": True})
 
     async def touch(request: Request) -> Response:

@@ -325,6 +325,14 @@ def test_a_limit_that_resets_later_than_a_client_waits_is_retryable(generic, api
     assert len(api.get("/admin/log").json()) == 1  # asked once: not an hour of waiting
 
 
+@pytest.mark.parametrize("reset", ["inf", "1e999", "nan", "soon", "-5"])
+def test_a_reset_header_that_is_no_time_is_retried_at_once(reset, generic, api, api_url):
+    api.post("/admin/limit", params={"answers": 1, "reset": reset})
+    pages = read(generic["rate-limited"], {"base_url": api_url})
+    assert ids(pages) == ALL[1:]
+    assert len(api.get("/admin/log").json()) == len(pages) + 1
+
+
 def test_without_its_rate_limit_described_a_403_is_no_access(generic, api, api_url):
     api.post("/admin/limit", params={"answers": 1, "reset_in": 1})
     body = {"config": {"base_url": api_url}, "credentials": {}, "cursor": None}
