@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from seedos_sdk.declarative.definition import Definition
 from seedos_sdk.declarative.templates import Selector, TemplateProblem, render
@@ -231,8 +231,11 @@ def check(definition: Definition, description: Description) -> Report:
             report.problems.append(f"{label}: no such operation in the description")
             continue
         report.checked.append(f"{label} is {op.method} {op.path}")
-        for name in sorted(set(request.get("query") or {}) | extra.get("query", set())):
-            if _base_name(name) not in op.query:
+        written = _path_query(str(request.get("path", "")))  # /v1/items?expand[]=x is sent too
+        for name in sorted(set(request.get("query") or {}) | extra.get("query", set()) | written):
+            if _TEMPLATE.search(name):
+                report.unchecked.append(f"{label}: query parameter {name!r} is a template")
+            elif name not in op.query and _base_name(name) not in op.query:
                 report.problems.append(f"{label}: query parameter {name!r} is not one of the"
                                        " operation's")  # fmt: skip
         sources = {k: extra[k] for k in ("record", "input") if k in extra}
@@ -257,6 +260,14 @@ def _base_url(definition: Definition) -> str:
 def _pattern(path: str) -> str:
     """A definition's path template with each templated part as ``*``."""
     return _TEMPLATE.sub("*", path.split("?")[0])
+
+
+def _path_query(path: str) -> set[str]:
+    """The names of the query parameters a path template writes after its ``?``."""
+    _, mark, query = path.partition("?")
+    if not mark:
+        return set()
+    return {unquote_plus(part.split("=", 1)[0]) for part in query.split("&") if part}
 
 
 def _base_name(name: str) -> str:

@@ -140,6 +140,10 @@ def _changed(change) -> dict[str, Any]:
     (lambda d: d["streams"][0]["schema"]["properties"].update(colour={"type": "string"}),
      "streams[0] (items): GET /v1/items: schema field 'colour' is not a field of the"
      " description's records"),
+    (lambda d: d["streams"][0]["request"].update(path="/v1/items?limit=5&colour=red"),
+     "streams[0] (items): GET /v1/items?limit=5&colour=red: query parameter 'colour' is not"
+     " one of the operation's"),
+    (lambda d: d["check"]["request"].update(path="/v1/items?limit=1"), None),
     (lambda d: d["streams"][0]["incremental"].update(cursor_field="name"), None),
     (lambda d: d["streams"][0].update(primary_key="name"), None),
 ])  # fmt: skip
@@ -150,6 +154,14 @@ def test_each_mismatch_is_named(change, problem):
     else:
         assert any(problem in p for p in report.problems), report.problems
         assert len(report.problems) == 1, report.problems
+
+
+def test_a_parameter_the_description_names_with_brackets():
+    described = copy.deepcopy(OPENAPI)
+    described["paths"]["/v1/items"]["get"]["parameters"].append({"name": "page[size]",
+                                                                 "in": "query"})  # fmt: skip
+    sized = _changed(lambda d: d["streams"][0]["request"]["query"].update({"page[size]": 10}))
+    assert _checked(sized, described).problems == []  # JSON:API's names, as written
 
 
 def test_what_cannot_be_checked_is_listed_not_passed():
