@@ -60,7 +60,7 @@ def run_suite(
         urls["gateway"] = urls["gateway"].replace("http://", "https://", 1)
     with database(settings) as dsn:
         try:
-            prepared = asyncio.run(_prepare(dsn))
+            prepared = asyncio.run(_prepare(dsn, urls.get("generic_connector")))
         except migrate.MigrationError as exc:
             raise SuiteError(str(exc)) from None
         demo.warn_skipped(prepared["catalog_skipped"])
@@ -110,12 +110,12 @@ def _ensure_ports_free(host: str, ports: dict[str, int]) -> None:
                 ) from None
 
 
-async def _prepare(dsn: str) -> dict[str, Any]:
+async def _prepare(dsn: str, generic_url: str | None) -> dict[str, Any]:
     """Migrate, load the demo data and mint this run's dev key (revoking the last one)."""
     conn = await db.connect(dsn)
     try:
         await migrate.apply(conn)
-        seeded = await demo.seed(conn)
+        seeded = await demo.seed(conn, generic_url=generic_url)
         async with conn.transaction():
             key = await api_keys.rotate_dev_key(conn, tenant_id=seeded["tenant"]["id"])
         return {**seeded, "key": key["key"]}

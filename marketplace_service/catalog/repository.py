@@ -363,15 +363,16 @@ async def _tenant_holder(conn: asyncpg.Connection, entry: dict[str, Any]) -> str
 _UPSERT_COLUMNS = (
     "slug", "name", "description", "service_identifier", "version", "logo_url", "category",
     "vendor", "auth_scheme", "default_auth_config", "available_scopes", "setup_guide_url",
-    "is_featured", "manifest", "endpoint_url", "allow_multiple",
+    "is_featured", "manifest", "endpoint_url", "allow_multiple", "verification",
+    "verification_note",
 )  # fmt: skip
 # The WHERE keeps a row a tenant published as it is (ON CONFLICT re-checks it on the locked row).
 _UPSERT = """
     INSERT INTO marketplace_connectors (
         slug, name, description, service_identifier, version, logo_url, category, vendor,
         auth_scheme, default_auth_config, available_scopes, setup_guide_url, is_featured,
-        manifest, endpoint_url, allow_multiple)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+        manifest, endpoint_url, allow_multiple, verification, verification_note)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
     ON CONFLICT (slug) DO UPDATE SET
         name = EXCLUDED.name, description = EXCLUDED.description,
         service_identifier = EXCLUDED.service_identifier, version = EXCLUDED.version,
@@ -381,7 +382,8 @@ _UPSERT = """
         setup_guide_url = EXCLUDED.setup_guide_url, is_featured = EXCLUDED.is_featured,
         manifest = EXCLUDED.manifest,
         endpoint_url = COALESCE(EXCLUDED.endpoint_url, marketplace_connectors.endpoint_url),
-        allow_multiple = EXCLUDED.allow_multiple
+        allow_multiple = EXCLUDED.allow_multiple, verification = EXCLUDED.verification,
+        verification_note = EXCLUDED.verification_note
     WHERE marketplace_connectors.published_by_tenant IS NULL
     RETURNING TRUE
 """

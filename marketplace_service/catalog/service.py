@@ -20,6 +20,7 @@ from prometheus_client import Counter as Tally
 from common.errors import NotFound
 from common.pagination import decode_cursor, encode_cursor
 from common.versions import newer
+from marketplace_service.catalog import definitions as catalog_definitions
 from marketplace_service.catalog import fuzzy, repository
 from marketplace_service.catalog.facets import Facets, Reading, term
 
@@ -387,36 +388,53 @@ def default_setup_steps(entry: dict[str, Any]) -> list[str]:
     return steps
 
 
-def demo_entry(raw: dict[str, Any]) -> dict[str, Any]:
-    """A demo catalog item (demo_catalog.json) as a marketplace_connectors row."""
-    auth = {"scheme": raw["auth_scheme"], "scopes": raw["scopes"]}
-    if raw["auth_scheme"] == "oauth2":
-        auth |= {"authorize_url": raw["authorize_url"], "token_url": raw["token_url"]}
-    manifest = {
-        "name": raw["slug"],
-        "display_name": raw["name"],
-        "version": DEMO_VERSION,
-        "auth": auth,
-        "config_schema": raw["config_schema"],
-        "streams": [],
-        "actions": [],
-    }
+def demo_entry(
+    raw: dict[str, Any], found: catalog_definitions.CatalogDefinition | None = None,
+    generic_url: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A platform catalog item (demo_catalog.json) as a marketplace_connectors row: from its
+    definition when it has one (the manifest, the version, and with ``generic_url`` where the
+    generic connector runs it), else the brochure the JSON describes."""
+    if found is not None:
+        manifest = {**found.manifest, "display_name": raw["name"]}
+        auth = dict(manifest["auth"])
+        version = found.definition.version
+        endpoint = found.endpoint(generic_url) if generic_url else None
+    else:
+        auth = {"scheme": raw["auth_scheme"], "scopes": raw["scopes"]}
+        if raw["auth_scheme"] == "oauth2":
+            auth |= {"authorize_url": raw["authorize_url"], "token_url": raw["token_url"]}
+        manifest = {
+            "name": raw["slug"],
+            "display_name": raw["name"],
+            "version": DEMO_VERSION,
+            "auth": auth,
+            "config_schema": raw["config_schema"],
+            "streams": [],
+            "actions": [],
+        }
+        version, endpoint = DEMO_VERSION, None
     return {
         "slug": raw["slug"],
         "name": raw["name"],
         "description": raw["description"],
         "service_identifier": raw["slug"],
-        "version": DEMO_VERSION,
+        "version": version,
         "logo_url": raw["logo_url"],
         "category": raw["category"],
         "vendor": raw["vendor"],
-        "auth_scheme": raw["auth_scheme"],
+        "auth_scheme": auth["scheme"],
         "default_auth_config": {k: v for k, v in auth.items() if k != "scheme"},
-        "available_scopes": raw["scopes"],
+        "available_scopes": list(auth.get("scopes", [])),
         "setup_guide_url": raw["setup_guide_url"],
         "is_featured": raw["is_featured"],
         "manifest": manifest,
+        "endpoint_url": endpoint,
         "allow_multiple": raw["allow_multiple"],
+        "verification": found.level if found is not None else None,
+        "verification_note": found.note
+        if found is not None
+        else catalog_definitions.note_of(raw["slug"]),
     }
 
 
@@ -425,12 +443,25 @@ class CatalogLoad(NamedTuple):
     skipped: dict[str, str]  # slug -> why: a tenant's entry holds it (never taken over)
 
 
-async def load_demo_catalog(conn: asyncpg.Connection, path: Path = DEMO_CATALOG) -> CatalogLoad:
-    """Insert or refresh the platform's demo catalog, skipping what tenants' entries hold."""
+async def load_demo_catalog(
+    conn: asyncpg.Connection, path: Path = DEMO_CATALOG, *, generic_url: str | None = None,
+    definitions: Path = catalog_definitions.DEFINITIONS,
+) -> CatalogLoad:  # fmt: skip
+    """Insert or refresh the platform's catalog, skipping what tenants' entries hold. An entry
+    with a definition keeps its text by digest (for the generic connector to fetch) and, with
+    ``generic_url``, points at the generic connector serving that text."""
     entries = json.loads(path.read_text())  # noqa: ASYNC240 - small file, CLI only
     skipped = {}
     for raw in entries:
-        if reason := await repository.upsert(conn, demo_entry(raw)):
+        found = catalog_definitions.of(raw["slug"], definitions)
+        if found is not None:
+            await conn.execute(
+                "INSERT INTO marketplace_definitions (digest, name, version, body)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+                found.definition.digest, found.definition.name, found.definition.version,
+                found.text,
+            )  # fmt: skip
+        if reason := await repository.upsert(conn, demo_entry(raw, found, generic_url)):
             skipped[raw["slug"]] = reason
     return CatalogLoad(len(entries) - len(skipped), skipped)
 
