@@ -84,19 +84,24 @@ def start_command(
         out.close()
     served = Served(url=f"http://127.0.0.1:{port}", process=proc, log_path=log_path)
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode}\n{served.logs()}")
-            try:
-                if client.get(served.url + ready_path).status_code in ready_statuses:
-                    return served
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                served.stop()
-                raise TimeoutError(f"{name} not ready after {timeout:g} s\n{served.logs()}")
-            time.sleep(0.05)
+    try:
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with code {proc.returncode}\n{served.logs()}"
+                    )
+                try:
+                    if client.get(served.url + ready_path).status_code in ready_statuses:
+                        return served
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready after {timeout:g} s\n{served.logs()}")
+                time.sleep(0.05)
+    except BaseException:  # Ctrl-C too: in a session of its own, the server never gets it
+        served.stop()
+        raise
 
 
 @contextmanager

@@ -3,6 +3,7 @@ definition (examples/definitions/demo-crm.yaml) against the demo CRM, both real 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -273,3 +274,40 @@ def test_dev_serves_the_definition_and_follows_every_save(crm_url: str, tmp_path
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
         out.close()
+
+
+# --------------------------------------------------------------------------- interrupted
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_start_interrupted_before_ready_leaves_nothing_running(tmp_path: Path) -> None:
+    """Ctrl-C while the generic connector starts (``dev`` and ``test``): the server runs in
+    a session of its own, so the terminal's SIGINT never reaches it; it must be stopped."""
+    from seedos_sdk.testing.process import start_command
+
+    pid_file = tmp_path / "pid"
+    never_ready = [sys.executable, "-c", "import os, sys, time;"
+                   " open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)",
+                   str(pid_file)]  # fmt: skip
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    pid = None
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(_Interrupted):
+            start_command(never_ready, port=free_port(), timeout=30)
+        pid = int(pid_file.read_text())
+        with pytest.raises(ProcessLookupError):  # stopped and reaped, not left sleeping
+            os.kill(pid, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
