@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import math
 import ssl
 import time
 from collections.abc import Mapping
@@ -51,7 +52,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        seconds = float(value)  # 400 digits are inf: no time anyone can wait or say
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

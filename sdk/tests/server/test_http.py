@@ -63,6 +63,7 @@ def test_retry_after_as_seconds_or_http_date():
     date = email.utils.formatdate(now + 30, usegmt=True)
     assert 28 <= parse_retry_after(date, now=now) <= 31
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_retry_after("9" * 400) is None  # float() makes it inf
 
 
 async def test_redirects_are_not_followed():
