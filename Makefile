@@ -24,9 +24,17 @@ OIDC_MODULES := sdk/tests/oidc/node_modules/.package-lock.json
 INTEROP_MODULES := tests/sync_interop/node_modules/.package-lock.json
 DASHBOARD_MODULES := gateway/dashboard/vendor/node_modules/.package-lock.json
 AXE_MODULES := tests/dashboard/node_modules/.package-lock.json
-PRISM_MODULES := sdk/tests/prism/node_modules/.package-lock.json
+PRISM_MODULES := tests/catalog/prism/node_modules/.package-lock.json
 %/node_modules/.package-lock.json: %/package.json %/package-lock.json
 	npm ci --prefix $* --no-audit --no-fund --loglevel=error
+
+# The providers' own API descriptions the catalog's definitions are checked against, pinned by
+# version and integrity in marketplace_service/catalog/verification.json: only the files named
+# there are kept (tests/catalog/descriptions.py).
+DESCRIPTIONS := tests/catalog/.descriptions/.fetched
+$(DESCRIPTIONS): marketplace_service/catalog/verification.json tests/catalog/descriptions.py | $(STAMP)
+	$(PY) -m tests.catalog.descriptions
+	@touch $@
 
 # Debian's Chromium for the browser tests (Playwright drives it; its own download does not work
 # here). apt's package lists are refreshed only when the install fails without.
@@ -49,7 +57,8 @@ run: install
 	$(VENV)/bin/seedos up
 
 ## Lint, format check and every test: the suite's, then the SDK's.
-test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(AXE_MODULES) $(PRISM_MODULES) $(CHROMIUM) $(REDIS)
+test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(AXE_MODULES) $(PRISM_MODULES) $(DESCRIPTIONS) \
+		$(CHROMIUM) $(REDIS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

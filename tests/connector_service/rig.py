@@ -58,12 +58,14 @@ def start_rig(dsn: str, logs: Path, *, ports: dict[str, int] | None = None, **en
 
 
 @contextlib.contextmanager
-def generic_connector(logs: Path) -> Iterator[Callable[[str], str]]:
-    """The SDK's generic connector serving the example definitions (sdk/examples/definitions),
-    free to call APIs on loopback; yields ``url_of(name)``: the URL an install of that
-    definition calls."""
+def generic_connector(
+    logs: Path, folder: Path = SDK_DIR / "examples" / "definitions"
+) -> Iterator[Callable[[str], str]]:
+    """The SDK's generic connector serving the definitions in ``folder`` (default: the SDK's
+    examples), free to call APIs on loopback; yields ``url_of(name)``: the URL an install of
+    that definition calls."""
     served = start("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK_DIR,
-                   env={"SEEDOS_DEFINITIONS": str(SDK_DIR / "examples" / "definitions"),
+                   env={"SEEDOS_DEFINITIONS": str(folder),
                         "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"},
                    log_path=logs / "generic.log")  # fmt: skip
     try:

@@ -1,9 +1,9 @@
-"""Two-way sync with Stripe's definition (sdk/examples/definitions/stripe.yaml), run by the
-generic connector against localstripe, a fake Stripe no one here wrote, installed from the
-catalog like any connector: customers and charges pulled over Stripe's pages; a customer made on
-the platform under a key of its own created in Stripe and moved to the key Stripe gave it (no
-second copy at the next pull); edits both ways; a deletion pushed; new charges pulled
-incrementally."""
+"""Two-way sync with Stripe's catalog definition (marketplace_service/catalog/definitions/
+stripe.yaml), run by the generic connector against localstripe, a fake Stripe no one here wrote,
+installed from the catalog like any connector: customers and charges pulled over Stripe's pages;
+a customer made on the platform under a key of its own created in Stripe and moved to the key
+Stripe gave it (no second copy at the next pull); edits both ways; a deletion pushed; new
+charges pulled incrementally."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from common.roles import Role
+from marketplace_service.catalog.definitions import DEFINITIONS
 from seedos_sdk.testing.localstripe import KEY, start_localstripe
 from tests.connector_service.rig import generic_connector, register, wait_status
 from tests.connector_service.test_sync import World
@@ -30,7 +31,7 @@ def stripe_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stripe_endpoint(tmp_path_factory):
-    with generic_connector(tmp_path_factory.mktemp("generic")) as url_of:
+    with generic_connector(tmp_path_factory.mktemp("generic"), DEFINITIONS) as url_of:
         yield url_of("stripe")
 
 

@@ -1,24 +1,21 @@
 """Checking a definition against the provider's own description of its API
 (seedos_sdk.declarative.checking): OpenAPI 3, Swagger 2 and Google Discovery documents; every
-kind of mismatch found and named; what cannot be checked listed, never passed; and GitHub's
-definition against GitHub's official description."""
+kind of mismatch found and named; what cannot be checked listed, never passed. (The catalog's
+definitions against their providers' own descriptions: tests/catalog/.)"""
 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from seedos_sdk.declarative import load, load_file
+from seedos_sdk.declarative import load
 from seedos_sdk.declarative.checking import check, description_of
 
 SDK = Path(__file__).resolve().parents[2]
-GITHUB_DESCRIPTION = (SDK / "tests" / "prism" / "node_modules" / "@octokit" / "openapi"
-                      / "generated" / "api.github.com.json")  # fmt: skip
 
 ITEM = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
                                          "created": {"type": "integer"}}}  # fmt: skip
@@ -234,11 +231,3 @@ def test_a_google_discovery_document():
     problems = _checked(sheet, DISCOVERY).problems
     assert len(problems) == 2, problems
     assert "'dimension'" in problems[0] and "no 'rows'" in problems[1]
-
-
-def test_githubs_definition_against_githubs_own_description():
-    """The description is the npm package @octokit/openapi (make test installs it)."""
-    description = description_of(json.loads(GITHUB_DESCRIPTION.read_text()))
-    report = check(load_file(SDK / "examples" / "definitions" / "github.yaml"), description)
-    assert report.problems == []
-    assert len(report.checked) >= 4

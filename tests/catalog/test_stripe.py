@@ -1,5 +1,6 @@
-"""Stripe's definition (examples/definitions/stripe.yaml), run by the generic connector, against
-localstripe, a fake Stripe no one here wrote (both real processes): the conformance suite;
+"""Stripe's catalog definition (marketplace_service/catalog/definitions/stripe.yaml), run by the
+generic connector, against localstripe, a fake Stripe no one here wrote (both real processes):
+the conformance suite;
 customers and charges paged with Stripe's ``starting_after``/``has_more``; charges read
 incrementally by ``created[gt]``; a customer created (under the key Stripe gives it), updated and
 deleted through writes; a refund through an action; Stripe's refusals reported with its
@@ -17,7 +18,9 @@ import pytest
 from seedos_sdk.testing import conformance_suite, serve
 from seedos_sdk.testing.localstripe import KEY, start_localstripe
 
-SDK = Path(__file__).resolve().parents[2]
+DEFINITIONS = (
+    Path(__file__).resolve().parents[2] / "marketplace_service" / "catalog" / "definitions"
+)
 PAGE = 3
 CREDENTIALS = {"api_key": KEY}
 
@@ -34,10 +37,10 @@ def stripe_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stripe_connector():
     env = {  # localstripe is on loopback, which the egress rule must list
-        "SEEDOS_DEFINITIONS": str(SDK / "examples" / "definitions"),
+        "SEEDOS_DEFINITIONS": str(DEFINITIONS),
         "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8",
     }
-    with serve("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK,
+    with serve("seedos_sdk.declarative.server:app_factory", factory=True, cwd=DEFINITIONS,
                env=env) as served:  # fmt: skip
         listing = httpx.get(served.url + "/definitions", timeout=10).json()
         found = [d for d in listing["items"] if d["name"] == "stripe"]

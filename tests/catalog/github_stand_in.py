@@ -29,8 +29,8 @@ from seedos_sdk.declarative.server import app_factory
 from seedos_sdk.testing import free_port
 from seedos_sdk.testing.network import outside_connects
 
-SDK = Path(__file__).resolve().parents[2]
-PRISM_DIR = SDK / "tests" / "prism"
+ROOT = Path(__file__).resolve().parents[2]
+PRISM_DIR = Path(__file__).with_name("prism")
 PRISM_CLI = PRISM_DIR / "node_modules" / "@stoplight" / "prism-cli" / "dist" / "index.js"
 DESCRIPTION = (
     PRISM_DIR / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
@@ -86,7 +86,7 @@ class Prism:
     def __init__(self, log_path: Path) -> None:
         node = shutil.which("node")
         if node is None or not PRISM_CLI.is_file() or not DESCRIPTION.is_file():
-            pytest.skip(f"needs node and `npm ci --prefix {PRISM_DIR}`")
+            pytest.fail(f"needs node and `npm ci --prefix {PRISM_DIR}` (make test does it)")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

@@ -1,5 +1,6 @@
-"""GitHub's definition (examples/definitions/github.yaml), run by the generic connector, against
-Prism serving GitHub's own OpenAPI description (@octokit/openapi, npm packages of tests/prism).
+"""GitHub's catalog definition (marketplace_service/catalog/definitions/github.yaml), run by the
+generic connector, against Prism serving GitHub's own OpenAPI description (@octokit/openapi, npm
+packages of tests/catalog/prism).
 
 Prism answers every GitHub path from the description and, started with ``--errors``, refuses a
 request that breaks it (query and path parameters: it does not check this description's request
@@ -37,10 +38,10 @@ import httpx
 import pytest
 
 from seedos_sdk.testing import conformance_suite, serve
-from tests.declarative.github_stand_in import (
+from tests.catalog.github_stand_in import (
     LAST_PAGE,
     REPO,
-    SDK,
+    ROOT,
     Guard,
     Pages,
     Prism,
@@ -49,7 +50,7 @@ from tests.declarative.github_stand_in import (
     validator,
 )
 
-DEFINITION = SDK / "examples" / "definitions" / "github.yaml"
+DEFINITION = ROOT / "marketplace_service" / "catalog" / "definitions" / "github.yaml"
 CREDENTIALS = {"access_token": "gho_prism-does-not-check-tokens"}
 
 
@@ -64,7 +65,7 @@ def generic(tmp_path_factory: pytest.TempPathFactory, prism_started: Prism) -> I
     env = {"SEEDOS_DEFINITIONS": str(folder), "UVICORN_LOOP": "asyncio",
            "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"}  # Prism is on loopback  # fmt: skip
     log = tmp_path_factory.mktemp("logs") / "generic.log"
-    with serve("tests.declarative.github_stand_in:guarded_app", factory=True, cwd=SDK, env=env,
+    with serve("tests.catalog.github_stand_in:guarded_app", factory=True, cwd=ROOT, env=env,
                log_path=log) as served:  # fmt: skip
         yield served.url
 
