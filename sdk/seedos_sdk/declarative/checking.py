@@ -370,7 +370,11 @@ def _requests(raw: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[s
         body: set[str] = set()
         incremental = stream.get("incremental")
         if incremental:
-            (body if incremental.get("in") == "body" else query).add(incremental["param"])
+            where_sent = incremental.get("in", "query")
+            if where_sent == "query":
+                query.add(incremental["param"])
+            elif where_sent == "body":  # a dotted name is a nested field: its top one is checked
+                body.add(incremental["param"].split(".")[0])
         pagination = stream.get("pagination") or {}
         kind = pagination.get("type")
         if kind == "cursor":
@@ -378,7 +382,7 @@ def _requests(raw: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[s
             if where_sent == "query":
                 query.add(pagination["param"])
             elif where_sent == "body":
-                body.add(pagination["param"])
+                body.add(pagination["param"].split(".")[0])
         elif kind == "offset":
             query |= {pagination["offset_param"], pagination["limit_param"]}
         elif kind == "page":

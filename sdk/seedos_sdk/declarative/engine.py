@@ -15,6 +15,7 @@ nothing sent.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import math
 import time
@@ -308,14 +309,16 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
                     sent = _lookback(sent, incremental.get("lookback_seconds", 0))
             elif incremental.get("start") is not None:
                 sent = render(incremental["start"], scope)
-            if sent is not None:
-                value = _format(sent, incremental.get("format", "as_is"))
-                if incremental.get("in", "query") == "query":
-                    query[incremental["param"]] = value
-                else:
-                    body = _body(request.get("body"), scope) or {}
-                    body = {**body, incremental["param"]: value}
         headers: dict[str, str] = {}
+        if sent is not None:
+            value = _format(sent, incremental.get("format", "as_is"))
+            where_sent = incremental.get("in", "query")
+            if where_sent == "query":
+                query[incremental["param"]] = value
+            elif where_sent == "header":
+                headers[incremental["param"]] = str(value)
+            else:
+                body = _put(_body(request.get("body"), scope) or {}, incremental["param"], value)
         if token is not None:
             if kind == "cursor":
                 where = pagination.get("in", "query")
@@ -324,8 +327,8 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
                 elif where == "header":
                     headers[pagination["param"]] = str(token)
                 else:
-                    body = {**(body or _body(request.get("body"), scope) or {}),
-                            pagination["param"]: token}  # fmt: skip
+                    body = _put(body or _body(request.get("body"), scope) or {},
+                                pagination["param"], token)  # fmt: skip
             elif kind == "link":
                 url = _rebase(str(token), ctx.http.base_url)
             elif kind == "offset":
@@ -440,8 +443,28 @@ def _limit(value: Any, scope: dict[str, Any]) -> int:
     return int(render(value, scope))
 
 
+def _put(body: dict[str, Any], param: str, value: Any) -> dict[str, Any]:
+    """``body`` with ``value`` at ``param``: a dotted name is a nested field (a GraphQL query's
+    ``variables.after``), its objects made as needed; ``body`` itself is left as it was."""
+    *parents, last = param.split(".")
+    out = dict(body)
+    node = out
+    for name in parents:
+        child = node.get(name)
+        node[name] = dict(child) if isinstance(child, dict) else {}
+        node = node[name]
+    node[last] = value
+    return out
+
+
 def _format(value: Any, how: str) -> Any:
     try:
+        if how == "http_date":  # If-Modified-Since
+            moment = (datetime.fromtimestamp(value, UTC) if isinstance(value, int | float)
+                      else datetime.fromisoformat(str(value).replace("Z", "+00:00")))  # fmt: skip
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
         if how == "epoch":
             if isinstance(value, int | float):
                 return int(value)

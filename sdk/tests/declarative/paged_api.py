@@ -10,6 +10,7 @@ Run: ``uvicorn tests.declarative.paged_api:create_app --factory`` from ``sdk/``.
 from __future__ import annotations
 
 import base64
+import email.utils
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -154,6 +155,36 @@ def create_app() -> Starlette:
                                 headers=headers)  # fmt: skip
         return await watermark(request)  # which logs it
 
+    async def graphql(request: Request) -> Response:
+        """A GraphQL connection: ``variables.after`` (an item's id) and ``variables.since`` (an
+        ISO time, strictly after) in the JSON body; ``nodes`` and ``pageInfo`` in the answer."""
+        body = await request.json()
+        variables = body.get("variables") or {}
+        state.log.append({"path": request.url.path, "query": {}, "body": body})
+        if "items" not in body.get("query", ""):
+            return JSONResponse({"errors": [{"message": "no such field"}]}, status_code=400)
+        rows = state.ordered({"updated_after": variables["since"]} if "since" in variables
+                             else {})  # fmt: skip
+        if variables.get("after"):
+            ids = [r["id"] for r in rows]
+            rows = rows[ids.index(variables["after"]) + 1 :]
+        first = int(variables.get("first", 5))
+        page = rows[:first]
+        return JSONResponse({"data": {"items": {"nodes": page, "pageInfo": {
+            "endCursor": page[-1]["id"] if page else None,
+            "hasNextPage": len(rows) > first}}}})  # fmt: skip
+
+    async def modified_since(request: Request) -> Response:
+        """Items changed after If-Modified-Since (an HTTP date), 304 when none."""
+        logged(request)
+        state.log[-1]["if_modified_since"] = request.headers.get("if-modified-since")
+        rows = state.ordered({})
+        since = request.headers.get("if-modified-since")
+        if since:
+            after = email.utils.parsedate_to_datetime(since)
+            rows = [r for r in rows if _time(r["updated"]) > after]
+        return JSONResponse({"items": rows})
+
     async def limit(request: Request) -> Response:
         q = request.query_params
         state.limit = {"left": int(q["answers"]), "reset_in": q.get("reset_in", "0"),
@@ -193,6 +224,8 @@ def create_app() -> Starlette:
         Route("/pages", pages),
         Route("/watermark", watermark),
         Route("/limited", limited),
+        Route("/graphql", graphql, methods=["POST"]),
+        Route("/modified-since", modified_since),
         Route("/admin/limit", limit, methods=["POST"]),
         Route("/admin/items/{id}/touch", touch, methods=["POST"]),
         Route("/admin/reset", reset, methods=["POST"]),

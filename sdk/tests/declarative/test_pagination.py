@@ -118,6 +118,27 @@ DEFINITIONS = [
         "pagination": {"type": "watermark", "has_more": "has_more"},
     }, errors={"rate_limit": {"remaining_header": "x-ratelimit-remaining",
                               "reset_header": "x-ratelimit-reset"}}),
+    # GraphQL: the cursor and the incremental value are variables in the JSON body
+    _definition("graphql", {
+        "request": {"method": "POST", "path": "/graphql", "body": {
+            "query": "query($first: Int, $after: String, $since: String) { items(first: $first,"
+                     " after: $after, since: $since) { nodes { id } pageInfo { endCursor"
+                     " hasNextPage } } }",
+            "variables": {"first": 5}}},
+        "records": "data.items.nodes",
+        "incremental": {"cursor_field": "updated", "param": "variables.since", "in": "body",
+                        "start": "2024-01-01T00:00:00Z"},
+        "pagination": {"type": "cursor", "from": "body", "select": "data.items.pageInfo.endCursor",
+                       "param": "variables.after", "in": "body",
+                       "has_more": "data.items.pageInfo.hasNextPage"},
+    }),
+    # Zoho's lists: the incremental value in a header, as an HTTP date
+    _definition("if-modified-since", {
+        "request": {"path": "/modified-since"},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "If-Modified-Since", "in": "header",
+                        "format": "http_date"},
+    }),
     _definition("not-rate-limited", {  # the same API, its rate limit not described
         "request": {"path": "/limited", "query": {"limit": 5}},
         "records": "items",
@@ -338,3 +359,29 @@ def test_without_its_rate_limit_described_a_403_is_no_access(generic, api, api_u
     body = {"config": {"base_url": api_url}, "credentials": {}, "cursor": None}
     r = httpx.post(f"{generic['not-rate-limited']}/streams/items/read", json=body, timeout=30)
     assert r.json()["category"] != "retryable", r.text
+
+
+def test_graphql_variables_carry_the_cursor_and_the_incremental_value(generic, api, api_url):
+    pages = read(generic["graphql"], {"base_url": api_url})
+    assert ids(pages) == ALL[1:] and len(pages) == 5
+    sent = [entry["body"]["variables"] for entry in api.get("/admin/log").json()]
+    assert sent[0] == {"first": 5, "since": "2024-01-01T00:00:00Z"}  # the rest of the body kept
+    assert [v.get("after") for v in sent] == [None, "i05", "i10", "i15", "i20"]
+    assert all(v["since"] == "2024-01-01T00:00:00Z" for v in sent)  # the read's filter, kept
+    assert all("items(first:" in e["body"]["query"] for e in api.get("/admin/log").json())
+    # the next sync sends the watermark as the variable
+    api.post("/admin/reset")
+    later = read(generic["graphql"], {"base_url": api_url}, pages[-1]["next_cursor"])
+    assert ids(later) == []
+    assert api.get("/admin/log").json()[0]["body"]["variables"]["since"] == "2024-01-01T00:22:00Z"
+
+
+def test_an_incremental_value_in_a_header_as_an_http_date(generic, api, api_url):
+    first = read(generic["if-modified-since"], {"base_url": api_url})
+    assert ids(first) == ALL
+    api.post("/admin/items/i03/touch", params={"minutes": 30})
+    again = read(generic["if-modified-since"], {"base_url": api_url}, first[-1]["next_cursor"])
+    assert ids(again) == ["i03"]
+    log = api.get("/admin/log").json()
+    assert log[0]["if_modified_since"] is None  # a first sync: no header
+    assert log[-1]["if_modified_since"] == "Mon, 01 Jan 2024 00:22:00 GMT"
