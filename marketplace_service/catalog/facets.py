@@ -4,11 +4,12 @@ PostgreSQL's notifications.
 Counting a broad query's matches per category in SQL reads every matching row: 10 ms for the
 7,000 of 10,000 entries that contain "connector", since each row is wide and each search vector
 is read and matched (no index answers "how many per category"). The service instead keeps, per
-entry (in id order), its category, auth scheme and featured flag, and inverted indexes of the
-search and title vectors' lexemes (lexeme -> entries, lexemes sorted, so the entries of a prefix
-are one slice), and counts with numpy in about 0.1 ms. Typo candidates (entries holding a
-corrected title word, not matching the query) come from the same arrays, and the reading's title
-words are what the typo vocabulary (fuzzy.py) corrects and ranks with.
+entry (in id order), its category, auth scheme, featured flag and verification level, and
+inverted indexes of the search and title vectors' lexemes (lexeme -> entries, lexemes sorted,
+so the entries of a prefix are one slice), and counts with numpy in about 0.1 ms. Typo
+candidates (entries holding a corrected title word, not matching the query) come from the same
+arrays, and the reading's title words are what the typo vocabulary (fuzzy.py) corrects and
+ranks with.
 
 Freshness: a trigger notifies ``seedos_catalog`` when marketplace_connectors changes (migration
 ``catalog_notify``); each replica listens on a connection of its own and then reads the catalog
@@ -109,6 +110,8 @@ class Reading:
     schemes: dict[str, int]  # auth scheme -> code
     scheme: np.ndarray  # slot -> auth scheme code
     featured: np.ndarray  # slot -> is featured
+    levels: dict[str | None, int]  # verification level (None: not rated) -> code
+    level: np.ndarray  # slot -> verification level code
     search: _Postings  # the search vectors' lexemes (what a query must match)
     title: _Postings  # the title vectors' lexemes (what typo candidates are found by)
     titles: fuzzy._Titles  # the title words, for ranking typo candidates (same slots)
@@ -119,6 +122,7 @@ class Reading:
         categories = sorted({r[1] or "" for r in rows})
         codes = {c: i for i, c in enumerate(categories)}
         schemes = {s: i for i, s in enumerate(sorted({r[2] for r in rows}))}
+        levels = {v: i for i, v in enumerate(sorted({r[8] for r in rows}, key=str))}
         return cls(
             ids=[r[0] for r in rows],
             names=[r[5] for r in rows],
@@ -128,6 +132,8 @@ class Reading:
             schemes=schemes,
             scheme=np.array([schemes[r[2]] for r in rows], dtype=np.int32),
             featured=np.array([bool(r[3]) for r in rows], dtype=bool),
+            levels=levels,
+            level=np.array([levels[r[8]] for r in rows], dtype=np.int32),
             search=_Postings.of(r[4] for r in rows),
             title=_Postings.of(r[7] for r in rows),
             titles=fuzzy._Titles.read(((r[0], r[5], r[6], r[1]) for r in rows), version),
@@ -153,11 +159,14 @@ class Reading:
         auth_scheme: str | None,
         featured: bool | None,
         installed: tuple[bool, Iterable[uuid.UUID]] | None,
+        verification: str | None = None,
     ) -> np.ndarray:
         if auth_scheme is not None:
             chosen &= self.scheme == self.schemes.get(auth_scheme, -1)
         if featured is not None:
             chosen &= self.featured == featured
+        if verification is not None:
+            chosen &= self.level == self.levels.get(verification, -1)
         if installed is not None:
             wanted, entries = installed
             mine = self._none()
@@ -172,12 +181,14 @@ class Reading:
         auth_scheme: str | None,
         featured: bool | None,
         installed: tuple[bool, Iterable[uuid.UUID]] | None,
+        verification: str | None = None,
     ) -> dict[str, int]:
         """Entries per category matching every term, under the filters given: the result of
         ``repository.category_counts`` (``installed``: (wanted, the tenant's entries))."""
         chosen = self._filtered(
-            self._matching(terms), auth_scheme=auth_scheme, featured=featured, installed=installed
-        )
+            self._matching(terms), auth_scheme=auth_scheme, featured=featured,
+            installed=installed, verification=verification,
+        )  # fmt: skip
         per = np.bincount(self.category[chosen], minlength=len(self.categories))
         return {c: int(n) for c, n in zip(self.categories, per, strict=True) if n}
 
@@ -189,11 +200,13 @@ class Reading:
         auth_scheme: str | None,
         featured: bool | None,
         installed: tuple[bool, Iterable[uuid.UUID]] | None,
+        verification: str | None = None,
     ) -> list[uuid.UUID]:
         """The entries matching every term under every filter."""
         chosen = self._filtered(
-            self._matching(terms), auth_scheme=auth_scheme, featured=featured, installed=installed
-        )
+            self._matching(terms), auth_scheme=auth_scheme, featured=featured,
+            installed=installed, verification=verification,
+        )  # fmt: skip
         if category is not None:
             code = bisect.bisect_left(self.categories, category)
             if code == len(self.categories) or self.categories[code] != category:
@@ -210,6 +223,7 @@ class Reading:
         featured: bool | None,
         installed: tuple[bool, Iterable[uuid.UUID]] | None,
         limit: int,
+        verification: str | None = None,
     ) -> np.ndarray:
         """The slots of ``repository.fuzzy_candidates``: entries with one of ``lexemes`` in
         their title vector that do not match every term, under the filters given, the first
@@ -220,8 +234,9 @@ class Reading:
         if terms:  # no query excludes nothing (as an empty tsquery matches nothing)
             chosen &= ~self._matching(terms)
         chosen = self._filtered(
-            chosen, auth_scheme=auth_scheme, featured=featured, installed=installed
-        )
+            chosen, auth_scheme=auth_scheme, featured=featured, installed=installed,
+            verification=verification,
+        )  # fmt: skip
         return np.flatnonzero(chosen)[:limit]
 
 

@@ -13,7 +13,7 @@ _LIST_COLUMNS = (
     "mc.id, mc.slug, mc.name, mc.description, mc.service_identifier, mc.version, mc.category,"
     " mc.vendor, mc.auth_scheme, mc.available_scopes, mc.logo_url, mc.setup_guide_url,"
     " mc.is_featured, mc.allow_multiple, mc.endpoint_url IS NOT NULL AS deployed,"
-    " mc.published_at, mc.created_at, mc.updated_at,"
+    " mc.published_at, mc.created_at, mc.updated_at, mc.verification, mc.verification_note,"
     # what an install or an upgrade gets: the newest version its publisher has not withdrawn
     " (SELECT v.version FROM marketplace_connector_versions v WHERE v.connector_id = mc.id"
     " AND v.withdrawn_at IS NULL ORDER BY v.id DESC LIMIT 1) AS installable_version"
@@ -58,18 +58,20 @@ class Filters:
     auth_scheme: str | None = None
     featured: bool | None = None
     installed: bool | None = None
+    verification: str | None = None
 
 
 def _where(first: int, *, with_category: bool = True) -> str:
-    """The filter conditions on parameters ``$first`` .. ``$first+3`` (category, auth scheme,
-    featured, installed); the caller's tenant is always ``$1``."""
-    c, a, f, i = first, first + 1, first + 2, first + 3
+    """The filter conditions on parameters ``$first`` .. ``$first+4`` (category, auth scheme,
+    featured, installed, verification level); the caller's tenant is always ``$1``."""
+    c, a, f, i, v = range(first, first + 5)
     parts = [
         f"(${c}::text IS NULL OR mc.category = ${c})" if with_category else f"(${c}::text IS NULL)",
         f"(${a}::text IS NULL OR mc.auth_scheme = ${a})",
         f"(${f}::boolean IS NULL OR mc.is_featured = ${f})",
         f"(${i}::boolean IS NULL OR EXISTS (SELECT 1 FROM integration_connectors ic"
         f" WHERE ic.tenant_id = $1 AND ic.marketplace_connector_id = mc.id) = ${i})",
+        f"(${v}::text IS NULL OR mc.verification = ${v})",
     ]
     return " AND ".join(parts)
 
@@ -80,6 +82,7 @@ def _filter_args(filters: Filters, *, with_category: bool = True) -> list[Any]:
         filters.auth_scheme,
         filters.featured,
         filters.installed,
+        filters.verification,
     ]
 
 
@@ -95,9 +98,9 @@ async def by_name(
     ``query`` (tsquery text), only entries matching it."""
     return await conn.fetch(
         "SELECT mc.id, mc.name FROM marketplace_connectors mc"
-        f" WHERE {_where(2)} AND ($6::text IS NULL OR mc.name > $6)"
-        " AND ($7::tsquery IS NULL OR mc.search_vector @@ $7)"
-        " ORDER BY mc.name LIMIT $8",
+        f" WHERE {_where(2)} AND ($7::text IS NULL OR mc.name > $7)"
+        " AND ($8::tsquery IS NULL OR mc.search_vector @@ $8)"
+        " ORDER BY mc.name LIMIT $9",
         filters.tenant_id, *_filter_args(filters), after, query, limit,
     )  # fmt: skip
 
@@ -119,10 +122,10 @@ async def by_popularity(
         " FROM marketplace_connectors mc LEFT JOIN marketplace_install_counts ic"
         " ON ic.marketplace_connector_id = mc.id"
         f" WHERE {_where(2)}"
-        " AND ($6::tsquery IS NULL OR mc.search_vector @@ $6)"
-        " AND ($7::bigint IS NULL OR coalesce(ic.installs, 0) < $7"
-        " OR (coalesce(ic.installs, 0) = $7 AND mc.name > $8))"
-        " ORDER BY popularity DESC, mc.name LIMIT $9",
+        " AND ($7::tsquery IS NULL OR mc.search_vector @@ $7)"
+        " AND ($8::bigint IS NULL OR coalesce(ic.installs, 0) < $8"
+        " OR (coalesce(ic.installs, 0) = $8 AND mc.name > $9))"
+        " ORDER BY popularity DESC, mc.name LIMIT $10",
         filters.tenant_id, *_filter_args(filters), query, after_count, after_name, limit,
     )  # fmt: skip
 
@@ -166,28 +169,28 @@ async def by_relevance(
 
 
 _PAGE = " SELECT id, name, score FROM hits ORDER BY score DESC, name"
-# $1 tenant, $2 query, $3 name prefix, $4..$7 filters, $8 $9 cursor, $10 limit
+# $1 tenant, $2 query, $3 name prefix, $4..$8 filters, $9 $10 cursor, $11 limit
 _TITLES = (
     "WITH hits AS (SELECT mc.id, mc.name, score FROM marketplace_connectors mc,"
     f" (SELECT $2::tsquery) AS given(q), LATERAL (SELECT {_TITLE_SCORE} AS score) s"
-    f" WHERE mc.title_vector @@ q AND {_where(4)} AND {_after('score', 8)}"
-    " ORDER BY score DESC, mc.name LIMIT $10)" + _PAGE
+    f" WHERE mc.title_vector @@ q AND {_where(4)} AND {_after('score', 9)}"
+    " ORDER BY score DESC, mc.name LIMIT $11)" + _PAGE
 )
-# $1 tenant, $2 query, $3..$6 filters, $7 $8 cursor, $9 limit
+# $1 tenant, $2 query, $3..$7 filters, $8 $9 cursor, $10 limit
 _TEXTS_WHERE = (
     "mc.search_vector @@ q AND NOT mc.title_vector @@ q"
-    f" AND {_where(3)} AND {_after(_TEXT_SCORE, 7)}"
+    f" AND {_where(3)} AND {_after(_TEXT_SCORE, 8)}"
 )
 _TEXTS_BROAD = (
     f"WITH hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
     " FROM marketplace_connectors mc, (SELECT $2::tsquery) AS given(q)"
-    f" WHERE {_TEXTS_WHERE} ORDER BY mc.is_featured DESC, mc.name LIMIT $9)" + _PAGE
+    f" WHERE {_TEXTS_WHERE} ORDER BY mc.is_featured DESC, mc.name LIMIT $10)" + _PAGE
 )
-# ... and $10 the entries to look among
+# ... and $11 the entries to look among
 _TEXTS_AMONG = (
     f"WITH hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score"
     " FROM marketplace_connectors mc, (SELECT $2::tsquery) AS given(q)"
-    f" WHERE mc.id = ANY($10::uuid[]) AND {_TEXTS_WHERE} ORDER BY score DESC, mc.name LIMIT $9)"
+    f" WHERE mc.id = ANY($11::uuid[]) AND {_TEXTS_WHERE} ORDER BY score DESC, mc.name LIMIT $10)"
     + _PAGE
 )
 _TEXTS_NARROW = (
@@ -195,7 +198,7 @@ _TEXTS_NARROW = (
     " WHERE mc.search_vector @@ $2::tsquery),"
     f" hits AS (SELECT mc.id, mc.name, {_TEXT_SCORE} AS score FROM matches"
     " JOIN marketplace_connectors mc ON mc.id = matches.id, (SELECT $2::tsquery) AS given(q)"
-    f" WHERE {_TEXTS_WHERE} ORDER BY score DESC, mc.name LIMIT $9)" + _PAGE
+    f" WHERE {_TEXTS_WHERE} ORDER BY score DESC, mc.name LIMIT $10)" + _PAGE
 )
 
 
@@ -238,7 +241,7 @@ async def fuzzy_candidates(
         "SELECT mc.id, mc.name, mc.vendor, mc.category FROM marketplace_connectors mc"
         " WHERE mc.title_vector @@ to_tsquery('english', array_to_string($2::text[], ' | '))"
         " AND NOT mc.search_vector @@ $3::tsquery"
-        f" AND {_where(4, with_category=False)} ORDER BY mc.id LIMIT $8",
+        f" AND {_where(4, with_category=False)} ORDER BY mc.id LIMIT $9",
         filters.tenant_id, words, query, *_filter_args(filters, with_category=False), limit,
     )  # fmt: skip
 
@@ -273,10 +276,11 @@ async def titles(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def facet_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Every entry, in id order, with what the in-memory index (facets.py) needs: (id,
     category, auth scheme, featured, search vector lexemes, name, vendor, title vector
-    lexemes)."""
+    lexemes, verification level)."""
     return await conn.fetch(
         "SELECT id, category, auth_scheme, is_featured, tsvector_to_array(search_vector),"
-        " name, vendor, tsvector_to_array(title_vector) FROM marketplace_connectors ORDER BY id"
+        " name, vendor, tsvector_to_array(title_vector), verification"
+        " FROM marketplace_connectors ORDER BY id"
     )
 
 
@@ -387,3 +391,18 @@ _UPSERT = """
     WHERE marketplace_connectors.published_by_tenant IS NULL
     RETURNING TRUE
 """
+
+
+async def levels(
+    conn: asyncpg.Connection, *, verification: str | None, category: str | None
+) -> list[asyncpg.Record]:
+    """Every entry (of a level, of a category, when given) by name: slug, name, category, its
+    verification level and note, and whether it runs (``deployed``: it has an endpoint)."""
+    return await conn.fetch(
+        "SELECT slug, name, category, verification, verification_note,"
+        " endpoint_url IS NOT NULL AS deployed FROM marketplace_connectors"
+        " WHERE ($1::text IS NULL OR verification = $1) AND ($2::text IS NULL OR category = $2)"
+        " ORDER BY name",
+        verification,
+        category,
+    )

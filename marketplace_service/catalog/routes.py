@@ -11,7 +11,12 @@ from common.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from common.roles import Permission
 from marketplace_service.catalog import service
 from marketplace_service.catalog.repository import Filters
-from marketplace_service.catalog.schemas import AuthScheme, CatalogEntryDetail, CatalogPage
+from marketplace_service.catalog.schemas import (
+    AuthScheme,
+    CatalogEntryDetail,
+    CatalogPage,
+    Verification,
+)
 from marketplace_service.catalog.service import Sort
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refused here as 422, not a 500 there
@@ -39,6 +44,10 @@ async def list_connectors(
     installed: Annotated[
         bool | None, Query(description="Only entries your tenant has (true) or lacks (false)")
     ] = None,
+    verification: Annotated[
+        Verification | None,
+        Query(description="Only entries known to work this far: verified, checked or described"),
+    ] = None,
     sort: Annotated[Sort | None, Query(description="Default: relevance with q, else name")] = None,
     cursor: CursorParam = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -46,7 +55,7 @@ async def list_connectors(
     """Search and browse the catalog, one page at a time, with per-category counts."""
     filters = Filters(
         tenant_id=principal.tenant_id, category=category, auth_scheme=auth_scheme,
-        featured=featured, installed=installed,
+        featured=featured, installed=installed, verification=verification,
     )  # fmt: skip
     async with request.app.state.db.spare() as spare:
         return await service.search(

@@ -7,6 +7,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 AuthScheme = Literal["oauth2", "api_key", "basic", "none"]
+# How far an entry is known to work (marketplace_service/catalog/definitions.py says how each
+# level is earned); None: not rated (a tenant's connector, a hand-written one, a brochure).
+Verification = Literal["verified", "checked", "described"]
+VERIFICATION_HELP = (
+    "How far it is known to work: `verified` (passes the conformance suite against a stand-in"
+    " of the provider no one here wrote), `checked` (its requests and answers checked against"
+    " the provider's own machine-readable API description), `described` (written from the"
+    " provider's documentation only); null: not rated"
+)
 
 
 class CatalogEntry(BaseModel):
@@ -31,6 +40,12 @@ class CatalogEntry(BaseModel):
         False, description="Whether one of the caller's installs has an older version"
     )
     published_at: datetime | None = None
+    verification: Verification | None = Field(None, description=VERIFICATION_HELP)
+    verification_note: str | None = Field(
+        None,
+        description="What the level rests on (the stand-in, the description), or why the entry"
+        " cannot run from a definition",
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -160,7 +160,7 @@ class _Known:
     def filtered(self, filters: repository.Filters) -> dict[str, Any]:
         """The filters but the category, as the reading takes them."""
         return {"auth_scheme": filters.auth_scheme, "featured": filters.featured,
-                "installed": self.installed}  # fmt: skip
+                "installed": self.installed, "verification": filters.verification}  # fmt: skip
 
     def counts(self, filters: repository.Filters) -> dict[str, int]:
         """``repository.category_counts``."""

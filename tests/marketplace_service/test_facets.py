@@ -45,6 +45,7 @@ async def test_in_memory_counts_are_the_sql_counts(dsn):
     try:
         entries = await conn.fetch("SELECT id, slug, name, description FROM marketplace_connectors")
         rng = random.Random(5)
+        levels = random.Random(7)  # the verification filter's own, so the rest draws as before
         for row in rng.sample(list(entries), 6):  # installs of the tenant's own, disabled
             await conn.execute(
                 "INSERT INTO integration_connectors (tenant_id, marketplace_connector_id,"
@@ -67,6 +68,7 @@ async def test_in_memory_counts_are_the_sql_counts(dsn):
                 auth_scheme=rng.choice([None, "oauth2", "api_key", "basic", "none"]),
                 featured=rng.choice([None, True, False]),
                 installed=rng.choice([None, True, False]),
+                verification=levels.choice([None, None, None, "verified", "checked", "described"]),
             )
             query = " & ".join(f"({t})" for t in terms) or None
             expected = await repository.category_counts(conn, filters, query=query)
@@ -77,8 +79,9 @@ async def test_in_memory_counts_are_the_sql_counts(dsn):
                 else (filters.installed, await repository.installed_entries(conn, tenant.tenant_id))
             )  # fmt: skip
             got = reading.counts(
-                parsed, auth_scheme=filters.auth_scheme, featured=filters.featured, installed=mine
-            )
+                parsed, auth_scheme=filters.auth_scheme, featured=filters.featured,
+                installed=mine, verification=filters.verification,
+            )  # fmt: skip
             assert got == expected, (typed, terms, filters)
             compared += 1
 
@@ -91,7 +94,7 @@ async def test_in_memory_counts_are_the_sql_counts(dsn):
             lexemes = [term(t)[0] for t in await service._normalized(conn, corrected)]
             slots = reading.typo_candidates(
                 lexemes, parsed, auth_scheme=filters.auth_scheme, featured=filters.featured,
-                installed=mine, limit=limit,
+                installed=mine, limit=limit, verification=filters.verification,
             )  # fmt: skip
             assert [reading.ids[s] for s in slots] == [r["id"] for r in sql], (corrected, terms)
             candidates += len(sql)
@@ -163,8 +166,9 @@ def test_only_single_lexemes_are_counted_from_memory():
     assert term("'it''s'") is None  # printed escaped: SQL
     reading = Reading.read([
         (uuid.uuid4(), "crm", "oauth2", True, ["pay", "paypal", "payz\U0010ffff"], "PayPal",
-         "PayPal", ["paypal"]),
-        (uuid.uuid4(), None, "api_key", False, ["pa", "pax"], "Pax", "Pax Inc", ["pax", "inc"]),
+         "PayPal", ["paypal"], "described"),
+        (uuid.uuid4(), None, "api_key", False, ["pa", "pax"], "Pax", "Pax Inc", ["pax", "inc"],
+         None),
     ])  # fmt: skip
     count = functools.partial(reading.counts, auth_scheme=None, featured=None, installed=None)
     assert count([("pay", True)]) == {"crm": 1}
@@ -172,8 +176,11 @@ def test_only_single_lexemes_are_counted_from_memory():
     assert count([("pa", False)]) == {"": 1}
     assert count([("payz\U0010ffff", True)]) == {"crm": 1}
     assert count([("pa", True)], auth_scheme="basic") == {}
+    assert count([("pa", True)], verification="described") == {"crm": 1}
+    assert count([("pa", True)], verification="verified") == {}  # no entry has it
     typos = functools.partial(reading.typo_candidates, auth_scheme=None, featured=None,
                               installed=None, limit=10)  # fmt: skip
     assert typos(["pax", "paypal"], []).tolist() == [0, 1]  # no query: nothing excluded
     assert typos(["pax", "paypal"], [("pay", True)]).tolist() == [1]
     assert typos(["pax", "paypal"], [], auth_scheme="oauth2").tolist() == [0]
+    assert typos(["pax", "paypal"], [], verification="described").tolist() == [0]
