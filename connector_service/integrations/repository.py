@@ -50,11 +50,11 @@ async def get(
 
 async def catalog_entry(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
     """The marketplace's entry with what an install of it gets: its newest version that is not
-    withdrawn (``version`` None when every one is). Read-only here: marketplace_service owns
-    both tables."""
+    withdrawn (``version`` None when every one is), and how far it is known to work
+    (``verification``). Read-only here: marketplace_service owns both tables."""
     return await conn.fetchrow(
-        "SELECT mc.id, mc.slug, mc.name, mc.service_identifier, mc.allow_multiple, v.version,"
-        " v.manifest, v.endpoint_url FROM marketplace_connectors mc"
+        "SELECT mc.id, mc.slug, mc.name, mc.service_identifier, mc.allow_multiple,"
+        " mc.verification, v.version, v.manifest, v.endpoint_url FROM marketplace_connectors mc"
         " LEFT JOIN LATERAL (SELECT version, manifest, endpoint_url"
         "  FROM marketplace_connector_versions WHERE connector_id = mc.id"
         "  AND withdrawn_at IS NULL ORDER BY id DESC LIMIT 1) v ON TRUE"

@@ -23,6 +23,7 @@ from connector_service.integrations.preconditions import (
 from connector_service.integrations.schemas import (
     CredentialsIn,
     CredentialsOut,
+    InstallOut,
     IntegrationCreate,
     IntegrationOut,
     IntegrationPage,
@@ -146,7 +147,7 @@ async def check_integration(
 
 
 @router.post(
-    "", response_model=IntegrationOut, status_code=201, dependencies=Writer,
+    "", response_model=InstallOut, status_code=201, dependencies=Writer,
     responses={409: {"description": "Installed already (single instance), or the first request"
                                     " with this Idempotency-Key is still running"}},
 )  # fmt: skip
@@ -159,7 +160,9 @@ async def create_integration(
     installed already. Nothing is stored unless everything is valid. The install starts
     ``pending``; its connector is checked right after (``active`` or ``error``). With an
     Idempotency-Key a repeat gets the first answer (``Idempotent-Replayed: true``) instead of
-    a second install: retry with the same key when an answer was lost."""
+    a second install: retry with the same key when an answer was lost. The answer carries the
+    catalog entry's ``verification`` level and, for a connector written from documentation
+    only (``described``), a ``notice`` saying it was not checked against the provider."""
     database: Database = request.app.state.db
 
     async def create() -> idempotency.Answer:
@@ -171,7 +174,7 @@ async def create_integration(
             )  # fmt: skip
         # committed: the check runs once the response is out
         _check_later(tasks, request, principal.tenant_id, row["id"])
-        out = IntegrationOut.model_validate(_out(manager, row)).model_dump(mode="json")
+        out = InstallOut.model_validate(_out(manager, row)).model_dump(mode="json")
         return idempotency.Answer(201, out)
 
     answer = await idempotency.once(

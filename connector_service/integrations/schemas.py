@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -61,6 +61,22 @@ class IntegrationOut(BaseModel):
     @property
     def etag(self) -> str:
         return etag(self.id, self.settings_revision)
+
+
+class InstallOut(IntegrationOut):
+    """A new install, with what the catalog says of how far its connector is known to work."""
+
+    verification: Literal["verified", "checked", "described"] | None = Field(
+        None,
+        description="The catalog entry's level: `verified` (passes the conformance suite against"
+        " a stand-in of the provider), `checked` (checked against the provider's own API"
+        " description), `described` (written from documentation only); null: not rated",
+    )
+    notice: str | None = Field(
+        None,
+        description="For a `described` connector: that it was written from the provider's"
+        " documentation and not checked against the provider",
+    )
 
 
 # Publishing allows at most 20 setup steps (marketplace_service.publishing.schemas).

@@ -72,6 +72,16 @@ class ConnectorWithdrawn(Conflict):
     code, title = "connector_withdrawn", "Every version of this connector was withdrawn"
 
 
+def install_notice(name: str, verification: str | None) -> str | None:
+    """What a tenant installing an entry should know about how far it is known to work: for one
+    written from documentation only, that nobody checked it against the provider."""
+    if verification != "described":
+        return None
+    return (f"{name} was written from the provider's API documentation only and has not been"
+            " checked against the provider's API: check what its first sync reads and writes"
+            " before relying on it.")  # fmt: skip
+
+
 def offered_scopes(manifest: dict[str, Any]) -> list[str]:
     """The OAuth scopes a version's manifest offers."""
     return list((manifest.get("auth") or {}).get("scopes") or [])
@@ -91,7 +101,9 @@ async def create(
     request_id: str | None = None,
 ) -> dict[str, Any]:
     """Install a catalog entry: every check first (a 422 lists all problems, a 409 breaks the
-    single-instance rule), then the row, its encrypted credentials and an audit entry."""
+    single-instance rule), then the row, its encrypted credentials and an audit entry. The
+    install comes back with the entry's ``verification`` level and, for an entry written from
+    documentation only, a ``notice`` saying so."""
     entry = await repository.catalog_entry(conn, slug)
     if entry is None:
         raise ConnectorUnknown(f"the catalog has no connector '{slug}'")
@@ -134,7 +146,9 @@ async def create(
         conn, "created", tenant_id=tenant_id, integration_id=row["id"], actor=actor,
         request_id=request_id, connector=slug, secret_fields=sorted(credentials),
     )  # fmt: skip
-    return dict(row)
+    verification = entry["verification"]
+    return {**dict(row), "verification": verification,
+            "notice": install_notice(entry["name"], verification)}  # fmt: skip
 
 
 async def update(
