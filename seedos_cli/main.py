@@ -27,7 +27,7 @@ from gateway.members import service as members
 from gateway.settings import GatewaySettings
 from gateway.tenants import service as tenants
 from gateway.users import service as users
-from seedos_cli import demo, deployment_keys
+from seedos_cli import catalog, demo, deployment_keys
 from seedos_cli.database import database
 from seedos_cli.up import SuiteError, run_suite
 
@@ -56,6 +56,8 @@ domains_app = typer.Typer(help="Email domains whose people join a tenant.", no_a
 app.add_typer(members_app, name="members")
 app.add_typer(invitations_app, name="invitations")
 app.add_typer(domains_app, name="domains")
+catalog_app = typer.Typer(help="The connector catalog.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 
 T = TypeVar("T")
 
@@ -120,6 +122,26 @@ def seed_demo() -> None:
         f"demo tenant '{result['tenant']['slug']}' ready; "
         f"{result['catalog_entries']} catalog entries loaded"
     )
+
+
+@catalog_app.command("list")
+def catalog_list(
+    verification: Annotated[
+        catalog.Level | None,
+        typer.Option(help="Only entries known to work this far: verified, checked or described"),
+    ] = None,
+    category: Annotated[str | None, typer.Option(help="Only this category, e.g. crm")] = None,
+) -> None:
+    """Every catalog entry by name: slug, name, how far it is known to work (verified: passes
+    the conformance suite against a stand-in of the provider; checked: against the provider's
+    own API description; described: written from documentation only; - not rated), whether it
+    runs (has an endpoint) and what the level rests on, or why the entry has no definition."""
+
+    async def work(conn: Any) -> list[dict[str, Any]]:
+        return await catalog.entries(conn, verification=verification, category=category)
+
+    for line in catalog.table(_run(work, transaction=False)):
+        typer.echo(line)
 
 
 @tenant_app.command("create")
