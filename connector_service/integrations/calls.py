@@ -48,7 +48,7 @@ def credential_source(db: Database, ring: KeyRing, oauth: OAuthConfig) -> Any:
     they are about to expire or after the connector answered 401 to the ``rejected`` one."""
 
     async def source(target: Target, rejected: str | None) -> dict[str, str]:
-        integration = {"id": target.id, "tenant_id": target.tenant_id}
+        integration = {"id": target.id, "tenant_id": target.tenant_id, "config": target.config}
         return await tokens.call_credentials(
             db, ring, integration=integration, manifest=target.manifest,
             rejected=rejected, oauth=oauth,

@@ -117,3 +117,10 @@ class ProviderError(SeedosError):
     """The provider answered, but not with tokens or a standard OAuth error we can act on."""
 
     status, code, title = 502, "oauth_provider_error", "The OAuth provider failed"
+
+
+class OAuthUrlRefused(InvalidRequest):
+    """The connector's OAuth URLs name the install's config, and this config does not make a
+    URL of the provider's (a value that is not a host name's part), or lacks what they name."""
+
+    code, title = "oauth_url_refused", "The OAuth URL cannot be made from this install's config"

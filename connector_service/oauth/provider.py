@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -97,18 +97,25 @@ async def authorization_url(
     scopes: list[str],
     state: str,
     code_verifier: str,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """Where to send the browser. ``prompt=consent`` asks the user every time, which is what a
     connect is, and is what providers such as Google need to issue a refresh token again;
-    providers that do not know the parameter ignore it (RFC 6749 section 3.1)."""
+    providers that do not know the parameter ignore it (RFC 6749 section 3.1). ``extra``: the
+    connector's own authorization parameters (Google's ``access_type=offline``); they never
+    replace the flow's own (the definition format refuses those names)."""
     async with AsyncOAuth2Client(
         client_id,
         redirect_uri=redirect_uri,
         scope=" ".join(scopes) or None,
         code_challenge_method="S256",
     ) as session:
+        own = {"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
+               "code_challenge_method", "code_verifier"}  # fmt: skip
+        params = {"prompt": "consent", **{k: str(v) for k, v in (extra or {}).items()
+                                          if k not in own}}  # fmt: skip
         url, _ = session.create_authorization_url(
-            authorize_url, state=state, code_verifier=code_verifier, prompt="consent"
+            authorize_url, state=state, code_verifier=code_verifier, **params
         )
     return url
 

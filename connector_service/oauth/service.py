@@ -119,7 +119,7 @@ async def connect(
         raise IntegrationDisabled("enable the integration before connecting its account")
     _not_withdrawn(row)
     return_to = check_return_to(return_to, config.public_url)
-    auth = tokens.auth_of(row["manifest"])
+    auth = tokens.auth_of(row["manifest"], row["config"])
     if not auth.get("authorize_url") or not auth.get("token_url"):
         raise OAuthNotSupported("the connector's manifest has no authorize_url or token_url")
     stored = await credentials_service.load(
@@ -138,6 +138,7 @@ async def connect(
     url = await provider.authorization_url(
         client_id=client.client_id, authorize_url=auth["authorize_url"],
         redirect_uri=config.redirect_uri, scopes=scopes, state=state, code_verifier=verifier,
+        extra=auth.get("authorize_params") or {},
     )  # fmt: skip
     await repository.delete_expired_states(conn, older_than_seconds=STATE_TTL_SECONDS)
     expires_at = await repository.insert_state(
@@ -289,7 +290,7 @@ async def complete(
             conn, ring, tenant_id=tenant_id, integration_id=integration_id
         )
     client = tokens.client_for(stored, row["slug"], config)
-    token_url = tokens.auth_of(row["manifest"]).get("token_url")
+    token_url = tokens.auth_of(row["manifest"], row["config"]).get("token_url")
     if client is None or not token_url:
         raise ProviderError("the install's OAuth client or token URL is gone")
     try:

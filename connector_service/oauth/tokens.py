@@ -9,6 +9,7 @@ same refresh token would leave the second with ``invalid_grant``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -26,10 +27,12 @@ from connector_service.oauth import provider, repository
 from connector_service.oauth.config import Client, OAuthConfig
 from connector_service.oauth.errors import (
     NotConnected,
+    OAuthUrlRefused,
     ProviderError,
     ProviderNotAllowed,
     ReconnectRequired,
 )
+from seedos_sdk.declarative.templates import Template, TemplateProblem
 
 log = structlog.get_logger(component="seedos.oauth")
 
@@ -43,9 +46,46 @@ CLIENT_SECRET = "oauth.client_secret"  # noqa: S105
 SYSTEM_ACTOR = "connector_service"
 
 
-def auth_of(manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+def auth_of(
+    manifest: Mapping[str, Any] | None, config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The manifest's auth; with the install's ``config``, its OAuth URLs rendered with it when
+    they name it (``https://{{ config.shop }}.myshopify.com/admin/oauth/authorize``)."""
     auth = (manifest or {}).get("auth")
-    return dict(auth) if isinstance(auth, Mapping) else {}
+    if not isinstance(auth, Mapping):
+        return {}
+    out = dict(auth)
+    if config is None:
+        return out
+    for key in URL_FIELDS:
+        if isinstance(out.get(key), str) and ("{{" in out[key] or "{%" in out[key]):
+            out[key] = render_url(out[key], config, what=key)
+    return out
+
+
+URL_FIELDS = ("authorize_url", "token_url", "revoke_url")
+# what a config value may put into an OAuth URL: a host name's letters, digits, dots and hyphens
+# (a shop, a subdomain, a region), never a "/", "?", "#", "@" or ":" that would move the URL
+_URL_PART = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+_EXPRESSION = re.compile(r"(\{\{.*?\}\})", re.S)
+
+
+def render_url(template: str, config: Mapping[str, Any], *, what: str) -> str:
+    """``template`` rendered with ``config``; refused unless each ``{{ }}`` became a host-name
+    part (so no config value can send the client secret or a code to another host)."""
+    if "{%" in template:
+        raise OAuthUrlRefused(f"the {what} has a {{% %}} block: only {{{{ config.x }}}} is allowed")
+    pattern = "".join(_URL_PART if _EXPRESSION.fullmatch(part) else re.escape(part)
+                      for part in _EXPRESSION.split(template) if part)  # fmt: skip
+    try:
+        value = str(Template(template).render({"config": dict(config)}))
+    except TemplateProblem as exc:
+        raise OAuthUrlRefused(f"the {what} needs the install's config: {exc}") from None
+    if not re.fullmatch(pattern, value):
+        raise OAuthUrlRefused(f"the {what} made from this install's config is not a URL of the"
+                              " provider's (a config value may hold letters, digits, dots and"
+                              " hyphens only)")  # fmt: skip
+    return value
 
 
 def is_oauth2(manifest: Mapping[str, Any] | None) -> bool:
@@ -258,7 +298,7 @@ async def _try_refresh(
     refresh_token = stored.get(REFRESH_TOKEN)
     if not refresh_token:
         return "reconnect: the access token expired and there is no refresh token"
-    token_url = auth_of(manifest).get("token_url")
+    token_url = auth_of(manifest, integration.get("config") or {}).get("token_url")
     if not token_url:
         raise ProviderError("the connector's manifest has no token_url")
     slug = await repository.catalog_slug(conn, integration.get("marketplace_connector_id"))
@@ -312,7 +352,10 @@ async def revoke_tokens(
     tokens = [(stored[field], hint) for field, hint in kinds if field in stored]
     if not tokens:
         return "no_tokens"
-    revoke_url = auth_of(manifest).get("revoke_url")
+    try:
+        revoke_url = auth_of(manifest, integration.get("config") or {}).get("revoke_url")
+    except OAuthUrlRefused as exc:
+        return f"failed: {exc.detail or exc.title}"
     if not revoke_url:
         return "not_supported"
     slug = await repository.catalog_slug(conn, integration.get("marketplace_connector_id"))

@@ -59,12 +59,16 @@ class OAuth2Auth:
     scopes: tuple[str, ...] = ()
     revoke_url: str | None = None
     scheme: Literal["oauth2"] = "oauth2"
+    # more query parameters of the authorization request (Google: access_type=offline)
+    authorize_params: tuple[tuple[str, str], ...] = ()
 
     def manifest(self) -> dict[str, Any]:
         out = {"scheme": self.scheme, "authorize_url": self.authorize_url,
                "token_url": self.token_url, "scopes": list(self.scopes)}  # fmt: skip
         if self.revoke_url:
             out["revoke_url"] = self.revoke_url
+        if self.authorize_params:
+            out["authorize_params"] = dict(self.authorize_params)
         return out
 
 

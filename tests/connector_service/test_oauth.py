@@ -694,3 +694,65 @@ async def test_oauth_states_are_closed_to_postgrest_roles(dsn):
         " FROM pg_class WHERE oid = 'public.oauth_states'::regclass",
     )
     assert dict(rows[0]) == {"relrowsecurity": True, "anon": False, "authed": False}
+
+
+async def test_oauth_urls_made_from_the_install_config(world, side, dsn):
+    """A connector whose OAuth URLs name the install's config (a shop's or a subdomain's own
+    authorization server) and add parameters of their own: the browser goes to the URL made
+    from the config, with those parameters, the code is exchanged at the token URL made the same
+    way; a config value that would move a URL to another host is refused before anything is
+    sent or stored."""
+    auth = world.manifest["auth"]
+    host = urlsplit(auth["token_url"]).hostname
+    templated = {key: auth[key].replace(f"//{host}:", "//{{ config.auth_host }}:")
+                 for key in ("authorize_url", "token_url", "revoke_url") if key in auth}  # fmt: skip
+    assert all("{{ config.auth_host }}" in url for url in templated.values())
+    slug = f"templated-oauth-{secrets.token_hex(3)}"
+    schema = json.loads(json.dumps(world.manifest["config_schema"]))
+    schema.setdefault("properties", {})["auth_host"] = {"type": "string"}
+    manifest = {**world.manifest, "name": slug, "display_name": f"Templated {slug}",
+                "config_schema": schema,
+                "auth": {**auth, **templated, "authorize_params": {"access_type": "offline",
+                                                                   "state": "not-this"}}}  # fmt: skip
+    conn = await db.connect(dsn)
+    try:
+        await register_deployed(conn, manifest=manifest, endpoint_url=world.connector,
+                                category="crm", vendor="tests")  # fmt: skip
+    finally:
+        await conn.close()
+    t = await make_tenant(dsn, role=Role.editor)
+    async with httpx.AsyncClient(base_url=world.suite.gateway, headers=t.headers) as client:
+        made = {}
+        for name, auth_host in (("good", host), ("bad", "evil.example/steal?x="),
+                                ("at", "evil.example#")):  # fmt: skip
+            r = await client.post("/api/v1/integrations", json={
+                "connector": slug, "config": {"base_url": world.crm, "auth_host": auth_host}})  # fmt: skip
+            assert r.status_code == 201, r.text
+            made[name] = r.json()["id"]
+            r = await client.put(f"/api/v1/integrations/{made[name]}/oauth/client",
+                                 json={"client_id": OWN_APP[0], "client_secret": OWN_APP[1]})  # fmt: skip
+            assert r.status_code == 200, r.text
+        for name in ("bad", "at"):
+            r = await client.post(f"/api/v1/integrations/{made[name]}/oauth/connect")
+            assert r.status_code == 422 and r.json()["code"] == "oauth_url_refused", r.text
+        r = await client.post(f"/api/v1/integrations/{made['good']}/oauth/connect")
+        assert r.status_code == 200, r.text
+        authorization_url, binding = await oauth_servers.open_start(r.json()["authorization_url"])
+        url = urlsplit(authorization_url)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert f"{url.scheme}://{url.netloc}{url.path}" == world.auth.issuer + "/auth"
+        assert query["access_type"] == "offline" and query["state"] != "not-this"
+        callback = await oauth_servers.approve(
+            authorization_url, binding=binding, stop_at=world.suite.gateway + CALLBACK
+        )
+    async with httpx.AsyncClient() as browser:
+        done = await browser.get(callback.url, headers=callback.cookie)
+        assert done.status_code == 200 and "Connected" in done.text, done.text
+    # the code was exchanged at the token URL made from the config: the tokens are stored (the
+    # example connector's own check then refuses the config field it does not know: not ours)
+    row = await _settled(dsn, made["good"])
+    stored = await _stored(side, row)
+    assert world.auth.introspect(stored["oauth.access_token"])["active"]
+    states = await fetch(dsn, "SELECT integration_id FROM oauth_states WHERE tenant_id = $1",
+                         t.tenant_id)  # fmt: skip
+    assert {str(s["integration_id"]) for s in states} <= {made["good"]}  # none for the refused

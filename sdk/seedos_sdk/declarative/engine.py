@@ -188,9 +188,10 @@ def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Con
 def _auth(auth: dict[str, Any]) -> Auth:
     kind = auth["type"]
     if kind == "oauth2":
+        extra = tuple((auth.get("authorize_params") or {}).items())
         return OAuth2Auth(authorize_url=auth["authorize_url"], token_url=auth["token_url"],
                           scopes=tuple(auth.get("scopes", ())),
-                          revoke_url=auth.get("revoke_url"))  # fmt: skip
+                          revoke_url=auth.get("revoke_url"), authorize_params=extra)  # fmt: skip
     if kind == "basic":
         return BasicAuth()
     if kind in ("api_key", "bearer"):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from seedos_sdk.declarative import DefinitionError, load, load_file
+from seedos_sdk.declarative import DefinitionError, build, load, load_file
 from seedos_sdk.declarative.templates import Selector, Template, TemplateProblem
 
 SDK = Path(__file__).resolve().parents[2]
@@ -57,6 +57,21 @@ def problems(raw: dict[str, Any] | str | bytes) -> list[str]:
 
 def test_the_base_definition_loads():
     assert load(yaml.safe_dump(BASE)).name == "things"
+
+
+def test_oauth_urls_may_name_the_config_and_add_parameters():
+    """Both reach the manifest as written: connector_service renders the URLs with an install's
+    config when a tenant connects (tests/connector_service/test_oauth.py)."""
+    auth = {"type": "oauth2", "authorize_url": "https://{{ config.shop }}.example.com/authorize",
+            "token_url": "https://{{ config.shop }}.example.com/token", "scopes": ["read"],
+            "authorize_params": {"access_type": "offline"}}  # fmt: skip
+    manifest = build(load(yaml.safe_dump(definition(auth=auth)))).manifest()
+    assert manifest["auth"] == {"scheme": "oauth2", "authorize_url": auth["authorize_url"],
+                                "token_url": auth["token_url"], "scopes": ["read"],
+                                "authorize_params": {"access_type": "offline"}}  # fmt: skip
+    for own in ("state", "redirect_uri", "client_id", "scope", "code_challenge"):
+        refused = problems(definition(auth={**auth, "authorize_params": {own: "x"}}))
+        assert any(p.startswith("auth") for p in refused), refused
 
 
 # ------------------------------------------------------------------------- every problem
