@@ -51,7 +51,8 @@ class Description:
 
     def find(self, method: str, path: str) -> Operation | None:
         """The operation for ``method`` ``path`` (segments of ``*`` match anything), preferring
-        the one with the most literal segments in common."""
+        the one with the most literal segments in common, then the most parameters (a templated
+        segment is a parameter's value far more often than one of the API's own words)."""
         want = _segments(path)
         best, score = None, -1
         for op in self.operations:
@@ -64,8 +65,10 @@ class Description:
             for ours, theirs in zip(want, have, strict=True):
                 if ours == theirs:
                     points += 2
-                elif ours == "*" or _PARAMETER.fullmatch(theirs):
-                    continue  # a templated segment, or a parameter: anything goes
+                elif _PARAMETER.fullmatch(theirs):
+                    points += 1  # a parameter takes any segment: ahead of a literal taking "*"
+                elif ours == "*":
+                    continue  # a templated segment might be that literal: the least likely
                 elif _PARAMETER.search(theirs) and _matches_partial(ours, theirs):
                     points += 1
                 else:
@@ -246,15 +249,18 @@ def check(definition: Definition, description: Description) -> Report:
 
 
 def _base_url(definition: Definition) -> str:
-    """The base URL as an install with the config's defaults would have it."""
+    """The base URL as an install would have it: the config's defaults, and a stand-in for
+    each config field without one (``https://{{ config.dc }}.api.example.com/3.0`` keeps its
+    ``/3.0``); failing that, the text with each template part as ``*``."""
     properties = (definition.raw.get("config_schema") or {}).get("properties") or {}
-    defaults = {k: v["default"] for k, v in properties.items()
-                if isinstance(v, dict) and "default" in v}  # fmt: skip
+    config = {k: v["default"] if isinstance(v, dict) and "default" in v else "placeholder"
+              for k, v in properties.items()}  # fmt: skip
     try:
-        scope = {"config": defaults, "credentials": {}}
-        return str(render(definition.compiled.get("base_url", ""), scope))
-    except TemplateProblem:  # a base URL that needs what only an install has
-        return ""
+        return str(
+            render(definition.compiled.get("base_url", ""), {"config": config, "credentials": {}})
+        )
+    except TemplateProblem:  # it needs what only an install has
+        return _TEMPLATE.sub("*", str(definition.raw.get("base_url", "")))
 
 
 def _pattern(path: str) -> str:
@@ -315,10 +321,17 @@ def _properties(schema_: Any, resolve: Callable[[Any], Any], depth: int = 0) -> 
     return names if listed else None
 
 
+OPEN = object()  # what _at finds under an object whose schema lists no fields: anything
+
+
 def _at(schema_: Any, path: str, resolve: Callable[[Any], Any]) -> tuple[Any, str | None]:
-    """The schema at the field path ``path`` of ``schema_``, or (None, the field missing)."""
+    """The schema at the field path ``path`` of ``schema_``; (None, the field) when a schema on
+    the way lists its fields and not that one; (OPEN, None) when one lists none (the description
+    says nothing either way)."""
     node = resolve(schema_)
     for part in path.split("."):
+        if _properties(node, resolve) is None:
+            return OPEN, None
         node = _property(node, part, resolve)
         if node is None:
             return None, part
@@ -415,6 +428,9 @@ def _stream_answer(stream: dict[str, Any]) -> Answer:
             if listing is None:
                 report.problems.append(f"{label}: the answer has no {missing!r} (records: {path})")
                 return
+            if listing is OPEN:
+                report.unchecked.append(f"{label}: the description lists no fields of the answer")
+                return
             items = _items(listing, resolve)
         else:
             report.unchecked.append(f"{label}: records selector {at!r} is no field path")
@@ -460,6 +476,9 @@ def _answer_field(report: Report, label: str, selector: Any, response: Any,
     found, missing = _at(response, path, resolve)
     if found is None:
         report.problems.append(f"{label}: the {what} has no {missing!r} ({path})")
+    elif found is OPEN:
+        report.unchecked.append(f"{label}: the description lists no fields of the {what}"
+                                f" ({path})")  # fmt: skip
 
 
 def _write_answer(stream: dict[str, Any], spec: dict[str, Any]) -> Answer:
@@ -475,6 +494,9 @@ def _write_answer(stream: dict[str, Any], spec: dict[str, Any]) -> Answer:
             record, missing = _at(op.response, path, description.resolve)
             if record is None:
                 report.problems.append(f"{label}: the answer has no {missing!r}")
+                return
+            if record is OPEN:
+                report.unchecked.append(f"{label}: the description lists no fields of the answer")
                 return
         known = _properties(record, description.resolve)
         pk = stream.get("primary_key")

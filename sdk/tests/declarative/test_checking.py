@@ -231,3 +231,39 @@ def test_a_google_discovery_document():
     problems = _checked(sheet, DISCOVERY).problems
     assert len(problems) == 2, problems
     assert "'dimension'" in problems[0] and "no 'rows'" in problems[1]
+
+
+def test_a_templated_segment_is_a_parameters_value_before_a_literal():
+    """Drive's files/{fileId} and files/generateIds: GET files/{{ input.id }} is the first."""
+    described = copy.deepcopy(OPENAPI)
+    # the literal first, as in Drive's description (a tie used to go to the first)
+    described["paths"] = {"/v1/items/generate": {"get": {"responses": {}}}, **described["paths"]}
+    described["paths"]["/v1/items/{item}"]["get"] = {
+        "parameters": [{"name": "expand", "in": "query"}], "responses": {}}  # fmt: skip
+    fetch = _changed(lambda d: d["actions"].append({
+        "name": "one", "input_schema": {"type": "object", "properties": {"id": {}}},
+        "request": {"path": "/v1/items/{{ input.id }}", "query": {"expand": "all"}}}))  # fmt: skip
+    report = _checked(fetch, described)
+    assert report.problems == [], report.problems
+    assert any(c.endswith("is GET /v1/items/{item}") for c in report.checked)
+
+
+def test_an_answer_whose_fields_are_not_listed_is_unchecked_not_wrong():
+    """Notion's answers are a bare {"type": "object"}: the description says nothing either way."""
+    described = copy.deepcopy(OPENAPI)
+    described["paths"]["/v1/items"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"] = {"type": "object"}  # fmt: skip
+    report = _checked(DEFINITION, described)
+    assert report.problems == [], report.problems
+    assert any("lists no fields of the answer" in u for u in report.unchecked), report.unchecked
+
+
+def test_a_base_url_naming_a_config_field_without_a_default_keeps_its_path():
+    """Mailchimp's https://{{ config.dc }}.api.mailchimp.com/3.0: the /3.0 is kept."""
+    described = copy.deepcopy(OPENAPI)
+    described["servers"] = [{"url": "https://server.api.example.com/3.0"}]
+    moved = _changed(lambda d: d.update(base_url="https://{{ config.dc }}.api.example.com/3.0",
+                                        config_schema={"type": "object", "properties": {
+                                            "dc": {"type": "string"}}}))  # fmt: skip
+    assert _checked(moved, described).problems == []
+    assert _checked(DEFINITION, described).problems  # without the /3.0 nothing matches
