@@ -8,8 +8,10 @@ to work (``verification.json``).
   no one here wrote (``stand_in``; ``test`` names the test file);
 - ``checked``: checked in ``make test`` against the provider's own machine-readable description
   of its API (``description``: a file of a package in ``descriptions``, pinned by version and
-  integrity);
-- ``described``: written from the provider's documentation only.
+  integrity); a difference that is the description's fault (it omits what the provider
+  documents) is listed with why in ``known_gaps``, and the check must find exactly those;
+- ``described``: written from the provider's documentation only (``why_not_checked`` when a
+  description exists but cannot vouch for it).
 
 An entry without a definition says why (``not_declarative``). The tests in ``tests/catalog/``
 hold every claim to account: each definition loads, keeps the egress rule, has a level, and
@@ -65,8 +67,19 @@ def note_of(slug: str) -> str | None:
     if level == "checked":
         described = claim["description"]
         package = verification()["descriptions"][described["package"]]
+        gaps = claim.get("known_gaps") or []
+        more = (
+            f" One difference is the description's own: {gaps[0]['why']}."
+            if len(gaps) == 1
+            else f" {len(gaps)} differences are the description's own."
+            if gaps
+            else ""
+        )
+        where = f"{package['name']} {package['version']}, {described['file']}"
         return (f"Requests and answers checked against the provider's own API description"
-                f" ({package['name']} {package['version']}, {described['file']}).")  # fmt: skip
+                f" ({where}).{more}")  # fmt: skip
+    if claim.get("why_not_checked"):
+        return f"{_DESCRIBED} Not checked because {claim['why_not_checked']}."
     return _DESCRIBED
 
 
