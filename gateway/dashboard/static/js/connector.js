@@ -1,14 +1,17 @@
 // A connector's page: what it is (GET /api/v1/marketplace/connectors/{slug}): vendor, version,
-// auth, the scopes it asks for, streams and actions; this tenant's installs of it; the setup
-// guide with progress kept per install (PUT /api/v1/integrations/{id}/setup-progress); and, for
-// editors and admins, the install wizard: configure (a form from the config schema), review,
-// install (POST /api/v1/integrations) and watch it become active, or connect an OAuth account.
+// how far it is known to work (verification.js), auth, the scopes it asks for, streams and
+// actions; this tenant's installs of it; the setup guide with progress kept per install (PUT
+// /api/v1/integrations/{id}/setup-progress); and, for editors and admins, the install wizard:
+// configure (a form from the config schema), review (with a notice for a connector written from
+// documentation only), install (POST /api/v1/integrations) and watch it become active, or
+// connect an OAuth account.
 
 import { act, api } from './api.js'
 import { announce, badge, categoryLabel, errorNotice, h, replace, STATUS_TONES } from './dom.js'
 import { keepForm } from './drafts.js'
 import { isQueued, QUEUED } from './offline_queue.js'
 import { schemaForm } from './schema_form.js'
+import { describedNotice, levelFacts } from './verification.js'
 
 const root = document.getElementById('connector')
 const slug = root.dataset.slug
@@ -34,6 +37,7 @@ function facts () {
     h('dt', {}, 'Vendor'), h('dd', {}, entry.vendor || 'Unknown'),
     h('dt', {}, 'Category'), h('dd', {}, categoryLabel(entry.category)),
     h('dt', {}, 'Version'), h('dd', {}, entry.version, entry.update_available ? [' ', badge('Update available', 'warn')] : null),
+    levelFacts(entry),
     h('dt', {}, 'Sign-in'), h('dd', {}, AUTH[entry.auth_scheme] || entry.auth_scheme),
     h('dt', {}, 'Installs'), h('dd', {}, `${entry.installs} across all tenants`),
     /^https?:\/\//.test(entry.setup_guide_url || '') ? [h('dt', {}, 'Vendor guide'), h('dd', {}, h('a', { href: entry.setup_guide_url, rel: 'noopener' }, 'The vendor’s setup documentation'))] : null,
@@ -199,6 +203,7 @@ function wizard () {
       const head = heading('Review')
       const name = form.elements.__name.value.trim() || entry.name
       const rows = built.describe()
+      const notice = describedNotice(entry) // before the install is confirmed
       replace(panel, head,
         h('p', {}, `This installs ${entry.name} ${entry.version} by ${entry.vendor || 'an unknown vendor'} for your tenant as “${name}”.`),
         rows.length ? h('dl', { class: 'facts review' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : h('p', {}, 'It has no settings.'),
@@ -207,8 +212,9 @@ function wizard () {
               h('ul', { class: 'scopes' }, (entry.available_scopes || []).map((s) => h('li', {}, h('code', {}, s))))]
           : null,
         h('p', {}, 'It starts as pending and is checked at once; it becomes active when the check passes.'),
+        notice,
         h('div', { class: 'actions' },
-          h('button', { type: 'button', class: 'primary', id: 'wizard-install', onclick: install }, oauth ? 'Install, then connect' : 'Install'),
+          h('button', { type: 'button', class: 'primary', id: 'wizard-install', onclick: install, 'aria-describedby': notice ? notice.id : null }, oauth ? 'Install, then connect' : 'Install'),
           h('button', { type: 'button', onclick: () => show(1) }, 'Back: change settings')))
       head.focus()
       return
@@ -256,7 +262,9 @@ function wizard () {
     const links = h('div', { class: 'actions' },
       h('a', { class: 'button', href: `/integrations/${created.id}` }, 'Open the install'),
       h('a', { class: 'button', href: `/marketplace/${encodeURIComponent(slug)}?install=${created.id}#setup-guide` }, 'Follow the setup guide'))
-    replace(panel, head, state, links)
+    // the server's own words on how far it is known to work, when it has any
+    const notice = created.notice ? h('p', { class: 'notice warn', id: 'install-notice' }, created.notice) : null
+    replace(panel, head, state, notice, links)
     const say = (item) => {
       replace(state, badge(item.status, STATUS_TONES[item.status] || 'plain'), ' ',
         item.status === 'active' ? 'It is installed and its first check passed.' : item.status_reason || item.last_error || '')

@@ -1,10 +1,12 @@
 // The marketplace: search as you type (GET /api/v1/marketplace/connectors?q=..., typo-tolerant),
-// category facets from the same answer's category_counts, featured connectors and
-// recommendations with their reasons (GET /api/v1/marketplace/recommendations). The query and
-// the category live in the URL (replaceState), so a reload or going back keeps them.
+// category facets from the same answer's category_counts, a filter by how far connectors are
+// known to work (verification.js), featured connectors and recommendations with their reasons
+// (GET /api/v1/marketplace/recommendations). The query, the category and the level live in the
+// URL (replaceState), so a reload or going back keeps them.
 
 import { api } from './api.js'
 import { badge, categoryLabel, emptyState, errorNotice, fmtNumber, h, loading, replace } from './dom.js'
+import { LEVELS, levelBadge } from './verification.js'
 
 const DEBOUNCE_MS = 150
 const PAGE = 24
@@ -12,6 +14,7 @@ const PAGE = 24
 const form = document.getElementById('search')
 const input = document.getElementById('q')
 const facets = document.getElementById('facets')
+const levels = document.getElementById('levels')
 const status = document.getElementById('result-status')
 const featured = document.getElementById('featured')
 const recommended = document.getElementById('recommended')
@@ -19,9 +22,11 @@ const results = document.getElementById('results')
 const resultsHeading = document.getElementById('results-heading')
 const resultsBody = results.querySelector('.results-body')
 
+const asked = new URLSearchParams(location.search)
 const state = {
-  q: new URLSearchParams(location.search).get('q') || '',
-  category: new URLSearchParams(location.search).get('category') || '',
+  q: asked.get('q') || '',
+  category: asked.get('category') || '',
+  verification: Object.hasOwn(LEVELS, asked.get('verification')) ? asked.get('verification') : '',
   counts: {},
   items: [],
   cursor: null
@@ -41,6 +46,7 @@ function card (item, { reasons } = {}) {
         h('ul', {}, reasons.map((r) => h('li', {}, r))))
       : null,
     h('p', { class: 'card-badges' },
+      levelBadge(item),
       item.installed ? badge('Installed', 'ok') : null,
       item.update_available ? badge('Update available', 'warn') : null,
       item.is_featured ? badge('Featured', 'info') : null,
@@ -55,6 +61,7 @@ function keepInUrl () {
   const params = new URLSearchParams()
   if (state.q) params.set('q', state.q)
   if (state.category) params.set('category', state.category)
+  if (state.verification) params.set('verification', state.verification)
   const next = location.pathname + (params.size ? `?${params}` : '')
   if (next !== location.pathname + location.search) history.replaceState(null, '', next)
 }
@@ -83,19 +90,42 @@ function renderFacets () {
     names.map((c) => option(c, categoryLabel(c), state.counts[c] || 0)))
 }
 
+// The level filter: any level, or one of verification.js's, each with what it means.
+function renderLevels () {
+  const option = (value, label) => {
+    const id = `level-${value || 'any'}`
+    return h('div', { class: 'check' },
+      h('input', {
+        type: 'radio', name: 'verification', id, value, checked: state.verification === value,
+        onchange: () => { state.verification = value; search({ now: true }) }
+      }),
+      h('label', { for: id }, label))
+  }
+  replace(levels, h('legend', {}, 'Verification'),
+    h('p', { class: 'hint', id: 'levels-hint' }, 'How far each connector is known to work: verified against a stand-in of the provider, checked against its API description, or described from its documentation only.'),
+    h('div', { class: 'options' }, option('', 'Any level'),
+      Object.entries(LEVELS).map(([value, level]) => option(value, level.label))))
+  levels.setAttribute('aria-describedby', 'levels-hint')
+}
+
+const filtered = () => Boolean(state.q || state.category || state.verification)
+
 function renderResults () {
   const n = total()
   const words = state.q ? ` for “${state.q}”` : ''
-  const where = state.category ? ` in ${categoryLabel(state.category)}` : ''
+  const level = state.verification ? ` (${LEVELS[state.verification].label.toLowerCase()})` : ''
+  const where = (state.category ? ` in ${categoryLabel(state.category)}` : '') + level
   status.textContent = n === 1 ? `1 connector found${words}${where}` : `${fmtNumber(n)} connectors found${words}${where}`
-  resultsHeading.textContent = state.q || state.category ? 'Results' : 'All connectors'
+  resultsHeading.textContent = filtered() ? 'Results' : 'All connectors'
   if (!state.items.length) {
-    const clear = h('button', { type: 'button', onclick: clearAll }, state.q ? 'Clear the search' : 'Show all categories')
+    const clear = h('button', { type: 'button', onclick: clearAll },
+      state.q ? 'Clear the search' : state.verification ? 'Show all connectors' : 'Show all categories')
+    const elsewhere = [state.category && 'all categories', state.verification && 'any level'].filter(Boolean).join(' and ')
     replace(resultsBody, emptyState(state.q ? `No connector matches “${state.q}”${where}` : `No connector${where}`,
       state.q
         ? 'Check the spelling, try a shorter word or the vendor’s name, or what it syncs (for example “invoices” or “tickets”)' +
-          (state.category ? ', or look in all categories.' : '.')
-        : 'Choose another category.', clear))
+          (elsewhere ? `, or look in ${elsewhere}.` : '.')
+        : state.verification ? 'Choose another category or level.' : 'Choose another category.', clear))
     return
   }
   const list = cards(state.items)
@@ -108,6 +138,8 @@ function renderResults () {
 function clearAll () {
   state.q = ''
   state.category = ''
+  state.verification = ''
+  levels.querySelector('#level-any').checked = true
   input.value = ''
   search({ now: true })
   input.focus()
@@ -115,7 +147,8 @@ function clearAll () {
 
 async function fetchPage (signal, cursor) {
   return api('/api/v1/marketplace/connectors', {
-    query: { q: state.q || null, category: state.category || null, limit: PAGE, cursor }, signal
+    query: { q: state.q || null, category: state.category || null, verification: state.verification || null, limit: PAGE, cursor },
+    signal
   })
 }
 
@@ -125,7 +158,7 @@ async function run () {
   const { signal } = controller
   keepInUrl()
   for (const section of [featured, recommended]) {
-    section.hidden = Boolean(state.q || state.category) || !section.dataset.loaded
+    section.hidden = filtered() || !section.dataset.loaded
   }
   resultsBody.setAttribute('aria-busy', 'true')
   try {
@@ -172,7 +205,7 @@ async function loadFeatured () {
     if (!page.items.length) return
     replace(body, cards(page.items))
     featured.dataset.loaded = 'true'
-    featured.hidden = Boolean(state.q || state.category)
+    featured.hidden = filtered()
   } catch (_) { /* the search below still works; featured is a shortcut */ }
 }
 
@@ -185,11 +218,12 @@ async function loadRecommended () {
       h('p', { class: 'hint' }, 'Picked from what tenants like yours install, and from your tenant’s profile.'),
       cards(answer.items, (item) => ({ reasons: item.reasons.length ? item.reasons.map((r) => r.text) : [item.reason] })))
     recommended.dataset.loaded = 'true'
-    recommended.hidden = Boolean(state.q || state.category)
+    recommended.hidden = filtered()
   } catch (_) { /* recommendations are optional: nothing to say when there are none */ }
 }
 
 input.value = state.q
+renderLevels()
 input.addEventListener('input', () => { state.q = input.value.trim(); search() })
 form.addEventListener('submit', (e) => { e.preventDefault(); state.q = input.value.trim(); search({ now: true }) })
 loading(resultsBody, 'Loading connectors…')
