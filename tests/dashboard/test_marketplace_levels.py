@@ -72,6 +72,8 @@ async def test_levels_on_cards_the_filter_and_the_detail_page(dash, dsn, signed_
     await settled(page)
     await axe(page, "marketplace, filtered by level")
     await shoot(page, "marketplace-level")
+    await page.get_by_role("button", name="Dark theme").click()
+    await axe(page, "marketplace, filtered by level, dark")
 
     # the connector's page: the level, what it means, what it rests on
     await seat.goto(f"/marketplace/{verified}")
@@ -118,6 +120,8 @@ async def test_the_wizard_says_a_described_connector_was_not_checked(dash, dsn, 
     assert (await seat.api.get("/api/v1/integrations")).json()["items"] == []  # not yet
     await axe(page, "wizard, review of a described connector")
     await shoot(page, "connector-wizard-described")
+    await page.get_by_role("button", name="Dark theme").click()
+    await axe(page, "wizard, review of a described connector, dark")
 
     await install.click()
     await expect(page.get_by_text("Step 3 of 3")).to_be_visible()
