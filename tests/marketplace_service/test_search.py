@@ -205,13 +205,14 @@ async def test_broad_and_narrow_ranking_give_the_same_order(dsn):
               for q in ("connector:*", "crm:*", "api:* & sync:*", "googl:*", "pay:*")),
             ("connector:*", Filters(tenant_id=tenant.tenant_id, category="crm")),
             ("sync:*", Filters(tenant_id=tenant.tenant_id, auth_scheme="oauth2", installed=False)),
+            ("connector:*", Filters(tenant_id=tenant.tenant_id, verification="described")),
         ]:  # fmt: skip
             parts = [part.strip() for part in q.split("&")]
             terms = [term(t) for t in await repository.tsqueries(conn, parts)]
             # without the installed filter: a superset, which is fine (the SQL filters again)
             ids = reading.matching_ids(
                 terms, category=filters.category, auth_scheme=filters.auth_scheme,
-                featured=None, installed=None,
+                featured=None, installed=None, verification=filters.verification,
             )  # fmt: skip
             pages: dict[str, list[tuple[float, str]]] = {}
             for way in ("broad", "narrow", "among"):
