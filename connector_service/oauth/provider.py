@@ -98,6 +98,7 @@ async def authorization_url(
     state: str,
     code_verifier: str,
     extra: Mapping[str, str] | None = None,
+    scope_separator: str = " ",
 ) -> str:
     """Where to send the browser. ``prompt=consent`` asks the user every time, which is what a
     connect is, and is what providers such as Google need to issue a refresh token again;
@@ -107,7 +108,7 @@ async def authorization_url(
     async with AsyncOAuth2Client(
         client_id,
         redirect_uri=redirect_uri,
-        scope=" ".join(scopes) or None,
+        scope=(scope_separator if scope_separator in (" ", ",") else " ").join(scopes) or None,
         code_challenge_method="S256",
     ) as session:
         own = {"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",

@@ -139,6 +139,7 @@ async def connect(
         client_id=client.client_id, authorize_url=auth["authorize_url"],
         redirect_uri=config.redirect_uri, scopes=scopes, state=state, code_verifier=verifier,
         extra=auth.get("authorize_params") or {},
+        scope_separator=auth.get("scope_separator") or " ",
     )  # fmt: skip
     await repository.delete_expired_states(conn, older_than_seconds=STATE_TTL_SECONDS)
     expires_at = await repository.insert_state(

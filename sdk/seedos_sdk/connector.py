@@ -61,6 +61,7 @@ class OAuth2Auth:
     scheme: Literal["oauth2"] = "oauth2"
     # more query parameters of the authorization request (Google: access_type=offline)
     authorize_params: tuple[tuple[str, str], ...] = ()
+    scope_separator: str = " "  # how scopes are joined (RFC 6749: a space; Linear: a comma)
 
     def manifest(self) -> dict[str, Any]:
         out = {"scheme": self.scheme, "authorize_url": self.authorize_url,
@@ -69,6 +70,8 @@ class OAuth2Auth:
             out["revoke_url"] = self.revoke_url
         if self.authorize_params:
             out["authorize_params"] = dict(self.authorize_params)
+        if self.scope_separator != " ":
+            out["scope_separator"] = self.scope_separator
         return out
 
 

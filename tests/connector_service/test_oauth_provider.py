@@ -100,3 +100,21 @@ async def test_no_proxy_from_the_environment(monkeypatch):
             timeout_seconds=2,
         ) is None  # fmt: skip
     assert len(real.requests) == 2 and proxy.requests == []
+
+
+async def test_the_authorization_url_takes_the_connectors_parameters_and_scope_separator():
+    """A connector's own parameters join the request (Google's access_type=offline) but never
+    replace the flow's own; scopes are joined as the connector says (Linear: a comma)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    url = await provider.authorization_url(
+        client_id="id", authorize_url="https://auth.example.com/authorize",
+        redirect_uri="https://seedos.example/cb", scopes=["read", "write"], state="s",
+        code_verifier="v" * 50, extra={"access_type": "offline", "state": "hijacked",
+                                       "redirect_uri": "https://evil.example/"},
+        scope_separator=",",
+    )  # fmt: skip
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["access_type"] == "offline" and query["prompt"] == "consent"
+    assert query["state"] == "s" and query["redirect_uri"] == "https://seedos.example/cb"
+    assert query["scope"] == "read,write"

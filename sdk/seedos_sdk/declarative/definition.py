@@ -19,7 +19,8 @@ import yaml
 from seedos_sdk.connector import check_schema
 from seedos_sdk.declarative.templates import Selector, TemplateProblem, compile_value
 
-SELECTOR_KEYS = frozenset({"records", "select", "output", "has_more", "message", "when", "record"})
+SELECTOR_KEYS = frozenset({"records", "select", "output", "has_more", "message", "when", "record",
+                           "retry_when"})  # fmt: skip
 MAX_BYTES = 1024 * 1024  # a definition's size
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML has it: 6x faster
 
@@ -212,13 +213,28 @@ def _consistency(raw: dict[str, Any]) -> list[str]:
         ):
             problems.append(f"{where}.pagination.select: needed with from: body or last_record")
         method = stream["request"].get("method", "GET")
+        if (
+            incremental
+            and incremental.get("in", "query") != "query"
+            and not incremental.get("param")
+        ):
+            problems.append(f"{where}.incremental.param: needed with in: {incremental['in']}")
         if method == "GET" and incremental and incremental.get("in") == "body":
             problems.append(f"{where}.incremental.in: a GET request has no body to send"
-                            f" {incremental['param']!r} in")  # fmt: skip
-        cursor_in_body = pagination.get("type") == "cursor" and pagination.get("in") == "body"
-        if method == "GET" and cursor_in_body:
+                            f" {incremental.get('param')!r} in")  # fmt: skip
+        in_body = pagination.get("in") == "body" and pagination.get("type") in (
+            "cursor", "offset", "page")  # fmt: skip
+        if method == "GET" and in_body:
+            what = pagination.get("param") or pagination.get("offset_param") or pagination.get(
+                "page_param")  # fmt: skip
             problems.append(f"{where}.pagination.in: a GET request has no body to send"
-                            f" {pagination['param']!r} in")  # fmt: skip
+                            f" {what!r} in")  # fmt: skip
+        if (
+            pagination.get("type") == "link"
+            and pagination.get("from") == "body"
+            and not (pagination.get("select"))
+        ):
+            problems.append(f"{where}.pagination.select: needed with from: body")
         write = stream.get("write")
         if write is not None and not ({"upsert", "update", "create"} & write.keys()):
             problems.append(f"{where}.write: give upsert, or update (and create)")

@@ -41,7 +41,7 @@ from seedos_sdk.connector import (
 from seedos_sdk.declarative.definition import Definition
 from seedos_sdk.declarative.templates import Selector, TemplateProblem, render
 from seedos_sdk.egress import AddressPolicy, egress_policy
-from seedos_sdk.errors import PermanentError, RetryableError
+from seedos_sdk.errors import AuthError, PermanentError, RetryableError
 from seedos_sdk.http import HttpClient, parse_retry_after
 from seedos_sdk.redaction import scrub
 
@@ -55,13 +55,33 @@ class DefinedClient(HttpClient):
 
     def __init__(self, *, retry_statuses: frozenset[int] | None, message: Selector | None,
                  params: Mapping[str, str] | None = None,
-                 rate_limit: Mapping[str, str] | None = None, **kw: Any) -> None:  # fmt: skip
+                 rate_limit: Mapping[str, str] | None = None, when: Selector | None = None,
+                 retry_when: Selector | None = None, **kw: Any) -> None:  # fmt: skip
         super().__init__(**kw)
         self.base_url = str(kw.get("base_url", ""))
         self.retry_statuses = retry_statuses
         self.message = message
         self.params = dict(params or {})
         self.rate_limit = rate_limit
+        self.when, self.retry_when = when, retry_when
+
+    def judge(self, response: httpx.Response, document: Any) -> None:
+        """A successful answer the definition says is a refusal all the same (``errors.when``:
+        GraphQL's ``errors``, Slack's ``ok: false``) or a "try again later"
+        (``errors.retry_when``: Shopify's THROTTLED) raises it as such."""
+        if document is None or (self.when is None and self.retry_when is None):
+            return
+        request = response.request
+        where = f"{request.method} {request.url.path} answered {response.status_code}"
+        said = self.message.search(document) if self.message is not None else None
+        if isinstance(said, str) and said:
+            where += ": " + scrub(said[:300])
+        if self.retry_when is not None and self.retry_when.search(document):
+            raise RetryableError(where, retry_after=parse_retry_after(
+                response.headers.get("retry-after")), code="upstream_unavailable",
+                status_code=response.status_code)  # fmt: skip
+        if self.when is not None and self.when.search(document):
+            raise PermanentError(where, code="upstream_rejected", status_code=response.status_code)
 
     async def _once(self, method: str, url: str, **kw: Any) -> httpx.Response:
         target = httpx.URL(url)
@@ -86,6 +106,16 @@ class DefinedClient(HttpClient):
                 where += f"; it resets in {spent:g} s, longer than this client waits"
             return RetryableError(where, retry_after=spent, code="rate_limited",
                                   status_code=status)  # fmt: skip
+        if self.retry_when is not None and status < 500:  # Google's 403 rateLimitExceeded
+            try:
+                said = orjson.loads(response.content) if response.content else None
+            except orjson.JSONDecodeError:
+                said = None
+            if said is not None and self.retry_when.search(said):
+                wait = parse_retry_after(response.headers.get("retry-after"))
+                return RetryableError(f"{method} {url.split('?', 1)[0]} answered {status}: try"
+                                      " again later", retry_after=wait, code="rate_limited",
+                                      status_code=status)  # fmt: skip
         error = super()._error(method, url, response)
         if (
             self.retry_statuses is not None
@@ -124,7 +154,10 @@ class DefinedClient(HttpClient):
             return 0.0
         if not math.isfinite(value):  # inf or nan: no time either (inf broke the answer: 500)
             return 0.0
-        if self.rate_limit.get("reset", "epoch") == "epoch":
+        how = self.rate_limit.get("reset", "epoch")
+        if how == "epoch_ms":
+            value /= 1000
+        if how in ("epoch", "epoch_ms"):
             value -= time.time()
         return max(0.0, value)
 
@@ -160,7 +193,10 @@ def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Con
         elif kind == "bearer":
             headers["Authorization"] = f"Bearer {render(auth['token'], scope)}"
         elif kind == "oauth2":
-            headers["Authorization"] = f"Bearer {ctx.credentials.get('access_token', '')}"
+            token = ctx.credentials.get("access_token")
+            if not token:  # a "Bearer " with nothing after it is no request at all
+                raise AuthError("no access token: the account is not connected")
+            headers["Authorization"] = f"Bearer {token}"
         elif kind == "basic":
             basic = httpx.BasicAuth(str(render(auth["username"], scope)),
                                     str(render(auth.get("password", ""), scope)))  # fmt: skip
@@ -168,7 +204,8 @@ def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Con
             base_url=str(render(compiled["base_url"], scope)).rstrip("/"), headers=headers,
             auth=basic, params=params, connector=connector.name,
             retry_statuses=retry_statuses, message=errors.get("message"), egress=rule,
-            rate_limit=errors.get("rate_limit"),
+            rate_limit=errors.get("rate_limit"), when=errors.get("when"),
+            retry_when=errors.get("retry_when"),
         )  # fmt: skip
 
     if "check" in compiled:
@@ -176,7 +213,12 @@ def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Con
 
         @connector.check
         async def check(ctx: Context) -> None:
-            await _send(ctx, check_request, _scope(ctx))
+            response = await _send(ctx, check_request, _scope(ctx))
+            try:
+                document = _json(response) if response.content else None
+            except PermanentError:
+                return  # answered, and not JSON: nothing to judge
+            ctx.http.judge(response, document)
 
     for spec, raw_stream in zip(compiled.get("streams", []), raw.get("streams", []), strict=True):
         _stream(connector, spec, raw_stream)
@@ -191,7 +233,8 @@ def _auth(auth: dict[str, Any]) -> Auth:
         extra = tuple((auth.get("authorize_params") or {}).items())
         return OAuth2Auth(authorize_url=auth["authorize_url"], token_url=auth["token_url"],
                           scopes=tuple(auth.get("scopes", ())),
-                          revoke_url=auth.get("revoke_url"), authorize_params=extra)  # fmt: skip
+                          revoke_url=auth.get("revoke_url"), authorize_params=extra,
+                          scope_separator=auth.get("scope_separator", " "))  # fmt: skip
     if kind == "basic":
         return BasicAuth()
     if kind in ("api_key", "bearer"):
@@ -229,6 +272,8 @@ async def _send(
         else:
             kw["content"] = orjson.dumps(payload)
             sent_headers.setdefault("content-type", "application/json")
+    if retry is None:
+        retry = request.get("retry")  # None: the client's rule for the method
     return await ctx.http.request(method, path, retry=retry, **kw)
 
 
@@ -311,15 +356,22 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
             elif incremental.get("start") is not None:
                 sent = render(incremental["start"], scope)
         headers: dict[str, str] = {}
+        # the read's filter, the same on each of its pages, for templates that put it in a
+        # larger text (a JQL or SOQL filter, Graph's $filter): None until there is one
+        scope["since"] = None
         if sent is not None:
             value = _format(sent, incremental.get("format", "as_is"))
-            where_sent = incremental.get("in", "query")
-            if where_sent == "query":
-                query[incremental["param"]] = value
+            scope["since"] = value
+            param, where_sent = incremental.get("param"), incremental.get("in", "query")
+            if param is None:
+                pass  # only where the request's templates put it
+            elif where_sent == "query":
+                query[param] = value
             elif where_sent == "header":
-                headers[incremental["param"]] = str(value)
+                headers[param] = str(value)
             else:
-                body = _put(_body(request.get("body"), scope) or {}, incremental["param"], value)
+                body = _put(_body(request.get("body"), scope) or {}, param, value)
+        numbers: dict[str, Any] = {}  # offset and limit, or page and size
         if token is not None:
             if kind == "cursor":
                 where = pagination.get("in", "query")
@@ -333,19 +385,26 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
             elif kind == "link":
                 url = _rebase(str(token), ctx.http.base_url)
             elif kind == "offset":
-                query[pagination["offset_param"]] = token
+                numbers[pagination["offset_param"]] = token
             elif kind == "page":
-                query[pagination["page_param"]] = token
+                numbers[pagination["page_param"]] = token
         if kind == "offset":
-            query.setdefault(pagination["offset_param"], 0)
-            query[pagination["limit_param"]] = _limit(pagination["limit"], scope)
+            numbers.setdefault(pagination["offset_param"], 0)
+            numbers[pagination["limit_param"]] = _limit(pagination["limit"], scope)
         elif kind == "page":
-            query.setdefault(pagination["page_param"], pagination.get("start", 1))
+            numbers.setdefault(pagination["page_param"], pagination.get("start", 1))
             if "size_param" in pagination:
-                query[pagination["size_param"]] = _limit(pagination.get("size", 100), scope)
+                numbers[pagination["size_param"]] = _limit(pagination.get("size", 100), scope)
+        if numbers and pagination.get("in", "query") == "body":
+            body = body or _body(request.get("body"), scope) or {}
+            for name, number in numbers.items():
+                body = _put(body, name, number)
+        else:
+            query.update(numbers)
         response = await _send(ctx, request, scope, url=url, query=query if url is None else {},
                                body=body, headers=headers)  # fmt: skip
         document = _json(response)
+        ctx.http.judge(response, document)
         found = records_at.search(document) if records_at is not None else document
         rows = found if isinstance(found, list) else []
         records: list[dict[str, Any]] = []
@@ -365,10 +424,15 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
             records.append(row)
         if incremental and rows:
             watermark = _advance(watermark, rows, incremental)
-        following = _next(pagination, document, response, rows, token, query, ctx)
+        following = _next(pagination, document, response, rows, token, numbers, ctx)
         if following is not None and following == token and kind in ("cursor", "link"):
             raise PermanentError("the API answered the same page token again: the read would"
                                  " never end", code="unexpected_response")  # fmt: skip
+        if following is not None and kind == "watermark" and rows and watermark == sent:
+            raise PermanentError(f"a whole page of records has the cursor value it was asked"
+                                 f" from ({str(sent)[:100]}): the read would never end; a"
+                                 " larger page would get past it",
+                                 code="unexpected_response")  # fmt: skip
         more = following is not None
         yield Page(
             records=records,
@@ -383,7 +447,7 @@ def _stream(connector: Connector, spec: dict[str, Any], raw: dict[str, Any]) -> 
 
 
 def _next(pagination: dict[str, Any], document: Any, response: httpx.Response,
-          rows: list[Any], token: Any, query: dict[str, Any], ctx: Context) -> Any:  # fmt: skip
+          rows: list[Any], token: Any, numbers: dict[str, Any], ctx: Context) -> Any:  # fmt: skip
     """The next page's state, or None when this page was the last."""
     kind = pagination["type"]
     has_more: Selector | None = pagination.get("has_more")
@@ -403,18 +467,25 @@ def _next(pagination: dict[str, Any], document: Any, response: httpx.Response,
             found = pagination["select"].search(document)
         return found if found not in (None, "") else None
     if kind == "link":
-        link = response.links.get(pagination.get("rel", "next"))
-        if not link:
-            return None
+        if pagination.get("from") == "body":  # Graph's @odata.nextLink, Twilio's next_page_uri
+            found = pagination["select"].search(document)
+            if not isinstance(found, str) or not found:
+                return None
+            next_url = found
+        else:
+            link = response.links.get(pagination.get("rel", "next"))
+            if not link:
+                return None
+            next_url = link["url"]
         # relative to the page it came on, then on the configured base URL; without any
         # query-string credential the API echoed into it (the cursor is stored and shown)
-        absolute = urljoin(str(response.request.url), link["url"])
+        absolute = urljoin(str(response.request.url), next_url)
         return _without(_rebase(absolute, ctx.http.base_url), ctx.http.params)
     if kind == "offset":
-        limit = int(query[pagination["limit_param"]])
-        return int(query[pagination["offset_param"]]) + limit if len(rows) >= limit else None
+        limit = int(numbers[pagination["limit_param"]])
+        return int(numbers[pagination["offset_param"]]) + limit if len(rows) >= limit else None
     if kind == "page":
-        return int(query[pagination["page_param"]]) + 1 if rows else None
+        return int(numbers[pagination["page_param"]]) + 1 if rows else None
     return None
 
 
@@ -449,12 +520,26 @@ def _put(body: dict[str, Any], param: str, value: Any) -> dict[str, Any]:
     ``variables.after``), its objects made as needed; ``body`` itself is left as it was."""
     *parents, last = param.split(".")
     out = dict(body)
-    node = out
+    node: Any = out
     for name in parents:
-        child = node.get(name)
-        node[name] = dict(child) if isinstance(child, dict) else {}
-        node = node[name]
-    node[last] = value
+        if isinstance(node, list):  # a list's item: HubSpot's filterGroups.0.filters.0.value
+            if not (name.isdigit() and int(name) < len(node)):
+                raise PermanentError(f"{param!r} names no item of the request's body",
+                                     code="invalid_definition")  # fmt: skip
+            key: Any = int(name)
+        else:
+            key = name
+        child = node[key] if isinstance(node, list) else node.get(key)
+        node[key] = dict(child) if isinstance(child, dict) else (
+            list(child) if isinstance(child, list) else {})  # fmt: skip
+        node = node[key]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise PermanentError(f"{param!r} names no field of the request's body",
+                             code="invalid_definition")  # fmt: skip
     return out
 
 
@@ -564,6 +649,10 @@ def _writer(write: dict[str, Any], pk: str) -> Any:
                 answer = _json(response) if response.content else None
             except PermanentError:  # done, with an answer that is no record (200 "OK", say)
                 answer = None
+            try:
+                ctx.http.judge(response, answer)
+            except (PermanentError, RetryableError) as exc:  # a 2xx that says it refused
+                return WriteResult(key, False, exc.message, exc.category.value)
             at: Selector | None = spec.get("record")
             record = at.search(answer) if at is not None and answer is not None else answer
             written = record if isinstance(record, dict) else None
@@ -611,5 +700,6 @@ def _action(connector: Connector, spec: dict[str, Any]) -> None:
     async def run(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         response = await _send(ctx, spec["request"], _scope(ctx, input=data))
         answer = _json(response)
+        ctx.http.judge(response, answer)
         found = output.search(answer) if output is not None else answer
         return found if isinstance(found, dict) else {"value": found}

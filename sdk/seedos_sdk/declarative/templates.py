@@ -261,8 +261,14 @@ class Selector:
         self.field = self._path[0] if self._path is not None and len(self._path) == 1 else None
 
     def search(self, document: Any) -> Any:
+        """What the selector finds in ``document``; None where it finds nothing, including
+        where a function meets a value of another type (``length(null)``): an answer's shape
+        is the API's, and a selector that does not fit it finds nothing rather than failing."""
         if self._path is None:
-            return self._expression.search(document)
+            try:
+                return self._expression.search(document)
+            except jmespath.exceptions.JMESPathError:
+                return None
         for name in self._path:
             if not isinstance(document, dict):
                 return None

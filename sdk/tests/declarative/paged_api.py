@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +57,9 @@ class State:
         if "updated_after" in query:
             after = _time(query["updated_after"])
             rows = [r for r in rows if _time(r["updated"]) > after]
+        if "updated_from" in query:  # at or after: a page can be all one value
+            start = _time(query["updated_from"])
+            rows = [r for r in rows if _time(r["updated"]) >= start]
         if "since" in query:
             since = int(query["since"])
             rows = [r for r in rows if _time(r["updated"]).timestamp() > since]
@@ -185,6 +189,45 @@ def create_app() -> Starlette:
             rows = [r for r in rows if _time(r["updated"]) > after]
         return JSONResponse({"items": rows})
 
+    async def body_link(request: Request) -> Response:
+        """Graph's pages: ``value`` and an ``@odata.nextLink`` on the API's own host."""
+        logged(request)
+        rows = state.ordered({})
+        skip, top = int(request.query_params.get("$skip", 0)), 5
+        answer: dict[str, Any] = {"value": rows[skip : skip + top]}
+        if skip + top < len(rows):
+            answer["@odata.nextLink"] = f"{GITHUB_HOST}/body-link?$skip={skip + top}"
+        return JSONResponse(answer)
+
+    async def graphql_throttled(request: Request) -> Response:
+        """A GraphQL API answering its errors with 200: THROTTLED while the limit is spent, a
+        field it does not know refused."""
+        body = await request.json()
+        state.log.append({"path": request.url.path, "query": {}, "body": body})
+        if state.limit.get("left", 0) > 0:
+            state.limit["left"] -= 1
+            return JSONResponse({"data": None, "errors": [
+                {"message": "Throttled", "extensions": {"code": "THROTTLED"}}]})  # fmt: skip
+        if "nonsense" in body.get("query", ""):
+            return JSONResponse({"data": None, "errors": [
+                {"message": "Field 'nonsense' doesn't exist on type 'Query'"}]})  # fmt: skip
+        return JSONResponse({"data": {"items": {"nodes": state.ordered({})[:3]}}})
+
+    async def page_body(request: Request) -> Response:
+        """Pages asked for in the body: ``{"paging": {"page": n, "size": k}}`` (1-based)."""
+        body = await request.json()
+        state.log.append({"path": request.url.path, "query": {}, "body": body})
+        page, size = int(body["paging"]["page"]), int(body["paging"]["size"])
+        return JSONResponse({"items": state.ordered({})[(page - 1) * size : page * size]})
+
+    async def jql(request: Request) -> Response:
+        """Jira's search: the filter is inside the jql text (``updated > "<iso>"``)."""
+        logged(request)
+        text = request.query_params.get("jql", "")
+        found = re.search(r'updated > "([^"]+)"', text)
+        rows = state.ordered({"updated_after": found[1]} if found else {})
+        return JSONResponse({"issues": rows})
+
     async def limit(request: Request) -> Response:
         q = request.query_params
         state.limit = {"left": int(q["answers"]), "reset_in": q.get("reset_in", "0"),
@@ -225,6 +268,10 @@ def create_app() -> Starlette:
         Route("/watermark", watermark),
         Route("/limited", limited),
         Route("/graphql", graphql, methods=["POST"]),
+        Route("/body-link", body_link),
+        Route("/graphql-throttled", graphql_throttled, methods=["POST"]),
+        Route("/page-body", page_body, methods=["POST"]),
+        Route("/jql", jql),
         Route("/modified-since", modified_since),
         Route("/admin/limit", limit, methods=["POST"]),
         Route("/admin/items/{id}/touch", touch, methods=["POST"]),

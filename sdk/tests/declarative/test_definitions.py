@@ -69,6 +69,8 @@ def test_oauth_urls_may_name_the_config_and_add_parameters():
     assert manifest["auth"] == {"scheme": "oauth2", "authorize_url": auth["authorize_url"],
                                 "token_url": auth["token_url"], "scopes": ["read"],
                                 "authorize_params": {"access_type": "offline"}}  # fmt: skip
+    linear = build(load(yaml.safe_dump(definition(auth={**auth, "scope_separator": ","}))))
+    assert linear.manifest()["auth"]["scope_separator"] == ","
     for own in ("state", "redirect_uri", "client_id", "scope", "code_challenge"):
         refused = problems(definition(auth={**auth, "authorize_params": {own: "x"}}))
         assert any(p.startswith("auth") for p in refused), refused

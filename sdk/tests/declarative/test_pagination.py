@@ -139,6 +139,44 @@ DEFINITIONS = [
         "incremental": {"cursor_field": "updated", "param": "If-Modified-Since", "in": "header",
                         "format": "http_date"},
     }),
+    # Graph's and Twilio's: the next page's URL in the answer's body
+    _definition("body-link", {
+        "request": {"path": "/body-link"},
+        "records": "value",
+        "pagination": {"type": "link", "from": "body", "select": '"@odata.nextLink"'},
+    }),
+    # a GraphQL API answering errors with 200: retried when it says so, else refused
+    _definition("graphql-errors", {
+        "request": {"method": "POST", "path": "/graphql-throttled", "retry": True,
+                    "body": {"query": "{ items { nodes { id } } }"}},
+        "records": "data.items.nodes",
+    }, errors={"when": "errors != null", "message": "errors[0].message",
+               "retry_when": "errors[?extensions.code == 'THROTTLED'] | length(@) > `0`"},
+       actions=[{"name": "ask", "input_schema": {"type": "object"},
+                 "request": {"method": "POST", "path": "/graphql-throttled",
+                             "body": {"query": "{ nonsense }"}}}]),
+    # page numbers in the body
+    _definition("page-body", {
+        "request": {"method": "POST", "path": "/page-body", "body": {"paging": {"size": 9}},
+                    "retry": True},
+        "records": "items",
+        "pagination": {"type": "page", "page_param": "paging.page", "in": "body"},
+    }),
+    # Jira's JQL: the read's filter value only inside a template
+    _definition("jql", {
+        "request": {"path": "/jql", "query": {
+            "jql": 'project = X{% if since %} AND updated > "{{ since }}"{% endif %}'
+                   " ORDER BY updated ASC"}},
+        "records": "issues",
+        "incremental": {"cursor_field": "updated"},
+    }),
+    # a filter "at or after" the watermark: a page all of one value would be asked for again
+    _definition("watermark-from", {
+        "request": {"path": "/watermark", "query": {"limit": 5}},
+        "records": "items",
+        "incremental": {"cursor_field": "updated", "param": "updated_from"},
+        "pagination": {"type": "watermark", "has_more": "has_more"},
+    }),
     _definition("not-rate-limited", {  # the same API, its rate limit not described
         "request": {"path": "/limited", "query": {"limit": 5}},
         "records": "items",
@@ -385,3 +423,55 @@ def test_an_incremental_value_in_a_header_as_an_http_date(generic, api, api_url)
     log = api.get("/admin/log").json()
     assert log[0]["if_modified_since"] is None  # a first sync: no header
     assert log[-1]["if_modified_since"] == "Mon, 01 Jan 2024 00:22:00 GMT"
+
+
+def test_a_next_link_in_the_body_is_followed_on_the_configured_base(generic, api, api_url):
+    pages = read(generic["body-link"], {"base_url": api_url})
+    assert ids(pages) == ALL and len(pages) == 5
+    assert [e["query"].get("$skip") for e in api.get("/admin/log").json()] == [
+        None, "5", "10", "15", "20"]  # fmt: skip
+    assert state(pages[0])["p"] == f"{api_url}/body-link?$skip=5"  # on the base, not the host
+
+
+def test_errors_in_a_successful_answer(generic, api, api_url):
+    """THROTTLED with a 200 is a retryable error (the platform tries the page again later);
+    an error the API says is a refusal, with its message; a clean answer reads as ever."""
+    url = generic["graphql-errors"]
+    api.post("/admin/limit", params={"answers": 1})
+    body = {"config": {"base_url": api_url}, "credentials": {}, "cursor": None}
+    r = httpx.post(f"{url}/streams/items/read", json=body, timeout=30)
+    assert r.json()["category"] == "retryable" and "Throttled" in r.json()["detail"], r.text
+    assert ids(read(url, {"base_url": api_url})) == ALL[:3]
+    r = httpx.post(f"{url}/actions/ask", timeout=30, json={
+        "config": {"base_url": api_url}, "credentials": {}, "input": {}})  # fmt: skip
+    assert r.status_code == 422 and r.json()["category"] == "permanent", r.text
+    assert "Field 'nonsense' doesn't exist" in r.json()["detail"]
+
+
+def test_page_numbers_in_the_body(generic, api, api_url):
+    pages = read(generic["page-body"], {"base_url": api_url})
+    assert ids(pages) == ALL
+    sent = [e["body"] for e in api.get("/admin/log").json()]
+    assert sent[0] == {"paging": {"size": 9, "page": 1}}
+    assert [b["paging"]["page"] for b in sent] == [1, 2, 3, 4]  # the 4th is empty: the end
+
+
+def test_the_reads_filter_value_in_a_template(generic, api, api_url):
+    first = read(generic["jql"], {"base_url": api_url})
+    assert ids(first) == ALL
+    api.post("/admin/items/i04/touch", params={"minutes": 40})
+    again = read(generic["jql"], {"base_url": api_url}, first[-1]["next_cursor"])
+    assert ids(again) == ["i04"]
+    sent = [e["query"]["jql"] for e in api.get("/admin/log").json()]
+    assert sent[0] == "project = X ORDER BY updated ASC"  # a first sync: no filter yet
+    assert sent[-1] == 'project = X AND updated > "2024-01-01T00:22:00Z" ORDER BY updated ASC'
+
+
+def test_a_page_stuck_on_one_cursor_value_is_an_error_not_a_loop(generic, api, api_url):
+    for n in range(8):  # more records with one updated time than a page holds
+        api.post(f"/admin/items/i{n:02d}/touch", params={"minutes": 50})
+    body = {"config": {"base_url": api_url}, "credentials": {}, "cursor": json.dumps(
+        {"w": "2024-01-01T00:50:00Z", "p": 1})}  # a read under way, at that value  # fmt: skip
+    r = httpx.post(f"{generic['watermark-from']}/streams/items/read", json=body, timeout=30)
+    assert r.status_code >= 400 and "would never end" in r.json()["detail"], r.text
+    assert len(api.get("/admin/log").json()) == 1  # asked once, not over and over
