@@ -34,6 +34,10 @@ from connector_service.sync.notify import ChangeListener
 from connector_service.sync.routes import router as sync_router
 from connector_service.sync.store import DocStore
 from connector_service.sync.ws import router as sync_ws_router
+from connector_service.webhooks import repository as webhooks_repository
+from connector_service.webhooks import service as webhooks_service
+from connector_service.webhooks.routes import public_router as webhooks_public_router
+from connector_service.webhooks.routes import router as webhooks_router
 
 SERVICE = "connector_service"
 SWEEP_SECONDS = 600
@@ -87,6 +91,10 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
         )  # fmt: skip
         app.state.sync_group = GroupCommit(app.state.sync_store)
         app.state.sync_engine = SyncEngine(db, app.state.sync_store, app.state.manager)
+        webhook_pulls = webhooks_service.Pulls(app.state.sync_engine)
+        app.state.webhooks = webhooks_service.Intake(
+            db, app.state.keyring, app.state.sync_store, webhook_pulls
+        )
         recorder.start()
         loops = [
             asyncio.create_task(_sweep_forever(app), name="idempotency-sweeper"),
@@ -105,6 +113,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await webhook_pulls.aclose()
             await app.state.manager.aclose()
             with contextlib.suppress(Exception):
                 await recorder.aclose()
@@ -117,7 +126,9 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.state.oauth = OAuthConfig.from_settings(settings)
     # before the integrations router: its /{integration_id} would take "oauth" as an id
     app.include_router(oauth_callback_router)
+    app.include_router(webhooks_public_router)
     app.include_router(oauth_router)
+    app.include_router(webhooks_router)
     app.include_router(integrations_router)
     app.include_router(upgrade_router)
     app.include_router(actions_router)
@@ -133,6 +144,8 @@ async def _sweep_forever(app: FastAPI) -> None:
         try:
             # action runs, and the keys of other writes (installs)
             gone = await actions_service.sweep(app.state.db) + await idempotency.sweep(app.state.db)
+            async with app.state.db.connection() as conn:
+                await webhooks_repository.sweep(conn)  # deliveries past their week
             if gone:
                 log.info("idempotency_keys_expired", count=gone)
         except Exception as exc:  # the database may be down; try again next time

@@ -5,9 +5,8 @@ own routes and forwards ``/api/v1/integrations/**`` (but ``POST …/sync/ticket`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,6 +41,7 @@ from gateway.oidc.routes import router as sign_in_router
 from gateway.oidc.service import Providers
 from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Proxy, ProxyEndpoint, Upstream, make_session
+from gateway.public import WEBHOOK_MAX_BODY, WEBHOOK_PREFIX, PublicPaths
 from gateway.ratelimit import AddressLimiter
 from gateway.sessions.purge import purge_periodically
 from gateway.sessions.service import Timeouts
@@ -61,13 +61,15 @@ ROUTES = {
 # The only paths whose requests are served without an API key, each with the most body it may
 # send: a connect's start link, opened in the browser that will approve, and where OAuth
 # providers send that browser back (forwarded, GET and HEAD only, with no cookie but the OAuth
-# binding: gateway/proxy.py; no body at all). Provider webhooks will be the first that must
-# read one. Keep the README's list ("Public paths") in step.
-PUBLIC_PATHS: Mapping[str, int] = MappingProxyType(
+# binding: gateway/proxy.py; no body at all); and a provider's webhook deliveries to an
+# install's URL (POST only, the body passed on unread: the install's signing secret is what
+# authorizes them, in connector_service). Keep the README's list ("Public paths") in step.
+PUBLIC_PATHS = PublicPaths(
     {  # with the most body each may send: none
         "/api/v1/integrations/oauth/start": 0,
         "/api/v1/integrations/oauth/callback": 0,
-    }
+    },
+    {WEBHOOK_PREFIX: WEBHOOK_MAX_BODY},
 )
 
 

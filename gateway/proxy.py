@@ -314,13 +314,21 @@ async def _signed_in_or_anonymous(request: Request, path: str) -> Principal:
         return ANONYMOUS
 
 
+def _public(public: Collection[str], path: str, method: str) -> bool:
+    allows = getattr(public, "allows", None)
+    if allows is not None:
+        return bool(allows(path, method))
+    return path in public and method in ("GET", "HEAD")
+
+
 class ProxyEndpoint:
     """The ASGI endpoint of the proxied prefixes: authenticate, then forward.
 
-    ``public`` paths (exactly these, GET and HEAD only) are forwarded without authenticating
-    the caller, with an internal token for :data:`ANONYMOUS`: a browser opening a connect's
-    start URL, or an OAuth provider's redirect to the callback, carries no API key, and the
-    service authorizes it by its single-use start token, or state and binding cookie.
+    ``public`` paths (exactly these, GET and HEAD only; and a provider's webhook POST to an
+    install's URL) are forwarded without authenticating the caller, with an internal token for
+    :data:`ANONYMOUS`: a browser opening a connect's start URL, or an OAuth provider's redirect
+    to the callback, carries no API key, and the service authorizes it by its single-use start
+    token, or state and binding cookie; a webhook delivery, by the install's signing secret.
 
     Every other request is rate limited (429 ``rate_limited``, gateway.limits.limiter) and
     holds one of its tenant's slots (429 ``too_many_concurrent``, gateway.limits.concurrency)
@@ -347,7 +355,7 @@ class ProxyEndpoint:
         request = Request(scope, receive)
         slot = None  # the tenant's concurrency slot, held until the answer is sent
         try:
-            if scope["path"] in self.public and scope["method"] in ("GET", "HEAD"):
+            if _public(self.public, scope["path"], scope["method"]):
                 principal = await _signed_in_or_anonymous(request, scope["path"])
             else:
                 principal = await state.authenticator.authenticate(request)

@@ -37,6 +37,7 @@ from seedos_sdk.declarative.templates import Template, TemplateProblem
 log = structlog.get_logger(component="seedos.oauth")
 
 PREFIX = "oauth."
+PLATFORM_ONLY = ("webhook.",)  # the install's webhook token and secret: never a connector's
 # Credential fields (names, not secrets) holding an oauth2 install's tokens and own client.
 ACCESS_TOKEN = "oauth.access_token"  # noqa: S105
 REFRESH_TOKEN = "oauth.refresh_token"  # noqa: S105
@@ -102,7 +103,7 @@ def client_for(stored: Mapping[str, str], slug: str | None, config: OAuthConfig)
 def for_connector(stored: Mapping[str, str]) -> dict[str, str]:
     """What the connector receives: its own secret fields and the access token; never the
     refresh token or a client secret."""
-    out = {k: v for k, v in stored.items() if not k.startswith(PREFIX)}
+    out = {k: v for k, v in stored.items() if not k.startswith((PREFIX, *PLATFORM_ONLY))}
     if ACCESS_TOKEN in stored:
         out["access_token"] = stored[ACCESS_TOKEN]
     return out
@@ -178,7 +179,7 @@ async def call_credentials(
             conn, ring, tenant_id=tenant_id, integration_id=integration_id
         )
     if not is_oauth2(manifest):
-        return stored
+        return {k: v for k, v in stored.items() if not k.startswith(PLATFORM_ONLY)}
     if ACCESS_TOKEN not in stored:
         raise NotConnected(f"integration {integration_id} has no connected account yet")
     current = stored[ACCESS_TOKEN]

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -113,9 +113,15 @@ class SyncEngine:
                         error=type(exc).__name__, detail=str(exc)[:300])  # fmt: skip
             return None
 
-    async def run(self, tenant_id: uuid.UUID, integration_id: uuid.UUID, kind: str) -> uuid.UUID:
+    async def run(
+        self, tenant_id: uuid.UUID, integration_id: uuid.UUID, kind: str,
+        only: Collection[str] | None = None,
+    ) -> uuid.UUID:  # fmt: skip
+        """A sync run: every stream pulled (``only`` those named: a webhook's), then the
+        outbox pushed."""
         target = await calls.load_target(self.db, tenant_id, integration_id)
-        streams = list(declared_streams(target).values())
+        streams = [s for s in declared_streams(target).values()
+                   if only is None or s["name"] in only]  # fmt: skip
         if not streams:
             raise NoStreams(f"{target.service_name} declares no streams")
         async with self._run_lock(integration_id, wait=0 if kind == "scheduled" else 30) as pid:

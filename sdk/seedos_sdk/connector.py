@@ -223,6 +223,7 @@ class Connector:
         base_url: str | Callable[[Context], str] | None = None,
         display_name: str | None = None,
         description: str = "",
+        webhooks: dict[str, Any] | None = None,
     ) -> None:
         if not NAME.match(name):
             raise ValueError(f"connector name {name!r}: lowercase letters, digits, '-' and '_'")
@@ -234,6 +235,9 @@ class Connector:
         self.base_url = base_url
         self.display_name = display_name or name
         self.description = description
+        # the provider's webhooks, as data the platform verifies and applies (see
+        # docs/connector-definitions.md, "Webhooks"): passed on in the manifest
+        self.webhooks = webhooks
         self.streams: dict[str, Stream] = {}
         self.actions: dict[str, Action] = {}
         self.check_fn: CheckFn | None = None
@@ -311,7 +315,7 @@ class Connector:
             "streams": [s.manifest() for s in self.streams.values()],
             "actions": [a.manifest() for a in self.actions.values()],
             "contract_version": "1",
-        }
+        } | ({"webhooks": self.webhooks} if self.webhooks else {})
 
     def app(self, **settings: Any) -> Any:
         """The ASGI app serving the connector contract."""

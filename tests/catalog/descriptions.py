@@ -32,6 +32,8 @@ def wanted() -> dict[str, set[str]]:
         described = claim.get("description")
         if described:
             out.setdefault(described["package"], set()).add(described["file"])
+    for used in verification().get("test_data") or []:  # what tests check payloads against
+        out.setdefault(used["package"], set()).add(used["file"])
     return out
 
 

@@ -238,6 +238,17 @@ def _consistency(raw: dict[str, Any]) -> list[str]:
         write = stream.get("write")
         if write is not None and not ({"upsert", "update", "create"} & write.keys()):
             problems.append(f"{where}.write: give upsert, or update (and create)")
+    streams = {s["name"] for s in raw.get("streams") or []}
+    for n, event in enumerate((raw.get("webhooks") or {}).get("events") or []):
+        where = f"webhooks.events[{n}]"
+        if not event.get("pull") and not (event.get("stream") and event.get("record")):
+            problems.append(f"{where}: give stream and record (the event carries the record),"
+                            " or pull (a stream to read now)")  # fmt: skip
+        for key in ("stream", "pull"):
+            if event.get(key) and event[key] not in streams:
+                problems.append(f"{where}.{key}: no stream {event[key]!r}")
+        if event.get("deleted") and not event.get("stream"):
+            problems.append(f"{where}.deleted: needs the stream whose record it deletes")
     for where, request in _requests(raw):
         path = request["path"]
         if "{{" not in path and "{%" not in path and _ABSOLUTE.match(path):

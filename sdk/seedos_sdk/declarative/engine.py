@@ -174,6 +174,7 @@ def build(definition: Definition, *, egress: AddressPolicy | None = None) -> Con
         config_schema=raw.get("config_schema") or {"type": "object", "properties": {}},
         display_name=raw.get("display_name"),
         description=raw.get("description", ""),
+        webhooks=raw.get("webhooks"),
     )
     errors = compiled.get("errors", {})
     retry = errors.get("retry_statuses")
