@@ -178,8 +178,11 @@ async def test_installed_connectors_are_never_recommended_and_an_install_shows_a
                       for x in (before, after)]  # fmt: skip
         assert salesforce[1] < salesforce[0] / 2
 
-        for slug in ("slack", "github"):
-            r = await client.post("/api/v1/integrations", json={"connector": slug})
+        configs = {"slack": {"channel_id": "C0123456789"},  # what each definition requires
+                   "github": {"owner": "octocat", "repo": "Hello-World"}}  # fmt: skip
+        for slug, config in configs.items():
+            r = await client.post("/api/v1/integrations", json={"connector": slug,
+                                                                "config": config})  # fmt: skip
             assert r.status_code == 201, r.text
         # asking for more than the catalog has: everything but the three installed
         everything = await _recommend(client, t, k=50)
