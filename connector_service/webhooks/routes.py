@@ -88,6 +88,8 @@ async def deliver(token: Token, request: Request, intake: Intake) -> JSONRespons
                              "detail": refusal.detail, "code": f"webhook_{refusal.reason}"},
                             status_code=refusal.status,
                             media_type="application/problem+json")  # fmt: skip
+    if "challenge" in taken:  # Slack's url_verification
+        return JSONResponse({"challenge": taken["challenge"]})
     return JSONResponse({"taken": True, **taken})
 
 

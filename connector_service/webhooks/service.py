@@ -229,6 +229,10 @@ class Intake:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise Refused("not_json", 400, "the delivery's body is not JSON") from None
+        if hooks.scheme == "slack" and isinstance(document, dict) and (
+            document.get("type") == "url_verification"
+        ):  # Slack asks once, signed, when the URL is set: its challenge, and nothing else
+            return {"challenge": str(document.get("challenge", ""))[:200]}
         delivery = _value(hooks.delivery_id, headers, document)
         event_type = _value(hooks.event_type, headers, document) or ""
         if delivery is None:

@@ -267,3 +267,23 @@ async def test_a_burst_of_events_naming_a_stream_is_one_pull_or_two(rig, dsn, st
     assert r.status_code == 401 and r.json()["code"] == "webhook_stale", r.text
     await hooks.aclose()
     await client.aclose()
+
+
+async def test_slacks_url_verification_is_answered_with_its_challenge(rig, dsn, generic):
+    """Slack checks a Request URL once, with a signed url_verification request: the answer is
+    its challenge (and an unsigned one is refused like any delivery)."""
+    client, iid = await _install(rig, dsn, generic("slack"), {"channel_id": "C0123456789"}, {})
+    base = f"/api/v1/integrations/{iid}/webhook"
+    url = (await client.post(base)).json()["url"]
+    signing = "8f742231b10e8888abcd99yyyzzz85a5"
+    assert (await client.put(base + "/secret", json={"secret": signing})).status_code == 200
+    raw = json.dumps({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+                      "type": "url_verification"}).encode()  # fmt: skip
+    async with httpx.AsyncClient(timeout=30) as slack:
+        r = await slack.post(url, content=raw, headers={
+            "Content-Type": "application/json", **sign("slack", signing, raw, now=time.time())})  # fmt: skip
+        assert r.status_code == 200 and r.json() == {
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}, r.text  # fmt: skip
+        r = await slack.post(url, content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 401, r.text
+    await client.aclose()
