@@ -1,6 +1,7 @@
 // A connector's page: what it is (GET /api/v1/marketplace/connectors/{slug}): vendor, version,
-// how far it is known to work (verification.js), auth, the scopes it asks for, streams and
-// actions; this tenant's installs of it; the setup guide with progress kept per install (PUT
+// how far it is known to work (verification.js), auth, the scopes it asks for; its reference
+// (connector_reference.js: settings, streams with their fields, actions, webhooks); this
+// tenant's installs of it; the setup guide with progress kept per install (PUT
 // /api/v1/integrations/{id}/setup-progress); and, for editors and admins, the install wizard:
 // configure (a form from the config schema), review (with a notice for a connector written from
 // documentation only), install (POST /api/v1/integrations) and watch it become active, or
@@ -12,6 +13,7 @@ import { keepForm } from './drafts.js'
 import { isQueued, QUEUED } from './offline_queue.js'
 import { schemaForm } from './schema_form.js'
 import { describedNotice, levelFacts } from './verification.js'
+import { referenceSections } from './connector_reference.js'
 
 const root = document.getElementById('connector')
 const slug = root.dataset.slug
@@ -55,23 +57,6 @@ function access () {
   return section('access', 'What it asks for',
     h('p', {}, 'When you connect your account, the vendor asks you to allow these permissions (OAuth scopes):'),
     scopes.length ? h('ul', { class: 'scopes' }, scopes.map((s) => h('li', {}, h('code', {}, s)))) : h('p', {}, 'No particular scope.'))
-}
-
-function capabilities () {
-  const m = entry.manifest || {}
-  const streams = m.streams || []
-  const actions = m.actions || []
-  return section('capabilities', 'What it syncs',
-    h('h3', {}, 'Streams'),
-    streams.length
-      ? h('ul', { class: 'capabilities' }, streams.map((s) => h('li', {},
-          h('strong', {}, s.name), s.writable ? [' ', badge('read and write', 'info')] : [' ', badge('read only', 'plain')],
-          s.description ? h('div', {}, s.description) : null)))
-      : h('p', {}, 'It declares no stream.'),
-    h('h3', {}, 'Actions'),
-    actions.length
-      ? h('ul', { class: 'capabilities' }, actions.map((a) => h('li', {}, h('strong', {}, a.name), a.description ? h('div', {}, a.description) : null)))
-      : h('p', {}, 'It declares no action.'))
 }
 
 function installsBox () {
@@ -341,7 +326,7 @@ async function load () {
     installsBox(),
     w ? w.wrap : null,
     h('div', { class: 'cols' }, section('about', 'About', facts()), access()),
-    capabilities(),
+    referenceSections(slug),
     setupGuide())
   if (location.hash === '#setup-guide') document.getElementById('setup-guide-heading') && focusHeading(document.getElementById('setup-guide-heading'))
 }
