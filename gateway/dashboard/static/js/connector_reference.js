@@ -144,6 +144,10 @@ async function download (slug, button) {
   button.disabled = true
   try {
     const text = await api(`/api/v1/marketplace/connectors/${encodeURIComponent(slug)}/reference`, { headers: { accept: 'text/markdown' } })
+    if (typeof text !== 'string') { // offline, this device's copy of the page's JSON answered
+      button.after(h('p', { class: 'notice warn', role: 'status' }, 'The Markdown needs the connection: try again when it is back.'))
+      return
+    }
     const link = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/markdown' })), download: `${slug}-reference.md`, hidden: true })
     document.body.append(link)
     link.click()
