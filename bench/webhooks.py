@@ -1,0 +1,577 @@
+"""Provider webhooks (issue 18): from a signed delivery to the document, and intake throughput.
+
+Usage (no manual setup)::
+
+    .venv/bin/python bench/webhooks.py [--records 1000] [--pulls 50] [--concurrency 32]
+                                       [--seconds 10] [--json out.json] [--profile out.txt]
+
+One throwaway stack: an embedded PostgreSQL, the three services in production mode, localstripe
+(a fake Stripe no one here wrote) and the SDK's generic connector serving the catalog's Stripe
+definition, installed twice by a tenant's admin key: ``main`` (against localstripe, its webhook
+URL made and its signing secret set) and ``reference`` (whose outbox cannot drain: its base URL
+is a closed loopback port, so the platform's own writes stay in its document). Every delivery is
+a Stripe event signed with Stripe's scheme (``connector_service.webhooks.schemes.sign``) and sent
+through the gateway's public path ``POST /api/v1/integrations/webhooks/<token>``.
+
+1. **Record-carrying deliveries** (``customer.updated`` with ``data.object``): ``--records``
+   sequential deliveries, the first half customers new to the document, the second half the same
+   customers renamed (each object as localstripe answered it). The intake merges before it
+   answers, so the round trip is the time to the document; every answer is checked by reading
+   the record back (untimed). Reference, interleaved: the same record written by the tenant's
+   ``PATCH /api/v1/integrations/{id}/records/customers/{id}`` (the platform's own write path) to
+   the ``reference`` install. Target: <= 100 ms p99.
+2. **Pull-naming deliveries** (``invoice.paid``, which pulls ``charges``): ``--pulls`` times, a
+   charge made in localstripe, the event sent, the charge's record polled every 10 ms until it
+   is in the document. Target: <= 1 s p99.
+3. **Intake throughput**: ``--concurrency`` senders for ``--seconds`` seconds, each delivery a
+   new customer; answers counted by status, then nothing may be lost: every delivery taken is in
+   ``webhook_deliveries`` and its record in the document. Reference: as many requests to
+   ``GET /api/v1/integrations/{id}`` with the admin key, at the same concurrency (the gateway's
+   and connector_service's own floor). Target: >= 500 deliveries/s.
+
+Exit code: 0 after a complete run, whether or not the targets were met; 1 if a delivery was
+refused, lost or not applied (the figures do not count then); 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+import psutil  # noqa: E402
+from machine import run_info  # noqa: E402  (bench/machine.py)
+from services import loopback_urls, service_env, start_all  # noqa: E402  (bench/services.py)
+from stack import cpu_seconds, cpu_since  # noqa: E402  (bench/stack.py)
+
+from common import db, embedded, migrate  # noqa: E402
+from common.roles import Role  # noqa: E402
+from connector_service.webhooks.schemes import sign  # noqa: E402
+from gateway.api_keys import service as api_keys  # noqa: E402
+from gateway.tenants import service as tenants  # noqa: E402
+from marketplace_service.catalog.definitions import DEFINITIONS  # noqa: E402
+from marketplace_service.catalog.service import register_deployed  # noqa: E402
+from seedos_cli.deployment_keys import ServiceKeys  # noqa: E402
+from seedos_cli.supervisor import Supervisor  # noqa: E402
+from seedos_sdk.testing import Served, start  # noqa: E402
+from seedos_sdk.testing.localstripe import KEY, start_localstripe  # noqa: E402
+
+SDK = ROOT / "sdk"
+SECRET = "whsec_" + secrets.token_hex(16)
+RECORD_TARGET_MS = 100.0
+PULL_TARGET_MS = 1000.0
+RATE_TARGET = 500.0
+POLL_S = 0.01
+WARMUP = 20
+
+
+class Failed(Exception):
+    """A delivery refused, lost or not applied: the run's figures do not count."""
+
+
+@dataclass
+class Bench:
+    urls: dict[str, str]
+    dsn: str
+    stripe_url: str
+    api_key: str
+    main: str = ""  # the install deliveries go to
+    reference: str = ""  # the install the reference PATCHes go to
+    hook_url: str = ""
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def summary(ms: list[float]) -> dict[str, float]:
+    return {"n": len(ms), "p50_ms": pct(ms, 50), "p90_ms": pct(ms, 90), "p99_ms": pct(ms, 99),
+            "max_ms": max(ms)}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the stack
+
+
+async def prepare(dsn: str, connector_url: str) -> str:
+    """Migrate, put the generic connector's Stripe definition in the catalog, make a tenant and
+    its admin key (returned)."""
+    conn = await db.connect(dsn)
+    try:
+        await migrate.apply(conn)
+        async with httpx.AsyncClient() as client:
+            manifest = (await client.get(connector_url + "/manifest")).json()
+        manifest = {**manifest, "name": "bench-stripe", "display_name": "Stripe (bench)"}
+        await register_deployed(conn, manifest=manifest, endpoint_url=connector_url,
+                                category="payments", vendor="bench")  # fmt: skip
+        async with conn.transaction():
+            tenant = await tenants.create(conn, slug=f"bench-{secrets.token_hex(4)}",
+                                          name="Bench", actor="system:bench")  # fmt: skip
+            key = await api_keys.create(conn, tenant_id=tenant["id"], name="bench",
+                                        role=Role.admin, created_by="bench")  # fmt: skip
+        return key["key"]
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def running(tmp: Path) -> Iterator[Bench]:
+    server = supervisor = None
+    served: list[Served] = []
+    try:
+        stripe = start_localstripe(log_path=tmp / "localstripe.log")
+        served.append(stripe)
+        generic = start("seedos_sdk.declarative.server:app_factory", factory=True, cwd=SDK,
+                        log_path=tmp / "generic.log",
+                        env={"SEEDOS_DEFINITIONS": str(DEFINITIONS), "SEEDOS_LOG_LEVEL": "WARNING",
+                             "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8"})  # fmt: skip
+        served.append(generic)
+        listing = httpx.get(generic.url + "/definitions", timeout=10).json()["items"]
+        connector_url = generic.url + next(d["path"] for d in listing if d["name"] == "stripe")
+        print(f"starting embedded PostgreSQL in {tmp} ...", file=sys.stderr)
+        server = embedded.start(tmp / "pg", cleanup_mode="delete")
+        dsn = embedded.dsn(server)
+        api_key = asyncio.run(prepare(dsn, connector_url))
+        ports, urls = loopback_urls()
+        env = service_env(dsn=dsn, urls=urls, data_dir=tmp / "data", log_level="WARNING",
+                          keys=ServiceKeys.generate(),
+                          SEEDOS_PUBLIC_URL=urls["gateway"])  # fmt: skip
+        supervisor = Supervisor(env, log_path=tmp / "services.log")
+        start_all(supervisor, ports, urls)
+        postmaster = int(next((tmp / "pg").rglob("postmaster.pid")).read_text().split()[0])
+        yield Bench(urls=urls, dsn=dsn, stripe_url=stripe.url, api_key=api_key,
+                    pids={**{n: p.pid for n, p in supervisor.procs.items()},
+                          "generic": generic.process.pid, "localstripe": stripe.process.pid,
+                          "postgres": postmaster})  # fmt: skip
+        if name := supervisor.first_exited():
+            raise RuntimeError(f"{name} exited during the run; see {tmp / 'services.log'}")
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        for s in reversed(served):
+            with contextlib.suppress(Exception):
+                s.stop()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.cleanup()
+
+
+async def install(api: aiohttp.ClientSession, base_url: str) -> str:
+    async with api.post("/api/v1/integrations", json={
+        "connector": "bench-stripe", "config": {"base_url": base_url},
+        "credentials": {"api_key": KEY}}) as r:  # fmt: skip
+        iid = (await ok(r, 201))["id"]
+    async with api.patch(f"/api/v1/integrations/{iid}", json={"sync_interval_seconds": 0}) as r:
+        await ok(r)
+    return iid
+
+
+async def ok(r: aiohttp.ClientResponse, status: int = 200) -> Any:
+    body = await r.read()
+    if r.status != status:
+        raise Failed(f"{r.method} {r.url.path}: {r.status} {body[:300]!r}")
+    return orjson.loads(body) if body else None
+
+
+async def set_up_hooks(b: Bench, api: aiohttp.ClientSession) -> None:
+    b.main = await install(api, b.stripe_url)
+    b.reference = await install(api, "http://127.0.0.1:9")  # closed: its outbox never drains
+    async with api.post(f"/api/v1/integrations/{b.main}/webhook") as r:
+        b.hook_url = (await ok(r))["url"]
+    async with api.put(f"/api/v1/integrations/{b.main}/webhook/secret",
+                       json={"secret": SECRET}) as r:  # fmt: skip
+        await ok(r)
+
+
+# ------------------------------------------------------------------------------ deliveries
+
+
+def event(kind: str, obj: dict[str, Any], event_id: str | None = None) -> tuple[str, bytes]:
+    """A Stripe event as Stripe sends it (its id, and the body)."""
+    event_id = event_id or "evt_" + secrets.token_hex(12)
+    return event_id, orjson.dumps({
+        "id": event_id, "object": "event", "api_version": "2024-06-20",
+        "created": int(time.time()), "type": kind, "livemode": False, "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None}, "data": {"object": obj},
+    })  # fmt: skip
+
+
+async def deliver(hooks: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json",
+               **sign("stripe", SECRET, body, now=time.time())}  # fmt: skip
+    async with hooks.post(url, data=body, headers=headers) as r:
+        return r.status, orjson.loads(await r.read())
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = await call()
+    return (time.perf_counter() - started) * 1000, result
+
+
+def stripe_client(b: Bench) -> httpx.Client:
+    return httpx.Client(base_url=b.stripe_url, headers={"Authorization": f"Bearer {KEY}"},
+                        timeout=30)  # fmt: skip
+
+
+async def record_latency(b: Bench, api: aiohttp.ClientSession, hooks: aiohttp.ClientSession,
+                         n: int) -> dict[str, Any]:  # fmt: skip
+    """Part 1: ``n`` customer.updated deliveries, interleaved with the reference PATCHes."""
+    half = max(1, n // 2)
+    with stripe_client(b) as stripe:
+        made = [stripe.post("/v1/customers", data={"email": f"c{i}@example.com",
+                                                   "name": f"Customer {i}"}).json()
+                for i in range(half + WARMUP)]  # fmt: skip
+        renamed = [stripe.post(f"/v1/customers/{c['id']}", data={"name": c["name"] + " (b)"}
+                               ).json() for c in made[WARMUP:]]  # fmt: skip
+    objects = [*made[:WARMUP], *made[WARMUP:], *renamed]
+    times: dict[str, list[float]] = {"delivery": [], "patch": []}
+    for i, obj in enumerate(objects):
+        _, body = event("customer.updated", obj)
+        ms, (status, answer) = await timed(lambda body=body: deliver(hooks, b.hook_url, body))
+        if status != 200 or answer.get("records") != 1:
+            raise Failed(f"delivery answered {status}: {answer}")
+        async with api.get(f"/api/v1/integrations/{b.main}/records/customers/{obj['id']}") as r:
+            if (await ok(r))["name"] != obj["name"]:
+                raise Failed(f"{obj['id']} answered but not in the document as delivered")
+        patch = f"/api/v1/integrations/{b.reference}/records/customers/{obj['id']}"
+
+        async def write(patch: str = patch, obj: dict = obj) -> Any:
+            async with api.patch(patch, json=obj) as r:
+                return await ok(r)
+
+        patch_ms, _ = await timed(write)
+        async with api.get(patch) as r:
+            if (await ok(r))["name"] != obj["name"]:
+                raise Failed(f"{obj['id']} PATCHed but not in the reference's document")
+        if i >= WARMUP:
+            times["delivery"].append(ms)
+            times["patch"].append(patch_ms)
+    return {"delivery": summary(times["delivery"]), "patch": summary(times["patch"]),
+            "new": half, "changed": len(renamed)}  # fmt: skip
+
+
+def charge(stripe: httpx.Client, amount: int) -> dict[str, Any]:
+    method = stripe.post("/v1/payment_methods", data={
+        "type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12",
+        "card[exp_year]": "2034", "card[cvc]": "123"}).json()  # fmt: skip
+    return stripe.post("/v1/charges", data={"amount": str(amount), "currency": "eur",
+                                            "source": method["id"]}).json()  # fmt: skip
+
+
+async def pull_latency(b: Bench, api: aiohttp.ClientSession, hooks: aiohttp.ClientSession,
+                       n: int) -> dict[str, Any]:  # fmt: skip
+    """Part 2: ``n`` invoice.paid deliveries, each timed until its new charge is a record."""
+    times, answers = [], []
+    with stripe_client(b) as stripe:
+        for i in range(n + 2):  # the first two: warm-up (the first builds the stream's shards)
+            paid = charge(stripe, 100 + i)
+            invoice = {
+                "id": f"in_bench{i}",
+                "object": "invoice",
+                "status": "paid",
+                "charge": paid["id"],
+                "amount_paid": paid["amount"],
+                "currency": "eur",
+            }
+            _, body = event("invoice.paid", invoice)
+            record = f"/api/v1/integrations/{b.main}/records/charges/{paid['id']}"
+            started = time.perf_counter()
+            status, answer = await deliver(hooks, b.hook_url, body)
+            answered = time.perf_counter()
+            if status != 200 or answer.get("pulls") != ["charges"]:
+                raise Failed(f"invoice.paid answered {status}: {answer}")
+            deadline = started + 30
+            while True:
+                async with api.get(record) as r:
+                    await r.read()
+                    if r.status == 200:
+                        break
+                if time.perf_counter() > deadline:
+                    raise Failed(f"charge {paid['id']} not in the document 30 s after its event")
+                await asyncio.sleep(POLL_S)
+            if i >= 2:
+                times.append((time.perf_counter() - started) * 1000)
+                answers.append((answered - started) * 1000)
+    conn = await db.connect(b.dsn)
+    try:
+        runs = await conn.fetch(
+            "SELECT extract(epoch FROM finished_at - started_at) * 1000 AS ms FROM sync_runs"
+            " WHERE integration_id = $1 AND kind = 'webhook' AND outcome = 'succeeded'",
+            uuid.UUID(b.main),
+        )
+    finally:
+        await conn.close()
+    run_ms = [float(r["ms"]) for r in runs]
+    return {"to_document": summary(times), "answer": summary(answers),
+            "pull_runs": len(runs), "pull_run": summary(run_ms)}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ throughput
+
+
+async def hammer(
+    c: int, seconds: float | None, total: int | None, send: Callable[[int], Awaitable[int | str]]
+) -> tuple[float, Counter, list[float]]:
+    """``c`` senders calling ``send(n)`` with n = 0, 1, ... for ``seconds`` or ``total`` calls;
+    (seconds taken, answers by status, latencies in ms)."""
+    counter = itertools.count()
+    statuses: Counter = Counter()
+    latencies: list[float] = []
+    started = time.perf_counter()
+    end = started + seconds if seconds else math.inf
+
+    async def sender() -> None:
+        while time.perf_counter() < end:
+            n = next(counter)
+            if total is not None and n >= total:
+                return
+            t0 = time.perf_counter()
+            try:
+                statuses[await send(n)] += 1
+            except aiohttp.ClientError as exc:
+                statuses[type(exc).__name__] += 1
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(sender() for _ in range(c)))
+    return time.perf_counter() - started, statuses, latencies
+
+
+async def throughput(b: Bench, api: aiohttp.ClientSession, c: int, seconds: float,
+                     profile: Path | None) -> dict[str, Any]:  # fmt: skip
+    """Part 3: the intake at ``c`` senders for ``seconds``, then as many reference requests."""
+    with stripe_client(b) as stripe:
+        template = stripe.post("/v1/customers", data={"email": "t@example.com"}).json()
+    taken: dict[str, str] = {}  # event id -> customer id
+    connector = aiohttp.TCPConnector(limit=c)
+    async with aiohttp.ClientSession(connector=connector) as hooks:
+
+        def sender(run: str) -> Callable[[int], Awaitable[int | str]]:
+            async def send(n: int) -> int | str:
+                customer = f"cus_{run}{n:06d}"
+                obj = {**template, "id": customer, "email": f"{run}{n}@example.com",
+                       "name": f"Load {n}"}  # fmt: skip
+                event_id, body = event("customer.updated", obj, f"evt_{run}{n:06d}")
+                status, answer = await deliver(hooks, b.hook_url, body)
+                if status == 200 and answer.get("taken"):
+                    taken[event_id] = customer
+                    return status
+                return f"{status} {answer.get('reason') or answer.get('code')}"
+
+            return send
+
+        await hammer(c, 1.0, None, sender("warm" + secrets.token_hex(3)))
+        taken.clear()
+        send = sender("load" + secrets.token_hex(3))
+        before, cpu0, machine0 = cpu_seconds(b.pids), time.process_time(), psutil.cpu_times()
+        spy = start_profile(b.pids["connector_service"], seconds, profile) if profile else None
+        elapsed, statuses, latencies = await hammer(c, seconds, None, send)
+        cpu = cpu_since(b.pids, before)
+        cpu["bench (client)"] = time.process_time() - cpu0
+        idle = idle_share(machine0)
+        if spy is not None:
+            spy.wait(timeout=seconds + 60)
+    sent = sum(statuses.values())
+    path = f"/api/v1/integrations/{b.main}"
+
+    async def cheap(_n: int) -> int:
+        async with api.get(path) as r:
+            await r.read()
+            return r.status
+
+    ref_elapsed, ref_statuses, ref_latencies = await hammer(c, None, sent, cheap)
+    lost = await lost_deliveries(b, api, taken)
+    return {
+        "concurrency": c, "seconds": elapsed, "sent": sent, "statuses": dict(statuses),
+        "taken": len(taken), "per_s": statuses.get(200, 0) / elapsed,
+        "latency": summary(latencies), "lost": lost,
+        "cpu_ms_per_delivery": {k: v * 1000 / max(1, sent) for k, v in cpu.items()},
+        "stack_cpu_share": sum(cpu.values()) / (elapsed * psutil.cpu_count()),
+        "machine_idle_share": idle,
+        "reference": {"path": "GET " + path.replace(b.main, "{id}"), "seconds": ref_elapsed,
+                      "statuses": dict(ref_statuses), "latency": summary(ref_latencies),
+                      "per_s": ref_statuses.get(200, 0) / ref_elapsed},
+    }  # fmt: skip
+
+
+async def lost_deliveries(b: Bench, api: aiohttp.ClientSession, taken: dict[str, str]) -> dict:
+    """Deliveries answered as taken but missing from webhook_deliveries, and their records
+    missing from the document."""
+    conn = await db.connect(b.dsn)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE integration_id = $1"
+            " AND delivery_id = ANY($2::text[])", uuid.UUID(b.main), list(taken))  # fmt: skip
+    finally:
+        await conn.close()
+    seen: set[str] = set()
+    cursor = None
+    while True:
+        params = {"stream": "customers", "limit": "200", **({"cursor": cursor} if cursor else {})}
+        async with api.get(f"/api/v1/integrations/{b.main}/records", params=params) as r:
+            page = await ok(r)
+        seen.update(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return {"not_in_webhook_deliveries": len(taken) - stored,
+            "not_in_document": len(set(taken.values()) - seen)}  # fmt: skip
+
+
+def idle_share(before: Any) -> float:
+    """The machine's idle share (all CPUs) since ``before`` (``psutil.cpu_times()``)."""
+    after = psutil.cpu_times()
+    spent = {f: getattr(after, f) - getattr(before, f) for f in after._fields}
+    return (spent["idle"] + spent.get("iowait", 0.0)) / max(1e-9, sum(spent.values()))
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("--profile: py-spy not found (.venv/bin/pip install py-spy)", file=sys.stderr)
+        return None
+    fmt = "speedscope" if out.suffix == ".json" else "raw"
+    return subprocess.Popen([spy, "record", "-d", str(math.ceil(seconds)), "-r", "200", "--pid",
+                             str(pid), "--format", fmt, "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+async def measure(b: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    api_headers = {"Authorization": f"Bearer {b.api_key}"}
+    async with (aiohttp.ClientSession(b.urls["gateway"], headers=api_headers) as api,
+                aiohttp.ClientSession() as hooks):  # fmt: skip
+        await set_up_hooks(b, api)
+        found: dict[str, Any] = {}
+        if args.records:
+            print(f"1. {args.records} record-carrying deliveries ...", file=sys.stderr)
+            found["records"] = await record_latency(b, api, hooks, args.records)
+        if args.pulls:
+            print(f"2. {args.pulls} pull-naming deliveries ...", file=sys.stderr)
+            found["pulls"] = await pull_latency(b, api, hooks, args.pulls)
+        if args.seconds:
+            print(f"3. intake at {args.concurrency} senders for {args.seconds:g} s ...",
+                  file=sys.stderr)  # fmt: skip
+            found["throughput"] = await throughput(b, api, args.concurrency, args.seconds,
+                                                   args.profile)  # fmt: skip
+    return found
+
+
+def met(ok_: bool) -> str:
+    return "met" if ok_ else "MISSED"
+
+
+def report_records(r: dict[str, Any]) -> None:
+    d, ref = r["delivery"], r["patch"]
+    print(f"1. record-carrying deliveries ({d['n']}: {r['new']} new customers, {r['changed']}"
+          f" changed), delivery to document: p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms,"
+          f" max {d['max_ms']:.1f} ms; target p99 <= {RECORD_TARGET_MS:g} ms:"
+          f" {met(d['p99_ms'] <= RECORD_TARGET_MS)}")  # fmt: skip
+    print(f"   reference, the same records by PATCH .../records/customers/{{id}}: p50"
+          f" {ref['p50_ms']:.1f} ms, p99 {ref['p99_ms']:.1f} ms; a delivery takes"
+          f" {d['p50_ms'] / ref['p50_ms']:.2f}x (p50),"
+          f" {d['p99_ms'] / ref['p99_ms']:.2f}x (p99)")  # fmt: skip
+
+
+def report_pulls(p: dict[str, Any]) -> None:
+    td, a, run = p["to_document"], p["answer"], p["pull_run"]
+    print(f"2. pull-naming deliveries ({td['n']} invoice.paid, each pulling its new charge):"
+          f" delivery to document p50 {td['p50_ms']:.0f} ms, p99 {td['p99_ms']:.0f} ms, max"
+          f" {td['max_ms']:.0f} ms; target p99 <= {PULL_TARGET_MS:g} ms:"
+          f" {met(td['p99_ms'] <= PULL_TARGET_MS)}")  # fmt: skip
+    print(f"   the delivery's answer p50 {a['p50_ms']:.1f} ms; the pull runs ({p['pull_runs']})"
+          f" p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms; polled every"
+          f" {POLL_S * 1000:g} ms")  # fmt: skip
+
+
+def report_throughput(t: dict[str, Any]) -> None:
+    ref, lost = t["reference"], t["lost"]
+    print(f"3. intake: {t['per_s']:.0f} deliveries/s over {t['seconds']:.1f} s at"
+          f" {t['concurrency']} senders ({t['sent']} sent, answers {t['statuses']}; latency p50"
+          f" {t['latency']['p50_ms']:.0f} ms, p99 {t['latency']['p99_ms']:.0f} ms);"
+          f" target >= {RATE_TARGET:g}/s: {met(t['per_s'] >= RATE_TARGET)}")  # fmt: skip
+    print(f"   lost: {lost['not_in_webhook_deliveries']} not in webhook_deliveries,"
+          f" {lost['not_in_document']} not in the document (of {t['taken']} taken)")  # fmt: skip
+    print(f"   reference, {ref['path']} as many times at the same concurrency:"
+          f" {ref['per_s']:.0f}/s ({ref['statuses']}); the intake runs at"
+          f" {t['per_s'] / ref['per_s']:.2f}x that")  # fmt: skip
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in t["cpu_ms_per_delivery"].items())
+    print(f"   CPU ms per delivery: {cpu}; the stack used {t['stack_cpu_share']:.0%} of the"
+          f" machine's CPU time, which was idle {t['machine_idle_share']:.0%} of it")  # fmt: skip
+
+
+def report(info: dict[str, Any]) -> None:
+    print(f"\n{info['date']}  {info['command']}\n{info['machine']}")
+    for part, show in (("records", report_records), ("pulls", report_pulls),
+                       ("throughput", report_throughput)):  # fmt: skip
+        if part in info:
+            show(info[part])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--pulls", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy profile of connector_service during the intake run"
+                             " (.json: speedscope, otherwise raw)")  # fmt: skip
+    args = parser.parse_args()
+
+    def interrupted(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # clean up on kill as on Ctrl-C
+    info: dict[str, Any] = {**run_info("webhooks.py")}
+    tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-webhooks-"))
+    try:
+        with running(tmp) as b:
+            info.update(asyncio.run(measure(b, args)))
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping ...", file=sys.stderr)
+        return 130
+    except Failed as failure:
+        print(f"\nthe run does not count: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(info)
+    if args.json:
+        args.json.write_text(json.dumps(info, indent=1, default=str) + "\n")
+    rate = info.get("throughput")
+    if rate and (any(rate["lost"].values()) or set(rate["statuses"]) != {200}):
+        return 1  # a delivery refused or lost: the figures do not count
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
