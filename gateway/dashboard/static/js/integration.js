@@ -1,6 +1,7 @@
 // One integration: its status, circuit and actions (check now, enable / disable, connect for
 // OAuth, uninstall), the config form from its connector's JSON Schema, sync status, run
-// history, dead letters, calls over 24 hours, the upgrade preview and its audit entries.
+// history, the provider's webhooks, dead letters, calls over 24 hours, the upgrade preview and
+// its audit entries.
 // Every call is the public REST API's; changes go through act().
 
 import { act, api, eachItem } from './api.js'
@@ -10,6 +11,7 @@ import { fields, schemaForm } from './schema_form.js'
 import { loadSync } from './integration_sync.js'
 import { loadAudit, loadLatency, loadUpgrade } from './integration_more.js'
 import { loadActions } from './integration_actions.js'
+import { loadWebhooks, reloadWebhooks } from './integration_webhooks.js'
 import { isQueued, knownAs, QUEUED } from './offline_queue.js'
 
 const root = document.getElementById('integration')
@@ -272,6 +274,7 @@ async function upgraded (next) {
   await section(notice, 'connector', loadConnector)
   renderSummary()
   await section(document.getElementById('settings-body'), 'settings', renderSettings)
+  await section(document.getElementById('webhooks-body'), 'webhooks', reloadWebhooks)
 }
 
 function notFound () {
@@ -324,6 +327,7 @@ if (install) {
     section(document.getElementById('actions-body'), 'actions', () => loadActions(ctx, connector.actions)),
     section(document.getElementById('settings-body'), 'settings', renderSettings),
     section(document.getElementById('sync-body'), 'sync status', () => loadSync(ctx)),
+    section(document.getElementById('webhooks-body'), 'webhooks', () => loadWebhooks(ctx)),
     section(document.getElementById('latency-body'), 'call history', () => loadLatency(ctx)),
     section(document.getElementById('upgrade-body'), 'version details', () => loadUpgrade(ctx, upgraded)),
     document.getElementById('audit') ? section(document.getElementById('audit-body'), 'audit entries', () => loadAudit(ctx)) : null
