@@ -182,7 +182,10 @@ async def test_an_editor_sets_up_the_webhook_and_sees_every_refusal(
     await expect(section.get_by_role("button", name="New URL")).to_be_focused()
     assert (await seat.api.get(api)).json()["url"] == url
     await _press(page, "New URL")
-    await dialog.get_by_role("button", name="Make a new URL").click()
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(dialog.get_by_role("button", name="Make a new URL")).to_be_focused()
+    await page.keyboard.press("Enter")
     await expect(page.locator("#webhook-notice")).to_contain_text("The old one no longer works")
     new_url = (await seat.api.get(api)).json()["url"]
     assert new_url != url
