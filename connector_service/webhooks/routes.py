@@ -6,7 +6,7 @@ import secrets
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -56,11 +56,11 @@ class SecretIn(BaseModel):
         return self
 
 
-def _intake(request: Request) -> service.Intake:
+async def _intake(request: Request) -> service.Intake:
     return request.app.state.webhooks
 
 
-def _ring(request: Request) -> KeyRing:
+async def _ring(request: Request) -> KeyRing:
     return request.app.state.keyring
 
 
@@ -108,11 +108,12 @@ def _url(request: Request, token: str) -> str:
 @router.get("/{integration_id}/webhook")
 async def get_webhook(
     integration_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal, request: Request,
-    ring: Ring,
+    ring: Ring, response: Response,
 ) -> dict[str, Any]:  # fmt: skip
     """The install's webhook: whether its connector has any, the URL to give the provider
     (``null`` until made with POST), whether a secret is set, the events and what each does,
     and the deliveries taken and refused in the last day with the latest refusals."""
+    response.headers["Cache-Control"] = "no-store"  # the URL is a capability: kept nowhere
     _row, hooks = await _install(db, principal.tenant_id, integration_id)
     if hooks is None:
         return {"supported": False}
