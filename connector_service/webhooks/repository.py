@@ -69,6 +69,19 @@ async def taken(
     )
 
 
+async def taken_many(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, deliveries: dict[str, str]
+) -> None:
+    """Record deliveries (id -> event type) as applied, in the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO webhook_deliveries (integration_id, delivery_id, event_type)"
+        " SELECT $1, d, t FROM unnest($2::text[], $3::text[]) AS x(d, t) ON CONFLICT DO NOTHING",
+        integration_id,
+        list(deliveries),
+        list(deliveries.values()),
+    )
+
+
 async def refused(
     conn: asyncpg.Connection, integration_id: uuid.UUID, reason: str, status: int, detail: str
 ) -> None:

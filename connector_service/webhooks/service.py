@@ -36,10 +36,10 @@ from prometheus_client import Counter, Histogram
 from common.crypto import KeyRing
 from common.db import Database
 from connector_service.credentials import service as credentials_service
-from connector_service.sync import pulls as sync_pulls
 from connector_service.sync.engine import NoStreams, SyncEngine, SyncRunning
 from connector_service.sync.store import DocStore
 from connector_service.webhooks import repository
+from connector_service.webhooks.merges import Merges
 from connector_service.webhooks.schemes import DEFAULT_ID, DEFAULT_TYPE, Refused, verify
 from seedos_sdk.declarative.templates import Selector, TemplateProblem
 
@@ -169,6 +169,7 @@ class Intake:
 
     def __init__(self, db: Database, ring: KeyRing, store: DocStore, pulls: Pulls) -> None:
         self.db, self.ring, self.store, self.pulls = db, ring, store, pulls
+        self.merges = Merges(store)
         # a URL's install, its compiled webhooks and its secret, for a few seconds: a burst of
         # deliveries reads them once (a rotated secret takes effect within that time)
         self._installs: TTLCache[str, Install | None] = TTLCache(maxsize=4096, ttl=5)
@@ -229,8 +230,10 @@ class Intake:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise Refused("not_json", 400, "the delivery's body is not JSON") from None
-        if hooks.scheme == "slack" and isinstance(document, dict) and (
-            document.get("type") == "url_verification"
+        if (
+            hooks.scheme == "slack"
+            and isinstance(document, dict)
+            and (document.get("type") == "url_verification")
         ):  # Slack asks once, signed, when the URL is set: its challenge, and nothing else
             return {"challenge": str(document.get("challenge", ""))[:200]}
         delivery = _value(hooks.delivery_id, headers, document)
@@ -240,19 +243,21 @@ class Intake:
         async with self.db.connection() as conn:
             if await repository.seen(conn, install.id, delivery):
                 raise Refused("replayed", 200, f"delivery {delivery} was taken before")
-        applied, pulled = await self._apply(install, hooks, event_type, document)
-        async with self.db.connection() as conn:
-            await repository.taken(conn, install.id, delivery, event_type)
+        applied, pulled = await self._apply(install, hooks, event_type, document, delivery)
+        if not applied:  # (a merge records the delivery in its own transaction)
+            async with self.db.connection() as conn:
+                await repository.taken(conn, install.id, delivery, event_type)
         DELIVERIES.labels("taken").inc()
         if applied:
             APPLY_SECONDS.observe(time.perf_counter() - arrived)
         return {"delivery": delivery, "event": event_type, "records": applied,
                 "pulls": sorted(pulled)}  # fmt: skip
 
-    async def _apply(self, install: Install, hooks: Hooks, event_type: str,
-                     document: Any) -> tuple[int, set[str]]:  # fmt: skip
+    async def _apply(self, install: Install, hooks: Hooks, event_type: str, document: Any,
+                     delivery: str) -> tuple[int, set[str]]:  # fmt: skip
         """Apply what the event carries (records merged as the external system's changes, so
-        never echoed back) and ask for the pulls it names; (records applied, streams)."""
+        never echoed back, with the deliveries arriving meanwhile: :mod:`merges`) and ask for
+        the pulls it names; (records applied, streams)."""
         applied, pulled = 0, set()
         for event in hooks.events:
             if not event.matches(event_type):
@@ -263,10 +268,9 @@ class Intake:
                 if pk is not None and isinstance(record, dict) and record.get(pk) not in (
                     None, ""):  # fmt: skip
                     gone = event.deleted is not None and bool(event.deleted.search(document))
-                    await sync_pulls.merge(
-                        self.store, install.id, event.stream, pk,
-                        [] if gone else [record], [str(record[pk])] if gone else [], None,
-                    )  # fmt: skip
+                    await self.merges.apply(install.id, event.stream, pk, key=str(record[pk]),
+                                            record=None if gone else record, delivery=delivery,
+                                            event_type=event_type)  # fmt: skip
                     applied += 1
             if event.pull and event.pull in hooks.keys:
                 self.pulls.want(install.tenant_id, install.id, event.pull)
