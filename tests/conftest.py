@@ -1,5 +1,6 @@
 """Session fixtures: one real PostgreSQL (embedded, or DATABASE_URL), migrations applied once,
-and the three services as real uvicorn processes talking HTTP."""
+and the three services as real uvicorn processes talking HTTP; and per test module, the
+stand-ins of third-party APIs (localstripe)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from common.crypto import KeyRing
 from seedos_cli import demo
 from seedos_cli.deployment_keys import ServiceKeys
 from seedos_cli.supervisor import SERVICES, Supervisor
+from seedos_sdk.testing.localstripe import start_localstripe
 from tests.support import connected, create_database, drop_database, embedded_cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +149,13 @@ def suite(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]
         yield running
     finally:
         running.supervisor.stop()
+
+
+@pytest.fixture(scope="module")
+def stripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """localstripe (a fake Stripe from PyPI) on a free loopback port, for one test module."""
+    served = start_localstripe(log_path=tmp_path_factory.mktemp("localstripe") / "log")
+    try:
+        yield served.url
+    finally:
+        served.stop()

@@ -16,22 +16,13 @@ import httpx
 import pytest
 
 from seedos_sdk.testing import conformance_suite, serve
-from seedos_sdk.testing.localstripe import KEY, start_localstripe
+from seedos_sdk.testing.localstripe import KEY
 
 DEFINITIONS = (
     Path(__file__).resolve().parents[2] / "marketplace_service" / "catalog" / "definitions"
 )
 PAGE = 3
 CREDENTIALS = {"api_key": KEY}
-
-
-@pytest.fixture(scope="module")
-def stripe_url(tmp_path_factory):
-    served = start_localstripe(log_path=tmp_path_factory.mktemp("localstripe") / "log")
-    try:
-        yield served.url
-    finally:
-        served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,10 @@ import pytest
 
 from common.roles import Role
 from marketplace_service.catalog.definitions import DEFINITIONS
-from seedos_sdk.testing.localstripe import KEY, start_localstripe
+from seedos_sdk.testing.localstripe import KEY
 from tests.connector_service.rig import generic_connector, register, wait_status
 from tests.connector_service.test_sync import World
 from tests.support import make_tenant
-
-
-@pytest.fixture(scope="module")
-def stripe_url(tmp_path_factory):
-    served = start_localstripe(log_path=tmp_path_factory.mktemp("localstripe") / "log")
-    try:
-        yield served.url
-    finally:
-        served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,21 +21,12 @@ import pytest
 from common.roles import Role
 from connector_service.webhooks.schemes import sign
 from marketplace_service.catalog.definitions import DEFINITIONS
-from seedos_sdk.testing.localstripe import KEY, start_localstripe
+from seedos_sdk.testing.localstripe import KEY
 from tests.catalog import descriptions
 from tests.connector_service.rig import fetch, generic_connector, register, wait_status
 from tests.support import make_tenant
 
 SECRET = "whsec_" + "a1" * 16
-
-
-@pytest.fixture(scope="module")
-def stripe_url(tmp_path_factory):
-    served = start_localstripe(log_path=tmp_path_factory.mktemp("localstripe") / "log")
-    try:
-        yield served.url
-    finally:
-        served.stop()
 
 
 @pytest.fixture(scope="module")
