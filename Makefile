@@ -85,6 +85,7 @@ bench: install $(REDIS)
 	$(PY) bench/offline_batch.py
 	$(PY) bench/offline_merge.py
 	$(PY) bench/definitions.py
+	$(PY) bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
