@@ -368,7 +368,7 @@ async def measure(b: Bench, args: argparse.Namespace) -> dict[str, Any]:
         if args.pulls:
             print(f"2. {args.pulls} pull-naming deliveries ...", file=sys.stderr)
             found["pulls"] = await pull_latency(b, api, hooks, args.pulls)
-        if args.seconds:
+        if args.seconds and args.rounds:
             print(f"3. intake at {args.concurrency} senders, {args.rounds} x {args.seconds:g} s"
                   " ...", file=sys.stderr)  # fmt: skip
             found["throughput"] = await throughput(b, api, args)
