@@ -30,7 +30,7 @@ in its document). Every delivery is a Stripe event signed with Stripe's scheme
    at the same concurrency (the reference: the gateway's and connector_service's own floor), for
    ``--rounds`` rounds (medians reported). Answers are counted by status, then nothing may be
    lost: every delivery taken is in ``webhook_deliveries`` and its record in the document.
-   ``--profile FILE``: py-spy on connector_service during the first round. Target: >= 500
+   ``--profile FILE``: py-spy on connector_service during the last round. Target: >= 500
    deliveries/s.
 
 Exit code: 0 after a complete run, whether or not the targets were met; 1 if a delivery was
@@ -255,7 +255,7 @@ async def throughput(b: Bench, api: aiohttp.ClientSession, args: argparse.Namesp
         await hammer(c, 1.0, None, sender("warm" + secrets.token_hex(3)))
         taken.clear()
         for n in range(args.rounds):
-            profile = args.profile if n == 0 else None
+            profile = args.profile if n == args.rounds - 1 else None  # the largest document
             intake = await intake_round(b, c, args.seconds, sender(f"r{n}{secrets.token_hex(3)}"),
                                         profile)  # fmt: skip
             reference = await reference_round(b, api, c, intake["sent"])
