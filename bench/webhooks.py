@@ -278,6 +278,7 @@ async def throughput(b: Bench, api: aiohttp.ClientSession, args: argparse.Namesp
 async def intake_round(b: Bench, c: int, seconds: float,
                        send: Callable[[int], Awaitable[int | str]], profile: Path | None
                        ) -> dict[str, Any]:  # fmt: skip
+    shards = await shard_counts(b)
     before, cpu0, machine0 = cpu_seconds(b.pids), time.process_time(), psutil.cpu_times()
     spy = start_profile(b.pids["connector_service"], seconds, profile) if profile else None
     elapsed, statuses, latencies = await hammer(c, seconds, None, send)
@@ -287,13 +288,28 @@ async def intake_round(b: Bench, c: int, seconds: float,
     if spy is not None:
         spy.wait(timeout=seconds + 60)
     sent = sum(statuses.values())
+    after = await shard_counts(b)
     return {
+        "shards": after["live"], "splits": after["retired"] - shards["retired"],
         "seconds": elapsed, "sent": sent, "statuses": dict(statuses),
         "per_s": statuses.get(200, 0) / elapsed, "latency": summary(latencies),
         "cpu_ms_per_delivery": {k: v * 1000 / max(1, sent) for k, v in cpu.items()},
         "stack_cpu_share": sum(cpu.values()) / (elapsed * psutil.cpu_count()),
         "machine_idle_share": idle,
     }  # fmt: skip
+
+
+async def shard_counts(b: Bench) -> dict[str, int]:
+    """The main install's customers shards: live, and retired (split)."""
+    conn = await db.connect(b.dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE retired_at IS NULL) AS live,"
+            " count(*) FILTER (WHERE retired_at IS NOT NULL) AS retired FROM sync_shards"
+            " WHERE integration_id = $1 AND stream = 'customers'", uuid.UUID(b.main))  # fmt: skip
+    finally:
+        await conn.close()
+    return dict(row)
 
 
 async def reference_round(b: Bench, api: aiohttp.ClientSession, c: int, count: int
@@ -419,7 +435,8 @@ def report_throughput(t: dict[str, Any]) -> None:
               f" p50 {i['latency']['p50_ms']:.0f} ms, p99 {i['latency']['p99_ms']:.0f} ms);"
               f" reference {ref['per_s']:.0f}/s (p50 {ref['latency']['p50_ms']:.0f} ms);"
               f" CPU ms per delivery: {cpu}; the stack used {i['stack_cpu_share']:.0%} of the"
-              f" CPU time, idle {i['machine_idle_share']:.0%}")  # fmt: skip
+              f" CPU time, idle {i['machine_idle_share']:.0%}; {i['splits']} shard splits"
+              f" ({i['shards']} shards after)")  # fmt: skip
 
 
 def report(info: dict[str, Any]) -> None:
