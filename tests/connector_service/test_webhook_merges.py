@@ -76,3 +76,19 @@ async def test_a_failed_merge_applies_and_records_nothing(database, dsn):
     await merges.apply(iid, "customers", "id", key="cus_1", record={"id": "cus_1"},
                        delivery="evt_1", event_type="customer.created")  # fmt: skip
     assert (await access.read(merges.store, iid, ["customers/cus_1"]))["customers/cus_1"]
+
+
+async def test_the_logs_of_an_install_that_only_hears_webhooks_are_folded(database, dsn):
+    """No sync run folds them: a drain does, once the logs are due (a fold at most every
+    fold_every seconds per install)."""
+    iid = await bare_integration(database, dsn)
+    merges = Merges(DocStore(database, compact_rows=5), fold_every=0)
+    for n in range(12):  # one at a time: a merge (and a log row) each
+        await merges.apply(iid, "customers", "id", key="cus_0", record={"id": "cus_0", "n": n},
+                           delivery=f"evt_{n}", event_type="customer.updated")  # fmt: skip
+        await asyncio.gather(*merges._folding)
+    rows = await fetch(dsn, "SELECT count(*) AS n FROM sync_updates u JOIN sync_shards s"
+                            " ON s.id = u.shard_id WHERE s.integration_id = $1", iid)  # fmt: skip
+    assert rows[0]["n"] < 5, rows  # folded as they came due, not 12 rows
+    held = await access.read(merges.store, iid, ["customers/cus_0"])
+    assert held["customers/cus_0"] == {"id": "cus_0", "n": 11}
