@@ -156,6 +156,7 @@ class _Context:
             "slug": cat.slugs[j], "name": cat.names[j], "category": cat.categories[j],
             "vendor": cat.vendors[j], "logo_url": cat.logo_urls[j],
             "is_featured": bool(cat.featured[j]),
+            "verification": cat.verifications[j] if j < len(cat.verifications) else None,
             "score": round(probability(logodds), 4),
             "reason": reasons[0]["text"], "reasons": reasons,
         }  # fmt: skip

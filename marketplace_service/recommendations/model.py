@@ -59,6 +59,7 @@ class Item:
     description: str | None
     logo_url: str | None
     featured: bool
+    verification: str | None = None  # how far the entry is known to work (catalog levels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class Catalog:
     vendors: list[str | None]
     logo_urls: list[str | None]
     featured: np.ndarray  # bool
+    verifications: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -218,6 +220,7 @@ def build(
             vendors=[it.vendor for it in items],
             logo_urls=[it.logo_url for it in items],
             featured=np.array([it.featured for it in items], dtype=bool),
+            verifications=[it.verification for it in items],
         ),
         index_of=index_of,
         n_tenants=n_tenants,

@@ -13,13 +13,13 @@ from marketplace_service.recommendations.model import Item, TenantRow
 async def catalog(conn: asyncpg.Connection) -> list[Item]:
     rows = await conn.fetch(
         "SELECT slug, name, service_identifier, category, vendor, description, logo_url,"
-        " is_featured FROM marketplace_connectors ORDER BY slug"
+        " is_featured, verification FROM marketplace_connectors ORDER BY slug"
     )
     return [
         Item(
             slug=r["slug"], name=r["name"], service=r["service_identifier"],
             category=r["category"], vendor=r["vendor"], description=r["description"],
-            logo_url=r["logo_url"], featured=r["is_featured"],
+            logo_url=r["logo_url"], featured=r["is_featured"], verification=r["verification"],
         )
         for r in rows
     ]  # fmt: skip

@@ -24,6 +24,9 @@ class Recommendation(BaseModel):
     vendor: str | None
     logo_url: str | None
     is_featured: bool
+    verification: Literal["verified", "checked", "described"] | None = Field(
+        None, description="How far the entry is known to work (the catalog's levels)"
+    )
     score: float = Field(description="Estimated chance a tenant like yours uses it (0-1)")
     reason: str = Field(description="The main reason, the first of `reasons`")
     reasons: list[Reason]

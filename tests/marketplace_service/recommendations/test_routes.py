@@ -187,6 +187,10 @@ async def test_installed_connectors_are_never_recommended_and_an_install_shows_a
         # asking for more than the catalog has: everything but the three installed
         everything = await _recommend(client, t, k=50)
         assert len(everything["items"]) == CATALOG_SIZE - 3
+        # each says how far it is known to work, as the catalog does (badges on its cards)
+        levels = {i["slug"]: i["verification"] for i in everything["items"]}
+        assert (levels["stripe"], levels["gmail"], levels["salesforce"], levels["postgresql"]) == (
+            "verified", "checked", "described", None)  # fmt: skip
         assert not {"hubspot", "slack", "github"} & set(_slugs(everything))
 
         installed = (await client.get("/api/v1/integrations")).json()["items"]
