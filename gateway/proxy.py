@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from common.internal_auth import Principal, TokenSigner
 from common.observability import ROUTE_KEY
 from gateway.limits.concurrency import admit_and_hold
 from gateway.limits.limiter import response_fields
+from gateway.public import NO_PUBLIC_PATHS, PublicPaths
 from gateway.sessions import cookies
 
 log = structlog.get_logger(component="seedos.gateway.proxy")
@@ -314,13 +315,6 @@ async def _signed_in_or_anonymous(request: Request, path: str) -> Principal:
         return ANONYMOUS
 
 
-def _public(public: Collection[str], path: str, method: str) -> bool:
-    allows = getattr(public, "allows", None)
-    if allows is not None:
-        return bool(allows(path, method))
-    return path in public and method in ("GET", "HEAD")
-
-
 class ProxyEndpoint:
     """The ASGI endpoint of the proxied prefixes: authenticate, then forward.
 
@@ -337,7 +331,7 @@ class ProxyEndpoint:
     Exceptions become problem+json here because this path does not run through FastAPI's
     exception handling (see gateway.app.GatewayApp)."""
 
-    def __init__(self, routes: dict[str, str], public: Collection[str] = frozenset()) -> None:
+    def __init__(self, routes: dict[str, str], public: PublicPaths = NO_PUBLIC_PATHS) -> None:
         self.routes = sorted(routes.items(), key=lambda item: -len(item[0]))
         self.public = public
 
@@ -355,7 +349,7 @@ class ProxyEndpoint:
         request = Request(scope, receive)
         slot = None  # the tenant's concurrency slot, held until the answer is sent
         try:
-            if _public(self.public, scope["path"], scope["method"]):
+            if self.public.allows(scope["path"], scope["method"]):
                 principal = await _signed_in_or_anonymous(request, scope["path"])
             else:
                 principal = await state.authenticator.authenticate(request)

@@ -39,3 +39,6 @@ class PublicPaths(Mapping[str, int]):
         if path in self.exact:
             return method in ("GET", "HEAD")
         return method == "POST" and path in self
+
+
+NO_PUBLIC_PATHS = PublicPaths({}, {})

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.crypto import KeyRing
 from common.db import Db, ReadDb
-from common.errors import PROBLEM_RESPONSES, InvalidRequest, NotFound
+from common.errors import PROBLEM_RESPONSES, InvalidRequest
 from common.internal_auth import CurrentPrincipal, requires
 from common.roles import Permission
 from connector_service.integrations import repository as integrations
+from connector_service.integrations.routes import Ring
+from connector_service.integrations.service import IntegrationNotFound
 from connector_service.webhooks import repository, service
 from connector_service.webhooks.schemes import Refused
 
@@ -34,10 +35,6 @@ Token = Annotated[str, Path(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9
 
 class NoWebhooks(InvalidRequest):
     code, title = "webhooks_not_supported", "This install's connector declares no webhooks"
-
-
-class IntegrationNotFound(NotFound):
-    code, title = "integration_not_found", "Integration not found"
 
 
 class SecretIn(BaseModel):
@@ -60,12 +57,7 @@ async def _intake(request: Request) -> service.Intake:
     return request.app.state.webhooks
 
 
-async def _ring(request: Request) -> KeyRing:
-    return request.app.state.keyring
-
-
 Intake = Annotated[service.Intake, Depends(_intake)]
-Ring = Annotated[KeyRing, Depends(_ring)]
 
 
 @public_router.post(service.PATH + "{token}", include_in_schema=False)

@@ -18,7 +18,6 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SCHEMES = ("github", "stripe", "shopify", "slack")
 # where each scheme's deliveries say their id and their event's type, unless a definition says
 # otherwise: ("header", name) or ("select", JMESPath into the JSON body)
 DEFAULT_ID = {

@@ -132,7 +132,6 @@ class Pulls:
     engine: SyncEngine
     running: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = field(default_factory=dict)
     again: set[tuple[uuid.UUID, str]] = field(default_factory=set)
-    runs: int = 0  # pulls started (the tests and benches read it)
 
     def want(self, tenant_id: uuid.UUID, integration_id: uuid.UUID, stream: str) -> None:
         key = (integration_id, stream)
@@ -145,7 +144,6 @@ class Pulls:
         try:
             while True:
                 self.again.discard(key)
-                self.runs += 1
                 try:
                     await self.engine.run(tenant_id, key[0], "webhook", only=[key[1]])
                 except (SyncRunning, NoStreams) as exc:

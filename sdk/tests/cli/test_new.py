@@ -3,7 +3,6 @@ whose own tests (the conformance suite against its fixture API) pass as generate
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,33 +15,16 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from seedos_sdk.cli import new
-from seedos_sdk.cli.new import new_command
-
-AUTH_VARIANTS = ["oauth2", "api_key", "basic", "none"]
-
-
-@pytest.fixture
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    app.callback()(lambda: None)  # a group, so `new` is a subcommand as in the real CLI
-    app.command("new")(new_command)
-    return app
+from tests.cli import scaffolds
+from tests.cli.scaffolds import AUTH_VARIANTS, said
 
 
 def run_new(cli: typer.Typer, *args: str) -> Result:
     return CliRunner().invoke(cli, ["new", *args])
 
 
-def said(result: Result) -> str:
-    """The output as one line, without the boxes rich draws around errors."""
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
-
-
 def run(*cmd: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return scaffolds.run(*cmd, cwd=cwd, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- wrong arguments
