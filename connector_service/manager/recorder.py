@@ -46,7 +46,9 @@ CALL_RETRIES = Counter(
     "seedos_connector_call_retries_total", "Connector calls retried.", ["service", "operation"]
 )
 OPEN_CIRCUITS = Gauge(
-    "seedos_connector_open_circuits", "Installed connectors whose circuit is open or half-open."
+    "seedos_connector_open_circuits",
+    "Installed connectors whose circuit is open or half-open in this process.",
+    multiprocess_mode="livesum",
 )
 ROWS_DROPPED = Counter(
     "seedos_connector_metric_rows_dropped_total",

@@ -54,7 +54,10 @@ RETRIES = Counter(
     "seedos_sync_push_retries_total", "Pushes scheduled for another try.", ["service"]
 )
 DEAD = Counter("seedos_sync_dead_letters_total", "Changes dead-lettered.", ["service"])
-OUTBOX_DEPTH = Gauge("seedos_sync_outbox_depth", "Changes waiting in the outbox (last seen).")
+OUTBOX_DEPTH = Gauge(
+    "seedos_sync_outbox_depth", "Changes waiting in the outbox (last seen).",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
 
 # Full jitter: a random wait between 0 and min(cap, 1 s * 2^attempt).
 BACKOFF = wait_random_exponential(multiplier=1, max=300)

@@ -21,7 +21,9 @@ from prometheus_client import Counter, Gauge
 from connector_service.sync.document import LiveDoc, new_live
 
 MEMORY = Gauge(
-    "seedos_sync_memory_bytes", "Estimated memory of the sync documents held in this process."
+    "seedos_sync_memory_bytes",
+    "Estimated memory of the sync documents held in this process.",
+    multiprocess_mode="livesum",
 )
 EVICTED = Counter(
     "seedos_sync_documents_evicted_total", "Sync documents dropped from memory for the budget."

@@ -54,7 +54,9 @@ REFUSED_EDIT = 4422
 SHARD_SPLIT = 4410  # the shard was split: its records are in other shards (rooms) now
 MAX_REASON_BYTES = 123  # of a close frame's reason, in UTF-8
 
-CONNECTIONS = Gauge("seedos_sync_ws_connections", "Open sync WebSocket connections.")
+CONNECTIONS = Gauge(
+    "seedos_sync_ws_connections", "Open sync WebSocket connections.", multiprocess_mode="livesum"
+)
 BROADCASTS = Counter(
     "seedos_sync_ws_broadcasts_total", "Merged updates broadcast to a document's clients."
 )

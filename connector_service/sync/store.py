@@ -44,7 +44,9 @@ from connector_service.sync.shard_sql import NOTIFY_CHANNEL
 log = structlog.get_logger(component="connector_service.sync.store")
 
 DOCUMENT_BYTES = Gauge(
-    "seedos_sync_document_bytes", "Size of the largest sync document snapshot written lately."
+    "seedos_sync_document_bytes",
+    "Size of the largest sync document snapshot written lately.",
+    multiprocess_mode="livemax",
 )
 SPLITS = Counter("seedos_sync_shard_splits_total", "Sync shards split for outgrowing their bound.")
 Extra = Callable[[asyncpg.Connection, int], Awaitable[None]]

@@ -20,6 +20,7 @@ from gateway.limits.limiter import RATE_LIMITED, RateLimiter
 HELD = Gauge(
     "seedos_tenant_slots_held",
     "Proxied requests and WebSockets in flight in this gateway process (all tenants).",
+    multiprocess_mode="livesum",
 )
 
 
