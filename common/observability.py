@@ -1,18 +1,35 @@
-"""Request id, one access-log line and Prometheus metrics per request, as one ASGI middleware.
+"""Request id, one access-log line and Prometheus metrics per request, as one ASGI middleware,
+and the ``/metrics`` answer.
 
 Written as plain ASGI rather than ``BaseHTTPMiddleware``: it sits on the gateway's hot path and
 must not buffer streaming bodies.
+
+Several uvicorn workers: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder (emptied before each
+start) for the whole server. Every worker then writes its values there, and whichever worker
+answers ``/metrics`` serves them all, added up (counters, histograms; gauges as each declares in
+``multiprocess_mode``). Without it, a worker would answer with its own share only.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
 import re
 import time
 import uuid
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,6 +91,7 @@ class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
+        _forget_at_exit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -126,8 +144,31 @@ class ObservabilityMiddleware:
         access_log.info("request", **fields)
 
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@functools.cache
+def metrics_registry() -> CollectorRegistry:
+    """What ``/metrics`` serves: every worker's values when ``PROMETHEUS_MULTIPROC_DIR`` is set
+    (read from its files at each scrape), else this process's registry."""
+    if not os.environ.get(MULTIPROC_DIR):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+@functools.cache
+def _forget_at_exit() -> None:
+    """In multiprocess mode, a worker that exits takes its ``live*`` gauges with it (open
+    connections, memory held): without this, a dead worker's last values would be added in."""
+    if os.environ.get(MULTIPROC_DIR):
+        pid = os.getpid()
+        atexit.register(lambda: multiprocess.mark_process_dead(pid))
+
+
 async def metrics_endpoint(_request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 def add_plain_route(app: Any, path: str, endpoint: Any, **kw: Any) -> None:

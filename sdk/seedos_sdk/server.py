@@ -20,7 +20,6 @@ from typing import Any
 import jsonschema
 import orjson
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -188,7 +187,8 @@ class ContractApp:
         return JSON({"status": "ok", "connector": self.connector.name})
 
     async def metrics(self, _request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     async def check(self, request: Request) -> Response:
         async def handle() -> Response:
