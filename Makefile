@@ -50,6 +50,23 @@ REDIS := /usr/bin/redis-server
 $(REDIS):
 	$(APT_INSTALL) redis-server || { $(SUDO) apt-get update && $(APT_INSTALL) redis-server; }
 
+# Debian's prometheus package (prometheus and promtool), unpacked under .cache/prometheus: no
+# daemon started, no root needed once apt's lists are there. tests/monitoring/ checks the config
+# and rules and runs their unit tests with promtool, and scrapes the running suite with
+# prometheus. If the download fails, the package is installed, and its binaries linked there.
+PROMETHEUS_DIR := .cache/prometheus
+PROMTOOL := $(PROMETHEUS_DIR)/usr/bin/promtool
+$(PROMTOOL):
+	rm -rf $(PROMETHEUS_DIR) && mkdir -p $(PROMETHEUS_DIR)/deb
+	( cd $(PROMETHEUS_DIR)/deb && { apt-get download prometheus \
+		|| { $(SUDO) apt-get update && apt-get download prometheus; }; } ) \
+		&& dpkg-deb -x $(PROMETHEUS_DIR)/deb/prometheus_*.deb $(PROMETHEUS_DIR) \
+		|| { $(APT_INSTALL) prometheus || { $(SUDO) apt-get update && $(APT_INSTALL) prometheus; }; \
+			mkdir -p $(PROMETHEUS_DIR)/usr/bin \
+			&& ln -sf /usr/bin/prometheus /usr/bin/promtool $(PROMETHEUS_DIR)/usr/bin/; }
+	rm -rf $(PROMETHEUS_DIR)/deb
+	$(PROMTOOL) --version >/dev/null && $(PROMETHEUS_DIR)/usr/bin/prometheus --version >/dev/null
+
 install: $(STAMP) $(DASHBOARD_MODULES)
 
 ## Start the whole suite on the embedded PostgreSQL (or DATABASE_URL) with demo data.
@@ -58,7 +75,7 @@ run: install
 
 ## Lint, format check and every test: the suite's, then the SDK's.
 test: install $(OIDC_MODULES) $(INTEROP_MODULES) $(AXE_MODULES) $(PRISM_MODULES) $(DESCRIPTIONS) \
-		$(CHROMIUM) $(REDIS)
+		$(CHROMIUM) $(REDIS) $(PROMTOOL)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
