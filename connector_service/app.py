@@ -25,6 +25,7 @@ from connector_service.metrics.routes import router as metrics_router
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.routes import public_router as oauth_callback_router
 from connector_service.oauth.routes import router as oauth_router
+from connector_service.outbound import setup as outbound
 from connector_service.settings import ConnectorServiceSettings
 from connector_service.sync import loops as sync_loops
 from connector_service.sync.engine import SyncEngine
@@ -103,6 +104,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
                 sync_loops.schedule_forever(app.state.sync_engine), name="sync-schedule"
             ),
             asyncio.create_task(listener.run(), name="sync-listen"),
+            asyncio.create_task(outbound.serve(app, settings), name="outbound-deliveries"),
         ]
         try:
             yield
@@ -135,6 +137,7 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.include_router(sync_router)
     app.include_router(metrics_router)
     app.include_router(sync_ws_router)
+    outbound.install(app, settings)  # /api/v1/webhooks (issue 19, part 4)
     return app
 
 

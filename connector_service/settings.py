@@ -73,6 +73,28 @@ class ConnectorServiceSettings(CommonSettings):
     # Action calls: how long an Idempotency-Key is kept (at least the promised 24 hours).
     idempotency_ttl_hours: float = Field(24.0, ge=24)
 
+    # Outbound webhooks and email (issue 19, part 4: connector_service/outbound/). Deliveries
+    # retry after these delays (each with +-10% jitter), then give up: 8 attempts over ~28 h.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_retry_schedule_seconds: tuple[float, ...] = Field(
+        (5, 300, 1800, 7200, 18000, 36000, 36000), min_length=1, max_length=20
+    )
+    # An endpoint failing every attempt this long is disabled and the tenant told.
+    webhook_disable_after_days: float = Field(5.0, gt=0, le=365)
+    # A rotated signing secret keeps signing beside the new one this long.
+    webhook_secret_grace_hours: float = Field(24.0, ge=0, le=24 * 30)
+    outbound_poll_seconds: float = Field(0.5, gt=0, le=60)
+    outbound_batch_size: int = Field(200, ge=1, le=5000)
+    outbound_retention_days: float = Field(30.0, gt=0)
+    # Email to tenant admins (alert.opened, webhook.endpoint_disabled); off without a host.
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_from: str = "SEED-OS <seedos@localhost>"
+    smtp_starttls: bool = True
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
     @model_validator(mode="after")
     def _key_ring(self) -> Self:
         try:

@@ -32,6 +32,7 @@ from gateway.guard import Limits, RequestGuard
 from gateway.invitations.routes import router as invitations_router
 from gateway.limits import limiter
 from gateway.limits.concurrency import TenantSlots
+from gateway.me.notifications import router as notifications_router
 from gateway.me.routes import router as me_router
 from gateway.members.routes import router as members_router
 from gateway.offline.routes import PATH as OFFLINE_PATH
@@ -57,6 +58,7 @@ TOKEN_REUSE_SECONDS = 5.0
 ROUTES = {
     "/api/v1/integrations": "connector_service",
     "/api/v1/marketplace": "marketplace_service",
+    "/api/v1/webhooks": "connector_service",  # outbound webhooks (issue 19, part 4)
 }
 # The only paths whose requests are served without an API key, each with the most body it may
 # send: a connect's start link, opened in the browser that will approve, and where OAuth
@@ -229,6 +231,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ),
     )
     app.include_router(me_router)
+    app.include_router(notifications_router)  # per-user opt-out (issue 19, part 4)
     app.include_router(sign_in_router)
     app.include_router(api_keys_router)
     app.include_router(audit_logs_router)

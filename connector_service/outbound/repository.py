@@ -41,3 +41,217 @@ async def insert_event(
     """The event and one delivery per subscribed enabled endpoint (and per admin when
     ``email``), in one statement; nothing when there is nobody to tell."""
     await conn.execute(_INSERT_EVENT, event_id, tenant_id, type, integration_id, data, email)
+
+
+# ---------------------------------------------------------------------------------- endpoints
+
+_ENDPOINT = (
+    "SELECT id, tenant_id, url, description, event_types, enabled, failing_since,"
+    " disabled_reason, created_at, updated_at FROM outbound_endpoints"
+)
+
+
+async def create_endpoint(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    url: str,
+    description: str,
+    event_types: list[str],
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO outbound_endpoints (tenant_id, url, description, event_types)"
+        " VALUES ($1, $2, $3, $4) RETURNING id, tenant_id, url, description, event_types,"
+        " enabled, failing_since, disabled_reason, created_at, updated_at",
+        tenant_id, url, description, event_types,
+    )  # fmt: skip
+
+
+async def list_endpoints(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(_ENDPOINT + " WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id)
+
+
+async def get_endpoint(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        _ENDPOINT + " WHERE tenant_id = $1 AND id = $2" + (" FOR UPDATE" if lock else ""),
+        tenant_id, endpoint_id,
+    )  # fmt: skip
+
+
+async def update_endpoint(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    url: str | None,
+    description: str | None,
+    event_types: list[str] | None,
+    enabled: bool | None,
+) -> asyncpg.Record | None:
+    """Change what is given (None keeps a column). Enabling clears the failure streak."""
+    return await conn.fetchrow(
+        "UPDATE outbound_endpoints SET url = coalesce($3, url),"
+        " description = coalesce($4, description), event_types = coalesce($5, event_types),"
+        " enabled = coalesce($6, enabled),"
+        " failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END,"
+        " disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason"
+        "   WHEN $6 THEN NULL ELSE 'disabled by a user' END,"
+        " updated_at = now() WHERE tenant_id = $1 AND id = $2"
+        " RETURNING id, tenant_id, url, description, event_types, enabled, failing_since,"
+        " disabled_reason, created_at, updated_at",
+        tenant_id, endpoint_id, url, description, event_types, enabled,
+    )  # fmt: skip
+
+
+async def delete_endpoint(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM outbound_endpoints WHERE tenant_id = $1 AND id = $2 RETURNING TRUE",
+            tenant_id,
+            endpoint_id,
+        )
+    )
+
+
+async def cancel_pending(conn: asyncpg.Connection, endpoint_ids: list[uuid.UUID]) -> int:
+    """Pending deliveries of endpoints just disabled: cancelled (replayable one by one)."""
+    done = await conn.execute(
+        "UPDATE outbound_deliveries SET state = 'cancelled', finished_at = now()"
+        " WHERE endpoint_id = ANY ($1::uuid[]) AND state = 'pending'",
+        endpoint_ids,
+    )
+    return int(done.split()[-1])
+
+
+# ---------------------------------------------------------------------------------- secrets
+
+
+async def add_secret(
+    conn: asyncpg.Connection,
+    endpoint_id: uuid.UUID,
+    *,
+    key_id: str,
+    wrapped_key: bytes,
+    nonce: bytes,
+    ciphertext: bytes,
+    grace_seconds: float,
+) -> None:
+    """A new current secret; the current ones until now keep signing for ``grace_seconds``
+    (those already expiring keep their earlier end)."""
+    await conn.execute(
+        "UPDATE outbound_endpoint_secrets"
+        " SET expires_at = now() + $2 * interval '1 second'"
+        " WHERE endpoint_id = $1 AND expires_at IS NULL",
+        endpoint_id, grace_seconds,
+    )  # fmt: skip
+    await conn.execute(
+        "DELETE FROM outbound_endpoint_secrets WHERE endpoint_id = $1 AND expires_at <= now()",
+        endpoint_id,
+    )
+    await conn.execute(
+        "INSERT INTO outbound_endpoint_secrets (endpoint_id, key_id, wrapped_key, nonce,"
+        " ciphertext) VALUES ($1, $2, $3, $4, $5)",
+        endpoint_id, key_id, wrapped_key, nonce, ciphertext,
+    )  # fmt: skip
+
+
+async def signing_secrets(
+    conn: asyncpg.Connection, endpoint_ids: list[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """The secrets that sign now (current, and rotated ones within their grace), newest first."""
+    return await conn.fetch(
+        "SELECT s.id, s.endpoint_id, ep.tenant_id, s.key_id, s.wrapped_key, s.nonce,"
+        " s.ciphertext, s.expires_at FROM outbound_endpoint_secrets s"
+        " JOIN outbound_endpoints ep ON ep.id = s.endpoint_id"
+        " WHERE s.endpoint_id = ANY ($1::uuid[]) AND (s.expires_at IS NULL OR s.expires_at > now())"
+        " ORDER BY s.endpoint_id, s.id DESC",
+        endpoint_ids,
+    )
+
+
+async def secrets_summary(conn: asyncpg.Connection, endpoint_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT created_at, expires_at FROM outbound_endpoint_secrets"
+        " WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > now()) ORDER BY id DESC",
+        endpoint_id,
+    )
+
+
+# ---------------------------------------------------------------------------------- deliveries
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    limit: int,
+    before: Any = None,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT d.id, d.event_id, e.type, d.state, d.attempts, d.next_at, d.created_at,"
+        " d.finished_at, d.replay_of FROM outbound_deliveries d"
+        " JOIN outbound_events e ON e.id = d.event_id"
+        " WHERE d.tenant_id = $1 AND d.endpoint_id = $2"
+        " AND ($3::timestamptz IS NULL OR d.created_at < $3)"
+        " ORDER BY d.created_at DESC, d.id LIMIT $4",
+        tenant_id, endpoint_id, before, limit,
+    )  # fmt: skip
+
+
+async def attempts_of(
+    conn: asyncpg.Connection, delivery_ids: list[uuid.UUID]
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT delivery_id, at, ok, status, duration_ms, response, error"
+        " FROM outbound_attempts WHERE delivery_id = ANY ($1::uuid[]) ORDER BY delivery_id, id",
+        delivery_ids,
+    )
+
+
+async def get_delivery(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, delivery_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT d.id, d.event_id, d.endpoint_id, e.type, d.state, d.attempts, d.next_at,"
+        " d.created_at, d.finished_at, d.replay_of FROM outbound_deliveries d"
+        " JOIN outbound_events e ON e.id = d.event_id WHERE d.tenant_id = $1 AND d.id = $2",
+        tenant_id, delivery_id,
+    )  # fmt: skip
+
+
+async def replay(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, delivery_id: uuid.UUID
+) -> uuid.UUID:
+    """A new delivery of the same event to the same endpoint, due now."""
+    return await conn.fetchval(
+        "INSERT INTO outbound_deliveries (event_id, tenant_id, endpoint_id, replay_of)"
+        " SELECT event_id, tenant_id, endpoint_id, id FROM outbound_deliveries"
+        " WHERE tenant_id = $1 AND id = $2 RETURNING id",
+        tenant_id, delivery_id,
+    )  # fmt: skip
+
+
+async def insert_direct(
+    conn: asyncpg.Connection,
+    *,
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    type: str,
+    data: dict[str, Any],
+) -> uuid.UUID:
+    """An event sent to one endpoint only (a test event), and its delivery."""
+    await conn.execute(
+        "INSERT INTO outbound_events (id, tenant_id, type, data) VALUES ($1, $2, $3, $4::jsonb)",
+        event_id, tenant_id, type, data,
+    )  # fmt: skip
+    return await conn.fetchval(
+        "INSERT INTO outbound_deliveries (event_id, tenant_id, endpoint_id) VALUES ($1, $2, $3)"
+        " RETURNING id",
+        event_id, tenant_id, endpoint_id,
+    )  # fmt: skip
