@@ -22,6 +22,7 @@ from connector_service.manager.breaker import Breakers
 from connector_service.manager.manager import ConnectorManager, Timeouts
 from connector_service.manager.recorder import Recorder
 from connector_service.metrics.routes import router as metrics_router
+from connector_service.monitoring.gauges import DatabaseGauges
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.routes import public_router as oauth_callback_router
 from connector_service.oauth.routes import router as oauth_router
@@ -105,6 +106,10 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             ),
             asyncio.create_task(listener.run(), name="sync-listen"),
             asyncio.create_task(outbound.serve(app, settings), name="outbound-deliveries"),
+            asyncio.create_task(  # outbox, dead letters, sync lag (issue 19, part 1)
+                DatabaseGauges(db).run_forever(settings.monitoring_gauge_seconds),
+                name="monitoring-gauges",
+            ),
         ]
         try:
             yield

@@ -95,6 +95,10 @@ class ConnectorServiceSettings(CommonSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = Field(10.0, gt=0, le=120)
 
+    # Prometheus gauges read from the database (issue 19, part 1: connector_service/monitoring/):
+    # outbox, dead letters and sync lag, refreshed this often by every process.
+    monitoring_gauge_seconds: float = Field(15.0, gt=0, le=3600)
+
     @model_validator(mode="after")
     def _key_ring(self) -> Self:
         try:

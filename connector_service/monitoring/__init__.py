@@ -1,0 +1,1 @@
+"""Prometheus gauges derived from the database (the sync outbox, dead letters, sync lag)."""
