@@ -3,28 +3,35 @@
 Bucket 0 holds latencies under 1 ms; bucket k (1..LAST-1) those in [2^((k-1)/4), 2^(k/4)) ms;
 bucket LAST those of 2^((LAST-1)/4) ms (131 s) or more. A percentile is read as the geometric
 middle of the bucket it falls in, so it is within 9% of the true value (2^(1/8) - 1). The rollup
-SQL computes the same index (``SQL_INDEX``); rows store the non-empty buckets as two arrays
-(``latency_index``, ``latency_count``), summed over any set of rows to read their percentiles.
+SQL computes the same index (``SQL_INDEX``) from the same edges, 2^(k/4) as the nearest
+doubles, compared rather than logarithms taken: a logarithm in Python and one in PostgreSQL
+(which first casts a double to a 15-digit numeric) disagreed at and next to the edges. Rows
+store the non-empty buckets as two arrays (``latency_index``, ``latency_count``), summed over
+any set of rows to read their percentiles.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
 
 PER_DOUBLING = 4
 LAST = 69
-# The same index in SQL, of a latency in milliseconds named ``value``.
+# The lower edges of buckets 1..LAST: index(ms) is how many of them are <= ms.
+EDGES = tuple(2 ** (j / PER_DOUBLING) for j in range(LAST))
+# The same index in SQL, of a latency in milliseconds named ``value`` (width_bucket over a sorted
+# array counts the thresholds <= the operand; repr() gives each double back exactly).
 SQL_INDEX = (
-    f"CASE WHEN value < 1 THEN 0 ELSE least(floor(log(2.0, value::numeric) * {PER_DOUBLING})::int"
-    f" + 1, {LAST}) END"
+    "CASE WHEN value < 1 OR value = 'NaN' THEN 0 ELSE width_bucket(value::float8,"
+    f" '{{{','.join(repr(edge) for edge in EDGES)}}}'::float8[]) END"
 )
 
 
 def index(ms: float) -> int:
     if not ms >= 1:  # under 1 ms, and NaN
         return 0
-    return min(math.floor(math.log2(ms) * PER_DOUBLING) + 1, LAST)
+    return bisect.bisect_right(EDGES, ms)
 
 
 def upper(k: int) -> float:
