@@ -15,13 +15,17 @@ from common.internal_auth import ANYTHING, Grant
 from common.service import create_service_app
 from connector_service.actions import service as actions_service
 from connector_service.actions.routes import router as actions_router
+from connector_service.alerts import loop as alerts_loop
+from connector_service.alerts.routes import router as alerts_router
 from connector_service.integrations import calls
 from connector_service.integrations.routes import router as integrations_router
 from connector_service.integrations.upgrade import router as upgrade_router
 from connector_service.manager.breaker import Breakers
 from connector_service.manager.manager import ConnectorManager, Timeouts
 from connector_service.manager.recorder import Recorder
+from connector_service.metrics import jobs as metric_jobs
 from connector_service.metrics.routes import router as metrics_router
+from connector_service.metrics.routes import summary_router as metrics_summary_router
 from connector_service.monitoring.gauges import DatabaseGauges
 from connector_service.oauth.config import OAuthConfig
 from connector_service.oauth.routes import public_router as oauth_callback_router
@@ -105,11 +109,13 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
                 sync_loops.schedule_forever(app.state.sync_engine), name="sync-schedule"
             ),
             asyncio.create_task(listener.run(), name="sync-listen"),
+            asyncio.create_task(metric_jobs.run_forever(db, settings), name="metric-rollups"),
             asyncio.create_task(outbound.serve(app, settings), name="outbound-deliveries"),
             asyncio.create_task(  # outbox, dead letters, sync lag (issue 19, part 1)
                 DatabaseGauges(db).run_forever(settings.monitoring_gauge_seconds),
                 name="monitoring-gauges",
             ),
+            asyncio.create_task(alerts_loop.run_forever(db, settings), name="alerts"),
         ]
         try:
             yield
@@ -135,7 +141,9 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
     app.include_router(oauth_callback_router)
     app.include_router(webhooks_public_router)
     app.include_router(oauth_router)
+    app.include_router(metrics_summary_router)  # /metrics/summary: before /{integration_id}
     app.include_router(webhooks_router)
+    app.include_router(alerts_router)
     app.include_router(integrations_router)
     app.include_router(upgrade_router)
     app.include_router(actions_router)

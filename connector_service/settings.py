@@ -99,6 +99,30 @@ class ConnectorServiceSettings(CommonSettings):
     # outbox, dead letters and sync lag, refreshed this often by every process.
     monitoring_gauge_seconds: float = Field(15.0, gt=0, le=3600)
 
+    # Per-install call history (issue 19, part 2: connector_service/metrics/). The rollup job
+    # runs this often and recomputes at least the trailing lookback: a raw row written up to
+    # that late after its call still counts. Retention (days) of raw rows, minute and hour
+    # rollups, deleted in batches of retention_batch_rows every retention_seconds.
+    rollup_seconds: float = Field(60.0, gt=0, le=3600)
+    rollup_lookback_minutes: int = Field(15, ge=1, le=24 * 60)
+    metrics_raw_retention_days: float = Field(7.0, ge=1)
+    metrics_minute_retention_days: float = Field(30.0, ge=1)
+    metrics_hour_retention_days: float = Field(365.0, ge=1)
+    retention_seconds: float = Field(600.0, gt=0, le=86_400)
+    retention_batch_rows: int = Field(5000, ge=1, le=100_000)
+
+    # Anomaly alerts (issue 19, part 3: connector_service/alerts/). Every evaluate_seconds one
+    # process judges each install's latest windows of window_minutes (those that ended at least
+    # settle_seconds ago, so the rollups have them) against its baseline: an alert opens after
+    # open_after breaching windows in a row and resolves after resolve_after normal ones; a
+    # window with fewer than min_calls calls says nothing about latency or errors.
+    alerts_evaluate_seconds: float = Field(60.0, ge=1, le=3600)
+    alerts_window_minutes: int = Field(5, ge=1, le=60)
+    alerts_min_calls: int = Field(10, ge=1, le=100_000)
+    alerts_open_after: int = Field(3, ge=1, le=60)
+    alerts_resolve_after: int = Field(3, ge=1, le=60)
+    alerts_settle_seconds: float = Field(120.0, ge=0, le=3600)
+
     @model_validator(mode="after")
     def _key_ring(self) -> Self:
         try:
