@@ -24,6 +24,7 @@ from connector_service.manager.manager import ConnectorManager, Target
 from connector_service.oauth import errors as oauth_errors
 from connector_service.oauth import tokens
 from connector_service.oauth.config import OAuthConfig
+from connector_service.outbound import events as outbound_events
 
 log = structlog.get_logger(component="connector_service.calls")
 
@@ -66,12 +67,20 @@ async def set_status(
     last_error: str | None = None,
     only_from: str | None = None,
 ) -> None:
-    """Move an install's status, never out of ``disabled`` (only a user does that)."""
-    async with db.connection() as conn:
-        await repository.set_status(
+    """Move an install's status, never out of ``disabled`` (only a user does that); a change
+    publishes ``integration.status_changed`` in the same transaction."""
+    async with db.connection() as conn, conn.transaction():
+        before = await repository.status_of(conn, target.tenant_id, target.id)
+        changed = await repository.set_status(
             conn, target.tenant_id, target.id, status=status, reason=reason,
             last_error=last_error, only_from=only_from,
         )  # fmt: skip
+        if changed and before != status:
+            await outbound_events.publish(
+                conn, tenant_id=target.tenant_id, type=outbound_events.INTEGRATION_STATUS_CHANGED,
+                integration_id=target.id, data={"status": status, "previous": before,
+                "reason": reason[:500], "connector_name": target.connector_name},
+            )  # fmt: skip
 
 
 def circuit_listener(db: Database) -> Any:

@@ -231,6 +231,16 @@ async def call_target(
     )
 
 
+async def status_of(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, integration_id: uuid.UUID
+) -> str | None:
+    """The install's stored status, its row locked for the rest of the transaction."""
+    return await conn.fetchval(
+        "SELECT status FROM integration_connectors WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant_id, integration_id,
+    )  # fmt: skip
+
+
 async def set_status(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,

@@ -17,6 +17,7 @@ from connector_service.integrations import repository
 from connector_service.integrations.preconditions import IfMatch
 from connector_service.oauth import tokens as oauth_tokens
 from connector_service.oauth.config import OAuthConfig
+from connector_service.outbound import events as outbound_events
 
 NOT_CONNECTED = "waiting for an account to be connected (POST .../oauth/connect)"
 
@@ -223,6 +224,11 @@ async def set_enabled(
     )
     if row is None:
         raise IntegrationNotFound(f"no integration {integration_id} in this tenant")
+    await outbound_events.publish(
+        conn, tenant_id=tenant_id, type=outbound_events.INTEGRATION_STATUS_CHANGED,
+        integration_id=integration_id, data={"status": status, "reason": reason,
+        "connector_name": row["connector_name"]},
+    )  # fmt: skip
     await _audit(
         conn, "enabled" if enabled else "disabled", tenant_id=tenant_id,
         integration_id=integration_id, actor=actor, request_id=request_id,

@@ -62,6 +62,25 @@ async def publish(
     return event_id
 
 
+async def publish_for_install(
+    conn: asyncpg.Connection,
+    *,
+    integration_id: uuid.UUID,
+    type: str,
+    data: Mapping[str, Any],
+) -> uuid.UUID:
+    """:func:`publish` for a caller that knows the install but not its tenant (found in the
+    same statement)."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    event_id = uuid.uuid4()
+    await repository.insert_event_of_install(
+        conn, event_id=event_id, integration_id=integration_id, type=type,
+        data={**data, "integration_id": str(integration_id)}, email=type in EMAIL_TYPES,
+    )  # fmt: skip
+    return event_id
+
+
 def records_changed(
     *,
     stream: str,

@@ -28,6 +28,27 @@ SELECT event.id, $2, admin.user_id FROM event, admin
 """
 
 
+# The same, the tenant being the install's: for hooks that know the install only (platform-side
+# record edits); one statement still.
+_INSERT_EVENT_OF_INSTALL = _INSERT_EVENT.replace(
+    "WITH webhook AS (",
+    "WITH owner AS (SELECT tenant_id FROM integration_connectors WHERE id = $4), webhook AS (",
+    1,
+).replace("$2", "coalesce($2::uuid, (SELECT tenant_id FROM owner))")
+
+
+async def insert_event_of_install(
+    conn: asyncpg.Connection,
+    *,
+    event_id: uuid.UUID,
+    integration_id: uuid.UUID,
+    type: str,
+    data: dict[str, Any],
+    email: bool,
+) -> None:
+    await conn.execute(_INSERT_EVENT_OF_INSTALL, event_id, None, type, integration_id, data, email)
+
+
 async def insert_event(
     conn: asyncpg.Connection,
     *,

@@ -35,6 +35,7 @@ from common.errors import Conflict
 from connector_service.integrations import calls
 from connector_service.manager import errors
 from connector_service.manager.manager import ConnectorManager, Target
+from connector_service.outbound import events as outbound_events
 from connector_service.sync import access, loads, pulls, repository
 from connector_service.sync import records as rec
 from connector_service.sync.document import LiveDoc
@@ -133,7 +134,8 @@ class SyncEngine:
                     await repository.reset_cursors(conn, integration_id)
                 run_id = await repository.start_run(conn, integration_id, kind, pid)
             started = time.perf_counter()
-            counts = {"pulled": 0, "deleted": 0, "pushed": 0}
+            counts: dict[str, Any] = {"pulled": 0, "deleted": 0, "pushed": 0}
+            counts["streams"] = {}  # name -> keys upserted, deleted, counts: records.changed
             outcome, error = "succeeded", None
             try:
                 for stream in streams:
@@ -144,9 +146,12 @@ class SyncEngine:
                 log.warning("sync_run_failed", integration_id=str(integration_id),
                             error=type(exc).__name__, detail=str(error)[:300])  # fmt: skip
             finally:
-                async with self.db.connection() as conn:
-                    await repository.finish_run(conn, run_id, outcome=outcome, error=error,
-                                                **counts)  # fmt: skip
+                async with self.db.connection() as conn, conn.transaction():
+                    await repository.finish_run(
+                        conn, run_id, outcome=outcome, error=error, pulled=counts["pulled"],
+                        deleted=counts["deleted"], pushed=counts["pushed"],
+                    )  # fmt: skip
+                    await _publish_run(conn, target, run_id, kind, outcome, error, counts)
                 RUNS.labels(target.service_name, outcome).inc()
                 RUN_SECONDS.labels(target.service_name).observe(time.perf_counter() - started)
         try:  # the run is over (and so reported); now fold the log if it grew past the limit
@@ -222,6 +227,15 @@ class SyncEngine:
     async def _pull(self, target: Target, stream: Mapping[str, Any], counts: dict) -> None:
         """One stream from its cursor: a first load (:mod:`loads`) or page by page."""
         name, pk = stream["name"], stream.get("primary_key") or "id"
+        before = (counts["pulled"], counts["deleted"])
+        try:
+            await self._pull_stream(target, name, pk, counts)
+        finally:
+            if "streams" in counts:  # a run's (catch-up pulls publish nothing)
+                _count_changes(counts, name, counts["pulled"] - before[0],
+                               counts["deleted"] - before[1])  # fmt: skip
+
+    async def _pull_stream(self, target: Target, name: str, pk: str, counts: dict) -> None:
         async with self.db.connection() as conn:
             cursor = (await repository.cursors(conn, target.id)).get(name)
             first = await loads.first_pull(conn, target.id, name, cursor,
@@ -250,6 +264,8 @@ class SyncEngine:
             counts["pulled"] += len(page_records)
             counts["deleted"] += len(page_deleted)
             PULLED.labels(target.service_name).inc(len(page_records))
+            if "streams" in counts:
+                _note_keys(counts, name, pk, page_records, page_deleted)
 
     async def _pages(
         self, target: Target, name: str, cursor: str | None
@@ -373,11 +389,66 @@ class SyncEngine:
                     reason = error if verdict == "dead" else f"retry budget spent: {error}"
                     await repository.dead(conn, row["id"], row["version"], error=reason)
                     DEAD.labels(target.service_name).inc()
+                    await outbound_events.publish(
+                        conn, tenant_id=target.tenant_id, type=outbound_events.DEAD_LETTER_ADDED,
+                        integration_id=target.id, data={"stream": row["stream"],
+                        "record_key": row["record_key"], "error": reason[:500]},
+                    )  # fmt: skip
                 else:
                     await repository.retry_later(conn, row["id"], row["version"],
                                                  wait_seconds=backoff_seconds(attempt),
                                                  error=error)  # fmt: skip
                     RETRIES.labels(target.service_name).inc()
+
+
+def _changes_of(counts: dict[str, Any], stream: str) -> dict[str, Any]:
+    return counts["streams"].setdefault(stream, {"up": [], "gone": [], "n_up": 0, "n_gone": 0})
+
+
+def _note_keys(
+    counts: dict[str, Any], stream: str, pk: str, records: list[Any], deleted: list[str]
+) -> None:
+    """Keep a page's keys for the run's records.changed events, at most MAX_KEYS of each kind
+    (past that, nothing per record)."""
+    seen = _changes_of(counts, stream)
+    if (room := outbound_events.MAX_KEYS - len(seen["up"])) > 0:
+        seen["up"] += [str(r.get(pk)) for r in records[:room] if isinstance(r, Mapping)]
+    if (room := outbound_events.MAX_KEYS - len(seen["gone"])) > 0:
+        seen["gone"] += deleted[:room]
+
+
+def _count_changes(counts: dict[str, Any], stream: str, upserted: int, deleted: int) -> None:
+    seen = _changes_of(counts, stream)
+    seen["n_up"] += upserted
+    seen["n_gone"] += deleted
+
+
+async def _publish_run(
+    conn: Any, target: Target, run_id: uuid.UUID, kind: str, outcome: str, error: str | None,
+    counts: dict[str, Any],
+) -> None:  # fmt: skip
+    """The run's events, in the transaction that records its end: sync.finished or sync.failed,
+    and one records.changed per stream that pulled changes (a first load names no keys)."""
+    data = {"run_id": str(run_id), "kind": kind, "service_name": target.service_name,
+            "connector_name": target.connector_name, "pulled": counts["pulled"],
+            "deleted": counts["deleted"], "pushed": counts["pushed"]}  # fmt: skip
+    if error is not None:
+        data["error"] = str(error)[:500]
+    type_ = outbound_events.SYNC_FINISHED if outcome == "succeeded" else outbound_events.SYNC_FAILED
+    await outbound_events.publish(conn, tenant_id=target.tenant_id, type=type_, data=data,
+                                  integration_id=target.id)  # fmt: skip
+    for stream, seen in counts["streams"].items():
+        if not (seen["n_up"] or seen["n_gone"]):
+            continue
+        changed = outbound_events.records_changed(stream=stream, origin="pull",
+                                                  upserted=seen["up"], deleted=seen["gone"],
+                                                  run_id=run_id)  # fmt: skip
+        changed.update(upserted=seen["n_up"], deleted=seen["n_gone"],
+                       truncated=seen["n_up"] > len(seen["up"])
+                       or seen["n_gone"] > len(seen["gone"]))  # fmt: skip
+        await outbound_events.publish(conn, tenant_id=target.tenant_id,
+                                      type=outbound_events.RECORDS_CHANGED, data=changed,
+                                      integration_id=target.id)  # fmt: skip
 
 
 __all__ = ["LiveDoc", "NoStreams", "SyncEngine", "SyncRunning", "backoff_seconds"]

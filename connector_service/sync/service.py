@@ -14,6 +14,7 @@ from pycrdt import Doc, Map, write_message
 from common import jsonschemas
 from common.errors import InvalidRequest, NotFound, SeedosError
 from connector_service.manager.manager import Target
+from connector_service.outbound import events as outbound_events
 from connector_service.sync import records as rec
 from connector_service.sync import repository
 from connector_service.sync.document import CLIENT, DELETED, LiveDoc
@@ -78,9 +79,27 @@ def enqueue_changes(integration_id: uuid.UUID, changes: dict[str, set[str] | Non
     """The ``extra`` of an append: the changed records into the outbox, same transaction."""
 
     async def write(conn: asyncpg.Connection, _update_id: int) -> None:
-        await repository.enqueue(conn, integration_id, outbox_rows(changes))
+        rows = outbox_rows(changes)
+        await repository.enqueue(conn, integration_id, rows)
+        await outbound_changes(conn, integration_id, rows, origin="platform")
 
     return write
+
+
+async def outbound_changes(
+    conn: asyncpg.Connection, integration_id: uuid.UUID, rows: list[tuple[str, str, Any, bool]],
+    *, origin: str,
+) -> None:  # fmt: skip
+    """One ``records.changed`` event per stream of a commit (connector_service/outbound/)."""
+    by_stream: dict[str, tuple[list[str], list[str]]] = {}
+    for stream, pk, _fields, deleted in rows:
+        by_stream.setdefault(stream, ([], []))[1 if deleted else 0].append(pk)
+    for stream, (upserted, gone) in by_stream.items():
+        await outbound_events.publish_for_install(
+            conn, integration_id=integration_id, type=outbound_events.RECORDS_CHANGED,
+            data=outbound_events.records_changed(stream=stream, origin=origin,
+                                                 upserted=upserted, deleted=gone),
+        )  # fmt: skip
 
 
 def outbox_rows(changes: dict[str, set[str] | None]) -> list[tuple[str, str, list[str], bool]]:
