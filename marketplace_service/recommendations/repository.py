@@ -39,22 +39,41 @@ async def tenants_with_installs(conn: asyncpg.Connection) -> list[TenantRow]:
     return [TenantRow(r["industry"], r["size"], frozenset(r["services"])) for r in rows]
 
 
+# Whole hours from connector_service's hour rollups (kept a year; raw rows only a week), up to
+# the hour before the last one its rollup job finished (at least an hour back), and the rows it
+# writes per call from there on (``latency_ms`` for each, ``error`` for failures). Only failures
+# that are the connector's count: not a tenant's refused credentials or bad input, nor calls the
+# platform refused itself (circuit open, disabled, not allowed); the rollups keep those apart
+# (``faults``), with the same classes as below.
+_HEALTH = """
+WITH bounds AS (
+    SELECT now() - make_interval(secs => $1) AS since,
+           least(date_trunc('hour', coalesce(
+                     (SELECT rolled_until FROM connector_metric_rollup_state), now())),
+                 date_trunc('hour', now()) - interval '1 hour') AS cut
+)
+SELECT service_name, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors FROM (
+    SELECT h.service_name, h.calls, h.faults AS errors
+    FROM connector_metric_hours h, bounds b
+    WHERE h.bucket >= b.since AND h.bucket < b.cut
+    UNION ALL
+    SELECT m.service_name,
+           count(*) FILTER (WHERE m.metric_type = 'latency_ms'),
+           count(*) FILTER (WHERE m.metric_type = 'error' AND m.labels ->> 'outcome' IN
+                            ('transport', 'timeout', 'retryable', 'invalid_response'))
+    FROM connector_metrics m, bounds b
+    WHERE m.timestamp >= greatest(b.since, b.cut)
+      AND m.metric_type IN ('latency_ms', 'error') AND m.service_name IS NOT NULL
+    GROUP BY m.service_name
+) counted
+GROUP BY service_name
+"""
+
+
 async def health(conn: asyncpg.Connection, *, window_seconds: int) -> list[tuple[str, int, int]]:
-    """(service, calls, failed calls) per connector service over the recent window, from the
-    rows connector_service writes per call (``latency_ms`` for each, ``error`` for failures)."""
-    rows = await conn.fetch(
-        "SELECT service_name,"
-        " count(*) FILTER (WHERE metric_type = 'latency_ms') AS calls,"
-        # only failures that are the connector's: not a tenant's refused credentials or bad
-        # input, nor calls the platform refused itself (circuit open, disabled, not allowed)
-        " count(*) FILTER (WHERE metric_type = 'error' AND labels ->> 'outcome' IN"
-        " ('transport', 'timeout', 'retryable', 'invalid_response')) AS errors"
-        " FROM connector_metrics"
-        " WHERE timestamp > now() - make_interval(secs => $1)"
-        " AND metric_type IN ('latency_ms', 'error') AND service_name IS NOT NULL"
-        " GROUP BY service_name",
-        float(window_seconds),
-    )
+    """(service, calls, failed calls) per connector service over the recent window (its whole
+    hours, and the newest rows)."""
+    rows = await conn.fetch(_HEALTH, float(window_seconds))
     return [(r["service_name"], r["calls"], r["errors"]) for r in rows]
 
 

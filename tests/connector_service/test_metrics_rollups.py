@@ -15,7 +15,9 @@ from connector_service.metrics import histogram, rollup
 from connector_service.metrics.histogram import SQL_INDEX
 from tests.support import connected, make_tenant
 
-ERA = datetime(2021, 3, 1, 10, tzinfo=UTC)  # no other test writes history this far back
+# In the future: no other test writes history then, and the suite's own jobs never touch it
+# (its rollups look back from now, its retention deletes only what is older).
+ERA = datetime(2041, 3, 1, 10, tzinfo=UTC)
 
 
 async def _install(conn, tenant_id: uuid.UUID, service: str = "crm") -> uuid.UUID:
@@ -189,3 +191,26 @@ async def test_the_recorder_copies_and_keeps_other_rows_when_a_tenant_or_install
             install,
         )
     assert dict(minute) == {"calls": 2, "errors": 1, "faults": 1, "records": 25}
+
+
+async def test_the_marketplace_health_signal_reads_hours_older_than_the_raw_rows(dsn):
+    """The recommendations' health counts the connector's own failures (faults) of the hour
+    rollups, which outlive the raw rows (a week), over its whole window and not past it."""
+    from marketplace_service.recommendations import repository as recommendations
+
+    t = await make_tenant(dsn)
+    service = f"health-{uuid.uuid4().hex[:8]}"
+    async with connected(dsn) as conn:
+        install = await _install(conn, t.tenant_id, service)
+        now = await conn.fetchval("SELECT date_trunc('hour', now())")
+        for days, calls, errors, faults in ((10, 100, 50, 30), (20, 1000, 1000, 1000)):
+            await conn.execute(
+                "INSERT INTO connector_metric_hours (connector_id, bucket, tenant_id,"
+                " service_name, calls, errors, faults) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                install, now - timedelta(days=days), t.tenant_id, service, calls, errors, faults,
+            )  # fmt: skip
+        found = {s: (c, e) for s, c, e in await recommendations.health(
+            conn, window_seconds=14 * 86400)}  # fmt: skip
+        assert found[service] == (100, 30)
+        week = {s for s, _, _ in await recommendations.health(conn, window_seconds=7 * 86400)}
+        assert service not in week
