@@ -4,8 +4,9 @@ raw rows newer than them (connector_metrics), read over time ranges the service 
 Every statement reads the same rows from three sources, each over its own ranges (``Ranges``):
 whole hours from the hour rollups, the minutes around them from the minute rollups, and what is
 newer than the rollup job's ``rolled_until`` from the raw rows (one row per call, each taken as
-a minute of one call). Rows are grouped by step (an install's history) or by install (a
-tenant's summary); the latency histograms are summed bucket-wise in SQL and read in Python.
+a minute of one call). An install's history gets them keyed by step and adds them up itself
+(one row per step, most often: hour rollups at 1-hour steps); a tenant's summary gets them
+grouped by install, the latency histograms summed bucket-wise in SQL.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ WITH rows AS (
       AND metric_type IN ('latency_ms', 'error', 'records')
 ), keyed AS (
     SELECT {{key}} AS key, calls, errors, records, latency_index, latency_count FROM rows
-), sums AS (
+)"""
+_GROUPED = """, sums AS (
     SELECT key, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors,
            sum(records)::bigint AS records
     FROM keyed GROUP BY key
@@ -72,10 +74,13 @@ WITH rows AS (
 SELECT s.key, s.calls, s.errors, s.records, h.latency_index, h.latency_count
 FROM sums s LEFT JOIN histograms h ON h.key = s.key
 """
-_SERIES = _ROWS.replace("{who}", "connector_id").replace(
-    "{key}", "date_bin($10::interval, at, $11::timestamptz)"
+_SERIES = (
+    _ROWS.replace("{who}", "connector_id").replace(
+        "{key}", "date_bin($10::interval, at, $11::timestamptz)"
+    )
+    + " SELECT * FROM keyed ORDER BY key"
 )
-_BY_INSTALL = _ROWS.replace("{who}", "tenant_id").replace("{key}", "connector_id")
+_BY_INSTALL = _ROWS.replace("{who}", "tenant_id").replace("{key}", "connector_id") + _GROUPED
 
 
 async def rolled_until(conn: asyncpg.Connection) -> datetime | None:
@@ -86,7 +91,7 @@ async def series(
     conn: asyncpg.Connection, integration_id: uuid.UUID, ranges: Ranges, *, start: datetime,
     step: timedelta,
 ) -> list[Any]:  # fmt: skip
-    """One row per step with calls (key: the step's start)."""
+    """The rows of the install's calls keyed by the step they fall in (key), ordered by it."""
     return await conn.fetch(_SERIES, integration_id, *ranges.args(), step, start)
 
 

@@ -15,6 +15,7 @@ records over a window (default the last 24 hours), and the tenant's totals.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,10 @@ MIN_STEP = timedelta(seconds=60)
 HOUR = timedelta(hours=1)
 DEFAULT_WINDOW = timedelta(hours=24)
 QUANTILES = (0.5, 0.95, 0.99)
+_NONE = (None, None, None)
+_NO_CALLS = (0, 0, (), ())
+# What a percentile falling in each bucket reads as, in ms, rounded as answered.
+_MIDDLE_MS = tuple(round(histogram.middle(k), 2) for k in range(histogram.LAST + 1))
 
 
 class InvalidWindow(InvalidRequest):
@@ -106,15 +111,12 @@ async def history(
 ) -> dict[str, Any]:
     until = await repository.rolled_until(conn)
     where = ranges(start, end, until, hours=step % HOUR == timedelta(0))
-    found = await repository.series(conn, integration_id, where, start=start, step=step)
-    rows = {r["key"]: r for r in found}
+    steps = _fold(await repository.series(conn, integration_id, where, start=start, step=step))
     points = []
     at = start
     while at < end:  # every step, with or without calls
-        row = rows.get(at)
-        calls = row["calls"] if row else 0
-        errors = row["errors"] if row else 0
-        p50, p95, p99 = _percentiles(row)
+        calls, errors, indexes, counts = steps.get(at) or _NO_CALLS
+        p50, p95, p99 = _quantiles(indexes, counts) if counts else _NONE
         points.append({
             "at": at, "calls": calls, "errors": errors,
             "error_rate": round(errors / calls, 4) if calls else None,
@@ -172,6 +174,41 @@ async def summary(
     }
 
 
+def _fold(rows: list[Any]) -> dict[datetime, tuple[int, int, Any, Any]]:
+    """Calls, errors and the histogram's two arrays per step, from rows ordered by step: most
+    steps have one row (an hour at 1-hour steps), the others are added up."""
+    steps: dict[datetime, tuple[int, int, Any, Any]] = {}
+    merged: dict[datetime, dict[int, int]] = {}
+    for row in rows:
+        key, calls, errors = row["key"], row["calls"], row["errors"]
+        indexes, counts = row["latency_index"], row["latency_count"]
+        if key in steps:
+            before = steps[key]
+            found = merged.get(key) or histogram.merge([(before[2], before[3])])
+            merged[key] = histogram.merge([(found.keys(), found.values()), (indexes, counts)])
+            indexes, counts = histogram.columns(merged[key])
+            calls, errors = calls + before[0], errors + before[1]
+        steps[key] = (calls, errors, indexes, counts)
+    return steps
+
+
+def _quantiles(indexes: Any, counts: Any) -> list[float | None]:
+    """``QUANTILES`` of a histogram given as its arrays sorted by bucket (as the rows hold
+    them), rounded; the same values as ``histogram.quantiles``, without building a dict."""
+    total = sum(counts)
+    if not total:
+        return list(_NONE)
+    out: list[float | None] = []
+    seen, i = counts[0], 0
+    for q in QUANTILES:
+        rank = max(1, math.ceil(q * total))
+        while seen < rank:
+            i += 1
+            seen += counts[i]
+        out.append(_MIDDLE_MS[indexes[i]])
+    return out
+
+
 def _figures(row: Any) -> dict[str, Any]:
     calls, errors = (row["calls"], row["errors"]) if row else (0, 0)
     p50, p95, p99 = _percentiles(row)
@@ -186,10 +223,7 @@ def _histogram_columns(row: Any) -> tuple[list[int], list[int]]:
 
 
 def _percentiles(row: Any) -> list[float | None]:
-    if row is None:
-        return [None, None, None]
-    found = histogram.merge([_histogram_columns(row)])
-    return [_ms(q) for q in histogram.quantiles(found, QUANTILES)]
+    return _quantiles(*_histogram_columns(row)) if row is not None else [None, None, None]
 
 
 def _rate(errors: int, calls: int) -> float | None:
