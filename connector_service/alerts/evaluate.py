@@ -45,12 +45,15 @@ def judged_span(now: datetime, rules: Rules, settle: timedelta) -> tuple[datetim
 
 
 async def evaluate(
-    conn: asyncpg.Connection, *, now: datetime, rules: Rules, settle: timedelta
-) -> Outcome:
+    conn: asyncpg.Connection, *, now: datetime, rules: Rules, settle: timedelta,
+    integration_ids: Sequence[uuid.UUID] | None = None,
+) -> Outcome:  # fmt: skip
+    """Judge every install with calls in the trailing hours or an open alert (or only those of
+    ``integration_ids``) at ``now``. The caller owns the transaction and holds the lock."""
     start, end = judged_span(now, rules, settle)
     outcome = Outcome()
     installs = await repository.active_installs(
-        conn, since=start - timedelta(hours=rules.trailing_hours)
+        conn, since=start - timedelta(hours=rules.trailing_hours), only=integration_ids
     )
     for i in range(0, len(installs), BATCH):
         await _batch(conn, installs[i : i + BATCH], start, end, rules, now, outcome)

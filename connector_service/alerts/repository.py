@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +22,11 @@ async def try_lock(conn: asyncpg.Connection, key: int) -> bool:
     return await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key)
 
 
-async def active_installs(conn: asyncpg.Connection, *, since: datetime) -> list[asyncpg.Record]:
-    """Installs with calls since ``since`` or an open alert: id, tenant, when their rollups
-    begin (the earliest minute, through the primary key)."""
+async def active_installs(
+    conn: asyncpg.Connection, *, since: datetime, only: Sequence[uuid.UUID] | None = None
+) -> list[asyncpg.Record]:
+    """Installs with calls since ``since`` or an open alert (of ``only``, when given): id,
+    tenant, when their rollups begin (the earliest minute, through the primary key)."""
     return await conn.fetch(
         """
         SELECT ic.id, ic.tenant_id,
@@ -32,8 +35,10 @@ async def active_installs(conn: asyncpg.Connection, *, since: datetime) -> list[
         FROM integration_connectors ic
         WHERE ic.id IN (SELECT connector_id FROM connector_metric_minutes WHERE bucket >= $1
                         UNION SELECT connector_id FROM connector_alerts WHERE state = 'open')
+          AND ($2::uuid[] IS NULL OR ic.id = ANY($2::uuid[]))
         """,
         since,
+        None if only is None else list(only),
     )
 
 
