@@ -30,6 +30,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -168,7 +169,10 @@ def _forget_at_exit() -> None:
 
 
 async def metrics_endpoint(_request: Request) -> Response:
-    return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
+    # Rendered in a worker thread: with many label sets it takes tens of milliseconds
+    # (bench/metrics_endpoint.py), which would otherwise stall every request in flight.
+    body = await run_in_threadpool(generate_latest, metrics_registry())
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def add_plain_route(app: Any, path: str, endpoint: Any, **kw: Any) -> None:

@@ -21,6 +21,7 @@ import jsonschema
 import orjson
 import structlog
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -187,7 +188,8 @@ class ContractApp:
         return JSON({"status": "ok", "connector": self.connector.name})
 
     async def metrics(self, _request: Request) -> Response:
-        body, content_type = metrics.exposition()
+        # in a worker thread: rendering many label sets would stall requests in flight
+        body, content_type = await run_in_threadpool(metrics.exposition)
         return Response(body, media_type=content_type)
 
     async def check(self, request: Request) -> Response:
