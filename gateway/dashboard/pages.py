@@ -36,6 +36,7 @@ TEMPLATES = Environment(
 NAV = (  # (path, label, permission needed to see it)
     ("/", "Integrations", Permission.read),
     ("/marketplace", "Marketplace", Permission.read),
+    ("/alerts", "Alerts", Permission.read),
     ("/audit", "Audit log", Permission.manage),
     ("/settings", "Settings", Permission.read),
 )
@@ -177,6 +178,11 @@ async def marketplace(request: Request) -> Response:
 @router.get("/marketplace/{slug}")
 async def connector(request: Request, slug: str) -> Response:
     return await _page(request, "connector.html", title="Connector", slug=slug)
+
+
+@router.get("/alerts")
+async def alerts(request: Request) -> Response:
+    return await _page(request, "alerts.html", title="Alerts")
 
 
 @router.get("/audit")
