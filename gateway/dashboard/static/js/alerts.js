@@ -51,6 +51,7 @@ function acknowledgement (alert) {
     return h('p', { class: 'acknowledged' }, 'Acknowledged by ', h('span', { class: 'mono' }, alert.acknowledged_by),
       ' ', timeEl(alert.acknowledged_at), '.')
   }
+  if (alert.state === 'resolved') return null
   if (!canAcknowledge) return h('p', { class: 'acknowledged' }, 'Not acknowledged yet.')
   const button = h('button', { type: 'button', 'aria-describedby': `alert-title-${alert.id}` }, 'Acknowledge')
   button.addEventListener('click', () => acknowledge(alert, button))
