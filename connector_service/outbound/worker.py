@@ -48,6 +48,10 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 RESPONSE_BYTES = 1024
+# Sends in flight per process. httpx's pool slows down as connections grow (measured on
+# loopback: 560 POST/s at 10 in flight, 250 at 50, 140 at 200), so a round sends its batch
+# through this many at a time.
+CONCURRENCY = 16
 SYSTEM_ACTOR = "connector_service"
 SWEEP_SECONDS = 3600
 
@@ -69,7 +73,10 @@ class Deliverer:
         self._lease = 2 * max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds) + 10
         self._client = httpx.AsyncClient(
             transport=transport or CheckedTransport(
-                policy, limits=httpx.Limits(max_connections=200, max_keepalive_connections=100)
+                policy,
+                limits=httpx.Limits(
+                    max_connections=2 * CONCURRENCY, max_keepalive_connections=2 * CONCURRENCY
+                ),
             ),
             timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False,
             headers={"user-agent": "SEED-OS-Webhooks/1", "content-type": "application/json"},
@@ -110,10 +117,17 @@ class Deliverer:
             tenants = (
                 await queue.tenant_names(conn, list({r["tenant_id"] for r in mails})) if to else {}
             )
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def gated(job: Any) -> dict[str, Any]:
+            async with gate:
+                return await job
+
         results = await asyncio.gather(
-            *(self._post(r, urls.get(r["endpoint_id"]), signers.get(r["endpoint_id"], []))
+            *(gated(self._post(r, urls.get(r["endpoint_id"]), signers.get(r["endpoint_id"], [])))
               for r in hooks),
-            *(self._mail(r, to.get(r["id"]), tenants.get(r["tenant_id"], "")) for r in mails),
+            *(gated(self._mail(r, to.get(r["id"]), tenants.get(r["tenant_id"], "")))
+              for r in mails),
         )  # fmt: skip
         await self._record(list(results), hooks)
         return len(rows)
