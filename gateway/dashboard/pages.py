@@ -37,6 +37,7 @@ NAV = (  # (path, label, permission needed to see it)
     ("/", "Integrations", Permission.read),
     ("/marketplace", "Marketplace", Permission.read),
     ("/alerts", "Alerts", Permission.read),
+    ("/webhooks", "Webhooks", Permission.read),
     ("/audit", "Audit log", Permission.manage),
     ("/settings", "Settings", Permission.read),
 )
@@ -183,6 +184,18 @@ async def connector(request: Request, slug: str) -> Response:
 @router.get("/alerts")
 async def alerts(request: Request) -> Response:
     return await _page(request, "alerts.html", title="Alerts")
+
+
+@router.get("/webhooks")
+async def webhooks(request: Request) -> Response:
+    return await _page(request, "webhooks.html", title="Webhooks")
+
+
+@router.get("/webhooks/{endpoint_id}")
+async def webhook(request: Request, endpoint_id: str) -> Response:
+    return await _page(
+        request, "webhook.html", title="Endpoint deliveries", endpoint_id=endpoint_id
+    )
 
 
 @router.get("/audit")
