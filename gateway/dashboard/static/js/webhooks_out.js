@@ -234,4 +234,6 @@ try {
   addForm()
 } catch (error) {
   replace(body, errorNotice(error, { title: 'The endpoints could not be loaded.' }))
+  const adding = el('add-form-slot')
+  if (adding) replace(adding, h('p', {}, 'An endpoint can be added once the page loads: reload it to try again.'))
 }
