@@ -245,7 +245,7 @@ async def test_the_email_opt_out_round_trips(dash, signed_in):
     seat = await signed_in(role=Role.admin)
     page = seat.page
     await seat.goto("/settings#notifications")
-    box = page.get_by_label("Email me about alerts and disabled webhook endpoints")
+    box = page.get_by_label("Alerts and disabled webhook endpoints")
     await expect(box).to_be_checked()  # on unless turned off
     await expect(page.locator("#notifications-state")).to_contain_text("you are emailed")
     await box.uncheck()
