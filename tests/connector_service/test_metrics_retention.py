@@ -1,5 +1,6 @@
 """Retention of the call history against the real database: exactly what is due goes (rows on
-both sides of each boundary), in batches, and writers are never made to wait meanwhile."""
+both sides of each boundary), in batches, and writers are never made to wait meanwhile; and the
+loop that runs it with the rollups. Each test has a database of its own."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
+import structlog
 
 from common import db, migrate
 from connector_service.manager import recorder
-from connector_service.metrics import retention, rollup
+from connector_service.metrics import jobs, retention, rollup
+from connector_service.settings import ConnectorServiceSettings
 from tests.support import connected, create_database, drop_database
 
 KEEP = retention.Retention(raw=timedelta(days=7), minutes=timedelta(days=5),
@@ -118,3 +122,46 @@ async def test_writers_are_not_blocked_while_a_large_retention_run_deletes(own_d
             await asyncio.sleep(0.01)
         deleted = await running
     assert deleted["raw"] == due and writes >= 5, (deleted, writes)
+
+
+async def test_the_loop_rolls_up_survives_the_database_down_and_stops_when_cancelled(
+    own_dsn, tmp_path
+):
+    settings = ConnectorServiceSettings(env="development", data_dir=tmp_path,
+                                        rollup_seconds=0.05)  # fmt: skip
+    async with connected(own_dsn) as conn:
+        tenant, install = await _install(conn)
+        at = await conn.fetchval("SELECT now() - interval '2 minutes'")
+        await conn.execute(
+            "INSERT INTO connector_metrics (tenant_id, connector_id, service_name, metric_type,"
+            " value, timestamp) VALUES ($1, $2, 'crm', 'latency_ms', 4, $3)",
+            tenant, install, at,
+        )  # fmt: skip
+    pool = await asyncpg.create_pool(own_dsn, min_size=0, max_size=2, init=db._init_connection)
+    loop = asyncio.create_task(jobs.run_forever(db.Database(pool, acquire_timeout=5), settings))
+    try:
+        async with connected(own_dsn) as conn:
+            for _ in range(200):  # nothing else rolls up in this database
+                calls = await conn.fetchval(
+                    "SELECT sum(calls) FROM connector_metric_minutes WHERE connector_id = $1",
+                    install)  # fmt: skip
+                if calls:
+                    break
+                await asyncio.sleep(0.05)
+            assert calls == 1 and await rollup.rolled_until(conn) > at
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+        await pool.close()
+    # a database that does not answer: a warning each time, and the loop goes on until cancelled
+    pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:9/none", min_size=0)
+    with structlog.testing.capture_logs() as logs:
+        loop = asyncio.create_task(jobs.run_forever(db.Database(pool, acquire_timeout=1), settings))
+        await asyncio.sleep(0.3)
+        assert not loop.done()
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+    await pool.close()
+    assert {e["event"] for e in logs} >= {"metric_rollup_failed", "metric_retention_failed"}
