@@ -7,7 +7,6 @@ tick; cancellation stops it between two statements."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 
 import structlog
@@ -28,22 +27,36 @@ def retention_of(settings: ConnectorServiceSettings) -> retention.Retention:
 
 
 async def run_forever(db: Database, settings: ConnectorServiceSettings) -> None:
+    """Both jobs, side by side: a long retention run (the first after an upgrade, say) does not
+    hold the rollups back."""
     kept = retention_of(settings)
-    lookback = timedelta(minutes=settings.rollup_lookback_minutes)
-    next_retention = time.monotonic()
+    await asyncio.gather(
+        _rollups(db, lookback=timedelta(minutes=settings.rollup_lookback_minutes),
+                 raw_retention=kept.raw, every=settings.rollup_seconds),
+        _retention(db, kept, batch=settings.retention_batch_rows,
+                   every=settings.retention_seconds),
+    )  # fmt: skip
+
+
+async def _rollups(
+    db: Database, *, lookback: timedelta, raw_retention: timedelta, every: float
+) -> None:
     while True:
         try:
             async with db.connection() as conn:
-                await rollup.run(conn, lookback=lookback, raw_retention=kept.raw)
-        except Exception as exc:  # the database may be down: the next tick catches up
+                await rollup.run(conn, lookback=lookback, raw_retention=raw_retention)
+        except Exception as exc:  # the database may be down: the next run catches up
             log.warning("metric_rollup_failed", error=type(exc).__name__)
-        if time.monotonic() >= next_retention:
-            next_retention = time.monotonic() + settings.retention_seconds
-            try:
-                async with db.connection() as conn:
-                    deleted = await retention.run(conn, kept, batch=settings.retention_batch_rows)
-                if any(deleted.values()):
-                    log.info("metric_history_expired", **deleted)
-            except Exception as exc:
-                log.warning("metric_retention_failed", error=type(exc).__name__)
-        await asyncio.sleep(settings.rollup_seconds)
+        await asyncio.sleep(every)
+
+
+async def _retention(db: Database, kept: retention.Retention, *, batch: int, every: float) -> None:
+    while True:
+        try:
+            async with db.connection() as conn:
+                deleted = await retention.run(conn, kept, batch=batch)
+            if any(deleted.values()):
+                log.info("metric_history_expired", **deleted)
+        except Exception as exc:
+            log.warning("metric_retention_failed", error=type(exc).__name__)
+        await asyncio.sleep(every)
