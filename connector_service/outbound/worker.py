@@ -1,39 +1,57 @@
-"""The delivery worker: a loop in every connector_service process. Each round claims due
-deliveries (FOR UPDATE SKIP LOCKED with a lease, so any number of processes and replicas share
-the queue and a process that dies mid-attempt leaves its rows to be claimed again), sends them
-with no database connection held, then records every attempt in one transaction.
+"""The delivery worker: a loop in every connector_service process. It claims due deliveries in
+batches (one statement: FOR UPDATE SKIP LOCKED with a lease, so any number of processes and
+replicas share the queue and a process that dies mid-attempt leaves its rows to be claimed
+again) as room frees up, and sends them with no database connection held: at most
+:data:`MAX_IN_FLIGHT` sends in flight per process and :data:`PER_ENDPOINT` per endpoint. Up to
+twice that is claimed, so the next batch is at hand while a claim runs; a claimed row waits for
+at most one send of its endpoint, and one that would still be sending when its lease ends is
+not sent (left to the next claim). The attempts are recorded in batches, one transaction for
+all the results of the last :data:`RECORD_DELAY` seconds (at least once: a result not recorded
+leaves its row leased, and it is sent again once the lease ends).
 
 Webhooks are POSTed as JSON signed per Standard Webhooks: ``webhook-id`` is the event's id, the
 same on every redelivery and replay; every secret signing now (the current one, and a rotated
-one within its grace) adds a signature to ``webhook-signature``. A 2xx answer is success;
-anything else, a timeout or an address the egress rule refuses (checked on every connection,
-after resolving) is retried on the schedule, then given up. An endpoint failing every attempt
-for ``webhook_disable_after_days`` is disabled, audited, and a ``webhook.endpoint_disabled``
-event published. Email to admins rides the same queue (connector_service/outbound/email.py).
+one within its grace) adds a signature to ``webhook-signature``. Connections are kept alive
+per endpoint (aiohttp: on loopback ~8x the POSTs per second of httpx's pool, which also slows
+down as connections grow). A 2xx answer is success; anything else, a timeout or an address the
+egress rule refuses is retried on the schedule, then given up. The rule is checked on every new
+connection: a name is resolved through the rule (:class:`CheckedResolver`, no DNS cache, so the
+connection goes to exactly the addresses checked and DNS cannot rebind past it), and an address
+written in the URL, which aiohttp connects to without resolving, is checked before each send.
+An endpoint failing every attempt for ``webhook_disable_after_days`` is disabled, audited, and a
+``webhook.endpoint_disabled`` event published. Email to admins rides the same queue
+(connector_service/outbound/email.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 import time
 import uuid
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import Counter, Histogram
 from standardwebhooks import Webhook
+from yarl import URL
 
 from common import audit
 from common.crypto import KeyRing
 from common.db import Database
-from common.endpoints import EndpointNotAllowed, EndpointPolicy
+from common.endpoints import EndpointNotAllowed, EndpointPolicy, parse_address
 from connector_service.outbound import email, events, queue, repository, service
 from connector_service.settings import ConnectorServiceSettings
-from seedos_sdk.egress import CheckedTransport
+from seedos_sdk.egress import HostNotResolved
 
 log = structlog.get_logger(component="outbound")
 
@@ -48,12 +66,53 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 RESPONSE_BYTES = 1024
-# Sends in flight per process. httpx's pool slows down as connections grow (measured on
-# loopback: 560 POST/s at 10 in flight, 250 at 50, 140 at 200), so a round sends its batch
-# through this many at a time.
-CONCURRENCY = 16
+# Sends (webhooks and emails) in flight per process, and per endpoint (all email counting as
+# one target, the SMTP server); twice as many are claimed ahead. bench/outbound.py: 10
+# endpoints on loopback drain fastest around here; a slow endpoint holds at most PER_ENDPOINT.
+MAX_IN_FLIGHT = 128
+PER_ENDPOINT = 16
+AHEAD = 2
+# While rows are claimed, the next claim waits for this much room (claims stay batches).
+CLAIM_AT_LEAST = 32
+# Results are recorded together: what finished in this long, or this many at once.
+RECORD_DELAY = 0.05
+RECORD_BATCH = 1000
+# Results kept while the database is down; past this the oldest are dropped (their rows stay
+# leased and are sent again when the lease ends: at least once).
+RECORD_BACKLOG = 20_000
+# A claimed row not sending by (claimed + lease - timeout - this) is not sent: see _start.
+LEASE_MARGIN = 2.0
 SYSTEM_ACTOR = "connector_service"
 SWEEP_SECONDS = 3600
+
+
+class CheckedResolver(AbstractResolver):
+    """aiohttp's resolver through the egress rule: a name's addresses are resolved by the rule
+    and all must pass it (:class:`EndpointNotAllowed` otherwise, nothing connected); the
+    connection then goes to one of exactly those. A name without addresses is a connection
+    error (retried), as for any call."""
+
+    def __init__(self, policy: EndpointPolicy) -> None:
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            addresses = await self._policy.resolve(host, port)
+        except HostNotResolved:
+            raise OSError(f"{host!r} does not resolve") from None
+        self._policy.check_addresses(host, addresses)
+        return [
+            ResolveResult(
+                hostname=host, host=str(a), port=port, proto=0, flags=socket.AI_NUMERICHOST,
+                family=socket.AF_INET6 if a.version == 6 else socket.AF_INET,
+            )
+            for a in addresses
+        ]  # fmt: skip
+
+    async def close(self) -> None:
+        return None
 
 
 class Deliverer:
@@ -64,73 +123,174 @@ class Deliverer:
         *,
         policy: EndpointPolicy,
         settings: ConnectorServiceSettings,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._db = db
         self._ring = ring
+        self._policy = policy
         self._settings = settings
         self._schedule = settings.webhook_retry_schedule_seconds
         self._lease = 2 * max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds) + 10
-        self._client = httpx.AsyncClient(
-            transport=transport or CheckedTransport(
-                policy,
-                limits=httpx.Limits(
-                    max_connections=2 * CONCURRENCY, max_keepalive_connections=2 * CONCURRENCY
-                ),
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=MAX_IN_FLIGHT, limit_per_host=0, use_dns_cache=False,
+                resolver=CheckedResolver(policy),
             ),
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False,
             headers={"user-agent": "SEED-OS-Webhooks/1", "content-type": "application/json"},
         )  # fmt: skip
         self._mailer = email.Mailer.from_settings(settings)
         self._signers: dict[int, Webhook] = {}  # by secret row id: decrypted once
+        self._literal: dict[str, Any] = {}  # URL -> (host, its address if it is one, allowed)
         self._last_sweep = 0.0
+        self._claimed: set[asyncio.Task[dict[str, Any] | None]] = set()  # waiting or sending
+        self._busy: Tally[uuid.UUID] = Tally()  # claimed rows per target
+        self._gates: dict[uuid.UUID, asyncio.Semaphore] = {}  # sends in flight per target
+        self._sending = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._freed = asyncio.Event()
+        self._results: list[dict[str, Any]] = []
+        self._has_results = asyncio.Event()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
     async def run(self) -> None:
-        """Drain forever: at once again after a full batch, else after the poll interval."""
-        while True:
-            try:
-                claimed = await self.drain_once()
-                await self._maybe_sweep()
-            except Exception as exc:  # the database may be down: try again next tick
-                log.warning("outbound_round_failed", error=type(exc).__name__)
-                claimed = 0
-            if claimed < self._settings.outbound_batch_size:
-                await asyncio.sleep(self._settings.outbound_poll_seconds)
+        """Deliver forever: claim as room frees up, record in batches. Cancelled (shutdown),
+        the sends in flight stop (their rows stay leased) and what finished is recorded."""
+        recorder = asyncio.create_task(self._record_forever(), name="outbound-record")
+        try:
+            while True:
+                try:
+                    asked, got = await self._claim_round()
+                    await self._maybe_sweep()
+                except Exception as exc:  # the database may be down: try again next tick
+                    log.warning("outbound_round_failed", error=type(exc).__name__)
+                    asked, got = 1, 0
+                await self._pause(asked, got)
+        finally:
+            await self._stop(recorder)
 
-    async def drain_once(self) -> int:
-        """One round: claim, send, record. Returns how many deliveries were claimed."""
+    async def _pause(self, asked: int, got: int) -> None:
+        poll = self._settings.outbound_poll_seconds
+        if asked and got >= asked:  # more may be due: as soon as there is room for a batch
+            while AHEAD * MAX_IN_FLIGHT - len(self._claimed) < CLAIM_AT_LEAST:
+                self._freed.clear()
+                await self._freed.wait()
+        elif got and self._claimed:  # held back by the per-endpoint room: when some frees
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), poll)
+            await asyncio.sleep(min(RECORD_DELAY, poll))
+        else:  # nothing due: the poll interval
+            await asyncio.sleep(poll)
+
+    async def _claim_round(self) -> tuple[int, int]:
+        """Claim what there is room for and start sending it. Returns (asked, claimed)."""
+        room = min(AHEAD * MAX_IN_FLIGHT - len(self._claimed), self._settings.outbound_batch_size)
+        if room <= 0:
+            return 0, 0
         async with self._db.connection() as conn, conn.transaction():
             rows = await queue.claim(
-                conn, limit=self._settings.outbound_batch_size, lease_seconds=self._lease
-            )
+                conn, limit=room, lease_seconds=self._lease, per_target=AHEAD * PER_ENDPOINT,
+                busy=dict(self._busy),
+            )  # fmt: skip
             if not rows:
-                return 0
+                return room, 0
+            claimed_at = time.monotonic()
             hooks = [r for r in rows if r["endpoint_id"] is not None]
             mails = [r for r in rows if r["user_id"] is not None]
             endpoint_ids = list({r["endpoint_id"] for r in hooks})
-            urls = await queue.endpoint_urls(conn, endpoint_ids)
-            signers = self._signers_of(await repository.signing_secrets(conn, endpoint_ids))
+            urls = await queue.endpoint_urls(conn, endpoint_ids) if hooks else {}
+            secrets = await repository.signing_secrets(conn, endpoint_ids) if hooks else []
+            signers = self._signers_of(secrets)
             to = await queue.recipients(conn, mails) if mails and self._mailer else {}
             tenants = (
                 await queue.tenant_names(conn, list({r["tenant_id"] for r in mails})) if to else {}
             )
-        gate = asyncio.Semaphore(CONCURRENCY)
+        bodies: dict[uuid.UUID, bytes] = {}  # an event's body is the same to every endpoint
+        for r in hooks:
+            body = bodies.get(r["event_id"])
+            if body is None:
+                body = bodies[r["event_id"]] = orjson.dumps(
+                    {"type": r["type"], "timestamp": r["created_at"].isoformat(),
+                     "data": r["data"]}
+                )  # fmt: skip
+            target = r["endpoint_id"]
+            post = partial(self._post, r, body, urls.get(target), signers.get(target, []))
+            self._start(target, post, claimed_at, self._settings.webhook_timeout_seconds)
+        for r in mails:
+            mail = partial(self._mail, r, to.get(r["id"]), tenants.get(r["tenant_id"], ""))
+            self._start(queue.MAIL_TARGET, mail, claimed_at, self._settings.smtp_timeout_seconds)
+        return room, len(rows)
 
-        async def gated(job: Any) -> dict[str, Any]:
-            async with gate:
-                return await job
+    def _start(
+        self, target: uuid.UUID, job: Callable[[], Awaitable[dict[str, Any]]], claimed_at: float,
+        timeout: float,
+    ) -> None:  # fmt: skip
+        self._busy[target] += 1
+        gate = self._gates.get(target)
+        if gate is None:
+            gate = self._gates[target] = asyncio.Semaphore(PER_ENDPOINT)
+        # the send must end (timeout included) before the lease does, a margin kept for recording
+        deadline = claimed_at + self._lease - timeout - LEASE_MARGIN
+        task = asyncio.create_task(self._when_free(gate, job, deadline))
+        self._claimed.add(task)
+        task.add_done_callback(lambda t: self._finished(t, target))
 
-        results = await asyncio.gather(
-            *(gated(self._post(r, urls.get(r["endpoint_id"]), signers.get(r["endpoint_id"], [])))
-              for r in hooks),
-            *(gated(self._mail(r, to.get(r["id"]), tenants.get(r["tenant_id"], "")))
-              for r in mails),
-        )  # fmt: skip
-        await self._record(list(results), hooks)
-        return len(rows)
+    async def _when_free(
+        self, gate: asyncio.Semaphore, job: Callable[[], Awaitable[dict[str, Any]]],
+        deadline: float,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        async with gate, self._sending:
+            if time.monotonic() > deadline:  # left leased: claimed again once the lease ends
+                return None
+            return await job()
+
+    def _finished(self, task: asyncio.Task[dict[str, Any] | None], target: uuid.UUID) -> None:
+        self._claimed.discard(task)
+        self._busy[target] -= 1
+        if self._busy[target] <= 0:
+            del self._busy[target]
+            self._gates.pop(target, None)
+        self._freed.set()
+        if task.cancelled():
+            return  # shutting down: the row stays leased, sent again after the lease
+        if (exc := task.exception()) is not None:  # a bug: the row is retried after its lease
+            log.error("outbound_send_crashed", error=type(exc).__name__)
+            return
+        if (result := task.result()) is not None:
+            self._results.append(result)
+            self._has_results.set()
+
+    async def _record_forever(self) -> None:
+        while True:
+            await self._has_results.wait()
+            if len(self._results) < RECORD_BATCH:
+                await asyncio.sleep(RECORD_DELAY)
+            self._has_results.clear()
+            batch, self._results = self._results, []
+            try:
+                await self._record(batch)
+            except Exception as exc:  # the database may be down: keep them, try again
+                log.warning("outbound_record_failed", error=type(exc).__name__, results=len(batch))
+                self._results = (batch + self._results)[-RECORD_BACKLOG:]
+                self._has_results.set()
+                await asyncio.sleep(self._settings.outbound_poll_seconds)
+
+    async def _stop(self, recorder: asyncio.Task[None]) -> None:
+        for task in list(self._claimed):
+            task.cancel()
+        await asyncio.gather(*self._claimed, return_exceptions=True)
+        recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder
+        if self._results:
+            try:
+                async with asyncio.timeout(5):
+                    await self._record(self._results)
+            except Exception as exc:  # the rows stay leased: sent again after the lease
+                log.warning("outbound_record_failed", error=type(exc).__name__)
+            self._results = []
 
     def _signers_of(self, rows: list[Any]) -> dict[uuid.UUID, list[Webhook]]:
         if len(self._signers) > 10_000:
@@ -151,10 +311,9 @@ class Deliverer:
         delay = self._schedule[row["attempts"] - 1] * random.uniform(0.9, 1.1)
         return {"state": "pending", "next_at": datetime.now(UTC) + timedelta(seconds=delay)}
 
-    async def _post(self, row: Any, url: str | None, signers: list[Webhook]) -> dict[str, Any]:
-        body = orjson.dumps(
-            {"type": row["type"], "timestamp": row["created_at"].isoformat(), "data": row["data"]}
-        )
+    async def _post(
+        self, row: Any, body: bytes, url: str | None, signers: list[Webhook]
+    ) -> dict[str, Any]:
         msg_id = str(row["event_id"])
         now = datetime.now(UTC)
         headers = {
@@ -168,20 +327,26 @@ class Deliverer:
         try:
             if url is None or not signers:
                 raise LookupError("the endpoint is gone")
-            async with self._client.stream("POST", url, content=body, headers=headers) as resp:
-                status = resp.status_code
-                async for chunk in resp.aiter_bytes():
-                    answer += chunk
-                    if len(answer) >= RESPONSE_BYTES:
+            self._check_literal(url)
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                while len(answer) < RESPONSE_BYTES:  # the rest is not read (nor kept alive)
+                    chunk = await resp.content.read(RESPONSE_BYTES - len(answer))
+                    if not chunk:
                         break
+                    answer += chunk
             ok = 200 <= status < 300
             outcome = "delivered" if ok else "failed"
             error = None if ok else "http_status"
         except EndpointNotAllowed:
             ok, error, outcome = False, "address_refused", "refused"
-        except httpx.TimeoutException:
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             ok, error, outcome = False, "timeout", "timeout"
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientConnectorError:  # refused, unreachable, not resolved
+            ok, error = False, "connect_error"
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             ok, error = False, _error_class(exc)
         except LookupError:
             ok, error = False, "endpoint_gone"
@@ -191,9 +356,24 @@ class Deliverer:
         return {
             "id": row["id"], "endpoint_id": row["endpoint_id"], "ok": ok, "status": status,
             "duration_ms": seconds * 1000, "error": error,
-            "response": answer[:RESPONSE_BYTES].decode("utf-8", "ignore") if status else None,
+            "response": answer.decode("utf-8", "ignore") if status else None,
             **self._next(row, ok),
         }  # fmt: skip
+
+    def _check_literal(self, url: str) -> None:
+        """An address written as the URL's host is connected to without resolving: it must
+        pass the rule here, before each send (a name passes it in :class:`CheckedResolver`)."""
+        verdict = self._literal.get(url)
+        if verdict is None:  # the rule does not change while the process runs: judged once
+            if len(self._literal) > 10_000:
+                self._literal.clear()
+            host = URL(url).host or ""
+            address = parse_address(host)
+            allowed = address is None or self._policy.address_allowed(address)
+            verdict = self._literal[url] = (host, address, allowed)
+        host, address, allowed = verdict
+        if not allowed:
+            self._policy.check_addresses(host, (address,))  # raises, and logs for operators
 
     async def _mail(self, row: Any, to: str | None, tenant_name: str) -> dict[str, Any]:
         started = time.perf_counter()
@@ -214,7 +394,8 @@ class Deliverer:
         took = (time.perf_counter() - started) * 1000
         return {**result, "ok": ok, "error": error, "duration_ms": took, **self._next(row, ok)}
 
-    async def _record(self, results: list[dict[str, Any]], hooks: list[Any]) -> None:
+    async def _record(self, results: list[dict[str, Any]]) -> None:
+        """Every result in one transaction: attempts, next states, endpoints' streaks."""
         succeeded = list({r["endpoint_id"] for r in results if r["endpoint_id"] and r["ok"]})
         failed = list({r["endpoint_id"] for r in results if r["endpoint_id"] and not r["ok"]})
         async with self._db.connection() as conn, conn.transaction():
