@@ -10,7 +10,8 @@ export async function refreshAlertCount () {
   if (!slot) return
   let summary
   try {
-    summary = await api('/api/v1/integrations/alerts/summary')
+    // live only: offline, a copy's count could be days old, and would date the page as new
+    summary = await api('/api/v1/integrations/alerts/summary', { fresh: true })
   } catch (_) {
     return // a nicety: the page works without it
   }

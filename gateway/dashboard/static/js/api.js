@@ -74,7 +74,9 @@ export function url (path, query) {
 const listeners = { ended: [], used: [] }
 export const on = (event, fn) => listeners[event].push(fn)
 
-export async function api (path, { method = 'GET', body, query, headers = {}, signal, raw = false, retried = false } = {}) {
+// `fresh`: only a live answer will do; this device's copy counts as none (and does not date the
+// page: a side panel's copy must not make the page look newer than what it shows).
+export async function api (path, { method = 'GET', body, query, headers = {}, signal, raw = false, retried = false, fresh = false } = {}) {
   const h = { accept: 'application/json', ...headers }
   if (body !== undefined) h['content-type'] = 'application/json'
   if (!SAFE.has(method)) h['x-csrf-token'] = await csrfToken()
@@ -90,7 +92,7 @@ export async function api (path, { method = 'GET', body, query, headers = {}, si
     throw new ApiError(0, OFFLINE)
   }
   const offline = response.headers.get('x-seedos-offline')
-  if (offline === 'missing') {
+  if (offline === 'missing' || (offline && fresh)) {
     unreachable()
     throw new ApiError(0, OFFLINE)
   }
@@ -107,7 +109,7 @@ export async function api (path, { method = 'GET', body, query, headers = {}, si
     try { problem = await response.json() } catch (_) { /* not JSON */ }
     if (response.status === 403 && problem.code === 'csrf_refused' && !SAFE.has(method) && !retried) {
       await csrfToken({ stale: true }) // signed in again elsewhere since the page was made
-      return api(path, { method, body, query, headers, signal, raw, retried: true })
+      return api(path, { method, body, query, headers, signal, raw, retried: true, fresh })
     }
     throw new ApiError(response.status, problem, requestId)
   }
