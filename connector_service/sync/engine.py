@@ -231,7 +231,7 @@ class SyncEngine:
         try:
             await self._pull_stream(target, name, pk, counts)
         finally:
-            if "streams" in counts:  # a run's (catch-up pulls publish nothing)
+            if "streams" in counts:  # a run's (catch-up pulls publish per page: _merge_pages)
                 _count_changes(counts, name, counts["pulled"] - before[0],
                                counts["deleted"] - before[1])  # fmt: skip
 
@@ -258,9 +258,12 @@ class SyncEngine:
         async for page in pages:
             page_records = page.get("records") or []
             page_deleted = [str(d) for d in page.get("deleted") or []]
-            await pulls.merge(self.store, target.id, name, pk, page_records,
-                              page_deleted, pulls.cursor_saver(target.id, name,
-                                                          page.get("next_cursor")))  # fmt: skip
+            save = pulls.cursor_saver(target.id, name, page.get("next_cursor"))
+            if "streams" not in counts and (page_records or page_deleted):
+                # a catch-up pull (no run to publish at its end): an event per merged page
+                save = _publishing(save, target, _page_changed(name, pk, page_records,
+                                                               page_deleted))  # fmt: skip
+            await pulls.merge(self.store, target.id, name, pk, page_records, page_deleted, save)
             counts["pulled"] += len(page_records)
             counts["deleted"] += len(page_deleted)
             PULLED.labels(target.service_name).inc(len(page_records))
@@ -421,6 +424,31 @@ def _count_changes(counts: dict[str, Any], stream: str, upserted: int, deleted: 
     seen = _changes_of(counts, stream)
     seen["n_up"] += upserted
     seen["n_gone"] += deleted
+
+
+def _page_changed(stream: str, pk: str, records: list[Any], deleted: list[str]) -> dict[str, Any]:
+    """records.changed of one merged page: the counts whole, at most MAX_KEYS keys of each."""
+    most = outbound_events.MAX_KEYS
+    keys = [str(r.get(pk)) for r in records[:most] if isinstance(r, Mapping)]
+    changed = outbound_events.records_changed(stream=stream, origin="pull", upserted=keys,
+                                              deleted=deleted[:most])  # fmt: skip
+    changed.update(upserted=len(records), deleted=len(deleted),
+                   truncated=len(records) > most or len(deleted) > most)  # fmt: skip
+    return changed
+
+
+def _publishing(
+    save: pulls.SaveCursor, target: Target, changed: dict[str, Any]
+) -> pulls.SaveCursor:
+    """``save`` and the records.changed event ``changed``, in the merge's last transaction."""
+
+    async def both(conn: Any, update_id: int) -> None:
+        await save(conn, update_id)
+        await outbound_events.publish(conn, tenant_id=target.tenant_id,
+                                      type=outbound_events.RECORDS_CHANGED, data=changed,
+                                      integration_id=target.id)  # fmt: skip
+
+    return both
 
 
 async def _publish_run(

@@ -16,6 +16,7 @@ re-creation stays a deletion then a re-creation).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import uuid
@@ -26,6 +27,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from connector_service.outbound import events as outbound_events
 from connector_service.sync import pulls as sync_pulls
 from connector_service.sync.store import DocStore
 from connector_service.webhooks import repository
@@ -96,7 +98,7 @@ class Merges:
                 try:
                     await sync_pulls.merge(
                         self.store, integration_id, stream, pk, list(batch.records.values()),
-                        sorted(batch.deleted), _taken(integration_id, batch.taken),
+                        sorted(batch.deleted), _taken(integration_id, stream, batch),
                     )  # fmt: skip
                 except Exception as exc:
                     _fail(batch.done, exc)
@@ -132,8 +134,21 @@ def _fail(done: asyncio.Future[None], exc: BaseException) -> None:
     done.exception()  # retrieved here: each caller still waiting raises it, and one gone is fine
 
 
-def _taken(integration_id: uuid.UUID, deliveries: dict[str, str]) -> sync_pulls.SaveCursor:
+def _taken(integration_id: uuid.UUID, stream: str, batch: Batch) -> sync_pulls.SaveCursor:
+    """In the merge's (last) transaction: its deliveries recorded as taken, and one
+    records.changed event (origin ``webhook``) for the batch, naming at most MAX_KEYS keys."""
+    most = outbound_events.MAX_KEYS
+    changed = outbound_events.records_changed(
+        stream=stream, origin="webhook", upserted=itertools.islice(batch.records, most),
+        deleted=itertools.islice(batch.deleted, most),
+    )  # fmt: skip
+    changed.update(upserted=len(batch.records), deleted=len(batch.deleted),
+                   truncated=len(batch.records) > most or len(batch.deleted) > most)  # fmt: skip
+
     async def record(conn: asyncpg.Connection, _update_id: int) -> None:
-        await repository.taken_many(conn, integration_id, deliveries)
+        await repository.taken_many(conn, integration_id, batch.taken)
+        await outbound_events.publish_for_install(
+            conn, integration_id=integration_id, type=outbound_events.RECORDS_CHANGED, data=changed
+        )
 
     return record
