@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -31,8 +31,8 @@ class Mailer:
     sender: str
     starttls: bool
     user: str | None
-    password: str | None
-    timeout: float
+    password: str | None = field(repr=False)  # never in a repr, a log or a traceback
+    timeout: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: ConnectorServiceSettings) -> Mailer | None:
