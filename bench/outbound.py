@@ -20,13 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing
+import os
 import signal
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
-from machine import run_info  # noqa: E402  (bench/machine.py)
+import psutil  # noqa: E402
+from machine import cpu_seconds, run_info  # noqa: E402  (bench/machine.py)
 from services import service_env  # noqa: E402  (bench/services.py)
 
 from common import db, embedded, migrate  # noqa: E402
@@ -106,7 +110,22 @@ def _data(i: int) -> dict[str, Any]:
             "pushed": 0, "service_name": "bench"}  # fmt: skip
 
 
-async def fan_out(dsn: str, tenant: uuid.UUID, n: int, total: int) -> dict[str, float]:
+def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each group of processes (a postgres backend that exited since
+    is not counted)."""
+    out = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid)
+        out[name] = total
+    return out
+
+
+async def fan_out(
+    dsn: str, tenant: uuid.UUID, n: int, total: int, pids: Callable[[], dict[str, list[int]]]
+) -> dict[str, Any]:
     conn = await db.connect(dsn)
     try:
         began = time.perf_counter()
@@ -115,21 +134,27 @@ async def fan_out(dsn: str, tenant: uuid.UUID, n: int, total: int) -> dict[str, 
                 await events.publish(conn, tenant_id=tenant, type=events.SYNC_FINISHED,
                                      data=_data(i))  # fmt: skip
         committed = time.perf_counter()
+        cpu_before, first = _cpu(pids()), None
         while True:
             done = await conn.fetchval(
                 "SELECT count(*) FROM outbound_deliveries WHERE state = 'delivered'"
             )
+            if done and first is None:
+                first = time.perf_counter()
             if done >= total:
                 break
             if time.perf_counter() - committed > 120:
                 raise TimeoutError(f"only {done} of {total} delivered in 120 s")
             await asyncio.sleep(0.02)
         drained = time.perf_counter()
+        cpu_after = _cpu(pids())
         failed = await conn.fetchval("SELECT count(*) FROM outbound_attempts WHERE NOT ok")
     finally:
         await conn.close()
+    cpu = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after}
     return {"publish_s": committed - began, "drain_s": drained - committed,
-            "failed_attempts": failed}  # fmt: skip
+            "first_delivered_s": (first or drained) - committed, "failed_attempts": failed,
+            "cpu_s_during_drain": cpu}  # fmt: skip
 
 
 async def reference(urls: list[str], n: int) -> float:
@@ -193,7 +218,18 @@ def main() -> int:
         supervisor.wait_ready({spec.name: url}, timeout=60)
         total = args.events * args.endpoints
         ref = asyncio.run(reference(urls, args.events))
-        figures = asyncio.run(fan_out(dsn, tenant, args.events, total))
+        postmaster = psutil.Process(
+            int(Path(server.pgdata / "postmaster.pid").read_text().split()[0])
+        )
+
+        def pids() -> dict[str, list[int]]:
+            return {"connector_service": [supervisor.procs[spec.name].pid],
+                    "postgres": [postmaster.pid, *(c.pid for c in postmaster.children())],
+                    "receivers": [receivers.pid], "bench": [os.getpid()]}  # fmt: skip
+
+        load_before = os.getloadavg()
+        figures = asyncio.run(fan_out(dsn, tenant, args.events, total, pids))
+        figures["load_avg_1m"] = [load_before[0], os.getloadavg()[0]]
         figures.update(events=args.events, endpoints=args.endpoints, posts=total,
                        deliveries_per_s=total / figures["drain_s"], reference_s=ref,
                        reference_posts_per_s=total / ref, target_s=TARGET_SECONDS)  # fmt: skip
@@ -209,6 +245,9 @@ def main() -> int:
           f" {figures['failed_attempts']} failed attempts")  # fmt: skip
     print(f"reference: the same {total} POSTs by a plain aiohttp client: {ref:.2f} s"
           f" ({figures['reference_posts_per_s']:.0f}/s)")  # fmt: skip
+    print(f"first delivery recorded {figures['first_delivered_s']:.2f} s after the commit;"
+          f" CPU seconds during the drain: {figures['cpu_s_during_drain']};"
+          f" 1-minute load average before/after: {figures['load_avg_1m']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"run": info, **figures}, indent=2, default=str))
     return 0 if figures["drain_s"] <= TARGET_SECONDS else 1

@@ -18,7 +18,9 @@ MAIL_TARGET = uuid.UUID(int=0)
 # At most $1 rows in all and, per target (endpoint; all email as one), the room the worker
 # has left for it ($5/$6; $4 for targets it sends nothing to now), chosen among the $3 rows due
 # first: every row claimed is sent at once, so none waits past its lease behind a slow endpoint.
-# One statement: the window ranks unlocked candidates, the lock is taken on the chosen ones.
+# Targets take turns (each one's first due row, then each one's second, ...): a batch spreads
+# over every endpoint with rows due, and none is left to drain alone at the end. One
+# statement: the window ranks unlocked candidates, the lock is taken on the chosen ones.
 _CLAIM = """
 WITH candidate AS (
     SELECT id, coalesce(endpoint_id, '00000000-0000-0000-0000-000000000000'::uuid) AS target,
@@ -34,7 +36,7 @@ WITH candidate AS (
 ), due AS (
     SELECT d.id FROM outbound_deliveries d JOIN ranked r ON r.id = d.id
     WHERE r.n <= r.room AND d.state = 'pending' AND d.next_at <= now()
-    ORDER BY r.next_at LIMIT $1
+    ORDER BY r.n, r.next_at LIMIT $1
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE outbound_deliveries d

@@ -148,6 +148,7 @@ class Deliverer:
         self._gates: dict[uuid.UUID, asyncio.Semaphore] = {}  # sends in flight per target
         self._sending = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._freed = asyncio.Event()
+        self._done = 0  # claimed rows finished (sent, or not sent), ever
         self._results: list[dict[str, Any]] = []
         self._has_results = asyncio.Event()
 
@@ -172,17 +173,22 @@ class Deliverer:
 
     async def _pause(self, asked: int, got: int) -> None:
         poll = self._settings.outbound_poll_seconds
-        if asked and got >= asked:  # more may be due: as soon as there is room for a batch
+        if not got:  # nothing due: the poll interval
+            await asyncio.sleep(poll)
+            return
+        if got >= asked:  # more may be due: as soon as there is room for a batch
             while AHEAD * MAX_IN_FLIGHT - len(self._claimed) < CLAIM_AT_LEAST:
                 self._freed.clear()
                 await self._freed.wait()
-        elif got and self._claimed:  # held back by the per-endpoint room: when some frees
+            return
+        # held back by the endpoints' room, or all that was due: once half of it is done (or
+        # after the poll interval, when those sends are slow)
+        mark, need = self._done, max(1, got // 2)
+        deadline = time.monotonic() + poll
+        while self._done - mark < need and (left := deadline - time.monotonic()) > 0:
             self._freed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._freed.wait(), poll)
-            await asyncio.sleep(min(RECORD_DELAY, poll))
-        else:  # nothing due: the poll interval
-            await asyncio.sleep(poll)
+                await asyncio.wait_for(self._freed.wait(), left)
 
     async def _claim_round(self) -> tuple[int, int]:
         """Claim what there is room for and start sending it. Returns (asked, claimed)."""
@@ -248,6 +254,7 @@ class Deliverer:
 
     def _finished(self, task: asyncio.Task[dict[str, Any] | None], target: uuid.UUID) -> None:
         self._claimed.discard(task)
+        self._done += 1
         self._busy[target] -= 1
         if self._busy[target] <= 0:
             del self._busy[target]
