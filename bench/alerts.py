@@ -78,9 +78,10 @@ def _p95(counts: np.ndarray) -> np.ndarray:
 
 
 def install_windows(
-    rng: np.random.Generator, *, days: int, rules: d.Rules, fault: tuple[str, int] | None
-) -> list[d.Window]:
-    """One install's windows; ``fault``: (kind, first window index) for FAULT_HOURS."""
+    rng: np.random.Generator, *, days: int, rules: d.Rules, fault: tuple[str, int] | None,
+    fault_hours: float = FAULT_HOURS,
+) -> list[d.Window]:  # fmt: skip
+    """One install's windows; ``fault``: (kind, first window index) for ``fault_hours``."""
     per_day = 24 * 60 // rules.window_minutes
     n = days * per_day
     minutes = rules.window_minutes
@@ -98,7 +99,7 @@ def install_windows(
     error_p = np.full(n, math.exp(rng.uniform(math.log(0.001), math.log(0.03))))
     if fault is not None:
         kind, at = fault
-        span = slice(at, at + FAULT_HOURS * 60 // minutes)
+        span = slice(at, at + int(fault_hours * 60) // minutes)
         if kind == "latency":
             median[span] *= 3
         elif kind == "errors":
@@ -122,34 +123,37 @@ def install_windows(
     ]
 
 
-def run_detector(ws: list[d.Window], first: int, rules: d.Rules) -> list[tuple[int, str, str]]:
-    """Evaluate at the end of every window from ``first``: (window index, metric, severity) of
-    each alert opened."""
+def run_detector(
+    ws: list[d.Window], first: int, rules: d.Rules
+) -> list[tuple[int, str, str, int | None, str | None]]:
+    """Evaluate at the end of every window from ``first`` as the service does
+    (:func:`detector.assess` with the open alerts): (window index, metric, severity, window index
+    of its resolution or None, why it resolved) of each alert opened."""
     per_day = 24 * 60 // rules.window_minutes
     trailing = rules.trailing_hours * 60 // rules.window_minutes
     slot = rules.seasonal_slot_minutes // rules.window_minutes + 1
-    opened: list[tuple[int, str, str]] = []
-    state: dict[str, str | None] = dict.fromkeys(d.METRICS)
+    opened: list[tuple[int, str, str, int | None, str | None]] = []
+    alerts: dict[str, d.Open] = {}
+    which: dict[str, int] = {}  # metric: its open alert's place in ``opened``
     for j in range(first, len(ws)):
         lo = j - rules.judged + 1
-        judged = ws[lo : j + 1]
+        judged = ws[max(0, j - rules.span + 1) : j + 1]
         history = ws[max(0, lo - trailing) : lo]
         for day in range(1, rules.seasonal_days + 1):
             c = lo - day * per_day
             if c - slot >= 0:
                 history += ws[c - slot : c + slot + rules.judged]
-        bases = d.baselines(history, ws[lo].start, rules)
-        for metric in d.METRICS:
-            decision = d.decide(metric, judged, bases[metric], rules, open_severity=state[metric])
-            if decision is None:
+        for metric, decision in d.assess(history, judged, rules, alerts).items():
+            if decision.action == "resolve":
+                del alerts[metric]
+                at = which.pop(metric)
+                j0, _, severity, _, _ = opened[at]
+                opened[at] = (j0, metric, severity, j, decision.evidence.get("reason"))
                 continue
+            alerts[metric] = d.Open.of(decision.severity or "", decision.evidence)
             if decision.action == "open":
-                opened.append((j, metric, decision.severity or ""))
-                state[metric] = decision.severity
-            elif decision.action == "escalate":
-                state[metric] = decision.severity
-            else:
-                state[metric] = None
+                which[metric] = len(opened)
+                opened.append((j, metric, decision.severity or "", None, None))
     return opened
 
 
@@ -181,36 +185,40 @@ def normal_run(args: argparse.Namespace, rules: d.Rules) -> dict[str, Any]:
     first = args.days // 2 * per_day
     weeks = (args.days - args.days // 2) / 7 * args.installs
     found = {"detector": {m: 0 for m in d.METRICS}, "naive": {m: 0 for m in d.METRICS}}
-    worst = 0
+    worst = no_data = 0
     for i in range(args.installs):
         ws = install_windows(np.random.default_rng(args.seed + i), days=args.days, rules=rules,
                              fault=None)  # fmt: skip
         mine = run_detector(ws, first, rules)
         worst = max(worst, len(mine))
-        for _, metric, _sev in mine:
+        for _, metric, _sev, _, reason in mine:
             found["detector"][metric] += 1
+            no_data += reason == d.NO_DATA
         for _, metric, _ in run_naive(ws, first, rules):
             found["naive"][metric] += 1
     return {
         name: {**{m: round(c / weeks, 3) for m, c in counts.items()},
                "all": round(sum(counts.values()) / weeks, 3)}
         for name, counts in found.items()
-    } | {"install_weeks": round(weeks, 1), "most_alerts_one_install": worst}  # fmt: skip
+    } | {"install_weeks": round(weeks, 1), "most_alerts_one_install": worst,
+         "detector_resolved_no_data": no_data}  # fmt: skip
 
 
 def fault_run(args: argparse.Namespace, rules: d.Rules, kind: str, seed: int) -> dict[str, Any]:
     per_day = 24 * 60 // rules.window_minutes
     first = args.days // 2 * per_day
-    length = FAULT_HOURS * 60 // rules.window_minutes
+    length = int(args.fault_hours * 60) // rules.window_minutes
     metric = KIND_METRIC[kind]
     delays: dict[str, list[float]] = {"detector": [], "naive": []}
     missed = {"detector": 0, "naive": 0}
     critical = 0
     judgeable, found_there = 0, 0
+    resolved_early = 0  # detected, then resolved while the fault went on
     for i in range(args.installs):
         rng = np.random.default_rng(seed + i)
         at = int(rng.integers(first + rules.judged, args.days * per_day - length))
-        ws = install_windows(rng, days=args.days, rules=rules, fault=(kind, at))
+        ws = install_windows(rng, days=args.days, rules=rules, fault=(kind, at),
+                             fault_hours=args.fault_hours)  # fmt: skip
         # enough calls to judge: in the fault's windows (latency, errors), or usually at that
         # time (throughput: the same windows a day before)
         span = (
@@ -221,12 +229,14 @@ def fault_run(args: argparse.Namespace, rules: d.Rules, kind: str, seed: int) ->
         enough = statistics.median(w.calls for w in span) >= rules.min_calls
         judgeable += enough
         for name, runner in (("detector", run_detector), ("naive", run_naive)):
-            hits = [(j, sev) for j, m, sev in runner(ws, first, rules)
+            hits = [(j, sev, *rest) for j, m, sev, *rest in runner(ws, first, rules)
                     if m == metric and at <= j < at + length]  # fmt: skip
             if not hits:
                 missed[name] += 1
                 continue
-            j, severity = hits[0]
+            j, severity, *rest = hits[0]
+            if name == "detector" and rest[0] is not None and rest[0] < at + length:
+                resolved_early += 1
             delays[name].append((j + 1 - at) * rules.window_minutes)
             critical += name == "detector" and severity == d.CRITICAL
             found_there += name == "detector" and enough
@@ -240,6 +250,7 @@ def fault_run(args: argparse.Namespace, rules: d.Rules, kind: str, seed: int) ->
         }
     out["detector"]["opened_critical"] = critical
     out["detector"]["detected_where_judgeable"] = round(found_there / max(1, judgeable), 3)
+    out["detector"]["resolved_while_fault_lasted"] = resolved_early
     out["judgeable_installs"] = judgeable
     return out
 
@@ -256,6 +267,7 @@ def main() -> None:
     parser.add_argument("--installs", type=int, default=40)
     parser.add_argument("--days", type=int, default=14, help="half history, half evaluated")
     parser.add_argument("--seed", type=int, default=7001)
+    parser.add_argument("--fault-hours", type=float, default=FAULT_HOURS)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--rules",

@@ -22,6 +22,15 @@ no alert however steady the latency was. It is critical past ``critical_factor``
 An alert opens after ``open_after`` breaching windows in a row and resolves after
 ``resolve_after`` windows in a row back within ``resolve_fraction`` of the margin (hysteresis:
 a value hovering at the threshold neither opens nor closes it again and again).
+
+While an alert is open its metric's baseline is *held* (:class:`Open`): the windows from its
+first breaching one on (``hold_from`` in its evidence) are kept out of the reference, so a
+lasting fault does not become the baseline it is judged against; once too few reference windows
+are left (a trailing baseline, after about 5 hours), the baseline the alert opened on is used.
+The hold lasts ``hold_days``: a level kept that long (a deliberate change) is then judged against
+the windows as they are, which it has become, and the alert resolves as ``new_normal``. An open
+latency or error alert whose install has had no window with enough calls for
+``no_data_windows`` windows in a row resolves as ``no_data``: nothing says it goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from connector_service.metrics import histogram
 LATENCY, ERRORS, THROUGHPUT = "latency_p95", "error_ratio", "throughput"
 METRICS = (LATENCY, ERRORS, THROUGHPUT)
 WARNING, CRITICAL = "warning", "critical"
+HELD = "held"  # a baseline kind: the one an open alert was judged on, kept
+NORMAL, NEW_NORMAL, NO_DATA = "normal", "new_normal", "no_data"  # why an alert resolved
 MAD_SCALE = 1.4826
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -73,6 +84,9 @@ class Rules:
     seasonal_slot_minutes: int = 30  # either side of the judged windows' time of day
     trailing_hours: int = 6
     min_windows: int = 12  # reference windows with a value, for a baseline at all
+    hold_days: int = 7  # an open alert's baseline is held this long at most
+    no_data_after: int | None = None  # windows in a row with no verdict to resolve as no_data
+    # (None: 4 x resolve_after)
     limits: dict[str, Limits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
     @property
@@ -83,6 +97,16 @@ class Rules:
     def judged(self) -> int:
         """How many of the latest windows one evaluation looks at."""
         return max(self.open_after, self.resolve_after)
+
+    @property
+    def no_data_windows(self) -> int:
+        return self.no_data_after or 4 * self.resolve_after
+
+    @property
+    def span(self) -> int:
+        """How many of the latest windows an evaluation passes to :func:`decide`: those judged,
+        or as many as an open alert needs to resolve for want of data."""
+        return max(self.judged, self.no_data_windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +140,37 @@ class Judgement:
     critical: float | None
     normal: float | None  # back to normal within this
     spread: float | None  # the spread used: the baseline's, or the sampling noise if larger
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """An open alert as the detector needs it: its severity, where its metric's baseline is held
+    from (its first breaching window) and the baseline it was judged on (the fallback)."""
+
+    severity: str
+    hold_from: datetime | None = None
+    baseline: Baseline | None = None
+
+    @classmethod
+    def of(cls, severity: str, evidence: dict[str, Any]) -> Open:
+        """From an alert's evidence (an alert written before ``hold_from`` was kept: its
+        ``window_start``)."""
+        since = evidence.get("hold_from") or evidence.get("window_start")
+        base = None
+        if evidence.get("baseline") is not None:
+            base = Baseline(
+                center=float(evidence["baseline"]),
+                spread=float(evidence.get("baseline_spread", evidence.get("spread")) or 0.0),
+                kind=HELD,
+                windows=int(evidence.get("baseline_windows") or 0),
+            )
+        return cls(severity, datetime.fromisoformat(since) if since else None, base)
+
+    def held(self, judged_start: datetime, rules: Rules) -> bool:
+        """Whether the baseline is still held for windows judged from ``judged_start``."""
+        return self.hold_from is not None and judged_start < self.hold_from + timedelta(
+            days=rules.hold_days
+        )
 
 
 @dataclass(frozen=True)
@@ -184,10 +239,13 @@ def history_spans(judged_start: datetime, rules: Rules) -> list[tuple[datetime, 
 
 
 def baselines(
-    history: Sequence[Window], judged_start: datetime, rules: Rules
-) -> dict[str, Baseline | None]:
+    history: Sequence[Window], judged_start: datetime, rules: Rules,
+    hold: dict[str, datetime] | None = None,
+) -> dict[str, Baseline | None]:  # fmt: skip
     """Each metric's baseline for windows judged from ``judged_start``, from ``history`` (any
-    windows before it; those outside :func:`history_spans` are ignored); None without enough."""
+    windows before it; those outside :func:`history_spans` are ignored); None without enough.
+    ``hold``: metrics whose windows from then on are left out (an open alert's)."""
+    hold = hold or {}
     spans = history_spans(judged_start, rules)
     trailing_from = spans[0][0]
     seasonal: list[Window] = []
@@ -202,14 +260,18 @@ def baselines(
             if lo <= w.start < hi:
                 seasonal.append(w)
                 for metric in METRICS:
-                    if observe(metric, w, rules) is not None:
+                    if observe(metric, w, rules) is not None and _kept(w, metric, hold):
                         days[metric].add(day)
                 break
     out: dict[str, Baseline | None] = {}
     for metric in METRICS:
         out[metric] = None
         for kind, reference in (("seasonal", seasonal), ("trailing", trailing)):
-            usable = [w for w in reference if observe(metric, w, rules) is not None]
+            usable = [
+                w
+                for w in reference
+                if observe(metric, w, rules) is not None and _kept(w, metric, hold)
+            ]
             if len(usable) < rules.min_windows:
                 continue
             if kind == "seasonal" and len(days[metric]) < rules.seasonal_min_days:
@@ -220,6 +282,31 @@ def baselines(
                 values = [observe(metric, w, rules) or 0.0 for w in usable]
                 out[metric] = _robust(values, kind)
             break
+    return out
+
+
+def _kept(w: Window, metric: str, hold: dict[str, datetime]) -> bool:
+    since = hold.get(metric)
+    return since is None or w.start < since
+
+
+def assess(
+    past: Sequence[Window], judged: Sequence[Window], rules: Rules, alerts: dict[str, Open]
+) -> dict[str, Decision]:
+    """Every metric's decision for one install: ``past`` its windows before the judged ones,
+    ``judged`` its latest windows (oldest first, :attr:`Rules.span` of them, fewer at the
+    start of its data), ``alerts`` its open alerts by metric. What the evaluation and the bench
+    both run."""
+    if len(judged) < rules.judged:
+        return {}
+    start = judged[-rules.judged].start
+    hold = {m: a.hold_from for m, a in alerts.items() if a.held(start, rules) and a.hold_from}
+    bases = baselines(past, start, rules, hold)
+    out = {}
+    for metric in METRICS:
+        decision = decide(metric, judged, bases[metric], rules, alert=alerts.get(metric))
+        if decision is not None:
+            out[metric] = decision
     return out
 
 
@@ -306,30 +393,48 @@ def _binomial_upper(n: int, p: float, alpha: float) -> int:
 
 def decide(
     metric: str, judged: Sequence[Window], base: Baseline | None, rules: Rules,
-    *, open_severity: str | None,
+    *, alert: Open | None = None,
 ) -> Decision | None:  # fmt: skip
     """What to do about one install's metric given its latest windows (oldest first, at least
-    ``rules.judged``) and whether an alert is open (its severity): open, escalate, resolve or
-    nothing (None)."""
-    if base is None or len(judged) < rules.judged:
+    ``rules.judged``; up to :attr:`Rules.span` for an open alert to resolve for want of data),
+    its baseline (with an open alert's windows left out while it is held) and the open alert:
+    open, escalate, resolve or nothing (None)."""
+    if len(judged) < rules.judged:
         return None
+    held = False
+    if alert is not None:
+        # latency and errors: no verdict for long enough (throughput is judged from 0 calls)
+        quiet = judged[-rules.no_data_windows :]
+        if (metric != THROUGHPUT and len(quiet) == rules.no_data_windows
+                and all(observe(metric, w, rules) is None for w in quiet)):  # fmt: skip
+            return Decision("resolve", None, no_data_evidence(metric, quiet, rules))
+        held = alert.held(judged[-rules.judged].start, rules)
+        if base is None:  # too little left of the reference while held: what it opened on
+            base = alert.baseline
+    if base is None:
+        return None
+    judged = judged[-rules.judged :]
     marks = [judge(metric, w, base, rules) for w in judged]
-    if open_severity is None:
+    if alert is None:
         recent = marks[-rules.open_after :]
         if all(m.level in (WARNING, CRITICAL) for m in recent):
             severity = CRITICAL if all(m.level == CRITICAL for m in recent) else WARNING
             span = judged[-rules.open_after :]
-            return Decision("open", severity, evidence(metric, base, span, recent))
+            e = evidence(metric, base, span, recent)
+            return Decision("open", severity, e | {"hold_from": e["window_start"]})
         return None
     if all(m.level == "normal" for m in marks[-rules.resolve_after :]):
         span = judged[-rules.resolve_after :]
-        return Decision(
-            "resolve", None, evidence(metric, base, span, marks[-rules.resolve_after :])
-        )
+        # past the hold, judged against the windows as they are: the level has become usual
+        reason = NORMAL if held or base is alert.baseline else NEW_NORMAL
+        e = evidence(metric, base, span, marks[-rules.resolve_after :])
+        return Decision("resolve", None, e | {"reason": reason})
     recent = marks[-rules.open_after :]
-    if open_severity == WARNING and all(m.level == CRITICAL for m in recent):
+    if alert.severity == WARNING and all(m.level == CRITICAL for m in recent):
         span = judged[-rules.open_after :]
-        return Decision("escalate", CRITICAL, evidence(metric, base, span, recent))
+        e = evidence(metric, base, span, recent)
+        since = alert.hold_from.isoformat() if alert.hold_from else e["window_start"]
+        return Decision("escalate", CRITICAL, e | {"hold_from": since})
     return None
 
 
@@ -343,6 +448,7 @@ def evidence(
         "metric": metric,
         "unit": {LATENCY: "ms", ERRORS: "ratio", THROUGHPUT: "calls/min"}[metric],
         "baseline": _round(base.center),
+        "baseline_spread": _round(base.spread),
         "spread": _round(last.spread if last.spread is not None else base.spread),
         "baseline_kind": base.kind,
         "baseline_windows": base.windows,
@@ -352,6 +458,20 @@ def evidence(
         "threshold": _round(last.threshold),
         "critical_threshold": _round(last.critical),
         "normal_threshold": _round(last.normal),
+        "window_start": span[0].start.isoformat(),
+        "window_end": span[-1].end.isoformat(),
+        "window_minutes": span[0].minutes,
+    }
+
+
+def no_data_evidence(metric: str, span: Sequence[Window], rules: Rules) -> dict[str, Any]:
+    """Why an alert resolved for want of data: its windows with too few calls to judge."""
+    return {
+        "metric": metric,
+        "unit": {LATENCY: "ms", ERRORS: "ratio", THROUGHPUT: "calls/min"}[metric],
+        "reason": NO_DATA,
+        "min_calls": rules.min_calls,
+        "calls": [w.calls for w in span],
         "window_start": span[0].start.isoformat(),
         "window_end": span[-1].end.isoformat(),
         "window_minutes": span[0].minutes,

@@ -67,8 +67,9 @@ async def _batch(
 ) -> None:  # fmt: skip
     ids = [r["id"] for r in installs]
     history = _merged(detector.history_spans(start, rules))
+    recent = end - rules.size * rules.span  # an open alert's windows without data reach back
     rows: dict[uuid.UUID, list[tuple]] = defaultdict(list)
-    for r in await repository.minutes(conn, ids, [*history, (start, end)]):
+    for r in await repository.minutes(conn, ids, _merged([*history, (min(recent, start), end)])):
         rows[r["connector_id"]].append((r["bucket"], r["calls"], r["errors"], r["records"],
                                         r["latency_index"], r["latency_count"]))  # fmt: skip
     alerts: dict[uuid.UUID, dict[str, asyncpg.Record]] = defaultdict(dict)
@@ -84,19 +85,14 @@ async def _batch(
                 lo = max(lo, detector.align(first, rules.window_minutes))
             if lo < hi:
                 past += detector.windows(mine, start=lo, end=hi, minutes=rules.window_minutes)
-        judged = detector.windows(mine, start=start, end=end, minutes=rules.window_minutes)
-        bases = detector.baselines(past, start, rules)
-        for metric in detector.METRICS:
-            current = alerts[install["id"]].get(metric)
-            decision = detector.decide(
-                metric, judged, bases[metric], rules,
-                open_severity=current["severity"] if current else None,
-            )  # fmt: skip
-            if decision is None:
-                continue
+        judged = detector.windows(mine, start=recent, end=end, minutes=rules.window_minutes)
+        current = alerts[install["id"]]
+        held = {m: detector.Open.of(a["severity"], a["evidence"]) for m, a in current.items()}
+        for metric, decision in detector.assess(past, judged, rules, held).items():
             try:
                 async with conn.transaction():  # a savepoint
-                    await _apply(conn, install, metric, current, decision, now, outcome)
+                    await _apply(conn, install, metric, current.get(metric), decision, now,
+                                 outcome)  # fmt: skip
             except Exception as exc:  # this install's change is lost, the others go on
                 outcome.failed += 1
                 log.warning("alert_change_failed", integration_id=str(install["id"]),

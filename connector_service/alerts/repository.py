@@ -65,7 +65,7 @@ async def minutes(
 
 async def open_alerts(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT id, connector_id, metric, severity FROM connector_alerts"
+        "SELECT id, connector_id, metric, severity, evidence FROM connector_alerts"
         " WHERE state = 'open' AND connector_id = ANY($1::uuid[])",
         ids,
     )

@@ -289,3 +289,112 @@ async def _goes_through(client: httpx.AsyncClient, iid: str) -> None:
             return
         assert time.monotonic() < deadline, r.text
         await asyncio.sleep(0.3)
+
+
+async def _minutes(dsn: str, rows: list[tuple]) -> None:
+    """Minute rollups ``(install, tenant, bucket, calls, p95_ms)``: every call at that latency."""
+    async with connected(dsn) as conn:
+        await conn.executemany(
+            "INSERT INTO connector_metric_minutes (connector_id, bucket, tenant_id, service_name,"
+            " calls, errors, records, latency_sum_ms, latency_max_ms, latency_index,"
+            " latency_count) VALUES ($1, $2, $3, 'crm', $4, 0, 0, $5, $6, $7, $8)",
+            [(iid, at, tid, calls, ms * calls, ms, [histogram.index(ms)], [calls])
+             for iid, tid, at, calls, ms in rows],
+        )  # fmt: skip
+
+
+async def test_a_lasting_fault_stays_open_and_an_install_gone_quiet_resolves_as_no_data(
+    alerts_rig, dsn
+):
+    """The service's rules (5-minute windows) over an install's own rollups, evaluated at the end
+    of every window with an explicit ``now``, on installs with less than a day of history (a
+    trailing baseline): a latency fault lasting 8 hours holds its alert open to the end (the
+    faulty windows are kept out of the baseline) and it resolves on the recovery; an install
+    whose calls stop during a latency alert resolves it as ``no_data`` after 4 x resolve_after
+    windows without enough calls, audited and published, while its throughput alert stays."""
+    rules, five = Rules(), timedelta(minutes=5)
+    t = await make_tenant(dsn, role=Role.admin)
+    client = httpx.AsyncClient(base_url=alerts_rig.suite.gateway, headers=t.headers, timeout=30)
+    try:
+        r = await client.post("/api/v1/webhooks", json={
+            "url": "http://127.0.0.1:9/alerts", "event_types": ["alert.resolved"]})  # fmt: skip
+        assert r.status_code == 201, r.text
+    finally:
+        await client.aclose()
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    fault, recovery = t0 + timedelta(hours=8), t0 + timedelta(hours=16)
+    quiet = fault + timedelta(minutes=30)  # the silent install's last minute with calls
+    async with connected(dsn) as conn:
+        lasting, silent = [
+            await conn.fetchval(
+                "INSERT INTO integration_connectors (tenant_id, connector_name, service_name)"
+                " VALUES ($1, $2, 'crm') RETURNING id",
+                t.tenant_id,
+                name,
+            )
+            for name in ("lasting", "silent")
+        ]
+    rows = []
+    for i in range(18 * 60):
+        at = t0 + timedelta(minutes=i)
+        rows.append((lasting, t.tenant_id, at, 30, 400.0 if fault <= at < recovery else 100.0))
+        if at < quiet:
+            rows.append((silent, t.tenant_id, at, 30, 2000.0 if at >= fault else 100.0))
+    await _minutes(dsn, rows)
+
+    changes: list[tuple[datetime, str, str, str]] = []  # (now, install, metric, action)
+    async with connected(dsn) as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)  # no other loop meanwhile
+        try:
+            now = t0 + timedelta(hours=7)
+            while now <= t0 + timedelta(hours=17, minutes=30):
+                async with conn.transaction():
+                    outcome = await evaluate(conn, now=now, rules=rules, settle=timedelta(0),
+                                             integration_ids=[lasting, silent])  # fmt: skip
+                for action in ("opened", "escalated", "resolved"):
+                    for alert_id in getattr(outcome, action):
+                        row = await conn.fetchrow("SELECT connector_id, metric FROM"
+                                                  " connector_alerts WHERE id = $1", alert_id)  # fmt: skip
+                        who = "lasting" if row["connector_id"] == lasting else "silent"
+                        changes.append((now, who, row["metric"], action))
+                now += five
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+    alerts = {(r["connector_id"], r["metric"]): r for r in await fetch(
+        dsn, "SELECT * FROM connector_alerts WHERE connector_id = ANY($1::uuid[])",
+        [lasting, silent])}  # fmt: skip
+
+    # The lasting fault: opened after open_after windows, open all 8 hours, resolved on the
+    # recovery after resolve_after normal windows, judged against the baseline it opened on.
+    mine = [c for c in changes if c[1] == "lasting"]
+    assert mine == [
+        (fault + rules.open_after * five, "lasting", LATENCY, "opened"),
+        (recovery + rules.resolve_after * five, "lasting", LATENCY, "resolved"),
+    ], changes
+    a = alerts[(lasting, LATENCY)]
+    assert a["severity"] == CRITICAL and a["evidence"]["hold_from"] == fault.isoformat()
+    assert a["resolution"]["reason"] == "normal" and a["resolution"]["baseline_kind"] == "held"
+    assert a["resolution"]["baseline"] == pytest.approx(100, rel=0.1)
+    assert a["resolution"]["window_start"] == recovery.isoformat()
+
+    # The silent install: its latency alert resolves as no_data once the last no_data_windows
+    # windows have had too few calls (not one window sooner); its throughput alert stays.
+    mine = [c for c in changes if c[1] == "silent"]
+    no_data_at = quiet + rules.no_data_windows * five
+    assert (no_data_at, "silent", LATENCY, "resolved") in mine, changes
+    assert (no_data_at - five, "silent", LATENCY, "resolved") not in mine
+    assert [c[3] for c in mine if c[2] == LATENCY] == ["opened", "resolved"], changes
+    assert [c[3] for c in mine if c[2] == "throughput"] == ["opened"], changes
+    gone = alerts[(silent, LATENCY)]
+    assert gone["state"] == "resolved" and gone["resolved_at"] == no_data_at
+    assert gone["resolution"]["reason"] == "no_data"
+    assert gone["resolution"]["calls"] == [0] * rules.no_data_windows
+    assert gone["resolution"]["window_end"] == no_data_at.isoformat()
+    assert alerts[(silent, "throughput")]["state"] == "open"
+    audit = await fetch(dsn, "SELECT payload FROM audit_logs WHERE tenant_id = $1 AND action ="
+                             " 'alert.resolved'", t.tenant_id)  # fmt: skip
+    reasons = sorted(a["payload"]["evidence"]["reason"] for a in audit)
+    assert reasons == ["no_data", "normal"], audit
+    events = await fetch(dsn, "SELECT data FROM outbound_events WHERE tenant_id = $1"
+                              " AND type = 'alert.resolved'", t.tenant_id)  # fmt: skip
+    assert sorted(e["data"]["evidence"]["reason"] for e in events) == ["no_data", "normal"]

@@ -36,7 +36,8 @@ def judged(n: int = RULES.judged, **kw) -> list[d.Window]:
 
 def decide(metric, history, now_windows, *, open_severity=None):
     bases = d.baselines(history, NOW, RULES)
-    return d.decide(metric, now_windows, bases[metric], RULES, open_severity=open_severity)
+    alert = d.Open(open_severity) if open_severity else None
+    return d.decide(metric, now_windows, bases[metric], RULES, alert=alert)
 
 
 def test_minute_rows_are_summed_into_aligned_windows_with_empty_ones_listed():
@@ -153,15 +154,121 @@ def test_noise_alone_opens_next_to_nothing():
         lat = sorted(rng.lognormvariate(4.5, 0.5) for _ in range(calls))
         p95 = histogram.middle(histogram.index(lat[int(0.95 * calls)])) if calls else None
         ws.append(d.Window(start + i * SIZE, 5, calls, errors, 0, p95))
-    opened, state = 0, dict.fromkeys(d.METRICS)
+    opened, alerts = 0, {}
     for j in range(288, len(ws)):
         lo = j - RULES.judged + 1
-        bases = d.baselines(ws[max(0, lo - 7 * 288 - 20) : lo], ws[lo].start, RULES)
-        for metric in d.METRICS:
-            decision = d.decide(metric, ws[lo : j + 1], bases[metric], RULES,
-                                open_severity=state[metric])  # fmt: skip
-            if decision and decision.action == "open":
+        past = ws[max(0, lo - 7 * 288 - 20) : lo]
+        for metric, decision in d.assess(past, ws[lo - RULES.span + RULES.judged : j + 1],
+                                         RULES, alerts).items():  # fmt: skip
+            if decision.action == "open":
                 opened += 1
-            if decision:
-                state[metric] = decision.severity if decision.action != "resolve" else None
+            if decision.action == "resolve":
+                del alerts[metric]
+            else:
+                alerts[metric] = d.Open.of(decision.severity, decision.evidence)
     assert opened <= 1
+
+
+def series(days: float, level, calls=lambda i: 100) -> list[d.Window]:
+    """Windows from NOW - ``days``: ``level(i)`` the p95 of window i, ``calls(i)`` its calls."""
+    first = NOW - timedelta(days=days)
+    return [w(first + i * SIZE, calls=calls(i), p95=level(i)) for i in range(int(days * 288))]
+
+
+def run(ws: list[d.Window], first: int) -> list[tuple[int, str, str, dict]]:
+    """Evaluate at the end of every window from ``first`` as the service does (the reference
+    windows it reads, its open alerts): (window, metric, action, evidence) of every change."""
+    per_day, trailing = 288, RULES.trailing_hours * 12
+    slot = RULES.seasonal_slot_minutes // RULES.window_minutes + 1
+    alerts: dict[str, d.Open] = {}
+    changes = []
+    for j in range(first, len(ws)):
+        lo = j - RULES.judged + 1
+        past = ws[max(0, lo - trailing) : lo]
+        for day in range(1, RULES.seasonal_days + 1):
+            if lo - day * per_day - slot >= 0:
+                past += ws[lo - day * per_day - slot : lo - day * per_day + slot + RULES.judged]
+        judged = ws[max(0, j - RULES.span + 1) : j + 1]
+        for metric, decision in d.assess(past, judged, RULES, alerts).items():
+            changes.append((j, metric, decision.action, decision.evidence))
+            if decision.action == "resolve":
+                del alerts[metric]
+            else:
+                alerts[metric] = d.Open.of(decision.severity or "", decision.evidence)
+    return changes
+
+
+@pytest.mark.parametrize("days", [1, 10])  # a trailing baseline; a seasonal one
+def test_a_lasting_fault_stays_open_and_its_recovery_resolves_it(days):
+    """p95 100 ms, then 400 ms for 30 hours from 8 hours before the end of history: the faulty
+    windows never become the baseline (without the hold, the trailing median was the faulty
+    value after 3 hours and the alert resolved while the fault went on), and it resolves 3
+    windows into the recovery, judged against what was usual before it."""
+    start, length = days * 288 - 8 * 12, 30 * 12
+    rng = random.Random(days)
+    ws = series(days + 30 / 24, lambda i: (400.0 if start <= i < start + length else 100.0)
+                * rng.uniform(0.9, 1.1))  # fmt: skip
+    ws += [w(ws[-1].end + i * SIZE, p95=100.0 * rng.uniform(0.9, 1.1)) for i in range(24)]
+    changes = [c[:3] for c in run(ws, start - 24)]
+    assert changes == [
+        (start + RULES.open_after - 1, d.LATENCY, "open"),
+        (start + length + RULES.resolve_after - 1, d.LATENCY, "resolve"),
+    ]
+    resolution = run(ws, start - 24)[-1][3]
+    assert resolution["reason"] == d.NORMAL and resolution["baseline"] == pytest.approx(100, 0.1)
+
+
+def test_a_level_kept_past_hold_days_becomes_the_new_normal():
+    """A deliberate change (p95 100 -> 400 ms for good) holds its alert open for hold_days,
+    then resolves it as new_normal, judged against the windows as they now are."""
+    start = 4 * 288
+    ws = series(4 + RULES.hold_days + 1, lambda i: 400.0 if i >= start else 100.0)
+    changes = run(ws, start - 12)
+    assert [c[1:3] for c in changes] == [(d.LATENCY, "open"), (d.LATENCY, "resolve")]
+    (opened, *_), (resolved, *_, e) = changes
+    hold_end = opened - RULES.open_after + 1 + RULES.hold_days * 288
+    assert hold_end <= resolved - RULES.judged + 1 <= hold_end + 1  # the first after the hold
+    assert e["reason"] == d.NEW_NORMAL and e["baseline"] == pytest.approx(400, rel=0.1)
+
+
+def test_an_open_alert_resolves_as_no_data_after_enough_windows_without_a_verdict():
+    history = trailing()
+    quiet = RULES.no_data_windows
+    assert quiet == 4 * RULES.resolve_after
+    base = d.baselines(history, NOW, RULES)
+    open_ = d.Open(d.CRITICAL, NOW - timedelta(hours=1), base[d.LATENCY])
+    few = [w(NOW + i * SIZE, calls=RULES.min_calls - 1) for i in range(quiet)]
+    for metric in (d.LATENCY, d.ERRORS):
+        decision = d.decide(metric, few, base[metric], RULES, alert=open_)
+        assert decision is not None and decision.action == "resolve"
+        e = decision.evidence
+        assert e["reason"] == d.NO_DATA and e["calls"] == [RULES.min_calls - 1] * quiet
+        assert (e["window_start"], e["window_end"]) == (NOW.isoformat(), few[-1].end.isoformat())
+        assert e["min_calls"] == RULES.min_calls
+        # one window fewer, or one with enough calls among them: no verdict yet, stays open
+        assert d.decide(metric, few[1:], base[metric], RULES, alert=open_) is None
+        some = [*few[:-4], w(few[-4].start, p95=1000.0, errors=50), *few[-3:]]
+        assert d.decide(metric, some, base[metric], RULES, alert=open_) is None
+    # a collapse of calls is the throughput alert itself: it does not resolve for want of them
+    silent = [w(NOW + i * SIZE, calls=0) for i in range(quiet)]
+    assert d.decide(d.THROUGHPUT, silent, base[d.THROUGHPUT], RULES, alert=open_) is None
+    assert RULES.span == quiet and d.Rules(no_data_after=20).no_data_windows == 20
+
+
+def test_an_open_alert_is_read_back_from_its_evidence():
+    history = trailing()
+    opened = decide(d.LATENCY, history, judged(p95=200.0))
+    again = d.Open.of(opened.severity, opened.evidence)
+    assert again.hold_from == NOW and again.severity == d.WARNING
+    assert again.baseline.center == opened.evidence["baseline"] and again.baseline.kind == d.HELD
+    assert again.held(NOW + timedelta(days=RULES.hold_days) - SIZE, RULES)
+    assert not again.held(NOW + timedelta(days=RULES.hold_days), RULES)
+    # an escalation keeps where the hold began
+    later = [w(NOW + (RULES.judged + i) * SIZE, p95=2000.0) for i in range(RULES.judged)]
+    bases = d.baselines(history, later[0].start, RULES, {d.LATENCY: NOW})
+    worse = d.decide(d.LATENCY, later, bases[d.LATENCY], RULES, alert=again)
+    assert worse.action == "escalate" and worse.evidence["hold_from"] == NOW.isoformat()
+    # an alert stored before hold_from was kept: held from its window's start
+    old = {k: v for k, v in opened.evidence.items() if k not in ("hold_from", "baseline_spread")}
+    assert d.Open.of(d.WARNING, old).hold_from == NOW
+    assert d.Open.of(d.WARNING, old).baseline.spread == opened.evidence["spread"]
