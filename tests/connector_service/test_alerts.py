@@ -1,14 +1,17 @@
 """Anomaly alerts end to end: real calls through the gateway and connector_service to the demo
 CRM with its fault switches on (latency, then 5xx), the rollup job's own function, then the
 detector's evaluation; the alert is listed, acknowledged, and resolves by itself once the fault
-is lifted. A normal hour of history is back-filled into the minute rollups: no real minutes are
-waited for, except for the next minute to begin before the calls after the fault."""
+is lifted. A normal hour of history is back-filled into the minute rollups, and each evaluation
+is driven with an explicit ``now`` at the end of a minute the calls were read back in from the
+rollups: nothing has to fit inside a real minute. Only the calls after the fault wait for a
+minute later than the fault's last call to begin (a minute holding both is neither)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -114,10 +117,40 @@ async def _calls(client: httpx.AsyncClient, checks: str, actions: str) -> None:
     )  # fmt: skip
 
 
-async def _until_next_minute() -> datetime:
-    now = datetime.now(UTC)
-    nxt = _minute(now) + MINUTE
-    await asyncio.sleep((nxt - now).total_seconds() + 0.05)
+async def _landed(
+    dsn: str, client: httpx.AsyncClient, slow: str, failing: str, *, after: datetime
+) -> datetime:
+    """Rounds of calls (:func:`_calls`) from ``after`` on, until a minute holds CALLS of each
+    install's: that minute, read back from the rollups (the rollup job's own function over the
+    minutes they landed in). A round split by a minute's end is followed by another."""
+    ids = [uuid.UUID(slow), uuid.UUID(failing)]
+    deadline = time.monotonic() + 60
+    for rounds in range(1, 10):
+        await _calls(client, slow, failing)
+        await _recorded(dsn, ids, after, CALLS * rounds)
+        async with connected(dsn) as conn:
+            await rollup.roll_up(
+                conn, start=_minute(after), end=_minute(datetime.now(UTC)) + MINUTE
+            )
+            rows = await conn.fetch(
+                "SELECT bucket, connector_id, calls FROM connector_metric_minutes"
+                " WHERE connector_id = ANY($1::uuid[]) AND bucket >= $2",
+                ids, _minute(after),
+            )  # fmt: skip
+        calls: dict[datetime, dict[uuid.UUID, int]] = defaultdict(dict)
+        for r in rows:
+            calls[r["bucket"]][r["connector_id"]] = r["calls"]
+        full = sorted(m for m, per in calls.items() if all(per.get(i, 0) >= CALLS for i in ids))
+        if full:
+            return full[0]
+        assert time.monotonic() < deadline, calls
+    raise AssertionError(f"no minute with {CALLS} calls of each install")
+
+
+async def _after(minute: datetime) -> datetime:
+    """The start of the minute after ``minute``, once it has begun."""
+    nxt = minute + MINUTE
+    await asyncio.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
     return nxt
 
 
@@ -152,11 +185,6 @@ async def test_faults_open_alerts_that_are_listed_acknowledged_and_resolve(alert
             },
         )
         assert r.status_code == 201, r.text  # fmt: skip
-        if (datetime.now(UTC) - _minute(datetime.now(UTC))).total_seconds() > 45:
-            await _until_next_minute()  # the faulty calls and the probes all in one minute
-        fault_minute = _minute(datetime.now(UTC))
-        for iid in ids:
-            await _backfill(dsn, t.tenant_id, iid, fault_minute)
         opened_before = _opened_total(LATENCY), _opened_total(ERRORS)
 
         # The faults: every GET of contacts 1 s late, every POST of one a 503.
@@ -168,11 +196,13 @@ async def test_faults_open_alerts_that_are_listed_acknowledged_and_resolve(alert
                 "/admin/faults", json={"count": 1000, "paths": "/v1/contacts", **fault}
             )
             assert r.status_code == 201, r.text  # fmt: skip
-        await _calls(client, slow, failing)
+        began = datetime.now(UTC)
+        fault_minute = await _landed(dsn, client, slow, failing, after=began)
         await crm.delete("/admin/faults")
-        await _recorded(dsn, ids, fault_minute, CALLS)
         await _goes_through(client, failing)
-        assert _minute(datetime.now(UTC)) == fault_minute, "the fault's calls took too long"
+        fault_over = _minute(datetime.now(UTC))  # every faulty call was made by its end
+        for iid in ids:  # the hour before the first faulty call
+            await _backfill(dsn, t.tenant_id, iid, _minute(began))
 
         # One evaluation after the faulty minute opens both (the bound: open_after windows).
         # The failing install's calls are slow too (connector_service retries the 503s with
@@ -245,9 +275,7 @@ async def test_faults_open_alerts_that_are_listed_acknowledged_and_resolve(alert
         assert r.status_code == 404 and r.json()["code"] == "alert_not_found"
 
         # The fault lifted: the next minute's calls are normal and both resolve by themselves.
-        normal_minute = await _until_next_minute()
-        await _calls(client, slow, failing)
-        await _recorded(dsn, ids, normal_minute, CALLS)
+        normal_minute = await _landed(dsn, client, slow, failing, after=await _after(fault_over))
         outcome = await _evaluate(dsn, normal_minute, ids)
         assert {str(i) for i in outcome.resolved} == everyone, outcome
         r = await client.get("/api/v1/integrations/alerts", params={"state": "resolved"})
