@@ -30,20 +30,35 @@ const clock = (iso) => new Date(iso).toLocaleTimeString(undefined, { hour: '2-di
 
 // The evidence as a person reads it: what was seen, against what is usual and where that
 // comes from, and where the lines are.
-function evidence (metric, e, { resolved = false } = {}) {
+function evidence (metric, e, { resolved = false, seen = resolved ? 'Back to' : 'Observed' } = {}) {
   const m = METRICS[metric] || { what: metric, low: false }
   const calls = (e.calls || []).reduce((a, b) => a + b, 0)
-  const usual = e.baseline_kind === 'seasonal'
-    ? `the same time of day on earlier days (${e.baseline_windows} windows)`
-    : `the hours before (${e.baseline_windows} windows)`
+  const usual = {
+    seasonal: `the same time of day on earlier days (${e.baseline_windows} windows)`,
+    held: `what was usual before the alert opened (${e.baseline_windows} windows)`
+  }[e.baseline_kind] || `the hours before (${e.baseline_windows} windows)`
   const side = m.low ? 'below' : 'above'
-  const seen = resolved ? 'Back to' : 'Observed'
   return h('p', { class: 'evidence' },
     `${seen} ${amount(metric, e.observed)} for ${m.what} between ${clock(e.window_start)} and ${clock(e.window_end)}`,
     ` (${fmtNumber(calls)} calls), where ${amount(metric, e.baseline)} is usual, give or take ${amount(metric, e.spread)}, judging by ${usual}. `,
     resolved
       ? `It counts as normal again ${m.low ? 'above' : 'under'} ${amount(metric, e.normal_threshold)}.`
       : `An alert opens ${side} ${amount(metric, e.threshold)} and is critical ${side} ${amount(metric, e.critical_threshold)}; it resolves by itself once ${m.low ? 'back above' : 'under'} ${amount(metric, e.normal_threshold)}.`)
+}
+
+// How an alert was resolved: back to normal (the evidence of the windows it resolved on), no
+// longer judged for want of calls (no_data), or a level kept so long it became the usual one.
+function resolution (metric, r) {
+  if (r.reason === 'no_data') {
+    const calls = (r.calls || []).reduce((a, b) => a + b, 0)
+    return h('p', { class: 'evidence' },
+      `Closed for want of data: from ${clock(r.window_start)} to ${clock(r.window_end)} no ${r.window_minutes}-minute window had the ${fmtNumber(r.min_calls)} calls needed to judge it`,
+      ` (${fmtNumber(calls)} calls in all), so nothing showed the problem going on. It was not seen to recover: if calls resume and it is still there, a new alert opens.`)
+  }
+  if (r.reason !== 'new_normal') return evidence(metric, r, { resolved: true })
+  const now = evidence(metric, r, { resolved: true, seen: 'Now' })
+  now.prepend('Closed as the new normal: the level lasted long enough to become what is usual. ')
+  return now
 }
 
 function acknowledgement (alert) {
@@ -83,7 +98,7 @@ function render (alert) {
       badge(alert.severity === 'critical' ? 'Critical' : 'Warning', alert.severity === 'critical' ? 'bad' : 'warn'),
       resolved ? badge('Resolved', 'ok') : badge('Open', 'info')),
     evidence(alert.metric, alert.evidence),
-    resolved && alert.resolution ? evidence(alert.metric, alert.resolution, { resolved: true }) : null,
+    resolved && alert.resolution ? resolution(alert.metric, alert.resolution) : null,
     h('dl', { class: 'facts' },
       h('dt', {}, 'Opened'), h('dd', {}, h('time', { datetime: alert.opened_at }, fmtTime(alert.opened_at))),
       resolved ? [h('dt', {}, 'Resolved'), h('dd', {}, h('time', { datetime: alert.resolved_at }, fmtTime(alert.resolved_at)))] : null),
