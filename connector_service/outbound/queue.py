@@ -50,6 +50,15 @@ RETURNING d.id, d.event_id, d.tenant_id, d.endpoint_id, d.user_id, d.attempts,
 CANDIDATES_PER_ROW = 16
 
 
+async def plan_each_time(conn: asyncpg.Connection) -> None:
+    """For the rest of the caller's transaction, plan every statement with its values and the
+    tables' sizes now. An idle worker runs the claim on an empty queue again and again, and
+    PostgreSQL then caches a generic plan that runs a burst as nested loops over the whole
+    table (measured: the first claim of 200 after 10,000 deliveries were published took 7.9 s
+    on that plan, 16 ms planned afresh; a plan costs well under a millisecond)."""
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 async def claim(
     conn: asyncpg.Connection,
     *,

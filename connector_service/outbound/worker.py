@@ -196,6 +196,7 @@ class Deliverer:
         if room <= 0:
             return 0, 0
         async with self._db.connection() as conn, conn.transaction():
+            await queue.plan_each_time(conn)
             rows = await queue.claim(
                 conn, limit=room, lease_seconds=self._lease, per_target=AHEAD * PER_ENDPOINT,
                 busy=dict(self._busy),
@@ -406,6 +407,7 @@ class Deliverer:
         succeeded = list({r["endpoint_id"] for r in results if r["endpoint_id"] and r["ok"]})
         failed = list({r["endpoint_id"] for r in results if r["endpoint_id"] and not r["ok"]})
         async with self._db.connection() as conn, conn.transaction():
+            await queue.plan_each_time(conn)
             await queue.record(conn, results)
             disabled = await queue.endpoint_outcomes(
                 conn, succeeded=succeeded, failed=failed,
