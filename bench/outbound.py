@@ -222,10 +222,11 @@ def main() -> int:
         supervisor.start(spec, port)
         supervisor.wait_ready({spec.name: url}, timeout=60)
         total = args.events * args.endpoints
+        ref_pids = {"bench": [os.getpid()], "receivers": [receivers.pid]}
+        before = _cpu(ref_pids)
         ref = asyncio.run(reference(urls, args.events))
-        postmaster = psutil.Process(
-            int(Path(server.pgdata / "postmaster.pid").read_text().split()[0])
-        )
+        ref_cpu = {k: round(v - before[k], 2) for k, v in _cpu(ref_pids).items()}
+        postmaster = psutil.Process(server.get_pid())
 
         def pids() -> dict[str, list[int]]:
             return {"connector_service": [supervisor.procs[spec.name].pid],
@@ -237,7 +238,8 @@ def main() -> int:
         figures["load_avg_1m"] = [load_before[0], os.getloadavg()[0]]
         figures.update(events=args.events, endpoints=args.endpoints, posts=total,
                        deliveries_per_s=total / figures["drain_s"], reference_s=ref,
-                       reference_posts_per_s=total / ref, target_s=TARGET_SECONDS)  # fmt: skip
+                       reference_posts_per_s=total / ref, target_s=TARGET_SECONDS,
+                       reference_cpu_s=ref_cpu)  # fmt: skip
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -249,7 +251,7 @@ def main() -> int:
           f" ({figures['deliveries_per_s']:.0f}/s; target <= {TARGET_SECONDS:g} s),"
           f" {figures['failed_attempts']} failed attempts")  # fmt: skip
     print(f"reference: the same {total} POSTs by a plain aiohttp client: {ref:.2f} s"
-          f" ({figures['reference_posts_per_s']:.0f}/s)")  # fmt: skip
+          f" ({figures['reference_posts_per_s']:.0f}/s; CPU seconds: {ref_cpu})")  # fmt: skip
     print(f"first delivery recorded {figures['first_delivered_s']:.2f} s after the commit;"
           f" CPU seconds during the drain: {figures['cpu_s_during_drain']};"
           f" 1-minute load average before/after: {figures['load_avg_1m']}")  # fmt: skip
