@@ -173,10 +173,10 @@ class Deliverer:
 
     async def _pause(self, asked: int, got: int) -> None:
         poll = self._settings.outbound_poll_seconds
-        if not got:  # nothing due: the poll interval
+        if asked and not got:  # nothing due: the poll interval
             await asyncio.sleep(poll)
             return
-        if got >= asked:  # more may be due: as soon as there is room for a batch
+        if got >= asked:  # more may be due (or no room was left): once there is a batch's room
             while AHEAD * MAX_IN_FLIGHT - len(self._claimed) < CLAIM_AT_LEAST:
                 self._freed.clear()
                 await self._freed.wait()
