@@ -103,6 +103,10 @@ bench: install $(REDIS)
 	$(PY) bench/offline_merge.py
 	$(PY) bench/definitions.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/metrics_endpoint.py
+	$(PY) bench/metrics_history.py
+	$(PY) bench/alerts.py
+	$(PY) bench/outbound.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
