@@ -29,7 +29,9 @@ class MarketplaceSettings(CommonSettings):
         " installs and profile are read on every request)",
     )
     recommendations_health_window_seconds: int = Field(
-        7 * 86400, ge=60, description="How far back connector_metrics count for connector health"
+        7 * 86400,
+        ge=60,
+        description="How far back connector_service's call rollups count for connector health",
     )
     catalog_refresh_seconds: float = Field(
         30.0,

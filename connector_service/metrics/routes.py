@@ -45,7 +45,8 @@ async def metrics(
     start: From = None,
     end: To = None,
     step: Annotated[
-        int | None, Query(ge=1, description="seconds, a whole number of minutes")
+        int | None,
+        Query(ge=1, le=service.MAX_STEP_SECONDS, description="seconds, a whole number of minutes"),
     ] = None,
 ) -> dict[str, Any]:
     """The install's calls to its connector per step: calls, errors, error rate and latency

@@ -29,6 +29,8 @@ MAX_POINTS = 1000
 MIN_STEP = timedelta(seconds=60)
 HOUR = timedelta(hours=1)
 DEFAULT_WINDOW = timedelta(hours=24)
+AHEAD = timedelta(days=1)
+MAX_STEP_SECONDS = 366 * 86400
 QUANTILES = (0.5, 0.95, 0.99)
 _NONE = (None, None, None)
 _NO_CALLS = (0, 0, (), ())
@@ -93,13 +95,19 @@ def _bounds(
         raise InvalidWindow("from must be before to")
     if end - start > kept.hours:
         raise InvalidWindow(f"the window is at most {kept.hours.days} days")
+    # Nothing is kept outside these, and dates near the calendar's ends would overflow the steps.
+    if end > now + AHEAD or start < now - kept.hours - AHEAD:
+        raise InvalidWindow(f"the window lies within the last {kept.hours.days} days"
+                            " (and at most a day ahead)")  # fmt: skip
     return start, end
 
 
 def ranges(start: datetime, end: datetime, rolled_until: datetime | None, *, hours: bool) -> Ranges:
     """Where each part of [start, end) is read from: rollups before ``rolled_until`` (whole
     hours from the hour rollups when ``hours``), the raw rows after."""
-    cut = min(max(rolled_until or start, start), end)
+    # A rollup row holds its whole minute: the minute ``end`` falls in is read from raw rows,
+    # or calls after ``end`` would be counted.
+    cut = min(max(rolled_until or start, start), _minute(end))
     first, last = _hour(start - timedelta(microseconds=1)) + HOUR, _hour(cut)  # whole hours
     if not hours or first >= last:
         return Ranges((start, start), (start, cut), (cut, cut), (cut, end))

@@ -108,11 +108,40 @@ async def test_bad_windows_and_other_tenants_are_refused(install, dsn):
     ):
         r = await client.get(url, params=params)
         assert r.status_code == 422 and r.json()["code"] == "invalid_window", (params, r.text)
-    r = await client.get(url, params={"from": "yesterday"})
-    assert r.status_code == 422
+    # dates near the calendar's ends, and steps past a year: refused, not an overflow (500)
+    for params in (
+        {"from": "9999-12-31T23:00:00Z", "to": "9999-12-31T23:59:59Z", "step": 3600},
+        {"from": "0001-01-01T00:00:00Z", "to": "0001-01-01T01:00:00Z"},
+    ):
+        r = await client.get(url, params=params)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_window", (params, r.text)
+    for params in ({"from": "yesterday"}, {"step": 10**18}):
+        r = await client.get(url, params=params)
+        assert r.status_code == 422, (params, r.text)
     other = await make_tenant(dsn, role=Role.admin)
     r = await client.get(url, headers=other.headers)
     assert r.status_code == 404
+
+
+async def test_a_window_ending_inside_a_minute_counts_only_calls_before_its_end(install, dsn):
+    """A minute rollup holds its whole minute: the minute ``to`` falls in comes from raw rows."""
+    client, iid, t = install
+    minute = T0 + timedelta(hours=5)
+    async with connected(dsn) as conn:
+        await conn.executemany(
+            "INSERT INTO connector_metrics (tenant_id, connector_id, connector_name,"
+            " service_name, metric_type, value, labels, timestamp)"
+            " VALUES ($1, $2, 'crm', 'crm', 'latency_ms', 7.0, '{}'::jsonb, $3)",
+            [(t.tenant_id, uuid.UUID(iid), minute + timedelta(seconds=s)) for s in (10, 50)],
+        )
+        await rollup.roll_up(conn, start=minute, end=minute + timedelta(minutes=1))
+    window = {"from": minute.isoformat(), "to": (minute + timedelta(seconds=30)).isoformat()}
+    r = await client.get(f"/api/v1/integrations/{iid}/metrics", params={**window, "step": 60})
+    assert r.status_code == 200, r.text
+    assert r.json()["totals"]["calls"] == 1  # the call at :50 is after `to`
+    r = await client.get("/api/v1/integrations/metrics/summary", params=window)
+    assert r.status_code == 200, r.text
+    assert r.json()["totals"]["calls"] == 1
 
 
 def _bucketed(latencies: list[float], q: float) -> float:
