@@ -87,8 +87,8 @@ async def _batch(
                 past += detector.windows(mine, start=lo, end=hi, minutes=rules.window_minutes)
         judged = detector.windows(mine, start=recent, end=end, minutes=rules.window_minutes)
         current = alerts[install["id"]]
-        held = {m: detector.Open.of(a["severity"], a["evidence"]) for m, a in current.items()}
-        for metric, decision in detector.assess(past, judged, rules, held).items():
+        opened = {m: detector.Open.of(a["severity"], a["evidence"]) for m, a in current.items()}
+        for metric, decision in detector.assess(past, judged, rules, opened).items():
             try:
                 async with conn.transaction():  # a savepoint
                     await _apply(conn, install, metric, current.get(metric), decision, now,
