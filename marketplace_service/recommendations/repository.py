@@ -62,7 +62,9 @@ SELECT service_name, sum(calls)::bigint AS calls, sum(errors)::bigint AS errors 
            count(*) FILTER (WHERE m.metric_type = 'error' AND m.labels ->> 'outcome' IN
                             ('transport', 'timeout', 'retryable', 'invalid_response'))
     FROM connector_metrics m, bounds b
-    WHERE m.timestamp >= greatest(b.since, b.cut)
+    WHERE (m.timestamp >= greatest(b.since, b.cut)
+           -- an uninstalled install's rollups went with it; its raw rows stay (install NULL)
+           OR (m.connector_id IS NULL AND m.timestamp >= b.since AND m.timestamp < b.cut))
       AND m.metric_type IN ('latency_ms', 'error') AND m.service_name IS NOT NULL
     GROUP BY m.service_name
 ) counted

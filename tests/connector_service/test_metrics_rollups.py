@@ -214,3 +214,30 @@ async def test_the_marketplace_health_signal_reads_hours_older_than_the_raw_rows
         assert found[service] == (100, 30)
         week = {s for s, _, _ in await recommendations.health(conn, window_seconds=7 * 86400)}
         assert service not in week
+
+
+async def test_an_uninstalled_installs_failures_still_count_for_health(dsn):
+    """Uninstalling a failing connector (what a tenant does about one) takes its rollups with
+    it; its raw rows stay, without their install, and the health signal still counts them."""
+    from marketplace_service.recommendations import repository as recommendations
+
+    t = await make_tenant(dsn)
+    service = f"health-{uuid.uuid4().hex[:8]}"
+    async with connected(dsn) as conn:
+        install = await _install(conn, t.tenant_id, service)
+        at = await conn.fetchval("SELECT date_trunc('hour', now()) - interval '3 hours'")
+        rows = [("latency_ms", 5.0, at), ("latency_ms", 5.0, at), ("error", 1.0, at)]
+        await conn.executemany(
+            "INSERT INTO connector_metrics (tenant_id, connector_id, connector_name,"
+            " service_name, metric_type, value, labels, timestamp)"
+            " VALUES ($1, $2, 'x', $3, $4, $5, '{\"outcome\": \"timeout\"}'::jsonb, $6)",
+            [(t.tenant_id, install, service, kind, value, when) for kind, value, when in rows],
+        )
+        await rollup.roll_up(conn, start=at, end=at + timedelta(hours=1))
+        before = {s: (c, e) for s, c, e in await recommendations.health(
+            conn, window_seconds=86400)}  # fmt: skip
+        await conn.execute("DELETE FROM integration_connectors WHERE id = $1", install)
+        after = {s: (c, e) for s, c, e in await recommendations.health(
+            conn, window_seconds=86400)}  # fmt: skip
+    assert before[service] == (2, 1)
+    assert after[service] == (2, 1)
