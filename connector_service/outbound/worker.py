@@ -38,6 +38,7 @@ from functools import partial
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import structlog
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -65,7 +66,7 @@ DELIVERY_SECONDS = Histogram(
     "Duration of one webhook delivery attempt, answer read (at most 1 KiB) included.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-RESPONSE_BYTES = 1024
+RESPONSE_BYTES = queue.RESPONSE_BYTES
 # Sends (webhooks and emails) in flight per process, and per endpoint (all email counting as
 # one target, the SMTP server); twice as many are claimed ahead. bench/outbound.py: 10
 # endpoints on loopback drain fastest around here; a slow endpoint holds at most PER_ENDPOINT.
@@ -150,10 +151,13 @@ class Deliverer:
         self._freed = asyncio.Event()
         self._done = 0  # claimed rows finished (sent, or not sent), ever
         self._results: list[dict[str, Any]] = []
+        self._releases: list[tuple[uuid.UUID, uuid.UUID]] = []  # claimed, not sent: (id, lease)
         self._has_results = asyncio.Event()
 
     async def aclose(self) -> None:
         await self._session.close()
+        if self._mailer is not None:
+            self._mailer.close()
 
     async def run(self) -> None:
         """Deliver forever: claim as room frees up, record in batches. Cancelled (shutdown),
@@ -224,16 +228,19 @@ class Deliverer:
                 )  # fmt: skip
             target = r["endpoint_id"]
             post = partial(self._post, r, body, urls.get(target), signers.get(target, []))
-            self._start(target, post, claimed_at, self._settings.webhook_timeout_seconds)
+            self._start(target, r, post, claimed_at, self._settings.webhook_timeout_seconds)
         for r in mails:
             mail = partial(self._mail, r, to.get(r["id"]), tenants.get(r["tenant_id"], ""))
-            self._start(queue.MAIL_TARGET, mail, claimed_at, self._settings.smtp_timeout_seconds)
+            self._start(queue.MAIL_TARGET, r, mail, claimed_at,
+                        self._settings.smtp_timeout_seconds)  # fmt: skip
         return room, len(rows)
 
     def _start(
-        self, target: uuid.UUID, job: Callable[[], Awaitable[dict[str, Any]]], claimed_at: float,
-        timeout: float,
+        self, target: uuid.UUID, row: Any, job: Callable[[], Awaitable[dict[str, Any]]],
+        claimed_at: float, timeout: float,
     ) -> None:  # fmt: skip
+        """Send ``row`` (claimed, with its lease_id) by ``job`` once its endpoint and the
+        process have room; its result, or its release when it is not sent, is recorded."""
         self._busy[target] += 1
         gate = self._gates.get(target)
         if gate is None:
@@ -242,18 +249,20 @@ class Deliverer:
         deadline = claimed_at + self._lease - timeout - LEASE_MARGIN
         task = asyncio.create_task(self._when_free(gate, job, deadline))
         self._claimed.add(task)
-        task.add_done_callback(lambda t: self._finished(t, target))
+        task.add_done_callback(lambda t: self._finished(t, target, row))
 
     async def _when_free(
         self, gate: asyncio.Semaphore, job: Callable[[], Awaitable[dict[str, Any]]],
         deadline: float,
     ) -> dict[str, Any] | None:  # fmt: skip
         async with gate, self._sending:
-            if time.monotonic() > deadline:  # left leased: claimed again once the lease ends
+            if time.monotonic() > deadline:  # not sent: released, due again, no attempt used
                 return None
             return await job()
 
-    def _finished(self, task: asyncio.Task[dict[str, Any] | None], target: uuid.UUID) -> None:
+    def _finished(
+        self, task: asyncio.Task[dict[str, Any] | None], target: uuid.UUID, row: Any
+    ) -> None:
         self._claimed.discard(task)
         self._done += 1
         self._busy[target] -= 1
@@ -261,14 +270,19 @@ class Deliverer:
             del self._busy[target]
             self._gates.pop(target, None)
         self._freed.set()
-        if task.cancelled():
-            return  # shutting down: the row stays leased, sent again after the lease
-        if (exc := task.exception()) is not None:  # a bug: the row is retried after its lease
+        if task.cancelled() or (not (exc := task.exception()) and task.result() is None):
+            # shutting down, or its deadline passed waiting for room: not sent, released
+            self._releases.append((row["id"], row["lease_id"]))
+        elif exc is not None:  # a bug: a failed attempt, retried on the schedule
             log.error("outbound_send_crashed", error=type(exc).__name__)
-            return
-        if (result := task.result()) is not None:
-            self._results.append(result)
-            self._has_results.set()
+            self._results.append({
+                "id": row["id"], "endpoint_id": row["endpoint_id"], "ok": False, "status": None,
+                "duration_ms": 0.0, "response": None, "error": "internal_error",
+                "lease_id": row["lease_id"], **self._next(row, False),
+            })  # fmt: skip
+        else:
+            self._results.append({**task.result(), "lease_id": row["lease_id"]})
+        self._has_results.set()
 
     async def _record_forever(self) -> None:
         while True:
@@ -277,11 +291,13 @@ class Deliverer:
                 await asyncio.sleep(RECORD_DELAY)
             self._has_results.clear()
             batch, self._results = self._results, []
+            freed, self._releases = self._releases, []
             try:
-                await self._record(batch)
+                await self._record(batch, freed)
             except Exception as exc:  # the database may be down: keep them, try again
                 log.warning("outbound_record_failed", error=type(exc).__name__, results=len(batch))
                 self._results = (batch + self._results)[-RECORD_BACKLOG:]
+                self._releases = (freed + self._releases)[-RECORD_BACKLOG:]
                 self._has_results.set()
                 await asyncio.sleep(self._settings.outbound_poll_seconds)
 
@@ -292,13 +308,13 @@ class Deliverer:
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recorder
-        if self._results:
+        if self._results or self._releases:
             try:
                 async with asyncio.timeout(5):
-                    await self._record(self._results)
+                    await self._record(self._results, self._releases)
             except Exception as exc:  # the rows stay leased: sent again after the lease
                 log.warning("outbound_record_failed", error=type(exc).__name__)
-            self._results = []
+            self._results, self._releases = [], []
 
     def _signers_of(self, rows: list[Any]) -> dict[uuid.UUID, list[Webhook]]:
         if len(self._signers) > 10_000:
@@ -364,7 +380,7 @@ class Deliverer:
         return {
             "id": row["id"], "endpoint_id": row["endpoint_id"], "ok": ok, "status": status,
             "duration_ms": seconds * 1000, "error": error,
-            "response": answer.decode("utf-8", "ignore") if status else None,
+            "response": answer.decode("utf-8", "replace") if status else None,
             **self._next(row, ok),
         }  # fmt: skip
 
@@ -402,13 +418,23 @@ class Deliverer:
         took = (time.perf_counter() - started) * 1000
         return {**result, "ok": ok, "error": error, "duration_ms": took, **self._next(row, ok)}
 
-    async def _record(self, results: list[dict[str, Any]]) -> None:
-        """Every result in one transaction: attempts, next states, endpoints' streaks."""
-        succeeded = list({r["endpoint_id"] for r in results if r["endpoint_id"] and r["ok"]})
-        failed = list({r["endpoint_id"] for r in results if r["endpoint_id"] and not r["ok"]})
+    async def _record(
+        self, results: list[dict[str, Any]], releases: list[tuple[uuid.UUID, uuid.UUID]] = ()
+    ) -> None:  # fmt: skip
+        """Every result in one transaction: attempts, next states, endpoints' streaks; and the
+        rows claimed but not sent released. A result the database refuses sinks only itself."""
         async with self._db.connection() as conn, conn.transaction():
             await queue.plan_each_time(conn)
-            await queue.record(conn, results)
+            await queue.release(conn, list(releases))
+            try:
+                async with conn.transaction():  # a savepoint: a refused batch is undone alone
+                    held = await queue.record(conn, results)
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                log.error("outbound_record_refused", error=type(exc).__name__, results=len(results))
+                held = await self._record_each(conn, results)
+            results = [r for r in results if r["id"] in held]
+            succeeded = list({r["endpoint_id"] for r in results if r["endpoint_id"] and r["ok"]})
+            failed = list({r["endpoint_id"] for r in results if r["endpoint_id"] and not r["ok"]})
             disabled = await queue.endpoint_outcomes(
                 conn, succeeded=succeeded, failed=failed,
                 disable_after_seconds=self._settings.webhook_disable_after_days * 86400,
@@ -416,17 +442,35 @@ class Deliverer:
             for endpoint in disabled:
                 await self._disabled(conn, endpoint)
 
+    async def _record_each(self, conn: Any, results: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """Record one result at a time, each in a savepoint; one refused is recorded again
+        with nothing but its outcome (no status, answer or duration), and left leased (sent
+        again after its lease) if even that is refused."""
+        held: set[uuid.UUID] = set()
+        for result in results:
+            neutral = {**result, "status": None, "response": None, "duration_ms": 0.0,
+                       "error": "unrecordable_result"}  # fmt: skip
+            for attempt in (result, neutral):
+                try:
+                    async with conn.transaction():
+                        held |= await queue.record(conn, [attempt])
+                    break
+                except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                    log.error("outbound_result_refused", delivery_id=str(result["id"]),
+                              error=type(exc).__name__)  # fmt: skip
+        return held
+
     async def _disabled(self, conn: Any, endpoint: Any) -> None:
         await repository.cancel_pending(conn, [endpoint["id"]])
         since = endpoint["failing_since"].isoformat()
         await audit.record(
             conn, tenant_id=endpoint["tenant_id"], actor=SYSTEM_ACTOR,
             action="webhook.endpoint_disabled", target=f"webhook:{endpoint['id']}",
-            payload={"url": endpoint["url"], "failing_since": since},
+            payload={"url": service.masked_url(endpoint["url"]), "failing_since": since},
         )  # fmt: skip
         await events.publish(
             conn, tenant_id=endpoint["tenant_id"], type=events.ENDPOINT_DISABLED,
-            data={"endpoint_id": str(endpoint["id"]), "url": endpoint["url"],
+            data={"endpoint_id": str(endpoint["id"]), "url": service.masked_url(endpoint["url"]),
                   "description": endpoint["description"], "failing_since": since},
         )  # fmt: skip
         log.warning("webhook_endpoint_disabled", endpoint_id=str(endpoint["id"]))

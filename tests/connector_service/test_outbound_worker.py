@@ -156,13 +156,15 @@ async def test_sends_wait_for_room_and_a_late_one_is_not_sent(database, monkeypa
     try:
         now = time.monotonic()
         for _ in range(8):
-            d._start(a, job("a"), now, 2)
-            d._start(b, job("b"), now, 2)
-        # claimed longer ago than its lease allows to finish a send: left leased, not sent
-        d._start(b, job("late"), now - d._lease, 2)
+            d._start(a, {**_row(), "lease_id": uuid.uuid4()}, job("a"), now, 2)
+            d._start(b, {**_row(), "lease_id": uuid.uuid4()}, job("b"), now, 2)
+        # claimed longer ago than its lease allows to finish a send: not sent, released
+        late = {**_row(), "lease_id": uuid.uuid4()}
+        d._start(b, late, job("late"), now - d._lease, 2)
         await asyncio.wait_for(asyncio.gather(*d._claimed), 5)
         assert most == {"a": 3, "b": 3, "all": 5}
         assert sorted(r["target"] for r in d._results) == ["a"] * 8 + ["b"] * 8
+        assert d._releases == [(late["id"], late["lease_id"])]
         assert d._busy == {} and d._gates == {}
     finally:
         await d.aclose()
