@@ -211,16 +211,19 @@ async def list_deliveries(
     endpoint_id: uuid.UUID,
     *,
     limit: int,
-    before: Any = None,
+    before: tuple[Any, uuid.UUID] | None = None,
 ) -> list[asyncpg.Record]:
+    """A page newest first, in (created_at, id) descending order, strictly after ``before``
+    (deliveries published in one transaction share created_at)."""
+    before_at, before_id = before if before else (None, None)
     return await conn.fetch(
         "SELECT d.id, d.event_id, e.type, d.state, d.attempts, d.next_at, d.created_at,"
         " d.finished_at, d.replay_of FROM outbound_deliveries d"
         " JOIN outbound_events e ON e.id = d.event_id"
         " WHERE d.tenant_id = $1 AND d.endpoint_id = $2"
-        " AND ($3::timestamptz IS NULL OR d.created_at < $3)"
-        " ORDER BY d.created_at DESC, d.id LIMIT $4",
-        tenant_id, endpoint_id, before, limit,
+        " AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $5::uuid))"
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT $4",
+        tenant_id, endpoint_id, before_at, limit, before_id,
     )  # fmt: skip
 
 

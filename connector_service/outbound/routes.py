@@ -3,17 +3,19 @@ signing secrets (shown once), deliveries with every attempt, replays and test ev
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from common.db import Db, ReadDb
 from common.endpoints import EndpointPolicy
 from common.errors import PROBLEM_RESPONSES
-from common.internal_auth import CurrentPrincipal, requires
-from common.roles import Permission
+from common.internal_auth import CurrentPrincipal, Principal, requires
+from common.pagination import decode_cursor, encode_cursor
+from common.roles import Permission, allows
 from connector_service.integrations.routes import Ring
 from connector_service.outbound import repository, service
 from connector_service.outbound.events import EVENT_TYPES
@@ -53,11 +55,20 @@ Policy = Annotated[EndpointPolicy, Depends(_policy)]
 Grace = Annotated[float, Depends(_grace)]
 
 
+def _shown(row: Any, principal: Principal) -> EndpointOut:
+    """An endpoint as the caller may see it: whole for those who manage it, its URL's query
+    values (which may carry the receiver's token) masked for everyone else."""
+    out = EndpointOut.of(row)
+    if not allows(principal.role, Permission.manage):
+        out.url = service.masked_url(out.url)
+    return out
+
+
 @router.get("")
 async def list_endpoints(db: ReadDb, principal: CurrentPrincipal) -> EndpointList:
     """The tenant's endpoints, and the event types there are."""
     rows = await repository.list_endpoints(db, principal.tenant_id)
-    return EndpointList(items=[EndpointOut.of(r) for r in rows], event_types=list(EVENT_TYPES))
+    return EndpointList(items=[_shown(r, principal) for r in rows], event_types=list(EVENT_TYPES))
 
 
 @router.post("", status_code=201, dependencies=Admin)
@@ -80,7 +91,7 @@ async def get_endpoint(
     row = await service.get(db, principal.tenant_id, endpoint_id)
     secrets = await repository.secrets_summary(db, endpoint_id)
     return EndpointDetail(
-        **EndpointOut.of(row).model_dump(), secrets=[SecretOut(**dict(s)) for s in secrets]
+        **_shown(row, principal).model_dump(), secrets=[SecretOut(**dict(s)) for s in secrets]
     )
 
 
@@ -123,12 +134,14 @@ async def rotate_secret(
 @router.get("/{endpoint_id}/deliveries")
 async def list_deliveries(
     endpoint_id: uuid.UUID, db: ReadDb, principal: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[str | None, Query(max_length=512, description=(
+        "`next_before` of the previous page (a timestamp is taken too: what is older)"))] = None,
 ) -> DeliveryList:  # fmt: skip
-    """The endpoint's deliveries, newest first, each with its attempts."""
+    """The endpoint's deliveries, newest first (created_at, then id), each with its attempts."""
     await service.get(db, principal.tenant_id, endpoint_id)
     rows = await repository.list_deliveries(
-        db, principal.tenant_id, endpoint_id, limit=limit, before=before
+        db, principal.tenant_id, endpoint_id, limit=limit, before=_before(before)
     )
     attempts: dict[uuid.UUID, list[AttemptOut]] = {}
     for a in await repository.attempts_of(db, [r["id"] for r in rows]):
@@ -138,8 +151,20 @@ async def list_deliveries(
                     attempt_log=attempts.get(r["id"], []))
         for r in rows
     ]  # fmt: skip
-    last = rows[-1]["created_at"] if len(rows) == limit else None
-    return DeliveryList(items=items, next_before=last)
+    last = rows[-1] if len(rows) == limit else None
+    cursor = encode_cursor([last["created_at"].isoformat(), last["id"]]) if last else None
+    return DeliveryList(items=items, next_before=cursor)
+
+
+def _before(before: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) a page goes on after: a cursor this API issued, or a bare
+    timestamp (what ``next_before`` was until it became a cursor): everything older than it."""
+    if before is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(before), uuid.UUID(int=0)
+    at, after = decode_cursor(before, parse=(datetime.fromisoformat, uuid.UUID))
+    return at, after
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/replay", status_code=202, dependencies=Admin)

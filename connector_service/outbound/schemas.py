@@ -106,7 +106,9 @@ class DeliveryOut(BaseModel):
 
 class DeliveryList(BaseModel):
     items: list[DeliveryOut]
-    next_before: datetime | None = Field(description="Pass as before= for older deliveries")
+    next_before: str | None = Field(
+        description="Pass as before= for older deliveries (an opaque cursor)"
+    )
 
 
 class Queued(BaseModel):

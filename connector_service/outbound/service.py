@@ -9,13 +9,14 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from common import audit
 from common.crypto import Envelope, KeyRing
 from common.endpoints import EndpointPolicy
-from common.errors import NotFound
+from common.errors import Conflict, NotFound
 from connector_service.outbound import events, repository
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -28,6 +29,33 @@ class WebhookEndpointNotFound(NotFound):
 
 class DeliveryNotFound(NotFound):
     code, title = "webhook_delivery_not_found", "Webhook delivery not found"
+
+
+class EndpointDisabled(Conflict):
+    code, title = "webhook_endpoint_disabled", "Webhook endpoint disabled"
+
+
+MASK = "***"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the values of its query string and any password in it replaced by
+    :data:`MASK` (a receiver's token often rides there): what audit entries, events, emails
+    and non-admins get. Admins managing the endpoint see the URL whole."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{MASK}@{hostport}" if ":" in userinfo else netloc
+    query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")  # fmt: skip
+    if parts.query and not query:  # no key=value pairs: a bare token
+        query = MASK
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment and MASK))
 
 
 def new_secret() -> str:
@@ -81,7 +109,8 @@ async def create(
     secret = await _store_secret(conn, ring, endpoint, grace_seconds=0)
     await audit.record(
         conn, tenant_id=tenant_id, actor=actor, action="webhook.endpoint_created",
-        target=f"webhook:{endpoint['id']}", payload={"url": url, "event_types": event_types},
+        target=f"webhook:{endpoint['id']}",
+        payload={"url": masked_url(url), "event_types": event_types},
     )  # fmt: skip
     return endpoint, secret
 
@@ -116,7 +145,8 @@ async def update(
         await repository.cancel_pending(conn, [endpoint_id])
     await audit.record(
         conn, tenant_id=tenant_id, actor=actor, action="webhook.endpoint_updated",
-        target=f"webhook:{endpoint_id}", payload={k: v for k, v in changes.items()},
+        target=f"webhook:{endpoint_id}",
+        payload={k: masked_url(v) if k == "url" and v else v for k, v in changes.items()},
     )  # fmt: skip
     return endpoint
 
@@ -157,18 +187,28 @@ async def rotate(
 async def replay(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> uuid.UUID:
-    """Deliver a delivery's event again to its endpoint, with the same ``webhook-id``."""
+    """Deliver a delivery's event again to its endpoint, with the same ``webhook-id``.
+    Refused (:class:`EndpointDisabled`) while the endpoint is disabled: enable it first."""
     row = await repository.get_delivery(conn, tenant_id, delivery_id)
     if row is None or row["endpoint_id"] is None:
         raise DeliveryNotFound(f"no webhook delivery {delivery_id} in this tenant")
+    _require_enabled(await get(conn, tenant_id, row["endpoint_id"]))
     return await repository.replay(conn, tenant_id, delivery_id)
+
+
+def _require_enabled(endpoint: Any) -> None:
+    # a disabled endpoint takes no deliveries: one queued now would be sent (a claim does not
+    # look at the endpoint) yet could neither end the failure streak nor start one
+    if not endpoint["enabled"]:
+        raise EndpointDisabled("the webhook endpoint is disabled: enable it, then send again")
 
 
 async def send_test(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> tuple[uuid.UUID, uuid.UUID]:
-    """A ``webhook.test`` event to this endpoint only (enabled or not); (event, delivery)."""
-    await get(conn, tenant_id, endpoint_id)
+    """A ``webhook.test`` event to this endpoint only; (event, delivery). Refused
+    (:class:`EndpointDisabled`) while the endpoint is disabled."""
+    _require_enabled(await get(conn, tenant_id, endpoint_id))
     event_id = uuid.uuid4()
     delivery = await repository.insert_direct(
         conn, event_id=event_id, tenant_id=tenant_id, endpoint_id=endpoint_id, type=events.TEST,
