@@ -19,6 +19,11 @@ service's loop would (every evaluation sees the same windows the database would 
   the installs with enough calls to judge (a median of ``min_calls`` a window over the fault, or
   for throughput usually at that time), and the delay from the fault's start to the alert
   opening (median, p90, max, in minutes: windows are complete at their end).
+  Also: how many of the detected faults' alerts resolved while the fault went on, by reason
+  (``no_data``: an hour of windows too small to judge, e.g. a night's lull on a small install;
+  ``normal``: sampling luck on small windows; with ``--rules '{"hold_days": 0}'`` the faulty
+  windows enter the baseline and ``new_normal`` shows the lasting faults it absorbs; see
+  ``--fault-hours``).
 - Reference, same data: a naive static-threshold detector, evaluated on every window with no
   minimum of calls and no persistence: p95 > 2 x its trailing-6-hour mean, error ratio >
   2 x its trailing mean + 1 point, throughput < 0.5 x its trailing mean.
@@ -213,7 +218,7 @@ def fault_run(args: argparse.Namespace, rules: d.Rules, kind: str, seed: int) ->
     missed = {"detector": 0, "naive": 0}
     critical = 0
     judgeable, found_there = 0, 0
-    resolved_early = 0  # detected, then resolved while the fault went on
+    resolved_early: dict[str, int] = {}  # detected, then resolved while the fault went on
     for i in range(args.installs):
         rng = np.random.default_rng(seed + i)
         at = int(rng.integers(first + rules.judged, args.days * per_day - length))
@@ -236,7 +241,7 @@ def fault_run(args: argparse.Namespace, rules: d.Rules, kind: str, seed: int) ->
                 continue
             j, severity, *rest = hits[0]
             if name == "detector" and rest[0] is not None and rest[0] < at + length:
-                resolved_early += 1
+                resolved_early[rest[1]] = resolved_early.get(rest[1], 0) + 1
             delays[name].append((j + 1 - at) * rules.window_minutes)
             critical += name == "detector" and severity == d.CRITICAL
             found_there += name == "detector" and enough
