@@ -32,6 +32,16 @@ def _evidence(metric: str, observed: float, baseline: float, *, minutes_ago: int
     }  # fmt: skip
 
 
+def _no_data(*, minutes_ago: int) -> dict:
+    """A resolution for want of data: an hour of windows without the calls to judge."""
+    start = NOW - timedelta(minutes=minutes_ago)
+    return {
+        "metric": "error_ratio", "unit": "ratio", "reason": "no_data", "min_calls": 10,
+        "calls": [3, 0, 1, 2, 0, 0, 4, 1, 0, 2, 1, 0], "window_start": start.isoformat(),
+        "window_end": (start + timedelta(minutes=60)).isoformat(), "window_minutes": 5,
+    }  # fmt: skip
+
+
 async def _alerts(dsn: str, tenant_id: uuid.UUID, iid: str) -> dict[str, uuid.UUID]:
     rows = {
         "slow": ("latency_p95", "critical", "open", _evidence("latency_p95", 1240.0, 210.0,
@@ -40,6 +50,8 @@ async def _alerts(dsn: str, tenant_id: uuid.UUID, iid: str) -> dict[str, uuid.UU
                                                                 minutes_ago=40), None),
         "old": ("latency_p95", "warning", "resolved", _evidence("latency_p95", 400.0, 200.0,
                 minutes_ago=600), _evidence("latency_p95", 190.0, 200.0, minutes_ago=560)),
+        "quiet": ("error_ratio", "warning", "resolved", _evidence("error_ratio", 0.3, 0.01,
+                  minutes_ago=900), _no_data(minutes_ago=840)),
     }  # fmt: skip
     out = {}
     async with connected(dsn) as conn:
@@ -98,14 +110,17 @@ async def test_alerts_listed_acknowledged_and_counted_in_the_navigation(dash, si
 
     # the resolved ones, kept in the URL
     await page.get_by_label("Show").select_option("resolved")
-    await expect(cards).to_have_count(1)
+    await expect(cards).to_have_count(2)
+    quiet = page.locator(f"#alert-{ids['quiet']}")
+    await expect(quiet).to_contain_text("Closed for want of data")
+    await expect(quiet.get_by_role("button")).to_have_count(0)
     old = page.locator(f"#alert-{ids['old']}")
     await expect(old).to_contain_text("Resolved")
     await expect(old).to_contain_text("Back to 190 ms")
     await expect(old.get_by_role("button")).to_have_count(0)  # nothing to acknowledge now
     assert page.url.endswith("/alerts?state=resolved")
     await page.reload()
-    await expect(page.locator(".alert-card")).to_have_count(1)
+    await expect(page.locator(".alert-card")).to_have_count(2)
     await expect(page.get_by_label("Show")).to_have_value("resolved")
     await page.get_by_role("button", name="Dark theme").click()
     await settled(page)
