@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+from install_metrics import RAW_SERIES  # noqa: E402  (the endpoint's query before rollups)
 from machine import run_info  # noqa: E402  (bench/machine.py)
 
 from common import db, embedded, migrate  # noqa: E402
@@ -74,18 +75,6 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::floa
      AS r(tenant_id, connector_id, connector_name, service_name, metric_type, value, labels, ts)
 JOIN tenants t ON t.id = r.tenant_id
 LEFT JOIN integration_connectors ic ON ic.id = r.connector_id
-"""
-# The history's statement before the rollups (the reference of part 3).
-RAW_SERIES = """
-SELECT date_bin($4::interval, m.timestamp, $2::timestamptz) AS at,
-       count(*) FILTER (WHERE m.metric_type = 'latency_ms') AS calls,
-       count(*) FILTER (WHERE m.metric_type = 'error') AS errors,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value)
-           FILTER (WHERE m.metric_type = 'latency_ms') AS latency
-FROM connector_metrics m
-WHERE m.connector_id = $1 AND m.timestamp >= $2 AND m.timestamp < $3
-  AND m.metric_type IN ('latency_ms', 'error')
-GROUP BY 1 ORDER BY 1
 """
 
 
