@@ -135,7 +135,10 @@ class SyncEngine:
                 run_id = await repository.start_run(conn, integration_id, kind, pid)
             started = time.perf_counter()
             counts: dict[str, Any] = {"pulled": 0, "deleted": 0, "pushed": 0}
-            counts["streams"] = {}  # name -> keys upserted, deleted, counts: records.changed
+            # first loads' counts per stream, for records.changed at the run's end (merged
+            # pages publish theirs as they commit: _merge_pages)
+            counts["streams"] = {}
+            counts["run_id"] = run_id
             outcome, error = "succeeded", None
             try:
                 for stream in streams:
@@ -227,13 +230,7 @@ class SyncEngine:
     async def _pull(self, target: Target, stream: Mapping[str, Any], counts: dict) -> None:
         """One stream from its cursor: a first load (:mod:`loads`) or page by page."""
         name, pk = stream["name"], stream.get("primary_key") or "id"
-        before = (counts["pulled"], counts["deleted"])
-        try:
-            await self._pull_stream(target, name, pk, counts)
-        finally:
-            if "streams" in counts:  # a run's (catch-up pulls publish per page: _merge_pages)
-                _count_changes(counts, name, counts["pulled"] - before[0],
-                               counts["deleted"] - before[1])  # fmt: skip
+        await self._pull_stream(target, name, pk, counts)
 
     async def _pull_stream(self, target: Target, name: str, pk: str, counts: dict) -> None:
         async with self.db.connection() as conn:
@@ -243,10 +240,15 @@ class SyncEngine:
         if first is not None:
             start = first["cursor"] if first is not True else None
             load = loads.FirstLoad(self.store, self.db, target.id, name, pk, first)
-            before = counts["pulled"]
-            async with contextlib.aclosing(self._pages(target, name, start)) as pages:
-                await load.run(pages, counts)
-            PULLED.labels(target.service_name).inc(counts["pulled"] - before)
+            before = (counts["pulled"], counts["deleted"])
+            try:
+                async with contextlib.aclosing(self._pages(target, name, start)) as pages:
+                    await load.run(pages, counts)
+            finally:
+                if "streams" in counts:  # a run's: published at its end (loads.py commits)
+                    _count_changes(counts, name, counts["pulled"] - before[0],
+                                   counts["deleted"] - before[1])  # fmt: skip
+            PULLED.labels(target.service_name).inc(counts["pulled"] - before[0])
             return
         async with contextlib.aclosing(self._pages(target, name, cursor)) as pages:
             await self._merge_pages(target, name, pk, pages, counts)
@@ -259,16 +261,17 @@ class SyncEngine:
             page_records = page.get("records") or []
             page_deleted = [str(d) for d in page.get("deleted") or []]
             save = pulls.cursor_saver(target.id, name, page.get("next_cursor"))
-            if "streams" not in counts and (page_records or page_deleted):
-                # a catch-up pull (no run to publish at its end): an event per merged page
-                save = _publishing(save, target, _page_changed(name, pk, page_records,
-                                                               page_deleted))  # fmt: skip
+            if page_records or page_deleted:
+                # an event per merged page, committed with it (a crash after the commit loses
+                # none); a run's names the run
+                changed = _page_changed(name, pk, page_records, page_deleted)
+                if "run_id" in counts:
+                    changed["run_id"] = str(counts["run_id"])
+                save = _publishing(save, target, changed)
             await pulls.merge(self.store, target.id, name, pk, page_records, page_deleted, save)
             counts["pulled"] += len(page_records)
             counts["deleted"] += len(page_deleted)
             PULLED.labels(target.service_name).inc(len(page_records))
-            if "streams" in counts:
-                _note_keys(counts, name, pk, page_records, page_deleted)
 
     async def _pages(
         self, target: Target, name: str, cursor: str | None
@@ -404,24 +407,8 @@ class SyncEngine:
                     RETRIES.labels(target.service_name).inc()
 
 
-def _changes_of(counts: dict[str, Any], stream: str) -> dict[str, Any]:
-    return counts["streams"].setdefault(stream, {"up": [], "gone": [], "n_up": 0, "n_gone": 0})
-
-
-def _note_keys(
-    counts: dict[str, Any], stream: str, pk: str, records: list[Any], deleted: list[str]
-) -> None:
-    """Keep a page's keys for the run's records.changed events, at most MAX_KEYS of each kind
-    (past that, nothing per record)."""
-    seen = _changes_of(counts, stream)
-    if (room := outbound_events.MAX_KEYS - len(seen["up"])) > 0:
-        seen["up"] += [str(r.get(pk)) for r in records[:room] if isinstance(r, Mapping)]
-    if (room := outbound_events.MAX_KEYS - len(seen["gone"])) > 0:
-        seen["gone"] += deleted[:room]
-
-
 def _count_changes(counts: dict[str, Any], stream: str, upserted: int, deleted: int) -> None:
-    seen = _changes_of(counts, stream)
+    seen = counts["streams"].setdefault(stream, {"n_up": 0, "n_gone": 0})
     seen["n_up"] += upserted
     seen["n_gone"] += deleted
 
@@ -455,8 +442,10 @@ async def _publish_run(
     conn: Any, target: Target, run_id: uuid.UUID, kind: str, outcome: str, error: str | None,
     counts: dict[str, Any],
 ) -> None:  # fmt: skip
-    """The run's events, in the transaction that records its end: sync.finished or sync.failed,
-    and one records.changed per stream that pulled changes (a first load names no keys)."""
+    """The run's events, in the transaction that records its end: sync.finished or sync.failed
+    with the run's counts, and one records.changed per stream a first load built (counts, no
+    keys; the load's pages become visible together, in loads.py). Merged pages published
+    their own records.changed as they committed."""
     data = {"run_id": str(run_id), "kind": kind, "service_name": target.service_name,
             "connector_name": target.connector_name, "pulled": counts["pulled"],
             "deleted": counts["deleted"], "pushed": counts["pushed"]}  # fmt: skip
@@ -468,12 +457,9 @@ async def _publish_run(
     for stream, seen in counts["streams"].items():
         if not (seen["n_up"] or seen["n_gone"]):
             continue
-        changed = outbound_events.records_changed(stream=stream, origin="pull",
-                                                  upserted=seen["up"], deleted=seen["gone"],
-                                                  run_id=run_id)  # fmt: skip
+        changed = outbound_events.records_changed(stream=stream, origin="pull", run_id=run_id)
         changed.update(upserted=seen["n_up"], deleted=seen["n_gone"],
-                       truncated=seen["n_up"] > len(seen["up"])
-                       or seen["n_gone"] > len(seen["gone"]))  # fmt: skip
+                       truncated=bool(seen["n_up"] or seen["n_gone"]))  # fmt: skip
         await outbound_events.publish(conn, tenant_id=target.tenant_id,
                                       type=outbound_events.RECORDS_CHANGED, data=changed,
                                       integration_id=target.id)  # fmt: skip

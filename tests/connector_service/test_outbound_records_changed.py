@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -139,3 +140,42 @@ async def test_a_catch_up_pull_publishes_what_it_merged(rig, dsn, crm_slug):
         for k in catch_up["upserted_keys"]:
             r = await client.get(f"{base}/records/contacts/{k}")
             assert r.status_code == 200, (k, r.text)
+
+
+async def test_a_runs_merged_pages_publish_as_they_commit(rig, dsn, crm_slug):
+    """An incremental run's records.changed is committed with each merged page (before the
+    run's end, which a crash could stop from coming), naming the run; sync.finished, at the
+    end, carries the run's counts."""
+    t = await make_tenant(dsn, role=Role.admin)
+    await _subscribe(dsn, t.tenant_id)
+    client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
+    crm = httpx.AsyncClient(base_url=rig.crm.url, headers={"X-API-Key": rig.crm_key}, timeout=30)
+    async with client, crm:
+        assert (await crm.post("/admin/seed", json={"contacts": 3, "companies": 1})).is_success
+        iid = await install_crm(client, rig, crm_slug)
+        await wait_status(client, iid, "active")
+        base = f"/api/v1/integrations/{iid}"
+        await client.patch(base, json={"sync_interval_seconds": 0})
+        for _ in range(2):  # a first load, then an incremental run merging pages
+            asked = datetime.now(UTC)
+            # 409: the install's own first run is on; a run ending after asked is waited for
+            assert (await client.post(base + "/sync/run")).status_code in (202, 409)
+            deadline = time.monotonic() + 60
+            while True:
+                last = (await client.get(base + "/sync/status")).json()["last_run"]
+                if (last and last["outcome"] != "running" and last["finished_at"]
+                        and datetime.fromisoformat(last["finished_at"]) >= asked):  # fmt: skip
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            assert last["outcome"] == "succeeded", last
+            assert (await crm.post("/admin/seed", json={"contacts": 2, "companies": 0})).is_success
+    run = (await fetch(dsn, "SELECT id, finished_at FROM sync_runs WHERE integration_id = $1"
+                       " ORDER BY started_at DESC LIMIT 1", uuid.UUID(iid)))[0]  # fmt: skip
+    changed = await fetch(dsn, "SELECT data, created_at FROM outbound_events WHERE tenant_id = $1"
+                          " AND type = $2 AND data->>'run_id' = $3",
+                          t.tenant_id, events.RECORDS_CHANGED, str(run["id"]))  # fmt: skip
+    assert changed and {c["data"]["stream"] for c in changed} == {"contacts"}
+    assert sum(c["data"]["upserted"] for c in changed) >= 2
+    # committed before the transaction that ended the run
+    assert all(c["created_at"] < run["finished_at"] for c in changed)
