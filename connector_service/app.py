@@ -110,13 +110,14 @@ def create_app(settings: ConnectorServiceSettings | None = None) -> FastAPI:
             ),
             asyncio.create_task(listener.run(), name="sync-listen"),
             asyncio.create_task(metric_jobs.run_forever(db, settings), name="metric-rollups"),
-            asyncio.create_task(outbound.serve(app, settings), name="outbound-deliveries"),
             asyncio.create_task(  # outbox, dead letters, sync lag (issue 19, part 1)
                 DatabaseGauges(db).run_forever(settings.monitoring_gauge_seconds),
                 name="monitoring-gauges",
             ),
             asyncio.create_task(alerts_loop.run_forever(db, settings), name="alerts"),
         ]
+        if settings.outbound_deliver:
+            loops.append(asyncio.create_task(outbound.serve(app, settings), name="outbound"))
         try:
             yield
         finally:

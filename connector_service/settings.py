@@ -83,6 +83,10 @@ class ConnectorServiceSettings(CommonSettings):
     webhook_disable_after_days: float = Field(5.0, gt=0, le=365)
     # A rotated signing secret keeps signing beside the new one this long.
     webhook_secret_grace_hours: float = Field(24.0, ge=0, le=24 * 30)
+    # Whether this process runs the delivery loop (and the outbound sweep). Every process may:
+    # they share the queue. Off: deliveries are left to the processes that have it on, e.g.
+    # dedicated delivery replicas.
+    outbound_deliver: bool = True
     outbound_poll_seconds: float = Field(0.5, gt=0, le=60)
     outbound_batch_size: int = Field(200, ge=1, le=5000)
     outbound_retention_days: float = Field(30.0, gt=0)

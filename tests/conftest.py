@@ -110,6 +110,10 @@ def suite_env(
         "SEEDOS_GATEWAY_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_MARKETPLACE_CONNECTOR_SERVICE_URL": f"http://127.0.0.1:{ports['connector_service']}",
         "SEEDOS_GATEWAY_MARKETPLACE_SERVICE_URL": f"http://127.0.0.1:{ports['marketplace_service']}",
+        # Every suite shares the database, and so the outbound queue: a suite's delivery loop
+        # would take other tests' deliveries and judge them by its own egress rule. Off unless
+        # a test delivers (and then by one rule at a time).
+        "SEEDOS_CONNECTOR_OUTBOUND_DELIVER": "false",
         **extra,
     }
 

@@ -5,6 +5,7 @@ loopback allowed for egress, a short retry schedule and a short disabling time."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -116,6 +117,7 @@ def outbound_env(smtp_port: int) -> dict[str, str]:
         # the receivers listen on loopback: listed for egress, as an operator would list a
         # network (production mode otherwise allows public addresses only)
         "SEEDOS_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "SEEDOS_CONNECTOR_OUTBOUND_DELIVER": "true",  # off in other suites (tests/conftest.py)
         "SEEDOS_CONNECTOR_WEBHOOK_RETRY_SCHEDULE_SECONDS": json.dumps(SCHEDULE),
         "SEEDOS_CONNECTOR_WEBHOOK_DISABLE_AFTER_DAYS": str(DISABLE_AFTER_SECONDS / 86400),
         "SEEDOS_CONNECTOR_WEBHOOK_TIMEOUT_SECONDS": "2",
@@ -125,3 +127,29 @@ def outbound_env(smtp_port: int) -> dict[str, str]:
         "SEEDOS_CONNECTOR_SMTP_STARTTLS": "false",
         "SEEDOS_CONNECTOR_SMTP_TIMEOUT_SECONDS": "2",
     }
+
+
+@asynccontextmanager
+async def production_deliveries(database: Any) -> AsyncIterator[None]:
+    """A delivery loop in this process under production's egress rule (public addresses only):
+    the suites leave delivering off (tests/conftest.py), so a test of what that rule refuses at
+    send time runs this one for its duration."""
+    from common.credential_keys import KeyRing
+    from common.endpoints import DEFAULT_EGRESS
+    from connector_service.outbound import worker
+    from connector_service.settings import ConnectorServiceSettings
+    from tests.conftest import TEST_KEY_RING
+
+    settings = ConnectorServiceSettings(
+        outbound_poll_seconds=0.1, webhook_timeout_seconds=2, egress_allowed_networks=DEFAULT_EGRESS
+    )
+    deliverer = worker.Deliverer(database, KeyRing.from_json(TEST_KEY_RING),
+                                 policy=settings.egress_policy(), settings=settings)  # fmt: skip
+    task = asyncio.create_task(deliverer.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await deliverer.aclose()

@@ -2,7 +2,7 @@
 addresses only): a URL leading to loopback, a private network or the metadata address is
 refused at creation with a 422 problem before anything connects; and an endpoint whose address
 turned non-public after it was saved (DNS rebinding) gets a failed attempt, resolved and
-refused at send time, again without a connection."""
+refused at send time by a delivery loop under the same rule, again without a connection."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from common.crypto import KeyRing
 from common.endpoints import EndpointPolicy, parse_networks
 from connector_service.outbound import events, service
 from tests.conftest import TEST_KEY_RING
+from tests.connector_service.outbound_rig import production_deliveries
 from tests.support import connected, free_port, make_tenant
 
 
@@ -53,7 +54,8 @@ async def test_non_public_urls_are_refused_before_connecting(suite, dsn, listene
     assert accepted == []
 
 
-async def test_an_address_refused_at_send_time_is_a_failed_attempt(suite, dsn, listener):
+async def test_an_address_refused_at_send_time_is_a_failed_attempt(suite, dsn, database,
+                                                                  listener):  # fmt: skip
     port, accepted = listener
     t = await make_tenant(dsn)
     # saved as if its name had led to a public address then, and to loopback now
@@ -64,7 +66,10 @@ async def test_an_address_refused_at_send_time_is_a_failed_attempt(suite, dsn, l
             actor="test", url=f"http://127.0.0.1:{port}/hook",
             event_types=[events.SYNC_FAILED], description="",
         )  # fmt: skip
-    async with httpx.AsyncClient(base_url=suite.gateway, headers=t.headers, timeout=30) as c:
+    async with (
+        production_deliveries(database),
+        httpx.AsyncClient(base_url=suite.gateway, headers=t.headers, timeout=30) as c,
+    ):
         r = await c.post(f"/api/v1/webhooks/{endpoint['id']}/test")
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 15

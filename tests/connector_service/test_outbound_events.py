@@ -1,8 +1,9 @@
 """The events existing code publishes, each in the transaction of its change: a sync run's end
 (sync.finished, with its counts), the records it pulled (records.changed per stream, with keys
 on an incremental run), a platform-side edit (records.changed, origin platform), an install's
-status (integration.status_changed). The rig's suite keeps the default egress rule, so the
-deliveries (to loopback) are failed attempts, refused before connecting."""
+status (integration.status_changed). A delivery loop under production's egress rule (the
+suites deliver nothing) makes the deliveries to loopback failed attempts, refused before
+connecting."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from common.endpoints import EndpointPolicy, parse_networks
 from common.roles import Role
 from connector_service.outbound import events, service
 from tests.conftest import TEST_KEY_RING
+from tests.connector_service.outbound_rig import production_deliveries
 from tests.connector_service.rig import fetch, install_crm, wait_status
 from tests.support import connected, make_tenant
 
@@ -43,7 +45,7 @@ async def _events(dsn, tenant_id, type_):
     return [r["data"] for r in rows]
 
 
-async def test_sync_records_and_status_publish_events(rig, dsn, crm_slug):
+async def test_sync_records_and_status_publish_events(rig, dsn, database, crm_slug):
     t = await make_tenant(dsn, role=Role.admin)
     client = httpx.AsyncClient(base_url=rig.suite.gateway, headers=t.headers, timeout=30)
     anything = EndpointPolicy(parse_networks("0.0.0.0/0,127.0.0.0/8"), name="test")
@@ -91,11 +93,12 @@ async def test_sync_records_and_status_publish_events(rig, dsn, crm_slug):
         assert [s["status"] for s in statuses] == ["active", "disabled"]
         assert statuses[0]["previous"] == "pending" and statuses[-1]["integration_id"] == iid
 
-    # the rig's egress rule refuses loopback: failed attempts, nothing connected
-    deadline = time.monotonic() + 15
-    while not (rows := await fetch(dsn, "SELECT a.error FROM outbound_attempts a JOIN"
-                                   " outbound_deliveries d ON d.id = a.delivery_id"
-                                   " WHERE d.endpoint_id = $1", endpoint["id"])):  # fmt: skip
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
+    # production's egress rule refuses loopback: failed attempts, nothing connected
+    async with production_deliveries(database):
+        deadline = time.monotonic() + 15
+        while not (rows := await fetch(dsn, "SELECT a.error FROM outbound_attempts a JOIN"
+                                       " outbound_deliveries d ON d.id = a.delivery_id"
+                                       " WHERE d.endpoint_id = $1", endpoint["id"])):  # fmt: skip
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
     assert {r["error"] for r in rows} == {"address_refused"}

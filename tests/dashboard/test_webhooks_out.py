@@ -35,6 +35,7 @@ async def dash(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     rig = start_rig(
         dsn, tmp_path_factory.mktemp("webhooks-out"),
         SEEDOS_EGRESS_ALLOWED_NETWORKS="127.0.0.0/8",
+        SEEDOS_CONNECTOR_OUTBOUND_DELIVER="true",  # off in other suites (tests/conftest.py)
         SEEDOS_CONNECTOR_WEBHOOK_RETRY_SCHEDULE_SECONDS=json.dumps([0.5, 1, 1]),
         SEEDOS_CONNECTOR_OUTBOUND_POLL_SECONDS="0.1",
     )  # fmt: skip
