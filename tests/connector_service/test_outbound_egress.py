@@ -10,32 +10,13 @@ import asyncio
 import time
 
 import httpx
-import pytest
 
 from common.crypto import KeyRing
 from common.endpoints import EndpointPolicy, parse_networks
 from connector_service.outbound import events, service
 from tests.conftest import TEST_KEY_RING
 from tests.connector_service.outbound_rig import production_deliveries
-from tests.support import connected, free_port, make_tenant
-
-
-@pytest.fixture
-async def listener():
-    """A TCP server on loopback counting the connections it accepts."""
-    accepted: list[int] = []
-
-    async def on_connect(reader, writer):
-        accepted.append(1)
-        writer.close()
-
-    port = free_port()
-    server = await asyncio.start_server(on_connect, "127.0.0.1", port)
-    try:
-        yield port, accepted
-    finally:
-        server.close()
-        await server.wait_closed()
+from tests.support import connected, make_tenant
 
 
 async def test_non_public_urls_are_refused_before_connecting(suite, dsn, listener):

@@ -13,7 +13,6 @@ import secrets
 import time
 import uuid
 
-import pytest
 from standardwebhooks import Webhook
 
 from common.crypto import KeyRing
@@ -22,7 +21,7 @@ from connector_service.outbound import events, queue, service, worker
 from connector_service.settings import ConnectorServiceSettings
 from tests.conftest import TEST_KEY_RING
 from tests.connector_service.outbound_rig import receiver
-from tests.support import connected, free_port, make_tenant
+from tests.support import connected, make_tenant
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
@@ -41,24 +40,6 @@ def _deliverer(database, networks: str) -> worker.Deliverer:
 def _row() -> dict:
     return {"id": uuid.uuid4(), "endpoint_id": uuid.uuid4(), "event_id": uuid.uuid4(),
             "attempts": 1}  # fmt: skip
-
-
-@pytest.fixture
-async def listener():
-    """A TCP server on loopback counting the connections it accepts."""
-    accepted: list[int] = []
-
-    async def on_connect(reader, writer):
-        accepted.append(1)
-        writer.close()
-
-    port = free_port()
-    server = await asyncio.start_server(on_connect, "127.0.0.1", port)
-    try:
-        yield port, accepted
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_name_connects_to_the_address_the_rule_checked(database):
