@@ -192,9 +192,14 @@ async def test_every_selector_of_the_dashboards_and_rules_has_series(prometheus,
         if missing:
             await asyncio.sleep(1)
     assert not missing, f"no series for {len(missing)} selectors: {sorted(missing)}"
-    # and the recorded rates carry the traffic
+    # and the recorded rates carry traffic: a rate needs two samples that differ, and the
+    # traffic above may all lie before the first scrape, so some comes now, while it scrapes
+    query = {"query": "sum(service:seedos_http_requests:rate5m)"}
     async with httpx.AsyncClient(base_url=prometheus, timeout=10) as api:
-        r = await api.get(
-            "/api/v1/query", params={"query": "sum(service:seedos_http_requests:rate5m)"}
-        )
-        assert float(r.json()["data"]["result"][0]["value"][1]) > 0
+        while True:
+            assert (await client.get(base)).status_code == 200
+            result = (await api.get("/api/v1/query", params=query)).json()["data"]["result"]
+            if result and float(result[0]["value"][1]) > 0:
+                break
+            assert time.monotonic() < deadline, f"the recorded request rate stayed {result}"
+            await asyncio.sleep(0.5)
