@@ -24,7 +24,7 @@ from common.roles import Role
 from tests.connector_service.rig import Rig, install_crm, register, start_rig, stop_rig, wait_status
 from tests.monitoring.selectors import all_selectors
 from tests.monitoring.tools import PROMETHEUS_CONFIG_DIR, binary
-from tests.support import free_port, make_tenant
+from tests.support import free_port, make_tenant, metric_total
 
 DEADLINE = 60  # seconds for every selector to resolve once the traffic is through
 
@@ -180,9 +180,32 @@ async def missing_selectors(prometheus: str, selectors: set[str]) -> set[str]:
     return missing
 
 
-async def test_every_selector_of_the_dashboards_and_rules_has_series(prometheus, crm_world):
+async def pushes_here(
+    client: httpx.AsyncClient, crm: httpx.AsyncClient, base: str, connector_service: str
+) -> None:
+    """Every connector_service process pushes every install's outbox, and the session's suite
+    shares this database: the pushes above may have gone through another process than the one
+    Prometheus scrapes. Edit again until one is pushed from this one (its counter has a series)."""
+    keys = sorted(c["id"] for c in (await crm.get("/v1/contacts")).json()["results"])
+    for attempt in range(10):
+        text = (await client.get(connector_service + "/metrics")).text
+        if metric_total(text, "seedos_sync_records_pushed_total") > 0:
+            return
+        r = await client.patch(f"{base}/records/contacts/{keys[2]}",
+                               json={"phone": f"+1 555 {attempt}"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        await until(lambda: _outbox_empty(client, base))
+    raise AssertionError("no push went through the scraped connector_service in 10 edits")
+
+
+async def _outbox_empty(client: httpx.AsyncClient, base: str) -> bool:
+    return (await client.get(base + "/sync/status")).json()["outbox_depth"] == 0
+
+
+async def test_every_selector_of_the_dashboards_and_rules_has_series(prometheus, crm_world, rig):
     client, crm, base = crm_world
     await traffic(client, crm, base)
+    await pushes_here(client, crm, base, rig.suite.connector_service)
     selectors = all_selectors()
     assert len(selectors) > 40
     deadline = time.monotonic() + DEADLINE
