@@ -114,6 +114,9 @@ def suite_env(
         # would take other tests' deliveries and judge them by its own egress rule. Off unless
         # a test delivers (and then by one rule at a time).
         "SEEDOS_CONNECTOR_OUTBOUND_DELIVER": "false",
+        # Likewise every suite's alert loop judges every install: once at its start, then hourly,
+        # so that a test's own evaluations (tests/connector_service/test_alerts.py) are alone.
+        "SEEDOS_CONNECTOR_ALERTS_EVALUATE_SECONDS": "3600",
         **extra,
     }
 

@@ -274,16 +274,30 @@ async def test_faults_open_alerts_that_are_listed_acknowledged_and_resolve(alert
         r = await client.post(f"/api/v1/integrations/alerts/{uuid.uuid4()}/ack")
         assert r.status_code == 404 and r.json()["code"] == "alert_not_found"
 
-        # The fault lifted: the next minute's calls are normal and both resolve by themselves.
-        normal_minute = await _landed(dsn, client, slow, failing, after=await _after(fault_over))
-        outcome = await _evaluate(dsn, normal_minute, ids)
-        assert {str(i) for i in outcome.resolved} == everyone, outcome
+        # The fault lifted: the next minute's calls are normal and both resolve by themselves
+        # (resolve_after=1). On a loaded machine a minute of real calls may still be slower than
+        # the line back to normal: up to three minutes of calls are made and judged.
+        resolved_ids: set[str] = set()
+        minutes, judged, normal_minute = [], [], fault_over
+        for _ in range(3):
+            normal_minute = await _landed(dsn, client, slow, failing,
+                                          after=await _after(normal_minute))  # fmt: skip
+            outcome = await _evaluate(dsn, normal_minute, ids)
+            minutes.append(normal_minute.isoformat())
+            judged.append(outcome)
+            resolved_ids |= {str(i) for i in outcome.resolved}
+            if resolved_ids == everyone:
+                break
+        seen = await fetch(dsn, "SELECT bucket, connector_id, calls, errors, latency_max_ms"
+                                " FROM connector_metric_minutes WHERE connector_id = ANY($1::uuid[])"
+                                " AND bucket >= $2 ORDER BY bucket", ids, fault_minute)  # fmt: skip
+        assert resolved_ids == everyone, (judged, [dict(r) for r in seen])
         r = await client.get("/api/v1/integrations/alerts", params={"state": "resolved"})
         resolved = {a["id"]: a for a in r.json()["items"]}
         back = resolved[str(latency["id"])]
         assert back["resolved_at"] and back["acknowledged_at"] == first.json()["acknowledged_at"]
         assert back["resolution"]["observed"] <= back["resolution"]["normal_threshold"]
-        assert back["resolution"]["window_start"] == normal_minute.isoformat()
+        assert back["resolution"]["window_start"] in minutes
         assert (await client.get("/api/v1/integrations/alerts")).json()["items"] == []
 
         audit = await fetch(dsn, "SELECT action, user_id FROM audit_logs WHERE tenant_id = $1"
