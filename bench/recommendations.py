@@ -1,43 +1,29 @@
-"""Recommendation quality (precision@5, recall@10 against two baselines) and latency at 10k x 10k.
+"""Recommendation quality against the field's baselines, and latency at 10k x 10k.
 
 Usage (no manual setup)::
 
-    .venv/bin/python bench/recommendations.py [--tenants 6000] [--requests 2000] [--seed 7]
-                                              [--json out.json]
+    .venv/bin/python bench/recommendations.py [--tenants 5000] [--seeds 5] [--jobs 2]
+        [--scenarios stacks,sequential,...] [--requests 2000] [--skip-latency] [--json out.json]
 
-Everything runs against a throwaway embedded PostgreSQL (migrated like production), deleted at
-the end.
+Quality (``bench/recs/``; docs/recommendations-evaluation.md explains every choice). Five
+scenarios, each a generator and a split: ``stacks`` (one install hidden at random),
+``sequential`` and ``migrations`` (each tenant's last install hidden: what comes next),
+``freetext`` (one hidden at random; industries as people write them, descriptions) and
+``temporal`` (the sequential population cut in time: the installs of the last four months are
+relevant). For each scenario and seed a population of ``--tenants`` is generated and split;
+every ranker (the engine and five baselines: most popular, popular in segment, item-kNN with
+plain co-occurrence counts, item-kNN normalised, EASE) is tuned by grid search on a validation
+split made from the training data alone by the same rule, refitted on the training data with
+the winning parameters and scored once on the test cases: precision@5, recall@10, NDCG@10,
+catalog coverage, and slices by how many installs the tenant had (0, 1, 0-1, 2-4, 5+). Figures
+are means over seeds with 95% confidence intervals (Student's t). The engine is the service's
+own code: ``model.build`` (what the refresh worker runs) and ``engine.recommend`` (what the
+route calls). A check loads one split into PostgreSQL and builds the statistics through
+``RecommendationEngine.refresh`` (the worker process reading the database) to show that the
+service ranks exactly as the in-process engine does.
 
-Quality. A synthetic population is generated (below), written to the database, and one installed
-connector per tenant is hidden (not written). The engine's statistics are then built by the
-service's own code from the database (``RecommendationEngine.refresh``: catalog, tenants,
-installs, metrics), and for every tenant the engine, a most-popular baseline (install counts
-over all tenants) and a popular-in-industry baseline (counts among the tenant's industry) each
-rank the connectors the tenant has not installed. A hit is the hidden connector in the top 5
-(precision@5 = hits / 5, averaged) or top 10 (recall@10, one hidden item per tenant). The
-engine is called in-process (``engine.recommend``, the function the route uses) so that 6,000
-tenants take seconds; the same function is what the latency part measures through the service.
-
-The synthetic population (``generate``), documented because the figures mean nothing without it:
-
-- Catalog: the 44 real connectors of the demo catalog plus 12 niche connectors per industry
-  (96), so 140 entries; the latency part adds generated long-tail entries up to 10,000.
-- Tenants: 8 industries (software 20%, fintech 15%, ecommerce 15%, healthcare 12%,
-  manufacturing 10%, media 10%, nonprofit 10%, education 8%); sizes in six employee bands
-  (1-10 30%, 11-50 30%, 51-200 20%, 201-1,000 12%, 1,001-5,000 5%, 5,001+ 3%).
-- Planted co-usage: 20 "stacks" over the real connectors (the Google suite, Microsoft, an
-  engineering stack, HubSpot-led growth, Salesforce-led enterprise, Shopify commerce, ...), each
-  with a weight per industry and a lean toward small or large companies, plus 3 niche stacks of
-  4 per industry that only that industry uses. A tenant adopts 1 + Poisson(0.6 + 0.25 x band)
-  stacks, drawn by weight without replacement, and installs each member with probability 0.7.
-- Noise: Poisson(1.0) further connectors per tenant drawn from a Zipf(1.0) popularity over the
-  whole catalog (ignoring stacks and industry); CRMs are mostly exclusive (a tenant with two
-  keeps one with probability 0.85); a tenant with nothing gets one popular connector.
-- No descriptions and no connector_metrics rows: description matching and health demotion do
-  not enter the quality figures (the root tests cover their behaviour).
-
-Latency. A second database gets 10,000 catalog entries (the 140 plus generated long-tail entries
-with descriptions, grouped into small stacks of their own) and 10,000 tenants from the same
+Latency. A database gets 10,000 catalog entries (the 140 plus generated long-tail entries with
+descriptions, grouped into small stacks of their own) and 10,000 tenants from the ``stacks``
 generator (30% with a description), marketplace_service runs as a real uvicorn process
 (production mode), and ``GET /api/v1/marketplace/recommendations?k=10`` for 500 different
 tenants is timed one request at a time with a pre-minted internal token, interleaved with the
@@ -58,8 +44,8 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -71,157 +57,28 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
+from recs import evaluate, rankers  # noqa: E402  (bench/recs/)
+from recs.generators import GENERATORS, HORIZON_DAYS, Tenant, stacks  # noqa: E402
 
 from common import db, embedded, migrate  # noqa: E402
 from common.internal_auth import Principal  # noqa: E402
-from marketplace_service.catalog.service import DEMO_CATALOG, demo_entry  # noqa: E402
 from marketplace_service.recommendations.engine import (  # noqa: E402
-    Profile,
     RecommendationEngine,
-    recommend,
 )
 from seedos_cli.deployment_keys import ServiceKeys  # noqa: E402
 from seedos_cli.supervisor import ServiceSpec, Supervisor  # noqa: E402
 from seedos_sdk.testing import free_port  # noqa: E402
 
-INDUSTRIES = {
-    "software": 0.20, "fintech": 0.15, "ecommerce": 0.15, "healthcare": 0.12,
-    "manufacturing": 0.10, "media": 0.10, "nonprofit": 0.10, "education": 0.08,
-}  # fmt: skip
-BANDS = ((1, 10, 0.30), (11, 50, 0.30), (51, 200, 0.20), (201, 1000, 0.12),
-         (1001, 5000, 0.05), (5001, 20000, 0.03))  # fmt: skip
-CRMS = {"salesforce", "hubspot", "pipedrive", "zoho-crm"}
-# name: (members, {industry: weight} (others 1.0), size lean: +1 large, -1 small, 0 none)
-STACKS: dict[str, tuple[list[str], dict[str, float], int]] = {
-    "google": (["gmail", "google-drive", "google-calendar", "google-sheets"],
-               {"education": 2, "nonprofit": 2}, -1),
-    "microsoft": (["microsoft-teams", "onedrive"], {"manufacturing": 2, "healthcare": 1.5}, 1),
-    "atlassian": (["jira", "trello"], {"software": 2}, 0),
-    "engineering": (["github", "linear", "pagerduty", "slack"], {"software": 4, "media": 1.5}, 0),
-    "gitlab": (["gitlab", "jira", "slack"], {"software": 2, "manufacturing": 1.5}, 1),
-    "growth": (["hubspot", "mailchimp", "intercom", "zoom"], {"ecommerce": 1.5, "media": 2}, -1),
-    "enterprise-sales": (["salesforce", "slack", "zendesk", "snowflake"],
-                         {"fintech": 2, "manufacturing": 1.5}, 1),
-    "smb-sales": (["pipedrive", "xero", "google-sheets"], {"nonprofit": 0.5}, -1),
-    "shopify": (["shopify", "stripe", "mailchimp", "quickbooks-online"], {"ecommerce": 6}, 0),
-    "woo": (["woocommerce", "paypal", "sendgrid"], {"ecommerce": 4, "nonprofit": 1.5}, -1),
-    "payments": (["stripe", "quickbooks-online", "twilio"], {"fintech": 4}, 0),
-    "finance-ops": (["xero", "stripe", "airtable"], {"fintech": 2, "nonprofit": 1.5}, -1),
-    "analytics": (["segment", "mixpanel", "snowflake", "google-analytics-4"],
-                  {"software": 2, "media": 2, "ecommerce": 1.5}, 1),
-    "warehouse": (["postgresql", "airtable", "notion"], {"software": 1.5}, 0),
-    "support-fresh": (["freshdesk", "zoho-crm", "twilio"], {"healthcare": 1.5}, 0),
-    "hr-small": (["bamboohr", "google-calendar"], {}, -1),
-    "hr-large": (["workday", "microsoft-teams"], {"manufacturing": 1.5}, 1),
-    "community": (["notion", "linear", "discord"], {"software": 1.5, "media": 1.5}, -1),
-    "content": (["box", "asana", "zoom"], {"healthcare": 3, "education": 2}, 0),
-    "studio": (["dropbox", "monday", "zoom"], {"media": 3}, 0),
-}  # fmt: skip
-NICHE_PER_INDUSTRY, NICHE_STACK = 12, 4
-
-
-@dataclass
-class Tenant:
-    id: uuid.UUID
-    industry: str
-    size: int
-    installed: set[str]
-    description: str | None = None
-
-
-def catalog(n_items: int, rng: np.random.Generator) -> tuple[list[dict], list[tuple]]:
-    """Catalog rows (demo + niche + long tail up to ``n_items``) and every stack."""
-    rows = [demo_entry(raw) for raw in json.loads(DEMO_CATALOG.read_text())]
-    stacks = [(m, w, lean) for m, w, lean in STACKS.values()]
-    for industry in INDUSTRIES:
-        slugs = [f"{industry}-suite-{n}" for n in range(NICHE_PER_INDUSTRY)]
-        for n, slug in enumerate(slugs):
-            rows.append(
-                _entry(
-                    slug,
-                    f"{industry.title()} Suite {n}",
-                    industry,
-                    f"A {industry} workflow tool: records, reports and filings.",
-                )
-            )
-        for s in range(0, NICHE_PER_INDUSTRY, NICHE_STACK):
-            weights = {i: (8.0 if i == industry else 0.0) for i in INDUSTRIES}
-            stacks.append((slugs[s : s + NICHE_STACK], weights, 0))
-    words = [
-        "invoice",
-        "ledger",
-        "payroll",
-        "shipping",
-        "inventory",
-        "ticket",
-        "chat",
-        "survey",
-        "booking",
-        "fleet",
-        "learning",
-        "donor",
-        "grant",
-        "claims",
-        "patient",
-        "video",
-        "podcast",
-        "ads",
-        "warehouse",
-        "sensor",
-    ]
-    tail = [f"tail-{n:05d}" for n in range(max(n_items - len(rows), 0))]
-    for n, slug in enumerate(tail):
-        picked = rng.choice(words, size=3, replace=False)
-        rows.append(
-            _entry(
-                slug,
-                f"Tail Connector {n:05d}",
-                "other",
-                f"Syncs {picked[0]}, {picked[1]} and {picked[2]} records.",
-            )
-        )
-    for s in range(0, len(tail), 5):  # long-tail stacks, each liked by one random industry
-        liked = rng.choice(list(INDUSTRIES))
-        stacks.append((tail[s : s + 5], {i: (0.3 if i == liked else 0.02) for i in INDUSTRIES}, 0))
-    return rows, stacks
-
-
-def _entry(slug: str, name: str, category: str, description: str) -> dict[str, Any]:
-    return {"slug": slug, "name": name, "service_identifier": slug, "category": category,
-            "vendor": "bench", "description": description, "is_featured": False}  # fmt: skip
-
-
-def generate(n_tenants: int, rows: list[dict], stacks: list[tuple], rng: np.random.Generator,
-             *, describe: float = 0.0) -> list[Tenant]:  # fmt: skip
-    slugs = [r["slug"] for r in rows]
-    zipf = 1.0 / np.arange(1, len(slugs) + 1)
-    popularity_order = rng.permutation(len(slugs))
-    pop = np.empty(len(slugs))
-    pop[popularity_order] = zipf / zipf.sum()
-    industries, shares = list(INDUSTRIES), np.array(list(INDUSTRIES.values()))
-    band_p = np.array([b[2] for b in BANDS])
-    out = []
-    for _ in range(n_tenants):
-        industry = industries[rng.choice(len(industries), p=shares / shares.sum())]
-        band = int(rng.choice(len(BANDS), p=band_p))
-        size = int(rng.integers(BANDS[band][0], BANDS[band][1] + 1))
-        weights = np.array([w.get(industry, 1.0) * (1.6 ** (lean * (band - 2)))
-                            for _, w, lean in stacks])  # fmt: skip
-        n_stacks = min(1 + rng.poisson(0.6 + 0.25 * band), int((weights > 0).sum()))
-        chosen = rng.choice(len(stacks), size=n_stacks, replace=False, p=weights / weights.sum())
-        installed = {m for s in chosen for m in stacks[s][0] if rng.random() < 0.7}
-        installed |= {slugs[i] for i in rng.choice(len(slugs), size=rng.poisson(1.0), p=pop)}
-        crms = sorted(installed & CRMS)
-        if len(crms) > 1 and rng.random() < 0.85:
-            keep = crms[rng.integers(len(crms))]
-            installed -= set(crms) - {keep}
-        if not installed:
-            installed = {slugs[int(rng.choice(len(slugs), p=pop))]}
-        description = None
-        if rng.random() < describe:
-            description = " ".join(rows[rng.integers(len(rows))]["description"].split()[:12])
-        out.append(Tenant(uuid.uuid4(), industry, size, installed, description))
-    return out
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)  # day 0 of the generators' histories
+SCENARIOS = {  # name: (generator, split)
+    "stacks": ("stacks", "random"),
+    "sequential": ("sequential", "last"),
+    "migrations": ("migrations", "last"),
+    "freetext": ("freetext", "random"),
+    "temporal": ("sequential", "temporal"),
+}
+BASELINES = ("most popular", "popular in segment", "item-kNN (co-occurrence counts)",
+             "item-kNN (normalised)", "EASE")  # fmt: skip
 
 
 async def load(dsn: str, rows: list[dict], tenants: list[Tenant]) -> None:
@@ -241,8 +98,10 @@ async def load(dsn: str, rows: list[dict], tenants: list[Tenant]) -> None:
                       t.description) for t in tenants],
         )  # fmt: skip
         await conn.copy_records_to_table(
-            "integration_connectors", columns=["tenant_id", "connector_name", "service_name"],
-            records=[(t.id, s, s) for t in tenants for s in sorted(t.installed)],
+            "integration_connectors",
+            columns=["tenant_id", "connector_name", "service_name", "created_at"],
+            records=[(t.id, s, s, EPOCH + timedelta(days=day)) for t in tenants
+                     for s, day in t.events],
         )  # fmt: skip
         await conn.execute("ANALYZE")
     finally:
@@ -260,57 +119,120 @@ async def snapshot_of(dsn: str) -> tuple[Any, float]:
     return snap, time.perf_counter() - started
 
 
-def quality(args: argparse.Namespace, admin_dsn: str, rng: np.random.Generator) -> dict[str, Any]:
-    rows, stacks = catalog(0, rng)
-    population = generate(args.tenants, rows, stacks, rng)
-    hidden: dict[uuid.UUID, str] = {}
-    for t in population:
-        item = sorted(t.installed)[rng.integers(len(t.installed))]
-        hidden[t.id] = item
-        t.installed = t.installed - {item}
-    dsn = asyncio.run(_new_database(admin_dsn, "quality"))
-    asyncio.run(load(dsn, rows, population))
-    snap, built = asyncio.run(snapshot_of(dsn))
-    slugs = [r["slug"] for r in rows]
-    overall = _counts(population, None)
-    by_industry = {i: _counts(population, i) for i in INDUSTRIES}
-    score = {"engine": [0, 0], "most popular": [0, 0], "popular in industry": [0, 0]}
-    for t in population:
-        ranked = {
-            "engine": [r["slug"] for r in recommend(
-                snap, Profile(t.industry, t.size), t.installed, k=10)],
-            "most popular": _top(overall, slugs, t.installed),
-            "popular in industry": _top(by_industry[t.industry], slugs, t.installed),
+class Ceiling(rankers._Matrix):
+    """Not a recommender: ranks with what the generator knows and no ranker can see, as an
+    estimate of how far any ranker can go. ``stacks``, ``freetext``: each tenant's planted
+    stacks first, then by popularity. ``sequential`` (last split): the very chances the
+    generator drew the hidden install from (the tenant's ecosystem and filled needs known)."""
+
+    name = "ceiling (the generator's hidden state)"
+
+    def fit(self, rows: list[dict], train: list[Tenant], params: dict[str, Any]) -> None:
+        self._base(rows, train)
+
+    def top(self, case: evaluate.Case, k: int) -> list[str]:
+        scores = self.counts / 1e6
+        if "stacks" in case.tenant.extra:
+            for slug in case.tenant.extra["stacks"]:
+                scores[self.index[slug]] += 1.0
+        for slug, p in (case.tenant.extra.get("next") or {}).items():
+            scores[self.index[slug]] += p
+        return self._top(scores, case, k)
+
+
+def _split(scenario: str, tenants: int, seed: int) -> tuple[list[dict], evaluate.Split,
+                                                             evaluate.Split]:  # fmt: skip
+    generator, split = SCENARIOS[scenario]
+    rng = np.random.default_rng([seed, list(SCENARIOS).index(scenario)])
+    rows, population = GENERATORS[generator](tenants, rng)
+    protocol = evaluate.protocol(split, HORIZON_DAYS)
+    test = protocol.test(population, rng)
+    return rows, test, protocol.validation(test.train, rng)
+
+
+def run_one(scenario: str, tenants: int, seed: int) -> dict[str, Any]:
+    """One population: every ranker tuned on validation, scored on test."""
+    started = time.perf_counter()
+    rows, test, validation = _split(scenario, tenants, seed)
+    contenders = [*rankers.baselines(), rankers.Engine(descriptions=scenario == "freetext")]
+    out: dict[str, Any] = {}
+    for ranker in contenders:
+        params, tried = evaluate.tune(ranker, rows, validation)
+        ranker.fit(rows, test.train, params)
+        result = evaluate.score(ranker, test.cases, len(rows)).as_dict()
+        best = max(tried, key=lambda t: (t["precision@5"], t["ndcg@10"]))
+        out[ranker.name] = {**result, "params": params, "validation@5": best["precision@5"]}
+    shipped = rankers.Engine(descriptions=False)
+    shipped.fit(rows, test.train, {})  # the service's defaults, untuned
+    out["engine (shipped defaults)"] = evaluate.score(shipped, test.cases, len(rows)).as_dict()
+    if scenario in ("stacks", "freetext", "sequential"):
+        ceiling = Ceiling()
+        ceiling.fit(rows, test.train, {})
+        out[ceiling.name] = evaluate.score(ceiling, test.cases, len(rows)).as_dict()
+    return {"scenario": scenario, "seed": seed, "catalog": len(rows), "cases": len(test.cases),
+            "train_installs": sum(len(t.events) for t in test.train),
+            "seconds": time.perf_counter() - started, "rankers": out}  # fmt: skip
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means and 95% intervals over seeds, per scenario and ranker; the engine's ratio to the
+    best baseline (the baseline with the best mean test precision@5) per seed."""
+    out: dict[str, Any] = {}
+    for scenario in dict.fromkeys(r["scenario"] for r in runs):
+        mine = [r for r in runs if r["scenario"] == scenario]
+        names = list(mine[0]["rankers"])
+        table = {}
+        for name in names:
+            figures = [r["rankers"][name] for r in mine]
+            row = {m: evaluate.interval([f[m] for f in figures])
+                   for m in ("precision@5", "recall@10", "ndcg@10", "coverage@10")}  # fmt: skip
+            for slice_name in ("0", "1", "0-1", "5+"):
+                values = [f["slices"][slice_name]["precision@5"] for f in figures
+                          if slice_name in f["slices"]]  # fmt: skip
+                if values:
+                    row[f"precision@5 [{slice_name}]"] = evaluate.interval(values)
+            if "params" in figures[0]:
+                row["params"] = [f["params"] for f in figures]
+            table[name] = row
+        best = max(BASELINES, key=lambda b: table[b]["precision@5"][0])
+        ratio = [r["rankers"]["engine"]["precision@5"] / r["rankers"][best]["precision@5"]
+                 for r in mine]  # fmt: skip
+        cold = [r["rankers"]["engine"]["slices"]["0-1"]["precision@5"]
+                / r["rankers"]["popular in segment"]["slices"]["0-1"]["precision@5"]
+                for r in mine if "0-1" in r["rankers"]["engine"]["slices"]]  # fmt: skip
+        out[scenario] = {
+            "seeds": [r["seed"] for r in mine], "catalog": mine[0]["catalog"],
+            "cases": evaluate.interval([r["cases"] for r in mine])[0],
+            "best_baseline": best, "ratio": evaluate.interval(ratio),
+            "cold_ratio": evaluate.interval(cold) if cold else None, "rankers": table,
         }  # fmt: skip
-        for name, top in ranked.items():
-            score[name][0] += hidden[t.id] in top[:5]
-            score[name][1] += hidden[t.id] in top[:10]
-    n = len(population)
-    figures = {name: {"precision@5": h5 / (5 * n), "recall@10": h10 / n}
-               for name, (h5, h10) in score.items()}  # fmt: skip
-    best = max(figures["most popular"]["precision@5"],
-               figures["popular in industry"]["precision@5"])  # fmt: skip
-    return {
-        "tenants": n, "catalog": len(rows),
-        "installs_kept": sum(len(t.installed) for t in population),
-        "mean_installs_before_hiding": 1 + sum(len(t.installed) for t in population) / n,
-        "snapshot_build_seconds": built, "figures": figures,
-        "ratio_to_better_baseline": figures["engine"]["precision@5"] / best,
-    }  # fmt: skip
+    return out
 
 
-def _counts(population: list[Tenant], industry: str | None) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in population:
-        if industry is None or t.industry == industry:
-            for s in t.installed:
-                counts[s] = counts.get(s, 0) + 1
-    return counts
+def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
+    jobs = [(s, args.tenants, seed) for s in args.scenarios for seed in range(1, args.seeds + 1)]
+    if args.jobs <= 1:
+        return [run_one(*job) for job in jobs]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, *job) for job in jobs]
+        return [f.result() for f in futures]
 
 
-def _top(counts: dict[str, int], slugs: list[str], installed: set[str]) -> list[str]:
-    ranked = sorted((s for s in slugs if s not in installed), key=lambda s: (-counts.get(s, 0), s))
-    return ranked[:10]
+def through_the_database(args: argparse.Namespace, admin_dsn: str) -> dict[str, Any]:
+    """The ``stacks`` split of seed 1 written to PostgreSQL, the statistics built by the
+    service's refresh (a worker process reading the database), and the service's ranking of
+    every test case compared with the in-process engine's (the service's defaults)."""
+    rows, test, _ = _split("stacks", args.tenants, 1)
+    dsn = asyncio.run(_new_database(admin_dsn, "quality"))
+    asyncio.run(load(dsn, rows, test.train))
+    snap, built = asyncio.run(snapshot_of(dsn))
+    mine = rankers.Engine(descriptions=False)
+    mine.fit(rows, test.train, {})
+    served = rankers.Engine(descriptions=False)
+    served.snapshot, served.matches = snap, {}
+    same = sum(served.top(c, 10) == mine.top(c, 10) for c in test.cases)
+    return {"cases": len(test.cases), "identical": same, "snapshot_build_seconds": built,
+            "tenants": snap.n_tenants, "model_examples": snap.model.examples}  # fmt: skip
 
 
 async def _new_database(admin_dsn: str, name: str) -> str:
@@ -325,8 +247,7 @@ async def _new_database(admin_dsn: str, name: str) -> str:
 
 def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.Generator
             ) -> dict[str, Any]:  # fmt: skip
-    rows, stacks = catalog(10_000, rng)
-    population = generate(10_000, rows, stacks, rng, describe=0.3)
+    rows, population = stacks(10_000, rng, n_items=10_000, describe=0.3)
     dsn = asyncio.run(_new_database(admin_dsn, "latency"))
     asyncio.run(load(dsn, rows, population))
     _, built = asyncio.run(snapshot_of(dsn))
@@ -376,7 +297,7 @@ def latency(args: argparse.Namespace, admin_dsn: str, tmp: Path, rng: np.random.
         supervisor.stop()
     return {
         "catalog": len(rows), "tenants": len(population),
-        "installs": sum(len(t.installed) for t in population),
+        "installs": sum(len(t.events) for t in population),
         "snapshot_build_seconds": built, "requests_each": args.requests,
         "refresh_seconds": args.refresh_seconds, "seconds": measured,
         "ms": {name: {"p50": _pct(v, 50), "p90": _pct(v, 90), "p99": _pct(v, 99),
@@ -390,19 +311,51 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def report(q: dict[str, Any], lat: dict[str, Any]) -> None:
-    print(
-        f"\nQuality: {q['tenants']:,} tenants, {q['catalog']} connectors, one install hidden per"
-        f" tenant (mean {q['mean_installs_before_hiding']:.2f} installs before hiding)"
+def _ci(value: tuple[float, float], digits: int = 4) -> str:
+    mean, half = value
+    return (
+        f"{mean:.{digits}f} ± {half:.{digits}f}" if not math.isnan(half) else f"{mean:.{digits}f}"
     )
-    print(f"{'ranker':<22}{'precision@5':>13}{'recall@10':>11}")
-    for name, f in q["figures"].items():
-        print(f"{name:<22}{f['precision@5']:>13.4f}{f['recall@10']:>11.4f}")
-    ratio = q["ratio_to_better_baseline"]
-    print(
-        f"engine / better baseline on precision@5: {ratio:.2f}x (target >= 1.3: "
-        f"{'met' if ratio >= 1.3 else 'MISSED'})"
-    )
+
+
+def report_quality(summary: dict[str, Any], db_check: dict[str, Any] | None) -> None:
+    for scenario, s in summary.items():
+        print(
+            f"\n{scenario} ({SCENARIOS[scenario][0]} generator, {SCENARIOS[scenario][1]} split;"
+            f" {s['catalog']} connectors, ~{s['cases']:.0f} test cases, seeds {s['seeds']})"
+        )
+        print(
+            f"{'ranker':<36}{'precision@5':>18}{'recall@10':>18}{'NDCG@10':>18}"
+            f"{'coverage':>10}{'P@5 [0-1]':>18}{'P@5 [5+]':>18}"
+        )
+        for name, row in s["rankers"].items():
+            cold = _ci(row["precision@5 [0-1]"]) if "precision@5 [0-1]" in row else "-"
+            warm = _ci(row["precision@5 [5+]"]) if "precision@5 [5+]" in row else "-"
+            print(
+                f"{name:<36}{_ci(row['precision@5']):>18}{_ci(row['recall@10']):>18}"
+                f"{_ci(row['ndcg@10']):>18}{row['coverage@10'][0]:>10.2f}{cold:>18}{warm:>18}"
+            )
+        ratio = s["ratio"]
+        print(
+            f"engine / best baseline ({s['best_baseline']}) on precision@5: {_ci(ratio, 2)}x"
+            f" (target >= 1.2: {'met' if ratio[0] >= 1.2 else 'MISSED'})"
+        )
+        if s["cold_ratio"]:
+            cold = s["cold_ratio"]
+            print(
+                f"engine / popular in segment, tenants with 0-1 installs: {_ci(cold, 2)}x"
+                f" (target >= 1.5: {'met' if cold[0] >= 1.5 else 'MISSED'})"
+            )
+    if db_check:
+        print(
+            f"\nthrough the database: the service's refresh built the statistics of"
+            f" {db_check['tenants']:,} tenants in {db_check['snapshot_build_seconds']:.2f} s;"
+            f" its top 10 equals the in-process engine's for {db_check['identical']:,} of"
+            f" {db_check['cases']:,} test cases"
+        )
+
+
+def report_latency(lat: dict[str, Any]) -> None:
     print(
         f"\nLatency: {lat['catalog']:,} catalog entries, {lat['tenants']:,} tenants,"
         f" {lat['installs']:,} installs; snapshot built in {lat['snapshot_build_seconds']:.2f} s;"
@@ -420,34 +373,51 @@ def report(q: dict[str, Any], lat: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tenants", type=int, default=6000, help="quality population (>= 5000)")
+    parser.add_argument("--tenants", type=int, default=5000, help="population per scenario")
+    parser.add_argument("--seeds", type=int, default=5, help="populations per scenario")
+    parser.add_argument("--jobs", type=int, default=2, help="populations evaluated at once")
+    parser.add_argument("--scenarios", type=lambda v: v.split(","), default=list(SCENARIOS))
     parser.add_argument("--requests", type=int, default=2000, help="timed requests of each kind")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7, help="the latency population's seed")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument(
-        "--refresh-seconds",
-        type=float,
-        default=10.0,
+        "--refresh-seconds", type=float, default=10.0,
         help="the service's statistics rebuild interval during the latency run",
-    )
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    summary, runs, db_check, lat = None, [], None, None
+    if not args.skip_quality:
+        print(f"quality: {len(args.scenarios)} scenarios x {args.seeds} seeds ...", file=sys.stderr)
+        runs = quality(args)
+        summary = summarise(runs)
     tmp = Path(tempfile.mkdtemp(prefix="seedos-bench-recs-"))
     server = embedded.start(tmp / "pg", cleanup_mode="delete")
     try:
         admin_dsn = embedded.dsn(server)
-        print("quality: generating and loading the population ...", file=sys.stderr)
-        q = quality(args, admin_dsn, rng)
-        print("latency: loading 10k x 10k and starting marketplace_service ...", file=sys.stderr)
-        lat = latency(args, admin_dsn, tmp, rng)
+        if not args.skip_quality:
+            print("quality: the same ranking through the database ...", file=sys.stderr)
+            db_check = through_the_database(args, admin_dsn)
+        if not args.skip_latency:
+            print("latency: loading 10k x 10k and starting marketplace_service ...",
+                  file=sys.stderr)  # fmt: skip
+            lat = latency(args, admin_dsn, tmp, np.random.default_rng(args.seed))
     except KeyboardInterrupt:
         return 130
     finally:
         server.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
-    report(q, lat)
+    if summary:
+        report_quality(summary, db_check)
+    if lat:
+        report_latency(lat)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "quality": q, "latency": lat},
+        args.json.write_text(json.dumps({"machine": machine(), "quality": summary, "runs": runs,
+                                         "database_check": db_check, "latency": lat},
                                         indent=2, default=str))  # fmt: skip
     return 0
 

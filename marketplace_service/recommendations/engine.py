@@ -1,22 +1,22 @@
 """RecommendationEngine: connectors a tenant has not installed, best first, each with a score
 and the reasons behind it.
 
-The score is an estimated probability that a tenant like this one uses the connector, built up
-in log-odds from parts that each become a reason when they count:
+The score starts from the **next-install model** (:mod:`marketplace_service.recommendations.model`):
+a linear estimate of the chance each connector is the tenant's next install, from the connectors
+it has, its industry and its company-size band, plus a small share of the smoothed install rate
+among similar tenants (the *segment prior*, which is all there is when the platform has little
+data). That estimate is then multiplied by factors:
 
-- **prior**: the install rate among tenants of the same industry and company-size band,
-  smoothed toward the industry's and then everyone's rate (``model.Snapshot.prior``);
-- **co-installation**: for each connector the tenant has, the lift ``(co + 1) / (expected + 1)``
-  of the candidate among tenants who have that connector (observed co-installs against what
-  independence predicts), summed in log-odds and damped by ``1/sqrt(installs)`` because a
-  tenant's installs are not independent evidence; a connector seen with none of them is pushed
-  down when it should have been (two CRMs are rarely installed together);
-- **description**: TF-IDF cosine similarity between the tenant's description and the entry's;
-- **featured**: a tenant with nothing installed yet gets featured connectors' odds doubled;
-- **health**: a connector whose calls failed often in the recent window is demoted.
+- **description**: ``exp(weight x cosine)``, TF-IDF similarity between the tenant's description
+  and the entry's;
+- **featured**: x2 for featured connectors, for a tenant with nothing installed yet;
+- **health**: connectors whose calls failed often in the recent window are demoted.
 
-The shared statistics come from a snapshot rebuilt in the background; the caller's profile and
-installs are read on every request, so an install shows in the very next answer.
+Each part that counts is a reason with the ``weight`` it added to the log of the score: for the
+model's parts (the segment, the connectors had) how much lower the log-score would be without
+them, for the factors the log of the factor. The shared statistics come from a snapshot rebuilt
+in the background; the caller's profile and installs are read on every request, so an install
+shows in the very next answer.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from marketplace_service.recommendations.model import (
     Snapshot,
     band_label,
     build,
-    logit,
     normalise_industry,
     percent,
     size_band,
@@ -72,10 +71,8 @@ REFRESH_FAILURES = Counter(
     "Rebuilds of the recommendation statistics that failed (the previous ones keep serving).",
 )
 
-CO_SMOOTHING = 1.0  # alpha in (co + alpha) / (expected + alpha)
-DESCRIPTION_WEIGHT = 3.0  # log-odds per unit of cosine similarity
 FEATURED_BONUS = math.log(2.0)
-MIN_LIFT_TO_SAY = 1.5  # "often installed with X" only when X makes it this much likelier
+MIN_WEIGHT_TO_SAY = 0.05  # a part that moved the log-score less than this is not a reason
 MIN_PENALTY_TO_SAY = -0.2  # "ranked lower: ..." from odds x 0.82 (a 7% smoothed error rate)
 MAX_PAIRS_SAID = 2  # installed connectors a co-installation reason names with their figures
 
@@ -98,29 +95,14 @@ def recommend(
     n = len(snap)
     if n == 0:
         return []
-    industry, band = normalise_industry(profile.industry), size_band(profile.size)
-    prior = snap.prior(industry, band)
-    rates = np.clip(prior.rates, 1e-6, 1 - 1e-6)
-    total = logit(rates) + snap.health_penalty
-    owned = sorted({snap.index_of[s] for s in installed if s in snap.index_of})
-    damping = 1.0 / math.sqrt(len(owned)) if owned else 0.0
-    share = snap.installs / max(snap.n_tenants, 1)
-    for i in owned:
-        total -= damping * np.log1p(snap.installs[i] * share / CO_SMOOTHING)
-        co_items, co_counts = snap.co(i)
-        total[co_items] += damping * np.log1p(co_counts / CO_SMOOTHING)
-    if match is not None:
-        total += DESCRIPTION_WEIGHT * match.scores
-    if not owned:
-        total[snap.catalog.featured] += FEATURED_BONUS
-    if owned:
-        total[owned] = -np.inf
+    context = _Context.of(snap, profile, installed, match)
+    total = context.log_score()
+    owned = context.owned
     k = min(k, n - len(owned))
     if k <= 0:
         return []
     top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
     ranked = sorted(top.tolist(), key=lambda j: (-total[j], snap.catalog.slugs[j]))
-    context = _Context(snap, prior, rates, owned, damping, share, match)
     return [context.explain(j, float(total[j])) for j in ranked]
 
 
@@ -130,11 +112,43 @@ class _Context:
     prior: Prior
     rates: np.ndarray
     owned: list[int]
-    damping: float
-    share: np.ndarray
+    rows: list[int]  # the model rows of what the tenant has: its connectors, then its profile
+    learned: np.ndarray  # the model's estimate over the catalog (0 where not modelled)
+    prior_part: np.ndarray  # the segment prior's share of the estimate
     match: Match | None
+    description_weight: float
 
-    def explain(self, j: int, logodds: float) -> dict[str, Any]:
+    @classmethod
+    def of(cls, snap: Snapshot, profile: Profile, installed: set[str], match: Match | None
+           ) -> _Context:  # fmt: skip
+        industry, band = normalise_industry(profile.industry), size_band(profile.size)
+        prior = snap.prior(industry, band)
+        rates = np.clip(prior.rates, 1e-6, 1 - 1e-6)
+        owned = sorted({snap.index_of[s] for s in installed if s in snap.index_of})
+        learned = np.zeros(len(snap))
+        rows: list[int] = []
+        if (model := snap.model) is not None and len(model.items):
+            rows = model.rows(owned, industry, band)
+            learned[model.items] = model.weights[rows].sum(axis=0, dtype=np.float64)
+        share = snap.params.prior_share
+        prior_part = share * rates / rates.sum()
+        return cls(snap, prior, rates, owned, rows, learned, prior_part, match,
+                   snap.params.description_weight)  # fmt: skip
+
+    def estimate(self) -> np.ndarray:
+        return np.maximum(self.learned, 0.0) + self.prior_part
+
+    def log_score(self) -> np.ndarray:
+        total = np.log(self.estimate()) + self.snap.health_penalty
+        if self.match is not None:
+            total += self.description_weight * self.match.scores
+        if not self.owned:
+            total[self.snap.catalog.featured] += FEATURED_BONUS
+        if self.owned:
+            total[self.owned] = -np.inf
+        return total
+
+    def explain(self, j: int, log_score: float) -> dict[str, Any]:
         snap, cat = self.snap, self.snap.catalog
         reasons = [self._prior_reason(j)]
         if (co := self._co_reason(j)) is not None:
@@ -142,7 +156,7 @@ class _Context:
         if self.match is not None and (s := float(self.match.scores[j])) >= 0.05:
             words = ", ".join(snap.text.shared_words(self.match, j))
             reasons.append(_reason("description", f"matches your description ({words})",
-                                   DESCRIPTION_WEIGHT * s))  # fmt: skip
+                                   self.description_weight * s))  # fmt: skip
         if not self.owned and cat.featured[j]:
             reasons.append(_reason("featured", "featured in the marketplace", FEATURED_BONUS))
         if snap.health_penalty[j] < MIN_PENALTY_TO_SAY:
@@ -152,69 +166,86 @@ class _Context:
                     f" {days} day{'s' if days > 1 else ''} ({failed:,} of {calls:,})")  # fmt: skip
             reasons.append(_reason("health", text, float(snap.health_penalty[j])))
         reasons.sort(key=lambda r: -r["weight"])
+        odds = math.exp(min(log_score, 50.0))
         return {
             "slug": cat.slugs[j], "name": cat.names[j], "category": cat.categories[j],
             "vendor": cat.vendors[j], "logo_url": cat.logo_urls[j],
             "is_featured": bool(cat.featured[j]),
             "verification": cat.verifications[j] if j < len(cat.verifications) else None,
-            "score": round(probability(logodds), 4),
+            "score": float(f"{odds / (1.0 + odds):.4g}"),
             "reason": reasons[0]["text"], "reasons": reasons,
         }  # fmt: skip
 
+    def _contributions(self, j: int) -> np.ndarray:
+        """What each of the tenant's model rows added to connector ``j``'s estimate."""
+        model = self.snap.model
+        if model is None or not self.rows or model.row_of[j] < 0:
+            return np.zeros(len(self.rows))
+        return model.weights[self.rows, model.row_of[j]].astype(np.float64)
+
+    def _without(self, j: int, removed: float, prior_part: float | None = None) -> float:
+        """The log of the estimate, less the log of it without ``removed`` (and with another
+        prior part): how much that part raised (or lowered) the log-score."""
+        base = self.prior_part[j] if prior_part is None else prior_part
+        with_it = max(self.learned[j], 0.0) + self.prior_part[j]
+        without = max(self.learned[j] - removed, 0.0) + base
+        return math.log(with_it) - math.log(without)
+
     def _prior_reason(self, j: int) -> dict[str, Any]:
+        """The segment: the model's industry and size-band rows, and the segment's prior rate
+        in place of everyone's."""
         rate = float(self.rates[j])
-        overall = float(np.clip(self.snap.global_rate[j], 1e-6, 1 - 1e-6))
-        # weight: how much the tenant's segment raises (or lowers) it from everyone's rate
-        weight = float(logit(rate) - logit(overall))
+        contributions = self._contributions(j)
+        profile = float(contributions[len(self.owned_rows()) : -1].sum()) if self.rows else 0.0
+        overall = np.clip(self.snap.global_rate, 1e-6, 1 - 1e-6)
+        everyone = self.snap.params.prior_share * float(overall[j] / overall.sum())
+        weight = self._without(j, profile, everyone)
         return _reason("segment", f"used by {percent(rate)} of {self.prior.label}", weight,
                        rate=round(rate, 4), tenants=self.prior.tenants)  # fmt: skip
 
+    def owned_rows(self) -> list[int]:
+        model = self.snap.model
+        if model is None:
+            return []
+        return [int(model.row_of[i]) for i in self.owned if model.row_of[i] >= 0]
+
     def _co_reason(self, j: int) -> dict[str, Any] | None:
-        """What the tenant's installs did to the score, in one reason: the connectors it is
-        often installed with when they raised it, those it rarely is when they lowered it
-        (two CRMs), each with its figures, the strongest first."""
-        pairs = []  # (lift, owned entry, co-installs)
-        for i in self.owned:
-            co = self.snap.co_count(i, j)
-            expected = self.snap.installs[i] * self.share[j]
-            pairs.append(((co + CO_SMOOTHING) / (expected + CO_SMOOTHING), i, co))
-        # the score's own term: damping x the sum of log lifts
-        weight = self.damping * sum(math.log(lift) for lift, _, _ in pairs)
-        if weight > 0:
-            named = sorted((p for p in pairs if p[2] >= 2 and p[0] >= MIN_LIFT_TO_SAY),
-                           key=lambda p: -p[0])  # fmt: skip
-            verb = "often installed with"
-        elif weight <= MIN_PENALTY_TO_SAY:
-            named = sorted((p for p in pairs if p[0] <= 1 / MIN_LIFT_TO_SAY), key=lambda p: p[0])
-            verb = "rarely installed with"
-        else:
+        """What the tenant's connectors did to the estimate, in one reason: those that raised
+        it when together they raised it, those that lowered it when they lowered it (two
+        CRMs), each with its co-installation figures, the strongest first."""
+        model = self.snap.model
+        if model is None or not self.owned:
             return None
+        contributions = self._contributions(j)
+        had = [i for i in self.owned if model.row_of[i] >= 0]
+        per = contributions[: len(had)]
+        weight = self._without(j, float(per.sum()))
+        if abs(weight) < MIN_WEIGHT_TO_SAY:
+            return None
+        sign = 1.0 if weight > 0 else -1.0
+        named = sorted((p for p in zip(per.tolist(), had, strict=True) if sign * p[0] > 0),
+                       key=lambda p: -sign * p[0])  # fmt: skip
         if not named:
             return None
         names, slugs = self.snap.catalog.names, self.snap.catalog.slugs
+        share = self.snap.installs / max(self.snap.n_tenants, 1)
         figures = []
-        for lift, i, co in named[:MAX_PAIRS_SAID]:
-            having = int(self.snap.installs[i])
+        for _, i in named[:MAX_PAIRS_SAID]:
+            having, co = int(self.snap.installs[i]), self.snap.co_count(i, j)
+            lift = (co / having) / max(float(share[j]), 1e-9) if having else 0.0
             figures.append(f"{percent(co / having)} of the {having:,} companies with {names[i]}"
                            f" use it ({lift:.1f}x the usual rate)")  # fmt: skip
-        said = [names[i] for _, i, _ in named[:MAX_PAIRS_SAID]]
+        said = [names[i] for _, i in named[:MAX_PAIRS_SAID]]
         more = len(named) - len(said)
         who = f"{', '.join(said)} and {more} more" if more else _listing(said)
+        verb = "likely with" if weight > 0 else "less likely with"
         text = f"{verb} {who}: {'; '.join(figures)}"
         return _reason("co_installed", text, weight, with_connector=slugs[named[0][1]],
-                       with_connectors=[slugs[i] for _, i, _ in named])  # fmt: skip
+                       with_connectors=[slugs[i] for _, i in named])  # fmt: skip
 
 
 def _listing(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def probability(logodds: float) -> float:
-    """The logistic function without overflow for very negative log-odds."""
-    if logodds >= 0:
-        return 1.0 / (1.0 + math.exp(-logodds))
-    e = math.exp(logodds)
-    return e / (1.0 + e)
 
 
 def _reason(kind: str, text: str, weight: float, **data: Any) -> dict[str, Any]:

@@ -1,10 +1,22 @@
 """The shared statistics recommendations are scored from, rebuilt at each refresh.
 
-Everything here is the same for every caller: the catalog, install counts per industry and
-company-size band (for smoothed priors), item-to-item co-installation counts across all tenants,
-each connector's recent error rate, and the TF-IDF index of the catalog's descriptions. What is
-particular to a caller (its profile and its installs) is read fresh per request and combined
-with this in :mod:`marketplace_service.recommendations.engine`.
+Everything here is the same for every caller: the catalog, the **next-install model** (below),
+install counts per industry and company-size band (smoothed priors, for cold start and for the
+reasons' figures), item-to-item co-installation counts across all tenants (the reasons'
+figures), each connector's recent error rate, and the TF-IDF index of the catalog's
+descriptions. What is particular to a caller (its profile and its installs) is read fresh per
+request and combined with this in :mod:`marketplace_service.recommendations.engine`.
+
+The next-install model is a linear model fitted in closed form, like EASE (Steck, 2019) but
+trained on the order of installs rather than on whole sets: every tenant's installs, oldest
+first, give one example per install, "what the tenant had before, its industry and size band
+-> the connector it installed next". Ridge regression over those examples,
+``W = (X'X + diag(lambda))^-1 X'Y``, with X the connectors had (and the profile and a constant)
+and Y the connector installed, gives for a tenant's current installs and profile ``x`` the
+estimate ``x W`` of the chance each connector is its next install; each of ``x``'s rows of
+``W`` is what that connector (or the industry, or the size band) added, which is what the
+reasons say. ``X'X`` and ``X'Y`` are counted straight from the install sequences (how many
+examples have both a and b before them, and so on), never as a matrix of examples.
 """
 
 from __future__ import annotations
@@ -29,6 +41,25 @@ MAX_INSTALLS_PAIRED = 200  # a tenant's installs counted for co-installation (bo
 ERROR_PRIOR_CALLS, ERROR_PRIOR_RATE = 50.0, 0.02  # a connector with few calls is presumed healthy
 PRIOR_CACHE = 256  # segments whose priors are kept (80 KB each at 10,000 entries)
 HEALTH_EXPONENT = 3.0  # score x ((1 - rate) / (1 - prior rate)) ** 3 above the prior rate
+
+
+UNPENALISED = 1e-3  # the constant's ridge: just enough to solve with no installs at all
+
+
+@dataclass(frozen=True, slots=True)
+class ModelParams:
+    """The next-install model's settings. The defaults are what the validation split of the
+    bench's populations chose most often (``bench/recommendations.py`` tunes them on each
+    population's validation split, never on its test split, and reports both)."""
+
+    item_ridge: float = 50.0  # lambda on the rows of connectors had: more, trust pairs less
+    profile_ridge: float = 100.0  # lambda on the industry and size-band rows
+    prior_share: float = 0.05  # the segment prior's share of the estimate (all of it, no data)
+    set_weight: float = 0.25  # the share of the order-blind EASE model of the same connectors
+    set_ridge: float = 50.0  # its lambda
+    description_weight: float = 3.0  # log-factor per unit of description cosine similarity
+    max_items: int = 2000  # connectors modelled (the most installed; the rest rank by prior)
+    min_segment: int = 5  # tenants an industry label needs to be a feature of its own
 
 
 def size_band(size: int | None) -> int | None:
@@ -66,7 +97,7 @@ class Item:
 class TenantRow:
     industry: str | None
     size: int | None
-    services: frozenset[str]
+    services: Sequence[str] | frozenset[str]  # installed, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +151,8 @@ class Snapshot:
     text: TextIndex
     built_at: datetime
     health_window_seconds: int
+    model: NextModel | None = None
+    params: ModelParams = field(default_factory=ModelParams)
     # computed on demand in the service, by segment (not in the worker: a prior is an array
     # over the whole catalog, and free-text industries make thousands of segments)
     _priors: LRUCache[tuple[str | None, int | None], Prior] = field(
@@ -171,6 +204,121 @@ class Snapshot:
         return rates / (seg.n + PRIOR_STRENGTH)
 
 
+@dataclass
+class NextModel:
+    """The fitted next-install model: ``weights[row]`` over the modelled connectors, one row
+    per modelled connector (``row_of``), per industry label with enough tenants
+    (``industry_row``), per size band (``band_row + band``) and the constant (``bias_row``)."""
+
+    items: np.ndarray  # catalog index of each modelled connector (its column)
+    row_of: np.ndarray  # catalog index -> its row and column, or -1 (not modelled)
+    industry_row: dict[str, int]
+    band_row: int
+    bias_row: int
+    weights: np.ndarray  # float32, rows x modelled connectors
+    examples: int  # (had -> installed next) examples it was fitted on
+
+    def rows(self, owned: Sequence[int], industry: str | None, band: int | None) -> list[int]:
+        rows = [int(self.row_of[i]) for i in owned if self.row_of[i] >= 0]
+        if industry is not None and industry in self.industry_row:
+            rows.append(self.industry_row[industry])
+        if band is not None:
+            rows.append(self.band_row + band)
+        return [*rows, self.bias_row]
+
+
+def fit_next_model(
+    sequences: Sequence[tuple[list[int], str | None, int | None]], n_items: int,
+    params: ModelParams,
+) -> NextModel:  # fmt: skip
+    """Ridge regression of each install on what came before it (and the profile), from the
+    tenants' install sequences (catalog indices, oldest first), in closed form."""
+    counts = np.zeros(n_items)
+    for seq, _, _ in sequences:
+        counts[seq] += 1
+    ranked = np.lexsort((np.arange(n_items), -counts))
+    items = ranked[: params.max_items]
+    items = np.sort(items[counts[items] > 0])
+    m = len(items)
+    row_of = np.full(n_items, -1, dtype=np.int64)
+    row_of[items] = np.arange(m)
+    labels = Counter(ind for _, ind, _ in sequences if ind is not None)
+    industry_row = {
+        ind: m + k
+        for k, ind in enumerate(sorted(i for i, c in labels.items() if c >= params.min_segment))
+    }
+    band_row = m + len(industry_row)
+    bias_row = band_row + len(SIZE_BANDS)
+    size = bias_row + 1
+    # X'X and X'Y from the sequences: an example is (the rows had before position k) ->
+    # the connector at k, so rows a (at p) and b (at q) are together in n - 1 - max(p, q)
+    # examples, a profile row in all n, and a precedes the target b once when p < q
+    gram_keys, gram_vals, cross_keys, cross_vals, set_keys = [], [], [], [], []
+    examples = 0
+    for seq, industry, band in sequences:
+        cols = row_of[np.asarray(seq[:MAX_INSTALLS_PAIRED], dtype=np.int64)]
+        cols = cols[cols >= 0]
+        n = len(cols)
+        if n == 0:
+            continue
+        examples += n
+        profile = [bias_row]
+        if industry is not None and industry in industry_row:
+            profile.append(industry_row[industry])
+        if band is not None:
+            profile.append(band_row + band)
+        prof = np.array(profile, dtype=np.int64)
+        pos = np.arange(n)
+        together = n - 1 - np.maximum.outer(pos, pos)  # examples with both before the target
+        gram_keys.append((cols[:, None] * size + cols[None, :]).ravel())
+        gram_vals.append(together.ravel())
+        before = (n - 1 - pos).astype(np.float64)  # examples with the connector before
+        gram_keys.append((cols[:, None] * size + prof[None, :]).ravel())
+        gram_vals.append(np.repeat(before, len(prof)))
+        gram_keys.append((prof[:, None] * size + cols[None, :]).ravel())
+        gram_vals.append(np.tile(before, len(prof)))
+        gram_keys.append((prof[:, None] * size + prof[None, :]).ravel())
+        gram_vals.append(np.full(len(prof) ** 2, float(n)))
+        set_keys.append((cols[:, None] * m + cols[None, :]).ravel())
+        earlier = pos[:, None] < pos[None, :]  # a (row) precedes the target b (column)
+        cross_keys.append((cols[:, None] * m + cols[None, :])[earlier])
+        cross_vals.append(np.ones(int(earlier.sum())))
+        cross_keys.append((prof[:, None] * m + cols[None, :]).ravel())
+        cross_vals.append(np.ones(len(prof) * n))
+    gram = np.zeros(size * size)
+    cross = np.zeros(size * m)
+    if gram_keys:
+        gram += np.bincount(np.concatenate(gram_keys), np.concatenate(gram_vals).astype(float),
+                            minlength=size * size)  # fmt: skip
+        cross += np.bincount(np.concatenate(cross_keys), np.concatenate(cross_vals),
+                             minlength=size * m)  # fmt: skip
+    gram = gram.reshape(size, size)
+    ridge = np.full(size, params.profile_ridge)
+    ridge[:m] = params.item_ridge
+    ridge[bias_row] = UNPENALISED  # the constant is the average; the rows say how they differ
+    gram[np.diag_indices(size)] += ridge
+    weights = np.linalg.solve(gram, cross.reshape(size, m)) if m else np.zeros((size, 0))
+    if m and params.set_weight > 0:
+        # and EASE over the same connectors (order-blind: which connectors go together), its
+        # share added to their rows: still one linear model, so still one weight per row
+        together = np.bincount(np.concatenate(set_keys), minlength=m * m).astype(float)
+        weights[:m] += params.set_weight * ease(together.reshape(m, m), params.set_ridge)
+    return NextModel(items=items, row_of=row_of, industry_row=industry_row, band_row=band_row,
+                     bias_row=bias_row, weights=weights.astype(np.float32),
+                     examples=examples)  # fmt: skip
+
+
+def ease(gram: np.ndarray, ridge: float) -> np.ndarray:
+    """EASE's closed form (Steck, 2019): ``B = I - P / diag(P)``, ``P = (G + ridge I)^-1``,
+    with a zero diagonal (a connector does not predict itself)."""
+    g = gram.copy()
+    g[np.diag_indices_from(g)] += ridge
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
 def build(
     *,
     items: Sequence[Item],
@@ -178,20 +326,25 @@ def build(
     health: Iterable[tuple[str, int, int]],
     built_at: datetime,
     health_window_seconds: int,
+    params: ModelParams | None = None,
 ) -> Snapshot:
-    """The statistics from the catalog, every tenant's profile and installs, and per-service
-    (calls, errors) in the health window."""
+    """The statistics from the catalog, every tenant's profile and installs (oldest first),
+    and per-service (calls, errors) in the health window."""
+    params = params or ModelParams()
     index_of = {item.service: i for i, item in enumerate(items)}
     n_items = len(items)
     installs = np.zeros(n_items)
     seg_n: Counter[tuple[str | None, int | None]] = Counter()
     seg_counts: dict[tuple[str | None, int | None], Counter[int]] = defaultdict(Counter)
     pairs: Counter[tuple[int, int]] = Counter()
+    sequences: list[tuple[list[int], str | None, int | None]] = []
     n_tenants = 0
     for tenant in tenants:
         n_tenants += 1
-        owned = sorted(index_of[s] for s in tenant.services if s in index_of)
+        in_order = [index_of[s] for s in dict.fromkeys(tenant.services) if s in index_of]
+        owned = sorted(in_order)
         industry, band = normalise_industry(tenant.industry), size_band(tenant.size)
+        sequences.append((in_order, industry, band))
         keys = {(industry, None), (None, band), (industry, band)} - {(None, None)}
         for key in keys:
             seg_n[key] += 1
@@ -242,6 +395,8 @@ def build(
         text=TextIndex(documents),
         built_at=built_at,
         health_window_seconds=health_window_seconds,
+        model=fit_next_model(sequences, n_items, params),
+        params=params,
     )
     return snapshot
 

@@ -26,17 +26,20 @@ async def catalog(conn: asyncpg.Connection) -> list[Item]:
 
 
 async def tenants_with_installs(conn: asyncpg.Connection) -> list[TenantRow]:
-    """Every tenant's industry, size and the services it has installed (any status: a disabled
-    install still says what the tenant uses)."""
+    """Every tenant's industry, size and the services it has installed, oldest first (any
+    status: a disabled install still says what the tenant uses; a service installed twice
+    counts from its first install)."""
     rows = await conn.fetch(
         "SELECT t.industry, t.size,"
         " COALESCE(i.services, '{}'::text[]) AS services"
         " FROM tenants t LEFT JOIN ("
-        "   SELECT tenant_id, array_agg(DISTINCT service_name) AS services"
-        "   FROM integration_connectors GROUP BY tenant_id"
+        "   SELECT tenant_id, array_agg(service_name ORDER BY first, service_name) AS services"
+        "   FROM (SELECT tenant_id, service_name, min(created_at) AS first"
+        "         FROM integration_connectors GROUP BY tenant_id, service_name) f"
+        "   GROUP BY tenant_id"
         " ) i ON i.tenant_id = t.id"
     )
-    return [TenantRow(r["industry"], r["size"], frozenset(r["services"])) for r in rows]
+    return [TenantRow(r["industry"], r["size"], tuple(r["services"])) for r in rows]
 
 
 # Whole hours from connector_service's hour rollups (kept a year; raw rows only a week), up to

@@ -1,12 +1,23 @@
-"""The scoring rules on hand-made statistics (no database): smoothing, health, descriptions."""
+"""The scoring rules on hand-made statistics (no database): the next-install model, smoothing,
+health, descriptions, and reasons whose weights are what their parts did to the score."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
 
-from marketplace_service.recommendations.engine import Profile, probability, recommend
-from marketplace_service.recommendations.model import Item, TenantRow, build
+import numpy as np
+import pytest
+
+from marketplace_service.recommendations.engine import Profile, recommend
+from marketplace_service.recommendations.model import (
+    SIZE_BANDS,
+    Item,
+    ModelParams,
+    TenantRow,
+    build,
+    fit_next_model,
+)
 
 WEEK = 7 * 86400
 
@@ -17,11 +28,12 @@ def _item(slug: str, description: str = "", *, featured: bool = False) -> Item:
                 featured=featured)  # fmt: skip
 
 
-def _snapshot(tenants, items=None, health=()):
+def _snapshot(tenants, items=None, health=(), params=None):
+    """``tenants``: (industry, size, services oldest first)."""
     items = items or [_item(s) for s in ("alpha", "beta", "gamma", "delta")]
-    rows = [TenantRow(i, s, frozenset(services)) for i, s, services in tenants]
+    rows = [TenantRow(i, s, tuple(services)) for i, s, services in tenants]
     return build(items=items, tenants=rows, health=health, built_at=datetime.now(UTC),
-                 health_window_seconds=WEEK)  # fmt: skip
+                 health_window_seconds=WEEK, params=params)  # fmt: skip
 
 
 def _by_slug(items):
@@ -30,7 +42,7 @@ def _by_slug(items):
 
 def test_one_tenant_does_not_make_a_segment_rate():
     # the only "mining" tenant has gamma; everyone else (40) has alpha
-    snap = _snapshot([("mining", 20, {"gamma"})] + [("retail", 20, {"alpha"})] * 40)
+    snap = _snapshot([("mining", 20, ["gamma"])] + [("retail", 20, ["alpha"])] * 40)
     items = _by_slug(recommend(snap, Profile("Mining", 25), set(), k=4))
     rate = next(r for r in items["gamma"]["reasons"] if r["kind"] == "segment")["rate"]
     # (1 + 10 x r) / 11 with r = the industry's own smoothed rate, (1 + 10 x 2/43) / 11: not 100%
@@ -39,14 +51,14 @@ def test_one_tenant_does_not_make_a_segment_rate():
 
 
 def test_an_unknown_industry_falls_back_to_everyone():
-    snap = _snapshot([("retail", 20, {"alpha"})] * 5)
+    snap = _snapshot([("retail", 20, ["alpha"])] * 5)
     items = recommend(snap, Profile("aerospace", None), set(), k=2)
     assert items[0]["slug"] == "alpha"
     assert items[0]["reason"].endswith("of companies on the platform")
 
 
 def test_never_an_installed_connector_whatever_k_and_unknown_services_ignored():
-    snap = _snapshot([("retail", 20, {"alpha", "beta"})] * 5)
+    snap = _snapshot([("retail", 20, ["alpha", "beta"])] * 5)
     items = recommend(snap, Profile("retail", 20), {"alpha", "gamma", "not-in-catalog"}, k=50)
     assert sorted(i["slug"] for i in items) == ["beta", "delta"]
     everything = {"alpha", "beta", "gamma", "delta"}
@@ -54,7 +66,9 @@ def test_never_an_installed_connector_whatever_k_and_unknown_services_ignored():
 
 
 def test_few_failures_demote_little_many_demote_much():
-    tenants = [("retail", 20, {"alpha", "beta", "gamma"})] * 10
+    # each installed first, second and last alike (the order says nothing here)
+    tenants = [("retail", 20, ["alpha", "beta", "gamma"][k:] + ["alpha", "beta", "gamma"][:k])
+               for k in (0, 1, 2) for _ in range(4)]  # fmt: skip
     health = [("alpha", 2, 1), ("beta", 400, 200)]  # 1 of 2 calls; half of 400
     snap = _snapshot(tenants, health=health)
     items = _by_slug(recommend(snap, Profile("retail", 20), set(), k=4))
@@ -71,7 +85,7 @@ def test_the_description_lifts_matching_entries_and_names_the_words():
     catalog = [_item("ledgerly", "Double-entry bookkeeping and invoices for accountants"),
                _item("chatty", "Team chat with channels and calls"),
                _item("sheety", "Spreadsheets in the browser")]  # fmt: skip
-    snap = _snapshot([("retail", 20, {"chatty"})] * 3 + [("retail", 20, set())] * 3, catalog)
+    snap = _snapshot([("retail", 20, ["chatty"])] * 3 + [("retail", 20, [])] * 3, catalog)
     match = snap.text.match("We send invoices and do our bookkeeping ourselves")
     plain = [i["slug"] for i in recommend(snap, Profile("retail", 20), set(), k=3)]
     described = _by_slug(recommend(snap, Profile("retail", 20), set(), k=3, match=match))
@@ -87,7 +101,7 @@ def test_the_description_lifts_matching_entries_and_names_the_words():
 
 def test_featured_only_for_a_tenant_with_nothing_installed():
     catalog = [_item("alpha"), _item("beta", featured=True), _item("gamma")]
-    snap = _snapshot([("retail", 20, {"alpha", "gamma"})] * 4 + [("retail", 20, set())] * 4,
+    snap = _snapshot([("retail", 20, ["alpha", "gamma"])] * 4 + [("retail", 20, [])] * 4,
                      catalog)  # fmt: skip
     fresh = recommend(snap, Profile("retail", 20), set(), k=3)
     assert any(r["kind"] == "featured" for r in _by_slug(fresh)["beta"]["reasons"])
@@ -95,32 +109,104 @@ def test_featured_only_for_a_tenant_with_nothing_installed():
     assert not any(r["kind"] == "featured" for i in later for r in i["reasons"])
 
 
+def _odds(score: float) -> float:
+    return score / (1.0 - score)
+
+
 def test_co_installation_reasons_say_what_raised_or_lowered_the_score():
     # beta goes with alpha and with delta; gamma, as popular, is never installed with either
-    tenants = ([("retail", 20, {"alpha", "beta"})] * 20 + [("retail", 20, {"delta", "beta"})] * 20
-               + [("fintech", 20, {"gamma"})] * 40)  # fmt: skip
+    tenants = ([("retail", 20, ["alpha", "beta"])] * 20 + [("retail", 20, ["delta", "beta"])] * 20
+               + [("fintech", 20, ["gamma"])] * 40)  # fmt: skip
     snap = _snapshot(tenants)
     owned = {"alpha", "delta"}
     items = _by_slug(recommend(snap, Profile("retail", 20), owned, k=2))
     fresh = _by_slug(recommend(snap, Profile("retail", 20), set(), k=4))
 
     beta = next(r for r in items["beta"]["reasons"] if r["kind"] == "co_installed")
-    assert beta["text"].startswith("often installed with Alpha and Delta: 100% of the 20")
+    assert beta["text"] == (
+        "likely with Alpha and Delta: 100% of the 20 companies with Alpha use it (2.0x the usual"
+        " rate); 100% of the 20 companies with Delta use it (2.0x the usual rate)"
+    )
     assert beta["weight"] > 0 and beta["with_connectors"] == ["alpha", "delta"]
+    assert items["beta"]["score"] > fresh["beta"]["score"]
 
     gamma = next(r for r in items["gamma"]["reasons"] if r["kind"] == "co_installed")
-    assert gamma["text"].startswith("rarely installed with Alpha and Delta: under 1% of the 20")
+    assert gamma["text"].startswith("less likely with Alpha and Delta: under 1% of the 20")
     assert gamma["weight"] < 0
     assert items["gamma"]["score"] < fresh["gamma"]["score"]
-    # the score's own term: damping 1/sqrt(2) x the two log lifts
-    lifts = [(0 + 1) / (20 * 40 / 80 + 1)] * 2
-    assert gamma["weight"] == round(sum(math.log(x) for x in lifts) / math.sqrt(2), 3)
+    # the weights are what the connectors did: the log of the score's odds with them, less
+    # without them (same profile; no featured entries, so nothing else changes)
+    for slug, reason in (("beta", beta), ("gamma", gamma)):
+        done = math.log(_odds(items[slug]["score"])) - math.log(_odds(fresh[slug]["score"]))
+        assert reason["weight"] == pytest.approx(done, abs=0.01)
 
     # retail companies never install gamma: their segment lowers it, and says so
     segment = next(r for r in fresh["gamma"]["reasons"] if r["kind"] == "segment")
     assert segment["weight"] < 0
+    # ... by what the profile did: the odds for this profile, less those for no profile
+    nobody = _by_slug(recommend(snap, Profile(None, None), set(), k=4))
+    done = math.log(_odds(fresh["gamma"]["score"])) - math.log(_odds(nobody["gamma"]["score"]))
+    assert segment["weight"] == pytest.approx(done, abs=0.01)
 
 
-def test_the_score_of_hopeless_odds_does_not_overflow():
-    assert probability(-1000.0) == 0.0 and probability(1000.0) == 1.0
-    assert probability(0.0) == 0.5
+def test_what_came_before_predicts_what_comes_next_in_that_direction():
+    # tenants install alpha, then beta (never the other way round); gamma and delta alone
+    tenants = [("retail", 20, ["alpha", "beta"])] * 30 + [("retail", 20, ["gamma"])] * 30
+    tenants += [("retail", 20, ["delta"])] * 30
+    snap = _snapshot(tenants)
+    after_alpha = [i["slug"] for i in recommend(snap, Profile("retail", 20), {"alpha"}, k=3)]
+    after_beta = _by_slug(recommend(snap, Profile("retail", 20), {"beta"}, k=3))
+    assert after_alpha[0] == "beta"
+    co = next(r for r in after_beta["alpha"]["reasons"] if r["kind"] == "co_installed")
+    beta_after_alpha = _by_slug(recommend(snap, Profile("retail", 20), {"alpha"}, k=3))["beta"]
+    assert beta_after_alpha["score"] > 1.25 * after_beta["alpha"]["score"]
+    # the order-blind part (EASE's share) still says they go together
+    assert co["weight"] > 0 and co["with_connectors"] == ["beta"]
+    # with only the order model, beta says nothing about alpha at all
+    ordered = _snapshot(tenants, params=ModelParams(set_weight=0.0))
+    alpha = _by_slug(recommend(ordered, Profile("retail", 20), {"beta"}, k=3))["alpha"]
+    beta = _by_slug(recommend(ordered, Profile("retail", 20), {"alpha"}, k=3))["beta"]
+    nothing = _by_slug(recommend(ordered, Profile("retail", 20), set(), k=4))
+    assert not any(r["kind"] == "co_installed" for r in alpha["reasons"])
+    assert alpha["score"] <= nothing["alpha"]["score"]  # no help from beta
+    assert beta["score"] > 2 * nothing["beta"]["score"]  # alpha makes beta likely next
+
+
+def test_the_counted_model_is_ridge_regression_on_the_examples():
+    """X'X and X'Y counted from the sequences equal the ones of the example matrix: one row
+    per install, what the tenant had before it and its profile (and a constant) -> it."""
+    rng = np.random.default_rng(3)
+    n_items, industries = 7, ["a", "b", None]
+    sequences = [
+        (list(rng.permutation(n_items)[: rng.integers(0, 5)]),
+         industries[rng.integers(3)], int(rng.integers(len(SIZE_BANDS))))
+        for _ in range(60)
+    ]  # fmt: skip
+    params = ModelParams(item_ridge=3.0, profile_ridge=7.0, set_weight=0.0, min_segment=1)
+    model = fit_next_model(sequences, n_items, params)
+    size, m = model.bias_row + 1, len(model.items)
+    xs, ys = [], []
+    for seq, industry, band in sequences:
+        for k, target in enumerate(seq):
+            x = np.zeros(size)
+            for rows in (model.rows(seq[:k], industry, band),):
+                x[rows] = 1.0
+            y = np.zeros(m)
+            y[model.row_of[target]] = 1.0
+            xs.append(x)
+            ys.append(y)
+    x, y = np.array(xs), np.array(ys)
+    ridge = np.full(size, params.profile_ridge)
+    ridge[:m] = params.item_ridge
+    ridge[model.bias_row] = 1e-3
+    expected = np.linalg.solve(x.T @ x + np.diag(ridge), x.T @ y)
+    assert model.examples == len(xs)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_connectors_past_the_models_limit_still_rank_by_their_segment():
+    tenants = [("retail", 20, ["alpha", "beta"])] * 10 + [("retail", 20, ["gamma"])] * 3
+    snap = _snapshot(tenants, params=ModelParams(max_items=2))
+    assert sorted(snap.model.items.tolist()) == [0, 1]  # alpha, beta: the most installed
+    ranked = [i["slug"] for i in recommend(snap, Profile("retail", 20), {"alpha"}, k=3)]
+    assert ranked == ["beta", "gamma", "delta"]  # gamma (3 installs) before delta (none)

@@ -1,0 +1,1 @@
+"""The recommendation evaluation harness: synthetic populations, splits, baselines, metrics."""
