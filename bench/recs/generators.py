@@ -94,8 +94,8 @@ def catalog(n_items: int, rng: np.random.Generator) -> tuple[list[dict], list[tu
     for industry in INDUSTRIES:
         slugs = [f"{industry}-suite-{n}" for n in range(NICHE_PER_INDUSTRY)]
         for n, slug in enumerate(slugs):
-            rows.append(_entry(slug, f"{industry.title()} Suite {n}", industry,
-                               f"{NICHE_TEXT[industry]} records, reports and filings."))  # fmt: skip
+            text = f"{NICHE_TEXT[industry]} records, reports and filings."
+            rows.append(_entry(slug, f"{industry.title()} Suite {n}", industry, text))
         for s in range(0, NICHE_PER_INDUSTRY, NICHE_STACK):
             weights = {i: (8.0 if i == industry else 0.0) for i in INDUSTRIES}
             stacks.append((slugs[s : s + NICHE_STACK], weights, 0))
@@ -209,8 +209,9 @@ def stacks(n_tenants: int, rng: np.random.Generator, *, n_items: int = 0, descri
         if rng.random() < describe:
             description = " ".join(rows[rng.integers(len(rows))]["description"].split()[:12])
         members = {m for s in chosen for m in stack_list[s][0]}
-        out.append(Tenant(uuid.uuid4(), industry, size, _timed(sorted(installed), rng),
-                          description, truth_industry=industry, extra={"stacks": members}))  # fmt: skip
+        events = _timed(sorted(installed), rng)
+        out.append(Tenant(uuid.uuid4(), industry, size, events, description,
+                          truth_industry=industry, extra={"stacks": members}))  # fmt: skip
     return rows, out
 
 
@@ -301,8 +302,8 @@ def sequential(n_tenants: int, rng: np.random.Generator, *, noise: bool = False
     out = []
     for _ in range(n_tenants):
         industry, band, size = _profile(rng)
-        ecosystem = rng.choice(["google", "microsoft", "atlassian", "none"],
-                               p=[0.45 - 0.05 * band, 0.15 + 0.07 * band, 0.15, 0.25 - 0.02 * band])  # fmt: skip
+        leaning = [0.45 - 0.05 * band, 0.15 + 0.07 * band, 0.15, 0.25 - 0.02 * band]
+        ecosystem = rng.choice(["google", "microsoft", "atlassian", "none"], p=leaning)
         n = 1 + rng.poisson(2.0 + 0.6 * band)
         day = rng.uniform(0, HORIZON_DAYS * 0.8)
         events: list[tuple[str, float]] = []
@@ -335,16 +336,14 @@ def sequential(n_tenants: int, rng: np.random.Generator, *, noise: bool = False
             open_needs = [k for k in NEEDS if k not in filled]
             if not open_needs:
                 break
-            w = np.array([NEED_WEIGHT.get(k, {}).get(industry, 1.0)
-                          * np.exp(-1.5 * abs(NEEDS[k][0] - stage)) for k in open_needs])  # fmt: skip
+            w = _need_weights(open_needs, industry, stage)
             need = open_needs[int(rng.choice(len(open_needs), p=w / w.sum()))]
             filled.add(need)
             stage = min(stage + 0.5, 3.0)
             tools = [t for t in NEEDS[need][1] if t[0] not in have]
             if not tools:
                 continue
-            tw = np.array([(4.0 if eco == ecosystem else 1.0) * ind.get(industry, 1.0)
-                           * 1.5 ** (lean * (band - 2) / 2) for _, eco, ind, lean in tools])  # fmt: skip
+            tw = _tool_weights(tools, ecosystem, industry, band)
             order = rng.choice(len(tools), size=len(tools), replace=False, p=tw / tw.sum())
             if noise and len(tools) > 1 and rng.random() < 0.33:  # a trial of competitors
                 trial = [tools[k][0] for k in order[: 2 + int(rng.random() < 0.3)]]
@@ -376,6 +375,18 @@ def sequential(n_tenants: int, rng: np.random.Generator, *, noise: bool = False
     return rows, out
 
 
+def _need_weights(needs: list[str], industry: str, stage: float) -> np.ndarray:
+    """An industry's interest in each open need, by how near the need's stage is."""
+    return np.array([NEED_WEIGHT.get(k, {}).get(industry, 1.0)
+                     * np.exp(-1.5 * abs(NEEDS[k][0] - stage)) for k in needs])  # fmt: skip
+
+
+def _tool_weights(tools: list[tuple], ecosystem: str, industry: str, band: int) -> np.ndarray:
+    """Each tool's appeal: x4 in the tenant's ecosystem, its industry weight, its size lean."""
+    return np.array([(4.0 if eco == ecosystem else 1.0) * ind.get(industry, 1.0)
+                     * 1.5 ** (lean * (band - 2) / 2) for _, eco, ind, lean in tools])  # fmt: skip
+
+
 def _chances(slugs: list[str], pop: np.ndarray, niche: list[str], have: set[str],
              filled: set[str], stage: float, industry: str, band: int, ecosystem: str
              ) -> dict[str, float]:  # fmt: skip
@@ -392,14 +403,12 @@ def _chances(slugs: list[str], pop: np.ndarray, niche: list[str], have: set[str]
             out[slug] = out.get(slug, 0.0) + by_popularity * p
     open_needs = [k for k in NEEDS if k not in filled]
     if open_needs:
-        w = np.array([NEED_WEIGHT.get(k, {}).get(industry, 1.0)
-                      * np.exp(-1.5 * abs(NEEDS[k][0] - stage)) for k in open_needs])  # fmt: skip
+        w = _need_weights(open_needs, industry, stage)
         for need, p_need in zip(open_needs, w / w.sum(), strict=True):
             tools = [t for t in NEEDS[need][1] if t[0] not in have]
             if not tools:
                 continue
-            tw = np.array([(4.0 if eco == ecosystem else 1.0) * ind.get(industry, 1.0)
-                           * 1.5 ** (lean * (band - 2) / 2) for _, eco, ind, lean in tools])  # fmt: skip
+            tw = _tool_weights(tools, ecosystem, industry, band)
             for (slug, *_), p_tool in zip(tools, tw / tw.sum(), strict=True):
                 out[slug] = out.get(slug, 0.0) + 0.75 * p_need * p_tool
     total = sum(out.values())
