@@ -117,6 +117,7 @@ class _Context:
     prior_part: np.ndarray  # the segment prior's share of the estimate
     match: Match | None
     description_weight: float
+    band: int | None = None
 
     @classmethod
     def of(cls, snap: Snapshot, profile: Profile, installed: set[str], match: Match | None
@@ -133,7 +134,7 @@ class _Context:
         share = snap.params.prior_share
         prior_part = share * rates / rates.sum()
         return cls(snap, prior, rates, owned, rows, learned, prior_part, match,
-                   snap.params.description_weight)  # fmt: skip
+                   snap.params.description_weight, band)  # fmt: skip
 
     def estimate(self) -> np.ndarray:
         return np.maximum(self.learned, 0.0) + self.prior_part
@@ -193,15 +194,21 @@ class _Context:
 
     def _prior_reason(self, j: int) -> dict[str, Any]:
         """The segment: the model's industry and size-band rows, and the segment's prior rate
-        in place of everyone's."""
-        rate = float(self.rates[j])
+        in place of everyone's. The text names every part that counted: a size band the model
+        used but the prior did not (the industry has no tenant of that size) gets a figure of
+        its own."""
+        snap, rate = self.snap, float(self.rates[j])
         contributions = self._contributions(j)
         profile = float(contributions[len(self.owned_rows()) : -1].sum()) if self.rows else 0.0
-        overall = np.clip(self.snap.global_rate, 1e-6, 1 - 1e-6)
-        everyone = self.snap.params.prior_share * float(overall[j] / overall.sum())
-        weight = self._without(j, profile, everyone)
-        return _reason("segment", f"used by {percent(rate)} of {self.prior.label}", weight,
-                       rate=round(rate, 4), tenants=self.prior.tenants)  # fmt: skip
+        weight = self._without(j, profile, float(snap.everyone_part[j]))
+        text = f"used by {percent(rate)} of {self.prior.label}"
+        model, band = snap.model, self.band
+        if (band is not None and self.prior.band is None and model is not None
+                and ("band", band) in model.profile_row):  # fmt: skip
+            by_size = float(snap.prior(None, band).rates[j])
+            text += f"; by {percent(by_size)} of companies of your size ({band_label(band)})"
+        return _reason("segment", text, weight, rate=round(rate, 4),
+                       tenants=self.prior.tenants)  # fmt: skip
 
     def owned_rows(self) -> list[int]:
         model = self.snap.model
@@ -212,7 +219,9 @@ class _Context:
     def _co_reason(self, j: int) -> dict[str, Any] | None:
         """What the tenant's connectors did to the estimate, in one reason: those that raised
         it when together they raised it, those that lowered it when they lowered it (two
-        CRMs), each with its co-installation figures, the strongest first."""
+        CRMs), strongest first, each with a figure that agrees with what it did, when there
+        is one: how common the connector is among companies with it against everyone
+        ("1.8x the usual rate"), or, for one that raised it, how many added it afterwards."""
         model = self.snap.model
         if model is None or not self.owned:
             return None
@@ -222,24 +231,32 @@ class _Context:
         weight = self._without(j, float(per.sum()))
         if abs(weight) < MIN_WEIGHT_TO_SAY:
             return None
-        sign = 1.0 if weight > 0 else -1.0
+        raised = weight > 0
+        sign = 1.0 if raised else -1.0
         named = sorted((p for p in zip(per.tolist(), had, strict=True) if sign * p[0] > 0),
                        key=lambda p: -sign * p[0])  # fmt: skip
         if not named:
             return None
         names, slugs = self.snap.catalog.names, self.snap.catalog.slugs
-        share = self.snap.installs / max(self.snap.n_tenants, 1)
+        share = float(self.snap.install_share[j])
         figures = []
         for _, i in named[:MAX_PAIRS_SAID]:
             having, co = int(self.snap.installs[i]), self.snap.co_count(i, j)
-            lift = (co / having) / max(float(share[j]), 1e-9) if having else 0.0
-            figures.append(f"{percent(co / having)} of the {having:,} companies with {names[i]}"
-                           f" use it ({lift:.1f}x the usual rate)")  # fmt: skip
+            if not having:
+                continue
+            lift = (co / having) / max(share, 1e-9)
+            if (lift >= 1.0) == raised:
+                figures.append(f"{percent(co / having)} of the {having:,} companies with"
+                               f" {names[i]} use it ({lift:.1f}x the usual rate)")  # fmt: skip
+            elif raised and (after := self.snap.after_count(i, j)):
+                figures.append(f"{percent(after / having)} of the {having:,} companies with"
+                               f" {names[i]} added it after {names[i]}")  # fmt: skip
         said = [names[i] for _, i in named[:MAX_PAIRS_SAID]]
         more = len(named) - len(said)
         who = f"{', '.join(said)} and {more} more" if more else _listing(said)
-        verb = "likely with" if weight > 0 else "less likely with"
-        text = f"{verb} {who}: {'; '.join(figures)}"
+        text = f"{'likely' if raised else 'less likely'} with {who}"
+        if figures:
+            text += f": {'; '.join(figures)}"
         return _reason("co_installed", text, weight, with_connector=slugs[named[0][1]],
                        with_connectors=[slugs[i] for _, i in named])  # fmt: skip
 

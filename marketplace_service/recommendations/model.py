@@ -21,6 +21,7 @@ examples have both a and b before them, and so on), never as a matrix of example
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -59,7 +60,7 @@ class ModelParams:
     set_ridge: float = 50.0  # its lambda
     description_weight: float = 3.0  # log-factor per unit of description cosine similarity
     max_items: int = 2000  # connectors modelled (the most installed; the rest rank by prior)
-    min_segment: int = 5  # tenants an industry label needs to be a feature of its own
+    min_segment: int = 5  # tenants a profile key (an industry label, a band) needs for a row
 
 
 def size_band(size: int | None) -> int | None:
@@ -117,6 +118,7 @@ class Prior:
     rates: np.ndarray
     label: str  # "fintech companies of your size (51-200 employees)"
     tenants: int
+    band: int | None = None  # the size band the label names, if any
 
 
 @dataclass
@@ -145,6 +147,9 @@ class Snapshot:
     co_ptr: np.ndarray  # CSR by entry: co_items[co_ptr[i]:co_ptr[i + 1]] were installed with i
     co_items: np.ndarray  # ... sorted, with
     co_counts: np.ndarray  # ... on how many tenants
+    after_ptr: np.ndarray  # the same by order: after_items[...] were installed after i, by
+    after_items: np.ndarray  # ... how many tenants (after_counts)
+    after_counts: np.ndarray
     health_penalty: np.ndarray  # log-odds added for a high error rate (<= 0)
     error_calls: np.ndarray
     error_counts: np.ndarray
@@ -166,14 +171,22 @@ class Snapshot:
     def global_rate(self) -> np.ndarray:
         return (self.installs + 1.0) / (self.n_tenants + 2.0)
 
-    def co(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self.co_ptr[i], self.co_ptr[i + 1]
-        return self.co_items[lo:hi], self.co_counts[lo:hi]
-
     def co_count(self, i: int, j: int) -> int:
-        items, counts = self.co(i)
-        pos = int(np.searchsorted(items, j))
-        return int(counts[pos]) if pos < len(items) and items[pos] == j else 0
+        return _lookup(self.co_ptr, self.co_items, self.co_counts, i, j)
+
+    def after_count(self, i: int, j: int) -> int:
+        """Tenants that installed ``j`` after ``i``."""
+        return _lookup(self.after_ptr, self.after_items, self.after_counts, i, j)
+
+    @functools.cached_property
+    def install_share(self) -> np.ndarray:
+        return self.installs / max(self.n_tenants, 1)
+
+    @functools.cached_property
+    def everyone_part(self) -> np.ndarray:
+        """The prior's share of the estimate for a tenant with no profile (everyone's rates)."""
+        overall = np.clip(self.global_rate, 1e-6, 1 - 1e-6)
+        return self.params.prior_share * overall / overall.sum()
 
     def prior(self, industry: str | None, band: int | None) -> Prior:
         """Install rates among similar tenants, each level smoothed toward the one above:
@@ -195,7 +208,7 @@ class Snapshot:
             who = f"{industry} companies" if industry else "companies"
             label = f"{who} of your size ({band_label(band)})"
             rates, n = self._smooth(seg, rates), seg.n
-        prior = self._priors[key] = Prior(rates=rates, label=label, tenants=n)
+        prior = self._priors[key] = Prior(rates=rates, label=label, tenants=n, band=band)
         return prior
 
     def _smooth(self, seg: Segment, parent: np.ndarray) -> np.ndarray:
@@ -204,27 +217,71 @@ class Snapshot:
         return rates / (seg.n + PRIOR_STRENGTH)
 
 
+def profile_keys(industry: str | None, band: int | None) -> list[tuple]:
+    """What a profile is made of, as the model's rows know it: the industry and the size band.
+    (Rows for the two together were tried: the validation splits never chose them.)"""
+    keys: list[tuple] = []
+    if industry is not None:
+        keys.append(("industry", industry))
+    if band is not None:
+        keys.append(("band", band))
+    return keys
+
+
 @dataclass
 class NextModel:
     """The fitted next-install model: ``weights[row]`` over the modelled connectors, one row
-    per modelled connector (``row_of``), per industry label with enough tenants
-    (``industry_row``), per size band (``band_row + band``) and the constant (``bias_row``)."""
+    per modelled connector (``row_of``), per profile key with enough tenants (``profile_row``:
+    an industry label, a size band) and the constant (``bias_row``)."""
 
     items: np.ndarray  # catalog index of each modelled connector (its column)
     row_of: np.ndarray  # catalog index -> its row and column, or -1 (not modelled)
-    industry_row: dict[str, int]
-    band_row: int
+    profile_row: dict[tuple, int]
     bias_row: int
     weights: np.ndarray  # float32, rows x modelled connectors
     examples: int  # (had -> installed next) examples it was fitted on
 
     def rows(self, owned: Sequence[int], industry: str | None, band: int | None) -> list[int]:
+        """The rows of a tenant: its modelled connectors, its profile's, the constant."""
         rows = [int(self.row_of[i]) for i in owned if self.row_of[i] >= 0]
-        if industry is not None and industry in self.industry_row:
-            rows.append(self.industry_row[industry])
-        if band is not None:
-            rows.append(self.band_row + band)
-        return [*rows, self.bias_row]
+        return [*rows, *self.profile_rows(industry, band), self.bias_row]
+
+    def profile_rows(self, industry: str | None, band: int | None) -> list[int]:
+        keys = profile_keys(industry, band)
+        return [self.profile_row[k] for k in keys if k in self.profile_row]
+
+
+class _Counts:
+    """A dense array of counts added to by (flat index, amount) batches, folded in every
+    million or so entries: memory stays at the array and one batch, however many installs
+    each tenant has (a tenant with n installs adds about n^2 entries)."""
+
+    FOLD = 1 << 20
+
+    def __init__(self, size: int) -> None:
+        self._total = np.zeros(size)
+        self._keys: list[np.ndarray] = []
+        self._amounts: list[np.ndarray] = []
+        self._pending = 0
+
+    def add(self, keys: np.ndarray, amounts: np.ndarray | None = None) -> None:
+        keys = keys.ravel()
+        self._keys.append(keys)
+        self._amounts.append(np.ones(len(keys)) if amounts is None else
+                             np.asarray(amounts, dtype=np.float64).ravel())  # fmt: skip
+        self._pending += len(keys)
+        if self._pending >= self.FOLD:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._keys:
+            self._total += np.bincount(np.concatenate(self._keys), np.concatenate(self._amounts),
+                                       minlength=len(self._total))  # fmt: skip
+        self._keys, self._amounts, self._pending = [], [], 0
+
+    def total(self) -> np.ndarray:
+        self._fold()
+        return self._total
 
 
 def fit_next_model(
@@ -233,6 +290,7 @@ def fit_next_model(
 ) -> NextModel:  # fmt: skip
     """Ridge regression of each install on what came before it (and the profile), from the
     tenants' install sequences (catalog indices, oldest first), in closed form."""
+    sequences = [(list(dict.fromkeys(seq)), industry, band) for seq, industry, band in sequences]
     counts = np.zeros(n_items)
     for seq, _, _ in sequences:
         counts[seq] += 1
@@ -242,18 +300,19 @@ def fit_next_model(
     m = len(items)
     row_of = np.full(n_items, -1, dtype=np.int64)
     row_of[items] = np.arange(m)
-    labels = Counter(ind for _, ind, _ in sequences if ind is not None)
-    industry_row = {
-        ind: m + k
-        for k, ind in enumerate(sorted(i for i, c in labels.items() if c >= params.min_segment))
-    }
-    band_row = m + len(industry_row)
-    bias_row = band_row + len(SIZE_BANDS)
+    tenants_with: Counter[tuple] = Counter()
+    for _, industry, band in sequences:
+        tenants_with.update(profile_keys(industry, band))
+    kept = sorted((k for k, c in tenants_with.items() if c >= params.min_segment), key=repr)
+    profile_row = {key: m + k for k, key in enumerate(kept)}
+    bias_row = m + len(profile_row)
     size = bias_row + 1
+    model = NextModel(items=items, row_of=row_of, profile_row=profile_row, bias_row=bias_row,
+                      weights=np.zeros((0, 0), np.float32), examples=0)  # fmt: skip
     # X'X and X'Y from the sequences: an example is (the rows had before position k) ->
     # the connector at k, so rows a (at p) and b (at q) are together in n - 1 - max(p, q)
     # examples, a profile row in all n, and a precedes the target b once when p < q
-    gram_keys, gram_vals, cross_keys, cross_vals, set_keys = [], [], [], [], []
+    gram, cross, together = _Counts(size * size), _Counts(size * m), _Counts(m * m)
     examples = 0
     for seq, industry, band in sequences:
         cols = row_of[np.asarray(seq[:MAX_INSTALLS_PAIRED], dtype=np.int64)]
@@ -262,36 +321,19 @@ def fit_next_model(
         if n == 0:
             continue
         examples += n
-        profile = [bias_row]
-        if industry is not None and industry in industry_row:
-            profile.append(industry_row[industry])
-        if band is not None:
-            profile.append(band_row + band)
-        prof = np.array(profile, dtype=np.int64)
+        prof = np.array([*model.profile_rows(industry, band), bias_row], dtype=np.int64)
         pos = np.arange(n)
-        together = n - 1 - np.maximum.outer(pos, pos)  # examples with both before the target
-        gram_keys.append((cols[:, None] * size + cols[None, :]).ravel())
-        gram_vals.append(together.ravel())
+        both = n - 1 - np.maximum.outer(pos, pos)  # examples with both before the target
+        gram.add(cols[:, None] * size + cols[None, :], both)
         before = (n - 1 - pos).astype(np.float64)  # examples with the connector before
-        gram_keys.append((cols[:, None] * size + prof[None, :]).ravel())
-        gram_vals.append(np.repeat(before, len(prof)))
-        gram_keys.append((prof[:, None] * size + cols[None, :]).ravel())
-        gram_vals.append(np.tile(before, len(prof)))
-        gram_keys.append((prof[:, None] * size + prof[None, :]).ravel())
-        gram_vals.append(np.full(len(prof) ** 2, float(n)))
-        set_keys.append((cols[:, None] * m + cols[None, :]).ravel())
+        gram.add(cols[:, None] * size + prof[None, :], np.repeat(before, len(prof)))
+        gram.add(prof[:, None] * size + cols[None, :], np.tile(before, len(prof)))
+        gram.add(prof[:, None] * size + prof[None, :], np.full(len(prof) ** 2, float(n)))
+        together.add(cols[:, None] * m + cols[None, :])
         earlier = pos[:, None] < pos[None, :]  # a (row) precedes the target b (column)
-        cross_keys.append((cols[:, None] * m + cols[None, :])[earlier])
-        cross_vals.append(np.ones(int(earlier.sum())))
-        cross_keys.append((prof[:, None] * m + cols[None, :]).ravel())
-        cross_vals.append(np.ones(len(prof) * n))
-    gram = np.zeros(size * size)
-    cross = np.zeros(size * m)
-    if gram_keys:
-        gram += np.bincount(np.concatenate(gram_keys), np.concatenate(gram_vals).astype(float),
-                            minlength=size * size)  # fmt: skip
-        cross += np.bincount(np.concatenate(cross_keys), np.concatenate(cross_vals),
-                             minlength=size * m)  # fmt: skip
+        cross.add((cols[:, None] * m + cols[None, :])[earlier])
+        cross.add(prof[:, None] * m + cols[None, :])
+    gram, cross = gram.total(), cross.total()
     gram = gram.reshape(size, size)
     ridge = np.full(size, params.profile_ridge)
     ridge[:m] = params.item_ridge
@@ -301,11 +343,9 @@ def fit_next_model(
     if m and params.set_weight > 0:
         # and EASE over the same connectors (order-blind: which connectors go together), its
         # share added to their rows: still one linear model, so still one weight per row
-        together = np.bincount(np.concatenate(set_keys), minlength=m * m).astype(float)
-        weights[:m] += params.set_weight * ease(together.reshape(m, m), params.set_ridge)
-    return NextModel(items=items, row_of=row_of, industry_row=industry_row, band_row=band_row,
-                     bias_row=bias_row, weights=weights.astype(np.float32),
-                     examples=examples)  # fmt: skip
+        weights[:m] += params.set_weight * ease(together.total().reshape(m, m), params.set_ridge)
+    model.weights, model.examples = weights.astype(np.float32), examples
+    return model
 
 
 def ease(gram: np.ndarray, ridge: float) -> np.ndarray:
@@ -336,7 +376,7 @@ def build(
     installs = np.zeros(n_items)
     seg_n: Counter[tuple[str | None, int | None]] = Counter()
     seg_counts: dict[tuple[str | None, int | None], Counter[int]] = defaultdict(Counter)
-    pairs: Counter[tuple[int, int]] = Counter()
+    ordered: Counter[tuple[int, int]] = Counter()  # (earlier, later) on how many tenants
     sequences: list[tuple[list[int], str | None, int | None]] = []
     n_tenants = 0
     for tenant in tenants:
@@ -351,8 +391,12 @@ def build(
             seg_counts[key].update(owned)
         if owned:
             installs[owned] += 1
-            pairs.update(itertools.combinations(owned[:MAX_INSTALLS_PAIRED], 2))
-    co_ptr, co_items, co_counts = _co_installs(pairs, n_items)
+            ordered.update(itertools.combinations(in_order[:MAX_INSTALLS_PAIRED], 2))
+    pairs: Counter[tuple[int, int]] = Counter()
+    for (a, b), count in ordered.items():
+        pairs[(a, b) if a < b else (b, a)] += count
+    co_ptr, co_items, co_counts = _csr(pairs, n_items, symmetric=True)
+    after_ptr, after_items, after_counts = _csr(ordered, n_items, symmetric=False)
 
     calls, errors = np.zeros(n_items), np.zeros(n_items)
     for service, n_calls, n_errors in health:
@@ -389,6 +433,9 @@ def build(
         co_ptr=co_ptr,
         co_items=co_items,
         co_counts=co_counts,
+        after_ptr=after_ptr,
+        after_items=after_items,
+        after_counts=after_counts,
         health_penalty=penalty,
         error_calls=calls,
         error_counts=errors,
@@ -401,17 +448,26 @@ def build(
     return snapshot
 
 
-def _co_installs(
-    pairs: Counter[tuple[int, int]], n_items: int
+def _lookup(ptr: np.ndarray, items: np.ndarray, counts: np.ndarray, i: int, j: int) -> int:
+    lo, hi = ptr[i], ptr[i + 1]
+    pos = lo + int(np.searchsorted(items[lo:hi], j))
+    return int(counts[pos]) if pos < hi and items[pos] == j else 0
+
+
+def _csr(
+    pairs: Counter[tuple[int, int]], n_items: int, *, symmetric: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The symmetric co-installation counts in CSR form, each row sorted by entry."""
+    """Pair counts in CSR form by the first entry (both ways when ``symmetric``), each row
+    sorted by entry."""
     if not pairs:
         return np.zeros(n_items + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0)
     ab = np.array(list(pairs.keys()), dtype=np.int64)
     counts = np.array(list(pairs.values()), dtype=np.float64)
-    rows = np.concatenate([ab[:, 0], ab[:, 1]])
-    cols = np.concatenate([ab[:, 1], ab[:, 0]])
-    both = np.concatenate([counts, counts])
+    rows, cols, both = ab[:, 0], ab[:, 1], counts
+    if symmetric:
+        rows = np.concatenate([ab[:, 0], ab[:, 1]])
+        cols = np.concatenate([ab[:, 1], ab[:, 0]])
+        both = np.concatenate([counts, counts])
     order = np.lexsort((cols, rows))
     rows, cols, both = rows[order], cols[order], both[order]
     ptr = np.zeros(n_items + 1, dtype=np.int64)

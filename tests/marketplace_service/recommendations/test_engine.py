@@ -172,25 +172,45 @@ def test_what_came_before_predicts_what_comes_next_in_that_direction():
     assert beta["score"] > 2 * nothing["beta"]["score"]  # alpha makes beta likely next
 
 
-def test_the_counted_model_is_ridge_regression_on_the_examples():
+@pytest.mark.parametrize(
+    ("min_segment", "max_items", "paired", "set_weight"),
+    [(1, 7, 200, 0.0), (5, 7, 200, 0.0), (1, 4, 200, 0.0), (1, 7, 3, 0.0), (5, 5, 3, 0.5)],
+)
+def test_the_counted_model_is_ridge_regression_on_the_examples(
+    monkeypatch, min_segment, max_items, paired, set_weight
+):
     """X'X and X'Y counted from the sequences equal the ones of the example matrix: one row
-    per install, what the tenant had before it and its profile (and a constant) -> it."""
+    per install of a modelled connector, what the tenant had before it (modelled, within the
+    first ``MAX_INSTALLS_PAIRED``), its profile rows and a constant -> it; plus EASE's share
+    over the same connectors. Rare industries (below ``min_segment``), unknown sizes, a
+    catalog past ``max_items``, long sequences cut short, a connector installed twice."""
+    from marketplace_service.recommendations import model as model_module
+
+    monkeypatch.setattr(model_module, "MAX_INSTALLS_PAIRED", paired)
     rng = np.random.default_rng(3)
-    n_items, industries = 7, ["a", "b", None]
-    sequences = [
-        (list(rng.permutation(n_items)[: rng.integers(0, 5)]),
-         industries[rng.integers(3)], int(rng.integers(len(SIZE_BANDS))))
-        for _ in range(60)
-    ]  # fmt: skip
-    params = ModelParams(item_ridge=3.0, profile_ridge=7.0, set_weight=0.0, min_segment=1)
+    n_items, industries = 7, ["a", "b", "c", None]
+    bands = [*range(len(SIZE_BANDS)), None]
+    sequences = []
+    for _ in range(60):
+        seq = list(rng.permutation(n_items)[: rng.integers(0, 7)])
+        if seq and rng.random() < 0.1:
+            seq.append(seq[0])  # installed twice: counts once, at its first install
+        industry = industries[rng.choice(4, p=[0.45, 0.45, 0.05, 0.05])]
+        sequences.append((seq, industry, bands[rng.integers(len(bands))]))
+    params = ModelParams(item_ridge=3.0, profile_ridge=7.0, set_weight=set_weight,
+                         set_ridge=2.0, min_segment=min_segment, max_items=max_items)  # fmt: skip
     model = fit_next_model(sequences, n_items, params)
     size, m = model.bias_row + 1, len(model.items)
-    xs, ys = [], []
+    assert m == min(max_items, n_items)
+    xs, ys, sets = [], [], []
     for seq, industry, band in sequences:
+        seq = [i for i in list(dict.fromkeys(seq))[:paired] if model.row_of[i] >= 0]
+        had = np.zeros(m)
+        had[[model.row_of[i] for i in seq]] = 1.0
+        sets.append(had)
         for k, target in enumerate(seq):
             x = np.zeros(size)
-            for rows in (model.rows(seq[:k], industry, band),):
-                x[rows] = 1.0
+            x[model.rows(seq[:k], industry, band)] = 1.0
             y = np.zeros(m)
             y[model.row_of[target]] = 1.0
             xs.append(x)
@@ -200,8 +220,67 @@ def test_the_counted_model_is_ridge_regression_on_the_examples():
     ridge[:m] = params.item_ridge
     ridge[model.bias_row] = 1e-3
     expected = np.linalg.solve(x.T @ x + np.diag(ridge), x.T @ y)
+    if set_weight:
+        g = np.array(sets).T @ np.array(sets) + 2.0 * np.eye(m)
+        p = np.linalg.inv(g)
+        b = np.eye(m) - p / np.diag(p)
+        expected[:m] += set_weight * b
     assert model.examples == len(xs)
+    if min_segment == 5:  # "c" (5% of 60 tenants) is too rare for a row of its own
+        assert ("industry", "c") not in model.profile_row
     np.testing.assert_allclose(model.weights, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_figures_in_co_installation_reasons_agree_with_what_the_connector_did():
+    """On random populations: a figure "(N.Nx the usual rate)" is above 1 when the named
+    connectors raised the score and below it when they lowered it."""
+    import re
+
+    rng = np.random.default_rng(11)
+    slugs = [f"c{n}" for n in range(12)]
+    checked = 0
+    for _ in range(5):
+        tenants = [("retail", 20, list(rng.choice(slugs, size=rng.integers(1, 6), replace=False)))
+                   for _ in range(150)]  # fmt: skip
+        snap = _snapshot(tenants, items=[_item(s) for s in slugs])
+        for _ in range(20):
+            owned = set(rng.choice(slugs, size=rng.integers(1, 4), replace=False))
+            for item in recommend(snap, Profile("retail", 20), owned, k=8):
+                for reason in item["reasons"]:
+                    if reason["kind"] != "co_installed":
+                        continue
+                    for lift in re.findall(r"\((\d+\.\d)x the usual rate\)", reason["text"]):
+                        checked += 1
+                        assert (float(lift) >= 1.0) == (reason["weight"] > 0), reason
+    assert checked > 100
+
+
+def test_the_first_of_competing_figures_is_the_order_when_the_overall_rate_disagrees():
+    # beta is common, mostly installed first; a third of the companies with alpha add it after
+    tenants = [("retail", 20, ["beta", "gamma"])] * 50 + [("retail", 20, ["alpha", "beta"])] * 25
+    tenants += [("retail", 20, ["alpha", "delta"])] * 20 + [("retail", 20, ["alpha", "gamma"])] * 20
+    snap = _snapshot(tenants)
+    beta = _by_slug(recommend(snap, Profile("retail", 20), {"alpha"}, k=3))["beta"]
+    co = next(r for r in beta["reasons"] if r["kind"] == "co_installed")
+    # with alpha, beta is rarer than usual (38% against 65%): that figure would contradict
+    # "likely"; what alpha's term learned is what came after it
+    assert co["weight"] > 0
+    assert (
+        co["text"] == "likely with Alpha: 38% of the 65 companies with Alpha added it after Alpha"
+    )
+
+
+def test_a_size_band_the_model_counted_is_named_in_the_segment_reason():
+    # industry x has no large tenants (so its prior cannot say "of your size"), but the model's
+    # size-band row for 5,001+ employees counts: the reason says both
+    tenants = [("x", 20, ["alpha", "beta"])] * 40 + [("y", 6000, ["gamma", "delta"])] * 40
+    tenants += [("y", 20, ["alpha", "delta"])] * 40
+    snap = _snapshot(tenants)
+    items = _by_slug(recommend(snap, Profile("x", 6000), set(), k=4))
+    gamma = next(r for r in items["gamma"]["reasons"] if r["kind"] == "segment")
+    assert gamma["weight"] > 0
+    assert gamma["text"] == ("used by 7% of x companies; by 87% of companies of your size"
+                             " (5,001+ employees)")  # fmt: skip
 
 
 def test_connectors_past_the_models_limit_still_rank_by_their_segment():
