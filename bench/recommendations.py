@@ -78,7 +78,8 @@ SCENARIOS = {  # name: (generator, split)
     "temporal": ("sequential", "temporal"),
 }
 BASELINES = ("most popular", "popular in segment", "item-kNN (co-occurrence counts)",
-             "item-kNN (normalised)", "EASE")  # fmt: skip
+             "item-kNN (normalised)", "item-kNN (installed after)", "EASE",
+             "EASE + profile")  # fmt: skip
 
 
 async def load(dsn: str, rows: list[dict], tenants: list[Tenant]) -> None:
@@ -174,6 +175,22 @@ def run_one(scenario: str, tenants: int, seed: int) -> dict[str, Any]:
             "seconds": time.perf_counter() - started, "rankers": out}  # fmt: skip
 
 
+def _ratios(runs: list[dict[str, Any]], engine: str, baseline: str, part: str | None = None
+            ) -> tuple[float, float] | None:  # fmt: skip
+    """``engine``'s precision@5 over ``baseline``'s (in the slice ``part``), seed by seed,
+    as a mean and its interval (None when no seed has the slice)."""
+    values = []
+    for run in runs:
+        a, b = (run["rankers"][name] for name in (engine, baseline))
+        if part is not None:
+            a, b = a["slices"].get(part), b["slices"].get(part)
+            if a is None or b is None:
+                continue
+        if b["precision@5"]:
+            values.append(a["precision@5"] / b["precision@5"])
+    return evaluate.interval(values) if values else None
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Means and 95% intervals over seeds, per scenario and ranker; the engine's ratio to the
     best baseline (the baseline with the best mean test precision@5) per seed."""
@@ -195,16 +212,18 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 row["params"] = [f["params"] for f in figures]
             table[name] = row
         best = max(BASELINES, key=lambda b: table[b]["precision@5"][0])
-        ratio = [r["rankers"]["engine"]["precision@5"] / r["rankers"][best]["precision@5"]
-                 for r in mine]  # fmt: skip
-        cold = [r["rankers"]["engine"]["slices"]["0-1"]["precision@5"]
-                / r["rankers"]["popular in segment"]["slices"]["0-1"]["precision@5"]
-                for r in mine if "0-1" in r["rankers"]["engine"]["slices"]]  # fmt: skip
+
         out[scenario] = {
             "seeds": [r["seed"] for r in mine], "catalog": mine[0]["catalog"],
             "cases": evaluate.interval([r["cases"] for r in mine])[0],
-            "best_baseline": best, "ratio": evaluate.interval(ratio),
-            "cold_ratio": evaluate.interval(cold) if cold else None, "rankers": table,
+            "best_baseline": best,
+            "ratio": _ratios(mine, "engine", best),
+            "ratio_shipped": _ratios(mine, "engine (shipped defaults)", best),
+            "cold_ratio": _ratios(mine, "engine", "popular in segment", "0-1"),
+            "cold_ratio_shipped": _ratios(mine, "engine (shipped defaults)",
+                                          "popular in segment", "0-1"),
+            "new_tenant_ratio": _ratios(mine, "engine", "popular in segment", "0"),
+            "rankers": table,
         }  # fmt: skip
     return out
 
@@ -231,6 +250,9 @@ def through_the_database(args: argparse.Namespace, admin_dsn: str) -> dict[str, 
     served = rankers.Engine(descriptions=False)
     served.snapshot, served.matches = snap, {}
     same = sum(served.top(c, 10) == mine.top(c, 10) for c in test.cases)
+    if same != len(test.cases):
+        raise SystemExit(f"the service ranks differently from the in-process engine for"
+                         f" {len(test.cases) - same} of {len(test.cases)} cases")  # fmt: skip
     return {"cases": len(test.cases), "identical": same, "snapshot_build_seconds": built,
             "tenants": snap.n_tenants, "model_examples": snap.model.examples}  # fmt: skip
 

@@ -169,11 +169,18 @@ def tune(ranker: Ranker, rows: list[dict], split: Split) -> tuple[dict[str, Any]
     return best["params"], tried
 
 
+# Student's t, 97.5% quantile, for 1 to 29 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045)  # fmt: skip
+
+
 def interval(values: Sequence[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% confidence interval (Student's t over seeds)."""
     v = np.asarray(values, dtype=float)
     if len(v) < 2:
         return float(v.mean()), math.nan
-    t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306,
-         10: 2.262}.get(len(v), 1.96)  # fmt: skip
+    if len(v) > len(_T975) + 1:
+        raise ValueError(f"intervals over at most {len(_T975) + 1} seeds")
+    t = _T975[len(v) - 2]
     return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(len(v)))

@@ -9,8 +9,13 @@
   count is divided by ``(n_i ** a) * (n_j ** (1 - a))`` (cosine at ``a = 0.5``; Aiolli's
   asymmetric cosine), only each item's ``neighbours`` most similar items kept; tuned: ``a``
   and ``neighbours``.
+- ``SequentialKNN``: co-occurrence with order: how many tenants installed the candidate after
+  each of the tenant's installs (the "what next" item-to-item baseline).
 - ``EASE`` (Steck, 2019): the closed-form linear item-item model ``B = I - P / diag(P)`` with
   ``P = (X'X + lambda I)^-1`` and a zero diagonal; tuned: ``lambda``.
+- ``EASEWithProfile``: EASE with the industry label and size band as extra columns (the usual
+  way to give a linear item model side information), so that a baseline sees all the profile
+  the engine sees but the description.
 
 Every baseline breaks ties (and ranks for a tenant with nothing installed) by popularity.
 """
@@ -146,9 +151,63 @@ class EASE(_Matrix):
         return self._top(scores, case, k)
 
 
+class SequentialKNN(_Matrix):
+    """Order-aware item-to-item: a candidate scores how many tenants installed it *after*
+    each of the tenant's installs, divided by ``n_i ** a``; tuned: ``a``."""
+
+    name = "item-kNN (installed after)"
+    grid = [{"alpha": a} for a in (0.0, 0.5, 1.0)]
+
+    def fit(self, rows: list[dict], train: list[Tenant], params: dict[str, Any]) -> None:
+        self._base(rows, train)
+        after = np.zeros((len(rows), len(rows)))
+        for t in train:
+            order = [self.index[s] for s, _ in t.events]
+            for p, i in enumerate(order):
+                after[i, order[p + 1 :]] += 1.0
+        self.sim = after / np.maximum(self.counts, 1.0)[:, None] ** params["alpha"]
+
+    def top(self, case: Case, k: int) -> list[str]:
+        seen = self._visible(case)
+        scores = self.sim[seen].sum(axis=0) if seen else np.zeros(len(self.slugs))
+        return self._top(scores, case, k)
+
+
+class EASEWithProfile(_Matrix):
+    """EASE given the profile too: the industry label (as written, lowercased) and the size
+    band as extra columns of X, each worth ``weight``; only the item columns are predicted.
+    Tuned: ``lambda`` and ``weight``."""
+
+    name = "EASE + profile"
+    grid = [{"lambda": lam, "weight": w} for lam in (20.0, 100.0, 250.0, 500.0)
+            for w in (0.5, 1.0, 2.0)]  # fmt: skip
+
+    def fit(self, rows: list[dict], train: list[Tenant], params: dict[str, Any]) -> None:
+        x = self._base(rows, train).astype(np.float64)
+        self.labels = {n: k for k, n in enumerate(sorted({label(t.industry) for t in train}
+                                                          - {None}))}  # fmt: skip
+        self.weight = params["weight"]
+        profile = np.array([self._profile(t.industry, t.size) for t in train])
+        both = np.hstack([x, profile])
+        self.b = ease(both.T @ both, params["lambda"])[:, : len(rows)]
+
+    def _profile(self, industry: str | None, size: int) -> np.ndarray:
+        out = np.zeros(len(self.labels) + len(BANDS))
+        if (name := label(industry)) in self.labels:
+            out[self.labels[name]] = self.weight
+        out[len(self.labels) + band_of(size)] = self.weight
+        return out
+
+    def top(self, case: Case, k: int) -> list[str]:
+        x = np.zeros(len(self.slugs))
+        x[self._visible(case)] = 1.0
+        scores = np.concatenate([x, self._profile(case.industry, case.size)]) @ self.b
+        return self._top(scores, case, k)
+
+
 def baselines() -> list[_Matrix]:
     return [MostPopular(), PopularInSegment(), ItemKNN(normalised=False),
-            ItemKNN(normalised=True), EASE()]  # fmt: skip
+            ItemKNN(normalised=True), SequentialKNN(), EASE(), EASEWithProfile()]  # fmt: skip
 
 
 class Engine(_Matrix):

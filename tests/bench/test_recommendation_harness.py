@@ -135,6 +135,7 @@ def test_a_small_run_tunes_every_ranker_and_scores_the_engine_through_the_route_
     run = bench.run_one("sequential", 400, seed=3)
     names = set(run["rankers"])
     assert {*bench.BASELINES, "engine", "engine (shipped defaults)"} <= names
+    assert len(bench.BASELINES) == 7
     engine = run["rankers"]["engine"]
     assert engine["params"] in rankers.Engine(descriptions=False).grid
     assert 0.0 < engine["precision@5"] <= 0.2 and 0.0 < engine["ndcg@10"] <= 1.0
