@@ -15,10 +15,11 @@ a validation split of it, never on the test split (``evaluate.py``).
   then analytics, data and people); the tool chosen for a need depends on the tenant's
   ecosystem (Google, Microsoft, Atlassian or none), industry and size. The question is the last
   install: what comes next.
-- ``migrations``: ``sequential`` with correlated noise: when a need is filled, a third of
-  tenants trial two or three competing tools at once and keep one (the others stay installed
-  half of the time); a quarter migrate a category to a bigger tool as they grow, and keep the
-  old one installed half of the time. Competitors then look co-installed.
+- ``migrations``: ``sequential`` with correlated noise: a third of the needs are filled after a
+  trial of two or three competing tools at once, keeping one (each other one stays installed
+  half of the time); afterwards each tool that has a bigger competitor is migrated to it with
+  probability 0.25, the old one kept installed half of the time. Competitors then look
+  co-installed.
 - ``freetext``: ``stacks`` with industries written by people: synonyms, spelling and case
   variants, rare one-off labels and 20% with none, descriptions for 40% of tenants, and fewer
   installs per tenant (more cold start).

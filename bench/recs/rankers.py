@@ -220,9 +220,10 @@ class Engine(_Matrix):
     def __init__(self, *, descriptions: bool, grid: list[dict[str, Any]] | None = None) -> None:
         weights = (0.0, 1.5, 3.0) if descriptions else (ModelParams().description_weight,)
         self.grid = grid or [
-            {"item_ridge": a, "profile_ridge": b, "set_weight": c, "description_weight": d}
+            {"item_ridge": a, "profile_ridge": b, "set_weight": c, "stage_rows": st,
+             "description_weight": d}
             for a in (20.0, 50.0, 200.0) for b in (10.0, 100.0) for c in (0.0, 0.25, 0.5)
-            for d in weights
+            for st in (False, True) for d in weights
         ]  # fmt: skip
         self.tuning = False
 

@@ -45,6 +45,7 @@ from prometheus_client import Counter, Histogram
 from common.errors import NotFound, ServiceUnavailable
 from marketplace_service.recommendations import repository
 from marketplace_service.recommendations.model import (
+    STAGES,
     Prior,
     Snapshot,
     band_label,
@@ -118,6 +119,7 @@ class _Context:
     match: Match | None
     description_weight: float
     band: int | None = None
+    n_profile: int = 0  # the tenant's profile rows (after its connectors' in ``rows``)
 
     @classmethod
     def of(cls, snap: Snapshot, profile: Profile, installed: set[str], match: Match | None
@@ -128,13 +130,15 @@ class _Context:
         owned = sorted({snap.index_of[s] for s in installed if s in snap.index_of})
         learned = np.zeros(len(snap))
         rows: list[int] = []
+        n_profile = 0
         if (model := snap.model) is not None and len(model.items):
             rows = model.rows(owned, industry, band)
+            n_profile = len(model.profile_rows(industry, band))
             learned[model.items] = model.weights[rows].sum(axis=0, dtype=np.float64)
         share = snap.params.prior_share
         prior_part = share * rates / rates.sum()
         return cls(snap, prior, rates, owned, rows, learned, prior_part, match,
-                   snap.params.description_weight, band)  # fmt: skip
+                   snap.params.description_weight, band, n_profile)  # fmt: skip
 
     def estimate(self) -> np.ndarray:
         return np.maximum(self.learned, 0.0) + self.prior_part
@@ -199,7 +203,8 @@ class _Context:
         its own."""
         snap, rate = self.snap, float(self.rates[j])
         contributions = self._contributions(j)
-        profile = float(contributions[len(self.owned_rows()) : -1].sum()) if self.rows else 0.0
+        first = len(self.owned_rows())
+        profile = float(contributions[first : first + self.n_profile].sum()) if self.rows else 0.0
         weight = self._without(j, profile, float(snap.everyone_part[j]))
         text = f"used by {percent(rate)} of {self.prior.label}"
         model, band = snap.model, self.band
@@ -228,7 +233,13 @@ class _Context:
         contributions = self._contributions(j)
         had = [i for i in self.owned if model.row_of[i] >= 0]
         per = contributions[: len(had)]
-        weight = self._without(j, float(per.sum()))
+        # with its connectors the tenant is also at a later stage: without them, at stage 0
+        staged = 0.0
+        if model.stage_row is not None and model.row_of[j] >= 0:
+            stage = model.weights[:, model.row_of[j]]
+            staged = float(stage[model.stage_row + min(len(had), STAGES - 1)]
+                           - stage[model.stage_row])  # fmt: skip
+        weight = self._without(j, float(per.sum()) + staged)
         if abs(weight) < MIN_WEIGHT_TO_SAY:
             return None
         raised = weight > 0
@@ -245,7 +256,7 @@ class _Context:
             if not having:
                 continue
             lift = (co / having) / max(share, 1e-9)
-            if (lift >= 1.0) == raised:
+            if (round(lift, 1) > 1.0) if raised else (round(lift, 1) < 1.0):
                 figures.append(f"{percent(co / having)} of the {having:,} companies with"
                                f" {names[i]} use it ({lift:.1f}x the usual rate)")  # fmt: skip
             elif raised and (after := self.snap.after_count(i, j)):
