@@ -11,11 +11,13 @@ scenarios, each a generator and a split: ``stacks`` (one install hidden at rando
 ``freetext`` (one hidden at random; industries as people write them, descriptions) and
 ``temporal`` (the sequential population cut in time: the installs of the last four months are
 relevant). For each scenario and seed a population of ``--tenants`` is generated and split;
-every ranker (the engine and five baselines: most popular, popular in segment, item-kNN with
-plain co-occurrence counts, item-kNN normalised, EASE) is tuned by grid search on a validation
+every ranker (the engine and seven baselines: most popular, popular in segment, item-kNN with
+plain co-occurrence counts, item-kNN normalised, item-kNN by install order, EASE, EASE given
+the profile) is tuned by grid search on a validation
 split made from the training data alone by the same rule, refitted on the training data with
 the winning parameters and scored once on the test cases: precision@5, recall@10, NDCG@10,
-catalog coverage, and slices by how many installs the tenant had (0, 1, 0-1, 2-4, 5+). Figures
+catalog coverage, and slices by how many installs the tenant had (0, 1, 0-1, 2-4, 5+; the
+summary prints 0-1 and 5+). Figures
 are means over seeds with 95% confidence intervals (Student's t). The engine is the service's
 own code: ``model.build`` (what the refresh worker runs) and ``engine.recommend`` (what the
 route calls). A check loads one split into PostgreSQL and builds the statistics through

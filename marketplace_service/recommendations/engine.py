@@ -74,7 +74,7 @@ REFRESH_FAILURES = Counter(
 
 FEATURED_BONUS = math.log(2.0)
 MIN_WEIGHT_TO_SAY = 0.05  # a part that moved the log-score less than this is not a reason
-MIN_PENALTY_TO_SAY = -0.2  # "ranked lower: ..." from odds x 0.82 (a 7% smoothed error rate)
+MIN_PENALTY_TO_SAY = -0.2  # "ranked lower: ..." from odds x 0.82 (an 8% smoothed error rate)
 MAX_PAIRS_SAID = 2  # installed connectors a co-installation reason names with their figures
 
 

@@ -52,15 +52,15 @@ UNPENALISED = 1e-3  # the constant's ridge: just enough to solve with no install
 class ModelParams:
     """The next-install model's settings. ``bench/recommendations.py`` tunes them on each
     population's validation split (never its test split) and reports the shipped defaults
-    beside the tuned figures. The defaults were set by hand before its 25 runs (5 populations
-    x 5 seeds, docs/recommendations-evaluation.md) and stay within what validation chose there:
-    the item lambda 50 (50 and 200 were chosen 10 times each), the profile lambda 100 (chosen
-    10 times; 10 was chosen 15 times); EASE's share
-    was chosen 0 on every population with an order and 0.25-0.5 on the order-free ones, so the
-    default, 0.25, is a compromise between the two; the description weight is the previous
-    engine's (on the one population with descriptions, validation chose 0: they did not help
-    there). Stage rows were added after an exploratory run on seeds 1-2 of the ordered
-    populations (+1-3% precision@5 there, nothing on the order-free ones)."""
+    beside the tuned figures (docs/recommendations-evaluation.md). The defaults were set by
+    hand, not by that procedure, and stay within what validation chose in its 25 runs (5
+    scenarios x 5 seeds): the item lambda 50 (chosen 12 times; 200 9 times), the profile
+    lambda 100 (11 times; 10 14 times); EASE's share was chosen 0 in 14 of the 15 runs with an
+    order and 0.25-0.5 on the order-free ones, so the default, 0.25, is a compromise; the
+    description weight is the previous engine's (on the one population with descriptions
+    validation chose 0 or 1.5: they helped little there). Stage rows were added after an
+    exploratory run on seeds 1-2 of the ordered populations (+1-3% precision@5 there, nothing
+    on the order-free ones); validation chose them in 20 of the 25 runs."""
 
     item_ridge: float = 50.0  # lambda on the rows of connectors had: more, trust pairs less
     profile_ridge: float = 100.0  # lambda on the industry and size-band rows

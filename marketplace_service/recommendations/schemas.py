@@ -10,11 +10,17 @@ class Reason(BaseModel):
     kind: Literal["segment", "co_installed", "description", "featured", "health"]
     text: str = Field(description="For people: why this connector is (or is less) recommended")
     weight: float = Field(
-        description="What this part added to the score, in log-odds (negative: it demoted it)"
+        description="What this part added to the score's log-odds (the log of the estimate"
+        " before it is squashed into 0-1); negative: it demoted it"
     )
     rate: float | None = Field(None, description="segment: the smoothed install rate")
     tenants: int | None = Field(None, description="segment: how many tenants it covers")
-    with_connector: str | None = Field(None, description="co_installed: the slug it goes with")
+    with_connector: str | None = Field(
+        None, description="co_installed: the installed connector that counted most"
+    )
+    with_connectors: list[str] | None = Field(
+        None, description="co_installed: every installed connector that counted, strongest first"
+    )
 
 
 class Recommendation(BaseModel):
@@ -27,7 +33,10 @@ class Recommendation(BaseModel):
     verification: Literal["verified", "checked", "described"] | None = Field(
         None, description="How far the entry is known to work (the catalog's levels)"
     )
-    score: float = Field(description="Estimated chance a tenant like yours uses it (0-1)")
+    score: float = Field(
+        description="Ranking score in (0, 1), higher is better: the next-install estimate"
+        " times the description, featured and health factors, squashed; not a probability"
+    )
     reason: str = Field(description="The main reason, the first of `reasons`")
     reasons: list[Reason]
 

@@ -171,6 +171,7 @@ async def test_installed_connectors_are_never_recommended_and_an_install_shows_a
         assert _slugs(after).index("intercom") < 3
         co = _reason(intercom, "co_installed")
         assert co["with_connector"] == "hubspot" and co["weight"] > 0
+        assert co["with_connectors"] == ["hubspot"]
         # (the next rebuild, every 0.5 s here, may already count this tenant's own install)
         assert re.match(r"likely with HubSpot: (80% of the 15|75% of the 16)"
                         r" companies with HubSpot use it \(\d+\.\dx the usual rate\)$",
