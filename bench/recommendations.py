@@ -61,6 +61,7 @@ import numpy as np  # noqa: E402
 from machine import machine  # noqa: E402  (bench/machine.py)
 from recs import evaluate, rankers  # noqa: E402  (bench/recs/)
 from recs.generators import GENERATORS, HORIZON_DAYS, Tenant, stacks  # noqa: E402
+from recs.markdown import ci  # noqa: E402
 
 from common import db, embedded, migrate  # noqa: E402
 from common.internal_auth import Principal  # noqa: E402
@@ -335,13 +336,6 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def _ci(value: tuple[float, float], digits: int = 4) -> str:
-    mean, half = value
-    return (
-        f"{mean:.{digits}f} ± {half:.{digits}f}" if not math.isnan(half) else f"{mean:.{digits}f}"
-    )
-
-
 def report_quality(summary: dict[str, Any], db_check: dict[str, Any] | None) -> None:
     for scenario, s in summary.items():
         print(
@@ -353,11 +347,11 @@ def report_quality(summary: dict[str, Any], db_check: dict[str, Any] | None) -> 
             f"{'coverage':>10}{'P@5 [0-1]':>18}{'P@5 [5+]':>18}"
         )
         for name, row in s["rankers"].items():
-            cold = _ci(row["precision@5 [0-1]"]) if "precision@5 [0-1]" in row else "-"
-            warm = _ci(row["precision@5 [5+]"]) if "precision@5 [5+]" in row else "-"
+            cold = ci(row["precision@5 [0-1]"], 4) if "precision@5 [0-1]" in row else "-"
+            warm = ci(row["precision@5 [5+]"], 4) if "precision@5 [5+]" in row else "-"
             print(
-                f"{name:<36}{_ci(row['precision@5']):>18}{_ci(row['recall@10']):>18}"
-                f"{_ci(row['ndcg@10']):>18}{row['coverage@10'][0]:>10.2f}{cold:>18}{warm:>18}"
+                f"{name:<36}{ci(row['precision@5'], 4):>18}{ci(row['recall@10'], 4):>18}"
+                f"{ci(row['ndcg@10'], 4):>18}{row['coverage@10'][0]:>10.2f}{cold:>18}{warm:>18}"
             )
         for key, what, target in (
             ("ratio", f"best baseline ({s['best_baseline']}), precision@5", 1.2),
@@ -372,7 +366,7 @@ def report_quality(summary: dict[str, Any], db_check: dict[str, Any] | None) -> 
             if target is not None:
                 met = "met" if value[0] >= target else "MISSED"
                 verdict = f" (target >= {target:g}, on the mean: {met})"
-            print(f"engine / {what}: {_ci(value, 2)}x{verdict}")
+            print(f"engine / {what}: {ci(value, 2)}x{verdict}")
     if db_check:
         print(
             f"\nthrough the database: the service's refresh built the statistics of"

@@ -27,18 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from marketplace_service.recommendations.engine import Profile, _Context, recommend
-from marketplace_service.recommendations.model import Item, ModelParams, TenantRow, build, ease
+from marketplace_service.recommendations.engine import Profile, rank, recommend
+from marketplace_service.recommendations.model import (
+    SIZE_BANDS,
+    Item,
+    ModelParams,
+    TenantRow,
+    build,
+    ease,
+)
+from marketplace_service.recommendations.model import normalise_industry as label
+from marketplace_service.recommendations.model import size_band as band_of
 from recs.evaluate import Case
-from recs.generators import BANDS, Tenant
-
-
-def band_of(size: int) -> int:
-    return next(b for b, (lo, hi, _) in enumerate(BANDS) if size <= hi or b == len(BANDS) - 1)
-
-
-def label(industry: str | None) -> str | None:
-    return " ".join(industry.lower().split()) if industry else None
+from recs.generators import Tenant
 
 
 class _Matrix:
@@ -192,7 +193,7 @@ class EASEWithProfile(_Matrix):
         self.b = ease(both.T @ both, params["lambda"])[:, : len(rows)]
 
     def _profile(self, industry: str | None, size: int) -> np.ndarray:
-        out = np.zeros(len(self.labels) + len(BANDS))
+        out = np.zeros(len(self.labels) + len(SIZE_BANDS))
         if (name := label(industry)) in self.labels:
             out[self.labels[name]] = self.weight
         out[len(self.labels) + band_of(size)] = self.weight
@@ -246,13 +247,9 @@ class Engine(_Matrix):
         return self.matches[description]
 
     def top(self, case: Case, k: int) -> list[str]:
-        if self.tuning:  # the same scores, without writing the reasons
-            context = _Context.of(self.snapshot, Profile(case.industry, case.size),
-                                  set(case.visible), self._match(case.description))  # fmt: skip
-            total = context.log_score()
-            top = np.argpartition(-total, k)[:k]
-            order = sorted(top.tolist(), key=lambda j: (-total[j], self.snapshot.catalog.slugs[j]))
-            return [self.snapshot.catalog.slugs[j] for j in order]
+        if self.tuning:  # the same ranking, without writing the reasons
+            return rank(self.snapshot, Profile(case.industry, case.size), set(case.visible),
+                        k=k, match=self._match(case.description))  # fmt: skip
         items = recommend(self.snapshot, Profile(case.industry, case.size, case.description),
                           set(case.visible), k=k, match=self._match(case.description))  # fmt: skip
         return [i["slug"] for i in items]

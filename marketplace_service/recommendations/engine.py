@@ -45,7 +45,6 @@ from prometheus_client import Counter, Histogram
 from common.errors import NotFound, ServiceUnavailable
 from marketplace_service.recommendations import repository
 from marketplace_service.recommendations.model import (
-    STAGES,
     Prior,
     Snapshot,
     band_label,
@@ -93,18 +92,33 @@ def recommend(
     snap: Snapshot, profile: Profile, installed: set[str], *, k: int, match: Match | None = None
 ) -> list[dict[str, Any]]:
     """The top ``k`` of the catalog for this profile, never one of ``installed`` (services)."""
-    n = len(snap)
-    if n == 0:
+    if len(snap) == 0:
         return []
     context = _Context.of(snap, profile, installed, match)
-    total = context.log_score()
-    owned = context.owned
-    k = min(k, n - len(owned))
-    if k <= 0:
-        return []
-    top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
-    ranked = sorted(top.tolist(), key=lambda j: (-total[j], snap.catalog.slugs[j]))
+    ranked, total = _ranked(context, k)
     return [context.explain(j, float(total[j])) for j in ranked]
+
+
+def rank(
+    snap: Snapshot, profile: Profile, installed: set[str], *, k: int, match: Match | None = None
+) -> list[str]:
+    """The slugs ``recommend`` answers, best first, without writing their reasons (for
+    evaluating the ranking over many tenants)."""
+    if len(snap) == 0:
+        return []
+    ranked, _ = _ranked(_Context.of(snap, profile, installed, match), k)
+    return [snap.catalog.slugs[j] for j in ranked]
+
+
+def _ranked(context: _Context, k: int) -> tuple[list[int], np.ndarray]:
+    """The top ``k`` entries not installed, best first (ties by slug), and every log-score."""
+    snap, total = context.snap, context.log_score()
+    n = len(snap)
+    k = min(k, n - len(context.owned))
+    if k <= 0:
+        return [], total
+    top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
+    return sorted(top.tolist(), key=lambda j: (-total[j], snap.catalog.slugs[j])), total
 
 
 @dataclass
@@ -113,6 +127,7 @@ class _Context:
     prior: Prior
     rates: np.ndarray
     owned: list[int]
+    had: list[int]  # the owned connectors the model has rows for (the first rows of ``rows``)
     rows: list[int]  # the model rows of what the tenant has: its connectors, then its profile
     learned: np.ndarray  # the model's estimate over the catalog (0 where not modelled)
     prior_part: np.ndarray  # the segment prior's share of the estimate
@@ -129,15 +144,17 @@ class _Context:
         rates = np.clip(prior.rates, 1e-6, 1 - 1e-6)
         owned = sorted({snap.index_of[s] for s in installed if s in snap.index_of})
         learned = np.zeros(len(snap))
+        had: list[int] = []
         rows: list[int] = []
         n_profile = 0
         if (model := snap.model) is not None and len(model.items):
+            had = [i for i in owned if model.row_of[i] >= 0]
             rows = model.rows(owned, industry, band)
             n_profile = len(model.profile_rows(industry, band))
             learned[model.items] = model.weights[rows].sum(axis=0, dtype=np.float64)
         share = snap.params.prior_share
         prior_part = share * rates / rates.sum()
-        return cls(snap, prior, rates, owned, rows, learned, prior_part, match,
+        return cls(snap, prior, rates, owned, had, rows, learned, prior_part, match,
                    snap.params.description_weight, band, n_profile)  # fmt: skip
 
     def estimate(self) -> np.ndarray:
@@ -203,8 +220,8 @@ class _Context:
         its own."""
         snap, rate = self.snap, float(self.rates[j])
         contributions = self._contributions(j)
-        first = len(self.owned_rows())
-        profile = float(contributions[first : first + self.n_profile].sum()) if self.rows else 0.0
+        first = len(self.had)
+        profile = float(contributions[first : first + self.n_profile].sum())
         weight = self._without(j, profile, float(snap.everyone_part[j]))
         text = f"used by {percent(rate)} of {self.prior.label}"
         model, band = snap.model, self.band
@@ -215,12 +232,6 @@ class _Context:
         return _reason("segment", text, weight, rate=round(rate, 4),
                        tenants=self.prior.tenants)  # fmt: skip
 
-    def owned_rows(self) -> list[int]:
-        model = self.snap.model
-        if model is None:
-            return []
-        return [int(model.row_of[i]) for i in self.owned if model.row_of[i] >= 0]
-
     def _co_reason(self, j: int) -> dict[str, Any] | None:
         """What the tenant's connectors did to the estimate, in one reason: those that raised
         it when together they raised it, those that lowered it when they lowered it (two
@@ -230,15 +241,13 @@ class _Context:
         model = self.snap.model
         if model is None or not self.owned:
             return None
-        contributions = self._contributions(j)
-        had = [i for i in self.owned if model.row_of[i] >= 0]
-        per = contributions[: len(had)]
+        had = self.had
+        per = self._contributions(j)[: len(had)]
         # with its connectors the tenant is also at a later stage: without them, at stage 0
         staged = 0.0
         if model.stage_row is not None and model.row_of[j] >= 0:
-            stage = model.weights[:, model.row_of[j]]
-            staged = float(stage[model.stage_row + min(len(had), STAGES - 1)]
-                           - stage[model.stage_row])  # fmt: skip
+            column = model.weights[:, model.row_of[j]]
+            staged = float(column[model.stage(len(had))] - column[model.stage(0)])
         weight = self._without(j, float(per.sum()) + staged)
         if abs(weight) < MIN_WEIGHT_TO_SAY:
             return None

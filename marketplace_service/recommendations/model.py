@@ -2,10 +2,11 @@
 
 Everything here is the same for every caller: the catalog, the **next-install model** (below),
 install counts per industry and company-size band (smoothed priors, for cold start and for the
-reasons' figures), item-to-item co-installation counts across all tenants (the reasons'
-figures), each connector's recent error rate, and the TF-IDF index of the catalog's
-descriptions. What is particular to a caller (its profile and its installs) is read fresh per
-request and combined with this in :mod:`marketplace_service.recommendations.engine`.
+reasons' figures), how many tenants installed each connector after each other one (the
+reasons' figures; co-installation counts are the two orders added up), each connector's recent
+error rate, and the TF-IDF index of the catalog's descriptions. What is particular to a caller
+(its profile and its installs) is read fresh per request and combined with this in
+:mod:`marketplace_service.recommendations.engine`.
 
 The next-install model is a linear model fitted in closed form, like EASE (Steck, 2019) but
 trained on the order of installs rather than on whole sets: every tenant's installs, oldest
@@ -154,11 +155,8 @@ class Snapshot:
     n_tenants: int
     installs: np.ndarray  # tenants with each entry
     segments: dict[tuple[str | None, int | None], Segment]
-    co_ptr: np.ndarray  # CSR by entry: co_items[co_ptr[i]:co_ptr[i + 1]] were installed with i
-    co_items: np.ndarray  # ... sorted, with
-    co_counts: np.ndarray  # ... on how many tenants
-    after_ptr: np.ndarray  # the same by order: after_items[...] were installed after i, by
-    after_items: np.ndarray  # ... how many tenants (after_counts)
+    after_ptr: np.ndarray  # CSR by entry: after_items[after_ptr[i]:after_ptr[i + 1]] were
+    after_items: np.ndarray  # ... installed after i (sorted), by how many tenants
     after_counts: np.ndarray
     health_penalty: np.ndarray  # log-odds added for a high error rate (<= 0)
     error_calls: np.ndarray
@@ -182,11 +180,14 @@ class Snapshot:
         return (self.installs + 1.0) / (self.n_tenants + 2.0)
 
     def co_count(self, i: int, j: int) -> int:
-        return _lookup(self.co_ptr, self.co_items, self.co_counts, i, j)
+        """Tenants that installed both ``i`` and ``j``, in either order."""
+        return self.after_count(i, j) + self.after_count(j, i)
 
     def after_count(self, i: int, j: int) -> int:
         """Tenants that installed ``j`` after ``i``."""
-        return _lookup(self.after_ptr, self.after_items, self.after_counts, i, j)
+        lo, hi = self.after_ptr[i], self.after_ptr[i + 1]
+        pos = lo + int(np.searchsorted(self.after_items[lo:hi], j))
+        return int(self.after_counts[pos]) if pos < hi and self.after_items[pos] == j else 0
 
     @functools.cached_property
     def install_share(self) -> np.ndarray:
@@ -256,8 +257,13 @@ class NextModel:
         """The rows of a tenant: its modelled connectors, its profile's, its stage (how many
         modelled connectors it has, when the model has stage rows), the constant."""
         rows = [int(self.row_of[i]) for i in owned if self.row_of[i] >= 0]
-        stage = [] if self.stage_row is None else [self.stage_row + min(len(rows), STAGES - 1)]
+        stage = [] if self.stage_row is None else [self.stage(len(rows))]
         return [*rows, *self.profile_rows(industry, band), *stage, self.bias_row]
+
+    def stage(self, had: int) -> int:
+        """The stage row of a tenant with ``had`` modelled connectors (stage rows only)."""
+        assert self.stage_row is not None
+        return self.stage_row + min(had, STAGES - 1)
 
     def profile_rows(self, industry: str | None, band: int | None) -> list[int]:
         keys = profile_keys(industry, band)
@@ -349,7 +355,7 @@ def fit_next_model(
         cross.add((cols[:, None] * m + cols[None, :])[earlier])
         cross.add(prof[:, None] * m + cols[None, :])
         if stage_row is not None:  # example k has the stage row of k connectors had
-            stage = stage_row + np.minimum(pos, STAGES - 1)
+            stage = stage_row + np.minimum(pos, STAGES - 1)  # NextModel.stage, for every k
             gram.add(stage * size + stage)
             gram.add((cols[:, None] * size + stage[None, :])[earlier])
             gram.add((stage[None, :] * size + cols[:, None])[earlier])
@@ -415,11 +421,7 @@ def build(
         if owned:
             installs[owned] += 1
             ordered.update(itertools.combinations(in_order[:MAX_INSTALLS_PAIRED], 2))
-    pairs: Counter[tuple[int, int]] = Counter()
-    for (a, b), count in ordered.items():
-        pairs[(a, b) if a < b else (b, a)] += count
-    co_ptr, co_items, co_counts = _csr(pairs, n_items, symmetric=True)
-    after_ptr, after_items, after_counts = _csr(ordered, n_items, symmetric=False)
+    after_ptr, after_items, after_counts = _csr(ordered, n_items)
 
     calls, errors = np.zeros(n_items), np.zeros(n_items)
     for service, n_calls, n_errors in health:
@@ -453,9 +455,6 @@ def build(
             )
             for key in seg_n
         },
-        co_ptr=co_ptr,
-        co_items=co_items,
-        co_counts=co_counts,
         after_ptr=after_ptr,
         after_items=after_items,
         after_counts=after_counts,
@@ -471,35 +470,20 @@ def build(
     return snapshot
 
 
-def _lookup(ptr: np.ndarray, items: np.ndarray, counts: np.ndarray, i: int, j: int) -> int:
-    lo, hi = ptr[i], ptr[i + 1]
-    pos = lo + int(np.searchsorted(items[lo:hi], j))
-    return int(counts[pos]) if pos < hi and items[pos] == j else 0
-
-
 def _csr(
-    pairs: Counter[tuple[int, int]], n_items: int, *, symmetric: bool
+    pairs: Counter[tuple[int, int]], n_items: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair counts in CSR form by the first entry (both ways when ``symmetric``), each row
-    sorted by entry."""
+    """Pair counts in CSR form by the first entry, each row sorted by entry."""
     if not pairs:
         return np.zeros(n_items + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0)
     ab = np.array(list(pairs.keys()), dtype=np.int64)
-    counts = np.array(list(pairs.values()), dtype=np.float64)
-    rows, cols, both = ab[:, 0], ab[:, 1], counts
-    if symmetric:
-        rows = np.concatenate([ab[:, 0], ab[:, 1]])
-        cols = np.concatenate([ab[:, 1], ab[:, 0]])
-        both = np.concatenate([counts, counts])
+    rows, cols = ab[:, 0], ab[:, 1]
+    both = np.array(list(pairs.values()), dtype=np.float64)
     order = np.lexsort((cols, rows))
     rows, cols, both = rows[order], cols[order], both[order]
     ptr = np.zeros(n_items + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_items), out=ptr[1:])
     return ptr, cols, both
-
-
-def logit(p: np.ndarray | float) -> np.ndarray | float:
-    return np.log(p) - np.log1p(-p)
 
 
 def percent(x: float) -> str:
